@@ -1,0 +1,413 @@
+"""Configuration: frozen dataclasses, TOML loading and validation.
+
+Values come, highest first, from command-line flags, the environment (``STACPULL_*``),
+the config file (``--config`` or ``./stacpull.toml``) and the ``DEFAULT_*`` constants
+below. ``config.example.toml`` documents every key. Every invalid value raises
+:class:`~stacpull.errors.ConfigError` naming the key (and the file), never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_ASSETS",
+    "DEFAULT_CATALOG",
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_TEMPLATE",
+    "ENV_KEYS",
+    "AuthConfig",
+    "Config",
+    "DownloadConfig",
+    "OutputConfig",
+    "SearchConfig",
+    "Secret",
+    "load_config",
+    "parse_bbox",
+    "parse_datetime_range",
+]
+
+DEFAULT_CATALOG = "https://catalog.maap.eo.esa.int/catalogue/"
+DEFAULT_PAGE_SIZE = 100
+DEFAULT_SEARCH_TIMEOUT = 60.0
+DEFAULT_ASSETS = ("maap",)
+DEFAULT_CONCURRENCY = 8
+DEFAULT_PER_HOST = 8
+DEFAULT_TEMPLATE = "{collection}/{item}/{name}"
+DEFAULT_CHUNK_SIZE = 1 << 20
+DEFAULT_STALL_TIMEOUT = 60.0
+DEFAULT_CONNECT_TIMEOUT = 30.0
+DEFAULT_RETRIES = 5
+DEFAULT_BACKOFF = 1.0
+DEFAULT_MAX_BACKOFF = 60.0
+DEFAULT_TOKEN_FILE = "token.txt"
+DEFAULT_PROGRESS_INTERVAL = 5.0
+
+#: Environment variables and the config key each one sets.
+ENV_KEYS: Mapping[str, str] = {
+    "STACPULL_CATALOG": "search.catalog",
+    "STACPULL_DEST": "download.dest",
+    "STACPULL_CONCURRENCY": "download.concurrency",
+    "STACPULL_TOKEN": "auth.token",
+    "STACPULL_TOKEN_FILE": "auth.token_file",
+}
+
+
+class Secret:
+    """A string that never shows itself in ``repr``, ``str`` or f-strings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself: call only where it goes on the wire."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def parse_bbox(value: str | list[Any] | tuple[Any, ...], key: str = "bbox") -> tuple[float, ...]:
+    """Parse ``W,S,E,N`` (or six numbers with heights) and check the ranges."""
+    raw = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        nums = tuple(float(x) for x in raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected W,S,E,N numbers, got {value!r}") from None
+    if len(nums) not in (4, 6):
+        raise ConfigError(f"{key}: expected 4 numbers W,S,E,N (or 6 with heights), got {len(nums)}")
+    half = len(nums) // 2
+    w, s, e, n = nums[0], nums[1], nums[half], nums[half + 1]
+    if not all(-180.0 <= x <= 180.0 for x in (w, e)):
+        raise ConfigError(f"{key}: longitudes must lie in [-180, 180], got {w} and {e}")
+    if not all(-90.0 <= x <= 90.0 for x in (s, n)):
+        raise ConfigError(f"{key}: latitudes must lie in [-90, 90], got {s} and {n}")
+    if s > n:
+        raise ConfigError(f"{key}: south ({s}) is north of north ({n})")
+    return nums
+
+
+def _parse_instant(text: str, key: str) -> datetime:
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"{key}: {text!r} is not an RFC 3339 date or date-time "
+            "(e.g. 2025-09-29 or 2025-09-29T00:12:00Z)"
+        ) from None
+    return stamp
+
+
+def parse_datetime_range(value: str, key: str = "datetime") -> str:
+    """Validate a STAC datetime: an instant, or ``START/END`` with ``..`` or empty open ends."""
+    text = value.strip()
+    if not text:
+        raise ConfigError(f"{key}: empty datetime")
+    parts = text.split("/")
+    if len(parts) > 2:
+        raise ConfigError(f"{key}: expected START/END, got {value!r}")
+    stamps = [None if p in ("", "..") else _parse_instant(p, key) for p in parts]
+    if len(parts) == 2:
+        if stamps[0] is None and stamps[1] is None:
+            raise ConfigError(f"{key}: both ends are open in {value!r}")
+        start, end = stamps
+        if start is not None and end is not None:
+            aware = start.tzinfo is not None, end.tzinfo is not None
+            if aware[0] == aware[1] and start > end:
+                raise ConfigError(f"{key}: start {parts[0]} is after end {parts[1]}")
+        return "/".join(".." if p in ("", "..") else p for p in parts)
+    if stamps[0] is None:
+        raise ConfigError(f"{key}: {value!r} is not a date-time")
+    return text
+
+
+def _positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
+
+
+def _positive_float(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{name}: expected a positive number, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchConfig:
+    """What to search for and where."""
+
+    catalog: str = DEFAULT_CATALOG
+    collections: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
+    bbox: tuple[float, ...] | None = None
+    intersects: dict[str, Any] | None = None
+    datetime: str | None = None
+    filter: str | None = None
+    max_items: int | None = None
+    page_size: int = DEFAULT_PAGE_SIZE
+    method: str = "GET"
+    timeout: float = DEFAULT_SEARCH_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if not self.catalog.startswith(("http://", "https://")):
+            raise ConfigError(f"search.catalog: expected an http(s) URL, got {self.catalog!r}")
+        if not self.catalog.endswith("/"):
+            # MAAP's load balancer answers 503 on the slashless root (MAAP.md).
+            object.__setattr__(self, "catalog", self.catalog + "/")
+        if self.bbox is not None:
+            object.__setattr__(self, "bbox", parse_bbox(self.bbox, "search.bbox"))
+        if self.bbox is not None and self.intersects is not None:
+            raise ConfigError("search: bbox and intersects cannot be used together")
+        if self.intersects is not None and (
+            not isinstance(self.intersects, dict) or "type" not in self.intersects
+        ):
+            raise ConfigError("search.intersects: expected a GeoJSON geometry object")
+        if self.datetime is not None:
+            object.__setattr__(
+                self, "datetime", parse_datetime_range(self.datetime, "search.datetime")
+            )
+        if self.max_items is not None:
+            _positive_int("search.max_items", self.max_items)
+        _positive_int("search.page_size", self.page_size)
+        _positive_float("search.timeout", self.timeout)
+        if self.method.upper() not in ("GET", "POST"):
+            raise ConfigError(f"search.method: expected GET or POST, got {self.method!r}")
+        object.__setattr__(self, "method", self.method.upper())
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadConfig:
+    """How jobs are planned and transferred."""
+
+    dest: str | None = None
+    assets: tuple[str, ...] = DEFAULT_ASSETS
+    template: str = DEFAULT_TEMPLATE
+    concurrency: int = DEFAULT_CONCURRENCY
+    per_host: int = DEFAULT_PER_HOST
+    queue_size: int = 0  # 0: twice the concurrency
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+    backoff: float = DEFAULT_BACKOFF
+    max_backoff: float = DEFAULT_MAX_BACKOFF
+
+    def __post_init__(self) -> None:
+        for name in ("concurrency", "per_host", "chunk_size"):
+            _positive_int(f"download.{name}", getattr(self, name))
+        for name in ("stall_timeout", "connect_timeout", "backoff", "max_backoff"):
+            _positive_float(f"download.{name}", getattr(self, name))
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise ConfigError(f"download.retries: expected an integer ≥ 0, got {self.retries!r}")
+        if isinstance(self.queue_size, bool) or self.queue_size < 0:
+            raise ConfigError(f"download.queue_size: expected an integer ≥ 0, got {self.queue_size!r}")
+        if not self.assets:
+            raise ConfigError("download.assets: select at least one asset (e.g. 'maap' or 'all')")
+        if "{name}" not in self.template:
+            raise ConfigError(
+                f"download.template: must contain {{name}}, got {self.template!r}"
+            )
+
+    @property
+    def queue_limit(self) -> int:
+        """Bound of the job stream: the producer blocks beyond it."""
+        return self.queue_size or 2 * self.concurrency
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Where the bearer token comes from and which hosts may receive it."""
+
+    token: Secret | None = None
+    token_file: str = DEFAULT_TOKEN_FILE
+    hosts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.token, str):
+            object.__setattr__(self, "token", Secret(self.token))
+        hosts = tuple(h.strip().lower() for h in self.hosts if h.strip())
+        for host in hosts:
+            if "/" in host or " " in host:
+                raise ConfigError(f"auth.hosts: expected a host name, got {host!r}")
+        object.__setattr__(self, "hosts", hosts)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputConfig:
+    """What the run shows and writes."""
+
+    progress_interval: float = DEFAULT_PROGRESS_INTERVAL
+    dashboard: str = "auto"  # auto | rich | plain | none
+    report: bool = True
+
+    def __post_init__(self) -> None:
+        _positive_float("output.progress_interval", self.progress_interval)
+        if self.dashboard not in ("auto", "rich", "plain", "none"):
+            raise ConfigError(
+                f"output.dashboard: expected auto, rich, plain or none, got {self.dashboard!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything one run needs."""
+
+    search: SearchConfig = field(default_factory=SearchConfig)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def with_values(self, values: Mapping[str, Any]) -> Config:
+        """A copy with dotted keys (``download.concurrency``) replaced; ``None`` is skipped."""
+        sections: dict[str, dict[str, Any]] = {}
+        for dotted, value in values.items():
+            if value is None:
+                continue
+            section, _, key = dotted.partition(".")
+            sections.setdefault(section, {})[key] = value
+        updated = self
+        for section, changes in sections.items():
+            current = getattr(updated, section)
+            updated = replace(updated, **{section: _replace_checked(current, section, changes)})
+        return updated
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "search": SearchConfig,
+    "download": DownloadConfig,
+    "auth": AuthConfig,
+    "output": OutputConfig,
+}
+
+
+def _replace_checked(current: Any, section: str, changes: Mapping[str, Any]) -> Any:
+    names = {f.name: f for f in fields(current)}
+    converted: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key not in names:
+            hint = difflib.get_close_matches(key, list(names), n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(f"unknown key [{section}] {key}{extra}")
+        converted[key] = _coerce(f"{section}.{key}", value, getattr(current, key))
+    try:
+        return replace(current, **converted)
+    except TypeError as exc:
+        raise ConfigError(f"[{section}]: {exc}") from None
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Turn TOML/environment values into the field's type, or name the key that is wrong."""
+    if isinstance(default, tuple) or name in ("search.bbox",):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        return tuple(value)
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
+            return value.lower() in ("1", "true", "yes")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int) or (default is None and name.endswith("max_items")):
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if name == "auth.token":
+        return value if isinstance(value, Secret) else Secret(str(value))
+    if isinstance(default, str) or default is None:
+        if name == "search.intersects":
+            return value
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+    return value
+
+
+def _flatten_toml(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for section, table in data.items():
+        if section not in _SECTIONS:
+            hint = difflib.get_close_matches(section, list(_SECTIONS), n=1)
+            extra = f" (did you mean [{hint[0]}]?)" if hint else ""
+            raise ConfigError(f"{origin}: unknown section [{section}]{extra}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{origin}: [{section}] must be a table")
+        if section == "auth" and "token" in table:
+            raise ConfigError(
+                f"{origin}: [auth] token must not be stored in a config file; "
+                "use auth.token_file or the STACPULL_TOKEN environment variable"
+            )
+        for key, value in table.items():
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the run's :class:`Config` from file, environment and flags (flags win).
+
+    ``path`` None means ``./stacpull.toml`` when it exists. Errors name the file and key.
+    """
+    config = Config()
+    file_path: Path | None = Path(path) if path is not None else None
+    if file_path is None and Path("stacpull.toml").is_file():
+        file_path = Path("stacpull.toml")
+    if file_path is not None:
+        origin = str(file_path)
+        try:
+            data = tomllib.loads(file_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {origin} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {origin} cannot be read: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {origin} is not valid TOML: {exc}") from None
+        try:
+            config = config.with_values(_flatten_toml(data, origin))
+        except ConfigError as exc:
+            msg = str(exc)
+            raise ConfigError(msg if msg.startswith(origin) else f"{origin}: {msg}") from None
+    environ = os.environ if env is None else env
+    env_values = {key: environ[var] for var, key in ENV_KEYS.items() if environ.get(var)}
+    if env_values:
+        config = config.with_values(env_values)
+    if flags:
+        config = config.with_values(flags)
+    return config

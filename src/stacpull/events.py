@@ -1,0 +1,120 @@
+"""Typed events the engine emits; dashboards and reports are built only from these.
+
+Events are small frozen dataclasses handed to an :data:`EventSink` synchronously. A sink
+must be cheap (update counters, ``put_nowait``): it runs on the engine's event loop, in
+the transfer's hot path for :class:`BytesReceived`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .models import Job, Outcome, Refusal
+
+__all__ = [
+    "BytesReceived",
+    "Event",
+    "EventSink",
+    "JobFinished",
+    "JobQueued",
+    "JobRefused",
+    "RunFinished",
+    "RunStarted",
+    "SearchProgress",
+    "TransferRetried",
+    "TransferStarted",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    """The run begins: what is searched and where it goes."""
+
+    catalog: str
+    collections: tuple[str, ...]
+    dest: str
+    concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
+class SearchProgress:
+    """One more page of search results was read."""
+
+    pages: int
+    items: int
+    matched: int | None
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobQueued:
+    """A planned job entered the queue."""
+
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class JobRefused:
+    """Planning refused one asset; nothing is requested for it."""
+
+    refusal: Refusal
+
+
+@dataclass(frozen=True, slots=True)
+class TransferStarted:
+    """A response is streaming. ``offset`` > 0 means a resume; ``total`` may be unknown."""
+
+    job: Job
+    offset: int
+    total: int | None
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class BytesReceived:
+    """``n`` more bytes of ``job`` reached disk."""
+
+    job: Job
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRetried:
+    """An attempt failed and will be retried after ``delay`` seconds."""
+
+    job: Job
+    attempt: int
+    error: str
+    error_class: str
+    delay: float
+    discarded: int  # bytes thrown away (restart from zero), 0 for a resume
+
+
+@dataclass(frozen=True, slots=True)
+class JobFinished:
+    """A job ended: downloaded, skipped or failed."""
+
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    """Every job has ended (or the run was stopped)."""
+
+    seconds: float
+    interrupted: bool
+
+
+Event = (
+    RunStarted
+    | SearchProgress
+    | JobQueued
+    | JobRefused
+    | TransferStarted
+    | BytesReceived
+    | TransferRetried
+    | JobFinished
+    | RunFinished
+)
+EventSink = Callable[[Event], None]

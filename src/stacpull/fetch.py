@@ -1,0 +1,400 @@
+"""One transfer: ``.part`` file, range resume, redirects, streaming verification, atomic rename.
+
+The guarantees, whatever happens (errors, cancellation, a crash):
+
+* a file appears under its final name only after its size, ``file:checksum`` and (for zips
+  and KMZs) central directory and CRCs were verified, via fsync + atomic ``os.replace``;
+* a ``.part`` is resumed with ``Range`` + ``If-Range`` only when the journal holds the
+  validator of the response that wrote it; a 200 answer restarts it from zero, so bytes of
+  two versions of a file are never spliced;
+* a ``Content-Range`` that does not start where we asked is an error, never appended.
+
+aiohttp exceptions are translated into :mod:`stacpull.errors` here, at one boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+import aiohttp
+import anyio
+import anyio.to_thread
+
+from .auth import TokenProvider, TrustPolicy
+from .errors import (
+    AuthError,
+    ConnectError,
+    HTTPStatusError,
+    PlanError,
+    RangeError,
+    StallError,
+    StorageError,
+    TransferError,
+    TruncatedError,
+    UnsafePathError,
+    VerificationError,
+)
+from .events import BytesReceived, EventSink, JobFinished, TransferRetried, TransferStarted
+from .headers import parse_content_range, parse_retry_after, range_header
+from .journal import Journal
+from .models import Job, Outcome, Status
+from .retry import RetryPolicy
+from .verify import Multihash, check_digest, check_zip, file_digest, parse_multihash, verify_size
+
+__all__ = ["MAX_REDIRECTS", "FetchContext", "fetch"]
+
+MAX_REDIRECTS = 10
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+@dataclass(slots=True)
+class FetchContext:
+    """What every transfer of a run shares."""
+
+    session: aiohttp.ClientSession
+    root: Path  # DEST, resolved
+    journal: Journal
+    tokens: TokenProvider
+    trust: TrustPolicy
+    emit: EventSink
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    chunk_size: int = 1 << 20
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+
+
+@dataclass(slots=True)
+class _Progress:
+    attempts: int = 0
+    received: int = 0
+    resumed_from: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _part_path(final: Path) -> Path:
+    return final.with_name(final.name + ".part")
+
+
+def _storage_error(exc: OSError, path: Path) -> StorageError:
+    if exc.errno == errno.ENOSPC:
+        return StorageError(f"disk full while writing {path}; free space and re-run to resume")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(f"cannot write {path}: {exc.strerror}")
+    return StorageError(f"cannot write {path}: {exc}")
+
+
+def _destination(ctx: FetchContext, job: Job) -> Path:
+    final = ctx.root / job.dest
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _storage_error(exc, final.parent) from exc
+    # The plan is lexically safe; a symlink inside DEST must not lead outside it either.
+    if not final.parent.resolve().is_relative_to(ctx.root):
+        raise UnsafePathError(f"destination {job.dest!r} leads outside DEST through a symlink")
+    return final
+
+
+def _checksum(job: Job, notes: list[str]) -> Multihash | None:
+    if job.checksum is None:
+        return None
+    try:
+        return parse_multihash(job.checksum)
+    except ValueError as exc:
+        notes.append(f"checksum not checked: {exc}")
+        return None
+
+
+async def _already_verified(job: Job, final: Path, mh: Multihash | None, ctx: FetchContext) -> bool:
+    """Whether the file under its final name is the file the catalogue describes."""
+    try:
+        size = final.stat().st_size
+    except FileNotFoundError:
+        return False
+    if job.size is not None and size != job.size:
+        return False
+    if mh is not None:
+        digest = await anyio.to_thread.run_sync(file_digest, final, mh)
+        return mh.matches(digest)
+    if job.size is not None:
+        return True
+    row = await ctx.journal.get(job.dest)
+    if row is not None and row.status == "done" and row.bytes == size and row.url == job.url:
+        return True
+    if job.zip_check:
+        try:
+            await anyio.to_thread.run_sync(check_zip, final)
+        except VerificationError:
+            return False
+        return True
+    return False
+
+
+async def fetch(job: Job, ctx: FetchContext) -> Outcome:
+    """Bring ``job`` to disk, verified, retrying per :class:`RetryPolicy`; never raises for
+    a failure of this one job (that is an :class:`Outcome`), only :class:`StorageError`
+    (the whole run must stop) and cancellation."""
+    started = time.monotonic()
+    progress = _Progress()
+    try:
+        final = _destination(ctx, job)
+    except PlanError as exc:
+        return _finish(ctx, Outcome(job, Status.REFUSED, error=str(exc), error_class=type(exc).__name__))
+    mh = _checksum(job, progress.notes)
+    if await _already_verified(job, final, mh, ctx):
+        size = final.stat().st_size
+        await ctx.journal.done(job, size=size, digest=None)
+        return _finish(ctx, Outcome(job, Status.SKIPPED, size=size, notes=tuple(progress.notes)))
+
+    part = _part_path(final)
+    while True:
+        progress.attempts += 1
+        try:
+            size, digest = await _attempt(job, final, part, mh, ctx, progress)
+        except TransferError as exc:
+            delay = ctx.retry.delay(progress.attempts, exc)
+            discarded = 0
+            if isinstance(exc, VerificationError | RangeError):
+                discarded = await _discard(part, job, ctx)
+            if delay is None:
+                partial = part.stat().st_size if part.exists() else 0
+                await ctx.journal.failed(job, error_class=type(exc).__name__, error=exc.reason, partial=partial)
+                return _finish(
+                    ctx,
+                    Outcome(
+                        job, Status.FAILED, bytes_downloaded=progress.received,
+                        seconds=time.monotonic() - started, attempts=progress.attempts,
+                        error=str(exc), error_class=type(exc).__name__,
+                        resumed_from=progress.resumed_from, notes=tuple(progress.notes),
+                    ),
+                )
+            ctx.emit(TransferRetried(job, progress.attempts, str(exc), type(exc).__name__, delay, discarded))
+            await ctx.sleep(delay)
+            continue
+        return _finish(
+            ctx,
+            Outcome(
+                job, Status.DOWNLOADED, bytes_downloaded=progress.received, size=size,
+                seconds=time.monotonic() - started, attempts=progress.attempts, digest=digest,
+                resumed_from=progress.resumed_from, notes=tuple(progress.notes),
+            ),
+        )
+
+
+def _finish(ctx: FetchContext, outcome: Outcome) -> Outcome:
+    ctx.emit(JobFinished(outcome))
+    return outcome
+
+
+async def _discard(part: Path, job: Job, ctx: FetchContext) -> int:
+    """Throw a ``.part`` away and forget its validators; return the bytes discarded."""
+    try:
+        size = part.stat().st_size
+        part.unlink()
+    except FileNotFoundError:
+        size = 0
+    await ctx.journal.forget_part(job)
+    return size
+
+
+async def _resume_offset(job: Job, part: Path, ctx: FetchContext) -> tuple[int, Mapping[str, str]]:
+    """Where to resume ``part`` from, and the ``Range``/``If-Range`` headers to do it."""
+    try:
+        have = part.stat().st_size
+    except FileNotFoundError:
+        return 0, {}
+    row = await ctx.journal.get(job.dest)
+    validator = None
+    if row is not None and row.url == job.url:
+        # Weak ETags cannot be used in If-Range (RFC 9110 §13.1.5); Last-Modified can.
+        if row.etag and not row.etag.startswith("W/"):
+            validator = row.etag
+        elif row.last_modified:
+            validator = row.last_modified
+    if have == 0 or validator is None or (job.size is not None and have > job.size):
+        await _discard(part, job, ctx)
+        return 0, {}
+    return have, {"Range": range_header(have), "If-Range": validator}
+
+
+async def _open(
+    url: str, headers: dict[str, str], ctx: FetchContext
+) -> aiohttp.ClientResponse:
+    """GET ``url`` following redirects ourselves, so the bearer header obeys :class:`TrustPolicy`."""
+    token = await ctx.tokens.token()
+    send_token = token is not None and ctx.trust.trusts(url)
+    for _ in range(MAX_REDIRECTS + 1):
+        hop_headers = dict(headers)
+        if send_token and token is not None:
+            hop_headers["Authorization"] = f"Bearer {token.reveal()}"
+        try:
+            resp = await ctx.session.get(url, headers=hop_headers, allow_redirects=False)
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise StallError("no answer within the timeout", url=url) from exc
+        except aiohttp.InvalidURL as exc:
+            raise HTTPStatusError("invalid URL", url=url, status=0) from exc
+        except aiohttp.ClientError as exc:
+            raise ConnectError(f"connection failed: {type(exc).__name__}", url=url) from exc
+        if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+            location = str(resp.url.join(aiohttp.client.URL(resp.headers["Location"])))
+            resp.release()
+            send_token = token is not None and ctx.trust.trusts_redirect(url, location, sent=send_token)
+            url = location
+            continue
+        return resp
+    raise HTTPStatusError(f"more than {MAX_REDIRECTS} redirects", url=url, status=310)
+
+
+def _check_status(resp: aiohttp.ClientResponse, job: Job, token_source: str) -> None:
+    status = resp.status
+    if status in (200, 206):
+        ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        expected = (job.media_type or "").lower()
+        if ctype in _HTML_TYPES and expected not in _HTML_TYPES:
+            raise AuthError(
+                "the server sent an HTML page instead of the file (a login page?); check the token",
+                url=str(resp.url), status=status,
+            )
+        return
+    if status in (401, 403):
+        hint = (
+            "no token was sent: pass --token, set STACPULL_TOKEN or create token.txt"
+            if token_source == "none"
+            else f"the token from {token_source} was refused (expired?)"
+        )
+        raise AuthError(f"HTTP {status}: {hint}", url=str(resp.url), status=status)
+    if status == 416:
+        raise RangeError("HTTP 416: the partial file no longer fits the server's file", url=str(resp.url))
+    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+    reason = resp.reason or ""
+    raise HTTPStatusError(f"HTTP {status} {reason}".strip(), url=str(resp.url), status=status, retry_after=retry_after)
+
+
+async def _attempt(
+    job: Job, final: Path, part: Path, mh: Multihash | None, ctx: FetchContext, progress: _Progress
+) -> tuple[int, str | None]:
+    """One request: stream into ``part``, verify, rename. Returns (size, hex digest)."""
+    offset, range_headers = await _resume_offset(job, part, ctx)
+    headers = {"Accept-Encoding": "identity", **range_headers}
+    resp = await _open(job.url, headers, ctx)
+    try:
+        _check_status(resp, job, getattr(ctx.tokens, "source", "none"))
+        total: int | None
+        if resp.status == 206:
+            if offset == 0:
+                raise RangeError("server sent a partial response to a full request", url=job.url)
+            try:
+                crange = parse_content_range(resp.headers.get("Content-Range", ""))
+            except ValueError as exc:
+                raise RangeError(str(exc), url=job.url) from exc
+            if crange.first != offset:
+                raise RangeError(
+                    f"asked for bytes from {offset}, got Content-Range {crange.first}-{crange.last}",
+                    url=job.url,
+                )
+            total = crange.total
+            progress.resumed_from = offset
+        else:
+            if offset:
+                progress.notes.append(f"server answered 200 to a resume at {offset} bytes: restarted")
+                await _discard(part, job, ctx)
+                offset = 0
+            total = resp.content_length
+        if total is not None and job.size is not None and total != job.size:
+            raise_size = f"server announces {total} bytes but file:size says {job.size}"
+            raise VerificationError(raise_size, url=job.url)
+        await ctx.journal.started(
+            job, etag=resp.headers.get("ETag"), last_modified=resp.headers.get("Last-Modified"),
+            offset=offset,
+        )
+        ctx.emit(TransferStarted(job, offset, total, progress.attempts))
+        hasher = mh.new() if mh is not None else None
+        if hasher is not None and offset:
+            await anyio.to_thread.run_sync(_hash_prefix, hasher, part, offset)
+        written = await _stream(resp, part, offset, hasher, job, ctx, progress)
+    finally:
+        resp.release()
+
+    size = offset + written
+    if total is not None and size != total:
+        raise TruncatedError(f"body ended at {size} of {total} bytes", url=job.url)
+    verify_size(size, job.size, url=job.url)
+    digest = None
+    if hasher is not None and mh is not None:
+        actual = hasher.digest()
+        check_digest(actual, mh, url=job.url)
+        digest = job.checksum
+    elif job.zip_check:
+        await anyio.to_thread.run_sync(lambda: check_zip(part, url=job.url))
+    await _commit(part, final)
+    await ctx.journal.done(job, size=size, digest=digest)
+    return size, digest
+
+
+def _hash_prefix(hasher: Any, part: Path, length: int) -> None:
+    with part.open("rb") as f:
+        remaining = length
+        while remaining and (block := f.read(min(1 << 20, remaining))):
+            hasher.update(block)
+            remaining -= len(block)
+
+
+async def _stream(
+    resp: aiohttp.ClientResponse, part: Path, offset: int, hasher: Any, job: Job,
+    ctx: FetchContext, progress: _Progress,
+) -> int:
+    """Append the body to ``part``; return the bytes written. fsyncs before returning."""
+    written = 0
+    try:
+        f = await aiofiles.open(part, "ab" if offset else "wb")
+    except OSError as exc:
+        raise _storage_error(exc, part) from exc
+    try:
+        async for chunk in resp.content.iter_chunked(ctx.chunk_size):
+            try:
+                await f.write(chunk)
+            except OSError as exc:
+                raise _storage_error(exc, part) from exc
+            if hasher is not None:
+                await anyio.to_thread.run_sync(hasher.update, chunk)
+            written += len(chunk)
+            progress.received += len(chunk)
+            ctx.emit(BytesReceived(job, len(chunk)))
+        await f.flush()
+        await anyio.to_thread.run_sync(os.fsync, f.fileno())
+    except (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise StallError("no data received within the stall timeout", url=job.url) from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise TruncatedError(f"transfer cut after {offset + written} bytes", url=job.url) from exc
+    except aiohttp.ClientError as exc:
+        raise ConnectError(f"connection lost: {type(exc).__name__}", url=job.url) from exc
+    except OSError as exc:
+        raise _storage_error(exc, part) from exc
+    finally:
+        with anyio.CancelScope(shield=True):
+            await f.close()
+    return written
+
+
+async def _commit(part: Path, final: Path) -> None:
+    """Atomically move a verified ``.part`` to its final name and make the rename durable."""
+
+    def commit() -> None:
+        os.replace(part, final)
+        dir_fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    try:
+        await anyio.to_thread.run_sync(commit)
+    except OSError as exc:
+        raise _storage_error(exc, final) from exc

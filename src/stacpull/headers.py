@@ -1,0 +1,110 @@
+"""Pure HTTP header arithmetic: ``Range``, ``Content-Range``, ``If-Range``, ``Retry-After``.
+
+Kept free of I/O so property tests can hammer it; :mod:`stacpull.fetch` and the simulated
+server both use it, so client and server agree on the edge cases.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from email.utils import format_datetime, parsedate_to_datetime
+from datetime import UTC, datetime
+
+__all__ = [
+    "ContentRange",
+    "format_http_date",
+    "parse_content_range",
+    "parse_range",
+    "parse_retry_after",
+    "range_header",
+]
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+_UNSATISFIED = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class ContentRange:
+    """A parsed ``Content-Range: bytes first-last/total`` (``total`` None for ``*``)."""
+
+    first: int
+    last: int
+    total: int | None
+
+    @property
+    def length(self) -> int:
+        """Bytes in this part."""
+        return self.last - self.first + 1
+
+
+def range_header(offset: int) -> str:
+    """The ``Range`` value asking for everything from ``offset`` on."""
+    if offset < 0:
+        raise ValueError("offset must be ≥ 0")
+    return f"bytes={offset}-"
+
+
+def parse_content_range(value: str) -> ContentRange:
+    """Parse a 206's ``Content-Range``; ``ValueError`` if malformed or inconsistent."""
+    m = _CONTENT_RANGE.match(value)
+    if not m:
+        raise ValueError(f"malformed Content-Range {value!r}")
+    first, last = int(m.group(1)), int(m.group(2))
+    total = None if m.group(3) == "*" else int(m.group(3))
+    if last < first or (total is not None and last >= total):
+        raise ValueError(f"inconsistent Content-Range {value!r}")
+    return ContentRange(first, last, total)
+
+
+def parse_unsatisfied_range(value: str) -> int | None:
+    """The total length from a 416's ``Content-Range: bytes */N``, if present."""
+    m = _UNSATISFIED.match(value or "")
+    return int(m.group(1)) if m else None
+
+
+def parse_range(value: str, size: int) -> tuple[int, int] | None:
+    """Server side: resolve a single ``Range`` against ``size`` → (first, last) inclusive.
+
+    Returns ``None`` for a header the server should ignore (malformed or multi-range: a
+    full 200 is then correct), raises ``ValueError`` when unsatisfiable (416).
+    """
+    m = _RANGE.match(value)
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    if m.group(1):
+        first = int(m.group(1))
+        last = int(m.group(2)) if m.group(2) else size - 1
+        if m.group(2) and last < first:
+            return None
+        if first >= size:
+            raise ValueError("range not satisfiable")
+        return first, min(last, size - 1)
+    suffix = int(m.group(2))
+    if suffix == 0:
+        raise ValueError("range not satisfiable")
+    return max(size - suffix, 0), size - 1
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` (delta-seconds or HTTP date), or ``None``."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def format_http_date(timestamp: float) -> str:
+    """An IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``) for ``timestamp``."""
+    return format_datetime(datetime.fromtimestamp(int(timestamp), tz=UTC), usegmt=True)

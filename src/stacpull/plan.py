@@ -1,0 +1,360 @@
+"""Pure planning: one STAC item (a dict) → download jobs and refusals. No I/O here.
+
+Asset keys drift on MAAP (``quicklook`` → ``quicklook_png`` → ``enclosure_ql_pauli_png``),
+so assets are chosen by *selectors* rather than by a fixed list of keys:
+
+==================  ========================================================
+``maap``            the default profile: the product zip, one quicklook PNG and
+                    the KMZ overview, under any generation of MAAP keys
+``all`` or ``*``    every asset
+``product``         an exact asset key (``key:product`` also works)
+``enclosure_*``     a glob on asset keys
+``role:overview``   every asset with that role
+``type:image/png``  every asset of that media type (globs allowed: ``type:image/*``)
+==================  ========================================================
+
+Every destination is sanitised: a name from STAC metadata that is absolute, contains
+``..``, a control character or a backslash is refused, so nothing is written outside DEST.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
+
+from .errors import ConfigError, PlanError, UnsafePathError
+from .models import Job, Refusal
+
+__all__ = [
+    "MAAP_PROFILE",
+    "PlanRules",
+    "choose_assets",
+    "companion_png_name",
+    "plan_item",
+    "sanitize_relpath",
+]
+
+ZIP_TYPES = frozenset({"application/zip", "application/x-zip-compressed", "application/x-zip"})
+KMZ_TYPES = frozenset({"application/vnd.google-earth.kmz"})
+KML_TYPES = frozenset({"application/vnd.google-earth.kml+xml"})
+
+#: The MAAP profile: for each slot, key patterns in order of preference and a test on the
+#: asset. The first asset matching a slot is taken; a slot with no match is skipped.
+MAAP_PROFILE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("product", ("product",)),
+    ("quicklook", ("quicklook_png", "quicklook", "enclosure_ql_*_png", "enclosure_ql*png")),
+    ("overview", ("quicklook_kml", "quicklook_1", "enclosure_kml", "enclosure_kmz")),
+)
+
+_EXTENSIONS: Mapping[str, str] = {
+    "application/zip": "ZIP",
+    "application/x-zip-compressed": "ZIP",
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/tiff": "tiff",
+    "application/vnd.google-earth.kmz": "kmz",
+    "application/vnd.google-earth.kml+xml": "kml",
+    "application/xml": "xml",
+    "text/xml": "xml",
+    "application/json": "json",
+    "application/geo+json": "geojson",
+    "application/x-netcdf": "nc",
+    "application/netcdf": "nc",
+    "application/x-hdf5": "h5",
+    "text/plain": "txt",
+    "text/html": "html",
+    "application/pdf": "pdf",
+}
+
+_FILENAME_LIKE = re.compile(r"^[^\s]+\.[A-Za-z0-9]{1,6}$")
+_TEMPLATE_FIELDS = ("collection", "item", "key", "name", "year", "month", "day")
+_MAX_SEGMENT_BYTES = 255
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRules:
+    """The selectors and destination template of a run."""
+
+    selectors: tuple[str, ...] = ("maap",)
+    template: str = "{collection}/{item}/{name}"
+
+    def __post_init__(self) -> None:
+        if not self.selectors:
+            raise ConfigError("download.assets: select at least one asset")
+        for sel in self.selectors:
+            if not sel.strip():
+                raise ConfigError("download.assets: empty selector")
+            kind, _, value = sel.partition(":")
+            if ":" in sel and kind not in ("key", "role", "type"):
+                raise ConfigError(
+                    f"download.assets: unknown selector kind {kind!r} in {sel!r} "
+                    "(use key:, role: or type:)"
+                )
+            if ":" in sel and not value:
+                raise ConfigError(f"download.assets: selector {sel!r} has no value")
+        sample = dict.fromkeys(_TEMPLATE_FIELDS, "x")
+        try:
+            self.template.format(**sample)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(
+                f"download.template: {self.template!r} is not a valid template ({exc}); "
+                f"fields: {', '.join('{' + f + '}' for f in _TEMPLATE_FIELDS)}"
+            ) from None
+
+
+def _media_type(asset: Mapping[str, Any]) -> str:
+    raw = asset.get("type")
+    return raw.split(";")[0].strip().lower() if isinstance(raw, str) else ""
+
+
+def _suffix(asset: Mapping[str, Any]) -> str:
+    href = asset.get("href")
+    path = urlsplit(href).path if isinstance(href, str) else ""
+    return posixpath.splitext(path)[1].lower()
+
+
+def _is_png(asset: Mapping[str, Any]) -> bool:
+    return _media_type(asset) == "image/png" or (
+        not _media_type(asset) and _suffix(asset) == ".png"
+    )
+
+
+def _is_zip(asset: Mapping[str, Any]) -> bool:
+    return _media_type(asset) in ZIP_TYPES or _suffix(asset) == ".zip"
+
+
+def _is_kmz_or_kml(asset: Mapping[str, Any]) -> bool:
+    mt = _media_type(asset)
+    return mt in KMZ_TYPES or mt in KML_TYPES or _suffix(asset) in (".kmz", ".kml")
+
+
+def _slot_test(slot: str, asset: Mapping[str, Any]) -> bool:
+    if slot == "quicklook":
+        return _is_png(asset)
+    if slot == "overview":
+        return _is_kmz_or_kml(asset)
+    return True
+
+
+def _profile_keys(assets: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    chosen: list[str] = []
+    for slot, patterns in MAAP_PROFILE:
+        pick = next(
+            (
+                key
+                for pattern in patterns
+                for key in sorted(assets)
+                if fnmatch.fnmatchcase(key, pattern) and _slot_test(slot, assets[key])
+            ),
+            None,
+        )
+        if pick is None and slot == "product":
+            pick = next(
+                (k for k in sorted(assets) if "data" in _roles(assets[k]) and _is_zip(assets[k])),
+                None,
+            )
+        if pick is not None and pick not in chosen:
+            chosen.append(pick)
+    return chosen
+
+
+def _roles(asset: Mapping[str, Any]) -> tuple[str, ...]:
+    roles = asset.get("roles")
+    return tuple(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else ()
+
+
+def choose_assets(assets: Mapping[str, Mapping[str, Any]], selectors: Sequence[str]) -> list[str]:
+    """Keys of the assets the selectors pick, in a stable order, each once."""
+    chosen: list[str] = []
+
+    def add(keys: Iterable[str]) -> None:
+        for key in keys:
+            if key not in chosen:
+                chosen.append(key)
+
+    for sel in selectors:
+        kind, sep, value = sel.partition(":")
+        if sel in ("all", "*"):
+            add(sorted(assets))
+        elif sel == "maap":
+            add(_profile_keys(assets))
+        elif sep and kind == "key":
+            add([value] if value in assets else [])
+        elif sep and kind == "role":
+            add(k for k in sorted(assets) if value in _roles(assets[k]))
+        elif sep and kind == "type":
+            add(k for k in sorted(assets) if fnmatch.fnmatchcase(_media_type(assets[k]), value))
+        elif any(c in sel for c in "*?["):
+            add(k for k in sorted(assets) if fnmatch.fnmatchcase(k, sel))
+        else:
+            add([sel] if sel in assets else [])
+    return chosen
+
+
+def sanitize_relpath(raw: str, *, what: str = "path") -> str:
+    """Return ``raw`` as a safe relative POSIX path, or raise :class:`UnsafePathError`.
+
+    Refused: empty names, absolute paths, ``..`` or ``.`` segments, backslashes, control
+    and format characters (including NUL), names ending in ``.part`` (our partial files),
+    and segments longer than 255 bytes. Nothing is silently rewritten: a hostile name is
+    reported, not "fixed" into something the user did not ask for.
+    """
+    if not raw:
+        raise UnsafePathError(f"{what} is empty")
+    for ch in raw:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") :
+            raise UnsafePathError(f"{what} {raw!r} contains a control character")
+    if "\\" in raw:
+        raise UnsafePathError(f"{what} {raw!r} contains a backslash")
+    if raw.startswith("/") or re.match(r"^[A-Za-z]:", raw):
+        raise UnsafePathError(f"{what} {raw!r} is an absolute path")
+    segments = raw.split("/")
+    for seg in segments:
+        if seg in ("", ".", ".."):
+            raise UnsafePathError(f"{what} {raw!r} has an empty, '.' or '..' segment")
+        if seg != seg.strip():
+            raise UnsafePathError(f"{what} {raw!r} has a segment with leading or trailing spaces")
+        if len(seg.encode("utf-8")) > _MAX_SEGMENT_BYTES:
+            raise UnsafePathError(f"{what} has a segment longer than {_MAX_SEGMENT_BYTES} bytes")
+    if raw.lower().endswith(".part"):
+        raise UnsafePathError(f"{what} {raw!r} ends in .part, which stacpull keeps for partial files")
+    return raw
+
+
+def _segment(value: str, what: str) -> str:
+    safe = sanitize_relpath(value, what=what)
+    if "/" in safe:
+        raise UnsafePathError(f"{what} {value!r} contains '/'")
+    return safe
+
+
+def _file_name(item_id: str, key: str, asset: Mapping[str, Any], href: str) -> str:
+    local = asset.get("file:local_path")
+    if isinstance(local, str) and local:
+        return local
+    title = asset.get("title")
+    if isinstance(title, str) and _FILENAME_LIKE.match(title):
+        return title
+    last = unquote(urlsplit(href).path.rsplit("/", 1)[-1])
+    if last and _FILENAME_LIKE.match(last):
+        return last
+    ext = _EXTENSIONS.get(_media_type(asset)) or "bin"
+    return f"{item_id}.{ext}"
+
+
+def companion_png_name(kmz_name: str) -> str:
+    """The PNG name a MAAP KMZ refers to: its stem up to ``_map``, plus ``_ql.png``.
+
+    This is the seed notebook's rule (``BIO_…_map.kmz`` → ``BIO_…_ql.png``); a stem
+    without ``_map`` keeps the whole stem.
+    """
+    base = posixpath.basename(kmz_name)
+    stem = posixpath.splitext(base)[0]
+    cut = stem.find("_map")
+    return (stem[:cut] if cut > 0 else stem) + "_ql.png"
+
+
+def _dates(item: Mapping[str, Any]) -> tuple[str, str, str]:
+    props = item.get("properties") or {}
+    stamp = props.get("datetime") or props.get("start_datetime") or ""
+    m = re.match(r"^(\d{4})-(\d{2})-(\d{2})", stamp) if isinstance(stamp, str) else None
+    return (m.group(1), m.group(2), m.group(3)) if m else ("unknown", "unknown", "unknown")
+
+
+def _self_href(item: Mapping[str, Any]) -> str | None:
+    for link in item.get("links") or []:
+        if isinstance(link, dict) and link.get("rel") == "self" and isinstance(link.get("href"), str):
+            return str(link["href"])
+    return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], list[Refusal]]:
+    """Turn one STAC item into jobs for the selected assets, and refusals for the unsafe ones.
+
+    Refusals never stop the rest of the item or the run; each names the asset and why.
+    """
+    item_id = item.get("id")
+    collection = item.get("collection") or "_no_collection"
+    if not isinstance(item_id, str) or not item_id:
+        return [], [Refusal(str(item_id), str(collection), "*", "item has no id")]
+    assets = item.get("assets") or {}
+    if not isinstance(assets, dict):
+        return [], [Refusal(item_id, str(collection), "*", "item assets are not an object")]
+    assets = {k: v for k, v in assets.items() if isinstance(v, dict)}
+    keys = choose_assets(assets, rules.selectors)
+    props = item.get("properties") or {}
+    updated = props.get("updated") if isinstance(props.get("updated"), str) else None
+    year, month, day = _dates(item)
+    base = _self_href(item)
+
+    names: dict[str, str] = {}
+    for key in keys:
+        href = assets[key].get("href")
+        if isinstance(href, str):
+            names[key] = _file_name(item_id, key, assets[key], href)
+    kmz_keys = [k for k in keys if _is_kmz_or_kml(assets[k]) and k in names]
+    if len(kmz_keys) == 1:
+        png_keys = [k for k in _profile_keys(assets) if k in names and _is_png(assets[k])]
+        if png_keys:
+            names[png_keys[0]] = companion_png_name(names[kmz_keys[0]])
+
+    jobs: list[Job] = []
+    refusals: list[Refusal] = []
+    taken: set[str] = set()
+    for key in keys:
+        asset = assets[key]
+        try:
+            href = asset.get("href")
+            if not isinstance(href, str) or not href:
+                raise PlanError("asset has no href")
+            url = urljoin(base, href) if base else href
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise PlanError(f"asset href {href!r} is not an http(s) URL")
+            name = sanitize_relpath(names[key], what="file name")
+            rel = rules.template.format(
+                collection=_segment(str(collection), "collection id"),
+                item=_segment(item_id, "item id"),
+                key=_segment(key, "asset key"),
+                name=name,
+                year=year,
+                month=month,
+                day=day,
+            )
+            rel = sanitize_relpath(rel, what="destination")
+            if rel in taken:
+                stem, ext = posixpath.splitext(rel)
+                rel = sanitize_relpath(f"{stem}_{key}{ext}", what="destination")
+                if rel in taken:
+                    raise PlanError(f"destination {rel!r} is already used by another asset")
+            taken.add(rel)
+        except PlanError as exc:
+            refusals.append(Refusal(item_id, str(collection), key, str(exc)))
+            continue
+        checksum = asset.get("file:checksum")
+        jobs.append(
+            Job(
+                item_id=item_id,
+                collection=str(collection),
+                asset_key=key,
+                url=url,
+                dest=rel,
+                media_type=_media_type(asset) or None,
+                roles=_roles(asset),
+                size=_int_or_none(asset.get("file:size")),
+                checksum=checksum if isinstance(checksum, str) and checksum else None,
+                item_updated=updated,
+                zip_check=_is_zip(asset) or _media_type(asset) in KMZ_TYPES or _suffix(asset) == ".kmz"
+                or name.lower().endswith((".zip", ".kmz")),
+            )
+        )
+    return jobs, refusals

@@ -1,0 +1,310 @@
+"""Run statistics built from events, and the JSON run report.
+
+:class:`RunStats` is an :data:`~stacpull.events.EventSink`: O(1) work per event under a
+lock, so the dashboard can read a consistent snapshot from rich's refresh thread while the
+event loop keeps streaming. The report is written at the end of every run (even a failed
+or interrupted one) to ``DEST/.stacpull/report-<start>.json`` and ``last-report.json``;
+per-file outcomes stream to a JSON-lines file beside it so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .events import (
+    BytesReceived,
+    Event,
+    JobFinished,
+    JobQueued,
+    JobRefused,
+    RunFinished,
+    RunStarted,
+    SearchProgress,
+    TransferRetried,
+    TransferStarted,
+)
+from .models import Job, Outcome, Refusal, Status
+
+__all__ = ["ActiveTransfer", "OutcomeLog", "RunStats", "Snapshot", "write_report"]
+
+_RATE_WINDOW = 5.0
+_MAX_KEPT = 1000
+
+
+@dataclass(slots=True)
+class ActiveTransfer:
+    """A transfer in flight, as the dashboard shows it."""
+
+    job: Job
+    received: int = 0
+    total: int | None = None
+    offset: int = 0
+    started: float = 0.0
+    retries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A consistent copy of :class:`RunStats` for rendering."""
+
+    elapsed: float
+    catalog: str
+    collections: tuple[str, ...]
+    dest: str
+    pages: int
+    items: int
+    matched: int | None
+    search_done: bool
+    queued: int
+    queued_known_bytes: int
+    queued_unknown: int
+    downloaded: int
+    skipped: int
+    failed: int
+    refused: int
+    retries: int
+    bytes_received: int
+    bytes_done: int
+    rate: float
+    active: tuple[ActiveTransfer, ...]
+    errors: tuple[str, ...]
+    finished: bool
+
+    @property
+    def files_done(self) -> int:
+        """Files that reached an end (any status)."""
+        return self.downloaded + self.skipped + self.failed
+
+    @property
+    def eta(self) -> tuple[float | None, bool]:
+        """(seconds left, estimated): unknown sizes are guessed from the files finished."""
+        if self.rate <= 0:
+            return None, False
+        ends = self.downloaded + self.skipped
+        unknown_left = self.queued_unknown
+        average = self.bytes_done / ends if ends else 0
+        remaining = self.queued_known_bytes + unknown_left * average - self.bytes_done
+        in_flight = sum(t.received for t in self.active)
+        left = max(0.0, remaining - in_flight)
+        return left / self.rate, unknown_left > 0 or not self.search_done
+
+
+class RunStats:
+    """Counters for one run, fed by events; thread-safe snapshots for the dashboard."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._t0 = clock()
+        self.started_wall = time.time()
+        self.catalog = ""
+        self.collections: tuple[str, ...] = ()
+        self.dest = ""
+        self.pages = self.items = 0
+        self.matched: int | None = None
+        self.search_done = False
+        self.queued = self.queued_known_bytes = self.queued_unknown = 0
+        self.downloaded = self.skipped = self.failed = self.refused = self.retries = 0
+        self.bytes_received = self.bytes_done = 0
+        self.active: dict[tuple[str, str], ActiveTransfer] = {}
+        self.errors: deque[str] = deque(maxlen=5)
+        self.failures: list[Outcome] = []
+        self.refusals: list[Refusal] = []
+        self.finished = False
+        self.seconds = 0.0
+        self.interrupted = False
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def __call__(self, event: Event) -> None:  # noqa: C901 - one branch per event type
+        with self._lock:
+            if isinstance(event, BytesReceived):
+                self.bytes_received += event.n
+                t = self.active.get((event.job.item_id, event.job.asset_key))
+                if t is not None:
+                    t.received += event.n
+                now = self._clock()
+                if not self._samples or now - self._samples[-1][0] >= 0.2:
+                    self._samples.append((now, self.bytes_received))
+                    while self._samples and now - self._samples[0][0] > _RATE_WINDOW:
+                        self._samples.popleft()
+            elif isinstance(event, TransferStarted):
+                key = (event.job.item_id, event.job.asset_key)
+                prior = self.active.get(key)
+                self.active[key] = ActiveTransfer(
+                    event.job, 0, event.total, event.offset, self._clock(),
+                    prior.retries if prior else 0,
+                )
+            elif isinstance(event, JobQueued):
+                self.queued += 1
+                if event.job.size is None:
+                    self.queued_unknown += 1
+                else:
+                    self.queued_known_bytes += event.job.size
+            elif isinstance(event, JobFinished):
+                self._finished(event.outcome)
+            elif isinstance(event, TransferRetried):
+                self.retries += 1
+                key = (event.job.item_id, event.job.asset_key)
+                t = self.active.get(key)
+                if t is not None:
+                    t.retries += 1
+                self.errors.append(f"retry {event.job.label}: {event.error}")
+            elif isinstance(event, JobRefused):
+                self.refused += 1
+                if len(self.refusals) < _MAX_KEPT:
+                    self.refusals.append(event.refusal)
+                self.errors.append(
+                    f"refused {event.refusal.item_id}/{event.refusal.asset_key}: {event.refusal.reason}"
+                )
+            elif isinstance(event, SearchProgress):
+                self.pages, self.items, self.matched = event.pages, event.items, event.matched
+                self.search_done = event.done
+            elif isinstance(event, RunStarted):
+                self.catalog, self.collections, self.dest = event.catalog, event.collections, event.dest
+            elif isinstance(event, RunFinished):
+                self.finished, self.seconds, self.interrupted = True, event.seconds, event.interrupted
+
+    def _finished(self, outcome: Outcome) -> None:
+        job = outcome.job
+        self.active.pop((job.item_id, job.asset_key), None)
+        if outcome.status is Status.DOWNLOADED:
+            self.downloaded += 1
+            self.bytes_done += outcome.size or 0
+        elif outcome.status is Status.SKIPPED:
+            self.skipped += 1
+            self.bytes_done += outcome.size or 0
+        elif outcome.status is Status.REFUSED:
+            self.refused += 1
+            self.queued -= 1  # it never became a transfer
+            self.errors.append(f"refused {job.label}: {outcome.error}")
+        else:
+            self.failed += 1
+            if len(self.failures) < _MAX_KEPT:
+                self.failures.append(outcome)
+            self.errors.append(f"failed {job.label}: {outcome.error}")
+        if job.size is None and outcome.status is not Status.REFUSED:
+            # its size is known now: move it from the unknown to the known total
+            self.queued_unknown -= 1
+            self.queued_known_bytes += outcome.size or 0
+
+    def rate(self) -> float:
+        """Bytes per second over the last few seconds."""
+        with self._lock:
+            return self._rate_locked()
+
+    def _rate_locked(self) -> float:
+        if len(self._samples) < 2:
+            elapsed = self._clock() - self._t0
+            return self.bytes_received / elapsed if elapsed > 0 and self._samples else 0.0
+        (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
+        if self._clock() - t1 > 2.0:  # nothing moved lately
+            return 0.0
+        return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def snapshot(self) -> Snapshot:
+        """A consistent copy of the counters."""
+        with self._lock:
+            return Snapshot(
+                elapsed=self.seconds if self.finished else self._clock() - self._t0,
+                catalog=self.catalog, collections=self.collections, dest=self.dest,
+                pages=self.pages, items=self.items, matched=self.matched,
+                search_done=self.search_done, queued=self.queued,
+                queued_known_bytes=self.queued_known_bytes, queued_unknown=self.queued_unknown,
+                downloaded=self.downloaded, skipped=self.skipped, failed=self.failed,
+                refused=self.refused, retries=self.retries, bytes_received=self.bytes_received,
+                bytes_done=self.bytes_done, rate=self._rate_locked(),
+                active=tuple(
+                    ActiveTransfer(t.job, t.received, t.total, t.offset, t.started, t.retries)
+                    for t in self.active.values()
+                ),
+                errors=tuple(self.errors), finished=self.finished,
+            )
+
+
+class OutcomeLog:
+    """An event sink that appends each finished job to a JSON-lines file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] | None = path.open("a", encoding="utf-8")
+
+    def __call__(self, event: Event) -> None:
+        if self._file is None:
+            return
+        if isinstance(event, JobFinished):
+            self._file.write(json.dumps(outcome_dict(event.outcome)) + "\n")
+        elif isinstance(event, JobRefused):
+            r = event.refusal
+            row = {"item": r.item_id, "collection": r.collection, "asset": r.asset_key,
+                   "status": "refused", "error": r.reason}
+            self._file.write(json.dumps(row) + "\n")
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def outcome_dict(o: Outcome) -> dict[str, Any]:
+    """One outcome as a JSON-ready dict (no secrets: URLs are redacted)."""
+    from .errors import redact_url
+
+    return {
+        "item": o.job.item_id, "collection": o.job.collection, "asset": o.job.asset_key,
+        "path": o.job.dest, "url": redact_url(o.job.url), "status": o.status.value,
+        "bytes_downloaded": o.bytes_downloaded, "size": o.size, "seconds": round(o.seconds, 3),
+        "attempts": o.attempts, "resumed_from": o.resumed_from, "error": o.error,
+        "error_class": o.error_class, "notes": list(o.notes),
+    }
+
+
+@dataclass(slots=True)
+class ReportInfo:
+    """What the report says about the run besides the counters."""
+
+    query: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    fatal: str | None = None
+
+
+def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: Path | None) -> Path:
+    """Write the JSON report of the run into ``directory``; return its path."""
+    snap = stats.snapshot()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(stats.started_wall))
+    report = {
+        "version": 1,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stats.started_wall)),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(snap.elapsed, 3),
+        "interrupted": stats.interrupted,
+        "fatal": info.fatal,
+        "query": info.query,
+        "settings": info.settings,
+        "totals": {
+            "items": snap.items, "matched": snap.matched, "files": snap.queued + snap.refused,
+            "downloaded": snap.downloaded, "skipped": snap.skipped, "failed": snap.failed,
+            "refused": snap.refused, "retries": snap.retries,
+            "bytes_downloaded": snap.bytes_received, "bytes_on_disk": snap.bytes_done,
+            "mb_per_s": round(snap.bytes_received / snap.elapsed / 1e6, 3) if snap.elapsed else 0.0,
+        },
+        "failed": [outcome_dict(o) for o in stats.failures],
+        "refused": [
+            {"item": r.item_id, "collection": r.collection, "asset": r.asset_key, "reason": r.reason}
+            for r in stats.refusals
+        ],
+        "outcomes_file": outcomes.name if outcomes else None,
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"report-{stamp}.json"
+    text = json.dumps(report, indent=2)
+    path.write_text(text, encoding="utf-8")
+    (directory / "last-report.json").write_text(text, encoding="utf-8")
+    return path

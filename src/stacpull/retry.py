@@ -1,0 +1,59 @@
+"""The retry policy: which failures are worth another attempt, and how long to wait.
+
+Decided per error, not per attempt count alone: a connection reset, a stall, a truncated
+body, 408/429/5xx retry with exponential backoff and full jitter (honouring
+``Retry-After``); a bad range or a verification failure restarts at once, the latter only
+once (a server that keeps lying about a file will not be believed on the third try);
+other 4xx (404 included, for now) and auth failures fail the job at once.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from .errors import (
+    AuthError,
+    ConnectError,
+    HTTPStatusError,
+    RangeError,
+    StallError,
+    TransferError,
+    TruncatedError,
+    VerificationError,
+)
+
+__all__ = ["RETRY_STATUSES", "RetryPolicy"]
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """``retries`` extra attempts at most; waits grow ``backoff × 2ⁿ`` up to ``max_backoff``."""
+
+    retries: int = 5
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+    jitter: bool = True
+
+    def delay(self, attempt: int, exc: TransferError) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or ``None`` to give up."""
+        if attempt > self.retries:
+            return None
+        if isinstance(exc, VerificationError):
+            return 0.0 if attempt == 1 else None
+        if isinstance(exc, RangeError):
+            return 0.0
+        if isinstance(exc, AuthError):
+            return None
+        if isinstance(exc, HTTPStatusError):
+            if exc.status not in RETRY_STATUSES:
+                return None
+            if exc.retry_after is not None:
+                return min(exc.retry_after, MAX_RETRY_AFTER)
+        elif not isinstance(exc, ConnectError | StallError | TruncatedError):
+            return None
+        ceiling = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        return random.uniform(0.0, ceiling) if self.jitter else ceiling

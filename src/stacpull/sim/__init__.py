@@ -1,0 +1,9 @@
+"""A simulated ESA MAAP catalogue: STAC API and data server with fault knobs, on loopback.
+
+Used by ``stacpull demo``, ``stacpull sim serve``, the tests and the benchmarks.
+"""
+
+from .catalog import CollectionSpec, SimCatalog, default_collections
+from .server import SimOptions, SimServer, build_app
+
+__all__ = ["CollectionSpec", "SimCatalog", "SimOptions", "SimServer", "build_app", "default_collections"]

@@ -1,0 +1,151 @@
+"""Integrity checks: multihash digests (``file:checksum``), sizes and zip structure.
+
+``file:checksum`` is a hex-encoded multihash: varint function code, varint digest length,
+digest. The functions stacpull can check are in :data:`MULTIHASH_CODES`; an unknown code is
+reported rather than silently treated as a match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ChecksumMismatchError, CorruptZipError, SizeMismatchError
+
+__all__ = [
+    "MULTIHASH_CODES",
+    "Multihash",
+    "check_zip",
+    "encode_multihash",
+    "file_digest",
+    "parse_multihash",
+    "verify_size",
+]
+
+#: multicodec code → (name, hashlib constructor name, digest length)
+MULTIHASH_CODES: dict[int, tuple[str, str, int]] = {
+    0x11: ("sha1", "sha1", 20),
+    0x12: ("sha2-256", "sha256", 32),
+    0x13: ("sha2-512", "sha512", 64),
+    0x14: ("sha3-512", "sha3_512", 64),
+    0x16: ("sha3-256", "sha3_256", 32),
+    0xD5: ("md5", "md5", 16),
+    0xB240: ("blake2b-512", "blake2b", 64),
+}
+_BY_NAME = {name: (code, algo, length) for code, (name, algo, length) in MULTIHASH_CODES.items()}
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Multihash:
+    """A parsed ``file:checksum``."""
+
+    name: str  # multihash name, e.g. "sha2-256"
+    algorithm: str  # hashlib name
+    digest: bytes
+
+    def new(self) -> hashlib._Hash:
+        """A fresh hashlib object for this function."""
+        return hashlib.new(self.algorithm)
+
+    def matches(self, digest: bytes) -> bool:
+        """Whether ``digest`` (from :meth:`new`) is this checksum's digest."""
+        return digest == self.digest
+
+
+def parse_multihash(text: str) -> Multihash:
+    """Parse a hex multihash; ``ValueError`` with a readable reason when it is not one."""
+    try:
+        raw = bytes.fromhex(text.strip())
+    except ValueError:
+        raise ValueError(f"file:checksum {text!r} is not hexadecimal") from None
+    code, pos = _read_varint(raw, 0)
+    length, pos = _read_varint(raw, pos)
+    if code not in MULTIHASH_CODES:
+        raise ValueError(f"file:checksum uses multihash function 0x{code:x}, which stacpull cannot check")
+    name, algo, expected_len = MULTIHASH_CODES[code]
+    digest = raw[pos:]
+    if length != len(digest) or length != expected_len:
+        raise ValueError(f"file:checksum {name} digest has {len(digest)} bytes, expected {expected_len}")
+    return Multihash(name, algo, digest)
+
+
+def encode_multihash(name: str, digest: bytes) -> str:
+    """Hex multihash for ``digest`` computed with function ``name`` (e.g. ``sha2-256``)."""
+    code, _, length = _BY_NAME[name]
+    if len(digest) != length:
+        raise ValueError(f"{name} digest must have {length} bytes")
+    return (_varint(code) + _varint(length) + digest).hex()
+
+
+def file_digest(path: Path, mh: Multihash, *, chunk_size: int = 1 << 20) -> bytes:
+    """Hash a whole file with ``mh``'s function (blocking: call from a worker thread)."""
+    h = mh.new()
+    with path.open("rb") as f:
+        while block := f.read(chunk_size):
+            h.update(block)
+    return h.digest()
+
+
+def verify_size(actual: int, expected: int | None, *, url: str = "", source: str = "file:size") -> None:
+    """Raise :class:`SizeMismatchError` when ``expected`` is known and differs."""
+    if expected is not None and actual != expected:
+        raise SizeMismatchError(
+            f"received {actual} bytes but {source} says {expected}", url=url
+        )
+
+
+def check_zip(path: Path, *, url: str = "") -> int:
+    """Read the central directory and every member's CRC-32 (blocking); return member count.
+
+    This is how a zipper product (no length, no checksum) is verified: a truncated zip has
+    no central directory, a corrupted one fails a CRC.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+            count = len(zf.infolist())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
+        raise CorruptZipError(f"not a complete zip file: {exc}", url=url) from exc
+    except NotImplementedError as exc:  # unsupported compression: structure is still fine
+        raise CorruptZipError(f"zip uses an unsupported feature: {exc}", url=url) from exc
+    if bad is not None:
+        raise CorruptZipError(f"zip member {bad!r} fails its CRC-32 check", url=url)
+    if count == 0:
+        raise CorruptZipError("zip file has no members", url=url)
+    return count
+
+
+def check_digest(actual: bytes, mh: Multihash, *, url: str = "") -> None:
+    """Raise :class:`ChecksumMismatchError` when ``actual`` is not ``mh``'s digest."""
+    if not mh.matches(actual):
+        raise ChecksumMismatchError(
+            f"{mh.name} digest {actual.hex()[:16]}… differs from file:checksum {mh.digest.hex()[:16]}…",
+            url=url,
+        )
