@@ -72,7 +72,8 @@ _EXTENSIONS: Mapping[str, str] = {
     "application/pdf": "pdf",
 }
 
-_FILENAME_LIKE = re.compile(r"^[^\s]+\.[A-Za-z0-9]{1,6}$")
+_FILENAME_LIKE = re.compile(r"^[^\s]+\.[A-Za-z0-9]{1,6}$")  # a title that names a file
+_HAS_EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,6}$")
 _TEMPLATE_FIELDS = ("collection", "item", "key", "name", "year", "month", "day")
 _MAX_SEGMENT_BYTES = 255
 
@@ -242,7 +243,7 @@ def _file_name(item_id: str, key: str, asset: Mapping[str, Any], href: str) -> s
     if isinstance(title, str) and _FILENAME_LIKE.match(title):
         return title
     last = unquote(urlsplit(href).path.rsplit("/", 1)[-1])
-    if last and _FILENAME_LIKE.match(last):
+    if last and _HAS_EXTENSION.search(last):
         return last
     ext = _EXTENSIONS.get(_media_type(asset)) or "bin"
     return f"{item_id}.{ext}"

@@ -423,7 +423,7 @@ class _App:
                 piece = chunk[i : i + _ZIP_CHUNK]
                 if cut is not None and sent + len(piece) > cut:
                     await resp.write(piece[: max(0, cut - sent)])
-                    _abort(request)
+                    await _abort(request)
                     return resp
                 if stop_at is not None and sent >= stop_at:
                     await resp.write_eof()  # ends "cleanly": a zip with no central directory
@@ -460,7 +460,7 @@ class _App:
             return resp
         if cut is not None and cut < len(payload):
             await resp.write(payload[:cut])
-            _abort(request)
+            await _abort(request)
             return resp
         for i in range(0, len(payload), _ZIP_CHUNK):
             await resp.write(payload[i : i + _ZIP_CHUNK])
@@ -468,11 +468,18 @@ class _App:
         return resp
 
 
-def _abort(request: web.Request) -> None:
-    """Drop the connection mid-body, as a flaky link or load balancer does."""
+async def _abort(request: web.Request) -> None:
+    """Drop the connection mid-body, as a flaky link or load balancer does.
+
+    ``close()`` (FIN after the bytes already written), not ``abort()`` (RST): a reset makes
+    the client's kernel discard data it has not read yet, so the cut point would be random.
+    """
+    # Give the client time to read the prefix: aiohttp raises a pending payload error
+    # before handing over bytes still buffered, so prefix + FIN in one burst would lose them.
+    await asyncio.sleep(0.15)
     transport = request.transport
     if transport is not None:
-        transport.abort()
+        transport.close()
 
 
 def build_app(catalog: SimCatalog, options: SimOptions | None = None) -> tuple[web.Application, _App]:

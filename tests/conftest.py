@@ -1,0 +1,56 @@
+"""Shared fixtures: a simulated MAAP catalogue on 127.0.0.1 and an event recorder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stacpull.events import Event, JobFinished
+from stacpull.models import Outcome
+from stacpull.sim import SimCatalog, SimServer, default_collections
+
+L1A = "BiomassLevel1aIOC"
+L1C = "BiomassLevel1cIOC"
+FLEX = "FLEXL1CommissioningProducts10"
+TOKEN = "sim-token"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    """A fresh simulated catalogue: 5 items per collection, ~300 kB products."""
+    with SimServer(SimCatalog(default_collections(count=5, product_size=300_000))) as server:
+        yield server
+
+
+class Recorder:
+    """An event sink keeping every event, with helpers for the finished outcomes."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+    def outcomes(self) -> dict[str, Outcome]:
+        return {e.outcome.job.label: e.outcome for e in self.events if isinstance(e, JobFinished)}
+
+    def of_type(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+def files_under(root: Path) -> list[Path]:
+    """Every regular file under ``root`` except stacpull's own state directory."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and ".stacpull" not in p.parts)
