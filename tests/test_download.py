@@ -18,10 +18,17 @@ from stacpull.sim import SimServer
 from .conftest import FLEX, L1A, L1C, TOKEN, Recorder, files_under
 
 
-def _pull(sim: SimServer, dest: Path, recorder: Recorder | None = None, **kw: Any) -> stacpull.RunResult:
+def _pull(
+    sim: SimServer, dest: Path, recorder: Recorder | None = None, **kw: Any
+) -> stacpull.RunResult:
     options: dict[str, Any] = {
-        "catalog": sim.catalog_url, "collections": [L1A], "dest": str(dest), "token": TOKEN,
-        "backoff": 0.01, "max_backoff": 0.05, **kw,
+        "catalog": sim.catalog_url,
+        "collections": [L1A],
+        "dest": str(dest),
+        "token": TOKEN,
+        "backoff": 0.01,
+        "max_backoff": 0.05,
+        **kw,
     }
     return stacpull.download(sink=recorder, **options)
 
@@ -30,7 +37,9 @@ def _item_id(sim: SimServer, collection: str, index: int) -> str:
     return str(sim.catalog.item(collection, index)["id"])
 
 
-def test_every_selected_asset_arrives_verified(sim: SimServer, tmp_path: Path, recorder: Recorder) -> None:
+def test_every_selected_asset_arrives_verified(
+    sim: SimServer, tmp_path: Path, recorder: Recorder
+) -> None:
     result = _pull(sim, tmp_path, recorder, collections=[L1A, L1C, FLEX])
     assert result.ok and result.exit_code == 0
     assert result.downloaded == 5 * 3 + 5 * 3 + 5 * 2
@@ -53,7 +62,9 @@ def test_every_selected_asset_arrives_verified(sim: SimServer, tmp_path: Path, r
     assert report is not None and report.is_file()
 
 
-def test_a_second_run_skips_everything_without_data_requests(sim: SimServer, tmp_path: Path) -> None:
+def test_a_second_run_skips_everything_without_data_requests(
+    sim: SimServer, tmp_path: Path
+) -> None:
     first = _pull(sim, tmp_path, collections=[L1A, L1C])
     assert first.ok
     before = len(sim.requests)
@@ -62,7 +73,9 @@ def test_a_second_run_skips_everything_without_data_requests(sim: SimServer, tmp
     assert len(sim.requests) == before
 
 
-def test_a_finished_file_that_no_longer_matches_is_downloaded_again(sim: SimServer, tmp_path: Path) -> None:
+def test_a_finished_file_that_no_longer_matches_is_downloaded_again(
+    sim: SimServer, tmp_path: Path
+) -> None:
     _pull(sim, tmp_path, collections=[L1C], assets=["enclosure_abs_tiff"])
     target = next(tmp_path.rglob("*_i_abs.tiff"))
     good = target.read_bytes()
@@ -80,7 +93,9 @@ def test_paging_through_more_items_than_one_page(tmp_path: Path, recorder: Recor
         assert result.ok and result.items == 23 and result.downloaded == 23
         progress = recorder.of_type(SearchProgress)
         assert progress[-1].done and progress[-1].pages == 6 and progress[-1].matched == 23
-        post = _pull(sim, tmp_path / "post", page_size=5, assets=["thumbnail"], method="POST", max_items=12)
+        post = _pull(
+            sim, tmp_path / "post", page_size=5, assets=["thumbnail"], method="POST", max_items=12
+        )
         assert post.items == 12 and post.downloaded == 12
 
 
@@ -89,18 +104,24 @@ def test_an_interrupted_transfer_resumes_with_range_and_if_range(
 ) -> None:
     iid = _item_id(sim, L1C, 2)
     sim.catalog.cut(iid, "enclosure_abs_tiff", 100_000)
-    result = _pull(sim, tmp_path, recorder, collections=[L1C], ids=[iid], assets=["enclosure_abs_tiff"])
+    result = _pull(
+        sim, tmp_path, recorder, collections=[L1C], ids=[iid], assets=["enclosure_abs_tiff"]
+    )
     assert result.ok and result.retries == 1
     outcome = next(iter(recorder.outcomes().values()))
     assert outcome.resumed_from == 100_000
     ranged = [r for r in sim.requests if r["range"]]
-    assert ranged and ranged[-1]["range"] == "bytes=100000-" and ranged[-1]["if_range"].startswith('"')
+    assert (
+        ranged and ranged[-1]["range"] == "bytes=100000-" and ranged[-1]["if_range"].startswith('"')
+    )
     body = sim.catalog.static_body(L1C, 2, "enclosure_abs_tiff")
     assert next(tmp_path.rglob("*_i_abs.tiff")).read_bytes() == body
     assert outcome.bytes_downloaded == len(body)  # the first 100 000 bytes were not fetched twice
 
 
-def test_a_part_left_by_an_earlier_run_is_resumed(sim: SimServer, tmp_path: Path, recorder: Recorder) -> None:
+def test_a_part_left_by_an_earlier_run_is_resumed(
+    sim: SimServer, tmp_path: Path, recorder: Recorder
+) -> None:
     iid = _item_id(sim, L1A, 1)
     sim.catalog.cut(iid, "quicklook", 20_000)
     failed = _pull(sim, tmp_path, collections=[L1A], ids=[iid], assets=["quicklook"], retries=0)
@@ -135,7 +156,9 @@ def test_a_file_changed_on_the_server_restarts_instead_of_splicing(
     assert next(f for f in files_under(tmp_path)).read_bytes() == new
 
 
-def test_the_zipper_restarts_a_broken_product_from_zero(sim: SimServer, tmp_path: Path, recorder: Recorder) -> None:
+def test_the_zipper_restarts_a_broken_product_from_zero(
+    sim: SimServer, tmp_path: Path, recorder: Recorder
+) -> None:
     iid = _item_id(sim, L1A, 0)
     sim.catalog.cut(iid, "product", 150_000)
     result = _pull(sim, tmp_path, recorder, ids=[iid], assets=["product"])
@@ -162,7 +185,9 @@ def test_a_truncated_or_corrupt_zip_is_never_accepted(
     assert files_under(tmp_path) == []  # neither the final name nor a .part
 
 
-@pytest.mark.parametrize(("mode", "error"), [("checksum", "ChecksumMismatchError"), ("size", "VerificationError")])
+@pytest.mark.parametrize(
+    ("mode", "error"), [("checksum", "ChecksumMismatchError"), ("size", "VerificationError")]
+)
 def test_a_catalogue_that_lies_about_the_file_gets_no_file(
     sim: SimServer, tmp_path: Path, recorder: Recorder, mode: str, error: str
 ) -> None:
@@ -185,10 +210,13 @@ def test_checksums_are_verified_for_each_multihash_function(sim: SimServer, tmp_
         journal.close()
 
 
-def test_hostile_metadata_is_refused_and_the_run_goes_on(sim: SimServer, tmp_path: Path, recorder: Recorder) -> None:
+def test_hostile_metadata_is_refused_and_the_run_goes_on(
+    sim: SimServer, tmp_path: Path, recorder: Recorder
+) -> None:
     donor = sim.catalog.item(L1A, 0)
     evil = {
-        **donor, "id": "EVIL_ITEM",
+        **donor,
+        "id": "EVIL_ITEM",
         "assets": {
             "product": {**donor["assets"]["product"], "file:local_path": "../../../etc/passwd"},
             "quicklook": {**donor["assets"]["quicklook"], "title": "/tmp/evil.png"},
@@ -213,12 +241,16 @@ def test_retries_are_reported_as_events(sim: SimServer, tmp_path: Path, recorder
     assert len(retried) == 1 and retried[0].error_class == "TruncatedError"
 
 
-def test_missing_or_wrong_token_fails_with_a_clear_reason(sim: SimServer, tmp_path: Path, recorder: Recorder) -> None:
+def test_missing_or_wrong_token_fails_with_a_clear_reason(
+    sim: SimServer, tmp_path: Path, recorder: Recorder
+) -> None:
     result = _pull(sim, tmp_path, recorder, token="wrong", assets=["product", "thumbnail"])
     outcomes = recorder.outcomes().values()
     assert result.failed == 5 and result.downloaded == 5  # thumbnails are public
     assert {o.error_class for o in outcomes if o.status is Status.FAILED} == {"AuthError"}
-    assert all("refused" in (o.error or "") and "wrong" not in (o.error or "") for o in outcomes if o.error)
+    assert all(
+        "refused" in (o.error or "") and "wrong" not in (o.error or "") for o in outcomes if o.error
+    )
 
 
 def test_downloaded_bytes_match_the_server(sim: SimServer, tmp_path: Path) -> None:

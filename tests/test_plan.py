@@ -21,8 +21,11 @@ CATALOG = SimCatalog(default_collections(count=3, product_size=20_000))
 
 def _item(**assets: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": "ITEM1", "collection": "C", "properties": {"datetime": "2025-09-29T00:00:00Z"},
-        "assets": assets, "links": [],
+        "id": "ITEM1",
+        "collection": "C",
+        "properties": {"datetime": "2025-09-29T00:00:00Z"},
+        "assets": assets,
+        "links": [],
     }
 
 
@@ -47,9 +50,16 @@ def test_maap_profile_on_flex_takes_product_and_quicklook() -> None:
 
 def test_later_enclosure_keys_are_found_by_the_profile() -> None:
     item = _item(
-        product={"href": "https://h/data/zipper/x/ITEM1", "type": "application/zip", "roles": ["data"]},
+        product={
+            "href": "https://h/data/zipper/x/ITEM1",
+            "type": "application/zip",
+            "roles": ["data"],
+        },
         enclosure_ql_pauli_png={"href": "https://h/data/x/ql_pauli.png", "type": "image/png"},
-        enclosure_kml={"href": "https://h/data/x/item1_map.kmz", "type": "application/vnd.google-earth.kmz"},
+        enclosure_kml={
+            "href": "https://h/data/x/item1_map.kmz",
+            "type": "application/vnd.google-earth.kmz",
+        },
         enclosure_abs_tiff={"href": "https://h/data/x/abs.tiff", "type": "image/tiff"},
     )
     jobs, _ = plan_item(item, PlanRules())
@@ -59,8 +69,18 @@ def test_later_enclosure_keys_are_found_by_the_profile() -> None:
 @pytest.mark.parametrize(
     ("selectors", "expected"),
     [
-        (("all",), ["enclosure_abs_tiff", "enclosure_annot_xml", "enclosure_lut_nc", "product",
-                    "quicklook_kml", "quicklook_png", "thumbnail"]),
+        (
+            ("all",),
+            [
+                "enclosure_abs_tiff",
+                "enclosure_annot_xml",
+                "enclosure_lut_nc",
+                "product",
+                "quicklook_kml",
+                "quicklook_png",
+                "thumbnail",
+            ],
+        ),
         (("enclosure_*",), ["enclosure_abs_tiff", "enclosure_annot_xml", "enclosure_lut_nc"]),
         (("role:metadata",), ["enclosure_annot_xml", "enclosure_lut_nc"]),
         (("type:image/png",), ["quicklook_png", "thumbnail"]),
@@ -111,8 +131,20 @@ def test_companion_name_rule() -> None:
 
 @pytest.mark.parametrize(
     "local_path",
-    ["../../etc/passwd", "/etc/passwd", "a/../../b", "evil\x1b[31m.zip", "nul\x00.zip", "C:\\x.zip",
-     "a\\..\\b.zip", "", "x.zip.part", " lead.zip", "dir//x.zip", "./x.zip"],
+    [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "a/../../b",
+        "evil\x1b[31m.zip",
+        "nul\x00.zip",
+        "C:\\x.zip",
+        "a\\..\\b.zip",
+        "",
+        "x.zip.part",
+        " lead.zip",
+        "dir//x.zip",
+        "./x.zip",
+    ],
 )
 def test_hostile_local_paths_are_refused_and_the_rest_of_the_item_goes_on(local_path: str) -> None:
     item = _item(
@@ -170,7 +202,7 @@ def _assert_safe_or_refused(raw: str) -> None:
     assert ".." not in safe.split("/")
     assert all(ord(c) >= 32 and c != "\x7f" for c in safe)
     dest = "/srv/dest"
-    assert os.path.normpath(os.path.join(dest, safe)).startswith(dest + "/")
+    assert os.path.normpath(f"{dest}/{safe}").startswith(dest + "/")
 
 
 @given(st.text(min_size=0, max_size=60))

@@ -18,7 +18,7 @@ from .events import EventSink
 __all__ = ["adownload", "build_config", "download"]
 
 _SECTION_OF: dict[str, str] = {
-    **{name: "search" for name in SearchConfig.__dataclass_fields__},
+    **dict.fromkeys(SearchConfig.__dataclass_fields__, "search"),
     "token": "auth",
     "token_file": "auth",
     "auth_hosts": "auth",
@@ -41,12 +41,16 @@ def build_config(config: Config | None = None, **options: Any) -> Config:
     return base.with_values(values)
 
 
-async def adownload(config: Config | None = None, *, sink: EventSink | None = None, **options: Any) -> RunResult:
+async def adownload(
+    config: Config | None = None, *, sink: EventSink | None = None, **options: Any
+) -> RunResult:
     """Search and download, asynchronously; see :func:`download`."""
     return await run(build_config(config, **options), sink=sink)
 
 
-def download(config: Config | None = None, *, sink: EventSink | None = None, **options: Any) -> RunResult:
+def download(
+    config: Config | None = None, *, sink: EventSink | None = None, **options: Any
+) -> RunResult:
     """Search a STAC API and download the selected assets into ``dest``, verified.
 
     >>> result = stacpull.download(catalog=url, collections=["BiomassLevel1aIOC"],

@@ -219,13 +219,13 @@ class DownloadConfig:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             raise ConfigError(f"download.retries: expected an integer ≥ 0, got {self.retries!r}")
         if isinstance(self.queue_size, bool) or self.queue_size < 0:
-            raise ConfigError(f"download.queue_size: expected an integer ≥ 0, got {self.queue_size!r}")
+            raise ConfigError(
+                f"download.queue_size: expected an integer ≥ 0, got {self.queue_size!r}"
+            )
         if not self.assets:
             raise ConfigError("download.assets: select at least one asset (e.g. 'maap' or 'all')")
         if "{name}" not in self.template:
-            raise ConfigError(
-                f"download.template: must contain {{name}}, got {self.template!r}"
-            )
+            raise ConfigError(f"download.template: must contain {{name}}, got {self.template!r}")
 
     @property
     def queue_limit(self) -> int:

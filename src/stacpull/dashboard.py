@@ -58,7 +58,8 @@ def render_dashboard(snap: Snapshot, *, width: int = 80, max_rows: int = 8) -> R
     matched = f"/{snap.matched}" if snap.matched is not None else ""
     search = "done" if snap.search_done else f"page {snap.pages}"
     head = Text.assemble(
-        ("stacpull ", "bold cyan"), (f"{collections} → {snap.dest}", "bold"),
+        ("stacpull ", "bold cyan"),
+        (f"{collections} → {snap.dest}", "bold"),
         f"\nsearch {search}: {snap.items}{matched} items · {snap.queued} files queued",
     )
     total_files = max(snap.queued, 1)
@@ -73,18 +74,32 @@ def render_dashboard(snap: Snapshot, *, width: int = 80, max_rows: int = 8) -> R
     unknown = f" + {snap.queued_unknown} of unknown size" if snap.queued_unknown else ""
     files.add_row(
         Text("bytes", style="bold"),
-        ProgressBar(total=max(total_bytes, 1), completed=min(snap.bytes_done, total_bytes), width=bar_width),
+        ProgressBar(
+            total=max(total_bytes, 1), completed=min(snap.bytes_done, total_bytes), width=bar_width
+        ),
         Text(f"{human_bytes(snap.bytes_done)}/{human_bytes(total_bytes)}{unknown}"),
     )
     average = snap.bytes_received / snap.elapsed if snap.elapsed > 0 else 0.0
     speed = Text.assemble(
-        ("⇣ ", "green"), f"{human_bytes(snap.rate)}/s now · {human_bytes(average)}/s average · ",
+        ("⇣ ", "green"),
+        f"{human_bytes(snap.rate)}/s now · {human_bytes(average)}/s average · ",
         f"ETA {_eta_text(snap)} · elapsed {_duration(snap.elapsed)}",
     )
     counters = Text.assemble(
-        ("done ", "green"), str(snap.downloaded), "  ", ("skipped ", "cyan"), str(snap.skipped),
-        "  ", ("retried ", "yellow"), str(snap.retries), "  ", ("failed ", "red"), str(snap.failed),
-        "  ", ("refused ", "magenta"), str(snap.refused),
+        ("done ", "green"),
+        str(snap.downloaded),
+        "  ",
+        ("skipped ", "cyan"),
+        str(snap.skipped),
+        "  ",
+        ("retried ", "yellow"),
+        str(snap.retries),
+        "  ",
+        ("failed ", "red"),
+        str(snap.failed),
+        "  ",
+        ("refused ", "magenta"),
+        str(snap.refused),
     )
     active = Table(box=None, show_header=True, header_style="dim", expand=False, padding=(0, 1))
     name_width = max(16, width - 44)
@@ -100,7 +115,9 @@ def render_dashboard(snap: Snapshot, *, width: int = 80, max_rows: int = 8) -> R
         size = f"{human_bytes(t.offset + t.received)}/{human_bytes(t.offset + total) if total else '?'}"
         active.add_row(
             label,
-            ProgressBar(total=max(total, 1), completed=done if total else 0, width=12, pulse=not total),
+            ProgressBar(
+                total=max(total, 1), completed=done if total else 0, width=12, pulse=not total
+            ),
             size + retry,
         )
     if len(rows) > max_rows:
@@ -140,13 +157,21 @@ class LiveDashboard:
         self.stats = stats
         self.console = console
         self._live = Live(
-            console=console, get_renderable=self._render, refresh_per_second=refresh_per_second,
-            transient=False, redirect_stdout=False, redirect_stderr=False,
+            console=console,
+            get_renderable=self._render,
+            refresh_per_second=refresh_per_second,
+            transient=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
         )
 
     def _render(self) -> RenderableType:
         height = self.console.size.height
-        return render_dashboard(self.stats.snapshot(), width=self.console.size.width, max_rows=max(2, min(12, height - 14)))
+        return render_dashboard(
+            self.stats.snapshot(),
+            width=self.console.size.width,
+            max_rows=max(2, min(12, height - 14)),
+        )
 
     def __call__(self, event: Event) -> None:
         """Events are already in :class:`RunStats`; the live view only reads it."""
@@ -163,8 +188,13 @@ class PlainProgress:
     """No terminal: a progress line every ``interval`` seconds, one line per failure."""
 
     def __init__(
-        self, stats: RunStats, stream: IO[str] | None = None, *, interval: float = 5.0,
-        verbose: bool = False, clock: Callable[[], float] = time.monotonic,
+        self,
+        stats: RunStats,
+        stream: IO[str] | None = None,
+        *,
+        interval: float = 5.0,
+        verbose: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stats = stats
         self.stream = stream if stream is not None else sys.stderr
@@ -197,7 +227,9 @@ class PlainProgress:
             if o.status in (Status.FAILED, Status.REFUSED):
                 self._write(f"[stacpull] {o.status.value} {o.job.label}: {o.error}")
             elif self.verbose:
-                self._write(f"[stacpull] {o.status.value} {o.job.dest} ({human_bytes(o.size or 0)})")
+                self._write(
+                    f"[stacpull] {o.status.value} {o.job.dest} ({human_bytes(o.size or 0)})"
+                )
         elif isinstance(event, JobRefused):
             r = event.refusal
             self._write(f"[stacpull] refused {r.item_id}/{r.asset_key}: {r.reason}")

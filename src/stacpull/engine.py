@@ -116,18 +116,28 @@ def _first_error(exc: BaseException) -> BaseException:
 def _query_dict(config: Config) -> dict[str, Any]:
     s = config.search
     return {
-        "catalog": s.catalog, "collections": list(s.collections), "ids": list(s.ids),
-        "bbox": list(s.bbox) if s.bbox else None, "intersects": s.intersects,
-        "datetime": s.datetime, "filter": s.filter, "max_items": s.max_items,
+        "catalog": s.catalog,
+        "collections": list(s.collections),
+        "ids": list(s.ids),
+        "bbox": list(s.bbox) if s.bbox else None,
+        "intersects": s.intersects,
+        "datetime": s.datetime,
+        "filter": s.filter,
+        "max_items": s.max_items,
     }
 
 
 def _settings_dict(config: Config) -> dict[str, Any]:
     d = config.download
     return {
-        "dest": d.dest, "assets": list(d.assets), "template": d.template,
-        "concurrency": d.concurrency, "per_host": d.per_host, "chunk_size": d.chunk_size,
-        "stall_timeout": d.stall_timeout, "retries": d.retries,
+        "dest": d.dest,
+        "assets": list(d.assets),
+        "template": d.template,
+        "concurrency": d.concurrency,
+        "per_host": d.per_host,
+        "chunk_size": d.chunk_size,
+        "stall_timeout": d.stall_timeout,
+        "retries": d.retries,
         "auth_hosts": list(config.auth.hosts),
     }
 
@@ -152,26 +162,46 @@ async def run(
     stats = stats if stats is not None else RunStats()
     state_dir = root / JOURNAL_DIR
     journal = Journal(root)
-    outcome_log = OutcomeLog(state_dir / f"outcomes-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.jsonl")
-    emit = _fanout([stats, outcome_log] + ([sink] if sink is not None else []))
+    outcome_log = OutcomeLog(
+        state_dir / f"outcomes-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.jsonl"
+    )
+    sinks: list[EventSink] = [stats, outcome_log]
+    if sink is not None:
+        sinks.append(sink)
+    emit = _fanout(sinks)
     info = ReportInfo(_query_dict(config), _settings_dict(config))
     source: ItemPages = pages if pages is not None else (lambda: search_pages(config.search))
     started = time.monotonic()
     interrupted = False
-    emit(RunStarted(config.search.catalog, config.search.collections, str(root), config.download.concurrency))
+    emit(
+        RunStarted(
+            config.search.catalog, config.search.collections, str(root), config.download.concurrency
+        )
+    )
 
     dl = config.download
-    connector = aiohttp.TCPConnector(limit=max(dl.concurrency, dl.per_host), limit_per_host=dl.per_host)
-    timeout = aiohttp.ClientTimeout(total=None, connect=dl.connect_timeout, sock_read=dl.stall_timeout)
+    connector = aiohttp.TCPConnector(
+        limit=max(dl.concurrency, dl.per_host), limit_per_host=dl.per_host
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=dl.connect_timeout, sock_read=dl.stall_timeout
+    )
     try:
         async with aiohttp.ClientSession(
-            connector=connector, timeout=timeout, headers={"User-Agent": "stacpull/0.1"},
+            connector=connector,
+            timeout=timeout,
+            headers={"User-Agent": "stacpull/0.1"},
             auto_decompress=False,
         ) as session:
             ctx = FetchContext(
-                session=session, root=root, journal=journal, tokens=provider,
-                trust=TrustPolicy(config.search.catalog, config.auth.hosts), emit=emit,
-                retry=RetryPolicy(dl.retries, dl.backoff, dl.max_backoff), chunk_size=dl.chunk_size,
+                session=session,
+                root=root,
+                journal=journal,
+                tokens=provider,
+                trust=TrustPolicy(config.search.catalog, config.auth.hosts),
+                emit=emit,
+                retry=RetryPolicy(dl.retries, dl.backoff, dl.max_backoff),
+                chunk_size=dl.chunk_size,
             )
             send, receive = anyio.create_memory_object_stream[Job](dl.queue_limit)
             try:
@@ -189,17 +219,26 @@ async def run(
         interrupted = True
         raise
     finally:
-        with anyio.CancelScope(shield=True):
-            seconds = time.monotonic() - started
-            emit(RunFinished(seconds, interrupted))
-            outcome_log.close()
-            report = write_report(state_dir, stats, info, outcome_log.path)
-            journal.close()
+        # No await in here, so the report is written even while the run is being cancelled.
+        seconds = time.monotonic() - started
+        emit(RunFinished(seconds, interrupted))
+        outcome_log.close()
+        report = (
+            write_report(state_dir, stats, info, outcome_log.path) if config.output.report else None
+        )
+        journal.close()
     snap = stats.snapshot()
     return RunResult(
-        downloaded=snap.downloaded, skipped=snap.skipped, failed=snap.failed,
-        refused=snap.refused, retries=snap.retries, bytes_downloaded=snap.bytes_received,
-        bytes_on_disk=snap.bytes_done, seconds=seconds, items=snap.items, report=report,
+        downloaded=snap.downloaded,
+        skipped=snap.skipped,
+        failed=snap.failed,
+        refused=snap.refused,
+        retries=snap.retries,
+        bytes_downloaded=snap.bytes_received,
+        bytes_on_disk=snap.bytes_done,
+        seconds=seconds,
+        items=snap.items,
+        report=report,
     )
 
 

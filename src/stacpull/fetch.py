@@ -14,7 +14,6 @@ aiohttp exceptions are translated into :mod:`stacpull.errors` here, at one bound
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import time
@@ -27,6 +26,7 @@ import aiofiles
 import aiohttp
 import anyio
 import anyio.to_thread
+from yarl import URL
 
 from .auth import TokenProvider, TrustPolicy
 from .errors import (
@@ -146,7 +146,9 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
     try:
         final = _destination(ctx, job)
     except PlanError as exc:
-        return _finish(ctx, Outcome(job, Status.REFUSED, error=str(exc), error_class=type(exc).__name__))
+        return _finish(
+            ctx, Outcome(job, Status.REFUSED, error=str(exc), error_class=type(exc).__name__)
+        )
     mh = _checksum(job, progress.notes)
     if await _already_verified(job, final, mh, ctx):
         size = final.stat().st_size
@@ -165,25 +167,42 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
                 discarded = await _discard(part, job, ctx)
             if delay is None:
                 partial = part.stat().st_size if part.exists() else 0
-                await ctx.journal.failed(job, error_class=type(exc).__name__, error=exc.reason, partial=partial)
+                await ctx.journal.failed(
+                    job, error_class=type(exc).__name__, error=exc.reason, partial=partial
+                )
                 return _finish(
                     ctx,
                     Outcome(
-                        job, Status.FAILED, bytes_downloaded=progress.received,
-                        seconds=time.monotonic() - started, attempts=progress.attempts,
-                        error=str(exc), error_class=type(exc).__name__,
-                        resumed_from=progress.resumed_from, notes=tuple(progress.notes),
+                        job,
+                        Status.FAILED,
+                        bytes_downloaded=progress.received,
+                        seconds=time.monotonic() - started,
+                        attempts=progress.attempts,
+                        error=str(exc),
+                        error_class=type(exc).__name__,
+                        resumed_from=progress.resumed_from,
+                        notes=tuple(progress.notes),
                     ),
                 )
-            ctx.emit(TransferRetried(job, progress.attempts, str(exc), type(exc).__name__, delay, discarded))
+            ctx.emit(
+                TransferRetried(
+                    job, progress.attempts, str(exc), type(exc).__name__, delay, discarded
+                )
+            )
             await ctx.sleep(delay)
             continue
         return _finish(
             ctx,
             Outcome(
-                job, Status.DOWNLOADED, bytes_downloaded=progress.received, size=size,
-                seconds=time.monotonic() - started, attempts=progress.attempts, digest=digest,
-                resumed_from=progress.resumed_from, notes=tuple(progress.notes),
+                job,
+                Status.DOWNLOADED,
+                bytes_downloaded=progress.received,
+                size=size,
+                seconds=time.monotonic() - started,
+                attempts=progress.attempts,
+                digest=digest,
+                resumed_from=progress.resumed_from,
+                notes=tuple(progress.notes),
             ),
         )
 
@@ -224,9 +243,7 @@ async def _resume_offset(job: Job, part: Path, ctx: FetchContext) -> tuple[int, 
     return have, {"Range": range_header(have), "If-Range": validator}
 
 
-async def _open(
-    url: str, headers: dict[str, str], ctx: FetchContext
-) -> aiohttp.ClientResponse:
+async def _open(url: str, headers: dict[str, str], ctx: FetchContext) -> aiohttp.ClientResponse:
     """GET ``url`` following redirects ourselves, so the bearer header obeys :class:`TrustPolicy`."""
     token = await ctx.tokens.token()
     send_token = token is not None and ctx.trust.trusts(url)
@@ -243,9 +260,11 @@ async def _open(
         except aiohttp.ClientError as exc:
             raise ConnectError(f"connection failed: {type(exc).__name__}", url=url) from exc
         if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
-            location = str(resp.url.join(aiohttp.client.URL(resp.headers["Location"])))
+            location = str(resp.url.join(URL(resp.headers["Location"])))
             resp.release()
-            send_token = token is not None and ctx.trust.trusts_redirect(url, location, sent=send_token)
+            send_token = token is not None and ctx.trust.trusts_redirect(
+                url, location, sent=send_token
+            )
             url = location
             continue
         return resp
@@ -260,7 +279,8 @@ def _check_status(resp: aiohttp.ClientResponse, job: Job, token_source: str) -> 
         if ctype in _HTML_TYPES and expected not in _HTML_TYPES:
             raise AuthError(
                 "the server sent an HTML page instead of the file (a login page?); check the token",
-                url=str(resp.url), status=status,
+                url=str(resp.url),
+                status=status,
             )
         return
     if status in (401, 403):
@@ -271,10 +291,14 @@ def _check_status(resp: aiohttp.ClientResponse, job: Job, token_source: str) -> 
         )
         raise AuthError(f"HTTP {status}: {hint}", url=str(resp.url), status=status)
     if status == 416:
-        raise RangeError("HTTP 416: the partial file no longer fits the server's file", url=str(resp.url))
+        raise RangeError(
+            "HTTP 416: the partial file no longer fits the server's file", url=str(resp.url)
+        )
     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
     reason = resp.reason or ""
-    raise HTTPStatusError(f"HTTP {status} {reason}".strip(), url=str(resp.url), status=status, retry_after=retry_after)
+    raise HTTPStatusError(
+        f"HTTP {status} {reason}".strip(), url=str(resp.url), status=status, retry_after=retry_after
+    )
 
 
 async def _attempt(
@@ -303,7 +327,9 @@ async def _attempt(
             progress.resumed_from = offset
         else:
             if offset:
-                progress.notes.append(f"server answered 200 to a resume at {offset} bytes: restarted")
+                progress.notes.append(
+                    f"server answered 200 to a resume at {offset} bytes: restarted"
+                )
                 await _discard(part, job, ctx)
                 offset = 0
             total = resp.content_length
@@ -311,7 +337,9 @@ async def _attempt(
             raise_size = f"server announces {total} bytes but file:size says {job.size}"
             raise VerificationError(raise_size, url=job.url)
         await ctx.journal.started(
-            job, etag=resp.headers.get("ETag"), last_modified=resp.headers.get("Last-Modified"),
+            job,
+            etag=resp.headers.get("ETag"),
+            last_modified=resp.headers.get("Last-Modified"),
             offset=offset,
         )
         ctx.emit(TransferStarted(job, offset, total, progress.attempts))
@@ -347,8 +375,13 @@ def _hash_prefix(hasher: Any, part: Path, length: int) -> None:
 
 
 async def _stream(
-    resp: aiohttp.ClientResponse, part: Path, offset: int, hasher: Any, job: Job,
-    ctx: FetchContext, progress: _Progress,
+    resp: aiohttp.ClientResponse,
+    part: Path,
+    offset: int,
+    hasher: Any,
+    job: Job,
+    ctx: FetchContext,
+    progress: _Progress,
 ) -> int:
     """Append the body to ``part``; return the bytes written. fsyncs before returning."""
     written = 0
@@ -369,7 +402,7 @@ async def _stream(
             ctx.emit(BytesReceived(job, len(chunk)))
         await f.flush()
         await anyio.to_thread.run_sync(os.fsync, f.fileno())
-    except (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise StallError("no data received within the stall timeout", url=job.url) from exc
     except aiohttp.ClientPayloadError as exc:
         raise TruncatedError(f"transfer cut after {offset + written} bytes", url=job.url) from exc
@@ -387,7 +420,7 @@ async def _commit(part: Path, final: Path) -> None:
     """Atomically move a verified ``.part`` to its final name and make the rename durable."""
 
     def commit() -> None:
-        os.replace(part, final)
+        part.replace(final)
         dir_fd = os.open(final.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

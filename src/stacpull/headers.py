@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from email.utils import format_datetime, parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
 
 __all__ = [
     "ContentRange",

@@ -114,7 +114,9 @@ class Journal:
 
         return await self._call(q)
 
-    async def started(self, job: Job, *, etag: str | None, last_modified: str | None, offset: int) -> None:
+    async def started(
+        self, job: Job, *, etag: str | None, last_modified: str | None, offset: int
+    ) -> None:
         """A response began writing ``job``'s ``.part`` from ``offset`` under these validators."""
 
         def q(db: sqlite3.Connection) -> None:
@@ -132,9 +134,18 @@ class Journal:
                        item_updated=excluded.item_updated, updated_at=excluded.updated_at,
                        error=NULL, error_class=NULL""",
                 (
-                    job.dest, job.item_id, job.collection, job.asset_key, job.url,
-                    job.size, job.checksum, etag, last_modified, offset,
-                    job.item_updated, time.time(),
+                    job.dest,
+                    job.item_id,
+                    job.collection,
+                    job.asset_key,
+                    job.url,
+                    job.size,
+                    job.checksum,
+                    etag,
+                    last_modified,
+                    offset,
+                    job.item_updated,
+                    time.time(),
                 ),
             )
 
@@ -165,8 +176,18 @@ class Journal:
                     """INSERT INTO transfers (path, item_id, collection, asset_key, url, status,
                            expected_size, checksum, item_updated, updated_at)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (job.dest, job.item_id, job.collection, job.asset_key, job.url, status,
-                     job.size, job.checksum, job.item_updated, time.time()),
+                    (
+                        job.dest,
+                        job.item_id,
+                        job.collection,
+                        job.asset_key,
+                        job.url,
+                        status,
+                        job.size,
+                        job.checksum,
+                        job.item_updated,
+                        time.time(),
+                    ),
                 )
                 db.execute(
                     f"UPDATE transfers SET {cols} WHERE path = ?", (*values.values(), job.dest)
@@ -177,5 +198,7 @@ class Journal:
     def counts(self) -> dict[str, int]:
         """Rows per status (blocking; for summaries)."""
         return self._run(
-            lambda db: dict(db.execute("SELECT status, COUNT(*) FROM transfers GROUP BY status").fetchall())
+            lambda db: dict(
+                db.execute("SELECT status, COUNT(*) FROM transfers GROUP BY status").fetchall()
+            )
         )

@@ -209,7 +209,7 @@ def sanitize_relpath(raw: str, *, what: str = "path") -> str:
     if not raw:
         raise UnsafePathError(f"{what} is empty")
     for ch in raw:
-        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") :
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
             raise UnsafePathError(f"{what} {raw!r} contains a control character")
     if "\\" in raw:
         raise UnsafePathError(f"{what} {raw!r} contains a backslash")
@@ -224,7 +224,9 @@ def sanitize_relpath(raw: str, *, what: str = "path") -> str:
         if len(seg.encode("utf-8")) > _MAX_SEGMENT_BYTES:
             raise UnsafePathError(f"{what} has a segment longer than {_MAX_SEGMENT_BYTES} bytes")
     if raw.lower().endswith(".part"):
-        raise UnsafePathError(f"{what} {raw!r} ends in .part, which stacpull keeps for partial files")
+        raise UnsafePathError(
+            f"{what} {raw!r} ends in .part, which stacpull keeps for partial files"
+        )
     return raw
 
 
@@ -270,7 +272,11 @@ def _dates(item: Mapping[str, Any]) -> tuple[str, str, str]:
 
 def _self_href(item: Mapping[str, Any]) -> str | None:
     for link in item.get("links") or []:
-        if isinstance(link, dict) and link.get("rel") == "self" and isinstance(link.get("href"), str):
+        if (
+            isinstance(link, dict)
+            and link.get("rel") == "self"
+            and isinstance(link.get("href"), str)
+        ):
             return str(link["href"])
     return None
 
@@ -354,7 +360,9 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
                 size=_int_or_none(asset.get("file:size")),
                 checksum=checksum if isinstance(checksum, str) and checksum else None,
                 item_updated=updated,
-                zip_check=_is_zip(asset) or _media_type(asset) in KMZ_TYPES or _suffix(asset) == ".kmz"
+                zip_check=_is_zip(asset)
+                or _media_type(asset) in KMZ_TYPES
+                or _suffix(asset) == ".kmz"
                 or name.lower().endswith((".zip", ".kmz")),
             )
         )

@@ -122,7 +122,7 @@ class RunStats:
         self.interrupted = False
         self._samples: deque[tuple[float, int]] = deque()
 
-    def __call__(self, event: Event) -> None:  # noqa: C901 - one branch per event type
+    def __call__(self, event: Event) -> None:
         with self._lock:
             if isinstance(event, BytesReceived):
                 self.bytes_received += event.n
@@ -138,7 +138,11 @@ class RunStats:
                 key = (event.job.item_id, event.job.asset_key)
                 prior = self.active.get(key)
                 self.active[key] = ActiveTransfer(
-                    event.job, 0, event.total, event.offset, self._clock(),
+                    event.job,
+                    0,
+                    event.total,
+                    event.offset,
+                    self._clock(),
                     prior.retries if prior else 0,
                 )
             elif isinstance(event, JobQueued):
@@ -167,9 +171,17 @@ class RunStats:
                 self.pages, self.items, self.matched = event.pages, event.items, event.matched
                 self.search_done = event.done
             elif isinstance(event, RunStarted):
-                self.catalog, self.collections, self.dest = event.catalog, event.collections, event.dest
+                self.catalog, self.collections, self.dest = (
+                    event.catalog,
+                    event.collections,
+                    event.dest,
+                )
             elif isinstance(event, RunFinished):
-                self.finished, self.seconds, self.interrupted = True, event.seconds, event.interrupted
+                self.finished, self.seconds, self.interrupted = (
+                    True,
+                    event.seconds,
+                    event.interrupted,
+                )
 
     def _finished(self, outcome: Outcome) -> None:
         job = outcome.job
@@ -213,18 +225,30 @@ class RunStats:
         with self._lock:
             return Snapshot(
                 elapsed=self.seconds if self.finished else self._clock() - self._t0,
-                catalog=self.catalog, collections=self.collections, dest=self.dest,
-                pages=self.pages, items=self.items, matched=self.matched,
-                search_done=self.search_done, queued=self.queued,
-                queued_known_bytes=self.queued_known_bytes, queued_unknown=self.queued_unknown,
-                downloaded=self.downloaded, skipped=self.skipped, failed=self.failed,
-                refused=self.refused, retries=self.retries, bytes_received=self.bytes_received,
-                bytes_done=self.bytes_done, rate=self._rate_locked(),
+                catalog=self.catalog,
+                collections=self.collections,
+                dest=self.dest,
+                pages=self.pages,
+                items=self.items,
+                matched=self.matched,
+                search_done=self.search_done,
+                queued=self.queued,
+                queued_known_bytes=self.queued_known_bytes,
+                queued_unknown=self.queued_unknown,
+                downloaded=self.downloaded,
+                skipped=self.skipped,
+                failed=self.failed,
+                refused=self.refused,
+                retries=self.retries,
+                bytes_received=self.bytes_received,
+                bytes_done=self.bytes_done,
+                rate=self._rate_locked(),
                 active=tuple(
                     ActiveTransfer(t.job, t.received, t.total, t.offset, t.started, t.retries)
                     for t in self.active.values()
                 ),
-                errors=tuple(self.errors), finished=self.finished,
+                errors=tuple(self.errors),
+                finished=self.finished,
             )
 
 
@@ -242,8 +266,13 @@ class OutcomeLog:
             self._file.write(json.dumps(outcome_dict(event.outcome)) + "\n")
         elif isinstance(event, JobRefused):
             r = event.refusal
-            row = {"item": r.item_id, "collection": r.collection, "asset": r.asset_key,
-                   "status": "refused", "error": r.reason}
+            row = {
+                "item": r.item_id,
+                "collection": r.collection,
+                "asset": r.asset_key,
+                "status": "refused",
+                "error": r.reason,
+            }
             self._file.write(json.dumps(row) + "\n")
 
     def close(self) -> None:
@@ -258,11 +287,20 @@ def outcome_dict(o: Outcome) -> dict[str, Any]:
     from .errors import redact_url
 
     return {
-        "item": o.job.item_id, "collection": o.job.collection, "asset": o.job.asset_key,
-        "path": o.job.dest, "url": redact_url(o.job.url), "status": o.status.value,
-        "bytes_downloaded": o.bytes_downloaded, "size": o.size, "seconds": round(o.seconds, 3),
-        "attempts": o.attempts, "resumed_from": o.resumed_from, "error": o.error,
-        "error_class": o.error_class, "notes": list(o.notes),
+        "item": o.job.item_id,
+        "collection": o.job.collection,
+        "asset": o.job.asset_key,
+        "path": o.job.dest,
+        "url": redact_url(o.job.url),
+        "status": o.status.value,
+        "bytes_downloaded": o.bytes_downloaded,
+        "size": o.size,
+        "seconds": round(o.seconds, 3),
+        "attempts": o.attempts,
+        "resumed_from": o.resumed_from,
+        "error": o.error,
+        "error_class": o.error_class,
+        "notes": list(o.notes),
     }
 
 
@@ -289,15 +327,26 @@ def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: P
         "query": info.query,
         "settings": info.settings,
         "totals": {
-            "items": snap.items, "matched": snap.matched, "files": snap.queued + snap.refused,
-            "downloaded": snap.downloaded, "skipped": snap.skipped, "failed": snap.failed,
-            "refused": snap.refused, "retries": snap.retries,
-            "bytes_downloaded": snap.bytes_received, "bytes_on_disk": snap.bytes_done,
+            "items": snap.items,
+            "matched": snap.matched,
+            "files": snap.queued + snap.refused,
+            "downloaded": snap.downloaded,
+            "skipped": snap.skipped,
+            "failed": snap.failed,
+            "refused": snap.refused,
+            "retries": snap.retries,
+            "bytes_downloaded": snap.bytes_received,
+            "bytes_on_disk": snap.bytes_done,
             "mb_per_s": round(snap.bytes_received / snap.elapsed / 1e6, 3) if snap.elapsed else 0.0,
         },
         "failed": [outcome_dict(o) for o in stats.failures],
         "refused": [
-            {"item": r.item_id, "collection": r.collection, "asset": r.asset_key, "reason": r.reason}
+            {
+                "item": r.item_id,
+                "collection": r.collection,
+                "asset": r.asset_key,
+                "reason": r.reason,
+            }
             for r in stats.refusals
         ],
         "outcomes_file": outcomes.name if outcomes else None,

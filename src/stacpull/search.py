@@ -42,7 +42,12 @@ def load_geojson_geometry(path: str | Path) -> dict[str, Any]:
     if isinstance(data, dict) and data.get("type") == "Feature":
         data = data.get("geometry")
     geometry_types = {
-        "Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
+        "Point",
+        "MultiPoint",
+        "LineString",
+        "MultiLineString",
+        "Polygon",
+        "MultiPolygon",
         "GeometryCollection",
     }
     if not isinstance(data, dict) or data.get("type") not in geometry_types:
@@ -57,8 +62,11 @@ def open_client(config: SearchConfig) -> Any:
     from pystac_client.stac_api_io import StacApiIO
 
     retry = Retry(
-        total=5,
-        backoff_factor=1.0,
+        total=8,
+        connect=2,  # a refused connection is rarely fixed by waiting: say so quickly
+        read=2,
+        status=5,  # MAAP's load balancer answers 429/5xx under load: those are worth waiting for
+        backoff_factor=0.5,
         status_forcelist=(429, 500, 502, 503, 504),
         allowed_methods=None,  # POST searches are idempotent here
         respect_retry_after_header=True,
@@ -68,7 +76,9 @@ def open_client(config: SearchConfig) -> Any:
     try:
         return Client.open(config.catalog, stac_io=stac_io)
     except APIError as exc:
-        raise SearchError(f"cannot open the catalogue {config.catalog}: {_api_reason(exc)}") from exc
+        raise SearchError(
+            f"cannot open the catalogue {config.catalog}: {_api_reason(exc)}"
+        ) from exc
     except Exception as exc:  # requests/urllib3/json errors: unreachable or not a STAC API
         raise SearchError(f"cannot open the catalogue {config.catalog}: {exc}") from exc
 
@@ -136,7 +146,9 @@ def _matched(search: Any) -> int | None:
     return value if isinstance(value, int) else None
 
 
-async def search_pages(config: SearchConfig) -> AsyncIterator[tuple[list[dict[str, Any]], int | None]]:
+async def search_pages(
+    config: SearchConfig,
+) -> AsyncIterator[tuple[list[dict[str, Any]], int | None]]:
     """Yield (items of one page, numberMatched) lazily; ``max_items`` is honoured exactly."""
     pages, search = await anyio.to_thread.run_sync(_page_iterator, config)
     matched: int | None = None
@@ -148,7 +160,9 @@ async def search_pages(config: SearchConfig) -> AsyncIterator[tuple[list[dict[st
             return
         if first:
             raw = page.get("numberMatched", page.get("context", {}).get("matched"))
-            matched = raw if isinstance(raw, int) else await anyio.to_thread.run_sync(_matched, search)
+            matched = (
+                raw if isinstance(raw, int) else await anyio.to_thread.run_sync(_matched, search)
+            )
             first = False
         features = [f for f in page.get("features") or [] if isinstance(f, dict)]
         if config.max_items is not None:

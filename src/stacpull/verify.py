@@ -88,11 +88,15 @@ def parse_multihash(text: str) -> Multihash:
     code, pos = _read_varint(raw, 0)
     length, pos = _read_varint(raw, pos)
     if code not in MULTIHASH_CODES:
-        raise ValueError(f"file:checksum uses multihash function 0x{code:x}, which stacpull cannot check")
+        raise ValueError(
+            f"file:checksum uses multihash function 0x{code:x}, which stacpull cannot check"
+        )
     name, algo, expected_len = MULTIHASH_CODES[code]
     digest = raw[pos:]
     if length != len(digest) or length != expected_len:
-        raise ValueError(f"file:checksum {name} digest has {len(digest)} bytes, expected {expected_len}")
+        raise ValueError(
+            f"file:checksum {name} digest has {len(digest)} bytes, expected {expected_len}"
+        )
     return Multihash(name, algo, digest)
 
 
@@ -113,12 +117,12 @@ def file_digest(path: Path, mh: Multihash, *, chunk_size: int = 1 << 20) -> byte
     return h.digest()
 
 
-def verify_size(actual: int, expected: int | None, *, url: str = "", source: str = "file:size") -> None:
+def verify_size(
+    actual: int, expected: int | None, *, url: str = "", source: str = "file:size"
+) -> None:
     """Raise :class:`SizeMismatchError` when ``expected`` is known and differs."""
     if expected is not None and actual != expected:
-        raise SizeMismatchError(
-            f"received {actual} bytes but {source} says {expected}", url=url
-        )
+        raise SizeMismatchError(f"received {actual} bytes but {source} says {expected}", url=url)
 
 
 def check_zip(path: Path, *, url: str = "") -> int:

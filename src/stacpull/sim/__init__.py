@@ -6,4 +6,11 @@ Used by ``stacpull demo``, ``stacpull sim serve``, the tests and the benchmarks.
 from .catalog import CollectionSpec, SimCatalog, default_collections
 from .server import SimOptions, SimServer, build_app
 
-__all__ = ["CollectionSpec", "SimCatalog", "SimOptions", "SimServer", "build_app", "default_collections"]
+__all__ = [
+    "CollectionSpec",
+    "SimCatalog",
+    "SimOptions",
+    "SimServer",
+    "build_app",
+    "default_collections",
+]

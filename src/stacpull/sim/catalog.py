@@ -65,19 +65,35 @@ def default_collections(count: int = 24, product_size: int = 4_000_000) -> list[
     """BIOMASS L1a (2025 keys), BIOMASS L1c (2026 keys) and FLEX, ``count`` items each."""
     return [
         CollectionSpec(
-            "BiomassLevel1aIOC", "biomass-2025", count, "BIOMASS Level 1a (IOC)",
-            product_size=product_size, product_types=("S1_SCS__1S", "S2_SCS__1S", "S3_SCS__1S"),
+            "BiomassLevel1aIOC",
+            "biomass-2025",
+            count,
+            "BIOMASS Level 1a (IOC)",
+            product_size=product_size,
+            product_types=("S1_SCS__1S", "S2_SCS__1S", "S3_SCS__1S"),
         ),
         CollectionSpec(
-            "BiomassLevel1cIOC", "biomass-2026", count, "BIOMASS Level 1c (IOC)",
-            start=datetime(2026, 2, 10, tzinfo=UTC), product_size=product_size,
+            "BiomassLevel1cIOC",
+            "biomass-2026",
+            count,
+            "BIOMASS Level 1c (IOC)",
+            start=datetime(2026, 2, 10, tzinfo=UTC),
+            product_size=product_size,
             product_types=("S1_STA__1S", "S2_STA__1S"),
         ),
         CollectionSpec(
-            "FLEXL1CommissioningProducts10", "flex", count, "FLEX L1 Commissioning Products",
-            start=datetime(2025, 3, 7, tzinfo=UTC), step=timedelta(minutes=3),
-            duration=timedelta(minutes=3), product_size=product_size, bucket="flex-pdgs-01",
-            platform="FLEX", instrument="FLORIS", product_types=("L1C_FLXSYN", "L1B_OBS___"),
+            "FLEXL1CommissioningProducts10",
+            "flex",
+            count,
+            "FLEX L1 Commissioning Products",
+            start=datetime(2025, 3, 7, tzinfo=UTC),
+            step=timedelta(minutes=3),
+            duration=timedelta(minutes=3),
+            product_size=product_size,
+            bucket="flex-pdgs-01",
+            platform="FLEX",
+            instrument="FLORIS",
+            product_types=("L1C_FLXSYN", "L1B_OBS___"),
         ),
     ]
 
@@ -107,7 +123,9 @@ class AssetFile:
 @dataclass
 class _Knobs:
     revisions: dict[str, int] = field(default_factory=dict)  # "item/key" -> revision
-    tamper: dict[str, str] = field(default_factory=dict)  # "item/key" -> size|checksum|corrupt|truncate
+    tamper: dict[str, str] = field(
+        default_factory=dict
+    )  # "item/key" -> size|checksum|corrupt|truncate
     cuts: dict[str, int] = field(default_factory=dict)  # "item/key" -> cut after N bytes, once
     extra: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -173,9 +191,7 @@ class SimCatalog:
         if spec.kind == "flex":
             return f"FLX_{ptype}_{begin:{fmt}}_{end:{fmt}}_{_code(index)}"
         frame = 1 + index % 180
-        return (
-            f"BIO_{ptype}_{begin:{fmt}}_{end:{fmt}}_C_G___M___C___T____F{frame:03d}_01_{_code(index)}"
-        )
+        return f"BIO_{ptype}_{begin:{fmt}}_{end:{fmt}}_C_G___M___C___T____F{frame:03d}_01_{_code(index)}"
 
     def index_of(self, collection: str, item_id: str) -> int | None:
         spec = self.specs.get(collection)
@@ -236,25 +252,112 @@ class SimCatalog:
             }
         }
         if spec.kind == "biomass-2025":
-            assets["quicklook"] = self._static(collection, index, "quicklook", f"{data}/{folder}/preview/{lower}_ql_pauli.png", "image/png", ["overview"], checksum=False)
-            assets["quicklook_1"] = self._static(collection, index, "quicklook_1", f"{data}/{folder}/preview/{lower}_map.kmz", "application/vnd.google-earth.kmz", ["overview"], checksum=False)
-            assets["thumbnail"] = self._static(collection, index, "thumbnail", f"{data}/public/{folder}/{lower}_thumb.png", "image/png", ["thumbnail"], checksum=False, auth=False)
+            assets["quicklook"] = self._static(
+                collection,
+                index,
+                "quicklook",
+                f"{data}/{folder}/preview/{lower}_ql_pauli.png",
+                "image/png",
+                ["overview"],
+                checksum=False,
+            )
+            assets["quicklook_1"] = self._static(
+                collection,
+                index,
+                "quicklook_1",
+                f"{data}/{folder}/preview/{lower}_map.kmz",
+                "application/vnd.google-earth.kmz",
+                ["overview"],
+                checksum=False,
+            )
+            assets["thumbnail"] = self._static(
+                collection,
+                index,
+                "thumbnail",
+                f"{data}/public/{folder}/{lower}_thumb.png",
+                "image/png",
+                ["thumbnail"],
+                checksum=False,
+                auth=False,
+            )
         elif spec.kind == "biomass-2026":
-            assets["quicklook_png"] = self._static(collection, index, "quicklook_png", f"{data}/{folder}/preview/{lower}_ql_pauli.png", "image/png", ["overview"])
-            assets["quicklook_kml"] = self._static(collection, index, "quicklook_kml", f"{data}/{folder}/preview/{lower}_map.kmz", "application/vnd.google-earth.kmz", ["overview"])
-            assets["enclosure_annot_xml"] = self._static(collection, index, "enclosure_annot_xml", f"{data}/{folder}/annotation/{lower}_annot.xml", "application/xml", ["metadata"], algo="md5")
-            assets["enclosure_abs_tiff"] = self._static(collection, index, "enclosure_abs_tiff", f"{data}/{folder}/measurement/{lower}_i_abs.tiff", "image/tiff; application=geotiff", ["data"], algo="sha2-512")
-            assets["enclosure_lut_nc"] = self._static(collection, index, "enclosure_lut_nc", f"{data}/{folder}/annotation/{lower}_lut.nc", "application/x-netcdf", ["metadata"])
-            assets["thumbnail"] = self._static(collection, index, "thumbnail", f"{data}/public/{folder}/{lower}_thumb.png", "image/png", ["thumbnail"], auth=False)
+            assets["quicklook_png"] = self._static(
+                collection,
+                index,
+                "quicklook_png",
+                f"{data}/{folder}/preview/{lower}_ql_pauli.png",
+                "image/png",
+                ["overview"],
+            )
+            assets["quicklook_kml"] = self._static(
+                collection,
+                index,
+                "quicklook_kml",
+                f"{data}/{folder}/preview/{lower}_map.kmz",
+                "application/vnd.google-earth.kmz",
+                ["overview"],
+            )
+            assets["enclosure_annot_xml"] = self._static(
+                collection,
+                index,
+                "enclosure_annot_xml",
+                f"{data}/{folder}/annotation/{lower}_annot.xml",
+                "application/xml",
+                ["metadata"],
+                algo="md5",
+            )
+            assets["enclosure_abs_tiff"] = self._static(
+                collection,
+                index,
+                "enclosure_abs_tiff",
+                f"{data}/{folder}/measurement/{lower}_i_abs.tiff",
+                "image/tiff; application=geotiff",
+                ["data"],
+                algo="sha2-512",
+            )
+            assets["enclosure_lut_nc"] = self._static(
+                collection,
+                index,
+                "enclosure_lut_nc",
+                f"{data}/{folder}/annotation/{lower}_lut.nc",
+                "application/x-netcdf",
+                ["metadata"],
+            )
+            assets["thumbnail"] = self._static(
+                collection,
+                index,
+                "thumbnail",
+                f"{data}/public/{folder}/{lower}_thumb.png",
+                "image/png",
+                ["thumbnail"],
+                auth=False,
+            )
         else:
-            assets["quicklook"] = self._static(collection, index, "quicklook", f"{data}/{folder}/{lower}_ql.png", "image/png", ["overview"], checksum=False)
-            assets["metadata"] = self._static(collection, index, "metadata", f"{data}/{folder}/{lower}.xml", "application/xml", ["metadata"])
+            assets["quicklook"] = self._static(
+                collection,
+                index,
+                "quicklook",
+                f"{data}/{folder}/{lower}_ql.png",
+                "image/png",
+                ["overview"],
+                checksum=False,
+            )
+            assets["metadata"] = self._static(
+                collection,
+                index,
+                "metadata",
+                f"{data}/{folder}/{lower}.xml",
+                "application/xml",
+                ["metadata"],
+            )
         for key in list(assets):
             mode = self.knobs.tamper.get(f"{item_id}/{key}")
             if mode == "size" and "file:size" in assets[key]:
                 assets[key]["file:size"] += 17
             elif mode == "checksum" and "file:checksum" in assets[key]:
-                assets[key]["file:checksum"] = encode_multihash("sha2-256", hashlib.sha256(b"lie").digest())
+                assets[key]["file:checksum"] = encode_multihash(
+                    "sha2-256", hashlib.sha256(b"lie").digest()
+                )
         return {
             "type": "Feature",
             "stac_version": "1.1.0",
@@ -262,26 +365,53 @@ class SimCatalog:
             "id": item_id,
             "collection": collection,
             "bbox": [w, s, e, n],
-            "geometry": {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]],
+            },
             "properties": props,
             "assets": assets,
             "links": [
-                {"rel": "self", "href": f"{self.base_url}/catalogue/collections/{collection}/items/{item_id}", "type": "application/geo+json"},
-                {"rel": "collection", "href": f"{self.base_url}/catalogue/collections/{collection}", "type": "application/json"},
+                {
+                    "rel": "self",
+                    "href": f"{self.base_url}/catalogue/collections/{collection}/items/{item_id}",
+                    "type": "application/geo+json",
+                },
+                {
+                    "rel": "collection",
+                    "href": f"{self.base_url}/catalogue/collections/{collection}",
+                    "type": "application/json",
+                },
                 {"rel": "root", "href": f"{self.base_url}/catalogue/", "type": "application/json"},
             ],
         }
 
     def _static(
-        self, collection: str, index: int, key: str, href: str, media_type: str, roles: list[str],
-        *, checksum: bool = True, algo: str = "sha2-256", auth: bool = True,
+        self,
+        collection: str,
+        index: int,
+        key: str,
+        href: str,
+        media_type: str,
+        roles: list[str],
+        *,
+        checksum: bool = True,
+        algo: str = "sha2-256",
+        auth: bool = True,
     ) -> dict[str, Any]:
-        asset: dict[str, Any] = {"href": href, "type": media_type, "roles": roles, "title": href.rsplit("/", 1)[-1]}
+        asset: dict[str, Any] = {
+            "href": href,
+            "type": media_type,
+            "roles": roles,
+            "title": href.rsplit("/", 1)[-1],
+        }
         if auth:
             asset["auth:refs"] = ["oidc"]
         if checksum:
             body = self.static_body(collection, index, key)
-            hasher = {"sha2-256": hashlib.sha256, "sha2-512": hashlib.sha512, "md5": hashlib.md5}[algo]
+            hasher = {"sha2-256": hashlib.sha256, "sha2-512": hashlib.sha512, "md5": hashlib.md5}[
+                algo
+            ]
             asset["file:size"] = len(body)
             asset["file:checksum"] = encode_multihash(algo, hasher(body).digest())
         return asset
@@ -346,7 +476,12 @@ class SimCatalog:
                 spec = self.specs[collection]
                 size = spec.product_size + (index % 11) * 65_536
                 return slot, AssetFile(
-                    "zipper", seed + rev * 7919, item_id, "application/zip", rev, size=size,
+                    "zipper",
+                    seed + rev * 7919,
+                    item_id,
+                    "application/zip",
+                    rev,
+                    size=size,
                     corrupt=self.knobs.tamper.get(slot) == "corrupt",
                 )
             body = self.static_body(collection, index, key)

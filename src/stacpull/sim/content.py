@@ -148,7 +148,7 @@ def product_zip_chunks(
     so the zip is complete but fails its CRC check — a server that lies.
     """
     sink = _Sink()
-    zf = zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED)  # noqa: SIM115 - streamed by hand
+    zf = zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED)
     lower = item_id.lower()
     xml = xml_document(item_id, seed, 8192)
     png = make_png(seed + 1, 96, 64)
@@ -159,7 +159,9 @@ def product_zip_chunks(
 
     zf.writestr(member(f"annotation/{lower}_annot.xml"), xml)
     yield sink.drain()
-    with zf.open(member(f"measurement/{lower}_i_abs.tiff"), "w", force_zip64=raster_size > 2**31) as w:
+    with zf.open(
+        member(f"measurement/{lower}_i_abs.tiff"), "w", force_zip64=raster_size > 2**31
+    ) as w:
         flip_at = raster_size // 2 if corrupt else -1
         done = 0
         for block in _blocks(seed, raster_size):

@@ -120,23 +120,42 @@ class _App:
     # -- STAC API ---------------------------------------------------------------------
     async def landing(self, request: web.Request) -> web.Response:
         root = self.root
-        return web.json_response({
-            "type": "Catalog", "id": "fedeo", "stac_version": "1.1.0",
-            "title": "Simulated ESA MAAP catalogue (stacpull.sim)",
-            "description": "A deterministic stand-in for catalog.maap.eo.esa.int",
-            "conformsTo": _CONFORMANCE,
-            "links": [
-                {"rel": "self", "href": root, "type": "application/json"},
-                {"rel": "root", "href": root, "type": "application/json"},
-                {"rel": "conformance", "href": f"{root}conformance", "type": "application/json"},
-                {"rel": "data", "href": f"{root}collections", "type": "application/json"},
-                {"rel": "search", "href": f"{root}search", "type": "application/geo+json", "method": "GET"},
-                {"rel": "search", "href": f"{root}search", "type": "application/geo+json", "method": "POST"},
-            ] + [
-                {"rel": "child", "href": f"{root}collections/{cid}", "type": "application/json"}
-                for cid in self.catalog.specs
-            ],
-        })
+        return web.json_response(
+            {
+                "type": "Catalog",
+                "id": "fedeo",
+                "stac_version": "1.1.0",
+                "title": "Simulated ESA MAAP catalogue (stacpull.sim)",
+                "description": "A deterministic stand-in for catalog.maap.eo.esa.int",
+                "conformsTo": _CONFORMANCE,
+                "links": [
+                    {"rel": "self", "href": root, "type": "application/json"},
+                    {"rel": "root", "href": root, "type": "application/json"},
+                    {
+                        "rel": "conformance",
+                        "href": f"{root}conformance",
+                        "type": "application/json",
+                    },
+                    {"rel": "data", "href": f"{root}collections", "type": "application/json"},
+                    {
+                        "rel": "search",
+                        "href": f"{root}search",
+                        "type": "application/geo+json",
+                        "method": "GET",
+                    },
+                    {
+                        "rel": "search",
+                        "href": f"{root}search",
+                        "type": "application/geo+json",
+                        "method": "POST",
+                    },
+                ]
+                + [
+                    {"rel": "child", "href": f"{root}collections/{cid}", "type": "application/json"}
+                    for cid in self.catalog.specs
+                ],
+            }
+        )
 
     async def slashless(self, request: web.Request) -> web.Response:
         return web.Response(status=503, text="Service Unavailable")
@@ -150,36 +169,67 @@ class _App:
         end = spec.start + spec.step * max(spec.count - 1, 0) + spec.duration
         root = self.root
         return {
-            "type": "Collection", "id": cid, "stac_version": "1.1.0",
-            "title": spec.title or cid, "description": f"Simulated {spec.title or cid}",
+            "type": "Collection",
+            "id": cid,
+            "stac_version": "1.1.0",
+            "title": spec.title or cid,
+            "description": f"Simulated {spec.title or cid}",
             "license": "other",
             "extent": {
                 "spatial": {"bbox": [[-180, -90, 180, 90]]},
-                "temporal": {"interval": [[spec.start.strftime("%Y-%m-%dT%H:%M:%SZ"), end.strftime("%Y-%m-%dT%H:%M:%SZ")]]},
+                "temporal": {
+                    "interval": [
+                        [
+                            spec.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                            end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        ]
+                    ]
+                },
             },
             "summaries": {"platform": [spec.platform], "instruments": [spec.instrument]},
             "providers": [{"name": "ESA MAAP", "roles": ["host"]}],
-            "item_assets": {k: {"type": v.get("type"), "roles": v.get("roles")} for k, v in (first or {}).get("assets", {}).items()},
+            "item_assets": {
+                k: {"type": v.get("type"), "roles": v.get("roles")}
+                for k, v in (first or {}).get("assets", {}).items()
+            },
             "links": [
                 {"rel": "self", "href": f"{root}collections/{cid}", "type": "application/json"},
                 {"rel": "root", "href": root, "type": "application/json"},
                 {"rel": "parent", "href": root, "type": "application/json"},
-                {"rel": "items", "href": f"{root}collections/{cid}/items", "type": "application/geo+json"},
-                {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables", "href": f"{root}collections/{cid}/queryables", "type": "application/schema+json"},
+                {
+                    "rel": "items",
+                    "href": f"{root}collections/{cid}/items",
+                    "type": "application/geo+json",
+                },
+                {
+                    "rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+                    "href": f"{root}collections/{cid}/queryables",
+                    "type": "application/schema+json",
+                },
             ],
         }
 
     async def collections(self, request: web.Request) -> web.Response:
         text = request.query.get("q", "").lower()
         cols = [
-            self._collection(cid) for cid in self.catalog.specs
-            if not text or text in cid.lower() or text in (self.catalog.specs[cid].title or "").lower()
+            self._collection(cid)
+            for cid in self.catalog.specs
+            if not text
+            or text in cid.lower()
+            or text in (self.catalog.specs[cid].title or "").lower()
             or text in self.catalog.specs[cid].platform.lower()
         ]
-        return web.json_response({
-            "collections": cols, "numberMatched": len(cols), "numberReturned": len(cols),
-            "links": [{"rel": "self", "href": f"{self.root}collections"}, {"rel": "root", "href": self.root}],
-        })
+        return web.json_response(
+            {
+                "collections": cols,
+                "numberMatched": len(cols),
+                "numberReturned": len(cols),
+                "links": [
+                    {"rel": "self", "href": f"{self.root}collections"},
+                    {"rel": "root", "href": self.root},
+                ],
+            }
+        )
 
     async def collection(self, request: web.Request) -> web.Response:
         cid = request.match_info["cid"]
@@ -208,12 +258,17 @@ class _App:
             if name == "instrument":
                 entry["enum"] = [spec.instrument]
             props[name] = entry
-        return web.json_response({
-            "$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
-            "title": f"Queryables for {cid} collection",
-            "$id": f"{self.root}collections/{cid}/queryables", "collection": cid,
-            "properties": props, "additionalProperties": False,
-        })
+        return web.json_response(
+            {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "title": f"Queryables for {cid} collection",
+                "$id": f"{self.root}collections/{cid}/queryables",
+                "collection": cid,
+                "properties": props,
+                "additionalProperties": False,
+            }
+        )
 
     async def item(self, request: web.Request) -> web.Response:
         cid, iid = request.match_info["cid"], request.match_info["iid"]
@@ -238,7 +293,9 @@ class _App:
         bbox: tuple[float, float, float, float] | None = None
         raw_bbox = params.get("bbox")
         if raw_bbox is not None:
-            nums = [float(x) for x in (raw_bbox.split(",") if isinstance(raw_bbox, str) else raw_bbox)]
+            nums = [
+                float(x) for x in (raw_bbox.split(",") if isinstance(raw_bbox, str) else raw_bbox)
+            ]
             if len(nums) == 6:
                 nums = [nums[0], nums[1], nums[3], nums[4]]
             if len(nums) != 4:
@@ -272,10 +329,16 @@ class _App:
         if limit < 1:
             raise ValueError("limit must be ≥ 1")
         key = json.dumps(
-            {k: params.get(k) for k in ("collections", "ids", "bbox", "intersects", "datetime", "filter")},
-            sort_keys=True, default=str,
+            {
+                k: params.get(k)
+                for k in ("collections", "ids", "bbox", "intersects", "datetime", "filter")
+            },
+            sort_keys=True,
+            default=str,
         )
-        return _Query(collections, listing("ids"), bbox, start, end, predicate, min(limit, MAX_LIMIT), key)
+        return _Query(
+            collections, listing("ids"), bbox, start, end, predicate, min(limit, MAX_LIMIT), key
+        )
 
     def _matches(self, q: _Query, item: dict[str, Any]) -> bool:
         if q.ids and item.get("id") not in q.ids:
@@ -311,7 +374,11 @@ class _App:
                 for p in positions:
                     if c == ci and p < pos:
                         continue
-                    item = self.catalog.item(cid, p) if p < spec.count else self.catalog.knobs.extra[cid][p - spec.count]
+                    item = (
+                        self.catalog.item(cid, p)
+                        if p < spec.count
+                        else self.catalog.knobs.extra[cid][p - spec.count]
+                    )
                     if self._matches(q, item):
                         yield c, p, item
                 continue
@@ -324,7 +391,8 @@ class _App:
             simple = not (q.ids or q.bbox or q.start or q.end or q.predicate)
             self._matched[q.key] = (
                 sum(self.catalog.count(c) for c in q.collections)
-                if simple else sum(1 for _ in self._scan(q, 0, 0))
+                if simple
+                else sum(1 for _ in self._scan(q, 0, 0))
             )
         return self._matched[q.key]
 
@@ -340,7 +408,11 @@ class _App:
             params = dict(request.query)
         lang = params.get("filter-lang") or params.get("filter_lang")
         if lang and lang != "cql2-text":
-            return _error(400, "InvalidParameterValue", f"filter-lang {lang!r} is not supported (use cql2-text)")
+            return _error(
+                400,
+                "InvalidParameterValue",
+                f"filter-lang {lang!r} is not supported (use cql2-text)",
+            )
         try:
             q = self._parse_query(params)
             ci = pos = 0
@@ -359,21 +431,44 @@ class _App:
                 next_state = (c, p)
                 break
             features.append(item)
-        links: list[dict[str, Any]] = [{"rel": "root", "href": self.root, "type": "application/json"}]
+        links: list[dict[str, Any]] = [
+            {"rel": "root", "href": self.root, "type": "application/json"}
+        ]
         if next_state is not None:
-            token = base64.urlsafe_b64encode(json.dumps({"c": next_state[0], "p": next_state[1]}).encode()).decode()
+            token = base64.urlsafe_b64encode(
+                json.dumps({"c": next_state[0], "p": next_state[1]}).encode()
+            ).decode()
             if request.method == "POST":
-                links.append({"rel": "next", "href": f"{self.root}search", "method": "POST",
-                              "body": {"token": token}, "merge": True, "type": "application/geo+json"})
+                links.append(
+                    {
+                        "rel": "next",
+                        "href": f"{self.root}search",
+                        "method": "POST",
+                        "body": {"token": token},
+                        "merge": True,
+                        "type": "application/geo+json",
+                    }
+                )
             else:
                 query = {k: v for k, v in request.query.items() if k != "token"}
                 query["token"] = token
                 url = request.url.with_query(query)
-                links.append({"rel": "next", "href": f"{self.root}search?{url.raw_query_string}",
-                              "method": "GET", "type": "application/geo+json"})
+                links.append(
+                    {
+                        "rel": "next",
+                        "href": f"{self.root}search?{url.raw_query_string}",
+                        "method": "GET",
+                        "type": "application/geo+json",
+                    }
+                )
         return web.json_response(
-            {"type": "FeatureCollection", "features": features, "links": links,
-             "numberMatched": self._number_matched(q), "numberReturned": len(features)},
+            {
+                "type": "FeatureCollection",
+                "features": features,
+                "links": links,
+                "numberMatched": self._number_matched(q),
+                "numberReturned": len(features),
+            },
             content_type="application/geo+json",
         )
 
@@ -389,17 +484,25 @@ class _App:
         header = request.headers.get("Authorization", "")
         token = header[7:] if header.startswith("Bearer ") else None
         ok = token is not None and token in self.options.tokens
-        self.requests.append({
-            "method": request.method, "path": request.path, "range": request.headers.get("Range"),
-            "if_range": request.headers.get("If-Range"), "auth": bool(header), "token_ok": ok,
-        })
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "range": request.headers.get("Range"),
+                "if_range": request.headers.get("If-Range"),
+                "auth": bool(header),
+                "token_ok": ok,
+            }
+        )
         return ok
 
     async def data(self, request: web.Request) -> web.StreamResponse:
         authorised = self._log(request)
         public = "public" in request.path.split("/")
         if self.options.require_auth and not public and not authorised:
-            return web.Response(status=401, text="Unauthorized", headers={"WWW-Authenticate": 'Bearer realm="maap"'})
+            return web.Response(
+                status=401, text="Unauthorized", headers={"WWW-Authenticate": 'Bearer realm="maap"'}
+            )
         resolved = self.catalog.resolve(request.path)
         if resolved is None:
             return _error(404, "NotFound", f"no file at {request.path}")
@@ -407,10 +510,14 @@ class _App:
         item_id, key = slot.split("/", 1)
         cut = self.catalog.take_cut(item_id, key)
         if f.kind == "zipper":
-            return await self._zipper(request, f, self.catalog.knobs.tamper.get(slot) == "truncate", cut)
+            return await self._zipper(
+                request, f, self.catalog.knobs.tamper.get(slot) == "truncate", cut
+            )
         return await self._static(request, f, cut)
 
-    async def _zipper(self, request: web.Request, f: AssetFile, truncate: bool, cut: int | None) -> web.StreamResponse:
+    async def _zipper(
+        self, request: web.Request, f: AssetFile, truncate: bool, cut: int | None
+    ) -> web.StreamResponse:
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/zip"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
@@ -434,21 +541,30 @@ class _App:
         await resp.write_eof()
         return resp
 
-    async def _static(self, request: web.Request, f: AssetFile, cut: int | None) -> web.StreamResponse:
+    async def _static(
+        self, request: web.Request, f: AssetFile, cut: int | None
+    ) -> web.StreamResponse:
         body = f.body
         size = len(body)
         etag, modified = f.etag, format_http_date(f.last_modified)
-        headers = {"ETag": etag, "Last-Modified": modified, "Accept-Ranges": "bytes", "Content-Type": f.media_type}
+        headers = {
+            "ETag": etag,
+            "Last-Modified": modified,
+            "Accept-Ranges": "bytes",
+            "Content-Type": f.media_type,
+        }
         status, first, last = 200, 0, size - 1
         range_value = request.headers.get("Range")
         if range_value:
             if_range = request.headers.get("If-Range")
-            fresh = if_range is None or if_range == etag or if_range == modified
+            fresh = if_range is None or if_range in (etag, modified)
             if fresh:
                 try:
                     span = parse_range(range_value, size)
                 except ValueError:
-                    return web.Response(status=416, headers={"Content-Range": f"bytes */{size}", **headers})
+                    return web.Response(
+                        status=416, headers={"Content-Range": f"bytes */{size}", **headers}
+                    )
                 if span is not None:
                     status, (first, last) = 206, span
                     headers["Content-Range"] = f"bytes {first}-{last}/{size}"
@@ -482,7 +598,9 @@ async def _abort(request: web.Request) -> None:
         transport.close()
 
 
-def build_app(catalog: SimCatalog, options: SimOptions | None = None) -> tuple[web.Application, _App]:
+def build_app(
+    catalog: SimCatalog, options: SimOptions | None = None
+) -> tuple[web.Application, _App]:
     """The aiohttp application and its state (``state.requests`` records data requests)."""
     state = _App(catalog, options or SimOptions())
     app = web.Application()
@@ -507,7 +625,11 @@ class SimServer:
     """
 
     def __init__(
-        self, catalog: SimCatalog | None = None, *, host: str = "127.0.0.1", port: int = 0,
+        self,
+        catalog: SimCatalog | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
         options: SimOptions | None = None,
     ) -> None:
         self.host = host

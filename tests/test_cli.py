@@ -1,0 +1,170 @@
+"""The command line, end to end against the simulated catalogue."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from stacpull.cli import main
+from stacpull.sim import SimServer
+
+from .conftest import L1A, L1C, TOKEN, files_under
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), env={"STACPULL_TOKEN": "", **(env or {})})
+    return result.exit_code, result.output
+
+
+def test_download_through_the_cli(sim: SimServer, tmp_path: Path) -> None:
+    code, out = _run(
+        "download",
+        "--catalog",
+        sim.catalog_url,
+        "--collection",
+        L1A,
+        "--collection",
+        L1C,
+        "--filter",
+        "productType<>'S3_SCS__1S'",
+        "--datetime",
+        "2025-01-01T00:00:00Z/..",
+        "--dest",
+        str(tmp_path),
+        "-j",
+        "4",
+        env={"STACPULL_TOKEN": TOKEN},
+    )
+    assert code == 0, out
+    assert "downloaded" in out and "\x1b" not in out
+    assert len(files_under(tmp_path)) == 3 * 4 + 3 * 5  # one L1a item is S3_SCS__1S
+    report = json.loads((tmp_path / ".stacpull" / "last-report.json").read_text())
+    assert report["totals"]["downloaded"] == 27 and report["totals"]["failed"] == 0
+    assert TOKEN not in json.dumps(report)
+
+
+def test_catalog_from_the_environment_and_token_file(sim: SimServer, tmp_path: Path) -> None:
+    token_file = tmp_path / "tok"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    code, out = _run(
+        "download",
+        "--collection",
+        L1A,
+        "--ids",
+        str(sim.catalog.item(L1A, 0)["id"]),
+        "--dest",
+        str(tmp_path / "d"),
+        "--token-file",
+        str(token_file),
+        env={"STACPULL_CATALOG": sim.catalog_url},
+    )
+    assert code == 0, out
+    assert len(files_under(tmp_path / "d")) == 3
+
+
+def test_failures_give_exit_code_1(sim: SimServer, tmp_path: Path) -> None:
+    code, out = _run(
+        "download",
+        "--catalog",
+        sim.catalog_url,
+        "--collection",
+        L1A,
+        "--dest",
+        str(tmp_path),
+        "--assets",
+        "product",
+        "--token",
+        "expired",
+    )
+    assert code == 1
+    assert "5 file(s) failed" in out and "expired" not in out.replace("(expired?)", "")
+
+
+def test_bad_input_gets_a_message_and_exit_code_2(sim: SimServer, tmp_path: Path) -> None:
+    cases = [
+        (["--bbox", "1,2,3"], "expected 4 numbers"),
+        (["--datetime", "yesterday"], "not an RFC 3339"),
+        (["--filter", "productType ="], "invalid filter"),
+        (["--collection", "NoSuchCollection"], "does not exist"),
+        (["--intersects", str(tmp_path / "none.geojson")], "does not exist"),
+        (["--assets", "size:3"], "unknown selector kind"),
+    ]
+    for extra, message in cases:
+        args = ["download", "--catalog", sim.catalog_url, "--dest", str(tmp_path / "x")]
+        if "--collection" not in extra:
+            args += ["--collection", L1A]
+        code, out = _run(*args, *extra)
+        assert code == 2, (extra, out)
+        assert message in out, (extra, out)
+        assert "Traceback" not in out
+
+
+def test_unreachable_catalogue_and_missing_dest(tmp_path: Path) -> None:
+    code, out = _run(
+        "download",
+        "--catalog",
+        "http://127.0.0.1:9/catalogue/",
+        "--collection",
+        "X",
+        "--dest",
+        str(tmp_path),
+    )
+    assert code == 2 and "cannot open the catalogue" in out
+    code, out = _run("download", "--catalog", "http://127.0.0.1:9/catalogue/", "--collection", "X")
+    assert code == 2 and "--dest" in out
+
+
+def test_demo_runs_as_a_real_process(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STACPULL_")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stacpull",
+            "demo",
+            "--items",
+            "3",
+            "--product-size",
+            "200000",
+            "--dest",
+            str(tmp_path / "demo"),
+            "--dashboard",
+            "plain",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "downloaded" in proc.stdout and "\x1b" not in proc.stdout + proc.stderr
+    assert len(files_under(tmp_path / "demo")) == 3 * 3 + 3 * 3 + 3 * 2
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stacpull",
+            "demo",
+            "--items",
+            "3",
+            "--product-size",
+            "200000",
+            "--dest",
+            str(tmp_path / "demo"),
+            "--dashboard",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert again.returncode == 0 and "skipped" in again.stdout

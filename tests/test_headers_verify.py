@@ -1,0 +1,146 @@
+"""Pure pieces: range arithmetic (property-tested), Retry-After, multihash and zip checks."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stacpull.errors import ChecksumMismatchError, CorruptZipError, SizeMismatchError
+from stacpull.headers import (
+    parse_content_range,
+    parse_range,
+    parse_retry_after,
+    range_header,
+)
+from stacpull.verify import (
+    check_digest,
+    check_zip,
+    encode_multihash,
+    file_digest,
+    parse_multihash,
+    verify_size,
+)
+
+sizes = st.integers(min_value=1, max_value=10**12)
+
+
+@given(size=sizes, data=st.data())
+def test_open_range_from_an_offset_covers_the_rest(size: int, data: st.DataObject) -> None:
+    offset = data.draw(st.integers(min_value=0, max_value=size - 1))
+    first, last = parse_range(range_header(offset), size) or (-1, -1)
+    assert (first, last) == (offset, size - 1)
+    crange = parse_content_range(f"bytes {first}-{last}/{size}")
+    assert crange.first == offset and crange.length == size - offset and crange.total == size
+
+
+@given(size=sizes, data=st.data())
+def test_ranges_are_clamped_and_suffixes_counted_from_the_end(
+    size: int, data: st.DataObject
+) -> None:
+    first = data.draw(st.integers(min_value=0, max_value=size - 1))
+    last = data.draw(st.integers(min_value=first, max_value=size * 2))
+    assert parse_range(f"bytes={first}-{last}", size) == (first, min(last, size - 1))
+    suffix = data.draw(st.integers(min_value=1, max_value=size * 2))
+    assert parse_range(f"bytes=-{suffix}", size) == (max(0, size - suffix), size - 1)
+
+
+@given(size=sizes, beyond=st.integers(min_value=0, max_value=10**6))
+def test_a_range_past_the_end_is_unsatisfiable(size: int, beyond: int) -> None:
+    with pytest.raises(ValueError):
+        parse_range(f"bytes={size + beyond}-", size)
+
+
+@given(first=st.integers(0, 10**9), length=st.integers(1, 10**9), extra=st.integers(0, 10**9))
+def test_content_range_round_trip(first: int, length: int, extra: int) -> None:
+    last = first + length - 1
+    total = last + 1 + extra
+    parsed = parse_content_range(f"bytes {first}-{last}/{total}")
+    assert (parsed.first, parsed.last, parsed.total, parsed.length) == (first, last, total, length)
+    with pytest.raises(ValueError):
+        parse_content_range(
+            f"bytes {last + 1}-{first}/{total}" if length > 1 else f"bytes {first}-{last}/{last}"
+        )
+
+
+@pytest.mark.parametrize("bad", ["", "bytes 1-2", "bytes x-2/3", "items 0-1/2", "bytes 5-9/5"])
+def test_malformed_content_ranges_are_rejected(bad: str) -> None:
+    with pytest.raises(ValueError):
+        parse_content_range(bad)
+
+
+def test_multi_or_malformed_range_is_ignored_by_servers() -> None:
+    assert parse_range("bytes=0-1,5-6", 10) is None
+    assert parse_range("lines=1-2", 10) is None
+    assert parse_range("bytes=5-2", 10) is None
+
+
+def test_retry_after_seconds_and_dates() -> None:
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("name", "fn"),
+    [("sha2-256", hashlib.sha256), ("sha2-512", hashlib.sha512), ("md5", hashlib.md5)],
+)
+def test_multihash_round_trip(name: str, fn: type, tmp_path: Path) -> None:
+    body = b"stacpull" * 1000
+    text = encode_multihash(name, fn(body).digest())
+    mh = parse_multihash(text)
+    assert mh.name == name
+    path = tmp_path / "f"
+    path.write_bytes(body)
+    check_digest(file_digest(path, mh), mh)
+    with pytest.raises(ChecksumMismatchError):
+        check_digest(fn(b"other").digest(), mh)
+
+
+def test_sha2_256_multihash_prefix_is_1220() -> None:
+    assert encode_multihash("sha2-256", bytes(32)).startswith("1220")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("zz", "not hexadecimal"),
+        ("9920" + "00" * 32, "cannot check"),
+        ("1220" + "00" * 5, "digest has"),
+        ("", "truncated"),
+    ],
+)
+def test_bad_multihashes_say_why(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_multihash(text)
+
+
+def test_size_check() -> None:
+    verify_size(10, None)
+    verify_size(10, 10)
+    with pytest.raises(SizeMismatchError, match="says 11"):
+        verify_size(10, 11)
+
+
+def test_zip_check_catches_truncation_and_bad_crcs(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("a.bin", b"A" * 5000)
+    good = buf.getvalue()
+    path = tmp_path / "p.zip"
+    path.write_bytes(good)
+    assert check_zip(path) == 1
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CorruptZipError, match="not a complete zip"):
+        check_zip(path)
+    flipped = bytearray(good)
+    flipped[100] ^= 0xFF
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(CorruptZipError, match="CRC"):
+        check_zip(path)
