@@ -109,3 +109,18 @@ def test_plain_progress_has_no_escape_codes() -> None:
     text = out.getvalue()
     assert "\x1b" not in text
     assert "failed ITEM9/product: boom" in text and "files 2/4" in text
+
+
+def test_unknown_sizes_are_estimated_from_finished_products() -> None:
+    stats = RunStats(FakeClock())
+    jobs = [_job(n, None) for n in range(3)] + [_job(9, 1_000)]
+    for job in jobs:
+        stats(JobQueued(job))
+    stats(SearchProgress(1, 4, 4, done=True))
+    stats(JobFinished(Outcome(jobs[3], Status.DOWNLOADED, 1_000, size=1_000)))
+    stats(JobFinished(Outcome(jobs[0], Status.DOWNLOADED, 8_000_000, size=8_000_000)))
+    total, estimated = stats.snapshot().estimated_total
+    assert estimated and total == 1_000 + 8_000_000 * 3  # two pending products guessed at 8 MB
+    console = Console(file=io.StringIO(), force_terminal=True, width=80, color_system=None)
+    console.print(render_dashboard(stats.snapshot(), width=80))
+    assert "/~24.0 MB (2 of unknown size)" in console.file.getvalue()  # type: ignore[attr-defined]

@@ -63,7 +63,8 @@ def render_dashboard(snap: Snapshot, *, width: int = 80, max_rows: int = 8) -> R
         f"\nsearch {search}: {snap.items}{matched} items · {snap.queued} files queued",
     )
     total_files = max(snap.queued, 1)
-    total_bytes = snap.queued_known_bytes
+    estimate, estimated = snap.estimated_total
+    total_bytes = int(estimate)
     bar_width = max(10, min(40, width - 44))
     files = Table.grid(padding=(0, 1))
     files.add_row(
@@ -71,13 +72,14 @@ def render_dashboard(snap: Snapshot, *, width: int = 80, max_rows: int = 8) -> R
         ProgressBar(total=total_files, completed=snap.files_done, width=bar_width),
         Text(f"{snap.files_done}/{snap.queued}"),
     )
-    unknown = f" + {snap.queued_unknown} of unknown size" if snap.queued_unknown else ""
+    unknown = f" ({snap.queued_unknown} of unknown size)" if snap.queued_unknown else ""
+    approx = "~" if estimated else ""
     files.add_row(
         Text("bytes", style="bold"),
         ProgressBar(
             total=max(total_bytes, 1), completed=min(snap.bytes_done, total_bytes), width=bar_width
         ),
-        Text(f"{human_bytes(snap.bytes_done)}/{human_bytes(total_bytes)}{unknown}"),
+        Text(f"{human_bytes(snap.bytes_done)}/{approx}{human_bytes(total_bytes)}{unknown}"),
     )
     average = snap.bytes_received / snap.elapsed if snap.elapsed > 0 else 0.0
     speed = Text.assemble(

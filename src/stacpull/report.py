@@ -65,6 +65,8 @@ class Snapshot:
     queued: int
     queued_known_bytes: int
     queued_unknown: int
+    unknown_done: int  # finished jobs whose size was unknown when queued (zipper products)
+    unknown_done_bytes: int
     downloaded: int
     skipped: int
     failed: int
@@ -83,17 +85,29 @@ class Snapshot:
         return self.downloaded + self.skipped + self.failed
 
     @property
+    def estimated_total(self) -> tuple[float, bool]:
+        """(total bytes, estimated): each job of unknown size counts as the average of the
+        unknown-size jobs already finished (zipper products resemble each other), or of all
+        finished files before any such job has finished."""
+        if not self.queued_unknown:
+            return float(self.queued_known_bytes), not self.search_done
+        if self.unknown_done:
+            average = self.unknown_done_bytes / self.unknown_done
+        else:
+            ends = self.downloaded + self.skipped
+            largest = max((t.received for t in self.active), default=0)
+            average = max(self.bytes_done / ends if ends else 0.0, float(largest))
+        return self.queued_known_bytes + self.queued_unknown * average, True
+
+    @property
     def eta(self) -> tuple[float | None, bool]:
-        """(seconds left, estimated): unknown sizes are guessed from the files finished."""
+        """(seconds left, estimated) at the current rate."""
         if self.rate <= 0:
             return None, False
-        ends = self.downloaded + self.skipped
-        unknown_left = self.queued_unknown
-        average = self.bytes_done / ends if ends else 0
-        remaining = self.queued_known_bytes + unknown_left * average - self.bytes_done
+        total, estimated = self.estimated_total
         in_flight = sum(t.received for t in self.active)
-        left = max(0.0, remaining - in_flight)
-        return left / self.rate, unknown_left > 0 or not self.search_done
+        left = max(0.0, total - self.bytes_done - in_flight)
+        return left / self.rate, estimated
 
 
 class RunStats:
@@ -111,6 +125,7 @@ class RunStats:
         self.matched: int | None = None
         self.search_done = False
         self.queued = self.queued_known_bytes = self.queued_unknown = 0
+        self.unknown_done = self.unknown_done_bytes = 0
         self.downloaded = self.skipped = self.failed = self.refused = self.retries = 0
         self.bytes_received = self.bytes_done = 0
         self.active: dict[tuple[str, str], ActiveTransfer] = {}
@@ -205,6 +220,9 @@ class RunStats:
             # its size is known now: move it from the unknown to the known total
             self.queued_unknown -= 1
             self.queued_known_bytes += outcome.size or 0
+            if outcome.size:
+                self.unknown_done += 1
+                self.unknown_done_bytes += outcome.size
 
     def rate(self) -> float:
         """Bytes per second over the last few seconds."""
@@ -235,6 +253,8 @@ class RunStats:
                 queued=self.queued,
                 queued_known_bytes=self.queued_known_bytes,
                 queued_unknown=self.queued_unknown,
+                unknown_done=self.unknown_done,
+                unknown_done_bytes=self.unknown_done_bytes,
                 downloaded=self.downloaded,
                 skipped=self.skipped,
                 failed=self.failed,

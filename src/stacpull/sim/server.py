@@ -60,6 +60,7 @@ class SimOptions:
     tokens: set[str] = field(default_factory=lambda: {"sim-token"})
     require_auth: bool = True
     log_size: int = 10_000
+    latency: float = 0.0  # seconds before each data response starts, like a distant server
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,6 +509,8 @@ class _App:
             return _error(404, "NotFound", f"no file at {request.path}")
         slot, f = resolved
         item_id, key = slot.split("/", 1)
+        if self.options.latency > 0:
+            await asyncio.sleep(self.options.latency)
         cut = self.catalog.take_cut(item_id, key)
         if f.kind == "zipper":
             return await self._zipper(
