@@ -54,3 +54,17 @@ def recorder() -> Recorder:
 def files_under(root: Path) -> list[Path]:
     """Every regular file under ``root`` except stacpull's own state directory."""
     return sorted(p for p in root.rglob("*") if p.is_file() and ".stacpull" not in p.parts)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``network`` reach the real ESA catalogue: opt in with STACPULL_NETWORK_TESTS=1."""
+    import os
+
+    if os.environ.get("STACPULL_NETWORK_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(
+        reason="talks to the real ESA MAAP catalogue; set STACPULL_NETWORK_TESTS=1"
+    )
+    for item in items:
+        if "network" in item.keywords:
+            item.add_marker(skip)

@@ -168,3 +168,29 @@ def test_demo_runs_as_a_real_process(tmp_path: Path) -> None:
         check=False,
     )
     assert again.returncode == 0 and "skipped" in again.stdout
+
+
+def test_bbox_and_intersects_select_items_by_area(sim: SimServer, tmp_path: Path) -> None:
+    west, south, east, north = sim.catalog.item(L1A, 0)["bbox"]
+    geojson = tmp_path / "aoi.geojson"
+    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+    geojson.write_text(
+        json.dumps({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}})
+    )
+    common = [
+        "download",
+        "--catalog",
+        sim.catalog_url,
+        "--collection",
+        L1A,
+        "--assets",
+        "thumbnail",
+    ]
+    code, out = _run(*common, "--intersects", str(geojson), "--dest", str(tmp_path / "a"))
+    assert code == 0, out
+    assert [p.parent.name for p in files_under(tmp_path / "a")] == [sim.catalog.item(L1A, 0)["id"]]
+    code, out = _run(
+        *common, "--bbox", f"{west},{south},{east},{north}", "--dest", str(tmp_path / "b")
+    )
+    assert code == 0, out
+    assert len(files_under(tmp_path / "b")) == 1
