@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
@@ -299,14 +299,18 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
+def _did_you_mean(name: str, choices: Iterable[str], form: str) -> str:
+    """' (did you mean X?)' for the closest choice, formatted with ``form``, or ''."""
+    hint = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {form.format(hint[0])}?)" if hint else ""
+
+
 def _replace_checked(current: Any, section: str, changes: Mapping[str, Any]) -> Any:
     names = {f.name: f for f in fields(current)}
     converted: dict[str, Any] = {}
     for key, value in changes.items():
         if key not in names:
-            hint = difflib.get_close_matches(key, list(names), n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ConfigError(f"unknown key [{section}] {key}{extra}")
+            raise ConfigError(f"unknown key [{section}] {key}{_did_you_mean(key, names, '{!r}')}")
         converted[key] = _coerce(f"{section}.{key}", value, getattr(current, key))
     try:
         return replace(current, **converted)
@@ -360,9 +364,8 @@ def _flatten_toml(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for section, table in data.items():
         if section not in _SECTIONS:
-            hint = difflib.get_close_matches(section, list(_SECTIONS), n=1)
-            extra = f" (did you mean [{hint[0]}]?)" if hint else ""
-            raise ConfigError(f"{origin}: unknown section [{section}]{extra}")
+            hint = _did_you_mean(section, _SECTIONS, "[{}]")
+            raise ConfigError(f"{origin}: unknown section [{section}]{hint}")
         if not isinstance(table, dict):
             raise ConfigError(f"{origin}: [{section}] must be a table")
         if section == "auth" and "token" in table:

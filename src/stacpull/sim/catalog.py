@@ -42,6 +42,56 @@ def _decode(code: str) -> int:
     return value - 36**5
 
 
+_PNG = "image/png"
+_KMZ = "application/vnd.google-earth.kmz"
+_XML = "application/xml"
+_OVERVIEW, _THUMB, _META, _DATA = ["overview"], ["thumbnail"], ["metadata"], ["data"]
+
+#: Static assets per collection kind: key, path under /data/, media type, roles, the
+#: checksum function (None: no file:size/file:checksum, as in 2025) and whether a token is
+#: needed. ``{folder}`` is bucket/collection/yyyy/mm/dd/item, ``{lower}`` the id lower-cased.
+_STATIC_ASSETS: dict[str, list[tuple[str, str, str, list[str], str | None, bool]]] = {
+    "biomass-2025": [
+        ("quicklook", "{folder}/preview/{lower}_ql_pauli.png", _PNG, _OVERVIEW, None, True),
+        ("quicklook_1", "{folder}/preview/{lower}_map.kmz", _KMZ, _OVERVIEW, None, True),
+        ("thumbnail", "public/{folder}/{lower}_thumb.png", _PNG, _THUMB, None, False),
+    ],
+    "biomass-2026": [
+        (
+            "quicklook_png",
+            "{folder}/preview/{lower}_ql_pauli.png",
+            _PNG,
+            _OVERVIEW,
+            "sha2-256",
+            True,
+        ),
+        ("quicklook_kml", "{folder}/preview/{lower}_map.kmz", _KMZ, _OVERVIEW, "sha2-256", True),
+        ("enclosure_annot_xml", "{folder}/annotation/{lower}_annot.xml", _XML, _META, "md5", True),
+        (
+            "enclosure_abs_tiff",
+            "{folder}/measurement/{lower}_i_abs.tiff",
+            "image/tiff; application=geotiff",
+            _DATA,
+            "sha2-512",
+            True,
+        ),
+        (
+            "enclosure_lut_nc",
+            "{folder}/annotation/{lower}_lut.nc",
+            "application/x-netcdf",
+            _META,
+            "sha2-256",
+            True,
+        ),
+        ("thumbnail", "public/{folder}/{lower}_thumb.png", _PNG, _THUMB, "sha2-256", False),
+    ],
+    "flex": [
+        ("quicklook", "{folder}/{lower}_ql.png", _PNG, _OVERVIEW, None, True),
+        ("metadata", "{folder}/{lower}.xml", _XML, _META, "sha2-256", True),
+    ],
+}
+
+
 @dataclass(frozen=True, slots=True)
 class CollectionSpec:
     """One synthetic collection. ``kind``: ``biomass-2025``, ``biomass-2026`` or ``flex``."""
@@ -251,105 +301,9 @@ class SimCatalog:
                 "auth:refs": ["oidc"],
             }
         }
-        if spec.kind == "biomass-2025":
-            assets["quicklook"] = self._static(
-                collection,
-                index,
-                "quicklook",
-                f"{data}/{folder}/preview/{lower}_ql_pauli.png",
-                "image/png",
-                ["overview"],
-                checksum=False,
-            )
-            assets["quicklook_1"] = self._static(
-                collection,
-                index,
-                "quicklook_1",
-                f"{data}/{folder}/preview/{lower}_map.kmz",
-                "application/vnd.google-earth.kmz",
-                ["overview"],
-                checksum=False,
-            )
-            assets["thumbnail"] = self._static(
-                collection,
-                index,
-                "thumbnail",
-                f"{data}/public/{folder}/{lower}_thumb.png",
-                "image/png",
-                ["thumbnail"],
-                checksum=False,
-                auth=False,
-            )
-        elif spec.kind == "biomass-2026":
-            assets["quicklook_png"] = self._static(
-                collection,
-                index,
-                "quicklook_png",
-                f"{data}/{folder}/preview/{lower}_ql_pauli.png",
-                "image/png",
-                ["overview"],
-            )
-            assets["quicklook_kml"] = self._static(
-                collection,
-                index,
-                "quicklook_kml",
-                f"{data}/{folder}/preview/{lower}_map.kmz",
-                "application/vnd.google-earth.kmz",
-                ["overview"],
-            )
-            assets["enclosure_annot_xml"] = self._static(
-                collection,
-                index,
-                "enclosure_annot_xml",
-                f"{data}/{folder}/annotation/{lower}_annot.xml",
-                "application/xml",
-                ["metadata"],
-                algo="md5",
-            )
-            assets["enclosure_abs_tiff"] = self._static(
-                collection,
-                index,
-                "enclosure_abs_tiff",
-                f"{data}/{folder}/measurement/{lower}_i_abs.tiff",
-                "image/tiff; application=geotiff",
-                ["data"],
-                algo="sha2-512",
-            )
-            assets["enclosure_lut_nc"] = self._static(
-                collection,
-                index,
-                "enclosure_lut_nc",
-                f"{data}/{folder}/annotation/{lower}_lut.nc",
-                "application/x-netcdf",
-                ["metadata"],
-            )
-            assets["thumbnail"] = self._static(
-                collection,
-                index,
-                "thumbnail",
-                f"{data}/public/{folder}/{lower}_thumb.png",
-                "image/png",
-                ["thumbnail"],
-                auth=False,
-            )
-        else:
-            assets["quicklook"] = self._static(
-                collection,
-                index,
-                "quicklook",
-                f"{data}/{folder}/{lower}_ql.png",
-                "image/png",
-                ["overview"],
-                checksum=False,
-            )
-            assets["metadata"] = self._static(
-                collection,
-                index,
-                "metadata",
-                f"{data}/{folder}/{lower}.xml",
-                "application/xml",
-                ["metadata"],
-            )
+        for key, path, media_type, roles, algo, auth in _STATIC_ASSETS[spec.kind]:
+            href = f"{data}/" + path.format(folder=folder, lower=lower)
+            assets[key] = self._static(collection, index, key, href, media_type, roles, algo, auth)
         for key in list(assets):
             mode = self.knobs.tamper.get(f"{item_id}/{key}")
             if mode == "size" and "file:size" in assets[key]:
@@ -394,10 +348,8 @@ class SimCatalog:
         href: str,
         media_type: str,
         roles: list[str],
-        *,
-        checksum: bool = True,
-        algo: str = "sha2-256",
-        auth: bool = True,
+        algo: str | None,
+        auth: bool,
     ) -> dict[str, Any]:
         asset: dict[str, Any] = {
             "href": href,
@@ -407,7 +359,7 @@ class SimCatalog:
         }
         if auth:
             asset["auth:refs"] = ["oidc"]
-        if checksum:
+        if algo is not None:  # the 2026 generation carries file:size and file:checksum
             body = self.static_body(collection, index, key)
             hasher = {"sha2-256": hashlib.sha256, "sha2-512": hashlib.sha512, "md5": hashlib.md5}[
                 algo
