@@ -95,19 +95,23 @@ def _foreign_item(sim: SimServer, foreign: Recording) -> dict[str, Any]:
     }
 
 
-def test_token_is_not_sent_to_other_hosts_or_across_redirects(
-    sim: SimServer, foreign: Recording, tmp_path: Path, recorder: Recorder
-) -> None:
+def _pull_foreign(sim: SimServer, foreign: Recording, dest: Path, **kw: Any) -> stacpull.RunResult:
     sim.catalog.add_item(L1A, _foreign_item(sim, foreign))
-    result = stacpull.download(
+    return stacpull.download(
         catalog=sim.catalog_url,
         collections=[L1A],
         ids=["FOREIGN_ITEM"],
         assets=["all"],
-        dest=str(tmp_path),
+        dest=str(dest),
         token=TOKEN,
-        sink=recorder,
+        **kw,
     )
+
+
+def test_token_is_not_sent_to_other_hosts_or_across_redirects(
+    sim: SimServer, foreign: Recording, tmp_path: Path, recorder: Recorder
+) -> None:
+    result = _pull_foreign(sim, foreign, tmp_path, sink=recorder)
     assert result.ok and result.downloaded == 2
     assert sorted(foreign.seen) == [("/direct.bin", None), ("/redirected.bin", None)]
     # the catalogue's own host did get it, on the redirecting hop
@@ -115,16 +119,7 @@ def test_token_is_not_sent_to_other_hosts_or_across_redirects(
 
 
 def test_listed_hosts_receive_the_token(sim: SimServer, foreign: Recording, tmp_path: Path) -> None:
-    sim.catalog.add_item(L1A, _foreign_item(sim, foreign))
-    result = stacpull.download(
-        catalog=sim.catalog_url,
-        collections=[L1A],
-        ids=["FOREIGN_ITEM"],
-        assets=["all"],
-        dest=str(tmp_path),
-        token=TOKEN,
-        auth_hosts=["localhost"],
-    )
+    result = _pull_foreign(sim, foreign, tmp_path, auth_hosts=["localhost"])
     assert result.ok
     assert sorted(foreign.seen) == [
         ("/direct.bin", f"Bearer {TOKEN}"),

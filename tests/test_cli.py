@@ -120,9 +120,10 @@ def test_unreachable_catalogue_and_missing_dest(tmp_path: Path) -> None:
     assert code == 2 and "--dest" in out
 
 
-def test_demo_runs_as_a_real_process(tmp_path: Path) -> None:
+def _demo(dest: Path, dashboard: str) -> subprocess.CompletedProcess[str]:
+    """``python -m stacpull demo`` as a real process, without the caller's STACPULL_* settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STACPULL_")}
-    proc = subprocess.run(
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -133,9 +134,9 @@ def test_demo_runs_as_a_real_process(tmp_path: Path) -> None:
             "--product-size",
             "200000",
             "--dest",
-            str(tmp_path / "demo"),
+            str(dest),
             "--dashboard",
-            "plain",
+            dashboard,
         ],
         capture_output=True,
         text=True,
@@ -143,30 +144,14 @@ def test_demo_runs_as_a_real_process(tmp_path: Path) -> None:
         env=env,
         check=False,
     )
+
+
+def test_demo_runs_as_a_real_process(tmp_path: Path) -> None:
+    proc = _demo(tmp_path / "demo", "plain")
     assert proc.returncode == 0, proc.stderr
     assert "downloaded" in proc.stdout and "\x1b" not in proc.stdout + proc.stderr
     assert len(files_under(tmp_path / "demo")) == 3 * 3 + 3 * 3 + 3 * 2
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stacpull",
-            "demo",
-            "--items",
-            "3",
-            "--product-size",
-            "200000",
-            "--dest",
-            str(tmp_path / "demo"),
-            "--dashboard",
-            "none",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
+    again = _demo(tmp_path / "demo", "none")
     assert again.returncode == 0 and "skipped" in again.stdout
 
 

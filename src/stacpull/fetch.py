@@ -334,8 +334,9 @@ async def _attempt(
                 offset = 0
             total = resp.content_length
         if total is not None and job.size is not None and total != job.size:
-            raise_size = f"server announces {total} bytes but file:size says {job.size}"
-            raise VerificationError(raise_size, url=job.url)
+            raise VerificationError(
+                f"server announces {total} bytes but file:size says {job.size}", url=job.url
+            )
         await ctx.journal.started(
             job,
             etag=resp.headers.get("ETag"),
