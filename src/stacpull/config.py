@@ -50,6 +50,9 @@ DEFAULT_CONNECT_TIMEOUT = 30.0
 DEFAULT_RETRIES = 5
 DEFAULT_BACKOFF = 1.0
 DEFAULT_MAX_BACKOFF = 60.0
+DEFAULT_NOT_FOUND_RETRIES = 3
+DEFAULT_NOT_FOUND_DELAY = 30.0
+DEFAULT_MIN_FREE = 100_000_000
 DEFAULT_TOKEN_FILE = "token.txt"
 DEFAULT_PROGRESS_INTERVAL = 5.0
 
@@ -210,14 +213,26 @@ class DownloadConfig:
     retries: int = DEFAULT_RETRIES
     backoff: float = DEFAULT_BACKOFF
     max_backoff: float = DEFAULT_MAX_BACKOFF
+    not_found_retries: int = DEFAULT_NOT_FOUND_RETRIES
+    not_found_delay: float = DEFAULT_NOT_FOUND_DELAY
+    adaptive: bool = True
+    min_free: int = DEFAULT_MIN_FREE
 
     def __post_init__(self) -> None:
         for name in ("concurrency", "per_host", "chunk_size"):
             _positive_int(f"download.{name}", getattr(self, name))
-        for name in ("stall_timeout", "connect_timeout", "backoff", "max_backoff"):
+        for name in (
+            "stall_timeout",
+            "connect_timeout",
+            "backoff",
+            "max_backoff",
+            "not_found_delay",
+        ):
             _positive_float(f"download.{name}", getattr(self, name))
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
-            raise ConfigError(f"download.retries: expected an integer ≥ 0, got {self.retries!r}")
+        for name in ("retries", "not_found_retries", "min_free"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"download.{name}: expected an integer ≥ 0, got {value!r}")
         if isinstance(self.queue_size, bool) or self.queue_size < 0:
             raise ConfigError(
                 f"download.queue_size: expected an integer ≥ 0, got {self.queue_size!r}"

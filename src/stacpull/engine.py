@@ -13,6 +13,10 @@ whatever the ending, shielded from cancellation.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
+import json
 import os
 import shutil
 import time
@@ -28,16 +32,30 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .auth import TokenProvider, TrustPolicy, load_token
 from .config import Config
 from .errors import ConfigError, SearchError, StacpullError, StorageError
-from .events import Event, EventSink, JobQueued, JobRefused, RunFinished, RunStarted, SearchProgress
-from .fetch import FetchContext, fetch
+from .events import (
+    Event,
+    EventSink,
+    HostLimitChanged,
+    JobQueued,
+    JobRefused,
+    RunFinished,
+    RunStarted,
+    RunStopping,
+    SearchProgress,
+)
+from .fetch import FetchContext, SpaceBudget, fetch
 from .journal import JOURNAL_DIR, Journal
-from .models import Job
+from .limits import HostLimiter
+from .models import Job, Refusal
 from .plan import PlanRules, plan_item
 from .report import OutcomeLog, ReportInfo, RunStats, write_report
 from .retry import RetryPolicy
 from .search import search_pages
 
-__all__ = ["ItemPages", "RunResult", "run"]
+__all__ = ["STOP_GRACE", "ItemPages", "RunOptions", "RunResult", "StopSignal", "run"]
+
+#: Seconds in-flight transfers get to finish after a graceful stop.
+STOP_GRACE = 3.0
 
 #: An async source of (items of one page, numberMatched): the search, or a saved file.
 ItemPages = Callable[[], AsyncIterator[tuple[list[dict[str, Any]], int | None]]]
@@ -59,6 +77,8 @@ class RunResult:
     report: Path | None
     interrupted: bool = False
     fatal: str | None = None
+    gone: tuple[str, ...] = ()  # mirror: files whose items left the catalogue
+    pruned: int = 0  # of those, files deleted (--prune)
 
     @property
     def ok(self) -> bool:
@@ -142,6 +162,65 @@ def _settings_dict(config: Config) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What kind of run: a plain ``download``, a ``mirror``, or a retry of failures.
+
+    ``mirror`` records which files the search listed, so files whose items left the
+    catalogue are reported (and deleted with ``prune``). ``retry_failed`` skips the search
+    and re-runs the journal's failed jobs only.
+    """
+
+    kind: str = "download"
+    retry_failed: bool = False
+    prune: bool = False
+    grace: float = STOP_GRACE
+
+
+class StopSignal:
+    """Asks a running :func:`run` to stop gracefully (first Ctrl-C, SIGTERM).
+
+    No new transfer starts; transfers in flight get :attr:`RunOptions.grace` seconds to
+    finish, then stop with their ``.part`` kept and the journal settled. Call
+    :meth:`request` from the event loop's thread (a signal receiver task).
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._callbacks: list[Callable[[str], None]] = []
+
+    @property
+    def requested(self) -> bool:
+        """Whether a stop was asked for."""
+        return self.reason is not None
+
+    def request(self, reason: str = "interrupted") -> None:
+        """Ask the run to stop (idempotent)."""
+        if self.reason is not None:
+            return
+        self.reason = reason
+        for callback in self._callbacks:
+            callback(reason)
+
+    def subscribe(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(reason)`` on :meth:`request` (at once if already requested)."""
+        self._callbacks.append(callback)
+        if self.reason is not None:
+            callback(self.reason)
+
+
+def _scope(config: Config) -> str:
+    """A stable key for "this query into this layout": mirrors only prune their own files."""
+    query = _query_dict(config)
+    query.pop("max_items", None)
+    key = {
+        "query": query,
+        "assets": list(config.download.assets),
+        "template": config.download.template,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
 async def run(
     config: Config,
     *,
@@ -149,19 +228,32 @@ async def run(
     tokens: TokenProvider | None = None,
     pages: ItemPages | None = None,
     stats: RunStats | None = None,
+    options: RunOptions | None = None,
+    stop: StopSignal | None = None,
 ) -> RunResult:
     """Search, plan and download per ``config``; return when every job has ended.
 
     ``sink`` receives every event (the dashboard); ``tokens`` overrides the token from
-    ``config.auth``; ``pages`` replaces the catalogue search (a saved search, tests).
-    Raises :class:`ConfigError` before anything starts, never for one file's failure.
+    ``config.auth``; ``pages`` replaces the catalogue search (a saved search, tests);
+    ``stop`` lets the caller ask for a graceful stop. Raises :class:`ConfigError` before
+    anything starts, :class:`StorageError` when DEST cannot take more, never for one
+    file's failure.
     """
+    opts = options or RunOptions()
     root = _prepare_dest(config.download.dest)
     rules = PlanRules(config.download.assets, config.download.template)
     provider: TokenProvider = tokens if tokens is not None else load_token(config.auth)
     stats = stats if stats is not None else RunStats()
+    stop = stop if stop is not None else StopSignal()
     state_dir = root / JOURNAL_DIR
     journal = Journal(root)
+    try:
+        journal.lock()
+    except StorageError:
+        journal.close()
+        raise
+    scope = _scope(config)
+    run_id = journal.begin_run("retry-failed" if opts.retry_failed else opts.kind, scope)
     outcome_log = OutcomeLog(
         state_dir / f"outcomes-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.jsonl"
     )
@@ -170,9 +262,16 @@ async def run(
         sinks.append(sink)
     emit = _fanout(sinks)
     info = ReportInfo(_query_dict(config), _settings_dict(config))
-    source: ItemPages = pages if pages is not None else (lambda: search_pages(config.search))
+    if opts.retry_failed:
+        failed_jobs = [row.planned_job() for row in journal.rows("failed")]
+        source: _Source = _JobSource(failed_jobs)
+    else:
+        search: ItemPages = pages if pages is not None else (lambda: search_pages(config.search))
+        source = _PageSource(search, rules, journal, run_id, scope)
     started = time.monotonic()
-    interrupted = False
+    outcome = "complete"
+    gone: list[str] = []
+    pruned = 0
     emit(
         RunStarted(
             config.search.catalog, config.search.collections, str(root), config.download.concurrency
@@ -185,6 +284,11 @@ async def run(
     )
     timeout = aiohttp.ClientTimeout(
         total=None, connect=dl.connect_timeout, sock_read=dl.stall_timeout
+    )
+    limiter = HostLimiter(
+        dl.per_host,
+        adaptive=dl.adaptive,
+        on_change=lambda host, limit, reason: emit(HostLimitChanged(host, limit, reason)),
     )
     try:
         async with aiohttp.ClientSession(
@@ -200,34 +304,62 @@ async def run(
                 tokens=provider,
                 trust=TrustPolicy(config.search.catalog, config.auth.hosts),
                 emit=emit,
-                retry=RetryPolicy(dl.retries, dl.backoff, dl.max_backoff),
+                retry=RetryPolicy(
+                    dl.retries,
+                    dl.backoff,
+                    dl.max_backoff,
+                    not_found_retries=dl.not_found_retries,
+                    not_found_delay=dl.not_found_delay,
+                ),
                 chunk_size=dl.chunk_size,
+                limiter=limiter,
+                space=SpaceBudget(dl.min_free),
             )
-            send, receive = anyio.create_memory_object_stream[Job](dl.queue_limit)
             try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(_produce, source, rules, send, emit)
-                    for _ in range(dl.concurrency):
-                        tg.start_soon(_work, receive.clone(), ctx)
-                    receive.close()
+                await _pump(source, ctx, dl.concurrency, dl.queue_limit, stop, opts.grace, emit)
             except BaseExceptionGroup as group:
                 raise _first_error(group) from None
+        if stop.requested:
+            outcome = "interrupted"
+        elif opts.kind == "mirror" and source.complete and config.search.max_items is None:
+            gone = [row.path for row in journal.gone(scope, run_id)]
+            if opts.prune and gone:
+                pruned = await anyio.to_thread.run_sync(_prune, root, journal, gone)
     except StacpullError as exc:
         info.fatal = str(exc)
+        outcome = "stopped"
         raise
     except (KeyboardInterrupt, anyio.get_cancelled_exc_class()):
-        interrupted = True
+        outcome = "aborted"
         raise
     finally:
         # No await in here, so the report is written even while the run is being cancelled.
         seconds = time.monotonic() - started
+        interrupted = outcome in ("interrupted", "aborted")
         emit(RunFinished(seconds, interrupted))
         outcome_log.close()
         report = (
             write_report(state_dir, stats, info, outcome_log.path) if config.output.report else None
         )
+        snap = stats.snapshot()
+        with contextlib.suppress(StorageError):
+            journal.end_run(
+                run_id,
+                outcome,
+                {
+                    "downloaded": snap.downloaded,
+                    "skipped": snap.skipped,
+                    "failed": snap.failed,
+                    "refused": snap.refused,
+                    "retries": snap.retries,
+                    "bytes_received": snap.bytes_received,
+                    "seconds": round(seconds, 3),
+                    "gone": len(gone),
+                    "pruned": pruned,
+                    "report": str(report) if report else None,
+                },
+            )
         journal.close()
-    snap = stats.snapshot()
     return RunResult(
         downloaded=snap.downloaded,
         skipped=snap.skipped,
@@ -239,33 +371,169 @@ async def run(
         seconds=seconds,
         items=snap.items,
         report=report,
+        interrupted=interrupted,
+        gone=tuple(gone),
+        pruned=pruned,
     )
 
 
-async def _produce(
-    source: ItemPages, rules: PlanRules, send: MemoryObjectSendStream[Job], emit: EventSink
-) -> None:
-    pages = items = 0
-    matched: int | None = None
-    async with send:
-        async for features, matched in source():
+def _prune(root: Path, journal: Journal, paths: list[str]) -> int:
+    """Delete the files (and ``.part``) of ``paths`` and their journal rows; tidy empty dirs."""
+    removed = 0
+    for rel in paths:
+        final = root / rel
+        for candidate in (final, final.with_name(final.name + ".part")):
+            try:
+                candidate.unlink()
+                removed += candidate == final
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StorageError(f"cannot delete {candidate}: {exc.strerror or exc}") from exc
+        parent = final.parent
+        while parent != root and parent.is_relative_to(root):
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+    journal.remove(paths)
+    return removed
+
+
+class _Source:
+    """Where jobs come from: a search (planned page by page) or the journal's failures."""
+
+    complete = False
+
+    async def produce(
+        self, send: MemoryObjectSendStream[Job], emit: EventSink
+    ) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class _PageSource(_Source):
+    def __init__(
+        self, pages: ItemPages, rules: PlanRules, journal: Journal, run_id: int, scope: str
+    ) -> None:
+        self.pages, self.rules, self.journal = pages, rules, journal
+        self.run_id, self.scope = run_id, scope
+
+    async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
+        pages = items = 0
+        matched: int | None = None
+        async for features, matched in self.pages():
             pages += 1
             items += len(features)
             emit(SearchProgress(pages, items, matched))
+            jobs: list[Job] = []
+            refusals: list[Refusal] = []
             for item in features:
-                jobs, refusals = plan_item(item, rules)
-                for refusal in refusals:
-                    emit(JobRefused(refusal))
-                for job in jobs:
-                    emit(JobQueued(job))
-                    await send.send(job)
+                planned, refused = plan_item(item, self.rules)
+                jobs.extend(planned)
+                refusals.extend(refused)
+            # The whole page is journalled before any of it is queued: `status` shows the
+            # plan, `--retry-failed` can rebuild it, and a mirror knows what it has seen.
+            await self.journal.plan(jobs, refusals, run=self.run_id, scope=self.scope)
+            for refusal in refusals:
+                emit(JobRefused(refusal))
+            for job in jobs:
+                emit(JobQueued(job))
+                await send.send(job)
         emit(SearchProgress(pages, items, matched, done=True))
+        self.complete = True
 
 
-async def _work(receive: MemoryObjectReceiveStream[Job], ctx: FetchContext) -> None:
+class _JobSource(_Source):
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs = jobs
+
+    async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
+        emit(SearchProgress(0, 0, None, done=True))
+        for job in self.jobs:
+            emit(JobQueued(job))
+            await send.send(job)
+        self.complete = True
+
+
+async def _pump(
+    source: _Source,
+    ctx: FetchContext,
+    concurrency: int,
+    queue_limit: int,
+    stop: StopSignal,
+    grace: float,
+    emit: EventSink,
+) -> None:
+    """Run the producer and the workers until every job ended or a stop took effect.
+
+    ``concurrency`` transfer slots are shared by more worker tasks than that: a job waiting
+    to retry (a 404 for minutes, a long ``Retry-After``) gives its slot back, so it does
+    not hold up the files behind it.
+    """
+    send, receive = anyio.create_memory_object_stream[Job](queue_limit)
+    slots = anyio.Semaphore(concurrency)
+    workers = concurrency + max(concurrency, 16)
+    producer_scope = anyio.CancelScope()
+
+    async def produce() -> None:
+        with producer_scope:
+            async with send:
+                await source.produce(send, emit)
+
+    async with anyio.create_task_group() as outer:
+        async with anyio.create_task_group() as tg:
+
+            def on_stop(reason: str) -> None:
+                if outer.cancel_scope.cancel_called:
+                    return  # every job already ended
+                emit(RunStopping(reason, grace))
+                producer_scope.cancel()
+                outer.start_soon(_cancel_after, grace, tg.cancel_scope)
+
+            stop.subscribe(on_stop)
+            tg.start_soon(produce)
+            for _ in range(workers):
+                tg.start_soon(_work, receive.clone(), ctx, slots, stop)
+            receive.close()
+        outer.cancel_scope.cancel()
+
+
+async def _cancel_after(delay: float, scope: anyio.CancelScope) -> None:
+    await anyio.sleep(delay)
+    scope.cancel()
+
+
+async def _work(
+    receive: MemoryObjectReceiveStream[Job],
+    ctx: FetchContext,
+    slots: anyio.Semaphore,
+    stop: StopSignal,
+) -> None:
+    held = False
+
+    async def park(delay: float) -> None:
+        nonlocal held
+        slots.release()
+        held = False
+        await anyio.sleep(delay)
+        await slots.acquire()
+        held = True
+
+    mine = dataclasses.replace(ctx, sleep=park)
     async with receive:
-        async for job in receive:
-            await fetch(job, ctx)
+        try:
+            async for job in receive:
+                await slots.acquire()
+                held = True
+                if stop.requested:
+                    return  # the job stays pending in the journal
+                await fetch(job, mine)
+                slots.release()
+                held = False
+        finally:
+            if held:
+                slots.release()
 
 
 def free_space(path: Path) -> int:

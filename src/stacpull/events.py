@@ -16,11 +16,13 @@ __all__ = [
     "BytesReceived",
     "Event",
     "EventSink",
+    "HostLimitChanged",
     "JobFinished",
     "JobQueued",
     "JobRefused",
     "RunFinished",
     "RunStarted",
+    "RunStopping",
     "SearchProgress",
     "TransferRetried",
     "TransferStarted",
@@ -92,6 +94,24 @@ class TransferRetried:
 
 
 @dataclass(frozen=True, slots=True)
+class HostLimitChanged:
+    """The adaptive limit of connections to ``host`` moved (``throttled`` or ``recovered``)."""
+
+    host: str
+    limit: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunStopping:
+    """A stop was asked for (Ctrl-C, SIGTERM): no new transfers; in-flight ones get
+    ``grace`` seconds, then stop with their ``.part`` kept."""
+
+    reason: str
+    grace: float
+
+
+@dataclass(frozen=True, slots=True)
 class JobFinished:
     """A job ended: downloaded, skipped or failed."""
 
@@ -114,6 +134,8 @@ Event = (
     | TransferStarted
     | BytesReceived
     | TransferRetried
+    | HostLimitChanged
+    | RunStopping
     | JobFinished
     | RunFinished
 )

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +47,58 @@ from .errors import (
 from .events import BytesReceived, EventSink, JobFinished, TransferRetried, TransferStarted
 from .headers import parse_content_range, parse_retry_after, range_header
 from .journal import Journal
+from .limits import HostLimiter
 from .models import Job, Outcome, Status
 from .retry import RetryPolicy
-from .verify import Multihash, check_digest, check_zip, file_digest, parse_multihash, verify_size
+from .verify import (
+    RECORD_HASH,
+    Multihash,
+    check_digest,
+    check_zip,
+    encode_multihash,
+    file_digest,
+    parse_multihash,
+    verify_size,
+)
 
-__all__ = ["MAX_REDIRECTS", "FetchContext", "fetch"]
+__all__ = ["MAX_REDIRECTS", "FetchContext", "SpaceBudget", "fetch"]
 
 MAX_REDIRECTS = 10
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+class SpaceBudget:
+    """Free space at DEST, minus what transfers in flight will still write.
+
+    Before a file of known size starts, the bytes it still needs are reserved; a file that
+    would leave less than ``min_free`` bytes free stops the run (:class:`StorageError`)
+    instead of filling the disk halfway through a product.
+    """
+
+    def __init__(self, min_free: int) -> None:
+        self.min_free = min_free
+        self.reserved = 0
+
+    def reserve(self, where: Path, need: int) -> int:
+        """Reserve ``need`` bytes at ``where`` (a directory); return what to release later."""
+        if need <= 0:
+            return 0
+        try:
+            free = shutil.disk_usage(where).free
+        except OSError:
+            return 0
+        if free - self.reserved - need < self.min_free:
+            raise StorageError(
+                f"not enough free space in {where}: the next file needs {need:,} bytes, "
+                f"{max(0, free - self.reserved):,} are free and {self.min_free:,} must stay "
+                "free (download.min_free); free some space and re-run to resume"
+            )
+        self.reserved += need
+        return need
+
+    def release(self, amount: int) -> None:
+        """Give back a reservation."""
+        self.reserved -= amount
 
 
 @dataclass(slots=True)
@@ -67,7 +113,10 @@ class FetchContext:
     emit: EventSink
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     chunk_size: int = 1 << 20
+    #: Waits between attempts; the engine's version gives up the transfer slot meanwhile.
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    limiter: HostLimiter | None = None
+    space: SpaceBudget = field(default_factory=lambda: SpaceBudget(0))
 
 
 @dataclass(slots=True)
@@ -112,35 +161,76 @@ def _checksum(job: Job, notes: list[str]) -> Multihash | None:
         return None
 
 
-async def _already_verified(job: Job, final: Path, mh: Multihash | None, ctx: FetchContext) -> bool:
-    """Whether the file under its final name is the file the catalogue describes."""
+def _newer(planned: str | None, recorded: str | None) -> bool:
+    """Whether the item's ``updated`` moved past the one recorded with the file on disk."""
+    if not planned or not recorded or planned == recorded:
+        return False
     try:
-        size = final.stat().st_size
+        return datetime.fromisoformat(planned) > datetime.fromisoformat(recorded)
+    except ValueError:
+        return planned > recorded
+
+
+@dataclass(frozen=True, slots=True)
+class _Present:
+    size: int
+    digest: str | None
+    mtime_ns: int
+
+
+async def _already_verified(
+    job: Job, final: Path, mh: Multihash | None, ctx: FetchContext
+) -> _Present | None:
+    """The file under its final name, if it is the file the catalogue describes.
+
+    The fast path trusts the journal: a row marked done for this very file (same size,
+    mtime, URL, checksum and item ``updated``) needs no hashing, so re-running a mirror of
+    terabytes costs one ``stat`` per file. ``stacpull verify`` is the deep check.
+    """
+    try:
+        st = final.stat()
     except FileNotFoundError:
-        return False
+        return None
+    size = st.st_size
+    present = _Present(size, None, st.st_mtime_ns)
     if job.size is not None and size != job.size:
-        return False
+        return None
+    row = await ctx.journal.get(job.dest)
+    changed = row is not None and _newer(job.item_updated, row.item_updated)
+    if (
+        row is not None
+        and row.status == "done"
+        and not changed
+        and row.bytes == size
+        and row.mtime_ns == st.st_mtime_ns
+        and row.url == job.url
+        and row.checksum == job.checksum
+        and row.expected_size == job.size
+    ):
+        return _Present(size, row.digest, st.st_mtime_ns)
     if mh is not None:
         digest = await anyio.to_thread.run_sync(file_digest, final, mh)
-        return mh.matches(digest)
-    if job.size is not None:
-        return True
-    row = await ctx.journal.get(job.dest)
+        return _Present(size, job.checksum, st.st_mtime_ns) if mh.matches(digest) else None
+    if changed:
+        return None  # the item changed and nothing proves this file is still current
     if row is not None and row.status == "done" and row.bytes == size and row.url == job.url:
-        return True
+        return _Present(size, row.digest, st.st_mtime_ns)
+    if job.size is not None:
+        return present
     if job.zip_check:
         try:
             await anyio.to_thread.run_sync(check_zip, final)
         except VerificationError:
-            return False
-        return True
-    return False
+            return None
+        return present
+    return None
 
 
 async def fetch(job: Job, ctx: FetchContext) -> Outcome:
     """Bring ``job`` to disk, verified, retrying per :class:`RetryPolicy`; never raises for
     a failure of this one job (that is an :class:`Outcome`), only :class:`StorageError`
-    (the whole run must stop) and cancellation."""
+    (the whole run must stop) and cancellation, after which the journal says ``pending``
+    with the ``.part`` kept."""
     started = time.monotonic()
     progress = _Progress()
     try:
@@ -150,25 +240,64 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
             ctx, Outcome(job, Status.REFUSED, error=str(exc), error_class=type(exc).__name__)
         )
     mh = _checksum(job, progress.notes)
-    if await _already_verified(job, final, mh, ctx):
-        size = final.stat().st_size
-        await ctx.journal.done(job, size=size, digest=None)
-        return _finish(ctx, Outcome(job, Status.SKIPPED, size=size, notes=tuple(progress.notes)))
+    present = await _already_verified(job, final, mh, ctx)
+    if present is not None:
+        await ctx.journal.done(
+            job, size=present.size, digest=present.digest, mtime_ns=present.mtime_ns
+        )
+        return _finish(
+            ctx, Outcome(job, Status.SKIPPED, size=present.size, notes=tuple(progress.notes))
+        )
 
     part = _part_path(final)
+    host = URL(job.url).host or ""
+    try:
+        return await _attempts(job, final, part, mh, ctx, progress, host, started)
+    except anyio.get_cancelled_exc_class():
+        # Stopped (Ctrl-C, a fatal error elsewhere): keep the .part, settle the journal.
+        with anyio.move_on_after(2.0, shield=True):
+            partial = part.stat().st_size if part.exists() else 0
+            await ctx.journal.paused(job, partial=partial)
+        raise
+
+
+async def _attempts(
+    job: Job,
+    final: Path,
+    part: Path,
+    mh: Multihash | None,
+    ctx: FetchContext,
+    progress: _Progress,
+    host: str,
+    started: float,
+) -> Outcome:
     while True:
         progress.attempts += 1
         try:
-            size, digest = await _attempt(job, final, part, mh, ctx, progress)
+            if ctx.limiter is not None:
+                async with ctx.limiter.slot(host):
+                    size, digest = await _attempt(job, final, part, mh, ctx, progress)
+                ctx.limiter.succeeded(host)
+            else:
+                size, digest = await _attempt(job, final, part, mh, ctx, progress)
         except TransferError as exc:
+            if (
+                ctx.limiter is not None
+                and isinstance(exc, HTTPStatusError)
+                and exc.status in (429, 503)
+            ):
+                ctx.limiter.throttled(host)
             delay = ctx.retry.delay(progress.attempts, exc)
             discarded = 0
             if isinstance(exc, VerificationError | RangeError):
                 discarded = await _discard(part, job, ctx)
             if delay is None:
                 partial = part.stat().st_size if part.exists() else 0
+                reason = exc.reason
+                if progress.attempts > 1:
+                    reason = f"{reason} (gave up after {progress.attempts} attempts)"
                 await ctx.journal.failed(
-                    job, error_class=type(exc).__name__, error=exc.reason, partial=partial
+                    job, error_class=type(exc).__name__, error=reason, partial=partial
                 )
                 return _finish(
                     ctx,
@@ -294,6 +423,13 @@ def _check_status(resp: aiohttp.ClientResponse, job: Job, token_source: str) -> 
         raise RangeError(
             "HTTP 416: the partial file no longer fits the server's file", url=str(resp.url)
         )
+    if status == 404:
+        raise HTTPStatusError(
+            "HTTP 404: the file is not on the server (MAAP lists some items before their "
+            "files are ready)",
+            url=str(resp.url),
+            status=404,
+        )
     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
     reason = resp.reason or ""
     raise HTTPStatusError(
@@ -344,10 +480,16 @@ async def _attempt(
             offset=offset,
         )
         ctx.emit(TransferStarted(job, offset, total, progress.attempts))
-        hasher = mh.new() if mh is not None else None
-        if hasher is not None and offset:
+        # Without a file:checksum, hash anyway: the digest lets `stacpull verify` find rot.
+        hasher = (mh or RECORD_HASH).new()
+        if offset:
             await anyio.to_thread.run_sync(_hash_prefix, hasher, part, offset)
-        written = await _stream(resp, part, offset, hasher, job, ctx, progress)
+        expected = total if total is not None else job.size
+        reserved = ctx.space.reserve(part.parent, expected - offset if expected else 0)
+        try:
+            written = await _stream(resp, part, offset, hasher, job, ctx, progress)
+        finally:
+            ctx.space.release(reserved)
     finally:
         resp.release()
 
@@ -355,15 +497,15 @@ async def _attempt(
     if total is not None and size != total:
         raise TruncatedError(f"body ended at {size} of {total} bytes", url=job.url)
     verify_size(size, job.size, url=job.url)
-    digest = None
-    if hasher is not None and mh is not None:
-        actual = hasher.digest()
-        check_digest(actual, mh, url=job.url)
+    if mh is not None:
+        check_digest(hasher.digest(), mh, url=job.url)
         digest = job.checksum
-    elif job.zip_check:
-        await anyio.to_thread.run_sync(lambda: check_zip(part, url=job.url))
-    await _commit(part, final)
-    await ctx.journal.done(job, size=size, digest=digest)
+    else:
+        digest = encode_multihash(RECORD_HASH.name, hasher.digest())
+        if job.zip_check:
+            await anyio.to_thread.run_sync(lambda: check_zip(part, url=job.url))
+    mtime_ns = await _commit(part, final)
+    await ctx.journal.done(job, size=size, digest=digest, mtime_ns=mtime_ns)
     return size, digest
 
 
@@ -396,8 +538,7 @@ async def _stream(
                 await f.write(chunk)
             except OSError as exc:
                 raise _storage_error(exc, part) from exc
-            if hasher is not None:
-                await anyio.to_thread.run_sync(hasher.update, chunk)
+            await anyio.to_thread.run_sync(hasher.update, chunk)
             written += len(chunk)
             progress.received += len(chunk)
             ctx.emit(BytesReceived(job, len(chunk)))
@@ -417,18 +558,19 @@ async def _stream(
     return written
 
 
-async def _commit(part: Path, final: Path) -> None:
-    """Atomically move a verified ``.part`` to its final name and make the rename durable."""
+async def _commit(part: Path, final: Path) -> int:
+    """Atomically move a verified ``.part`` to its final name, durably; return its mtime."""
 
-    def commit() -> None:
+    def commit() -> int:
         part.replace(final)
         dir_fd = os.open(final.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+        return final.stat().st_mtime_ns
 
     try:
-        await anyio.to_thread.run_sync(commit)
+        return await anyio.to_thread.run_sync(commit)
     except OSError as exc:
         raise _storage_error(exc, final) from exc

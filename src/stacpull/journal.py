@@ -1,33 +1,56 @@
 """The journal: one SQLite database per DEST, the source of truth for every transfer.
 
-It lives at ``DEST/.stacpull/journal.sqlite`` (WAL mode) and records, per destination
-path: the URL, status, validators (ETag, Last-Modified) of the response that wrote the
-``.part``, the bytes on disk, the digest and the last error. A re-run reads it to resume a
-``.part`` with ``If-Range`` (only bytes written under a known validator are ever spliced)
-and to skip files already verified.
+It lives at ``DEST/.stacpull/journal.sqlite`` (WAL) and holds one row per destination
+path: the planned job (item id, asset key, URL, expected size and checksum, the item's
+``updated``), its status, the validators (ETag, Last-Modified) of the response that wrote
+the ``.part``, the bytes on disk, the digest computed while downloading, attempts, and the
+last error class and message. Refused assets, runs and the mirror's scope live beside it.
 
-Writes are small and few per file; :class:`Journal` runs them in a worker thread through
-:func:`anyio.to_thread.run_sync` under a lock so the event loop never waits on disk.
+**Statuses.** ``pending`` (planned, or stopped with a ``.part`` kept), ``active`` (a
+response is being written), ``done`` (verified, under its final name), ``failed`` (gave up
+in some run, or found rotten by ``stacpull verify``), plus the ``refusals`` table.
+
+**Crash consistency.** Each write is one transaction, made *before* the disk state it
+describes is relied on: validators are recorded before the first byte of a response is
+written to the ``.part``, ``done`` after the atomic rename. A ``kill -9`` between any two
+steps leaves either a ``.part`` whose validators are known (resumed with ``If-Range``), a
+``.part`` whose validators are not (discarded), or a verified file whose row still says
+``active`` (re-checked, then skipped). ``synchronous=NORMAL`` in WAL mode loses nothing
+on a process crash; a power cut may lose the last transactions, which the rules above
+also survive.
+
+**Off the event loop.** Every coroutine runs its statement in a worker thread
+(:func:`anyio.to_thread.run_sync`) under a lock; a page of planned jobs is one
+transaction. :meth:`Journal.lock` takes an exclusive ``flock`` so two runs never share a
+DEST.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import anyio.to_thread
 
 from .errors import StorageError
-from .models import Job
+from .models import Job, Refusal
 
-__all__ = ["JOURNAL_DIR", "Journal", "JournalRow"]
+try:  # POSIX; elsewhere a second run on the same DEST is not detected
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["JOURNAL_DIR", "STATUSES", "Journal", "JournalRow", "job_from_json", "job_to_json"]
 
 JOURNAL_DIR = ".stacpull"
+STATUSES = ("pending", "active", "done", "failed")
 _T = TypeVar("_T")
 
 _SCHEMA = """
@@ -51,7 +74,38 @@ CREATE TABLE IF NOT EXISTS transfers (
     updated_at    REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transfers_status ON transfers(status);
+CREATE TABLE IF NOT EXISTS refusals (
+    item_id    TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    asset_key  TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    run        INTEGER,
+    PRIMARY KEY (item_id, asset_key)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind     TEXT NOT NULL,
+    scope    TEXT,
+    started  REAL NOT NULL,
+    ended    REAL,
+    outcome  TEXT,
+    summary  TEXT
+);
 """
+
+#: Columns added after 0.1.0; an older journal gains them on open.
+_ADDED_COLUMNS = {
+    "job": "TEXT",
+    "mtime_ns": "INTEGER",
+    "seen_run": "INTEGER",
+    "scope": "TEXT",
+}
+
+_ROW_COLUMNS = (
+    "path, url, status, etag, last_modified, bytes, digest, expected_size, checksum,"
+    " item_updated, mtime_ns, attempts, error_class, error, item_id, asset_key, collection,"
+    " job, scope, seen_run"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,52 +121,222 @@ class JournalRow:
     digest: str | None
     expected_size: int | None
     checksum: str | None
+    item_updated: str | None = None
+    mtime_ns: int | None = None
+    attempts: int = 0
+    error_class: str | None = None
+    error: str | None = None
+    item_id: str = ""
+    asset_key: str = ""
+    collection: str = ""
+    job: str | None = None
+    scope: str | None = None
+    seen_run: int | None = None
+
+    def planned_job(self) -> Job:
+        """The job as last planned (for ``--retry-failed``); rebuilt from the columns when
+        the row predates the ``job`` column."""
+        if self.job:
+            return job_from_json(self.job)
+        return Job(
+            self.item_id,
+            self.collection,
+            self.asset_key,
+            self.url,
+            self.path,
+            size=self.expected_size,
+            checksum=self.checksum,
+            item_updated=self.item_updated,
+            zip_check=self.path.lower().endswith((".zip", ".kmz")),
+        )
+
+
+def job_to_json(job: Job) -> str:
+    """A job as compact JSON (stored so failures can be retried without a search)."""
+    return json.dumps(asdict(job), separators=(",", ":"), sort_keys=True)
+
+
+def job_from_json(text: str) -> Job:
+    """The inverse of :func:`job_to_json`."""
+    data = json.loads(text)
+    data["roles"] = tuple(data.get("roles") or ())
+    return Job(**data)
+
+
+def _fetch_all(db: sqlite3.Connection, *, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    return db.execute(sql, args).fetchall()
 
 
 class Journal:
-    """Thread-safe access to the journal; every public coroutine runs in a worker thread."""
+    """Thread-safe access to one DEST's journal; coroutines run in a worker thread."""
 
-    def __init__(self, dest: Path) -> None:
-        directory = dest / JOURNAL_DIR
+    def __init__(self, dest: Path, *, create: bool = True) -> None:
+        self.directory = dest / JOURNAL_DIR
+        self.path = self.directory / "journal.sqlite"
+        self._lock_file: IO[bytes] | None = None
+        if not create and not self.path.is_file():
+            raise StorageError(f"no stacpull journal in {dest} (expected {self.path})")
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                directory / "journal.sqlite", check_same_thread=False, isolation_level=None
-            )
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(transfers)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE transfers ADD COLUMN {column} {kind}")
         except (OSError, sqlite3.Error) as exc:
-            raise StorageError(f"cannot open the journal in {directory}: {exc}") from exc
-        self._lock = threading.Lock()
+            raise StorageError(f"cannot open the journal {self.path}: {exc}") from exc
+        self._mutex = threading.Lock()
+
+    def lock(self) -> None:
+        """Take DEST for this process; another run on the same DEST gets a clear error."""
+        if fcntl is None:  # pragma: no cover
+            return
+        try:
+            handle = (self.directory / "lock").open("ab")
+        except OSError as exc:
+            raise StorageError(f"cannot create {self.directory / 'lock'}: {exc}") from exc
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise StorageError(
+                f"another stacpull run is using {self.directory.parent}; "
+                "wait for it to finish (two runs must not share a DEST)"
+            ) from None
+        self._lock_file = handle
 
     def close(self) -> None:
-        """Close the database (checkpointing the WAL)."""
-        with self._lock:
+        """Close the database (checkpointing the WAL) and release the DEST lock."""
+        with self._mutex:
             self._db.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
+    # -- plumbing -------------------------------------------------------------------------
     def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        with self._lock:
+        with self._mutex:
             try:
                 return fn(self._db)
             except sqlite3.Error as exc:
-                raise StorageError(f"journal write failed: {exc}") from exc
+                raise StorageError(f"journal write failed ({self.path}): {exc}") from exc
 
     async def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         return await anyio.to_thread.run_sync(self._run, fn)
 
+    @staticmethod
+    def _transaction(db: sqlite3.Connection, body: Callable[[], object]) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            body()
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # -- runs -----------------------------------------------------------------------------
+    def begin_run(self, kind: str, scope: str | None) -> int:
+        """Record a run's start; rows left ``active`` by a crashed run become ``pending``."""
+
+        def q(db: sqlite3.Connection) -> int:
+            db.execute("UPDATE transfers SET status = 'pending' WHERE status = 'active'")
+            cur = db.execute(
+                "INSERT INTO runs (kind, scope, started) VALUES (?, ?, ?)",
+                (kind, scope, time.time()),
+            )
+            return int(cur.lastrowid or 0)
+
+        return self._run(q)
+
+    def end_run(self, run: int, outcome: str, summary: dict[str, Any]) -> None:
+        """Record how run ``run`` ended (blocking: called while the run shuts down)."""
+        self._run(
+            lambda db: db.execute(
+                "UPDATE runs SET ended = ?, outcome = ?, summary = ? WHERE id = ?",
+                (time.time(), outcome, json.dumps(summary), run),
+            )
+        )
+
+    def last_run(self) -> dict[str, Any] | None:
+        """The most recent run: id, kind, scope, started, ended, outcome, summary."""
+
+        def q(db: sqlite3.Connection) -> dict[str, Any] | None:
+            row = db.execute(
+                "SELECT id, kind, scope, started, ended, outcome, summary FROM runs"
+                " ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            keys = ("id", "kind", "scope", "started", "ended", "outcome", "summary")
+            out = dict(zip(keys, row, strict=True))
+            out["summary"] = json.loads(out["summary"]) if out["summary"] else {}
+            return out
+
+        return self._run(q)
+
+    # -- planning -------------------------------------------------------------------------
+    async def plan(
+        self, jobs: Iterable[Job], refusals: Iterable[Refusal], *, run: int, scope: str | None
+    ) -> None:
+        """Record one search page's jobs (new ones ``pending``) and refusals, in one transaction.
+
+        Only the planned job, the run that saw it and the scope are updated on existing rows:
+        the URL, validators and status stay those of the bytes on disk.
+        """
+        job_rows = [
+            (
+                j.dest,
+                j.item_id,
+                j.collection,
+                j.asset_key,
+                j.url,
+                j.size,
+                j.checksum,
+                j.item_updated,
+                time.time(),
+                job_to_json(j),
+                run,
+                scope,
+            )
+            for j in jobs
+        ]
+        refusal_rows = [(r.item_id, r.collection, r.asset_key, r.reason, run) for r in refusals]
+        if not job_rows and not refusal_rows:
+            return
+
+        def q(db: sqlite3.Connection) -> None:
+            def body() -> None:
+                db.executemany(
+                    """INSERT INTO transfers (path, item_id, collection, asset_key, url, status,
+                           expected_size, checksum, item_updated, updated_at, job, seen_run, scope)
+                       VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT(path) DO UPDATE SET job = excluded.job,
+                           seen_run = excluded.seen_run, scope = excluded.scope""",
+                    job_rows,
+                )
+                db.executemany(
+                    """INSERT OR REPLACE INTO refusals (item_id, collection, asset_key, reason, run)
+                       VALUES (?, ?, ?, ?, ?)""",
+                    refusal_rows,
+                )
+
+            self._transaction(db, body)
+
+        await self._call(q)
+
+    # -- one transfer ---------------------------------------------------------------------
     async def get(self, path: str) -> JournalRow | None:
         """The row for ``path``, if any."""
+        return await self._call(lambda db: self._get(db, path))
 
-        def q(db: sqlite3.Connection) -> JournalRow | None:
-            row = db.execute(
-                "SELECT path, url, status, etag, last_modified, bytes, digest, expected_size,"
-                " checksum FROM transfers WHERE path = ?",
-                (path,),
-            ).fetchone()
-            return JournalRow(*row) if row else None
-
-        return await self._call(q)
+    @staticmethod
+    def _get(db: sqlite3.Connection, path: str) -> JournalRow | None:
+        row = db.execute(f"SELECT {_ROW_COLUMNS} FROM transfers WHERE path = ?", (path,)).fetchone()
+        return JournalRow(*row) if row else None
 
     async def started(
         self, job: Job, *, etag: str | None, last_modified: str | None, offset: int
@@ -123,8 +347,8 @@ class Journal:
             db.execute(
                 """INSERT INTO transfers (path, item_id, collection, asset_key, url, status,
                        expected_size, checksum, etag, last_modified, bytes, attempts,
-                       item_updated, updated_at)
-                   VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, 1, ?, ?)
+                       item_updated, updated_at, job)
+                   VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, 1, ?, ?, ?)
                    ON CONFLICT(path) DO UPDATE SET
                        item_id=excluded.item_id, collection=excluded.collection,
                        asset_key=excluded.asset_key, url=excluded.url, status='active',
@@ -132,6 +356,7 @@ class Journal:
                        etag=excluded.etag, last_modified=excluded.last_modified,
                        bytes=excluded.bytes, attempts=transfers.attempts + 1,
                        item_updated=excluded.item_updated, updated_at=excluded.updated_at,
+                       job=excluded.job, digest=NULL, mtime_ns=NULL,
                        error=NULL, error_class=NULL""",
                 (
                     job.dest,
@@ -146,18 +371,39 @@ class Journal:
                     offset,
                     job.item_updated,
                     time.time(),
+                    job_to_json(job),
                 ),
             )
 
         await self._call(q)
 
-    async def done(self, job: Job, *, size: int, digest: str | None) -> None:
-        """``job`` is verified and under its final name."""
-        await self._set(job, "done", bytes=size, digest=digest, error=None, error_class=None)
+    async def done(self, job: Job, *, size: int, digest: str | None, mtime_ns: int) -> None:
+        """``job`` is verified and under its final name (size, digest and mtime as on disk).
+
+        The job's metadata is recorded as well: a skip after a crash, or a file already
+        present, must leave the row describing the file that is there now.
+        """
+        await self._set(
+            job,
+            "done",
+            bytes=size,
+            digest=digest,
+            mtime_ns=mtime_ns,
+            url=job.url,
+            expected_size=job.size,
+            checksum=job.checksum,
+            item_updated=job.item_updated,
+            error=None,
+            error_class=None,
+        )
 
     async def failed(self, job: Job, *, error_class: str, error: str, partial: int) -> None:
         """``job`` failed in this run; ``partial`` bytes stay in its ``.part``."""
         await self._set(job, "failed", bytes=partial, error=error, error_class=error_class)
+
+    async def paused(self, job: Job, *, partial: int) -> None:
+        """The run stopped while ``job`` was in flight; ``partial`` bytes stay in its ``.part``."""
+        await self._set(job, "pending", bytes=partial)
 
     async def forget_part(self, job: Job) -> None:
         """The ``.part`` was discarded: its validators must never be used again."""
@@ -174,8 +420,8 @@ class Journal:
             if cur.rowcount == 0:
                 db.execute(
                     """INSERT INTO transfers (path, item_id, collection, asset_key, url, status,
-                           expected_size, checksum, item_updated, updated_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                           expected_size, checksum, item_updated, updated_at, job)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (
                         job.dest,
                         job.item_id,
@@ -187,6 +433,7 @@ class Journal:
                         job.checksum,
                         job.item_updated,
                         time.time(),
+                        job_to_json(job),
                     ),
                 )
                 db.execute(
@@ -195,10 +442,90 @@ class Journal:
 
         await self._call(q)
 
+    # -- whole-journal views (blocking; for status, verify, prune) --------------------------
+    def rows(self, *statuses: str, scope: str | None = None) -> Iterator[JournalRow]:
+        """Rows with one of ``statuses`` (all when none), in path order, streamed in batches."""
+        where: list[str] = []
+        args: list[Any] = []
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            args.extend(statuses)
+        if scope is not None:
+            where.append("scope = ?")
+            args.append(scope)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        sql = (
+            f"SELECT {_ROW_COLUMNS} FROM transfers{clause}"
+            f"{' AND' if clause else ' WHERE'} path > ? ORDER BY path LIMIT 500"
+        )
+        last = ""
+        while True:
+            batch = self._run(functools.partial(_fetch_all, sql=sql, args=(*args, last)))
+            if not batch:
+                return
+            for row in batch:
+                yield JournalRow(*row)
+            last = batch[-1][0]
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Per status: ``files`` and ``bytes`` on disk (``expected`` bytes where known)."""
+
+        def q(db: sqlite3.Connection) -> dict[str, dict[str, int]]:
+            out: dict[str, dict[str, int]] = {}
+            for status, files, size, expected in db.execute(
+                "SELECT status, COUNT(*), COALESCE(SUM(bytes), 0),"
+                " COALESCE(SUM(expected_size), 0) FROM transfers GROUP BY status"
+            ):
+                out[status] = {"files": files, "bytes": size, "expected": expected}
+            return out
+
+        return self._run(q)
+
     def counts(self) -> dict[str, int]:
-        """Rows per status (blocking; for summaries)."""
+        """Rows per status."""
+        return {status: v["files"] for status, v in self.summary().items()}
+
+    def refusals(self) -> list[tuple[str, str, str]]:
+        """(item id, asset key, reason) of every refused asset."""
         return self._run(
-            lambda db: dict(
-                db.execute("SELECT status, COUNT(*) FROM transfers GROUP BY status").fetchall()
+            lambda db: db.execute(
+                "SELECT item_id, asset_key, reason FROM refusals ORDER BY item_id, asset_key"
+            ).fetchall()
+        )
+
+    def high_water_mark(self, scope: str | None = None) -> str | None:
+        """The latest item ``updated`` among verified files (of ``scope`` when given)."""
+
+        def q(db: sqlite3.Connection) -> str | None:
+            sql = "SELECT MAX(item_updated) FROM transfers WHERE status = 'done'"
+            row = (
+                db.execute(sql + " AND scope = ?", (scope,)).fetchone()
+                if scope is not None
+                else db.execute(sql).fetchone()
+            )
+            return row[0] if row else None
+
+        return self._run(q)
+
+    def gone(self, scope: str, run: int) -> list[JournalRow]:
+        """Rows of ``scope`` that run ``run``'s complete search no longer listed."""
+        return [r for r in self.rows(scope=scope) if r.seen_run is not None and r.seen_run != run]
+
+    def remove(self, paths: Iterable[str]) -> None:
+        """Forget these rows (their files were pruned)."""
+        batch = [(p,) for p in paths]
+        self._run(
+            lambda db: self._transaction(
+                db, lambda: db.executemany("DELETE FROM transfers WHERE path = ?", batch)
+            )
+        )
+
+    def mark_rotten(self, path: str, reason: str) -> None:
+        """``stacpull verify`` found the file at ``path`` damaged: fetch it again next run."""
+        self._run(
+            lambda db: db.execute(
+                "UPDATE transfers SET status = 'failed', error_class = 'RotError', error = ?,"
+                " mtime_ns = NULL, updated_at = ? WHERE path = ?",
+                (reason, time.time(), path),
             )
         )

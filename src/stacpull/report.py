@@ -21,11 +21,13 @@ from typing import IO, Any
 from .events import (
     BytesReceived,
     Event,
+    HostLimitChanged,
     JobFinished,
     JobQueued,
     JobRefused,
     RunFinished,
     RunStarted,
+    RunStopping,
     SearchProgress,
     TransferRetried,
     TransferStarted,
@@ -135,6 +137,8 @@ class RunStats:
         self.finished = False
         self.seconds = 0.0
         self.interrupted = False
+        self.stopping: str | None = None  # why the run is winding down, once asked to stop
+        self.host_limits: dict[str, int] = {}  # hosts whose adaptive limit moved
         self._samples: deque[tuple[float, int]] = deque()
 
     def __call__(self, event: Event) -> None:
@@ -191,6 +195,14 @@ class RunStats:
                     event.collections,
                     event.dest,
                 )
+            elif isinstance(event, HostLimitChanged):
+                self.host_limits[event.host] = event.limit
+                self.errors.append(
+                    f"{event.host}: {event.limit} connection(s) "
+                    + ("(it answered 429/503)" if event.reason == "throttled" else "(recovering)")
+                )
+            elif isinstance(event, RunStopping):
+                self.stopping = event.reason
             elif isinstance(event, RunFinished):
                 self.finished, self.seconds, self.interrupted = (
                     True,

@@ -4,7 +4,8 @@ Decided per error, not per attempt count alone: a connection reset, a stall, a t
 body, 408/429/5xx retry with exponential backoff and full jitter (honouring
 ``Retry-After``); a bad range or a verification failure restarts at once, the latter only
 once (a server that keeps lying about a file will not be believed on the third try);
-other 4xx (404 included, for now) and auth failures fail the job at once.
+a 404 retries a few times over minutes, because MAAP lists items before their files are
+ready; other 4xx and auth failures fail the job at once.
 """
 
 from __future__ import annotations
@@ -31,15 +32,25 @@ MAX_RETRY_AFTER = 900.0
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """``retries`` extra attempts at most; waits grow ``backoff × 2ⁿ`` up to ``max_backoff``."""
+    """``retries`` extra attempts at most; waits grow ``backoff × 2ⁿ`` up to ``max_backoff``.
+
+    A 404 has its own budget: ``not_found_retries`` more attempts, ``not_found_delay × 2ⁿ``
+    apart (30 s, 60 s, 120 s by default: a product published a few minutes early arrives).
+    """
 
     retries: int = 5
     backoff: float = 1.0
     max_backoff: float = 60.0
     jitter: bool = True
+    not_found_retries: int = 3
+    not_found_delay: float = 30.0
 
     def delay(self, attempt: int, exc: TransferError) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or ``None`` to give up."""
+        if isinstance(exc, HTTPStatusError) and exc.status == 404:
+            if attempt > self.not_found_retries:
+                return None
+            return float(self.not_found_delay * 2 ** (attempt - 1))
         if attempt > self.retries:
             return None
         if isinstance(exc, VerificationError):

@@ -16,6 +16,7 @@ from .errors import ChecksumMismatchError, CorruptZipError, SizeMismatchError
 
 __all__ = [
     "MULTIHASH_CODES",
+    "RECORD_HASH",
     "Multihash",
     "check_zip",
     "encode_multihash",
@@ -77,6 +78,11 @@ class Multihash:
     def matches(self, digest: bytes) -> bool:
         """Whether ``digest`` (from :meth:`new`) is this checksum's digest."""
         return digest == self.digest
+
+
+#: The function stacpull hashes files with when the catalogue gives no ``file:checksum``;
+#: the digest goes into the journal so that ``stacpull verify`` can find rot later.
+RECORD_HASH = Multihash("sha2-256", "sha256", b"")
 
 
 def parse_multihash(text: str) -> Multihash:

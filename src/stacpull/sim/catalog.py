@@ -173,10 +173,13 @@ class AssetFile:
 @dataclass
 class _Knobs:
     revisions: dict[str, int] = field(default_factory=dict)  # "item/key" -> revision
+    item_revisions: dict[str, int] = field(default_factory=dict)  # item id -> sum of bumps
     tamper: dict[str, str] = field(
         default_factory=dict
     )  # "item/key" -> size|checksum|corrupt|truncate
     cuts: dict[str, int] = field(default_factory=dict)  # "item/key" -> cut after N bytes, once
+    stalls: dict[str, tuple[int, float]] = field(default_factory=dict)  # -> (after, seconds), once
+    removed: set[str] = field(default_factory=set)  # item ids that left the catalogue
     extra: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
@@ -197,6 +200,7 @@ class SimCatalog:
         with self._lock:
             slot = f"{item_id}/{key}"
             self.knobs.revisions[slot] = self.knobs.revisions.get(slot, 0) + 1
+            self.knobs.item_revisions[item_id] = self.knobs.item_revisions.get(item_id, 0) + 1
 
     def tamper(self, item_id: str, key: str, mode: str) -> None:
         """Make the catalogue lie: ``size`` or ``checksum`` in metadata, or a zipper that
@@ -215,6 +219,20 @@ class SimCatalog:
         with self._lock:
             return self.knobs.cuts.pop(f"{item_id}/{key}", None)
 
+    def stall(self, item_id: str, key: str, after: int, seconds: float) -> None:
+        """The next response for ``item_id/key`` pauses ``seconds`` after ``after`` bytes."""
+        with self._lock:
+            self.knobs.stalls[f"{item_id}/{key}"] = (after, seconds)
+
+    def take_stall(self, item_id: str, key: str) -> tuple[int, float] | None:
+        with self._lock:
+            return self.knobs.stalls.pop(f"{item_id}/{key}", None)
+
+    def remove_item(self, item_id: str) -> None:
+        """``item_id`` leaves the catalogue: no longer listed, its files answer 404."""
+        with self._lock:
+            self.knobs.removed.add(item_id)
+
     def add_item(self, collection: str, item: dict[str, Any]) -> None:
         """Inject a hand-written item (hostile metadata, foreign hrefs) into a collection."""
         with self._lock:
@@ -222,12 +240,16 @@ class SimCatalog:
 
     # -- items ----------------------------------------------------------------------------
     def count(self, collection: str) -> int:
-        return self.specs[collection].count + len(self.knobs.extra.get(collection, []))
+        spec = self.specs[collection]
+        gone = sum(1 for i in self.knobs.removed if self._generated_index(spec, i) is not None)
+        return spec.count - gone + len(self.knobs.extra.get(collection, []))
 
     def iter_items(self, collection: str, start: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
         """(position, item) from ``start`` on; positions are stable across requests."""
         spec = self.specs[collection]
         for i in range(start, spec.count):
+            if self.knobs.removed and self.item_id(spec, i) in self.knobs.removed:
+                continue
             yield i, self.item(collection, i)
         extra = self.knobs.extra.get(collection, [])
         for j in range(max(0, start - spec.count), len(extra)):
@@ -245,7 +267,12 @@ class SimCatalog:
 
     def index_of(self, collection: str, item_id: str) -> int | None:
         spec = self.specs.get(collection)
-        if spec is None or len(item_id) < 6:
+        if spec is None or item_id in self.knobs.removed:
+            return None
+        return self._generated_index(spec, item_id)
+
+    def _generated_index(self, spec: CollectionSpec, item_id: str) -> int | None:
+        if len(item_id) < 6:
             return None
         try:
             index = _decode(item_id[-6:])
@@ -253,7 +280,7 @@ class SimCatalog:
             return None
         if 0 <= index < spec.count and self.item_id(spec, index) == item_id:
             return index
-        return None
+        return None  # not generated here (removed ids are the caller's business)
 
     def _seed(self, collection: str, index: int, key: str) -> int:
         digest = hashlib.sha256(f"{collection}/{index}/{key}".encode()).digest()
@@ -278,7 +305,10 @@ class SimCatalog:
             "datetime": begin.strftime(iso),
             "start_datetime": begin.strftime(iso),
             "end_datetime": end.strftime(iso),
-            "updated": (begin + timedelta(days=1)).strftime(iso),
+            # A file replaced on the server (bump) moves the item's `updated`, as on MAAP.
+            "updated": (
+                begin + timedelta(days=1, hours=self.knobs.item_revisions.get(item_id, 0))
+            ).strftime(iso),
             "created": (begin + timedelta(hours=6)).strftime(iso),
             "platform": spec.platform.lower(),
             "instruments": [spec.instrument],

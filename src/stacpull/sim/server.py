@@ -32,6 +32,7 @@ from ..headers import format_http_date, parse_range
 from .catalog import AssetFile, SimCatalog, default_collections
 from .content import product_zip_chunks
 from .cql2 import CQL2Error, Predicate, parse_cql2
+from .faults import Faults, FaultState
 
 __all__ = ["SimServer", "build_app"]
 
@@ -55,12 +56,13 @@ _CONFORMANCE = [
 
 @dataclass
 class SimOptions:
-    """Server behaviour: who may download and what is recorded."""
+    """Server behaviour: who may download, what is recorded, what goes wrong (``faults``)."""
 
     tokens: set[str] = field(default_factory=lambda: {"sim-token"})
     require_auth: bool = True
     log_size: int = 10_000
     latency: float = 0.0  # seconds before each data response starts, like a distant server
+    faults: Faults = field(default_factory=Faults)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,8 @@ class _App:
         self.catalog = catalog
         self.options = options
         self.requests: deque[dict[str, Any]] = deque(maxlen=options.log_size)
+        self.faults = FaultState(options.faults)
+        self.bytes_sent = 0  # body bytes written by the data server, for soak figures
         self._matched: dict[str, int] = {}
 
     @property
@@ -508,44 +512,127 @@ class _App:
         if resolved is None:
             return _error(404, "NotFound", f"no file at {request.path}")
         slot, f = resolved
+        if self.faults.not_ready(slot):
+            return _error(404, "NotFound", "the product is not available yet")
+        status = self.faults.error_status()
+        if status is not None:
+            retry_after = self.options.faults.retry_after
+            headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+            return web.Response(status=status, text="Service Unavailable", headers=headers)
         item_id, key = slot.split("/", 1)
         if self.options.latency > 0:
             await asyncio.sleep(self.options.latency)
         cut = self.catalog.take_cut(item_id, key)
-        if f.kind == "zipper":
-            return await self._zipper(
-                request, f, self.catalog.knobs.tamper.get(slot) == "truncate", cut
-            )
-        return await self._static(request, f, cut)
+        stall = self.catalog.take_stall(item_id, key)
+        try:
+            if f.kind == "zipper":
+                truncate = self.catalog.knobs.tamper.get(slot) == "truncate"
+                return await self._zipper(
+                    request, f, truncate or self.faults.truncate(), cut, stall
+                )
+            return await self._static(request, f, cut, stall)
+        finally:
+            if self.faults.change():
+                self.catalog.bump(item_id, key)
+
+    async def _pump(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        pieces: Iterator[bytes],
+        length: int,
+        cut: int | None,
+        stall: tuple[int, float] | None,
+    ) -> bool:
+        """Write ``pieces`` under the fault knobs; ``False`` if the connection was dropped.
+
+        ``length`` is the body size (estimated for the zipper), for random cut points.
+        """
+        if cut is None:
+            cut = self.faults.cut_point(length)
+        if stall is None:
+            point = self.faults.stall_point(length)
+            stall = None if point is None else (point, self.options.faults.stall_seconds)
+        rate = self.options.faults.rate_limit
+        began = asyncio.get_running_loop().time()
+        sent = 0
+        for chunk in pieces:
+            for i in range(0, len(chunk), _ZIP_CHUNK):
+                piece = chunk[i : i + _ZIP_CHUNK]
+                sent = await self._write_one(request, resp, piece, sent, cut, stall, rate, began)
+                if sent < 0:
+                    return False
+            await asyncio.sleep(0)
+        return True
+
+    async def _write_one(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        data: bytes,
+        sent: int,
+        cut: int | None,
+        stall: tuple[int, float] | None,
+        rate: int,
+        began: float,
+    ) -> int:
+        """Write ``data`` (split for the rate limit); the new byte count, or -1 after a cut."""
+        step = max(1, rate // 20) if rate else len(data) or 1
+        for i in range(0, len(data), step):
+            part = data[i : i + step]
+            if stall is not None and sent <= stall[0] < sent + len(part):
+                await resp.write(part[: stall[0] - sent])
+                self.bytes_sent += stall[0] - sent
+                await asyncio.sleep(stall[1])
+                part = part[stall[0] - sent :]
+                sent = stall[0]
+            if cut is not None and sent + len(part) > cut:
+                await resp.write(part[: max(0, cut - sent)])
+                self.bytes_sent += max(0, cut - sent)
+                await _abort(request)
+                return -1
+            await resp.write(part)
+            sent += len(part)
+            self.bytes_sent += len(part)
+            if rate:
+                ahead = sent / rate - (asyncio.get_running_loop().time() - began)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        return sent
 
     async def _zipper(
-        self, request: web.Request, f: AssetFile, truncate: bool, cut: int | None
+        self,
+        request: web.Request,
+        f: AssetFile,
+        truncate: bool,
+        cut: int | None,
+        stall: tuple[int, float] | None,
     ) -> web.StreamResponse:
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/zip"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         if request.method == "HEAD":
             return resp
-        sent = 0
-        stop_at = f.size // 2 if truncate else None
-        for chunk in product_zip_chunks(f.item_id, f.seed, f.size, corrupt=f.corrupt):
-            for i in range(0, len(chunk), _ZIP_CHUNK):
-                piece = chunk[i : i + _ZIP_CHUNK]
-                if cut is not None and sent + len(piece) > cut:
-                    await resp.write(piece[: max(0, cut - sent)])
-                    await _abort(request)
-                    return resp
-                if stop_at is not None and sent >= stop_at:
-                    await resp.write_eof()  # ends "cleanly": a zip with no central directory
-                    return resp
-                await resp.write(piece)
-                sent += len(piece)
-            await asyncio.sleep(0)
-        await resp.write_eof()
+
+        def pieces() -> Iterator[bytes]:
+            sent = 0
+            for chunk in product_zip_chunks(f.item_id, f.seed, f.size, corrupt=f.corrupt):
+                if truncate and sent + len(chunk) >= f.size // 2:
+                    yield chunk[: max(0, f.size // 2 - sent)]
+                    return  # ends "cleanly": a zip with no central directory
+                yield chunk
+                sent += len(chunk)
+
+        if await self._pump(request, resp, pieces(), f.size, cut, stall):
+            await resp.write_eof()
         return resp
 
     async def _static(
-        self, request: web.Request, f: AssetFile, cut: int | None
+        self,
+        request: web.Request,
+        f: AssetFile,
+        cut: int | None,
+        stall: tuple[int, float] | None,
     ) -> web.StreamResponse:
         body = f.body
         size = len(body)
@@ -577,13 +664,8 @@ class _App:
         await resp.prepare(request)
         if request.method == "HEAD":
             return resp
-        if cut is not None and cut < len(payload):
-            await resp.write(payload[:cut])
-            await _abort(request)
-            return resp
-        for i in range(0, len(payload), _ZIP_CHUNK):
-            await resp.write(payload[i : i + _ZIP_CHUNK])
-        await resp.write_eof()
+        if await self._pump(request, resp, iter((payload,)), len(payload), cut, stall):
+            await resp.write_eof()
         return resp
 
 

@@ -1,0 +1,153 @@
+"""Fault knobs for the simulated catalogue's data server: the night a mirror has to survive.
+
+:class:`Faults` is the configuration (``stacpull sim serve --cut-probability 0.3 …``);
+:class:`FaultState` makes the per-request decisions from one seeded random generator, so
+a soak run is repeatable. Every knob models something the real MAAP data path does:
+
+* ``rate_limit``: bytes per second per response, as archives throttle each connection;
+* ``cut_probability`` / ``cut_after``: a response drops its connection mid-body;
+* ``burst_probability`` / ``burst_length`` / ``burst_statuses`` / ``retry_after``: the load
+  balancer answers 503 or 429 (with ``Retry-After``) to the next few requests;
+* ``truncate_probability``: the zipper ends a product early with a clean end of stream
+  (a zip without its central directory);
+* ``change_probability``: a file is replaced on the server after a response was served
+  (new bytes, ETag and date), so the next attempt sees another version;
+* ``not_ready_for``: a file answers 404 for this many seconds after it was first asked
+  for (MAAP lists items before their files are ready);
+* ``stall_probability`` / ``stall_seconds``: a response stops sending bytes for a while
+  without closing the connection.
+
+The decisions happen on the server's single event-loop thread; no locking is needed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["FaultState", "Faults"]
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """What goes wrong on the data server, and how often (all off by default)."""
+
+    rate_limit: int = 0  # bytes/s per response; 0 means unlimited
+    cut_probability: float = 0.0
+    cut_after: int = 0  # bytes before the cut; 0 means a random point in the body
+    burst_probability: float = 0.0  # chance a data request starts a burst of errors
+    burst_length: int = 3  # requests answered with an error once a burst starts
+    burst_statuses: tuple[int, ...] = (503, 429)
+    retry_after: float | None = 1.0  # seconds sent in Retry-After; None sends none
+    truncate_probability: float = 0.0
+    change_probability: float = 0.0
+    not_ready_for: float = 0.0
+    stall_probability: float = 0.0
+    stall_seconds: float = 5.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "cut_probability",
+            "burst_probability",
+            "truncate_probability",
+            "change_probability",
+            "stall_probability",
+        ):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        for name in ("rate_limit", "cut_after", "not_ready_for", "stall_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0")
+        if self.burst_length < 1:
+            raise ValueError("burst_length must be ≥ 1")
+        if not self.burst_statuses:
+            raise ValueError("burst_statuses must name at least one status")
+
+    @property
+    def active(self) -> bool:
+        """Whether any knob is turned."""
+        return self != Faults(seed=self.seed)
+
+
+@dataclass(slots=True)
+class FaultState:
+    """Per-server fault decisions and the counters a soak benchmark reports."""
+
+    faults: Faults
+    clock: Callable[[], float] = time.monotonic
+    _rng: random.Random = field(init=False)
+    _burst_left: int = 0
+    _burst_status: int = 503
+    _first_seen: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.faults.seed)
+
+    def _count(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def error_status(self) -> int | None:
+        """A 503/429 to answer this request with, or ``None`` to serve it."""
+        f = self.faults
+        if (
+            self._burst_left == 0
+            and f.burst_probability
+            and self._rng.random() < f.burst_probability
+        ):
+            self._burst_left = f.burst_length
+            self._burst_status = self._rng.choice(f.burst_statuses)
+        if self._burst_left:
+            self._burst_left -= 1
+            self._count(f"status_{self._burst_status}")
+            return self._burst_status
+        return None
+
+    def not_ready(self, slot: str) -> bool:
+        """Whether ``slot``'s file is still "being produced" (answer 404)."""
+        if not self.faults.not_ready_for:
+            return False
+        now = self.clock()
+        first = self._first_seen.setdefault(slot, now)
+        if now - first < self.faults.not_ready_for:
+            self._count("not_ready")
+            return True
+        return False
+
+    def cut_point(self, length: int) -> int | None:
+        """Bytes after which to drop this response's connection, or ``None``."""
+        f = self.faults
+        if not f.cut_probability or self._rng.random() >= f.cut_probability:
+            return None
+        self._count("cuts")
+        if f.cut_after:
+            return f.cut_after
+        return self._rng.randrange(0, max(1, length))
+
+    def truncate(self) -> bool:
+        """Whether this zipper response ends early with a clean end of stream."""
+        f = self.faults
+        hit = bool(f.truncate_probability) and self._rng.random() < f.truncate_probability
+        if hit:
+            self._count("truncations")
+        return hit
+
+    def change(self) -> bool:
+        """Whether the file is replaced on the server after this response."""
+        f = self.faults
+        hit = bool(f.change_probability) and self._rng.random() < f.change_probability
+        if hit:
+            self._count("changes")
+        return hit
+
+    def stall_point(self, length: int) -> int | None:
+        """Bytes after which this response pauses for ``stall_seconds``, or ``None``."""
+        f = self.faults
+        if not f.stall_probability or self._rng.random() >= f.stall_probability:
+            return None
+        self._count("stalls")
+        return self._rng.randrange(0, max(1, length))
