@@ -7,21 +7,27 @@ refused; 2 bad input (flags, config, query, unreachable catalogue); 3 the run wa
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any, NoReturn
 
 import anyio
 import click
 from rich.console import Console
+from rich.progress import Progress, TextColumn
+from rich.table import Table
 
 from . import __version__
-from .auth import load_token
+from .audit import read_status, verify_dest
+from .auth import TokenProvider, load_token
 from .config import Config, load_config, parse_bbox, parse_datetime_range
-from .dashboard import LiveDashboard, PlainProgress, render_summary
-from .engine import RunResult, run
-from .errors import ConfigError, SearchError, StacpullError, StorageError
+from .dashboard import LiveDashboard, PlainProgress, human_bytes, render_summary
+from .engine import RunOptions, RunResult, StopSignal, run
+from .errors import ConfigError, SearchError, StacpullError, StorageError, first_error
 from .events import EventSink
 from .report import RunStats
 from .search import load_geojson_geometry
@@ -57,8 +63,48 @@ def _choose_output(
     return None, nullcontext()
 
 
-def _execute(config: Config) -> None:
+async def _watch_signals(stop: StopSignal, abort: anyio.CancelScope) -> None:
+    """First Ctrl-C (or SIGTERM): graceful stop. Second: abort at once."""
+    try:
+        receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+    except NotImplementedError:  # pragma: no cover - Windows: Ctrl-C raises KeyboardInterrupt
+        return
+    with receiver as signals:
+        async for signum in signals:
+            if not stop.requested:
+                stop.request("Ctrl-C" if signum == signal.SIGINT else "SIGTERM")
+                continue
+            click.echo("stacpull: aborting; everything written so far stays resumable", err=True)
+            abort.cancel()
+            return
+
+
+async def _run_with_signals(
+    config: Config,
+    *,
+    sink: EventSink | None,
+    stats: RunStats,
+    tokens: TokenProvider,
+    options: RunOptions,
+) -> RunResult | None:
+    """The engine under a signal watcher; ``None`` when a second Ctrl-C aborted it."""
+    stop = StopSignal()
+    result: RunResult | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, stop, tg.cancel_scope)
+            result = await run(
+                config, sink=sink, stats=stats, tokens=tokens, options=options, stop=stop
+            )
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
+    return result
+
+
+def _execute(config: Config, options: RunOptions | None = None) -> None:
     """Run the engine under the chosen dashboard, print the summary, exit with its code."""
+    opts = options or RunOptions()
     err = Console(stderr=True)
     out = Console()
     stats = RunStats()
@@ -73,26 +119,36 @@ def _execute(config: Config) -> None:
     code = 0
     try:
         with view:
-            result = anyio.run(lambda: run(config, sink=sink, stats=stats, tokens=tokens))
-        code = result.exit_code
+            result = anyio.run(
+                lambda: _run_with_signals(
+                    config, sink=sink, stats=stats, tokens=tokens, options=opts
+                )
+            )
+        code = 130 if result is None else result.exit_code
     except (ConfigError, SearchError) as exc:
         _fail(str(exc), 2)
     except StorageError as exc:
         click.echo(f"stacpull: run stopped: {exc}", err=True)
         code = 3
     except KeyboardInterrupt:
-        click.echo("stacpull: interrupted; run the same command again to resume", err=True)
         code = 130
     except StacpullError as exc:
         _fail(str(exc), 1)
-    out.print(render_summary(stats.snapshot()))
+    snap = stats.snapshot()
+    out.print(render_summary(snap))
     dest = config.download.dest
     if result is not None and result.report is not None:
         out.print(f"report: {result.report}", highlight=False)
+    if code == 130:
+        out.print(
+            "[yellow]stopped before the end[/]: partial files and the journal are kept; "
+            "run the same command again to resume",
+            highlight=False,
+        )
     if stats.failures:
         out.print(
-            f"[red]{len(stats.failures)} file(s) failed[/]; re-run the same command to retry them "
-            f"(details in the report under {dest}/.stacpull/)",
+            f"[red]{len(stats.failures)} file(s) failed[/]; re-run the same command (or add "
+            f"--retry-failed) to retry them; `stacpull status {dest}` lists the reasons",
             highlight=False,
         )
     if stats.refused:
@@ -100,6 +156,24 @@ def _execute(config: Config) -> None:
             f"[magenta]{stats.refused} asset(s) refused[/] (unsafe names in the metadata); see the report",
             highlight=False,
         )
+    if result is not None and code == 0 and snap.downloaded == 0 and snap.skipped:
+        what = "the journal" if opts.retry_failed else "the search"
+        out.print(
+            f"[green]up to date[/]: all {snap.skipped} file(s) already verified on disk; "
+            f"no data was requested, only {what}",
+            highlight=False,
+        )
+    if result is not None and result.gone:
+        if result.pruned or opts.prune:
+            out.print(
+                f"pruned {result.pruned} file(s) whose items left the catalogue", highlight=False
+            )
+        else:
+            out.print(
+                f"[yellow]{len(result.gone)} file(s) belong to items no longer in the catalogue[/]"
+                " (kept; add --prune to delete them), e.g. " + ", ".join(result.gone[:3]),
+                highlight=False,
+            )
     sys.exit(code)
 
 
@@ -272,18 +346,8 @@ def main() -> None:
     """Fast, resumable, verified bulk downloads from STAC catalogues (ESA MAAP first)."""
 
 
-@main.command()
-@_query_options
-@_download_options
-def download(config_path: str | None, **kw: Any) -> None:
-    """Search a STAC catalogue and download the selected assets into DEST, verified.
-
-    \b
-    Example:
-      stacpull download --collection BiomassLevel1aIOC \\
-          --filter "product:type='S1_SCS__1S'" \\
-          --datetime 2025-09-29T00:00:00Z/2025-09-29T00:12:00Z --dest data/
-    """
+def _build_config(config_path: str | None, kw: dict[str, Any], *, retry_failed: bool) -> Config:
+    """Flags of ``download``/``mirror`` → a validated :class:`Config` (or exit 2)."""
     try:
         query = _query_values(
             *(
@@ -304,7 +368,7 @@ def download(config_path: str | None, **kw: Any) -> None:
         )
         values = _download_values(**kw)
         config = load_config(config_path, flags={**query, **values})
-        if not config.search.collections and not config.search.ids:
+        if not retry_failed and not config.search.collections and not config.search.ids:
             raise ConfigError(
                 "name at least one --collection (or --ids): a whole catalogue is rarely what you want"
             )
@@ -312,7 +376,192 @@ def download(config_path: str | None, **kw: Any) -> None:
             raise ConfigError("--dest DIR is required (or set download.dest / STACPULL_DEST)")
     except ConfigError as exc:
         _fail(str(exc))
-    _execute(config)
+    return config
+
+
+_RETRY_FAILED = click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Skip the search: re-run only the files the journal records as failed.",
+)
+
+
+@main.command()
+@_query_options
+@_download_options
+@_RETRY_FAILED
+def download(config_path: str | None, retry_failed: bool, **kw: Any) -> None:
+    """Search a STAC catalogue and download the selected assets into DEST, verified.
+
+    \b
+    Example:
+      stacpull download --collection BiomassLevel1aIOC \\
+          --filter "product:type='S1_SCS__1S'" \\
+          --datetime 2025-09-29T00:00:00Z/2025-09-29T00:12:00Z --dest data/
+    """
+    config = _build_config(config_path, kw, retry_failed=retry_failed)
+    _execute(config, RunOptions("download", retry_failed=retry_failed))
+
+
+@main.command()
+@_query_options
+@_download_options
+@_RETRY_FAILED
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Delete files whose items are no longer in the catalogue (after a complete search).",
+)
+def mirror(config_path: str | None, retry_failed: bool, prune: bool, **kw: Any) -> None:
+    """Mirror a whole collection (or query) into DEST, incrementally.
+
+    Each run fetches what is new or changed since the last one (a later item `updated`, a
+    changed size or checksum), keeps what is unchanged without re-hashing it, and reports
+    files whose items left the catalogue (--prune deletes them). Safe to interrupt and to
+    run from cron: the journal in DEST/.stacpull/ makes every run resumable.
+
+    \b
+    Example:
+      stacpull mirror --collection BiomassLevel1aIOC --dest /data/biomass-l1a
+    """
+    config = _build_config(config_path, kw, retry_failed=retry_failed)
+    if prune and config.search.max_items is not None:
+        _fail("--prune needs the complete search; drop --max-items")
+    _execute(config, RunOptions("mirror", retry_failed=retry_failed, prune=prune))
+
+
+def _open_dest(dest: str) -> Path:
+    path = Path(dest).expanduser()
+    if not path.is_dir():
+        _fail(f"{dest} is not a directory")
+    return path
+
+
+@main.command()
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(dest: str, as_json: bool) -> None:
+    """Print what the journal of DEST knows: done, failed with reasons, pending, bytes."""
+    try:
+        report = read_status(_open_dest(dest))
+    except StorageError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    out = Console()
+    table = Table(title=f"stacpull status · {dest}", title_justify="left")
+    table.add_column("status")
+    table.add_column("files", justify="right")
+    table.add_column("bytes on disk", justify="right")
+    for name in ("done", "pending", "active", "failed"):
+        row = report.by_status.get(name)
+        if row:
+            table.add_row(name, str(row["files"]), human_bytes(row["bytes"]))
+    if report.refused:
+        table.add_row("refused", str(len(report.refused)), "-")
+    out.print(table)
+    if report.failure_counts:
+        out.print("[red]failed[/], by reason:", highlight=False)
+        for kind, count in sorted(report.failure_counts.items(), key=lambda kv: -kv[1]):
+            out.print(f"  {kind}: {count}", highlight=False)
+            for path, message in report.failures[kind]:
+                out.print(f"    {path}: {message}", highlight=False, soft_wrap=True)
+    for item_id, key, reason in report.refused[:5]:
+        out.print(f"[magenta]refused[/] {item_id}/{key}: {reason}", highlight=False)
+    if report.partial_bytes:
+        out.print(f"partial files to resume: {human_bytes(report.partial_bytes)}")
+    if report.high_water_mark:
+        out.print(f"newest item `updated` on disk: {report.high_water_mark}", highlight=False)
+    last = report.last_run
+    if last is not None:
+        summary = last.get("summary") or {}
+        out.print(
+            f"last run: {last['kind']}, {last.get('outcome') or 'running or killed'}"
+            + (
+                f" — {summary.get('downloaded', 0)} downloaded, {summary.get('skipped', 0)} "
+                f"skipped, {summary.get('failed', 0)} failed"
+                if summary
+                else ""
+            ),
+            highlight=False,
+        )
+
+
+@main.command()
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option(
+    "-j", "--jobs", type=int, default=None, help="Files hashed in parallel [min(4, CPUs)]."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def verify(dest: str, jobs: int | None, as_json: bool) -> None:
+    """Re-hash every file of DEST against its checksum and report any rot.
+
+    Uses the catalogue's file:checksum where there was one and otherwise the digest
+    stacpull recorded while downloading; zips are also checked by their CRCs. Damaged or
+    missing files are marked failed: the next run (or --retry-failed) fetches them again.
+    Exit code 1 when anything is wrong.
+    """
+    path = _open_dest(dest)
+    if jobs is not None and jobs < 1:
+        _fail("--jobs must be ≥ 1")
+    err = Console(stderr=True)
+    try:
+        with Progress(
+            TextColumn("verifying"),
+            TextColumn("{task.completed} files"),
+            TextColumn("{task.fields[size]}"),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal or as_json,
+        ) as bar:
+            task = bar.add_task("verify", total=None, size="")
+            report = verify_dest(
+                path,
+                workers=jobs,
+                progress=lambda n, b: bar.update(task, completed=n, size=human_bytes(b)),
+            )
+    except StorageError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "checked": report.checked,
+                    "bytes": report.bytes,
+                    "hashed": report.hashed,
+                    "zip_only": report.zip_only,
+                    "size_only": report.size_only,
+                    "problems": [
+                        {"path": p.path, "kind": p.kind, "detail": p.detail}
+                        for p in report.problems
+                    ],
+                },
+                indent=2,
+            )
+        )
+    else:
+        out = Console()
+        out.print(
+            f"checked {report.checked} file(s), {human_bytes(report.bytes)}: {report.hashed} "
+            f"hashed, {report.zip_only} by zip CRCs only, {report.size_only} by size only",
+            highlight=False,
+        )
+        for problem in report.problems:
+            out.print(
+                f"[red]{problem.kind}[/] {problem.path}: {problem.detail}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if report.problems:
+            out.print(
+                f"[red]{len(report.problems)} damaged file(s)[/] marked failed; fetch them again "
+                "with the same download/mirror command or with --retry-failed",
+                highlight=False,
+            )
+        else:
+            out.print("[green]no rot found[/]")
+    sys.exit(0 if report.ok else 1)
 
 
 @main.command()
@@ -407,6 +656,51 @@ def sim() -> None:
     help="Accepted bearer token; repeatable.",
 )
 @click.option("--no-auth", is_flag=True, help="Serve data without a token.")
+@click.option("--latency", type=float, default=0.0, help="Seconds before each data response.")
+@click.option("--rate-limit", type=int, default=0, help="Bytes/s per response (0: unlimited).")
+@click.option(
+    "--cut-probability", type=float, default=0.0, help="Chance a response drops mid-body."
+)
+@click.option("--cut-after", type=int, default=0, help="Bytes before a cut (0: a random point).")
+@click.option(
+    "--burst-probability",
+    type=float,
+    default=0.0,
+    help="Chance a data request starts a burst of 503/429 answers.",
+)
+@click.option("--burst-length", type=int, default=3, show_default=True, help="Answers per burst.")
+@click.option(
+    "--retry-after",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Retry-After seconds sent with a burst answer.",
+)
+@click.option(
+    "--truncate-probability",
+    type=float,
+    default=0.0,
+    help="Chance the zipper ends a product early (no central directory).",
+)
+@click.option(
+    "--change-probability",
+    type=float,
+    default=0.0,
+    help="Chance a file is replaced on the server after a response.",
+)
+@click.option(
+    "--not-ready",
+    type=float,
+    default=0.0,
+    help="Seconds a file answers 404 after it is first asked for.",
+)
+@click.option(
+    "--stall-probability", type=float, default=0.0, help="Chance a response pauses mid-body."
+)
+@click.option(
+    "--stall-seconds", type=float, default=5.0, show_default=True, help="Length of a pause."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault dice.")
 def sim_serve(
     host: str,
     port: int,
@@ -415,12 +709,48 @@ def sim_serve(
     enclosure_size: int,
     tokens: tuple[str, ...],
     no_auth: bool,
+    latency: float,
+    rate_limit: int,
+    cut_probability: float,
+    cut_after: int,
+    burst_probability: float,
+    burst_length: int,
+    retry_after: float,
+    truncate_probability: float,
+    change_probability: float,
+    not_ready: float,
+    stall_probability: float,
+    stall_seconds: float,
+    seed: int,
 ) -> None:
-    """Serve the simulated catalogue until Ctrl-C, for any STAC client to use."""
+    """Serve the simulated catalogue until Ctrl-C, for any STAC client to use.
+
+    The fault options make it the night a mirror has to survive, e.g.
+    `--cut-probability 0.3 --burst-probability 0.05 --rate-limit 2000000`.
+    """
     import dataclasses
 
-    from .sim import SimCatalog, SimOptions, SimServer, default_collections
+    from .sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
 
+    try:
+        faults = Faults(
+            rate_limit=rate_limit,
+            cut_probability=cut_probability,
+            cut_after=cut_after,
+            burst_probability=burst_probability,
+            burst_length=burst_length,
+            retry_after=retry_after,
+            truncate_probability=truncate_probability,
+            change_probability=change_probability,
+            not_ready_for=not_ready,
+            stall_probability=stall_probability,
+            stall_seconds=stall_seconds,
+            seed=seed,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    if latency < 0:
+        _fail("--latency must be ≥ 0")
     specs = [
         dataclasses.replace(s, enclosure_size=enclosure_size)
         for s in default_collections(items, product_size)
@@ -430,12 +760,16 @@ def sim_serve(
             SimCatalog(specs),
             host=host,
             port=port,
-            options=SimOptions(tokens=set(tokens), require_auth=not no_auth),
+            options=SimOptions(
+                tokens=set(tokens), require_auth=not no_auth, latency=latency, faults=faults
+            ),
         )
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     click.echo(f"STAC API:  {server.catalog_url}")
     click.echo(f"token:     {'(none needed)' if no_auth else ', '.join(tokens)}")
+    if faults.active or latency:
+        click.echo(f"faults:    {_describe_faults(faults, latency)}")
     click.echo(
         f"try:       stacpull download --catalog {server.catalog_url} --collection BiomassLevel1aIOC "
         f"--dest data --token {tokens[0] if tokens else 'TOKEN'}"
@@ -444,6 +778,20 @@ def sim_serve(
         anyio.run(server.serve)
     except KeyboardInterrupt:
         click.echo("stopped")
+
+
+def _describe_faults(faults: Any, latency: float) -> str:
+    import dataclasses
+
+    default = type(faults)()
+    changed = [
+        f"{f.name}={getattr(faults, f.name)}"
+        for f in dataclasses.fields(faults)
+        if getattr(faults, f.name) != getattr(default, f.name)
+    ]
+    if latency:
+        changed.append(f"latency={latency}")
+    return ", ".join(changed)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,7 +22,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .events import Event, JobFinished, JobRefused
+from .events import Event, HostLimitChanged, JobFinished, JobRefused, RunStopping
 from .models import Status
 from .report import RunStats, Snapshot
 
@@ -125,6 +125,14 @@ def render_dashboard(snap: Snapshot, *, width: int = 80, max_rows: int = 8) -> R
     if len(rows) > max_rows:
         active.add_row(Text(f"… and {len(rows) - max_rows} more", style="dim"), "", "")
     parts: list[RenderableType] = [head, files, speed, counters]
+    if snap.stopping:
+        parts.append(
+            Text(
+                f"stopping ({snap.stopping}): no new transfers, in-flight ones settle; "
+                "press Ctrl-C again to abort at once",
+                style="bold yellow",
+            )
+        )
     if rows:
         parts.append(active)
     if snap.errors:
@@ -235,6 +243,13 @@ class PlainProgress:
         elif isinstance(event, JobRefused):
             r = event.refusal
             self._write(f"[stacpull] refused {r.item_id}/{r.asset_key}: {r.reason}")
+        elif isinstance(event, HostLimitChanged):
+            self._write(f"[stacpull] {event.host}: {event.limit} connection(s) ({event.reason})")
+        elif isinstance(event, RunStopping):
+            self._write(
+                f"[stacpull] stopping ({event.reason}): no new transfers; in-flight ones get "
+                f"{event.grace:g} s; Ctrl-C again aborts at once"
+            )
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -31,7 +31,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .auth import TokenProvider, TrustPolicy, load_token
 from .config import Config
-from .errors import ConfigError, SearchError, StacpullError, StorageError
+from .errors import ConfigError, StacpullError, StorageError, first_error
 from .events import (
     Event,
     EventSink,
@@ -119,18 +119,6 @@ def _prepare_dest(dest: str | None) -> Path:
     if not os.access(root, os.W_OK | os.X_OK):
         raise StorageError(f"DEST {root} is not writable")
     return root.resolve()
-
-
-def _first_error(exc: BaseException) -> BaseException:
-    """The most meaningful exception inside (possibly nested) exception groups."""
-    if isinstance(exc, BaseExceptionGroup):
-        inner = [_first_error(e) for e in exc.exceptions]
-        for kind in (StorageError, SearchError, StacpullError):
-            for e in inner:
-                if isinstance(e, kind):
-                    return e
-        return inner[0]
-    return exc
 
 
 def _query_dict(config: Config) -> dict[str, Any]:
@@ -318,7 +306,7 @@ async def run(
             try:
                 await _pump(source, ctx, dl.concurrency, dl.queue_limit, stop, opts.grace, emit)
             except BaseExceptionGroup as group:
-                raise _first_error(group) from None
+                raise first_error(group) from None
         if stop.requested:
             outcome = "interrupted"
         elif opts.kind == "mirror" and source.complete and config.search.max_items is None:

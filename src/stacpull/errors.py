@@ -48,6 +48,7 @@ __all__ = [
     "TruncatedError",
     "UnsafePathError",
     "VerificationError",
+    "first_error",
     "redact_url",
 ]
 
@@ -148,3 +149,19 @@ class CorruptZipError(VerificationError):
 
 class StorageError(StacpullError):
     """DEST cannot be written: the run stops, partial files are kept for resume."""
+
+
+def first_error(exc: BaseException) -> BaseException:
+    """The most meaningful exception inside (possibly nested) exception groups.
+
+    A task group wraps what its tasks raise; callers want the disk-full or search error,
+    not the group: :class:`StorageError` first, then :class:`SearchError`, then any of ours.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        inner = [first_error(e) for e in exc.exceptions]
+        for kind in (StorageError, SearchError, StacpullError):
+            for e in inner:
+                if isinstance(e, kind):
+                    return e
+        return inner[0]
+    return exc

@@ -14,6 +14,7 @@ aiohttp exceptions are translated into :mod:`stacpull.errors` here, at one bound
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -253,9 +254,10 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
     host = URL(job.url).host or ""
     try:
         return await _attempts(job, final, part, mh, ctx, progress, host, started)
-    except anyio.get_cancelled_exc_class():
-        # Stopped (Ctrl-C, a fatal error elsewhere): keep the .part, settle the journal.
-        with anyio.move_on_after(2.0, shield=True):
+    except (anyio.get_cancelled_exc_class(), StorageError):
+        # Stopped (Ctrl-C, disk full, a fatal error elsewhere): keep the .part, settle the
+        # journal. Bounded, so a second Ctrl-C is never kept waiting.
+        with anyio.move_on_after(1.0, shield=True), contextlib.suppress(StorageError, OSError):
             partial = part.stat().st_size if part.exists() else 0
             await ctx.journal.paused(job, partial=partial)
         raise

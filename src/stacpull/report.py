@@ -80,6 +80,8 @@ class Snapshot:
     active: tuple[ActiveTransfer, ...]
     errors: tuple[str, ...]
     finished: bool
+    stopping: str | None = None
+    host_limits: tuple[tuple[str, int], ...] = ()
 
     @property
     def files_done(self) -> int:
@@ -281,6 +283,8 @@ class RunStats:
                 ),
                 errors=tuple(self.errors),
                 finished=self.finished,
+                stopping=self.stopping,
+                host_limits=tuple(sorted(self.host_limits.items())),
             )
 
 

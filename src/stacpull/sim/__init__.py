@@ -4,10 +4,12 @@ Used by ``stacpull demo``, ``stacpull sim serve``, the tests and the benchmarks.
 """
 
 from .catalog import CollectionSpec, SimCatalog, default_collections
+from .faults import Faults
 from .server import SimOptions, SimServer, build_app
 
 __all__ = [
     "CollectionSpec",
+    "Faults",
     "SimCatalog",
     "SimOptions",
     "SimServer",

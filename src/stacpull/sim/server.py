@@ -743,6 +743,16 @@ class SimServer:
         return f"{self.base_url}/catalogue/"
 
     @property
+    def fault_counts(self) -> dict[str, int]:
+        """Faults injected so far: cuts, status_503, status_429, not_ready, changes…"""
+        return dict(self.state.faults.counts)
+
+    @property
+    def bytes_sent(self) -> int:
+        """Body bytes the data server has written (for re-download figures)."""
+        return self.state.bytes_sent
+
+    @property
     def requests(self) -> deque[dict[str, Any]]:
         """Data requests received: method, path, range, if_range, auth, token_ok."""
         return self.state.requests

@@ -1,0 +1,196 @@
+"""What a DEST holds, from its journal: ``stacpull status`` and ``stacpull verify``.
+
+Both read only the journal and the files; neither talks to the catalogue. ``status`` is a
+summary of the journal. ``verify`` re-hashes every file the journal calls done against
+the catalogue's ``file:checksum`` (kept in the journal) or, when there was none, the
+digest stacpull computed while downloading; zips without either are checked by their
+central directory and CRCs. A damaged or missing file is marked failed in the journal,
+so the next run (or ``--retry-failed``) fetches it again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import StorageError, VerificationError
+from .journal import Journal, JournalRow
+from .verify import check_zip, file_digest, parse_multihash
+
+__all__ = ["Problem", "StatusReport", "VerifyReport", "read_status", "verify_dest"]
+
+_EXAMPLES = 3
+
+
+@dataclass(slots=True)
+class StatusReport:
+    """The journal's view of one DEST."""
+
+    dest: str
+    by_status: dict[str, dict[str, int]]
+    failures: dict[str, list[tuple[str, str]]]  # error class → [(path, message)] (examples)
+    failure_counts: dict[str, int]
+    refused: list[tuple[str, str, str]]
+    last_run: dict[str, Any] | None
+    high_water_mark: str | None
+    partial_bytes: int  # bytes in .part files of pending/failed rows
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``stacpull status --json``)."""
+        return {
+            "dest": self.dest,
+            "by_status": self.by_status,
+            "failures": {
+                k: {"count": self.failure_counts[k], "examples": [list(e) for e in v]}
+                for k, v in self.failures.items()
+            },
+            "refused": [list(r) for r in self.refused],
+            "last_run": self.last_run,
+            "high_water_mark": self.high_water_mark,
+            "partial_bytes": self.partial_bytes,
+        }
+
+
+def read_status(dest: Path) -> StatusReport:
+    """Summarise the journal of ``dest`` (``StorageError`` if there is none)."""
+    journal = Journal(dest, create=False)
+    try:
+        failures: dict[str, list[tuple[str, str]]] = {}
+        counts: dict[str, int] = {}
+        partial = 0
+        for row in journal.rows("failed", "pending", "active"):
+            if row.status == "failed":
+                kind = row.error_class or "Error"
+                counts[kind] = counts.get(kind, 0) + 1
+                examples = failures.setdefault(kind, [])
+                if len(examples) < _EXAMPLES:
+                    examples.append((row.path, row.error or ""))
+            partial += row.bytes
+        return StatusReport(
+            dest=str(dest),
+            by_status=journal.summary(),
+            failures=failures,
+            failure_counts=counts,
+            refused=journal.refusals(),
+            last_run=journal.last_run(),
+            high_water_mark=journal.high_water_mark(),
+            partial_bytes=partial,
+        )
+    finally:
+        journal.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One file that is not what the journal says it is."""
+
+    path: str
+    kind: str  # missing | size | checksum | zip
+    detail: str
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    """The result of re-checking every verified file of a DEST."""
+
+    checked: int = 0
+    bytes: int = 0
+    hashed: int = 0  # against a checksum or a recorded digest
+    zip_only: int = 0  # zips with neither: central directory and CRCs
+    size_only: int = 0  # no checksum, no recorded digest, not a zip
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No rot found."""
+        return not self.problems
+
+
+def _check(root: Path, row: JournalRow) -> tuple[str, Problem | None]:
+    """Check one file (blocking). Returns (how it was checked, problem or None)."""
+    final = root / row.path
+    try:
+        size = final.stat().st_size
+    except FileNotFoundError:
+        return "missing", Problem(row.path, "missing", "the file is gone from disk")
+    except OSError as exc:
+        return "missing", Problem(row.path, "missing", f"cannot read: {exc.strerror or exc}")
+    if size != row.bytes or (row.expected_size is not None and size != row.expected_size):
+        expected = row.expected_size if row.expected_size is not None else row.bytes
+        return "size", Problem(row.path, "size", f"{size} bytes on disk, expected {expected}")
+    for source, text in (("file:checksum", row.checksum), ("recorded digest", row.digest)):
+        if not text:
+            continue
+        try:
+            mh = parse_multihash(text)
+        except ValueError:
+            continue
+        try:
+            actual = file_digest(final, mh)
+        except OSError as exc:
+            return "hash", Problem(row.path, "missing", f"cannot read: {exc.strerror or exc}")
+        if not mh.matches(actual):
+            return "hash", Problem(
+                row.path, "checksum", f"{mh.name} differs from the {source} (bit rot or edited)"
+            )
+        return "hash", None
+    if row.path.lower().endswith((".zip", ".kmz")):
+        try:
+            check_zip(final)
+        except VerificationError as exc:
+            return "zip", Problem(row.path, "zip", exc.reason)
+        return "zip", None
+    return "size", None
+
+
+def verify_dest(
+    dest: Path,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerifyReport:
+    """Re-check every file the journal of ``dest`` marks done; mark damaged ones failed.
+
+    ``progress(files, bytes)`` is called after each file. Files are hashed ``workers`` at
+    a time in threads (hashlib releases the GIL on large buffers).
+    """
+    root = dest.resolve()
+    journal = Journal(root, create=False)
+    report = VerifyReport()
+    threads = workers or min(4, os.cpu_count() or 1)
+    try:
+        rows = journal.rows("done")
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify") as pool:
+            pending: list[tuple[JournalRow, Any]] = []
+
+            def drain(limit: int) -> None:
+                while len(pending) > limit:
+                    row, future = pending.pop(0)
+                    how, problem = future.result()
+                    report.checked += 1
+                    report.bytes += row.bytes
+                    if how == "hash":
+                        report.hashed += 1
+                    elif how == "zip":
+                        report.zip_only += 1
+                    elif how == "size":
+                        report.size_only += problem is None
+                    if problem is not None:
+                        report.problems.append(problem)
+                        journal.mark_rotten(row.path, f"{problem.kind}: {problem.detail}")
+                    if progress is not None:
+                        progress(report.checked, report.bytes)
+
+            for row in rows:
+                pending.append((row, pool.submit(_check, root, row)))
+                drain(threads * 4)
+            drain(0)
+    except OSError as exc:  # pragma: no cover - the journal's disk vanished
+        raise StorageError(f"cannot verify {dest}: {exc}") from exc
+    finally:
+        journal.close()
+    return report
