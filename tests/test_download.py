@@ -181,7 +181,7 @@ def test_a_truncated_or_corrupt_zip_is_never_accepted(
     assert result.failed == 1 and result.exit_code == 1
     outcome = next(iter(recorder.outcomes().values()))
     assert outcome.status is Status.FAILED and outcome.error_class == "CorruptZipError"
-    assert outcome.attempts == 2  # one fresh retry, then the server is not believed
+    assert outcome.attempts == 6  # retried from zero like a cut stream, then given up
     assert files_under(tmp_path) == []  # neither the final name nor a .part
 
 

@@ -61,7 +61,7 @@ class HostLimiter:
     def _host(self, host: str) -> _Host:
         state = self._hosts.get(host)
         if state is None:
-            state = self._hosts[host] = _Host(self.per_host, last_change=self._clock())
+            state = self._hosts[host] = _Host(self.per_host, last_change=float("-inf"))
         return state
 
     def limit(self, host: str) -> int:

@@ -2,8 +2,10 @@
 
 Decided per error, not per attempt count alone: a connection reset, a stall, a truncated
 body, 408/429/5xx retry with exponential backoff and full jitter (honouring
-``Retry-After``); a bad range or a verification failure restarts at once, the latter only
-once (a server that keeps lying about a file will not be believed on the third try);
+``Retry-After``); a bad range or a size/checksum mismatch restarts at once, the latter
+only once (a server that keeps lying about a file will not be believed on the third try);
+a zip that fails its central directory or CRCs (a zipper stream cut short) retries like a
+truncated body;
 a 404 retries a few times over minutes, because MAAP lists items before their files are
 ready; other 4xx and auth failures fail the job at once.
 """
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from .errors import (
     AuthError,
     ConnectError,
+    CorruptZipError,
     HTTPStatusError,
     RangeError,
     StallError,
@@ -53,7 +56,9 @@ class RetryPolicy:
             return float(self.not_found_delay * 2 ** (attempt - 1))
         if attempt > self.retries:
             return None
-        if isinstance(exc, VerificationError):
+        if isinstance(exc, CorruptZipError):
+            pass  # a zipper stream cut short looks like this: retry as a transfer failure
+        elif isinstance(exc, VerificationError):
             return 0.0 if attempt == 1 else None
         if isinstance(exc, RangeError):
             return 0.0
@@ -64,7 +69,7 @@ class RetryPolicy:
                 return None
             if exc.retry_after is not None:
                 return min(exc.retry_after, MAX_RETRY_AFTER)
-        elif not isinstance(exc, ConnectError | StallError | TruncatedError):
+        elif not isinstance(exc, ConnectError | StallError | TruncatedError | CorruptZipError):
             return None
         ceiling = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
         return random.uniform(0.0, ceiling) if self.jitter else ceiling

@@ -1,0 +1,291 @@
+"""Fault injection against the simulated catalogue: retries, stalls, throttling, disk full."""
+
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+import zlib
+from collections.abc import Iterator
+from email.utils import format_datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import stacpull
+from stacpull.errors import HTTPStatusError, StallError, StorageError
+from stacpull.events import HostLimitChanged, TransferRetried
+from stacpull.headers import parse_retry_after
+from stacpull.journal import Journal
+from stacpull.limits import HostLimiter
+from stacpull.models import Status
+from stacpull.retry import RetryPolicy
+from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
+
+from .conftest import L1A, L1C, TOKEN, Recorder, files_under
+
+
+def _server(faults: Faults, **options: Any) -> SimServer:
+    catalog = SimCatalog(default_collections(count=5, product_size=300_000))
+    return SimServer(catalog, options=SimOptions(faults=faults, **options))
+
+
+@pytest.fixture
+def faulty(request: pytest.FixtureRequest) -> Iterator[SimServer]:
+    """A simulated catalogue with the ``Faults`` given by ``@pytest.mark.parametrize``."""
+    with _server(request.param) as server:
+        yield server
+
+
+def _pull(
+    sim: SimServer, dest: Path, recorder: Recorder | None = None, **kw: Any
+) -> stacpull.RunResult:
+    options: dict[str, Any] = {
+        "catalog": sim.catalog_url,
+        "collections": [L1A],
+        "dest": str(dest),
+        "token": TOKEN,
+        "backoff": 0.01,
+        "max_backoff": 0.05,
+        "not_found_delay": 0.05,
+        **kw,
+    }
+    return stacpull.download(sink=recorder, **options)
+
+
+def _data_requests(sim: SimServer, fragment: str) -> list[dict[str, Any]]:
+    return [r for r in sim.requests if fragment in r["path"]]
+
+
+# -- the retry policy, decided per error ------------------------------------------------------
+def test_retry_policy_per_error() -> None:
+    policy = RetryPolicy(retries=3, backoff=1.0, jitter=False, not_found_delay=30.0)
+    for status in (408, 429, 500, 502, 503, 504):
+        assert policy.delay(1, HTTPStatusError("x", status=status)) == 1.0
+    assert policy.delay(3, HTTPStatusError("x", status=503)) == 4.0
+    assert policy.delay(4, HTTPStatusError("x", status=503)) is None
+    for status in (400, 403, 410, 418):
+        assert policy.delay(1, HTTPStatusError("x", status=status)) is None
+    # 404: a few times over minutes, then give up
+    delays = [policy.delay(n, HTTPStatusError("x", status=404)) for n in (1, 2, 3, 4)]
+    assert delays == [30.0, 60.0, 120.0, None]
+    # Retry-After wins over the backoff, in seconds or as an HTTP date
+    assert policy.delay(1, HTTPStatusError("x", status=429, retry_after=7.0)) == 7.0
+    when = datetime.now(UTC) + timedelta(seconds=90)
+    seconds = parse_retry_after(format_datetime(when, usegmt=True))
+    assert seconds is not None and 85 <= seconds <= 91
+    assert policy.delay(1, StallError("x")) == 1.0
+
+
+def test_a_404_is_retried_until_the_file_is_ready(tmp_path: Path, recorder: Recorder) -> None:
+    with _server(Faults(not_ready_for=0.3)) as sim:
+        result = _pull(sim, tmp_path, recorder, max_items=1, not_found_delay=0.5)
+        assert result.ok, recorder.outcomes()
+        assert sim.fault_counts["not_ready"] == 3  # each of the three files, once
+    retried = recorder.of_type(TransferRetried)
+    assert retried and all("404" in r.error for r in retried)
+
+
+def test_a_file_that_stays_404_fails_after_its_budget(sim: SimServer, tmp_path: Path) -> None:
+    item = dict(sim.catalog.item(L1A, 0))
+    item["id"] = "GHOST"
+    item["assets"] = {
+        "quicklook": {"href": f"{sim.base_url}/data/public/nowhere/ghost.png", "type": "image/png"}
+    }
+    sim.catalog.add_item(L1A, item)
+    recorder = Recorder()
+    result = _pull(sim, tmp_path, recorder, ids=["GHOST"], not_found_retries=2)
+    outcome = recorder.outcomes()["GHOST/quicklook"]
+    assert outcome.status is Status.FAILED and outcome.attempts == 3
+    assert outcome.error is not None and "not on the server" in outcome.error
+    assert result.exit_code == 1
+
+
+def test_other_4xx_fail_at_once_with_the_reason(sim: SimServer, tmp_path: Path) -> None:
+    item = dict(sim.catalog.item(L1A, 0))
+    item["id"] = "BADREQ"
+    item["assets"] = {"quicklook": {"href": f"{sim.base_url}/go", "type": "image/png"}}
+    sim.catalog.add_item(L1A, item)
+    recorder = Recorder()
+    _pull(sim, tmp_path, recorder, ids=["BADREQ"])
+    outcome = recorder.outcomes()["BADREQ/quicklook"]
+    assert outcome.status is Status.FAILED and outcome.attempts == 1
+    assert outcome.error is not None and "HTTP 400" in outcome.error
+
+
+@pytest.mark.parametrize(
+    "faulty",
+    [Faults(burst_probability=0.2, burst_length=2, burst_statuses=(503, 429), seed=3)],
+    indirect=True,
+)
+def test_503_and_429_bursts_are_retried_honouring_retry_after(
+    faulty: SimServer, tmp_path: Path, recorder: Recorder
+) -> None:
+    result = _pull(faulty, tmp_path, recorder, retries=10, max_items=3)
+    assert result.ok
+    counts = faulty.fault_counts
+    assert counts.get("status_503", 0) + counts.get("status_429", 0) > 0
+    retried = [r for r in recorder.of_type(TransferRetried) if "HTTP 5" in r.error or "429" in r.error]
+    assert retried and all(r.delay == 1.0 for r in retried)  # the server's Retry-After: 1
+    # a host that says it is overloaded gets fewer connections
+    limits = recorder.of_type(HostLimitChanged)
+    assert limits and limits[0].reason == "throttled" and limits[0].limit == 4
+
+
+@pytest.mark.anyio
+async def test_the_host_limit_halves_then_recovers_slowly() -> None:
+    now = [0.0]
+    changes: list[tuple[str, int, str]] = []
+    limiter = HostLimiter(
+        8, cooldown=2.0, recovery=10.0, clock=lambda: now[0], on_change=lambda *a: changes.append(a)
+    )
+    now[0] = 5.0
+    limiter.throttled("h")
+    limiter.throttled("h")  # the same burst: counted once
+    assert limiter.limit("h") == 4
+    now[0] = 7.5
+    limiter.throttled("h")
+    assert limiter.limit("h") == 2
+    now[0] = 12.0
+    limiter.succeeded("h")  # not calm for long enough yet
+    assert limiter.limit("h") == 2
+    now[0] = 18.0
+    limiter.succeeded("h")
+    assert limiter.limit("h") == 3
+    limiter.succeeded("h")
+    assert limiter.limit("h") == 3  # one step per recovery period
+    assert [c[1:] for c in changes] == [(4, "throttled"), (2, "throttled"), (3, "recovered")]
+    # slots: the third holder waits until one is released
+    async with limiter.slot("h"), limiter.slot("h"), limiter.slot("h"):
+        assert limiter.active("h") == 3
+    assert limiter.active("h") == 0
+
+
+@pytest.mark.parametrize("faulty", [Faults(cut_probability=0.5, seed=11)], indirect=True)
+def test_cut_connections_resume_from_the_bytes_on_disk(
+    faulty: SimServer, tmp_path: Path, recorder: Recorder
+) -> None:
+    result = _pull(faulty, tmp_path, recorder, collections=[L1C], retries=20)
+    assert result.ok and faulty.fault_counts["cuts"] > 3
+    outcomes = recorder.outcomes().values()
+    static = [o for o in outcomes if not o.job.zip_check]
+    resumed = [o for o in static if o.resumed_from > 0]
+    assert resumed
+    # A range-capable file is never fetched twice: the bytes received over all its
+    # attempts are exactly its size (what reached the disk before a cut is kept).
+    for o in static:
+        assert o.bytes_downloaded == o.size, o.job.label
+    # Each retry asked for the rest only: a Range from the bytes already on disk.
+    for o in resumed:
+        name = o.job.url.rsplit("/", 1)[-1]
+        ranges = [r["range"] for r in _data_requests(faulty, name)]
+        assert ranges[0] is None and ranges[-1] == f"bytes={o.resumed_from}-"
+
+
+def test_a_stalled_transfer_is_aborted_and_resumed(
+    sim: SimServer, tmp_path: Path, recorder: Recorder
+) -> None:
+    iid = str(sim.catalog.item(L1C, 0)["id"])
+    sim.catalog.stall(iid, "enclosure_abs_tiff", after=100_000, seconds=3.0)
+    result = _pull(
+        sim,
+        tmp_path,
+        recorder,
+        collections=[L1C],
+        ids=[iid],
+        assets=["enclosure_abs_tiff"],
+        stall_timeout=0.5,
+    )
+    assert result.ok
+    retried = recorder.of_type(TransferRetried)
+    assert [r.error_class for r in retried] == ["StallError"]
+    ranges = [r["range"] for r in _data_requests(sim, "_i_abs.tiff")]
+    assert ranges[0] is None and ranges[1] is not None and ranges[1].startswith("bytes=")
+
+
+def test_a_slow_but_moving_transfer_is_never_killed(tmp_path: Path, recorder: Recorder) -> None:
+    with _server(Faults(rate_limit=250_000)) as sim:
+        result = _pull(
+            sim, tmp_path, recorder, max_items=1, assets=["product"], stall_timeout=0.4
+        )
+    assert result.ok and result.retries == 0
+    assert result.seconds > 1.0  # ~300 kB at 250 kB/s: longer than the stall timeout
+
+
+@pytest.mark.parametrize("faulty", [Faults(truncate_probability=0.5, seed=1)], indirect=True)
+def test_a_truncating_zipper_never_gets_its_zip_accepted(
+    faulty: SimServer, tmp_path: Path, recorder: Recorder
+) -> None:
+    result = _pull(faulty, tmp_path, recorder, assets=["product"], retries=10)
+    assert result.ok and faulty.fault_counts["truncations"] > 0
+    restarts = [r for r in recorder.of_type(TransferRetried) if r.error_class == "CorruptZipError"]
+    assert restarts and all(r.discarded > 0 for r in restarts)  # restarted from zero
+    for f in files_under(tmp_path):
+        with zipfile.ZipFile(f) as zf:
+            assert zf.testzip() is None
+
+
+@pytest.mark.parametrize(
+    "faulty", [Faults(change_probability=0.5, cut_probability=0.5, seed=2)], indirect=True
+)
+def test_a_file_that_changes_between_attempts_is_never_spliced(
+    faulty: SimServer, tmp_path: Path
+) -> None:
+    # 2025 quicklooks carry no checksum: only the validators protect them from splicing.
+    result = _pull(faulty, tmp_path, assets=["quicklook"], retries=20)
+    assert result.ok and faulty.fault_counts["changes"] > 0
+    for f in files_under(tmp_path):
+        _assert_png_chunks_intact(f.read_bytes())
+
+
+def _assert_png_chunks_intact(body: bytes) -> None:
+    """Every chunk's CRC holds: bytes of two versions spliced together would break one."""
+    assert body[:8] == b"\x89PNG\r\n\x1a\n"
+    pos = 8
+    while pos < len(body):
+        length = int.from_bytes(body[pos : pos + 4], "big")
+        kind = body[pos + 4 : pos + 8]
+        data = body[pos + 8 : pos + 8 + length]
+        crc = int.from_bytes(body[pos + 8 + length : pos + 12 + length], "big")
+        assert zlib.crc32(kind + data) == crc, f"chunk {kind!r} at {pos} is corrupt"
+        pos += 12 + length
+    assert kind == b"IEND"
+
+
+# -- the disk ------------------------------------------------------------------------------------
+def test_a_file_that_would_fill_the_disk_stops_the_run_cleanly(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    with pytest.raises(StorageError, match="not enough free space"):
+        _pull(sim, tmp_path, collections=[L1C], assets=["enclosure_*"], min_free=10**18)
+    journal = Journal(tmp_path)
+    try:
+        assert "active" not in journal.counts()  # settled: nothing claims to be in flight
+    finally:
+        journal.close()
+    assert not [f for f in files_under(tmp_path) if not f.name.endswith(".part")]
+
+
+def test_two_runs_cannot_share_a_dest(sim: SimServer, tmp_path: Path) -> None:
+    holder = Journal(tmp_path)
+    holder.lock()
+    try:
+        with pytest.raises(StorageError, match="another stacpull run"):
+            _pull(sim, tmp_path)
+    finally:
+        holder.close()
+    assert _pull(sim, tmp_path).ok
+
+
+def test_an_unwritable_dest_is_a_clear_error(sim: SimServer, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StorageError, match="cannot create DEST"):
+        _pull(sim, tmp_path / "file" / "sub")
+
+
+def test_faults_are_validated() -> None:
+    with pytest.raises(ValueError, match="cut_probability"):
+        Faults(cut_probability=1.5)
+    assert not Faults().active and Faults(rate_limit=1).active
+    assert dataclasses.replace(Faults(), seed=4).active is False
