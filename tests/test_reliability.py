@@ -6,8 +6,8 @@ import dataclasses
 import zipfile
 import zlib
 from collections.abc import Iterator
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,9 @@ def test_503_and_429_bursts_are_retried_honouring_retry_after(
     assert result.ok
     counts = faulty.fault_counts
     assert counts.get("status_503", 0) + counts.get("status_429", 0) > 0
-    retried = [r for r in recorder.of_type(TransferRetried) if "HTTP 5" in r.error or "429" in r.error]
+    retried = [
+        r for r in recorder.of_type(TransferRetried) if "HTTP 5" in r.error or "429" in r.error
+    ]
     assert retried and all(r.delay == 1.0 for r in retried)  # the server's Retry-After: 1
     # a host that says it is overloaded gets fewer connections
     limits = recorder.of_type(HostLimitChanged)
@@ -206,9 +208,7 @@ def test_a_stalled_transfer_is_aborted_and_resumed(
 
 def test_a_slow_but_moving_transfer_is_never_killed(tmp_path: Path, recorder: Recorder) -> None:
     with _server(Faults(rate_limit=250_000)) as sim:
-        result = _pull(
-            sim, tmp_path, recorder, max_items=1, assets=["product"], stall_timeout=0.4
-        )
+        result = _pull(sim, tmp_path, recorder, max_items=1, assets=["product"], stall_timeout=0.4)
     assert result.ok and result.retries == 0
     assert result.seconds > 1.0  # ~300 kB at 250 kB/s: longer than the stall timeout
 

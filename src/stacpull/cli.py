@@ -138,23 +138,26 @@ def _execute(config: Config, options: RunOptions | None = None) -> None:
     out.print(render_summary(snap))
     dest = config.download.dest
     if result is not None and result.report is not None:
-        out.print(f"report: {result.report}", highlight=False)
+        out.print(f"report: {result.report}", highlight=False, soft_wrap=True)
     if code == 130:
         out.print(
             "[yellow]stopped before the end[/]: partial files and the journal are kept; "
             "run the same command again to resume",
             highlight=False,
+            soft_wrap=True,
         )
     if stats.failures:
         out.print(
             f"[red]{len(stats.failures)} file(s) failed[/]; re-run the same command (or add "
             f"--retry-failed) to retry them; `stacpull status {dest}` lists the reasons",
             highlight=False,
+            soft_wrap=True,
         )
     if stats.refused:
         out.print(
             f"[magenta]{stats.refused} asset(s) refused[/] (unsafe names in the metadata); see the report",
             highlight=False,
+            soft_wrap=True,
         )
     if result is not None and code == 0 and snap.downloaded == 0 and snap.skipped:
         what = "the journal" if opts.retry_failed else "the search"
@@ -162,17 +165,21 @@ def _execute(config: Config, options: RunOptions | None = None) -> None:
             f"[green]up to date[/]: all {snap.skipped} file(s) already verified on disk; "
             f"no data was requested, only {what}",
             highlight=False,
+            soft_wrap=True,
         )
     if result is not None and result.gone:
         if result.pruned or opts.prune:
             out.print(
-                f"pruned {result.pruned} file(s) whose items left the catalogue", highlight=False
+                f"pruned {result.pruned} file(s) whose items left the catalogue",
+                highlight=False,
+                soft_wrap=True,
             )
         else:
             out.print(
                 f"[yellow]{len(result.gone)} file(s) belong to items no longer in the catalogue[/]"
                 " (kept; add --prune to delete them), e.g. " + ", ".join(result.gone[:3]),
                 highlight=False,
+                soft_wrap=True,
             )
     sys.exit(code)
 
