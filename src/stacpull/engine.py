@@ -326,9 +326,12 @@ async def run(
         interrupted = outcome in ("interrupted", "aborted")
         emit(RunFinished(seconds, interrupted))
         outcome_log.close()
-        report = (
-            write_report(state_dir, stats, info, outcome_log.path) if config.output.report else None
-        )
+        report = None
+        if config.output.report:
+            try:
+                report = write_report(state_dir, stats, info, outcome_log.path)
+            except OSError:
+                report = None  # disk full: the journal is the record; the CLI says why it stopped
         snap = stats.snapshot()
         with contextlib.suppress(StorageError):
             journal.end_run(

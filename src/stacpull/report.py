@@ -293,13 +293,18 @@ class OutcomeLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file: IO[str] | None = path.open("a", encoding="utf-8")
+        self.error: str | None = None  # why the log stopped (a full disk), if it did
+        self._file: IO[str] | None = None
+        try:
+            self._file = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            self.error = f"cannot write {path}: {exc.strerror or exc}"
 
     def __call__(self, event: Event) -> None:
         if self._file is None:
             return
         if isinstance(event, JobFinished):
-            self._file.write(json.dumps(outcome_dict(event.outcome)) + "\n")
+            self._write(json.dumps(outcome_dict(event.outcome)))
         elif isinstance(event, JobRefused):
             r = event.refusal
             row = {
@@ -309,13 +314,25 @@ class OutcomeLog:
                 "status": "refused",
                 "error": r.reason,
             }
-            self._file.write(json.dumps(row) + "\n")
+            self._write(json.dumps(row))
+
+    def _write(self, line: str) -> None:
+        # A full disk must not turn into a crash of the run: the journal stays the truth.
+        try:
+            assert self._file is not None
+            self._file.write(line + "\n")
+        except OSError as exc:
+            self.error = f"cannot write {self.path}: {exc.strerror or exc}"
+            self.close()
 
     def close(self) -> None:
-        """Flush and close the file."""
+        """Flush and close the file (errors are kept in :attr:`error`, never raised)."""
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            handle, self._file = self._file, None
+            try:
+                handle.close()
+            except OSError as exc:
+                self.error = f"cannot write {self.path}: {exc.strerror or exc}"
 
 
 def outcome_dict(o: Outcome) -> dict[str, Any]:

@@ -742,6 +742,11 @@ class SimServer:
         """The STAC API root, with its trailing slash."""
         return f"{self.base_url}/catalogue/"
 
+    def set_faults(self, faults: Faults) -> None:
+        """Change the fault knobs of a running server (the network calms down, or worsens)."""
+        self.options.faults = faults
+        self.state.faults = FaultState(faults)
+
     @property
     def fault_counts(self) -> dict[str, int]:
         """Faults injected so far: cuts, status_503, status_429, not_ready, changes…"""
