@@ -289,3 +289,22 @@ def test_faults_are_validated() -> None:
         Faults(cut_probability=1.5)
     assert not Faults().active and Faults(rate_limit=1).active
     assert dataclasses.replace(Faults(), seed=4).active is False
+
+
+@pytest.mark.parametrize("faulty", [Faults(cut_probability=1.0, cut_after=60_000)], indirect=True)
+def test_attempts_that_move_the_file_forward_do_not_use_up_the_retries(
+    faulty: SimServer, tmp_path: Path, recorder: Recorder
+) -> None:
+    iid = str(faulty.catalog.item(L1C, 0)["id"])
+    result = _pull(
+        faulty,
+        tmp_path,
+        recorder,
+        collections=[L1C],
+        ids=[iid],
+        assets=["enclosure_abs_tiff"],
+        retries=1,
+    )
+    assert result.ok
+    (outcome,) = recorder.outcomes().values()
+    assert outcome.attempts >= 4 and outcome.bytes_downloaded == outcome.size

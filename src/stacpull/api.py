@@ -1,4 +1,5 @@
-"""The Python API: ``stacpull.download(...)`` (blocking) and ``stacpull.adownload(...)``.
+"""The Python API: ``stacpull.download(...)`` / ``stacpull.mirror(...)`` (blocking) and their
+``a``-prefixed coroutines.
 
 The command line is a thin layer over these. Keyword arguments are config keys of the
 ``[search]``, ``[download]`` and ``[auth]`` sections (``collections=``, ``dest=``,
@@ -12,10 +13,10 @@ from typing import Any
 import anyio
 
 from .config import Config, SearchConfig, load_config
-from .engine import RunResult, run
+from .engine import RunOptions, RunResult, run
 from .events import EventSink
 
-__all__ = ["adownload", "build_config", "download"]
+__all__ = ["adownload", "amirror", "build_config", "download", "mirror"]
 
 _SECTION_OF: dict[str, str] = {
     **dict.fromkeys(SearchConfig.__dataclass_fields__, "search"),
@@ -42,14 +43,65 @@ def build_config(config: Config | None = None, **options: Any) -> Config:
 
 
 async def adownload(
-    config: Config | None = None, *, sink: EventSink | None = None, **options: Any
+    config: Config | None = None,
+    *,
+    sink: EventSink | None = None,
+    retry_failed: bool = False,
+    **options: Any,
 ) -> RunResult:
     """Search and download, asynchronously; see :func:`download`."""
-    return await run(build_config(config, **options), sink=sink)
+    return await run(
+        build_config(config, **options),
+        sink=sink,
+        options=RunOptions("download", retry_failed=retry_failed),
+    )
+
+
+async def amirror(
+    config: Config | None = None,
+    *,
+    sink: EventSink | None = None,
+    prune: bool = False,
+    retry_failed: bool = False,
+    **options: Any,
+) -> RunResult:
+    """Mirror a collection or query incrementally, asynchronously; see :func:`mirror`."""
+    return await run(
+        build_config(config, **options),
+        sink=sink,
+        options=RunOptions("mirror", retry_failed=retry_failed, prune=prune),
+    )
+
+
+def mirror(
+    config: Config | None = None,
+    *,
+    sink: EventSink | None = None,
+    prune: bool = False,
+    retry_failed: bool = False,
+    **options: Any,
+) -> RunResult:
+    """Bring ``dest`` up to date with a collection (or query): new and changed files are
+    fetched, unchanged ones kept without re-hashing; ``RunResult.gone`` lists files whose
+    items left the catalogue (deleted when ``prune``).
+
+    >>> result = stacpull.mirror(catalog=url, collections=["BiomassLevel1aIOC"],
+    ...                          dest="/data/l1a", token="…")             # doctest: +SKIP
+    """
+    cfg = build_config(config, **options)
+    return anyio.run(
+        lambda: run(
+            cfg, sink=sink, options=RunOptions("mirror", retry_failed=retry_failed, prune=prune)
+        )
+    )
 
 
 def download(
-    config: Config | None = None, *, sink: EventSink | None = None, **options: Any
+    config: Config | None = None,
+    *,
+    sink: EventSink | None = None,
+    retry_failed: bool = False,
+    **options: Any,
 ) -> RunResult:
     """Search a STAC API and download the selected assets into ``dest``, verified.
 
@@ -58,4 +110,6 @@ def download(
     >>> result.ok, result.downloaded, result.mb_per_s                   # doctest: +SKIP
     """
     cfg = build_config(config, **options)
-    return anyio.run(lambda: run(cfg, sink=sink))
+    return anyio.run(
+        lambda: run(cfg, sink=sink, options=RunOptions("download", retry_failed=retry_failed))
+    )

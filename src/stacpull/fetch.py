@@ -125,6 +125,7 @@ class _Progress:
     attempts: int = 0
     received: int = 0
     resumed_from: int = 0
+    resumable: bool = False  # the last response had a validator: its bytes can be resumed
     notes: list[str] = field(default_factory=list)
 
 
@@ -273,8 +274,11 @@ async def _attempts(
     host: str,
     started: float,
 ) -> Outcome:
+    streak = 0  # failed attempts in a row that kept no new bytes
     while True:
         progress.attempts += 1
+        streak += 1
+        had = _size(part)
         try:
             if ctx.limiter is not None:
                 async with ctx.limiter.slot(host):
@@ -289,10 +293,14 @@ async def _attempts(
                 and exc.status in (429, 503)
             ):
                 ctx.limiter.throttled(host)
-            delay = ctx.retry.delay(progress.attempts, exc)
             discarded = 0
             if isinstance(exc, VerificationError | RangeError):
                 discarded = await _discard(part, job, ctx)
+            elif progress.resumable and _size(part) > had:
+                # The attempt moved the file forward and those bytes are kept: a link that
+                # drops every few minutes must not exhaust the retries of a 20 GB file.
+                streak = 1
+            delay = ctx.retry.delay(streak, exc)
             if delay is None:
                 partial = part.stat().st_size if part.exists() else 0
                 reason = exc.reason
@@ -336,6 +344,13 @@ async def _attempts(
                 notes=tuple(progress.notes),
             ),
         )
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _finish(ctx: FetchContext, outcome: Outcome) -> Outcome:
@@ -475,12 +490,9 @@ async def _attempt(
             raise VerificationError(
                 f"server announces {total} bytes but file:size says {job.size}", url=job.url
             )
-        await ctx.journal.started(
-            job,
-            etag=resp.headers.get("ETag"),
-            last_modified=resp.headers.get("Last-Modified"),
-            offset=offset,
-        )
+        etag, last_modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+        await ctx.journal.started(job, etag=etag, last_modified=last_modified, offset=offset)
+        progress.resumable = bool((etag and not etag.startswith("W/")) or last_modified)
         ctx.emit(TransferStarted(job, offset, total, progress.attempts))
         # Without a file:checksum, hash anyway: the digest lets `stacpull verify` find rot.
         hasher = (mh or RECORD_HASH).new()
