@@ -143,14 +143,21 @@ async def test_the_host_limit_halves_then_recovers_slowly() -> None:
         8, cooldown=2.0, recovery=10.0, clock=lambda: now[0], on_change=lambda *a: changes.append(a)
     )
     now[0] = 5.0
+    for _ in range(20):
+        limiter.succeeded("h")
     limiter.throttled("h")
-    limiter.throttled("h")  # the same burst: counted once
+    limiter.throttled("h")  # 2 of 22 recent answers: a stray error changes nothing
+    assert limiter.limit("h") == 8
+    for _ in range(4):
+        limiter.throttled("h")  # now it keeps answering 503: one halving for the burst
     assert limiter.limit("h") == 4
     now[0] = 7.5
-    limiter.throttled("h")
+    for _ in range(3):
+        limiter.throttled("h")
     assert limiter.limit("h") == 2
     now[0] = 12.0
-    limiter.succeeded("h")  # not calm for long enough yet
+    for _ in range(20):
+        limiter.succeeded("h")  # calm, but not for long enough yet
     assert limiter.limit("h") == 2
     now[0] = 18.0
     limiter.succeeded("h")
@@ -308,3 +315,19 @@ def test_attempts_that_move_the_file_forward_do_not_use_up_the_retries(
     assert result.ok
     (outcome,) = recorder.outcomes().values()
     assert outcome.attempts >= 4 and outcome.bytes_downloaded == outcome.size
+
+
+def test_a_login_page_instead_of_the_file_is_an_auth_error(
+    sim: SimServer, tmp_path: Path, recorder: Recorder
+) -> None:
+    iid = str(sim.catalog.item(L1A, 0)["id"])
+    sim.catalog.tamper(iid, "product", "login")
+    sim.catalog.tamper(iid, "quicklook", "login")
+    result = _pull(sim, tmp_path, recorder, ids=[iid])
+    failed = {k: o for k, o in recorder.outcomes().items() if o.status is Status.FAILED}
+    assert sorted(failed) == [f"{iid}/product", f"{iid}/quicklook"]
+    for o in failed.values():
+        assert o.error_class == "AuthError" and o.attempts == 1
+        assert o.error is not None and "HTML page instead of the file" in o.error
+    assert result.exit_code == 1
+    assert [f.name for f in files_under(tmp_path)] == [f"{iid.lower()}_map.kmz"]

@@ -5,10 +5,12 @@
     search pages ──▶ plan ──▶ [bounded stream, 2×N] ──▶ N workers (fetch) ──▶ DEST
          └──────────── events ──▶ stats / dashboard / outcome log ◀──────────┘
 
-The producer blocks on a full stream, so memory stays flat however large the collection.
-A :class:`~stacpull.errors.StorageError` (disk full, unwritable DEST) or a search failure
-stops the whole run; everything written so far stays resumable. The report is written
-whatever the ending, shielded from cancellation.
+The producer journals each page's jobs, then blocks on a full stream, so memory stays
+flat however large the collection. N transfer slots are shared by 2N+ worker tasks: a job
+waiting to retry gives its slot back. A :class:`~stacpull.errors.StorageError` (disk full,
+unwritable DEST) or a search failure stops the whole run; a :class:`StopSignal` (Ctrl-C)
+stops it gracefully; everything written so far stays resumable. The report and the run's
+journal record are written whatever the ending, without awaiting.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """Adaptive per-host concurrency: back off when a host says it is overloaded.
 
-A load balancer that answers 429 or 503 is asking for fewer requests. Retrying each one
-after its backoff while keeping every connection busy just keeps it overloaded, so each
-host gets a limit that follows AIMD (the rule TCP uses):
+A load balancer that answers 429 or 503 to many requests is asking for fewer of them.
+Retrying each one after its backoff while keeping every connection busy just keeps it
+overloaded, so each host gets a limit that follows AIMD (the rule TCP uses):
 
-* a 429/503 halves the host's limit (never below 1), at most once per ``cooldown``
-  seconds, so one burst answered to eight requests at once counts as one signal;
-* every ``recovery`` seconds without such an answer, a success raises it by one, back up
-  to the configured ``per_host``: recovery is deliberately slow.
+* when at least ``share`` of the host's last ``window`` answers were 429/503 (and at least
+  ``min_signals`` of them), the limit halves (never below 1), at most once per ``cooldown``
+  seconds; a stray 503 among hundreds of good answers changes nothing;
+* every ``recovery`` seconds without such a decrease, while the share is below the
+  threshold, a success raises the limit by one, back up to ``per_host``: recovery is slow.
 
 Transfers hold a slot of their host's limit for the length of one attempt (request and
 body); sleeping between retries holds none.
@@ -16,6 +17,7 @@ body); sleeping between retries holds none.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ class _Host:
     active: int = 0
     last_change: float = 0.0
     changed: anyio.Event = field(default_factory=anyio.Event)
+    recent: deque[bool] = field(default_factory=deque)  # True: a 429/503 answer
 
 
 class HostLimiter:
@@ -47,6 +50,9 @@ class HostLimiter:
         adaptive: bool = True,
         cooldown: float = 2.0,
         recovery: float = 10.0,
+        window: int = 20,
+        share: float = 0.2,
+        min_signals: int = 3,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[str, int, str], None] | None = None,
     ) -> None:
@@ -54,6 +60,9 @@ class HostLimiter:
         self.adaptive = adaptive
         self.cooldown = cooldown
         self.recovery = recovery
+        self.window = window
+        self.share = share
+        self.min_signals = min_signals
         self._clock = clock
         self._on_change = on_change
         self._hosts: dict[str, _Host] = {}
@@ -89,15 +98,26 @@ class HostLimiter:
         state.changed.set()
         state.changed = anyio.Event()
 
+    def _record(self, state: _Host, throttled: bool) -> tuple[int, float]:
+        state.recent.append(throttled)
+        while len(state.recent) > self.window:
+            state.recent.popleft()
+        signals = sum(state.recent)
+        return signals, signals / len(state.recent)
+
     def throttled(self, host: str) -> None:
-        """``host`` answered 429 or 503: halve its limit (once per cooldown)."""
+        """``host`` answered 429 or 503: halve its limit if it keeps doing so."""
         if not self.adaptive:
             return
         state = self._host(host)
+        signals, share = self._record(state, True)
+        if signals < self.min_signals or share < self.share:
+            return
         now = self._clock()
         if state.limit > 1 and now - state.last_change >= self.cooldown:
             state.limit = max(1, state.limit // 2)
             state.last_change = now
+            state.recent.clear()  # judge the new limit on fresh answers
             if self._on_change is not None:
                 self._on_change(host, state.limit, "throttled")
         elif state.limit == 1:
@@ -108,8 +128,13 @@ class HostLimiter:
         if not self.adaptive:
             return
         state = self._host(host)
+        _, share = self._record(state, False)
         now = self._clock()
-        if state.limit < self.per_host and now - state.last_change >= self.recovery:
+        if (
+            state.limit < self.per_host
+            and share < self.share
+            and now - state.last_change >= self.recovery
+        ):
             state.limit += 1
             state.last_change = now
             self._wake(state)

@@ -203,9 +203,10 @@ class SimCatalog:
             self.knobs.item_revisions[item_id] = self.knobs.item_revisions.get(item_id, 0) + 1
 
     def tamper(self, item_id: str, key: str, mode: str) -> None:
-        """Make the catalogue lie: ``size`` or ``checksum`` in metadata, or a zipper that
-        sends a ``corrupt`` (bad CRC) or ``truncate``-d (no central directory) zip."""
-        if mode not in ("size", "checksum", "corrupt", "truncate"):
+        """Make the catalogue lie: ``size`` or ``checksum`` in metadata, a zipper that sends
+        a ``corrupt`` (bad CRC) or ``truncate``-d (no central directory) zip, or a
+        ``login`` page (HTML, 200) served instead of the file, as an SSO proxy does."""
+        if mode not in ("size", "checksum", "corrupt", "truncate", "login"):
             raise ValueError(f"unknown tamper mode {mode!r}")
         with self._lock:
             self.knobs.tamper[f"{item_id}/{key}"] = mode

@@ -522,6 +522,11 @@ class _App:
         item_id, key = slot.split("/", 1)
         if self.options.latency > 0:
             await asyncio.sleep(self.options.latency)
+        if self.catalog.knobs.tamper.get(slot) == "login":
+            return web.Response(
+                text="<html><body><form>Sign in to MAAP</form></body></html>",
+                content_type="text/html",
+            )
         cut = self.catalog.take_cut(item_id, key)
         stall = self.catalog.take_stall(item_id, key)
         try:
