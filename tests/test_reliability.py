@@ -116,13 +116,13 @@ def test_other_4xx_fail_at_once_with_the_reason(sim: SimServer, tmp_path: Path) 
 
 @pytest.mark.parametrize(
     "faulty",
-    [Faults(burst_probability=0.2, burst_length=2, burst_statuses=(503, 429), seed=3)],
+    [Faults(burst_probability=0.3, burst_length=3, burst_statuses=(503, 429), seed=3)],
     indirect=True,
 )
 def test_503_and_429_bursts_are_retried_honouring_retry_after(
     faulty: SimServer, tmp_path: Path, recorder: Recorder
 ) -> None:
-    result = _pull(faulty, tmp_path, recorder, retries=10, max_items=3)
+    result = _pull(faulty, tmp_path, recorder, retries=15, max_items=3)
     assert result.ok
     counts = faulty.fault_counts
     assert counts.get("status_503", 0) + counts.get("status_429", 0) > 0
@@ -152,7 +152,7 @@ async def test_the_host_limit_halves_then_recovers_slowly() -> None:
         limiter.throttled("h")  # now it keeps answering 503: one halving for the burst
     assert limiter.limit("h") == 4
     now[0] = 7.5
-    for _ in range(3):
+    for _ in range(5):
         limiter.throttled("h")
     assert limiter.limit("h") == 2
     now[0] = 12.0

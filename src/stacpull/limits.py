@@ -51,8 +51,8 @@ class HostLimiter:
         cooldown: float = 2.0,
         recovery: float = 10.0,
         window: int = 20,
-        share: float = 0.2,
-        min_signals: int = 3,
+        share: float = 0.3,
+        min_signals: int = 5,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[str, int, str], None] | None = None,
     ) -> None:
