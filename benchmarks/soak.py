@@ -25,6 +25,7 @@ from pathlib import Path
 
 import stacpull
 from stacpull.audit import verify_dest
+from stacpull.events import Event, JobFinished
 from stacpull.sim import (
     CollectionSpec,
     Faults,
@@ -63,6 +64,15 @@ def main() -> None:
     )
     catalog = SimCatalog([_spec(args.items, args.product_size, args.enclosure_size)])
     dest = Path(tempfile.mkdtemp(prefix="stacpull-soak-"))
+    # bytes received beyond each file's size, split by whether the server serves ranges
+    waste = {"zipper": 0, "ranged": 0}
+
+    def tally(event: Event) -> None:
+        if isinstance(event, JobFinished):
+            o = event.outcome
+            kind = "zipper" if o.job.size is None and o.job.checksum is None else "ranged"
+            waste[kind] += o.bytes_downloaded - (o.size or 0)
+
     try:
         with SimServer(catalog, options=SimOptions(faults=faults, log_size=10)) as sim:
             began = time.monotonic()
@@ -77,6 +87,7 @@ def main() -> None:
                 retries=20,
                 max_backoff=5.0,
                 page_size=100,
+                sink=tally,
             )
             wall = time.monotonic() - began
             injected = sim.fault_counts
@@ -104,6 +115,8 @@ def main() -> None:
         "mirror_bytes": mirror_bytes,
         "bytes_received": first.bytes_downloaded,
         "redownloaded_share": wasted / mirror_bytes if mirror_bytes else 0.0,
+        "redownloaded_zipper_bytes": waste["zipper"],
+        "redownloaded_ranged_bytes": waste["ranged"],
         "retries": first.retries,
         "faults": injected,
         "seconds": round(wall, 2),
@@ -118,6 +131,10 @@ def main() -> None:
     print(
         f"  re-downloaded      {wasted / 1e6:.2f} MB = {figures['redownloaded_share']:.1%} "
         "of the mirror"
+    )
+    print(
+        f"                     zipper products (restart from zero) {waste['zipper'] / 1e6:.2f} MB,"
+        f" range-capable files {waste['ranged'] / 1e6:.2f} MB"
     )
     print(f"  retries            {first.retries}")
     print(f"  faults injected    {json.dumps(injected, sort_keys=True)}")

@@ -179,3 +179,10 @@ def test_bbox_and_intersects_select_items_by_area(sim: SimServer, tmp_path: Path
     )
     assert code == 0, out
     assert len(files_under(tmp_path / "b")) == 1
+
+
+def test_sim_serve_rejects_impossible_fault_knobs() -> None:
+    code, out = _run("sim", "serve", "--port", "0", "--cut-probability", "1.5")
+    assert code == 2 and "cut_probability must lie in [0, 1]" in out
+    code, out = _run("sim", "serve", "--port", "0", "--latency", "-1")
+    assert code == 2 and "--latency must be ≥ 0" in out
