@@ -9,6 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+import stacpull
 from stacpull.cli import main
 from stacpull.journal import Journal
 from stacpull.sim import SimServer
@@ -212,3 +213,22 @@ def test_an_old_journal_is_upgraded_in_place(tmp_path: Path) -> None:
         assert job.dest == "c/i/f.zip" and job.zip_check and job.url == "http://x/f"
     finally:
         journal.close()
+
+
+def test_a_catalogue_that_moved_host_is_not_downloaded_again(tmp_path: Path) -> None:
+    from stacpull.audit import verify_dest
+    from stacpull.sim import SimCatalog, default_collections
+
+    def pull() -> int:
+        catalog = SimCatalog(default_collections(count=3, product_size=200_000))
+        with SimServer(catalog) as moved:  # a new port each time: every URL differs
+            result = stacpull.mirror(
+                catalog=moved.catalog_url, collections=[L1A, L1C], dest=str(tmp_path), token=TOKEN
+            )
+            assert result.ok
+            return result.downloaded
+
+    assert pull() == 18
+    assert pull() == 0  # checksums, recorded digests and zip CRCs vouch for every file
+    report = verify_dest(tmp_path)
+    assert report.ok and report.hashed == 18  # every file keeps a digest to verify against

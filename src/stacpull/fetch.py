@@ -194,7 +194,6 @@ async def _already_verified(
     except FileNotFoundError:
         return None
     size = st.st_size
-    present = _Present(size, None, st.st_mtime_ns)
     if job.size is not None and size != job.size:
         return None
     row = await ctx.journal.get(job.dest)
@@ -215,8 +214,22 @@ async def _already_verified(
         return _Present(size, job.checksum, st.st_mtime_ns) if mh.matches(digest) else None
     if changed:
         return None  # the item changed and nothing proves this file is still current
+    recorded = row.digest if row is not None and row.bytes == size else None
+    if recorded is not None and row is not None and row.status == "done":
+        # Same item version, same size: the digest taken while downloading proves the
+        # bytes are intact even if the URL moved (a new host or port).
+        try:
+            rmh = parse_multihash(recorded)
+        except ValueError:
+            rmh = None
+        if rmh is not None:
+            digest = await anyio.to_thread.run_sync(file_digest, final, rmh)
+            if rmh.matches(digest):
+                return _Present(size, recorded, st.st_mtime_ns)
+            return None
     if row is not None and row.status == "done" and row.bytes == size and row.url == job.url:
-        return _Present(size, row.digest, st.st_mtime_ns)
+        return _Present(size, recorded, st.st_mtime_ns)
+    present = _Present(size, recorded, st.st_mtime_ns)
     if job.size is not None:
         return present
     if job.zip_check:
