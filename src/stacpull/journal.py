@@ -223,6 +223,11 @@ class Journal:
             try:
                 return fn(self._db)
             except sqlite3.Error as exc:
+                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                    # The same words as a full disk under a .part: users grep for one message.
+                    raise StorageError(
+                        f"disk full while writing {self.path}; free space and re-run to resume"
+                    ) from exc
                 raise StorageError(f"journal write failed ({self.path}): {exc}") from exc
 
     async def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:

@@ -536,6 +536,8 @@ class _App:
                     request, f, truncate or self.faults.truncate(), cut, stall
                 )
             return await self._static(request, f, cut, stall)
+        except ConnectionResetError:
+            return web.Response(status=499)  # the client left mid-body; nothing more to send
         finally:
             if self.faults.change():
                 self.catalog.bump(item_id, key)
