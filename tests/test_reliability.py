@@ -275,8 +275,7 @@ def test_a_file_that_would_fill_the_disk_stops_the_run_cleanly(
 
 
 def test_two_runs_cannot_share_a_dest(sim: SimServer, tmp_path: Path) -> None:
-    holder = Journal(tmp_path)
-    holder.lock()
+    holder = Journal(tmp_path, lock=True)
     try:
         with pytest.raises(StorageError, match="another stacpull run"):
             _pull(sim, tmp_path)

@@ -236,12 +236,7 @@ async def run(
     stats = stats if stats is not None else RunStats()
     stop = stop if stop is not None else StopSignal()
     state_dir = root / JOURNAL_DIR
-    journal = Journal(root)
-    try:
-        journal.lock()
-    except StorageError:
-        journal.close()
-        raise
+    journal = Journal(root, lock=True)
     scope = _scope(config)
     run_id = journal.begin_run("retry-failed" if opts.retry_failed else opts.kind, scope)
     outcome_log = OutcomeLog(
@@ -312,7 +307,7 @@ async def run(
         if stop.requested:
             outcome = "interrupted"
         elif opts.kind == "mirror" and source.complete and config.search.max_items is None:
-            gone = [row.path for row in journal.gone(scope, run_id)]
+            gone = journal.gone(scope, run_id)
             if opts.prune and gone:
                 pruned = await anyio.to_thread.run_sync(_prune, root, journal, gone)
     except StacpullError as exc:

@@ -47,10 +47,9 @@ try:  # POSIX; elsewhere a second run on the same DEST is not detected
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["JOURNAL_DIR", "STATUSES", "Journal", "JournalRow", "job_from_json", "job_to_json"]
+__all__ = ["JOURNAL_DIR", "Journal", "JournalRow"]
 
 JOURNAL_DIR = ".stacpull"
-STATUSES = ("pending", "active", "done", "failed")
 _T = TypeVar("_T")
 
 _SCHEMA = """
@@ -137,7 +136,7 @@ class JournalRow:
         """The job as last planned (for ``--retry-failed``); rebuilt from the columns when
         the row predates the ``job`` column."""
         if self.job:
-            return job_from_json(self.job)
+            return _job_from_json(self.job)
         return Job(
             self.item_id,
             self.collection,
@@ -151,16 +150,45 @@ class JournalRow:
         )
 
 
-def job_to_json(job: Job) -> str:
+def _job_to_json(job: Job) -> str:
     """A job as compact JSON (stored so failures can be retried without a search)."""
     return json.dumps(asdict(job), separators=(",", ":"), sort_keys=True)
 
 
-def job_from_json(text: str) -> Job:
-    """The inverse of :func:`job_to_json`."""
+def _job_from_json(text: str) -> Job:
     data = json.loads(text)
     data["roles"] = tuple(data.get("roles") or ())
     return Job(**data)
+
+
+_JOB_COLUMNS = (
+    "path",
+    "item_id",
+    "collection",
+    "asset_key",
+    "url",
+    "expected_size",
+    "checksum",
+    "item_updated",
+    "job",
+)
+_PLAN_COLUMNS = (*_JOB_COLUMNS, "updated_at", "seen_run", "scope")
+
+
+def _job_columns(job: Job) -> dict[str, Any]:
+    """The columns that describe the planned job (not the bytes on disk)."""
+    values = (
+        job.dest,
+        job.item_id,
+        job.collection,
+        job.asset_key,
+        job.url,
+        job.size,
+        job.checksum,
+        job.item_updated,
+        _job_to_json(job),
+    )
+    return dict(zip(_JOB_COLUMNS, values, strict=True))
 
 
 def _fetch_all(db: sqlite3.Connection, *, sql: str, args: tuple[Any, ...]) -> list[Any]:
@@ -170,7 +198,9 @@ def _fetch_all(db: sqlite3.Connection, *, sql: str, args: tuple[Any, ...]) -> li
 class Journal:
     """Thread-safe access to one DEST's journal; coroutines run in a worker thread."""
 
-    def __init__(self, dest: Path, *, create: bool = True) -> None:
+    def __init__(self, dest: Path, *, create: bool = True, lock: bool = False) -> None:
+        """Open (``create``: or create) the journal of ``dest``; ``lock`` takes DEST for this
+        process, so another run on the same DEST gets a clear error instead of a race."""
         self.directory = dest / JOURNAL_DIR
         self.path = self.directory / "journal.sqlite"
         self._lock_file: IO[bytes] | None = None
@@ -190,9 +220,14 @@ class Journal:
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the journal {self.path}: {exc}") from exc
         self._mutex = threading.Lock()
+        if lock:
+            try:
+                self._lock()
+            except StorageError:
+                self._db.close()
+                raise
 
-    def lock(self) -> None:
-        """Take DEST for this process; another run on the same DEST gets a clear error."""
+    def _lock(self) -> None:
         if fcntl is None:  # pragma: no cover
             return
         try:
@@ -292,23 +327,7 @@ class Journal:
         Only the planned job, the run that saw it and the scope are updated on existing rows:
         the URL, validators and status stay those of the bytes on disk.
         """
-        job_rows = [
-            (
-                j.dest,
-                j.item_id,
-                j.collection,
-                j.asset_key,
-                j.url,
-                j.size,
-                j.checksum,
-                j.item_updated,
-                time.time(),
-                job_to_json(j),
-                run,
-                scope,
-            )
-            for j in jobs
-        ]
+        job_rows = [(*_job_columns(j).values(), time.time(), run, scope) for j in jobs]
         refusal_rows = [(r.item_id, r.collection, r.asset_key, r.reason, run) for r in refusals]
         if not job_rows and not refusal_rows:
             return
@@ -316,9 +335,8 @@ class Journal:
         def q(db: sqlite3.Connection) -> None:
             def body() -> None:
                 db.executemany(
-                    """INSERT INTO transfers (path, item_id, collection, asset_key, url, status,
-                           expected_size, checksum, item_updated, updated_at, job, seen_run, scope)
-                       VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)
+                    f"""INSERT INTO transfers ({", ".join(_PLAN_COLUMNS)}, status)
+                       VALUES ({", ".join("?" * len(_PLAN_COLUMNS))}, 'pending')
                        ON CONFLICT(path) DO UPDATE SET job = excluded.job,
                            seen_run = excluded.seen_run, scope = excluded.scope""",
                     job_rows,
@@ -347,40 +365,19 @@ class Journal:
         self, job: Job, *, etag: str | None, last_modified: str | None, offset: int
     ) -> None:
         """A response began writing ``job``'s ``.part`` from ``offset`` under these validators."""
-
-        def q(db: sqlite3.Connection) -> None:
-            db.execute(
-                """INSERT INTO transfers (path, item_id, collection, asset_key, url, status,
-                       expected_size, checksum, etag, last_modified, bytes, attempts,
-                       item_updated, updated_at, job)
-                   VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, 1, ?, ?, ?)
-                   ON CONFLICT(path) DO UPDATE SET
-                       item_id=excluded.item_id, collection=excluded.collection,
-                       asset_key=excluded.asset_key, url=excluded.url, status='active',
-                       expected_size=excluded.expected_size, checksum=excluded.checksum,
-                       etag=excluded.etag, last_modified=excluded.last_modified,
-                       bytes=excluded.bytes, attempts=transfers.attempts + 1,
-                       item_updated=excluded.item_updated, updated_at=excluded.updated_at,
-                       job=excluded.job, digest=NULL, mtime_ns=NULL,
-                       error=NULL, error_class=NULL""",
-                (
-                    job.dest,
-                    job.item_id,
-                    job.collection,
-                    job.asset_key,
-                    job.url,
-                    job.size,
-                    job.checksum,
-                    etag,
-                    last_modified,
-                    offset,
-                    job.item_updated,
-                    time.time(),
-                    job_to_json(job),
-                ),
-            )
-
-        await self._call(q)
+        await self._set(
+            job,
+            "active",
+            attempt=True,
+            **_job_columns(job),
+            etag=etag,
+            last_modified=last_modified,
+            bytes=offset,
+            digest=None,
+            mtime_ns=None,
+            error=None,
+            error_class=None,
+        )
 
     async def done(self, job: Job, *, size: int, digest: str | None, mtime_ns: int) -> None:
         """``job`` is verified and under its final name (size, digest and mtime as on disk).
@@ -391,13 +388,10 @@ class Journal:
         await self._set(
             job,
             "done",
+            **_job_columns(job),
             bytes=size,
             digest=digest,
             mtime_ns=mtime_ns,
-            url=job.url,
-            expected_size=job.size,
-            checksum=job.checksum,
-            item_updated=job.item_updated,
             error=None,
             error_class=None,
         )
@@ -414,58 +408,31 @@ class Journal:
         """The ``.part`` was discarded: its validators must never be used again."""
         await self._set(job, "pending", bytes=0, etag=None, last_modified=None)
 
-    async def _set(self, job: Job, status: str, **values: Any) -> None:
-        cols = ", ".join(f"{k} = ?" for k in values)
+    async def _set(self, job: Job, status: str, /, *, attempt: bool = False, **values: Any) -> None:
+        """Set ``status`` and ``values`` on ``job``'s row, creating it from the job if needed.
 
-        def q(db: sqlite3.Connection) -> None:
-            cur = db.execute(
-                f"UPDATE transfers SET status = ?, {cols}, updated_at = ? WHERE path = ?",
-                (status, *values.values(), time.time(), job.dest),
-            )
-            if cur.rowcount == 0:
-                db.execute(
-                    """INSERT INTO transfers (path, item_id, collection, asset_key, url, status,
-                           expected_size, checksum, item_updated, updated_at, job)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (
-                        job.dest,
-                        job.item_id,
-                        job.collection,
-                        job.asset_key,
-                        job.url,
-                        status,
-                        job.size,
-                        job.checksum,
-                        job.item_updated,
-                        time.time(),
-                        job_to_json(job),
-                    ),
-                )
-                db.execute(
-                    f"UPDATE transfers SET {cols} WHERE path = ?", (*values.values(), job.dest)
-                )
-
-        await self._call(q)
+        ``attempt`` counts one more attempt. Columns not in ``values`` keep what they hold:
+        the URL and validators stay those of the bytes on disk unless a caller says otherwise.
+        """
+        row = {**_job_columns(job), **values, "status": status, "updated_at": time.time()}
+        updates = [f"{c} = excluded.{c}" for c in ("status", "updated_at", *values) if c != "path"]
+        if attempt:
+            row["attempts"] = 1
+            updates.append("attempts = transfers.attempts + 1")
+        sql = (
+            f"INSERT INTO transfers ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
+            f" ON CONFLICT(path) DO UPDATE SET {', '.join(updates)}"
+        )
+        await self._call(lambda db: db.execute(sql, tuple(row.values())))
 
     # -- whole-journal views (blocking; for status, verify, prune) --------------------------
-    def rows(self, *statuses: str, scope: str | None = None) -> Iterator[JournalRow]:
+    def rows(self, *statuses: str) -> Iterator[JournalRow]:
         """Rows with one of ``statuses`` (all when none), in path order, streamed in batches."""
-        where: list[str] = []
-        args: list[Any] = []
-        if statuses:
-            where.append(f"status IN ({', '.join('?' * len(statuses))})")
-            args.extend(statuses)
-        if scope is not None:
-            where.append("scope = ?")
-            args.append(scope)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        sql = (
-            f"SELECT {_ROW_COLUMNS} FROM transfers{clause}"
-            f"{' AND' if clause else ' WHERE'} path > ? ORDER BY path LIMIT 500"
-        )
+        where = f" WHERE status IN ({', '.join('?' * len(statuses))}) AND" if statuses else " WHERE"
+        sql = f"SELECT {_ROW_COLUMNS} FROM transfers{where} path > ? ORDER BY path LIMIT 500"
         last = ""
         while True:
-            batch = self._run(functools.partial(_fetch_all, sql=sql, args=(*args, last)))
+            batch = self._run(functools.partial(_fetch_all, sql=sql, args=(*statuses, last)))
             if not batch:
                 return
             for row in batch:
@@ -498,23 +465,27 @@ class Journal:
             ).fetchall()
         )
 
-    def high_water_mark(self, scope: str | None = None) -> str | None:
-        """The latest item ``updated`` among verified files (of ``scope`` when given)."""
+    def high_water_mark(self) -> str | None:
+        """The latest item ``updated`` among verified files."""
 
         def q(db: sqlite3.Connection) -> str | None:
             sql = "SELECT MAX(item_updated) FROM transfers WHERE status = 'done'"
-            row = (
-                db.execute(sql + " AND scope = ?", (scope,)).fetchone()
-                if scope is not None
-                else db.execute(sql).fetchone()
-            )
-            return row[0] if row else None
+            value: str | None = db.execute(sql).fetchone()[0]
+            return value
 
         return self._run(q)
 
-    def gone(self, scope: str, run: int) -> list[JournalRow]:
-        """Rows of ``scope`` that run ``run``'s complete search no longer listed."""
-        return [r for r in self.rows(scope=scope) if r.seen_run is not None and r.seen_run != run]
+    def gone(self, scope: str, run: int) -> list[str]:
+        """Paths of ``scope`` that run ``run``'s complete search no longer listed."""
+        return [
+            path
+            for (path,) in self._run(
+                lambda db: db.execute(
+                    "SELECT path FROM transfers WHERE scope = ? AND seen_run != ? ORDER BY path",
+                    (scope, run),
+                ).fetchall()
+            )
+        ]
 
     def remove(self, paths: Iterable[str]) -> None:
         """Forget these rows (their files were pruned)."""
