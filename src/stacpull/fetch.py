@@ -116,7 +116,7 @@ class FetchContext:
     chunk_size: int = 1 << 20
     #: Waits between attempts; the engine's version gives up the transfer slot meanwhile.
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
-    limiter: HostLimiter | None = None
+    limiter: HostLimiter = field(default_factory=lambda: HostLimiter(8, adaptive=False))
     space: SpaceBudget = field(default_factory=lambda: SpaceBudget(0))
 
 
@@ -185,9 +185,12 @@ async def _already_verified(
 ) -> _Present | None:
     """The file under its final name, if it is the file the catalogue describes.
 
-    The fast path trusts the journal: a row marked done for this very file (same size,
-    mtime, URL, checksum and item ``updated``) needs no hashing, so re-running a mirror of
-    terabytes costs one ``stat`` per file. ``stacpull verify`` is the deep check.
+    Cheapest proof first. The journal's own record of this very file (same size, mtime,
+    URL, checksum and item ``updated``) needs no hashing, so re-running a mirror of
+    terabytes costs one ``stat`` per file; ``stacpull verify`` is the deep check. Then the
+    catalogue's checksum; then, unless the item changed, the digest recorded while
+    downloading (which survives a URL that moved), the journal's word, ``file:size``, and
+    a zip's CRCs.
     """
     try:
         st = final.stat()
@@ -197,40 +200,30 @@ async def _already_verified(
     if job.size is not None and size != job.size:
         return None
     row = await ctx.journal.get(job.dest)
+    same_size = row if row is not None and row.bytes == size else None
+    done = same_size if same_size is not None and same_size.status == "done" else None
     changed = row is not None and _newer(job.item_updated, row.item_updated)
+    present = _Present(size, same_size.digest if same_size else None, st.st_mtime_ns)
     if (
-        row is not None
-        and row.status == "done"
+        done is not None
         and not changed
-        and row.bytes == size
-        and row.mtime_ns == st.st_mtime_ns
-        and row.url == job.url
-        and row.checksum == job.checksum
-        and row.expected_size == job.size
+        and done.mtime_ns == st.st_mtime_ns
+        and done.url == job.url
+        and done.checksum == job.checksum
+        and done.expected_size == job.size
     ):
-        return _Present(size, row.digest, st.st_mtime_ns)
+        return present
     if mh is not None:
-        digest = await anyio.to_thread.run_sync(file_digest, final, mh)
-        return _Present(size, job.checksum, st.st_mtime_ns) if mh.matches(digest) else None
+        ok = mh.matches(await anyio.to_thread.run_sync(file_digest, final, mh))
+        return _Present(size, job.checksum, st.st_mtime_ns) if ok else None
     if changed:
         return None  # the item changed and nothing proves this file is still current
-    recorded = row.digest if row is not None and row.bytes == size else None
-    if recorded is not None and row is not None and row.status == "done":
-        # Same item version, same size: the digest taken while downloading proves the
-        # bytes are intact even if the URL moved (a new host or port).
-        try:
-            rmh = parse_multihash(recorded)
-        except ValueError:
-            rmh = None
-        if rmh is not None:
-            digest = await anyio.to_thread.run_sync(file_digest, final, rmh)
-            if rmh.matches(digest):
-                return _Present(size, recorded, st.st_mtime_ns)
-            return None
-    if row is not None and row.status == "done" and row.bytes == size and row.url == job.url:
-        return _Present(size, recorded, st.st_mtime_ns)
-    present = _Present(size, recorded, st.st_mtime_ns)
-    if job.size is not None:
+    # Also for a row `verify` marked rotten: its digest is what the file should hash to.
+    recorded = _recorded_hash(same_size.digest if same_size else None)
+    if recorded is not None:
+        ok = recorded.matches(await anyio.to_thread.run_sync(file_digest, final, recorded))
+        return present if ok else None
+    if (done is not None and done.url == job.url) or job.size is not None:
         return present
     if job.zip_check:
         try:
@@ -239,6 +232,13 @@ async def _already_verified(
             return None
         return present
     return None
+
+
+def _recorded_hash(digest: str | None) -> Multihash | None:
+    try:
+        return parse_multihash(digest) if digest else None
+    except ValueError:
+        return None
 
 
 async def fetch(job: Job, ctx: FetchContext) -> Outcome:
@@ -271,9 +271,8 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
     except (anyio.get_cancelled_exc_class(), StorageError):
         # Stopped (Ctrl-C, disk full, a fatal error elsewhere): keep the .part, settle the
         # journal. Bounded, so a second Ctrl-C is never kept waiting.
-        with anyio.move_on_after(1.0, shield=True), contextlib.suppress(StorageError, OSError):
-            partial = part.stat().st_size if part.exists() else 0
-            await ctx.journal.paused(job, partial=partial)
+        with anyio.move_on_after(1.0, shield=True), contextlib.suppress(StorageError):
+            await ctx.journal.paused(job, partial=_size(part))
         raise
 
 
@@ -293,18 +292,11 @@ async def _attempts(
         streak += 1
         had = _size(part)
         try:
-            if ctx.limiter is not None:
-                async with ctx.limiter.slot(host):
-                    size, digest = await _attempt(job, final, part, mh, ctx, progress)
-                ctx.limiter.succeeded(host)
-            else:
+            async with ctx.limiter.slot(host):
                 size, digest = await _attempt(job, final, part, mh, ctx, progress)
+            ctx.limiter.succeeded(host)
         except TransferError as exc:
-            if (
-                ctx.limiter is not None
-                and isinstance(exc, HTTPStatusError)
-                and exc.status in (429, 503)
-            ):
+            if isinstance(exc, HTTPStatusError) and exc.status in (429, 503):
                 ctx.limiter.throttled(host)
             discarded = 0
             if isinstance(exc, VerificationError | RangeError):
@@ -315,7 +307,7 @@ async def _attempts(
                 streak = 1
             delay = ctx.retry.delay(streak, exc)
             if delay is None:
-                partial = part.stat().st_size if part.exists() else 0
+                partial = _size(part)
                 reason = exc.reason
                 if progress.attempts > 1:
                     reason = f"{reason} (gave up after {progress.attempts} attempts)"
