@@ -11,13 +11,14 @@ so the next run (or ``--retry-failed``) fetches it again.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import StorageError, VerificationError
+from .errors import VerificationError
 from .journal import Journal, JournalRow
 from .verify import check_zip, file_digest, parse_multihash
 
@@ -163,13 +164,14 @@ def verify_dest(
     report = VerifyReport()
     threads = workers or min(4, os.cpu_count() or 1)
     try:
-        rows = journal.rows("done")
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify") as pool:
-            pending: list[tuple[JournalRow, Any]] = []
+            # A bounded window of files in flight: a mirror of millions of files is never
+            # held in memory as futures.
+            pending: deque[tuple[JournalRow, Future[tuple[str, Problem | None]]]] = deque()
 
             def drain(limit: int) -> None:
                 while len(pending) > limit:
-                    row, future = pending.pop(0)
+                    row, future = pending.popleft()
                     how, problem = future.result()
                     report.checked += 1
                     report.bytes += row.bytes
@@ -177,20 +179,18 @@ def verify_dest(
                         report.hashed += 1
                     elif how == "zip":
                         report.zip_only += 1
-                    elif how == "size":
-                        report.size_only += problem is None
+                    elif how == "size" and problem is None:
+                        report.size_only += 1
                     if problem is not None:
                         report.problems.append(problem)
                         journal.mark_rotten(row.path, f"{problem.kind}: {problem.detail}")
                     if progress is not None:
                         progress(report.checked, report.bytes)
 
-            for row in rows:
+            for row in journal.rows("done"):
                 pending.append((row, pool.submit(_check, root, row)))
                 drain(threads * 4)
             drain(0)
-    except OSError as exc:  # pragma: no cover - the journal's disk vanished
-        raise StorageError(f"cannot verify {dest}: {exc}") from exc
     finally:
         journal.close()
     return report

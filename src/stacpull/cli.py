@@ -697,6 +697,7 @@ def sim() -> None:
 )
 @click.option(
     "--not-ready",
+    "not_ready_for",
     type=float,
     default=0.0,
     help="Seconds a file answers 404 after it is first asked for.",
@@ -717,18 +718,7 @@ def sim_serve(
     tokens: tuple[str, ...],
     no_auth: bool,
     latency: float,
-    rate_limit: int,
-    cut_probability: float,
-    cut_after: int,
-    burst_probability: float,
-    burst_length: int,
-    retry_after: float,
-    truncate_probability: float,
-    change_probability: float,
-    not_ready: float,
-    stall_probability: float,
-    stall_seconds: float,
-    seed: int,
+    **knobs: Any,
 ) -> None:
     """Serve the simulated catalogue until Ctrl-C, for any STAC client to use.
 
@@ -740,20 +730,7 @@ def sim_serve(
     from .sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
 
     try:
-        faults = Faults(
-            rate_limit=rate_limit,
-            cut_probability=cut_probability,
-            cut_after=cut_after,
-            burst_probability=burst_probability,
-            burst_length=burst_length,
-            retry_after=retry_after,
-            truncate_probability=truncate_probability,
-            change_probability=change_probability,
-            not_ready_for=not_ready,
-            stall_probability=stall_probability,
-            stall_seconds=stall_seconds,
-            seed=seed,
-        )
+        faults = Faults(**knobs)  # the fault options are named after Faults' fields
     except ValueError as exc:
         _fail(str(exc))
     if latency < 0:
@@ -776,7 +753,8 @@ def sim_serve(
     click.echo(f"STAC API:  {server.catalog_url}")
     click.echo(f"token:     {'(none needed)' if no_auth else ', '.join(tokens)}")
     if faults.active or latency:
-        click.echo(f"faults:    {_describe_faults(faults, latency)}")
+        latency_text = f"latency={latency}" if latency else ""
+        click.echo(f"faults:    {', '.join(filter(None, (faults.describe(), latency_text)))}")
     click.echo(
         f"try:       stacpull download --catalog {server.catalog_url} --collection BiomassLevel1aIOC "
         f"--dest data --token {tokens[0] if tokens else 'TOKEN'}"
@@ -785,20 +763,6 @@ def sim_serve(
         anyio.run(server.serve)
     except KeyboardInterrupt:
         click.echo("stopped")
-
-
-def _describe_faults(faults: Any, latency: float) -> str:
-    import dataclasses
-
-    default = type(faults)()
-    changed = [
-        f"{f.name}={getattr(faults, f.name)}"
-        for f in dataclasses.fields(faults)
-        if getattr(faults, f.name) != getattr(default, f.name)
-    ]
-    if latency:
-        changed.append(f"latency={latency}")
-    return ", ".join(changed)
 
 
 if __name__ == "__main__":  # pragma: no cover

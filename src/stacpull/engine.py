@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import anyio
@@ -330,39 +330,30 @@ async def run(
             except OSError:
                 report = None  # disk full: the journal is the record; the CLI says why it stopped
         snap = stats.snapshot()
+        result = RunResult(
+            downloaded=snap.downloaded,
+            skipped=snap.skipped,
+            failed=snap.failed,
+            refused=snap.refused,
+            retries=snap.retries,
+            bytes_downloaded=snap.bytes_received,
+            bytes_on_disk=snap.bytes_done,
+            seconds=seconds,
+            items=snap.items,
+            report=report,
+            interrupted=interrupted,
+            gone=tuple(gone),
+            pruned=pruned,
+        )
+        summary = {
+            **{k: v for k, v in dataclasses.asdict(result).items() if k not in ("gone", "report")},
+            "gone": len(gone),
+            "report": str(report) if report else None,
+        }
         with contextlib.suppress(StorageError):
-            journal.end_run(
-                run_id,
-                outcome,
-                {
-                    "downloaded": snap.downloaded,
-                    "skipped": snap.skipped,
-                    "failed": snap.failed,
-                    "refused": snap.refused,
-                    "retries": snap.retries,
-                    "bytes_received": snap.bytes_received,
-                    "seconds": round(seconds, 3),
-                    "gone": len(gone),
-                    "pruned": pruned,
-                    "report": str(report) if report else None,
-                },
-            )
+            journal.end_run(run_id, outcome, summary)
         journal.close()
-    return RunResult(
-        downloaded=snap.downloaded,
-        skipped=snap.skipped,
-        failed=snap.failed,
-        refused=snap.refused,
-        retries=snap.retries,
-        bytes_downloaded=snap.bytes_received,
-        bytes_on_disk=snap.bytes_done,
-        seconds=seconds,
-        items=snap.items,
-        report=report,
-        interrupted=interrupted,
-        gone=tuple(gone),
-        pruned=pruned,
-    )
+    return result
 
 
 def _prune(root: Path, journal: Journal, paths: list[str]) -> int:
@@ -389,23 +380,25 @@ def _prune(root: Path, journal: Journal, paths: list[str]) -> int:
     return removed
 
 
-class _Source:
-    """Where jobs come from: a search (planned page by page) or the journal's failures."""
+class _Source(Protocol):
+    """Where jobs come from: a search (planned page by page) or the journal's failures.
 
-    complete = False
+    ``complete`` turns true once every job was sent: only then may a mirror call files
+    it did not see gone.
+    """
 
-    async def produce(
-        self, send: MemoryObjectSendStream[Job], emit: EventSink
-    ) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    complete: bool
+
+    async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None: ...
 
 
-class _PageSource(_Source):
+class _PageSource:
     def __init__(
         self, pages: ItemPages, rules: PlanRules, journal: Journal, run_id: int, scope: str
     ) -> None:
         self.pages, self.rules, self.journal = pages, rules, journal
         self.run_id, self.scope = run_id, scope
+        self.complete = False
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         pages = items = 0
@@ -432,9 +425,10 @@ class _PageSource(_Source):
         self.complete = True
 
 
-class _JobSource(_Source):
+class _JobSource:
     def __init__(self, jobs: list[Job]) -> None:
         self.jobs = jobs
+        self.complete = False
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         emit(SearchProgress(0, 0, None, done=True))

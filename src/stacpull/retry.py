@@ -56,9 +56,8 @@ class RetryPolicy:
             return float(self.not_found_delay * 2 ** (attempt - 1))
         if attempt > self.retries:
             return None
-        if isinstance(exc, CorruptZipError):
-            pass  # a zipper stream cut short looks like this: retry as a transfer failure
-        elif isinstance(exc, VerificationError):
+        # A zipper stream cut short shows as a CorruptZipError: it retries like a cut body.
+        if isinstance(exc, VerificationError) and not isinstance(exc, CorruptZipError):
             return 0.0 if attempt == 1 else None
         if isinstance(exc, RangeError):
             return 0.0

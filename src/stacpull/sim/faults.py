@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 __all__ = ["FaultState", "Faults"]
 
@@ -71,6 +71,15 @@ class Faults:
     def active(self) -> bool:
         """Whether any knob is turned."""
         return self != Faults(seed=self.seed)
+
+    def describe(self) -> str:
+        """The knobs turned away from their defaults, as ``name=value, …``."""
+        default = Faults()
+        return ", ".join(
+            f"{f.name}={getattr(self, f.name)}"
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        )
 
 
 @dataclass(slots=True)
@@ -118,36 +127,29 @@ class FaultState:
             return True
         return False
 
+    def _roll(self, probability: float, counter: str) -> bool:
+        """One throw of the dice; counted under ``counter`` when it hits."""
+        hit = bool(probability) and self._rng.random() < probability
+        if hit:
+            self._count(counter)
+        return hit
+
     def cut_point(self, length: int) -> int | None:
         """Bytes after which to drop this response's connection, or ``None``."""
-        f = self.faults
-        if not f.cut_probability or self._rng.random() >= f.cut_probability:
+        if not self._roll(self.faults.cut_probability, "cuts"):
             return None
-        self._count("cuts")
-        if f.cut_after:
-            return f.cut_after
-        return self._rng.randrange(0, max(1, length))
+        return self.faults.cut_after or self._rng.randrange(0, max(1, length))
 
     def truncate(self) -> bool:
         """Whether this zipper response ends early with a clean end of stream."""
-        f = self.faults
-        hit = bool(f.truncate_probability) and self._rng.random() < f.truncate_probability
-        if hit:
-            self._count("truncations")
-        return hit
+        return self._roll(self.faults.truncate_probability, "truncations")
 
     def change(self) -> bool:
         """Whether the file is replaced on the server after this response."""
-        f = self.faults
-        hit = bool(f.change_probability) and self._rng.random() < f.change_probability
-        if hit:
-            self._count("changes")
-        return hit
+        return self._roll(self.faults.change_probability, "changes")
 
     def stall_point(self, length: int) -> int | None:
         """Bytes after which this response pauses for ``stall_seconds``, or ``None``."""
-        f = self.faults
-        if not f.stall_probability or self._rng.random() >= f.stall_probability:
+        if not self._roll(self.faults.stall_probability, "stalls"):
             return None
-        self._count("stalls")
         return self._rng.randrange(0, max(1, length))
