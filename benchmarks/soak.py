@@ -75,31 +75,25 @@ def main() -> None:
 
     try:
         with SimServer(catalog, options=SimOptions(faults=faults, log_size=10)) as sim:
+            mirror = {
+                "catalog": sim.catalog_url,
+                "collections": [COLLECTION],
+                "assets": ["all"],
+                "dest": str(dest),
+                "token": TOKEN,
+                "concurrency": args.concurrency,
+                "per_host": args.concurrency,
+                "retries": 20,
+                "max_backoff": 5.0,
+                "page_size": 100,
+            }
             began = time.monotonic()
-            first = stacpull.mirror(
-                catalog=sim.catalog_url,
-                collections=[COLLECTION],
-                assets=["all"],
-                dest=str(dest),
-                token=TOKEN,
-                concurrency=args.concurrency,
-                per_host=args.concurrency,
-                retries=20,
-                max_backoff=5.0,
-                page_size=100,
-                sink=tally,
-            )
+            first = stacpull.mirror(sink=tally, **mirror)
             wall = time.monotonic() - began
             injected = sim.fault_counts
             sent_first = sim.bytes_sent
             verify = verify_dest(dest)
-            second = stacpull.mirror(
-                catalog=sim.catalog_url,
-                collections=[COLLECTION],
-                assets=["all"],
-                dest=str(dest),
-                token=TOKEN,
-            )
+            second = stacpull.mirror(**mirror)
             sent_second = sim.bytes_sent - sent_first
     finally:
         shutil.rmtree(dest, ignore_errors=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import stacpull
 from stacpull.events import Event, JobFinished
 from stacpull.models import Outcome
 from stacpull.sim import SimCatalog, SimServer, default_collections
@@ -49,6 +50,24 @@ class Recorder:
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
+
+
+def pull(
+    sim: SimServer, dest: Path, recorder: Recorder | None = None, **kw: Any
+) -> stacpull.RunResult:
+    """``stacpull.download`` from ``sim`` into ``dest`` (L1A, the sim's token, fast retries);
+    keyword arguments are config keys and override these."""
+    options: dict[str, Any] = {
+        "catalog": sim.catalog_url,
+        "collections": [L1A],
+        "dest": str(dest),
+        "token": TOKEN,
+        "backoff": 0.01,
+        "max_backoff": 0.05,
+        "not_found_delay": 0.05,
+        **kw,
+    }
+    return stacpull.download(sink=recorder, **options)
 
 
 def files_under(root: Path) -> list[Path]:

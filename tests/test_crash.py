@@ -73,6 +73,18 @@ def _start(cmd: list[str]) -> subprocess.Popen[str]:
     )
 
 
+def _rerun(sim: SimServer, dest: Path, recorder: Recorder | None = None) -> stacpull.RunResult:
+    """The same download as :func:`_command`, in this process."""
+    return stacpull.download(
+        catalog=sim.catalog_url,
+        collections=[L1C],
+        assets=["all"],
+        dest=str(dest),
+        token=TOKEN,
+        sink=recorder,
+    )
+
+
 def _wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -133,14 +145,7 @@ def test_sigkill_mid_run_then_a_rerun_completes_resuming_from_disk(
     slow_sim.set_faults(Faults())  # the re-run need not crawl
 
     recorder = Recorder()
-    result = stacpull.download(
-        catalog=slow_sim.catalog_url,
-        collections=[L1C],
-        assets=["all"],
-        dest=str(tmp_path),
-        token=TOKEN,
-        sink=recorder,
-    )
+    result = _rerun(slow_sim, tmp_path, recorder)
     assert result.ok and result.failed == 0
     assert not list(tmp_path.rglob("*.part"))
     _assert_final_files_verified(slow_sim, tmp_path)
@@ -190,13 +195,7 @@ def test_first_ctrl_c_stops_gracefully_second_aborts(slow_sim: SimServer, tmp_pa
 
     slow_sim.set_faults(Faults())
     for dest in (tmp_path / "one", tmp_path / "two"):
-        result = stacpull.download(
-            catalog=slow_sim.catalog_url,
-            collections=[L1C],
-            assets=["all"],
-            dest=str(dest),
-            token=TOKEN,
-        )
+        result = _rerun(slow_sim, dest)
         assert result.ok
         assert not list(dest.rglob("*.part"))
 

@@ -5,32 +5,15 @@ from __future__ import annotations
 import hashlib
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-import stacpull
 from stacpull.events import SearchProgress, TransferRetried
 from stacpull.journal import Journal
 from stacpull.models import Status
 from stacpull.sim import SimServer
 
-from .conftest import FLEX, L1A, L1C, TOKEN, Recorder, files_under
-
-
-def _pull(
-    sim: SimServer, dest: Path, recorder: Recorder | None = None, **kw: Any
-) -> stacpull.RunResult:
-    options: dict[str, Any] = {
-        "catalog": sim.catalog_url,
-        "collections": [L1A],
-        "dest": str(dest),
-        "token": TOKEN,
-        "backoff": 0.01,
-        "max_backoff": 0.05,
-        **kw,
-    }
-    return stacpull.download(sink=recorder, **options)
+from .conftest import FLEX, L1A, L1C, Recorder, files_under, pull
 
 
 def _item_id(sim: SimServer, collection: str, index: int) -> str:
@@ -40,7 +23,7 @@ def _item_id(sim: SimServer, collection: str, index: int) -> str:
 def test_every_selected_asset_arrives_verified(
     sim: SimServer, tmp_path: Path, recorder: Recorder
 ) -> None:
-    result = _pull(sim, tmp_path, recorder, collections=[L1A, L1C, FLEX])
+    result = pull(sim, tmp_path, recorder, collections=[L1A, L1C, FLEX])
     assert result.ok and result.exit_code == 0
     assert result.downloaded == 5 * 3 + 5 * 3 + 5 * 2
     files = files_under(tmp_path)
@@ -65,10 +48,10 @@ def test_every_selected_asset_arrives_verified(
 def test_a_second_run_skips_everything_without_data_requests(
     sim: SimServer, tmp_path: Path
 ) -> None:
-    first = _pull(sim, tmp_path, collections=[L1A, L1C])
+    first = pull(sim, tmp_path, collections=[L1A, L1C])
     assert first.ok
     before = len(sim.requests)
-    second = _pull(sim, tmp_path, collections=[L1A, L1C])
+    second = pull(sim, tmp_path, collections=[L1A, L1C])
     assert second.ok and second.downloaded == 0 and second.skipped == first.downloaded
     assert len(sim.requests) == before
 
@@ -76,11 +59,11 @@ def test_a_second_run_skips_everything_without_data_requests(
 def test_a_finished_file_that_no_longer_matches_is_downloaded_again(
     sim: SimServer, tmp_path: Path
 ) -> None:
-    _pull(sim, tmp_path, collections=[L1C], assets=["enclosure_abs_tiff"])
+    pull(sim, tmp_path, collections=[L1C], assets=["enclosure_abs_tiff"])
     target = next(tmp_path.rglob("*_i_abs.tiff"))
     good = target.read_bytes()
     target.write_bytes(b"x" * len(good))  # same size, rotten content
-    result = _pull(sim, tmp_path, collections=[L1C], assets=["enclosure_abs_tiff"])
+    result = pull(sim, tmp_path, collections=[L1C], assets=["enclosure_abs_tiff"])
     assert result.ok and result.downloaded == 1 and result.skipped == 4
     assert target.read_bytes() == good
 
@@ -89,11 +72,11 @@ def test_paging_through_more_items_than_one_page(tmp_path: Path, recorder: Recor
     from stacpull.sim import SimCatalog, default_collections
 
     with SimServer(SimCatalog(default_collections(count=23, product_size=20_000))) as sim:
-        result = _pull(sim, tmp_path, recorder, page_size=4, assets=["thumbnail"])
+        result = pull(sim, tmp_path, recorder, page_size=4, assets=["thumbnail"])
         assert result.ok and result.items == 23 and result.downloaded == 23
         progress = recorder.of_type(SearchProgress)
         assert progress[-1].done and progress[-1].pages == 6 and progress[-1].matched == 23
-        post = _pull(
+        post = pull(
             sim, tmp_path / "post", page_size=5, assets=["thumbnail"], method="POST", max_items=12
         )
         assert post.items == 12 and post.downloaded == 12
@@ -104,7 +87,7 @@ def test_an_interrupted_transfer_resumes_with_range_and_if_range(
 ) -> None:
     iid = _item_id(sim, L1C, 2)
     sim.catalog.cut(iid, "enclosure_abs_tiff", 100_000)
-    result = _pull(
+    result = pull(
         sim, tmp_path, recorder, collections=[L1C], ids=[iid], assets=["enclosure_abs_tiff"]
     )
     assert result.ok and result.retries == 1
@@ -124,11 +107,11 @@ def test_a_part_left_by_an_earlier_run_is_resumed(
 ) -> None:
     iid = _item_id(sim, L1A, 1)
     sim.catalog.cut(iid, "quicklook", 20_000)
-    failed = _pull(sim, tmp_path, collections=[L1A], ids=[iid], assets=["quicklook"], retries=0)
+    failed = pull(sim, tmp_path, collections=[L1A], ids=[iid], assets=["quicklook"], retries=0)
     assert failed.failed == 1 and failed.exit_code == 1
     part = next(tmp_path.rglob("*.part"))
     assert part.stat().st_size == 20_000
-    result = _pull(sim, tmp_path, recorder, collections=[L1A], ids=[iid], assets=["quicklook"])
+    result = pull(sim, tmp_path, recorder, collections=[L1A], ids=[iid], assets=["quicklook"])
     assert result.ok
     outcome = next(iter(recorder.outcomes().values()))
     assert outcome.resumed_from == 20_000
@@ -143,12 +126,12 @@ def test_a_file_changed_on_the_server_restarts_instead_of_splicing(
     iid = _item_id(sim, L1A, 3)
     old = sim.catalog.static_body(L1A, 3, "quicklook")
     sim.catalog.cut(iid, "quicklook", 20_000)
-    _pull(sim, tmp_path, collections=[L1A], ids=[iid], assets=["quicklook"], retries=0)
+    pull(sim, tmp_path, collections=[L1A], ids=[iid], assets=["quicklook"], retries=0)
     assert next(tmp_path.rglob("*.part")).read_bytes() == old[:20_000]
     sim.catalog.bump(iid, "quicklook")  # new bytes, new ETag: the If-Range validator is stale
     new = sim.catalog.static_body(L1A, 3, "quicklook")
     assert new[:20_000] != old[:20_000]
-    result = _pull(sim, tmp_path, recorder, collections=[L1A], ids=[iid], assets=["quicklook"])
+    result = pull(sim, tmp_path, recorder, collections=[L1A], ids=[iid], assets=["quicklook"])
     assert result.ok
     outcome = next(iter(recorder.outcomes().values()))
     assert outcome.resumed_from == 0 and any("restarted" in n for n in outcome.notes)
@@ -161,7 +144,7 @@ def test_the_zipper_restarts_a_broken_product_from_zero(
 ) -> None:
     iid = _item_id(sim, L1A, 0)
     sim.catalog.cut(iid, "product", 150_000)
-    result = _pull(sim, tmp_path, recorder, ids=[iid], assets=["product"])
+    result = pull(sim, tmp_path, recorder, ids=[iid], assets=["product"])
     assert result.ok
     outcome = next(iter(recorder.outcomes().values()))
     assert outcome.attempts == 2 and outcome.resumed_from == 0
@@ -177,7 +160,7 @@ def test_a_truncated_or_corrupt_zip_is_never_accepted(
 ) -> None:
     iid = _item_id(sim, L1A, 2)
     sim.catalog.tamper(iid, "product", mode)
-    result = _pull(sim, tmp_path, recorder, ids=[iid], assets=["product"])
+    result = pull(sim, tmp_path, recorder, ids=[iid], assets=["product"])
     assert result.failed == 1 and result.exit_code == 1
     outcome = next(iter(recorder.outcomes().values()))
     assert outcome.status is Status.FAILED and outcome.error_class == "CorruptZipError"
@@ -193,7 +176,7 @@ def test_a_catalogue_that_lies_about_the_file_gets_no_file(
 ) -> None:
     iid = _item_id(sim, L1C, 1)
     sim.catalog.tamper(iid, "enclosure_abs_tiff", mode)
-    result = _pull(sim, tmp_path, recorder, collections=[L1C], assets=["enclosure_abs_tiff"])
+    result = pull(sim, tmp_path, recorder, collections=[L1C], assets=["enclosure_abs_tiff"])
     assert result.failed == 1 and result.downloaded == 4
     failed = [o for o in recorder.outcomes().values() if o.status is Status.FAILED]
     assert [o.job.item_id for o in failed] == [iid] and failed[0].error_class == error
@@ -201,7 +184,7 @@ def test_a_catalogue_that_lies_about_the_file_gets_no_file(
 
 
 def test_checksums_are_verified_for_each_multihash_function(sim: SimServer, tmp_path: Path) -> None:
-    result = _pull(sim, tmp_path, collections=[L1C], assets=["enclosure_*"])
+    result = pull(sim, tmp_path, collections=[L1C], assets=["enclosure_*"])
     assert result.ok and result.downloaded == 15  # md5, sha2-512 and sha2-256 assets
     journal = Journal(tmp_path)
     try:
@@ -225,7 +208,7 @@ def test_hostile_metadata_is_refused_and_the_run_goes_on(
     }
     sim.catalog.add_item(L1A, evil)
     dest = tmp_path / "dest"
-    result = _pull(sim, dest, recorder)
+    result = pull(sim, dest, recorder)
     assert result.refused == 3 and result.downloaded == 15 and result.exit_code == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
     assert not Path("/tmp/evil.png").exists()
@@ -235,7 +218,7 @@ def test_hostile_metadata_is_refused_and_the_run_goes_on(
 def test_retries_are_reported_as_events(sim: SimServer, tmp_path: Path, recorder: Recorder) -> None:
     iid = _item_id(sim, L1A, 4)
     sim.catalog.cut(iid, "quicklook_1", 10)
-    result = _pull(sim, tmp_path, recorder, ids=[iid], assets=["quicklook_1"])
+    result = pull(sim, tmp_path, recorder, ids=[iid], assets=["quicklook_1"])
     assert result.ok
     retried = recorder.of_type(TransferRetried)
     assert len(retried) == 1 and retried[0].error_class == "TruncatedError"
@@ -244,7 +227,7 @@ def test_retries_are_reported_as_events(sim: SimServer, tmp_path: Path, recorder
 def test_missing_or_wrong_token_fails_with_a_clear_reason(
     sim: SimServer, tmp_path: Path, recorder: Recorder
 ) -> None:
-    result = _pull(sim, tmp_path, recorder, token="wrong", assets=["product", "thumbnail"])
+    result = pull(sim, tmp_path, recorder, token="wrong", assets=["product", "thumbnail"])
     outcomes = recorder.outcomes().values()
     assert result.failed == 5 and result.downloaded == 5  # thumbnails are public
     assert {o.error_class for o in outcomes if o.status is Status.FAILED} == {"AuthError"}
@@ -254,7 +237,7 @@ def test_missing_or_wrong_token_fails_with_a_clear_reason(
 
 
 def test_downloaded_bytes_match_the_server(sim: SimServer, tmp_path: Path) -> None:
-    _pull(sim, tmp_path, collections=[L1C], assets=["quicklook_png"])
+    pull(sim, tmp_path, collections=[L1C], assets=["quicklook_png"])
     for index in range(5):
         iid = _item_id(sim, L1C, index)
         path = tmp_path / L1C / iid / f"{iid.lower()}_ql_pauli.png"
