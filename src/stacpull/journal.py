@@ -21,7 +21,7 @@ also survive.
 
 **Off the event loop.** Every coroutine runs its statement in a worker thread
 (:func:`anyio.to_thread.run_sync`) under a lock; a page of planned jobs is one
-transaction. :meth:`Journal.lock` takes an exclusive ``flock`` so two runs never share a
+transaction. ``Journal(dest, lock=True)`` takes an exclusive ``flock`` so two runs never share a
 DEST.
 """
 
