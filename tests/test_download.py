@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import zipfile
 from pathlib import Path
 
@@ -118,6 +119,32 @@ def test_a_part_left_by_an_earlier_run_is_resumed(
     assert not part.exists()
     final = part.with_name(part.name.removesuffix(".part"))
     assert final.read_bytes() == sim.catalog.static_body(L1A, 1, "quicklook")
+
+
+def test_a_whole_part_left_before_its_rename_is_sealed_without_fetching_again(
+    sim: SimServer, tmp_path: Path, recorder: Recorder
+) -> None:
+    # The state a crash between the last write and the rename leaves: every byte in the
+    # .part, the journal still saying active.
+    iid = _item_id(sim, L1C, 1)
+    assert pull(sim, tmp_path, collections=[L1C], ids=[iid], assets=["enclosure_abs_tiff"]).ok
+    final = next(tmp_path.rglob("*_i_abs.tiff"))
+    final.rename(final.with_name(final.name + ".part"))
+    db = sqlite3.connect(tmp_path / ".stacpull" / "journal.sqlite")
+    db.execute("UPDATE transfers SET status = 'active'")
+    db.commit()
+    db.close()
+    sim.requests.clear()
+    result = pull(
+        sim, tmp_path, recorder, collections=[L1C], ids=[iid], assets=["enclosure_abs_tiff"]
+    )
+    assert result.ok and result.bytes_downloaded == 0
+    size = final.stat().st_size
+    (outcome,) = recorder.outcomes().values()
+    assert outcome.resumed_from == size
+    assert [r["range"] for r in sim.requests] == [f"bytes={size}-"]  # answered 416, no body
+    assert final.read_bytes() == sim.catalog.static_body(L1C, 1, "enclosure_abs_tiff")
+    assert not list(tmp_path.rglob("*.part"))
 
 
 def test_a_file_changed_on_the_server_restarts_instead_of_splicing(

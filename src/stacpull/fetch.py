@@ -46,7 +46,12 @@ from .errors import (
     VerificationError,
 )
 from .events import BytesReceived, EventSink, JobFinished, TransferRetried, TransferStarted
-from .headers import parse_content_range, parse_retry_after, range_header
+from .headers import (
+    parse_content_range,
+    parse_retry_after,
+    parse_unsatisfied_range,
+    range_header,
+)
 from .journal import Journal
 from .limits import HostLimiter
 from .models import Job, Outcome, Status
@@ -465,50 +470,23 @@ async def _attempt(
     """One request: stream into ``part``, verify, rename. Returns (size, hex digest)."""
     offset, range_headers = await _resume_offset(job, part, ctx)
     headers = {"Accept-Encoding": "identity", **range_headers}
+    # Without a file:checksum, hash anyway: the digest lets `stacpull verify` find rot.
+    hasher = (mh or RECORD_HASH).new()
+    total: int | None
     resp = await _open(job.url, headers, ctx)
     try:
-        _check_status(resp, job, getattr(ctx.tokens, "source", "none"))
-        total: int | None
-        if resp.status == 206:
-            if offset == 0:
-                raise RangeError("server sent a partial response to a full request", url=job.url)
-            try:
-                crange = parse_content_range(resp.headers.get("Content-Range", ""))
-            except ValueError as exc:
-                raise RangeError(str(exc), url=job.url) from exc
-            if crange.first != offset:
-                raise RangeError(
-                    f"asked for bytes from {offset}, got Content-Range {crange.first}-{crange.last}",
-                    url=job.url,
-                )
-            total = crange.total
+        if (
+            offset
+            and resp.status == 416
+            and parse_unsatisfied_range(resp.headers.get("Content-Range", "")) == offset
+        ):
+            # The .part already holds every byte: the last run stopped between the final
+            # write and the rename. Verify it as it is; nothing needs to cross the network.
             progress.resumed_from = offset
-        else:
-            if offset:
-                progress.notes.append(
-                    f"server answered 200 to a resume at {offset} bytes: restarted"
-                )
-                await _discard(part, job, ctx)
-                offset = 0
-            total = resp.content_length
-        if total is not None and job.size is not None and total != job.size:
-            raise VerificationError(
-                f"server announces {total} bytes but file:size says {job.size}", url=job.url
-            )
-        etag, last_modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
-        await ctx.journal.started(job, etag=etag, last_modified=last_modified, offset=offset)
-        progress.resumable = bool((etag and not etag.startswith("W/")) or last_modified)
-        ctx.emit(TransferStarted(job, offset, total, progress.attempts))
-        # Without a file:checksum, hash anyway: the digest lets `stacpull verify` find rot.
-        hasher = (mh or RECORD_HASH).new()
-        if offset:
+            total, written = offset, 0
             await anyio.to_thread.run_sync(_hash_prefix, hasher, part, offset)
-        expected = total if total is not None else job.size
-        reserved = ctx.space.reserve(part.parent, expected - offset if expected else 0)
-        try:
-            written = await _stream(resp, part, offset, hasher, job, ctx, progress)
-        finally:
-            ctx.space.release(reserved)
+        else:
+            total, offset, written = await _receive(resp, job, part, offset, hasher, ctx, progress)
     finally:
         resp.release()
 
@@ -526,6 +504,58 @@ async def _attempt(
     mtime_ns = await _commit(part, final)
     await ctx.journal.done(job, size=size, digest=digest, mtime_ns=mtime_ns)
     return size, digest
+
+
+async def _receive(
+    resp: aiohttp.ClientResponse,
+    job: Job,
+    part: Path,
+    offset: int,
+    hasher: Any,
+    ctx: FetchContext,
+    progress: _Progress,
+) -> tuple[int | None, int, int]:
+    """Check the response and stream its body into ``part`` after the first ``offset``
+    bytes. Returns (announced total, the offset really used, bytes written)."""
+    _check_status(resp, job, getattr(ctx.tokens, "source", "none"))
+    total: int | None
+    if resp.status == 206:
+        if offset == 0:
+            raise RangeError("server sent a partial response to a full request", url=job.url)
+        try:
+            crange = parse_content_range(resp.headers.get("Content-Range", ""))
+        except ValueError as exc:
+            raise RangeError(str(exc), url=job.url) from exc
+        if crange.first != offset:
+            raise RangeError(
+                f"asked for bytes from {offset}, got Content-Range {crange.first}-{crange.last}",
+                url=job.url,
+            )
+        total = crange.total
+        progress.resumed_from = offset
+    else:
+        if offset:
+            progress.notes.append(f"server answered 200 to a resume at {offset} bytes: restarted")
+            await _discard(part, job, ctx)
+            offset = 0
+        total = resp.content_length
+    if total is not None and job.size is not None and total != job.size:
+        raise VerificationError(
+            f"server announces {total} bytes but file:size says {job.size}", url=job.url
+        )
+    etag, last_modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+    await ctx.journal.started(job, etag=etag, last_modified=last_modified, offset=offset)
+    progress.resumable = bool((etag and not etag.startswith("W/")) or last_modified)
+    ctx.emit(TransferStarted(job, offset, total, progress.attempts))
+    if offset:
+        await anyio.to_thread.run_sync(_hash_prefix, hasher, part, offset)
+    expected = total if total is not None else job.size
+    reserved = ctx.space.reserve(part.parent, expected - offset if expected else 0)
+    try:
+        written = await _stream(resp, part, offset, hasher, job, ctx, progress)
+    finally:
+        ctx.space.release(reserved)
+    return total, offset, written
 
 
 def _hash_prefix(hasher: Any, part: Path, length: int) -> None:
