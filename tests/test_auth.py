@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 import stacpull
-from stacpull.auth import TrustPolicy, load_token
+from stacpull.auth import TrustPolicy, load_credentials
 from stacpull.config import AuthConfig, Secret
 from stacpull.errors import ConfigError
 from stacpull.sim import SimServer
@@ -150,12 +150,12 @@ def test_token_sources_and_secrecy(tmp_path: Path) -> None:
     token_file = tmp_path / "token.txt"
     token_file.write_text("abc\ndef\n")
     token_file.chmod(0o644)
-    provider = load_token(AuthConfig(token_file=str(token_file)))
+    provider = load_credentials(AuthConfig(token_file=str(token_file)))
     assert provider.value == Secret("abcdef")
     assert provider.warnings and "chmod 600" in provider.warnings[0]
     assert "abcdef" not in repr(provider) and "abcdef" not in str(provider.value)
-    flag = load_token(AuthConfig(token=Secret("xyz"), token_file=str(token_file)))
+    flag = load_credentials(AuthConfig(token=Secret("xyz"), token_file=str(token_file)))
     assert flag.value == Secret("xyz")
     with pytest.raises(ConfigError, match="does not exist"):
-        load_token(AuthConfig(token_file=str(tmp_path / "missing.txt")))
-    assert load_token(AuthConfig(), cwd=tmp_path / "nowhere").value is None
+        load_credentials(AuthConfig(token_file=str(tmp_path / "missing.txt")))
+    assert load_credentials(AuthConfig(), cwd=tmp_path / "nowhere").value is None

@@ -8,8 +8,10 @@ refused; 2 bad input (flags, config, query, unreachable catalogue); 3 the run wa
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -23,11 +25,24 @@ from rich.table import Table
 
 from . import __version__
 from .audit import read_status, verify_dest
-from .auth import TokenProvider, load_token
-from .config import Config, load_config, parse_bbox, parse_datetime_range
+from .auth import (
+    TokenProvider,
+    TrustPolicy,
+    check_credentials,
+    human_duration,
+    load_credentials,
+)
+from .config import Config, load_config, parse_bbox, parse_datetime_range, scrub
 from .dashboard import LiveDashboard, PlainProgress, human_bytes, render_summary
 from .engine import RunOptions, RunResult, StopSignal, run
-from .errors import ConfigError, SearchError, StacpullError, StorageError, first_error
+from .errors import (
+    ConfigError,
+    CredentialsError,
+    SearchError,
+    StacpullError,
+    StorageError,
+    first_error,
+)
 from .events import EventSink
 from .report import RunStats
 from .search import load_geojson_geometry
@@ -53,7 +68,8 @@ def _choose_output(
 ) -> tuple[EventSink | None, AbstractContextManager[Any]]:
     mode = config.output.dashboard
     if mode == "auto":
-        mode = "rich" if err.is_terminal else "plain"
+        debugging = logging.getLogger("stacpull").isEnabledFor(logging.DEBUG)
+        mode = "rich" if err.is_terminal and not debugging else "plain"
     if mode == "rich":
         live = LiveDashboard(stats, err)
         return live, live
@@ -64,14 +80,14 @@ def _choose_output(
 
 
 async def _watch_signals(stop: StopSignal, abort: anyio.CancelScope) -> None:
-    """First Ctrl-C (or SIGTERM): graceful stop. Second: abort at once."""
+    """First Ctrl-C (or SIGTERM): graceful stop (or a drain cut short). Second: abort."""
     try:
         receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
     except NotImplementedError:  # pragma: no cover - Windows: Ctrl-C raises KeyboardInterrupt
         return
     with receiver as signals:
         async for signum in signals:
-            if not stop.requested:
+            if not stop.requested or stop.drain:
                 stop.request("Ctrl-C" if signum == signal.SIGINT else "SIGTERM")
                 continue
             click.echo("stacpull: aborting; everything written so far stays resumable", err=True)
@@ -109,7 +125,7 @@ def _execute(config: Config, options: RunOptions | None = None) -> None:
     out = Console()
     stats = RunStats()
     try:
-        tokens = load_token(config.auth)
+        tokens = load_credentials(config.auth)
     except ConfigError as exc:
         _fail(str(exc))
     for warning in tokens.warnings:
@@ -127,7 +143,7 @@ def _execute(config: Config, options: RunOptions | None = None) -> None:
         code = 130 if result is None else result.exit_code
     except (ConfigError, SearchError) as exc:
         _fail(str(exc), 2)
-    except StorageError as exc:
+    except (StorageError, CredentialsError) as exc:
         click.echo(f"stacpull: run stopped: {exc}", err=True)
         code = 3
     except KeyboardInterrupt:
@@ -259,6 +275,64 @@ def _query_values(
     }
 
 
+_AUTH_OPTIONS = [
+    click.option(
+        "--offline-token-file",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="MAAP offline token (or credentials.txt with OFFLINE_TOKEN=): stacpull gets "
+        "and refreshes access tokens itself [env STACPULL_OFFLINE_TOKEN holds the token].",
+    ),
+    click.option(
+        "--token-url", metavar="URL", help="OIDC token endpoint [MAAP's; env STACPULL_TOKEN_URL]."
+    ),
+    click.option(
+        "--client-id", metavar="ID", help="OIDC client id [offline-token; env STACPULL_CLIENT_ID]."
+    ),
+    click.option(
+        "--client-secret",
+        metavar="SECRET",
+        help="OIDC client secret [MAAP's public one; env STACPULL_CLIENT_SECRET].",
+    ),
+    click.option("--token", metavar="TOKEN", help="A fixed access token [env STACPULL_TOKEN]."),
+    click.option(
+        "--token-file",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="File holding an access token, re-read when it changes [token.txt].",
+    ),
+    click.option(
+        "--auth-host",
+        "auth_hosts",
+        multiple=True,
+        metavar="HOST",
+        help="Another host that may receive the token; repeatable.",
+    ),
+]
+_AUTH_KEYS = (
+    "offline_token_file",
+    "token_url",
+    "client_id",
+    "client_secret",
+    "token",
+    "token_file",
+    "auth_hosts",
+)
+
+
+def _auth_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_AUTH_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def _auth_values(kw: dict[str, Any]) -> dict[str, Any]:
+    """Pop the auth flags out of ``kw`` as config keys."""
+    values = {f"auth.{k}": kw.pop(k) for k in _AUTH_KEYS}
+    values["auth.hosts"] = list(values.pop("auth.auth_hosts")) or None
+    return values
+
+
 def _download_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
@@ -277,20 +351,6 @@ def _download_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--per-host", type=int, metavar="N", help="Connections per host [8]."),
         click.option(
             "--template", metavar="TPL", help="Destination template [{collection}/{item}/{name}]."
-        ),
-        click.option("--token", metavar="TOKEN", help="Bearer token [env STACPULL_TOKEN]."),
-        click.option(
-            "--token-file",
-            type=click.Path(dir_okay=False),
-            metavar="FILE",
-            help="File holding the bearer token [token.txt].",
-        ),
-        click.option(
-            "--auth-host",
-            "auth_hosts",
-            multiple=True,
-            metavar="HOST",
-            help="Another host that may receive the token; repeatable.",
         ),
         click.option(
             "--retries", type=int, metavar="N", help="Retries per file for transient errors [5]."
@@ -316,7 +376,7 @@ def _download_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for option in reversed(options):
         fn = option(fn)
-    return fn
+    return _auth_options(fn)
 
 
 def _download_values(
@@ -325,9 +385,6 @@ def _download_values(
     concurrency: int | None,
     per_host: int | None,
     template: str | None,
-    token: str | None,
-    token_file: str | None,
-    auth_hosts: tuple[str, ...],
     retries: int | None,
     stall_timeout: float | None,
     dashboard: str | None,
@@ -340,17 +397,40 @@ def _download_values(
         "download.template": template,
         "download.retries": retries,
         "download.stall_timeout": stall_timeout,
-        "auth.token": token,
-        "auth.token_file": token_file,
-        "auth.hosts": list(auth_hosts) or None,
         "output.dashboard": dashboard,
     }
 
 
+class _Scrub(logging.Filter):
+    """Takes every secret out of a log line, whatever put it there (belt and braces)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = scrub(record.getMessage()), None
+        return True
+
+
+def _debug_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_Scrub())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("stacpull")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="stacpull")
-def main() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Log requests, retries and token refreshes to stderr (never a token).",
+)
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """Fast, resumable, verified bulk downloads from STAC catalogues (ESA MAAP first)."""
+    ctx.obj = {"debug": debug}
+    if debug:
+        _debug_logging()
 
 
 def _build_config(config_path: str | None, kw: dict[str, Any], *, retry_failed: bool) -> Config:
@@ -373,8 +453,9 @@ def _build_config(config_path: str | None, kw: dict[str, Any], *, retry_failed: 
                 )
             )
         )
+        auth = _auth_values(kw)
         values = _download_values(**kw)
-        config = load_config(config_path, flags={**query, **values})
+        config = load_config(config_path, flags={**query, **values, **auth})
         if not retry_failed and not config.search.collections and not config.search.ids:
             raise ConfigError(
                 "name at least one --collection (or --ids): a whole catalogue is rarely what you want"
@@ -569,6 +650,66 @@ def verify(dest: str, jobs: int | None, as_json: bool) -> None:
         else:
             out.print("[green]no rot found[/]")
     sys.exit(0 if report.ok else 1)
+
+
+@main.group()
+def auth() -> None:
+    """The credentials stacpull uses for data requests."""
+
+
+@auth.command("check")
+@_auth_options
+@click.option(
+    "--url",
+    metavar="URL",
+    help="Also request the first byte of this file with the token, to prove access.",
+)
+@click.option(
+    "--catalog",
+    metavar="URL",
+    help="STAC API root whose host may receive the token [env STACPULL_CATALOG].",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Config file [./stacpull.toml].",
+)
+def auth_check(config_path: str | None, url: str | None, catalog: str | None, **kw: Any) -> None:
+    """Tell whether the credentials work and when the access token expires.
+
+    With an offline token, one access token is requested from the token endpoint. A fixed
+    token is judged by the expiry written in it (MAAP tokens are JWTs); --url also tries it
+    on a file. No token is ever printed. Exit 0 when they work, 1 when they do not.
+    """
+    try:
+        config = load_config(config_path, flags={**_auth_values(kw), "search.catalog": catalog})
+        tokens = load_credentials(config.auth)
+    except ConfigError as exc:
+        _fail(str(exc))
+    for warning in tokens.warnings:
+        click.echo(f"stacpull: warning: {warning}", err=True)
+    trust = TrustPolicy(config.search.catalog, config.auth.hosts)
+    found = anyio.run(lambda: check_credentials(tokens, url=url, trust=trust))
+    out = Console(highlight=False, soft_wrap=True)
+    how = {"oidc": f"{found.source}, exchanged at {config.auth.token_url}"}.get(
+        found.kind, found.source
+    )
+    out.print(f"credentials: {how}")
+    verdict = {True: "[green]working[/]", False: "[red]not working[/]", None: "[yellow]unknown[/]"}
+    out.print(f"status:      {verdict[found.ok]}: {found.detail}")
+    if found.expires_in is not None:
+        at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() + found.expires_in))
+        when = (
+            f"expired {human_duration(found.expires_in)} ago"
+            if found.expires_in <= 0
+            else f"expires in {human_duration(found.expires_in)} ({at})"
+        )
+        out.print(f"access token: {when}")
+        if found.kind == "oidc":
+            out.print("             stacpull refreshes it by itself during a run")
+    sys.exit(1 if found.ok is False else 0)
 
 
 @main.command()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -23,8 +24,10 @@ __all__ = [
     "DEFAULT_ASSETS",
     "DEFAULT_CATALOG",
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_CLIENT_ID",
     "DEFAULT_CONCURRENCY",
     "DEFAULT_TEMPLATE",
+    "DEFAULT_TOKEN_URL",
     "ENV_KEYS",
     "AuthConfig",
     "Config",
@@ -35,6 +38,7 @@ __all__ = [
     "load_config",
     "parse_bbox",
     "parse_datetime_range",
+    "scrub",
 ]
 
 DEFAULT_CATALOG = "https://catalog.maap.eo.esa.int/catalogue/"
@@ -54,6 +58,13 @@ DEFAULT_NOT_FOUND_RETRIES = 3
 DEFAULT_NOT_FOUND_DELAY = 30.0
 DEFAULT_MIN_FREE = 100_000_000
 DEFAULT_TOKEN_FILE = "token.txt"
+#: MAAP's OIDC token endpoint, where an offline token is exchanged for access tokens.
+DEFAULT_TOKEN_URL = "https://iam.maap.eo.esa.int/realms/esa-maap/protocol/openid-connect/token"
+#: The public client MAAP's notebooks use for that exchange (its secret is published there).
+DEFAULT_CLIENT_ID = "offline-token"
+DEFAULT_CLIENT_SECRET = "p1eL7uonXs6MDxtGbgKdPVRAmnGxHpVE"
+DEFAULT_SCOPE = "offline_access openid"
+DEFAULT_REFRESH_MARGIN = 60.0
 DEFAULT_PROGRESS_INTERVAL = 5.0
 
 #: Environment variables and the config key each one sets.
@@ -63,16 +74,32 @@ ENV_KEYS: Mapping[str, str] = {
     "STACPULL_CONCURRENCY": "download.concurrency",
     "STACPULL_TOKEN": "auth.token",
     "STACPULL_TOKEN_FILE": "auth.token_file",
+    "STACPULL_OFFLINE_TOKEN": "auth.offline_token",
+    "STACPULL_OFFLINE_TOKEN_FILE": "auth.offline_token_file",
+    "STACPULL_TOKEN_URL": "auth.token_url",
+    "STACPULL_CLIENT_ID": "auth.client_id",
+    "STACPULL_CLIENT_SECRET": "auth.client_secret",
 }
+
+#: Keys holding secrets: never accepted from a config file (except the public client
+#: secret), always wrapped in :class:`Secret`.
+_SECRET_KEYS = frozenset({"auth.token", "auth.offline_token", "auth.client_secret"})
 
 
 class Secret:
-    """A string that never shows itself in ``repr``, ``str`` or f-strings."""
+    """A string that never shows itself in ``repr``, ``str`` or f-strings.
+
+    Every secret of the process is also remembered, so :func:`scrub` can take it out of
+    text that came from elsewhere (a server's error message, a debug log line).
+    """
 
     __slots__ = ("_value",)
+    _known: set[str] = set()  # noqa: RUF012 - one registry for the whole process
 
     def __init__(self, value: str) -> None:
         self._value = value
+        if len(value) >= 8:
+            Secret._known.add(value)
 
     def reveal(self) -> str:
         """The secret itself: call only where it goes on the wire."""
@@ -88,6 +115,14 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every secret stacpull has seen replaced by ``***``."""
+    for value in sorted(Secret._known, key=len, reverse=True):
+        if value in text:
+            text = text.replace(value, "***")
+    return text
 
 
 def parse_bbox(value: str | list[Any] | tuple[Any, ...], key: str = "bbox") -> tuple[float, ...]:
@@ -250,20 +285,50 @@ class DownloadConfig:
 
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
-    """Where the bearer token comes from and which hosts may receive it."""
+    """Where the bearer token comes from and which hosts may receive it.
+
+    Sources, first match wins: ``token`` (``--token``/``STACPULL_TOKEN``); a ``token_file``
+    named explicitly; an offline token (``offline_token`` from ``STACPULL_OFFLINE_TOKEN``,
+    or ``offline_token_file``) exchanged at ``token_url`` for short-lived access tokens;
+    the default ``token.txt`` when it exists.
+    """
 
     token: Secret | None = None
     token_file: str = DEFAULT_TOKEN_FILE
     hosts: tuple[str, ...] = ()
+    offline_token: Secret | None = None
+    offline_token_file: str | None = None
+    token_url: str = DEFAULT_TOKEN_URL
+    client_id: str = DEFAULT_CLIENT_ID
+    client_secret: Secret = field(default_factory=lambda: Secret(DEFAULT_CLIENT_SECRET))
+    scope: str = DEFAULT_SCOPE
+    refresh_margin: float = DEFAULT_REFRESH_MARGIN
 
     def __post_init__(self) -> None:
-        if isinstance(self.token, str):
-            object.__setattr__(self, "token", Secret(self.token))
+        for name in ("token", "offline_token", "client_secret"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, Secret(value))
+        _positive_float("auth.refresh_margin", self.refresh_margin)
+        _check_token_url(self.token_url)
+        if not self.client_id.strip():
+            raise ConfigError("auth.client_id: must not be empty")
         hosts = tuple(h.strip().lower() for h in self.hosts if h.strip())
         for host in hosts:
             if "/" in host or " " in host:
                 raise ConfigError(f"auth.hosts: expected a host name, got {host!r}")
         object.__setattr__(self, "hosts", hosts)
+
+
+def _check_token_url(url: str) -> None:
+    """The token endpoint receives the offline token: https only, except on this machine."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"auth.token_url: expected an http(s) URL, got {url!r}")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(
+            f"auth.token_url: {url!r} would send the offline token unencrypted; use https"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +430,7 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{name}: expected a number, got {value!r}")
         return float(value)
-    if name == "auth.token":
+    if name in _SECRET_KEYS:
         return value if isinstance(value, Secret) else Secret(str(value))
     if isinstance(default, str) or default is None:
         if name == "search.intersects":
@@ -383,11 +448,18 @@ def _flatten_toml(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
             raise ConfigError(f"{origin}: unknown section [{section}]{hint}")
         if not isinstance(table, dict):
             raise ConfigError(f"{origin}: [{section}] must be a table")
-        if section == "auth" and "token" in table:
-            raise ConfigError(
-                f"{origin}: [auth] token must not be stored in a config file; "
-                "use auth.token_file or the STACPULL_TOKEN environment variable"
-            )
+        if section == "auth":
+            for key, instead in (
+                ("token", "auth.token_file or the STACPULL_TOKEN environment variable"),
+                (
+                    "offline_token",
+                    "auth.offline_token_file or the STACPULL_OFFLINE_TOKEN environment variable",
+                ),
+            ):
+                if key in table:
+                    raise ConfigError(
+                        f"{origin}: [auth] {key} must not be stored in a config file; use {instead}"
+                    )
         for key, value in table.items():
             flat[f"{section}.{key}"] = value
     return flat

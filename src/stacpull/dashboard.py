@@ -22,7 +22,14 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .events import Event, HostLimitChanged, JobFinished, JobRefused, RunStopping
+from .events import (
+    Event,
+    HostLimitChanged,
+    JobFinished,
+    JobRefused,
+    RunStopping,
+    TokenRefreshed,
+)
 from .models import Status
 from .report import RunStats, Snapshot
 
@@ -129,7 +136,7 @@ def render_dashboard(snap: Snapshot, *, width: int = 80, max_rows: int = 8) -> R
         parts.append(
             Text(
                 f"stopping ({snap.stopping}): no new transfers, in-flight ones settle; "
-                "press Ctrl-C again to abort at once",
+                "Ctrl-C again stops sooner, twice aborts at once",
                 style="bold yellow",
             )
         )
@@ -152,6 +159,7 @@ def render_summary(snap: Snapshot) -> Table:
         ("failed", str(snap.failed)),
         ("refused (unsafe or unusable)", str(snap.refused)),
         ("retries", str(snap.retries)),
+        *((("new access tokens", str(snap.token_refreshes)),) if snap.token_refreshes else ()),
         ("bytes downloaded", human_bytes(snap.bytes_received)),
         ("seconds", f"{snap.elapsed:.1f}"),
         ("throughput", f"{snap.bytes_received / seconds / 1e6:.1f} MB/s"),
@@ -246,10 +254,14 @@ class PlainProgress:
         elif isinstance(event, HostLimitChanged):
             self._write(f"[stacpull] {event.host}: {event.limit} connection(s) ({event.reason})")
         elif isinstance(event, RunStopping):
+            settle = "may finish" if event.grace is None else f"get {event.grace:g} s"
             self._write(
-                f"[stacpull] stopping ({event.reason}): no new transfers; in-flight ones get "
-                f"{event.grace:g} s; Ctrl-C again aborts at once"
+                f"[stacpull] stopping ({event.reason}): no new transfers; in-flight ones "
+                f"{settle}; Ctrl-C {'stops them' if event.grace is None else 'again aborts at once'}"
             )
+        elif isinstance(event, TokenRefreshed) and self.verbose:
+            left = "" if event.expires_in is None else f", valid {event.expires_in:.0f} s"
+            self._write(f"[stacpull] new access token ({event.reason}{left})")
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -31,9 +31,9 @@ import aiohttp
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .auth import TokenProvider, TrustPolicy, load_token
+from .auth import TokenProvider, TrustPolicy, load_credentials
 from .config import Config
-from .errors import ConfigError, StacpullError, StorageError, first_error
+from .errors import ConfigError, CredentialsError, StacpullError, StorageError, first_error
 from .events import (
     Event,
     EventSink,
@@ -168,35 +168,48 @@ class RunOptions:
 
 
 class StopSignal:
-    """Asks a running :func:`run` to stop gracefully (first Ctrl-C, SIGTERM).
+    """Asks a running :func:`run` to stop gracefully (first Ctrl-C, SIGTERM, credentials
+    that stopped working).
 
-    No new transfer starts; transfers in flight get :attr:`RunOptions.grace` seconds to
-    finish, then stop with their ``.part`` kept and the journal settled. Call
-    :meth:`request` from the event loop's thread (a signal receiver task).
+    No new transfer starts and jobs waiting to retry stay pending. Transfers in flight get
+    :attr:`RunOptions.grace` seconds to finish, or, for a ``drain`` stop, as long as they
+    need (they hold a token already; nothing is lost by letting them end). A later
+    non-drain request puts the deadline back. ``fatal`` is the error :func:`run` raises once
+    the run has stopped. Call :meth:`request` from the event loop's thread.
     """
 
     def __init__(self) -> None:
         self.reason: str | None = None
-        self._callbacks: list[Callable[[str], None]] = []
+        self.drain = False
+        self.fatal: StacpullError | None = None
+        self._callbacks: list[Callable[[str, bool], None]] = []
 
     @property
     def requested(self) -> bool:
         """Whether a stop was asked for."""
         return self.reason is not None
 
-    def request(self, reason: str = "interrupted") -> None:
-        """Ask the run to stop (idempotent)."""
-        if self.reason is not None:
+    def request(
+        self,
+        reason: str = "interrupted",
+        *,
+        drain: bool = False,
+        fatal: StacpullError | None = None,
+    ) -> None:
+        """Ask the run to stop (idempotent, except that it can shorten a drain)."""
+        if self.reason is not None and (drain or not self.drain):
             return
-        self.reason = reason
+        if self.reason is None:
+            self.reason, self.fatal = reason, fatal
+        self.drain = drain
         for callback in self._callbacks:
-            callback(reason)
+            callback(reason, drain)
 
-    def subscribe(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(reason)`` on :meth:`request` (at once if already requested)."""
+    def subscribe(self, callback: Callable[[str, bool], None]) -> None:
+        """Call ``callback(reason, drain)`` on :meth:`request` (at once if already requested)."""
         self._callbacks.append(callback)
         if self.reason is not None:
-            callback(self.reason)
+            callback(self.reason, self.drain)
 
 
 def _scope(config: Config) -> str:
@@ -232,7 +245,7 @@ async def run(
     opts = options or RunOptions()
     root = _prepare_dest(config.download.dest)
     rules = PlanRules(config.download.assets, config.download.template)
-    provider: TokenProvider = tokens if tokens is not None else load_token(config.auth)
+    provider: TokenProvider = tokens if tokens is not None else load_credentials(config.auth)
     stats = stats if stats is not None else RunStats()
     stop = stop if stop is not None else StopSignal()
     state_dir = root / JOURNAL_DIR
@@ -300,10 +313,15 @@ async def run(
                 limiter=limiter,
                 space=SpaceBudget(dl.min_free),
             )
+            provider.listen(emit)
             try:
                 await _pump(source, ctx, dl.concurrency, dl.queue_limit, stop, opts.grace, emit)
             except BaseExceptionGroup as group:
                 raise first_error(group) from None
+            finally:
+                provider.listen(None)
+        if stop.fatal is not None:
+            raise stop.fatal
         if stop.requested:
             outcome = "interrupted"
         elif opts.kind == "mirror" and source.complete and config.search.max_items is None:
@@ -457,6 +475,7 @@ async def _pump(
     slots = anyio.Semaphore(concurrency)
     workers = concurrency + max(concurrency, 16)
     producer_scope = anyio.CancelScope()
+    parked: set[anyio.CancelScope] = set()  # jobs waiting to retry: a stop ends their wait
 
     async def produce() -> None:
         with producer_scope:
@@ -466,17 +485,20 @@ async def _pump(
     async with anyio.create_task_group() as outer:
         async with anyio.create_task_group() as tg:
 
-            def on_stop(reason: str) -> None:
+            def on_stop(reason: str, drain: bool) -> None:
                 if outer.cancel_scope.cancel_called:
                     return  # every job already ended
-                emit(RunStopping(reason, grace))
+                emit(RunStopping(reason, None if drain else grace))
                 producer_scope.cancel()
-                outer.start_soon(_cancel_after, grace, tg.cancel_scope)
+                for scope in list(parked):
+                    scope.cancel()
+                if not drain:
+                    outer.start_soon(_cancel_after, grace, tg.cancel_scope)
 
             stop.subscribe(on_stop)
             tg.start_soon(produce)
             for _ in range(workers):
-                tg.start_soon(_work, receive.clone(), ctx, slots, stop)
+                tg.start_soon(_work, receive.clone(), ctx, slots, stop, parked)
             receive.close()
         outer.cancel_scope.cancel()
 
@@ -491,14 +513,23 @@ async def _work(
     ctx: FetchContext,
     slots: anyio.Semaphore,
     stop: StopSignal,
+    parked: set[anyio.CancelScope],
 ) -> None:
     held = False
+    job_scope = anyio.CancelScope()
 
     async def park(delay: float) -> None:
+        """Wait to retry without holding a slot; a stop cancels the job (it stays pending)."""
         nonlocal held
         slots.release()
         held = False
-        await anyio.sleep(delay)
+        parked.add(job_scope)
+        try:
+            if stop.requested:
+                job_scope.cancel()
+            await anyio.sleep(delay)
+        finally:
+            parked.discard(job_scope)
         await slots.acquire()
         held = True
 
@@ -510,9 +541,16 @@ async def _work(
                 held = True
                 if stop.requested:
                     return  # the job stays pending in the journal
-                await fetch(job, mine)
-                slots.release()
-                held = False
+                job_scope = anyio.CancelScope()
+                try:
+                    with job_scope:
+                        await fetch(job, mine)
+                except CredentialsError as exc:
+                    # No token can be had: start nothing new, let what is in flight finish.
+                    stop.request(f"credentials: {exc}", drain=True, fatal=exc)
+                if held:
+                    slots.release()
+                    held = False
         finally:
             if held:
                 slots.release()

@@ -20,7 +20,9 @@ Every error the engine raises is a :class:`StacpullError`; third-party exception
     │       ├── SizeMismatchError
     │       ├── ChecksumMismatchError
     │       └── CorruptZipError
-    └── StorageError             DEST cannot be written (disk full, permissions): stops the run
+    ├── StorageError             DEST cannot be written (disk full, permissions): stops the run
+    └── CredentialsError         no access token can be had any more (offline token revoked,
+                                 token endpoint down): no new request; the run stops resumable
 
 Messages never contain a token: URLs are shown without their query string (presigned
 URLs carry signatures there) and request headers are never formatted.
@@ -36,6 +38,7 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "CorruptZipError",
+    "CredentialsError",
     "HTTPStatusError",
     "PlanError",
     "RangeError",
@@ -151,6 +154,12 @@ class StorageError(StacpullError):
     """DEST cannot be written: the run stops, partial files are kept for resume."""
 
 
+class CredentialsError(StacpullError):
+    """No access token can be obtained: the offline token was refused (revoked, expired,
+    wrong client) or the token endpoint kept failing. The message says what to do; the run
+    stops starting requests and stays resumable."""
+
+
 def first_error(exc: BaseException) -> BaseException:
     """The most meaningful exception inside (possibly nested) exception groups.
 
@@ -159,7 +168,7 @@ def first_error(exc: BaseException) -> BaseException:
     """
     if isinstance(exc, BaseExceptionGroup):
         inner = [first_error(e) for e in exc.exceptions]
-        for kind in (StorageError, SearchError, StacpullError):
+        for kind in (StorageError, CredentialsError, SearchError, StacpullError):
             for e in inner:
                 if isinstance(e, kind):
                     return e

@@ -24,6 +24,7 @@ __all__ = [
     "RunStarted",
     "RunStopping",
     "SearchProgress",
+    "TokenRefreshed",
     "TransferRetried",
     "TransferStarted",
 ]
@@ -104,11 +105,23 @@ class HostLimitChanged:
 
 @dataclass(frozen=True, slots=True)
 class RunStopping:
-    """A stop was asked for (Ctrl-C, SIGTERM): no new transfers; in-flight ones get
-    ``grace`` seconds, then stop with their ``.part`` kept."""
+    """A stop was asked for (Ctrl-C, SIGTERM, credentials that stopped working): no new
+    transfers; in-flight ones get ``grace`` seconds (``None``: as long as they need), then
+    stop with their ``.part`` kept."""
 
     reason: str
-    grace: float
+    grace: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRefreshed:
+    """A new access token is in use. ``reason``: ``expiring`` (refreshed ahead of its
+    expiry), ``refused`` (a server answered 401), ``first`` or ``file changed``;
+    ``expires_in`` in seconds when known. Never carries the token."""
+
+    source: str
+    reason: str
+    expires_in: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +149,7 @@ Event = (
     | TransferRetried
     | HostLimitChanged
     | RunStopping
+    | TokenRefreshed
     | JobFinished
     | RunFinished
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import shutil
 import time
@@ -32,9 +33,11 @@ import anyio.to_thread
 from yarl import URL
 
 from .auth import TokenProvider, TrustPolicy
+from .config import Secret
 from .errors import (
     AuthError,
     ConnectError,
+    CredentialsError,
     HTTPStatusError,
     PlanError,
     RangeError,
@@ -70,6 +73,7 @@ from .verify import (
 __all__ = ["MAX_REDIRECTS", "FetchContext", "SpaceBudget", "fetch"]
 
 MAX_REDIRECTS = 10
+log = logging.getLogger("stacpull.fetch")
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
@@ -131,6 +135,7 @@ class _Progress:
     received: int = 0
     resumed_from: int = 0
     resumable: bool = False  # the last response had a validator: its bytes can be resumed
+    renewed: bool = False  # this attempt already retried with a newer token
     notes: list[str] = field(default_factory=list)
 
 
@@ -273,9 +278,9 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
     host = URL(job.url).host or ""
     try:
         return await _attempts(job, final, part, mh, ctx, progress, host, started)
-    except (anyio.get_cancelled_exc_class(), StorageError):
-        # Stopped (Ctrl-C, disk full, a fatal error elsewhere): keep the .part, settle the
-        # journal. Bounded, so a second Ctrl-C is never kept waiting.
+    except (anyio.get_cancelled_exc_class(), StorageError, CredentialsError):
+        # Stopped (Ctrl-C, disk full, no token any more, a fatal error elsewhere): keep the
+        # .part, settle the journal. Bounded, so a second Ctrl-C is never kept waiting.
         with anyio.move_on_after(1.0, shield=True), contextlib.suppress(StorageError):
             await ctx.journal.paused(job, partial=_size(part))
         raise
@@ -399,9 +404,31 @@ async def _resume_offset(job: Job, part: Path, ctx: FetchContext) -> tuple[int, 
     return have, {"Range": range_header(have), "If-Range": validator}
 
 
-async def _open(url: str, headers: dict[str, str], ctx: FetchContext) -> aiohttp.ClientResponse:
-    """GET ``url`` following redirects ourselves, so the bearer header obeys :class:`TrustPolicy`."""
+async def _open(
+    url: str, headers: dict[str, str], ctx: FetchContext, progress: _Progress
+) -> aiohttp.ClientResponse:
+    """GET ``url``, following redirects ourselves so the bearer header obeys
+    :class:`TrustPolicy`. A 401/403 to a token we sent asks the provider for a newer one
+    and repeats the request once with it (from the first URL: a redirect may be signed
+    for the old token)."""
     token = await ctx.tokens.token()
+    while True:
+        resp, sent = await _follow(url, headers, token, ctx)
+        if resp.status not in (401, 403) or not sent or token is None or progress.renewed:
+            return resp
+        fresh = await ctx.tokens.refused(token)
+        if fresh is None or fresh == token:
+            return resp
+        resp.release()
+        log.debug("HTTP %s with the token from %s: retrying with a new one", resp.status, url)
+        token, progress.renewed = fresh, True
+
+
+async def _follow(
+    url: str, headers: dict[str, str], token: Secret | None, ctx: FetchContext
+) -> tuple[aiohttp.ClientResponse, bool]:
+    """The redirect chain from ``url``; returns the last response and whether it was sent
+    the token."""
     send_token = token is not None and ctx.trust.trusts(url)
     for _ in range(MAX_REDIRECTS + 1):
         hop_headers = dict(headers)
@@ -423,11 +450,11 @@ async def _open(url: str, headers: dict[str, str], ctx: FetchContext) -> aiohttp
             )
             url = location
             continue
-        return resp
+        return resp, send_token
     raise HTTPStatusError(f"more than {MAX_REDIRECTS} redirects", url=url, status=310)
 
 
-def _check_status(resp: aiohttp.ClientResponse, job: Job, token_source: str) -> None:
+def _check_status(resp: aiohttp.ClientResponse, job: Job, token_source: str, renewed: bool) -> None:
     status = resp.status
     if status in (200, 206):
         ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -440,11 +467,18 @@ def _check_status(resp: aiohttp.ClientResponse, job: Job, token_source: str) -> 
             )
         return
     if status in (401, 403):
-        hint = (
-            "no token was sent: pass --token, set STACPULL_TOKEN or create token.txt"
-            if token_source == "none"
-            else f"the token from {token_source} was refused (expired?)"
-        )
+        if token_source == "none":
+            hint = (
+                "no token was sent: pass --offline-token-file or --token, or set "
+                "STACPULL_OFFLINE_TOKEN or STACPULL_TOKEN"
+            )
+        elif renewed:
+            hint = (
+                f"a fresh token from {token_source} was refused too: the account may not "
+                "have access to this collection"
+            )
+        else:
+            hint = f"the token from {token_source} was refused (expired?)"
         raise AuthError(f"HTTP {status}: {hint}", url=str(resp.url), status=status)
     if status == 416:
         raise RangeError(
@@ -473,7 +507,8 @@ async def _attempt(
     # Without a file:checksum, hash anyway: the digest lets `stacpull verify` find rot.
     hasher = (mh or RECORD_HASH).new()
     total: int | None
-    resp = await _open(job.url, headers, ctx)
+    progress.renewed = False
+    resp = await _open(job.url, headers, ctx, progress)
     try:
         if (
             offset
@@ -517,7 +552,7 @@ async def _receive(
 ) -> tuple[int | None, int, int]:
     """Check the response and stream its body into ``part`` after the first ``offset``
     bytes. Returns (announced total, the offset really used, bytes written)."""
-    _check_status(resp, job, getattr(ctx.tokens, "source", "none"))
+    _check_status(resp, job, ctx.tokens.source, progress.renewed)
     total: int | None
     if resp.status == 206:
         if offset == 0:

@@ -29,6 +29,7 @@ from .events import (
     RunStarted,
     RunStopping,
     SearchProgress,
+    TokenRefreshed,
     TransferRetried,
     TransferStarted,
 )
@@ -82,6 +83,7 @@ class Snapshot:
     finished: bool
     stopping: str | None = None
     host_limits: tuple[tuple[str, int], ...] = ()
+    token_refreshes: int = 0
 
     @property
     def files_done(self) -> int:
@@ -141,6 +143,8 @@ class RunStats:
         self.interrupted = False
         self.stopping: str | None = None  # why the run is winding down, once asked to stop
         self.host_limits: dict[str, int] = {}  # hosts whose adaptive limit moved
+        self.token_refreshes = 0  # new access tokens (OIDC refresh, token file changed)
+        self.token_source: str | None = None
         self._samples: deque[tuple[float, int]] = deque()
 
     def __call__(self, event: Event) -> None:
@@ -205,6 +209,9 @@ class RunStats:
                 )
             elif isinstance(event, RunStopping):
                 self.stopping = event.reason
+            elif isinstance(event, TokenRefreshed):
+                self.token_refreshes += 1
+                self.token_source = event.source
             elif isinstance(event, RunFinished):
                 self.finished, self.seconds, self.interrupted = (
                     True,
@@ -285,6 +292,7 @@ class RunStats:
                 finished=self.finished,
                 stopping=self.stopping,
                 host_limits=tuple(sorted(self.host_limits.items())),
+                token_refreshes=self.token_refreshes,
             )
 
 
@@ -388,6 +396,7 @@ def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: P
             "failed": snap.failed,
             "refused": snap.refused,
             "retries": snap.retries,
+            "token_refreshes": snap.token_refreshes,
             "bytes_downloaded": snap.bytes_received,
             "bytes_on_disk": snap.bytes_done,
             "mb_per_s": round(snap.bytes_received / snap.elapsed / 1e6, 3) if snap.elapsed else 0.0,

@@ -5,11 +5,14 @@ Used by ``stacpull demo``, ``stacpull sim serve``, the tests and the benchmarks.
 
 from .catalog import CollectionSpec, SimCatalog, default_collections
 from .faults import Faults
+from .oidc import OIDCOptions, ScaledClock
 from .server import SimOptions, SimServer, build_app
 
 __all__ = [
     "CollectionSpec",
     "Faults",
+    "OIDCOptions",
+    "ScaledClock",
     "SimCatalog",
     "SimOptions",
     "SimServer",

@@ -8,6 +8,8 @@
   ``If-Range`` (ETag or date; a stale validator gets the full 200) and 416.
   Paths with a ``public`` segment need no token; the rest need ``Authorization: Bearer``.
 * ``/go?to=URL``: a 302 to ``URL``, for redirect tests.
+* ``/realms/sim/protocol/openid-connect/token``: the OIDC endpoint of :mod:`.oidc`; data
+  requests accept its access tokens until they expire (401 ``invalid_token`` after).
 
 :class:`SimServer` runs it on 127.0.0.1 in a background thread with its own event loop,
 so a test, a benchmark or ``stacpull demo`` can point any client at it.
@@ -33,6 +35,7 @@ from .catalog import AssetFile, SimCatalog, default_collections
 from .content import product_zip_chunks
 from .cql2 import CQL2Error, Predicate, parse_cql2
 from .faults import Faults, FaultState
+from .oidc import TOKEN_PATH, OIDCOptions, SimIdentity
 
 __all__ = ["SimServer", "build_app"]
 
@@ -56,13 +59,15 @@ _CONFORMANCE = [
 
 @dataclass
 class SimOptions:
-    """Server behaviour: who may download, what is recorded, what goes wrong (``faults``)."""
+    """Server behaviour: who may download (a fixed ``tokens`` set, or access tokens from the
+    ``oidc`` endpoint), what is recorded, what goes wrong (``faults``)."""
 
     tokens: set[str] = field(default_factory=lambda: {"sim-token"})
     require_auth: bool = True
     log_size: int = 10_000
     latency: float = 0.0  # seconds before each data response starts, like a distant server
     faults: Faults = field(default_factory=Faults)
+    oidc: OIDCOptions = field(default_factory=OIDCOptions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +120,7 @@ class _App:
         self.options = options
         self.requests: deque[dict[str, Any]] = deque(maxlen=options.log_size)
         self.faults = FaultState(options.faults)
+        self.identity = SimIdentity(options.oidc)
         self.bytes_sent = 0  # body bytes written by the data server, for soak figures
         self._matched: dict[str, int] = {}
 
@@ -488,7 +494,9 @@ class _App:
     def _log(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
         token = header[7:] if header.startswith("Bearer ") else None
-        ok = token is not None and token in self.options.tokens
+        ok = token is not None and (
+            token in self.options.tokens or self.identity.check(token) == "ok"
+        )
         self.requests.append(
             {
                 "method": request.method,
@@ -497,6 +505,7 @@ class _App:
                 "if_range": request.headers.get("If-Range"),
                 "auth": bool(header),
                 "token_ok": ok,
+                "token": token,
             }
         )
         return ok
@@ -505,8 +514,11 @@ class _App:
         authorised = self._log(request)
         public = "public" in request.path.split("/")
         if self.options.require_auth and not public and not authorised:
+            challenge = 'Bearer realm="maap"'
+            if request.headers.get("Authorization"):
+                challenge += ', error="invalid_token"'
             return web.Response(
-                status=401, text="Unauthorized", headers={"WWW-Authenticate": 'Bearer realm="maap"'}
+                status=401, text="Unauthorized", headers={"WWW-Authenticate": challenge}
             )
         resolved = self.catalog.resolve(request.path)
         if resolved is None:
@@ -706,6 +718,7 @@ def build_app(
     app.router.add_route("*", "/catalogue/search", state.search)
     app.router.add_get("/go", state.redirect)
     app.router.add_get("/data/{tail:.*}", state.data)
+    app.router.add_post(TOKEN_PATH, state.identity.endpoint)
     return app, state
 
 
@@ -766,8 +779,19 @@ class SimServer:
 
     @property
     def requests(self) -> deque[dict[str, Any]]:
-        """Data requests received: method, path, range, if_range, auth, token_ok."""
+        """Data requests received: method, path, range, if_range, auth, token_ok, token."""
         return self.state.requests
+
+    @property
+    def token_url(self) -> str:
+        """The OIDC token endpoint (``--token-url``)."""
+        return f"{self.base_url}{TOKEN_PATH}"
+
+    @property
+    def identity(self) -> SimIdentity:
+        """The token endpoint's state: ``revoke()``, ``grant()``, ``expire_access_tokens()``,
+        ``log`` of token requests."""
+        return self.state.identity
 
     async def serve(self) -> None:
         """Serve on the current event loop until cancelled (``stacpull sim serve``)."""
