@@ -103,8 +103,7 @@ def _pull_foreign(sim: SimServer, foreign: Recording, dest: Path, **kw: Any) -> 
         ids=["FOREIGN_ITEM"],
         assets=["all"],
         dest=str(dest),
-        token=TOKEN,
-        **kw,
+        **{"token": TOKEN, **kw},
     )
 
 

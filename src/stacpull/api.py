@@ -3,7 +3,9 @@
 
 The command line is a thin layer over these. Keyword arguments are config keys of the
 ``[search]``, ``[download]`` and ``[auth]`` sections (``collections=``, ``dest=``,
-``concurrency=``, ``token=``…); a :class:`~stacpull.config.Config` may be passed instead.
+``concurrency=``, ``offline_token_file=``…); a :class:`~stacpull.config.Config` may be
+passed instead, and ``tokens=`` a ready :class:`~stacpull.auth.TokenProvider` (shared by
+several runs, or with its own clock).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Any
 
 import anyio
 
-from .config import Config, SearchConfig, load_config
+from .auth import TokenProvider
+from .config import AuthConfig, Config, SearchConfig, load_config
 from .engine import RunOptions, RunResult, run
 from .events import EventSink
 
@@ -20,8 +23,7 @@ __all__ = ["adownload", "amirror", "build_config", "download", "mirror"]
 
 _SECTION_OF: dict[str, str] = {
     **dict.fromkeys(SearchConfig.__dataclass_fields__, "search"),
-    "token": "auth",
-    "token_file": "auth",
+    **dict.fromkeys(AuthConfig.__dataclass_fields__, "auth"),
     "auth_hosts": "auth",
 }
 
@@ -46,6 +48,7 @@ async def adownload(
     config: Config | None = None,
     *,
     sink: EventSink | None = None,
+    tokens: TokenProvider | None = None,
     retry_failed: bool = False,
     **options: Any,
 ) -> RunResult:
@@ -53,6 +56,7 @@ async def adownload(
     return await run(
         build_config(config, **options),
         sink=sink,
+        tokens=tokens,
         options=RunOptions("download", retry_failed=retry_failed),
     )
 
@@ -61,6 +65,7 @@ async def amirror(
     config: Config | None = None,
     *,
     sink: EventSink | None = None,
+    tokens: TokenProvider | None = None,
     prune: bool = False,
     retry_failed: bool = False,
     **options: Any,
@@ -69,6 +74,7 @@ async def amirror(
     return await run(
         build_config(config, **options),
         sink=sink,
+        tokens=tokens,
         options=RunOptions("mirror", retry_failed=retry_failed, prune=prune),
     )
 
@@ -77,6 +83,7 @@ def mirror(
     config: Config | None = None,
     *,
     sink: EventSink | None = None,
+    tokens: TokenProvider | None = None,
     prune: bool = False,
     retry_failed: bool = False,
     **options: Any,
@@ -91,7 +98,10 @@ def mirror(
     cfg = build_config(config, **options)
     return anyio.run(
         lambda: run(
-            cfg, sink=sink, options=RunOptions("mirror", retry_failed=retry_failed, prune=prune)
+            cfg,
+            sink=sink,
+            tokens=tokens,
+            options=RunOptions("mirror", retry_failed=retry_failed, prune=prune),
         )
     )
 
@@ -100,16 +110,23 @@ def download(
     config: Config | None = None,
     *,
     sink: EventSink | None = None,
+    tokens: TokenProvider | None = None,
     retry_failed: bool = False,
     **options: Any,
 ) -> RunResult:
     """Search a STAC API and download the selected assets into ``dest``, verified.
 
     >>> result = stacpull.download(catalog=url, collections=["BiomassLevel1aIOC"],
-    ...                            dest="data", token="…")            # doctest: +SKIP
+    ...                            dest="data",
+    ...                            offline_token_file="~/.maap/credentials.txt")  # doctest: +SKIP
     >>> result.ok, result.downloaded, result.mb_per_s                   # doctest: +SKIP
     """
     cfg = build_config(config, **options)
     return anyio.run(
-        lambda: run(cfg, sink=sink, options=RunOptions("download", retry_failed=retry_failed))
+        lambda: run(
+            cfg,
+            sink=sink,
+            tokens=tokens,
+            options=RunOptions("download", retry_failed=retry_failed),
+        )
     )

@@ -69,7 +69,8 @@ class SimIdentity:
         self._lock = threading.Lock()  # tests revoke tokens from another thread
         self._access: dict[str, float] = {}  # access token -> expiry on options.clock
         self._serial = itertools.count(1)
-        #: One entry per token request: {"outcome": "ok" | OAuth error, "at": clock}.
+        #: One entry per token request: outcome ("ok" or the OAuth error), at (on the
+        #: clock), monotonic (real ``time.monotonic()``).
         self.log: list[dict[str, Any]] = []
 
     def check(self, token: str) -> str:
@@ -104,7 +105,13 @@ class SimIdentity:
             await asyncio.sleep(self.options.latency)
         with self._lock:
             status, answer = self._answer({k: str(v) for k, v in form.items()})
-            self.log.append({"outcome": answer.get("error", "ok"), "at": self.options.clock()})
+            self.log.append(
+                {
+                    "outcome": answer.get("error", "ok"),
+                    "at": self.options.clock(),
+                    "monotonic": time.monotonic(),
+                }
+            )
         return web.json_response(answer, status=status, headers={"Cache-Control": "no-store"})
 
     def _answer(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:

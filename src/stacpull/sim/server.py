@@ -22,6 +22,7 @@ import base64
 import json
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -506,6 +507,7 @@ class _App:
                 "auth": bool(header),
                 "token_ok": ok,
                 "token": token,
+                "at": time.monotonic(),
             }
         )
         return ok
@@ -779,7 +781,8 @@ class SimServer:
 
     @property
     def requests(self) -> deque[dict[str, Any]]:
-        """Data requests received: method, path, range, if_range, auth, token_ok, token."""
+        """Data requests received: method, path, range, if_range, auth, token_ok, token, at
+        (``time.monotonic()`` on arrival)."""
         return self.state.requests
 
     @property
