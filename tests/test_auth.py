@@ -158,3 +158,70 @@ def test_token_sources_and_secrecy(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_credentials(AuthConfig(token_file=str(tmp_path / "missing.txt")))
     assert load_credentials(AuthConfig(), cwd=tmp_path / "nowhere").value is None
+
+
+def test_credential_sources_in_order(tmp_path: Path) -> None:
+    from stacpull.auth import OIDCTokenProvider, StaticTokenProvider
+
+    (tmp_path / "token.txt").write_text("default-file-token")
+    (tmp_path / "named.txt").write_text("named-file-token")
+    (tmp_path / "offline.txt").write_text("offline-from-file")
+    for p in tmp_path.iterdir():
+        p.chmod(0o600)
+
+    def source(**kw: Any) -> str:
+        return load_credentials(AuthConfig(**kw), cwd=tmp_path).source
+
+    offline = {"offline_token_file": "offline.txt"}
+    assert source(token=Secret("flag"), token_file="named.txt", **offline) == (
+        "--token/STACPULL_TOKEN"
+    )
+    assert source(token_file="named.txt", **offline) == "token file named.txt"
+    # An offline token wins over a token.txt that merely lies around…
+    assert source(**offline) == "offline token file offline.txt"
+    assert source(offline_token=Secret("offline-from-env"), **offline) == "STACPULL_OFFLINE_TOKEN"
+    # …which is used when nothing else is configured.
+    assert source() == "token file token.txt"
+    provider = load_credentials(AuthConfig(**offline), cwd=tmp_path)
+    assert isinstance(provider, OIDCTokenProvider) and provider.warnings == []
+    assert isinstance(load_credentials(AuthConfig(), cwd=tmp_path / "x"), StaticTokenProvider)
+
+
+def test_credentials_txt_and_half_written_token_files(tmp_path: Path) -> None:
+    from stacpull.auth import OIDCTokenProvider, TokenFile
+
+    creds = tmp_path / "credentials.txt"
+    creds.write_text(
+        "# from the MAAP portal\nCLIENT_ID=my-client\nCLIENT_SECRET=my-secret\n"
+        "OFFLINE_TOKEN=eyJhbGciOi.eyJleHAiOjF9.sig\n"
+    )
+    provider = load_credentials(AuthConfig(offline_token_file=str(creds)))
+    assert isinstance(provider, OIDCTokenProvider) and provider.client_id == "my-client"
+    # flags win over the file
+    flagged = load_credentials(AuthConfig(offline_token_file=str(creds), client_id="flag-id"))
+    assert isinstance(flagged, OIDCTokenProvider) and flagged.client_id == "flag-id"
+    creds.write_text("CLIENT_ID=my-client\n")
+    with pytest.raises(ConfigError, match="no OFFLINE_TOKEN= line"):
+        load_credentials(AuthConfig(offline_token_file=str(creds)))
+
+    plain = TokenFile(tmp_path / "t.txt", "token file t.txt")
+    plain.path.write_text("abc\ndef\n")
+    assert plain.load() == {"token": "abcdef"}
+    assert plain.reload() is None  # unchanged
+    plain.path.write_text("")  # a writer caught halfway: keep the old token
+    assert plain.reload() is None
+    plain.path.write_text("ghi-longer\n")
+    assert plain.reload() == {"token": "ghi-longer"}
+
+
+def test_an_expired_jwt_in_a_token_file_is_warned_about(tmp_path: Path) -> None:
+    import base64
+    import json
+    import time
+
+    claims = base64.urlsafe_b64encode(json.dumps({"exp": int(time.time()) - 600}).encode())
+    token_file = tmp_path / "token.txt"
+    token_file.write_text(f"eyJhbGciOiJub25lIn0.{claims.decode().rstrip('=')}.sig")
+    token_file.chmod(0o600)
+    provider = load_credentials(AuthConfig(token_file=str(token_file)))
+    assert any("expired 10 min ago" in w and "--offline-token-file" in w for w in provider.warnings)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stacpull.config import Config, Secret, load_config, parse_bbox, parse_datetime_range
+from stacpull.config import Config, Secret, load_config, parse_bbox, parse_datetime_range, scrub
 from stacpull.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
@@ -58,6 +58,11 @@ def test_precedence_flags_over_environment_over_file(tmp_path: Path) -> None:
         ("[donwload]\n", "unknown section \\[donwload\\]"),
         ("[download\n", "not valid TOML.*line 1"),
         ("[auth]\ntoken = 'x'\n", "must not be stored in a config file"),
+        ("[auth]\noffline_token = 'x'\n", "offline_token must not be stored"),
+        ("[auth]\ntoken_url = 'http://iam.example.org/token'\n", "unencrypted; use https"),
+        ("[auth]\ntoken_url = 'iam.example.org'\n", "auth.token_url: expected an http"),
+        ("[auth]\nclient_id = ' '\n", "auth.client_id"),
+        ("[auth]\nrefresh_margin = -1\n", "auth.refresh_margin"),
         ("[search]\ncatalog = 'ftp://x'\n", "search.catalog: expected an http"),
         ("[download]\ntemplate = '{collection}'\n", "must contain \\{name\\}"),
         ("[output]\ndashboard = 'fancy'\n", "output.dashboard"),
@@ -85,6 +90,27 @@ def test_token_from_environment_is_a_secret() -> None:
     config = load_config(env={"STACPULL_TOKEN": "t0k3n"})
     assert config.auth.token == Secret("t0k3n")
     assert "t0k3n" not in repr(config)
+
+
+def test_oidc_settings_from_environment_and_maap_defaults() -> None:
+    assert Config().auth.token_url.startswith("https://iam.maap.eo.esa.int/realms/esa-maap/")
+    assert Config().auth.client_id == "offline-token"
+    env = {
+        "STACPULL_OFFLINE_TOKEN": "offline-secret-value",
+        "STACPULL_TOKEN_URL": "https://iam.example.org/token",
+        "STACPULL_CLIENT_ID": "my-client",
+        "STACPULL_CLIENT_SECRET": "client-secret-value",
+        "STACPULL_OFFLINE_TOKEN_FILE": "~/.maap/credentials.txt",
+    }
+    auth = load_config(env=env).auth
+    assert auth.offline_token == Secret("offline-secret-value")
+    assert auth.client_secret == Secret("client-secret-value")
+    assert (auth.token_url, auth.client_id) == ("https://iam.example.org/token", "my-client")
+    assert auth.offline_token_file == "~/.maap/credentials.txt"
+    assert "secret-value" not in repr(auth)
+    assert scrub("said offline-secret-value twice: offline-secret-value") == "said *** twice: ***"
+    flags = load_config(env=env, flags={"auth.client_id": "flag-client"}).auth
+    assert flags.client_id == "flag-client"
 
 
 @pytest.mark.parametrize("bbox", ["1,2,3", "a,b,c,d", "-200,0,0,1", "0,10,1,5", "0,-95,1,0"])

@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 from stacpull.auth import OIDCTokenProvider, load_credentials
+from stacpull.cli import main
 from stacpull.config import AuthConfig, Secret
 from stacpull.errors import CredentialsError
 from stacpull.events import Event, JobFinished, TokenRefreshed
@@ -24,7 +25,7 @@ from stacpull.models import Status
 from stacpull.sim import Faults, OIDCOptions, ScaledClock, SimCatalog, SimOptions, SimServer
 from stacpull.sim import default_collections as collections
 
-from .conftest import Recorder, files_under, pull
+from .conftest import L1A, Recorder, files_under, pull
 
 OFFLINE = "sim-offline-token"
 SECRET = "sim-client-secret"
@@ -277,3 +278,137 @@ def test_the_offline_token_reaches_only_the_token_endpoint(
         assert sorted(foreign.seen) == [("/direct.bin", None), ("/redirected.bin", None)]
     issued = {r["token"] for r in idp.requests if r["token"]}
     assert issued and OFFLINE not in issued
+
+
+# -- the command line -------------------------------------------------------------------
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    base = {"STACPULL_TOKEN": "", "STACPULL_OFFLINE_TOKEN": "", "STACPULL_TOKEN_FILE": ""}
+    result = CliRunner().invoke(main, list(args), env={**base, **(env or {})})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _jwt(exp: float) -> str:
+    import base64
+    import json
+
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none'})}.{part({'exp': int(exp)})}.signature-part"
+
+
+def test_auth_check_with_an_offline_token_file(tmp_path: Path) -> None:
+    with _server(lifetime=300.0) as sim:
+        creds = tmp_path / "credentials.txt"
+        creds.write_text(
+            f"CLIENT_ID=offline-token\nCLIENT_SECRET={SECRET}\nOFFLINE_TOKEN={OFFLINE}\n"
+        )
+        creds.chmod(0o644)
+        args = ("auth", "check", "--offline-token-file", str(creds), "--token-url", sim.token_url)
+        code, out, err = _cli(*args)
+        assert code == 0, out + err
+        assert "working" in out and "expires in 5 min" in out and sim.token_url in out
+        assert "chmod 600" in err  # readable by others: warned
+        issued = set(sim.identity._access)
+        assert issued
+        for secret in (OFFLINE, SECRET, *issued):
+            assert secret not in out + err
+        sim.identity.revoke()
+        code, out, err = _cli(*args)
+        assert code == 1 and "not working" in out and "invalid_grant" in out
+
+
+def test_auth_check_with_fixed_tokens(tmp_path: Path, sim: SimServer) -> None:
+    import time
+
+    expired = tmp_path / "old.txt"
+    expired.write_text(_jwt(time.time() - 7200))
+    expired.chmod(0o600)
+    code, out, _ = _cli("auth", "check", "--token-file", str(expired))
+    assert code == 1 and "expired 2.0 h ago" in out
+    code, out, err = _cli("auth", "check", "--token", _jwt(time.time() + 600))
+    assert code == 0 and "expires in 10 min" in out and "signature-part" not in out + err
+    # not a JWT: only a request can tell; --url makes one (one byte of one file)
+    url = sim.catalog.item(L1A, 0)["assets"]["quicklook"]["href"]
+    code, out, _ = _cli("auth", "check", "--token", "sim-token", "--catalog", sim.catalog_url)
+    assert code == 0 and "unknown" in out
+    args = ("auth", "check", "--catalog", sim.catalog_url, "--url", url)
+    code, out, _ = _cli(*args, "--token", "sim-token")
+    assert code == 0 and "HTTP 206: it opens" in out
+    code, out, _ = _cli(*args, "--token", "wrong-token")
+    assert code == 1 and "HTTP 401: it refuses the token" in out
+    code, out, _ = _cli("auth", "check", "--token-file", str(tmp_path / "token.txt"))
+    assert code == 2  # a token file named explicitly must exist
+    code, out, _ = _cli("auth", "check", env={"HOME": str(tmp_path)})
+    assert code == 1 and "no credentials" in out
+
+
+def test_a_revoked_offline_token_exits_3_with_what_to_do(tmp_path: Path) -> None:
+    with _server() as sim:
+        sim.identity.revoke()
+        code, out, err = _cli(
+            "download",
+            "--catalog",
+            sim.catalog_url,
+            "--collection",
+            L1A,
+            "--dest",
+            str(tmp_path / "d"),
+            "--token-url",
+            sim.token_url,
+            "--client-secret",
+            SECRET,
+            "--dashboard",
+            "plain",
+            env={"STACPULL_OFFLINE_TOKEN": OFFLINE},
+        )
+        assert code == 3, out + err
+        assert "run stopped" in err and "set STACPULL_OFFLINE_TOKEN" in err
+        assert "run the same command again" in err and OFFLINE not in out + err
+        assert not [r for r in sim.requests if r["path"].startswith("/data/")]
+
+
+def test_no_secret_reaches_output_logs_report_or_journal(tmp_path: Path) -> None:
+    """--debug output, the summary, the JSON report, the outcomes log and the journal
+    hold no offline token, no client secret and no access token."""
+    clock = ScaledClock(SPEED)
+    with _server(clock=clock, lifetime=10.0) as sim:
+        sim.set_faults(Faults(rate_limit=500_000))
+        creds = tmp_path / "credentials.txt"
+        creds.write_text(f"OFFLINE_TOKEN={OFFLINE}\nCLIENT_SECRET={SECRET}\n")
+        creds.chmod(0o600)
+        dest = tmp_path / "d"
+        common = ("--catalog", sim.catalog_url, "--collection", L1A, "--dest", str(dest))
+        code, out, err = _cli(
+            "--debug",
+            "download",
+            *common,
+            "--offline-token-file",
+            str(creds),
+            "--token-url",
+            sim.token_url,
+            "--dashboard",
+            "plain",
+        )
+        assert code == 0, out + err
+        assert "stacpull.auth DEBUG" in err and "new access token" in err  # it did log
+        # A fixed token the server refuses: the failure is reported, the token is not.
+        dest2 = tmp_path / "d2"
+        code2, out2, err2 = _cli(
+            "--debug", "download", *common[:-1], str(dest2), "--token", "refused-token-123"
+        )
+        assert code2 == 1 and "was refused" in err2 + out2
+        secrets_ = {OFFLINE, SECRET, "refused-token-123"} | {
+            r["token"] for r in sim.requests if r["token"]
+        }
+    assert len(secrets_) >= 4  # and at least one access token
+    texts = [out, err, out2, err2]
+    for state in (dest / ".stacpull", dest2 / ".stacpull"):
+        texts += [p.read_bytes().decode("latin-1") for p in state.iterdir() if p.is_file()]
+    for secret in secrets_:
+        for text in texts:
+            assert secret not in text

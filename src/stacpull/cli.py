@@ -409,13 +409,21 @@ class _Scrub(logging.Filter):
         return True
 
 
-def _debug_logging() -> None:
+def _debug_logging(ctx: click.Context) -> None:
+    """Debug lines to stderr for this command, scrubbed; undone when the command ends."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_Scrub())
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logger = logging.getLogger("stacpull")
+    level = logger.level
     logger.setLevel(logging.DEBUG)
     logger.addHandler(handler)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    ctx.call_on_close(undo)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -428,9 +436,8 @@ def _debug_logging() -> None:
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
     """Fast, resumable, verified bulk downloads from STAC catalogues (ESA MAAP first)."""
-    ctx.obj = {"debug": debug}
     if debug:
-        _debug_logging()
+        _debug_logging(ctx)
 
 
 def _build_config(config_path: str | None, kw: dict[str, Any], *, retry_failed: bool) -> Config:
@@ -744,14 +751,17 @@ def demo(dest: str, items: int, product_size: int, concurrency: int, dashboard: 
 
     Starts the simulated catalogue on 127.0.0.1 (BIOMASS L1a with 2025 asset keys, BIOMASS
     L1c with 2026 keys, FLEX), then downloads products, quicklooks and KMZs of all three
-    into DEST with the live dashboard, verifying every file. Run it twice: the second run
-    skips everything.
+    into DEST with the live dashboard, verifying every file. Authentication is MAAP's
+    offline-token flow against the simulated identity server, with access tokens that
+    expire every 2 seconds. Run it twice: the second run skips everything.
     """
-    from .sim import SimCatalog, SimServer, default_collections
+    from .sim import OIDCOptions, SimCatalog, SimOptions, SimServer, default_collections
 
     if items < 1 or product_size < 10_000:
         _fail("--items must be ≥ 1 and --product-size ≥ 10000")
-    with SimServer(SimCatalog(default_collections(items, product_size))) as sim:
+    # Access tokens live 2 s, as if hours passed: the demo refreshes them like a night's run.
+    options = SimOptions(tokens=set(), oidc=OIDCOptions(lifetime=2.0))
+    with SimServer(SimCatalog(default_collections(items, product_size)), options=options) as sim:
         Console(stderr=True).print(
             f"simulated MAAP catalogue at {sim.catalog_url}", highlight=False
         )
@@ -763,7 +773,9 @@ def demo(dest: str, items: int, product_size: int, concurrency: int, dashboard: 
                     "search.page_size": 10,
                     "download.dest": dest,
                     "download.concurrency": concurrency,
-                    "auth.token": "sim-token",
+                    "auth.offline_token": next(iter(options.oidc.offline_tokens)),
+                    "auth.token_url": sim.token_url,
+                    "auth.client_secret": options.oidc.client_secret,
                     "output.dashboard": dashboard,
                 }
             )
@@ -804,6 +816,26 @@ def sim() -> None:
     help="Accepted bearer token; repeatable.",
 )
 @click.option("--no-auth", is_flag=True, help="Serve data without a token.")
+@click.option(
+    "--offline-token",
+    "offline_tokens",
+    multiple=True,
+    default=("sim-offline-token",),
+    show_default=True,
+    help="Offline token the OIDC endpoint accepts; repeatable.",
+)
+@click.option(
+    "--token-lifetime",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds an access token from the OIDC endpoint lives.",
+)
+@click.option(
+    "--rotate-refresh-tokens",
+    is_flag=True,
+    help="Answer each refresh with a new refresh token and retire the old one.",
+)
 @click.option("--latency", type=float, default=0.0, help="Seconds before each data response.")
 @click.option("--rate-limit", type=int, default=0, help="Bytes/s per response (0: unlimited).")
 @click.option(
@@ -858,6 +890,9 @@ def sim_serve(
     enclosure_size: int,
     tokens: tuple[str, ...],
     no_auth: bool,
+    offline_tokens: tuple[str, ...],
+    token_lifetime: float,
+    rotate_refresh_tokens: bool,
     latency: float,
     **knobs: Any,
 ) -> None:
@@ -868,14 +903,14 @@ def sim_serve(
     """
     import dataclasses
 
-    from .sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
+    from .sim import Faults, OIDCOptions, SimCatalog, SimOptions, SimServer, default_collections
 
     try:
         faults = Faults(**knobs)  # the fault options are named after Faults' fields
     except ValueError as exc:
         _fail(str(exc))
-    if latency < 0:
-        _fail("--latency must be ≥ 0")
+    if latency < 0 or token_lifetime <= 0:
+        _fail("--latency must be ≥ 0 and --token-lifetime > 0")
     specs = [
         dataclasses.replace(s, enclosure_size=enclosure_size)
         for s in default_collections(items, product_size)
@@ -886,13 +921,26 @@ def sim_serve(
             host=host,
             port=port,
             options=SimOptions(
-                tokens=set(tokens), require_auth=not no_auth, latency=latency, faults=faults
+                tokens=set(tokens),
+                require_auth=not no_auth,
+                latency=latency,
+                faults=faults,
+                oidc=OIDCOptions(
+                    offline_tokens=set(offline_tokens),
+                    lifetime=token_lifetime,
+                    rotate=rotate_refresh_tokens,
+                ),
             ),
         )
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     click.echo(f"STAC API:  {server.catalog_url}")
     click.echo(f"token:     {'(none needed)' if no_auth else ', '.join(tokens)}")
+    click.echo(
+        f"OIDC:      {server.token_url} (client {server.options.oidc.client_id}, secret "
+        f"{server.options.oidc.client_secret}; offline token {', '.join(offline_tokens)}; "
+        f"access tokens live {token_lifetime:g} s)"
+    )
     if faults.active or latency:
         latency_text = f"latency={latency}" if latency else ""
         click.echo(f"faults:    {', '.join(filter(None, (faults.describe(), latency_text)))}")
@@ -900,6 +948,12 @@ def sim_serve(
         f"try:       stacpull download --catalog {server.catalog_url} --collection BiomassLevel1aIOC "
         f"--dest data --token {tokens[0] if tokens else 'TOKEN'}"
     )
+    if offline_tokens:
+        click.echo(
+            f"or:        STACPULL_OFFLINE_TOKEN={offline_tokens[0]} stacpull download --catalog "
+            f"{server.catalog_url} --collection BiomassLevel1aIOC --dest data --token-url "
+            f"{server.token_url} --client-secret {server.options.oidc.client_secret}"
+        )
     try:
         anyio.run(server.serve)
     except KeyboardInterrupt:
