@@ -1,5 +1,7 @@
 """stacpull: fast, resumable, verified bulk downloads from STAC catalogues (ESA MAAP first)."""
 
+__version__ = "0.3.0"  # before the imports: the engine puts it in its User-Agent
+
 from .api import adownload, amirror, download, mirror
 from .config import Config, load_config
 from .engine import RunResult
@@ -15,4 +17,3 @@ __all__ = [
     "load_config",
     "mirror",
 ]
-__version__ = "0.1.0"

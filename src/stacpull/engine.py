@@ -31,6 +31,7 @@ import aiohttp
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from . import __version__
 from .auth import TokenProvider, TrustPolicy, load_credentials
 from .config import Config
 from .errors import ConfigError, CredentialsError, StacpullError, StorageError, first_error
@@ -259,7 +260,7 @@ async def run(
     if sink is not None:
         sinks.append(sink)
     emit = _fanout(sinks)
-    info = ReportInfo(_query_dict(config), _settings_dict(config))
+    info = ReportInfo(_query_dict(config), {**_settings_dict(config), "auth": provider.source})
     if opts.retry_failed:
         failed_jobs = [row.planned_job() for row in journal.rows("failed")]
         source: _Source = _JobSource(failed_jobs)
@@ -292,7 +293,7 @@ async def run(
         async with aiohttp.ClientSession(
             connector=connector,
             timeout=timeout,
-            headers={"User-Agent": "stacpull/0.1"},
+            headers={"User-Agent": f"stacpull/{__version__}"},
             auto_decompress=False,
         ) as session:
             ctx = FetchContext(
