@@ -412,3 +412,44 @@ def test_no_secret_reaches_output_logs_report_or_journal(tmp_path: Path) -> None
     for secret in secrets_:
         for text in texts:
             assert secret not in text
+
+
+@pytest.mark.parametrize("then_ctrl_c", [False, True])
+def test_a_drain_stop_lets_transfers_in_flight_finish_unless_cut_short(
+    tmp_path: Path, sim: SimServer, then_ctrl_c: bool
+) -> None:
+    """What a refused offline token does to the run: no new transfer; the ones already
+    streaming (they hold a valid token) finish, however short the grace, unless a Ctrl-C
+    puts the deadline back."""
+    from stacpull.api import build_config
+    from stacpull.engine import RunOptions, StopSignal, run
+    from stacpull.events import RunStopping, TransferStarted
+
+    sim.set_faults(Faults(rate_limit=400_000))  # each product takes most of a second
+    stop = StopSignal()
+    recorder = Recorder()
+
+    def sink(event: Event) -> None:
+        recorder(event)
+        if isinstance(event, TransferStarted) and not stop.requested:
+            stop.request("credentials: revoked", drain=True)
+        elif isinstance(event, RunStopping) and then_ctrl_c and event.grace is None:
+            stop.request("Ctrl-C")
+
+    config = build_config(catalog=sim.catalog_url, collections=[L1A], dest=str(tmp_path))
+    config = config.with_values(
+        {"auth.token": "sim-token", "download.concurrency": 2, "download.assets": ["product"]}
+    )
+    result = anyio.run(lambda: run(config, sink=sink, stop=stop, options=RunOptions(grace=0.05)))
+    assert result.interrupted
+    assert [e.grace for e in recorder.of_type(RunStopping)] == (
+        [None, 0.05] if then_ctrl_c else [None]
+    )
+    started = {e.job.label for e in recorder.of_type(TransferStarted)}
+    finished = {label for label, o in recorder.outcomes().items() if o.status is Status.DOWNLOADED}
+    assert 1 <= len(started) <= 2
+    if then_ctrl_c:
+        assert finished < started  # cut after 0.05 s, .part kept
+    else:
+        assert finished == started  # every transfer in flight finished
+    assert len(files_under(tmp_path)) < 5

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import aiohttp
 import anyio
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import __version__
@@ -533,6 +534,9 @@ async def _work(
             parked.discard(job_scope)
         await slots.acquire()
         held = True
+        if stop.requested:  # asked while this job queued for its slot again
+            job_scope.cancel()
+            await anyio.lowlevel.checkpoint()
 
     mine = dataclasses.replace(ctx, sleep=park)
     async with receive:

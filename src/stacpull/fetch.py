@@ -47,6 +47,7 @@ from .errors import (
     TruncatedError,
     UnsafePathError,
     VerificationError,
+    redact_url,
 )
 from .events import BytesReceived, EventSink, JobFinished, TransferRetried, TransferStarted
 from .headers import (
@@ -338,6 +339,13 @@ async def _attempts(
                         notes=tuple(progress.notes),
                     ),
                 )
+            log.debug(
+                "%s: attempt %d failed (%s); next in %.1f s",
+                job.label,
+                progress.attempts,
+                exc,
+                delay,
+            )
             ctx.emit(
                 TransferRetried(
                     job, progress.attempts, str(exc), type(exc).__name__, delay, discarded
@@ -420,7 +428,7 @@ async def _open(
         if fresh is None or fresh == token:
             return resp
         resp.release()
-        log.debug("HTTP %s with the token from %s: retrying with a new one", resp.status, url)
+        log.debug("HTTP %s to a token: retrying %s with a new one", resp.status, redact_url(url))
         token, progress.renewed = fresh, True
 
 
@@ -442,6 +450,14 @@ async def _follow(
             raise HTTPStatusError("invalid URL", url=url, status=0) from exc
         except aiohttp.ClientError as exc:
             raise ConnectError(f"connection failed: {type(exc).__name__}", url=url) from exc
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "GET %s%s%s -> %s",
+                redact_url(url),
+                " with token" if send_token else "",
+                f" Range {headers['Range']}" if "Range" in headers else "",
+                resp.status,
+            )
         if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
             location = str(resp.url.join(URL(resp.headers["Location"])))
             resp.release()
