@@ -17,3 +17,21 @@ async def test_maap_search_plans_the_default_profile() -> None:
     assert items, "the operational catalogue returned no BiomassLevel1aIOC item"
     jobs, refusals = plan_item(items[0], PlanRules())
     assert not refusals and any(job.asset_key == "product" for job in jobs)
+
+
+@pytest.mark.network
+@pytest.mark.anyio
+async def test_maap_offline_token_exchange() -> None:
+    """With a real offline token in STACPULL_OFFLINE_TOKEN, MAAP's endpoint answers."""
+    import os
+
+    from stacpull.auth import OIDCTokenProvider, check_credentials, load_credentials
+    from stacpull.config import load_config
+
+    if not os.environ.get("STACPULL_OFFLINE_TOKEN"):
+        pytest.skip("set STACPULL_OFFLINE_TOKEN to a MAAP offline token")
+    provider = load_credentials(load_config(env=os.environ).auth)
+    assert isinstance(provider, OIDCTokenProvider)
+    found = await check_credentials(provider)
+    assert found.ok, found.detail
+    assert found.expires_in is not None and found.expires_in > 30
