@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import anyio
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, TextColumn
 from rich.table import Table
 
@@ -44,7 +45,9 @@ from .errors import (
     first_error,
 )
 from .events import EventSink
-from .report import RunStats
+from .journal import JOURNAL_DIR
+from .plot import plot_report
+from .report import RunStats, totals
 from .search import load_geojson_geometry
 
 __all__ = ["main"]
@@ -66,15 +69,21 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 def _choose_output(
     config: Config, stats: RunStats, err: Console
 ) -> tuple[EventSink | None, AbstractContextManager[Any]]:
-    mode = config.output.dashboard
+    out = config.output
+    mode = out.dashboard
+    if out.verbosity == "quiet" and mode != "none":
+        # Only errors while it runs, and the summary at the end.
+        quiet = PlainProgress(stats, interval=None)
+        return quiet, quiet
     if mode == "auto":
         debugging = logging.getLogger("stacpull").isEnabledFor(logging.DEBUG)
         mode = "rich" if err.is_terminal and not debugging else "plain"
+    verbose = out.verbosity == "verbose"
     if mode == "rich":
-        live = LiveDashboard(stats, err)
+        live = LiveDashboard(stats, err, verbose=verbose)
         return live, live
     if mode == "plain":
-        plain = PlainProgress(stats, interval=config.output.progress_interval)
+        plain = PlainProgress(stats, interval=out.progress_interval, verbose=verbose)
         return plain, plain
     return None, nullcontext()
 
@@ -151,7 +160,7 @@ def _execute(config: Config, options: RunOptions | None = None) -> None:
     except StacpullError as exc:
         _fail(str(exc), 1)
     snap = stats.snapshot()
-    out.print(render_summary(snap))
+    out.print(render_summary(totals(snap)))
     dest = config.download.dest
     if result is not None and result.report is not None:
         out.print(f"report: {result.report}", highlight=False, soft_wrap=True)
@@ -367,6 +376,16 @@ def _download_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Progress display [auto].",
         ),
         click.option(
+            "-q", "--quiet", is_flag=True, help="Print only errors and the final summary."
+        ),
+        click.option("-v", "--verbose", is_flag=True, help="Add a line per finished file."),
+        click.option(
+            "--log-json",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="Append every event to FILE as JSON lines.",
+        ),
+        click.option(
             "--config",
             "config_path",
             type=click.Path(dir_okay=False),
@@ -388,7 +407,12 @@ def _download_values(
     retries: int | None,
     stall_timeout: float | None,
     dashboard: str | None,
+    quiet: bool,
+    verbose: bool,
+    log_json: str | None,
 ) -> dict[str, Any]:
+    if quiet and verbose:
+        raise ConfigError("-q/--quiet and -v/--verbose contradict each other: choose one")
     return {
         "download.assets": _split(assets) or None,
         "download.dest": dest,
@@ -398,6 +422,8 @@ def _download_values(
         "download.retries": retries,
         "download.stall_timeout": stall_timeout,
         "output.dashboard": dashboard,
+        "output.verbosity": "quiet" if quiet else "verbose" if verbose else None,
+        "output.log_json": log_json,
     }
 
 
@@ -530,6 +556,63 @@ def _open_dest(dest: str) -> Path:
     if not path.is_dir():
         _fail(f"{dest} is not a directory")
     return path
+
+
+@main.command()
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    metavar="PNG",
+    help="Also draw throughput and transfers in flight over time (needs stacpull[plot]).",
+)
+@click.option("--failures", type=int, default=10, show_default=True, help="Failures to list.")
+def report(dest: str, plot: str | None, failures: int) -> None:
+    """Summarise the last run in DEST: read the night's run in the morning.
+
+    Prints when it ran, how it ended, the query, the same totals as the run's final
+    table, its errors grouped by class and the first failures, from
+    DEST/.stacpull/last-report.json.
+    """
+    path = _open_dest(dest) / JOURNAL_DIR / "last-report.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        _fail(f"no run report in {dest} (runs write {JOURNAL_DIR}/last-report.json)")
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot read {path}: {exc}")
+    out = Console(highlight=False, soft_wrap=True)
+    ending = (
+        f"[red]stopped: {data['fatal']}[/]"
+        if data.get("fatal")
+        else "[yellow]interrupted[/]"
+        if data.get("interrupted")
+        else "[green]complete[/]"
+    )
+    out.print(
+        f"run {data.get('started', '?')} → {data.get('finished', '?')} "
+        f"({data.get('seconds', 0):.0f} s): {ending}"
+    )
+    query = {k: v for k, v in (data.get("query") or {}).items() if v not in (None, [], "")}
+    out.print("query: " + " ".join(f"{k}={v}" for k, v in query.items()), markup=False)
+    values = {"seconds": data.get("seconds", 0.0), **(data.get("totals") or {})}
+    out.print(render_summary(values))
+    for group in data.get("errors") or []:
+        out.print(
+            f"[red]{group['class']}[/] ×{group['count']}: {escape(group['last'])}",
+        )
+    failed = data.get("failed") or []
+    for row in failed[:failures]:
+        out.print(f"failed {row['item']}/{row['asset']}: {escape(str(row['error']))}")
+    if len(failed) > failures:
+        out.print(f"… and {len(failed) - failures} more failures (stacpull status {dest})")
+    out.print(f"report: {path.resolve()}")
+    if plot:
+        try:
+            drawn = plot_report(data, Path(plot))
+        except ConfigError as exc:
+            _fail(str(exc))
+        out.print(f"plot: {drawn}")
 
 
 @main.command()

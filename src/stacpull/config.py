@@ -337,13 +337,19 @@ class OutputConfig:
 
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     dashboard: str = "auto"  # auto | rich | plain | none
+    verbosity: str = "normal"  # quiet | normal | verbose
     report: bool = True
+    log_json: str | None = None  # a file to append every event to, as JSON lines
 
     def __post_init__(self) -> None:
         _positive_float("output.progress_interval", self.progress_interval)
         if self.dashboard not in ("auto", "rich", "plain", "none"):
             raise ConfigError(
                 f"output.dashboard: expected auto, rich, plain or none, got {self.dashboard!r}"
+            )
+        if self.verbosity not in ("quiet", "normal", "verbose"):
+            raise ConfigError(
+                f"output.verbosity: expected quiet, normal or verbose, got {self.verbosity!r}"
             )
 
 

@@ -9,10 +9,11 @@ The only importer of ``rich.live``.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 from rich.console import Console, Group, RenderableType
@@ -33,7 +34,15 @@ from .events import (
 from .models import Status
 from .report import RunStats, Snapshot
 
-__all__ = ["LiveDashboard", "PlainProgress", "human_bytes", "render_dashboard", "render_summary"]
+__all__ = [
+    "SPARK_WINDOW",
+    "LiveDashboard",
+    "PlainProgress",
+    "human_bytes",
+    "render_dashboard",
+    "render_summary",
+    "sparkline",
+]
 
 
 def human_bytes(n: float) -> str:
@@ -59,42 +68,106 @@ def _eta_text(snap: Snapshot) -> str:
     return ("~" if estimated and eta is not None else "") + _duration(eta)
 
 
-def render_dashboard(snap: Snapshot, *, width: int = 80, max_rows: int = 8) -> RenderableType:
-    """The live view for one snapshot (pure: testable with a fake clock)."""
+_SPARK = "▁▂▃▄▅▆▇█"
+SPARK_WINDOW = 240  # seconds of throughput the sparkline covers
+
+
+def sparkline(values: Sequence[float], width: int) -> str:
+    """``values`` as at most ``width`` block characters, newest on the right; each
+    character is the mean of the values it covers. Zero shows as a blank (a stall)."""
+    if not values or width <= 0:
+        return ""
+    per = max(1, math.ceil(len(values) / width))
+    # Buckets are aligned on the newest value, so the right edge is always "now".
+    first = len(values) % per
+    chunks = ([values[:first]] if first else []) + [
+        values[i : i + per] for i in range(first, len(values), per)
+    ]
+    means = [sum(c) / len(c) for c in chunks]
+    top = max(means) or 1.0
+    return "".join(
+        _SPARK[max(0, math.ceil(v / top * len(_SPARK)) - 1)] if v > 0 else " " for v in means
+    )
+
+
+def _line(*parts: str | tuple[str, str], style: str = "") -> Text:
+    """One line of the view: never wraps (an ellipsis instead), so heights stay known."""
+    return Text.assemble(*parts, style=style, no_wrap=True, overflow="ellipsis")
+
+
+def render_dashboard(snap: Snapshot, *, width: int = 80, height: int = 24) -> RenderableType:
+    """The live view of one snapshot, fitted to a ``width`` × ``height`` terminal (pure:
+    tests render it with a fake clock).
+
+    From the top: query and destination; the search side; files and bytes bars; current
+    and average throughput with an ETA (marked ``~``, and why, while sizes are unknown);
+    a sparkline of the last minutes; counters; per-host throughput and transfers in
+    flight; the active transfers (when they do not all fit: retried ones first, then the
+    largest); the latest
+    errors grouped by class. Lines never wrap, so the view keeps its height on resize.
+    """
+    panel_width = min(width, 160)
+    inner = panel_width - 4
     collections = ", ".join(snap.collections) or "(saved search)"
     matched = f"/{snap.matched}" if snap.matched is not None else ""
     search = "done" if snap.search_done else f"page {snap.pages}"
-    head = Text.assemble(
-        ("stacpull ", "bold cyan"),
-        (f"{collections} → {snap.dest}", "bold"),
-        f"\nsearch {search}: {snap.items}{matched} items · {snap.queued} files queued",
-    )
-    total_files = max(snap.queued, 1)
+    parts: list[RenderableType] = [
+        _line(("stacpull ", "bold cyan"), (f"{collections} → {snap.dest}", "bold")),
+        _line(
+            f"search {search}: {snap.items}{matched} items · {snap.queued} files planned · "
+            f"{snap.waiting} waiting"
+        ),
+    ]
     estimate, estimated = snap.estimated_total
     total_bytes = int(estimate)
-    bar_width = max(10, min(40, width - 44))
-    files = Table.grid(padding=(0, 1))
-    files.add_row(
+    bar_width = max(10, min(60, inner - 48))
+    bars = Table.grid(padding=(0, 1))
+    bars.add_column(no_wrap=True, min_width=5)
+    bars.add_column(no_wrap=True, width=bar_width)
+    bars.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+    bars.add_row(
         Text("files", style="bold"),
-        ProgressBar(total=total_files, completed=snap.files_done, width=bar_width),
+        ProgressBar(total=max(snap.queued, 1), completed=snap.files_done, width=bar_width),
         Text(f"{snap.files_done}/{snap.queued}"),
     )
     unknown = f" ({snap.queued_unknown} of unknown size)" if snap.queued_unknown else ""
-    approx = "~" if estimated else ""
-    files.add_row(
+    bars.add_row(
         Text("bytes", style="bold"),
         ProgressBar(
             total=max(total_bytes, 1), completed=min(snap.bytes_done, total_bytes), width=bar_width
         ),
-        Text(f"{human_bytes(snap.bytes_done)}/{approx}{human_bytes(total_bytes)}{unknown}"),
+        Text(
+            f"{human_bytes(snap.bytes_done)}/{'~' if estimated else ''}"
+            f"{human_bytes(total_bytes)}{unknown}"
+        ),
     )
+    parts.append(bars)
     average = snap.bytes_received / snap.elapsed if snap.elapsed > 0 else 0.0
-    speed = Text.assemble(
-        ("⇣ ", "green"),
-        f"{human_bytes(snap.rate)}/s now · {human_bytes(average)}/s average · ",
-        f"ETA {_eta_text(snap)} · elapsed {_duration(snap.elapsed)}",
+    eta, eta_estimated = snap.eta
+    why = ""
+    if eta is not None and eta_estimated:
+        why = (
+            f" (estimated from the {snap.unknown_done} finished)"
+            if snap.queued_unknown and snap.unknown_done
+            else " (estimated)"
+        )
+    parts.append(
+        _line(
+            ("⇣ ", "green"),
+            f"{human_bytes(snap.rate)}/s now · {human_bytes(average)}/s avg · "
+            f"{_duration(snap.elapsed)} elapsed · "
+            f"ETA {'~' if eta_estimated and eta is not None else ''}{_duration(eta)}{why}",
+        )
     )
-    counters = Text.assemble(
+    history = list(snap.series[-SPARK_WINDOW - 1 : -1] if not snap.finished else snap.series)
+    history = history[-SPARK_WINDOW:]
+    peak = max(history, default=0)
+    span = len(history)
+    label = f" last {span} s" if span < 120 else f" last {span // 60} min"
+    label += f" · peak {human_bytes(peak)}/s"
+    if history:
+        parts.append(_line((sparkline(history, max(8, inner - len(label))), "green"), label))
+    counters: list[str | tuple[str, str]] = [
         ("done ", "green"),
         str(snap.downloaded),
         "  ",
@@ -109,61 +182,92 @@ def render_dashboard(snap: Snapshot, *, width: int = 80, max_rows: int = 8) -> R
         "  ",
         ("refused ", "magenta"),
         str(snap.refused),
-    )
-    active = Table(box=None, show_header=True, header_style="dim", expand=False, padding=(0, 1))
-    name_width = max(16, width - 44)
-    active.add_column("active", no_wrap=True, max_width=name_width, overflow="ellipsis")
-    active.add_column("", width=12)
-    active.add_column("", justify="right", no_wrap=True)
-    rows = sorted(snap.active, key=lambda t: -(t.total or t.received))
-    for t in rows[:max_rows]:
-        total = t.total or 0
-        done = min(t.received, total) if total else t.received
-        label = t.job.dest.rsplit("/", 1)[-1]
-        retry = f" ↻{t.retries}" if t.retries else ""
-        size = f"{human_bytes(t.offset + t.received)}/{human_bytes(t.offset + total) if total else '?'}"
-        active.add_row(
-            label,
-            ProgressBar(
-                total=max(total, 1), completed=done if total else 0, width=12, pulse=not total
-            ),
-            size + retry,
-        )
-    if len(rows) > max_rows:
-        active.add_row(Text(f"… and {len(rows) - max_rows} more", style="dim"), "", "")
-    parts: list[RenderableType] = [head, files, speed, counters]
+    ]
+    if snap.token_refreshes:
+        counters += ["  ", ("tokens ", "blue"), str(snap.token_refreshes)]
+    parts.append(_line(*counters))
     if snap.stopping:
         parts.append(
-            Text(
+            _line(
                 f"stopping ({snap.stopping}): no new transfers, in-flight ones settle; "
                 "Ctrl-C again stops sooner, twice aborts at once",
                 style="bold yellow",
             )
         )
-    if rows:
-        parts.append(active)
-    if snap.errors:
-        parts.append(Text("\n".join(e[: width - 4] for e in snap.errors[-3:]), style="red"))
-    return Panel(Group(*parts), border_style="cyan", width=min(width, 120))
+    # What is left of the height goes to hosts, active transfers and errors.
+    room = height - 2 - len(parts) - 1  # borders, the fixed lines, the bars' second row
+    tall = height >= 32
+    hosts = [h for h in snap.hosts if h.active or h.rate > 0][: 4 if tall else 2]
+    groups = list(snap.error_groups[: 4 if tall else 2])
+    rows_room = room - len(hosts) - len(groups) - 1
+    while rows_room < 2 and (hosts or groups):
+        (groups if len(groups) >= len(hosts) else hosts).pop()
+        rows_room = room - len(hosts) - len(groups) - 1
+    for h in hosts:
+        limit = f" · limit {h.limit}" if h.limit is not None else ""
+        parts.append(
+            _line(
+                ("host ", "bold"),
+                f"{h.host}  {h.active} in flight  {human_bytes(h.rate)}/s{limit}",
+            )
+        )
+    # Retried transfers first (the ones to watch), then the largest.
+    active = sorted(snap.active, key=lambda t: (-t.retries, -(t.offset + (t.total or t.received))))
+    if active and rows_room >= 1:
+        table = Table(box=None, show_header=True, header_style="dim", expand=True, padding=(0, 1))
+        table.add_column("active", no_wrap=True, overflow="ellipsis", ratio=1)
+        table.add_column("", width=10, no_wrap=True)
+        table.add_column("size", justify="right", no_wrap=True)
+        table.add_column("speed", justify="right", no_wrap=True)
+        table.add_column("", no_wrap=True, width=3)
+        shown = active if len(active) <= rows_room else active[: max(0, rows_room - 1)]
+        for t in shown:
+            total = t.total or 0
+            done = min(t.received, total) if total else t.received
+            size = (
+                f"{human_bytes(t.offset + t.received)}/"
+                f"{human_bytes(t.offset + total) if total else '?'}"
+            )
+            table.add_row(
+                t.job.dest.rsplit("/", 1)[-1],
+                ProgressBar(
+                    total=max(total, 1), completed=done if total else 0, width=10, pulse=not total
+                ),
+                size,
+                f"{human_bytes(t.speed(snap.now))}/s",
+                f"↻{t.retries}" if t.retries else "",
+            )
+        if len(shown) < len(active):
+            table.add_row(Text(f"… and {len(active) - len(shown)} more", style="dim"))
+        parts.append(table)
+    for g in groups:
+        parts.append(_line(f"{g.error_class} ×{g.count}: {g.last}", style="red"))
+    return Panel(Group(*parts), border_style="cyan", width=panel_width)
 
 
-def render_summary(snap: Snapshot) -> Table:
-    """The end-of-run table: the same totals the JSON report holds."""
+def render_summary(values: Mapping[str, Any]) -> Table:
+    """The end-of-run table, from the report's ``totals`` (see :func:`~stacpull.report.totals`),
+    so the screen and the JSON report always agree."""
     table = Table(title="stacpull summary", show_header=False, title_style="bold")
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
-    seconds = max(snap.elapsed, 1e-9)
-    for label, value in (
-        ("downloaded", str(snap.downloaded)),
-        ("skipped (already verified)", str(snap.skipped)),
-        ("failed", str(snap.failed)),
-        ("refused (unsafe or unusable)", str(snap.refused)),
-        ("retries", str(snap.retries)),
-        *((("new access tokens", str(snap.token_refreshes)),) if snap.token_refreshes else ()),
-        ("bytes downloaded", human_bytes(snap.bytes_received)),
-        ("seconds", f"{snap.elapsed:.1f}"),
-        ("throughput", f"{snap.bytes_received / seconds / 1e6:.1f} MB/s"),
-    ):
+    rows = [
+        ("downloaded", str(values["downloaded"])),
+        ("skipped (already verified)", str(values["skipped"])),
+        ("failed", str(values["failed"])),
+        ("refused (unsafe or unusable)", str(values["refused"])),
+        ("retries", str(values["retries"])),
+    ]
+    if values.get("token_refreshes"):
+        rows.append(("new access tokens", str(values["token_refreshes"])))
+    rows += [
+        ("bytes downloaded", human_bytes(values["bytes_downloaded"])),
+        ("seconds", f"{values.get('seconds', 0.0):.1f}"),
+        ("throughput", f"{values['mb_per_s']:.1f} MB/s"),
+    ]
+    if values.get("peak_mb_per_s"):
+        rows.append(("peak (1 s)", f"{values['peak_mb_per_s']:.1f} MB/s"))
+    for label, value in rows:
         table.add_row(label, value)
     return table
 
@@ -171,9 +275,17 @@ def render_summary(snap: Snapshot) -> Table:
 class LiveDashboard:
     """The rich live view: start/stop around a run; feeds on :class:`RunStats`."""
 
-    def __init__(self, stats: RunStats, console: Console, *, refresh_per_second: float = 4) -> None:
+    def __init__(
+        self,
+        stats: RunStats,
+        console: Console,
+        *,
+        refresh_per_second: float = 4,
+        verbose: bool = False,
+    ) -> None:
         self.stats = stats
         self.console = console
+        self.verbose = verbose
         self._live = Live(
             console=console,
             get_renderable=self._render,
@@ -184,15 +296,22 @@ class LiveDashboard:
         )
 
     def _render(self) -> RenderableType:
-        height = self.console.size.height
-        return render_dashboard(
-            self.stats.snapshot(),
-            width=self.console.size.width,
-            max_rows=max(2, min(12, height - 14)),
-        )
+        # Read the size at every refresh: a resized terminal gets a view that fits it.
+        size = self.console.size
+        return render_dashboard(self.stats.snapshot(), width=size.width, height=size.height)
 
     def __call__(self, event: Event) -> None:
-        """Events are already in :class:`RunStats`; the live view only reads it."""
+        """Events are already in :class:`RunStats`; the live view only reads it. Verbose:
+        a line per finished file, printed above the live view."""
+        if self.verbose and isinstance(event, JobFinished):
+            o = event.outcome
+            self.console.print(
+                f"{o.status.value} {o.job.dest} ({human_bytes(o.size or 0)})"
+                + (f": {o.error}" if o.error else ""),
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
 
     def __enter__(self) -> LiveDashboard:
         self._live.start(refresh=True)
@@ -203,14 +322,15 @@ class LiveDashboard:
 
 
 class PlainProgress:
-    """No terminal: a progress line every ``interval`` seconds, one line per failure."""
+    """No terminal: a progress line every ``interval`` seconds (``None``: none, for
+    ``--quiet``), one line per failure; ``verbose`` adds one per file and token."""
 
     def __init__(
         self,
         stats: RunStats,
         stream: IO[str] | None = None,
         *,
-        interval: float = 5.0,
+        interval: float | None = 5.0,
         verbose: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -263,13 +383,16 @@ class PlainProgress:
             left = "" if event.expires_in is None else f", valid {event.expires_in:.0f} s"
             self._write(f"[stacpull] new access token ({event.reason}{left})")
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+    def _loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
             self._write(self.line())
 
     def __enter__(self) -> PlainProgress:
-        self._thread = threading.Thread(target=self._loop, name="stacpull-progress", daemon=True)
-        self._thread.start()
+        if self.interval is not None:
+            self._thread = threading.Thread(
+                target=self._loop, args=(self.interval,), name="stacpull-progress", daemon=True
+            )
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -52,7 +52,7 @@ from .journal import JOURNAL_DIR, Journal
 from .limits import HostLimiter
 from .models import Job, Refusal
 from .plan import PlanRules, plan_item
-from .report import OutcomeLog, ReportInfo, RunStats, write_report
+from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
 from .retry import RetryPolicy
 from .search import search_pages
 
@@ -258,6 +258,11 @@ async def run(
         state_dir / f"outcomes-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.jsonl"
     )
     sinks: list[EventSink] = [stats, outcome_log]
+    event_log = (
+        EventLog(Path(config.output.log_json).expanduser()) if config.output.log_json else None
+    )
+    if event_log is not None:
+        sinks.append(event_log)
     if sink is not None:
         sinks.append(sink)
     emit = _fanout(sinks)
@@ -343,6 +348,8 @@ async def run(
         interrupted = outcome in ("interrupted", "aborted")
         emit(RunFinished(seconds, interrupted))
         outcome_log.close()
+        if event_log is not None:
+            event_log.close()
         report = None
         if config.output.report:
             try:

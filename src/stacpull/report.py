@@ -10,6 +10,7 @@ per-file outcomes stream to a JSON-lines file beside it so memory stays flat.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections import deque
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from .events import (
     BytesReceived,
@@ -35,10 +37,49 @@ from .events import (
 )
 from .models import Job, Outcome, Refusal, Status
 
-__all__ = ["ActiveTransfer", "OutcomeLog", "RunStats", "Snapshot", "write_report"]
+__all__ = [
+    "ActiveTransfer",
+    "ErrorGroup",
+    "EventLog",
+    "HostView",
+    "OutcomeLog",
+    "RunStats",
+    "Snapshot",
+    "totals",
+    "write_report",
+]
 
 _RATE_WINDOW = 5.0
 _MAX_KEPT = 1000
+_SERIES_KEPT = 600  # seconds of throughput history in a snapshot (the sparkline's window)
+
+
+def _host_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc.rsplit("@", 1)[-1] or "?"
+
+
+class _HostStats:
+    """Per-host counters: transfers in flight, bytes, and bytes per recent second."""
+
+    __slots__ = ("active", "received", "recent")
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.received = 0
+        self.recent: deque[list[int]] = deque(maxlen=6)  # [second, bytes]
+
+    def add(self, second: int, n: int) -> None:
+        self.received += n
+        if self.recent and self.recent[-1][0] == second:
+            self.recent[-1][1] += n
+        else:
+            self.recent.append([second, n])
+
+    def rate(self, second: int, elapsed: float) -> float:
+        """Bytes per second over the last 5 whole seconds (fewer at the start)."""
+        window = max(1.0, min(5.0, elapsed))
+        return sum(n for s, n in self.recent if s > second - 5) / window
 
 
 @dataclass(slots=True)
@@ -51,6 +92,59 @@ class ActiveTransfer:
     offset: int = 0
     started: float = 0.0
     retries: int = 0
+    host: str = ""
+
+    def speed(self, now: float) -> float:
+        """Bytes per second since this attempt started."""
+        elapsed = now - self.started
+        return self.received / elapsed if elapsed > 0.2 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HostView:
+    """One host as the dashboard shows it."""
+
+    host: str
+    active: int
+    rate: float  # bytes/s over the last few seconds
+    received: int
+    limit: int | None  # the adaptive limit, once it moved
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorGroup:
+    """Errors of one class: how many (retried or failed) and the latest message."""
+
+    error_class: str
+    count: int
+    last: str
+
+
+class _Series:
+    """Bytes received in each whole second of the run, and the most transfers active in it.
+
+    One int per second (an overnight run: ~40 000), so the report can hold the whole
+    throughput curve and the dashboard its sparkline.
+    """
+
+    def __init__(self) -> None:
+        self.bytes: list[int] = []
+        self.active: list[int] = []
+        self._current = 0  # transfers active right now
+
+    def _reach(self, second: int) -> None:
+        while len(self.bytes) <= second:
+            self.bytes.append(0)
+            self.active.append(self._current)
+
+    def add(self, second: int, n: int) -> None:
+        self._reach(second)
+        self.bytes[second] += n
+
+    def set_active(self, second: int, active: int) -> None:
+        self._reach(second)
+        self._current = active
+        self.active[second] = max(self.active[second], active)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +178,15 @@ class Snapshot:
     stopping: str | None = None
     host_limits: tuple[tuple[str, int], ...] = ()
     token_refreshes: int = 0
+    now: float = 0.0  # the stats clock when the snapshot was taken
+    series: tuple[int, ...] = ()  # bytes per second, the last minutes
+    hosts: tuple[HostView, ...] = ()  # busiest first
+    error_groups: tuple[ErrorGroup, ...] = ()  # most recent class first
+
+    @property
+    def waiting(self) -> int:
+        """Jobs planned and queued but not started yet (the queue depth)."""
+        return max(0, self.queued - self.files_done - len(self.active))
 
     @property
     def files_done(self) -> int:
@@ -145,15 +248,35 @@ class RunStats:
         self.host_limits: dict[str, int] = {}  # hosts whose adaptive limit moved
         self.token_refreshes = 0  # new access tokens (OIDC refresh, token file changed)
         self.token_source: str | None = None
+        self.series = _Series()
+        self.hosts: dict[str, _HostStats] = {}
+        self.error_groups: dict[str, ErrorGroup] = {}  # by class, least recent first
         self._samples: deque[tuple[float, int]] = deque()
+
+    def _second(self) -> int:
+        return max(0, int(self._clock() - self._t0))
+
+    def _host(self, name: str) -> _HostStats:
+        stats = self.hosts.get(name)
+        if stats is None:
+            stats = self.hosts[name] = _HostStats()
+        return stats
+
+    def _group(self, error_class: str, message: str) -> None:
+        prior = self.error_groups.pop(error_class, None)
+        count = prior.count + 1 if prior else 1
+        self.error_groups[error_class] = ErrorGroup(error_class, count, message)
 
     def __call__(self, event: Event) -> None:
         with self._lock:
             if isinstance(event, BytesReceived):
                 self.bytes_received += event.n
+                second = self._second()
+                self.series.add(second, event.n)
                 t = self.active.get((event.job.item_id, event.job.asset_key))
                 if t is not None:
                     t.received += event.n
+                    self._host(t.host).add(second, event.n)
                 now = self._clock()
                 if not self._samples or now - self._samples[-1][0] >= 0.2:
                     self._samples.append((now, self.bytes_received))
@@ -162,6 +285,9 @@ class RunStats:
             elif isinstance(event, TransferStarted):
                 key = (event.job.item_id, event.job.asset_key)
                 prior = self.active.get(key)
+                host = prior.host if prior else _host_of(event.job.url)
+                if prior is None:
+                    self._host(host).active += 1
                 self.active[key] = ActiveTransfer(
                     event.job,
                     0,
@@ -169,7 +295,9 @@ class RunStats:
                     event.offset,
                     self._clock(),
                     prior.retries if prior else 0,
+                    host,
                 )
+                self.series.set_active(self._second(), len(self.active))
             elif isinstance(event, JobQueued):
                 self.queued += 1
                 if event.job.size is None:
@@ -185,12 +313,17 @@ class RunStats:
                 if t is not None:
                     t.retries += 1
                 self.errors.append(f"retry {event.job.label}: {event.error}")
+                self._group(event.error_class, f"{event.job.label}: {event.error}")
             elif isinstance(event, JobRefused):
                 self.refused += 1
                 if len(self.refusals) < _MAX_KEPT:
                     self.refusals.append(event.refusal)
                 self.errors.append(
                     f"refused {event.refusal.item_id}/{event.refusal.asset_key}: {event.refusal.reason}"
+                )
+                self._group(
+                    "refused",
+                    f"{event.refusal.item_id}/{event.refusal.asset_key}: {event.refusal.reason}",
                 )
             elif isinstance(event, SearchProgress):
                 self.pages, self.items, self.matched = event.pages, event.items, event.matched
@@ -221,7 +354,10 @@ class RunStats:
 
     def _finished(self, outcome: Outcome) -> None:
         job = outcome.job
-        self.active.pop((job.item_id, job.asset_key), None)
+        gone = self.active.pop((job.item_id, job.asset_key), None)
+        if gone is not None:
+            self._host(gone.host).active -= 1
+            self.series.set_active(self._second(), len(self.active))
         if outcome.status is Status.DOWNLOADED:
             self.downloaded += 1
             self.bytes_done += outcome.size or 0
@@ -232,11 +368,13 @@ class RunStats:
             self.refused += 1
             self.queued -= 1  # it never became a transfer
             self.errors.append(f"refused {job.label}: {outcome.error}")
+            self._group("refused", f"{job.label}: {outcome.error}")
         else:
             self.failed += 1
             if len(self.failures) < _MAX_KEPT:
                 self.failures.append(outcome)
             self.errors.append(f"failed {job.label}: {outcome.error}")
+            self._group(outcome.error_class or "error", f"failed {job.label}: {outcome.error}")
         if job.size is None and outcome.status is not Status.REFUSED:
             # its size is known now: move it from the unknown to the known total
             self.queued_unknown -= 1
@@ -293,6 +431,19 @@ class RunStats:
                 stopping=self.stopping,
                 host_limits=tuple(sorted(self.host_limits.items())),
                 token_refreshes=self.token_refreshes,
+                now=self._clock(),
+                series=tuple(self.series.bytes[-_SERIES_KEPT:]),
+                hosts=tuple(
+                    HostView(
+                        name,
+                        h.active,
+                        h.rate(self._second(), self._clock() - self._t0),
+                        h.received,
+                        self.host_limits.get(name.rsplit(":", 1)[0]),
+                    )
+                    for name, h in sorted(self.hosts.items(), key=lambda kv: -kv[1].received)
+                ),
+                error_groups=tuple(reversed(self.error_groups.values())),
             )
 
 
@@ -343,6 +494,91 @@ class OutcomeLog:
                 self.error = f"cannot write {self.path}: {exc.strerror or exc}"
 
 
+class EventLog:
+    """``--log-json``: every event as one JSON line, for machines (log shippers, tests).
+
+    Each line has ``t`` (Unix time), ``event`` (the class name) and the event's fields;
+    jobs appear as their item, asset, path and redacted URL, never a token. Bytes are
+    summed into one ``Throughput`` line per second instead of a line per chunk. Like
+    :class:`OutcomeLog`, a full disk stops the log, never the run.
+    """
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.error: str | None = None
+        self._clock = clock
+        self._pending = 0
+        self._since = clock()
+        self._file: IO[str] | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            self.error = f"cannot write {path}: {exc.strerror or exc}"
+
+    def __call__(self, event: Event) -> None:
+        if self._file is None:
+            return
+        now = self._clock()
+        if isinstance(event, BytesReceived):
+            self._pending += event.n
+            if now - self._since < 1.0:
+                return
+            row: dict[str, Any] = {"event": "Throughput", "bytes": self._pending}
+            row["seconds"] = round(now - self._since, 3)
+            self._pending, self._since = 0, now
+        else:
+            row = {"event": type(event).__name__, **_fields(event)}
+        self._write(json.dumps({"t": round(now, 3), **row}, default=str))
+
+    def _write(self, line: str) -> None:
+        try:
+            assert self._file is not None
+            self._file.write(line + "\n")
+            self._file.flush()
+        except OSError as exc:
+            self.error = f"cannot write {self.path}: {exc.strerror or exc}"
+            self.close()
+
+    def close(self) -> None:
+        """Close the file (errors are kept in :attr:`error`, never raised)."""
+        if self._file is not None:
+            handle, self._file = self._file, None
+            try:
+                handle.close()
+            except OSError as exc:
+                self.error = f"cannot write {self.path}: {exc.strerror or exc}"
+
+
+def _fields(event: Event) -> dict[str, Any]:
+    from .errors import redact_url
+
+    out: dict[str, Any] = {}
+    for name in event.__dataclass_fields__:
+        value = getattr(event, name)
+        if isinstance(value, Job):
+            out.update(
+                item=value.item_id,
+                collection=value.collection,
+                asset=value.asset_key,
+                path=value.dest,
+                url=redact_url(value.url),
+                size=value.size,
+            )
+        elif isinstance(value, Outcome):
+            out.update(outcome_dict(value))
+        elif isinstance(value, Refusal):
+            out.update(
+                item=value.item_id,
+                collection=value.collection,
+                asset=value.asset_key,
+                reason=value.reason,
+            )
+        else:
+            out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def outcome_dict(o: Outcome) -> dict[str, Any]:
     """One outcome as a JSON-ready dict (no secrets: URLs are redacted)."""
     from .errors import redact_url
@@ -374,12 +610,44 @@ class ReportInfo:
     fatal: str | None = None
 
 
+def totals(snap: Snapshot) -> dict[str, Any]:
+    """The run's totals: the report's ``totals`` and the rows of the summary table."""
+    return {
+        "items": snap.items,
+        "matched": snap.matched,
+        "files": snap.queued + snap.refused,
+        "downloaded": snap.downloaded,
+        "skipped": snap.skipped,
+        "failed": snap.failed,
+        "refused": snap.refused,
+        "retries": snap.retries,
+        "token_refreshes": snap.token_refreshes,
+        "bytes_downloaded": snap.bytes_received,
+        "bytes_on_disk": snap.bytes_done,
+        "seconds": round(snap.elapsed, 3),
+        "mb_per_s": round(snap.bytes_received / snap.elapsed / 1e6, 3) if snap.elapsed else 0.0,
+        "peak_mb_per_s": round(max(snap.series, default=0) / 1e6, 3),
+    }
+
+
 def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: Path | None) -> Path:
-    """Write the JSON report of the run into ``directory``; return its path."""
+    """Write the JSON report of the run into ``directory``; return its path.
+
+    Besides totals it holds the per-second throughput series (``series.bytes``, and
+    ``series.active``, the most transfers in flight in each second) and every file's
+    outcome (``files``), streamed from the outcomes log so a 100 000-file run needs no
+    memory for it. Written to a temporary name first: a report is whole or absent.
+    """
     snap = stats.snapshot()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(stats.started_wall))
+    with stats._lock:
+        series = {
+            "interval_s": 1,
+            "bytes": list(stats.series.bytes),
+            "active": list(stats.series.active),
+        }
     report = {
-        "version": 1,
+        "version": 2,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stats.started_wall)),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(snap.elapsed, 3),
@@ -387,20 +655,10 @@ def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: P
         "fatal": info.fatal,
         "query": info.query,
         "settings": info.settings,
-        "totals": {
-            "items": snap.items,
-            "matched": snap.matched,
-            "files": snap.queued + snap.refused,
-            "downloaded": snap.downloaded,
-            "skipped": snap.skipped,
-            "failed": snap.failed,
-            "refused": snap.refused,
-            "retries": snap.retries,
-            "token_refreshes": snap.token_refreshes,
-            "bytes_downloaded": snap.bytes_received,
-            "bytes_on_disk": snap.bytes_done,
-            "mb_per_s": round(snap.bytes_received / snap.elapsed / 1e6, 3) if snap.elapsed else 0.0,
-        },
+        "totals": totals(snap),
+        "errors": [
+            {"class": g.error_class, "count": g.count, "last": g.last} for g in snap.error_groups
+        ],
         "failed": [outcome_dict(o) for o in stats.failures],
         "refused": [
             {
@@ -415,7 +673,25 @@ def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: P
     }
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"report-{stamp}.json"
-    text = json.dumps(report, indent=2)
-    path.write_text(text, encoding="utf-8")
-    (directory / "last-report.json").write_text(text, encoding="utf-8")
+    partial = path.with_name(path.name + ".part")
+    head = json.dumps(report, indent=2)
+    with partial.open("w", encoding="utf-8") as f:
+        f.write(head[: -len("\n}")])
+        f.write(',\n  "series": ' + json.dumps(series, separators=(",", ":")))
+        f.write(',\n  "files": [')
+        first = True
+        if outcomes is not None and outcomes.exists():
+            with outcomes.open(encoding="utf-8") as lines:
+                for line in lines:
+                    try:
+                        json.loads(line)
+                    except ValueError:
+                        continue  # the tail a full disk cut short
+                    f.write(("\n    " if first else ",\n    ") + line.strip())
+                    first = False
+        f.write("\n  ]\n}\n")
+    partial.replace(path)
+    latest = directory / "last-report.json.part"
+    shutil.copyfile(path, latest)
+    latest.replace(directory / "last-report.json")
     return path

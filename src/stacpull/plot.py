@@ -1,0 +1,87 @@
+"""``stacpull report DEST --plot out.png``: a run's throughput and concurrency over time.
+
+matplotlib is an optional extra (``pip install 'stacpull[plot]'``); it is imported only
+here, only when a plot is asked for, and drawn with the Agg backend (no display needed,
+as on the server where the night's run happened).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["SMOOTHING", "plot_report"]
+
+#: Seconds in the moving average drawn over the per-second throughput.
+SMOOTHING = 10
+
+
+def _moving_average(values: Sequence[float], window: int) -> list[float]:
+    out: list[float] = []
+    total = 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_report(report: Mapping[str, Any], out: Path) -> Path:
+    """Draw throughput (MB/s per second, and its moving average) above the transfers in
+    flight, from a report's ``series``; write a PNG to ``out``."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError(
+            "--plot needs matplotlib: pip install 'stacpull[plot]' (or pip install matplotlib)"
+        ) from None
+    series = report.get("series") or {}
+    mb = [b / 1e6 for b in series.get("bytes", [])]
+    active = list(series.get("active", []))
+    if not mb:
+        raise ConfigError("this report has no throughput series (written by stacpull < 0.3?)")
+    last = float(report.get("seconds") or 0) - (len(mb) - 1)
+    if 0.05 < last < 1:
+        mb[-1] /= last  # the run ended partway through its last second
+    seconds = list(range(len(mb)))
+    minutes = len(mb) > 600
+    xs = [s / 60 for s in seconds] if minutes else seconds
+    fig, (top, bottom) = plt.subplots(
+        2, 1, sharex=True, figsize=(10, 5.5), height_ratios=(3, 1.4), layout="constrained"
+    )
+    top.plot(xs, mb, color="#9ecae1", linewidth=0.8, label="per second")
+    top.plot(
+        xs,
+        _moving_average(mb, SMOOTHING),
+        color="#08519c",
+        linewidth=1.6,
+        label=f"{SMOOTHING} s average",
+    )
+    top.set_ylabel("MB/s")
+    top.set_ylim(bottom=0)
+    top.legend(loc="upper right", frameon=False)
+    totals = report.get("totals", {})
+    query = report.get("query", {})
+    title = ", ".join(query.get("collections") or []) or "stacpull run"
+    top.set_title(
+        f"{title}\n{report.get('started', '')} · {totals.get('downloaded', 0)} downloaded, "
+        f"{totals.get('failed', 0)} failed · {totals.get('mb_per_s', 0):.1f} MB/s average",
+        fontsize=10,
+    )
+    bottom.step(xs, active, where="post", color="#d94801", linewidth=1.2)
+    bottom.set_ylabel("in flight")
+    bottom.set_ylim(bottom=0)
+    bottom.set_xlabel("minutes" if minutes else "seconds")
+    for axis in (top, bottom):
+        axis.grid(alpha=0.3)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
