@@ -177,7 +177,7 @@ def test_the_whole_pipeline_fits_80x24() -> None:
     text = "\n".join(lines)
     assert len(lines) <= 24 and max(len(line) for line in lines) <= 80
     assert "BiomassLevel1cIOC → /data/l1c" in text
-    assert "search page 7: 700/1200 items" in text and "9 waiting" in text  # queue depth
+    assert "search page 7: 700/1200 items · 40 files queued, 9 waiting" in text  # queue depth
     assert "1/40" in text  # files done of planned
     assert "300.0 kB/s now · 266.7 kB/s avg · 03:00 elapsed · ETA ~" in text
     spark = next(line for line in lines if "last 3 min" in line)

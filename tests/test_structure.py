@@ -56,6 +56,7 @@ def test_nothing_imports_the_cli() -> None:
         ("pystac_client", {"search.py"}),
         ("rich.live", {"dashboard.py"}),
         ("tomllib", {"config.py"}),
+        ("matplotlib", {"plot.py"}),
         ("aiohttp", {"fetch.py", "engine.py", "auth.py", "server.py", "oidc.py"}),
     ],
 )

@@ -114,7 +114,7 @@ def render_dashboard(snap: Snapshot, *, width: int = 80, height: int = 24) -> Re
     parts: list[RenderableType] = [
         _line(("stacpull ", "bold cyan"), (f"{collections} → {snap.dest}", "bold")),
         _line(
-            f"search {search}: {snap.items}{matched} items · {snap.queued} files planned · "
+            f"search {search}: {snap.items}{matched} items · {snap.queued} files queued, "
             f"{snap.waiting} waiting"
         ),
     ]

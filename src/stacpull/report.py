@@ -130,10 +130,13 @@ class _Series:
     def __init__(self) -> None:
         self.bytes: list[int] = []
         self.active: list[int] = []
+        self.peak = 0  # the most bytes in one whole (finished) second
         self._current = 0  # transfers active right now
 
     def _reach(self, second: int) -> None:
         while len(self.bytes) <= second:
+            if self.bytes:
+                self.peak = max(self.peak, self.bytes[-1])
             self.bytes.append(0)
             self.active.append(self._current)
 
@@ -180,6 +183,7 @@ class Snapshot:
     token_refreshes: int = 0
     now: float = 0.0  # the stats clock when the snapshot was taken
     series: tuple[int, ...] = ()  # bytes per second, the last minutes
+    peak: int = 0  # the most bytes received in one whole second of the run
     hosts: tuple[HostView, ...] = ()  # busiest first
     error_groups: tuple[ErrorGroup, ...] = ()  # most recent class first
 
@@ -433,6 +437,7 @@ class RunStats:
                 token_refreshes=self.token_refreshes,
                 now=self._clock(),
                 series=tuple(self.series.bytes[-_SERIES_KEPT:]),
+                peak=self.series.peak,
                 hosts=tuple(
                     HostView(
                         name,
@@ -626,7 +631,8 @@ def totals(snap: Snapshot) -> dict[str, Any]:
         "bytes_on_disk": snap.bytes_done,
         "seconds": round(snap.elapsed, 3),
         "mb_per_s": round(snap.bytes_received / snap.elapsed / 1e6, 3) if snap.elapsed else 0.0,
-        "peak_mb_per_s": round(max(snap.series, default=0) / 1e6, 3),
+        # Whole seconds only: a run's last second is partial (and a short run has no other).
+        "peak_mb_per_s": round(snap.peak / 1e6, 3),
     }
 
 
