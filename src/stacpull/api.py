@@ -50,6 +50,7 @@ async def adownload(
     sink: EventSink | None = None,
     tokens: TokenProvider | None = None,
     retry_failed: bool = False,
+    yes: bool = False,
     **options: Any,
 ) -> RunResult:
     """Search and download, asynchronously; see :func:`download`."""
@@ -57,7 +58,7 @@ async def adownload(
         build_config(config, **options),
         sink=sink,
         tokens=tokens,
-        options=RunOptions("download", retry_failed=retry_failed),
+        options=RunOptions("download", retry_failed=retry_failed, yes=yes),
     )
 
 
@@ -68,6 +69,7 @@ async def amirror(
     tokens: TokenProvider | None = None,
     prune: bool = False,
     retry_failed: bool = False,
+    yes: bool = False,
     **options: Any,
 ) -> RunResult:
     """Mirror a collection or query incrementally, asynchronously; see :func:`mirror`."""
@@ -75,7 +77,7 @@ async def amirror(
         build_config(config, **options),
         sink=sink,
         tokens=tokens,
-        options=RunOptions("mirror", retry_failed=retry_failed, prune=prune),
+        options=RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes),
     )
 
 
@@ -86,6 +88,7 @@ def mirror(
     tokens: TokenProvider | None = None,
     prune: bool = False,
     retry_failed: bool = False,
+    yes: bool = False,
     **options: Any,
 ) -> RunResult:
     """Bring ``dest`` up to date with a collection (or query): new and changed files are
@@ -101,7 +104,7 @@ def mirror(
             cfg,
             sink=sink,
             tokens=tokens,
-            options=RunOptions("mirror", retry_failed=retry_failed, prune=prune),
+            options=RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes),
         )
     )
 
@@ -112,6 +115,7 @@ def download(
     sink: EventSink | None = None,
     tokens: TokenProvider | None = None,
     retry_failed: bool = False,
+    yes: bool = False,
     **options: Any,
 ) -> RunResult:
     """Search a STAC API and download the selected assets into ``dest``, verified.
@@ -127,6 +131,6 @@ def download(
             cfg,
             sink=sink,
             tokens=tokens,
-            options=RunOptions("download", retry_failed=retry_failed),
+            options=RunOptions("download", retry_failed=retry_failed, yes=yes),
         )
     )

@@ -35,6 +35,7 @@ from .auth import (
 )
 from .config import Config, load_config, parse_bbox, parse_datetime_range, scrub
 from .dashboard import LiveDashboard, PlainProgress, human_bytes, render_summary
+from .dryrun import PlanSummary, budget_error, dry_run
 from .engine import RunOptions, RunResult, StopSignal, run
 from .errors import (
     ConfigError,
@@ -466,7 +467,13 @@ def main(ctx: click.Context, debug: bool) -> None:
         _debug_logging(ctx)
 
 
-def _build_config(config_path: str | None, kw: dict[str, Any], *, retry_failed: bool) -> Config:
+def _build_config(
+    config_path: str | None,
+    kw: dict[str, Any],
+    *,
+    retry_failed: bool,
+    extra: dict[str, Any] | None = None,
+) -> Config:
     """Flags of ``download``/``mirror`` → a validated :class:`Config` (or exit 2)."""
     try:
         query = _query_values(
@@ -488,7 +495,7 @@ def _build_config(config_path: str | None, kw: dict[str, Any], *, retry_failed: 
         )
         auth = _auth_values(kw)
         values = _download_values(**kw)
-        config = load_config(config_path, flags={**query, **values, **auth})
+        config = load_config(config_path, flags={**query, **values, **auth, **(extra or {})})
         if not retry_failed and not config.search.collections and not config.search.ids:
             raise ConfigError(
                 "name at least one --collection (or --ids): a whole catalogue is rarely what you want"
@@ -507,11 +514,103 @@ _RETRY_FAILED = click.option(
 )
 
 
+def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--dry-run",
+            is_flag=True,
+            help="Search and plan, then say what would be downloaded; transfer nothing.",
+        ),
+        click.option(
+            "--max-bytes",
+            metavar="SIZE",
+            help="Refuse to start a run that would download more (e.g. 50GB) [download.max_bytes].",
+        ),
+        click.option("--yes", is_flag=True, help="Start even when the plan exceeds --max-bytes."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _print_plan(summary: PlanSummary, budget: int) -> None:
+    """The dry run's answer: what would be fetched, what is there, whether it fits."""
+    out = Console(highlight=False, soft_wrap=True)
+    matched = f" of {summary.matched} matched" if summary.matched is not None else ""
+    out.print(f"[bold]dry run[/]: nothing was downloaded; DEST {summary.dest}")
+    out.print(f"items:        {summary.items}{matched}")
+    refused = f" ({summary.refused} refused: unsafe names)" if summary.refused else ""
+    out.print(f"files:        {summary.files}{refused}")
+    table = Table(box=None, padding=(0, 1), show_header=True, header_style="dim")
+    for column in ("asset", "files", "on disk", "to fetch", "bytes known", "no size (est.)"):
+        table.add_column(column, justify="left" if column == "asset" else "right", no_wrap=True)
+    for plan in summary.assets.values():
+        estimate = f" (~{human_bytes(plan.estimated_bytes)})" if plan.estimated_bytes else ""
+        table.add_row(
+            plan.key,
+            str(plan.files),
+            str(plan.on_disk),
+            str(plan.files - plan.on_disk),
+            human_bytes(plan.known_bytes),
+            f"{plan.unknown}{estimate}" if plan.unknown else "0",
+        )
+    out.print(table)
+    out.print(
+        f"on disk:      {summary.on_disk_files} files, {human_bytes(summary.on_disk_bytes)} "
+        "(a real run skips them)"
+    )
+    unknown = ""
+    if summary.unknown_files:
+        unknown = (
+            f" + ~{human_bytes(summary.estimated_bytes)} estimated for "
+            f"{summary.unknown_files - summary.unguessed} file(s) without file:size"
+        )
+        if summary.unguessed:
+            unknown += (
+                f" + {summary.unguessed} file(s) of unknown size (no earlier run to estimate from)"
+            )
+    out.print(
+        f"to download:  {summary.to_fetch_files} files, {human_bytes(summary.known_bytes)} "
+        f"known{unknown}"
+    )
+    verdict = (
+        "[green]fits[/]"
+        if summary.fits
+        else f"[red]does not fit[/] with download.min_free ({human_bytes(summary.min_free)}) to spare"
+    )
+    out.print(f"free at DEST: {human_bytes(summary.free_bytes)}: {verdict}")
+    if budget:
+        reason = budget_error(summary, budget)
+        out.print(
+            f"budget:       {human_bytes(budget)}: "
+            + ("[green]within[/]" if reason is None else "[red]exceeded[/]: a run needs --yes")
+        )
+
+
+def _plan_only(config: Config) -> None:
+    try:
+        summary = anyio.run(lambda: dry_run(config))
+    except (ConfigError, SearchError) as exc:
+        _fail(str(exc))
+    except StacpullError as exc:
+        _fail(str(exc), 1)
+    _print_plan(summary, config.download.max_bytes)
+    sys.exit(0)
+
+
 @main.command()
 @_query_options
 @_download_options
 @_RETRY_FAILED
-def download(config_path: str | None, retry_failed: bool, **kw: Any) -> None:
+@_plan_options
+def download(
+    config_path: str | None,
+    retry_failed: bool,
+    dry_run: bool,
+    max_bytes: str | None,
+    yes: bool,
+    **kw: Any,
+) -> None:
     """Search a STAC catalogue and download the selected assets into DEST, verified.
 
     \b
@@ -520,20 +619,33 @@ def download(config_path: str | None, retry_failed: bool, **kw: Any) -> None:
           --filter "product:type='S1_SCS__1S'" \\
           --datetime 2025-09-29T00:00:00Z/2025-09-29T00:12:00Z --dest data/
     """
-    config = _build_config(config_path, kw, retry_failed=retry_failed)
-    _execute(config, RunOptions("download", retry_failed=retry_failed))
+    config = _build_config(
+        config_path, kw, retry_failed=retry_failed, extra={"download.max_bytes": max_bytes}
+    )
+    if dry_run:
+        _plan_only(config)
+    _execute(config, RunOptions("download", retry_failed=retry_failed, yes=yes))
 
 
 @main.command()
 @_query_options
 @_download_options
 @_RETRY_FAILED
+@_plan_options
 @click.option(
     "--prune",
     is_flag=True,
     help="Delete files whose items are no longer in the catalogue (after a complete search).",
 )
-def mirror(config_path: str | None, retry_failed: bool, prune: bool, **kw: Any) -> None:
+def mirror(
+    config_path: str | None,
+    retry_failed: bool,
+    dry_run: bool,
+    max_bytes: str | None,
+    yes: bool,
+    prune: bool,
+    **kw: Any,
+) -> None:
     """Mirror a whole collection (or query) into DEST, incrementally.
 
     Each run fetches what is new or changed since the last one (a later item `updated`, a
@@ -545,10 +657,14 @@ def mirror(config_path: str | None, retry_failed: bool, prune: bool, **kw: Any) 
     Example:
       stacpull mirror --collection BiomassLevel1aIOC --dest /data/biomass-l1a
     """
-    config = _build_config(config_path, kw, retry_failed=retry_failed)
+    config = _build_config(
+        config_path, kw, retry_failed=retry_failed, extra={"download.max_bytes": max_bytes}
+    )
     if prune and config.search.max_items is not None:
         _fail("--prune needs the complete search; drop --max-items")
-    _execute(config, RunOptions("mirror", retry_failed=retry_failed, prune=prune))
+    if dry_run:
+        _plan_only(config)
+    _execute(config, RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes))
 
 
 def _open_dest(dest: str) -> Path:

@@ -38,6 +38,7 @@ __all__ = [
     "load_config",
     "parse_bbox",
     "parse_datetime_range",
+    "parse_size",
     "scrub",
 ]
 
@@ -252,6 +253,7 @@ class DownloadConfig:
     not_found_delay: float = DEFAULT_NOT_FOUND_DELAY
     adaptive: bool = True
     min_free: int = DEFAULT_MIN_FREE
+    max_bytes: int = 0  # a run that would download more refuses to start (0: no budget)
 
     def __post_init__(self) -> None:
         for name in ("concurrency", "per_host", "chunk_size"):
@@ -264,7 +266,7 @@ class DownloadConfig:
             "not_found_delay",
         ):
             _positive_float(f"download.{name}", getattr(self, name))
-        for name in ("retries", "not_found_retries", "min_free"):
+        for name in ("retries", "not_found_retries", "min_free", "max_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"download.{name}: expected an integer ≥ 0, got {value!r}")
@@ -404,8 +406,44 @@ def _replace_checked(current: Any, section: str, changes: Mapping[str, Any]) -> 
         raise ConfigError(f"[{section}]: {exc}") from None
 
 
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_size(value: str | int, key: str = "size") -> int:
+    """``"50GB"``, ``"1.5 TiB"``, ``"500M"`` or a plain number of bytes → bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip().lower().replace(" ", "")
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number) :]
+    try:
+        amount = float(number)
+    except ValueError:
+        amount = -1.0
+    if unit not in _SIZE_UNITS or amount < 0:
+        raise ConfigError(f"{key}: expected a size such as 500MB, 50GB or 2TiB, got {value!r}")
+    return int(amount * _SIZE_UNITS[unit])
+
+
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """Turn TOML/environment values into the field's type, or name the key that is wrong."""
+    if name in ("download.max_bytes", "download.min_free"):
+        return parse_size(value, name)
     if isinstance(default, tuple) or name in ("search.bbox",):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

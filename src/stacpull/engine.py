@@ -35,6 +35,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import __version__
 from .auth import TokenProvider, TrustPolicy, load_credentials
 from .config import Config
+from .dryrun import budget_error, dry_run
 from .errors import ConfigError, CredentialsError, StacpullError, StorageError, first_error
 from .events import (
     Event,
@@ -160,13 +161,16 @@ class RunOptions:
 
     ``mirror`` records which files the search listed, so files whose items left the
     catalogue are reported (and deleted with ``prune``). ``retry_failed`` skips the search
-    and re-runs the journal's failed jobs only.
+    and re-runs the journal's failed jobs only. With ``download.max_bytes`` set, the whole
+    search is planned first and a run that would download more refuses to start, unless
+    ``yes``.
     """
 
     kind: str = "download"
     retry_failed: bool = False
     prune: bool = False
     grace: float = STOP_GRACE
+    yes: bool = False  # start even when the plan exceeds download.max_bytes
 
 
 class StopSignal:
@@ -245,6 +249,11 @@ async def run(
     file's failure.
     """
     opts = options or RunOptions()
+    if config.download.max_bytes and not opts.yes and not opts.retry_failed:
+        planned = await dry_run(config, pages=pages)
+        refusal = budget_error(planned, config.download.max_bytes)
+        if refusal is not None:
+            raise ConfigError(refusal)
     root = _prepare_dest(config.download.dest)
     rules = PlanRules(config.download.assets, config.download.template)
     provider: TokenProvider = tokens if tokens is not None else load_credentials(config.auth)

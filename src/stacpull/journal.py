@@ -453,6 +453,21 @@ class Journal:
 
         return self._run(q)
 
+    def typical_sizes(self) -> dict[tuple[str, str], int]:
+        """Average size of the verified files per (collection, asset key): what a file of
+        unknown size (a zipper product) is likely to weigh, for the dry run's estimate."""
+
+        def q(db: sqlite3.Connection) -> dict[tuple[str, str], int]:
+            return {
+                (collection, key): int(avg)
+                for collection, key, avg in db.execute(
+                    "SELECT collection, asset_key, AVG(bytes) FROM transfers"
+                    " WHERE status = 'done' AND bytes > 0 GROUP BY collection, asset_key"
+                )
+            }
+
+        return self._run(q)
+
     def counts(self) -> dict[str, int]:
         """Rows per status."""
         return {status: v["files"] for status, v in self.summary().items()}

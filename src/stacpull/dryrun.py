@@ -1,0 +1,159 @@
+"""The dry run: what a download or mirror would fetch, without fetching anything.
+
+The search runs and every item is planned exactly as a real run would; then each planned
+file is compared with DEST: a file already there with the size the catalogue gives (or
+the size the journal verified) counts as on disk, as a real run would skip it. The bytes
+still to fetch are ``file:size`` where the catalogue gives it; zipper products have none,
+so they are estimated from the files of the same collection and asset key that earlier
+runs into DEST verified (and reported as unknown when there were none). Nothing is
+written, not even DEST or its journal.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+
+from .config import Config
+from .errors import ConfigError
+from .journal import JOURNAL_DIR, Journal
+from .plan import PlanRules, plan_item
+from .search import search_pages
+
+__all__ = ["AssetPlan", "PlanSummary", "budget_error", "dry_run"]
+
+
+@dataclass(slots=True)
+class AssetPlan:
+    """The files of one asset key: how many, already on disk, and the bytes still to fetch."""
+
+    key: str
+    files: int = 0
+    on_disk: int = 0
+    known_bytes: int = 0
+    unknown: int = 0  # files without file:size
+    estimated_bytes: int = 0  # the guess for those, from earlier runs
+
+
+@dataclass(slots=True)
+class PlanSummary:
+    """What a run would do. Bytes to fetch = ``known_bytes + estimated_bytes``, plus
+    ``unguessed`` files nobody can size before downloading them."""
+
+    dest: str
+    items: int = 0
+    matched: int | None = None
+    files: int = 0
+    refused: int = 0
+    on_disk_files: int = 0
+    on_disk_bytes: int = 0
+    known_bytes: int = 0
+    unknown_files: int = 0
+    estimated_bytes: int = 0
+    unguessed: int = 0
+    free_bytes: int = 0
+    min_free: int = 0
+    assets: dict[str, AssetPlan] = field(default_factory=dict)
+
+    @property
+    def to_fetch_files(self) -> int:
+        return self.files - self.on_disk_files
+
+    @property
+    def to_fetch_bytes(self) -> int:
+        """Known plus estimated bytes still to fetch (a lower bound while ``unguessed``)."""
+        return self.known_bytes + self.estimated_bytes
+
+    @property
+    def fits(self) -> bool:
+        """Whether DEST has room for it with ``download.min_free`` to spare."""
+        return self.free_bytes - self.to_fetch_bytes >= self.min_free
+
+
+def _free_space(root: Path) -> int:
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return shutil.disk_usage(probe).free
+    except OSError:
+        return 0
+
+
+def _journal_view(root: Path) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+    """Verified files (path → bytes) and typical sizes from DEST's journal, if it has one."""
+    if not (root / JOURNAL_DIR / "journal.sqlite").is_file():
+        return {}, {}
+    journal = Journal(root, create=False)
+    try:
+        done = {row.path: row.bytes for row in journal.rows("done")}
+        return done, journal.typical_sizes()
+    finally:
+        journal.close()
+
+
+ItemPages = Callable[[], Any]
+
+
+async def dry_run(config: Config, *, pages: ItemPages | None = None) -> PlanSummary:
+    """Search and plan per ``config``; compare with DEST; transfer nothing."""
+    if not config.download.dest:
+        raise ConfigError("download.dest: no destination directory given (--dest DIR)")
+    root = Path(config.download.dest).expanduser().resolve()
+    rules = PlanRules(config.download.assets, config.download.template)
+    done, typical = await anyio.to_thread.run_sync(_journal_view, root)
+    summary = PlanSummary(
+        str(root), free_bytes=_free_space(root), min_free=config.download.min_free
+    )
+    source = pages() if pages is not None else search_pages(config.search)
+    async for features, matched in source:
+        summary.matched = matched
+        summary.items += len(features)
+        for item in features:
+            jobs, refusals = plan_item(item, rules)
+            summary.refused += len(refusals)
+            for job in jobs:
+                summary.files += 1
+                plan = summary.assets.setdefault(job.asset_key, AssetPlan(job.asset_key))
+                plan.files += 1
+                try:
+                    size_on_disk: int | None = (root / job.dest).stat().st_size
+                except OSError:
+                    size_on_disk = None
+                expected = job.size if job.size is not None else done.get(job.dest)
+                if size_on_disk is not None and (expected is None or size_on_disk == expected):
+                    summary.on_disk_files += 1
+                    summary.on_disk_bytes += size_on_disk
+                    plan.on_disk += 1
+                elif job.size is not None:
+                    summary.known_bytes += job.size
+                    plan.known_bytes += job.size
+                else:
+                    summary.unknown_files += 1
+                    plan.unknown += 1
+                    guess = typical.get((job.collection, job.asset_key))
+                    if guess is None:
+                        summary.unguessed += 1
+                    else:
+                        summary.estimated_bytes += guess
+                        plan.estimated_bytes += guess
+    return summary
+
+
+def budget_error(summary: PlanSummary, budget: int) -> str | None:
+    """Why ``summary`` must not start under ``budget`` bytes (``None``: it may)."""
+    if summary.to_fetch_bytes <= budget:
+        return None
+    from .dashboard import human_bytes
+
+    return (
+        f"this run would download about {human_bytes(summary.to_fetch_bytes)} "
+        f"({summary.to_fetch_files} files), more than the budget of {human_bytes(budget)} "
+        "(--max-bytes, download.max_bytes); narrow the query, raise the budget, or add "
+        "--yes to go ahead"
+    )

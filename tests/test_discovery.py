@@ -1,0 +1,94 @@
+"""Discovery and planning: the dry run, the download budget (and, as they land, search,
+collections, queryables, export and profiles), against the simulated catalogue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+from click.testing import CliRunner
+
+import stacpull
+from stacpull.api import build_config
+from stacpull.cli import main
+from stacpull.config import ConfigError, parse_size
+from stacpull.dryrun import dry_run
+from stacpull.sim import SimServer
+
+from .conftest import L1A, L1C, TOKEN, files_under, pull
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    env = {"STACPULL_TOKEN": TOKEN, "STACPULL_OFFLINE_TOKEN": "", "STACPULL_TOKEN_FILE": ""}
+    result = CliRunner().invoke(main, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_dry_run_plans_without_writing_anything(sim: SimServer, tmp_path: Path) -> None:
+    dest = tmp_path / "never-created"
+    config = build_config(catalog=sim.catalog_url, collections=[L1A, L1C], dest=str(dest))
+    summary = anyio.run(lambda: dry_run(config))
+    assert not dest.exists() and not sim.requests  # no data request, no DEST, no journal
+    assert (summary.items, summary.matched, summary.files) == (10, 10, 30)
+    assert summary.on_disk_files == 0 and summary.free_bytes > 0
+    # L1c's 2026 assets carry file:size; L1a's 2025 ones and every zipper product do not.
+    assert (
+        summary.known_bytes == sum(p.known_bytes for p in summary.assets.values())
+        and summary.known_bytes > 0
+    )
+    assert summary.unknown_files == 20 and summary.unguessed == 20
+    assert summary.assets["product"].unknown == 10
+
+
+def test_a_dry_run_counts_what_is_on_disk_and_estimates_from_earlier_runs(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    pull(sim, tmp_path, collections=[L1A], max_items=2)
+    code, out, err = _cli(
+        "download",
+        "--catalog",
+        sim.catalog_url,
+        "--collection",
+        f"{L1A},{L1C}",
+        "--dest",
+        str(tmp_path),
+        "--dry-run",
+    )
+    assert code == 0, err
+    assert "dry run: nothing was downloaded" in out
+    assert "items:        10 of 10 matched" in out
+    assert "on disk:      6 files" in out  # the two items of the earlier run
+    assert "estimated for 9 file(s) without file:size" in out  # 3 L1a items × 3 assets
+    assert "5 file(s) of unknown size" in out  # L1c products: no L1c product was ever fetched
+    assert "fits" in out
+    assert len(files_under(tmp_path)) == 6  # nothing more was downloaded
+
+
+def test_a_run_over_budget_refuses_to_start_without_yes(sim: SimServer, tmp_path: Path) -> None:
+    pull(sim, tmp_path / "seed", collections=[L1C], max_items=1)  # no estimate needed below
+    args = ("download", "--catalog", sim.catalog_url, "--collection", L1C)
+    before = len(sim.requests)
+    code, _, err = _cli(*args, "--dest", str(tmp_path / "a"), "--max-bytes", "10kB")
+    assert code == 2 and "more than the budget of 10.0 kB" in err and "--yes" in err
+    assert not (tmp_path / "a").exists() and len(sim.requests) == before  # nothing fetched
+    code, _, err = _cli(*args, "--dest", str(tmp_path / "a"), "--max-bytes", "10kB", "--yes")
+    assert code == 0, err
+    assert len(files_under(tmp_path / "a")) == 15
+    code, _, err = _cli(*args, "--dest", str(tmp_path / "b"), "--max-bytes", "1GB")
+    assert code == 0 and len(files_under(tmp_path / "b")) == 15
+    with pytest.raises(ConfigError, match="budget"):
+        stacpull.download(
+            catalog=sim.catalog_url, collections=[L1C], dest=str(tmp_path / "c"), max_bytes=1
+        )
+    code, _, err = _cli(*args, "--dest", str(tmp_path / "d"), "--max-bytes", "lots")
+    assert code == 2 and "expected a size such as 500MB" in err
+
+
+def test_sizes() -> None:
+    assert parse_size("50GB") == 50 * 10**9
+    assert parse_size("1.5 TiB") == int(1.5 * 2**40)
+    assert parse_size("500m") == 500 * 10**6
+    assert parse_size(42) == 42
+    with pytest.raises(ConfigError, match="expected a size"):
+        parse_size("-5MB")
