@@ -92,3 +92,71 @@ def test_sizes() -> None:
     assert parse_size(42) == 42
     with pytest.raises(ConfigError, match="expected a size"):
         parse_size("-5MB")
+
+
+def test_search_lists_matches_and_fetches_only_what_it_shows(sim: SimServer) -> None:
+    code, out, err = _cli(
+        "search", "--catalog", sim.catalog_url, "--collection", f"{L1A},{L1C}", "--show", "3"
+    )
+    assert code == 0, err
+    assert "10 item(s) matched" in out and "the first 3 shown" in out
+    assert out.count("BIO_S") == 3 and "S1_SCS__1S" in out  # product type column
+    assert "product" in out and "\x1b" not in out
+    assert not sim.requests  # search only: no data request
+
+
+def test_search_saves_geojson_csv_and_parquet_and_download_from_reads_it_back(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    import csv
+    import json
+
+    query = ("search", "--catalog", sim.catalog_url, "--collection", L1C)
+    code, out, err = _cli(*query, "-o", str(tmp_path / "items.geojson"), "--show", "0")
+    assert code == 0, err
+    assert "wrote 5 item(s)" in out
+    saved = json.loads((tmp_path / "items.geojson").read_text())
+    assert saved["type"] == "FeatureCollection" and len(saved["features"]) == 5
+    code, _, err = _cli(*query, "-o", str(tmp_path / "items.csv"))
+    assert code == 0, err
+    rows = list(csv.DictReader((tmp_path / "items.csv").read_text().splitlines()))
+    assert len(rows) == 5 and list(rows[0]) == [
+        "id",
+        "collection",
+        "datetime",
+        "product_type",
+        "download_url",
+        "product_name",
+        "quicklook_url",
+        "quicklook_name",
+        "kmz_url",
+        "kmz_name",
+        "last_modified",
+    ]
+    first = rows[0]
+    assert first["product_name"].endswith(".ZIP") and "/zipper/" in first["download_url"]
+    assert first["quicklook_name"].endswith("_ql.png")  # the name its KMZ expects
+    assert first["kmz_name"].endswith(".kmz") and first["product_type"] == "S1_STA__1S"
+    code, _, err = _cli(*query, "-o", str(tmp_path / "items.parquet"))
+    assert code == 0, err
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "items.parquet")
+    assert table.num_rows == 5 and table.column("id").to_pylist() == [r["id"] for r in rows]
+    code, _, err = _cli(*query, "-o", str(tmp_path / "items.txt"))
+    assert code == 2 and "cannot tell the format" in err
+
+    dest = tmp_path / "data"
+    code, out, err = _cli(
+        "download", "--catalog", sim.catalog_url, "--from", str(tmp_path / "items.geojson"),
+        "--dest", str(dest), "--dry-run",
+    )  # fmt: skip
+    assert code == 0 and "items:        5 of 5 matched" in out
+    searches = len(sim.requests)
+    code, out, err = _cli(
+        "download", "--from", str(tmp_path / "items.geojson"), "--dest", str(dest)
+    )
+    assert code == 0, err
+    assert len(files_under(dest)) == 15 and len(sim.requests) > searches
+    code, _, err = _cli("download", "--from", str(tmp_path / "items.csv"), "--dest", str(dest))
+    assert code == 2 and "not a GeoJSON ItemCollection" in err

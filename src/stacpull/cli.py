@@ -33,10 +33,17 @@ from .auth import (
     human_duration,
     load_credentials,
 )
-from .config import Config, load_config, parse_bbox, parse_datetime_range, scrub
+from .config import (
+    DEFAULT_CATALOG,
+    Config,
+    load_config,
+    parse_bbox,
+    parse_datetime_range,
+    scrub,
+)
 from .dashboard import LiveDashboard, PlainProgress, human_bytes, render_summary
 from .dryrun import PlanSummary, budget_error, dry_run
-from .engine import RunOptions, RunResult, StopSignal, run
+from .engine import ItemPages, RunOptions, RunResult, StopSignal, run
 from .errors import (
     ConfigError,
     CredentialsError,
@@ -46,10 +53,11 @@ from .errors import (
     first_error,
 )
 from .events import EventSink
+from .export import FORMATS, ItemWriter, saved_pages
 from .journal import JOURNAL_DIR
 from .plot import plot_report
 from .report import RunStats, totals
-from .search import load_geojson_geometry
+from .search import load_geojson_geometry, search_pages
 
 __all__ = ["main"]
 
@@ -112,6 +120,7 @@ async def _run_with_signals(
     stats: RunStats,
     tokens: TokenProvider,
     options: RunOptions,
+    pages: ItemPages | None = None,
 ) -> RunResult | None:
     """The engine under a signal watcher; ``None`` when a second Ctrl-C aborted it."""
     stop = StopSignal()
@@ -120,7 +129,13 @@ async def _run_with_signals(
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, stop, tg.cancel_scope)
             result = await run(
-                config, sink=sink, stats=stats, tokens=tokens, options=options, stop=stop
+                config,
+                sink=sink,
+                stats=stats,
+                tokens=tokens,
+                options=options,
+                stop=stop,
+                pages=pages,
             )
             tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
@@ -128,8 +143,11 @@ async def _run_with_signals(
     return result
 
 
-def _execute(config: Config, options: RunOptions | None = None) -> None:
-    """Run the engine under the chosen dashboard, print the summary, exit with its code."""
+def _execute(
+    config: Config, options: RunOptions | None = None, pages: ItemPages | None = None
+) -> None:
+    """Run the engine under the chosen dashboard, print the summary, exit with its code.
+    ``pages`` replaces the search (``--from``)."""
     opts = options or RunOptions()
     err = Console(stderr=True)
     out = Console()
@@ -147,7 +165,7 @@ def _execute(config: Config, options: RunOptions | None = None) -> None:
         with view:
             result = anyio.run(
                 lambda: _run_with_signals(
-                    config, sink=sink, stats=stats, tokens=tokens, options=opts
+                    config, sink=sink, stats=stats, tokens=tokens, options=opts, pages=pages
                 )
             )
         code = 130 if result is None else result.exit_code
@@ -473,6 +491,7 @@ def _build_config(
     *,
     retry_failed: bool,
     extra: dict[str, Any] | None = None,
+    saved: bool = False,
 ) -> Config:
     """Flags of ``download``/``mirror`` → a validated :class:`Config` (or exit 2)."""
     try:
@@ -496,7 +515,12 @@ def _build_config(
         auth = _auth_values(kw)
         values = _download_values(**kw)
         config = load_config(config_path, flags={**query, **values, **auth, **(extra or {})})
-        if not retry_failed and not config.search.collections and not config.search.ids:
+        if (
+            not retry_failed
+            and not saved
+            and not config.search.collections
+            and not config.search.ids
+        ):
             raise ConfigError(
                 "name at least one --collection (or --ids): a whole catalogue is rarely what you want"
             )
@@ -514,6 +538,118 @@ _RETRY_FAILED = click.option(
 )
 
 
+def _saved(from_file: str | None, config: Config) -> tuple[Config, ItemPages | None]:
+    """``--from FILE``: a saved search's items (and, unless --catalog says otherwise, the
+    catalogue it was saved from, whose host may receive the token); exit 2 when the file
+    is not a saved search."""
+    if from_file is None:
+        return config, None
+    try:
+        saved = saved_pages(Path(from_file), config.search.page_size)
+    except ConfigError as exc:
+        _fail(str(exc))
+    if saved.catalog and config.search.catalog == DEFAULT_CATALOG:
+        config = config.with_values({"search.catalog": saved.catalog})
+    return config, saved.pages
+
+
+def _asset_summary(item: dict[str, Any]) -> str:
+    parts = []
+    for key, asset in sorted((item.get("assets") or {}).items()):
+        size = asset.get("file:size") if isinstance(asset, dict) else None
+        parts.append(f"{key} {human_bytes(size)}" if isinstance(size, int) else key)
+    return ", ".join(parts)
+
+
+@main.command()
+@_query_options
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Save every matching item: .geojson/.json (an ItemCollection, for --from), .csv "
+    "(the notebook's columns) or .parquet (needs stacpull[parquet]).",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Format of -o [its extension].")
+@click.option("--show", type=int, default=20, show_default=True, metavar="N", help="Items to list.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Config file [./stacpull.toml].",
+)
+def search(
+    config_path: str | None, output: str | None, fmt: str | None, show: int, **kw: Any
+) -> None:
+    """Search the catalogue: how many items match, a table of them, and -o to save them.
+
+    Without -o only the first pages are fetched (enough for --show); with -o every match
+    (up to --max-items) is written as it arrives.
+
+    \b
+    Example:
+      stacpull search --collection BiomassLevel1aIOC --filter "product:type='S1_SCS__1S'" \\
+          --datetime 2025-09-29/2025-09-30 -o items.geojson
+      stacpull download --from items.geojson --dest data/
+    """
+    try:
+        config = load_config(config_path, flags=_query_values(**kw))
+        s = config.search
+        if not (s.collections or s.ids or s.bbox or s.intersects or s.datetime or s.filter):
+            raise ConfigError(
+                "name a --collection (or --ids, --bbox, --intersects, --datetime, --filter): "
+                "a whole catalogue is rarely what you want"
+            )
+        writer = ItemWriter(Path(output), fmt, catalog=config.search.catalog) if output else None
+    except ConfigError as exc:
+        _fail(str(exc))
+    out = Console(highlight=False, soft_wrap=False)
+    # Fixed columns for what is short, shares of the rest for ids and assets (rich drops
+    # fixed columns from a table that is not expanded, so this one is).
+    table = Table(box=None, padding=(0, 1), header_style="bold", expand=True)
+    table.add_column("id", no_wrap=True, overflow="ellipsis", ratio=3)
+    table.add_column("datetime", no_wrap=True, width=20)
+    table.add_column("product type", no_wrap=True, width=12)
+    table.add_column("assets", no_wrap=True, overflow="ellipsis", ratio=2)
+
+    async def walk() -> tuple[int | None, int]:
+        seen, matched = 0, None
+        with writer if writer is not None else nullcontext():
+            async for features, page_matched in search_pages(config.search):
+                matched = page_matched
+                for item in features:
+                    seen += 1
+                    if seen <= show:
+                        props = item.get("properties") or {}
+                        table.add_row(
+                            str(item.get("id")),
+                            str(props.get("datetime") or props.get("start_datetime") or "")[:19]
+                            + "Z",
+                            str(props.get("product:type") or props.get("productType") or ""),
+                            _asset_summary(item),
+                        )
+                    if writer is not None:
+                        writer.write(item)
+                if writer is None and seen >= show:
+                    break
+        return matched, seen
+
+    try:
+        matched, seen = anyio.run(walk)
+    except (ConfigError, SearchError) as exc:
+        _fail(str(exc))
+    total = matched if matched is not None else seen
+    out.print(f"{total} item(s) matched")
+    if seen:
+        out.print(table)
+    if seen > show or (matched is not None and matched > show):
+        out.print(f"(the first {min(show, seen)} shown; -o FILE saves them all)")
+    if writer is not None:
+        out.print(f"wrote {writer.count} item(s) to {output} ({writer.format})")
+
+
 def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
@@ -527,6 +663,14 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Refuse to start a run that would download more (e.g. 50GB) [download.max_bytes].",
         ),
         click.option("--yes", is_flag=True, help="Start even when the plan exceeds --max-bytes."),
+        click.option(
+            "--from",
+            "from_file",
+            type=click.Path(dir_okay=False),
+            metavar="ITEMS",
+            help="Download the items of a saved search (stacpull search -o items.geojson) "
+            "instead of searching.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -587,9 +731,9 @@ def _print_plan(summary: PlanSummary, budget: int) -> None:
         )
 
 
-def _plan_only(config: Config) -> None:
+def _plan_only(config: Config, pages: ItemPages | None) -> None:
     try:
-        summary = anyio.run(lambda: dry_run(config))
+        summary = anyio.run(lambda: dry_run(config, pages=pages))
     except (ConfigError, SearchError) as exc:
         _fail(str(exc))
     except StacpullError as exc:
@@ -609,6 +753,7 @@ def download(
     dry_run: bool,
     max_bytes: str | None,
     yes: bool,
+    from_file: str | None,
     **kw: Any,
 ) -> None:
     """Search a STAC catalogue and download the selected assets into DEST, verified.
@@ -620,11 +765,16 @@ def download(
           --datetime 2025-09-29T00:00:00Z/2025-09-29T00:12:00Z --dest data/
     """
     config = _build_config(
-        config_path, kw, retry_failed=retry_failed, extra={"download.max_bytes": max_bytes}
+        config_path,
+        kw,
+        retry_failed=retry_failed,
+        extra={"download.max_bytes": max_bytes},
+        saved=from_file is not None,
     )
+    config, pages = _saved(from_file, config)
     if dry_run:
-        _plan_only(config)
-    _execute(config, RunOptions("download", retry_failed=retry_failed, yes=yes))
+        _plan_only(config, pages)
+    _execute(config, RunOptions("download", retry_failed=retry_failed, yes=yes), pages)
 
 
 @main.command()
@@ -643,6 +793,7 @@ def mirror(
     dry_run: bool,
     max_bytes: str | None,
     yes: bool,
+    from_file: str | None,
     prune: bool,
     **kw: Any,
 ) -> None:
@@ -658,13 +809,18 @@ def mirror(
       stacpull mirror --collection BiomassLevel1aIOC --dest /data/biomass-l1a
     """
     config = _build_config(
-        config_path, kw, retry_failed=retry_failed, extra={"download.max_bytes": max_bytes}
+        config_path,
+        kw,
+        retry_failed=retry_failed,
+        extra={"download.max_bytes": max_bytes},
+        saved=from_file is not None,
     )
-    if prune and config.search.max_items is not None:
-        _fail("--prune needs the complete search; drop --max-items")
+    if prune and (config.search.max_items is not None or from_file):
+        _fail("--prune needs the complete search; drop --max-items and --from")
+    config, pages = _saved(from_file, config)
     if dry_run:
-        _plan_only(config)
-    _execute(config, RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes))
+        _plan_only(config, pages)
+    _execute(config, RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes), pages)
 
 
 def _open_dest(dest: str) -> Path:

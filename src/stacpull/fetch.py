@@ -137,6 +137,7 @@ class _Progress:
     resumed_from: int = 0
     resumable: bool = False  # the last response had a validator: its bytes can be resumed
     renewed: bool = False  # this attempt already retried with a newer token
+    withheld: bool = False  # there was a token, but this host may not receive it
     notes: list[str] = field(default_factory=list)
 
 
@@ -422,6 +423,7 @@ async def _open(
     token = await ctx.tokens.token()
     while True:
         resp, sent = await _follow(url, headers, token, ctx)
+        progress.withheld = token is not None and not sent
         if resp.status not in (401, 403) or not sent or token is None or progress.renewed:
             return resp
         fresh = await ctx.tokens.refused(token)
@@ -470,7 +472,9 @@ async def _follow(
     raise HTTPStatusError(f"more than {MAX_REDIRECTS} redirects", url=url, status=310)
 
 
-def _check_status(resp: aiohttp.ClientResponse, job: Job, token_source: str, renewed: bool) -> None:
+def _check_status(
+    resp: aiohttp.ClientResponse, job: Job, token_source: str, progress: _Progress
+) -> None:
     status = resp.status
     if status in (200, 206):
         ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -483,12 +487,18 @@ def _check_status(resp: aiohttp.ClientResponse, job: Job, token_source: str, ren
             )
         return
     if status in (401, 403):
-        if token_source == "none":
+        host = resp.url.host or "this host"
+        if progress.withheld:
+            hint = (
+                f"the token was not sent: {host} is not the catalogue's host (--catalog); "
+                f"add --auth-host {host} if it should receive it"
+            )
+        elif token_source == "none":
             hint = (
                 "no token was sent: pass --offline-token-file or --token, or set "
                 "STACPULL_OFFLINE_TOKEN or STACPULL_TOKEN"
             )
-        elif renewed:
+        elif progress.renewed:
             hint = (
                 f"a fresh token from {token_source} was refused too: the account may not "
                 "have access to this collection"
@@ -568,7 +578,7 @@ async def _receive(
 ) -> tuple[int | None, int, int]:
     """Check the response and stream its body into ``part`` after the first ``offset``
     bytes. Returns (announced total, the offset really used, bytes written)."""
-    _check_status(resp, job, ctx.tokens.source, progress.renewed)
+    _check_status(resp, job, ctx.tokens.source, progress)
     total: int | None
     if resp.status == 206:
         if offset == 0:

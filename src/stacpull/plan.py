@@ -36,6 +36,7 @@ __all__ = [
     "PlanRules",
     "choose_assets",
     "companion_png_name",
+    "maap_slots",
     "plan_item",
     "sanitize_relpath",
 ]
@@ -143,8 +144,11 @@ def _slot_test(slot: str, asset: Mapping[str, Any]) -> bool:
     return True
 
 
-def _profile_keys(assets: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    chosen: list[str] = []
+def maap_slots(assets: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """The MAAP profile's pick per slot (``product``, ``quicklook``, ``overview``): which
+    asset key holds the product zip, the quicklook PNG and the KMZ, whatever generation of
+    keys the item uses. Slots with no matching asset are absent."""
+    slots: dict[str, str] = {}
     for slot, patterns in MAAP_PROFILE:
         pick = next(
             (
@@ -160,9 +164,13 @@ def _profile_keys(assets: Mapping[str, Mapping[str, Any]]) -> list[str]:
                 (k for k in sorted(assets) if "data" in _roles(assets[k]) and _is_zip(assets[k])),
                 None,
             )
-        if pick is not None and pick not in chosen:
-            chosen.append(pick)
-    return chosen
+        if pick is not None and pick not in slots.values():
+            slots[slot] = pick
+    return slots
+
+
+def _profile_keys(assets: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    return list(maap_slots(assets).values())
 
 
 def _roles(asset: Mapping[str, Any]) -> tuple[str, ...]:
