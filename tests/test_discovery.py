@@ -160,3 +160,68 @@ def test_search_saves_geojson_csv_and_parquet_and_download_from_reads_it_back(
     assert len(files_under(dest)) == 15 and len(sim.requests) > searches
     code, _, err = _cli("download", "--from", str(tmp_path / "items.csv"), "--dest", str(dest))
     assert code == 2 and "not a GeoJSON ItemCollection" in err
+
+
+@pytest.mark.parametrize("server_side", [True, False])
+def test_collections_with_and_without_collection_search(tmp_path: Path, server_side: bool) -> None:
+    from stacpull.sim import SimCatalog, SimOptions, default_collections
+
+    options = SimOptions(collection_search=server_side)
+    with SimServer(SimCatalog(default_collections(4, 50_000)), options=options) as sim:
+        base = ("collections", "--catalog", sim.catalog_url)
+        code, out, err = _cli(*base, "--count")
+        assert code == 0, err
+        assert all(c in out for c in (L1A, L1C, "FLEXL1Commissi")) and "3 collection(s)" in out
+        assert "2025-09-29/2025-09-29" in out and out.count(" 4 ") + out.count(" 4\n") >= 3
+        where = "by the catalogue" if server_side else "here: this catalogue has no collection"
+        for flags, expected in (
+            (("--platform", "FLEX"), ["FLEXL1Commissi"]),
+            (("--q", "biomass"), [L1A, L1C]),
+            (("--title", "BIOMASS Level 1c (IOC)"), [L1C]),
+            (("--organisation", "ESA MAAP", "--datetime", "2026-01-01/.."), [L1C]),
+            (("--bbox", "0,0,10,10", "--datetime", "2025-09-29"), [L1A]),
+        ):
+            code, out, err = _cli(*base, *flags)
+            assert code == 0, err
+            assert f"{len(expected)} collection(s); filtered {where}" in out, (flags, out)
+            assert all(e in out for e in expected), (flags, out)
+        code, out, _ = _cli(*base, "--platform", "FLEX", "--json")
+        import json
+
+        data = json.loads(out)
+        assert [c["id"] for c in data["collections"]] == ["FLEXL1CommissioningProducts10"]
+        assert data["filtered_by_server"] is server_side
+
+
+def test_queryables_show_types_values_and_both_product_type_names(sim: SimServer) -> None:
+    code, out, err = _cli("queryables", L1A, "--catalog", sim.catalog_url)
+    assert code == 0, err
+    assert "product:type" in out and "productType" in out and "S1_SCS__1S" in out
+    assert "older name of product:type" in out and "string (date-time)" in out
+    assert "e.g. --filter \"product:type='S1_SCS__1S'\"" in out
+    code, out, _ = _cli("queryables", L1A, "--catalog", sim.catalog_url, "--json")
+    assert code == 0 and '"properties"' in out
+    code, _, err = _cli("queryables", "BiomassLevel1aIOX", "--catalog", sim.catalog_url)
+    assert code == 2 and "unknown collection 'BiomassLevel1aIOX'" in err
+    assert "did you mean BiomassLevel1aIOC" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--collection", "BiomassLevel1aIOX"), "unknown collection 'BiomassLevel1aIOX'"),
+        (("--collection", L1A, "--bbox", "0,10,1"), "bbox"),
+        (("--collection", L1A, "--datetime", "2025-13-01"), "datetime"),
+        (("--collection", L1A, "--filter", "product:type = = 'x'"), "invalid filter"),
+    ],
+)
+def test_bad_input_is_exit_2_with_a_message(
+    sim: SimServer, tmp_path: Path, flags: tuple[str, ...], message: str
+) -> None:
+    for command in ("search", "download"):
+        extra = ("--dest", str(tmp_path)) if command == "download" else ()
+        code, out, err = _cli(command, "--catalog", sim.catalog_url, *flags, *extra)
+        assert code == 2, (command, out, err)
+        assert message in err and "Traceback" not in err + out
+    code, _, err = _cli("search", "--catalog", "http://127.0.0.1:9/catalogue/", "--collection", L1A)
+    assert code == 2 and "cannot open the catalogue" in err

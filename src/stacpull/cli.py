@@ -57,7 +57,14 @@ from .export import FORMATS, ItemWriter, saved_pages
 from .journal import JOURNAL_DIR
 from .plot import plot_report
 from .report import RunStats, totals
-from .search import load_geojson_geometry, search_pages
+from .search import (
+    CollectionQuery,
+    count_items,
+    list_collections,
+    load_geojson_geometry,
+    queryables,
+    search_pages,
+)
 
 __all__ = ["main"]
 
@@ -648,6 +655,149 @@ def search(
         out.print(f"(the first {min(show, seen)} shown; -o FILE saves them all)")
     if writer is not None:
         out.print(f"wrote {writer.count} item(s) to {output} ({writer.format})")
+
+
+_CATALOG_OPTIONS = [
+    click.option(
+        "--catalog",
+        metavar="URL",
+        help="STAC API root [env STACPULL_CATALOG; default: the operational MAAP catalogue].",
+    ),
+    click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Config file [./stacpull.toml].",
+    ),
+    click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
+]
+
+
+def _catalog_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_CATALOG_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def _search_config(config_path: str | None, catalog: str | None) -> Config:
+    try:
+        return load_config(config_path, flags={"search.catalog": catalog})
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _extent(col: dict[str, Any]) -> str:
+    interval = (((col.get("extent") or {}).get("temporal") or {}).get("interval") or [[]])[0]
+    ends = [str(t)[:10] if t else ".." for t in [*interval, None, None][:2]]
+    return "/".join(ends)
+
+
+@main.command()
+@click.option("--q", "text", metavar="TEXT", help="Free text in id, title, description.")
+@click.option("--title", metavar="TITLE", help="Exact collection title.")
+@click.option("--platform", metavar="NAME", help="Platform, e.g. BIOMASS or FLEX.")
+@click.option("--organisation", metavar="NAME", help="Organisation, e.g. 'ESA MAAP'.")
+@click.option("--bbox", metavar="W,S,E,N", help="Spatial extent must overlap this box.")
+@click.option("--datetime", "datetime_", metavar="START/END", help="Temporal extent overlap.")
+@click.option("--count", is_flag=True, help="Also ask how many items each one holds.")
+@_catalog_options
+def collections(
+    text: str | None,
+    title: str | None,
+    platform: str | None,
+    organisation: str | None,
+    bbox: str | None,
+    datetime_: str | None,
+    count: bool,
+    catalog: str | None,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
+    """List the catalogue's collections: id, title, temporal extent, items.
+
+    Filters run on the server when it supports STAC collection search (MAAP does: free
+    text, CQL2 on title/platform/organisationName, bbox, datetime), else here, and the
+    output says which.
+    """
+    config = _search_config(config_path, catalog)
+    try:
+        query = CollectionQuery(
+            q=text,
+            title=title,
+            platform=platform,
+            organisation=organisation,
+            bbox=parse_bbox(bbox, "--bbox") if bbox else None,
+            datetime=parse_datetime_range(datetime_, "--datetime") if datetime_ else None,
+        )
+        found, by_server = list_collections(config.search, query)
+        counts = {
+            str(c.get("id")): count_items(config.search, str(c.get("id"))) if count else None
+            for c in found
+        }
+    except (ConfigError, SearchError) as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps({"collections": found, "filtered_by_server": by_server}, indent=2))
+        return
+    out = Console(highlight=False)
+    table = Table(box=None, padding=(0, 1), header_style="bold", expand=True)
+    table.add_column("id", no_wrap=True, overflow="ellipsis", ratio=2)
+    table.add_column("title", no_wrap=True, overflow="ellipsis", ratio=3)
+    table.add_column("temporal extent", no_wrap=True, width=21)
+    table.add_column("items", justify="right", no_wrap=True, width=8)
+    for col in found:
+        cid = str(col.get("id"))
+        items = counts.get(cid)
+        table.add_row(
+            cid, str(col.get("title") or ""), _extent(col), "" if items is None else str(items)
+        )
+    out.print(table)
+    where = "by the catalogue" if by_server else "here: this catalogue has no collection search"
+    filtered = any((text, title, platform, organisation, bbox, datetime_))
+    note = f"; filtered {where}" if filtered else ""
+    out.print(f"{len(found)} collection(s){note}", soft_wrap=True)
+
+
+@main.command("queryables")
+@click.argument("collection")
+@_catalog_options
+def queryables_command(
+    collection: str, catalog: str | None, config_path: str | None, as_json: bool
+) -> None:
+    """What --filter can use on COLLECTION: each property, its type and allowed values."""
+    config = _search_config(config_path, catalog)
+    try:
+        schema = queryables(config.search, collection)
+    except (ConfigError, SearchError) as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(schema, indent=2))
+        return
+    props: dict[str, Any] = schema["properties"]
+    out = Console(highlight=False)
+    table = Table(box=None, padding=(0, 1), header_style="bold", expand=True)
+    table.add_column("property", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("allowed values", overflow="fold", ratio=1)
+    for name in sorted(props):
+        entry = props[name] if isinstance(props[name], dict) else {}
+        kind = str(entry.get("type") or entry.get("$ref", "").rsplit("/", 1)[-1] or "?")
+        if entry.get("format"):
+            kind += f" ({entry['format']})"
+        values = entry.get("enum") or []
+        table.add_row(name, kind, ", ".join(str(v) for v in values))
+    out.print(table)
+    if "product:type" in props and "productType" in props:
+        out.print(
+            "productType is the older name of product:type (MAAP renamed it in January "
+            "2026); both are listed, prefer product:type",
+            soft_wrap=True,
+        )
+    example = next((n for n in ("product:type", "productType") if n in props), None)
+    if example and (props[example].get("enum") or []):
+        value = props[example]["enum"][0]
+        out.print(f"e.g. --filter \"{example}='{value}'\"", soft_wrap=True)
 
 
 def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:

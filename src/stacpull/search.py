@@ -8,8 +8,10 @@ underlying ``requests`` session with backoff and ``Retry-After``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,16 @@ from urllib3.util.retry import Retry
 from .config import SearchConfig
 from .errors import ConfigError, SearchError
 
-__all__ = ["load_geojson_geometry", "open_client", "search_pages"]
+__all__ = [
+    "CollectionQuery",
+    "check_collections",
+    "count_items",
+    "list_collections",
+    "load_geojson_geometry",
+    "open_client",
+    "queryables",
+    "search_pages",
+]
 
 _SENTINEL: Any = object()
 
@@ -55,10 +66,7 @@ def load_geojson_geometry(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def open_client(config: SearchConfig) -> Any:
-    """Open the catalogue (blocking). Raises :class:`SearchError` with a readable reason."""
-    from pystac_client import Client
-    from pystac_client.exceptions import APIError
+def _stac_io(config: SearchConfig) -> Any:
     from pystac_client.stac_api_io import StacApiIO
 
     retry = Retry(
@@ -72,9 +80,16 @@ def open_client(config: SearchConfig) -> Any:
         respect_retry_after_header=True,
         raise_on_status=False,
     )
-    stac_io = StacApiIO(timeout=config.timeout, max_retries=retry)
+    return StacApiIO(timeout=config.timeout, max_retries=retry)
+
+
+def open_client(config: SearchConfig) -> Any:
+    """Open the catalogue (blocking). Raises :class:`SearchError` with a readable reason."""
+    from pystac_client import Client
+    from pystac_client.exceptions import APIError
+
     try:
-        return Client.open(config.catalog, stac_io=stac_io)
+        return Client.open(config.catalog, stac_io=_stac_io(config))
     except APIError as exc:
         raise SearchError(
             f"cannot open the catalogue {config.catalog}: {_api_reason(exc)}"
@@ -155,7 +170,14 @@ async def search_pages(
     first = True
     seen = 0
     while True:
-        page = await anyio.to_thread.run_sync(_next_page, pages)
+        try:
+            page = await anyio.to_thread.run_sync(_next_page, pages)
+        except SearchError:
+            if first and config.collections:
+                # A rejected first page: name the collection id that is wrong, if one is.
+                with contextlib.suppress(SearchError):
+                    await anyio.to_thread.run_sync(check_collections, config, config.collections)
+            raise
         if page is _SENTINEL:
             return
         if first:
@@ -164,6 +186,11 @@ async def search_pages(
                 raw if isinstance(raw, int) else await anyio.to_thread.run_sync(_matched, search)
             )
             first = False
+            if not page.get("features") and config.collections:
+                # Nothing matched: say so if it is because a collection id is wrong (and
+                # say nothing if the collections cannot be listed: the search did work).
+                with contextlib.suppress(SearchError):
+                    await anyio.to_thread.run_sync(check_collections, config, config.collections)
         features = [f for f in page.get("features") or [] if isinstance(f, dict)]
         if config.max_items is not None:
             features = features[: max(0, config.max_items - seen)]
@@ -171,3 +198,184 @@ async def search_pages(
         yield features, matched
         if config.max_items is not None and seen >= config.max_items:
             return
+
+
+# -- discovery: collections and queryables (blocking; the CLI runs them directly) --------
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionQuery:
+    """``stacpull collections`` filters: free text, exact title, platform, organisation,
+    and a bbox / datetime the collection's extent must overlap."""
+
+    q: str | None = None
+    title: str | None = None
+    platform: str | None = None
+    organisation: str | None = None
+    bbox: tuple[float, ...] | None = None
+    datetime: str | None = None
+
+    def cql2(self) -> str | None:
+        """The CQL2-text filter MAAP's /collections understands (title, platform, org)."""
+        terms = [
+            f"{name}='{value.replace(chr(39), chr(39) * 2)}'"
+            for name, value in (
+                ("title", self.title),
+                ("platform", self.platform),
+                ("organisationName", self.organisation),
+            )
+            if value
+        ]
+        return " and ".join(terms) or None
+
+    def matches(self, col: dict[str, Any]) -> bool:
+        """The same filters, applied here to a collection document (no server support)."""
+        summaries = col.get("summaries") or {}
+        platforms = [str(p).lower() for p in summaries.get("platform") or []]
+        providers = [str(p.get("name", "")).lower() for p in col.get("providers") or []]
+        title = str(col.get("title") or "")
+        if self.q:
+            haystack = " ".join(
+                [str(col.get("id", "")), title, str(col.get("description") or "")]
+                + [str(k) for k in col.get("keywords") or []]
+                + platforms
+            ).lower()
+            if not all(word in haystack for word in self.q.lower().split()):
+                return False
+        if self.title and title.lower() != self.title.lower():
+            return False
+        if self.platform and self.platform.lower() not in platforms:
+            return False
+        if self.organisation and self.organisation.lower() not in providers:
+            return False
+        extent = col.get("extent") or {}
+        if self.bbox is not None:
+            boxes = (extent.get("spatial") or {}).get("bbox") or []
+            if boxes and not _boxes_overlap(self.bbox, boxes[0]):
+                return False
+        if self.datetime is not None:
+            intervals = (extent.get("temporal") or {}).get("interval") or []
+            if intervals and not _times_overlap(self.datetime, intervals[0]):
+                return False
+        return True
+
+
+def _boxes_overlap(a: tuple[float, ...], b: list[float]) -> bool:
+    if len(b) < 4:
+        return True
+    w, s, e, n = a[0], a[1], a[-2], a[-1]
+    bw, bs, be, bn = b[0], b[1], b[len(b) // 2], b[-1]
+    return not (e < bw or w > be or n < bs or s > bn)
+
+
+def _times_overlap(query: str, interval: list[Any]) -> bool:
+    from datetime import UTC, datetime
+
+    def parse(text: Any) -> datetime | None:
+        if not isinstance(text, str) or text in ("", ".."):
+            return None
+        try:
+            stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None  # an extent we cannot read does not exclude the collection
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+    start, _, end = query.partition("/")
+    q_start, q_end = parse(start), parse(end or start)
+    c_start, c_end = parse(interval[0]), parse(interval[1] if len(interval) > 1 else None)
+    if q_start and c_end and q_start > c_end:
+        return False
+    return not (q_end and c_start and q_end < c_start)
+
+
+def _get_json(stac_io: Any, url: str, params: dict[str, Any] | None = None) -> Any:
+    from pystac_client.exceptions import APIError
+
+    try:
+        return json.loads(stac_io.request(url, method="GET", parameters=params))
+    except APIError as exc:
+        raise SearchError(f"{url}: {_api_reason(exc)}") from exc
+    except ValueError as exc:
+        raise SearchError(f"{url} did not answer JSON: {exc}") from exc
+    except Exception as exc:  # requests/urllib3: unreachable
+        raise SearchError(f"cannot reach {url}: {exc}") from exc
+
+
+def _link(doc: Any, rel: str) -> str | None:
+    for link in doc.get("links") or [] if isinstance(doc, dict) else []:
+        if (
+            isinstance(link, dict)
+            and link.get("rel") == rel
+            and link.get("href")
+            and str(link.get("method", "GET")).upper() == "GET"
+        ):
+            return str(link["href"])
+    return None
+
+
+def list_collections(
+    config: SearchConfig, query: CollectionQuery
+) -> tuple[list[dict[str, Any]], bool]:
+    """The catalogue's collections that match ``query``, and whether the server did the
+    filtering (it conforms to STAC collection search) or stacpull did, here."""
+    stac_io = _stac_io(config)
+    landing = _get_json(stac_io, config.catalog)
+    server = any("collection-search" in str(c) for c in landing.get("conformsTo") or [])
+    params: dict[str, Any] = {}
+    if server:
+        if query.q:
+            params["q"] = query.q
+        if (cql2 := query.cql2()) is not None:
+            params["filter"] = cql2
+            params["filter-lang"] = "cql2-text"
+        if query.bbox is not None:
+            params["bbox"] = ",".join(f"{v:g}" for v in query.bbox)
+        if query.datetime is not None:
+            params["datetime"] = query.datetime
+    url: str | None = _link(landing, "data") or config.catalog + "collections"
+    found: list[dict[str, Any]] = []
+    for _ in range(1000):  # pages of collections; a loop guard against a cyclic next link
+        if url is None:
+            break
+        page = _get_json(stac_io, url, params or None)
+        found += [c for c in page.get("collections") or [] if isinstance(c, dict)]
+        url, params = _link(page, "next"), {}
+    if not server:
+        found = [c for c in found if query.matches(c)]
+    return found, server
+
+
+def check_collections(config: SearchConfig, wanted: tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` naming the closest ids when one of ``wanted`` is not a
+    collection of the catalogue (a typo finds no item rather than an error, otherwise)."""
+    import difflib
+
+    ids = [str(c.get("id")) for c in list_collections(config, CollectionQuery())[0]]
+    for collection in wanted:
+        if collection not in ids:
+            close = difflib.get_close_matches(collection, ids, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"unknown collection {collection!r}{hint}")
+
+
+def count_items(config: SearchConfig, collection: str) -> int | None:
+    """``numberMatched`` for one collection (one search request of one item)."""
+    page = _get_json(
+        _stac_io(config), config.catalog + "search", {"collections": collection, "limit": 1}
+    )
+    raw = page.get("numberMatched", (page.get("context") or {}).get("matched"))
+    return raw if isinstance(raw, int) else None
+
+
+def queryables(config: SearchConfig, collection: str) -> dict[str, Any]:
+    """The JSON Schema of what ``--filter`` may use on ``collection``. An unknown
+    collection raises :class:`ConfigError` naming the closest ids."""
+    stac_io = _stac_io(config)
+    try:
+        schema = _get_json(stac_io, f"{config.catalog}collections/{collection}/queryables")
+    except SearchError:
+        check_collections(config, (collection,))
+        raise
+    if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+        raise SearchError(f"the queryables of {collection} are not a JSON Schema")
+    return schema

@@ -56,6 +56,11 @@ _CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
 ]
+_COLLECTION_SEARCH = [
+    "https://api.stacspec.org/v1.0.0-rc.1/collection-search",
+    "https://api.stacspec.org/v1.0.0-rc.1/collection-search#free-text",
+    "https://api.stacspec.org/v1.0.0-rc.1/collection-search#filter",
+]
 
 
 @dataclass
@@ -69,6 +74,7 @@ class SimOptions:
     latency: float = 0.0  # seconds before each data response starts, like a distant server
     faults: Faults = field(default_factory=Faults)
     oidc: OIDCOptions = field(default_factory=OIDCOptions)
+    collection_search: bool = True  # False: /collections ignores q/filter/bbox/datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +145,7 @@ class _App:
                 "stac_version": "1.1.0",
                 "title": "Simulated ESA MAAP catalogue (stacpull.sim)",
                 "description": "A deterministic stand-in for catalog.maap.eo.esa.int",
-                "conformsTo": _CONFORMANCE,
+                "conformsTo": self.conforms_to,
                 "links": [
                     {"rel": "self", "href": root, "type": "application/json"},
                     {"rel": "root", "href": root, "type": "application/json"},
@@ -173,7 +179,11 @@ class _App:
         return web.Response(status=503, text="Service Unavailable")
 
     async def conformance(self, request: web.Request) -> web.Response:
-        return web.json_response({"conformsTo": _CONFORMANCE})
+        return web.json_response({"conformsTo": self.conforms_to})
+
+    @property
+    def conforms_to(self) -> list[str]:
+        return _CONFORMANCE + (_COLLECTION_SEARCH if self.options.collection_search else [])
 
     def _collection(self, cid: str) -> dict[str, Any]:
         spec = self.catalog.specs[cid]
@@ -221,16 +231,50 @@ class _App:
             ],
         }
 
+    def _collection_matches(self, col: dict[str, Any], query: Any) -> bool:
+        """MAAP's collection search: ``q`` free text, a CQL2 ``filter`` on title, platform
+        and organisationName, ``bbox`` and ``datetime`` overlapping the extent."""
+        text = query.get("q", "").lower()
+        if text:
+            haystack = " ".join(
+                [
+                    col["id"],
+                    col.get("title", ""),
+                    col.get("description", ""),
+                    *col["summaries"].get("platform", []),
+                ]
+            ).lower()
+            if not all(word in haystack for word in text.split()):
+                return False
+        if query.get("filter"):
+            props = {
+                "id": col["id"],
+                "title": col.get("title", ""),
+                "platform": col["summaries"]["platform"][0],
+                "organisationName": col["providers"][0]["name"],
+            }
+            predicate = parse_cql2(query["filter"], props.__contains__)
+            if not predicate(props):
+                return False
+        if query.get("datetime"):
+            start, slash, end = query["datetime"].partition("/")
+            end = end if slash else start  # an instant
+            first, last = (_parse_time(t) for t in col["extent"]["temporal"]["interval"][0])
+            if start not in ("", "..") and _parse_time(start) > last:
+                return False
+            if end not in ("", "..") and _parse_time(end) < first:
+                return False
+        return True
+
     async def collections(self, request: web.Request) -> web.Response:
-        text = request.query.get("q", "").lower()
-        cols = [
-            self._collection(cid)
-            for cid in self.catalog.specs
-            if not text
-            or text in cid.lower()
-            or text in (self.catalog.specs[cid].title or "").lower()
-            or text in self.catalog.specs[cid].platform.lower()
-        ]
+        cols = [self._collection(cid) for cid in self.catalog.specs]
+        if self.options.collection_search:
+            try:
+                cols = [c for c in cols if self._collection_matches(c, request.query)]
+            except CQL2Error as exc:
+                return _error(400, "InvalidParameterValue", f"filter: {exc}")
+            except ValueError as exc:
+                return _error(400, "InvalidParameterValue", f"datetime: {exc}")
         return web.json_response(
             {
                 "collections": cols,
