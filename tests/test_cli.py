@@ -91,7 +91,7 @@ def test_bad_input_gets_a_message_and_exit_code_2(sim: SimServer, tmp_path: Path
         (["--bbox", "1,2,3"], "expected 4 numbers"),
         (["--datetime", "yesterday"], "not an RFC 3339"),
         (["--filter", "productType ="], "invalid filter"),
-        (["--collection", "NoSuchCollection"], "does not exist"),
+        (["--collection", "NoSuchCollection"], "unknown collection 'NoSuchCollection'"),
         (["--intersects", str(tmp_path / "none.geojson")], "does not exist"),
         (["--assets", "size:3"], "unknown selector kind"),
     ]
