@@ -225,3 +225,86 @@ def test_bad_input_is_exit_2_with_a_message(
         assert message in err and "Traceback" not in err + out
     code, _, err = _cli("search", "--catalog", "http://127.0.0.1:9/catalogue/", "--collection", L1A)
     assert code == 2 and "cannot open the catalogue" in err
+
+
+def test_profiles_layer_between_the_file_and_the_environment(tmp_path: Path) -> None:
+    from stacpull.config import load_config, resolve_config
+
+    path = tmp_path / "stacpull.toml"
+    path.write_text(
+        "[download]\nconcurrency = 3\n\n"
+        "[profiles.lab]\ncatalog = 'https://lab.example.org/stac/'\nconcurrency = 12\n"
+        "assets = ['all']\noffline_token_file = '~/lab-token'\n"
+    )
+    assert load_config(path, env={}).download.concurrency == 3
+    config, origins = resolve_config(path, env={}, profile="lab")
+    assert config.search.catalog == "https://lab.example.org/stac/"
+    assert config.download.concurrency == 12 and config.download.assets == ("all",)
+    assert config.auth.offline_token_file == "~/lab-token"
+    assert origins["download.concurrency"] == "profile lab"
+    env = {"STACPULL_PROFILE": "lab", "STACPULL_CONCURRENCY": "5"}
+    config, origins = resolve_config(path, env=env, flags={"download.assets": ["maap"]})
+    assert config.download.concurrency == 5 and origins["download.concurrency"] == (
+        "env STACPULL_CONCURRENCY"
+    )
+    assert config.download.assets == ("maap",) and origins["download.assets"] == "flag"
+    preop = load_config(path, env={}, profile="maap-preop")  # built in
+    assert preop.search.catalog == "https://catalog.preop.esa-maap.org/catalogue/"
+    with pytest.raises(ConfigError, match="unknown profile 'lba' \\(did you mean 'lab'\\?\\)"):
+        load_config(path, env={}, profile="lba")
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[download]\nretries = 2\nconcurrency = 'x'\n", "line 3: download.concurrency"),
+        ("[search]\npage_size = 5\n\n[download]\nconcurency = 2\n", "line 5: unknown key"),
+        ("[profiles.x]\ncolections = ['a']\n", "unknown key [profiles.x] colections"),
+        ("[profiles.x]\noffline_token = 'abc'\n", "must not be stored in a config file"),
+        ("[download]\nconcurrency = \n", "not valid TOML"),
+    ],
+)
+def test_config_errors_name_the_key_and_the_line(tmp_path: Path, toml: str, message: str) -> None:
+    from stacpull.config import load_config
+
+    path = tmp_path / "bad.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_config_show_prints_the_merged_configuration_with_secrets_masked(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    path = tmp_path / "stacpull.toml"
+    path.write_text("[download]\nconcurrency = 3\n[auth]\nclient_secret = 'file-secret-123'\n")
+    result = CliRunner().invoke(
+        main,
+        ["config", "show", "--config", str(path), "--profile", "maap-preop"],
+        env={"STACPULL_OFFLINE_TOKEN": "offline-secret-456", "STACPULL_TOKEN": ""},
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert 'catalog = "https://catalog.preop.esa-maap.org/catalogue/"' in out
+    assert "# profile maap-preop" in out and f"# {path} line 2" in out
+    assert 'offline_token = "***"' in out and "# env STACPULL_OFFLINE_TOKEN" in out
+    assert "secret-123" not in out and "secret-456" not in out
+    result = CliRunner().invoke(
+        main, ["config", "show", "--config", str(path), "--json"], env={"STACPULL_TOKEN": ""}
+    )
+    data = json.loads(result.output)
+    assert data["download"]["concurrency"] == 3 and data["auth"]["client_secret"] == "***"
+    result = CliRunner().invoke(main, ["config", "show", "--profile", "nope"])
+    assert result.exit_code == 2 and "unknown profile 'nope'" in result.stderr
+
+
+def test_commands_take_a_profile(sim: SimServer, tmp_path: Path) -> None:
+    path = tmp_path / "stacpull.toml"
+    path.write_text(f"[profiles.sim]\ncatalog = '{sim.catalog_url}'\n")
+    code, out, err = _cli("collections", "--config", str(path), "--profile", "sim")
+    assert code == 0 and L1A in out, err
+    code, out, err = _cli("search", "--config", str(path), "--profile", "sim", "--collection", L1A)
+    assert code == 0 and "5 item(s) matched" in out, err

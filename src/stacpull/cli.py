@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -36,9 +37,11 @@ from .auth import (
 from .config import (
     DEFAULT_CATALOG,
     Config,
+    Secret,
     load_config,
     parse_bbox,
     parse_datetime_range,
+    resolve_config,
     scrub,
 )
 from .dashboard import LiveDashboard, PlainProgress, human_bytes, render_summary
@@ -235,8 +238,17 @@ def _execute(
     sys.exit(code)
 
 
+_PROFILE = click.option(
+    "--profile",
+    metavar="NAME",
+    help="A named catalogue and its settings from the config file (built in: maap, "
+    "maap-preop) [env STACPULL_PROFILE].",
+)
+
+
 def _query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
+        _PROFILE,
         click.option(
             "--catalog",
             metavar="URL",
@@ -501,6 +513,7 @@ def _build_config(
     saved: bool = False,
 ) -> Config:
     """Flags of ``download``/``mirror`` → a validated :class:`Config` (or exit 2)."""
+    profile = kw.pop("profile")
     try:
         query = _query_values(
             *(
@@ -521,7 +534,9 @@ def _build_config(
         )
         auth = _auth_values(kw)
         values = _download_values(**kw)
-        config = load_config(config_path, flags={**query, **values, **auth, **(extra or {})})
+        config = load_config(
+            config_path, flags={**query, **values, **auth, **(extra or {})}, profile=profile
+        )
         if (
             not retry_failed
             and not saved
@@ -602,7 +617,8 @@ def search(
       stacpull download --from items.geojson --dest data/
     """
     try:
-        config = load_config(config_path, flags=_query_values(**kw))
+        profile = kw.pop("profile")
+        config = load_config(config_path, flags=_query_values(**kw), profile=profile)
         s = config.search
         if not (s.collections or s.ids or s.bbox or s.intersects or s.datetime or s.filter):
             raise ConfigError(
@@ -658,6 +674,7 @@ def search(
 
 
 _CATALOG_OPTIONS = [
+    _PROFILE,
     click.option(
         "--catalog",
         metavar="URL",
@@ -680,9 +697,9 @@ def _catalog_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _search_config(config_path: str | None, catalog: str | None) -> Config:
+def _search_config(config_path: str | None, catalog: str | None, profile: str | None) -> Config:
     try:
-        return load_config(config_path, flags={"search.catalog": catalog})
+        return load_config(config_path, flags={"search.catalog": catalog}, profile=profile)
     except ConfigError as exc:
         _fail(str(exc))
 
@@ -710,6 +727,7 @@ def collections(
     bbox: str | None,
     datetime_: str | None,
     count: bool,
+    profile: str | None,
     catalog: str | None,
     config_path: str | None,
     as_json: bool,
@@ -720,7 +738,7 @@ def collections(
     text, CQL2 on title/platform/organisationName, bbox, datetime), else here, and the
     output says which.
     """
-    config = _search_config(config_path, catalog)
+    config = _search_config(config_path, catalog, profile)
     try:
         query = CollectionQuery(
             q=text,
@@ -763,10 +781,14 @@ def collections(
 @click.argument("collection")
 @_catalog_options
 def queryables_command(
-    collection: str, catalog: str | None, config_path: str | None, as_json: bool
+    collection: str,
+    profile: str | None,
+    catalog: str | None,
+    config_path: str | None,
+    as_json: bool,
 ) -> None:
     """What --filter can use on COLLECTION: each property, its type and allowed values."""
-    config = _search_config(config_path, catalog)
+    config = _search_config(config_path, catalog, profile)
     try:
         schema = queryables(config.search, collection)
     except (ConfigError, SearchError) as exc:
@@ -1164,12 +1186,68 @@ def verify(dest: str, jobs: int | None, as_json: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@main.group("config")
+def config_group() -> None:
+    """The configuration stacpull would use."""
+
+
+def _shown(value: Any) -> Any:
+    """A config value as JSON can hold it, secrets masked."""
+    if isinstance(value, Secret):
+        return "***"
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+@config_group.command("show")
+@_PROFILE
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Config file [./stacpull.toml].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def config_show(profile: str | None, config_path: str | None, as_json: bool) -> None:
+    """Print the merged configuration (defaults, file, profile, environment) with where
+    each value came from; secrets are masked."""
+    try:
+        config, origins = resolve_config(config_path, profile=profile)
+    except ConfigError as exc:
+        _fail(str(exc))
+    sections = {
+        name: {f.name: _shown(getattr(getattr(config, name), f.name)) for f in fields(kind)}
+        for name, kind in (
+            ("search", type(config.search)),
+            ("download", type(config.download)),
+            ("auth", type(config.auth)),
+            ("output", type(config.output)),
+        )
+    }
+    if as_json:
+        click.echo(json.dumps({**sections, "origins": origins}, indent=2))
+        return
+    lines = ["# stacpull configuration: defaults < config file < profile < environment < flags"]
+    for name, values in sections.items():
+        lines.append(f"\n[{name}]")
+        for key, value in values.items():
+            origin = origins.get(f"{name}.{key}", "default")
+            if value is None:
+                lines.append(f"# {key} = (unset)".ljust(48) + f"  # {origin}")
+            else:
+                lines.append(f"{key} = {json.dumps(value)}".ljust(48) + f"  # {origin}")
+    click.echo("\n".join(lines))
+
+
 @main.group()
 def auth() -> None:
     """The credentials stacpull uses for data requests."""
 
 
 @auth.command("check")
+@_PROFILE
 @_auth_options
 @click.option(
     "--url",
@@ -1188,7 +1266,13 @@ def auth() -> None:
     metavar="FILE",
     help="Config file [./stacpull.toml].",
 )
-def auth_check(config_path: str | None, url: str | None, catalog: str | None, **kw: Any) -> None:
+def auth_check(
+    config_path: str | None,
+    url: str | None,
+    catalog: str | None,
+    profile: str | None,
+    **kw: Any,
+) -> None:
     """Tell whether the credentials work and when the access token expires.
 
     With an offline token, one access token is requested from the token endpoint. A fixed
@@ -1196,7 +1280,9 @@ def auth_check(config_path: str | None, url: str | None, catalog: str | None, **
     on a file. No token is ever printed. Exit 0 when they work, 1 when they do not.
     """
     try:
-        config = load_config(config_path, flags={**_auth_values(kw), "search.catalog": catalog})
+        config = load_config(
+            config_path, flags={**_auth_values(kw), "search.catalog": catalog}, profile=profile
+        )
         tokens = load_credentials(config.auth)
     except ConfigError as exc:
         _fail(str(exc))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 
 __all__ = [
+    "BUILTIN_PROFILES",
     "DEFAULT_ASSETS",
     "DEFAULT_CATALOG",
     "DEFAULT_CHUNK_SIZE",
@@ -39,6 +41,7 @@ __all__ = [
     "parse_bbox",
     "parse_datetime_range",
     "parse_size",
+    "resolve_config",
     "scrub",
 ]
 
@@ -484,22 +487,49 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     return value
 
 
+#: Profiles every install knows; a config file's ``[profiles.NAME]`` adds or replaces.
+BUILTIN_PROFILES: Mapping[str, Mapping[str, Any]] = {
+    "maap": {"catalog": DEFAULT_CATALOG},
+    "maap-preop": {"catalog": "https://catalog.preop.esa-maap.org/catalogue/"},
+}
+_NOT_IN_FILES = {
+    "token": "auth.token_file or the STACPULL_TOKEN environment variable",
+    "offline_token": "auth.offline_token_file or the STACPULL_OFFLINE_TOKEN environment variable",
+}
+
+
+def _key_sections() -> dict[str, str]:
+    """Each config key's section: key names are unique across sections, so a profile can
+    list them flat (``catalog``, ``concurrency``, ``offline_token_file``…)."""
+    return {
+        name: section for section, kind in _SECTIONS.items() for name in kind.__dataclass_fields__
+    }
+
+
+def _line_of(text: str, section: str, key: str) -> int | None:
+    """The line of ``key =`` inside ``[section]`` of a TOML text (1-based), if found."""
+    current = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            current = stripped.strip("[]").strip()
+        elif current == section and re.match(rf"{re.escape(key)}\s*=", stripped):
+            return number
+    return None
+
+
 def _flatten_toml(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for section, table in data.items():
+        if section == "profiles":
+            continue
         if section not in _SECTIONS:
-            hint = _did_you_mean(section, _SECTIONS, "[{}]")
+            hint = _did_you_mean(section, [*_SECTIONS, "profiles"], "[{}]")
             raise ConfigError(f"{origin}: unknown section [{section}]{hint}")
         if not isinstance(table, dict):
             raise ConfigError(f"{origin}: [{section}] must be a table")
         if section == "auth":
-            for key, instead in (
-                ("token", "auth.token_file or the STACPULL_TOKEN environment variable"),
-                (
-                    "offline_token",
-                    "auth.offline_token_file or the STACPULL_OFFLINE_TOKEN environment variable",
-                ),
-            ):
+            for key, instead in _NOT_IN_FILES.items():
                 if key in table:
                     raise ConfigError(
                         f"{origin}: [auth] {key} must not be stored in a config file; use {instead}"
@@ -509,39 +539,115 @@ def _flatten_toml(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
     return flat
 
 
-def load_config(
+def _profile_values(name: str, table: Any, origin: str) -> dict[str, Any]:
+    """A profile's flat keys as dotted config keys."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{origin}: [profiles.{name}] must be a table")
+    sections = _key_sections()
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in _NOT_IN_FILES:
+            raise ConfigError(
+                f"{origin}: [profiles.{name}] {key} must not be stored in a config file; "
+                f"use {_NOT_IN_FILES[key]}"
+            )
+        if key not in sections:
+            hint = _did_you_mean(key, sections, "{!r}")
+            raise ConfigError(f"{origin}: unknown key [profiles.{name}] {key}{hint}")
+        values[f"{sections[key]}.{key}"] = value
+    return values
+
+
+def resolve_config(
     path: str | os.PathLike[str] | None = None,
     *,
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, Any] | None = None,
-) -> Config:
-    """Build the run's :class:`Config` from file, environment and flags (flags win).
+    profile: str | None = None,
+) -> tuple[Config, dict[str, str]]:
+    """:func:`load_config`, plus where each key that is not a default came from
+    (``file F line N``, ``profile P``, ``env VAR``, ``flag``), for ``stacpull config show``.
 
-    ``path`` None means ``./stacpull.toml`` when it exists. Errors name the file and key.
+    Layers, lowest first: defaults, the file's sections, the profile (``--profile``, else
+    ``STACPULL_PROFILE``; built in: ``maap``, ``maap-preop``), the environment, the flags.
     """
+    environ = os.environ if env is None else env
     config = Config()
+    origins: dict[str, str] = {}
     file_path: Path | None = Path(path) if path is not None else None
     if file_path is None and Path("stacpull.toml").is_file():
         file_path = Path("stacpull.toml")
+    profiles: dict[str, Any] = {k: dict(v) for k, v in BUILTIN_PROFILES.items()}
+    profile_origin = dict.fromkeys(BUILTIN_PROFILES, "built in")
     if file_path is not None:
         origin = str(file_path)
         try:
-            data = tomllib.loads(file_path.read_text(encoding="utf-8"))
+            text = file_path.read_text(encoding="utf-8")
+            data = tomllib.loads(text)
         except FileNotFoundError:
             raise ConfigError(f"config file {origin} does not exist") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {origin} cannot be read: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {origin} is not valid TOML: {exc}") from None
+        flat = _flatten_toml(data, origin)
         try:
-            config = config.with_values(_flatten_toml(data, origin))
+            config = config.with_values(flat)
         except ConfigError as exc:
-            msg = str(exc)
-            raise ConfigError(msg if msg.startswith(origin) else f"{origin}: {msg}") from None
-    environ = os.environ if env is None else env
+            raise ConfigError(_in_file(str(exc), origin, text)) from None
+        for dotted in flat:
+            line = _line_of(text, *dotted.split(".", 1))
+            origins[dotted] = f"{origin} line {line}" if line else origin
+        raw_profiles = data.get("profiles") or {}
+        if not isinstance(raw_profiles, dict):
+            raise ConfigError(f"{origin}: [profiles] must hold tables, e.g. [profiles.maap]")
+        for name, table in raw_profiles.items():
+            _profile_values(name, table, origin)  # validate every profile, used or not
+            profiles[name] = table
+            profile_origin[name] = origin
+    chosen = profile or environ.get("STACPULL_PROFILE") or None
+    if chosen is not None:
+        if chosen not in profiles:
+            hint = _did_you_mean(chosen, profiles, "{!r}")
+            raise ConfigError(
+                f"unknown profile {chosen!r}{hint}; profiles: {', '.join(sorted(profiles))}"
+            )
+        values = _profile_values(chosen, profiles[chosen], profile_origin[chosen])
+        try:
+            config = config.with_values(values)
+        except ConfigError as exc:
+            raise ConfigError(f"profile {chosen!r} ({profile_origin[chosen]}): {exc}") from None
+        origins.update(dict.fromkeys(values, f"profile {chosen}"))
     env_values = {key: environ[var] for var, key in ENV_KEYS.items() if environ.get(var)}
     if env_values:
         config = config.with_values(env_values)
+        names = {key: var for var, key in ENV_KEYS.items()}
+        origins.update({key: f"env {names[key]}" for key in env_values})
     if flags:
         config = config.with_values(flags)
-    return config
+        origins.update({key: "flag" for key, value in flags.items() if value is not None})
+    return config, origins
+
+
+def _in_file(message: str, origin: str, text: str) -> str:
+    """A value error from the file, with the file and the line of the key it names."""
+    match = re.match(r"(?:unknown key \[(\w+)\] (\w+)|(\w+)\.(\w+):)", message)
+    line = None
+    if match:
+        section, key = (match.group(1), match.group(2)) if match.group(1) else match.group(3, 4)
+        line = _line_of(text, section, key)
+    where = f"{origin} line {line}" if line else origin
+    return message if message.startswith(origin) else f"{where}: {message}"
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    profile: str | None = None,
+) -> Config:
+    """Build the run's :class:`Config` from defaults, file, profile, environment and flags
+    (each overriding the one before). ``path`` None means ``./stacpull.toml`` when it
+    exists. Errors name the file, the key and its line."""
+    return resolve_config(path, env=env, flags=flags, profile=profile)[0]
