@@ -308,3 +308,34 @@ def test_commands_take_a_profile(sim: SimServer, tmp_path: Path) -> None:
     assert code == 0 and L1A in out, err
     code, out, err = _cli("search", "--config", str(path), "--profile", "sim", "--collection", L1A)
     assert code == 0 and "5 item(s) matched" in out, err
+
+
+def test_the_python_api_does_discovery_and_planning_too(sim: SimServer, tmp_path: Path) -> None:
+    cat = sim.catalog_url
+    assert [c["id"] for c in stacpull.collections(catalog=cat, platform="FLEX")] == [
+        "FLEXL1CommissioningProducts10"
+    ]
+    schema = stacpull.queryables(L1A, catalog=cat)
+    assert {"product:type", "productType"} <= set(schema["properties"])
+    items = stacpull.search_items(
+        catalog=cat, collections=[L1A], max_items=3, output=tmp_path / "items.csv"
+    )
+    assert len(items) == 3 and (tmp_path / "items.csv").read_text().count("\n") == 4
+    plan = stacpull.dry_run(catalog=cat, collections=[L1A], dest=str(tmp_path / "d"))
+    assert (plan.items, plan.files, plan.to_fetch_files) == (5, 15, 15)
+
+
+def test_mirror_dry_run_and_search_format_flag(sim: SimServer, tmp_path: Path) -> None:
+    pull(sim, tmp_path, collections=[L1A])
+    code, out, err = _cli(
+        "mirror", "--catalog", sim.catalog_url, "--collection", L1A, "--dest", str(tmp_path),
+        "--dry-run",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "on disk:      15 files" in out and "to download:  0 files" in out
+    target = tmp_path / "items.out"
+    code, out, err = _cli(
+        "search", "--catalog", sim.catalog_url, "--collection", L1A, "-o", str(target),
+        "--format", "csv",
+    )  # fmt: skip
+    assert code == 0 and target.read_text().startswith("id,collection,datetime"), err

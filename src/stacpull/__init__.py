@@ -2,7 +2,17 @@
 
 __version__ = "0.3.0"  # before the imports: the engine puts it in its User-Agent
 
-from .api import adownload, amirror, download, mirror
+from .api import (
+    adownload,
+    amirror,
+    asearch_items,
+    collections,
+    download,
+    dry_run,
+    mirror,
+    queryables,
+    search_items,
+)
 from .config import Config, load_config
 from .engine import RunResult
 from .errors import StacpullError
@@ -13,7 +23,12 @@ __all__ = [
     "StacpullError",
     "adownload",
     "amirror",
+    "asearch_items",
+    "collections",
     "download",
+    "dry_run",
     "load_config",
     "mirror",
+    "queryables",
+    "search_items",
 ]

@@ -10,16 +10,41 @@ several runs, or with its own clock).
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 from .auth import TokenProvider
-from .config import AuthConfig, Config, SearchConfig, load_config
+from .config import (
+    AuthConfig,
+    Config,
+    SearchConfig,
+    load_config,
+    parse_bbox,
+    parse_datetime_range,
+)
+from .dryrun import PlanSummary
+from .dryrun import dry_run as _dry_run
 from .engine import RunOptions, RunResult, run
 from .events import EventSink
+from .export import ItemWriter
+from .search import CollectionQuery, list_collections, search_pages
+from .search import queryables as _queryables
 
-__all__ = ["adownload", "amirror", "build_config", "download", "mirror"]
+__all__ = [
+    "adownload",
+    "amirror",
+    "asearch_items",
+    "build_config",
+    "collections",
+    "download",
+    "dry_run",
+    "mirror",
+    "queryables",
+    "search_items",
+]
 
 _SECTION_OF: dict[str, str] = {
     **dict.fromkeys(SearchConfig.__dataclass_fields__, "search"),
@@ -134,3 +159,82 @@ def download(
             options=RunOptions("download", retry_failed=retry_failed, yes=yes),
         )
     )
+
+
+# -- discovery and planning -------------------------------------------------------------
+
+
+def collections(
+    config: Config | None = None,
+    *,
+    q: str | None = None,
+    title: str | None = None,
+    platform: str | None = None,
+    organisation: str | None = None,
+    bbox: tuple[float, ...] | list[float] | None = None,
+    datetime: str | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """The catalogue's collections matching the filters (server-side when the catalogue
+    supports collection search, else filtered here), as STAC Collection dicts.
+
+    >>> [c["id"] for c in stacpull.collections(platform="FLEX")]   # doctest: +SKIP
+    """
+    cfg = build_config(config, **options)
+    query = CollectionQuery(
+        q=q,
+        title=title,
+        platform=platform,
+        organisation=organisation,
+        bbox=parse_bbox(list(bbox)) if bbox is not None else None,
+        datetime=parse_datetime_range(datetime) if datetime else None,
+    )
+    return list_collections(cfg.search, query)[0]
+
+
+def queryables(collection: str, config: Config | None = None, **options: Any) -> dict[str, Any]:
+    """The JSON Schema of what a ``filter`` may use on ``collection``."""
+    return _queryables(build_config(config, **options).search, collection)
+
+
+async def asearch_items(
+    config: Config | None = None,
+    *,
+    output: str | Path | None = None,
+    fmt: str | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Every item the query matches (bound it with ``max_items=``); with ``output``, also
+    saved as GeoJSON, CSV or Parquet (by its extension, or ``fmt``)."""
+    cfg = build_config(config, **options)
+    items: list[dict[str, Any]] = []
+    writer = ItemWriter(Path(output), fmt, catalog=cfg.search.catalog) if output else None
+    with writer if writer is not None else contextlib.nullcontext():
+        async for features, _ in search_pages(cfg.search):
+            items.extend(features)
+            if writer is not None:
+                for item in features:
+                    writer.write(item)
+    return items
+
+
+def search_items(
+    config: Config | None = None,
+    *,
+    output: str | Path | None = None,
+    fmt: str | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Search and return the matching items (see :func:`asearch_items`).
+
+    >>> items = stacpull.search_items(collections=["BiomassLevel1aIOC"], max_items=50,
+    ...                               output="items.csv")            # doctest: +SKIP
+    """
+    return anyio.run(lambda: asearch_items(config, output=output, fmt=fmt, **options))
+
+
+def dry_run(config: Config | None = None, **options: Any) -> PlanSummary:
+    """What :func:`download` with the same arguments would fetch: items, files, bytes
+    known and estimated, what is already on disk, free space; nothing is transferred."""
+    cfg = build_config(config, **options)
+    return anyio.run(lambda: _dry_run(cfg))
