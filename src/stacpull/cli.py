@@ -876,15 +876,18 @@ def _print_plan(summary: PlanSummary, budget: int) -> None:
         "(a real run skips them)"
     )
     unknown = ""
-    if summary.unknown_files:
-        unknown = (
+    if summary.unknown_files - summary.unguessed:
+        unknown += (
             f" + ~{human_bytes(summary.estimated_bytes)} estimated for "
-            f"{summary.unknown_files - summary.unguessed} file(s) without file:size"
+            f"{summary.unknown_files - summary.unguessed} file(s) without file:size (from "
+            "the files earlier runs verified in DEST)"
         )
-        if summary.unguessed:
-            unknown += (
-                f" + {summary.unguessed} file(s) of unknown size (no earlier run to estimate from)"
-            )
+    if summary.unguessed:
+        unknown += (
+            f" + {summary.unguessed} file(s) of unknown size (no file:size, no earlier run "
+            "to estimate from; download a few first, e.g. --max-items 2, and the dry run "
+            "estimates the rest from them)"
+        )
     out.print(
         f"to download:  {summary.to_fetch_files} files, {human_bytes(summary.known_bytes)} "
         f"known{unknown}"
