@@ -1,0 +1,694 @@
+"""The benchmark suite: stacpull against the tools users would pick instead.
+
+One command runs every scenario with every contender and prints a table (tool × scenario:
+MB/s, files/s, CPU seconds, peak RSS), writes ``benchmarks/results/suite.json`` and, with
+``--plot FILE``, draws the bars::
+
+    python benchmarks/suite.py                  # everything (a few GB of test data)
+    python benchmarks/suite.py --quick          # the same, scaled down ~5x
+    python benchmarks/suite.py --scenarios 2mib,maap --networks wan --tools stacpull,aria2c
+
+**Server**: nginx when installed (``apt install nginx-light``; a benchmark dependency, not
+a runtime one), else ``benchmarks/fileserver.py`` (aiohttp, sendfile). Every tool fetches
+the same files from it. **Networks**: ``loopback`` (straight to the server) and ``wan``
+(through ``benchmarks/proxy.py``: 50 ms round trip, 20 MB/s per connection, as a remote
+archive that throttles each connection).
+
+**Scenarios**: one 1 GiB file; 500 files of 2 MiB; 2 000 quicklook-sized files (30-300 kB);
+a MAAP-shaped collection (product zips of 50-200 MB without ``file:size`` or checksum, as
+MAAP serves them, plus a PNG and a KMZ per item). Files are generated once, from a seed,
+under ``benchmarks/.data/`` and reused.
+
+**Contenders**, each at its best settings for the scenario: stacpull (from a saved search
+of the scenario's STAC items, checksums verified where the items carry them);
+``aria2c`` (``-j``, ``-x``, ``-s``); ``curl --parallel``; ``stac-asset`` (``pip install
+'stac-asset[cli]'``, or set ``STAC_ASSET`` to its executable); the reference notebook's
+sequential ``requests`` loop. A tool that is not installed is skipped with a note. After
+each run every file the tool wrote is hashed and compared with the source: a fast wrong
+answer does not count (the row says ``WRONG``).
+
+**Memory**: a mirror of a 100 000-item simulated collection (tiny thumbnails), reporting
+peak RSS and items per second.
+
+CPU seconds are the tool's own (``wait4``), not the server's; peak RSS is its ``VmHWM``,
+polled every 10 ms (the last reading before exit is within a few ms of the peak).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / ".data"
+RESULTS = HERE / "results"
+MiB = 1 << 20
+
+
+# -- scenarios ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FileSpec:
+    item: str
+    key: str
+    name: str
+    size: int
+    kind: str = "bin"  # bin | zip | png | kmz
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    files: tuple[FileSpec, ...]
+    checksums: bool = True  # MAAP gives neither checksum nor size for its product zips
+
+    @property
+    def total(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+def scenarios(quick: bool) -> dict[str, Scenario]:
+    rng = random.Random(7)
+    scale = 5 if quick else 1
+    n_many, n_small, n_maap = 500 // scale, 2000 // scale, 8 if not quick else 3
+    maap: list[FileSpec] = []
+    for i in range(n_maap):
+        item = f"maap-{i:04d}"
+        zip_mb = rng.randint(50, 200) // (4 if quick else 1)
+        stem = f"BIO_S1_SCS__1S_{i:04d}"
+        maap += [
+            FileSpec(item, "product", f"{stem}.zip", zip_mb * MiB, "zip"),
+            FileSpec(
+                item, "quicklook_png", f"{stem.lower()}_ql.png", rng.randint(150, 300) * 1000, "png"
+            ),
+            FileSpec(
+                item, "quicklook_kml", f"{stem.lower()}_map.kmz", rng.randint(10, 30) * 1000, "kmz"
+            ),
+        ]
+    big = (1 << 30) // (4 if quick else 1)
+    return {
+        "1gib": Scenario(
+            "1gib", f"one {big // MiB} MiB file", (FileSpec("big-0000", "data", "big.bin", big),)
+        ),
+        "2mib": Scenario(
+            "2mib",
+            f"{n_many} files of 2 MiB",
+            tuple(FileSpec(f"many-{i:04d}", "data", "file.bin", 2 * MiB) for i in range(n_many)),
+        ),
+        "quicklooks": Scenario(
+            "quicklooks",
+            f"{n_small} files of 30-300 kB",
+            tuple(
+                FileSpec(f"ql-{i:05d}", "quicklook", "ql.png", rng.randint(30, 300) * 1000, "png")
+                for i in range(n_small)
+            ),
+        ),
+        "maap": Scenario(
+            "maap", f"MAAP-shaped: {n_maap} products of 50-200 MB, PNG, KMZ", tuple(maap), False
+        ),
+    }
+
+
+def _content(spec: FileSpec, seed: str) -> Iterator[bytes]:
+    """The file's bytes, from a seed: random data; zips and KMZs are real archives."""
+    rng = random.Random(seed)
+    if spec.kind in ("zip", "kmz"):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+            archive.writestr("data.bin", rng.randbytes(max(0, spec.size - 400)))
+        data = buffer.getvalue()
+        yield data[: spec.size] if len(data) > spec.size else data
+        return
+    left = spec.size
+    while left:
+        block = min(left, 16 * MiB)
+        yield rng.randbytes(block)
+        left -= block
+
+
+def prepare(scenario: Scenario) -> dict[str, tuple[int, str]]:
+    """Write the scenario's files under DATA (once); return relpath → (size, sha256)."""
+    root = DATA / scenario.name
+    manifest_path = root / "manifest.json"
+    wanted = [dataclasses.asdict(f) for f in scenario.files]
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("files") == wanted:
+            return {k: tuple(v) for k, v in manifest["digests"].items()}  # type: ignore[misc]
+    shutil.rmtree(root, ignore_errors=True)
+    digests: dict[str, tuple[int, str]] = {}
+    for spec in scenario.files:
+        rel = f"{scenario.name}/{spec.item}/{spec.name}"
+        path = DATA / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        with path.open("wb") as f:
+            for block in _content(spec, rel):
+                f.write(block)
+                digest.update(block)
+        digests[rel] = (path.stat().st_size, digest.hexdigest())
+    manifest_path.write_text(json.dumps({"files": wanted, "digests": digests}))
+    return digests
+
+
+_TYPES = {
+    "bin": "application/octet-stream",
+    "zip": "application/zip",
+    "png": "image/png",
+    "kmz": "application/vnd.google-earth.kmz",
+}
+
+
+def write_inputs(
+    scenario: Scenario, digests: dict[str, tuple[int, str]], base: str, where: Path
+) -> dict[str, Path]:
+    """The scenario as each tool takes it: STAC items, aria2c and curl lists, a TSV."""
+    items: dict[str, dict[str, Any]] = {}
+    lines_aria, lines_curl, lines_tsv = [], [], []
+    for spec in scenario.files:
+        rel = f"{scenario.name}/{spec.item}/{spec.name}"
+        url = f"{base}/{rel}"
+        size, sha = digests[rel]
+        item = items.setdefault(
+            spec.item,
+            {
+                "type": "Feature",
+                "stac_version": "1.1.0",
+                "stac_extensions": ["https://stac-extensions.github.io/file/v2.1.0/schema.json"],
+                "id": spec.item,
+                "collection": scenario.name,
+                "geometry": None,
+                "properties": {"datetime": "2025-09-29T00:00:00Z"},
+                "links": [],
+                "assets": {},
+            },
+        )
+        asset: dict[str, Any] = {"href": url, "type": _TYPES[spec.kind], "roles": ["data"]}
+        if scenario.checksums or spec.kind != "zip":
+            asset["file:size"] = size
+        if scenario.checksums:
+            asset["file:checksum"] = "1220" + sha
+        item["assets"][spec.key] = asset
+        lines_aria.append(f"{url}\n  out={rel}")
+        lines_curl.append(f'url = "{url}"\noutput = "{rel}"')
+        lines_tsv.append(f"{url}\t{rel}")
+    paths = {
+        "items": where / "items.geojson",
+        "aria2c": where / "aria2c.txt",
+        "curl": where / "curl.cfg",
+        "tsv": where / "urls.tsv",
+    }
+    collection = {
+        "type": "FeatureCollection",
+        "links": [{"rel": "root", "href": f"{base}/"}],
+        "features": list(items.values()),
+    }
+    paths["items"].write_text(json.dumps(collection))
+    paths["aria2c"].write_text("\n".join(lines_aria) + "\n")
+    paths["curl"].write_text("\n".join(lines_curl) + "\n")
+    paths["tsv"].write_text("\n".join(lines_tsv) + "\n")
+    return paths
+
+
+# -- servers -----------------------------------------------------------------------------
+
+
+def _spawn_announcing(command: list[str]) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline().strip())
+    return proc, port
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def file_server(server: str) -> Iterator[tuple[str, str]]:
+    """(base URL, name) of a static server for DATA: nginx if available, else aiohttp."""
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if server == "nginx" and nginx is None:
+        raise SystemExit("nginx is not installed (apt install nginx-light)")
+    if server in ("auto", "nginx") and nginx is not None:
+        port = _free_port()
+        with tempfile.TemporaryDirectory() as tmp:
+            conf = Path(tmp) / "nginx.conf"
+            conf.write_text(
+                f"""
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on; tcp_nopush on; tcp_nodelay on;
+    keepalive_requests 100000; keepalive_timeout 120s;
+    client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+    types {{ application/octet-stream bin; application/zip zip; image/png png;
+             application/vnd.google-earth.kmz kmz; }}
+    server {{ listen 127.0.0.1:{port}; root {DATA}; }}
+}}
+"""
+            )
+            proc = subprocess.Popen([nginx, "-c", str(conf), "-e", f"{tmp}/error.log"])
+            _wait_port(port)
+            try:
+                yield f"http://127.0.0.1:{port}", "nginx"
+            finally:
+                proc.terminate()
+                proc.wait(10)
+        return
+    proc, port = _spawn_announcing([sys.executable, str(HERE / "fileserver.py"), str(DATA)])
+    try:
+        yield f"http://127.0.0.1:{port}", "aiohttp (benchmarks/fileserver.py)"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _wait_port(port: int) -> None:
+    import socket
+
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"the server did not start on port {port}")
+
+
+@contextmanager
+def wan_proxy(base: str, delay: float, rate: float) -> Iterator[str]:
+    port = base.rsplit(":", 1)[1]
+    cmd = [sys.executable, str(HERE / "proxy.py"), "--to", f"127.0.0.1:{port}"]
+    cmd += ["--delay", str(delay), "--rate", str(rate)]
+    proc, listen = _spawn_announcing(cmd)
+    try:
+        yield f"http://127.0.0.1:{listen}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+# -- contenders --------------------------------------------------------------------------
+
+
+def _stac_asset() -> str | None:
+    return os.environ.get("STAC_ASSET") or shutil.which("stac-asset")
+
+
+def _settings(tool: str, scenario: str, network: str) -> dict[str, int]:
+    """Each tool at its best for the scenario (tuned on the 2-core machine)."""
+    wan = network == "wan"
+    if tool == "stacpull":
+        return {
+            "j": {"1gib": 1, "2mib": 16, "quicklooks": 32, "maap": 8}[scenario] * (2 if wan else 1)
+        }
+    if tool == "aria2c":
+        return {
+            "1gib": {"j": 1, "x": 16, "s": 16},
+            "2mib": {"j": 16 if not wan else 32, "x": 1, "s": 1},
+            "quicklooks": {"j": 32, "x": 1, "s": 1},
+            "maap": {"j": 8, "x": 8 if wan else 2, "s": 8 if wan else 2},
+        }[scenario]
+    if tool == "curl":
+        return {"p": {"1gib": 1, "2mib": 32 if wan else 16, "quicklooks": 32, "maap": 8}[scenario]}
+    if tool == "stac-asset":
+        return {"c": {"1gib": 1, "2mib": 32 if wan else 16, "quicklooks": 32, "maap": 8}[scenario]}
+    return {}
+
+
+def command(
+    tool: str, inputs: dict[str, Path], out: Path, base: str, opts: dict[str, int]
+) -> list[str] | None:
+    """The command line of ``tool``, or None when it is not installed."""
+    if tool == "stacpull":
+        return [
+            sys.executable, "-m", "stacpull", "download", "--from", str(inputs["items"]),
+            "--catalog", f"{base}/", "--dest", str(out), "--assets", "all",
+            "-j", str(opts["j"]), "--per-host", str(opts["j"]), "--dashboard", "none", "-q",
+        ]  # fmt: skip
+    if tool == "aria2c":
+        if not shutil.which("aria2c"):
+            return None
+        return [
+            "aria2c", "-i", str(inputs["aria2c"]), "-d", str(out), "-q",
+            "-j", str(opts["j"]), "-x", str(opts["x"]), "-s", str(opts["s"]),
+            "--min-split-size=1M", "--file-allocation=none", "--allow-overwrite=true",
+            "--auto-file-renaming=false", "--summary-interval=0", "--check-certificate=false",
+        ]  # fmt: skip
+    if tool == "curl":
+        if not shutil.which("curl"):
+            return None
+        return [
+            "curl", "--parallel", "--parallel-max", str(opts["p"]), "--fail", "--silent",
+            "--show-error", "--create-dirs", "--output-dir", str(out), "-K", str(inputs["curl"]),
+        ]  # fmt: skip
+    if tool == "stac-asset":
+        exe = _stac_asset()
+        if exe is None:
+            return None
+        return [
+            exe, "download", str(inputs["items"]), str(out), "-q",
+            "--max-concurrent-downloads", str(opts["c"]),
+        ]  # fmt: skip
+    if tool == "notebook":
+        return [sys.executable, str(HERE / "notebook_loop.py"), str(inputs["tsv"]), str(out)]
+    raise ValueError(tool)
+
+
+TOOLS = ("stacpull", "aria2c", "curl", "stac-asset", "notebook")
+
+
+def _peak_rss_kb(pid: int, cmd: list[str]) -> int | None:
+    """VmHWM of ``pid`` once it runs ``cmd`` (before the exec it still is this process,
+    whose memory must not count: that is why ``wait4``'s ru_maxrss cannot be used)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if cmdline[: len(cmd)] != [c.encode() for c in cmd]:
+            return None
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def run_tool(cmd: list[str], timeout: float) -> dict[str, Any]:
+    """Run ``cmd``; its wall time, CPU seconds (``wait4``) and peak RSS (VmHWM, polled)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = started + timeout
+    peak = 0
+    while True:
+        if (rss := _peak_rss_kb(proc.pid, cmd)) is not None:
+            peak = max(peak, rss)
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() > deadline:
+            proc.send_signal(signal.SIGKILL)
+            pid, status, usage = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.01)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    return {
+        "seconds": seconds,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "rss_mb": peak / 1024,
+        "code": proc.returncode,
+        "stderr": stderr[-500:],
+    }
+
+
+def check(out: Path, digests: dict[str, tuple[int, str]]) -> tuple[bool, str]:
+    """Whether ``out`` holds exactly the expected files' bytes (any layout)."""
+    wanted = Counter(digests.values())
+    found: Counter[tuple[int, str]] = Counter()
+    for path in out.rglob("*"):
+        if not path.is_file() or ".stacpull" in path.parts:
+            continue
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while block := f.read(8 * MiB):
+                digest.update(block)
+        found[(path.stat().st_size, digest.hexdigest())] += 1
+    if found == wanted:
+        return True, ""
+    missing = sum((wanted - found).values())
+    extra = sum((found - wanted).values())
+    return False, f"{missing} missing or wrong, {extra} unexpected"
+
+
+# -- memory ------------------------------------------------------------------------------
+
+
+def memory_scenario(items: int, work: Path) -> dict[str, Any]:
+    """Mirror ``items`` simulated items (thumbnails only): peak RSS and items per second."""
+    sim, port = _spawn_announcing(
+        [sys.executable, str(HERE / "simserver.py"), "--items", str(items)]
+    )
+    try:
+        cmd = [
+            sys.executable, "-m", "stacpull", "mirror", "--catalog",
+            f"http://127.0.0.1:{port}/catalogue/", "--collection", "BiomassLevel1aIOC",
+            "--assets", "thumbnail", "--page-size", "500", "--dest", str(work / "memory"),
+            "-j", "32", "--per-host", "32", "--dashboard", "none", "-q", "--token", "sim-token",
+        ]  # fmt: skip
+        result = run_tool(cmd, timeout=3600)
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    shutil.rmtree(work / "memory", ignore_errors=True)
+    result["items"] = items
+    result["items_per_s"] = items / result["seconds"]
+    return result
+
+
+# -- the suite ---------------------------------------------------------------------------
+
+
+def _machine() -> dict[str, Any]:
+    def version(cmd: list[str]) -> str | None:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.splitlines()[0] if out else None
+
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if "model name" in line), "")
+    sa = _stac_asset()
+    return {
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "aria2c": version(["aria2c", "--version"]),
+        "curl": version(["curl", "--version"]),
+        "stac-asset": version([sa, "--version"]) if sa else None,
+        "nginx": version(["nginx", "-v"]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="scaled-down data (~5x less)")
+    parser.add_argument("--scenarios", default="1gib,2mib,quicklooks,maap")
+    parser.add_argument("--networks", default="loopback,wan")
+    parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--server", choices=("auto", "nginx", "aiohttp"), default="auto")
+    parser.add_argument("--delay", type=float, default=0.025, help="one-way seconds (wan)")
+    parser.add_argument("--rate", type=float, default=20e6, help="bytes/s per connection (wan)")
+    parser.add_argument("--memory-items", type=int, default=100_000, help="0 skips it")
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--plot", type=Path, help="draw the MB/s bars to this PNG")
+    parser.add_argument("--out", type=Path, default=RESULTS / "suite.json")
+    args = parser.parse_args()
+
+    all_scenarios = scenarios(args.quick)
+    chosen = [all_scenarios[name] for name in args.scenarios.split(",") if name]
+    tools = [t for t in args.tools.split(",") if t]
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(dir=HERE) as tmp, file_server(args.server) as (base, server):
+        work = Path(tmp)
+        for scenario in chosen:
+            print(f"preparing {scenario.name}: {scenario.title}", flush=True)
+            digests = prepare(scenario)
+            for network in args.networks.split(","):
+                proxy = wan_proxy(base, args.delay, args.rate) if network == "wan" else None
+                with proxy if proxy is not None else _nothing(base) as url:
+                    inputs_dir = work / f"in-{scenario.name}-{network}"
+                    inputs_dir.mkdir()
+                    inputs = write_inputs(scenario, digests, url, inputs_dir)
+                    for tool in tools:
+                        opts = _settings(tool, scenario.name, network)
+                        out = work / f"out-{tool}"
+                        shutil.rmtree(out, ignore_errors=True)
+                        out.mkdir()
+                        cmd = command(tool, inputs, out, url, opts)
+                        if cmd is None:
+                            note = f"{tool}: not installed, skipped"
+                            if note not in notes:
+                                notes.append(note)
+                            continue
+                        result = run_tool(cmd, args.timeout)
+                        ok, why = check(out, digests)
+                        shutil.rmtree(out, ignore_errors=True)
+                        row = {
+                            "scenario": scenario.name,
+                            "network": network,
+                            "tool": tool,
+                            "settings": opts,
+                            "files": len(scenario.files),
+                            "bytes": scenario.total,
+                            **result,
+                            "correct": ok and result["code"] == 0,
+                            "problem": why or (result["stderr"] if result["code"] else ""),
+                        }
+                        row["mb_per_s"] = scenario.total / row["seconds"] / 1e6
+                        row["files_per_s"] = len(scenario.files) / row["seconds"]
+                        rows.append(row)
+                        _print_row(row)
+        memory = None
+        if args.memory_items:
+            items = args.memory_items // (10 if args.quick else 1)
+            print(f"memory: mirroring {items} simulated items", flush=True)
+            memory = memory_scenario(items, work)
+            print(
+                f"  peak RSS {memory['rss_mb']:.0f} MB, {memory['items_per_s']:.0f} items/s,"
+                f" exit {memory['code']}",
+                flush=True,
+            )
+    report = {
+        "machine": _machine(),
+        "server": server,
+        "quick": args.quick,
+        "wan": {"rtt_ms": args.delay * 2000, "per_connection_mb_s": args.rate / 1e6},
+        "rows": rows,
+        "memory": memory,
+        "notes": notes,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print()
+    print(table(report))
+    print(f"\nwrote {args.out}")
+    if args.plot:
+        plot(report, args.plot)
+        print(f"wrote {args.plot}")
+
+
+@contextmanager
+def _nothing(base: str) -> Iterator[str]:
+    yield base
+
+
+def _print_row(row: dict[str, Any]) -> None:
+    flag = "" if row["correct"] else f"  WRONG: {row['problem'][:120]}"
+    print(
+        f"  {row['scenario']:<10} {row['network']:<8} {row['tool']:<10} "
+        f"{row['mb_per_s']:8.1f} MB/s {row['files_per_s']:8.1f} files/s "
+        f"cpu {row['cpu']:6.1f} s  rss {row['rss_mb']:6.0f} MB{flag}",
+        flush=True,
+    )
+
+
+def table(report: dict[str, Any]) -> str:
+    """The results as a Markdown table: one row per scenario and network, a column per tool."""
+    rows = report["rows"]
+    tools = [t for t in TOOLS if any(r["tool"] == t for r in rows)]
+    lines = [
+        "| scenario | network | " + " | ".join(tools) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in tools) + " |",
+    ]
+    seen: list[tuple[str, str]] = []
+    for r in rows:
+        if (r["scenario"], r["network"]) not in seen:
+            seen.append((r["scenario"], r["network"]))
+    for scenario, network in seen:
+        cells = []
+        for tool in tools:
+            row = next(
+                (
+                    r
+                    for r in rows
+                    if (r["scenario"], r["network"], r["tool"]) == (scenario, network, tool)
+                ),
+                None,
+            )
+            if row is None:
+                cells.append("–")
+            elif not row["correct"]:
+                cells.append("WRONG")
+            else:
+                rate = (
+                    f"{row['files_per_s']:.0f} files/s"
+                    if scenario == "quicklooks"
+                    else f"{row['mb_per_s']:.0f} MB/s"
+                )
+                cells.append(f"{rate} · {row['cpu']:.0f} s CPU · {row['rss_mb']:.0f} MB")
+        lines.append(f"| {scenario} | {network} | " + " | ".join(cells) + " |")
+    if report.get("memory"):
+        m = report["memory"]
+        lines.append(
+            f"\nmemory: mirror of {m['items']} items: peak RSS {m['rss_mb']:.0f} MB, "
+            f"{m['items_per_s']:.0f} items/s"
+        )
+    for note in report.get("notes", []):
+        lines.append(f"\nnote: {note}")
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["rows"] if r["correct"]]
+    groups = []
+    for r in rows:
+        if (r["scenario"], r["network"]) not in groups:
+            groups.append((r["scenario"], r["network"]))
+    tools = [t for t in TOOLS if any(r["tool"] == t for r in rows)]
+    width = 0.8 / max(len(tools), 1)
+    fig, ax = plt.subplots(figsize=(max(8, len(groups) * 1.6), 4.5), layout="constrained")
+    for i, tool in enumerate(tools):
+        values = [
+            next(
+                (
+                    r["mb_per_s"]
+                    for r in rows
+                    if (r["scenario"], r["network"], r["tool"]) == (*g, tool)
+                ),
+                0,
+            )
+            for g in groups
+        ]
+        ax.bar([x + i * width for x in range(len(groups))], values, width, label=tool)
+    ax.set_xticks([x + width * (len(tools) - 1) / 2 for x in range(len(groups))])
+    ax.set_xticklabels([f"{s}\n{n}" for s, n in groups])
+    ax.set_ylabel("MB/s (verified output only)")
+    ax.legend(frameon=False, ncols=len(tools))
+    ax.grid(axis="y", alpha=0.3)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
