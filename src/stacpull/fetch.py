@@ -24,9 +24,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-import aiofiles
 import aiohttp
 import anyio
 import anyio.to_thread
@@ -71,7 +70,14 @@ from .verify import (
     verify_size,
 )
 
-__all__ = ["MAX_REDIRECTS", "FetchContext", "SpaceBudget", "fetch"]
+__all__ = [
+    "MAX_REDIRECTS",
+    "WRITE_BATCH",
+    "WRITE_INTERVAL",
+    "FetchContext",
+    "SpaceBudget",
+    "fetch",
+]
 
 MAX_REDIRECTS = 10
 log = logging.getLogger("stacpull.fetch")
@@ -627,6 +633,30 @@ def _hash_prefix(hasher: Any, part: Path, length: int) -> None:
             remaining -= len(block)
 
 
+#: Bytes received before they go to disk (and the hash) in one thread hop. Batching keeps
+#: the event loop free of per-chunk thread round trips; a slow stream still reaches the
+#: disk every WRITE_INTERVAL seconds (a kill loses at most that much), and a broken one
+#: writes what it received before the error is raised.
+WRITE_BATCH = 4 << 20
+WRITE_INTERVAL = 0.25
+
+
+def _open_part(part: Path, offset: int) -> IO[bytes]:
+    return part.open("ab" if offset else "wb")
+
+
+def _write_batch(f: IO[bytes], hasher: Any, batch: list[bytes]) -> None:
+    """Write and hash one batch, in a worker thread (hashlib releases the GIL)."""
+    for block in batch:
+        f.write(block)
+        hasher.update(block)
+
+
+def _finish_part(f: IO[bytes]) -> None:
+    f.flush()
+    os.fsync(f.fileno())
+
+
 async def _stream(
     resp: aiohttp.ClientResponse,
     part: Path,
@@ -639,21 +669,35 @@ async def _stream(
     """Append the body to ``part``; return the bytes written. fsyncs before returning."""
     written = 0
     try:
-        f = await aiofiles.open(part, "ab" if offset else "wb")
+        f = await anyio.to_thread.run_sync(_open_part, part, offset)
     except OSError as exc:
         raise _storage_error(exc, part) from exc
+    pending: list[bytes] = []
+    pending_size = 0
+    flushed = time.monotonic()
+
+    async def flush() -> None:
+        nonlocal pending, pending_size, flushed
+        flushed = time.monotonic()
+        if pending:
+            batch, pending, pending_size = pending, [], 0
+            await anyio.to_thread.run_sync(_write_batch, f, hasher, batch)
+
     try:
-        async for chunk in resp.content.iter_chunked(ctx.chunk_size):
-            try:
-                await f.write(chunk)
-            except OSError as exc:
-                raise _storage_error(exc, part) from exc
-            await anyio.to_thread.run_sync(hasher.update, chunk)
-            written += len(chunk)
-            progress.received += len(chunk)
-            ctx.emit(BytesReceived(job, len(chunk)))
-        await f.flush()
-        await anyio.to_thread.run_sync(os.fsync, f.fileno())
+        try:
+            async for chunk in resp.content.iter_chunked(ctx.chunk_size):
+                pending.append(chunk)
+                pending_size += len(chunk)
+                written += len(chunk)
+                progress.received += len(chunk)
+                ctx.emit(BytesReceived(job, len(chunk)))
+                if pending_size >= WRITE_BATCH or time.monotonic() - flushed >= WRITE_INTERVAL:
+                    await flush()
+        finally:
+            # Whatever arrived goes to disk, also when the stream broke or the run stops.
+            with anyio.CancelScope(shield=True):
+                await flush()
+        await anyio.to_thread.run_sync(_finish_part, f)
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise StallError("no data received within the stall timeout", url=job.url) from exc
     except aiohttp.ClientPayloadError as exc:
@@ -664,7 +708,7 @@ async def _stream(
         raise _storage_error(exc, part) from exc
     finally:
         with anyio.CancelScope(shield=True):
-            await f.close()
+            await anyio.to_thread.run_sync(f.close)
     return written
 
 
