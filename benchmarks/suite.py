@@ -389,13 +389,16 @@ def command(
 TOOLS = ("stacpull", "aria2c", "curl", "stac-asset", "notebook")
 
 
-def _peak_rss_kb(pid: int, cmd: list[str]) -> int | None:
-    """VmHWM of ``pid`` once it runs ``cmd`` (before the exec it still is this process,
-    whose memory must not count: that is why ``wait4``'s ru_maxrss cannot be used)."""
+_OWN_CMDLINE = Path("/proc/self/cmdline").read_bytes()
+
+
+def _peak_rss_kb(pid: int) -> int | None:
+    """VmHWM of ``pid`` once it has exec'd its command (before, it is a copy of this
+    process, whose memory must not count: that is why ``wait4``'s ru_maxrss cannot be
+    used)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if cmdline[: len(cmd)] != [c.encode() for c in cmd]:
-            return None
+        if Path(f"/proc/{pid}/cmdline").read_bytes() == _OWN_CMDLINE:
+            return None  # not exec'd yet: still a copy of this process
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
@@ -411,7 +414,7 @@ def run_tool(cmd: list[str], timeout: float) -> dict[str, Any]:
     deadline = started + timeout
     peak = 0
     while True:
-        if (rss := _peak_rss_kb(proc.pid, cmd)) is not None:
+        if (rss := _peak_rss_kb(proc.pid)) is not None:
             peak = max(peak, rss)
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:

@@ -27,7 +27,7 @@ from .config import (
 )
 from .dryrun import PlanSummary
 from .dryrun import dry_run as _dry_run
-from .engine import RunOptions, RunResult, run
+from .engine import RunOptions, RunResult, loop_options, run
 from .events import EventSink
 from .export import ItemWriter
 from .search import CollectionQuery, list_collections, search_pages
@@ -130,7 +130,8 @@ def mirror(
             sink=sink,
             tokens=tokens,
             options=RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes),
-        )
+        ),
+        backend_options=loop_options(),
     )
 
 
@@ -157,7 +158,8 @@ def download(
             sink=sink,
             tokens=tokens,
             options=RunOptions("download", retry_failed=retry_failed, yes=yes),
-        )
+        ),
+        backend_options=loop_options(),
     )
 
 

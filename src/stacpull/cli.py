@@ -46,7 +46,7 @@ from .config import (
 )
 from .dashboard import LiveDashboard, PlainProgress, human_bytes, render_summary
 from .dryrun import PlanSummary, budget_error, dry_run
-from .engine import ItemPages, RunOptions, RunResult, StopSignal, run
+from .engine import ItemPages, RunOptions, RunResult, StopSignal, loop_options, run
 from .errors import (
     ConfigError,
     CredentialsError,
@@ -176,7 +176,8 @@ def _execute(
             result = anyio.run(
                 lambda: _run_with_signals(
                     config, sink=sink, stats=stats, tokens=tokens, options=opts, pages=pages
-                )
+                ),
+                backend_options=loop_options(),
             )
         code = 130 if result is None else result.exit_code
     except (ConfigError, SearchError) as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -57,7 +58,15 @@ from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
 from .retry import RetryPolicy
 from .search import search_pages
 
-__all__ = ["STOP_GRACE", "ItemPages", "RunOptions", "RunResult", "StopSignal", "run"]
+__all__ = [
+    "STOP_GRACE",
+    "ItemPages",
+    "RunOptions",
+    "RunResult",
+    "StopSignal",
+    "loop_options",
+    "run",
+]
 
 #: Seconds in-flight transfers get to finish after a graceful stop.
 STOP_GRACE = 3.0
@@ -103,6 +112,14 @@ class RunResult:
     def mb_per_s(self) -> float:
         """Network throughput of the run in MB/s (10⁶ bytes)."""
         return self.bytes_downloaded / self.seconds / 1e6 if self.seconds > 0 else 0.0
+
+
+def loop_options() -> dict[str, Any]:
+    """anyio's asyncio options for a run: uvloop when it is installed (``pip install
+    'stacpull[fast]'``; ``STACPULL_UVLOOP=0`` turns it off), the standard loop otherwise."""
+    if os.environ.get("STACPULL_UVLOOP", "1") == "0":
+        return {}
+    return {"use_uvloop": True} if importlib.util.find_spec("uvloop") is not None else {}
 
 
 def _fanout(sinks: Sequence[EventSink]) -> EventSink:
