@@ -14,6 +14,7 @@ aiohttp exceptions are translated into :mod:`stacpull.errors` here, at one bound
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -675,13 +676,21 @@ async def _stream(
     pending: list[bytes] = []
     pending_size = 0
     flushed = time.monotonic()
+    # One batch is written and hashed in a worker thread while the next one arrives:
+    # receiving and hashing overlap on two cores. The write is awaited through
+    # asyncio.shield, so a cancellation never abandons a thread still writing to `f`.
+    loop = asyncio.get_running_loop()
+    inflight: asyncio.Future[None] | None = None
 
     async def flush() -> None:
-        nonlocal pending, pending_size, flushed
+        nonlocal pending, pending_size, flushed, inflight
         flushed = time.monotonic()
+        if inflight is not None:
+            done, inflight = inflight, None
+            await asyncio.shield(done)
         if pending:
             batch, pending, pending_size = pending, [], 0
-            await anyio.to_thread.run_sync(_write_batch, f, hasher, batch)
+            inflight = loop.run_in_executor(None, _write_batch, f, hasher, batch)
 
     try:
         try:
@@ -697,6 +706,9 @@ async def _stream(
             # Whatever arrived goes to disk, also when the stream broke or the run stops.
             with anyio.CancelScope(shield=True):
                 await flush()
+                if inflight is not None:
+                    last, inflight = inflight, None
+                    await last
         await anyio.to_thread.run_sync(_finish_part, f)
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise StallError("no data received within the stall timeout", url=job.url) from exc
