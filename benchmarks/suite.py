@@ -483,12 +483,28 @@ def memory_scenario(items: int, work: Path) -> dict[str, Any]:
 # -- the suite ---------------------------------------------------------------------------
 
 
+def version_of_package(exe: str) -> str | None:
+    """stac-asset has no --version: ask its interpreter for the package version."""
+    python = Path(exe).with_name("python")
+    try:
+        done = subprocess.run(
+            [str(python), "-c", "import importlib.metadata as m; print(m.version('stac-asset'))"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except OSError:
+        return None
+    return done.stdout.strip() or None
+
+
 def _machine() -> dict[str, Any]:
     def version(cmd: list[str]) -> str | None:
         try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             return None
+        out = done.stdout or done.stderr  # nginx -v answers on stderr
         return out.splitlines()[0] if out else None
 
     cpu = ""
@@ -502,8 +518,8 @@ def _machine() -> dict[str, Any]:
         "cpu": cpu,
         "aria2c": version(["aria2c", "--version"]),
         "curl": version(["curl", "--version"]),
-        "stac-asset": version([sa, "--version"]) if sa else None,
-        "nginx": version(["nginx", "-v"]),
+        "stac-asset": version_of_package(sa) if sa else None,
+        "nginx": version([shutil.which("nginx") or "/usr/sbin/nginx", "-v"]),
     }
 
 
