@@ -257,9 +257,12 @@ class DownloadConfig:
     adaptive: bool = True
     min_free: int = DEFAULT_MIN_FREE
     max_bytes: int = 0  # a run that would download more refuses to start (0: no budget)
+    segments: int = 8  # parallel ranges for one large file on a slow connection (1: never)
+    segment_size: int = 32 << 20  # the smallest range worth its own connection
+    segment_below: int = 50_000_000  # bytes/s under which one connection counts as slow
 
     def __post_init__(self) -> None:
-        for name in ("concurrency", "per_host", "chunk_size"):
+        for name in ("concurrency", "per_host", "chunk_size", "segments", "segment_size"):
             _positive_int(f"download.{name}", getattr(self, name))
         for name in (
             "stall_timeout",
@@ -269,7 +272,7 @@ class DownloadConfig:
             "not_found_delay",
         ):
             _positive_float(f"download.{name}", getattr(self, name))
-        for name in ("retries", "not_found_retries", "min_free", "max_bytes"):
+        for name in ("retries", "not_found_retries", "min_free", "max_bytes", "segment_below"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"download.{name}: expected an integer ≥ 0, got {value!r}")
@@ -445,7 +448,12 @@ def parse_size(value: str | int, key: str = "size") -> int:
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """Turn TOML/environment values into the field's type, or name the key that is wrong."""
-    if name in ("download.max_bytes", "download.min_free"):
+    if name in (
+        "download.max_bytes",
+        "download.min_free",
+        "download.segment_size",
+        "download.segment_below",
+    ):
         return parse_size(value, name)
     if isinstance(default, tuple) or name in ("search.bbox",):
         if isinstance(value, str):

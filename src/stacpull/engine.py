@@ -345,6 +345,9 @@ async def run(
                 chunk_size=dl.chunk_size,
                 limiter=limiter,
                 space=SpaceBudget(dl.min_free),
+                segments=dl.segments,
+                segment_size=dl.segment_size,
+                segment_below=dl.segment_below,
             )
             provider.listen(emit)
             try:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
+import json
 import logging
 import os
 import shutil
@@ -47,6 +49,7 @@ from .errors import (
     TruncatedError,
     UnsafePathError,
     VerificationError,
+    first_error,
     redact_url,
 )
 from .events import BytesReceived, EventSink, JobFinished, TransferRetried, TransferStarted
@@ -135,6 +138,9 @@ class FetchContext:
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     limiter: HostLimiter = field(default_factory=lambda: HostLimiter(8, adaptive=False))
     space: SpaceBudget = field(default_factory=lambda: SpaceBudget(0))
+    segments: int = 1  # parallel ranges for a slow large file (1: never split)
+    segment_size: int = 32 << 20
+    segment_below: int = 50_000_000  # bytes/s under which a single stream is split
 
 
 @dataclass(slots=True)
@@ -145,6 +151,10 @@ class _Progress:
     resumable: bool = False  # the last response had a validator: its bytes can be resumed
     renewed: bool = False  # this attempt already retried with a newer token
     withheld: bool = False  # there was a token, but this host may not receive it
+    validator: str | None = None  # the strong validator of the last response, for ranges
+    total: int | None = None  # the size the last response announced
+    can_split: bool = False  # that response may be continued as parallel ranges
+    split_at: int | None = None  # where the single stream stopped to split
     notes: list[str] = field(default_factory=list)
 
 
@@ -534,11 +544,38 @@ def _check_status(
 async def _attempt(
     job: Job, final: Path, part: Path, mh: Multihash | None, ctx: FetchContext, progress: _Progress
 ) -> tuple[int, str | None]:
-    """One request: stream into ``part``, verify, rename. Returns (size, hex digest)."""
-    offset, range_headers = await _resume_offset(job, part, ctx)
-    headers = {"Accept-Encoding": "identity", **range_headers}
+    """One request (or one set of parallel ranges): fill ``part``, verify, rename.
+    Returns (size, digest)."""
     # Without a file:checksum, hash anyway: the digest lets `stacpull verify` find rot.
     hasher = (mh or RECORD_HASH).new()
+    saved = await _saved_segments(job, part, ctx)
+    if saved is not None:
+        # A segmented .part from an earlier attempt or run: finish its ranges, then hash
+        # the whole file once.
+        progress.resumed_from = saved.received
+        await _run_segments(job, part, saved, ctx, progress)
+        await anyio.to_thread.run_sync(_hash_range, hasher, part, 0, saved.total)
+        size = saved.total
+    else:
+        size = await _single(job, part, hasher, ctx, progress)
+    verify_size(size, job.size, url=job.url)
+    if mh is not None:
+        check_digest(hasher.digest(), mh, url=job.url)
+        digest = job.checksum
+    else:
+        digest = encode_multihash(RECORD_HASH.name, hasher.digest())
+        if job.zip_check:
+            await anyio.to_thread.run_sync(lambda: check_zip(part, url=job.url))
+    mtime_ns = await _commit(part, final)
+    await ctx.journal.done(job, size=size, digest=digest, mtime_ns=mtime_ns)
+    return size, digest
+
+
+async def _single(job: Job, part: Path, hasher: Any, ctx: FetchContext, progress: _Progress) -> int:
+    """One response into ``part`` (resumed where the journal allows); split into parallel
+    ranges when it turns out slow. Returns the size of the complete ``part``."""
+    offset, range_headers = await _resume_offset(job, part, ctx)
+    headers = {"Accept-Encoding": "identity", **range_headers}
     total: int | None
     progress.renewed = False
     resp = await _open(job.url, headers, ctx, progress)
@@ -557,21 +594,234 @@ async def _attempt(
             total, offset, written = await _receive(resp, job, part, offset, hasher, ctx, progress)
     finally:
         resp.release()
-
+    if progress.split_at is not None and total is not None and progress.validator:
+        state = _SegmentState.split(total, progress.validator, progress.split_at, ctx)
+        await _run_segments(job, part, state, ctx, progress)
+        await anyio.to_thread.run_sync(_hash_range, hasher, part, progress.split_at, total)
+        written = total - offset
     size = offset + written
     if total is not None and size != total:
         raise TruncatedError(f"body ended at {size} of {total} bytes", url=job.url)
-    verify_size(size, job.size, url=job.url)
-    if mh is not None:
-        check_digest(hasher.digest(), mh, url=job.url)
-        digest = job.checksum
-    else:
-        digest = encode_multihash(RECORD_HASH.name, hasher.digest())
-        if job.zip_check:
-            await anyio.to_thread.run_sync(lambda: check_zip(part, url=job.url))
-    mtime_ns = await _commit(part, final)
-    await ctx.journal.done(job, size=size, digest=digest, mtime_ns=mtime_ns)
-    return size, digest
+    return size
+
+
+# -- segmented downloads ----------------------------------------------------------------
+
+#: Seconds a single stream runs before it may be split into ranges.
+SPLIT_AFTER = 1.0
+#: Seconds between journal records of the ranges' progress.
+SEGMENT_JOURNAL_EVERY = 2.0
+
+
+@dataclass(slots=True)
+class _Segment:
+    start: int
+    end: int  # exclusive
+    done: int = 0
+
+    @property
+    def left(self) -> int:
+        return self.end - self.start - self.done
+
+
+@dataclass(slots=True)
+class _SegmentState:
+    """A ``.part`` filled by parallel ranges: bytes ``[0, prefix)`` came from the first
+    stream, each segment fills its own range. Journalled as JSON."""
+
+    total: int
+    validator: str
+    prefix: int
+    parts: list[_Segment]
+    saved_at: float = 0.0
+
+    @classmethod
+    def split(cls, total: int, validator: str, prefix: int, ctx: FetchContext) -> _SegmentState:
+        rest = total - prefix
+        count = max(1, min(ctx.segments, rest // ctx.segment_size))
+        bounds = [prefix + rest * i // count for i in range(count + 1)]
+        parts = [_Segment(a, b) for a, b in itertools.pairwise(bounds)]
+        return cls(total, validator, prefix, parts)
+
+    @property
+    def received(self) -> int:
+        return self.prefix + sum(p.done for p in self.parts)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "total": self.total,
+                "validator": self.validator,
+                "prefix": self.prefix,
+                "parts": [[p.start, p.end, p.done] for p in self.parts],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> _SegmentState:
+        data = json.loads(text)
+        parts = [_Segment(int(a), int(b), int(d)) for a, b, d in data["parts"]]
+        return cls(int(data["total"]), str(data["validator"]), int(data["prefix"]), parts)
+
+
+async def _saved_segments(job: Job, part: Path, ctx: FetchContext) -> _SegmentState | None:
+    """The journalled ranges of ``part``, when they describe this very file."""
+    if not part.exists():
+        return None  # the common case costs no journal read
+    row = await ctx.journal.get(job.dest)
+    if row is None or not row.segments or row.url != job.url or not part.exists():
+        return None
+    try:
+        state = _SegmentState.from_json(row.segments)
+    except (ValueError, KeyError, TypeError):
+        await _discard(part, job, ctx)
+        return None
+    if job.size is not None and state.total != job.size:
+        await _discard(part, job, ctx)
+        return None
+    return state
+
+
+async def _save_segments(job: Job, state: _SegmentState, ctx: FetchContext) -> None:
+    state.saved_at = time.monotonic()
+    await ctx.journal.segmented(job, state=state.to_json(), received=state.received)
+
+
+async def _run_segments(
+    job: Job, part: Path, state: _SegmentState, ctx: FetchContext, progress: _Progress
+) -> None:
+    """Fetch every unfinished range of ``state`` in parallel, in place in ``part``."""
+    await _save_segments(job, state, ctx)
+    try:
+        async with anyio.create_task_group() as tg:
+            for segment in state.parts:
+                if segment.left > 0:
+                    tg.start_soon(_fetch_segment, job, part, segment, state, ctx, progress)
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
+    finally:
+        with anyio.move_on_after(1.0, shield=True), contextlib.suppress(StorageError):
+            await _save_segments(job, state, ctx)
+
+
+def _pwrite_all(fd: int, data: bytes, position: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, position)
+        view, position = view[written:], position + written
+
+
+def _open_for_ranges(part: Path) -> int:
+    return os.open(part, os.O_WRONLY)
+
+
+async def _fetch_segment(
+    job: Job,
+    part: Path,
+    segment: _Segment,
+    state: _SegmentState,
+    ctx: FetchContext,
+    progress: _Progress,
+) -> None:
+    """One range request, written at its offset; raises a TransferError when cut."""
+    position = segment.start + segment.done
+    headers = {
+        "Accept-Encoding": "identity",
+        "Range": f"bytes={position}-{segment.end - 1}",
+        "If-Range": state.validator,
+    }
+    auth = _Progress()
+    resp = await _open(job.url, headers, ctx, auth)
+    try:
+        if resp.status == 200:
+            raise RangeError(
+                "the file changed on the server during a segmented download", url=job.url
+            )
+        _check_status(resp, job, ctx.tokens.source, auth)
+        try:
+            crange = parse_content_range(resp.headers.get("Content-Range", ""))
+        except ValueError as exc:
+            raise RangeError(str(exc), url=job.url) from exc
+        if crange.first != position or crange.total != state.total:
+            raise RangeError(
+                f"asked for bytes from {position} of {state.total}, got Content-Range "
+                f"{crange.first}-{crange.last}/{crange.total}",
+                url=job.url,
+            )
+        try:
+            fd = await anyio.to_thread.run_sync(_open_for_ranges, part)
+        except OSError as exc:
+            raise _storage_error(exc, part) from exc
+        try:
+            await _receive_range(resp, job, part, fd, segment, state, ctx, progress)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(os.close, fd)
+    finally:
+        resp.release()
+    if segment.left > 0:
+        raise TruncatedError(
+            f"range ended at {segment.start + segment.done} of {segment.end}", url=job.url
+        )
+
+
+async def _receive_range(
+    resp: aiohttp.ClientResponse,
+    job: Job,
+    part: Path,
+    fd: int,
+    segment: _Segment,
+    state: _SegmentState,
+    ctx: FetchContext,
+    progress: _Progress,
+) -> None:
+    pending: list[bytes] = []
+    pending_size = 0
+    flushed = time.monotonic()
+
+    async def flush() -> None:
+        nonlocal pending, pending_size, flushed
+        flushed = time.monotonic()
+        if pending:
+            data, pending, pending_size = b"".join(pending), [], 0
+            await anyio.to_thread.run_sync(_pwrite_all, fd, data, segment.start + segment.done)
+            segment.done += len(data)
+            if time.monotonic() - state.saved_at >= SEGMENT_JOURNAL_EVERY:
+                await _save_segments(job, state, ctx)
+
+    try:
+        try:
+            async for chunk in resp.content.iter_chunked(ctx.chunk_size):
+                if segment.done + pending_size + len(chunk) > segment.end - segment.start:
+                    raise RangeError("the server sent more than the range asked for", url=job.url)
+                pending.append(chunk)
+                pending_size += len(chunk)
+                progress.received += len(chunk)
+                ctx.emit(BytesReceived(job, len(chunk)))
+                if pending_size >= WRITE_BATCH or time.monotonic() - flushed >= WRITE_INTERVAL:
+                    await flush()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await flush()
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise StallError("no data received within the stall timeout", url=job.url) from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise TruncatedError(
+            f"range cut at {segment.start + segment.done} of {segment.end}", url=job.url
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise ConnectError(f"connection lost: {type(exc).__name__}", url=job.url) from exc
+    except OSError as exc:
+        raise _storage_error(exc, part) from exc
+
+
+def _hash_range(hasher: Any, part: Path, start: int, end: int) -> None:
+    with part.open("rb") as f:
+        f.seek(start)
+        remaining = end - start
+        while remaining and (block := f.read(min(4 << 20, remaining))):
+            hasher.update(block)
+            remaining -= len(block)
 
 
 async def _receive(
@@ -614,6 +864,15 @@ async def _receive(
     etag, last_modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
     await ctx.journal.started(job, etag=etag, last_modified=last_modified, offset=offset)
     progress.resumable = bool((etag and not etag.startswith("W/")) or last_modified)
+    progress.validator = etag if etag and not etag.startswith("W/") else last_modified
+    progress.total, progress.split_at = total, None
+    progress.can_split = (
+        ctx.segments > 1
+        and total is not None
+        and progress.validator is not None
+        and resp.headers.get("Accept-Ranges", "").lower() == "bytes"
+        and total - offset >= 2 * ctx.segment_size
+    )
     ctx.emit(TransferStarted(job, offset, total, progress.attempts))
     if offset:
         await anyio.to_thread.run_sync(_hash_prefix, hasher, part, offset)
@@ -692,6 +951,8 @@ async def _stream(
             batch, pending, pending_size = pending, [], 0
             inflight = loop.run_in_executor(None, _write_batch, f, hasher, batch)
 
+    began = time.monotonic()
+    check_split = progress.can_split
     try:
         try:
             async for chunk in resp.content.iter_chunked(ctx.chunk_size):
@@ -702,6 +963,14 @@ async def _stream(
                 ctx.emit(BytesReceived(job, len(chunk)))
                 if pending_size >= WRITE_BATCH or time.monotonic() - flushed >= WRITE_INTERVAL:
                     await flush()
+                if check_split and (elapsed := time.monotonic() - began) >= SPLIT_AFTER:
+                    # One second in: a slow connection (a per-connection cap) is worth
+                    # splitting; a fast one is left alone.
+                    check_split = False
+                    left = (progress.total or 0) - offset - written
+                    if written / elapsed < ctx.segment_below and left >= 2 * ctx.segment_size:
+                        progress.split_at = offset + written
+                        break
         finally:
             # Whatever arrived goes to disk, also when the stream broke or the run stops.
             with anyio.CancelScope(shield=True):

@@ -98,12 +98,13 @@ _ADDED_COLUMNS = {
     "mtime_ns": "INTEGER",
     "seen_run": "INTEGER",
     "scope": "TEXT",
+    "segments": "TEXT",
 }
 
 _ROW_COLUMNS = (
     "path, url, status, etag, last_modified, bytes, digest, expected_size, checksum,"
     " item_updated, mtime_ns, attempts, error_class, error, item_id, asset_key, collection,"
-    " job, scope, seen_run"
+    " job, scope, seen_run, segments"
 )
 
 
@@ -131,6 +132,7 @@ class JournalRow:
     job: str | None = None
     scope: str | None = None
     seen_run: int | None = None
+    segments: str | None = None  # JSON: a segmented .part's ranges and progress
 
     def planned_job(self) -> Job:
         """The job as last planned (for ``--retry-failed``); rebuilt from the columns when
@@ -377,7 +379,13 @@ class Journal:
             mtime_ns=None,
             error=None,
             error_class=None,
+            segments=None,
         )
+
+    async def segmented(self, job: Job, *, state: str, received: int) -> None:
+        """``job``'s ``.part`` is being filled by parallel ranges; ``state`` (JSON) says
+        which, and how far each got, so a later attempt or run resumes every one."""
+        await self._set(job, "active", bytes=received, segments=state)
 
     async def done(self, job: Job, *, size: int, digest: str | None, mtime_ns: int) -> None:
         """``job`` is verified and under its final name (size, digest and mtime as on disk).
@@ -394,6 +402,7 @@ class Journal:
             mtime_ns=mtime_ns,
             error=None,
             error_class=None,
+            segments=None,
         )
 
     async def failed(self, job: Job, *, error_class: str, error: str, partial: int) -> None:
@@ -406,7 +415,7 @@ class Journal:
 
     async def forget_part(self, job: Job) -> None:
         """The ``.part`` was discarded: its validators must never be used again."""
-        await self._set(job, "pending", bytes=0, etag=None, last_modified=None)
+        await self._set(job, "pending", bytes=0, etag=None, last_modified=None, segments=None)
 
     async def _set(self, job: Job, status: str, /, *, attempt: bool = False, **values: Any) -> None:
         """Set ``status`` and ``values`` on ``job``'s row, creating it from the job if needed.
