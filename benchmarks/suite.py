@@ -330,9 +330,9 @@ def _settings(tool: str, scenario: str, network: str) -> dict[str, int]:
     """Each tool at its best for the scenario (tuned on the 2-core machine)."""
     wan = network == "wan"
     if tool == "stacpull":
-        return {
-            "j": {"1gib": 1, "2mib": 16, "quicklooks": 32, "maap": 8}[scenario] * (2 if wan else 1)
-        }
+        j = {"1gib": 1, "2mib": 16, "quicklooks": 32, "maap": 8}[scenario] * (2 if wan else 1)
+        # The ranges of a split file are connections too: leave room for them on the WAN.
+        return {"j": j, "host": max(j, 32) if wan else j, "segments": 16}
     if tool == "aria2c":
         return {
             "1gib": {"j": 1, "x": 16, "s": 16},
@@ -355,7 +355,8 @@ def command(
         return [
             sys.executable, "-m", "stacpull", "download", "--from", str(inputs["items"]),
             "--catalog", f"{base}/", "--dest", str(out), "--assets", "all",
-            "-j", str(opts["j"]), "--per-host", str(opts["j"]), "--dashboard", "none", "-q",
+            "-j", str(opts["j"]), "--per-host", str(opts["host"]),
+            "--segments", str(opts["segments"]), "--dashboard", "none", "-q",
         ]  # fmt: skip
     if tool == "aria2c":
         if not shutil.which("aria2c"):

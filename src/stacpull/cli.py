@@ -398,6 +398,12 @@ def _download_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-j", "--concurrency", type=int, metavar="N", help="Parallel transfers [8]."),
         click.option("--per-host", type=int, metavar="N", help="Connections per host [8]."),
         click.option(
+            "--segments",
+            type=int,
+            metavar="N",
+            help="Parallel ranges for a large file on a slow connection; 1: never [8].",
+        ),
+        click.option(
             "--template", metavar="TPL", help="Destination template [{collection}/{item}/{name}]."
         ),
         click.option(
@@ -442,6 +448,7 @@ def _download_values(
     dest: str | None,
     concurrency: int | None,
     per_host: int | None,
+    segments: int | None,
     template: str | None,
     retries: int | None,
     stall_timeout: float | None,
@@ -457,6 +464,7 @@ def _download_values(
         "download.dest": dest,
         "download.concurrency": concurrency,
         "download.per_host": per_host,
+        "download.segments": segments,
         "download.template": template,
         "download.retries": retries,
         "download.stall_timeout": stall_timeout,

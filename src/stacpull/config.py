@@ -258,7 +258,7 @@ class DownloadConfig:
     min_free: int = DEFAULT_MIN_FREE
     max_bytes: int = 0  # a run that would download more refuses to start (0: no budget)
     segments: int = 8  # parallel ranges for one large file on a slow connection (1: never)
-    segment_size: int = 32 << 20  # the smallest range worth its own connection
+    segment_size: int = 8 << 20  # the smallest range worth its own connection
     segment_below: int = 50_000_000  # bytes/s under which one connection counts as slow
 
     def __post_init__(self) -> None:

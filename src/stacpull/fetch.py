@@ -139,7 +139,7 @@ class FetchContext:
     limiter: HostLimiter = field(default_factory=lambda: HostLimiter(8, adaptive=False))
     space: SpaceBudget = field(default_factory=lambda: SpaceBudget(0))
     segments: int = 1  # parallel ranges for a slow large file (1: never split)
-    segment_size: int = 32 << 20
+    segment_size: int = 8 << 20
     segment_below: int = 50_000_000  # bytes/s under which a single stream is split
 
 
@@ -611,6 +611,8 @@ async def _single(job: Job, part: Path, hasher: Any, ctx: FetchContext, progress
 SPLIT_AFTER = 1.0
 #: Seconds between journal records of the ranges' progress.
 SEGMENT_JOURNAL_EVERY = 2.0
+#: A range's write batch: smaller than WRITE_BATCH, as a file may have many ranges in flight.
+RANGE_BATCH = 1 << 20
 
 
 @dataclass(slots=True)
@@ -798,7 +800,7 @@ async def _receive_range(
                 pending_size += len(chunk)
                 progress.received += len(chunk)
                 ctx.emit(BytesReceived(job, len(chunk)))
-                if pending_size >= WRITE_BATCH or time.monotonic() - flushed >= WRITE_INTERVAL:
+                if pending_size >= RANGE_BATCH or time.monotonic() - flushed >= WRITE_INTERVAL:
                     await flush()
         finally:
             with anyio.CancelScope(shield=True):
