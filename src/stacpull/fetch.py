@@ -915,8 +915,12 @@ def _write_batch(f: IO[bytes], hasher: Any, batch: list[bytes]) -> None:
 
 
 def _finish_part(f: IO[bytes]) -> None:
-    f.flush()
-    os.fsync(f.fileno())
+    """Flush, fsync and close: one thread hop for all three at the end of a transfer."""
+    try:
+        f.flush()
+        os.fsync(f.fileno())
+    finally:
+        f.close()
 
 
 async def _stream(
@@ -990,8 +994,9 @@ async def _stream(
     except OSError as exc:
         raise _storage_error(exc, part) from exc
     finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(f.close)
+        if not f.closed:  # closed by _finish_part unless the transfer broke
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(f.close)
     return written
 
 
