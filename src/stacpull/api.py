@@ -123,13 +123,15 @@ def mirror(
     >>> result = stacpull.mirror(catalog=url, collections=["BiomassLevel1aIOC"],
     ...                          dest="/data/l1a", token="…")             # doctest: +SKIP
     """
-    cfg = build_config(config, **options)
     return anyio.run(
-        lambda: run(
-            cfg,
+        lambda: amirror(
+            config,
             sink=sink,
             tokens=tokens,
-            options=RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes),
+            prune=prune,
+            retry_failed=retry_failed,
+            yes=yes,
+            **options,
         ),
         backend_options=loop_options(),
     )
@@ -151,13 +153,9 @@ def download(
     ...                            offline_token_file="~/.maap/credentials.txt")  # doctest: +SKIP
     >>> result.ok, result.downloaded, result.mb_per_s                   # doctest: +SKIP
     """
-    cfg = build_config(config, **options)
     return anyio.run(
-        lambda: run(
-            cfg,
-            sink=sink,
-            tokens=tokens,
-            options=RunOptions("download", retry_failed=retry_failed, yes=yes),
+        lambda: adownload(
+            config, sink=sink, tokens=tokens, retry_failed=retry_failed, yes=yes, **options
         ),
         backend_options=loop_options(),
     )

@@ -208,7 +208,24 @@ class TokenFile:
         return []
 
 
-class StaticTokenProvider:
+class _Provider:
+    """What every provider has: where its token comes from (``source``, for messages),
+    ``warnings`` for the user, and the sink its :class:`TokenRefreshed` events go to."""
+
+    def __init__(self, source: str, warnings: list[str] | None) -> None:
+        self.source = source
+        self.warnings = list(warnings or [])
+        self._sink: EventSink | None = None
+
+    def listen(self, sink: EventSink | None) -> None:
+        self._sink = sink
+
+    def _refreshed(self, reason: str, expires_in: float | None) -> None:
+        if self._sink is not None:
+            self._sink(TokenRefreshed(self.source, reason, expires_in))
+
+
+class StaticTokenProvider(_Provider):
     """A token given by flag or environment, or read from a token file (re-read on change)."""
 
     def __init__(
@@ -219,34 +236,18 @@ class StaticTokenProvider:
         file: TokenFile | None = None,
         warnings: list[str] | None = None,
     ) -> None:
+        super().__init__(source, warnings)
         self.value = value
-        self._source = source
         self._file = file
-        self._warnings = list(warnings or [])
-        self._sink: EventSink | None = None
-
-    @property
-    def source(self) -> str:
-        return self._source
-
-    @property
-    def warnings(self) -> list[str]:
-        return self._warnings
-
-    def listen(self, sink: EventSink | None) -> None:
-        self._sink = sink
 
     def _check_file(self) -> None:
         values = self._file.reload() if self._file is not None else None
         if values is None or Secret(values["token"]) == self.value:
             return
         self.value = Secret(values["token"])
-        log.info("%s changed on disk: using the new token", self._source)
-        if self._sink is not None:
-            exp = token_expiry(self.value)
-            self._sink(
-                TokenRefreshed(self._source, "file changed", exp - time.time() if exp else None)
-            )
+        log.info("%s changed on disk: using the new token", self.source)
+        exp = token_expiry(self.value)
+        self._refreshed("file changed", exp - time.time() if exp else None)
 
     async def token(self) -> Secret | None:
         self._check_file()
@@ -261,7 +262,7 @@ class _Transient(Exception):
     """The token endpoint failed in a way worth another try (network, 5xx, 429)."""
 
 
-class OIDCTokenProvider:
+class OIDCTokenProvider(_Provider):
     """Access tokens from an OIDC offline (refresh) token, refreshed single-flight.
 
     ``clock`` measures token lifetimes (tests run it faster than real time, together with
@@ -289,20 +290,18 @@ class OIDCTokenProvider:
         backoff: float = 1.0,
         timeout: float = 30.0,
     ) -> None:
+        super().__init__(source, warnings)
         self.token_url = token_url
         self.client_id = client_id
         self._offline = offline
         self._client_secret = client_secret or Secret(DEFAULT_CLIENT_SECRET)
         self._scope = scope
         self._margin = margin
-        self._source = source
         self._file = file
-        self._warnings = list(warnings or [])
         self._clock = clock
         self._attempts = attempts
         self._backoff = backoff
         self._timeout = timeout
-        self._sink: EventSink | None = None
         self._lock: anyio.Lock | None = None
         self._access: Secret | None = None
         self._expires_at = math.inf
@@ -315,17 +314,6 @@ class OIDCTokenProvider:
         self.requests = 0
         #: Lifetime in seconds of the current access token, as the endpoint announced it.
         self.expires_in: float | None = None
-
-    @property
-    def source(self) -> str:
-        return self._source
-
-    @property
-    def warnings(self) -> list[str]:
-        return self._warnings
-
-    def listen(self, sink: EventSink | None) -> None:
-        self._sink = sink
 
     def expires_in_now(self) -> float | None:
         """Seconds the current access token has left (by ``clock``), if it is known."""
@@ -391,7 +379,7 @@ class OIDCTokenProvider:
         """A user who drops a new offline token into the file mid-run gets it used."""
         values = self._file.reload() if self._file is not None else None
         if values is not None and Secret(values["token"]) != self._offline:
-            log.info("%s changed on disk: using the new offline token", self._source)
+            log.info("%s changed on disk: using the new offline token", self.source)
             self._offline = Secret(values["token"])
 
     def _install(
@@ -416,8 +404,7 @@ class OIDCTokenProvider:
             reason,
             "an unknown time" if expires_in is None else f"{expires_in:g} s",
         )
-        if self._sink is not None:
-            self._sink(TokenRefreshed(self._source, reason, expires_in))
+        self._refreshed(reason, expires_in)
         return access
 
     async def _exchange(self) -> tuple[Secret, float | None, Secret | None]:
@@ -492,7 +479,7 @@ class OIDCTokenProvider:
                 "auth.token_url (--token-url) to the endpoint itself"
             )
         return (
-            f"the offline token from {self._source} was refused by the token endpoint ({said}): "
+            f"the offline token from {self.source} was refused by the token endpoint ({said}): "
             f"it was revoked, has expired (90 days) or went unused for too long. Get a new "
             f"offline token{portal}, {where}, and run the same command again: the run "
             "resumes where it stopped"

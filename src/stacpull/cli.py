@@ -239,6 +239,24 @@ def _execute(
     sys.exit(code)
 
 
+def _options(*options: Callable[[Any], Any]) -> Callable[[Callable[..., Any]], Any]:
+    """Several click options as one decorator, listed in the order --help shows them."""
+
+    def apply(fn: Callable[..., Any]) -> Any:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
+_CONFIG = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Config file [./stacpull.toml].",
+)
 _PROFILE = click.option(
     "--profile",
     metavar="NAME",
@@ -247,54 +265,50 @@ _PROFILE = click.option(
 )
 
 
-def _query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        _PROFILE,
-        click.option(
-            "--catalog",
-            metavar="URL",
-            help="STAC API root [env STACPULL_CATALOG; default: the operational MAAP catalogue].",
-        ),
-        click.option(
-            "--collection",
-            "collections",
-            multiple=True,
-            metavar="ID",
-            help="Collection id; repeat or comma-separate.",
-        ),
-        click.option(
-            "--ids", multiple=True, metavar="ID,…", help="Item ids; repeat or comma-separate."
-        ),
-        click.option("--bbox", metavar="W,S,E,N", help="Bounding box in degrees."),
-        click.option(
-            "--intersects",
-            type=click.Path(dir_okay=False),
-            metavar="FILE",
-            help="GeoJSON file with the area of interest.",
-        ),
-        click.option(
-            "--datetime",
-            "datetime_",
-            metavar="START/END",
-            help="RFC 3339 instant or interval; '..' for an open end.",
-        ),
-        click.option(
-            "--filter",
-            "filter_",
-            metavar="CQL2",
-            help="CQL2-text filter, e.g. \"product:type='S1_SCS__1S'\".",
-        ),
-        click.option("--max-items", type=int, metavar="N", help="Stop after N items."),
-        click.option("--page-size", type=int, metavar="N", help="Items per search page [100]."),
-        click.option(
-            "--method",
-            type=click.Choice(["GET", "POST"], case_sensitive=False),
-            help="Search method [GET].",
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+_query_options = _options(
+    _PROFILE,
+    click.option(
+        "--catalog",
+        metavar="URL",
+        help="STAC API root [env STACPULL_CATALOG; default: the operational MAAP catalogue].",
+    ),
+    click.option(
+        "--collection",
+        "collections",
+        multiple=True,
+        metavar="ID",
+        help="Collection id; repeat or comma-separate.",
+    ),
+    click.option(
+        "--ids", multiple=True, metavar="ID,…", help="Item ids; repeat or comma-separate."
+    ),
+    click.option("--bbox", metavar="W,S,E,N", help="Bounding box in degrees."),
+    click.option(
+        "--intersects",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="GeoJSON file with the area of interest.",
+    ),
+    click.option(
+        "--datetime",
+        "datetime_",
+        metavar="START/END",
+        help="RFC 3339 instant or interval; '..' for an open end.",
+    ),
+    click.option(
+        "--filter",
+        "filter_",
+        metavar="CQL2",
+        help="CQL2-text filter, e.g. \"product:type='S1_SCS__1S'\".",
+    ),
+    click.option("--max-items", type=int, metavar="N", help="Stop after N items."),
+    click.option("--page-size", type=int, metavar="N", help="Items per search page [100]."),
+    click.option(
+        "--method",
+        type=click.Choice(["GET", "POST"], case_sensitive=False),
+        help="Search method [GET].",
+    ),
+)
 
 
 def _query_values(
@@ -368,10 +382,7 @@ _AUTH_KEYS = (
 )
 
 
-def _auth_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(_AUTH_OPTIONS):
-        fn = option(fn)
-    return fn
+_auth_options = _options(*_AUTH_OPTIONS)
 
 
 def _auth_values(kw: dict[str, Any]) -> dict[str, Any]:
@@ -381,66 +392,55 @@ def _auth_values(kw: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _download_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--assets",
-            multiple=True,
-            metavar="SEL,…",
-            help="Asset selectors: maap (default), all, a key, a glob, role:R, type:T.",
-        ),
-        click.option(
-            "--dest",
-            type=click.Path(file_okay=False),
-            metavar="DIR",
-            help="Destination directory [env STACPULL_DEST].",
-        ),
-        click.option("-j", "--concurrency", type=int, metavar="N", help="Parallel transfers [8]."),
-        click.option("--per-host", type=int, metavar="N", help="Connections per host [8]."),
-        click.option(
-            "--segments",
-            type=int,
-            metavar="N",
-            help="Parallel ranges for a large file on a slow connection; 1: never [8].",
-        ),
-        click.option(
-            "--template", metavar="TPL", help="Destination template [{collection}/{item}/{name}]."
-        ),
-        click.option(
-            "--retries", type=int, metavar="N", help="Retries per file for transient errors [5]."
-        ),
-        click.option(
-            "--stall-timeout",
-            type=float,
-            metavar="S",
-            help="Abort a transfer after S seconds without a byte [60].",
-        ),
-        click.option(
-            "--dashboard",
-            type=click.Choice(["auto", "rich", "plain", "none"]),
-            help="Progress display [auto].",
-        ),
-        click.option(
-            "-q", "--quiet", is_flag=True, help="Print only errors and the final summary."
-        ),
-        click.option("-v", "--verbose", is_flag=True, help="Add a line per finished file."),
-        click.option(
-            "--log-json",
-            type=click.Path(dir_okay=False),
-            metavar="FILE",
-            help="Append every event to FILE as JSON lines.",
-        ),
-        click.option(
-            "--config",
-            "config_path",
-            type=click.Path(dir_okay=False),
-            metavar="FILE",
-            help="Config file [./stacpull.toml].",
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return _auth_options(fn)
+_download_options = _options(
+    *_AUTH_OPTIONS,
+    click.option(
+        "--assets",
+        multiple=True,
+        metavar="SEL,…",
+        help="Asset selectors: maap (default), all, a key, a glob, role:R, type:T.",
+    ),
+    click.option(
+        "--dest",
+        type=click.Path(file_okay=False),
+        metavar="DIR",
+        help="Destination directory [env STACPULL_DEST].",
+    ),
+    click.option("-j", "--concurrency", type=int, metavar="N", help="Parallel transfers [8]."),
+    click.option("--per-host", type=int, metavar="N", help="Connections per host [8]."),
+    click.option(
+        "--segments",
+        type=int,
+        metavar="N",
+        help="Parallel ranges for a large file on a slow connection; 1: never [8].",
+    ),
+    click.option(
+        "--template", metavar="TPL", help="Destination template [{collection}/{item}/{name}]."
+    ),
+    click.option(
+        "--retries", type=int, metavar="N", help="Retries per file for transient errors [5]."
+    ),
+    click.option(
+        "--stall-timeout",
+        type=float,
+        metavar="S",
+        help="Abort a transfer after S seconds without a byte [60].",
+    ),
+    click.option(
+        "--dashboard",
+        type=click.Choice(["auto", "rich", "plain", "none"]),
+        help="Progress display [auto].",
+    ),
+    click.option("-q", "--quiet", is_flag=True, help="Print only errors and the final summary."),
+    click.option("-v", "--verbose", is_flag=True, help="Add a line per finished file."),
+    click.option(
+        "--log-json",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Append every event to FILE as JSON lines.",
+    ),
+    _CONFIG,
+)
 
 
 def _download_values(
@@ -604,13 +604,7 @@ def _asset_summary(item: dict[str, Any]) -> str:
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Format of -o [its extension].")
 @click.option("--show", type=int, default=20, show_default=True, metavar="N", help="Items to list.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Config file [./stacpull.toml].",
-)
+@_CONFIG
 def search(
     config_path: str | None, output: str | None, fmt: str | None, show: int, **kw: Any
 ) -> None:
@@ -689,21 +683,12 @@ _CATALOG_OPTIONS = [
         metavar="URL",
         help="STAC API root [env STACPULL_CATALOG; default: the operational MAAP catalogue].",
     ),
-    click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False),
-        metavar="FILE",
-        help="Config file [./stacpull.toml].",
-    ),
+    _CONFIG,
     click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
 ]
 
 
-def _catalog_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(_CATALOG_OPTIONS):
-        fn = option(fn)
-    return fn
+_catalog_options = _options(*_CATALOG_OPTIONS)
 
 
 def _search_config(config_path: str | None, catalog: str | None, profile: str | None) -> Config:
@@ -831,31 +816,27 @@ def queryables_command(
         out.print(f"e.g. --filter \"{example}='{value}'\"", soft_wrap=True)
 
 
-def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--dry-run",
-            is_flag=True,
-            help="Search and plan, then say what would be downloaded; transfer nothing.",
-        ),
-        click.option(
-            "--max-bytes",
-            metavar="SIZE",
-            help="Refuse to start a run that would download more (e.g. 50GB) [download.max_bytes].",
-        ),
-        click.option("--yes", is_flag=True, help="Start even when the plan exceeds --max-bytes."),
-        click.option(
-            "--from",
-            "from_file",
-            type=click.Path(dir_okay=False),
-            metavar="ITEMS",
-            help="Download the items of a saved search (stacpull search -o items.geojson) "
-            "instead of searching.",
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+_plan_options = _options(
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Search and plan, then say what would be downloaded; transfer nothing.",
+    ),
+    click.option(
+        "--max-bytes",
+        metavar="SIZE",
+        help="Refuse to start a run that would download more (e.g. 50GB) [download.max_bytes].",
+    ),
+    click.option("--yes", is_flag=True, help="Start even when the plan exceeds --max-bytes."),
+    click.option(
+        "--from",
+        "from_file",
+        type=click.Path(dir_okay=False),
+        metavar="ITEMS",
+        help="Download the items of a saved search (stacpull search -o items.geojson) "
+        "instead of searching.",
+    ),
+)
 
 
 def _print_plan(summary: PlanSummary, budget: int) -> None:
@@ -1214,13 +1195,7 @@ def _shown(value: Any) -> Any:
 
 @config_group.command("show")
 @_PROFILE
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Config file [./stacpull.toml].",
-)
+@_CONFIG
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def config_show(profile: str | None, config_path: str | None, as_json: bool) -> None:
     """Print the merged configuration (defaults, file, profile, environment) with where
@@ -1271,13 +1246,7 @@ def auth() -> None:
     metavar="URL",
     help="STAC API root whose host may receive the token [env STACPULL_CATALOG].",
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Config file [./stacpull.toml].",
-)
+@_CONFIG
 def auth_check(
     config_path: str | None,
     url: str | None,

@@ -12,10 +12,8 @@ written, not even DEST or its journal.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio.to_thread
 
@@ -23,7 +21,7 @@ from .config import Config
 from .errors import ConfigError
 from .journal import JOURNAL_DIR, Journal
 from .plan import PlanRules, plan_item
-from .search import search_pages
+from .search import ItemPages, search_pages
 
 __all__ = ["AssetPlan", "PlanSummary", "budget_error", "dry_run"]
 
@@ -35,30 +33,57 @@ class AssetPlan:
     key: str
     files: int = 0
     on_disk: int = 0
+    on_disk_bytes: int = 0
     known_bytes: int = 0
-    unknown: int = 0  # files without file:size
+    unknown: int = 0  # files to fetch without file:size
     estimated_bytes: int = 0  # the guess for those, from earlier runs
+    unguessed: int = 0  # of those, files no earlier run can size
 
 
 @dataclass(slots=True)
 class PlanSummary:
     """What a run would do. Bytes to fetch = ``known_bytes + estimated_bytes``, plus
-    ``unguessed`` files nobody can size before downloading them."""
+    ``unguessed`` files nobody can size before downloading them. The file and byte totals
+    are the sums of ``assets``."""
 
     dest: str
     items: int = 0
     matched: int | None = None
-    files: int = 0
     refused: int = 0
-    on_disk_files: int = 0
-    on_disk_bytes: int = 0
-    known_bytes: int = 0
-    unknown_files: int = 0
-    estimated_bytes: int = 0
-    unguessed: int = 0
     free_bytes: int = 0
     min_free: int = 0
     assets: dict[str, AssetPlan] = field(default_factory=dict)
+
+    def _sum(self, name: str) -> int:
+        return sum(getattr(plan, name) for plan in self.assets.values())
+
+    @property
+    def files(self) -> int:
+        return self._sum("files")
+
+    @property
+    def on_disk_files(self) -> int:
+        return self._sum("on_disk")
+
+    @property
+    def on_disk_bytes(self) -> int:
+        return self._sum("on_disk_bytes")
+
+    @property
+    def known_bytes(self) -> int:
+        return self._sum("known_bytes")
+
+    @property
+    def unknown_files(self) -> int:
+        return self._sum("unknown")
+
+    @property
+    def estimated_bytes(self) -> int:
+        return self._sum("estimated_bytes")
+
+    @property
+    def unguessed(self) -> int:
+        return self._sum("unguessed")
 
     @property
     def to_fetch_files(self) -> int:
@@ -97,9 +122,6 @@ def _journal_view(root: Path) -> tuple[dict[str, int], dict[tuple[str, str], int
         journal.close()
 
 
-ItemPages = Callable[[], Any]
-
-
 async def dry_run(config: Config, *, pages: ItemPages | None = None) -> PlanSummary:
     """Search and plan per ``config``; compare with DEST; transfer nothing."""
     if not config.download.dest:
@@ -118,7 +140,6 @@ async def dry_run(config: Config, *, pages: ItemPages | None = None) -> PlanSumm
             jobs, refusals = plan_item(item, rules)
             summary.refused += len(refusals)
             for job in jobs:
-                summary.files += 1
                 plan = summary.assets.setdefault(job.asset_key, AssetPlan(job.asset_key))
                 plan.files += 1
                 try:
@@ -127,20 +148,16 @@ async def dry_run(config: Config, *, pages: ItemPages | None = None) -> PlanSumm
                     size_on_disk = None
                 expected = job.size if job.size is not None else done.get(job.dest)
                 if size_on_disk is not None and (expected is None or size_on_disk == expected):
-                    summary.on_disk_files += 1
-                    summary.on_disk_bytes += size_on_disk
                     plan.on_disk += 1
+                    plan.on_disk_bytes += size_on_disk
                 elif job.size is not None:
-                    summary.known_bytes += job.size
                     plan.known_bytes += job.size
                 else:
-                    summary.unknown_files += 1
                     plan.unknown += 1
                     guess = typical.get((job.collection, job.asset_key))
                     if guess is None:
-                        summary.unguessed += 1
+                        plan.unguessed += 1
                     else:
-                        summary.estimated_bytes += guess
                         plan.estimated_bytes += guess
     return summary
 

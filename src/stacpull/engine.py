@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -56,7 +56,7 @@ from .models import Job, Refusal
 from .plan import PlanRules, plan_item
 from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
 from .retry import RetryPolicy
-from .search import search_pages
+from .search import ItemPages, search_pages
 
 __all__ = [
     "STOP_GRACE",
@@ -70,9 +70,6 @@ __all__ = [
 
 #: Seconds in-flight transfers get to finish after a graceful stop.
 STOP_GRACE = 3.0
-
-#: An async source of (items of one page, numberMatched): the search, or a saved file.
-ItemPages = Callable[[], AsyncIterator[tuple[list[dict[str, Any]], int | None]]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from .errors import ConfigError
 from .plan import PlanRules, maap_slots, plan_item
+from .search import ItemPages, Page
 
 __all__ = ["CSV_COLUMNS", "FORMATS", "ItemWriter", "SavedSearch", "item_row", "saved_pages"]
 
@@ -172,7 +173,7 @@ class ItemWriter:
 class SavedSearch:
     """A saved search read back: its items as search pages, and the catalogue it came from."""
 
-    pages: Callable[[], AsyncIterator[tuple[list[dict[str, Any]], int | None]]]
+    pages: ItemPages
     catalog: str | None
     count: int
 
@@ -206,7 +207,7 @@ def saved_pages(path: Path, page_size: int = 100) -> SavedSearch:
         None,
     )
 
-    async def pages() -> AsyncIterator[tuple[list[dict[str, Any]], int | None]]:
+    async def pages() -> AsyncIterator[Page]:
         for start in range(0, len(features), page_size):
             yield features[start : start + page_size], len(features)
         if not features:

@@ -23,7 +23,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -589,7 +589,7 @@ async def _single(job: Job, part: Path, hasher: Any, ctx: FetchContext, progress
             # write and the rename. Verify it as it is; nothing needs to cross the network.
             progress.resumed_from = offset
             total, written = offset, 0
-            await anyio.to_thread.run_sync(_hash_prefix, hasher, part, offset)
+            await anyio.to_thread.run_sync(_hash_range, hasher, part, 0, offset)
         else:
             total, offset, written = await _receive(resp, job, part, offset, hasher, ctx, progress)
     finally:
@@ -777,47 +777,32 @@ async def _receive_range(
     ctx: FetchContext,
     progress: _Progress,
 ) -> None:
-    pending: list[bytes] = []
-    pending_size = 0
-    flushed = time.monotonic()
+    async def write(batch: list[bytes]) -> None:
+        data = b"".join(batch)
+        await anyio.to_thread.run_sync(_pwrite_all, fd, data, segment.start + segment.done)
+        segment.done += len(data)
+        if time.monotonic() - state.saved_at >= SEGMENT_JOURNAL_EVERY:
+            await _save_segments(job, state, ctx)
 
-    async def flush() -> None:
-        nonlocal pending, pending_size, flushed
-        flushed = time.monotonic()
-        if pending:
-            data, pending, pending_size = b"".join(pending), [], 0
-            await anyio.to_thread.run_sync(_pwrite_all, fd, data, segment.start + segment.done)
-            segment.done += len(data)
-            if time.monotonic() - state.saved_at >= SEGMENT_JOURNAL_EVERY:
-                await _save_segments(job, state, ctx)
-
-    try:
+    batches = _Batches(write, RANGE_BATCH)
+    with _body_errors(
+        job, part, lambda: f"range cut at {segment.start + segment.done} of {segment.end}"
+    ):
         try:
             async for chunk in resp.content.iter_chunked(ctx.chunk_size):
-                if segment.done + pending_size + len(chunk) > segment.end - segment.start:
+                if segment.done + batches.size + len(chunk) > segment.end - segment.start:
                     raise RangeError("the server sent more than the range asked for", url=job.url)
-                pending.append(chunk)
-                pending_size += len(chunk)
                 progress.received += len(chunk)
                 ctx.emit(BytesReceived(job, len(chunk)))
-                if pending_size >= RANGE_BATCH or time.monotonic() - flushed >= WRITE_INTERVAL:
-                    await flush()
+                await batches.add(chunk)
         finally:
             with anyio.CancelScope(shield=True):
-                await flush()
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise StallError("no data received within the stall timeout", url=job.url) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise TruncatedError(
-            f"range cut at {segment.start + segment.done} of {segment.end}", url=job.url
-        ) from exc
-    except aiohttp.ClientError as exc:
-        raise ConnectError(f"connection lost: {type(exc).__name__}", url=job.url) from exc
-    except OSError as exc:
-        raise _storage_error(exc, part) from exc
+                await batches.flush()
 
 
 def _hash_range(hasher: Any, part: Path, start: int, end: int) -> None:
+    """Feed bytes ``[start, end)`` of ``part`` to ``hasher`` (a resumed prefix, the ranges
+    of a segmented file), in a worker thread."""
     with part.open("rb") as f:
         f.seek(start)
         remaining = end - start
@@ -877,7 +862,7 @@ async def _receive(
     )
     ctx.emit(TransferStarted(job, offset, total, progress.attempts))
     if offset:
-        await anyio.to_thread.run_sync(_hash_prefix, hasher, part, offset)
+        await anyio.to_thread.run_sync(_hash_range, hasher, part, 0, offset)
     expected = total if total is not None else job.size
     reserved = ctx.space.reserve(part.parent, expected - offset if expected else 0)
     try:
@@ -885,14 +870,6 @@ async def _receive(
     finally:
         ctx.space.release(reserved)
     return total, offset, written
-
-
-def _hash_prefix(hasher: Any, part: Path, length: int) -> None:
-    with part.open("rb") as f:
-        remaining = length
-        while remaining and (block := f.read(min(1 << 20, remaining))):
-            hasher.update(block)
-            remaining -= len(block)
 
 
 #: Bytes received before they go to disk (and the hash) in one thread hop. Batching keeps
@@ -923,6 +900,46 @@ def _finish_part(f: IO[bytes]) -> None:
         f.close()
 
 
+class _Batches:
+    """Chunks gathered into one ``write`` every ``limit`` bytes or WRITE_INTERVAL seconds:
+    the event loop pays one thread round trip per batch, not per chunk."""
+
+    def __init__(self, write: Callable[[list[bytes]], Awaitable[None]], limit: int) -> None:
+        self._write = write
+        self._limit = limit
+        self._pending: list[bytes] = []
+        self._flushed = time.monotonic()
+        self.size = 0  # bytes waiting
+
+    async def add(self, chunk: bytes) -> None:
+        self._pending.append(chunk)
+        self.size += len(chunk)
+        if self.size >= self._limit or time.monotonic() - self._flushed >= WRITE_INTERVAL:
+            await self.flush()
+
+    async def flush(self) -> None:
+        self._flushed = time.monotonic()
+        if self._pending:
+            batch, self._pending, self.size = self._pending, [], 0
+            await self._write(batch)
+
+
+@contextlib.contextmanager
+def _body_errors(job: Job, part: Path, cut: Callable[[], str]) -> Iterator[None]:
+    """aiohttp's and the disk's errors while a body is read into ``part``, as stacpull's
+    (``cut()`` says where a truncated body ended)."""
+    try:
+        yield
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise StallError("no data received within the stall timeout", url=job.url) from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise TruncatedError(cut(), url=job.url) from exc
+    except aiohttp.ClientError as exc:
+        raise ConnectError(f"connection lost: {type(exc).__name__}", url=job.url) from exc
+    except OSError as exc:
+        raise _storage_error(exc, part) from exc
+
+
 async def _stream(
     resp: aiohttp.ClientResponse,
     part: Path,
@@ -938,61 +955,48 @@ async def _stream(
         f = await anyio.to_thread.run_sync(_open_part, part, offset)
     except OSError as exc:
         raise _storage_error(exc, part) from exc
-    pending: list[bytes] = []
-    pending_size = 0
-    flushed = time.monotonic()
     # One batch is written and hashed in a worker thread while the next one arrives:
     # receiving and hashing overlap on two cores. The write is awaited through
     # asyncio.shield, so a cancellation never abandons a thread still writing to `f`.
     loop = asyncio.get_running_loop()
     inflight: asyncio.Future[None] | None = None
 
-    async def flush() -> None:
-        nonlocal pending, pending_size, flushed, inflight
-        flushed = time.monotonic()
+    async def settle() -> None:
+        nonlocal inflight
         if inflight is not None:
             done, inflight = inflight, None
             await asyncio.shield(done)
-        if pending:
-            batch, pending, pending_size = pending, [], 0
-            inflight = loop.run_in_executor(None, _write_batch, f, hasher, batch)
 
+    async def write(batch: list[bytes]) -> None:
+        nonlocal inflight
+        await settle()
+        inflight = loop.run_in_executor(None, _write_batch, f, hasher, batch)
+
+    batches = _Batches(write, WRITE_BATCH)
     began = time.monotonic()
     check_split = progress.can_split
     try:
-        try:
-            async for chunk in resp.content.iter_chunked(ctx.chunk_size):
-                pending.append(chunk)
-                pending_size += len(chunk)
-                written += len(chunk)
-                progress.received += len(chunk)
-                ctx.emit(BytesReceived(job, len(chunk)))
-                if pending_size >= WRITE_BATCH or time.monotonic() - flushed >= WRITE_INTERVAL:
-                    await flush()
-                if check_split and (elapsed := time.monotonic() - began) >= SPLIT_AFTER:
-                    # One second in: a slow connection (a per-connection cap) is worth
-                    # splitting; a fast one is left alone.
-                    check_split = False
-                    left = (progress.total or 0) - offset - written
-                    if written / elapsed < ctx.segment_below and left >= 2 * ctx.segment_size:
-                        progress.split_at = offset + written
-                        break
-        finally:
-            # Whatever arrived goes to disk, also when the stream broke or the run stops.
-            with anyio.CancelScope(shield=True):
-                await flush()
-                if inflight is not None:
-                    last, inflight = inflight, None
-                    await last
-        await anyio.to_thread.run_sync(_finish_part, f)
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise StallError("no data received within the stall timeout", url=job.url) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise TruncatedError(f"transfer cut after {offset + written} bytes", url=job.url) from exc
-    except aiohttp.ClientError as exc:
-        raise ConnectError(f"connection lost: {type(exc).__name__}", url=job.url) from exc
-    except OSError as exc:
-        raise _storage_error(exc, part) from exc
+        with _body_errors(job, part, lambda: f"transfer cut after {offset + written} bytes"):
+            try:
+                async for chunk in resp.content.iter_chunked(ctx.chunk_size):
+                    written += len(chunk)
+                    progress.received += len(chunk)
+                    ctx.emit(BytesReceived(job, len(chunk)))
+                    await batches.add(chunk)
+                    if check_split and (elapsed := time.monotonic() - began) >= SPLIT_AFTER:
+                        # One second in: a slow connection (a per-connection cap) is worth
+                        # splitting; a fast one is left alone.
+                        check_split = False
+                        left = (progress.total or 0) - offset - written
+                        if written / elapsed < ctx.segment_below and left >= 2 * ctx.segment_size:
+                            progress.split_at = offset + written
+                            break
+            finally:
+                # Whatever arrived goes to disk, also when the stream broke or the run stops.
+                with anyio.CancelScope(shield=True):
+                    await batches.flush()
+                    await settle()
+            await anyio.to_thread.run_sync(_finish_part, f)
     finally:
         if not f.closed:  # closed by _finish_part unless the transfer broke
             with anyio.CancelScope(shield=True):

@@ -275,13 +275,13 @@ class RunStats:
         with self._lock:
             if isinstance(event, BytesReceived):
                 self.bytes_received += event.n
-                second = self._second()
+                now = self._clock()
+                second = max(0, int(now - self._t0))
                 self.series.add(second, event.n)
                 t = self.active.get((event.job.item_id, event.job.asset_key))
                 if t is not None:
                     t.received += event.n
                     self._host(t.host).add(second, event.n)
-                now = self._clock()
                 if not self._samples or now - self._samples[-1][0] >= 0.2:
                     self._samples.append((now, self.bytes_received))
                     while self._samples and now - self._samples[0][0] > _RATE_WINDOW:
@@ -452,39 +452,27 @@ class RunStats:
             )
 
 
-class OutcomeLog:
-    """An event sink that appends each finished job to a JSON-lines file."""
+class _JsonLines:
+    """An append-only JSON-lines file that a full disk stops but never turns into a crash
+    of the run (the journal stays the truth); why it stopped is kept in :attr:`error`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.error: str | None = None  # why the log stopped (a full disk), if it did
+        self.error: str | None = None
         self._file: IO[str] | None = None
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             self._file = path.open("a", encoding="utf-8")
         except OSError as exc:
             self.error = f"cannot write {path}: {exc.strerror or exc}"
 
-    def __call__(self, event: Event) -> None:
+    def _write(self, line: str, *, flush: bool = False) -> None:
         if self._file is None:
             return
-        if isinstance(event, JobFinished):
-            self._write(json.dumps(outcome_dict(event.outcome)))
-        elif isinstance(event, JobRefused):
-            r = event.refusal
-            row = {
-                "item": r.item_id,
-                "collection": r.collection,
-                "asset": r.asset_key,
-                "status": "refused",
-                "error": r.reason,
-            }
-            self._write(json.dumps(row))
-
-    def _write(self, line: str) -> None:
-        # A full disk must not turn into a crash of the run: the journal stays the truth.
         try:
-            assert self._file is not None
             self._file.write(line + "\n")
+            if flush:
+                self._file.flush()
         except OSError as exc:
             self.error = f"cannot write {self.path}: {exc.strerror or exc}"
             self.close()
@@ -499,27 +487,39 @@ class OutcomeLog:
                 self.error = f"cannot write {self.path}: {exc.strerror or exc}"
 
 
-class EventLog:
+class OutcomeLog(_JsonLines):
+    """An event sink that appends each finished job to a JSON-lines file."""
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, JobFinished):
+            self._write(json.dumps(outcome_dict(event.outcome)))
+        elif isinstance(event, JobRefused):
+            r = event.refusal
+            row = {
+                "item": r.item_id,
+                "collection": r.collection,
+                "asset": r.asset_key,
+                "status": "refused",
+                "error": r.reason,
+            }
+            self._write(json.dumps(row))
+
+
+class EventLog(_JsonLines):
     """``--log-json``: every event as one JSON line, for machines (log shippers, tests).
 
     Each line has ``t`` (Unix time), ``event`` (the class name) and the event's fields;
     jobs appear as their item, asset, path and redacted URL, never a token. Bytes are
-    summed into one ``Throughput`` line per second instead of a line per chunk. Like
+    summed into one ``Throughput`` line per second instead of a line per chunk, and the
+    file is flushed with it, so a reader tailing it is at most a second behind. Like
     :class:`OutcomeLog`, a full disk stops the log, never the run.
     """
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
-        self.path = path
-        self.error: str | None = None
+        super().__init__(path)
         self._clock = clock
         self._pending = 0
-        self._since = clock()
-        self._file: IO[str] | None = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = path.open("a", encoding="utf-8")
-        except OSError as exc:
-            self.error = f"cannot write {path}: {exc.strerror or exc}"
+        self._since = self._flushed_at = clock()
 
     def __call__(self, event: Event) -> None:
         if self._file is None:
@@ -534,25 +534,10 @@ class EventLog:
             self._pending, self._since = 0, now
         else:
             row = {"event": type(event).__name__, **_fields(event)}
-        self._write(json.dumps({"t": round(now, 3), **row}, default=str))
-
-    def _write(self, line: str) -> None:
-        try:
-            assert self._file is not None
-            self._file.write(line + "\n")
-            self._file.flush()
-        except OSError as exc:
-            self.error = f"cannot write {self.path}: {exc.strerror or exc}"
-            self.close()
-
-    def close(self) -> None:
-        """Close the file (errors are kept in :attr:`error`, never raised)."""
-        if self._file is not None:
-            handle, self._file = self._file, None
-            try:
-                handle.close()
-            except OSError as exc:
-                self.error = f"cannot write {self.path}: {exc.strerror or exc}"
+        flush = now - self._flushed_at >= 1.0 or isinstance(event, RunFinished)
+        if flush:
+            self._flushed_at = now
+        self._write(json.dumps({"t": round(now, 3), **row}, default=str), flush=flush)
 
 
 def _fields(event: Event) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ from .errors import ConfigError, SearchError
 
 __all__ = [
     "CollectionQuery",
+    "ItemPages",
+    "Page",
     "check_collections",
     "count_items",
     "list_collections",
@@ -33,6 +35,11 @@ __all__ = [
 ]
 
 _SENTINEL: Any = object()
+
+#: One page of a search: its items, and ``numberMatched`` when the server says.
+Page = tuple[list[dict[str, Any]], int | None]
+#: An async source of pages: the search itself, or a saved search (``--from``).
+ItemPages = Callable[[], AsyncIterator[Page]]
 
 
 def load_geojson_geometry(path: str | Path) -> dict[str, Any]:
@@ -161,9 +168,7 @@ def _matched(search: Any) -> int | None:
     return value if isinstance(value, int) else None
 
 
-async def search_pages(
-    config: SearchConfig,
-) -> AsyncIterator[tuple[list[dict[str, Any]], int | None]]:
+async def search_pages(config: SearchConfig) -> AsyncIterator[Page]:
     """Yield (items of one page, numberMatched) lazily; ``max_items`` is honoured exactly."""
     pages, search = await anyio.to_thread.run_sync(_page_iterator, config)
     matched: int | None = None
