@@ -70,6 +70,18 @@ def pull(
     return stacpull.download(sink=recorder, **options)
 
 
+def cli(*args: str, env: dict[str, str] | None = None, token: str = "") -> tuple[int, str, str]:
+    """The real command line, in-process: (exit code, stdout, stderr). No credential of the
+    machine's environment leaks in; ``token`` becomes STACPULL_TOKEN."""
+    from click.testing import CliRunner
+
+    from stacpull.cli import main
+
+    base = {"STACPULL_TOKEN": token, "STACPULL_OFFLINE_TOKEN": "", "STACPULL_TOKEN_FILE": ""}
+    result = CliRunner().invoke(main, list(args), env={**base, **(env or {})})
+    return result.exit_code, result.stdout, result.stderr
+
+
 def files_under(root: Path) -> list[Path]:
     """Every regular file under ``root`` except stacpull's own state directory."""
     return sorted(p for p in root.rglob("*") if p.is_file() and ".stacpull" not in p.parts)

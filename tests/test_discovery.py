@@ -16,13 +16,11 @@ from stacpull.config import ConfigError, parse_size
 from stacpull.dryrun import dry_run
 from stacpull.sim import SimServer
 
-from .conftest import L1A, L1C, TOKEN, files_under, pull
+from .conftest import L1A, L1C, TOKEN, cli, files_under, pull
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
-    env = {"STACPULL_TOKEN": TOKEN, "STACPULL_OFFLINE_TOKEN": "", "STACPULL_TOKEN_FILE": ""}
-    result = CliRunner().invoke(main, list(args), env=env)
-    return result.exit_code, result.stdout, result.stderr
+    return cli(*args, token=TOKEN)
 
 
 def test_a_dry_run_plans_without_writing_anything(sim: SimServer, tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ import anyio
 import pytest
 
 from stacpull.auth import OIDCTokenProvider, load_credentials
-from stacpull.cli import main
 from stacpull.config import AuthConfig, Secret
 from stacpull.errors import CredentialsError
 from stacpull.events import Event, JobFinished, TokenRefreshed
@@ -25,7 +24,7 @@ from stacpull.models import Status
 from stacpull.sim import Faults, OIDCOptions, ScaledClock, SimCatalog, SimOptions, SimServer
 from stacpull.sim import default_collections as collections
 
-from .conftest import L1A, Recorder, files_under, pull
+from .conftest import L1A, Recorder, cli, files_under, pull
 
 OFFLINE = "sim-offline-token"
 SECRET = "sim-client-secret"
@@ -283,12 +282,7 @@ def test_the_offline_token_reaches_only_the_token_endpoint(
 # -- the command line -------------------------------------------------------------------
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    from click.testing import CliRunner
-
-    base = {"STACPULL_TOKEN": "", "STACPULL_OFFLINE_TOKEN": "", "STACPULL_TOKEN_FILE": ""}
-    result = CliRunner().invoke(main, list(args), env={**base, **(env or {})})
-    return result.exit_code, result.stdout, result.stderr
+_cli = cli
 
 
 def _jwt(exp: float) -> str:

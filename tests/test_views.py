@@ -16,18 +16,13 @@ import termios
 import time
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from stacpull.cli import main
 from stacpull.sim import Faults, SimServer
 
-from .conftest import L1A, TOKEN, files_under
+from .conftest import L1A, TOKEN, cli, files_under
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
-    env = {"STACPULL_TOKEN": TOKEN, "STACPULL_OFFLINE_TOKEN": "", "STACPULL_TOKEN_FILE": ""}
-    result = CliRunner().invoke(main, list(args), env=env)
-    return result.exit_code, result.stdout, result.stderr
+    return cli(*args, token=TOKEN)
 
 
 def _download(sim: SimServer, dest: Path, *extra: str) -> tuple[int, str, str]:

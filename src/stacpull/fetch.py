@@ -59,7 +59,7 @@ from .headers import (
     parse_unsatisfied_range,
     range_header,
 )
-from .journal import Journal
+from .journal import Journal, JournalRow
 from .limits import HostLimiter
 from .models import Job, Outcome, Status
 from .retry import RetryPolicy
@@ -410,13 +410,15 @@ async def _discard(part: Path, job: Job, ctx: FetchContext) -> int:
     return size
 
 
-async def _resume_offset(job: Job, part: Path, ctx: FetchContext) -> tuple[int, Mapping[str, str]]:
-    """Where to resume ``part`` from, and the ``Range``/``If-Range`` headers to do it."""
+async def _resume_offset(
+    job: Job, part: Path, row: JournalRow | None, ctx: FetchContext
+) -> tuple[int, Mapping[str, str]]:
+    """Where to resume ``part`` from (``row``: the journal's record of it), and the
+    ``Range``/``If-Range`` headers to do it."""
     try:
         have = part.stat().st_size
     except FileNotFoundError:
         return 0, {}
-    row = await ctx.journal.get(job.dest)
     validator = None
     if row is not None and row.url == job.url:
         # Weak ETags cannot be used in If-Range (RFC 9110 §13.1.5); Last-Modified can.
@@ -548,7 +550,9 @@ async def _attempt(
     Returns (size, digest)."""
     # Without a file:checksum, hash anyway: the digest lets `stacpull verify` find rot.
     hasher = (mh or RECORD_HASH).new()
-    saved = await _saved_segments(job, part, ctx)
+    # One journal read serves the segment check and the resume; a fresh file needs none.
+    row = await ctx.journal.get(job.dest) if part.exists() else None
+    saved = await _saved_segments(job, part, row, ctx)
     if saved is not None:
         # A segmented .part from an earlier attempt or run: finish its ranges, then hash
         # the whole file once.
@@ -557,7 +561,7 @@ async def _attempt(
         await anyio.to_thread.run_sync(_hash_range, hasher, part, 0, saved.total)
         size = saved.total
     else:
-        size = await _single(job, part, hasher, ctx, progress)
+        size = await _single(job, part, row, hasher, ctx, progress)
     verify_size(size, job.size, url=job.url)
     if mh is not None:
         check_digest(hasher.digest(), mh, url=job.url)
@@ -571,10 +575,17 @@ async def _attempt(
     return size, digest
 
 
-async def _single(job: Job, part: Path, hasher: Any, ctx: FetchContext, progress: _Progress) -> int:
+async def _single(
+    job: Job,
+    part: Path,
+    row: JournalRow | None,
+    hasher: Any,
+    ctx: FetchContext,
+    progress: _Progress,
+) -> int:
     """One response into ``part`` (resumed where the journal allows); split into parallel
     ranges when it turns out slow. Returns the size of the complete ``part``."""
-    offset, range_headers = await _resume_offset(job, part, ctx)
+    offset, range_headers = await _resume_offset(job, part, row, ctx)
     headers = {"Accept-Encoding": "identity", **range_headers}
     total: int | None
     progress.renewed = False
@@ -666,11 +677,10 @@ class _SegmentState:
         return cls(int(data["total"]), str(data["validator"]), int(data["prefix"]), parts)
 
 
-async def _saved_segments(job: Job, part: Path, ctx: FetchContext) -> _SegmentState | None:
-    """The journalled ranges of ``part``, when they describe this very file."""
-    if not part.exists():
-        return None  # the common case costs no journal read
-    row = await ctx.journal.get(job.dest)
+async def _saved_segments(
+    job: Job, part: Path, row: JournalRow | None, ctx: FetchContext
+) -> _SegmentState | None:
+    """The journalled ranges of ``part``, when ``row`` says they describe this very file."""
     if row is None or not row.segments or row.url != job.url or not part.exists():
         return None
     try:
