@@ -53,7 +53,7 @@ from .config import (
     Secret,
     scrub,
 )
-from .errors import ConfigError, CredentialsError
+from .errors import ConfigError, CredentialsError, redact_url
 from .events import EventSink, TokenRefreshed
 
 __all__ = [
@@ -649,16 +649,11 @@ async def _probe(url: str, token: Secret | None) -> tuple[int, str]:
         ):
             status = resp.status
     except (TimeoutError, aiohttp.ClientError) as exc:
-        return 0, f"{_short(url)} could not be reached ({type(exc).__name__})"
+        return 0, f"{redact_url(url)} could not be reached ({type(exc).__name__})"
     verdict = {200: "opens", 206: "opens", 401: "refuses the token", 403: "forbids access"}
-    return status, f"{_short(url)} answered HTTP {status}" + (
+    return status, f"{redact_url(url)} answered HTTP {status}" + (
         f": it {verdict[status]}" if status in verdict else ""
     )
-
-
-def _short(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
