@@ -59,6 +59,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"
+WORK = HERE / ".work"
 RESULTS = HERE / "results"
 MiB = 1 << 20
 
@@ -544,7 +545,10 @@ def main() -> None:
     tools = [t for t in args.tools.split(",") if t]
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
-    with tempfile.TemporaryDirectory(dir=HERE) as tmp, file_server(args.server) as (base, server):
+    # Outputs go next to the data (the same disk), in a directory git ignores: a run that
+    # is killed leaves nothing for `git add -A` to pick up.
+    WORK.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=WORK) as tmp, file_server(args.server) as (base, server):
         work = Path(tmp)
         for scenario in chosen:
             print(f"preparing {scenario.name}: {scenario.title}", flush=True)
