@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import aiohttp
 import anyio
@@ -76,7 +76,6 @@ from .verify import (
 
 __all__ = [
     "MAX_REDIRECTS",
-    "WRITE_BATCH",
     "WRITE_INTERVAL",
     "FetchContext",
     "SpaceBudget",
@@ -94,19 +93,37 @@ class SpaceBudget:
     Before a file of known size starts, the bytes it still needs are reserved; a file that
     would leave less than ``min_free`` bytes free stops the run (:class:`StorageError`)
     instead of filling the disk halfway through a product.
+
+    The free space is read at most every ``REREAD`` seconds (a ``statvfs`` per file cost
+    as much as the rest of a small file's bookkeeping); between readings the bytes of
+    every finished reservation count as written, so the estimate errs on the safe side.
     """
+
+    REREAD = 1.0
 
     def __init__(self, min_free: int) -> None:
         self.min_free = min_free
         self.reserved = 0
+        self._free: int | None = None  # the last reading
+        self._read_at = 0.0
+        self._since = 0  # bytes of reservations finished since that reading
+
+    def _free_now(self, where: Path) -> int | None:
+        now = time.monotonic()
+        if self._free is None or now - self._read_at >= self.REREAD:
+            try:
+                self._free = shutil.disk_usage(where).free
+            except OSError:
+                return None
+            self._read_at, self._since = now, 0
+        return self._free - self._since
 
     def reserve(self, where: Path, need: int) -> int:
         """Reserve ``need`` bytes at ``where`` (a directory); return what to release later."""
         if need <= 0:
             return 0
-        try:
-            free = shutil.disk_usage(where).free
-        except OSError:
+        free = self._free_now(where)
+        if free is None:
             return 0
         if free - self.reserved - need < self.min_free:
             raise StorageError(
@@ -118,8 +135,9 @@ class SpaceBudget:
         return need
 
     def release(self, amount: int) -> None:
-        """Give back a reservation."""
+        """Give back a reservation (its bytes are now on disk, or were never written)."""
         self.reserved -= amount
+        self._since += amount
 
 
 @dataclass(slots=True)
@@ -133,7 +151,7 @@ class FetchContext:
     trust: TrustPolicy
     emit: EventSink
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    chunk_size: int = 1 << 20
+    chunk_size: int = 4 << 20  # bytes received per write (and hash update)
     #: Waits between attempts; the engine's version gives up the transfer slot meanwhile.
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     limiter: HostLimiter = field(default_factory=lambda: HostLimiter(8, adaptive=False))
@@ -170,16 +188,31 @@ def _storage_error(exc: OSError, path: Path) -> StorageError:
     return StorageError(f"cannot write {path}: {exc}")
 
 
-def _destination(ctx: FetchContext, job: Job) -> Path:
-    final = ctx.root / job.dest
+@dataclass(frozen=True, slots=True)
+class _OnDisk:
+    """What is at a job's destination before it starts: one thread hop learns it all."""
+
+    final: Path
+    final_stat: os.stat_result | None  # the file under its final name, if there
+    part_size: int  # bytes in its .part (0: none)
+
+
+def _prepare(root: Path, job: Job) -> _OnDisk:
+    """Create the destination directory and look at what is there (in a worker thread:
+    mkdir and stat are disk work, not event-loop work)."""
+    final = root / job.dest
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _storage_error(exc, final.parent) from exc
     # The plan is lexically safe; a symlink inside DEST must not lead outside it either.
-    if not final.parent.resolve().is_relative_to(ctx.root):
+    if not final.parent.resolve().is_relative_to(root):
         raise UnsafePathError(f"destination {job.dest!r} leads outside DEST through a symlink")
-    return final
+    try:
+        final_stat: os.stat_result | None = final.stat()
+    except FileNotFoundError:
+        final_stat = None
+    return _OnDisk(final, final_stat, _size(_part_path(final)))
 
 
 def _checksum(job: Job, notes: list[str]) -> Multihash | None:
@@ -210,7 +243,7 @@ class _Present:
 
 
 async def _already_verified(
-    job: Job, final: Path, mh: Multihash | None, ctx: FetchContext
+    job: Job, final: Path, st: os.stat_result | None, mh: Multihash | None, ctx: FetchContext
 ) -> _Present | None:
     """The file under its final name, if it is the file the catalogue describes.
 
@@ -219,11 +252,9 @@ async def _already_verified(
     terabytes costs one ``stat`` per file; ``stacpull verify`` is the deep check. Then the
     catalogue's checksum; then, unless the item changed, the digest recorded while
     downloading (which survives a URL that moved), the journal's word, ``file:size``, and
-    a zip's CRCs.
+    a zip's CRCs. ``st`` is the file's stat (None: there is no file).
     """
-    try:
-        st = final.stat()
-    except FileNotFoundError:
+    if st is None:
         return None
     size = st.st_size
     if job.size is not None and size != job.size:
@@ -278,13 +309,14 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
     started = time.monotonic()
     progress = _Progress()
     try:
-        final = _destination(ctx, job)
+        disk = await anyio.to_thread.run_sync(_prepare, ctx.root, job)
     except PlanError as exc:
         return _finish(
             ctx, Outcome(job, Status.REFUSED, error=str(exc), error_class=type(exc).__name__)
         )
+    final = disk.final
     mh = _checksum(job, progress.notes)
-    present = await _already_verified(job, final, mh, ctx)
+    present = await _already_verified(job, final, disk.final_stat, mh, ctx)
     if present is not None:
         await ctx.journal.done(
             job, size=present.size, digest=present.digest, mtime_ns=present.mtime_ns
@@ -296,7 +328,7 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
     part = _part_path(final)
     host = URL(job.url).host or ""
     try:
-        return await _attempts(job, final, part, mh, ctx, progress, host, started)
+        return await _attempts(job, final, part, disk.part_size, mh, ctx, progress, host, started)
     except (anyio.get_cancelled_exc_class(), StorageError, CredentialsError):
         # Stopped (Ctrl-C, disk full, no token any more, a fatal error elsewhere): keep the
         # .part, settle the journal. Bounded, so a second Ctrl-C is never kept waiting.
@@ -309,20 +341,24 @@ async def _attempts(
     job: Job,
     final: Path,
     part: Path,
+    had: int,
     mh: Multihash | None,
     ctx: FetchContext,
     progress: _Progress,
     host: str,
     started: float,
 ) -> Outcome:
+    """Attempts until one succeeds or the retry policy gives up; ``had`` is the size of
+    the ``.part`` before the first."""
     streak = 0  # failed attempts in a row that kept no new bytes
     while True:
         progress.attempts += 1
         streak += 1
-        had = _size(part)
+        if progress.attempts > 1:
+            had = _size(part)
         try:
             async with ctx.limiter.slot(host):
-                size, digest = await _attempt(job, final, part, mh, ctx, progress)
+                size, digest = await _attempt(job, final, part, had, mh, ctx, progress)
             ctx.limiter.succeeded(host)
         except TransferError as exc:
             if isinstance(exc, HTTPStatusError) and exc.status in (429, 503):
@@ -411,14 +447,12 @@ async def _discard(part: Path, job: Job, ctx: FetchContext) -> int:
 
 
 async def _resume_offset(
-    job: Job, part: Path, row: JournalRow | None, ctx: FetchContext
+    job: Job, part: Path, have: int, row: JournalRow | None, ctx: FetchContext
 ) -> tuple[int, Mapping[str, str]]:
-    """Where to resume ``part`` from (``row``: the journal's record of it), and the
-    ``Range``/``If-Range`` headers to do it."""
-    try:
-        have = part.stat().st_size
-    except FileNotFoundError:
-        return 0, {}
+    """Where to resume ``part`` (``have`` bytes long) from (``row``: the journal's record
+    of it), and the ``Range``/``If-Range`` headers to do it."""
+    if have == 0:
+        return 0, {}  # nothing to resume; an empty .part is truncated when opened
     validator = None
     if row is not None and row.url == job.url:
         # Weak ETags cannot be used in If-Range (RFC 9110 §13.1.5); Last-Modified can.
@@ -426,7 +460,7 @@ async def _resume_offset(
             validator = row.etag
         elif row.last_modified:
             validator = row.last_modified
-    if have == 0 or validator is None or (job.size is not None and have > job.size):
+    if validator is None or (job.size is not None and have > job.size):
         await _discard(part, job, ctx)
         return 0, {}
     return have, {"Range": range_header(have), "If-Range": validator}
@@ -544,40 +578,57 @@ def _check_status(
 
 
 async def _attempt(
-    job: Job, final: Path, part: Path, mh: Multihash | None, ctx: FetchContext, progress: _Progress
+    job: Job,
+    final: Path,
+    part: Path,
+    had: int,
+    mh: Multihash | None,
+    ctx: FetchContext,
+    progress: _Progress,
 ) -> tuple[int, str | None]:
-    """One request (or one set of parallel ranges): fill ``part``, verify, rename.
-    Returns (size, digest)."""
+    """One request (or one set of parallel ranges): fill ``part`` (``had`` bytes long
+    now), verify, rename. Returns (size, digest)."""
     # Without a file:checksum, hash anyway: the digest lets `stacpull verify` find rot.
     hasher = (mh or RECORD_HASH).new()
     # One journal read serves the segment check and the resume; a fresh file needs none.
-    row = await ctx.journal.get(job.dest) if part.exists() else None
+    row = await ctx.journal.get(job.dest) if had else None
     saved = await _saved_segments(job, part, row, ctx)
-    if saved is not None:
-        # A segmented .part from an earlier attempt or run: finish its ranges, then hash
-        # the whole file once.
-        progress.resumed_from = saved.received
-        await _run_segments(job, part, saved, ctx, progress)
-        await anyio.to_thread.run_sync(_hash_range, hasher, part, 0, saved.total)
-        size = saved.total
-    else:
-        size = await _single(job, part, row, hasher, ctx, progress)
-    verify_size(size, job.size, url=job.url)
-    if mh is not None:
-        check_digest(hasher.digest(), mh, url=job.url)
-        digest = job.checksum
-    else:
-        digest = encode_multihash(RECORD_HASH.name, hasher.digest())
-        if job.zip_check:
-            await anyio.to_thread.run_sync(lambda: check_zip(part, url=job.url))
-    mtime_ns = await _commit(part, final)
-    await ctx.journal.done(job, size=size, digest=digest, mtime_ns=mtime_ns)
+    pf = _PartFile(part)
+    try:
+        if saved is not None:
+            # A segmented .part from an earlier attempt or run: finish its ranges, then
+            # hash the whole file once.
+            progress.resumed_from = saved.received
+            await _run_segments(job, part, saved, ctx, progress)
+            await anyio.to_thread.run_sync(_hash_range, hasher, part, 0, saved.total)
+            size = pf.offset = saved.total
+        else:
+            size = await _single(job, part, pf, had, row, hasher, ctx, progress)
+        verify_size(size, job.size, url=job.url)
+        if mh is not None:
+            check_digest(hasher.digest(), mh, url=job.url)
+            digest = job.checksum
+        else:
+            digest = encode_multihash(RECORD_HASH.name, hasher.digest())
+
+        check = (lambda: check_zip(part, url=job.url)) if job.zip_check and mh is None else None
+        try:
+            mtime_ns = await anyio.to_thread.run_sync(pf.seal, final, check)
+        except OSError as exc:
+            raise _storage_error(exc, final) from exc
+        await ctx.journal.done(job, size=size, digest=digest, mtime_ns=mtime_ns)
+    finally:
+        if pf.fd is not None:  # not sealed: the attempt failed or was cancelled
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(pf.close)
     return size, digest
 
 
 async def _single(
     job: Job,
     part: Path,
+    pf: _PartFile,
+    had: int,
     row: JournalRow | None,
     hasher: Any,
     ctx: FetchContext,
@@ -585,7 +636,7 @@ async def _single(
 ) -> int:
     """One response into ``part`` (resumed where the journal allows); split into parallel
     ranges when it turns out slow. Returns the size of the complete ``part``."""
-    offset, range_headers = await _resume_offset(job, part, row, ctx)
+    offset, range_headers = await _resume_offset(job, part, had, row, ctx)
     headers = {"Accept-Encoding": "identity", **range_headers}
     total: int | None
     progress.renewed = False
@@ -600,9 +651,10 @@ async def _single(
             # write and the rename. Verify it as it is; nothing needs to cross the network.
             progress.resumed_from = offset
             total, written = offset, 0
+            pf.offset = offset
             await anyio.to_thread.run_sync(_hash_range, hasher, part, 0, offset)
         else:
-            total, offset, written = await _receive(resp, job, part, offset, hasher, ctx, progress)
+            total, offset, written = await _receive(resp, job, pf, offset, hasher, ctx, progress)
     finally:
         resp.release()
     if progress.split_at is not None and total is not None and progress.validator:
@@ -622,7 +674,8 @@ async def _single(
 SPLIT_AFTER = 1.0
 #: Seconds between journal records of the ranges' progress.
 SEGMENT_JOURNAL_EVERY = 2.0
-#: A range's write batch: smaller than WRITE_BATCH, as a file may have many ranges in flight.
+#: A range's largest write batch: less than ``download.chunk_size``, as a file may have
+#: many ranges in flight.
 RANGE_BATCH = 1 << 20
 
 
@@ -716,13 +769,6 @@ async def _run_segments(
             await _save_segments(job, state, ctx)
 
 
-def _pwrite_all(fd: int, data: bytes, position: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, position)
-        view, position = view[written:], position + written
-
-
 def _open_for_ranges(part: Path) -> int:
     return os.open(part, os.O_WRONLY)
 
@@ -788,18 +834,17 @@ async def _receive_range(
     progress: _Progress,
 ) -> None:
     async def write(batch: list[bytes]) -> None:
-        data = b"".join(batch)
-        await anyio.to_thread.run_sync(_pwrite_all, fd, data, segment.start + segment.done)
-        segment.done += len(data)
+        await anyio.to_thread.run_sync(_write_blocks, fd, batch, segment.start + segment.done)
+        segment.done += sum(map(len, batch))
         if time.monotonic() - state.saved_at >= SEGMENT_JOURNAL_EVERY:
             await _save_segments(job, state, ctx)
 
-    batches = _Batches(write, RANGE_BATCH)
+    batches = _Batches(write, min(RANGE_BATCH, ctx.chunk_size))
     with _body_errors(
         job, part, lambda: f"range cut at {segment.start + segment.done} of {segment.end}"
     ):
         try:
-            async for chunk in resp.content.iter_chunked(ctx.chunk_size):
+            async for chunk, _ in resp.content.iter_chunks():
                 if segment.done + batches.size + len(chunk) > segment.end - segment.start:
                     raise RangeError("the server sent more than the range asked for", url=job.url)
                 progress.received += len(chunk)
@@ -824,14 +869,15 @@ def _hash_range(hasher: Any, part: Path, start: int, end: int) -> None:
 async def _receive(
     resp: aiohttp.ClientResponse,
     job: Job,
-    part: Path,
+    pf: _PartFile,
     offset: int,
     hasher: Any,
     ctx: FetchContext,
     progress: _Progress,
 ) -> tuple[int | None, int, int]:
-    """Check the response and stream its body into ``part`` after the first ``offset``
+    """Check the response and stream its body into ``pf`` after the first ``offset``
     bytes. Returns (announced total, the offset really used, bytes written)."""
+    part = pf.path
     _check_status(resp, job, ctx.tokens.source, progress)
     total: int | None
     if resp.status == 206:
@@ -860,6 +906,7 @@ async def _receive(
         )
     etag, last_modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
     await ctx.journal.started(job, etag=etag, last_modified=last_modified, offset=offset)
+    pf.offset = offset
     progress.resumable = bool((etag and not etag.startswith("W/")) or last_modified)
     progress.validator = etag if etag and not etag.startswith("W/") else last_modified
     progress.total, progress.split_at = total, None
@@ -876,38 +923,110 @@ async def _receive(
     expected = total if total is not None else job.size
     reserved = ctx.space.reserve(part.parent, expected - offset if expected else 0)
     try:
-        written = await _stream(resp, part, offset, hasher, job, ctx, progress)
+        written = await _stream(resp, pf, hasher, job, ctx, progress)
     finally:
         ctx.space.release(reserved)
     return total, offset, written
 
 
-#: Bytes received before they go to disk (and the hash) in one thread hop. Batching keeps
-#: the event loop free of per-chunk thread round trips; a slow stream still reaches the
-#: disk every WRITE_INTERVAL seconds (a kill loses at most that much), and a broken one
-#: writes what it received before the error is raised.
-WRITE_BATCH = 4 << 20
+#: A stream that trickles in still reaches the disk every WRITE_INTERVAL seconds (a kill
+#: loses at most that much); a fast one is written every ``download.chunk_size`` bytes, and
+#: a broken one writes what it received before the error is raised.
 WRITE_INTERVAL = 0.25
+#: A batch at least this large is hashed in a second worker thread while the first writes
+#: it; a smaller one is hashed by the writing thread (one thread hop instead of two).
+HASH_APART = 1 << 20
+
+#: pwritev takes at most IOV_MAX (1024 on Linux) blocks per call.
+_IOV_GROUP = 512
 
 
-def _open_part(part: Path, offset: int) -> IO[bytes]:
-    return part.open("ab" if offset else "wb")
+def _open_part(part: Path, offset: int) -> int:
+    """The ``.part`` for writing from ``offset`` (truncated when starting from zero)."""
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    return os.open(part, flags if offset else flags | os.O_TRUNC, 0o644)
 
 
-def _write_batch(f: IO[bytes], hasher: Any, batch: list[bytes]) -> None:
-    """Write and hash one batch, in a worker thread (hashlib releases the GIL)."""
-    for block in batch:
-        f.write(block)
+def _write_blocks(fd: int, blocks: list[bytes], position: int) -> None:
+    """Write ``blocks`` back to back at ``position`` in as few system calls as the kernel
+    allows (no joined copy), then ask it to start writing them back: by the time the
+    transfer ends and fsyncs, little is left dirty, so the fsync does not stall the end of
+    a large file for the seconds a gigabyte of page cache takes to reach the disk."""
+    start = position
+    views = [memoryview(block) for block in blocks]
+    first = 0
+    while first < len(views):
+        n = os.pwritev(fd, views[first : first + _IOV_GROUP], position)
+        position += n
+        while first < len(views) and n >= len(views[first]):
+            n -= len(views[first])
+            first += 1
+        if n:  # a short write ended inside a block: the rest of it goes next
+            views[first] = views[first][n:]
+    _start_writeback(fd, start, position - start)
+
+
+def _start_writeback(fd: int, start: int, length: int) -> None:
+    # POSIX_FADV_DONTNEED starts writeback of dirty pages without waiting for it (Linux);
+    # the hint is also true: a downloader does not read its bytes back from the cache.
+    if length and hasattr(os, "posix_fadvise"):
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, start, length, os.POSIX_FADV_DONTNEED)
+
+
+def _hash_blocks(hasher: Any, blocks: list[bytes]) -> None:
+    """Feed one batch to the hash, in a worker thread (hashlib releases the GIL)."""
+    for block in blocks:
         hasher.update(block)
 
 
-def _finish_part(f: IO[bytes]) -> None:
-    """Flush, fsync and close: one thread hop for all three at the end of a transfer."""
-    try:
-        f.flush()
-        os.fsync(f.fileno())
-    finally:
-        f.close()
+class _PartFile:
+    """A ``.part`` as worker threads write it: opened by the thread hop that writes the
+    first batch, sealed by one more (fsync, close, rename to the final name, fsync of the
+    directory). With the hop that looked at the destination before the request, a small
+    file costs three thread hops in all."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0  # where this attempt's bytes start
+        self.fd: int | None = None
+
+    def _opened(self) -> int:
+        if self.fd is None:
+            self.fd = _open_part(self.path, self.offset)
+        return self.fd
+
+    def write(self, blocks: list[bytes], position: int, hasher: Any = None) -> None:
+        """Write (and with ``hasher``, hash) one batch; in a worker thread."""
+        _write_blocks(self._opened(), blocks, position)
+        if hasher is not None:
+            _hash_blocks(hasher, blocks)
+
+    def seal(self, final: Path, check: Callable[[], object] | None) -> int:
+        """Run ``check`` (a zip's CRCs), make the bytes durable and move them to ``final``
+        atomically; return the file's mtime. In a worker thread. An empty body still
+        leaves an (empty) file; a segmented file's ranges, written through other
+        descriptors, are made durable by the same fsync (it is per file, not per
+        descriptor)."""
+        fd = self._opened()
+        if check is not None:
+            check()
+        os.fsync(fd)
+        self.fd = None
+        os.close(fd)
+        self.path.replace(final)
+        dir_fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return final.stat().st_mtime_ns
+
+    def close(self) -> None:
+        """Close without sealing (the attempt failed or was stopped); in a worker thread."""
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
 
 
 class _Batches:
@@ -952,81 +1071,64 @@ def _body_errors(job: Job, part: Path, cut: Callable[[], str]) -> Iterator[None]
 
 async def _stream(
     resp: aiohttp.ClientResponse,
-    part: Path,
-    offset: int,
+    pf: _PartFile,
     hasher: Any,
     job: Job,
     ctx: FetchContext,
     progress: _Progress,
 ) -> int:
-    """Append the body to ``part``; return the bytes written. fsyncs before returning."""
-    written = 0
-    try:
-        f = await anyio.to_thread.run_sync(_open_part, part, offset)
-    except OSError as exc:
-        raise _storage_error(exc, part) from exc
-    # One batch is written and hashed in a worker thread while the next one arrives:
-    # receiving and hashing overlap on two cores. The write is awaited through
-    # asyncio.shield, so a cancellation never abandons a thread still writing to `f`.
+    """Write the body into ``pf`` from its offset on; return the bytes written. The file
+    stays open for :meth:`_PartFile.seal` (or ``close`` when the attempt fails)."""
+    offset, written = pf.offset, 0
+    # A large batch is written by one worker thread and hashed by another while the next
+    # batch arrives: receiving, hashing and writing overlap, and the slowest of the three
+    # (the hash, on a fast link) sets the pace instead of their sum. Both are awaited
+    # through asyncio.shield, so a cancellation never abandons a thread still using the
+    # file.
     loop = asyncio.get_running_loop()
-    inflight: asyncio.Future[None] | None = None
+    position = offset
+    inflight: list[asyncio.Future[None]] = []
 
     async def settle() -> None:
-        nonlocal inflight
-        if inflight is not None:
-            done, inflight = inflight, None
-            await asyncio.shield(done)
+        if inflight:
+            lanes = asyncio.gather(*inflight)
+            inflight.clear()
+            await asyncio.shield(lanes)
 
     async def write(batch: list[bytes]) -> None:
-        nonlocal inflight
+        nonlocal position
         await settle()
-        inflight = loop.run_in_executor(None, _write_batch, f, hasher, batch)
+        size = sum(map(len, batch))
+        if size >= HASH_APART:
+            inflight.append(loop.run_in_executor(None, pf.write, batch, position))
+            inflight.append(loop.run_in_executor(None, _hash_blocks, hasher, batch))
+        else:
+            inflight.append(loop.run_in_executor(None, pf.write, batch, position, hasher))
+        position += size
 
-    batches = _Batches(write, WRITE_BATCH)
+    batches = _Batches(write, ctx.chunk_size)
     began = time.monotonic()
     check_split = progress.can_split
-    try:
-        with _body_errors(job, part, lambda: f"transfer cut after {offset + written} bytes"):
-            try:
-                async for chunk in resp.content.iter_chunked(ctx.chunk_size):
-                    written += len(chunk)
-                    progress.received += len(chunk)
-                    ctx.emit(BytesReceived(job, len(chunk)))
-                    await batches.add(chunk)
-                    if check_split and (elapsed := time.monotonic() - began) >= SPLIT_AFTER:
-                        # One second in: a slow connection (a per-connection cap) is worth
-                        # splitting; a fast one is left alone.
-                        check_split = False
-                        left = (progress.total or 0) - offset - written
-                        if written / elapsed < ctx.segment_below and left >= 2 * ctx.segment_size:
-                            progress.split_at = offset + written
-                            break
-            finally:
-                # Whatever arrived goes to disk, also when the stream broke or the run stops.
-                with anyio.CancelScope(shield=True):
-                    await batches.flush()
-                    await settle()
-            await anyio.to_thread.run_sync(_finish_part, f)
-    finally:
-        if not f.closed:  # closed by _finish_part unless the transfer broke
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(f.close)
-    return written
-
-
-async def _commit(part: Path, final: Path) -> int:
-    """Atomically move a verified ``.part`` to its final name, durably; return its mtime."""
-
-    def commit() -> int:
-        part.replace(final)
-        dir_fd = os.open(final.parent, os.O_RDONLY)
+    with _body_errors(job, pf.path, lambda: f"transfer cut after {offset + written} bytes"):
         try:
-            os.fsync(dir_fd)
+            # iter_chunks hands over aiohttp's buffers as they are; iter_chunked would join
+            # them into fixed sizes first, a copy that costs as much as the hash.
+            async for chunk, _ in resp.content.iter_chunks():
+                written += len(chunk)
+                progress.received += len(chunk)
+                ctx.emit(BytesReceived(job, len(chunk)))
+                await batches.add(chunk)
+                if check_split and (elapsed := time.monotonic() - began) >= SPLIT_AFTER:
+                    # One second in: a slow connection (a per-connection cap) is worth
+                    # splitting; a fast one is left alone.
+                    check_split = False
+                    left = (progress.total or 0) - offset - written
+                    if written / elapsed < ctx.segment_below and left >= 2 * ctx.segment_size:
+                        progress.split_at = offset + written
+                        break
         finally:
-            os.close(dir_fd)
-        return final.stat().st_mtime_ns
-
-    try:
-        return await anyio.to_thread.run_sync(commit)
-    except OSError as exc:
-        raise _storage_error(exc, final) from exc
+            # Whatever arrived goes to disk, also when the stream broke or the run stops.
+            with anyio.CancelScope(shield=True):
+                await batches.flush()
+                await settle()
+    return written
