@@ -1,0 +1,106 @@
+"""The pieces of the fast write path, on real files and a real journal: pwritev batching,
+group commits, the free-space estimate between readings."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from stacpull.errors import StorageError
+from stacpull.fetch import SpaceBudget, _write_blocks
+from stacpull.journal import Journal
+from stacpull.models import Job
+
+
+def _job(i: int) -> Job:
+    return Job(f"item-{i}", "C", "data", f"http://127.0.0.1:1/{i}", f"C/item-{i}/f.bin", size=10)
+
+
+def test_write_blocks_more_blocks_than_one_system_call_takes(tmp_path: Path) -> None:
+    # 1 500 blocks of varied sizes: more than IOV_MAX per pwritev, written at an offset.
+    blocks = [bytes([i % 251]) * (1 + i % 37) for i in range(1500)]
+    path = tmp_path / "f.part"
+    path.write_bytes(b"H" * 10)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        _write_blocks(fd, blocks, 10)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"H" * 10 + b"".join(blocks)
+
+
+def test_group_commit_records_every_concurrent_statement(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            for i in range(300):
+                tg.start_soon(_start_and_finish, journal, _job(i))
+
+    anyio.run(main)
+    rows = {row.path: row for row in journal.rows()}
+    assert len(rows) == 300
+    assert all(row.status == "done" and row.etag == '"e"' for row in rows.values())
+    assert all(row.attempts == 1 for row in rows.values())
+    journal.close()
+
+
+async def _start_and_finish(journal: Journal, job: Job) -> None:
+    await journal.started(job, etag='"e"', last_modified=None, offset=0)
+    await journal.done(job, size=10, digest=None, mtime_ns=1)
+
+
+class _GroupSizes(Journal):
+    sizes: list[int]
+
+    def _run_group(self, fns: list[Any]) -> list[tuple[bool, Any]]:
+        self.sizes.append(len(fns))
+        return super()._run_group(fns)
+
+
+def test_a_failing_statement_fails_alone_in_its_group(tmp_path: Path) -> None:
+    journal = _GroupSizes(tmp_path)
+    journal.sizes = []
+    errors: list[BaseException] = []
+
+    async def bad() -> None:
+        try:
+            await journal._call(lambda db: db.execute("INSERT INTO no_such_table VALUES (1)"))
+        except StorageError as exc:
+            errors.append(exc)
+
+    async def main() -> None:
+        # Queued in the same tick, so they share one group commit with the bad one.
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(_start_and_finish, journal, _job(i))
+            tg.start_soon(bad)
+            for i in range(20, 40):
+                tg.start_soon(_start_and_finish, journal, _job(i))
+
+    anyio.run(main)
+    assert max(journal.sizes) > 1  # the statements really were committed in groups
+    assert len(errors) == 1 and "no_such_table" in str(errors[0])
+    assert isinstance(errors[0].__cause__, sqlite3.Error)
+    assert journal.counts() == {"done": 40}
+    journal.close()
+
+
+def test_space_budget_counts_finished_files_until_the_next_reading(tmp_path: Path) -> None:
+    free = shutil.disk_usage(tmp_path).free
+    # 100 MB above the floor: one 60 MB file fits; once it is written (released), the
+    # estimate must not offer the same 100 MB again before the disk is read anew.
+    budget = SpaceBudget(min_free=free - 100_000_000)
+    budget.REREAD = 3600.0
+    got = budget.reserve(tmp_path, 60_000_000)
+    budget.release(got)
+    with pytest.raises(StorageError, match="not enough free space"):
+        budget.reserve(tmp_path, 60_000_000)
+    budget.REREAD = 0.0  # a fresh reading sees the disk as it is (nothing was written)
+    assert budget.reserve(tmp_path, 60_000_000) == 60_000_000
