@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import itertools
 import json
@@ -27,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import anyio
@@ -933,9 +934,6 @@ async def _receive(
 #: loses at most that much); a fast one is written every ``download.chunk_size`` bytes, and
 #: a broken one writes what it received before the error is raised.
 WRITE_INTERVAL = 0.25
-#: A batch at least this large is hashed in a second worker thread while the first writes
-#: it; a smaller one is hashed by the writing thread (one thread hop instead of two).
-HASH_APART = 1 << 20
 
 #: pwritev takes at most IOV_MAX (1024 on Linux) blocks per call.
 _IOV_GROUP = 512
@@ -966,12 +964,28 @@ def _write_blocks(fd: int, blocks: list[bytes], position: int) -> None:
     _start_writeback(fd, start, position - start)
 
 
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """Linux's sync_file_range(2), which Python's os module lacks; None elsewhere."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return cast(Callable[[int, int, int, int], int], function)
+
+
+_SYNC_FILE_RANGE = _sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
 def _start_writeback(fd: int, start: int, length: int) -> None:
-    # POSIX_FADV_DONTNEED starts writeback of dirty pages without waiting for it (Linux);
-    # the hint is also true: a downloader does not read its bytes back from the cache.
-    if length and hasattr(os, "posix_fadvise"):
-        with contextlib.suppress(OSError):
-            os.posix_fadvise(fd, start, length, os.POSIX_FADV_DONTNEED)
+    # SYNC_FILE_RANGE_WRITE starts writing the dirty pages without waiting, and keeps
+    # them cached (posix_fadvise(DONTNEED) would start it too, but then drops the pages
+    # that a zip check or the hash of a segmented file reads back). ctypes releases the
+    # GIL for the call. Where it is missing, the fsync at the end does all the work.
+    if length and _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, start, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def _hash_blocks(hasher: Any, blocks: list[bytes]) -> None:
@@ -1080,7 +1094,7 @@ async def _stream(
     """Write the body into ``pf`` from its offset on; return the bytes written. The file
     stays open for :meth:`_PartFile.seal` (or ``close`` when the attempt fails)."""
     offset, written = pf.offset, 0
-    # A large batch is written by one worker thread and hashed by another while the next
+    # A full batch is written by one worker thread and hashed by another while the next
     # batch arrives: receiving, hashing and writing overlap, and the slowest of the three
     # (the hash, on a fast link) sets the pace instead of their sum. Both are awaited
     # through asyncio.shield, so a cancellation never abandons a thread still using the
@@ -1099,7 +1113,9 @@ async def _stream(
         nonlocal position
         await settle()
         size = sum(map(len, batch))
-        if size >= HASH_APART:
+        # A full batch (more follow) is hashed by a second thread while the first writes
+        # it; the last or only batch of a file is hashed by the writing thread: one hop.
+        if size >= ctx.chunk_size:
             inflight.append(loop.run_in_executor(None, pf.write, batch, position))
             inflight.append(loop.run_in_executor(None, _hash_blocks, hasher, batch))
         else:
