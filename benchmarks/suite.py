@@ -570,6 +570,9 @@ def main() -> None:
                             if note not in notes:
                                 notes.append(note)
                             continue
+                        # The last tool's dirty pages reach the disk now, not while this
+                        # one runs (stacpull fsyncs its own files; most tools do not).
+                        os.sync()
                         result = run_tool(cmd, args.timeout)
                         ok, why = check(out, digests)
                         shutil.rmtree(out, ignore_errors=True)
