@@ -36,7 +36,7 @@ import anyio.to_thread
 from yarl import URL
 
 from .auth import TokenProvider, TrustPolicy
-from .config import Secret
+from .config import DEFAULT_CHUNK_SIZE, Secret
 from .errors import (
     AuthError,
     ConnectError,
@@ -110,6 +110,8 @@ class SpaceBudget:
         self._since = 0  # bytes of reservations finished since that reading
 
     def _free_now(self, where: Path) -> int | None:
+        # One reading serves every directory of DEST: they share its filesystem (a mount
+        # point inside DEST is the exception; ENOSPC still stops the run cleanly there).
         now = time.monotonic()
         if self._free is None or now - self._read_at >= self.REREAD:
             try:
@@ -152,7 +154,7 @@ class FetchContext:
     trust: TrustPolicy
     emit: EventSink
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    chunk_size: int = 4 << 20  # bytes received per write (and hash update)
+    chunk_size: int = DEFAULT_CHUNK_SIZE  # bytes received per write (and hash update)
     #: Waits between attempts; the engine's version gives up the transfer slot meanwhile.
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     limiter: HostLimiter = field(default_factory=lambda: HostLimiter(8, adaptive=False))
@@ -604,7 +606,7 @@ async def _attempt(
             await anyio.to_thread.run_sync(_hash_range, hasher, part, 0, saved.total)
             size = pf.offset = saved.total
         else:
-            size = await _single(job, part, pf, had, row, hasher, ctx, progress)
+            size = await _single(job, pf, had, row, hasher, ctx, progress)
         verify_size(size, job.size, url=job.url)
         if mh is not None:
             check_digest(hasher.digest(), mh, url=job.url)
@@ -627,7 +629,6 @@ async def _attempt(
 
 async def _single(
     job: Job,
-    part: Path,
     pf: _PartFile,
     had: int,
     row: JournalRow | None,
@@ -635,8 +636,9 @@ async def _single(
     ctx: FetchContext,
     progress: _Progress,
 ) -> int:
-    """One response into ``part`` (resumed where the journal allows); split into parallel
-    ranges when it turns out slow. Returns the size of the complete ``part``."""
+    """One response into ``pf`` (resumed where the journal allows); split into parallel
+    ranges when it turns out slow. Returns the size of the complete ``.part``."""
+    part = pf.path
     offset, range_headers = await _resume_offset(job, part, had, row, ctx)
     headers = {"Accept-Encoding": "identity", **range_headers}
     total: int | None

@@ -24,7 +24,8 @@ it; one worker thread at a time runs everything queued so far as one transaction
 thousand small files a second cost a few commits a second, not two thousand thread hops
 that each wait for the GIL behind the event loop (which made the journal the bottleneck of
 small-file runs). A statement's own error fails only that statement. A page of planned
-jobs is one statement. ``Journal(dest, lock=True)`` takes an exclusive ``flock`` so two runs never share a
+jobs is one statement. ``Journal(dest, lock=True)`` takes an exclusive ``flock`` so two
+runs never share a
 DEST.
 """
 
@@ -487,11 +488,8 @@ class Journal:
         """The ``.part`` was discarded: its validators must never be used again."""
         await self._set(job, "pending", bytes=0, etag=None, last_modified=None, segments=None)
 
-    async def _set(self, job: Job, status: str, /, **values: Any) -> None:
-        await self._call(self._set_statement(job, status, **values))
-
-    @staticmethod
-    def _set_statement(
+    async def _set(
+        self,
         job: Job,
         status: str,
         /,
@@ -499,9 +497,8 @@ class Journal:
         attempt: bool = False,
         replan: bool = False,
         **values: Any,
-    ) -> Callable[[sqlite3.Connection], object]:
-        """The statement that sets ``status`` and ``values`` on ``job``'s row, creating it
-        from the job if needed.
+    ) -> None:
+        """Set ``status`` and ``values`` on ``job``'s row, creating it from the job if needed.
 
         ``attempt`` counts one more attempt; ``replan`` also records the job's own columns
         (URL, expected size, checksum...). Other columns keep what they hold: the URL and
@@ -518,7 +515,7 @@ class Journal:
             f"INSERT INTO transfers ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
             f" ON CONFLICT(path) DO UPDATE SET {', '.join(updates)}"
         )
-        return lambda db: db.execute(sql, tuple(row.values()))
+        await self._call(lambda db: db.execute(sql, tuple(row.values())))
 
     # -- whole-journal views (blocking; for status, verify, prune) --------------------------
     def rows(self, *statuses: str) -> Iterator[JournalRow]:
