@@ -1,5 +1,6 @@
 """Segmented downloads: a large file on a slow (capped) connection is continued as
-parallel ranges, written in place, journalled range by range, verified once."""
+parallel ranges, written in place, journalled range by range, verified once (the hash
+following the front of the file as it fills)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
+from stacpull import fetch
 from stacpull.api import build_config
 from stacpull.engine import RunOptions, StopSignal, run
 from stacpull.events import Event
@@ -46,16 +48,48 @@ def test_a_slow_large_file_is_split_into_parallel_ranges(
     result = pull(big, tmp_path, recorder, collections=[L1C], assets=[KEY], **SPLIT)
     assert result.ok and result.downloaded == 1, recorder.outcomes()
     ranges = _requests(big)
-    assert ranges[0] is None  # the single stream that ran for a second
-    assert len(ranges) == 5 and all(r.startswith("bytes=") for r in ranges[1:])
-    # the ranges tile the rest of the file exactly
-    spans = sorted(tuple(int(v) for v in r[6:].split("-")) for r in ranges[1:])
-    assert spans[-1][1] == SIZE - 1
-    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(spans))
+    assert ranges[0] is None  # the single stream that ran for a moment
+    assert len(ranges) >= 5 and all(r.startswith("bytes=") for r in ranges[1:])
+    _assert_tiles(ranges[1:])
+    assert 2 <= big.peak_sending <= 4  # in parallel, never more than `segments` at once
     (path,) = files_under(tmp_path)
     assert path.stat().st_size == SIZE  # and its checksum was verified before the rename
     outcome = next(iter(recorder.outcomes().values()))
     assert outcome.bytes_downloaded == SIZE  # nothing fetched twice
+
+
+def _assert_tiles(ranges: list[str]) -> None:
+    """The ranges cover the rest of the file exactly: no gap, no byte twice."""
+    spans = sorted(tuple(int(v) for v in r[6:].split("-")) for r in ranges)
+    assert spans[-1][1] == SIZE - 1
+    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(spans))
+
+
+def test_more_ranges_than_connections_are_taken_in_file_order(
+    big: SimServer, tmp_path: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two connections share eight ranges, the hash following the filled front in small
+    steps: a range hashed twice or skipped would fail the sha3 check."""
+    monkeypatch.setattr(fetch, "FOLLOW_STEP", 64 * 1024)
+    hashed: list[tuple[int, int]] = []
+    real = fetch._hash_range
+
+    def spy(hasher: Any, part: Path, start: int, end: int) -> None:
+        hashed.append((start, end))
+        real(hasher, part, start, end)
+
+    monkeypatch.setattr(fetch, "_hash_range", spy)
+    options = {"segments": 2, "segment_size": 500_000, "segment_below": 10_000_000}
+    result = pull(big, tmp_path, recorder, collections=[L1C], assets=[KEY], **options)
+    assert result.ok and result.downloaded == 1, recorder.outcomes()
+    ranges = _requests(big)[1:]
+    assert 4 < len(ranges) <= 8 and big.peak_sending == 2  # eight unless the split came late
+    _assert_tiles(ranges)
+    firsts = [int(r[6:].split("-")[0]) for r in ranges]
+    assert sorted(firsts[:2]) == sorted(firsts)[:2]  # the front of the file first
+    assert len(hashed) > 2  # the hash followed in steps, not once at the end...
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(hashed))  # ...back to back
+    assert hashed[-1][1] == SIZE
 
 
 def test_a_fast_connection_is_never_split(tmp_path: Path) -> None:
@@ -93,7 +127,8 @@ def test_a_stopped_segmented_download_resumes_every_range(big: SimServer, tmp_pa
     (state,) = db.execute("SELECT segments FROM transfers WHERE segments IS NOT NULL").fetchone()
     db.close()
     saved = json.loads(state)
-    assert len(saved["parts"]) == 4 and saved["prefix"] > 0
+    assert saved["prefix"] > 0 and len(saved["parts"]) >= 4
+    assert saved["parts"][0][0] == saved["prefix"] and saved["parts"][-1][1] == SIZE
     before = len(_requests(big))
     recorder = Recorder()
     again = pull(big, tmp_path, recorder, collections=[L1C], assets=[KEY], **SPLIT)

@@ -602,8 +602,7 @@ async def _attempt(
             # A segmented .part from an earlier attempt or run: finish its ranges, then
             # hash the whole file once.
             progress.resumed_from = saved.received
-            await _run_segments(job, part, saved, ctx, progress)
-            await anyio.to_thread.run_sync(_hash_range, hasher, part, 0, saved.total)
+            await _run_segments(job, part, saved, ctx, progress, hasher, 0)
             size = pf.offset = saved.total
         else:
             size = await _single(job, pf, had, row, hasher, ctx, progress)
@@ -662,8 +661,7 @@ async def _single(
         resp.release()
     if progress.split_at is not None and total is not None and progress.validator:
         state = _SegmentState.split(total, progress.validator, progress.split_at, ctx)
-        await _run_segments(job, part, state, ctx, progress)
-        await anyio.to_thread.run_sync(_hash_range, hasher, part, progress.split_at, total)
+        await _run_segments(job, part, state, ctx, progress, hasher, progress.split_at)
         written = total - offset
     size = offset + written
     if total is not None and size != total:
@@ -673,8 +671,19 @@ async def _single(
 
 # -- segmented downloads ----------------------------------------------------------------
 
-#: Seconds a single stream runs before it may be split into ranges.
-SPLIT_AFTER = 1.0
+#: Seconds a single stream runs before it may be split into ranges: long enough that a
+#: fast stream has shown its speed (loopback, a LAN), short enough that a capped one has
+#: not wasted much time alone. A wide-area stream still in TCP slow start may look slow
+#: and be split too: the parallel ranges then ramp up together, which does no harm.
+SPLIT_AFTER = 0.3
+#: A split file has up to this many ranges per parallel connection (each at least
+#: ``download.segment_size``). Connections take them in file order, so the file fills
+#: from the front and its hash can follow while the rest arrives: when the last ranges
+#: end, only what they held is left to hash, not the whole file. Each further range costs
+#: its connection one round trip.
+RANGES_PER_LANE = 4
+#: The hash of a split file follows the filled front in steps of at least this much.
+FOLLOW_STEP = 8 << 20
 #: Seconds between journal records of the ranges' progress.
 SEGMENT_JOURNAL_EVERY = 2.0
 #: A range's largest write batch: less than ``download.chunk_size``, as a file may have
@@ -696,7 +705,8 @@ class _Segment:
 @dataclass(slots=True)
 class _SegmentState:
     """A ``.part`` filled by parallel ranges: bytes ``[0, prefix)`` came from the first
-    stream, each segment fills its own range. Journalled as JSON."""
+    stream, each segment fills its own range (``parts`` in file order). Journalled as
+    JSON."""
 
     total: int
     validator: str
@@ -707,7 +717,7 @@ class _SegmentState:
     @classmethod
     def split(cls, total: int, validator: str, prefix: int, ctx: FetchContext) -> _SegmentState:
         rest = total - prefix
-        count = max(1, min(ctx.segments, rest // ctx.segment_size))
+        count = max(1, min(ctx.segments * RANGES_PER_LANE, rest // ctx.segment_size))
         bounds = [prefix + rest * i // count for i in range(count + 1)]
         parts = [_Segment(a, b) for a, b in itertools.pairwise(bounds)]
         return cls(total, validator, prefix, parts)
@@ -715,6 +725,14 @@ class _SegmentState:
     @property
     def received(self) -> int:
         return self.prefix + sum(p.done for p in self.parts)
+
+    @property
+    def filled(self) -> int:
+        """How many bytes from the start of the file are on disk without a gap."""
+        for p in self.parts:
+            if p.left > 0:
+                return p.start + p.done
+        return self.total
 
     def to_json(self) -> str:
         return json.dumps(
@@ -756,15 +774,54 @@ async def _save_segments(job: Job, state: _SegmentState, ctx: FetchContext) -> N
 
 
 async def _run_segments(
-    job: Job, part: Path, state: _SegmentState, ctx: FetchContext, progress: _Progress
+    job: Job,
+    part: Path,
+    state: _SegmentState,
+    ctx: FetchContext,
+    progress: _Progress,
+    hasher: Any,
+    hashed: int,
 ) -> None:
-    """Fetch every unfinished range of ``state`` in parallel, in place in ``part``."""
+    """Fetch every unfinished range of ``state`` in place in ``part``: up to
+    ``download.segments`` connections take them in file order. ``hasher`` has seen bytes
+    ``[0, hashed)``; it follows the front of the file as it fills, and has seen all of it
+    when this returns."""
     await _save_segments(job, state, ctx)
+    todo = iter([p for p in state.parts if p.left > 0])  # shared: each lane takes the next
+    arrived = anyio.Event()
+    ended = False
+
+    def wake() -> None:
+        arrived.set()
+
+    async def lane() -> None:
+        for segment in todo:
+            await _fetch_segment(job, part, segment, state, ctx, progress, wake)
+
+    async def follow() -> None:
+        nonlocal arrived, hashed
+        while True:
+            front = state.filled
+            if front - hashed >= FOLLOW_STEP or (ended and front > hashed):
+                await anyio.to_thread.run_sync(_hash_range, hasher, part, hashed, front)
+                hashed = front
+            elif ended:
+                return
+            else:
+                await arrived.wait()
+                arrived = anyio.Event()
+
+    lanes = min(ctx.segments, sum(1 for p in state.parts if p.left > 0))
     try:
-        async with anyio.create_task_group() as tg:
-            for segment in state.parts:
-                if segment.left > 0:
-                    tg.start_soon(_fetch_segment, job, part, segment, state, ctx, progress)
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(follow)
+            try:
+                async with anyio.create_task_group() as tg:
+                    for _ in range(lanes):
+                        tg.start_soon(lane)
+            finally:
+                ended = True
+                wake()
     except BaseExceptionGroup as group:
         raise first_error(group) from None
     finally:
@@ -783,8 +840,10 @@ async def _fetch_segment(
     state: _SegmentState,
     ctx: FetchContext,
     progress: _Progress,
+    wrote: Callable[[], None],
 ) -> None:
-    """One range request, written at its offset; raises a TransferError when cut."""
+    """One range request, written at its offset (``wrote()`` after each write); raises a
+    TransferError when cut."""
     position = segment.start + segment.done
     headers = {
         "Accept-Encoding": "identity",
@@ -814,7 +873,7 @@ async def _fetch_segment(
         except OSError as exc:
             raise _storage_error(exc, part) from exc
         try:
-            await _receive_range(resp, job, part, fd, segment, state, ctx, progress)
+            await _receive_range(resp, job, part, fd, segment, state, ctx, progress, wrote)
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(os.close, fd)
@@ -835,10 +894,12 @@ async def _receive_range(
     state: _SegmentState,
     ctx: FetchContext,
     progress: _Progress,
+    wrote: Callable[[], None],
 ) -> None:
     async def write(batch: list[bytes]) -> None:
         await anyio.to_thread.run_sync(_write_blocks, fd, batch, segment.start + segment.done)
         segment.done += sum(map(len, batch))
+        wrote()
         if time.monotonic() - state.saved_at >= SEGMENT_JOURNAL_EVERY:
             await _save_segments(job, state, ctx)
 
@@ -860,13 +921,15 @@ async def _receive_range(
 
 def _hash_range(hasher: Any, part: Path, start: int, end: int) -> None:
     """Feed bytes ``[start, end)`` of ``part`` to ``hasher`` (a resumed prefix, the ranges
-    of a segmented file), in a worker thread."""
-    with part.open("rb") as f:
+    of a segmented file), in a worker thread. One buffer serves every read: a new block
+    per read would have the allocator keep megabytes per thread."""
+    remaining = end - start
+    buffer = memoryview(bytearray(min(1 << 20, max(remaining, 1))))
+    with part.open("rb", buffering=0) as f:
         f.seek(start)
-        remaining = end - start
-        while remaining and (block := f.read(min(4 << 20, remaining))):
-            hasher.update(block)
-            remaining -= len(block)
+        while remaining and (n := f.readinto(buffer[: min(len(buffer), remaining)])):
+            hasher.update(buffer[:n])
+            remaining -= n
 
 
 async def _receive(

@@ -129,6 +129,8 @@ class _App:
         self.faults = FaultState(options.faults)
         self.identity = SimIdentity(options.oidc)
         self.bytes_sent = 0  # body bytes written by the data server, for soak figures
+        self.sending = 0  # data responses being answered now
+        self.peak_sending = 0  # the most at once: how many connections a client used
         self._matched: dict[str, int] = {}
 
     @property
@@ -587,6 +589,8 @@ class _App:
             )
         cut = self.catalog.take_cut(item_id, key)
         stall = self.catalog.take_stall(item_id, key)
+        self.sending += 1
+        self.peak_sending = max(self.peak_sending, self.sending)
         try:
             if f.kind == "zipper":
                 truncate = self.catalog.knobs.tamper.get(slot) == "truncate"
@@ -597,6 +601,7 @@ class _App:
         except ConnectionResetError:
             return web.Response(status=499)  # the client left mid-body; nothing more to send
         finally:
+            self.sending -= 1
             if self.faults.change():
                 self.catalog.bump(item_id, key)
 
@@ -817,6 +822,11 @@ class SimServer:
     def fault_counts(self) -> dict[str, int]:
         """Faults injected so far: cuts, status_503, status_429, not_ready, changes…"""
         return dict(self.state.faults.counts)
+
+    @property
+    def peak_sending(self) -> int:
+        """The most data responses this server was answering at once."""
+        return self.state.peak_sending
 
     @property
     def bytes_sent(self) -> int:
