@@ -1190,6 +1190,7 @@ async def _stream(
     batches = _Batches(write, ctx.chunk_size)
     began = time.monotonic()
     check_split = progress.can_split
+    window: tuple[float, int] | None = None  # (seconds, bytes) when the probe's last third began
     with _body_errors(job, pf.path, lambda: f"transfer cut after {offset + written} bytes"):
         try:
             # iter_chunks hands over aiohttp's buffers as they are; iter_chunked would join
@@ -1199,14 +1200,25 @@ async def _stream(
                 progress.received += len(chunk)
                 ctx.emit(BytesReceived(job, len(chunk)))
                 await batches.add(chunk)
-                if check_split and (elapsed := time.monotonic() - began) >= SPLIT_AFTER:
-                    # One second in: a slow connection (a per-connection cap) is worth
-                    # splitting; a fast one is left alone.
-                    check_split = False
-                    left = (progress.total or 0) - offset - written
-                    if written / elapsed < ctx.segment_below and left >= 2 * ctx.segment_size:
-                        progress.split_at = offset + written
-                        break
+                if check_split and (elapsed := time.monotonic() - began) >= SPLIT_AFTER * 2 / 3:
+                    if window is None:
+                        window = (elapsed, written)
+                    elif elapsed >= SPLIT_AFTER:
+                        # A slow connection (a per-connection cap) is worth splitting; a fast
+                        # one is left alone. Slow means slow overall and in the last third:
+                        # a fast stream that merely started late (a hiccup, a cold cache on
+                        # the server) is not split.
+                        check_split = False
+                        recent = (written - window[1]) / max(elapsed - window[0], 1e-3)
+                        rate = max(written / elapsed, recent)
+                        left = (progress.total or 0) - offset - written
+                        if rate < ctx.segment_below and left >= 2 * ctx.segment_size:
+                            progress.split_at = offset + written
+                            log.debug(
+                                "%s runs at %.1f MB/s: splitting the %d bytes left",
+                                job.dest, rate / 1e6, left,
+                            )  # fmt: skip
+                            break
         finally:
             # Whatever arrived goes to disk, also when the stream broke or the run stops.
             with anyio.CancelScope(shield=True):
