@@ -412,7 +412,7 @@ _download_options = _options(
         "--segments",
         type=int,
         metavar="N",
-        help="Parallel ranges for a large file on a slow connection; 1: never [8].",
+        help="Parallel connections for a large file on a slow connection; 1: never [8].",
     ),
     click.option(
         "--template", metavar="TPL", help="Destination template [{collection}/{item}/{name}]."

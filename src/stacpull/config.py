@@ -257,7 +257,7 @@ class DownloadConfig:
     adaptive: bool = True
     min_free: int = DEFAULT_MIN_FREE
     max_bytes: int = 0  # a run that would download more refuses to start (0: no budget)
-    segments: int = 8  # parallel ranges for one large file on a slow connection (1: never)
+    segments: int = 8  # parallel connections for one large file on a slow link (1: never)
     segment_size: int = 8 << 20  # the smallest range worth its own connection
     segment_below: int = 50_000_000  # bytes/s under which one connection counts as slow
 
