@@ -22,7 +22,6 @@ import anyio
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, TextColumn
 from rich.table import Table
 
 from . import __version__
@@ -1117,6 +1116,8 @@ def verify(dest: str, jobs: int | None, as_json: bool) -> None:
     missing files are marked failed: the next run (or --retry-failed) fetches them again.
     Exit code 1 when anything is wrong.
     """
+    from rich.progress import Progress, TextColumn  # only this command draws a bar
+
     path = _open_dest(dest)
     if jobs is not None and jobs < 1:
         _fail("--jobs must be ≥ 1")

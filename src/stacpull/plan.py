@@ -216,9 +216,12 @@ def sanitize_relpath(raw: str, *, what: str = "path") -> str:
     """
     if not raw:
         raise UnsafePathError(f"{what} is empty")
-    for ch in raw:
-        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
-            raise UnsafePathError(f"{what} {raw!r} contains a control character")
+    # A printable string has none of those categories; only others need the slow look
+    # (planning calls this five times per asset).
+    if not raw.isprintable():
+        for ch in raw:
+            if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+                raise UnsafePathError(f"{what} {raw!r} contains a control character")
     if "\\" in raw:
         raise UnsafePathError(f"{what} {raw!r} contains a backslash")
     if raw.startswith("/") or re.match(r"^[A-Za-z]:", raw):

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from urllib3.util.retry import Retry
 
 from .config import SearchConfig
 from .errors import ConfigError, SearchError
@@ -74,7 +73,10 @@ def load_geojson_geometry(path: str | Path) -> dict[str, Any]:
 
 
 def _stac_io(config: SearchConfig) -> Any:
+    # Imported here, like pystac-client: a download --from a saved search never needs
+    # them, and every run would pay their import (about 25 ms) at startup.
     from pystac_client.stac_api_io import StacApiIO
+    from urllib3.util.retry import Retry
 
     retry = Retry(
         total=8,
