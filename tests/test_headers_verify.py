@@ -144,3 +144,38 @@ def test_zip_check_catches_truncation_and_bad_crcs(tmp_path: Path) -> None:
     path.write_bytes(bytes(flipped))
     with pytest.raises(CorruptZipError, match="CRC"):
         check_zip(path)
+
+
+def _zip(members: list[tuple[str, bytes, int]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data, method in members:
+            zf.writestr(zipfile.ZipInfo(name), data, compress_type=method)
+    return buf.getvalue()
+
+
+def test_zip_check_reads_stored_and_deflated_members(tmp_path: Path) -> None:
+    """Stored members are checked straight from the file (several reads' worth, to cross
+    the read size), deflated ones through zipfile; a damaged one of either kind fails."""
+    big = bytes(range(256)) * (40 * 1024 + 3)  # 10 MiB and a bit: more than one read
+    text = b"quicklook " * 5000
+    good = _zip([("data.tif", big, zipfile.ZIP_STORED), ("meta.xml", text, zipfile.ZIP_DEFLATED)])
+    path = tmp_path / "p.zip"
+    path.write_bytes(good)
+    assert check_zip(path) == 2
+    stored_at = good.index(big[:4096])
+    deflated_end = good.index(b"PK\x01\x02")  # the central directory follows it
+    for where in (stored_at + len(big) - 1, deflated_end - 3):
+        damaged = bytearray(good)
+        damaged[where] ^= 0xFF  # the last stored byte; then one of the deflated stream
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(CorruptZipError, match="fails its CRC-32"):
+            check_zip(path)
+
+
+def test_zip_check_refuses_a_local_header_that_disagrees(tmp_path: Path) -> None:
+    good = _zip([("a.bin", b"A" * 5000, zipfile.ZIP_STORED)])
+    path = tmp_path / "p.zip"
+    path.write_bytes(good.replace(b"a.bin", b"b.bin", 1))  # the local header's name only
+    with pytest.raises(CorruptZipError, match="not a complete zip"):
+        check_zip(path)

@@ -8,7 +8,10 @@ reported rather than silently treated as a match.
 from __future__ import annotations
 
 import hashlib
+import io
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,21 +138,67 @@ def check_zip(path: Path, *, url: str = "") -> int:
     """Read the central directory and every member's CRC-32 (blocking); return member count.
 
     This is how a zipper product (no length, no checksum) is verified: a truncated zip has
-    no central directory, a corrupted one fails a CRC.
+    no central directory, a corrupted one fails a CRC. Stored members (MAAP's products
+    are) are checked straight from the file, one reused 1 MiB buffer at a time:
+    ``zipfile``'s reader copies each megabyte several times, which made the check five
+    times slower than the CRC itself (0.20 s for a 138 MB product, now 0.07 s). Other
+    members go through ``zipfile``, which inflates them.
     """
     try:
-        with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
-            count = len(zf.infolist())
+        with zipfile.ZipFile(path) as zf, path.open("rb", buffering=0) as raw:
+            members = zf.infolist()
+            buffer = memoryview(bytearray(_ZIP_READ))
+            bad = next((m.filename for m in members if not _crc_holds(zf, raw, m, buffer)), None)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
         raise CorruptZipError(f"not a complete zip file: {exc}", url=url) from exc
     except NotImplementedError as exc:  # unsupported compression: structure is still fine
         raise CorruptZipError(f"zip uses an unsupported feature: {exc}", url=url) from exc
     if bad is not None:
         raise CorruptZipError(f"zip member {bad!r} fails its CRC-32 check", url=url)
-    if count == 0:
+    if not members:
         raise CorruptZipError("zip file has no members", url=url)
-    return count
+    return len(members)
+
+
+#: Bytes per read when a stored zip member is checked.
+_ZIP_READ = 1 << 20
+#: A local file header: signature, versions, flags, method, time, date, CRC, sizes, then
+#: the lengths of the name and of the extra field (zipfile's structFileHeader).
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+
+
+def _crc_holds(
+    zf: zipfile.ZipFile, raw: io.FileIO, member: zipfile.ZipInfo, buffer: memoryview
+) -> bool:
+    """Whether ``member``'s bytes match its CRC-32. A stored, unencrypted member is read
+    from ``raw`` after the same local-header checks zipfile makes; any other is read
+    through zipfile."""
+    if member.compress_type != zipfile.ZIP_STORED or member.flag_bits & 0x1:
+        try:
+            with zf.open(member) as f:
+                while f.read(1 << 20):
+                    pass
+        except (zipfile.BadZipFile, zlib.error):  # a bad CRC, or a stream that won't inflate
+            return False
+        return True
+    raw.seek(member.header_offset)
+    header = raw.read(_LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local header for {member.filename!r}")
+    name_length, extra_length = _LOCAL_HEADER.unpack(header)[-2:]
+    name = raw.read(name_length)
+    encoding = "utf-8" if member.flag_bits & 0x800 else "cp437"
+    if name.decode(encoding, errors="replace") != member.orig_filename:
+        raise zipfile.BadZipFile(f"the local header names {name!r}, not {member.filename!r}")
+    raw.seek(extra_length, 1)
+    crc, remaining = 0, member.compress_size
+    while remaining:
+        n = raw.readinto(buffer[: min(len(buffer), remaining)])
+        if not n:
+            raise EOFError(f"{member.filename!r} ends early")
+        crc = zlib.crc32(buffer[:n], crc)
+        remaining -= n
+    return crc == member.CRC
 
 
 def check_digest(actual: bytes, mh: Multihash, *, url: str = "") -> None:
