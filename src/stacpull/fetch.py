@@ -599,8 +599,8 @@ async def _attempt(
     pf = _PartFile(part)
     try:
         if saved is not None:
-            # A segmented .part from an earlier attempt or run: finish its ranges, then
-            # hash the whole file once.
+            # A segmented .part from an earlier attempt or run: finish its ranges, the
+            # hash following from the first byte.
             progress.resumed_from = saved.received
             await _run_segments(job, part, saved, ctx, progress, hasher, 0)
             size = pf.offset = saved.total
@@ -1203,11 +1203,12 @@ async def _stream(
                 if check_split and (elapsed := time.monotonic() - began) >= SPLIT_AFTER * 2 / 3:
                     if window is None:
                         window = (elapsed, written)
-                    elif elapsed >= SPLIT_AFTER:
+                    elif elapsed >= max(SPLIT_AFTER, window[0] + SPLIT_AFTER / 3):
                         # A slow connection (a per-connection cap) is worth splitting; a fast
-                        # one is left alone. Slow means slow overall and in the last third:
-                        # a fast stream that merely started late (a hiccup, a cold cache on
-                        # the server) is not split.
+                        # one is left alone. Slow means slow overall and over the last stretch
+                        # (a third of the probe at least: chunks that arrive back to back from
+                        # one read would make any link look fast), so a fast stream that
+                        # merely started late (a hiccup, a cold cache) is not split.
                         check_split = False
                         recent = (written - window[1]) / max(elapsed - window[0], 1e-3)
                         rate = max(written / elapsed, recent)
