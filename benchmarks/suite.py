@@ -558,8 +558,18 @@ def main() -> None:
     args = parser.parse_args()
 
     all_scenarios = scenarios(args.quick)
-    chosen = [all_scenarios[name] for name in args.scenarios.split(",") if name]
+    names = [name for name in args.scenarios.split(",") if name]
     tools = [t for t in args.tools.split(",") if t]
+    networks = [n for n in args.networks.split(",") if n]
+    # Refused before anything runs: a typo must not cost a half-finished suite.
+    for what, given, known in (
+        ("scenario", names, list(all_scenarios)),
+        ("tool", tools, list(TOOLS)),
+        ("network", networks, ["loopback", "wan"]),
+    ):
+        if unknown := [g for g in given if g not in known]:
+            parser.error(f"unknown {what} {', '.join(unknown)} (choose from {', '.join(known)})")
+    chosen = [all_scenarios[name] for name in names]
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     if "stacpull" in tools:
@@ -572,7 +582,7 @@ def main() -> None:
         for scenario in chosen:
             print(f"preparing {scenario.name}: {scenario.title}", flush=True)
             digests = prepare(scenario)
-            for network in args.networks.split(","):
+            for network in networks:
                 proxy = wan_proxy(base, args.delay, args.rate) if network == "wan" else None
                 with proxy if proxy is not None else _nothing(base) as url:
                     inputs_dir = work / f"in-{scenario.name}-{network}"
