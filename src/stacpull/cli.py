@@ -505,7 +505,7 @@ def _debug_logging(ctx: click.Context) -> None:
 @click.option(
     "--debug",
     is_flag=True,
-    help="Log requests, retries and token refreshes to stderr (never a token).",
+    help="Log requests, retries, token refreshes and split files to stderr (never a token).",
 )
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
