@@ -72,13 +72,13 @@ def test_more_ranges_than_connections_are_taken_in_file_order(
     steps: a range hashed twice or skipped would fail the sha3 check."""
     monkeypatch.setattr(fetch, "FOLLOW_STEP", 64 * 1024)
     hashed: list[tuple[int, int]] = []
-    real = fetch._hash_range
+    real = fetch.hash_range
 
     def spy(hasher: Any, part: Path, start: int, end: int) -> None:
         hashed.append((start, end))
         real(hasher, part, start, end)
 
-    monkeypatch.setattr(fetch, "_hash_range", spy)
+    monkeypatch.setattr(fetch, "hash_range", spy)
     options = {"segments": 2, "segment_size": 500_000, "segment_below": 10_000_000}
     result = pull(big, tmp_path, recorder, collections=[L1C], assets=[KEY], **options)
     assert result.ok and result.downloaded == 1, recorder.outcomes()

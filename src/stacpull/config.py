@@ -53,6 +53,8 @@ DEFAULT_CONCURRENCY = 8
 DEFAULT_PER_HOST = 8
 DEFAULT_TEMPLATE = "{collection}/{item}/{name}"
 DEFAULT_CHUNK_SIZE = 4 << 20
+DEFAULT_SEGMENT_SIZE = 8 << 20
+DEFAULT_SEGMENT_BELOW = 50_000_000
 DEFAULT_STALL_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 30.0
 DEFAULT_RETRIES = 5
@@ -258,8 +260,8 @@ class DownloadConfig:
     min_free: int = DEFAULT_MIN_FREE
     max_bytes: int = 0  # a run that would download more refuses to start (0: no budget)
     segments: int = 8  # parallel connections for one large file on a slow link (1: never)
-    segment_size: int = 8 << 20  # the smallest range worth its own connection
-    segment_below: int = 50_000_000  # bytes/s under which one connection counts as slow
+    segment_size: int = DEFAULT_SEGMENT_SIZE  # the smallest range worth its own connection
+    segment_below: int = DEFAULT_SEGMENT_BELOW  # bytes/s under which a connection is slow
 
     def __post_init__(self) -> None:
         for name in ("concurrency", "per_host", "chunk_size", "segments", "segment_size"):

@@ -36,7 +36,7 @@ import anyio.to_thread
 from yarl import URL
 
 from .auth import TokenProvider, TrustPolicy
-from .config import DEFAULT_CHUNK_SIZE, Secret
+from .config import DEFAULT_CHUNK_SIZE, DEFAULT_SEGMENT_BELOW, DEFAULT_SEGMENT_SIZE, Secret
 from .errors import (
     AuthError,
     ConnectError,
@@ -71,6 +71,7 @@ from .verify import (
     check_zip,
     encode_multihash,
     file_digest,
+    hash_range,
     parse_multihash,
     verify_size,
 )
@@ -160,8 +161,8 @@ class FetchContext:
     limiter: HostLimiter = field(default_factory=lambda: HostLimiter(8, adaptive=False))
     space: SpaceBudget = field(default_factory=lambda: SpaceBudget(0))
     segments: int = 1  # parallel ranges for a slow large file (1: never split)
-    segment_size: int = 8 << 20
-    segment_below: int = 50_000_000  # bytes/s under which a single stream is split
+    segment_size: int = DEFAULT_SEGMENT_SIZE
+    segment_below: int = DEFAULT_SEGMENT_BELOW  # bytes/s under which a single stream is split
 
 
 @dataclass(slots=True)
@@ -654,7 +655,7 @@ async def _single(
             progress.resumed_from = offset
             total, written = offset, 0
             pf.offset = offset
-            await anyio.to_thread.run_sync(_hash_range, hasher, part, 0, offset)
+            await anyio.to_thread.run_sync(hash_range, hasher, part, 0, offset)
         else:
             total, offset, written = await _receive(resp, job, pf, offset, hasher, ctx, progress)
     finally:
@@ -754,8 +755,9 @@ class _SegmentState:
 async def _saved_segments(
     job: Job, part: Path, row: JournalRow | None, ctx: FetchContext
 ) -> _SegmentState | None:
-    """The journalled ranges of ``part``, when ``row`` says they describe this very file."""
-    if row is None or not row.segments or row.url != job.url or not part.exists():
+    """The journalled ranges of ``part``, when ``row`` says they describe this very file
+    (``row`` is only read for a ``.part`` that has bytes, so the file is there)."""
+    if row is None or not row.segments or row.url != job.url:
         return None
     try:
         state = _SegmentState.from_json(row.segments)
@@ -787,7 +789,8 @@ async def _run_segments(
     ``[0, hashed)``; it follows the front of the file as it fills, and has seen all of it
     when this returns."""
     await _save_segments(job, state, ctx)
-    todo = iter([p for p in state.parts if p.left > 0])  # shared: each lane takes the next
+    pending = [p for p in state.parts if p.left > 0]
+    todo = iter(pending)  # shared: each lane takes the next
     arrived = anyio.Event()
     ended = False
 
@@ -803,7 +806,7 @@ async def _run_segments(
         while True:
             front = state.filled
             if front - hashed >= FOLLOW_STEP or (ended and front > hashed):
-                await anyio.to_thread.run_sync(_hash_range, hasher, part, hashed, front)
+                await anyio.to_thread.run_sync(hash_range, hasher, part, hashed, front)
                 hashed = front
             elif ended:
                 return
@@ -811,7 +814,7 @@ async def _run_segments(
                 await arrived.wait()
                 arrived = anyio.Event()
 
-    lanes = min(ctx.segments, sum(1 for p in state.parts if p.left > 0))
+    lanes = min(ctx.segments, len(pending))
     try:
         async with anyio.create_task_group() as outer:
             outer.start_soon(follow)
@@ -847,7 +850,7 @@ async def _fetch_segment(
     position = segment.start + segment.done
     headers = {
         "Accept-Encoding": "identity",
-        "Range": f"bytes={position}-{segment.end - 1}",
+        "Range": range_header(position, segment.end - 1),
         "If-Range": state.validator,
     }
     auth = _Progress()
@@ -919,19 +922,6 @@ async def _receive_range(
                 await batches.flush()
 
 
-def _hash_range(hasher: Any, part: Path, start: int, end: int) -> None:
-    """Feed bytes ``[start, end)`` of ``part`` to ``hasher`` (a resumed prefix, the ranges
-    of a segmented file), in a worker thread. One buffer serves every read: a new block
-    per read would have the allocator keep megabytes per thread."""
-    remaining = end - start
-    buffer = memoryview(bytearray(min(1 << 20, max(remaining, 1))))
-    with part.open("rb", buffering=0) as f:
-        f.seek(start)
-        while remaining and (n := f.readinto(buffer[: min(len(buffer), remaining)])):
-            hasher.update(buffer[:n])
-            remaining -= n
-
-
 async def _receive(
     resp: aiohttp.ClientResponse,
     job: Job,
@@ -985,7 +975,7 @@ async def _receive(
     )
     ctx.emit(TransferStarted(job, offset, total, progress.attempts))
     if offset:
-        await anyio.to_thread.run_sync(_hash_range, hasher, part, 0, offset)
+        await anyio.to_thread.run_sync(hash_range, hasher, part, 0, offset)
     expected = total if total is not None else job.size
     reserved = ctx.space.reserve(part.parent, expected - offset if expected else 0)
     try:
@@ -1108,6 +1098,33 @@ class _PartFile:
             os.close(fd)
 
 
+class _SplitProbe:
+    """How fast a single stream runs, measured once, SPLIT_AFTER seconds in. A slow one
+    (a per-connection cap) is worth splitting; a fast one is left alone. Slow means slow
+    overall and over the last stretch (a third of the probe at least: chunks that arrive
+    back to back from one read would make any link look fast), so a fast stream that
+    merely started late (a hiccup, a cold cache) is not split."""
+
+    __slots__ = ("_began", "_window")
+
+    def __init__(self) -> None:
+        self._began = time.monotonic()
+        self._window: tuple[float, int] | None = None  # (seconds, bytes) the stretch began
+
+    def rate(self, received: int) -> float | None:
+        """Bytes per second once the probe has run (the higher of the two), else None."""
+        elapsed = time.monotonic() - self._began
+        if elapsed < SPLIT_AFTER * 2 / 3:
+            return None
+        if self._window is None:
+            self._window = (elapsed, received)
+            return None
+        since, then = self._window
+        if elapsed < max(SPLIT_AFTER, since + SPLIT_AFTER / 3):
+            return None
+        return max(received / elapsed, (received - then) / max(elapsed - since, 1e-3))
+
+
 class _Batches:
     """Chunks gathered into one ``write`` every ``limit`` bytes or WRITE_INTERVAL seconds:
     the event loop pays one thread round trip per batch, not per chunk."""
@@ -1188,9 +1205,7 @@ async def _stream(
         position += size
 
     batches = _Batches(write, ctx.chunk_size)
-    began = time.monotonic()
-    check_split = progress.can_split
-    window: tuple[float, int] | None = None  # (seconds, bytes) when the probe's last third began
+    probe = _SplitProbe() if progress.can_split else None
     with _body_errors(job, pf.path, lambda: f"transfer cut after {offset + written} bytes"):
         try:
             # iter_chunks hands over aiohttp's buffers as they are; iter_chunked would join
@@ -1200,26 +1215,16 @@ async def _stream(
                 progress.received += len(chunk)
                 ctx.emit(BytesReceived(job, len(chunk)))
                 await batches.add(chunk)
-                if check_split and (elapsed := time.monotonic() - began) >= SPLIT_AFTER * 2 / 3:
-                    if window is None:
-                        window = (elapsed, written)
-                    elif elapsed >= max(SPLIT_AFTER, window[0] + SPLIT_AFTER / 3):
-                        # A slow connection (a per-connection cap) is worth splitting; a fast
-                        # one is left alone. Slow means slow overall and over the last stretch
-                        # (a third of the probe at least: chunks that arrive back to back from
-                        # one read would make any link look fast), so a fast stream that
-                        # merely started late (a hiccup, a cold cache) is not split.
-                        check_split = False
-                        recent = (written - window[1]) / max(elapsed - window[0], 1e-3)
-                        rate = max(written / elapsed, recent)
-                        left = (progress.total or 0) - offset - written
-                        if rate < ctx.segment_below and left >= 2 * ctx.segment_size:
-                            progress.split_at = offset + written
-                            log.debug(
-                                "%s runs at %.1f MB/s: splitting the %d bytes left",
-                                job.dest, rate / 1e6, left,
-                            )  # fmt: skip
-                            break
+                if probe is not None and (rate := probe.rate(written)) is not None:
+                    probe = None  # one verdict per stream
+                    left = (progress.total or 0) - offset - written
+                    if rate < ctx.segment_below and left >= 2 * ctx.segment_size:
+                        progress.split_at = offset + written
+                        log.debug(
+                            "%s runs at %.1f MB/s: splitting the %d bytes left",
+                            job.dest, rate / 1e6, left,
+                        )  # fmt: skip
+                        break
         finally:
             # Whatever arrived goes to disk, also when the stream broke or the run stops.
             with anyio.CancelScope(shield=True):

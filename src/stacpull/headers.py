@@ -40,11 +40,12 @@ class ContentRange:
         return self.last - self.first + 1
 
 
-def range_header(offset: int) -> str:
-    """The ``Range`` value asking for everything from ``offset`` on."""
-    if offset < 0:
-        raise ValueError("offset must be ≥ 0")
-    return f"bytes={offset}-"
+def range_header(offset: int, last: int | None = None) -> str:
+    """The ``Range`` value asking for everything from ``offset`` on, or up to byte
+    ``last`` (inclusive, as HTTP counts)."""
+    if offset < 0 or (last is not None and last < offset):
+        raise ValueError("expected 0 ≤ offset ≤ last")
+    return f"bytes={offset}-" if last is None else f"bytes={offset}-{last}"
 
 
 def parse_content_range(value: str) -> ContentRange:

@@ -12,8 +12,10 @@ import io
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ChecksumMismatchError, CorruptZipError, SizeMismatchError
 
@@ -24,6 +26,7 @@ __all__ = [
     "check_zip",
     "encode_multihash",
     "file_digest",
+    "hash_range",
     "parse_multihash",
     "verify_size",
 ]
@@ -117,12 +120,39 @@ def encode_multihash(name: str, digest: bytes) -> str:
     return (_varint(code) + _varint(length) + digest).hex()
 
 
-def file_digest(path: Path, mh: Multihash, *, chunk_size: int = 1 << 20) -> bytes:
+#: Bytes per read when a file is hashed or a stored zip member checked.
+READ_SIZE = 1 << 20
+
+
+def _blocks(f: io.FileIO, length: int | None, buffer: memoryview) -> Iterator[memoryview]:
+    """Up to ``length`` bytes of ``f`` from where it stands (None: to its end), read into
+    ``buffer`` and handed out as views of it, each valid until the next is read. One
+    buffer serves every read: a new block per read would have the allocator keep
+    megabytes per thread. Stops early at the end of the file; the caller counts."""
+    while length is None or length > 0:
+        n = f.readinto(buffer if length is None else buffer[: min(len(buffer), length)])
+        if not n:
+            return
+        yield buffer[:n]
+        if length is not None:
+            length -= n
+
+
+def hash_range(hasher: Any, path: Path, start: int = 0, end: int | None = None) -> None:
+    """Feed bytes ``[start, end)`` of ``path`` (``end`` None: to its end) to ``hasher``
+    (blocking: call from a worker thread)."""
+    length = None if end is None else end - start
+    buffer = memoryview(bytearray(READ_SIZE if length is None else min(READ_SIZE, max(length, 1))))
+    with path.open("rb", buffering=0) as f:
+        f.seek(start)
+        for block in _blocks(f, length, buffer):
+            hasher.update(block)
+
+
+def file_digest(path: Path, mh: Multihash) -> bytes:
     """Hash a whole file with ``mh``'s function (blocking: call from a worker thread)."""
     h = mh.new()
-    with path.open("rb") as f:
-        while block := f.read(chunk_size):
-            h.update(block)
+    hash_range(h, path)
     return h.digest()
 
 
@@ -147,7 +177,7 @@ def check_zip(path: Path, *, url: str = "") -> int:
     try:
         with zipfile.ZipFile(path) as zf, path.open("rb", buffering=0) as raw:
             members = zf.infolist()
-            buffer = memoryview(bytearray(_ZIP_READ))
+            buffer = memoryview(bytearray(READ_SIZE))
             bad = next((m.filename for m in members if not _crc_holds(zf, raw, m, buffer)), None)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
         raise CorruptZipError(f"not a complete zip file: {exc}", url=url) from exc
@@ -160,8 +190,6 @@ def check_zip(path: Path, *, url: str = "") -> int:
     return len(members)
 
 
-#: Bytes per read when a stored zip member is checked.
-_ZIP_READ = 1 << 20
 #: A local file header: signature, versions, flags, method, time, date, CRC, sizes, then
 #: the lengths of the name and of the extra field (zipfile's structFileHeader).
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
@@ -191,13 +219,12 @@ def _crc_holds(
     if name.decode(encoding, errors="replace") != member.orig_filename:
         raise zipfile.BadZipFile(f"the local header names {name!r}, not {member.filename!r}")
     raw.seek(extra_length, 1)
-    crc, remaining = 0, member.compress_size
-    while remaining:
-        n = raw.readinto(buffer[: min(len(buffer), remaining)])
-        if not n:
-            raise EOFError(f"{member.filename!r} ends early")
-        crc = zlib.crc32(buffer[:n], crc)
-        remaining -= n
+    crc = got = 0
+    for block in _blocks(raw, member.compress_size, buffer):
+        crc = zlib.crc32(block, crc)
+        got += len(block)
+    if got != member.compress_size:
+        raise EOFError(f"{member.filename!r} ends early")
     return crc == member.CRC
 
 
