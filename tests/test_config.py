@@ -66,6 +66,10 @@ def test_precedence_flags_over_environment_over_file(tmp_path: Path) -> None:
         ("[search]\ncatalog = 'ftp://x'\n", "search.catalog: expected an http"),
         ("[download]\ntemplate = '{collection}'\n", "must contain \\{name\\}"),
         ("[output]\ndashboard = 'fancy'\n", "output.dashboard"),
+        (
+            "[download]\nrecord_hash = 'sha256'\n",
+            "download.record_hash: expected one of .*sha2-256.*, got 'sha256'",
+        ),
     ],
 )
 def test_bad_config_files_name_the_file_and_key(tmp_path: Path, toml: str, message: str) -> None:

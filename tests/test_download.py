@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,7 @@ from stacpull.journal import Journal
 from stacpull.models import Status
 from stacpull.sim import SimServer
 
-from .conftest import FLEX, L1A, L1C, Recorder, files_under, pull
+from .conftest import FLEX, L1A, L1C, Recorder, cli, files_under, pull
 
 
 def _item_id(sim: SimServer, collection: str, index: int) -> str:
@@ -218,6 +220,33 @@ def test_checksums_are_verified_for_each_multihash_function(sim: SimServer, tmp_
         assert journal.counts() == {"done": 15}
     finally:
         journal.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "prefix", "fn"), [("blake3", "1e20", None), ("sha2-256", "1220", hashlib.sha256)]
+)
+def test_files_without_a_checksum_get_the_record_hash_digest(
+    sim: SimServer, tmp_path: Path, name: str, prefix: str, fn: Any
+) -> None:
+    from blake3 import blake3
+
+    options = {} if fn is None else {"record_hash": name}
+    result = pull(sim, tmp_path, assets=["thumbnail"], **options)
+    assert result.ok and result.downloaded == 5
+    db = sqlite3.connect(tmp_path / ".stacpull" / "journal.sqlite")
+    try:
+        rows = db.execute("SELECT path, checksum, digest FROM transfers").fetchall()
+    finally:
+        db.close()
+    assert len(rows) == 5
+    for path, checksum, digest in rows:
+        assert checksum is None  # the sim's thumbnails carry no file:checksum
+        body = (tmp_path / path).read_bytes()
+        assert digest == prefix + (fn or blake3)(body).hexdigest()
+    # `stacpull verify` checks each file against the digest its run recorded
+    (tmp_path / rows[0][0]).write_bytes(b"rot" + (tmp_path / rows[0][0]).read_bytes()[3:])
+    code, out, _ = cli("verify", str(tmp_path), "--json")
+    assert code == 1 and [p["kind"] for p in json.loads(out)["problems"]] == ["checksum"]
 
 
 def test_hostile_metadata_is_refused_and_the_run_goes_on(

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from blake3 import blake3
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,6 +25,7 @@ from stacpull.verify import (
     encode_multihash,
     file_digest,
     parse_multihash,
+    record_hash,
     verify_size,
 )
 
@@ -89,7 +91,12 @@ def test_retry_after_seconds_and_dates() -> None:
 
 @pytest.mark.parametrize(
     ("name", "fn"),
-    [("sha2-256", hashlib.sha256), ("sha2-512", hashlib.sha512), ("md5", hashlib.md5)],
+    [
+        ("sha2-256", hashlib.sha256),
+        ("sha2-512", hashlib.sha512),
+        ("md5", hashlib.md5),
+        ("blake3", blake3),
+    ],
 )
 def test_multihash_round_trip(name: str, fn: type, tmp_path: Path) -> None:
     body = b"stacpull" * 1000
@@ -105,6 +112,22 @@ def test_multihash_round_trip(name: str, fn: type, tmp_path: Path) -> None:
 
 def test_sha2_256_multihash_prefix_is_1220() -> None:
     assert encode_multihash("sha2-256", bytes(32)).startswith("1220")
+
+
+def test_blake3_is_multihash_0x1e_and_matches_the_reference_vector(tmp_path: Path) -> None:
+    # BLAKE3's published digest of the empty input, under multicodec 0x1e, length 32.
+    empty = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+    mh = parse_multihash("1e20" + empty)
+    assert (mh.name, mh.digest.hex()) == ("blake3", empty)
+    (tmp_path / "empty").write_bytes(b"")
+    check_digest(file_digest(tmp_path / "empty", mh), mh)
+    assert record_hash("blake3").new().digest().hex() == empty
+
+
+def test_record_hash_names_the_functions_it_knows() -> None:
+    assert record_hash("sha2-256").algorithm == "sha256"
+    with pytest.raises(ValueError, match="unknown hash function 'sha256'; one of .*sha2-256"):
+        record_hash("sha256")
 
 
 @pytest.mark.parametrize(

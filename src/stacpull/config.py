@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .verify import DEFAULT_RECORD_HASH, MULTIHASH_NAMES
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -262,6 +263,7 @@ class DownloadConfig:
     segments: int = 8  # parallel connections for one large file on a slow link (1: never)
     segment_size: int = DEFAULT_SEGMENT_SIZE  # the smallest range worth its own connection
     segment_below: int = DEFAULT_SEGMENT_BELOW  # bytes/s under which a connection is slow
+    record_hash: str = DEFAULT_RECORD_HASH  # digest recorded for files without file:checksum
 
     def __post_init__(self) -> None:
         for name in ("concurrency", "per_host", "chunk_size", "segments", "segment_size"):
@@ -281,6 +283,11 @@ class DownloadConfig:
         if isinstance(self.queue_size, bool) or self.queue_size < 0:
             raise ConfigError(
                 f"download.queue_size: expected an integer ≥ 0, got {self.queue_size!r}"
+            )
+        if self.record_hash not in MULTIHASH_NAMES:
+            raise ConfigError(
+                f"download.record_hash: expected one of {', '.join(MULTIHASH_NAMES)}, "
+                f"got {self.record_hash!r}"
             )
         if not self.assets:
             raise ConfigError("download.assets: select at least one asset (e.g. 'maap' or 'all')")

@@ -57,6 +57,7 @@ from .plan import PlanRules, plan_item
 from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
 from .retry import RetryPolicy
 from .search import ItemPages, search_pages
+from .verify import record_hash
 
 __all__ = [
     "STOP_GRACE",
@@ -345,6 +346,7 @@ async def run(
                 segments=dl.segments,
                 segment_size=dl.segment_size,
                 segment_below=dl.segment_below,
+                record_hash=record_hash(dl.record_hash),
             )
             provider.listen(emit)
             try:

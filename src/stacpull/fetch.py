@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import aiohttp
 import anyio
@@ -65,7 +65,8 @@ from .limits import HostLimiter
 from .models import Job, Outcome, Status
 from .retry import RetryPolicy
 from .verify import (
-    RECORD_HASH,
+    DEFAULT_RECORD_HASH,
+    Hasher,
     Multihash,
     check_digest,
     check_zip,
@@ -73,6 +74,7 @@ from .verify import (
     file_digest,
     hash_range,
     parse_multihash,
+    record_hash,
     verify_size,
 )
 
@@ -163,6 +165,8 @@ class FetchContext:
     segments: int = 1  # parallel ranges for a slow large file (1: never split)
     segment_size: int = DEFAULT_SEGMENT_SIZE
     segment_below: int = DEFAULT_SEGMENT_BELOW  # bytes/s under which a single stream is split
+    #: The digest recorded for a file the catalogue gives no file:checksum for.
+    record_hash: Multihash = field(default_factory=lambda: record_hash(DEFAULT_RECORD_HASH))
 
 
 @dataclass(slots=True)
@@ -593,7 +597,7 @@ async def _attempt(
     """One request (or one set of parallel ranges): fill ``part`` (``had`` bytes long
     now), verify, rename. Returns (size, digest)."""
     # Without a file:checksum, hash anyway: the digest lets `stacpull verify` find rot.
-    hasher = (mh or RECORD_HASH).new()
+    hasher = (mh or ctx.record_hash).new()
     # One journal read serves the segment check and the resume; a fresh file needs none.
     row = await ctx.journal.get(job.dest) if had else None
     saved = await _saved_segments(job, part, row, ctx)
@@ -612,7 +616,7 @@ async def _attempt(
             check_digest(hasher.digest(), mh, url=job.url)
             digest = job.checksum
         else:
-            digest = encode_multihash(RECORD_HASH.name, hasher.digest())
+            digest = encode_multihash(ctx.record_hash.name, hasher.digest())
 
         check = (lambda: check_zip(part, url=job.url)) if job.zip_check and mh is None else None
         try:
@@ -632,7 +636,7 @@ async def _single(
     pf: _PartFile,
     had: int,
     row: JournalRow | None,
-    hasher: Any,
+    hasher: Hasher,
     ctx: FetchContext,
     progress: _Progress,
 ) -> int:
@@ -781,7 +785,7 @@ async def _run_segments(
     state: _SegmentState,
     ctx: FetchContext,
     progress: _Progress,
-    hasher: Any,
+    hasher: Hasher,
     hashed: int,
 ) -> None:
     """Fetch every unfinished range of ``state`` in place in ``part``: up to
@@ -927,7 +931,7 @@ async def _receive(
     job: Job,
     pf: _PartFile,
     offset: int,
-    hasher: Any,
+    hasher: Hasher,
     ctx: FetchContext,
     progress: _Progress,
 ) -> tuple[int | None, int, int]:
@@ -1043,7 +1047,7 @@ def _start_writeback(fd: int, start: int, length: int) -> None:
         _SYNC_FILE_RANGE(fd, start, length, _SYNC_FILE_RANGE_WRITE)
 
 
-def _hash_blocks(hasher: Any, blocks: list[bytes]) -> None:
+def _hash_blocks(hasher: Hasher, blocks: list[bytes]) -> None:
     """Feed one batch to the hash, in a worker thread (hashlib releases the GIL)."""
     for block in blocks:
         hasher.update(block)
@@ -1065,7 +1069,7 @@ class _PartFile:
             self.fd = _open_part(self.path, self.offset)
         return self.fd
 
-    def write(self, blocks: list[bytes], position: int, hasher: Any = None) -> None:
+    def write(self, blocks: list[bytes], position: int, hasher: Hasher | None = None) -> None:
         """Write (and with ``hasher``, hash) one batch; in a worker thread."""
         _write_blocks(self._opened(), blocks, position)
         if hasher is not None:
@@ -1168,7 +1172,7 @@ def _body_errors(job: Job, part: Path, cut: Callable[[], str]) -> Iterator[None]
 async def _stream(
     resp: aiohttp.ClientResponse,
     pf: _PartFile,
-    hasher: Any,
+    hasher: Hasher,
     job: Job,
     ctx: FetchContext,
     progress: _Progress,
