@@ -126,7 +126,7 @@ def test_blake3_is_multihash_0x1e_and_matches_the_reference_vector(tmp_path: Pat
 
 def test_record_hash_names_the_functions_it_knows() -> None:
     assert record_hash("sha2-256").algorithm == "sha256"
-    with pytest.raises(ValueError, match="unknown hash function 'sha256'; one of .*sha2-256"):
+    with pytest.raises(ValueError, match=r"unknown hash function 'sha256'; one of .*sha2-256"):
         record_hash("sha256")
 
 

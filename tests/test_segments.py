@@ -138,3 +138,26 @@ def test_a_stopped_segmented_download_resumes_every_range(big: SimServer, tmp_pa
     outcome = next(iter(recorder.outcomes().values()))
     assert 0 < outcome.bytes_downloaded < SIZE
     assert files_under(tmp_path)[0].stat().st_size == SIZE
+
+
+@pytest.mark.parametrize(
+    ("rest", "segments", "ranges"),
+    [
+        (160_000_000, 16, 16),  # 19 ranges of 8 MiB would leave 13 connections idle at the end
+        (58_000_000, 16, 6),  # fewer connections than asked: each range ≥ segment_size
+        (2**30, 32, 128),  # four ranges per connection, so the hash can follow the front
+        (2**30, 8, 32),
+        (20_000_000, 1, 2),  # one connection, two ranges of at least 8 MiB
+    ],
+)
+def test_ranges_share_out_evenly_over_the_connections(
+    rest: int, segments: int, ranges: int
+) -> None:
+    size = 8 << 20
+    state = fetch._SegmentState.split(1000 + rest, "v", 1000, segments=segments, segment_size=size)
+    parts = state.parts
+    assert len(parts) == ranges and len(parts) % min(segments, rest // size) == 0
+    assert parts[0].start == 1000 and parts[-1].end == 1000 + rest
+    assert all(a.end == b.start for a, b in itertools.pairwise(parts))  # no gap, no overlap
+    lengths = [p.end - p.start for p in parts]
+    assert min(lengths) >= size and max(lengths) - min(lengths) <= 1
