@@ -249,6 +249,22 @@ def test_files_without_a_checksum_get_the_record_hash_digest(
     assert code == 1 and [p["kind"] for p in json.loads(out)["problems"]] == ["checksum"]
 
 
+def test_a_symlink_in_dest_that_leads_outside_is_refused(sim: SimServer, tmp_path: Path) -> None:
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    dest.mkdir()
+    outside.mkdir()
+    (dest / L1A).symlink_to(outside, target_is_directory=True)  # the collection's directory
+    result = pull(sim, dest, assets=["thumbnail"])
+    assert result.refused == 5 and result.downloaded == 0 and result.exit_code == 1
+    assert list(outside.iterdir()) == []  # not even a directory was made through the link
+    db = sqlite3.connect(dest / ".stacpull" / "journal.sqlite")
+    try:
+        rows = db.execute("SELECT status, error_class FROM transfers").fetchall()
+    finally:
+        db.close()
+    assert rows == [("failed", "UnsafePathError")] * 5
+
+
 def test_hostile_metadata_is_refused_and_the_run_goes_on(
     sim: SimServer, tmp_path: Path, recorder: Recorder
 ) -> None:

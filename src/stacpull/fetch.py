@@ -167,6 +167,8 @@ class FetchContext:
     segment_below: int = DEFAULT_SEGMENT_BELOW  # bytes/s under which a single stream is split
     #: The digest recorded for a file the catalogue gives no file:checksum for.
     record_hash: Multihash = field(default_factory=lambda: record_hash(DEFAULT_RECORD_HASH))
+    #: Set once a look at a destination was slow: later looks go to worker threads.
+    slow_disk: bool = False
 
 
 @dataclass(slots=True)
@@ -198,29 +200,52 @@ def _storage_error(exc: OSError, path: Path) -> StorageError:
 
 @dataclass(frozen=True, slots=True)
 class _OnDisk:
-    """What is at a job's destination before it starts: one thread hop learns it all."""
+    """What is at a job's destination before it starts."""
 
     final: Path
     final_stat: os.stat_result | None  # the file under its final name, if there
     part_size: int  # bytes in its .part (0: none)
 
 
-def _prepare(root: Path, job: Job) -> _OnDisk:
-    """Create the destination directory and look at what is there (in a worker thread:
-    mkdir and stat are disk work, not event-loop work)."""
+#: Seconds one look at a destination may take on the event loop. Two ``stat`` calls on a
+#: local disk take microseconds, far less than a thread hop (which cost a small file a
+#: tenth of its time); a look slower than this (a network filesystem) sends every later
+#: one of the run to a worker thread, so a slow disk never holds up the transfers.
+LOOK_INLINE_LIMIT = 0.002
+
+
+def _look_now(root: Path, job: Job) -> _OnDisk:
+    """``job``'s file and ``.part`` as they are now (blocking: two ``stat`` calls)."""
     final = root / job.dest
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _storage_error(exc, final.parent) from exc
-    # The plan is lexically safe; a symlink inside DEST must not lead outside it either.
-    if not final.parent.resolve().is_relative_to(root):
-        raise UnsafePathError(f"destination {job.dest!r} leads outside DEST through a symlink")
-    try:
         final_stat: os.stat_result | None = final.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         final_stat = None
     return _OnDisk(final, final_stat, _size(_part_path(final)))
+
+
+async def _look(ctx: FetchContext, job: Job) -> _OnDisk:
+    """:func:`_look_now`, on the event loop while the disk answers at once."""
+    if ctx.slow_disk:
+        return await anyio.to_thread.run_sync(_look_now, ctx.root, job)
+    began = time.perf_counter()
+    disk = _look_now(ctx.root, job)
+    if (took := time.perf_counter() - began) > LOOK_INLINE_LIMIT:
+        ctx.slow_disk = True
+        log.debug("a look at %s took %.1f ms: looking from worker threads", job.dest, took * 1e3)
+    return disk
+
+
+def _make_parent(root: Path, final: Path) -> None:
+    """Create ``final``'s directory (blocking). The plan is lexically safe; a symlink
+    inside DEST must not lead outside it either, so that is checked first: no directory
+    is ever created through such a link."""
+    if not final.parent.resolve().is_relative_to(root):
+        raise UnsafePathError(
+            f"destination {final.relative_to(root).as_posix()!r} leads outside DEST "
+            "through a symlink"
+        )
+    final.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _checksum(job: Job, notes: list[str]) -> Multihash | None:
@@ -316,12 +341,7 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
     with the ``.part`` kept."""
     started = time.monotonic()
     progress = _Progress()
-    try:
-        disk = await anyio.to_thread.run_sync(_prepare, ctx.root, job)
-    except PlanError as exc:
-        return _finish(
-            ctx, Outcome(job, Status.REFUSED, error=str(exc), error_class=type(exc).__name__)
-        )
+    disk = await _look(ctx, job)
     final = disk.final
     mh = _checksum(job, progress.notes)
     present = await _already_verified(job, final, disk.final_stat, mh, ctx)
@@ -337,6 +357,11 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
     host = URL(job.url).host or ""
     try:
         return await _attempts(job, final, part, disk.part_size, mh, ctx, progress, host, started)
+    except PlanError as exc:  # the directory leads outside DEST: nothing was written
+        await ctx.journal.failed(job, error_class=type(exc).__name__, error=str(exc), partial=0)
+        return _finish(
+            ctx, Outcome(job, Status.REFUSED, error=str(exc), error_class=type(exc).__name__)
+        )
     except (anyio.get_cancelled_exc_class(), StorageError, CredentialsError):
         # Stopped (Ctrl-C, disk full, no token any more, a fatal error elsewhere): keep the
         # .part, settle the journal. Bounded, so a second Ctrl-C is never kept waiting.
@@ -434,7 +459,7 @@ async def _attempts(
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return 0
 
 
@@ -601,7 +626,7 @@ async def _attempt(
     # One journal read serves the segment check and the resume; a fresh file needs none.
     row = await ctx.journal.get(job.dest) if had else None
     saved = await _saved_segments(job, part, row, ctx)
-    pf = _PartFile(part)
+    pf = _PartFile(part, ctx.root, job.url)
     try:
         if saved is not None:
             # A segmented .part from an earlier attempt or run: finish its ranges, the
@@ -612,17 +637,12 @@ async def _attempt(
         else:
             size = await _single(job, pf, had, row, hasher, ctx, progress)
         verify_size(size, job.size, url=job.url)
-        if mh is not None:
-            check_digest(hasher.digest(), mh, url=job.url)
-            digest = job.checksum
-        else:
-            digest = encode_multihash(ctx.record_hash.name, hasher.digest())
-
         check = (lambda: check_zip(part, url=job.url)) if job.zip_check and mh is None else None
         try:
-            mtime_ns = await anyio.to_thread.run_sync(pf.seal, final, check)
+            mtime_ns, actual = await anyio.to_thread.run_sync(pf.seal, final, hasher, mh, check)
         except OSError as exc:
             raise _storage_error(exc, final) from exc
+        digest = job.checksum if mh is not None else encode_multihash(ctx.record_hash.name, actual)
         await ctx.journal.done(job, size=size, digest=digest, mtime_ns=mtime_ns)
     finally:
         if pf.fd is not None:  # not sealed: the attempt failed or was cancelled
@@ -995,7 +1015,7 @@ async def _receive(
     if offset:
         await anyio.to_thread.run_sync(hash_range, hasher, part, 0, offset)
     expected = total if total is not None else job.size
-    reserved = ctx.space.reserve(part.parent, expected - offset if expected else 0)
+    reserved = ctx.space.reserve(ctx.root, expected - offset if expected else 0)
     try:
         written = await _stream(resp, pf, hasher, job, ctx, progress)
     finally:
@@ -1069,17 +1089,23 @@ def _hash_blocks(hasher: Hasher, blocks: list[bytes]) -> None:
 
 class _PartFile:
     """A ``.part`` as worker threads write it: opened by the thread hop that writes the
-    first batch, sealed by one more (fsync, close, rename to the final name, fsync of the
-    directory). With the hop that looked at the destination before the request, a small
-    file costs three thread hops in all."""
+    first batch, sealed by one more (the last batch, the checks, fsync, close, rename to
+    the final name, fsync of the directory). A body that fits in one batch is written by
+    the sealing hop: a small file costs one thread hop."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, root: Path, url: str = "") -> None:
         self.path = path
+        self.root = root  # DEST, resolved: the .part's directory must stay inside it
+        self.url = url  # for error messages
         self.offset = 0  # where this attempt's bytes start
         self.fd: int | None = None
+        #: The body's last batch, received but not yet written: the seal writes it.
+        self.tail: list[bytes] = []
+        self.tail_at = 0  # where it goes
 
     def _opened(self) -> int:
         if self.fd is None:
+            _make_parent(self.root, self.path)
             self.fd = _open_part(self.path, self.offset)
         return self.fd
 
@@ -1089,13 +1115,27 @@ class _PartFile:
         if hasher is not None:
             _hash_blocks(hasher, blocks)
 
-    def seal(self, final: Path, check: Callable[[], object] | None) -> int:
-        """Run ``check`` (a zip's CRCs), make the bytes durable and move them to ``final``
-        atomically; return the file's mtime. In a worker thread. An empty body still
-        leaves an (empty) file; a segmented file's ranges, written through other
-        descriptors, are made durable by the same fsync (it is per file, not per
-        descriptor)."""
+    def seal(
+        self,
+        final: Path,
+        hasher: Hasher,
+        expect: Multihash | None,
+        check: Callable[[], object] | None,
+    ) -> tuple[int, bytes]:
+        """Write and hash the tail; check the digest against ``expect`` (the
+        ``file:checksum``) and run ``check`` (a zip's CRCs); make the bytes durable and
+        move them to ``final`` atomically. Returns the file's mtime and digest. In a worker
+        thread. An empty body still leaves an (empty) file; a segmented file's ranges,
+        written through other descriptors, are made durable by the same fsync (it is per
+        file, not per descriptor)."""
         fd = self._opened()
+        if self.tail:
+            blocks, self.tail = self.tail, []
+            _write_blocks(fd, blocks, self.tail_at)
+            _hash_blocks(hasher, blocks)
+        digest = hasher.digest()
+        if expect is not None:
+            check_digest(digest, expect, url=self.url)
         if check is not None:
             check()
         os.fsync(fd)
@@ -1107,7 +1147,7 @@ class _PartFile:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        return final.stat().st_mtime_ns
+        return final.stat().st_mtime_ns, digest
 
     def close(self) -> None:
         """Close without sealing (the attempt failed or was stopped); in a worker thread."""
@@ -1167,8 +1207,12 @@ class _Batches:
     async def flush(self) -> None:
         self._flushed = time.monotonic()
         if self._pending:
-            batch, self._pending, self.size = self._pending, [], 0
-            await self._write(batch)
+            await self._write(self.take())
+
+    def take(self) -> list[bytes]:
+        """The chunks waiting, handed over unwritten."""
+        batch, self._pending, self.size = self._pending, [], 0
+        return batch
 
 
 @contextlib.contextmanager
@@ -1195,8 +1239,10 @@ async def _stream(
     ctx: FetchContext,
     progress: _Progress,
 ) -> int:
-    """Write the body into ``pf`` from its offset on; return the bytes written. The file
-    stays open for :meth:`_PartFile.seal` (or ``close`` when the attempt fails)."""
+    """Write the body into ``pf`` from its offset on; return the bytes received. The file
+    stays open for :meth:`_PartFile.seal` (or ``close`` when the attempt fails). A body
+    that ends normally leaves its last batch in ``pf.tail`` for the seal to write: one
+    thread hop fewer per file. A broken, stopped or split one is written out here."""
     offset, written = pf.offset, 0
     # A full batch is written by one worker thread and hashed by another while the next
     # batch arrives: receiving, hashing and writing overlap, and the slowest of the three
@@ -1218,7 +1264,8 @@ async def _stream(
         await settle()
         size = sum(map(len, batch))
         # A full batch (more follow) is hashed by a second thread while the first writes
-        # it; the last or only batch of a file is hashed by the writing thread: one hop.
+        # it; one flushed before it was full (a slow stream) by the writing thread. The
+        # last batch of a body is left to the seal (see _PartFile).
         if size >= ctx.chunk_size:
             inflight.append(loop.run_in_executor(None, pf.write, batch, position))
             inflight.append(loop.run_in_executor(None, _hash_blocks, hasher, batch))
@@ -1228,6 +1275,7 @@ async def _stream(
 
     batches = _Batches(write, ctx.chunk_size)
     probe = _SplitProbe() if progress.can_split else None
+    whole = False  # the body ended normally, unsplit
     with _body_errors(job, pf.path, lambda: f"transfer cut after {offset + written} bytes"):
         try:
             # iter_chunks hands over aiohttp's buffers as they are; iter_chunked would join
@@ -1247,9 +1295,12 @@ async def _stream(
                             job.dest, rate / 1e6, left,
                         )  # fmt: skip
                         break
+            whole = progress.split_at is None
         finally:
             # Whatever arrived goes to disk, also when the stream broke or the run stops.
             with anyio.CancelScope(shield=True):
-                await batches.flush()
+                if not whole:
+                    await batches.flush()
                 await settle()
+    pf.tail, pf.tail_at = batches.take(), position
     return written
