@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -263,6 +264,27 @@ def test_a_symlink_in_dest_that_leads_outside_is_refused(sim: SimServer, tmp_pat
     finally:
         db.close()
     assert rows == [("failed", "UnsafePathError")] * 5
+
+
+def test_a_slow_disk_moves_the_looks_off_the_event_loop(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every look counts as slow here: the first runs on the event loop (the main
+    thread), and every later one in a worker thread."""
+    from stacpull import fetch
+
+    on_loop: list[bool] = []
+    real = fetch._look_now
+
+    def spy(root: Path, job: Any) -> Any:
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        return real(root, job)
+
+    monkeypatch.setattr(fetch, "_look_now", spy)
+    monkeypatch.setattr(fetch, "LOOK_INLINE_LIMIT", 0.0)
+    result = pull(sim, tmp_path, assets=["thumbnail"])
+    assert result.ok and result.downloaded == 5
+    assert on_loop == [True, False, False, False, False]
 
 
 def test_hostile_metadata_is_refused_and_the_run_goes_on(

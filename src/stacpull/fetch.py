@@ -167,8 +167,8 @@ class FetchContext:
     segment_below: int = DEFAULT_SEGMENT_BELOW  # bytes/s under which a single stream is split
     #: The digest recorded for a file the catalogue gives no file:checksum for.
     record_hash: Multihash = field(default_factory=lambda: record_hash(DEFAULT_RECORD_HASH))
-    #: Set once a look at a destination was slow: later looks go to worker threads.
-    slow_disk: bool = False
+    #: Where destinations are looked at; shared by the per-worker copies of the context.
+    looks: _Looks = field(default_factory=lambda: _Looks())
 
 
 @dataclass(slots=True)
@@ -224,14 +224,24 @@ def _look_now(root: Path, job: Job) -> _OnDisk:
     return _OnDisk(final, final_stat, _size(_part_path(final)))
 
 
+class _Looks:
+    """Whether destinations are looked at on the event loop (until one look is slow) or,
+    from then on, in worker threads. One per run."""
+
+    __slots__ = ("in_threads",)
+
+    def __init__(self) -> None:
+        self.in_threads = False
+
+
 async def _look(ctx: FetchContext, job: Job) -> _OnDisk:
     """:func:`_look_now`, on the event loop while the disk answers at once."""
-    if ctx.slow_disk:
+    if ctx.looks.in_threads:
         return await anyio.to_thread.run_sync(_look_now, ctx.root, job)
     began = time.perf_counter()
     disk = _look_now(ctx.root, job)
     if (took := time.perf_counter() - began) > LOOK_INLINE_LIMIT:
-        ctx.slow_disk = True
+        ctx.looks.in_threads = True
         log.debug("a look at %s took %.1f ms: looking from worker threads", job.dest, took * 1e3)
     return disk
 
