@@ -523,7 +523,7 @@ def _fewer_malloc_arenas() -> None:
     """Cap glibc at two malloc arenas for this process (as ``MALLOC_ARENA_MAX=2`` would).
 
     Every thread that allocates gets an arena of its own, up to eight per core, and each
-    keeps the memory freed into it. The worker threads that prepare, write, hash and seal
+    keeps the memory freed into it. The worker threads that write, hash and seal
     files and commit the journal are many: a 100 000-item mirror peaked at 146 MB with
     glibc's default and at 85 MB with two arenas, at the same items per second. Python's
     small objects do not use these arenas. Only the command line does this: the Python

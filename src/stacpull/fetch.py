@@ -115,6 +115,8 @@ class SpaceBudget:
     def _free_now(self, where: Path) -> int | None:
         # One reading serves every directory of DEST: they share its filesystem (a mount
         # point inside DEST is the exception; ENOSPC still stops the run cleanly there).
+        # A reading that fails skips the check, so ``where`` must exist: fetch passes DEST
+        # itself, never a file's directory (which is only made with its .part).
         now = time.monotonic()
         if self._free is None or now - self._read_at >= self.REREAD:
             try:
@@ -1103,7 +1105,7 @@ class _PartFile:
     the final name, fsync of the directory). A body that fits in one batch is written by
     the sealing hop: a small file costs one thread hop."""
 
-    def __init__(self, path: Path, root: Path, url: str = "") -> None:
+    def __init__(self, path: Path, root: Path, url: str) -> None:
         self.path = path
         self.root = root  # DEST, resolved: the .part's directory must stay inside it
         self.url = url  # for error messages

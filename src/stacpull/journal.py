@@ -25,8 +25,7 @@ thousand small files a second cost a few commits a second, not two thousand thre
 that each wait for the GIL behind the event loop (which made the journal the bottleneck of
 small-file runs). A statement's own error fails only that statement. A page of planned
 jobs is one statement. ``Journal(dest, lock=True)`` takes an exclusive ``flock`` so two
-runs never share a
-DEST.
+runs never share a DEST.
 """
 
 from __future__ import annotations

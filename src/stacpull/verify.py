@@ -43,11 +43,11 @@ __all__ = [
 #: except ``blake3`` (the package of that name)
 MULTIHASH_CODES: dict[int, tuple[str, str, int]] = {
     0x11: ("sha1", "sha1", 20),
-    0x1E: ("blake3", "blake3", 32),
     0x12: ("sha2-256", "sha256", 32),
     0x13: ("sha2-512", "sha512", 64),
     0x14: ("sha3-512", "sha3_512", 64),
     0x16: ("sha3-256", "sha3_256", 32),
+    0x1E: ("blake3", "blake3", 32),
     0xD5: ("md5", "md5", 16),
     0xB240: ("blake2b-512", "blake2b", 64),
 }
@@ -235,7 +235,7 @@ def _crc_holds(
     if member.compress_type != zipfile.ZIP_STORED or member.flag_bits & 0x1:
         try:
             with zf.open(member) as f:
-                while f.read(1 << 20):
+                while f.read(READ_SIZE):
                     pass
         except (zipfile.BadZipFile, zlib.error):  # a bad CRC, or a stream that won't inflate
             return False
