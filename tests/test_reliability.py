@@ -11,6 +11,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from stacpull.errors import HTTPStatusError, StallError, StorageError
@@ -18,7 +19,7 @@ from stacpull.events import HostLimitChanged, TransferRetried
 from stacpull.headers import parse_retry_after
 from stacpull.journal import Journal
 from stacpull.limits import HostLimiter
-from stacpull.models import Status
+from stacpull.models import Job, Status
 from stacpull.retry import RetryPolicy
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
 
@@ -116,6 +117,33 @@ def test_503_and_429_bursts_are_retried_honouring_retry_after(
     # a host that says it is overloaded gets fewer connections
     limits = recorder.of_type(HostLimitChanged)
     assert limits and limits[0].reason == "throttled" and limits[0].limit == 4
+
+
+@pytest.mark.parametrize(("concurrency", "per_host"), [(1, 4), (4, 1)])
+def test_a_file_being_made_durable_holds_no_transfer_slot(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, concurrency: int, per_host: int
+) -> None:
+    # One transfer at a time (one run slot, or one slot of the host): the next file's
+    # request must go out while the first file's local work (its journal record here) is
+    # still under way. Held through it, the slot would keep that request back until the
+    # wait below gave up.
+    record = Journal.done
+    waited: list[bool] = []  # the first record's wait: did the next request arrive?
+
+    async def slow_done(self: Journal, job: Job, **kw: Any) -> None:
+        if not waited:
+            mine = job.url.split(sim.base_url, 1)[1]
+            for _ in range(1000):  # ten seconds at most
+                if any(r["path"] != mine for r in sim.requests):
+                    break
+                await anyio.sleep(0.01)
+            waited.append(any(r["path"] != mine for r in sim.requests))
+        await record(self, job, **kw)
+
+    monkeypatch.setattr(Journal, "done", slow_done)
+    result = pull(sim, tmp_path, concurrency=concurrency, per_host=per_host, max_items=2)
+    assert result.ok and waited == [True]
+    assert result.downloaded == len(files_under(tmp_path)) > 1
 
 
 @pytest.mark.anyio

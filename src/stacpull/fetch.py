@@ -162,6 +162,10 @@ class FetchContext:
     chunk_size: int = DEFAULT_CHUNK_SIZE  # bytes received per write (and hash update)
     #: Waits between attempts; the engine's version gives up the transfer slot meanwhile.
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    #: Called once an attempt's bytes have all arrived: what is left (the checks, fsync,
+    #: rename, journal write) is local work, and the engine gives the job's transfer slot
+    #: to the next file meanwhile. ``sleep`` takes a slot again before a retry.
+    unwire: Callable[[], None] = lambda: None
     limiter: HostLimiter = field(default_factory=lambda: HostLimiter(8, adaptive=False))
     space: SpaceBudget = field(default_factory=lambda: SpaceBudget(0))
     segments: int = 1  # parallel ranges for a slow large file (1: never split)
@@ -402,8 +406,7 @@ async def _attempts(
         if progress.attempts > 1:
             had = _size(part)
         try:
-            async with ctx.limiter.slot(host):
-                size, digest = await _attempt(job, final, part, had, mh, ctx, progress)
+            size, digest = await _attempt(job, final, part, had, mh, ctx, progress, host)
             ctx.limiter.succeeded(host)
         except TransferError as exc:
             if isinstance(exc, HTTPStatusError) and exc.status in (429, 503):
@@ -630,24 +633,30 @@ async def _attempt(
     mh: Multihash | None,
     ctx: FetchContext,
     progress: _Progress,
+    host: str,
 ) -> tuple[int, str | None]:
     """One request (or one set of parallel ranges): fill ``part`` (``had`` bytes long
-    now), verify, rename. Returns (size, digest)."""
+    now), verify, rename. Returns (size, digest). The transfer holds a slot of ``host``'s
+    limit; the local work after it holds none, so the next file's request is already on
+    its way while this one is checked and made durable."""
     # Without a file:checksum, hash anyway: the digest lets `stacpull verify` find rot.
     hasher = (mh or ctx.record_hash).new()
-    # One journal read serves the segment check and the resume; a fresh file needs none.
-    row = await ctx.journal.get(job.dest) if had else None
-    saved = await _saved_segments(job, part, row, ctx)
     pf = _PartFile(part, ctx.root, job.url)
     try:
-        if saved is not None:
-            # A segmented .part from an earlier attempt or run: finish its ranges, the
-            # hash following from the first byte.
-            progress.resumed_from = saved.received
-            await _run_segments(job, part, saved, ctx, progress, hasher, 0)
-            size = pf.offset = saved.total
-        else:
-            size = await _single(job, pf, had, row, hasher, ctx, progress)
+        async with ctx.limiter.slot(host):
+            # One journal read serves the segment check and the resume; a fresh file
+            # needs none.
+            row = await ctx.journal.get(job.dest) if had else None
+            saved = await _saved_segments(job, part, row, ctx)
+            if saved is not None:
+                # A segmented .part from an earlier attempt or run: finish its ranges, the
+                # hash following from the first byte.
+                progress.resumed_from = saved.received
+                await _run_segments(job, part, saved, ctx, progress, hasher, 0)
+                size = pf.offset = saved.total
+            else:
+                size = await _single(job, pf, had, row, hasher, ctx, progress)
+        ctx.unwire()
         verify_size(size, job.size, url=job.url)
         check = (lambda: check_zip(part, url=job.url)) if job.zip_check and mh is None else None
         try:

@@ -10,8 +10,9 @@ overloaded, so each host gets a limit that follows AIMD (the rule TCP uses):
 * every ``recovery`` seconds without such a decrease, while the share is below the
   threshold, a success raises the limit by one, back up to ``per_host``: recovery is slow.
 
-Transfers hold a slot of their host's limit for the length of one attempt (request and
-body); sleeping between retries holds none.
+Transfers hold a slot of their host's limit for one attempt's request and body; the
+checks, fsync and journal write after the last byte, and sleeping between retries, hold
+none.
 """
 
 from __future__ import annotations
