@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from blake3 import blake3
@@ -20,6 +22,7 @@ from stacpull.headers import (
     range_header,
 )
 from stacpull.verify import (
+    ZipFollower,
     check_digest,
     check_zip,
     encode_multihash,
@@ -202,3 +205,88 @@ def test_zip_check_refuses_a_local_header_that_disagrees(tmp_path: Path) -> None
     path.write_bytes(good.replace(b"a.bin", b"b.bin", 1))  # the local header's name only
     with pytest.raises(CorruptZipError, match="not a complete zip"):
         check_zip(path)
+
+
+class _Unseekable(io.RawIOBase):
+    """A write-only stream without tell/seek: zipfile then puts the sizes in data
+    descriptors after each member, as a streaming zipper does."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self.data += b
+        return len(b)
+
+
+_members = st.lists(
+    st.tuples(
+        st.binary(max_size=3000),
+        st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]),
+        st.booleans(),  # ZIP64 local header
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@given(members=_members, descriptors=st.booleans(), data=st.data())
+def test_the_zip_follower_checks_what_it_saw_and_leaves_the_rest_to_the_file(
+    tmp_path_factory: pytest.TempPathFactory,
+    members: list[tuple[bytes, int, bool]],
+    descriptors: bool,
+    data: st.DataObject,
+) -> None:
+    sink: Any = _Unseekable() if descriptors else io.BytesIO()
+    with zipfile.ZipFile(sink, "w") as zf:
+        for i, (body, method, zip64) in enumerate(members):
+            info = zipfile.ZipInfo(f"m{i}.bin")
+            info.compress_type = method
+            with zf.open(info, "w", force_zip64=zip64) as f:
+                f.write(body)
+    raw = bytes(sink.data if descriptors else sink.getvalue())
+    path = tmp_path_factory.mktemp("zf") / "p.zip"
+    path.write_bytes(raw)
+    follower = ZipFollower()
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=8)))
+    for a, b in itertools.pairwise([0, *cuts, len(raw)]):
+        follower.update(memoryview(raw)[a:b])
+    assert follower.check(path) == len(members)
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+    # Followed: every stored member up to the first one it cannot follow (deflated, or
+    # with its sizes in a data descriptor, as all are here when zipfile cannot seek);
+    # its CRC is the central directory's.
+    stored = itertools.takewhile(lambda m: m.compress_type == zipfile.ZIP_STORED, infos)
+    followed = [] if descriptors else list(stored)
+    assert sorted(follower.seen) == [m.header_offset for m in followed]
+    for m in followed:
+        assert follower.seen[m.header_offset].crc == m.CRC
+
+
+def test_the_zip_check_takes_the_followed_crc_where_the_directory_agrees(
+    tmp_path: Path,
+) -> None:
+    """The check uses the CRC computed from the bytes as they arrived (a byte damaged on
+    the way fails it, though the file on disk is whole), and only where the central
+    directory agrees with the local header the follower read."""
+    big = bytes(range(256)) * 4096
+    good = _zip([("data.tif", big, zipfile.ZIP_STORED), ("meta.xml", b"x" * 100, 0)])
+    path = tmp_path / "p.zip"
+    path.write_bytes(good)
+    whole = ZipFollower()
+    whole.update(good)
+    assert len(whole.seen) == 2 and whole.check(path) == 2
+    damaged = bytearray(good)
+    damaged[good.index(big[:4096]) + 10] ^= 0xFF
+    hurt = ZipFollower()
+    hurt.update(bytes(damaged))
+    with pytest.raises(CorruptZipError, match=r"'data\.tif' fails its CRC-32"):
+        hurt.check(path)
+    # A local header naming another file is not trusted: that member is read from disk.
+    lying = ZipFollower()
+    lying.update(bytes(damaged).replace(b"data.tif", b"data.tiX", 1))
+    assert lying.check(path) == 2

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import ctypes
 import errno
+import functools
 import itertools
 import json
 import logging
@@ -68,6 +69,7 @@ from .verify import (
     DEFAULT_RECORD_HASH,
     Hasher,
     Multihash,
+    ZipFollower,
     check_digest,
     check_zip,
     encode_multihash,
@@ -640,7 +642,12 @@ async def _attempt(
     limit; the local work after it holds none, so the next file's request is already on
     its way while this one is checked and made durable."""
     # Without a file:checksum, hash anyway: the digest lets `stacpull verify` find rot.
-    hasher = (mh or ctx.record_hash).new()
+    hasher: Hasher = (mh or ctx.record_hash).new()
+    check: Callable[[], object] | None = None
+    if job.zip_check and mh is None:
+        follower = ZipFollower()
+        hasher = _Tee(hasher, follower)
+        check = functools.partial(follower.check, part, url=job.url)
     pf = _PartFile(part, ctx.root, job.url)
     try:
         async with ctx.limiter.slot(host):
@@ -658,7 +665,6 @@ async def _attempt(
                 size = await _single(job, pf, had, row, hasher, ctx, progress)
         ctx.unwire()
         verify_size(size, job.size, url=job.url)
-        check = (lambda: check_zip(part, url=job.url)) if job.zip_check and mh is None else None
         try:
             mtime_ns, actual = await anyio.to_thread.run_sync(pf.seal, final, hasher, mh, check)
         except OSError as exc:
@@ -1100,6 +1106,24 @@ def _start_writeback(fd: int, start: int, length: int) -> None:
     # GIL for the call. Where it is missing, the fsync at the end does all the work.
     if length and _SYNC_FILE_RANGE is not None:
         _SYNC_FILE_RANGE(fd, start, length, _SYNC_FILE_RANGE_WRITE)
+
+
+class _Tee:
+    """The hash and a :class:`ZipFollower` fed together. Every path that feeds a file's
+    hash (the stream, a resume's catch-up, the follower of a split file's front) feeds its
+    zip check too, each byte once and in order."""
+
+    __slots__ = ("_follower", "_hasher")
+
+    def __init__(self, hasher: Hasher, follower: ZipFollower) -> None:
+        self._hasher, self._follower = hasher, follower
+
+    def update(self, data: bytes | memoryview, /) -> None:
+        self._hasher.update(data)
+        self._follower.update(data)
+
+    def digest(self) -> bytes:
+        return self._hasher.digest()
 
 
 def _hash_blocks(hasher: Hasher, blocks: list[bytes]) -> None:
