@@ -508,7 +508,7 @@ async def _pump(
     to retry (a 404 for minutes, a long ``Retry-After``) gives its slot back, so it does
     not hold up the files behind it; so does a job whose bytes have all arrived, while it
     is checked, fsynced, renamed and journalled (on a many-file WAN run that local work
-    took a third of each file's time in its slot, with the network idle).
+    took a quarter of each file's time in its slot, with the network idle).
     """
     send, receive = anyio.create_memory_object_stream[Job](queue_limit)
     slots = anyio.Semaphore(concurrency)
