@@ -6,6 +6,7 @@ import hashlib
 import io
 import itertools
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from blake3 import blake3
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stacpull import verify
 from stacpull.errors import ChecksumMismatchError, CorruptZipError, SizeMismatchError
 from stacpull.headers import (
     parse_content_range,
@@ -154,6 +156,25 @@ def test_size_check() -> None:
         verify_size(10, 11)
 
 
+@pytest.fixture(params=["isal", "zlib"])
+def crc32(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The zip tests run with ISA-L's CRC-32 (the `fast` extra; the test extra has it too)
+    and with zlib's, which stacpull falls back on without it."""
+    if request.param == "zlib":
+        monkeypatch.setattr(verify, "_crc32", zlib.crc32)
+    else:
+        monkeypatch.setattr(verify, "_crc32", pytest.importorskip("isal.isal_zlib").crc32)
+    return str(request.param)
+
+
+def test_the_fast_crc_is_the_one_used_when_isal_is_installed() -> None:
+    isal_zlib = pytest.importorskip("isal.isal_zlib")
+    assert verify._crc32 is isal_zlib.crc32
+    data = bytes(range(256)) * 1000
+    assert isal_zlib.crc32(data[7:], isal_zlib.crc32(data[:7])) == zlib.crc32(data)
+
+
+@pytest.mark.usefixtures("crc32")
 def test_zip_check_catches_truncation_and_bad_crcs(tmp_path: Path) -> None:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
@@ -180,6 +201,7 @@ def _zip(members: list[tuple[str, bytes, int]]) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.usefixtures("crc32")
 def test_zip_check_reads_stored_and_deflated_members(tmp_path: Path) -> None:
     """Stored members are checked straight from the file (several reads' worth, to cross
     the read size), deflated ones through zipfile; a damaged one of either kind fails."""
@@ -267,6 +289,7 @@ def test_the_zip_follower_checks_what_it_saw_and_leaves_the_rest_to_the_file(
         assert follower.seen[m.header_offset].crc == m.CRC
 
 
+@pytest.mark.usefixtures("crc32")
 def test_the_zip_check_takes_the_followed_crc_where_the_directory_agrees(
     tmp_path: Path,
 ) -> None:
