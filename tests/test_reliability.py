@@ -187,6 +187,9 @@ async def test_the_host_limit_halves_then_recovers_slowly() -> None:
 def test_cut_connections_resume_from_the_bytes_on_disk(
     faulty: SimServer, tmp_path: Path, recorder: Recorder
 ) -> None:
+    # The random cuts fall on whichever responses the run's timing puts under the seeded
+    # rolls; now and then none hit a range-capable file. One quicklook is cut for sure.
+    faulty.catalog.cut(str(faulty.catalog.item(L1C, 0)["id"]), "quicklook_png", 20_000)
     result = pull(faulty, tmp_path, recorder, collections=[L1C], retries=20)
     assert result.ok and faulty.fault_counts["cuts"] > 3
     outcomes = recorder.outcomes().values()

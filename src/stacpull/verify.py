@@ -349,27 +349,27 @@ class ZipFollower:
                 self._header()
 
     def _header(self) -> None:
+        """A local header is in ``_pending``: its fixed part (then it says whether the
+        member is followed, and how long its name and extra field are), or all of it."""
         pending = self._pending
+        fields = _LOCAL_HEADER.unpack_from(pending)
+        signature, flags, method, size, name_length, extra_length = (
+            fields[0], fields[3], fields[4], fields[8], fields[10], fields[11]
+        )  # fmt: skip
         if len(pending) == _LOCAL_HEADER.size:  # the fixed part: is it a member we follow?
-            fields = _LOCAL_HEADER.unpack(pending)
-            signature, flags, method = fields[0], fields[3], fields[4]
             if signature != b"PK\x03\x04" or flags & 0x9 or method != zipfile.ZIP_STORED:
                 self._stopped = True  # the central directory, or a member to read from disk
                 return
-            self._need += fields[-2] + fields[-1]  # its name and extra field
+            self._need += name_length + extra_length
             if self._need > len(pending):
                 return
-        offset = self._at - len(pending)
-        fields = _LOCAL_HEADER.unpack_from(pending)
-        name_length = fields[-2]
-        size = fields[8]
         end = _LOCAL_HEADER.size + name_length
         if size == _ZIP64_MARK:
             size = _zip64_size(bytes(pending[end:]))
             if size is None:
                 self._stopped = True
                 return
-        self._member = (offset, bytes(pending[_LOCAL_HEADER.size : end]), size)
+        self._member = (self._at - len(pending), bytes(pending[_LOCAL_HEADER.size : end]), size)
         self._pending = bytearray()
         self._need, self._left, self._crc = 0, size, 0
         if size == 0:
