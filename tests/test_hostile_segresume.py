@@ -184,3 +184,171 @@ def test_kill_9_while_split_resumes_every_range_from_the_disk(
     assert capped.bytes_sent <= bound, (
         f"{capped.bytes_sent - KILL_SIZE} bytes sent twice, at most {bound - KILL_SIZE} allowed"
     )
+
+
+# -- the record is trusted only when it fits ------------------------------------------------
+
+SIZE = 6_000_000
+SPLIT: dict[str, Any] = {"segments": 4, "segment_size": 1_000_000, "segment_below": 10_000_000}
+
+
+@pytest.fixture
+def big() -> Iterator[SimServer]:
+    """One L1c item whose tiff is 6 MB, each response capped at 1.5 MB/s."""
+    with SimServer(_catalog(SIZE), options=SimOptions(faults=Faults(rate_limit=1_500_000))) as s:
+        yield s
+
+
+def _stop_mid_ranges(sim: SimServer, dest: Path) -> list[list[int]]:
+    """Run until the four ranges have received about 1.6 MB between them, stop, and
+    return the journalled ``[start, end, done]`` of each range."""
+    config = build_config(
+        catalog=sim.catalog_url,
+        collections=[L1C],
+        dest=str(dest),
+        assets=[KEY],
+        template="{name}",
+        **SPLIT,
+    ).with_values({"auth.token": TOKEN})
+    stop = StopSignal()
+    began: list[int] = []
+
+    def sink(event: Event) -> None:
+        if len(_ranges(sim)) >= 4 and not began:
+            began.append(sim.bytes_sent)
+        if began and sim.bytes_sent - began[0] > 1_600_000 and not stop.requested:
+            stop.request("test")
+
+    result = anyio.run(lambda: run(config, sink=sink, stop=stop, options=RunOptions(grace=0.3)))
+    assert result.interrupted
+    parts: list[list[int]] = json.loads(_journal_segments(dest))["parts"]
+    assert len(parts) == 4 and all(0 < d < b - a for a, b, d in parts), parts
+    return parts
+
+
+def _journal_segments(dest: Path, replace: str | None = None) -> str:
+    """The journalled segment JSON (``replace``: after writing this instead)."""
+    db = sqlite3.connect(dest / ".stacpull" / "journal.sqlite")
+    try:
+        if replace is not None:
+            db.execute("UPDATE transfers SET segments = ? WHERE segments IS NOT NULL", (replace,))
+            db.commit()
+        (state,) = db.execute(
+            "SELECT segments FROM transfers WHERE segments IS NOT NULL"
+        ).fetchone()
+        return str(state)
+    finally:
+        db.close()
+
+
+def _record(dest: Path) -> Path:
+    (path,) = (dest / ".stacpull" / fetch.RANGE_RECORDS).iterdir()
+    return path
+
+
+def _claims(data: bytes) -> list[int]:
+    head, done = fetch._RECORD_HEAD, fetch._RECORD_DONE
+    count = head.unpack_from(data)[3]
+    return [done.unpack_from(data, head.size + done.size * i)[0] for i in range(count)]
+
+
+def _with_claims(data: bytes, claims: list[int]) -> bytes:
+    head, done = fetch._RECORD_HEAD, fetch._RECORD_DONE
+    return data[: head.size] + b"".join(done.pack(c) for c in claims)
+
+
+def _tamper(case: str, dest: Path, outside: Path, parts: list[list[int]]) -> None:
+    """Make the progress record of ``dest`` wrong (or unreachable) in the way ``case`` says."""
+    path = _record(dest)
+    data = path.read_bytes()
+    lengths = [b - a for a, b, _ in parts]
+    if case == "another layout":
+        path.write_bytes(data[:8] + bytes(16) + data[24:])
+    elif case == "a claim past its range":
+        path.write_bytes(_with_claims(data, [lengths[0] + 1, *_claims(data)[1:]]))
+    elif case == "a claim past the .part's end":  # the last range, still short, claimed whole
+        path.write_bytes(_with_claims(data, [*_claims(data)[:-1], lengths[-1]]))
+    elif case == "cut short":
+        path.write_bytes(data[:-8])
+    elif case == "a symlink to a good copy":
+        (outside / "copy").write_bytes(data)
+        path.unlink()
+        path.symlink_to(outside / "copy")
+    elif case == "its directory a symlink":
+        (outside / path.name).write_bytes(data)
+        path.unlink()
+        path.parent.rmdir()
+        path.parent.symlink_to(outside, target_is_directory=True)
+    else:
+        assert case in ("as written", "another boot"), case
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "as written",
+        "another layout",
+        "another boot",
+        "a claim past its range",
+        "a claim past the .part's end",
+        "cut short",
+        "a symlink to a good copy",
+        "its directory a symlink",
+    ],
+)
+def test_a_resume_trusts_the_record_only_when_it_fits(
+    case: str, big: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record is ahead of the journal (here: the journal is set back to half of every
+    range). Used as written, it is where every range resumes; when it names another
+    layout or boot, claims more than its range or the ``.part`` holds, is short, or is
+    reached through a link, the journal's numbers are used and nothing outside DEST is
+    read or written. Either way the file verifies, and no record is left."""
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    outside.mkdir()
+    parts = _stop_mid_ranges(big, dest)
+    record = _record(dest)
+    assert _claims(record.read_bytes()) == [d for _, _, d in parts]  # it followed every batch
+    state = json.loads(_journal_segments(dest))
+    state["parts"] = [[a, b, d // 2] for a, b, d in parts]
+    _journal_segments(dest, replace=json.dumps(state))
+    _tamper(case, dest, outside, parts)
+    if case == "another boot":
+        monkeypatch.setattr(fetch, "_BOOT_ID", b"\xff" * 16)
+    left_outside = {p.name: p.read_bytes() for p in outside.iterdir()}
+
+    big.set_faults(Faults())
+    before = len(_ranges(big))
+    recorder = Recorder()
+    result = pull(big, dest, recorder, collections=[L1C], assets=[KEY], template="{name}", **SPLIT)
+    assert result.ok and result.downloaded == 1, recorder.outcomes()
+    trusted = case == "as written"
+    used = [d if trusted else d // 2 for _, _, d in parts]
+    assert _starts(_ranges(big)[before:]) == {
+        a + u for (a, _, _), u in zip(parts, used, strict=True)
+    }
+    (outcome,) = recorder.outcomes().values()
+    assert outcome.bytes_downloaded == SIZE - state["prefix"] - sum(used)
+    _assert_verified(big, dest)
+    assert {p.name: p.read_bytes() for p in outside.iterdir()} == left_outside
+
+
+def test_a_discarded_split_file_leaves_no_record(big: SimServer, tmp_path: Path) -> None:
+    """The file changed on the server while its ranges were stopped: the resumed range is
+    answered 200, the ``.part`` is discarded, and its progress record with it."""
+    _stop_mid_ranges(big, tmp_path)
+    assert _record(tmp_path).is_file()
+    item = big.catalog.item(L1C, 0)
+    big.catalog.bump(item["id"], KEY)
+    result = pull(
+        big,
+        tmp_path,
+        collections=[L1C],
+        assets=[KEY],
+        template="{name}",
+        retries=0,
+        **SPLIT,
+    )
+    assert result.failed == 1
+    assert not list(tmp_path.glob("*.part"))
+    assert not list((tmp_path / ".stacpull" / fetch.RANGE_RECORDS).iterdir())

@@ -496,7 +496,8 @@ async def _discard(part: Path, job: Job, ctx: FetchContext) -> int:
         part.unlink()
     except FileNotFoundError:
         size = 0
-    _RangeRecord.remove(_RangeRecord.path(ctx.journal.directory, job))  # a split file's
+    # A split .part's progress record goes with it.
+    _RangeRecord.remove(_RangeRecord.path(ctx.journal.directory, job))
     await ctx.journal.forget_part(job)
     return size
 
@@ -884,7 +885,8 @@ class _RangeRecord:
     is discarded, and ignored (the journal's numbers used) unless it names the journalled
     layout and this boot, and every claim lies within its range and the ``.part``'s size.
     After a power loss neither the data nor the record is durable (no fsync until the
-    seal); a new boot id makes the resume fall back to the journal, as before."""
+    seal): on Linux the new boot id makes the resume fall back to the journal, as before;
+    where the boot cannot be told, the record is trusted as the journal is."""
 
     __slots__ = ("_fd",)
 
@@ -1068,7 +1070,8 @@ async def _run_segments(
     when this returns. The progress record is written before the journal names the
     layout, so a record left by an earlier layout is never read as this one's."""
     record = _RangeRecord.path(ctx.journal.directory, job)
-    state.record = await anyio.to_thread.run_sync(_RangeRecord.create, record, job, state)
+    with anyio.CancelScope(shield=True):  # an open record is always closed below
+        state.record = await anyio.to_thread.run_sync(_RangeRecord.create, record, job, state)
     try:
         await _save_segments(job, state, ctx)
     except BaseException:
