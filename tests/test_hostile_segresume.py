@@ -68,10 +68,12 @@ KILL_RATE = 1_000_000  # bytes/s per connection: four ranges at once move 4 MB/s
 KILLS = 3
 LANES = 4
 BATCH = 64 << 10  # download.chunk_size: a range's write batch is at most this
-#: What one kill may cost one range beyond its unwritten batch: the chunk that overshoots
-#: it, and what the server had sent that the killed process had not read yet (a child
-#: starved of CPU on a loaded machine falls behind its sockets).
-SLACK = 192 << 10
+#: What a kill may leave on the disk of one range unrecorded: the batch being written
+#: (a batch ends with the chunk that fills it, so it may be longer than BATCH).
+UNRECORDED = BATCH + (192 << 10)
+#: What the server may have sent one range that the killed process had not read yet:
+#: a child starved of CPU on a loaded machine falls behind its sockets.
+ON_THE_WIRE = 256 << 10
 #: What the first split costs once: the single stream's connection is dropped mid-body.
 SPLIT_SLACK = 512 << 10
 
@@ -149,19 +151,57 @@ def _kill_while_ranges_run(
     assert list(dest.glob("*.part"))
 
 
+def _on_disk(part: Path, body: bytes, start: int, end: int) -> int:
+    """How many bytes of the range ``[start, end)`` are in ``part`` from its start on (the
+    file's own bytes; a hole reads as zeros, which the sim's random bytes are not)."""
+    with part.open("rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    step = 1 << 16
+    good = 0
+    while good < len(data) and data[good : good + step] == body[start + good : start + good + step]:
+        good += step
+    good = min(good, len(data))
+    while good < len(data) and data[good] == body[start + good]:
+        good += 1
+    return good
+
+
+def _layout(dest: Path) -> list[tuple[int, int]]:
+    db = sqlite3.connect(dest / ".stacpull" / "journal.sqlite")
+    try:
+        (state,) = db.execute(
+            "SELECT segments FROM transfers WHERE segments IS NOT NULL"
+        ).fetchone()
+    finally:
+        db.close()
+    return [(a, b) for a, b, _ in json.loads(state)["parts"]]
+
+
 def test_kill_9_while_split_resumes_every_range_from_the_disk(
     capped: SimServer, tmp_path: Path
 ) -> None:
-    """Killed four times while its ranges run, a 24 MB split file costs the server no more
-    than its size plus, per kill, one batch per connection: every range goes on from the
-    bytes that reached the page cache, not from the journal's last record (every 2 s),
-    and the resumed file's hash, re-read from the disk, verifies."""
+    """Killed three times while its ranges run, a 24 MB split file resumes every range
+    where its bytes reached the disk (less at most the batch that was being written), not
+    where the journal last recorded it (every 2 s); the server sends no more than the
+    file plus, per kill and connection, that batch and what was on the wire; the resumed
+    file's hash, re-read from the disk, verifies."""
     dest = tmp_path / "dest"
     cmd = _command(capped, dest, _config(tmp_path / "stacpull.toml"))
     env = {**os.environ, "STACPULL_TOKEN": "", "COLUMNS": "200"}
     rolls = random.Random(16)
+    body = b""
+    kills: list[tuple[int, list[int]]] = []  # (requests before the next run, bytes on disk)
     for _ in range(KILLS):
         _kill_while_ranges_run(capped, cmd, dest, rolls.randrange(2_500_000, 3_500_000), env)
+        if not body:
+            path = next(r["path"] for r in capped.requests if r["path"].endswith("_abs.tiff"))
+            resolved = capped.catalog.resolve(path)
+            assert resolved is not None
+            body = resolved[1].body
+            layout = _layout(dest)
+        (part,) = dest.glob("*.part")
+        kills.append((len(_ranges(capped)), [_on_disk(part, body, a, b) for a, b in layout]))
 
     capped.set_faults(Faults())  # the last run need not crawl
     recorder = Recorder()
@@ -180,7 +220,20 @@ def test_kill_9_while_split_resumes_every_range_from_the_disk(
     (outcome,) = recorder.outcomes().values()
     assert outcome.attempts == 1 and not outcome.notes  # resumed, never discarded
     _assert_verified(capped, dest)
-    bound = KILL_SIZE + SPLIT_SLACK + KILLS * LANES * (BATCH + SLACK)
+
+    # Each range, when next asked for after a kill, starts within one batch of its bytes
+    # on disk (never after them); a range that was complete is never asked for again.
+    ranges = _ranges(capped)
+    for seen, disk in kills:
+        starts = sorted(_starts(ranges[seen:]))
+        for (a, b), have in zip(layout, disk, strict=True):
+            later = next((s for s in starts if a <= s < b), None)
+            if have == b - a:
+                assert later is None, (a, b)
+            elif have:
+                assert later is not None, (a, b)
+                assert a + have - UNRECORDED <= later <= a + have, (a, b, have, later - a)
+    bound = KILL_SIZE + SPLIT_SLACK + KILLS * LANES * (UNRECORDED + ON_THE_WIRE)
     assert capped.bytes_sent <= bound, (
         f"{capped.bytes_sent - KILL_SIZE} bytes sent twice, at most {bound - KILL_SIZE} allowed"
     )
