@@ -445,3 +445,10 @@ def test_the_range_writer_and_the_part_reader_never_follow_a_link(tmp_path: Path
     with pytest.raises(UnsafePathError, match="symbolic link"):
         fetch._hash_part(root, hasher, root / "L" / "g.bin.part", 0, 100)
     assert _snapshot(outside) == before
+
+
+def test_the_plan_knows_where_the_journal_lives() -> None:
+    from stacpull import plan
+    from stacpull.journal import JOURNAL_DIR
+
+    assert plan._STATE_DIR == JOURNAL_DIR
