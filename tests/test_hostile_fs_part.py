@@ -245,6 +245,35 @@ def test_a_collection_directory_linked_inside_dest_is_not_followed_either(
     assert all("symbolic link" in error for _, error in _ends(recorder).values())
 
 
+def test_a_directory_swapped_for_a_link_mid_transfer_redirects_nothing(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the first write and the rename, the item's directory is moved aside and a
+    link to a directory outside put in its place, with a decoy .part there: the rename
+    happens in the directory the .part was made in, the decoy is not touched."""
+    dest, outside = _dirs(tmp_path)
+    _add(sim, EVIL, {"a": "a.png"})
+    folder = dest / L1A / EVIL
+    target = outside / "target"
+    target.mkdir()
+    _victim(target, "a.png.part", b"decoy")
+    real = fetch._PartFile.seal
+
+    def swap_then_seal(self: Any, *args: Any) -> Any:
+        if self.fd is not None and not folder.is_symlink():  # opened by an earlier batch
+            folder.rename(folder.with_name(EVIL + ".aside"))
+            folder.symlink_to(target, target_is_directory=True)
+        return real(self, *args)
+
+    monkeypatch.setattr(fetch._PartFile, "seal", swap_then_seal)
+    before = _snapshot(outside)
+    result = pull(sim, dest, ids=[EVIL], assets=["a"], chunk_size=1024)
+    assert folder.is_symlink()  # the swap happened
+    assert _snapshot(outside) == before
+    assert not result.fatal
+    assert (dest / L1A / (EVIL + ".aside") / "a.png").read_bytes() == _thumb(sim)
+
+
 # -- 3. metadata cannot address stacpull's own state -------------------------------------
 
 
