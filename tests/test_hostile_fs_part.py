@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import unicodedata
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stacpull import fetch
 from stacpull.errors import PlanError, UnsafePathError
@@ -302,6 +305,39 @@ def test_a_destination_inside_stacpulls_state_is_refused(
     jobs, refusals = plan_item(item, PlanRules(selectors=("a",), template=template))
     assert jobs == [] and len(refusals) == 1
     assert ".stacpull" in refusals[0].reason and "state" in refusals[0].reason
+
+
+_PIECES = [
+    ".stacpull",
+    ".STACPULL",
+    ".Stacpull.",
+    "\u017f",
+    "s",
+    "tacpull",
+    "x",
+    "/",
+    ".",
+    "e" * 130,
+]
+
+
+@given(st.lists(st.sampled_from(_PIECES), min_size=1, max_size=40))
+def test_every_planned_destination_stays_out_of_the_state_and_fits_the_filesystem(
+    pieces: list[str],
+) -> None:
+    name = "".join(pieces)
+    item = {
+        "id": "I",
+        "collection": "C",
+        "assets": {"a": {"href": "http://h/x.png", "file:local_path": name}},
+    }
+    jobs, refusals = plan_item(item, PlanRules(selectors=("a",), template="{name}"))
+    assert len(jobs) + len(refusals) == 1
+    for job in jobs:
+        first = unicodedata.normalize("NFKC", job.dest.split("/")[0]).casefold().rstrip(".")
+        assert first != ".stacpull"
+        assert len(job.dest.rsplit("/", 1)[-1].encode()) + len(".part") <= 255
+        assert len(job.dest.encode()) + len("/.part") < 4096
 
 
 def test_a_stacpull_directory_deeper_down_is_an_ordinary_name() -> None:
