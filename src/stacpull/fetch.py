@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -73,7 +74,6 @@ from .verify import (
     check_digest,
     check_zip,
     encode_multihash,
-    file_digest,
     hash_range,
     parse_multihash,
     record_hash,
@@ -198,12 +198,144 @@ def _part_path(final: Path) -> Path:
     return final.with_name(final.name + ".part")
 
 
-def _storage_error(exc: OSError, path: Path) -> StorageError:
+#: OSErrors that concern one destination (its name, or what lies at it or on its way),
+#: not DEST as a whole: that file is refused and the run goes on. Any other (disk full, a
+#: read-only or unwritable DEST, an I/O error) stops the run.
+_ONE_PATH_ERRNOS = frozenset(
+    {
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+        errno.ENOTEMPTY,
+        errno.ENOENT,
+        errno.ENXIO,
+        errno.EFBIG,
+        errno.EMLINK,
+        errno.ETXTBSY,
+    }
+)
+
+
+def _storage_error(exc: OSError, path: Path) -> StorageError | PlanError:
+    """What an OSError at ``path`` becomes: a :class:`PlanError` (this file is refused, the
+    run goes on) when it concerns this one path, else a :class:`StorageError` (the run
+    stops)."""
+    if exc.errno in _ONE_PATH_ERRNOS:
+        return PlanError(f"cannot write {path}: {exc.strerror or exc}")
     if exc.errno == errno.ENOSPC:
         return StorageError(f"disk full while writing {path}; free space and re-run to resume")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StorageError(f"cannot write {path}: {exc.strerror}")
     return StorageError(f"cannot write {path}: {exc}")
+
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+#: A directory on the way to a file: never a link (O_DIRECTORY and O_NOFOLLOW refuse one).
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
+#: PATH_MAX on Linux: a longer path cannot be stat'ed or opened by name.
+_PATH_MAX = 4096
+
+
+def _ours(st: os.stat_result | None) -> bool:
+    """Whether ``st`` (an ``lstat``) is a file stacpull may resume or write into: a regular
+    file with no other name (a hard link would carry the writes elsewhere)."""
+    return st is not None and stat.S_ISREG(st.st_mode) and st.st_nlink == 1
+
+
+def _not_a_directory(root: Path, here: Path, dir_fd: int) -> PlanError:
+    """Why ``here``, on the way to a destination, could not be opened as a directory."""
+    rel = here.relative_to(root).as_posix()
+    try:
+        link = stat.S_ISLNK(os.stat(here.name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        link = False
+    if link:
+        return UnsafePathError(
+            f"{rel!r} in DEST is a symbolic link: stacpull never writes or reads through links"
+        )
+    return PlanError(f"{rel!r} in DEST is a file, not a directory (another asset's file?)")
+
+
+def _open_step(dir_fd: int, name: str, create: bool) -> int | None:
+    """The directory ``name`` in ``dir_fd``, made first when missing and ``create``."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        if not create:
+            return None
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(name, 0o777, dir_fd=dir_fd)
+    return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+
+
+def _open_dir(root: Path, directory: Path, *, create: bool) -> int | None:
+    """A descriptor of ``directory`` (in DEST, ``root``), opened from DEST one component at a
+    time, never through a link; with ``create``, missing components are made on the way.
+    None: a component is missing. A component that is a link (to anywhere, or a loop)
+    raises :class:`UnsafePathError`, one that is a file :class:`PlanError`. What is then
+    opened, renamed or removed relative to the descriptor stays in that directory, even if
+    a component is replaced by a link meanwhile (blocking)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+    try:
+        here = root
+        for name in directory.relative_to(root).parts:
+            here = here / name
+            try:
+                inner = _open_step(fd, name, create)
+            except NotADirectoryError:
+                raise _not_a_directory(root, here, fd) from None
+            if inner is None:
+                return None
+            fd, outer = inner, fd
+            os.close(outer)
+        found, fd = fd, -1
+        return found
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _open_below(root: Path, path: str | os.PathLike[str], flags: int) -> int:
+    """Open ``path``, a file in DEST, with ``flags``, following no link on the way nor at
+    it (never blocking on a FIFO either); usable as :func:`open`'s ``opener``."""
+    target = Path(path)
+    dir_fd = _open_dir(root, target.parent, create=False)
+    if dir_fd is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(target))
+    try:
+        return os.open(target.name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePathError(
+                f"{target.relative_to(root).as_posix()!r} in DEST is a symbolic link: "
+                "stacpull never writes or reads through links"
+            ) from None
+        raise
+    finally:
+        os.close(dir_fd)
+
+
+def _hash_part(
+    root: Path, hasher: Hasher, path: Path, start: int = 0, end: int | None = None
+) -> None:
+    """:func:`hash_range` of a file in DEST, opened without following a link (blocking)."""
+    try:
+        hash_range(hasher, path, start, end, opener=functools.partial(_open_below, root))
+    except OSError as exc:
+        raise _storage_error(exc, path) from exc
+
+
+def _digest_in(root: Path, path: Path, mh: Multihash) -> bytes | None:
+    """``path``'s digest with ``mh``'s function, read without following a link; None when
+    it cannot be read as a file of DEST (a link put there meanwhile, say) (blocking)."""
+    hasher = mh.new()
+    try:
+        _hash_part(root, hasher, path)
+    except PlanError:
+        return None
+    return hasher.digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,23 +345,62 @@ class _OnDisk:
     final: Path
     final_stat: os.stat_result | None  # the file under its final name, if there
     part_size: int  # bytes in its .part (0: none)
+    refusal: PlanError | None = None  # why nothing may be written there
 
 
-#: Seconds one look at a destination may take on the event loop. Two ``stat`` calls on a
-#: local disk take microseconds, far less than a thread hop (which cost a small file a
-#: tenth of its time); a look slower than this (a network filesystem) sends every later
-#: one of the run to a worker thread, so a slow disk never holds up the transfers.
+#: Seconds one look at a destination may take on the event loop. Its directory opened
+#: and two ``lstat`` calls on a local disk take microseconds, far less than a thread hop
+#: (which cost a small file a tenth of its time); a look slower than this (a network
+#: filesystem) sends every later one of the run to a worker thread, so a slow disk never
+#: holds up the transfers.
 LOOK_INLINE_LIMIT = 0.002
 
 
 def _look_now(root: Path, job: Job) -> _OnDisk:
-    """``job``'s file and ``.part`` as they are now (blocking: two ``stat`` calls)."""
+    """``job``'s file and ``.part`` as they are now (blocking). No link is followed: a link
+    (or a FIFO, a hard link) at either name counts as no file, and is replaced; a link on
+    the way, a file where a directory should be, a directory at the final name or a path
+    too long refuse the job before anything is requested."""
     final = root / job.dest
+    refusal: PlanError
+    if len(os.fsencode(final)) + len(".part") >= _PATH_MAX:
+        refusal = UnsafePathError(
+            f"destination {job.dest[:80]!r}…: path too long in this DEST "
+            f"({_PATH_MAX - 1} bytes at most, with DEST and .part)"
+        )
+        return _OnDisk(final, None, 0, refusal)
     try:
-        final_stat: os.stat_result | None = final.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        final_stat = None
-    return _OnDisk(final, final_stat, _size(_part_path(final)))
+        dir_fd = _open_dir(root, final.parent, create=False)
+        if dir_fd is None:
+            return _OnDisk(final, None, 0)
+        try:
+            final_stat = _lstat(final.name, dir_fd)
+            part_stat = _lstat(final.name + ".part", dir_fd)
+        finally:
+            os.close(dir_fd)
+    except PlanError as exc:
+        return _OnDisk(final, None, 0, exc)
+    except OSError as exc:
+        error = _storage_error(exc, final)
+        if isinstance(error, StorageError):
+            raise error from exc
+        return _OnDisk(final, None, 0, error)
+    if final_stat is not None and stat.S_ISDIR(final_stat.st_mode):
+        refusal = PlanError(f"{job.dest!r} in DEST is a directory (another asset's directory?)")
+        return _OnDisk(final, None, 0, refusal)
+    regular = final_stat is not None and stat.S_ISREG(final_stat.st_mode)
+    return _OnDisk(
+        final,
+        final_stat if regular else None,
+        part_stat.st_size if part_stat is not None and _ours(part_stat) else 0,
+    )
+
+
+def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
 
 
 class _Looks:
@@ -252,18 +423,6 @@ async def _look(ctx: FetchContext, job: Job) -> _OnDisk:
         ctx.looks.in_threads = True
         log.debug("a look at %s took %.1f ms: looking from worker threads", job.dest, took * 1e3)
     return disk
-
-
-def _make_parent(root: Path, final: Path) -> None:
-    """Create ``final``'s directory (blocking). The plan is lexically safe; a symlink
-    inside DEST must not lead outside it either, so that is checked first: no directory
-    is ever created through such a link."""
-    if not final.parent.resolve().is_relative_to(root):
-        raise UnsafePathError(
-            f"destination {final.relative_to(root).as_posix()!r} leads outside DEST "
-            "through a symlink"
-        )
-    final.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _checksum(job: Job, notes: list[str]) -> Multihash | None:
@@ -325,14 +484,16 @@ async def _already_verified(
     ):
         return present
     if mh is not None:
-        ok = mh.matches(await anyio.to_thread.run_sync(file_digest, final, mh))
+        actual = await anyio.to_thread.run_sync(_digest_in, ctx.root, final, mh)
+        ok = actual is not None and mh.matches(actual)
         return _Present(size, job.checksum, st.st_mtime_ns) if ok else None
     if changed:
         return None  # the item changed and nothing proves this file is still current
     # Also for a row `verify` marked rotten: its digest is what the file should hash to.
     recorded = _recorded_hash(same_size.digest if same_size else None)
     if recorded is not None:
-        ok = recorded.matches(await anyio.to_thread.run_sync(file_digest, final, recorded))
+        actual = await anyio.to_thread.run_sync(_digest_in, ctx.root, final, recorded)
+        ok = actual is not None and recorded.matches(actual)
         return present if ok else None
     if (done is not None and done.url == job.url) or job.size is not None:
         return present
@@ -360,6 +521,8 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
     started = time.monotonic()
     progress = _Progress()
     disk = await _look(ctx, job)
+    if disk.refusal is not None:  # a link on the way, a directory at the name...
+        return await _refuse(job, disk.refusal, ctx, partial=0)
     final = disk.final
     mh = _checksum(job, progress.notes)
     present = await _already_verified(job, final, disk.final_stat, mh, ctx)
@@ -375,11 +538,8 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
     host = URL(job.url).host or ""
     try:
         return await _attempts(job, final, part, disk.part_size, mh, ctx, progress, host, started)
-    except PlanError as exc:  # the directory leads outside DEST: nothing was written
-        await ctx.journal.failed(job, error_class=type(exc).__name__, error=str(exc), partial=0)
-        return _finish(
-            ctx, Outcome(job, Status.REFUSED, error=str(exc), error_class=type(exc).__name__)
-        )
+    except PlanError as exc:  # nothing may be written there (a link, a name too long...)
+        return await _refuse(job, exc, ctx, partial=_size(part))
     except (anyio.get_cancelled_exc_class(), StorageError, CredentialsError):
         # Stopped (Ctrl-C, disk full, no token any more, a fatal error elsewhere): keep the
         # .part, settle the journal. Bounded, so a second Ctrl-C is never kept waiting.
@@ -473,11 +633,22 @@ async def _attempts(
         )
 
 
+async def _refuse(job: Job, exc: PlanError, ctx: FetchContext, *, partial: int) -> Outcome:
+    """End ``job`` refused: its destination cannot be written safely."""
+    await ctx.journal.failed(job, error_class=type(exc).__name__, error=str(exc), partial=partial)
+    return _finish(
+        ctx, Outcome(job, Status.REFUSED, error=str(exc), error_class=type(exc).__name__)
+    )
+
+
 def _size(path: Path) -> int:
+    """Bytes in the ``.part`` at ``path``: 0 when there is none or it is not a file of ours
+    (a link, a hard link, a FIFO), which is replaced, never resumed."""
     try:
-        return path.stat().st_size
-    except (FileNotFoundError, NotADirectoryError):
+        st = path.lstat()
+    except OSError:
         return 0
+    return st.st_size if _ours(st) else 0
 
 
 def _finish(ctx: FetchContext, outcome: Outcome) -> Outcome:
@@ -487,13 +658,28 @@ def _finish(ctx: FetchContext, outcome: Outcome) -> Outcome:
 
 async def _discard(part: Path, job: Job, ctx: FetchContext) -> int:
     """Throw a ``.part`` away and forget its validators; return the bytes discarded."""
-    try:
-        size = part.stat().st_size
-        part.unlink()
-    except FileNotFoundError:
-        size = 0
+    size = _remove_part(ctx.root, part)
     await ctx.journal.forget_part(job)
     return size
+
+
+def _remove_part(root: Path, part: Path) -> int:
+    """Remove the ``.part`` at ``part`` (a link there is removed itself, never its target;
+    nothing is removed through a link on the way); return its size."""
+    try:
+        dir_fd = _open_dir(root, part.parent, create=False)
+        if dir_fd is None:
+            return 0
+        try:
+            st = os.stat(part.name, dir_fd=dir_fd, follow_symlinks=False)
+            os.unlink(part.name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return 0
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise _storage_error(exc, part) from exc
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0
 
 
 async def _resume_offset(
@@ -706,7 +892,7 @@ async def _single(
             progress.resumed_from = offset
             total, written = offset, 0
             pf.offset = offset
-            await anyio.to_thread.run_sync(hash_range, hasher, part, 0, offset)
+            await anyio.to_thread.run_sync(_hash_part, ctx.root, hasher, part, 0, offset)
         else:
             total, offset, written = await _receive(resp, job, pf, offset, hasher, ctx, progress)
     finally:
@@ -871,7 +1057,7 @@ async def _run_segments(
         while True:
             front = state.filled
             if front - hashed >= FOLLOW_STEP or (ended and front > hashed):
-                await anyio.to_thread.run_sync(hash_range, hasher, part, hashed, front)
+                await anyio.to_thread.run_sync(_hash_part, ctx.root, hasher, part, hashed, front)
                 hashed = front
             elif ended:
                 return
@@ -897,8 +1083,14 @@ async def _run_segments(
             await _save_segments(job, state, ctx)
 
 
-def _open_for_ranges(part: Path) -> int:
-    return os.open(part, os.O_WRONLY)
+def _open_for_ranges(root: Path, part: Path) -> int:
+    """The ``.part`` a split file's ranges are written into: the regular file already
+    there, reached without following a link (blocking)."""
+    fd = _open_below(root, part, os.O_WRONLY)
+    if not _ours(os.fstat(fd)):
+        os.close(fd)
+        raise UnsafePathError(f"{part} is not a file of stacpull's (a hard link?): not written")
+    return fd
 
 
 async def _fetch_segment(
@@ -937,7 +1129,7 @@ async def _fetch_segment(
                 url=job.url,
             )
         try:
-            fd = await anyio.to_thread.run_sync(_open_for_ranges, part)
+            fd = await anyio.to_thread.run_sync(_open_for_ranges, ctx.root, part)
         except OSError as exc:
             raise _storage_error(exc, part) from exc
         try:
@@ -1040,7 +1232,7 @@ async def _receive(
     )
     ctx.emit(TransferStarted(job, offset, total, progress.attempts))
     if offset:
-        await anyio.to_thread.run_sync(hash_range, hasher, part, 0, offset)
+        await anyio.to_thread.run_sync(_hash_part, ctx.root, hasher, part, 0, offset)
     expected = total if total is not None else job.size
     reserved = ctx.space.reserve(ctx.root, expected - offset if expected else 0)
     try:
@@ -1059,10 +1251,22 @@ WRITE_INTERVAL = 0.25
 _IOV_GROUP = 512
 
 
-def _open_part(part: Path, offset: int) -> int:
-    """The ``.part`` for writing from ``offset`` (truncated when starting from zero)."""
-    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-    return os.open(part, flags if offset else flags | os.O_TRUNC, 0o644)
+def _open_part(dir_fd: int, name: str, offset: int) -> int:
+    """The ``.part`` ``name`` in the directory ``dir_fd``, for writing from ``offset``.
+    From zero, whatever lies at the name (a link, a hard link to a file elsewhere, a FIFO)
+    is removed and a new file made (``O_EXCL``); a resume opens only the regular file of
+    ours already there, never through a link."""
+    if not offset:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=dir_fd)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+        return os.open(name, flags, 0o644, dir_fd=dir_fd)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+    fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
+    if not _ours(os.fstat(fd)):
+        os.close(fd)
+        raise UnsafePathError(f"{name!r} is not a file of stacpull's (a hard link?): not resumed")
+    return fd
 
 
 def _write_blocks(fd: int, blocks: list[bytes], position: int) -> None:
@@ -1144,14 +1348,24 @@ class _PartFile:
         self.url = url  # for error messages
         self.offset = 0  # where this attempt's bytes start
         self.fd: int | None = None
+        #: Its directory, opened from DEST without following a link: the .part is made,
+        #: renamed and made durable relative to it. Open exactly while ``fd`` is.
+        self.dir_fd: int | None = None
         #: The body's last batch, received but not yet written: the seal writes it.
         self.tail: list[bytes] = []
         self.tail_at = 0  # where it goes
 
     def _opened(self) -> int:
         if self.fd is None:
-            _make_parent(self.root, self.path)
-            self.fd = _open_part(self.path, self.offset)
+            dir_fd = _open_dir(self.root, self.path.parent, create=True)
+            if dir_fd is None:  # never, with create
+                raise FileNotFoundError(errno.ENOENT, "no directory", str(self.path.parent))
+            try:
+                self.fd = _open_part(dir_fd, self.path.name, self.offset)
+            except BaseException:
+                os.close(dir_fd)
+                raise
+            self.dir_fd = dir_fd
         return self.fd
 
     def write(self, blocks: list[bytes], position: int, hasher: Hasher | None = None) -> None:
@@ -1184,21 +1398,30 @@ class _PartFile:
         if check is not None:
             check()
         os.fsync(fd)
-        self.fd = None
+        written = os.fstat(fd)  # a rename keeps the mtime
+        dir_fd, self.fd, self.dir_fd = self.dir_fd, None, None
         os.close(fd)
-        self.path.replace(final)
-        dir_fd = os.open(final.parent, os.O_RDONLY)
+        assert dir_fd is not None and final.parent == self.path.parent
         try:
+            # Only the file this transfer wrote moves: a .part replaced meanwhile (by a
+            # link, say) is refused, not renamed into place.
+            now = os.stat(self.path.name, dir_fd=dir_fd, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) != (written.st_dev, written.st_ino):
+                raise UnsafePathError(f"{self.path} was replaced while written: not renamed")
+            os.replace(self.path.name, final.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        return final.stat().st_mtime_ns, digest
+        return written.st_mtime_ns, digest
 
     def close(self) -> None:
         """Close without sealing (the attempt failed or was stopped); in a worker thread."""
         if self.fd is not None:
             fd, self.fd = self.fd, None
             os.close(fd)
+        if self.dir_fd is not None:
+            dir_fd, self.dir_fd = self.dir_fd, None
+            os.close(dir_fd)
 
 
 class _SplitProbe:

@@ -22,7 +22,7 @@ import io
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -180,12 +180,20 @@ def _blocks(f: io.FileIO, length: int | None, buffer: memoryview) -> Iterator[me
             length -= n
 
 
-def hash_range(hasher: Hasher, path: Path, start: int = 0, end: int | None = None) -> None:
+def hash_range(
+    hasher: Hasher,
+    path: Path,
+    start: int = 0,
+    end: int | None = None,
+    *,
+    opener: Callable[[str, int], int] | None = None,
+) -> None:
     """Feed bytes ``[start, end)`` of ``path`` (``end`` None: to its end) to ``hasher``
-    (blocking: call from a worker thread)."""
+    (blocking: call from a worker thread). ``opener`` as for :func:`open` (the transfer's
+    opens the file without following a link)."""
     length = None if end is None else end - start
     buffer = memoryview(bytearray(READ_SIZE if length is None else min(READ_SIZE, max(length, 1))))
-    with path.open("rb", buffering=0) as f:
+    with open(path, "rb", buffering=0, opener=opener) as f:
         f.seek(start)
         for block in _blocks(f, length, buffer):
             hasher.update(block)
