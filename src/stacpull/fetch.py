@@ -5,9 +5,15 @@ The guarantees, whatever happens (errors, cancellation, a crash):
 * a file appears under its final name only after its size, ``file:checksum`` and (for zips
   and KMZs) central directory and CRCs were verified, via fsync + atomic ``os.replace``;
 * a ``.part`` is resumed with ``Range`` + ``If-Range`` only when the journal holds the
-  validator of the response that wrote it; a 200 answer restarts it from zero, so bytes of
-  two versions of a file are never spliced;
-* a ``Content-Range`` that does not start where we asked is an error, never appended.
+  validator of the response that wrote it; a 200 answer, or a 206 (of a resume or of a
+  split file's range) whose validators differ (:class:`~stacpull.headers.Validators`),
+  restarts it from zero, so bytes of two versions of a file are never spliced;
+* a ``Content-Range`` that does not start where we asked is an error, never appended; a
+  416 proves a ``.part`` complete only when its length is what ``file:size`` and the
+  response that began the ``.part`` announced;
+* a body is stopped at the first chunk past its announced length (or ``file:size``);
+* the attempts of one file are bounded whatever the server does (see :func:`_attempts`);
+  one file larger than the free space fails alone.
 
 aiohttp exceptions are translated into :mod:`stacpull.errors` here, at one boundary.
 """

@@ -3,8 +3,9 @@
 It lives at ``DEST/.stacpull/journal.sqlite`` (WAL) and holds one row per destination
 path: the planned job (item id, asset key, URL, expected size and checksum, the item's
 ``updated``), its status, the validators (ETag, Last-Modified) of the response that wrote
-the ``.part``, the bytes on disk, the digest computed while downloading, attempts, and the
-last error class and message. Refused assets, runs and the mirror's scope live beside it.
+the ``.part`` and the length it announced, the bytes on disk, the digest computed while
+downloading, attempts, and the last error class and message. Refused assets, runs and
+the mirror's scope live beside it.
 
 **Statuses.** ``pending`` (planned, or stopped with a ``.part`` kept), ``active`` (a
 response is being written), ``done`` (verified, under its final name), ``failed`` (gave up
