@@ -252,6 +252,33 @@ def test_a_resume_answered_with_another_versions_range_restarts_from_zero(
     assert ranges == [None, "bytes=120000-", None]
 
 
+def test_a_resume_whose_total_moved_restarts_from_zero(
+    sim: SimServer, hostile: Hostile, tmp_path: Path
+) -> None:
+    """Same ETag, but the 206 says the file is longer than the response that began the
+    .part announced: the file changed (a server with one ETag for every version)."""
+    longer = NEW + b"appended"
+
+    async def growing(req: Request) -> None:
+        if req.number == 0:
+            await req.send(200, OLD[:120_000], headers={"ETag": '"same"'}, length=len(OLD))
+        elif (start := req.range_start) is not None:
+            cr = {
+                "ETag": '"same"',
+                "Content-Range": f"bytes {start}-{len(longer) - 1}/{len(longer)}",
+            }
+            await req.send(206, longer[start:], headers=cr)
+        else:
+            await req.send(200, longer, headers={"ETag": '"same"'})
+
+    hostile.routes["/grow.tif"] = growing
+    outcomes, _ = _pull_hostile(sim, hostile, tmp_path, {"data": _asset("/grow.tif", "g.tif")})
+    outcome = outcomes["data"]
+    assert outcome.status is Status.DOWNLOADED, outcome.error
+    assert _final(tmp_path, outcome).read_bytes() == longer
+    assert hostile.count("/grow.tif") == 3
+
+
 SPLIT = {"segments": 4, "segment_size": 200_000, "segment_below": 10**12}
 BIG_OLD, BIG_NEW = _payload(1_600_000, 3), _payload(1_600_000, 4)
 

@@ -447,9 +447,9 @@ async def _attempts(
     the ``.part`` before the first.
 
     Bounded whatever the server does. Only an attempt that takes the ``.part`` at least
-    :func:`_least_progress` bytes past the most it ever held renews the retry budget (a link that
-    drops every few minutes never kills a 20 GB file that keeps moving); bytes fetched
-    again after a restart are no progress. Every restart from zero (the ``.part``
+    :func:`_least_progress` bytes past the most it ever held renews the retry budget (a
+    link that drops every few minutes never kills a 20 GB file that keeps moving); bytes
+    fetched again after a restart are no progress. Every restart from zero (the ``.part``
     discarded: a changed file, a bad range or 416, a failed check, a resume answered with
     200) counts against the same budget and is never renewed, so a server that cuts every
     body and spoils every resume is given up on after ``retries`` restarts."""
@@ -1115,6 +1115,7 @@ async def _receive(
         _same_version(job, row, got, crange.total)
         total = crange.total
         end: int | None = crange.last + 1
+        began = total if total is not None or row is None else row.total
         progress.resumed_from = offset
     else:
         if offset:
@@ -1122,13 +1123,13 @@ async def _receive(
             progress.restarts += 1
             await _discard(part, job, ctx)
             offset = 0
-        total = end = resp.content_length
+        total = end = began = resp.content_length
     if total is not None and job.size is not None and total != job.size:
         raise VerificationError(
             f"server announces {total} bytes but file:size says {job.size}", url=job.url
         )
     await ctx.journal.started(
-        job, etag=got.etag, last_modified=got.last_modified, offset=offset, total=total
+        job, etag=got.etag, last_modified=got.last_modified, offset=offset, total=began
     )
     pf.offset = offset
     progress.validator = got.if_range
