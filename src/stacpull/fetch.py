@@ -5,9 +5,15 @@ The guarantees, whatever happens (errors, cancellation, a crash):
 * a file appears under its final name only after its size, ``file:checksum`` and (for zips
   and KMZs) central directory and CRCs were verified, via fsync + atomic ``os.replace``;
 * a ``.part`` is resumed with ``Range`` + ``If-Range`` only when the journal holds the
-  validator of the response that wrote it; a 200 answer restarts it from zero, so bytes of
-  two versions of a file are never spliced;
-* a ``Content-Range`` that does not start where we asked is an error, never appended.
+  validator of the response that wrote it; a 200 answer, or a 206 (of a resume or of a
+  split file's range) whose validators differ (:class:`~stacpull.headers.Validators`),
+  restarts it from zero, so bytes of two versions of a file are never spliced;
+* a ``Content-Range`` that does not start where we asked is an error, never appended; a
+  416 proves a ``.part`` complete only when its length is what ``file:size`` and the
+  response that began the ``.part`` announced;
+* a body is stopped at the first chunk past its announced length (or ``file:size``);
+* the attempts of one file are bounded whatever the server does (see :func:`_attempts`);
+  one file larger than the free space fails alone.
 
 aiohttp exceptions are translated into :mod:`stacpull.errors` here, at one boundary.
 """
@@ -46,8 +52,10 @@ from .errors import (
     HTTPStatusError,
     PlanError,
     RangeError,
+    SizeMismatchError,
     StallError,
     StorageError,
+    TooLargeError,
     TransferError,
     TruncatedError,
     UnsafePathError,
@@ -57,6 +65,7 @@ from .errors import (
 )
 from .events import BytesReceived, EventSink, JobFinished, TransferRetried, TransferStarted
 from .headers import (
+    Validators,
     parse_content_range,
     parse_retry_after,
     parse_unsatisfied_range,
@@ -128,13 +137,22 @@ class SpaceBudget:
             self._read_at, self._since = now, 0
         return self._free - self._since
 
-    def reserve(self, where: Path, need: int) -> int:
-        """Reserve ``need`` bytes at ``where`` (a directory); return what to release later."""
+    def reserve(self, where: Path, need: int, *, url: str = "") -> int:
+        """Reserve ``need`` bytes at ``where`` (a directory); return what to release later.
+
+        A file larger than all the free space (nothing else in flight, nothing kept
+        free) is a lie or a mistake of its metadata (``Content-Length: 10^13``), not a
+        full disk: it fails alone (:class:`TooLargeError`) and the run goes on."""
         if need <= 0:
             return 0
         free = self._free_now(where)
         if free is None:
             return 0
+        if need > free:
+            raise TooLargeError(
+                f"the file needs {_human(need)}, only {_human(free)} are free in {where}",
+                url=url,
+            )
         if free - self.reserved - need < self.min_free:
             raise StorageError(
                 f"not enough free space in {where}: the next file needs {need:,} bytes, "
@@ -148,6 +166,18 @@ class SpaceBudget:
         """Give back a reservation (its bytes are now on disk, or were never written)."""
         self.reserved -= amount
         self._since += amount
+
+
+def _human(n: int) -> str:
+    """``n`` bytes in decimal units, for a message (``10.0 TB``)."""
+    if n < 1000:
+        return f"{n} bytes"
+    value = float(n)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1000
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1000:.1f} TB"
 
 
 @dataclass(slots=True)
@@ -191,6 +221,7 @@ class _Progress:
     total: int | None = None  # the size the last response announced
     can_split: bool = False  # that response may be continued as parallel ranges
     split_at: int | None = None  # where the single stream stopped to split
+    restarts: int = 0  # times the .part was thrown away to start again from zero
     notes: list[str] = field(default_factory=list)
 
 
@@ -548,6 +579,19 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
         raise
 
 
+#: Bytes an attempt must add past the most the ``.part`` ever held to renew its file's
+#: retry budget (or a sixteenth of a smaller file): a server that sends a few bytes per
+#: connection cannot keep a file retrying for ever, a link that drops every few minutes
+#: brings far more.
+PROGRESS_MIN = 1 << 20
+
+
+def _least_progress(total: int | None) -> int:
+    """The bytes past its high-water mark that count as progress for a file of ``total``
+    bytes (None: unknown): at most PROGRESS_MIN, at least one byte."""
+    return PROGRESS_MIN if total is None else max(1, min(PROGRESS_MIN, total // 16))
+
+
 async def _attempts(
     job: Job,
     final: Path,
@@ -560,8 +604,17 @@ async def _attempts(
     started: float,
 ) -> Outcome:
     """Attempts until one succeeds or the retry policy gives up; ``had`` is the size of
-    the ``.part`` before the first."""
+    the ``.part`` before the first.
+
+    Bounded whatever the server does. Only an attempt that takes the ``.part`` at least
+    :func:`_least_progress` bytes past the most it ever held renews the retry budget (a
+    link that drops every few minutes never kills a 20 GB file that keeps moving); bytes
+    fetched again after a restart are no progress. Every restart from zero (the ``.part``
+    discarded: a changed file, a bad range or 416, a failed check, a resume answered with
+    200) counts against the same budget and is never renewed, so a server that cuts every
+    body and spoils every resume is given up on after ``retries`` restarts."""
     streak = 0  # failed attempts in a row that kept no new bytes
+    best = had  # the most bytes the .part held: only bytes past it are progress
     while True:
         progress.attempts += 1
         streak += 1
@@ -576,16 +629,20 @@ async def _attempts(
             discarded = 0
             if isinstance(exc, VerificationError | RangeError):
                 discarded = await _discard(part, job, ctx)
-            elif progress.resumable and _size(part) > had:
+                progress.restarts += 1
+            elif progress.resumable and _size(part) - best >= _least_progress(progress.total):
                 # The attempt moved the file forward and those bytes are kept: a link that
                 # drops every few minutes must not exhaust the retries of a 20 GB file.
-                streak = 1
-            delay = ctx.retry.delay(streak, exc)
+                streak, best = 1, _size(part)
+            delay = ctx.retry.delay(max(streak, progress.restarts), exc)
             if delay is None:
                 partial = _size(part)
                 reason = exc.reason
                 if progress.attempts > 1:
-                    reason = f"{reason} (gave up after {progress.attempts} attempts)"
+                    restarts = (
+                        f", {progress.restarts} of them from zero" if progress.restarts else ""
+                    )
+                    reason = f"{reason} (gave up after {progress.attempts} attempts{restarts})"
                 await ctx.journal.failed(
                     job, error_class=type(exc).__name__, error=reason, partial=partial
                 )
@@ -691,11 +748,7 @@ async def _resume_offset(
         return 0, {}  # nothing to resume; an empty .part is truncated when opened
     validator = None
     if row is not None and row.url == job.url:
-        # Weak ETags cannot be used in If-Range (RFC 9110 §13.1.5); Last-Modified can.
-        if row.etag and not row.etag.startswith("W/"):
-            validator = row.etag
-        elif row.last_modified:
-            validator = row.last_modified
+        validator = Validators(row.etag, row.last_modified).if_range
     if validator is None or (job.size is not None and have > job.size):
         await _discard(part, job, ctx)
         return 0, {}
@@ -830,10 +883,13 @@ async def _attempt(
     # Without a file:checksum, hash anyway: the digest lets `stacpull verify` find rot.
     hasher: Hasher = (mh or ctx.record_hash).new()
     check: Callable[[], object] | None = None
-    if job.zip_check and mh is None:
+    if mh is None and (job.zip_check or job.size is None):
+        # A file nothing describes (no checksum, no size) is a zip when its bytes say so,
+        # whatever its media type or name: over a stream without a length, a zip's own
+        # central directory is the only proof that it arrived whole.
         follower = ZipFollower()
         hasher = _Tee(hasher, follower)
-        check = functools.partial(follower.check, part, url=job.url)
+        check = functools.partial(_zip_check, follower, job, part, progress)
     pf = _PartFile(part, ctx.root, job.url)
     try:
         async with ctx.limiter.slot(host):
@@ -846,7 +902,7 @@ async def _attempt(
                 # hash following from the first byte.
                 progress.resumed_from = saved.received
                 await _run_segments(job, part, saved, ctx, progress, hasher, 0)
-                size = pf.offset = saved.total
+                size = pf.offset = progress.total = saved.total
             else:
                 size = await _single(job, pf, had, row, hasher, ctx, progress)
         ctx.unwire()
@@ -862,6 +918,13 @@ async def _attempt(
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(pf.close)
     return size, digest
+
+
+def _zip_check(follower: ZipFollower, job: Job, part: Path, progress: _Progress) -> None:
+    """The zip check of a sealed ``.part``: always for a job planned as a zip, else when
+    its bytes begin like a zip and no length was announced (blocking)."""
+    if job.zip_check or (follower.is_zip and progress.total is None):
+        follower.check(part, url=job.url)
 
 
 async def _single(
@@ -882,19 +945,19 @@ async def _single(
     progress.renewed = False
     resp = await _open(job.url, headers, ctx, progress)
     try:
-        if (
-            offset
-            and resp.status == 416
-            and parse_unsatisfied_range(resp.headers.get("Content-Range", "")) == offset
-        ):
-            # The .part already holds every byte: the last run stopped between the final
-            # write and the rename. Verify it as it is; nothing needs to cross the network.
+        if offset and resp.status == 416:
+            # Perhaps the .part already holds every byte: the last run stopped between the
+            # final write and the rename. Then it is verified as it is; nothing needs to
+            # cross the network.
+            _whole_at(job, row, offset, resp)
             progress.resumed_from = offset
             total, written = offset, 0
-            pf.offset = offset
+            pf.offset = progress.total = offset
             await anyio.to_thread.run_sync(_hash_part, ctx.root, hasher, part, 0, offset)
         else:
-            total, offset, written = await _receive(resp, job, pf, offset, hasher, ctx, progress)
+            total, offset, written = await _receive(
+                resp, job, pf, offset, hasher, ctx, progress, row
+            )
     finally:
         resp.release()
     if progress.split_at is not None and total is not None and progress.validator:
@@ -911,6 +974,32 @@ async def _single(
     if total is not None and size != total:
         raise TruncatedError(f"body ended at {size} of {total} bytes", url=job.url)
     return size
+
+
+def _whole_at(job: Job, row: JournalRow | None, have: int, resp: aiohttp.ClientResponse) -> None:
+    """Raise :class:`RangeError` unless a 416 to a resume at ``have`` bytes says the
+    ``.part`` is complete: its ``Content-Range: bytes */N`` has N = ``have``, and what the
+    catalogue (``file:size``) and the response that began the ``.part`` (its total, in
+    ``row``) expect is known and is N too. A server's word alone proves nothing: a 416
+    with a smaller N after a cut would otherwise pass half a file on to the checks."""
+    said = parse_unsatisfied_range(resp.headers.get("Content-Range", ""))
+    began = row.total if row is not None else None
+    expected = {n for n in (job.size, began) if n is not None}
+    if said == have and expected == {have}:
+        return
+    if said is None:
+        claim = "HTTP 416 without Content-Range: bytes */N"
+    else:
+        claim = f"HTTP 416 says the file has {said} bytes"
+    known = (
+        f"file:size says {job.size}" if job.size is not None
+        else f"the partial file was begun for {began}" if began is not None
+        else "nothing else says how long it is"
+    )  # fmt: skip
+    raise RangeError(
+        f"{claim}, the partial file holds {have} and {known}: restarting from zero",
+        url=str(resp.url),
+    )
 
 
 # -- segmented downloads ----------------------------------------------------------------
@@ -1128,6 +1217,13 @@ async def _fetch_segment(
                 f"{crange.first}-{crange.last}/{crange.total}",
                 url=job.url,
             )
+        got = Validators.of(resp.headers)
+        if not Validators.from_if_range(state.validator).same(got):
+            raise RangeError(
+                "the file changed on the server during a segmented download: a range came "
+                f"with {_validator_text(got)}, the file was split under {state.validator}",
+                url=job.url,
+            )
         try:
             fd = await anyio.to_thread.run_sync(_open_for_ranges, ctx.root, part)
         except OSError as exc:
@@ -1187,12 +1283,15 @@ async def _receive(
     hasher: Hasher,
     ctx: FetchContext,
     progress: _Progress,
+    row: JournalRow | None = None,
 ) -> tuple[int | None, int, int]:
     """Check the response and stream its body into ``pf`` after the first ``offset``
-    bytes. Returns (announced total, the offset really used, bytes written)."""
+    bytes (``row``: the journal's record of them). Returns (announced total, the offset
+    really used, bytes written)."""
     part = pf.path
     _check_status(resp, job, ctx.tokens.source, progress)
     total: int | None
+    got = Validators.of(resp.headers)
     if resp.status == 206:
         if offset == 0:
             raise RangeError("server sent a partial response to a full request", url=job.url)
@@ -1205,23 +1304,28 @@ async def _receive(
                 f"asked for bytes from {offset}, got Content-Range {crange.first}-{crange.last}",
                 url=job.url,
             )
+        _same_version(job, row, got, crange.total)
         total = crange.total
+        end: int | None = crange.last + 1
+        began = total if total is not None or row is None else row.total
         progress.resumed_from = offset
     else:
         if offset:
             progress.notes.append(f"server answered 200 to a resume at {offset} bytes: restarted")
+            progress.restarts += 1
             await _discard(part, job, ctx)
             offset = 0
-        total = resp.content_length
+        total = end = began = resp.content_length
     if total is not None and job.size is not None and total != job.size:
         raise VerificationError(
             f"server announces {total} bytes but file:size says {job.size}", url=job.url
         )
-    etag, last_modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
-    await ctx.journal.started(job, etag=etag, last_modified=last_modified, offset=offset)
+    await ctx.journal.started(
+        job, etag=got.etag, last_modified=got.last_modified, offset=offset, total=began
+    )
     pf.offset = offset
-    progress.resumable = bool((etag and not etag.startswith("W/")) or last_modified)
-    progress.validator = etag if etag and not etag.startswith("W/") else last_modified
+    progress.validator = got.if_range
+    progress.resumable = progress.validator is not None
     progress.total, progress.split_at = total, None
     progress.can_split = (
         ctx.segments > 1
@@ -1234,12 +1338,44 @@ async def _receive(
     if offset:
         await anyio.to_thread.run_sync(_hash_part, ctx.root, hasher, part, 0, offset)
     expected = total if total is not None else job.size
-    reserved = ctx.space.reserve(ctx.root, expected - offset if expected else 0)
+    if end is None:
+        end = job.size
+    reserved = ctx.space.reserve(ctx.root, expected - offset if expected else 0, url=job.url)
     try:
-        written = await _stream(resp, pf, hasher, job, ctx, progress)
+        written = await _stream(resp, pf, hasher, job, ctx, progress, end)
     finally:
         ctx.space.release(reserved)
     return total, offset, written
+
+
+def _same_version(job: Job, row: JournalRow | None, got: Validators, total: int | None) -> None:
+    """Raise :class:`RangeError` unless a resume's 206 is of the version the ``.part``
+    holds (``row``: its journal record): same validators (see :meth:`Validators.same`)
+    and, where both are known, the same total length. A server that ignores ``If-Range``
+    answers a changed file with a range of the new one; its bytes after the old ones
+    would make a file that never existed, so the ``.part`` is discarded instead."""
+    recorded = Validators(row.etag, row.last_modified) if row is not None else Validators()
+    if not recorded.same(got):
+        raise RangeError(
+            f"the file changed on the server: the resume's 206 carries "
+            f"{_validator_text(got)}, the partial file has {_validator_text(recorded)}; "
+            "restarting from zero",
+            url=job.url,
+        )
+    if row is not None and row.total is not None and total is not None and total != row.total:
+        raise RangeError(
+            f"the file changed on the server: the resume's 206 says {total} bytes in all, "
+            f"the partial file was begun for {row.total}; restarting from zero",
+            url=job.url,
+        )
+
+
+def _validator_text(v: Validators) -> str:
+    """ETag and Last-Modified for a message."""
+    shown = [f"ETag {v.etag}"] if v.etag else []
+    if v.last_modified:
+        shown.append(f"Last-Modified {v.last_modified}")
+    return ", ".join(shown) or "no validator"
 
 
 #: A stream that trickles in still reaches the disk every WRITE_INTERVAL seconds (a kill
@@ -1483,6 +1619,13 @@ class _Batches:
         return batch
 
 
+def _length_source(resp: aiohttp.ClientResponse, job: Job) -> str:
+    """What announced a response's length, for a message."""
+    if resp.status == 206:
+        return "its Content-Range"
+    return "its Content-Length" if resp.content_length is not None else "file:size"
+
+
 @contextlib.contextmanager
 def _body_errors(job: Job, part: Path, cut: Callable[[], str]) -> Iterator[None]:
     """aiohttp's and the disk's errors while a body is read into ``part``, as stacpull's
@@ -1506,12 +1649,16 @@ async def _stream(
     job: Job,
     ctx: FetchContext,
     progress: _Progress,
+    end: int | None = None,
 ) -> int:
     """Write the body into ``pf`` from its offset on; return the bytes received. The file
     stays open for :meth:`_PartFile.seal` (or ``close`` when the attempt fails). A body
     that ends normally leaves its last batch in ``pf.tail`` for the seal to write: one
-    thread hop fewer per file. A broken, stopped or split one is written out here."""
+    thread hop fewer per file. A broken, stopped or split one is written out here. A body
+    that runs past ``end`` (the announced length, else ``file:size``) is stopped at the
+    chunk that passes it, which is never written: :class:`SizeMismatchError`."""
     offset, written = pf.offset, 0
+    room = None if end is None else end - offset  # bytes this body may bring
     # A full batch is written by one worker thread and hashed by another while the next
     # batch arrives: receiving, hashing and writing overlap, and the slowest of the three
     # (the hash, on a fast link) sets the pace instead of their sum. Both are awaited
@@ -1549,6 +1696,12 @@ async def _stream(
             # iter_chunks hands over aiohttp's buffers as they are; iter_chunked would join
             # them into fixed sizes first, a copy that costs as much as the hash.
             async for chunk, _ in resp.content.iter_chunks():
+                if room is not None and written + len(chunk) > room:
+                    raise SizeMismatchError(
+                        f"the server sent more than the {end:,} bytes "
+                        f"{_length_source(resp, job)} announces; stopped there",
+                        url=job.url,
+                    )
                 written += len(chunk)
                 progress.received += len(chunk)
                 ctx.emit(BytesReceived(job, len(chunk)))
