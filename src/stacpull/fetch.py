@@ -25,13 +25,16 @@ import contextlib
 import ctypes
 import errno
 import functools
+import hashlib
 import itertools
 import json
 import logging
 import os
 import shutil
 import stat
+import struct
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -716,6 +719,8 @@ def _finish(ctx: FetchContext, outcome: Outcome) -> Outcome:
 async def _discard(part: Path, job: Job, ctx: FetchContext) -> int:
     """Throw a ``.part`` away and forget its validators; return the bytes discarded."""
     size = _remove_part(ctx.root, part)
+    # A split .part's progress record goes with it.
+    _RangeRecord.remove(_RangeRecord.path(ctx.journal.directory, job))
     await ctx.journal.forget_part(job)
     return size
 
@@ -1018,7 +1023,8 @@ SPLIT_AFTER = 0.15
 RANGES_PER_LANE = 4
 #: The hash of a split file follows the filled front in steps of at least this much.
 FOLLOW_STEP = 8 << 20
-#: Seconds between journal records of the ranges' progress.
+#: Seconds between journal records of the ranges' progress (the :class:`_RangeRecord`
+#: says, after every batch, how far each range got; the journal is its fallback).
 SEGMENT_JOURNAL_EVERY = 2.0
 #: A range's largest write batch: less than ``download.chunk_size``, as a file may have
 #: many ranges in flight.
@@ -1047,6 +1053,7 @@ class _SegmentState:
     prefix: int
     parts: list[_Segment]
     saved_at: float = 0.0
+    record: _RangeRecord | None = None  # the ranges' progress after every batch, if open
 
     @classmethod
     def split(
@@ -1092,6 +1099,202 @@ class _SegmentState:
         return cls(int(data["total"]), str(data["validator"]), int(data["prefix"]), parts)
 
 
+#: The directory, inside the journal's, of the split files' progress records.
+RANGE_RECORDS = "ranges"
+_RECORD_MAGIC = b"stpl-rg1"
+#: magic, layout digest, boot id, number of ranges; then each range's bytes on disk.
+_RECORD_HEAD = struct.Struct("<8s16s16sQ")
+_RECORD_DONE = struct.Struct("<Q")
+
+
+def _boot_id() -> bytes:
+    """This boot of the machine (Linux), or zeros where it cannot be told: the page cache,
+    which makes a progress record true after a crash of the process, lasts one boot."""
+    try:
+        return uuid.UUID(Path("/proc/sys/kernel/random/boot_id").read_text().strip()).bytes
+    except (OSError, ValueError):
+        return bytes(16)
+
+
+_BOOT_ID = _boot_id()
+
+
+def _record_dir(directory: Path, *, make: bool) -> int:
+    """A descriptor of the progress records' directory, never reached through a link at
+    its own name (``make``: created, and a link there replaced by a directory). Blocking."""
+    if make:
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(0o700)
+    try:
+        return os.open(directory, _DIR_FLAGS)
+    except OSError:
+        if not (make and directory.is_symlink()):
+            raise
+    directory.unlink()  # a link in stacpull's own directory: removed, never followed
+    directory.mkdir(0o700)
+    return os.open(directory, _DIR_FLAGS)
+
+
+class _RangeRecord:
+    """How far each range of a split ``.part`` has reached the disk, rewritten in place
+    right after each batch's ``pwritev``, by the same worker thread (one 8-byte ``pwrite``
+    per batch of up to ``RANGE_BATCH``, never an fsync). The data is written before the
+    number that claims it, so after ``kill -9`` (the page cache keeps both) the record
+    never claims a byte that is not in the ``.part``: a resume re-fetches only the batches
+    that were in flight, as a single stream resumes at the ``.part``'s size. The journal's
+    segment JSON stays the authority for the layout and is the fallback for the numbers.
+
+    Why this and not the alternatives: a journal record per batch is a SQLite transaction
+    per megabyte, and an uncommitted group is lost to ``kill -9`` anyway; ``SEEK_DATA`` on
+    the sparse ``.part`` depends on the file system and is block-granular; a trailer in the
+    ``.part`` would change its size, which the retry loop reads as progress.
+
+    The record lives in the journal's directory (``ranges/<digest of the path>.ranges``),
+    not beside the ``.part``: any name beside it could be another asset's name or ``.part``
+    (hostile metadata names files), and may exceed NAME_MAX where a long name's ``.part``
+    does not. It is replaced by rename (never written through a link: ``O_NOFOLLOW``, a
+    new name created ``O_EXCL``), removed when the ranges are complete or the ``.part``
+    is discarded, and ignored (the journal's numbers used) unless it names the journalled
+    layout and this boot, and every claim lies within its range and the ``.part``'s size.
+    After a power loss neither the data nor the record is durable (no fsync until the
+    seal): on Linux the new boot id makes the resume fall back to the journal, as before;
+    where the boot cannot be told, the record is trusted as the journal is."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @staticmethod
+    def path(journal_dir: Path, job: Job) -> Path:
+        name = hashlib.blake2b(job.dest.encode("utf-8", "surrogateescape"), digest_size=16)
+        return journal_dir / RANGE_RECORDS / f"{name.hexdigest()}.ranges"
+
+    @staticmethod
+    def _layout(job: Job, state: _SegmentState) -> bytes:
+        """A digest of what the record's numbers are about: the URL and the journalled
+        layout (size, validator, prefix, every range's bounds)."""
+        bounds = [[p.start, p.end] for p in state.parts]
+        text = json.dumps([job.url, state.total, state.validator, state.prefix, bounds])
+        return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).digest()
+
+    @classmethod
+    def create(cls, path: Path, job: Job, state: _SegmentState) -> _RangeRecord | None:
+        """Write a record of ``state`` as it is now at ``path`` and keep it open for
+        :meth:`mark`; None (progress is then journalled only) when it cannot be written.
+        Blocking."""
+        head = _RECORD_HEAD.pack(_RECORD_MAGIC, cls._layout(job, state), _BOOT_ID, len(state.parts))
+        body = b"".join(_RECORD_DONE.pack(p.done) for p in state.parts)
+        temp = f"{path.name}.new"
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+        try:
+            dir_fd = _record_dir(path.parent, make=True)
+        except OSError as exc:
+            log.debug("no progress record for %s: %s", job.dest, exc)
+            return None
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=dir_fd)
+            fd = os.open(temp, flags, 0o600, dir_fd=dir_fd)
+            try:
+                os.pwrite(fd, head + body, 0)
+                # Atomic, and never through a link: the old record (a resume's claims)
+                # stays whole until the new one, claiming at least as much, replaces it.
+                os.rename(temp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except OSError:
+                os.close(fd)
+                raise
+        except OSError as exc:
+            log.debug("no progress record for %s: %s", job.dest, exc)
+            return None
+        finally:
+            os.close(dir_fd)
+        return cls(fd)
+
+    @classmethod
+    def read(cls, path: Path, job: Job, state: _SegmentState, part: Path) -> list[int] | None:
+        """Each range's bytes on disk as recorded at ``path``, or None when there is no
+        record or it does not fit ``state`` (another layout, boot or size, a claim beyond
+        its range or the ``.part``'s end, not a regular file, reached through a link).
+        Blocking."""
+        size = _RECORD_HEAD.size + _RECORD_DONE.size * len(state.parts)
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | _CLOEXEC
+        try:
+            dir_fd = _record_dir(path.parent, make=False)
+        except OSError:
+            return None
+        try:
+            fd = os.open(path.name, flags, dir_fd=dir_fd)
+        except OSError:
+            return None
+        finally:
+            os.close(dir_fd)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+                return None
+            data = os.pread(fd, size, 0)
+            part_size = _size(part)  # 0 unless a file of ours: then every claim is refused
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if len(data) != size:
+            return None
+        magic, layout, boot, count = _RECORD_HEAD.unpack_from(data)
+        if (
+            magic != _RECORD_MAGIC
+            or layout != cls._layout(job, state)
+            or boot != _BOOT_ID
+            or count != len(state.parts)
+        ):
+            return None
+        done = [
+            _RECORD_DONE.unpack_from(data, _RECORD_HEAD.size + _RECORD_DONE.size * i)[0]
+            for i in range(count)
+        ]
+        for p, d in zip(state.parts, done, strict=True):
+            if d > p.end - p.start or (d and p.start + d > part_size):
+                return None
+        return done
+
+    def mark(self, index: int, done: int) -> None:
+        """Range ``index`` has ``done`` bytes on disk (written just before). Blocking."""
+        try:
+            os.pwrite(
+                self._fd, _RECORD_DONE.pack(done), _RECORD_HEAD.size + _RECORD_DONE.size * index
+            )
+        except OSError as exc:  # the record lags, which is safe: the journal still follows
+            log.debug("progress record not updated: %s", exc)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    @staticmethod
+    def remove(path: Path) -> None:
+        """Forget the record at ``path`` (the ranges are complete, or the ``.part`` gone)."""
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.debug("progress record %s not removed: %s", path, exc)
+
+
+def _write_range(
+    fd: int,
+    blocks: list[bytes],
+    position: int,
+    record: _RangeRecord | None,
+    index: int,
+    done: int,
+) -> None:
+    """One range batch: the data, then the record that claims it. In a worker thread."""
+    _write_blocks(fd, blocks, position)
+    if record is not None:
+        record.mark(index, done)
+
+
 async def _saved_segments(
     job: Job, part: Path, row: JournalRow | None, ctx: FetchContext
 ) -> _SegmentState | None:
@@ -1107,6 +1310,15 @@ async def _saved_segments(
     if job.size is not None and state.total != job.size:
         await _discard(part, job, ctx)
         return None
+    # The record says how far each range got after its last batch; the journal, as of
+    # its last record (up to SEGMENT_JOURNAL_EVERY older), is the fallback.
+    record = _RangeRecord.path(ctx.journal.directory, job)
+    done = await anyio.to_thread.run_sync(_RangeRecord.read, record, job, state, part)
+    if done is None:
+        log.debug("%s: no usable progress record; resuming from the journal's", job.dest)
+    else:
+        for p, d in zip(state.parts, done, strict=True):
+            p.done = max(p.done, d)
     return state
 
 
@@ -1127,8 +1339,16 @@ async def _run_segments(
     """Fetch every unfinished range of ``state`` in place in ``part``: up to
     ``download.segments`` connections take them in file order. ``hasher`` has seen bytes
     ``[0, hashed)``; it follows the front of the file as it fills, and has seen all of it
-    when this returns."""
-    await _save_segments(job, state, ctx)
+    when this returns. The progress record is written before the journal names the
+    layout, so a record left by an earlier layout is never read as this one's."""
+    record = _RangeRecord.path(ctx.journal.directory, job)
+    with anyio.CancelScope(shield=True):  # an open record is always closed below
+        state.record = await anyio.to_thread.run_sync(_RangeRecord.create, record, job, state)
+    try:
+        await _save_segments(job, state, ctx)
+    except BaseException:
+        await _close_record(state)
+        raise
     pending = [p for p in state.parts if p.left > 0]
     todo = iter(pending)  # shared: each lane takes the next
     arrived = anyio.Event()
@@ -1170,6 +1390,17 @@ async def _run_segments(
     finally:
         with anyio.move_on_after(1.0, shield=True), contextlib.suppress(StorageError):
             await _save_segments(job, state, ctx)
+        await _close_record(state)
+    # Complete, and journalled so: the record has nothing left to say.
+    await anyio.to_thread.run_sync(_RangeRecord.remove, record)
+
+
+async def _close_record(state: _SegmentState) -> None:
+    """Close ``state``'s progress record (every write to it has returned)."""
+    if state.record is not None:
+        record, state.record = state.record, None
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(record.close)
 
 
 def _open_for_ranges(root: Path, part: Path) -> int:
@@ -1252,9 +1483,14 @@ async def _receive_range(
     progress: _Progress,
     wrote: Callable[[], None],
 ) -> None:
+    index = next(i for i, p in enumerate(state.parts) if p is segment)
+
     async def write(batch: list[bytes]) -> None:
-        await anyio.to_thread.run_sync(_write_blocks, fd, batch, segment.start + segment.done)
-        segment.done += sum(map(len, batch))
+        done = segment.done + sum(map(len, batch))
+        await anyio.to_thread.run_sync(
+            _write_range, fd, batch, segment.start + segment.done, state.record, index, done
+        )
+        segment.done = done
         wrote()
         if time.monotonic() - state.saved_at >= SEGMENT_JOURNAL_EVERY:
             await _save_segments(job, state, ctx)
