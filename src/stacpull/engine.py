@@ -33,7 +33,7 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from . import __version__
+from . import __version__, safeio
 from .auth import TokenProvider, TrustPolicy, load_credentials
 from .config import Config
 from .dryrun import budget_error, dry_run
@@ -264,6 +264,12 @@ async def run(
     file's failure.
     """
     opts = options or RunOptions()
+    log_json = Path(config.output.log_json).expanduser() if config.output.log_json else None
+    kind = safeio.not_regular(log_json) if log_json is not None else None
+    if kind is not None:
+        raise ConfigError(
+            f"--log-json {log_json}: not a regular file ({kind}); name a new or a regular file"
+        )
     if config.download.max_bytes and not opts.yes and not opts.retry_failed:
         planned = await dry_run(config, pages=pages)
         refusal = budget_error(planned, config.download.max_bytes)
@@ -282,9 +288,7 @@ async def run(
         state_dir / f"outcomes-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.jsonl"
     )
     sinks: list[EventSink] = [stats, outcome_log]
-    event_log = (
-        EventLog(Path(config.output.log_json).expanduser()) if config.output.log_json else None
-    )
+    event_log = EventLog(log_json) if log_json is not None else None
     if event_log is not None:
         sinks.append(event_log)
     if sink is not None:
