@@ -538,17 +538,16 @@ def test_a_lock_held_by_another_process_is_seen_and_a_killed_one_is_stale(
         "import sys, time; from pathlib import Path; from stacpull.journal import Journal; "
         "j = Journal(Path(sys.argv[1]), lock=True); print('ready', flush=True); time.sleep(60)"
     )
-    holder = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", script, str(inner)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
-        with pytest.raises(StorageError, match="another stacpull run") as caught:
-            pull(sim, outer)
-        assert str(inner.resolve()) in str(caught.value)
-    finally:
-        holder.kill()
-        holder.wait()
+    ) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+            with pytest.raises(StorageError, match="another stacpull run") as caught:
+                pull(sim, outer)
+            assert str(inner.resolve()) in str(caught.value)
+        finally:
+            holder.kill()
     assert pull(sim, outer).ok  # the killed run's registration holds no lock: ignored
 
 

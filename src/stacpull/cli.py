@@ -223,6 +223,20 @@ def _execute(
             highlight=False,
             soft_wrap=True,
         )
+    if result is not None and opts.prune and result.not_judged:
+        out.print(
+            f"[yellow]not pruned[/]: {result.not_judged}; files are judged gone only after a "
+            "complete search of the same query",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if result is not None and result.kept:
+        click.echo(
+            f"stacpull: warning: kept {len(result.kept)} file(s) of items no longer in the "
+            "catalogue: a symbolic link or special file is on the way (prune deletes only "
+            "regular files inside DEST), e.g. " + ", ".join(result.kept[:3]),
+            err=True,
+        )
     if result is not None and result.gone:
         if result.pruned or opts.prune:
             out.print(
@@ -1010,8 +1024,8 @@ def mirror(
         extra={"download.max_bytes": max_bytes},
         saved=from_file is not None,
     )
-    if prune and (config.search.max_items is not None or from_file):
-        _fail("--prune needs the complete search; drop --max-items and --from")
+    if prune and (config.search.max_items is not None or from_file or retry_failed):
+        _fail("--prune needs the complete search; drop --max-items, --from and --retry-failed")
     config, pages = _saved(from_file, config)
     if dry_run:
         _plan_only(config, pages)
