@@ -258,8 +258,10 @@ class Journal:
         """Refuse a ``.stacpull`` that is not a real directory, or database or lock files
         that are not regular files (SQLite and the lock would follow a link)."""
         try:
+            if create:
+                dest.mkdir(parents=True, exist_ok=True)
             exists = safeio.ensure_directory(self.directory, create=create)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, FileExistsError, PermissionError) as exc:
             raise StorageError(f"cannot create {self.directory}: {exc.strerror}") from exc
         except OSError as exc:
             raise StorageError(

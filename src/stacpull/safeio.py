@@ -59,7 +59,12 @@ def not_regular(path: Path) -> str | None:
 
 
 def _refused(path: Path, kind: str, expected: str = "a regular file") -> OSError:
-    code = errno.ELOOP if kind == "a symbolic link" else errno.EEXIST
+    if kind == "a symbolic link":
+        code = errno.ELOOP
+    elif expected == "a directory":
+        code = errno.ENOTDIR
+    else:
+        code = errno.EISDIR if kind == "a directory" else errno.EINVAL
     return OSError(code, f"{kind}, not {expected}", str(path))
 
 
