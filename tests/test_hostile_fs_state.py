@@ -522,33 +522,47 @@ def test_nested_dests_never_run_at_once(sim: SimServer, tmp_path: Path, held: st
             token=TOKEN,
         )
         assert code == 3 and str(busy.resolve()) in _one_line(err)
+        if held == "outer":
+            assert not started.exists()  # refused before anything was made inside it
     finally:
         holder.close()
     assert files_under(outer) == []
     assert pull(sim, started).ok  # released: the run goes ahead
 
 
+@pytest.mark.parametrize(
+    "held",
+    [
+        "outer, by a run with another registry (another user): seen by its lock file",
+        "inner: seen in the registry",
+    ],
+)
 def test_a_lock_held_by_another_process_is_seen_and_a_killed_one_is_stale(
-    sim: SimServer, tmp_path: Path
+    sim: SimServer, tmp_path: Path, held: str
 ) -> None:
     outer = tmp_path / "outer"
     inner = outer / "inner"
     inner.mkdir(parents=True)
+    busy, started = (outer, inner) if held.startswith("outer") else (inner, outer)
+    env = dict(os.environ)
+    if held.startswith("outer"):
+        env["XDG_RUNTIME_DIR"] = str(tmp_path / "another-user")
+        (tmp_path / "another-user").mkdir()
     script = (
         "import sys, time; from pathlib import Path; from stacpull.journal import Journal; "
         "j = Journal(Path(sys.argv[1]), lock=True); print('ready', flush=True); time.sleep(60)"
     )
     with subprocess.Popen(
-        [sys.executable, "-c", script, str(inner)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script, str(busy)], stdout=subprocess.PIPE, text=True, env=env
     ) as holder:
         try:
             assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
             with pytest.raises(StorageError, match="another stacpull run") as caught:
-                pull(sim, outer)
-            assert str(inner.resolve()) in str(caught.value)
+                pull(sim, started)
+            assert str(busy.resolve()) in str(caught.value)
         finally:
             holder.kill()
-    assert pull(sim, outer).ok  # the killed run's registration holds no lock: ignored
+    assert pull(sim, started).ok  # the killed run's lock and registration hold nothing now
 
 
 def test_a_run_inside_a_running_mirror_is_refused_and_the_mirror_is_whole(

@@ -37,6 +37,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import __version__, safeio
 from .auth import TokenProvider, TrustPolicy, load_credentials
 from .config import Config
+from .destlock import refuse_nested
 from .dryrun import budget_error, dry_run
 from .errors import ConfigError, CredentialsError, StacpullError, StorageError, first_error
 from .events import (
@@ -135,6 +136,7 @@ def _prepare_dest(dest: str | None) -> Path:
     if not dest:
         raise ConfigError("download.dest: no destination directory given (--dest DIR)")
     root = Path(dest).expanduser()
+    refuse_nested(root, JOURNAL_DIR)  # before anything is made inside a running DEST
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -450,7 +452,8 @@ def _incomplete(
     return None
 
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+_ROOT_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = _ROOT_FLAGS | getattr(os, "O_NOFOLLOW", 0)
 
 
 def _prune(root: Path, journal: Journal, paths: list[str]) -> tuple[int, list[str]]:
@@ -466,7 +469,7 @@ def _prune(root: Path, journal: Journal, paths: list[str]) -> tuple[int, list[st
     removed = 0
     kept: list[str] = []
     forget: list[str] = []
-    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    root_fd = os.open(root, _ROOT_FLAGS)
     try:
         for rel in paths:
             parts = Path(rel).parts
