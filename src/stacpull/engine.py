@@ -180,8 +180,8 @@ class RunOptions:
     """What kind of run: a plain ``download``, a ``mirror``, or a retry of failures.
 
     ``mirror`` records which files the search listed, so files whose items left the
-    catalogue are reported (and deleted with ``prune``). ``retry_failed`` skips the search
-    and re-runs the journal's failed jobs only. With ``download.max_bytes`` set, the whole
+    catalogue are reported (and deleted with ``prune``), after a complete search only.
+    ``retry_failed`` skips the search and re-runs the journal's failed jobs only. With ``download.max_bytes`` set, the whole
     search is planned first and a run that would download more refuses to start, unless
     ``yes``.
     """
