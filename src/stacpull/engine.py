@@ -181,9 +181,9 @@ class RunOptions:
 
     ``mirror`` records which files the search listed, so files whose items left the
     catalogue are reported (and deleted with ``prune``), after a complete search only.
-    ``retry_failed`` skips the search and re-runs the journal's failed jobs only. With ``download.max_bytes`` set, the whole
-    search is planned first and a run that would download more refuses to start, unless
-    ``yes``.
+    ``retry_failed`` skips the search and re-runs the journal's failed jobs only. With
+    ``download.max_bytes`` set, the whole search is planned first and a run that would
+    download more refuses to start, unless ``yes``.
     """
 
     kind: str = "download"
