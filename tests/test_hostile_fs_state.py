@@ -613,7 +613,7 @@ def test_lock_probe_does_not_disturb_a_starting_run(tmp_path: Path) -> None:
     lock.touch()
     with lock.open("rb") as probe:
         fcntl.flock(probe.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        timer = threading.Timer(0.05, lambda: fcntl.flock(probe.fileno(), fcntl.LOCK_UN))
+        timer = threading.Timer(0.02, lambda: fcntl.flock(probe.fileno(), fcntl.LOCK_UN))
         timer.start()
         try:
             journal = Journal(dest, lock=True)
