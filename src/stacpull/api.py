@@ -118,7 +118,8 @@ def mirror(
 ) -> RunResult:
     """Bring ``dest`` up to date with a collection (or query): new and changed files are
     fetched, unchanged ones kept without re-hashing; ``RunResult.gone`` lists files whose
-    items left the catalogue (deleted when ``prune``).
+    items left the catalogue (deleted when ``prune``), judged only after a complete search
+    (``RunResult.not_judged`` says why not, e.g. with ``retry_failed``).
 
     >>> result = stacpull.mirror(catalog=url, collections=["BiomassLevel1aIOC"],
     ...                          dest="/data/l1a", token="…")             # doctest: +SKIP

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
+from . import __version__, safeio
 from .audit import read_status, verify_dest
 from .auth import (
     TokenProvider,
@@ -222,6 +222,20 @@ def _execute(
             f"no data was requested, only {what}",
             highlight=False,
             soft_wrap=True,
+        )
+    if result is not None and opts.prune and result.not_judged:
+        out.print(
+            f"[yellow]not pruned[/]: {result.not_judged}; files are judged gone only after a "
+            "complete search of the same query",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if result is not None and result.kept:
+        click.echo(
+            f"stacpull: warning: kept {len(result.kept)} file(s) of items no longer in the "
+            "catalogue: a symbolic link or special file is on the way (prune deletes only "
+            "regular files inside DEST), e.g. " + ", ".join(result.kept[:3]),
+            err=True,
         )
     if result is not None and result.gone:
         if result.pruned or opts.prune:
@@ -628,7 +642,8 @@ def _asset_summary(item: dict[str, Any]) -> str:
     type=click.Path(dir_okay=False),
     metavar="FILE",
     help="Save every matching item: .geojson/.json (an ItemCollection, for --from), .csv "
-    "(the notebook's columns) or .parquet (needs stacpull[parquet]).",
+    "(the notebook's columns) or .parquet (needs stacpull[parquet]); - writes the "
+    "ItemCollection to stdout.",
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Format of -o [its extension].")
 @click.option("--show", type=int, default=20, show_default=True, metavar="N", help="Items to list.")
@@ -659,7 +674,8 @@ def search(
         writer = ItemWriter(Path(output), fmt, catalog=config.search.catalog) if output else None
     except ConfigError as exc:
         _fail(str(exc))
-    out = Console(highlight=False, soft_wrap=False)
+    # With -o -, stdout carries the items: everything for people goes to stderr.
+    out = Console(highlight=False, soft_wrap=False, stderr=output == "-")
     # Fixed columns for what is short, shares of the rest for ids and assets (rich drops
     # fixed columns from a table that is not expanded, so this one is).
     table = Table(box=None, padding=(0, 1), header_style="bold", expand=True)
@@ -1008,12 +1024,20 @@ def mirror(
         extra={"download.max_bytes": max_bytes},
         saved=from_file is not None,
     )
-    if prune and (config.search.max_items is not None or from_file):
-        _fail("--prune needs the complete search; drop --max-items and --from")
+    if prune and (config.search.max_items is not None or from_file or retry_failed):
+        _fail("--prune needs the complete search; drop --max-items, --from and --retry-failed")
     config, pages = _saved(from_file, config)
     if dry_run:
         _plan_only(config, pages)
     _execute(config, RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes), pages)
+
+
+def _check_output(option: str, target: str) -> None:
+    """Exit 2 when a file the user named for output exists and is not a regular file: a
+    link, device or FIFO there is never written through nor replaced."""
+    kind = safeio.not_regular(Path(target).expanduser())
+    if kind is not None:
+        _fail(f"{option} {target}: not a regular file ({kind}); name a new or a regular file")
 
 
 def _open_dest(dest: str) -> Path:
@@ -1039,12 +1063,18 @@ def report(dest: str, plot: str | None, failures: int) -> None:
     table, its errors grouped by class and the first failures, from
     DEST/.stacpull/last-report.json.
     """
-    path = _open_dest(dest) / JOURNAL_DIR / "last-report.json"
+    state = _open_dest(dest) / JOURNAL_DIR
+    path = state / "last-report.json"
+    if plot:
+        _check_output("--plot", plot)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        safeio.ensure_directory(state, create=False)  # never read through a link
+        data = json.loads(safeio.read_regular(path))
     except FileNotFoundError:
         _fail(f"no run report in {dest} (runs write {JOURNAL_DIR}/last-report.json)")
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        _fail(f"cannot read {exc.filename or path}: it is {exc.strerror or exc}")
+    except ValueError as exc:
         _fail(f"cannot read {path}: {exc}")
     out = Console(highlight=False, soft_wrap=True)
     ending = (

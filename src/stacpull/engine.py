@@ -22,6 +22,7 @@ import importlib.util
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,9 +34,10 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from . import __version__
+from . import __version__, safeio
 from .auth import TokenProvider, TrustPolicy, load_credentials
 from .config import Config
+from .destlock import refuse_nested
 from .dryrun import budget_error, dry_run
 from .errors import ConfigError, CredentialsError, StacpullError, StorageError, first_error
 from .events import (
@@ -91,6 +93,8 @@ class RunResult:
     fatal: str | None = None
     gone: tuple[str, ...] = ()  # mirror: files whose items left the catalogue
     pruned: int = 0  # of those, files deleted (--prune)
+    kept: tuple[str, ...] = ()  # of those, paths --prune left: reached through a link
+    not_judged: str | None = None  # mirror: why nothing was judged gone (incomplete search)
 
     @property
     def ok(self) -> bool:
@@ -132,6 +136,7 @@ def _prepare_dest(dest: str | None) -> Path:
     if not dest:
         raise ConfigError("download.dest: no destination directory given (--dest DIR)")
     root = Path(dest).expanduser()
+    refuse_nested(root, JOURNAL_DIR)  # before anything is made inside a running DEST
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -175,10 +180,10 @@ class RunOptions:
     """What kind of run: a plain ``download``, a ``mirror``, or a retry of failures.
 
     ``mirror`` records which files the search listed, so files whose items left the
-    catalogue are reported (and deleted with ``prune``). ``retry_failed`` skips the search
-    and re-runs the journal's failed jobs only. With ``download.max_bytes`` set, the whole
-    search is planned first and a run that would download more refuses to start, unless
-    ``yes``.
+    catalogue are reported (and deleted with ``prune``), after a complete search only.
+    ``retry_failed`` skips the search and re-runs the journal's failed jobs only. With
+    ``download.max_bytes`` set, the whole search is planned first and a run that would
+    download more refuses to start, unless ``yes``.
     """
 
     kind: str = "download"
@@ -264,6 +269,12 @@ async def run(
     file's failure.
     """
     opts = options or RunOptions()
+    log_json = Path(config.output.log_json).expanduser() if config.output.log_json else None
+    kind = safeio.not_regular(log_json) if log_json is not None else None
+    if kind is not None:
+        raise ConfigError(
+            f"--log-json {log_json}: not a regular file ({kind}); name a new or a regular file"
+        )
     if config.download.max_bytes and not opts.yes and not opts.retry_failed:
         planned = await dry_run(config, pages=pages)
         refusal = budget_error(planned, config.download.max_bytes)
@@ -282,9 +293,7 @@ async def run(
         state_dir / f"outcomes-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.jsonl"
     )
     sinks: list[EventSink] = [stats, outcome_log]
-    event_log = (
-        EventLog(Path(config.output.log_json).expanduser()) if config.output.log_json else None
-    )
+    event_log = EventLog(log_json) if log_json is not None else None
     if event_log is not None:
         sinks.append(event_log)
     if sink is not None:
@@ -301,6 +310,8 @@ async def run(
     outcome = "complete"
     gone: list[str] = []
     pruned = 0
+    kept: list[str] = []
+    not_judged: str | None = None
     emit(
         RunStarted(
             config.search.catalog, config.search.collections, str(root), config.download.concurrency
@@ -359,10 +370,12 @@ async def run(
             raise stop.fatal
         if stop.requested:
             outcome = "interrupted"
-        elif opts.kind == "mirror" and source.complete and config.search.max_items is None:
-            gone = journal.gone(scope, run_id)
+        elif opts.kind == "mirror":
+            not_judged = _incomplete(config, opts, pages, source)
+            if not_judged is None:
+                gone = journal.gone(scope, run_id)
             if opts.prune and gone:
-                pruned = await anyio.to_thread.run_sync(_prune, root, journal, gone)
+                pruned, kept = await anyio.to_thread.run_sync(_prune, root, journal, gone)
     except StacpullError as exc:
         info.fatal = str(exc)
         outcome = "stopped"
@@ -399,10 +412,17 @@ async def run(
             interrupted=interrupted,
             gone=tuple(gone),
             pruned=pruned,
+            kept=tuple(kept),
+            not_judged=not_judged,
         )
         summary = {
-            **{k: v for k, v in dataclasses.asdict(result).items() if k not in ("gone", "report")},
+            **{
+                k: v
+                for k, v in dataclasses.asdict(result).items()
+                if k not in ("gone", "report", "kept")
+            },
             "gone": len(gone),
+            "kept": len(kept),
             "report": str(report) if report else None,
         }
         with contextlib.suppress(StorageError):
@@ -411,38 +431,110 @@ async def run(
     return result
 
 
-def _prune(root: Path, journal: Journal, paths: list[str]) -> int:
-    """Delete the files (and ``.part``) of ``paths`` and their journal rows; tidy empty dirs."""
+def _incomplete(
+    config: Config, opts: RunOptions, pages: ItemPages | None, source: _Source
+) -> str | None:
+    """Why this mirror run may not judge any file gone (``None``: it may).
+
+    Only a complete search of the same query (the scope) lists everything that is still
+    in the catalogue; any other run would call what it did not look at gone, and a prune
+    would delete it."""
+    if opts.retry_failed:
+        return "--retry-failed does not search"
+    if pages is not None:
+        return "a saved search (--from) is not the catalogue's listing"
+    if config.search.max_items is not None:
+        return "--max-items cuts the search"
+    if not source.complete:
+        return "the search did not finish"
+    if source.matched is not None and source.listed < source.matched:
+        return f"the search listed {source.listed} of {source.matched} matching items"
+    return None
+
+
+_ROOT_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = _ROOT_FLAGS | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _prune(root: Path, journal: Journal, paths: list[str]) -> tuple[int, list[str]]:
+    """Delete the files (and ``.part``) of ``paths`` and their journal rows; tidy empty dirs.
+
+    Nothing is deleted through a link: each directory is opened from its parent's
+    descriptor with ``O_NOFOLLOW``, starting at DEST, so a directory that became a link (to
+    somewhere outside DEST) is never entered; only regular files so reached are deleted and
+    only empty directories below DEST removed. Returns the files deleted and the paths
+    left because a link or special file was in the way (their rows stay: the next mirror
+    reports them again).
+    """
     removed = 0
-    for rel in paths:
-        final = root / rel
-        for candidate in (final, final.with_name(final.name + ".part")):
+    kept: list[str] = []
+    forget: list[str] = []
+    root_fd = os.open(root, _ROOT_FLAGS)
+    try:
+        for rel in paths:
+            parts = Path(rel).parts
+            if not parts or Path(rel).is_absolute() or ".." in parts:
+                kept.append(rel)
+                continue
+            fds = [root_fd]
             try:
-                candidate.unlink()
-                removed += candidate == final
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise StorageError(f"cannot delete {candidate}: {exc.strerror or exc}") from exc
-        parent = final.parent
-        while parent != root and parent.is_relative_to(root):
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-            parent = parent.parent
-    journal.remove(paths)
-    return removed
+                for name in parts[:-1]:
+                    try:
+                        fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+                    except FileNotFoundError:
+                        forget.append(rel)  # already gone
+                        break
+                    except OSError:  # a link (ELOOP) or a file (ENOTDIR) in the way
+                        kept.append(rel)
+                        break
+                else:
+                    deleted, blocked = _unlink_regular(fds[-1], parts[-1], root / rel)
+                    removed += deleted
+                    (kept if blocked else forget).append(rel)
+                    for depth in range(len(fds) - 1, 0, -1):
+                        try:  # rmdir never follows a link; a non-empty directory stays
+                            os.rmdir(parts[depth - 1], dir_fd=fds[depth - 1])
+                        except OSError:
+                            break
+            finally:
+                for fd in fds[1:]:
+                    os.close(fd)
+    finally:
+        os.close(root_fd)
+    journal.remove(forget)
+    return removed, kept
+
+
+def _unlink_regular(dir_fd: int, name: str, shown: Path) -> tuple[int, bool]:
+    """Delete ``name`` and its ``.part`` in ``dir_fd`` when they are regular files; return
+    (final files deleted, whether something else was there and stayed)."""
+    deleted, blocked = 0, False
+    for candidate in (name, name + ".part"):
+        try:
+            mode = os.stat(candidate, dir_fd=dir_fd, follow_symlinks=False).st_mode
+            if not stat.S_ISREG(mode):
+                blocked = True
+                continue
+            os.unlink(candidate, dir_fd=dir_fd)
+            deleted += candidate == name
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            where = shown.with_name(candidate)
+            raise StorageError(f"cannot delete {where}: {exc.strerror or exc}") from exc
+    return deleted, blocked
 
 
 class _Source(Protocol):
     """Where jobs come from: a search (planned page by page) or the journal's failures.
 
-    ``complete`` turns true once every job was sent: only then may a mirror call files
-    it did not see gone.
+    ``complete`` turns true once every job was sent; a mirror calls files it did not see
+    gone only after a complete search that listed every match (see :func:`_incomplete`).
     """
 
     complete: bool
+    listed: int  # items the search returned so far
+    matched: int | None  # how many it said match (numberMatched), when it says
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None: ...
 
@@ -454,6 +546,8 @@ class _PageSource:
         self.pages, self.rules, self.journal = pages, rules, journal
         self.run_id, self.scope = run_id, scope
         self.complete = False
+        self.listed = 0
+        self.matched: int | None = None
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         pages = items = 0
@@ -461,6 +555,7 @@ class _PageSource:
         async for features, matched in self.pages():
             pages += 1
             items += len(features)
+            self.listed, self.matched = items, matched
             emit(SearchProgress(pages, items, matched))
             jobs: list[Job] = []
             refusals: list[Refusal] = []
@@ -484,6 +579,8 @@ class _JobSource:
     def __init__(self, jobs: list[Job]) -> None:
         self.jobs = jobs
         self.complete = False
+        self.listed = 0
+        self.matched: int | None = None  # no search: never a complete listing
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         emit(SearchProgress(0, 0, None, done=True))

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from . import safeio
 from .errors import ConfigError
 from .plan import PlanRules, maap_slots, plan_item
 from .search import ItemPages, Page
@@ -90,21 +92,33 @@ def item_row(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class ItemWriter:
-    """Writes items one by one to ``path`` in ``fmt`` (from the extension when ``None``).
+    """Writes items one by one to ``path`` in ``fmt`` (from the extension when ``None``);
+    ``-`` is standard output (GeoJSON unless ``fmt`` says CSV).
 
     The file appears under its name only once complete (written to ``.part``, renamed on
-    a clean exit), so a saved search is never a truncated file.
+    a clean exit), so a saved search is never a truncated file. A ``path`` that exists and
+    is not a regular file (a link, device, FIFO) is refused, never written through nor
+    replaced.
     """
 
     def __init__(self, path: Path, fmt: str | None = None, *, catalog: str | None = None) -> None:
         self.path = path
         self.catalog = catalog  # recorded as the root link, so --from knows where it came from
-        self.format = _format_of(path, fmt)
+        self._stdout = str(path) == "-"
+        self.format = (fmt or "geojson") if self._stdout else _format_of(path, fmt)
         self.count = 0
         self._part = path.with_name(path.name + ".part")
         self._file: IO[str] | None = None
         self._csv: Any = None
         self._rows: list[dict[str, Any]] = []
+        if self._stdout and self.format == "parquet":
+            raise ConfigError("-o -: Parquet cannot be written to standard output; use .parquet")
+        kind = None if self._stdout else safeio.not_regular(path)
+        if kind is not None:
+            raise ConfigError(
+                f"-o {path}: not a regular file ({kind}); name a new or a regular file, "
+                "or - for standard output"
+            )
         if self.format == "parquet":
             try:
                 import pyarrow  # noqa: F401
@@ -117,7 +131,7 @@ class ItemWriter:
         if self.format == "parquet":
             return self
         try:
-            self._file = self._part.open("w", encoding="utf-8", newline="")
+            self._file = sys.stdout if self._stdout else safeio.create_new(self._part)
         except OSError as exc:
             raise ConfigError(f"-o {self.path}: cannot write: {exc.strerror or exc}") from None
         if self.format == "csv":
@@ -154,19 +168,29 @@ class ItemWriter:
         assert self._file is not None
         if self.format == "geojson":
             self._file.write(f'\n], "numberReturned": {self.count}}}\n')
+        if self._stdout:
+            self._file.flush()
+            return
         self._file.close()
         if kind is None:
-            self._part.replace(self.path)
+            self._publish()
         else:
             self._part.unlink(missing_ok=True)
+
+    def _publish(self) -> None:
+        try:
+            safeio.replace_regular(self._part, self.path)
+        except OSError as exc:
+            raise ConfigError(f"-o {self.path}: not replaced: {exc.strerror or exc}") from None
 
     def _write_parquet(self) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         table = pa.table({c: [str(r[c]) for r in self._rows] for c in CSV_COLUMNS})
-        pq.write_table(table, str(self._part))
-        self._part.replace(self.path)
+        with safeio.create_new(self._part, binary=True) as f:
+            pq.write_table(table, f)
+        self._publish()
 
 
 @dataclass(frozen=True, slots=True)

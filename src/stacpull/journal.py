@@ -26,7 +26,7 @@ thousand small files a second cost a few commits a second, not two thousand thre
 that each wait for the GIL behind the event loop (which made the journal the bottleneck of
 small-file runs). A statement's own error fails only that statement. A page of planned
 jobs is one statement. ``Journal(dest, lock=True)`` takes an exclusive ``flock`` so two
-runs never share a DEST.
+runs never share a DEST, nor run at once on nested DESTs (:mod:`stacpull.destlock`).
 """
 
 from __future__ import annotations
@@ -34,25 +34,25 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
+from . import safeio
+from .destlock import DestLock, refuse_nested
 from .errors import StorageError
 from .models import Job, Refusal
-
-try:  # POSIX; elsewhere a second run on the same DEST is not detected
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["JOURNAL_DIR", "Journal", "JournalRow"]
 
 JOURNAL_DIR = ".stacpull"
+#: The database and the files SQLite keeps beside it.
+_DB_FILES = ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "journal.sqlite-journal")
 _T = TypeVar("_T")
 
 _SCHEMA = """
@@ -225,14 +225,21 @@ class Journal:
 
     def __init__(self, dest: Path, *, create: bool = True, lock: bool = False) -> None:
         """Open (``create``: or create) the journal of ``dest``; ``lock`` takes DEST for this
-        process, so another run on the same DEST gets a clear error instead of a race."""
+        process, so another run on the same DEST, or on one nested in it or around it, gets a
+        clear error instead of a race (see :mod:`stacpull.destlock`).
+
+        ``.stacpull`` and the database files in it are used only as a real directory and
+        regular files: a link there (to another DEST's state, to a file outside) is refused,
+        never followed, and nothing is created before a lock is refused."""
         self.directory = dest / JOURNAL_DIR
         self.path = self.directory / "journal.sqlite"
-        self._lock_file: IO[bytes] | None = None
-        if not create and not self.path.is_file():
-            raise StorageError(f"no stacpull journal in {dest} (expected {self.path})")
+        self._lock: DestLock | None = None
+        if lock:
+            refuse_nested(dest, JOURNAL_DIR)
+        self._check_state(dest, create=create)
+        if lock:
+            self._lock = DestLock.acquire(dest, JOURNAL_DIR)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -243,41 +250,44 @@ class Journal:
                 if column not in have:
                     self._db.execute(f"ALTER TABLE transfers ADD COLUMN {column} {kind}")
         except (OSError, sqlite3.Error) as exc:
+            if self._lock is not None:
+                self._lock.release()
             raise StorageError(f"cannot open the journal {self.path}: {exc}") from exc
         self._mutex = threading.Lock()
         self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
-        if lock:
-            try:
-                self._lock()
-            except StorageError:
-                self._db.close()
-                raise
 
-    def _lock(self) -> None:
-        if fcntl is None:  # pragma: no cover
-            return
+    def _check_state(self, dest: Path, *, create: bool) -> None:
+        """Refuse a ``.stacpull`` that is not a real directory, or database or lock files
+        that are not regular files (SQLite and the lock would follow a link)."""
         try:
-            handle = (self.directory / "lock").open("ab")
+            if create:
+                dest.mkdir(parents=True, exist_ok=True)
+            exists = safeio.ensure_directory(self.directory, create=create)
+        except (FileNotFoundError, FileExistsError, PermissionError) as exc:
+            raise StorageError(f"cannot create {self.directory}: {exc.strerror}") from exc
         except OSError as exc:
-            raise StorageError(f"cannot create {self.directory / 'lock'}: {exc}") from exc
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
             raise StorageError(
-                f"another stacpull run is using {self.directory.parent}; "
-                "wait for it to finish (two runs must not share a DEST)"
-            ) from None
-        self._lock_file = handle
+                f"{self.directory} is {exc.strerror}; stacpull keeps its journal, lock and "
+                "reports only in a real directory inside DEST: remove it"
+            ) from exc
+        if not exists or (not create and not os.path.lexists(self.path)):
+            raise StorageError(f"no stacpull journal in {dest} (expected {self.path})")
+        for name in (*_DB_FILES, "lock"):
+            kind = safeio.not_regular(self.directory / name)
+            if kind is not None:
+                raise StorageError(
+                    f"{self.directory / name} is {kind}, not a regular file; stacpull never "
+                    "uses its state through a link or special file: remove it"
+                )
 
     def close(self) -> None:
         """Close the database (checkpointing the WAL) and release the DEST lock."""
         with self._mutex:
             self._db.close()
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # -- plumbing -------------------------------------------------------------------------
     def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import safeio
 from .errors import ConfigError
 
 __all__ = ["SMOOTHING", "plot_report"]
@@ -82,6 +83,15 @@ def plot_report(report: Mapping[str, Any], out: Path) -> Path:
     for axis in (top, bottom):
         axis.grid(alpha=0.3)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    part = out.with_name(out.name + ".part")
+    try:
+        # Never through a link or onto a device at ``out``: a new file, renamed over it.
+        with safeio.create_new(part, binary=True) as f:
+            fig.savefig(f, dpi=110, format="png")
+        safeio.replace_regular(part, out)
+    except OSError as exc:
+        raise ConfigError(f"--plot {out}: cannot write: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+        part.unlink(missing_ok=True)  # gone once renamed; a failed write leaves nothing
     return out

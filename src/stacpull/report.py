@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from . import safeio
 from .events import (
     BytesReceived,
     Event,
@@ -456,13 +457,17 @@ class _JsonLines:
     """An append-only JSON-lines file that a full disk stops but never turns into a crash
     of the run (the journal stays the truth); why it stopped is kept in :attr:`error`."""
 
+    #: stacpull's own file in its state directory: a link or special file planted at
+    #: its name is replaced; a user's file (``--log-json``) is refused instead.
+    _own = False
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.error: str | None = None
         self._file: IO[str] | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = path.open("a", encoding="utf-8")
+            self._file = safeio.open_append(path, replace_special=self._own)
         except OSError as exc:
             self.error = f"cannot write {path}: {exc.strerror or exc}"
 
@@ -489,6 +494,8 @@ class _JsonLines:
 
 class OutcomeLog(_JsonLines):
     """An event sink that appends each finished job to a JSON-lines file."""
+
+    _own = True
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, JobFinished):
@@ -663,15 +670,16 @@ def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: P
         "outcomes_file": outcomes.name if outcomes else None,
     }
     directory.mkdir(parents=True, exist_ok=True)
+    safeio.ensure_directory(directory, create=False)  # never written through a link
     path = directory / f"report-{stamp}.json"
     partial = path.with_name(path.name + ".part")
     head = json.dumps(report, indent=2)
-    with partial.open("w", encoding="utf-8") as f:
+    with safeio.create_new(partial) as f:
         f.write(head[: -len("\n}")])
         f.write(',\n  "series": ' + json.dumps(series, separators=(",", ":")))
         f.write(',\n  "files": [')
         first = True
-        if outcomes is not None and outcomes.exists():
+        if outcomes is not None and not safeio.not_regular(outcomes) and outcomes.exists():
             with outcomes.open(encoding="utf-8") as lines:
                 for line in lines:
                     try:
@@ -681,8 +689,9 @@ def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: P
                     f.write(("\n    " if first else ",\n    ") + line.strip())
                     first = False
         f.write("\n  ]\n}\n")
-    partial.replace(path)
+    partial.replace(path)  # a rename replaces a link at the name, never follows it
     latest = directory / "last-report.json.part"
-    shutil.copyfile(path, latest)
+    with safeio.open_regular(path) as whole, safeio.create_new(latest, binary=True) as copy:
+        shutil.copyfileobj(whole, copy)
     latest.replace(directory / "last-report.json")
     return path

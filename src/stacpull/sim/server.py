@@ -445,14 +445,23 @@ class _App:
                     yield c, p, item
 
     def _number_matched(self, q: _Query) -> int:
-        if q.key not in self._matched:
+        # Counted once per query and catalogue state: a removed, added or new item changes
+        # the count as on a real catalogue (a mirror trusts it to know its listing whole).
+        knobs = self.catalog.knobs
+        state = (
+            len(knobs.removed),
+            tuple(sorted((c, len(extra)) for c, extra in knobs.extra.items())),
+            tuple(spec.count for spec in self.catalog.specs.values()),
+        )
+        key = f"{q.key}|{state}"
+        if key not in self._matched:
             simple = not (q.ids or q.bbox or q.start or q.end or q.predicate)
-            self._matched[q.key] = (
+            self._matched[key] = (
                 sum(self.catalog.count(c) for c in q.collections)
                 if simple
                 else sum(1 for _ in self._scan(q, 0, 0))
             )
-        return self._matched[q.key]
+        return self._matched[key]
 
     async def search(self, request: web.Request) -> web.Response:
         if request.method == "POST":

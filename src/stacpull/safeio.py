@@ -1,0 +1,155 @@
+"""Files stacpull writes or reads for itself, never through a link: its state in
+``DEST/.stacpull`` and the outputs a user names (``search -o``, ``--log-json``,
+``report --plot``).
+
+Where stacpull expects a regular file of its own, a symbolic link, device, FIFO, socket or
+directory is refused, never written through (OpenSSH's and rsync's habit: ``O_NOFOLLOW``,
+``O_EXCL``, refuse special files): a service account mirroring beside other data must not
+be steered into overwriting it. Files are written under a temporary name created afresh
+with ``O_EXCL | O_NOFOLLOW`` and renamed over their final name, which a rename replaces
+(a link included) without following it; the final name is checked again just before.
+Errors are :class:`OSError` whose ``strerror`` says what was found, for the callers' own
+one-line messages (``ConfigError`` for a user's output, ``StorageError`` for DEST).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from pathlib import Path
+from typing import IO, Literal, overload
+
+__all__ = [
+    "create_new",
+    "ensure_directory",
+    "not_regular",
+    "open_append",
+    "open_regular",
+    "read_regular",
+    "replace_regular",
+]
+
+_KINDS = {
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # never wait for a FIFO's reader
+
+
+def _kind(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def not_regular(path: Path) -> str | None:
+    """What ``path`` is when it exists and is not a regular file ("a symbolic link", "a
+    FIFO"...), looked at without following a link; ``None`` when it is absent or regular."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return None if stat.S_ISREG(mode) else _kind(mode)
+
+
+def _refused(path: Path, kind: str, expected: str = "a regular file") -> OSError:
+    if kind == "a symbolic link":
+        code = errno.ELOOP
+    elif expected == "a directory":
+        code = errno.ENOTDIR
+    else:
+        code = errno.EISDIR if kind == "a directory" else errno.EINVAL
+    return OSError(code, f"{kind}, not {expected}", str(path))
+
+
+def ensure_directory(path: Path, *, create: bool) -> bool:
+    """Make sure ``path`` is a real directory (not a link to one); ``create`` makes it when
+    absent (its parent must exist). Returns whether it exists; raises :class:`OSError`
+    when something else is there."""
+    if create:
+        with contextlib.suppress(FileExistsError):
+            path.mkdir()
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(mode):
+        raise _refused(path, _kind(mode) if not stat.S_ISREG(mode) else "a file", "a directory")
+    return True
+
+
+def _open(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` with ``O_NOFOLLOW``; a link at the name is reported as one."""
+    try:
+        return os.open(path, flags | _NOFOLLOW | _CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and path.is_symlink():
+            raise _refused(path, "a symbolic link") from None
+        raise
+
+
+def _check_regular(fd: int, path: Path) -> None:
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _refused(path, _kind(mode))
+
+
+@overload
+def create_new(path: Path, *, binary: Literal[False] = False) -> IO[str]: ...
+@overload
+def create_new(path: Path, *, binary: Literal[True]) -> IO[bytes]: ...
+def create_new(path: Path, *, binary: bool = False) -> IO[str] | IO[bytes]:
+    """Create ``path`` as a new regular file for writing; whatever had the name (a stale
+    temporary file, a link planted there) is removed first, never followed."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a link itself, not its target; a directory raises
+    fd = _open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    if binary:
+        return os.fdopen(fd, "wb")
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+
+def open_append(path: Path, *, replace_special: bool = False) -> IO[str]:
+    """Open ``path`` to append text, creating it; a link, FIFO or device there is refused
+    (or, with ``replace_special``, for stacpull's own files, removed and replaced)."""
+    kind = not_regular(path)
+    if kind is not None:
+        if not replace_special or kind == "a directory":
+            raise _refused(path, kind)
+        path.unlink()
+    fd = _open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NONBLOCK)
+    _check_regular(fd, path)  # it changed since the look above
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
+def open_regular(path: Path) -> IO[bytes]:
+    """``path`` opened to read, a regular file reached without following a link at its name."""
+    fd = _open(path, os.O_RDONLY | _NONBLOCK)
+    _check_regular(fd, path)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of ``path`` (see :func:`open_regular`)."""
+    with open_regular(path) as f:
+        return f.read()
+
+
+def replace_regular(part: Path, final: Path) -> None:
+    """Rename ``part`` over ``final`` unless ``final`` is now something other than a
+    regular file (a rename would replace a device node or a user's link); ``part`` is
+    removed then."""
+    kind = not_regular(final)
+    if kind is not None:
+        part.unlink(missing_ok=True)
+        raise _refused(final, kind)
+    part.replace(final)
