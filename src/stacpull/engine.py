@@ -448,7 +448,8 @@ def _incomplete(
     if not source.complete:
         return "the search did not finish"
     if source.matched is not None and source.listed < source.matched:
-        return f"the search listed {source.listed} of {source.matched} matching items"
+        repeats = f" ({source.repeats} listed again)" if source.repeats else ""
+        return f"the search listed {source.listed} of {source.matched} matching items{repeats}"
     return None
 
 
@@ -533,8 +534,9 @@ class _Source(Protocol):
     """
 
     complete: bool
-    listed: int  # items the search returned so far
+    listed: int  # distinct items the search returned so far
     matched: int | None  # how many it said match (numberMatched), when it says
+    repeats: int  # items it returned again (counted once in listed)
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None: ...
 
@@ -548,6 +550,22 @@ class _PageSource:
         self.complete = False
         self.listed = 0
         self.matched: int | None = None
+        self.repeats = 0
+        self._seen: set[tuple[str, str]] = set()
+
+    def _count(self, features: Sequence[Any]) -> None:
+        """Count the distinct items listed: an unordered, offset-paged catalogue (MAAP) can
+        list one item twice in place of one it never lists, and a listing is complete only
+        when its distinct items reach numberMatched."""
+        for item in features:
+            ident = item.get("id") if isinstance(item, dict) else None
+            key = (str(item.get("collection")), ident) if isinstance(ident, str) else None
+            if key is not None and key in self._seen:
+                self.repeats += 1
+                continue
+            if key is not None:
+                self._seen.add(key)
+            self.listed += 1
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         pages = items = 0
@@ -555,7 +573,8 @@ class _PageSource:
         async for features, matched in self.pages():
             pages += 1
             items += len(features)
-            self.listed, self.matched = items, matched
+            self._count(features)
+            self.matched = matched
             emit(SearchProgress(pages, items, matched))
             jobs: list[Job] = []
             refusals: list[Refusal] = []
@@ -579,7 +598,7 @@ class _JobSource:
     def __init__(self, jobs: list[Job]) -> None:
         self.jobs = jobs
         self.complete = False
-        self.listed = 0
+        self.listed = self.repeats = 0
         self.matched: int | None = None  # no search: never a complete listing
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
