@@ -70,11 +70,12 @@ def _refused(path: Path, kind: str, expected: str = "a regular file") -> OSError
 
 def ensure_directory(path: Path, *, create: bool) -> bool:
     """Make sure ``path`` is a real directory (not a link to one); ``create`` makes it when
-    absent (its parent must exist). Returns whether it exists; raises :class:`OSError`
-    when something else is there."""
+    absent (its parent must exist), never writable by all whatever the umask (others could
+    plant links in it). Returns whether it exists; raises :class:`OSError` when something
+    else is there."""
     if create:
         with contextlib.suppress(FileExistsError):
-            path.mkdir()
+            path.mkdir(0o775)
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
