@@ -86,6 +86,9 @@ class _Catalogue:
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._last: dict[str, Any] | None = None
         self.failed = 0  # later pages refused
+        self.listing: list[dict[str, Any]] | None = None  # mode "offset"
+        self.changes: dict[int, Any] = {}
+        self.pages = 0
         self.port = 0
 
     @property
@@ -94,6 +97,8 @@ class _Catalogue:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.mode == "offset" and request.path.endswith("/search"):
+            return await self._offset_page(request)
         later = "token" in request.query or b'"token"' in body
         if later and self.mode in ("fail", "fail500"):
             status = 500 if self.mode == "fail500" else 400
@@ -121,6 +126,35 @@ class _Catalogue:
             text = json.dumps(page)
         text = text.replace(f"{self.sim.base_url}/catalogue/", self.url)
         return web.Response(text=text, status=status, content_type="application/json")
+
+    async def _offset_page(self, request: web.Request) -> web.Response:
+        """An unordered catalogue paged by offset (MAAP's ``startRecord``) over a listing
+        that changes while it is read: ``changes[n]`` runs before page ``n`` (1-based)."""
+        if self.listing is None:
+            async with self._session.get(
+                f"{self.sim.base_url}/catalogue/search",
+                params={"collections": L1A, "limit": "1000"},
+            ) as upstream:
+                self.listing = (await upstream.json())["features"]
+        offset = int(request.query.get("offset", "0"))
+        limit = int(request.query.get("limit", "10"))
+        self.pages += 1
+        change = self.changes.pop(self.pages, None)
+        if change is not None:
+            change(self.listing)
+        ids = request.query.get("ids")
+        listing = [i for i in self.listing if not ids or i["id"] in ids.split(",")]
+        page: dict[str, Any] = {
+            "type": "FeatureCollection",
+            "features": listing[offset : offset + limit],
+            "numberMatched": len(listing),
+            "links": [],
+        }
+        if offset + limit < len(listing):
+            query = {**request.query, "offset": str(offset + limit)}
+            href = str(request.url.with_query(query))
+            page["links"].append({"rel": "next", "href": href, "method": "GET"})
+        return web.json_response(page, content_type="application/geo+json")
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -186,6 +220,40 @@ def test_a_repeated_item_hiding_a_skipped_one_judges_nothing_gone(
     assert "no longer in the catalogue" not in out and "pruned 3" not in out
     assert "not pruned" in out and "4 of 5" in out
     assert _tree(dest) == before
+
+
+def test_an_item_skipped_while_the_catalogue_changes_under_offset_paging_is_not_gone(
+    catalogue: _Catalogue, tmp_path: Path
+) -> None:
+    """During one search an item listed already leaves and a new one arrives at the end:
+    offset paging then skips an item that never left, while the count of distinct items
+    and numberMatched still agree. Only asking the catalogue for that item tells."""
+    dest = tmp_path / "dest"
+    catalogue.mode = "offset"
+    assert _mirror(catalogue.url, dest, "--page-size", "2")[0] == 0
+    before = _tree(dest)
+    assert len(before) == 15
+    listed_then_gone, skipped = _ids(catalogue.sim, 1, 2)
+
+    def reprocessed(listing: list[dict[str, Any]]) -> None:
+        old = next(i for i in listing if i["id"] == listed_then_gone)
+        listing.remove(old)
+        listing.append({**old, "id": listed_then_gone + "_v2"})
+
+    catalogue.pages = 0
+    catalogue.changes = {2: reprocessed}
+    code, out, err = _mirror(catalogue.url, dest, "--page-size", "2", "--prune")
+    assert code == 0, out + err
+    assert (dest / L1A / skipped).is_dir(), "an item still in the catalogue was pruned"
+    assert _tree(dest / L1A / skipped) == {
+        k.rsplit("/", 1)[1]: v for k, v in before.items() if k.startswith(f"{L1A}/{skipped}/")
+    }
+    assert len(list((dest / L1A).iterdir())) == 6  # the new item fetched, nothing pruned yet
+    # the next complete search sees the old version gone for good: pruned then
+    code, out, err = _mirror(catalogue.url, dest, "--page-size", "2", "--prune")
+    assert code == 0, out + err
+    assert "pruned 3 file(s)" in out and not (dest / L1A / listed_then_gone).exists()
+    assert (dest / L1A / skipped).is_dir()
 
 
 def test_a_catalogue_without_number_matched_still_prunes_after_a_complete_search(

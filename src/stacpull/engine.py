@@ -373,7 +373,7 @@ async def run(
         elif opts.kind == "mirror":
             not_judged = _incomplete(config, opts, pages, source)
             if not_judged is None:
-                gone = journal.gone(scope, run_id)
+                gone, not_judged = await _confirm_gone(config, journal, journal.gone(scope, run_id))
             if opts.prune and gone:
                 pruned, kept = await anyio.to_thread.run_sync(_prune, root, journal, gone)
     except StacpullError as exc:
@@ -451,6 +451,39 @@ def _incomplete(
         repeats = f" ({source.repeats} listed again)" if source.repeats else ""
         return f"the search listed {source.listed} of {source.matched} matching items{repeats}"
     return None
+
+
+#: Item ids asked for at once when a mirror makes sure its unlisted items are gone.
+_LOOKUP_IDS = 40
+
+
+async def _confirm_gone(
+    config: Config, journal: Journal, paths: list[str]
+) -> tuple[list[str], str | None]:
+    """The ``paths`` whose items the catalogue still does not find when asked for them by
+    id (with the same query), and why nothing is judged gone when it cannot be asked.
+
+    Counting a listing proves little on a catalogue paged by offset whose items are not
+    ordered (MAAP): an item that leaves while another arrives during the search makes
+    the listing skip one that never left, with every count still right. Only the items
+    the catalogue finds by id no longer are gone; the others wait for the next run."""
+    if not paths:
+        return [], None
+    owners: dict[str, list[str]] = {}
+    for path in paths:
+        row = await journal.get(path)
+        owners.setdefault(row.item_id if row is not None and row.item_id else "", []).append(path)
+    ids = sorted(i for i in owners if i)
+    found: set[str] = set()
+    try:
+        for start in range(0, len(ids), _LOOKUP_IDS):
+            chunk = tuple(ids[start : start + _LOOKUP_IDS])
+            query = dataclasses.replace(config.search, ids=chunk, max_items=2 * len(chunk))
+            async for features, _ in search_pages(query):
+                found.update(f["id"] for f in features if isinstance(f, dict) and "id" in f)
+    except StacpullError as exc:
+        return [], f"the items it did not list could not be looked up ({exc})"
+    return sorted(p for i, group in owners.items() if i not in found for p in group), None
 
 
 _ROOT_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
