@@ -502,3 +502,24 @@ def test_processes_racing_to_create_one_dest_get_it_once(tmp_path: Path) -> None
         for p in procs:
             p.communicate(timeout=30)
     assert said == ["held", "refused", "refused"], said
+
+
+def test_metadata_never_addresses_the_state_of_a_dest_nested_below(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """A DEST may hold another DEST below it (runs one after the other are allowed): an
+    item's path through ``sub/.stacpull/`` would overwrite that DEST's journal."""
+    outer = tmp_path / "outer"
+    inner = outer / "sub"
+    assert pull(sim, inner).ok
+    journal = inner / ".stacpull" / "journal.sqlite"
+    before = journal.read_bytes()
+    item = sim.catalog.item(L1A, 1)
+    for n, where in enumerate(("sub/.stacpull/journal.sqlite", "sub/.STACPULL./lock")):
+        product = {**item["assets"]["product"], "file:local_path": where}
+        hostile = {**item, "id": f"hostile{n}", "assets": {"product": product}}
+        sim.catalog.add_item(L1A, hostile)
+    result = pull(sim, outer, template="{name}", assets=["product"])
+    assert result.refused == 2 and result.downloaded == 5, result
+    assert journal.read_bytes() == before
+    assert not (inner / ".stacpull" / "lock").stat().st_size

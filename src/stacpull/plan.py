@@ -15,7 +15,8 @@ so assets are chosen by *selectors* rather than by a fixed list of keys:
 
 Every destination is sanitised: a name from STAC metadata that is absolute, contains
 ``..``, a control character or a backslash is refused, so nothing is written outside DEST;
-one that lands in stacpull's own state directory (``DEST/.stacpull``, in any case) or is
+one that lands in stacpull's own state directory (``DEST/.stacpull``, in any case, or a
+``.stacpull`` deeper down: the state of a DEST nested below) or is
 too long for the filesystem (a segment over NAME_MAX once ``.part`` is added, a path over
 PATH_MAX) is refused too.
 """
@@ -260,11 +261,13 @@ def _destination(rel: str) -> str:
     ``.part`` suffix and PATH_MAX as a whole.
     """
     rel = sanitize_relpath(rel, what="destination")
-    first = rel.split("/", 1)[0]
-    if unicodedata.normalize("NFKC", first).casefold().rstrip(".") == _STATE_DIR:
-        raise UnsafePathError(
-            f"destination {rel!r} lies in {_STATE_DIR}/, stacpull's own state directory"
-        )
+    # Any component, not only the first: a DEST may hold another DEST below it, whose
+    # journal and lock are as much stacpull's state as its own.
+    for part in rel.split("/"):
+        if unicodedata.normalize("NFKC", part).casefold().rstrip(".") == _STATE_DIR:
+            raise UnsafePathError(
+                f"destination {rel!r} lies in {_STATE_DIR}/, stacpull's own state directory"
+            )
     if len(rel.rsplit("/", 1)[-1].encode("utf-8")) > _MAX_NAME_BYTES:
         raise UnsafePathError(
             f"destination {rel[:80]!r}…: file name too long "
