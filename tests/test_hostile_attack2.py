@@ -523,3 +523,45 @@ def test_metadata_never_addresses_the_state_of_a_dest_nested_below(
     assert result.refused == 2 and result.downloaded == 5, result
     assert journal.read_bytes() == before
     assert not (inner / ".stacpull" / "lock").stat().st_size
+
+
+@pytest.mark.parametrize("planted", ["a directory", "a link to a directory"])
+def test_a_plot_whose_temporary_name_is_taken_fails_in_one_line(
+    sim: SimServer, tmp_path: Path, planted: str
+) -> None:
+    dest = tmp_path / "dest"
+    assert pull(sim, dest).ok
+    out = tmp_path / "plot.png"
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "keep").write_bytes(b"keep")
+    part = tmp_path / "plot.png.part"
+    if planted == "a directory":
+        part.mkdir()
+        (part / "keep").write_bytes(b"keep")
+    else:
+        part.symlink_to(theirs)
+    code, stdout, err = cli("report", str(dest), "--plot", str(out))
+    assert "Traceback" not in stdout + err
+    assert code in (0, 2), stdout + err
+    assert (theirs / "keep").read_bytes() == b"keep"
+    if planted == "a directory":
+        assert code == 2 and (part / "keep").read_bytes() == b"keep", stdout + err
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "geojson", "csv"])
+def test_a_saved_search_whose_temporary_name_is_a_directory_fails_in_one_line(
+    sim: SimServer, tmp_path: Path, fmt: str
+) -> None:
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow")
+    out = tmp_path / f"items.{fmt}"
+    part = tmp_path / f"items.{fmt}.part"
+    part.mkdir()
+    (part / "keep").write_bytes(b"keep")
+    code, stdout, err = cli(
+        "search", "--catalog", sim.catalog_url, "--collection", L1A, "-o", str(out)
+    )
+    assert code == 2, stdout + err
+    assert "Traceback" not in err and len([x for x in err.splitlines() if x.strip()]) == 1, err
+    assert (part / "keep").read_bytes() == b"keep" and not out.exists()

@@ -194,8 +194,11 @@ class ItemWriter:
         import pyarrow.parquet as pq
 
         table = pa.table({c: [str(r[c]) for r in self._rows] for c in CSV_COLUMNS})
-        with safeio.create_new(self._part, binary=True) as f:
-            pq.write_table(table, f)
+        try:
+            with safeio.create_new(self._part, binary=True) as f:
+                pq.write_table(table, f)
+        except OSError as exc:
+            raise ConfigError(f"-o {self.path}: cannot write: {exc.strerror or exc}") from None
         self._publish()
 
 
