@@ -614,7 +614,8 @@ def _saved(from_file: str | None, config: Config) -> tuple[Config, ItemPages | N
 
 def _asset_summary(item: dict[str, Any]) -> str:
     parts = []
-    for key, asset in sorted((item.get("assets") or {}).items()):
+    assets = item.get("assets")
+    for key, asset in sorted(assets.items() if isinstance(assets, dict) else ()):
         size = asset.get("file:size") if isinstance(asset, dict) else None
         parts.append(f"{key} {human_bytes(size)}" if isinstance(size, int) else key)
     return ", ".join(parts)
@@ -676,7 +677,8 @@ def search(
                 for item in features:
                     seen += 1
                     if seen <= show:
-                        props = item.get("properties") or {}
+                        props = item.get("properties")
+                        props = props if isinstance(props, dict) else {}
                         table.add_row(
                             str(item.get("id")),
                             str(props.get("datetime") or props.get("start_datetime") or "")[:19]
@@ -694,6 +696,8 @@ def search(
         matched, seen = anyio.run(walk)
     except (ConfigError, SearchError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:  # Ctrl-C: the search was cancelled, a partial -o removed
+        _fail("interrupted", 130)
     total = matched if matched is not None else seen
     out.print(f"{total} item(s) matched")
     if seen:
@@ -777,6 +781,8 @@ def collections(
         }
     except (ConfigError, SearchError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
     if as_json:
         click.echo(json.dumps({"collections": found, "filtered_by_server": by_server}, indent=2))
         return
@@ -815,6 +821,8 @@ def queryables_command(
         schema = queryables(config.search, collection)
     except (ConfigError, SearchError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
     if as_json:
         click.echo(json.dumps(schema, indent=2))
         return
@@ -929,6 +937,8 @@ def _plan_only(config: Config, pages: ItemPages | None) -> None:
         summary = anyio.run(lambda: dry_run(config, pages=pages))
     except (ConfigError, SearchError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
     except StacpullError as exc:
         _fail(str(exc), 1)
     _print_plan(summary, config.download.max_bytes)
