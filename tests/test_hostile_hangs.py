@@ -288,9 +288,13 @@ def test_sigterm_ends_a_run_stuck_on_a_silent_catalogue(tmp_path: Path) -> None:
     assert code == 130, err
 
 
-def test_ctrl_c_ends_a_dry_run_stuck_on_a_silent_catalogue(tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", [["--dry-run"], ["--max-bytes", "1G"]], ids=["dry-run", "budget"])
+def test_ctrl_c_ends_a_dry_run_stuck_on_a_silent_catalogue(
+    tmp_path: Path, extra: list[str]
+) -> None:
+    # --max-bytes plans the whole search before the run starts, like --dry-run.
     with SilentCatalog(landing=True) as server:
-        proc = _start(_command(server.url, tmp_path, "download", "--dry-run"))
+        proc = _start(_command(server.url, tmp_path, "download", *extra))
         code, err = _interrupt(proc, server, [signal.SIGINT], STOP_GRACE + 8)
     assert code == 130, err
     assert "Traceback" not in err

@@ -1310,7 +1310,10 @@ def auth_check(
     for warning in tokens.warnings:
         click.echo(f"stacpull: warning: {warning}", err=True)
     trust = TrustPolicy(config.search.catalog, config.auth.hosts)
-    found = anyio.run(lambda: check_credentials(tokens, url=url, trust=trust))
+    try:
+        found = anyio.run(lambda: check_credentials(tokens, url=url, trust=trust))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
     out = Console(highlight=False, soft_wrap=True)
     how = {"oidc": f"{found.source}, exchanged at {config.auth.token_url}"}.get(
         found.kind, found.source
