@@ -475,13 +475,15 @@ def test_the_cli_says_the_search_loops_in_one_line(tmp_path: Path) -> None:
 
 # -- 3. junk items: a refusal per item, or one line for a file that is no ItemCollection ----
 
+_ODD_STRINGS = ["http://[::1", "http://h/a.zip", "http://h:99999/a.zip", "http:///a.zip", "../x"]
+_ODD_STRINGS += ["/etc/x", "a/b.png", "\udc80.zip", ""]
 _JSONISH = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(10**30), max_value=10**30)
     | st.floats(allow_nan=False)
     | st.text(max_size=12)
-    | st.sampled_from(["http://[::1", "http://h/a.zip", "../x", "/etc/x", "a/b.png", ""]),
+    | st.sampled_from(_ODD_STRINGS),
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
     ),
@@ -562,6 +564,10 @@ _ODD_ITEMS: list[dict[str, Any]] = [
     {"id": "assets-list", "assets": [{"href": "http://h/x.zip"}]},
     {"id": "href-number", "assets": {"a": {"href": 12}}},
     {"id": "href-missing", "assets": {"a": {"type": "image/png"}}},
+    {"id": "href-port", "assets": {"a": {"href": "http://127.0.0.1:99999/x.zip"}}},
+    {"id": "href-no-host", "assets": {"a": {"href": "http:///x.zip"}}},
+    {"id": "href-idna", "assets": {"a": {"href": "http://xn--/x.zip"}}},
+    {"id": "name-surrogate", "assets": {"a": {"href": "http://h/\udc80.zip"}}},
     {"id": "href-bad-ipv6", "assets": {"a": {"href": "http://[::1/x.zip", "roles": ["data"]}}},
     {
         "id": "self-bad",

@@ -372,7 +372,12 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
         )
 
     part = _part_path(final)
-    host = URL(job.url).host or ""
+    try:
+        host = URL(job.url).host or ""
+    except ValueError as exc:  # a URL yarl cannot take (an IDNA label "xn--"): refused
+        reason = f"asset URL {job.url!r} is not valid: {exc}"
+        await ctx.journal.failed(job, error_class="PlanError", error=reason, partial=0)
+        return _finish(ctx, Outcome(job, Status.REFUSED, error=reason, error_class="PlanError"))
     try:
         return await _attempts(job, final, part, disk.part_size, mh, ctx, progress, host, started)
     except PlanError as exc:  # the directory leads outside DEST: nothing was written

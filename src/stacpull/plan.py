@@ -352,12 +352,16 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
             href = asset.get("href")
             if not isinstance(href, str) or not href:
                 raise PlanError("asset has no href")
-            try:
+            try:  # http://[x (a bracket never closed), a port over 65535, no host
                 url = urljoin(base, href) if base else href
-                scheme = urlsplit(url).scheme
-            except ValueError:  # http://[x: an IPv6 host never closed
-                raise PlanError(f"asset href {href!r} is not a valid URL") from None
-            if scheme not in ("http", "https"):
+                parts = urlsplit(url)
+                if parts.scheme in ("http", "https") and not (parts.hostname and parts.port != -1):
+                    raise ValueError(url)
+            except ValueError:
+                raise PlanError(
+                    f"asset href {href!r} is not a valid URL (its host or port)"
+                ) from None
+            if parts.scheme not in ("http", "https"):
                 raise PlanError(f"asset href {href!r} is not an http(s) URL")
             name = sanitize_relpath(names[key], what="file name")
             rel = rules.template.format(
