@@ -324,13 +324,15 @@ class LoopingAPI:
     - ``cycle``: page a → b → a;
     - ``token``: a new token every time, the same two items on every page;
     - ``post``: a POST next link with the same body every time;
-    - ``single``: one item per page, one item listed on two pages, then the end.
+    - ``single``: one item per page, one item listed on two pages, then the end;
+    - ``stall``: page 1, then page 2 never comes (until :attr:`release` is set).
     """
 
     def __init__(self) -> None:
         self.mode = "ok"
         self.requests = 0
         self.base = ""
+        self.release = asyncio.Event()
 
     def app(self) -> aiohttp.web.Application:
         app = aiohttp.web.Application()
@@ -365,7 +367,9 @@ class LoopingAPI:
         def nxt(t: str) -> dict[str, Any]:
             return {"rel": "next", "href": url + t, "type": "application/geo+json"}
 
-        if self.mode == "ok":
+        if self.mode == "stall" and token:
+            await self.release.wait()
+        if self.mode in ("ok", "stall"):
             return self._page(["a", "b"], nxt("2")) if not token else self._page(["c", "d"], None)
         if self.mode == "same":
             return (
@@ -444,6 +448,35 @@ async def test_a_looping_search_stops_a_mirror_before_anything_is_judged_gone(
         with anyio.fail_after(10), pytest.raises(SearchError, match="repeats a page"):
             await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
     finally:
+        await server.close()
+    kept = sorted(p.name for p in (tmp_path / "C1").rglob("*.bin"))
+    assert kept == ["a.bin", "b.bin", "c.bin", "d.bin"]
+
+
+async def _set_after(event: asyncio.Event, delay: float) -> None:
+    await anyio.sleep(delay)
+    event.set()
+
+
+@pytest.mark.anyio
+async def test_a_search_that_stalls_midway_stops_a_mirror_before_anything_is_judged_gone(
+    tmp_path: Path,
+) -> None:
+    api = LoopingAPI()
+    server = await _serve(api)
+    try:
+        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
+        assert (await stacpull.amirror(dest=str(tmp_path), **options)).downloaded == 4
+        api.mode = "stall"  # page 1 (a, b), then silence where c, d were
+        async with anyio.create_task_group() as tg:
+            # Today's search waits forever in a thread nothing can cancel: end the silence
+            # after 15 s, so that this test fails instead of hanging.
+            tg.start_soon(_set_after, api.release, 15.0)
+            with pytest.raises(SearchError, match="did not answer within"):
+                await stacpull.amirror(dest=str(tmp_path), prune=True, timeout=0.2, **options)
+            tg.cancel_scope.cancel()
+    finally:
+        api.release.set()
         await server.close()
     kept = sorted(p.name for p in (tmp_path / "C1").rglob("*.bin"))
     assert kept == ["a.bin", "b.bin", "c.bin", "d.bin"]
