@@ -367,6 +367,15 @@ class LoopingAPI:
         def nxt(t: str) -> dict[str, Any]:
             return {"rel": "next", "href": url + t, "type": "application/geo+json"}
 
+        if self.mode == "deep":
+            deep = '{"a":' * 10_000 + "1" + "}" * 10_000
+            text = '{"type": "FeatureCollection", "features": [{"id": "x", "properties": '
+            return aiohttp.web.Response(text=text + deep + "}]}", content_type="application/json")
+        if self.mode == "junk":
+            here = json.loads(json.dumps(_ODD_ITEMS).replace("http://h/", self.base + "data/"))
+            odd = [{**f, "links": "x"} for f in here]
+            page = {"type": "FeatureCollection", "features": [*odd, _feature(self.base, "a")]}
+            return aiohttp.web.json_response({**page, "numberMatched": True, "context": []})
         if self.mode == "stall" and token:
             await self.release.wait()
         if self.mode in ("ok", "stall"):
@@ -480,6 +489,30 @@ async def test_a_search_that_stalls_midway_stops_a_mirror_before_anything_is_jud
         await server.close()
     kept = sorted(p.name for p in (tmp_path / "C1").rglob("*.bin"))
     assert kept == ["a.bin", "b.bin", "c.bin", "d.bin"]
+
+
+@pytest.mark.anyio
+async def test_odd_items_on_a_search_page_are_refused_and_the_run_goes_on(tmp_path: Path) -> None:
+    api = LoopingAPI()
+    server = await _serve(api)
+    try:
+        api.mode = "junk"
+        with anyio.fail_after(20):
+            result = await stacpull.adownload(
+                catalog=api.base,
+                collections=["C1"],
+                assets=["all"],
+                dest=str(tmp_path),
+                retries=0,  # the odd items' served "x.zip" is no zip: failed, at once
+            )
+        api.mode = "deep"
+        with anyio.fail_after(20), pytest.raises(SearchError, match="search failed") as caught:
+            await _collect(api)
+        assert len(str(caught.value).splitlines()) == 1
+    finally:
+        await server.close()
+    assert result.downloaded == 1 and result.refused >= 10 and result.fatal is None
+    assert (tmp_path / "C1" / "a" / "a.bin").is_file()
 
 
 def test_the_cli_says_the_search_loops_in_one_line(tmp_path: Path) -> None:

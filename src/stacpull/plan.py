@@ -305,7 +305,9 @@ def _self_href(item: Mapping[str, Any]) -> str | None:
 
 
 def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    """A usable ``file:size``: an int from 0 to 2⁶³ - 1 (what the journal holds), or none."""
+    usable = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63
+    return value if usable else None
 
 
 def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], list[Refusal]]:
