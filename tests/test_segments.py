@@ -74,9 +74,9 @@ def test_more_ranges_than_connections_are_taken_in_file_order(
     hashed: list[tuple[int, int]] = []
     real = fetch.hash_range
 
-    def spy(hasher: Any, part: Path, start: int, end: int) -> None:
+    def spy(hasher: Any, part: Path, start: int, end: int, **kw: Any) -> None:
         hashed.append((start, end))
-        real(hasher, part, start, end)
+        real(hasher, part, start, end, **kw)
 
     monkeypatch.setattr(fetch, "hash_range", spy)
     options = {"segments": 2, "segment_size": 500_000, "segment_below": 10_000_000}

@@ -16,6 +16,7 @@ Every error the engine raises is a :class:`StacpullError`; third-party exception
     │   ├── StallError           no byte arrived for ``stall_timeout`` seconds
     │   ├── TruncatedError       the body ended before the announced length
     │   ├── RangeError           a ``Content-Range`` that does not match what was asked
+    │   ├── TooLargeError        one file needs more than DEST's free space: it fails alone
     │   └── VerificationError    the bytes are not the advertised bytes
     │       ├── SizeMismatchError
     │       ├── ChecksumMismatchError
@@ -47,6 +48,7 @@ __all__ = [
     "StacpullError",
     "StallError",
     "StorageError",
+    "TooLargeError",
     "TransferError",
     "TruncatedError",
     "UnsafePathError",
@@ -132,6 +134,11 @@ class TruncatedError(TransferError):
 
 class RangeError(TransferError):
     """The server answered a range we did not ask for."""
+
+
+class TooLargeError(TransferError):
+    """One file announces more bytes than DEST has free at all (a lying ``file:size`` or
+    ``Content-Length``): that file fails with the figures; the run goes on."""
 
 
 class VerificationError(TransferError):

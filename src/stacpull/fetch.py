@@ -5,9 +5,15 @@ The guarantees, whatever happens (errors, cancellation, a crash):
 * a file appears under its final name only after its size, ``file:checksum`` and (for zips
   and KMZs) central directory and CRCs were verified, via fsync + atomic ``os.replace``;
 * a ``.part`` is resumed with ``Range`` + ``If-Range`` only when the journal holds the
-  validator of the response that wrote it; a 200 answer restarts it from zero, so bytes of
-  two versions of a file are never spliced;
-* a ``Content-Range`` that does not start where we asked is an error, never appended.
+  validator of the response that wrote it; a 200 answer, or a 206 (of a resume or of a
+  split file's range) whose validators differ (:class:`~stacpull.headers.Validators`),
+  restarts it from zero, so bytes of two versions of a file are never spliced;
+* a ``Content-Range`` that does not start where we asked is an error, never appended; a
+  416 proves a ``.part`` complete only when its length is what ``file:size`` and the
+  response that began the ``.part`` announced;
+* a body is stopped at the first chunk past its announced length (or ``file:size``);
+* the attempts of one file are bounded whatever the server does (see :func:`_attempts`);
+  one file larger than the free space fails alone.
 
 aiohttp exceptions are translated into :mod:`stacpull.errors` here, at one boundary.
 """
@@ -24,6 +30,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -45,8 +52,10 @@ from .errors import (
     HTTPStatusError,
     PlanError,
     RangeError,
+    SizeMismatchError,
     StallError,
     StorageError,
+    TooLargeError,
     TransferError,
     TruncatedError,
     UnsafePathError,
@@ -56,6 +65,7 @@ from .errors import (
 )
 from .events import BytesReceived, EventSink, JobFinished, TransferRetried, TransferStarted
 from .headers import (
+    Validators,
     parse_content_range,
     parse_retry_after,
     parse_unsatisfied_range,
@@ -73,7 +83,6 @@ from .verify import (
     check_digest,
     check_zip,
     encode_multihash,
-    file_digest,
     hash_range,
     parse_multihash,
     record_hash,
@@ -128,13 +137,22 @@ class SpaceBudget:
             self._read_at, self._since = now, 0
         return self._free - self._since
 
-    def reserve(self, where: Path, need: int) -> int:
-        """Reserve ``need`` bytes at ``where`` (a directory); return what to release later."""
+    def reserve(self, where: Path, need: int, *, url: str = "") -> int:
+        """Reserve ``need`` bytes at ``where`` (a directory); return what to release later.
+
+        A file larger than all the free space (nothing else in flight, nothing kept
+        free) is a lie or a mistake of its metadata (``Content-Length: 10^13``), not a
+        full disk: it fails alone (:class:`TooLargeError`) and the run goes on."""
         if need <= 0:
             return 0
         free = self._free_now(where)
         if free is None:
             return 0
+        if need > free:
+            raise TooLargeError(
+                f"the file needs {_human(need)}, only {_human(free)} are free in {where}",
+                url=url,
+            )
         if free - self.reserved - need < self.min_free:
             raise StorageError(
                 f"not enough free space in {where}: the next file needs {need:,} bytes, "
@@ -148,6 +166,18 @@ class SpaceBudget:
         """Give back a reservation (its bytes are now on disk, or were never written)."""
         self.reserved -= amount
         self._since += amount
+
+
+def _human(n: int) -> str:
+    """``n`` bytes in decimal units, for a message (``10.0 TB``)."""
+    if n < 1000:
+        return f"{n} bytes"
+    value = float(n)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1000
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1000:.1f} TB"
 
 
 @dataclass(slots=True)
@@ -191,6 +221,7 @@ class _Progress:
     total: int | None = None  # the size the last response announced
     can_split: bool = False  # that response may be continued as parallel ranges
     split_at: int | None = None  # where the single stream stopped to split
+    restarts: int = 0  # times the .part was thrown away to start again from zero
     notes: list[str] = field(default_factory=list)
 
 
@@ -198,12 +229,144 @@ def _part_path(final: Path) -> Path:
     return final.with_name(final.name + ".part")
 
 
-def _storage_error(exc: OSError, path: Path) -> StorageError:
+#: OSErrors that concern one destination (its name, or what lies at it or on its way),
+#: not DEST as a whole: that file is refused and the run goes on. Any other (disk full, a
+#: read-only or unwritable DEST, an I/O error) stops the run.
+_ONE_PATH_ERRNOS = frozenset(
+    {
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+        errno.ENOTEMPTY,
+        errno.ENOENT,
+        errno.ENXIO,
+        errno.EFBIG,
+        errno.EMLINK,
+        errno.ETXTBSY,
+    }
+)
+
+
+def _storage_error(exc: OSError, path: Path) -> StorageError | PlanError:
+    """What an OSError at ``path`` becomes: a :class:`PlanError` (this file is refused, the
+    run goes on) when it concerns this one path, else a :class:`StorageError` (the run
+    stops)."""
+    if exc.errno in _ONE_PATH_ERRNOS:
+        return PlanError(f"cannot write {path}: {exc.strerror or exc}")
     if exc.errno == errno.ENOSPC:
         return StorageError(f"disk full while writing {path}; free space and re-run to resume")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StorageError(f"cannot write {path}: {exc.strerror}")
     return StorageError(f"cannot write {path}: {exc}")
+
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+#: A directory on the way to a file: never a link (O_DIRECTORY and O_NOFOLLOW refuse one).
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
+#: PATH_MAX on Linux: a longer path cannot be stat'ed or opened by name.
+_PATH_MAX = 4096
+
+
+def _ours(st: os.stat_result | None) -> bool:
+    """Whether ``st`` (an ``lstat``) is a file stacpull may resume or write into: a regular
+    file with no other name (a hard link would carry the writes elsewhere)."""
+    return st is not None and stat.S_ISREG(st.st_mode) and st.st_nlink == 1
+
+
+def _not_a_directory(root: Path, here: Path, dir_fd: int) -> PlanError:
+    """Why ``here``, on the way to a destination, could not be opened as a directory."""
+    rel = here.relative_to(root).as_posix()
+    try:
+        link = stat.S_ISLNK(os.stat(here.name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        link = False
+    if link:
+        return UnsafePathError(
+            f"{rel!r} in DEST is a symbolic link: stacpull never writes or reads through links"
+        )
+    return PlanError(f"{rel!r} in DEST is a file, not a directory (another asset's file?)")
+
+
+def _open_step(dir_fd: int, name: str, create: bool) -> int | None:
+    """The directory ``name`` in ``dir_fd``, made first when missing and ``create``."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        if not create:
+            return None
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(name, 0o777, dir_fd=dir_fd)
+    return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+
+
+def _open_dir(root: Path, directory: Path, *, create: bool) -> int | None:
+    """A descriptor of ``directory`` (in DEST, ``root``), opened from DEST one component at a
+    time, never through a link; with ``create``, missing components are made on the way.
+    None: a component is missing. A component that is a link (to anywhere, or a loop)
+    raises :class:`UnsafePathError`, one that is a file :class:`PlanError`. What is then
+    opened, renamed or removed relative to the descriptor stays in that directory, even if
+    a component is replaced by a link meanwhile (blocking)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+    try:
+        here = root
+        for name in directory.relative_to(root).parts:
+            here = here / name
+            try:
+                inner = _open_step(fd, name, create)
+            except NotADirectoryError:
+                raise _not_a_directory(root, here, fd) from None
+            if inner is None:
+                return None
+            fd, outer = inner, fd
+            os.close(outer)
+        found, fd = fd, -1
+        return found
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _open_below(root: Path, path: str | os.PathLike[str], flags: int) -> int:
+    """Open ``path``, a file in DEST, with ``flags``, following no link on the way nor at
+    it (never blocking on a FIFO either); usable as :func:`open`'s ``opener``."""
+    target = Path(path)
+    dir_fd = _open_dir(root, target.parent, create=False)
+    if dir_fd is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(target))
+    try:
+        return os.open(target.name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePathError(
+                f"{target.relative_to(root).as_posix()!r} in DEST is a symbolic link: "
+                "stacpull never writes or reads through links"
+            ) from None
+        raise
+    finally:
+        os.close(dir_fd)
+
+
+def _hash_part(
+    root: Path, hasher: Hasher, path: Path, start: int = 0, end: int | None = None
+) -> None:
+    """:func:`hash_range` of a file in DEST, opened without following a link (blocking)."""
+    try:
+        hash_range(hasher, path, start, end, opener=functools.partial(_open_below, root))
+    except OSError as exc:
+        raise _storage_error(exc, path) from exc
+
+
+def _digest_in(root: Path, path: Path, mh: Multihash) -> bytes | None:
+    """``path``'s digest with ``mh``'s function, read without following a link; None when
+    it cannot be read as a file of DEST (a link put there meanwhile, say) (blocking)."""
+    hasher = mh.new()
+    try:
+        _hash_part(root, hasher, path)
+    except PlanError:
+        return None
+    return hasher.digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,23 +376,62 @@ class _OnDisk:
     final: Path
     final_stat: os.stat_result | None  # the file under its final name, if there
     part_size: int  # bytes in its .part (0: none)
+    refusal: PlanError | None = None  # why nothing may be written there
 
 
-#: Seconds one look at a destination may take on the event loop. Two ``stat`` calls on a
-#: local disk take microseconds, far less than a thread hop (which cost a small file a
-#: tenth of its time); a look slower than this (a network filesystem) sends every later
-#: one of the run to a worker thread, so a slow disk never holds up the transfers.
+#: Seconds one look at a destination may take on the event loop. Its directory opened
+#: and two ``lstat`` calls on a local disk take microseconds, far less than a thread hop
+#: (which cost a small file a tenth of its time); a look slower than this (a network
+#: filesystem) sends every later one of the run to a worker thread, so a slow disk never
+#: holds up the transfers.
 LOOK_INLINE_LIMIT = 0.002
 
 
 def _look_now(root: Path, job: Job) -> _OnDisk:
-    """``job``'s file and ``.part`` as they are now (blocking: two ``stat`` calls)."""
+    """``job``'s file and ``.part`` as they are now (blocking). No link is followed: a link
+    (or a FIFO, a hard link) at either name counts as no file, and is replaced; a link on
+    the way, a file where a directory should be, a directory at the final name or a path
+    too long refuse the job before anything is requested."""
     final = root / job.dest
+    refusal: PlanError
+    if len(os.fsencode(final)) + len(".part") >= _PATH_MAX:
+        refusal = UnsafePathError(
+            f"destination {job.dest[:80]!r}…: path too long in this DEST "
+            f"({_PATH_MAX - 1} bytes at most, with DEST and .part)"
+        )
+        return _OnDisk(final, None, 0, refusal)
     try:
-        final_stat: os.stat_result | None = final.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        final_stat = None
-    return _OnDisk(final, final_stat, _size(_part_path(final)))
+        dir_fd = _open_dir(root, final.parent, create=False)
+        if dir_fd is None:
+            return _OnDisk(final, None, 0)
+        try:
+            final_stat = _lstat(final.name, dir_fd)
+            part_stat = _lstat(final.name + ".part", dir_fd)
+        finally:
+            os.close(dir_fd)
+    except PlanError as exc:
+        return _OnDisk(final, None, 0, exc)
+    except OSError as exc:
+        error = _storage_error(exc, final)
+        if isinstance(error, StorageError):
+            raise error from exc
+        return _OnDisk(final, None, 0, error)
+    if final_stat is not None and stat.S_ISDIR(final_stat.st_mode):
+        refusal = PlanError(f"{job.dest!r} in DEST is a directory (another asset's directory?)")
+        return _OnDisk(final, None, 0, refusal)
+    regular = final_stat is not None and stat.S_ISREG(final_stat.st_mode)
+    return _OnDisk(
+        final,
+        final_stat if regular else None,
+        part_stat.st_size if part_stat is not None and _ours(part_stat) else 0,
+    )
+
+
+def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
 
 
 class _Looks:
@@ -252,18 +454,6 @@ async def _look(ctx: FetchContext, job: Job) -> _OnDisk:
         ctx.looks.in_threads = True
         log.debug("a look at %s took %.1f ms: looking from worker threads", job.dest, took * 1e3)
     return disk
-
-
-def _make_parent(root: Path, final: Path) -> None:
-    """Create ``final``'s directory (blocking). The plan is lexically safe; a symlink
-    inside DEST must not lead outside it either, so that is checked first: no directory
-    is ever created through such a link."""
-    if not final.parent.resolve().is_relative_to(root):
-        raise UnsafePathError(
-            f"destination {final.relative_to(root).as_posix()!r} leads outside DEST "
-            "through a symlink"
-        )
-    final.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _checksum(job: Job, notes: list[str]) -> Multihash | None:
@@ -325,14 +515,16 @@ async def _already_verified(
     ):
         return present
     if mh is not None:
-        ok = mh.matches(await anyio.to_thread.run_sync(file_digest, final, mh))
+        actual = await anyio.to_thread.run_sync(_digest_in, ctx.root, final, mh)
+        ok = actual is not None and mh.matches(actual)
         return _Present(size, job.checksum, st.st_mtime_ns) if ok else None
     if changed:
         return None  # the item changed and nothing proves this file is still current
     # Also for a row `verify` marked rotten: its digest is what the file should hash to.
     recorded = _recorded_hash(same_size.digest if same_size else None)
     if recorded is not None:
-        ok = recorded.matches(await anyio.to_thread.run_sync(file_digest, final, recorded))
+        actual = await anyio.to_thread.run_sync(_digest_in, ctx.root, final, recorded)
+        ok = actual is not None and recorded.matches(actual)
         return present if ok else None
     if (done is not None and done.url == job.url) or job.size is not None:
         return present
@@ -360,6 +552,8 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
     started = time.monotonic()
     progress = _Progress()
     disk = await _look(ctx, job)
+    if disk.refusal is not None:  # a link on the way, a directory at the name...
+        return await _refuse(job, disk.refusal, ctx, partial=0)
     final = disk.final
     mh = _checksum(job, progress.notes)
     present = await _already_verified(job, final, disk.final_stat, mh, ctx)
@@ -375,22 +569,31 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
     try:
         host = URL(job.url).host or ""
     except ValueError as exc:  # a URL yarl cannot take (an IDNA label "xn--"): refused
-        reason = f"asset URL {job.url!r} is not valid: {exc}"
-        await ctx.journal.failed(job, error_class="PlanError", error=reason, partial=0)
-        return _finish(ctx, Outcome(job, Status.REFUSED, error=reason, error_class="PlanError"))
+        refusal = PlanError(f"asset URL {job.url!r} is not valid: {exc}")
+        return await _refuse(job, refusal, ctx, partial=0)
     try:
         return await _attempts(job, final, part, disk.part_size, mh, ctx, progress, host, started)
-    except PlanError as exc:  # the directory leads outside DEST: nothing was written
-        await ctx.journal.failed(job, error_class=type(exc).__name__, error=str(exc), partial=0)
-        return _finish(
-            ctx, Outcome(job, Status.REFUSED, error=str(exc), error_class=type(exc).__name__)
-        )
+    except PlanError as exc:  # nothing may be written there (a link, a name too long...)
+        return await _refuse(job, exc, ctx, partial=_size(part))
     except (anyio.get_cancelled_exc_class(), StorageError, CredentialsError):
         # Stopped (Ctrl-C, disk full, no token any more, a fatal error elsewhere): keep the
         # .part, settle the journal. Bounded, so a second Ctrl-C is never kept waiting.
         with anyio.move_on_after(1.0, shield=True), contextlib.suppress(StorageError):
             await ctx.journal.paused(job, partial=_size(part))
         raise
+
+
+#: Bytes an attempt must add past the most the ``.part`` ever held to renew its file's
+#: retry budget (or a sixteenth of a smaller file): a server that sends a few bytes per
+#: connection cannot keep a file retrying for ever, a link that drops every few minutes
+#: brings far more.
+PROGRESS_MIN = 1 << 20
+
+
+def _least_progress(total: int | None) -> int:
+    """The bytes past its high-water mark that count as progress for a file of ``total``
+    bytes (None: unknown): at most PROGRESS_MIN, at least one byte."""
+    return PROGRESS_MIN if total is None else max(1, min(PROGRESS_MIN, total // 16))
 
 
 async def _attempts(
@@ -405,8 +608,17 @@ async def _attempts(
     started: float,
 ) -> Outcome:
     """Attempts until one succeeds or the retry policy gives up; ``had`` is the size of
-    the ``.part`` before the first."""
+    the ``.part`` before the first.
+
+    Bounded whatever the server does. Only an attempt that takes the ``.part`` at least
+    :func:`_least_progress` bytes past the most it ever held renews the retry budget (a
+    link that drops every few minutes never kills a 20 GB file that keeps moving); bytes
+    fetched again after a restart are no progress. Every restart from zero (the ``.part``
+    discarded: a changed file, a bad range or 416, a failed check, a resume answered with
+    200) counts against the same budget and is never renewed, so a server that cuts every
+    body and spoils every resume is given up on after ``retries`` restarts."""
     streak = 0  # failed attempts in a row that kept no new bytes
+    best = had  # the most bytes the .part held: only bytes past it are progress
     while True:
         progress.attempts += 1
         streak += 1
@@ -421,16 +633,20 @@ async def _attempts(
             discarded = 0
             if isinstance(exc, VerificationError | RangeError):
                 discarded = await _discard(part, job, ctx)
-            elif progress.resumable and _size(part) > had:
+                progress.restarts += 1
+            elif progress.resumable and _size(part) - best >= _least_progress(progress.total):
                 # The attempt moved the file forward and those bytes are kept: a link that
                 # drops every few minutes must not exhaust the retries of a 20 GB file.
-                streak = 1
-            delay = ctx.retry.delay(streak, exc)
+                streak, best = 1, _size(part)
+            delay = ctx.retry.delay(max(streak, progress.restarts), exc)
             if delay is None:
                 partial = _size(part)
                 reason = exc.reason
                 if progress.attempts > 1:
-                    reason = f"{reason} (gave up after {progress.attempts} attempts)"
+                    restarts = (
+                        f", {progress.restarts} of them from zero" if progress.restarts else ""
+                    )
+                    reason = f"{reason} (gave up after {progress.attempts} attempts{restarts})"
                 await ctx.journal.failed(
                     job, error_class=type(exc).__name__, error=reason, partial=partial
                 )
@@ -478,11 +694,22 @@ async def _attempts(
         )
 
 
+async def _refuse(job: Job, exc: PlanError, ctx: FetchContext, *, partial: int) -> Outcome:
+    """End ``job`` refused: its destination cannot be written safely."""
+    await ctx.journal.failed(job, error_class=type(exc).__name__, error=str(exc), partial=partial)
+    return _finish(
+        ctx, Outcome(job, Status.REFUSED, error=str(exc), error_class=type(exc).__name__)
+    )
+
+
 def _size(path: Path) -> int:
+    """Bytes in the ``.part`` at ``path``: 0 when there is none or it is not a file of ours
+    (a link, a hard link, a FIFO), which is replaced, never resumed."""
     try:
-        return path.stat().st_size
-    except (FileNotFoundError, NotADirectoryError):
+        st = path.lstat()
+    except OSError:
         return 0
+    return st.st_size if _ours(st) else 0
 
 
 def _finish(ctx: FetchContext, outcome: Outcome) -> Outcome:
@@ -492,13 +719,28 @@ def _finish(ctx: FetchContext, outcome: Outcome) -> Outcome:
 
 async def _discard(part: Path, job: Job, ctx: FetchContext) -> int:
     """Throw a ``.part`` away and forget its validators; return the bytes discarded."""
-    try:
-        size = part.stat().st_size
-        part.unlink()
-    except FileNotFoundError:
-        size = 0
+    size = _remove_part(ctx.root, part)
     await ctx.journal.forget_part(job)
     return size
+
+
+def _remove_part(root: Path, part: Path) -> int:
+    """Remove the ``.part`` at ``part`` (a link there is removed itself, never its target;
+    nothing is removed through a link on the way); return its size."""
+    try:
+        dir_fd = _open_dir(root, part.parent, create=False)
+        if dir_fd is None:
+            return 0
+        try:
+            st = os.stat(part.name, dir_fd=dir_fd, follow_symlinks=False)
+            os.unlink(part.name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return 0
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise _storage_error(exc, part) from exc
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0
 
 
 async def _resume_offset(
@@ -510,11 +752,7 @@ async def _resume_offset(
         return 0, {}  # nothing to resume; an empty .part is truncated when opened
     validator = None
     if row is not None and row.url == job.url:
-        # Weak ETags cannot be used in If-Range (RFC 9110 §13.1.5); Last-Modified can.
-        if row.etag and not row.etag.startswith("W/"):
-            validator = row.etag
-        elif row.last_modified:
-            validator = row.last_modified
+        validator = Validators(row.etag, row.last_modified).if_range
     if validator is None or (job.size is not None and have > job.size):
         await _discard(part, job, ctx)
         return 0, {}
@@ -649,10 +887,13 @@ async def _attempt(
     # Without a file:checksum, hash anyway: the digest lets `stacpull verify` find rot.
     hasher: Hasher = (mh or ctx.record_hash).new()
     check: Callable[[], object] | None = None
-    if job.zip_check and mh is None:
+    if mh is None and (job.zip_check or job.size is None):
+        # A file nothing describes (no checksum, no size) is a zip when its bytes say so,
+        # whatever its media type or name: over a stream without a length, a zip's own
+        # central directory is the only proof that it arrived whole.
         follower = ZipFollower()
         hasher = _Tee(hasher, follower)
-        check = functools.partial(follower.check, part, url=job.url)
+        check = functools.partial(_zip_check, follower, job, part, progress)
     pf = _PartFile(part, ctx.root, job.url)
     try:
         async with ctx.limiter.slot(host):
@@ -665,7 +906,7 @@ async def _attempt(
                 # hash following from the first byte.
                 progress.resumed_from = saved.received
                 await _run_segments(job, part, saved, ctx, progress, hasher, 0)
-                size = pf.offset = saved.total
+                size = pf.offset = progress.total = saved.total
             else:
                 size = await _single(job, pf, had, row, hasher, ctx, progress)
         ctx.unwire()
@@ -681,6 +922,13 @@ async def _attempt(
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(pf.close)
     return size, digest
+
+
+def _zip_check(follower: ZipFollower, job: Job, part: Path, progress: _Progress) -> None:
+    """The zip check of a sealed ``.part``: always for a job planned as a zip, else when
+    its bytes begin like a zip and no length was announced (blocking)."""
+    if job.zip_check or (follower.is_zip and progress.total is None):
+        follower.check(part, url=job.url)
 
 
 async def _single(
@@ -701,19 +949,19 @@ async def _single(
     progress.renewed = False
     resp = await _open(job.url, headers, ctx, progress)
     try:
-        if (
-            offset
-            and resp.status == 416
-            and parse_unsatisfied_range(resp.headers.get("Content-Range", "")) == offset
-        ):
-            # The .part already holds every byte: the last run stopped between the final
-            # write and the rename. Verify it as it is; nothing needs to cross the network.
+        if offset and resp.status == 416:
+            # Perhaps the .part already holds every byte: the last run stopped between the
+            # final write and the rename. Then it is verified as it is; nothing needs to
+            # cross the network.
+            _whole_at(job, row, offset, resp)
             progress.resumed_from = offset
             total, written = offset, 0
-            pf.offset = offset
-            await anyio.to_thread.run_sync(hash_range, hasher, part, 0, offset)
+            pf.offset = progress.total = offset
+            await anyio.to_thread.run_sync(_hash_part, ctx.root, hasher, part, 0, offset)
         else:
-            total, offset, written = await _receive(resp, job, pf, offset, hasher, ctx, progress)
+            total, offset, written = await _receive(
+                resp, job, pf, offset, hasher, ctx, progress, row
+            )
     finally:
         resp.release()
     if progress.split_at is not None and total is not None and progress.validator:
@@ -730,6 +978,32 @@ async def _single(
     if total is not None and size != total:
         raise TruncatedError(f"body ended at {size} of {total} bytes", url=job.url)
     return size
+
+
+def _whole_at(job: Job, row: JournalRow | None, have: int, resp: aiohttp.ClientResponse) -> None:
+    """Raise :class:`RangeError` unless a 416 to a resume at ``have`` bytes says the
+    ``.part`` is complete: its ``Content-Range: bytes */N`` has N = ``have``, and what the
+    catalogue (``file:size``) and the response that began the ``.part`` (its total, in
+    ``row``) expect is known and is N too. A server's word alone proves nothing: a 416
+    with a smaller N after a cut would otherwise pass half a file on to the checks."""
+    said = parse_unsatisfied_range(resp.headers.get("Content-Range", ""))
+    began = row.total if row is not None else None
+    expected = {n for n in (job.size, began) if n is not None}
+    if said == have and expected == {have}:
+        return
+    if said is None:
+        claim = "HTTP 416 without Content-Range: bytes */N"
+    else:
+        claim = f"HTTP 416 says the file has {said} bytes"
+    known = (
+        f"file:size says {job.size}" if job.size is not None
+        else f"the partial file was begun for {began}" if began is not None
+        else "nothing else says how long it is"
+    )  # fmt: skip
+    raise RangeError(
+        f"{claim}, the partial file holds {have} and {known}: restarting from zero",
+        url=str(resp.url),
+    )
 
 
 # -- segmented downloads ----------------------------------------------------------------
@@ -876,7 +1150,7 @@ async def _run_segments(
         while True:
             front = state.filled
             if front - hashed >= FOLLOW_STEP or (ended and front > hashed):
-                await anyio.to_thread.run_sync(hash_range, hasher, part, hashed, front)
+                await anyio.to_thread.run_sync(_hash_part, ctx.root, hasher, part, hashed, front)
                 hashed = front
             elif ended:
                 return
@@ -902,8 +1176,14 @@ async def _run_segments(
             await _save_segments(job, state, ctx)
 
 
-def _open_for_ranges(part: Path) -> int:
-    return os.open(part, os.O_WRONLY)
+def _open_for_ranges(root: Path, part: Path) -> int:
+    """The ``.part`` a split file's ranges are written into: the regular file already
+    there, reached without following a link (blocking)."""
+    fd = _open_below(root, part, os.O_WRONLY)
+    if not _ours(os.fstat(fd)):
+        os.close(fd)
+        raise UnsafePathError(f"{part} is not a file of stacpull's (a hard link?): not written")
+    return fd
 
 
 async def _fetch_segment(
@@ -941,8 +1221,15 @@ async def _fetch_segment(
                 f"{crange.first}-{crange.last}/{crange.total}",
                 url=job.url,
             )
+        got = Validators.of(resp.headers)
+        if not Validators.from_if_range(state.validator).same(got):
+            raise RangeError(
+                "the file changed on the server during a segmented download: a range came "
+                f"with {_validator_text(got)}, the file was split under {state.validator}",
+                url=job.url,
+            )
         try:
-            fd = await anyio.to_thread.run_sync(_open_for_ranges, part)
+            fd = await anyio.to_thread.run_sync(_open_for_ranges, ctx.root, part)
         except OSError as exc:
             raise _storage_error(exc, part) from exc
         try:
@@ -1000,12 +1287,15 @@ async def _receive(
     hasher: Hasher,
     ctx: FetchContext,
     progress: _Progress,
+    row: JournalRow | None = None,
 ) -> tuple[int | None, int, int]:
     """Check the response and stream its body into ``pf`` after the first ``offset``
-    bytes. Returns (announced total, the offset really used, bytes written)."""
+    bytes (``row``: the journal's record of them). Returns (announced total, the offset
+    really used, bytes written)."""
     part = pf.path
     _check_status(resp, job, ctx.tokens.source, progress)
     total: int | None
+    got = Validators.of(resp.headers)
     if resp.status == 206:
         if offset == 0:
             raise RangeError("server sent a partial response to a full request", url=job.url)
@@ -1018,23 +1308,28 @@ async def _receive(
                 f"asked for bytes from {offset}, got Content-Range {crange.first}-{crange.last}",
                 url=job.url,
             )
+        _same_version(job, row, got, crange.total)
         total = crange.total
+        end: int | None = crange.last + 1
+        began = total if total is not None or row is None else row.total
         progress.resumed_from = offset
     else:
         if offset:
             progress.notes.append(f"server answered 200 to a resume at {offset} bytes: restarted")
+            progress.restarts += 1
             await _discard(part, job, ctx)
             offset = 0
-        total = resp.content_length
+        total = end = began = resp.content_length
     if total is not None and job.size is not None and total != job.size:
         raise VerificationError(
             f"server announces {total} bytes but file:size says {job.size}", url=job.url
         )
-    etag, last_modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
-    await ctx.journal.started(job, etag=etag, last_modified=last_modified, offset=offset)
+    await ctx.journal.started(
+        job, etag=got.etag, last_modified=got.last_modified, offset=offset, total=began
+    )
     pf.offset = offset
-    progress.resumable = bool((etag and not etag.startswith("W/")) or last_modified)
-    progress.validator = etag if etag and not etag.startswith("W/") else last_modified
+    progress.validator = got.if_range
+    progress.resumable = progress.validator is not None
     progress.total, progress.split_at = total, None
     progress.can_split = (
         ctx.segments > 1
@@ -1045,14 +1340,46 @@ async def _receive(
     )
     ctx.emit(TransferStarted(job, offset, total, progress.attempts))
     if offset:
-        await anyio.to_thread.run_sync(hash_range, hasher, part, 0, offset)
+        await anyio.to_thread.run_sync(_hash_part, ctx.root, hasher, part, 0, offset)
     expected = total if total is not None else job.size
-    reserved = ctx.space.reserve(ctx.root, expected - offset if expected else 0)
+    if end is None:
+        end = job.size
+    reserved = ctx.space.reserve(ctx.root, expected - offset if expected else 0, url=job.url)
     try:
-        written = await _stream(resp, pf, hasher, job, ctx, progress)
+        written = await _stream(resp, pf, hasher, job, ctx, progress, end)
     finally:
         ctx.space.release(reserved)
     return total, offset, written
+
+
+def _same_version(job: Job, row: JournalRow | None, got: Validators, total: int | None) -> None:
+    """Raise :class:`RangeError` unless a resume's 206 is of the version the ``.part``
+    holds (``row``: its journal record): same validators (see :meth:`Validators.same`)
+    and, where both are known, the same total length. A server that ignores ``If-Range``
+    answers a changed file with a range of the new one; its bytes after the old ones
+    would make a file that never existed, so the ``.part`` is discarded instead."""
+    recorded = Validators(row.etag, row.last_modified) if row is not None else Validators()
+    if not recorded.same(got):
+        raise RangeError(
+            f"the file changed on the server: the resume's 206 carries "
+            f"{_validator_text(got)}, the partial file has {_validator_text(recorded)}; "
+            "restarting from zero",
+            url=job.url,
+        )
+    if row is not None and row.total is not None and total is not None and total != row.total:
+        raise RangeError(
+            f"the file changed on the server: the resume's 206 says {total} bytes in all, "
+            f"the partial file was begun for {row.total}; restarting from zero",
+            url=job.url,
+        )
+
+
+def _validator_text(v: Validators) -> str:
+    """ETag and Last-Modified for a message."""
+    shown = [f"ETag {v.etag}"] if v.etag else []
+    if v.last_modified:
+        shown.append(f"Last-Modified {v.last_modified}")
+    return ", ".join(shown) or "no validator"
 
 
 #: A stream that trickles in still reaches the disk every WRITE_INTERVAL seconds (a kill
@@ -1064,10 +1391,22 @@ WRITE_INTERVAL = 0.25
 _IOV_GROUP = 512
 
 
-def _open_part(part: Path, offset: int) -> int:
-    """The ``.part`` for writing from ``offset`` (truncated when starting from zero)."""
-    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-    return os.open(part, flags if offset else flags | os.O_TRUNC, 0o644)
+def _open_part(dir_fd: int, name: str, offset: int) -> int:
+    """The ``.part`` ``name`` in the directory ``dir_fd``, for writing from ``offset``.
+    From zero, whatever lies at the name (a link, a hard link to a file elsewhere, a FIFO)
+    is removed and a new file made (``O_EXCL``); a resume opens only the regular file of
+    ours already there, never through a link."""
+    if not offset:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=dir_fd)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+        return os.open(name, flags, 0o644, dir_fd=dir_fd)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+    fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
+    if not _ours(os.fstat(fd)):
+        os.close(fd)
+        raise UnsafePathError(f"{name!r} is not a file of stacpull's (a hard link?): not resumed")
+    return fd
 
 
 def _write_blocks(fd: int, blocks: list[bytes], position: int) -> None:
@@ -1149,14 +1488,24 @@ class _PartFile:
         self.url = url  # for error messages
         self.offset = 0  # where this attempt's bytes start
         self.fd: int | None = None
+        #: Its directory, opened from DEST without following a link: the .part is made,
+        #: renamed and made durable relative to it. Open exactly while ``fd`` is.
+        self.dir_fd: int | None = None
         #: The body's last batch, received but not yet written: the seal writes it.
         self.tail: list[bytes] = []
         self.tail_at = 0  # where it goes
 
     def _opened(self) -> int:
         if self.fd is None:
-            _make_parent(self.root, self.path)
-            self.fd = _open_part(self.path, self.offset)
+            dir_fd = _open_dir(self.root, self.path.parent, create=True)
+            if dir_fd is None:  # never, with create
+                raise FileNotFoundError(errno.ENOENT, "no directory", str(self.path.parent))
+            try:
+                self.fd = _open_part(dir_fd, self.path.name, self.offset)
+            except BaseException:
+                os.close(dir_fd)
+                raise
+            self.dir_fd = dir_fd
         return self.fd
 
     def write(self, blocks: list[bytes], position: int, hasher: Hasher | None = None) -> None:
@@ -1189,21 +1538,30 @@ class _PartFile:
         if check is not None:
             check()
         os.fsync(fd)
-        self.fd = None
+        written = os.fstat(fd)  # a rename keeps the mtime
+        dir_fd, self.fd, self.dir_fd = self.dir_fd, None, None
         os.close(fd)
-        self.path.replace(final)
-        dir_fd = os.open(final.parent, os.O_RDONLY)
+        assert dir_fd is not None and final.parent == self.path.parent
         try:
+            # Only the file this transfer wrote moves: a .part replaced meanwhile (by a
+            # link, say) is refused, not renamed into place.
+            now = os.stat(self.path.name, dir_fd=dir_fd, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) != (written.st_dev, written.st_ino):
+                raise UnsafePathError(f"{self.path} was replaced while written: not renamed")
+            os.replace(self.path.name, final.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        return final.stat().st_mtime_ns, digest
+        return written.st_mtime_ns, digest
 
     def close(self) -> None:
         """Close without sealing (the attempt failed or was stopped); in a worker thread."""
         if self.fd is not None:
             fd, self.fd = self.fd, None
             os.close(fd)
+        if self.dir_fd is not None:
+            dir_fd, self.dir_fd = self.dir_fd, None
+            os.close(dir_fd)
 
 
 class _SplitProbe:
@@ -1265,6 +1623,13 @@ class _Batches:
         return batch
 
 
+def _length_source(resp: aiohttp.ClientResponse, job: Job) -> str:
+    """What announced a response's length, for a message."""
+    if resp.status == 206:
+        return "its Content-Range"
+    return "its Content-Length" if resp.content_length is not None else "file:size"
+
+
 @contextlib.contextmanager
 def _body_errors(job: Job, part: Path, cut: Callable[[], str]) -> Iterator[None]:
     """aiohttp's and the disk's errors while a body is read into ``part``, as stacpull's
@@ -1288,12 +1653,16 @@ async def _stream(
     job: Job,
     ctx: FetchContext,
     progress: _Progress,
+    end: int | None = None,
 ) -> int:
     """Write the body into ``pf`` from its offset on; return the bytes received. The file
     stays open for :meth:`_PartFile.seal` (or ``close`` when the attempt fails). A body
     that ends normally leaves its last batch in ``pf.tail`` for the seal to write: one
-    thread hop fewer per file. A broken, stopped or split one is written out here."""
+    thread hop fewer per file. A broken, stopped or split one is written out here. A body
+    that runs past ``end`` (the announced length, else ``file:size``) is stopped at the
+    chunk that passes it, which is never written: :class:`SizeMismatchError`."""
     offset, written = pf.offset, 0
+    room = None if end is None else end - offset  # bytes this body may bring
     # A full batch is written by one worker thread and hashed by another while the next
     # batch arrives: receiving, hashing and writing overlap, and the slowest of the three
     # (the hash, on a fast link) sets the pace instead of their sum. Both are awaited
@@ -1331,6 +1700,12 @@ async def _stream(
             # iter_chunks hands over aiohttp's buffers as they are; iter_chunked would join
             # them into fixed sizes first, a copy that costs as much as the hash.
             async for chunk, _ in resp.content.iter_chunks():
+                if room is not None and written + len(chunk) > room:
+                    raise SizeMismatchError(
+                        f"the server sent more than the {end:,} bytes "
+                        f"{_length_source(resp, job)} announces; stopped there",
+                        url=job.url,
+                    )
                 written += len(chunk)
                 progress.received += len(chunk)
                 ctx.emit(BytesReceived(job, len(chunk)))

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
 __all__ = [
     "ContentRange",
+    "Validators",
     "format_http_date",
     "parse_content_range",
     "parse_range",
@@ -38,6 +40,48 @@ class ContentRange:
     def length(self) -> int:
         """Bytes in this part."""
         return self.last - self.first + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """The ``ETag`` and ``Last-Modified`` of one response: which version of a file its
+    bytes are. The one rule for resuming lives here: bytes of two responses may be joined
+    only when :meth:`same` says they are of one version."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+    @classmethod
+    def of(cls, headers: Mapping[str, str]) -> Validators:
+        """The validators a response's headers carry."""
+        return cls(headers.get("ETag") or None, headers.get("Last-Modified") or None)
+
+    @classmethod
+    def from_if_range(cls, value: str) -> Validators:
+        """An ``If-Range`` value (from :attr:`if_range`) back as the validator it is: an
+        entity tag is quoted (``"x"``, ``W/"x"``), a date is not."""
+        if value.startswith(('"', "W/")):
+            return cls(etag=value)
+        return cls(last_modified=value)
+
+    @property
+    def if_range(self) -> str | None:
+        """What ``If-Range`` may carry: a strong ETag, else Last-Modified (a weak ETag
+        cannot be used there, RFC 9110 §13.1.5); None when the bytes cannot be resumed."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+    def same(self, other: Validators) -> bool:
+        """Whether ``other`` (a range's response) is of the version these validators name:
+        it carries the validator a resume would send in ``If-Range``, unchanged, and no
+        validator they both carry differs. A server that ignores ``If-Range`` and sends
+        the new version's range fails this, so its bytes are never spliced onto the old."""
+        mine = self.if_range
+        if mine is None or mine != (other.etag if mine == self.etag else other.last_modified):
+            return False
+        pairs = ((self.etag, other.etag), (self.last_modified, other.last_modified))
+        return all(a is None or b is None or a == b for a, b in pairs)
 
 
 def range_header(offset: int, last: int | None = None) -> str:

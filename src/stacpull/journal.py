@@ -3,8 +3,9 @@
 It lives at ``DEST/.stacpull/journal.sqlite`` (WAL) and holds one row per destination
 path: the planned job (item id, asset key, URL, expected size and checksum, the item's
 ``updated``), its status, the validators (ETag, Last-Modified) of the response that wrote
-the ``.part``, the bytes on disk, the digest computed while downloading, attempts, and the
-last error class and message. Refused assets, runs and the mirror's scope live beside it.
+the ``.part`` and the length it announced, the bytes on disk, the digest computed while
+downloading, attempts, and the last error class and message. Refused assets, runs and
+the mirror's scope live beside it.
 
 **Statuses.** ``pending`` (planned, or stopped with a ``.part`` kept), ``active`` (a
 response is being written), ``done`` (verified, under its final name), ``failed`` (gave up
@@ -101,12 +102,13 @@ _ADDED_COLUMNS = {
     "seen_run": "INTEGER",
     "scope": "TEXT",
     "segments": "TEXT",
+    "total": "INTEGER",
 }
 
 _ROW_COLUMNS = (
     "path, url, status, etag, last_modified, bytes, digest, expected_size, checksum,"
     " item_updated, mtime_ns, attempts, error_class, error, item_id, asset_key, collection,"
-    " job, scope, seen_run, segments"
+    " job, scope, seen_run, segments, total"
 )
 
 
@@ -135,6 +137,7 @@ class JournalRow:
     scope: str | None = None
     seen_run: int | None = None
     segments: str | None = None  # JSON: a segmented .part's ranges and progress
+    total: int | None = None  # the length announced by the response that began the .part
 
     def planned_job(self) -> Job:
         """The job as last planned (for ``--retry-failed``); rebuilt from the columns when
@@ -434,9 +437,16 @@ class Journal:
         return JournalRow(*row) if row else None
 
     async def started(
-        self, job: Job, *, etag: str | None, last_modified: str | None, offset: int
+        self,
+        job: Job,
+        *,
+        etag: str | None,
+        last_modified: str | None,
+        offset: int,
+        total: int | None = None,
     ) -> None:
-        """A response began writing ``job``'s ``.part`` from ``offset`` under these validators."""
+        """A response began writing ``job``'s ``.part`` from ``offset`` under these
+        validators, announcing ``total`` bytes in all (None: it did not say)."""
         await self._set(
             job,
             "active",
@@ -450,6 +460,7 @@ class Journal:
             error=None,
             error_class=None,
             segments=None,
+            total=total,
         )
 
     async def segmented(self, job: Job, *, state: str, received: int) -> None:
@@ -485,7 +496,9 @@ class Journal:
 
     async def forget_part(self, job: Job) -> None:
         """The ``.part`` was discarded: its validators must never be used again."""
-        await self._set(job, "pending", bytes=0, etag=None, last_modified=None, segments=None)
+        await self._set(
+            job, "pending", bytes=0, etag=None, last_modified=None, segments=None, total=None
+        )
 
     async def _set(
         self,

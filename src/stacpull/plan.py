@@ -14,7 +14,10 @@ so assets are chosen by *selectors* rather than by a fixed list of keys:
 ==================  ========================================================
 
 Every destination is sanitised: a name from STAC metadata that is absolute, contains
-``..``, a control character or a backslash is refused, so nothing is written outside DEST.
+``..``, a control character or a backslash is refused, so nothing is written outside DEST;
+one that lands in stacpull's own state directory (``DEST/.stacpull``, in any case) or is
+too long for the filesystem (a segment over NAME_MAX once ``.part`` is added, a path over
+PATH_MAX) is refused too.
 """
 
 from __future__ import annotations
@@ -76,7 +79,14 @@ _EXTENSIONS: Mapping[str, str] = {
 _FILENAME_LIKE = re.compile(r"^[^\s]+\.[A-Za-z0-9]{1,6}$")  # a title that names a file
 _HAS_EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,6}$")
 _TEMPLATE_FIELDS = ("collection", "item", "key", "name", "year", "month", "day")
-_MAX_SEGMENT_BYTES = 255
+_MAX_SEGMENT_BYTES = 255  # NAME_MAX
+#: The longest file name a destination may end in: its ``.part`` must fit NAME_MAX too.
+_MAX_NAME_BYTES = _MAX_SEGMENT_BYTES - len(".part")
+#: The longest destination any DEST can hold: ``/`` + it + ``.part`` + NUL within PATH_MAX
+#: (4096 on Linux). The transfer checks the real length, with DEST, before it starts.
+_MAX_PATH_BYTES = 4096 - len("/") - len(".part") - 1
+#: stacpull's own directory in DEST (journal.JOURNAL_DIR): no metadata may address it.
+_STATE_DIR = ".stacpull"
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +262,32 @@ def sanitize_relpath(raw: str, *, what: str = "path") -> str:
     return raw
 
 
+def _destination(rel: str) -> str:
+    """``rel`` (a template's result) as a safe destination, or raise :class:`UnsafePathError`.
+
+    Beyond :func:`sanitize_relpath`: it may not lie in stacpull's state directory, whatever
+    the case or Unicode form (a case-insensitive filesystem, or one that drops trailing
+    dots, would open the journal under ``.STACPULL.``), and it must fit NAME_MAX with its
+    ``.part`` suffix and PATH_MAX as a whole.
+    """
+    rel = sanitize_relpath(rel, what="destination")
+    first = rel.split("/", 1)[0]
+    if unicodedata.normalize("NFKC", first).casefold().rstrip(".") == _STATE_DIR:
+        raise UnsafePathError(
+            f"destination {rel!r} lies in {_STATE_DIR}/, stacpull's own state directory"
+        )
+    if len(rel.rsplit("/", 1)[-1].encode("utf-8")) > _MAX_NAME_BYTES:
+        raise UnsafePathError(
+            f"destination {rel[:80]!r}…: file name too long "
+            f"(at most {_MAX_NAME_BYTES} bytes, to leave room for .part)"
+        )
+    if len(rel.encode("utf-8")) > _MAX_PATH_BYTES:
+        raise UnsafePathError(
+            f"destination {rel[:80]!r}…: path too long (at most {_MAX_PATH_BYTES} bytes)"
+        )
+    return rel
+
+
 def _segment(value: str, what: str) -> str:
     safe = sanitize_relpath(value, what=what)
     if "/" in safe:
@@ -375,10 +411,10 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
                 month=month,
                 day=day,
             )
-            rel = sanitize_relpath(rel, what="destination")
+            rel = _destination(rel)
             if rel in taken:
                 stem, ext = posixpath.splitext(rel)
-                rel = sanitize_relpath(f"{stem}_{key}{ext}", what="destination")
+                rel = _destination(f"{stem}_{key}{ext}")
                 if rel in taken:
                     raise PlanError(f"destination {rel!r} is already used by another asset")
             taken.add(rel)
