@@ -36,7 +36,7 @@ from stacpull.engine import STOP_GRACE
 from stacpull.errors import ConfigError, SearchError
 from stacpull.export import item_row, saved_pages
 from stacpull.plan import PlanRules, plan_item
-from stacpull.search import search_pages
+from stacpull.search import CollectionQuery, list_collections, search_pages
 from stacpull.sim import SimServer
 
 from .conftest import L1A, TOKEN
@@ -339,7 +339,14 @@ class LoopingAPI:
         app.router.add_get("/", self.landing)
         app.router.add_route("*", "/search", self.search)
         app.router.add_get("/data/{name}", self.data)
+        app.router.add_get("/collections", self.collections)
         return app
+
+    async def collections(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        self.requests += 1
+        link = {"rel": "next", "href": self.base + "collections?page=2"}  # and page 2 again
+        body = {"collections": [{"id": "C1"}], "links": [link]}
+        return aiohttp.web.json_response(body)
 
     async def landing(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         return aiohttp.web.json_response(_landing(self.base))
@@ -441,6 +448,19 @@ async def test_honest_paging_is_not_taken_for_a_loop(mode: str) -> None:
     finally:
         await server.close()
     assert ids == (["a", "b", "c", "d"] if mode == "ok" else ["a", "a", "b"])
+
+
+@pytest.mark.anyio
+async def test_a_collections_next_link_that_repeats_a_page_is_an_error() -> None:
+    api = LoopingAPI()
+    server = await _serve(api)
+    try:
+        config = SearchConfig(catalog=api.base)
+        with pytest.raises(SearchError, match="repeats a page"):
+            await anyio.to_thread.run_sync(list_collections, config, CollectionQuery())
+    finally:
+        await server.close()
+    assert api.requests <= 3  # not 1000 pages of the same collection
 
 
 @pytest.mark.anyio

@@ -184,8 +184,8 @@ class _LoopGuard:
             return
         if key in self._links:
             raise SearchError(
-                f"search stopped: the catalogue's rel=next repeats a page ({link['href']}); "
-                "it would page forever"
+                f"search stopped: the catalogue's rel=next repeats a page "
+                f"({_shown(link['href'])}); it would page forever"
             )
         self._links.add(key)
 
@@ -200,11 +200,17 @@ class _LoopGuard:
         seen = self._pages.get(key, 0) + 1
         self._pages[key] = seen
         if seen > (1 if len(ids) > 1 else 2):
-            shown = ", ".join(str(i)[:80] for i in ids[:3]) + (", …" if len(ids) > 3 else "")
+            shown = ", ".join(_shown(i) for i in ids[:3]) + (", …" if len(ids) > 3 else "")
             raise SearchError(
                 f"search stopped: the catalogue's rel=next repeats a page (items {shown} "
                 "again); it would page forever"
             )
+
+
+def _shown(value: Any, limit: int = 120) -> str:
+    """A foreign string for a one-line message: quoted, escaped, cut; other values by type."""
+    text = repr(value) if isinstance(value, str) else f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _timed_out(exc: BaseException) -> bool:
@@ -548,7 +554,7 @@ def list_collections(
         key = _key([url, params])
         if key is not None and key in followed:
             raise SearchError(
-                f"the catalogue's collections rel=next repeats a page ({url}); "
+                f"the catalogue's collections rel=next repeats a page ({_shown(url)}); "
                 "it would page forever"
             )
         followed.add(key)
