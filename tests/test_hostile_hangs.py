@@ -73,10 +73,12 @@ def _landing(base: str) -> dict[str, Any]:
 
 class SilentCatalog:
     """A raw asyncio server on 127.0.0.1 that accepts every connection and never answers;
-    with ``landing=True`` it answers the landing page and hangs on everything else."""
+    with ``landing=True`` it answers the landing page and hangs on everything else; with
+    ``trickle=True`` it answers that with headers and then a byte every 0.05 s, for ever."""
 
-    def __init__(self, *, landing: bool = False) -> None:
-        self.landing = landing
+    def __init__(self, *, landing: bool = False, trickle: bool = False) -> None:
+        self.landing = landing or trickle
+        self.trickle = trickle
         self.hung = threading.Event()  # set once a request is being held unanswered
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -128,6 +130,12 @@ class SilentCatalog:
                 path = line.split(" ")[1]
                 if not (self.landing and path == "/"):
                     self.hung.set()
+                    if self.trickle:
+                        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+                        while True:
+                            await writer.drain()
+                            await asyncio.sleep(0.05)
+                            writer.write(b" ")
                     await asyncio.sleep(3600)  # accepted, read, never answered
                 body = json.dumps(_landing(self.url)).encode()
                 writer.write(
@@ -222,6 +230,24 @@ def test_the_python_api_times_out_on_a_silent_catalogue(tmp_path: Path) -> None:
     with SilentCatalog(landing=True) as server:
         done = _run([sys.executable, "-c", code, server.url])
     assert "did not answer within 0.3 s" in done.stdout, done.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["download", "--dest", "d"], ["search", "--collection", "C1"], ["collections"]]
+)
+def test_a_catalogue_that_trickles_for_ever_is_given_up_on(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # A byte every 0.05 s beats any read timeout: only a bound on the whole answer (ten
+    # times search.timeout) ends this.
+    with SilentCatalog(trickle=True) as server:
+        cmd = [sys.executable, "-m", "stacpull", *command, "--catalog", server.url]
+        if command[0] == "download":
+            cmd += ["--collection", "C1"]
+        done = _run([*cmd, "--config", str(_fast_config(tmp_path, 0.2))])
+    assert done.returncode == 2, done.stderr
+    assert "did not answer within 2 s (10 × search.timeout)" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
 
 
 # -- Ctrl-C (and SIGTERM) in every phase -------------------------------------------------

@@ -6,9 +6,11 @@ one page is ever held in memory. The load balancer's 429/5xx are retried by the
 underlying ``requests`` session with backoff and ``Retry-After``.
 
 No wait is endless: every catalogue request has ``search.timeout`` to connect and per
-read; a stop abandons the thread of a request still waiting (it cannot be interrupted, and
-it is a daemon, so it never keeps the process alive); a ``rel=next`` that repeats a page
-stops the search with a :class:`SearchError` instead of paging forever.
+read, and one answer (the landing page, one page, retries included) gets
+:data:`ANSWER_TIMEOUTS` times that in all, so a catalogue that trickles a byte now and then
+is given up on too; a stop abandons the thread of a request still waiting (it cannot be
+interrupted, and it is a daemon, so it never keeps the process alive); a ``rel=next`` that
+repeats a page stops the search with a :class:`SearchError` instead of paging forever.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .config import SearchConfig
 from .errors import ConfigError, SearchError
 
 __all__ = [
+    "ANSWER_TIMEOUTS",
     "CollectionQuery",
     "ItemPages",
     "Page",
@@ -43,6 +46,11 @@ __all__ = [
 
 _SENTINEL: Any = object()
 _T = TypeVar("_T")
+
+#: One catalogue answer (retries and their waits included) may take this many
+#: ``search.timeout`` in all: ten minutes by default, far more than a page needs, even
+#: after a few 503s with ``Retry-After``.
+ANSWER_TIMEOUTS = 10
 
 #: One page of a search: its items, and ``numberMatched`` when the server says.
 Page = tuple[list[dict[str, Any]], int | None]
@@ -243,6 +251,43 @@ def _silent(url: str, timeout: float) -> str:
     return f"the catalogue at {url} did not answer within {timeout:g} s (search.timeout)"
 
 
+def _slow(url: str, timeout: float) -> SearchError:
+    return SearchError(
+        f"the catalogue at {url} did not answer within {timeout * ANSWER_TIMEOUTS:g} s "
+        f"({ANSWER_TIMEOUTS} × search.timeout): it sends too slowly or never ends"
+    )
+
+
+async def _ask(config: SearchConfig, func: Callable[..., _T], *args: Any) -> _T:
+    """:func:`_blocking`, given up on after :data:`ANSWER_TIMEOUTS` × ``search.timeout``."""
+    with anyio.move_on_after(config.timeout * ANSWER_TIMEOUTS):
+        return await _blocking(func, *args)
+    raise _slow(config.catalog, config.timeout) from TimeoutError()  # see _timed_out
+
+
+def _within(limit: float, func: Callable[..., _T], *args: Any) -> _T | None:
+    """``func(*args)`` (blocking) in a daemon thread, abandoned after ``limit`` seconds
+    (then ``None``); Ctrl-C interrupts the wait."""
+    done = threading.Event()
+    outcome: list[tuple[bool, Any]] = []
+
+    def call() -> None:
+        try:
+            outcome.append((True, func(*args)))
+        except BaseException as exc:  # raised in the caller's thread
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=call, name="stacpull-catalogue", daemon=True).start()
+    if not done.wait(limit):
+        return None
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
 async def _blocking(func: Callable[..., _T], *args: Any) -> _T:
     """``func(*args)`` (a blocking catalogue call) in a daemon thread of its own; a
     cancellation (Ctrl-C) stops the wait at once and abandons the call.
@@ -366,18 +411,18 @@ def _count(value: Any) -> int | None:
 
 async def search_pages(config: SearchConfig) -> AsyncIterator[Page]:
     """Yield (items of one page, numberMatched) lazily; ``max_items`` is honoured exactly."""
-    pages, search = await _blocking(_page_iterator, config)
+    pages, search = await _ask(config, _page_iterator, config)
     matched: int | None = None
     first = True
     seen = 0
     while True:
         try:
-            page = await _blocking(_next_page, pages, config)
+            page = await _ask(config, _next_page, pages, config)
         except SearchError as exc:
             if first and config.collections and not _timed_out(exc):
                 # A rejected first page: name the collection id that is wrong, if one is.
                 with contextlib.suppress(SearchError):
-                    await _blocking(check_collections, config, config.collections)
+                    await _ask(config, check_collections, config, config.collections)
             raise
         if page is _SENTINEL:
             return
@@ -394,13 +439,13 @@ async def search_pages(config: SearchConfig) -> AsyncIterator[Page]:
             )
             matched = _count(raw)
             if matched is None and raw is None:
-                matched = await _blocking(_matched, search)
+                matched = await _ask(config, _matched, search)
             first = False
             if not features and config.collections:
                 # Nothing matched: say so if it is because a collection id is wrong (and
                 # say nothing if the collections cannot be listed: the search did work).
                 with contextlib.suppress(SearchError):
-                    await _blocking(check_collections, config, config.collections)
+                    await _ask(config, check_collections, config, config.collections)
         if config.max_items is not None:
             features = features[: max(0, config.max_items - seen)]
         seen += len(features)
@@ -501,7 +546,12 @@ def _get_json(stac_io: Any, url: str, params: dict[str, Any] | None = None) -> A
     from pystac_client.exceptions import APIError
 
     try:
-        return json.loads(stac_io.request(url, method="GET", parameters=params))
+        text = _within(stac_io.timeout * ANSWER_TIMEOUTS, stac_io.request, url, "GET", None, params)
+        if text is None:
+            raise _slow(url, stac_io.timeout) from TimeoutError()
+        return json.loads(text)
+    except SearchError:
+        raise
     except Exception as exc:
         if _timed_out(exc):
             raise SearchError(_silent(url, stac_io.timeout)) from exc
