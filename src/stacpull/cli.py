@@ -628,7 +628,8 @@ def _saved(from_file: str | None, config: Config) -> tuple[Config, ItemPages | N
 
 def _asset_summary(item: dict[str, Any]) -> str:
     parts = []
-    for key, asset in sorted((item.get("assets") or {}).items()):
+    assets = item.get("assets")
+    for key, asset in sorted(assets.items() if isinstance(assets, dict) else ()):
         size = asset.get("file:size") if isinstance(asset, dict) else None
         parts.append(f"{key} {human_bytes(size)}" if isinstance(size, int) else key)
     return ", ".join(parts)
@@ -692,7 +693,8 @@ def search(
                 for item in features:
                     seen += 1
                     if seen <= show:
-                        props = item.get("properties") or {}
+                        props = item.get("properties")
+                        props = props if isinstance(props, dict) else {}
                         table.add_row(
                             str(item.get("id")),
                             str(props.get("datetime") or props.get("start_datetime") or "")[:19]
@@ -710,6 +712,8 @@ def search(
         matched, seen = anyio.run(walk)
     except (ConfigError, SearchError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:  # Ctrl-C: the search was cancelled, a partial -o removed
+        _fail("interrupted", 130)
     total = matched if matched is not None else seen
     out.print(f"{total} item(s) matched")
     if seen:
@@ -793,6 +797,8 @@ def collections(
         }
     except (ConfigError, SearchError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
     if as_json:
         click.echo(json.dumps({"collections": found, "filtered_by_server": by_server}, indent=2))
         return
@@ -831,6 +837,8 @@ def queryables_command(
         schema = queryables(config.search, collection)
     except (ConfigError, SearchError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
     if as_json:
         click.echo(json.dumps(schema, indent=2))
         return
@@ -945,6 +953,8 @@ def _plan_only(config: Config, pages: ItemPages | None) -> None:
         summary = anyio.run(lambda: dry_run(config, pages=pages))
     except (ConfigError, SearchError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
     except StacpullError as exc:
         _fail(str(exc), 1)
     _print_plan(summary, config.download.max_bytes)
@@ -1330,7 +1340,10 @@ def auth_check(
     for warning in tokens.warnings:
         click.echo(f"stacpull: warning: {warning}", err=True)
     trust = TrustPolicy(config.search.catalog, config.auth.hosts)
-    found = anyio.run(lambda: check_credentials(tokens, url=url, trust=trust))
+    try:
+        found = anyio.run(lambda: check_credentials(tokens, url=url, trust=trust))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
     out = Console(highlight=False, soft_wrap=True)
     how = {"oidc": f"{found.source}, exchanged at {config.auth.token_url}"}.get(
         found.kind, found.source

@@ -276,7 +276,12 @@ async def run(
             f"--log-json {log_json}: not a regular file ({kind}); name a new or a regular file"
         )
     if config.download.max_bytes and not opts.yes and not opts.retry_failed:
-        planned = await dry_run(config, pages=pages)
+        with anyio.CancelScope() as preflight:
+            if stop is not None:  # a Ctrl-C during this search ends the run, too
+                stop.subscribe(lambda reason, drain: preflight.cancel())
+            planned = await dry_run(config, pages=pages)
+        if preflight.cancelled_caught:
+            return RunResult(0, 0, 0, 0, 0, 0, 0, 0.0, 0, None, interrupted=True)
         refusal = budget_error(planned, config.download.max_bytes)
         if refusal is not None:
             raise ConfigError(refusal)

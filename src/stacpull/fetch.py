@@ -569,7 +569,11 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
         )
 
     part = _part_path(final)
-    host = URL(job.url).host or ""
+    try:
+        host = URL(job.url).host or ""
+    except ValueError as exc:  # a URL yarl cannot take (an IDNA label "xn--"): refused
+        refusal = PlanError(f"asset URL {job.url!r} is not valid: {exc}")
+        return await _refuse(job, refusal, ctx, partial=0)
     try:
         return await _attempts(job, final, part, disk.part_size, mh, ctx, progress, host, started)
     except PlanError as exc:  # nothing may be written there (a link, a name too long...)

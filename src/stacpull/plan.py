@@ -126,9 +126,20 @@ def _media_type(asset: Mapping[str, Any]) -> str:
 
 
 def _suffix(asset: Mapping[str, Any]) -> str:
-    href = asset.get("href")
-    path = urlsplit(href).path if isinstance(href, str) else ""
-    return posixpath.splitext(path)[1].lower()
+    return posixpath.splitext(_url_path(asset.get("href")))[1].lower()
+
+
+def _url_path(href: Any) -> str:
+    """The path of ``href``; empty when it is no string or no URL (``http://[x``)."""
+    try:
+        return urlsplit(href).path if isinstance(href, str) else ""
+    except ValueError:
+        return ""
+
+
+def _object(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (``properties: []``)."""
+    return value if isinstance(value, dict) else {}
 
 
 def _is_png(asset: Mapping[str, Any]) -> bool:
@@ -230,7 +241,7 @@ def sanitize_relpath(raw: str, *, what: str = "path") -> str:
     # (planning calls this five times per asset).
     if not raw.isprintable():
         for ch in raw:
-            if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
                 raise UnsafePathError(f"{what} {raw!r} contains a control character")
     if "\\" in raw:
         raise UnsafePathError(f"{what} {raw!r} contains a backslash")
@@ -291,7 +302,7 @@ def _file_name(item_id: str, key: str, asset: Mapping[str, Any], href: str) -> s
     title = asset.get("title")
     if isinstance(title, str) and _FILENAME_LIKE.match(title):
         return title
-    last = unquote(urlsplit(href).path.rsplit("/", 1)[-1])
+    last = unquote(_url_path(href).rsplit("/", 1)[-1])
     if last and _HAS_EXTENSION.search(last):
         return last
     ext = _EXTENSIONS.get(_media_type(asset)) or "bin"
@@ -311,14 +322,15 @@ def companion_png_name(kmz_name: str) -> str:
 
 
 def _dates(item: Mapping[str, Any]) -> tuple[str, str, str]:
-    props = item.get("properties") or {}
+    props = _object(item.get("properties"))
     stamp = props.get("datetime") or props.get("start_datetime") or ""
     m = re.match(r"^(\d{4})-(\d{2})-(\d{2})", stamp) if isinstance(stamp, str) else None
     return (m.group(1), m.group(2), m.group(3)) if m else ("unknown", "unknown", "unknown")
 
 
 def _self_href(item: Mapping[str, Any]) -> str | None:
-    for link in item.get("links") or []:
+    links = item.get("links")
+    for link in links if isinstance(links, list) else []:
         if (
             isinstance(link, dict)
             and link.get("rel") == "self"
@@ -329,7 +341,9 @@ def _self_href(item: Mapping[str, Any]) -> str | None:
 
 
 def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    """A usable ``file:size``: an int from 0 to 2⁶³ - 1 (what the journal holds), or none."""
+    usable = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63
+    return value if usable else None
 
 
 def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], list[Refusal]]:
@@ -338,15 +352,20 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
     Refusals never stop the rest of the item or the run; each names the asset and why.
     """
     item_id = item.get("id")
-    collection = item.get("collection") or "_no_collection"
+    given = item.get("collection") or "_no_collection"
+    collection = given if isinstance(given, str) else "?"
     if not isinstance(item_id, str) or not item_id:
-        return [], [Refusal(str(item_id), str(collection), "*", "item has no id")]
+        # Never str() a foreign value here: a deep list would raise RecursionError.
+        what = "item has no id" if not item_id else f"item id is a {type(item_id).__name__}"
+        return [], [Refusal("?", collection, "*", what)]
+    if not isinstance(given, str):
+        return [], [Refusal(item_id, collection, "*", "item collection is not a string")]
     assets = item.get("assets") or {}
     if not isinstance(assets, dict):
-        return [], [Refusal(item_id, str(collection), "*", "item assets are not an object")]
-    assets = {k: v for k, v in assets.items() if isinstance(v, dict)}
+        return [], [Refusal(item_id, collection, "*", "item assets are not an object")]
+    assets = {k: v for k, v in assets.items() if isinstance(k, str) and isinstance(v, dict)}
     keys = choose_assets(assets, rules.selectors)
-    props = item.get("properties") or {}
+    props = _object(item.get("properties"))
     updated = props.get("updated") if isinstance(props.get("updated"), str) else None
     year, month, day = _dates(item)
     base = _self_href(item)
@@ -371,8 +390,16 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
             href = asset.get("href")
             if not isinstance(href, str) or not href:
                 raise PlanError("asset has no href")
-            url = urljoin(base, href) if base else href
-            if urlsplit(url).scheme not in ("http", "https"):
+            try:  # http://[x (a bracket never closed), a port over 65535, no host
+                url = urljoin(base, href) if base else href
+                parts = urlsplit(url)
+                if parts.scheme in ("http", "https") and not (parts.hostname and parts.port != -1):
+                    raise ValueError(url)
+            except ValueError:
+                raise PlanError(
+                    f"asset href {href!r} is not a valid URL (its host or port)"
+                ) from None
+            if parts.scheme not in ("http", "https"):
                 raise PlanError(f"asset href {href!r} is not an http(s) URL")
             name = sanitize_relpath(names[key], what="file name")
             rel = rules.template.format(
