@@ -37,7 +37,14 @@ from . import __version__
 from .auth import TokenProvider, TrustPolicy, load_credentials
 from .config import Config
 from .dryrun import budget_error, dry_run
-from .errors import ConfigError, CredentialsError, StacpullError, StorageError, first_error
+from .errors import (
+    ConfigError,
+    CredentialsError,
+    StacpullError,
+    StorageError,
+    first_error,
+    scrub,
+)
 from .events import (
     Event,
     EventSink,
@@ -144,7 +151,7 @@ def _prepare_dest(dest: str | None) -> Path:
 def _query_dict(config: Config) -> dict[str, Any]:
     s = config.search
     return {
-        "catalog": s.catalog,
+        "catalog": scrub(s.catalog),
         "collections": list(s.collections),
         "ids": list(s.ids),
         "bbox": list(s.bbox) if s.bbox else None,
@@ -303,7 +310,10 @@ async def run(
     pruned = 0
     emit(
         RunStarted(
-            config.search.catalog, config.search.collections, str(root), config.download.concurrency
+            scrub(config.search.catalog),
+            config.search.collections,
+            str(root),
+            config.download.concurrency,
         )
     )
 
@@ -488,6 +498,13 @@ class _JobSource:
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         emit(SearchProgress(0, 0, None, done=True))
         for job in self.jobs:
+            if "***" in job.url:  # the journal does not keep the credentials it needs
+                reason = (
+                    "its URL carried credentials, which the journal does not keep; run "
+                    "without --retry-failed to search for it again"
+                )
+                emit(JobRefused(Refusal(job.item_id, job.collection, job.asset_key, reason)))
+                continue
             emit(JobQueued(job))
             await send.send(job)
         self.complete = True

@@ -39,12 +39,14 @@ from yarl import URL
 from .auth import TokenProvider, TrustPolicy
 from .config import DEFAULT_CHUNK_SIZE, DEFAULT_SEGMENT_BELOW, DEFAULT_SEGMENT_SIZE, Secret
 from .errors import (
+    SECRETS,
     AuthError,
     ConnectError,
     CredentialsError,
     HTTPStatusError,
     PlanError,
     RangeError,
+    ScrubFilter,
     StallError,
     StorageError,
     TransferError,
@@ -53,6 +55,7 @@ from .errors import (
     VerificationError,
     first_error,
     redact_url,
+    url_credentials,
 )
 from .events import BytesReceived, EventSink, JobFinished, TransferRetried, TransferStarted
 from .headers import (
@@ -90,6 +93,7 @@ __all__ = [
 
 MAX_REDIRECTS = 10
 log = logging.getLogger("stacpull.fetch")
+log.addFilter(ScrubFilter())
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
@@ -319,7 +323,7 @@ async def _already_verified(
         done is not None
         and not changed
         and done.mtime_ns == st.st_mtime_ns
-        and done.url == job.url
+        and done.same_url(job.url)
         and done.checksum == job.checksum
         and done.expected_size == job.size
     ):
@@ -334,7 +338,7 @@ async def _already_verified(
     if recorded is not None:
         ok = recorded.matches(await anyio.to_thread.run_sync(file_digest, final, recorded))
         return present if ok else None
-    if (done is not None and done.url == job.url) or job.size is not None:
+    if (done is not None and done.same_url(job.url)) or job.size is not None:
         return present
     if job.zip_check:
         try:
@@ -504,7 +508,7 @@ async def _resume_offset(
     if have == 0:
         return 0, {}  # nothing to resume; an empty .part is truncated when opened
     validator = None
-    if row is not None and row.url == job.url:
+    if row is not None and row.same_url(job.url):
         # Weak ETags cannot be used in If-Range (RFC 9110 §13.1.5); Last-Modified can.
         if row.etag and not row.etag.startswith("W/"):
             validator = row.etag
@@ -537,6 +541,17 @@ async def _open(
         token, progress.renewed = fresh, True
 
 
+def _own_credentials(url: str) -> bool:
+    """Whether ``url`` carries its own credentials (userinfo, which aiohttp sends as HTTP
+    Basic): they win over the bearer token (one request has one Authorization header), and
+    the scrubber learns them, so they are used but never shown."""
+    parts = URL(url)
+    if parts.user is None:
+        return False
+    SECRETS.add_pair(parts.user, parts.password or "")
+    return True
+
+
 async def _follow(
     url: str, headers: dict[str, str], token: Secret | None, ctx: FetchContext
 ) -> tuple[aiohttp.ClientResponse, bool]:
@@ -545,7 +560,8 @@ async def _follow(
     send_token = token is not None and ctx.trust.trusts(url)
     for _ in range(MAX_REDIRECTS + 1):
         hop_headers = dict(headers)
-        if send_token and token is not None:
+        own = _own_credentials(url)
+        if send_token and token is not None and not own:
             hop_headers["Authorization"] = f"Bearer {token.reveal()}"
         try:
             resp = await ctx.session.get(url, headers=hop_headers, allow_redirects=False)
@@ -571,7 +587,7 @@ async def _follow(
             )
             url = location
             continue
-        return resp, send_token
+        return resp, send_token and not own
     raise HTTPStatusError(f"more than {MAX_REDIRECTS} redirects", url=url, status=310)
 
 
@@ -621,7 +637,9 @@ def _check_status(
             status=404,
         )
     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-    reason = resp.reason or ""
+    # The reason phrase is the server's: it may echo this request's own credentials.
+    own = (*url_credentials(job.url), *url_credentials(str(resp.url)))
+    reason = SECRETS.scrub(resp.reason or "", also=own)
     raise HTTPStatusError(
         f"HTTP {status} {reason}".strip(), url=str(resp.url), status=status, retry_after=retry_after
     )
@@ -822,7 +840,7 @@ async def _saved_segments(
 ) -> _SegmentState | None:
     """The journalled ranges of ``part``, when ``row`` says they describe this very file
     (``row`` is only read for a ``.part`` that has bytes, so the file is there)."""
-    if row is None or not row.segments or row.url != job.url:
+    if row is None or not row.segments or not row.same_url(job.url):
         return None
     try:
         state = _SegmentState.from_json(row.segments)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from .errors import scrub
 from .events import (
     BytesReceived,
     Event,
@@ -470,7 +471,7 @@ class _JsonLines:
         if self._file is None:
             return
         try:
-            self._file.write(line + "\n")
+            self._file.write(scrub(line) + "\n")
             if flush:
                 self._file.flush()
         except OSError as exc:
@@ -665,7 +666,7 @@ def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: P
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"report-{stamp}.json"
     partial = path.with_name(path.name + ".part")
-    head = json.dumps(report, indent=2)
+    head = scrub(json.dumps(report, indent=2))
     with partial.open("w", encoding="utf-8") as f:
         f.write(head[: -len("\n}")])
         f.write(',\n  "series": ' + json.dumps(series, separators=(",", ":")))
@@ -678,7 +679,7 @@ def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: P
                         json.loads(line)
                     except ValueError:
                         continue  # the tail a full disk cut short
-                    f.write(("\n    " if first else ",\n    ") + line.strip())
+                    f.write(("\n    " if first else ",\n    ") + scrub(line.strip()))
                     first = False
         f.write("\n  ]\n}\n")
     partial.replace(path)
