@@ -81,7 +81,7 @@ def _encodings(secret: str) -> set[str]:
         quote_plus(secret, safe="/"),
         json.dumps(secret)[1:-1],
         secret.replace("/", "\\/"),
-        json.dumps(secret, ensure_ascii=True).replace("+", "\\u002b")[1:-1],
+        quote(quote(secret, safe=""), safe=""),
     }
     forms |= {_lower_hex(f) for f in forms}
     for piece in secret.split(" "):

@@ -34,10 +34,11 @@ event log, the journal, the console), goes through :data:`SECRETS`, the one
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import re
 import threading
-from urllib.parse import parse_qsl, quote_plus, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
 
 __all__ = [
     "SECRETS",
@@ -62,6 +63,7 @@ __all__ = [
     "TruncatedError",
     "UnsafePathError",
     "VerificationError",
+    "encodings",
     "first_error",
     "redact_url",
     "scrub",
@@ -102,24 +104,22 @@ _HEADER = re.compile(
 _SCHEME_VALUE = re.compile(r"(?i)\b(bearer|basic)\s+([A-Za-z0-9\-._~+/%]{8,}=*)")
 
 
-def _char_pattern(ch: str) -> str:
-    """A regex matching ``ch`` raw or in any encoding text may carry it in: percent-encoded
-    (either hex case, or twice), ``+`` for a space (forms), JSON escapes."""
-
-    def hexes(value: int, width: int) -> str:
-        digits = f"{value:0{width}X}"
-        return "".join(f"[{d}{d.lower()}]" if d.isalpha() else d for d in digits)
-
-    alts = [
-        "(?:%|%25)" + "(?:%|%25)".join(hexes(b, 2) for b in ch.encode("utf-8")),
-        r"\\u" + hexes(ord(ch), 4) if ord(ch) < 0x10000 else "",
-    ]
-    if ch == " ":
-        alts.append(r"\+")
-    if ch in '"\\/':
-        alts.append(re.escape("\\" + ch))
-    alts.append(re.escape(ch))
-    return "(?:" + "|".join(a for a in alts if a) + ")"
+def encodings(secret: str) -> set[str]:
+    """The forms ``secret`` takes in text: raw; percent-encoded as URL paths, query values
+    and forms encode it (``+`` for a space), in upper- or lower-case hex, and twice;
+    JSON-escaped (``\\/`` too, as PHP writes it). Each is looked for as it is: plain
+    substring search stays fast with the dozens of long tokens a night of refreshes
+    leaves."""
+    percent = {quote(secret, safe=safe) for safe in ("", "/", "+/=", "/:@+=", "@:+")} | {
+        quote_plus(secret, safe=safe) for safe in ("", "/", "/=")
+    }
+    percent |= {re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), f) for f in percent}
+    forms = {secret, *percent, *(quote(f, safe="") for f in percent if "%" in f)}
+    for form in list(forms):
+        for ascii_only in (True, False):
+            escaped = json.dumps(form, ensure_ascii=ascii_only)[1:-1]
+            forms |= {escaped, escaped.replace("/", "\\/")}
+    return forms
 
 
 class Scrubber:
@@ -139,7 +139,7 @@ class Scrubber:
 
     def __init__(self) -> None:
         self._known: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
+        self._forms: tuple[str, ...] = ()  # every encoding of every secret, longest first
         self._lock = threading.Lock()
 
     def add(self, secret: str) -> None:
@@ -149,8 +149,7 @@ class Scrubber:
             return
         with self._lock:
             self._known.add(secret)
-            self._known.update(p for p in secret.split() if len(p) >= self.MIN_LENGTH)
-            self._pattern = None
+            self._forms = _ordered({*self._forms, *_all_forms({secret}, self.MIN_LENGTH)})
 
     def add_pair(self, user: str, password: str) -> None:
         """``password`` and the HTTP Basic forms of ``user:password`` (as aiohttp sends it,
@@ -177,16 +176,9 @@ class Scrubber:
         ``shapes``, credentials found by their place (userinfo, query keys, headers) too.
         ``also`` adds secrets for this text only: a server's words about one request are
         scrubbed of that request's own credentials (see :func:`url_credentials`)."""
-        pattern = self._pattern
-        if pattern is None and self._known:
-            with self._lock:
-                pattern = self._pattern = _compile(self._known)
-        if pattern is not None:
-            text = pattern.sub("***", text)
-        extra = {a for a in also if len(a) >= self.MIN_LENGTH}
-        extra |= {p for a in extra for p in a.split() if len(p) >= self.MIN_LENGTH}
-        if extra:
-            text = _compile(extra).sub("***", text)
+        text = _replace(text, self._forms)
+        if also:
+            text = _replace(text, _ordered(_all_forms(set(also), self.MIN_LENGTH)))
         if not shapes:
             return text
         if "@" in text or "%40" in text:
@@ -206,10 +198,20 @@ class Scrubber:
         return text
 
 
-def _compile(secrets: set[str]) -> re.Pattern[str]:
-    """One pattern for ``secrets`` in any encoding, longest first."""
-    ordered = sorted(secrets, key=len, reverse=True)
-    return re.compile("|".join("".join(_char_pattern(c) for c in s) for s in ordered))
+def _all_forms(secrets: set[str], shortest: int) -> set[str]:
+    parts = {p for s in secrets for p in s.split() if len(p) >= shortest}
+    return {f for s in secrets | parts if len(s) >= shortest for f in encodings(s)}
+
+
+def _ordered(forms: set[str]) -> tuple[str, ...]:
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def _replace(text: str, forms: tuple[str, ...]) -> str:
+    for form in forms:
+        if form in text:
+            text = text.replace(form, "***")
+    return text
 
 
 def _userinfo(url: str) -> tuple[str, str]:
