@@ -282,6 +282,11 @@ def _hostile_item(sim: SimServer, data: DataServer, n: int) -> dict[str, Any]:
     item["assets"] = {
         "good": {"href": data.href("ok", f"good{n}.bin"), "roles": ["data"]},
         "echo": {"href": data.href("echo", f"echo{n}.bin"), "roles": ["data"]},
+        # A catalogue that was sent the fixed token writes it into its metadata.
+        f"echo {quote(STATIC)} {STATIC}": {
+            "href": data.href("echo", f"token{n}.bin"),
+            "roles": ["data"],
+        },
     }
     return item
 
@@ -480,14 +485,15 @@ def test_a_catalogue_password_and_credentials_in_hrefs_are_used_never_written(
     assert not _leaks(texts)
 
 
-def test_the_api_keeps_no_secret_either(
+def test_a_token_written_into_the_metadata_is_kept_nowhere(
     tmp_path: Path,
     world: tuple[SimServer, DataServer, list[str]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """``stacpull.download`` with a fixed token and a catalogue password: the result, the
-    log records, the reports and the journal hold neither; a catalogue that cannot be
-    opened says so without its password."""
+    """A catalogue that received the fixed token puts it into an asset key (raw and
+    percent-encoded): every writer scrubs what it writes, whatever the source, through the
+    API (result, log records, reports, --log-json, journal) and the command line (console
+    too). A catalogue that cannot be opened says so without its password."""
     sim, _, seen = world
     caplog.set_level(logging.DEBUG, logger="stacpull")
     dest, events = tmp_path / "d", tmp_path / "events.jsonl"
@@ -502,8 +508,31 @@ def test_the_api_keeps_no_secret_either(
         backoff=0.01,
         max_backoff=0.05,
     )
-    assert result.failed == 1 and result.downloaded > 1
+    assert result.failed + result.refused == 2 and result.downloaded > 1
     assert any(h.startswith("Basic ") for h in seen)
+    cli_dest, cli_events = tmp_path / "c", tmp_path / "cli-events.jsonl"
+    code, out, err = cli(
+        "--debug",
+        "download",
+        "--catalog",
+        _catalog_url(sim),
+        "--collection",
+        L1A,
+        "--dest",
+        str(cli_dest),
+        "--assets",
+        "*",
+        "--auth-host",
+        "127.0.0.1",
+        "--token",
+        STATIC,
+        "--dashboard",
+        "plain",
+        "-v",
+        "--log-json",
+        str(cli_events),
+    )
+    assert code == 1 and "echo ***" in out + err, out + err
     with pytest.raises(SearchError) as unreachable:
         stacpull.download(
             catalog=_catalog_url(sim).replace(str(sim.port), "1"),
@@ -515,6 +544,9 @@ def test_the_api_keeps_no_secret_either(
         "result": repr(result),
         "search error": str(unreachable.value),
         "caplog": caplog.text + repr([r.getMessage() for r in caplog.records]),
+        "stdout": out,
+        "stderr": err,
         **_written(dest, events),
+        **{f"cli {k}": v for k, v in _written(cli_dest, cli_events).items()},
     }
     assert not _leaks(texts)

@@ -204,9 +204,9 @@ def _job_columns(job: Job) -> dict[str, Any]:
     is refused, see :meth:`JournalRow.planned_job`)."""
     values = (
         job.dest,
-        job.item_id,
-        job.collection,
-        job.asset_key,
+        scrub(job.item_id),
+        scrub(job.collection),
+        scrub(job.asset_key),
         scrub(job.url),
         job.size,
         job.checksum,
@@ -414,7 +414,8 @@ class Journal:
         """
         job_rows = [(*_job_columns(j).values(), time.time(), run, scope) for j in jobs]
         refusal_rows = [
-            (r.item_id, r.collection, r.asset_key, scrub(r.reason), run) for r in refusals
+            (scrub(r.item_id), scrub(r.collection), scrub(r.asset_key), scrub(r.reason), run)
+            for r in refusals
         ]
         if not job_rows and not refusal_rows:
             return
