@@ -643,7 +643,8 @@ async def check_credentials(
 
 async def _probe(url: str, token: Secret | None) -> tuple[int, str]:
     headers = {"Range": "bytes=0-0"}
-    if token is not None:
+    SECRETS.add_url(url)  # its own credentials are used, never shown
+    if token is not None and urlsplit(url).username is None:  # userinfo: HTTP Basic wins
         headers["Authorization"] = f"Bearer {token.reveal()}"
     timeout = aiohttp.ClientTimeout(total=30)
     try:
