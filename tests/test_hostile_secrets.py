@@ -563,3 +563,21 @@ def test_a_token_written_into_the_metadata_is_kept_nowhere(
         **{f"cli {k}": v for k, v in _written(cli_dest, cli_events).items()},
     }
     assert not _leaks(texts)
+
+
+def test_a_saved_search_keeps_its_hrefs_whole_but_not_the_catalogue_password(
+    tmp_path: Path, world: tuple[SimServer, DataServer, list[str]]
+) -> None:
+    """``search -o``: the items are the user's data, their hrefs (credentials included)
+    are kept whole for a later ``download --from``; the catalogue's password is not."""
+    sim, data, _ = world
+    saved = tmp_path / "items.geojson"
+    code, out, err = cli(
+        "search", "--catalog", _catalog_url(sim), "--collection", L1A, "-o", str(saved)
+    )
+    assert code == 0, out + err
+    text = saved.read_text()
+    assert data.href("ok", "good1.bin") in text
+    assert "127.0.0.1" in json.loads(text)["links"][0]["href"]
+    cat = sorted(set().union(_encodings(CAT_PASSWORD), _basic(CAT_USER, CAT_PASSWORD)))
+    assert not [n for n in cat if n in text + out + err]
