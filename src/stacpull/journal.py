@@ -200,8 +200,8 @@ _PLAN_COLUMNS = (*_JOB_COLUMNS, "updated_at", "seen_run", "scope")
 
 def _job_columns(job: Job) -> dict[str, Any]:
     """The columns that describe the planned job (not the bytes on disk). No credential is
-    kept: the URL and the job are scrubbed (a ``--retry-failed`` of a URL that carried one
-    is refused, see :meth:`JournalRow.planned_job`)."""
+    kept: the URL and the job are scrubbed (``--retry-failed`` refuses a job whose URL
+    carried one; the search hands it out again)."""
     values = (
         job.dest,
         scrub(job.item_id),
