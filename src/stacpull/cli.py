@@ -43,18 +43,20 @@ from .config import (
     parse_bbox,
     parse_datetime_range,
     resolve_config,
-    scrub,
 )
 from .dashboard import LiveDashboard, PlainProgress, human_bytes, render_summary
 from .dryrun import PlanSummary, budget_error, dry_run
 from .engine import ItemPages, RunOptions, RunResult, StopSignal, loop_options, run
 from .errors import (
+    SECRETS,
     ConfigError,
     CredentialsError,
+    ScrubFilter,
     SearchError,
     StacpullError,
     StorageError,
     first_error,
+    scrub,
 )
 from .events import EventSink
 from .export import FORMATS, ItemWriter, saved_pages
@@ -82,7 +84,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 
 def _fail(message: str, code: int = 2) -> NoReturn:
     """Print one unwrapped line (users grep and paste these) and exit."""
-    click.echo(f"stacpull: {message}", err=True)
+    click.echo(f"stacpull: {scrub(message)}", err=True)
     sys.exit(code)
 
 
@@ -489,18 +491,41 @@ def _download_values(
     }
 
 
-class _Scrub(logging.Filter):
-    """Takes every secret out of a log line, whatever put it there (belt and braces)."""
+class _ScrubbedStream:
+    """``sys.stdout``/``sys.stderr`` for one command: every known secret (in any encoding)
+    is taken out of what is written, whoever writes it (click, rich, a library). URLs found
+    by shape are left whole here: a listing printed to a pipe keeps every href."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = scrub(record.getMessage()), None
-        return True
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(SECRETS.scrub(text, shapes=False))
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _scrubbed_output(ctx: click.Context) -> None:
+    """Route this command's stdout and stderr through the scrubber; undone when it ends."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _ScrubbedStream(sys.stdout), _ScrubbedStream(sys.stderr)
+
+    def undo() -> None:
+        sys.stdout, sys.stderr = saved
+
+    ctx.call_on_close(undo)
 
 
 def _debug_logging(ctx: click.Context) -> None:
     """Debug lines to stderr for this command, scrubbed; undone when the command ends."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_Scrub())
+    handler.addFilter(ScrubFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logger = logging.getLogger("stacpull")
     level = logger.level
@@ -525,6 +550,7 @@ def _debug_logging(ctx: click.Context) -> None:
 def main(ctx: click.Context, debug: bool) -> None:
     """Fast, resumable, verified bulk downloads from STAC catalogues (ESA MAAP first)."""
     _fewer_malloc_arenas()
+    _scrubbed_output(ctx)
     if debug:
         _debug_logging(ctx)
 
@@ -1260,6 +1286,8 @@ def _shown(value: Any) -> Any:
         return "***"
     if isinstance(value, tuple):
         return list(value)
+    if isinstance(value, str):
+        return scrub(value)  # a catalogue or token URL with a password in it
     return value
 
 
@@ -1345,7 +1373,7 @@ def auth_check(
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     out = Console(highlight=False, soft_wrap=True)
-    how = {"oidc": f"{found.source}, exchanged at {config.auth.token_url}"}.get(
+    how = {"oidc": f"{found.source}, exchanged at {scrub(config.auth.token_url)}"}.get(
         found.kind, found.source
     )
     out.print(f"credentials: {how}")

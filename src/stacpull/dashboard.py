@@ -23,6 +23,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from .errors import scrub
 from .events import (
     Event,
     HostLimitChanged,
@@ -357,7 +358,7 @@ class PlainProgress:
 
     def _write(self, text: str) -> None:
         with self._lock:
-            self.stream.write(text + "\n")
+            self.stream.write(scrub(text) + "\n")
             self.stream.flush()
 
     def __call__(self, event: Event) -> None:

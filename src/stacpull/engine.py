@@ -39,7 +39,14 @@ from .auth import TokenProvider, TrustPolicy, load_credentials
 from .config import Config
 from .destlock import refuse_nested
 from .dryrun import budget_error, dry_run
-from .errors import ConfigError, CredentialsError, StacpullError, StorageError, first_error
+from .errors import (
+    ConfigError,
+    CredentialsError,
+    StacpullError,
+    StorageError,
+    first_error,
+    scrub,
+)
 from .events import (
     Event,
     EventSink,
@@ -149,7 +156,7 @@ def _prepare_dest(dest: str | None) -> Path:
 def _query_dict(config: Config) -> dict[str, Any]:
     s = config.search
     return {
-        "catalog": s.catalog,
+        "catalog": scrub(s.catalog),
         "collections": list(s.collections),
         "ids": list(s.ids),
         "bbox": list(s.bbox) if s.bbox else None,
@@ -319,7 +326,10 @@ async def run(
     not_judged: str | None = None
     emit(
         RunStarted(
-            config.search.catalog, config.search.collections, str(root), config.download.concurrency
+            scrub(config.search.catalog),
+            config.search.collections,
+            str(root),
+            config.download.concurrency,
         )
     )
 
@@ -590,6 +600,13 @@ class _JobSource:
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         emit(SearchProgress(0, 0, None, done=True))
         for job in self.jobs:
+            if "***" in job.url:  # the journal does not keep the credentials it needs
+                reason = (
+                    "its URL carried credentials, which the journal does not keep; run "
+                    "without --retry-failed to search for it again"
+                )
+                emit(JobRefused(Refusal(job.item_id, job.collection, job.asset_key, reason)))
+                continue
             emit(JobQueued(job))
             await send.send(job)
         self.complete = True

@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from . import safeio
-from .errors import ConfigError
+from .errors import ConfigError, scrub
 from .plan import PlanRules, maap_slots, plan_item
 from .search import ItemPages, Page
 
@@ -109,7 +109,8 @@ class ItemWriter:
 
     def __init__(self, path: Path, fmt: str | None = None, *, catalog: str | None = None) -> None:
         self.path = path
-        self.catalog = catalog  # recorded as the root link, so --from knows where it came from
+        # Recorded as the root link, so --from knows where it came from (not its password).
+        self.catalog = scrub(catalog) if catalog else catalog
         self._stdout = str(path) == "-"
         self.format = (fmt or "geojson") if self._stdout else _format_of(path, fmt)
         self.count = 0

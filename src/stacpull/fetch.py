@@ -49,12 +49,14 @@ from yarl import URL
 from .auth import TokenProvider, TrustPolicy
 from .config import DEFAULT_CHUNK_SIZE, DEFAULT_SEGMENT_BELOW, DEFAULT_SEGMENT_SIZE, Secret
 from .errors import (
+    SECRETS,
     AuthError,
     ConnectError,
     CredentialsError,
     HTTPStatusError,
     PlanError,
     RangeError,
+    ScrubFilter,
     SizeMismatchError,
     StallError,
     StorageError,
@@ -65,6 +67,7 @@ from .errors import (
     VerificationError,
     first_error,
     redact_url,
+    url_credentials,
 )
 from .events import BytesReceived, EventSink, JobFinished, TransferRetried, TransferStarted
 from .headers import (
@@ -102,6 +105,7 @@ __all__ = [
 
 MAX_REDIRECTS = 10
 log = logging.getLogger("stacpull.fetch")
+log.addFilter(ScrubFilter())
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
@@ -512,7 +516,7 @@ async def _already_verified(
         done is not None
         and not changed
         and done.mtime_ns == st.st_mtime_ns
-        and done.url == job.url
+        and done.same_url(job.url)
         and done.checksum == job.checksum
         and done.expected_size == job.size
     ):
@@ -529,7 +533,7 @@ async def _already_verified(
         actual = await anyio.to_thread.run_sync(_digest_in, ctx.root, final, recorded)
         ok = actual is not None and recorded.matches(actual)
         return present if ok else None
-    if (done is not None and done.url == job.url) or job.size is not None:
+    if (done is not None and done.same_url(job.url)) or job.size is not None:
         return present
     if job.zip_check:
         try:
@@ -756,7 +760,7 @@ async def _resume_offset(
     if have == 0:
         return 0, {}  # nothing to resume; an empty .part is truncated when opened
     validator = None
-    if row is not None and row.url == job.url:
+    if row is not None and row.same_url(job.url):
         validator = Validators(row.etag, row.last_modified).if_range
     if validator is None or (job.size is not None and have > job.size):
         await _discard(part, job, ctx)
@@ -785,6 +789,17 @@ async def _open(
         token, progress.renewed = fresh, True
 
 
+def _own_credentials(url: str) -> bool:
+    """Whether ``url`` carries its own credentials (userinfo, which aiohttp sends as HTTP
+    Basic): they win over the bearer token (one request has one Authorization header), and
+    the scrubber learns them, so they are used but never shown."""
+    parts = URL(url)
+    if parts.user is None:
+        return False
+    SECRETS.add_pair(parts.user, parts.password or "")
+    return True
+
+
 async def _follow(
     url: str, headers: dict[str, str], token: Secret | None, ctx: FetchContext
 ) -> tuple[aiohttp.ClientResponse, bool]:
@@ -793,7 +808,8 @@ async def _follow(
     send_token = token is not None and ctx.trust.trusts(url)
     for _ in range(MAX_REDIRECTS + 1):
         hop_headers = dict(headers)
-        if send_token and token is not None:
+        own = _own_credentials(url)
+        if send_token and token is not None and not own:
             hop_headers["Authorization"] = f"Bearer {token.reveal()}"
         try:
             resp = await ctx.session.get(url, headers=hop_headers, allow_redirects=False)
@@ -819,7 +835,7 @@ async def _follow(
             )
             url = location
             continue
-        return resp, send_token
+        return resp, send_token and not own
     raise HTTPStatusError(f"more than {MAX_REDIRECTS} redirects", url=url, status=310)
 
 
@@ -869,7 +885,9 @@ def _check_status(
             status=404,
         )
     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-    reason = resp.reason or ""
+    # The reason phrase is the server's: it may echo this request's own credentials.
+    own = (*url_credentials(job.url), *url_credentials(str(resp.url)))
+    reason = SECRETS.scrub(resp.reason or "", also=own)
     raise HTTPStatusError(
         f"HTTP {status} {reason}".strip(), url=str(resp.url), status=status, retry_after=retry_after
     )
@@ -1304,7 +1322,7 @@ async def _saved_segments(
 ) -> _SegmentState | None:
     """The journalled ranges of ``part``, when ``row`` says they describe this very file
     (``row`` is only read for a ``.part`` that has bytes, so the file is there)."""
-    if row is None or not row.segments or row.url != job.url:
+    if row is None or not row.segments or not row.same_url(job.url):
         return None
     try:
         state = _SegmentState.from_json(row.segments)

@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 
 from . import safeio
 from .destlock import DestLock, refuse_nested
-from .errors import StorageError
+from .errors import StorageError, scrub
 from .models import Job, Refusal
 
 __all__ = ["JOURNAL_DIR", "Journal", "JournalRow"]
@@ -139,6 +139,11 @@ class JournalRow:
     segments: str | None = None  # JSON: a segmented .part's ranges and progress
     total: int | None = None  # the length announced by the response that began the .part
 
+    def same_url(self, url: str) -> bool:
+        """Whether this row was recorded for ``url``: the journal keeps URLs scrubbed of
+        credentials (a presigned signature, a password), so it compares scrubbed forms."""
+        return self.url == url or self.url == scrub(url)
+
     def planned_job(self) -> Job:
         """The job as last planned (for ``--retry-failed``); rebuilt from the columns when
         the row predates the ``job`` column."""
@@ -167,8 +172,12 @@ def _job_to_json(job: Job) -> str:
     Built field by field (``dataclasses.asdict`` deep-copies every value) and cached for
     the jobs in flight: each is recorded at least three times (planned, started, done),
     which cost more than the SQL itself with thousands of small files a second."""
-    return json.dumps(
-        {name: getattr(job, name) for name in _JOB_FIELDS}, separators=(",", ":"), sort_keys=True
+    return scrub(
+        json.dumps(
+            {name: getattr(job, name) for name in _JOB_FIELDS},
+            separators=(",", ":"),
+            sort_keys=True,
+        )
     )
 
 
@@ -193,13 +202,15 @@ _PLAN_COLUMNS = (*_JOB_COLUMNS, "updated_at", "seen_run", "scope")
 
 
 def _job_columns(job: Job) -> dict[str, Any]:
-    """The columns that describe the planned job (not the bytes on disk)."""
+    """The columns that describe the planned job (not the bytes on disk). No credential is
+    kept: the URL and the job are scrubbed (``--retry-failed`` refuses a job whose URL
+    carried one; the search hands it out again)."""
     values = (
         job.dest,
-        job.item_id,
-        job.collection,
-        job.asset_key,
-        job.url,
+        scrub(job.item_id),
+        scrub(job.collection),
+        scrub(job.asset_key),
+        scrub(job.url),
         job.size,
         job.checksum,
         job.item_updated,
@@ -384,7 +395,7 @@ class Journal:
         self._run(
             lambda db: db.execute(
                 "UPDATE runs SET ended = ?, outcome = ?, summary = ? WHERE id = ?",
-                (time.time(), outcome, json.dumps(summary), run),
+                (time.time(), outcome, scrub(json.dumps(summary)), run),
             )
         )
 
@@ -415,7 +426,10 @@ class Journal:
         the URL, validators and status stay those of the bytes on disk.
         """
         job_rows = [(*_job_columns(j).values(), time.time(), run, scope) for j in jobs]
-        refusal_rows = [(r.item_id, r.collection, r.asset_key, r.reason, run) for r in refusals]
+        refusal_rows = [
+            (scrub(r.item_id), scrub(r.collection), scrub(r.asset_key), scrub(r.reason), run)
+            for r in refusals
+        ]
         if not job_rows and not refusal_rows:
             return
 
@@ -527,6 +541,8 @@ class Journal:
         validators stay those of the bytes on disk unless a caller says otherwise.
         """
         columns = _job_columns(job)
+        if isinstance(values.get("error"), str):
+            values["error"] = scrub(values["error"])
         row = {**columns, **values, "status": status, "updated_at": time.time()}
         changed = (*columns, *values) if replan else tuple(values)
         updates = [f"{c} = excluded.{c}" for c in ("status", "updated_at", *changed) if c != "path"]
@@ -631,6 +647,6 @@ class Journal:
             lambda db: db.execute(
                 "UPDATE transfers SET status = 'failed', error_class = 'RotError', error = ?,"
                 " mtime_ns = NULL, updated_at = ? WHERE path = ?",
-                (reason, time.time(), path),
+                (scrub(reason), time.time(), path),
             )
         )

@@ -21,6 +21,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from . import safeio
+from .errors import scrub
 from .events import (
     BytesReceived,
     Event,
@@ -475,7 +476,7 @@ class _JsonLines:
         if self._file is None:
             return
         try:
-            self._file.write(line + "\n")
+            self._file.write(scrub(line) + "\n")
             if flush:
                 self._file.flush()
         except OSError as exc:
@@ -673,7 +674,7 @@ def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: P
     safeio.ensure_directory(directory, create=False)  # never written through a link
     path = directory / f"report-{stamp}.json"
     partial = path.with_name(path.name + ".part")
-    head = json.dumps(report, indent=2)
+    head = scrub(json.dumps(report, indent=2))
     with safeio.create_new(partial) as f:
         f.write(head[: -len("\n}")])
         f.write(',\n  "series": ' + json.dumps(series, separators=(",", ":")))
@@ -686,7 +687,7 @@ def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: P
                         json.loads(line)
                     except ValueError:
                         continue  # the tail a full disk cut short
-                    f.write(("\n    " if first else ",\n    ") + line.strip())
+                    f.write(("\n    " if first else ",\n    ") + scrub(line.strip()))
                     first = False
         f.write("\n  ]\n}\n")
     partial.replace(path)  # a rename replaces a link at the name, never follows it
