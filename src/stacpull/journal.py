@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from .errors import StorageError
-from .models import Job, Refusal
+from .models import Holder, Job, Refusal
+from .plan import path_key
 
 try:  # POSIX; elsewhere a second run on the same DEST is not detected
     import fcntl
@@ -101,6 +102,7 @@ _ADDED_COLUMNS = {
     "seen_run": "INTEGER",
     "scope": "TEXT",
     "segments": "TEXT",
+    "fold": "TEXT",  # plan.path_key(path): which rows are one file on a case-insensitive disk
 }
 
 _ROW_COLUMNS = (
@@ -185,6 +187,7 @@ _JOB_COLUMNS = (
     "checksum",
     "item_updated",
     "job",
+    "fold",
 )
 _PLAN_COLUMNS = (*_JOB_COLUMNS, "updated_at", "seen_run", "scope")
 
@@ -201,6 +204,7 @@ def _job_columns(job: Job) -> dict[str, Any]:
         job.checksum,
         job.item_updated,
         _job_to_json(job),
+        path_key(job.dest),
     )
     return dict(zip(_JOB_COLUMNS, values, strict=True))
 
@@ -239,6 +243,9 @@ class Journal:
             for column, kind in _ADDED_COLUMNS.items():
                 if column not in have:
                     self._db.execute(f"ALTER TABLE transfers ADD COLUMN {column} {kind}")
+            if "fold" not in have:
+                self._fill_fold()
+            self._db.execute("CREATE INDEX IF NOT EXISTS transfers_fold ON transfers(fold)")
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the journal {self.path}: {exc}") from exc
         self._mutex = threading.Lock()
@@ -250,6 +257,16 @@ class Journal:
             except StorageError:
                 self._db.close()
                 raise
+
+    def _fill_fold(self) -> None:
+        """Give the rows of a journal older than the ``fold`` column their path key."""
+        paths = [p for (p,) in self._db.execute("SELECT path FROM transfers WHERE fold IS NULL")]
+        self._transaction(
+            self._db,
+            lambda: self._db.executemany(
+                "UPDATE transfers SET fold = ? WHERE path = ?", [(path_key(p), p) for p in paths]
+            ),
+        )
 
     def _lock(self) -> None:
         if fcntl is None:  # pragma: no cover
@@ -422,6 +439,35 @@ class Journal:
             )
 
         await self._call(q)
+
+    async def holders(self, keys: Iterable[str], *, run: int) -> dict[str, list[Holder]]:
+        """Who holds each of these destinations (by :func:`~stacpull.plan.path_key`): the
+        item and asset of the row's file, or, for a row planned in run ``run``, of the job
+        this run planned there."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+
+        def q(db: sqlite3.Connection) -> dict[str, list[Holder]]:
+            found: dict[str, list[Holder]] = {}
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                rows = db.execute(
+                    "SELECT path, fold, collection, item_id, asset_key, seen_run, scope,"
+                    " CASE WHEN seen_run = ? THEN job END FROM transfers"
+                    f" WHERE fold IN ({', '.join('?' * len(chunk))})",
+                    (run, *chunk),
+                )
+                for path, fold, collection, item_id, asset_key, seen, scope, job in rows:
+                    if job:
+                        planned = _job_from_json(job)
+                        collection, item_id = planned.collection, planned.item_id
+                        asset_key = planned.asset_key
+                    holder = Holder(path, collection, item_id, asset_key, seen, scope)
+                    found.setdefault(fold, []).append(holder)
+            return found
+
+        return await self._call(q)
 
     # -- one transfer ---------------------------------------------------------------------
     async def get(self, path: str) -> JournalRow | None:
