@@ -6,10 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import stacpull
 from stacpull.events import JobRefused
@@ -309,6 +312,17 @@ def test_path_keys_fold_case_and_unicode_forms() -> None:
     assert path_key("a/b.tif") != path_key("a/b.tiff")
 
 
+@given(st.text(min_size=1, max_size=40))
+def test_a_path_key_ignores_case_and_unicode_form(name: str) -> None:
+    key = path_key(name)
+    assert path_key(key) == key
+    for variant in (name.upper(), name.lower(), name.swapcase(), name.casefold()):
+        if variant.casefold() == name.casefold():  # not so for a few: 'İ'.lower()...
+            assert path_key(variant) == key
+    for form in ("NFC", "NFD"):
+        assert path_key(unicodedata.normalize(form, name)) == key
+
+
 def test_claims_plan_an_item_once_and_name_both_jobs_of_a_clash() -> None:
     rules = PlanRules(("all",), "{name}")
     base = {"href": "http://h/x.png", "type": "image/png"}
@@ -327,3 +341,27 @@ def test_claims_plan_an_item_once_and_name_both_jobs_of_a_clash() -> None:
     assert claims.settle([a], earlier) == ([a], [])
     kept, refused = claims.settle([b], earlier)
     assert kept == [] and "one/old_key" in refused[0].reason and "--prune" in refused[0].reason
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "inner"), [(1, "x.png.part/inner.png"), (8, "X.png.PART/inner.png")]
+)
+def test_a_directory_named_like_another_assets_part_file(
+    sim: SimServer, tmp_path: Path, recorder: Recorder, concurrency: int, inner: str
+) -> None:
+    item = _item(sim, "PARTDIR", {"x": (0, "thumbnail", "x.png"), "y": (1, "thumbnail", inner)})
+    sim.catalog.add_item(L1A, item)
+    result = pull(sim, tmp_path, recorder, ids=["PARTDIR"], assets=["all"], concurrency=concurrency)
+    assert result.refused == 1 and result.downloaded == 1 and result.fatal is None, result
+    (refused,) = recorder.of_type(JobRefused)
+    assert refused.refusal.asset_key == "y" and ".part" in refused.refusal.reason
+    assert _sha((tmp_path / L1A / "PARTDIR" / "x.png").read_bytes()) == _sha(_thumb(sim, 0))
+    _no_part(tmp_path)
+
+
+def test_a_dry_run_counts_an_item_listed_twice_once(sim: SimServer, tmp_path: Path) -> None:
+    sim.catalog.add_item(L1A, sim.catalog.item(L1A, 3))
+    summary = stacpull.dry_run(
+        catalog=sim.catalog_url, collections=[L1A], dest=str(tmp_path), assets=["thumbnail"]
+    )
+    assert summary.items == 6 and summary.files == 5

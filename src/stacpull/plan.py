@@ -212,9 +212,10 @@ def sanitize_relpath(raw: str, *, what: str = "path") -> str:
     """Return ``raw`` as a safe relative POSIX path, or raise :class:`UnsafePathError`.
 
     Refused: empty names, absolute paths, ``..`` or ``.`` segments, backslashes, control
-    and format characters (including NUL), names ending in ``.part`` (our partial files),
-    and segments longer than 255 bytes. Nothing is silently rewritten: a hostile name is
-    reported, not "fixed" into something the user did not ask for.
+    and format characters (including NUL), names or directories ending in ``.part`` (our
+    partial files, in any case), and segments longer than 255 bytes. Nothing is silently
+    rewritten: a hostile name is reported, not "fixed" into something the user did not ask
+    for.
     """
     if not raw:
         raise UnsafePathError(f"{what} is empty")
@@ -239,6 +240,12 @@ def sanitize_relpath(raw: str, *, what: str = "path") -> str:
     if raw.lower().endswith(".part"):
         raise UnsafePathError(
             f"{what} {raw!r} ends in .part, which stacpull keeps for partial files"
+        )
+    if any(seg.lower().endswith(".part") for seg in segments[:-1]):
+        # A directory `x.part` is where another file's partial `x` would be written.
+        raise UnsafePathError(
+            f"{what} {raw!r} has a directory ending in .part, which stacpull keeps for "
+            "partial files"
         )
     return raw
 
