@@ -291,6 +291,7 @@ def test_a_mirror_keeps_a_path_for_the_item_the_journal_records(
     got = tmp_path / L1A / name
     assert _sha(got.read_bytes()) == _sha(_thumb(sim, 1))
     assert _rows(tmp_path)[f"{L1A}/{name}"] == ("NEWCOMER", "thumbnail", "done")
+    assert [r for r in _refusals(tmp_path) if r[0] == "NEWCOMER"] == []  # no longer refused
     _no_part(tmp_path)
 
 

@@ -418,7 +418,8 @@ class Journal:
         Only the planned job, the run that saw it and the scope are updated on existing rows:
         the URL, validators and status stay those of the bytes on disk.
         """
-        job_rows = [(*_job_columns(j).values(), time.time(), run, scope) for j in jobs]
+        planned = list(jobs)
+        job_rows = [(*_job_columns(j).values(), time.time(), run, scope) for j in planned]
         refusal_rows = [(r.item_id, r.collection, r.asset_key, r.reason, run) for r in refusals]
         if not job_rows and not refusal_rows:
             return
@@ -431,6 +432,11 @@ class Journal:
                    ON CONFLICT(path) DO UPDATE SET job = excluded.job,
                        seen_run = excluded.seen_run, scope = excluded.scope""",
                 job_rows,
+            )
+            # A job planned now is no longer refused (a name freed, metadata fixed).
+            db.executemany(
+                "DELETE FROM refusals WHERE item_id = ? AND asset_key = ?",
+                [(j.item_id, j.asset_key) for j in planned],
             )
             db.executemany(
                 """INSERT OR REPLACE INTO refusals (item_id, collection, asset_key, reason, run)
