@@ -366,3 +366,12 @@ def test_a_dry_run_counts_an_item_listed_twice_once(sim: SimServer, tmp_path: Pa
         catalog=sim.catalog_url, collections=[L1A], dest=str(tmp_path), assets=["thumbnail"]
     )
     assert summary.items == 6 and summary.files == 5
+
+
+def test_claims_remember_every_item_of_a_long_search() -> None:
+    claims = RunClaims(run=1)
+    items = [{"id": f"item-{i}", "collection": f"c{i % 3}"} for i in range(20_000)]
+    assert all(claims.first_listing(item) for item in items)
+    assert not any(claims.first_listing(dict(item)) for item in items[::7])
+    assert claims.duplicates == len(items[::7])
+    assert claims.first_listing({"id": "item-1", "collection": "c0"})  # another collection

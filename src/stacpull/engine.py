@@ -467,6 +467,7 @@ class _PageSource:
         async for features, matched in self.pages():
             pages += 1
             items += len(features)
+            emit(SearchProgress(pages, items, matched, duplicates=claims.duplicates))
             jobs: list[Job] = []
             refusals: list[Refusal] = []
             for item in features:
@@ -477,7 +478,6 @@ class _PageSource:
                 planned, refused = plan_item(item, self.rules)
                 jobs.extend(planned)
                 refusals.extend(refused)
-            emit(SearchProgress(pages, items, matched, duplicates=claims.duplicates))
             # Two jobs never share a destination (see RunClaims), in this page, with an
             # earlier page, or with a file the journal records for another item.
             holders = await self.journal.holders(
