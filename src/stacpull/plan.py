@@ -471,7 +471,8 @@ class RunClaims:
         item_id = item.get("id")
         if not isinstance(item_id, str):
             return True  # refused by plan_item anyway
-        # Python's str hash is keyed per process: a catalogue cannot aim at a collision.
+        # Python's str hash is keyed per process (unless PYTHONHASHSEED fixes it): a
+        # catalogue cannot aim at a collision; chance: one in ~10^9 for 100 000 items.
         if self._items.add(hash((str(item.get("collection") or "_no_collection"), item_id))):
             return True
         self.duplicates += 1
@@ -515,12 +516,16 @@ class RunClaims:
         both = holder.collection != job.collection
         mine = job.label + (f" ({job.collection})" if both else "")
         theirs = holder.label + (f" ({holder.collection})" if both else "")
-        same = "" if holder.path == job.dest else f" (as {holder.path!r}, ignoring case)"
+        same = (
+            ""
+            if holder.path == job.dest
+            else f" (as {holder.path!r}: one name where case and accents are not told apart)"
+        )
         when = (
             "planned first in this run"
             if holder.run == self.run
-            else "recorded in the journal by an earlier run; `mirror --prune` frees it once "
-            "that item left the catalogue"
+            else "recorded in the journal by an earlier run; once that item left the "
+            "catalogue, `mirror --prune` of its search frees the name"
         )
         return Refusal(
             job.item_id,
