@@ -112,7 +112,10 @@ def test_two_items_on_one_path_the_first_keeps_it_the_second_is_refused(
     assert _sha(kept.read_bytes()) == _sha(_thumb(sim, 0))
     if first != second:
         assert not (tmp_path / L1A / second).exists()
-    assert _rows(tmp_path)[f"{L1A}/{first}"] == ("DUP_A", "thumbnail", "done")
+    rows = _rows(tmp_path)
+    assert rows[f"{L1A}/{first}"] == ("DUP_A", "thumbnail", "done")
+    assert not [r for r in rows.values() if r[0] == "DUP_B"]
+    assert all(r[2] == "done" for r in rows.values())
     assert [r[:2] for r in _refusals(tmp_path)] == [("DUP_B", "thumbnail")]
     _no_part(tmp_path)
 
@@ -375,3 +378,25 @@ def test_claims_remember_every_item_of_a_long_search() -> None:
     assert not any(claims.first_listing(dict(item)) for item in items[::7])
     assert claims.duplicates == len(items[::7])
     assert claims.first_listing({"id": "item-1", "collection": "c0"})  # another collection
+
+
+def test_a_journal_from_before_path_keys_still_protects_its_files(
+    sim: SimServer, tmp_path: Path, recorder: Recorder
+) -> None:
+    sim.catalog.add_item(L1A, _item(sim, "OWNER", {"thumbnail": (0, "thumbnail", "a.png")}))
+    opts: dict[str, Any] = {"assets": ["thumbnail"], "template": "{collection}/{name}"}
+    assert pull(sim, tmp_path, **opts).downloaded == 6
+    db = sqlite3.connect(tmp_path / ".stacpull" / "journal.sqlite")
+    db.execute("DROP INDEX transfers_fold")
+    db.execute("ALTER TABLE transfers DROP COLUMN fold")  # as 0.3.0 left it
+    db.commit()
+    db.close()
+    sim.catalog.knobs.extra[L1A].insert(
+        0, _item(sim, "LATE", {"thumbnail": (1, "thumbnail", "A.PNG")})
+    )
+    again = pull(sim, tmp_path, recorder, **opts)
+    assert again.refused == 1 and again.skipped == 6, again
+    (refused,) = recorder.of_type(JobRefused)
+    assert (
+        "OWNER/thumbnail" in refused.refusal.reason and "LATE/thumbnail" in refused.refusal.reason
+    )
