@@ -80,7 +80,7 @@ def test_an_item_listed_twice_is_planned_once(
     _no_part(tmp_path)
 
 
-@pytest.mark.parametrize("concurrency", [1, 8])
+@pytest.mark.parametrize(("concurrency", "page_size"), [(1, 1), (8, 100)])  # 1: two pages
 @pytest.mark.parametrize(
     ("first", "second"), [("shared.png", "shared.png"), ("Shared.png", "sHARED.PNG")]
 )
@@ -89,6 +89,7 @@ def test_two_items_on_one_path_the_first_keeps_it_the_second_is_refused(
     tmp_path: Path,
     recorder: Recorder,
     concurrency: int,
+    page_size: int,
     first: str,
     second: str,
 ) -> None:
@@ -99,6 +100,7 @@ def test_two_items_on_one_path_the_first_keeps_it_the_second_is_refused(
         tmp_path,
         recorder,
         concurrency=concurrency,
+        page_size=page_size,
         assets=["thumbnail"],
         template="{collection}/{name}",
     )
