@@ -5,6 +5,8 @@ path: the planned job (item id, asset key, URL, expected size and checksum, the 
 ``updated``), its status, the validators (ETag, Last-Modified) of the response that wrote
 the ``.part``, the bytes on disk, the digest computed while downloading, attempts, and the
 last error class and message. Refused assets, runs and the mirror's scope live beside it.
+Each row also carries its path key (:func:`~stacpull.plan.path_key`: case folded, NFC),
+indexed, so a run finds at once which rows would be one file on a case-insensitive disk.
 
 **Statuses.** ``pending`` (planned, or stopped with a ``.part`` kept), ``active`` (a
 response is being written), ``done`` (verified, under its final name), ``failed`` (gave up
@@ -459,17 +461,17 @@ class Journal:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 rows = db.execute(
-                    "SELECT path, fold, collection, item_id, asset_key, seen_run, scope,"
+                    "SELECT path, fold, collection, item_id, asset_key, seen_run,"
                     " CASE WHEN seen_run = ? THEN job END FROM transfers"
                     f" WHERE fold IN ({', '.join('?' * len(chunk))})",
                     (run, *chunk),
                 )
-                for path, fold, collection, item_id, asset_key, seen, scope, job in rows:
+                for path, fold, collection, item_id, asset_key, seen, job in rows:
                     if job:
                         planned = _job_from_json(job)
                         collection, item_id = planned.collection, planned.item_id
                         asset_key = planned.asset_key
-                    holder = Holder(path, collection, item_id, asset_key, seen, scope)
+                    holder = Holder(path, collection, item_id, asset_key, seen)
                     found.setdefault(fold, []).append(holder)
             return found
 

@@ -56,14 +56,13 @@ class Refusal:
 @dataclass(frozen=True, slots=True)
 class Holder:
     """Who holds a destination, as the journal or this run's plan records it: the item and
-    asset whose file goes (or went) there, and the run and scope that last planned it."""
+    asset whose file goes (or went) there, and the run that last planned it."""
 
     path: str
     collection: str
     item_id: str
     asset_key: str
     run: int | None = None
-    scope: str | None = None
 
     @property
     def label(self) -> str:
