@@ -213,7 +213,15 @@ def _execute(
         )
     if stats.refused:
         out.print(
-            f"[magenta]{stats.refused} asset(s) refused[/] (unsafe names in the metadata); see the report",
+            f"[magenta]{stats.refused} asset(s) refused[/] (unsafe or colliding names in the "
+            "metadata); see the report",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if snap.duplicates:
+        out.print(
+            f"{snap.duplicates} duplicate item(s) in the search results (same collection and "
+            "id): each planned once, the first listing wins",
             highlight=False,
             soft_wrap=True,
         )

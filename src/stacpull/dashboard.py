@@ -261,6 +261,8 @@ def render_summary(values: Mapping[str, Any]) -> Table:
     ]
     if values.get("token_refreshes"):
         rows.append(("new access tokens", str(values["token_refreshes"])))
+    if values.get("duplicates"):
+        rows.append(("items listed twice (planned once)", str(values["duplicates"])))
     rows += [
         ("bytes downloaded", human_bytes(values["bytes_downloaded"])),
         ("seconds", f"{values.get('seconds', 0.0):.1f}"),

@@ -20,7 +20,7 @@ import anyio.to_thread
 from .config import Config
 from .errors import ConfigError
 from .journal import JOURNAL_DIR, Journal
-from .plan import PlanRules, plan_item
+from .plan import PlanRules, RunClaims, plan_item
 from .search import ItemPages, search_pages
 
 __all__ = ["AssetPlan", "PlanSummary", "budget_error", "dry_run"]
@@ -133,10 +133,13 @@ async def dry_run(config: Config, *, pages: ItemPages | None = None) -> PlanSumm
         str(root), free_bytes=_free_space(root), min_free=config.download.min_free
     )
     source = pages() if pages is not None else search_pages(config.search)
+    claims = RunClaims(run=0)  # an item listed twice is planned once, as in a real run
     async for features, matched in source:
         summary.matched = matched
         summary.items += len(features)
         for item in features:
+            if not claims.first_listing(item):
+                continue
             jobs, refusals = plan_item(item, rules)
             summary.refused += len(refusals)
             for job in jobs:

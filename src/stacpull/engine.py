@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import stat
@@ -62,7 +63,7 @@ from .fetch import FetchContext, SpaceBudget, fetch
 from .journal import JOURNAL_DIR, Journal
 from .limits import HostLimiter
 from .models import Job, Refusal
-from .plan import PlanRules, plan_item
+from .plan import PlanRules, RunClaims, path_key, plan_item
 from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
 from .retry import RetryPolicy
 from .search import ItemPages, search_pages
@@ -80,6 +81,8 @@ __all__ = [
 
 #: Seconds in-flight transfers get to finish after a graceful stop.
 STOP_GRACE = 3.0
+
+log = logging.getLogger("stacpull.engine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,7 @@ class RunResult:
     pruned: int = 0  # of those, files deleted (--prune)
     kept: tuple[str, ...] = ()  # of those, paths --prune left: reached through a link
     not_judged: str | None = None  # mirror: why nothing was judged gone (incomplete search)
+    duplicates: int = 0  # items the search listed again, planned once (not an error)
 
     @property
     def ok(self) -> bool:
@@ -429,6 +433,7 @@ async def run(
             pruned=pruned,
             kept=tuple(kept),
             not_judged=not_judged,
+            duplicates=snap.duplicates,
         )
         summary = {
             **{
@@ -567,17 +572,29 @@ class _PageSource:
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         pages = items = 0
         matched: int | None = None
+        claims = RunClaims(self.run_id)
         async for features, matched in self.pages():
             pages += 1
             items += len(features)
             self.listed, self.matched = items, matched
-            emit(SearchProgress(pages, items, matched))
+            emit(SearchProgress(pages, items, matched, duplicates=claims.duplicates))
             jobs: list[Job] = []
             refusals: list[Refusal] = []
             for item in features:
+                if not claims.first_listing(item):
+                    if claims.duplicates == 1:
+                        log.info("item %s is listed more than once; planned once", item["id"])
+                    continue
                 planned, refused = plan_item(item, self.rules)
                 jobs.extend(planned)
                 refusals.extend(refused)
+            # Two jobs never share a destination (see RunClaims), in this page, with an
+            # earlier page, or with a file the journal records for another item.
+            holders = await self.journal.holders(
+                (path_key(job.dest) for job in jobs), run=self.run_id
+            )
+            jobs, clashes = claims.settle(jobs, holders)
+            refusals.extend(clashes)
             # The whole page is journalled before any of it is queued: `status` shows the
             # plan, `--retry-failed` can rebuild it, and a mirror knows what it has seen.
             await self.journal.plan(jobs, refusals, run=self.run_id, scope=self.scope)
@@ -586,7 +603,7 @@ class _PageSource:
             for job in jobs:
                 emit(JobQueued(job))
                 await send.send(job)
-        emit(SearchProgress(pages, items, matched, done=True))
+        emit(SearchProgress(pages, items, matched, done=True, duplicates=claims.duplicates))
         self.complete = True
 
 

@@ -5,7 +5,9 @@ path: the planned job (item id, asset key, URL, expected size and checksum, the 
 ``updated``), its status, the validators (ETag, Last-Modified) of the response that wrote
 the ``.part`` and the length it announced, the bytes on disk, the digest computed while
 downloading, attempts, and the last error class and message. Refused assets, runs and
-the mirror's scope live beside it.
+the mirror's scope live beside it. Each row also carries its path key
+(:func:`~stacpull.plan.path_key`: case folded, NFC), indexed, so a run finds at once which
+rows would be one file on a case-insensitive disk.
 
 **Statuses.** ``pending`` (planned, or stopped with a ``.part`` kept), ``active`` (a
 response is being written), ``done`` (verified, under its final name), ``failed`` (gave up
@@ -46,7 +48,8 @@ from typing import Any, TypeVar
 from . import safeio
 from .destlock import DestLock, refuse_nested
 from .errors import StorageError, scrub
-from .models import Job, Refusal
+from .models import Holder, Job, Refusal
+from .plan import path_key
 
 __all__ = ["JOURNAL_DIR", "Journal", "JournalRow"]
 
@@ -103,6 +106,7 @@ _ADDED_COLUMNS = {
     "scope": "TEXT",
     "segments": "TEXT",
     "total": "INTEGER",
+    "fold": "TEXT",  # plan.path_key(path): which rows are one file on a case-insensitive disk
 }
 
 _ROW_COLUMNS = (
@@ -197,6 +201,7 @@ _JOB_COLUMNS = (
     "checksum",
     "item_updated",
     "job",
+    "fold",
 )
 _PLAN_COLUMNS = (*_JOB_COLUMNS, "updated_at", "seen_run", "scope")
 
@@ -215,6 +220,7 @@ def _job_columns(job: Job) -> dict[str, Any]:
         job.checksum,
         job.item_updated,
         _job_to_json(job),
+        path_key(job.dest),
     )
     return dict(zip(_JOB_COLUMNS, values, strict=True))
 
@@ -260,6 +266,9 @@ class Journal:
             for column, kind in _ADDED_COLUMNS.items():
                 if column not in have:
                     self._db.execute(f"ALTER TABLE transfers ADD COLUMN {column} {kind}")
+            if "fold" not in have:
+                self._fill_fold()
+            self._db.execute("CREATE INDEX IF NOT EXISTS transfers_fold ON transfers(fold)")
         except (OSError, sqlite3.Error) as exc:
             if self._lock is not None:
                 self._lock.release()
@@ -267,6 +276,16 @@ class Journal:
         self._mutex = threading.Lock()
         self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
+
+    def _fill_fold(self) -> None:
+        """Give the rows of a journal older than the ``fold`` column their path key."""
+        paths = [p for (p,) in self._db.execute("SELECT path FROM transfers WHERE fold IS NULL")]
+        self._transaction(
+            self._db,
+            lambda: self._db.executemany(
+                "UPDATE transfers SET fold = ? WHERE path = ?", [(path_key(p), p) for p in paths]
+            ),
+        )
 
     def _check_state(self, dest: Path, *, create: bool) -> None:
         """Refuse a ``.stacpull`` that is not a real directory, or database or lock files
@@ -425,7 +444,8 @@ class Journal:
         Only the planned job, the run that saw it and the scope are updated on existing rows:
         the URL, validators and status stay those of the bytes on disk.
         """
-        job_rows = [(*_job_columns(j).values(), time.time(), run, scope) for j in jobs]
+        planned = list(jobs)
+        job_rows = [(*_job_columns(j).values(), time.time(), run, scope) for j in planned]
         refusal_rows = [
             (scrub(r.item_id), scrub(r.collection), scrub(r.asset_key), scrub(r.reason), run)
             for r in refusals
@@ -442,6 +462,11 @@ class Journal:
                        seen_run = excluded.seen_run, scope = excluded.scope""",
                 job_rows,
             )
+            # A job planned now is no longer refused (a name freed, metadata fixed).
+            db.executemany(
+                "DELETE FROM refusals WHERE item_id = ? AND asset_key = ?",
+                [(j.item_id, j.asset_key) for j in planned],
+            )
             db.executemany(
                 """INSERT OR REPLACE INTO refusals (item_id, collection, asset_key, reason, run)
                    VALUES (?, ?, ?, ?, ?)""",
@@ -449,6 +474,35 @@ class Journal:
             )
 
         await self._call(q)
+
+    async def holders(self, keys: Iterable[str], *, run: int) -> dict[str, list[Holder]]:
+        """Who holds each of these destinations (by :func:`~stacpull.plan.path_key`): the
+        item and asset of the row's file, or, for a row planned in run ``run``, of the job
+        this run planned there."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+
+        def q(db: sqlite3.Connection) -> dict[str, list[Holder]]:
+            found: dict[str, list[Holder]] = {}
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                rows = db.execute(
+                    "SELECT path, fold, collection, item_id, asset_key, seen_run,"
+                    " CASE WHEN seen_run = ? THEN job END FROM transfers"
+                    f" WHERE fold IN ({', '.join('?' * len(chunk))})",
+                    (run, *chunk),
+                )
+                for path, fold, collection, item_id, asset_key, seen, job in rows:
+                    if job:
+                        planned = _job_from_json(job)
+                        collection, item_id = planned.collection, planned.item_id
+                        asset_key = planned.asset_key
+                    holder = Holder(path, collection, item_id, asset_key, seen)
+                    found.setdefault(fold, []).append(holder)
+            return found
+
+        return await self._call(q)
 
     # -- one transfer ---------------------------------------------------------------------
     async def get(self, path: str) -> JournalRow | None:

@@ -26,20 +26,23 @@ import fnmatch
 import posixpath
 import re
 import unicodedata
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from .errors import ConfigError, PlanError, UnsafePathError
-from .models import Job, Refusal
+from .models import Holder, Job, Refusal
 
 __all__ = [
     "MAAP_PROFILE",
     "PlanRules",
+    "RunClaims",
     "choose_assets",
     "companion_png_name",
     "maap_slots",
+    "path_key",
     "plan_item",
     "sanitize_relpath",
 ]
@@ -231,9 +234,10 @@ def sanitize_relpath(raw: str, *, what: str = "path") -> str:
     """Return ``raw`` as a safe relative POSIX path, or raise :class:`UnsafePathError`.
 
     Refused: empty names, absolute paths, ``..`` or ``.`` segments, backslashes, control
-    and format characters (including NUL), names ending in ``.part`` (our partial files),
-    and segments longer than 255 bytes. Nothing is silently rewritten: a hostile name is
-    reported, not "fixed" into something the user did not ask for.
+    and format characters (including NUL), names or directories ending in ``.part`` (our
+    partial files, in any case), and segments longer than 255 bytes. Nothing is silently
+    rewritten: a hostile name is reported, not "fixed" into something the user did not ask
+    for.
     """
     if not raw:
         raise UnsafePathError(f"{what} is empty")
@@ -258,6 +262,12 @@ def sanitize_relpath(raw: str, *, what: str = "path") -> str:
     if raw.lower().endswith(".part"):
         raise UnsafePathError(
             f"{what} {raw!r} ends in .part, which stacpull keeps for partial files"
+        )
+    if any(seg.lower().endswith(".part") for seg in segments[:-1]):
+        # A directory `x.part` is where another file's partial `x` would be written.
+        raise UnsafePathError(
+            f"{what} {raw!r} has a directory ending in .part, which stacpull keeps for "
+            "partial files"
         )
     return raw
 
@@ -383,7 +393,7 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
 
     jobs: list[Job] = []
     refusals: list[Refusal] = []
-    taken: set[str] = set()
+    taken: dict[str, str] = {}  # path_key -> the asset key that has it
     for key in keys:
         asset = assets[key]
         try:
@@ -412,12 +422,17 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
                 day=day,
             )
             rel = _destination(rel)
-            if rel in taken:
+            if path_key(rel) in taken:
+                # Two assets of one item with one name (MAAP's thumbnail and quicklook_jpeg
+                # share an href): the later one gets its key appended.
                 stem, ext = posixpath.splitext(rel)
                 rel = _destination(f"{stem}_{key}{ext}")
-                if rel in taken:
-                    raise PlanError(f"destination {rel!r} is already used by another asset")
-            taken.add(rel)
+                if (other := taken.get(path_key(rel))) is not None:
+                    raise PlanError(
+                        f"{item_id}/{key}: destination {rel!r} is already used by "
+                        f"{item_id}/{other}; two files cannot share one destination"
+                    )
+            taken[path_key(rel)] = key
         except PlanError as exc:
             refusals.append(Refusal(item_id, str(collection), key, str(exc)))
             continue
@@ -441,3 +456,144 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
             )
         )
     return jobs, refusals
+
+
+def path_key(rel: str) -> str:
+    """The form under which two destinations are one file on a case-insensitive or
+    Unicode-normalising file system (macOS, Windows, exFAT; DEST may be one): case folded,
+    canonically composed. ``a/B.tif`` and ``A/b.TIF`` have one key; so have ``é`` and
+    ``e`` + combining accent."""
+    if rel.isascii():
+        return rel.lower()
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", rel).casefold())
+
+
+class _Hashes:
+    """A set of 64-bit hashes at 8 to 32 bytes each (an open-addressing table in an array;
+    a ``set`` of ints costs about 60): one per item of a million-item mirror."""
+
+    def __init__(self) -> None:
+        self._slots = array("q", bytes(8 * 1024))  # 0: an empty slot
+        self._count = 0
+
+    def add(self, value: int) -> bool:
+        """Add ``value``; False when it was there already."""
+        value = value or 1
+        if not self._place(self._slots, value):
+            return False
+        self._count += 1
+        if 2 * self._count > len(self._slots):
+            old = self._slots
+            self._slots = array("q", bytes(16 * len(old)))
+            for held in old:
+                if held:
+                    self._place(self._slots, held)
+        return True
+
+    @staticmethod
+    def _place(slots: array[int], value: int) -> bool:
+        mask = len(slots) - 1
+        i = (value ^ (value >> 32)) & mask
+        while (held := slots[i]) != 0:
+            if held == value:
+                return False
+            i = (i + 1) & mask
+        slots[i] = value
+        return True
+
+
+class RunClaims:
+    """Which item is planned, and which job holds each destination, in one run: two jobs
+    never share a destination.
+
+    - An item listed again (same collection and id: MAAP's search, or a saved search, can
+      list one twice, on one page or on two) is planned once; the first listing wins and
+      later ones are only counted (:attr:`duplicates`).
+    - Destinations are compared by :func:`path_key`, so names that differ only by case or
+      Unicode form collide too. The first job planned in the run for a destination keeps
+      it; a later job for it is refused, the reason naming both.
+    - Across runs the journal's record keeps its destination: a job whose destination the
+      journal records for *another item* is refused, whether that item is listed again
+      (before or after it) or not, so the winner never depends on the order of results.
+      An item whose file left the catalogue frees its name when ``mirror --prune`` deletes
+      it; only then may another item's file take that name (never over bytes the journal
+      attributes to someone else). The same item re-listed is no collision, also when an
+      asset key changed (MAAP's keys drift) but its file name did not.
+
+    Memory: one 64-bit hash per distinct item (2 to 4 MB for 100 000 items); destinations
+    are looked up in the journal, which indexes them by key, so none is kept here.
+    """
+
+    def __init__(self, run: int) -> None:
+        self.run = run
+        self.duplicates = 0
+        self._items = _Hashes()
+
+    def first_listing(self, item: Mapping[str, Any]) -> bool:
+        """Whether ``item`` is listed for the first time in this run (counted if not)."""
+        item_id = item.get("id")
+        if not isinstance(item_id, str):
+            return True  # refused by plan_item anyway
+        # Python's str hash is keyed per process (unless PYTHONHASHSEED fixes it): a
+        # catalogue cannot aim at a collision; chance: one in ~10^9 for 100 000 items.
+        if self._items.add(hash((str(item.get("collection") or "_no_collection"), item_id))):
+            return True
+        self.duplicates += 1
+        return False
+
+    def settle(
+        self, jobs: Sequence[Job], holders: Mapping[str, Sequence[Holder]]
+    ) -> tuple[list[Job], list[Refusal]]:
+        """Split one page's jobs, in order, into those that keep their destination and
+        refusals for the rest. ``holders``: the journal's holders by :func:`path_key`."""
+        kept: list[Job] = []
+        refused: list[Refusal] = []
+        page: dict[str, Holder] = {}
+        for job in jobs:
+            key = path_key(job.dest)
+            clash = page.get(key) or self._clash(job, holders.get(key, ()))
+            if clash is None:
+                page[key] = Holder(
+                    job.dest, job.collection, job.item_id, job.asset_key, run=self.run
+                )
+                kept.append(job)
+            else:
+                refused.append(self._refusal(job, clash))
+        return kept, refused
+
+    def _clash(self, job: Job, holders: Sequence[Holder]) -> Holder | None:
+        this_run = [h for h in holders if h.run == self.run]
+        for h in this_run:
+            if (h.collection, h.item_id, h.asset_key) != (
+                job.collection,
+                job.item_id,
+                job.asset_key,
+            ):
+                return h
+        for h in holders:
+            if h.run != self.run and (h.collection, h.item_id) != (job.collection, job.item_id):
+                return h
+        return None
+
+    def _refusal(self, job: Job, holder: Holder) -> Refusal:
+        both = holder.collection != job.collection
+        mine = job.label + (f" ({job.collection})" if both else "")
+        theirs = holder.label + (f" ({holder.collection})" if both else "")
+        same = (
+            ""
+            if holder.path == job.dest
+            else f" (as {holder.path!r}: one name where case and accents are not told apart)"
+        )
+        when = (
+            "planned first in this run"
+            if holder.run == self.run
+            else "recorded in the journal by an earlier run; once that item left the "
+            "catalogue, `mirror --prune` of its search frees the name"
+        )
+        return Refusal(
+            job.item_id,
+            job.collection,
+            job.asset_key,
+            f"{mine}: destination {job.dest!r} is already {theirs}'s{same}, {when}; "
+            "two files cannot share one destination",
+        )

@@ -188,6 +188,7 @@ class Snapshot:
     peak: int = 0  # the most bytes received in one whole second of the run
     hosts: tuple[HostView, ...] = ()  # busiest first
     error_groups: tuple[ErrorGroup, ...] = ()  # most recent class first
+    duplicates: int = 0  # items the search listed again (planned once)
 
     @property
     def waiting(self) -> int:
@@ -236,7 +237,7 @@ class RunStats:
         self.catalog = ""
         self.collections: tuple[str, ...] = ()
         self.dest = ""
-        self.pages = self.items = 0
+        self.pages = self.items = self.duplicates = 0
         self.matched: int | None = None
         self.search_done = False
         self.queued = self.queued_known_bytes = self.queued_unknown = 0
@@ -334,6 +335,7 @@ class RunStats:
             elif isinstance(event, SearchProgress):
                 self.pages, self.items, self.matched = event.pages, event.items, event.matched
                 self.search_done = event.done
+                self.duplicates = event.duplicates
             elif isinstance(event, RunStarted):
                 self.catalog, self.collections, self.dest = (
                     event.catalog,
@@ -451,6 +453,7 @@ class RunStats:
                     for name, h in sorted(self.hosts.items(), key=lambda kv: -kv[1].received)
                 ),
                 error_groups=tuple(reversed(self.error_groups.values())),
+                duplicates=self.duplicates,
             )
 
 
@@ -613,6 +616,7 @@ def totals(snap: Snapshot) -> dict[str, Any]:
     return {
         "items": snap.items,
         "matched": snap.matched,
+        "duplicates": snap.duplicates,
         "files": snap.queued + snap.refused,
         "downloaded": snap.downloaded,
         "skipped": snap.skipped,
