@@ -1306,8 +1306,16 @@ async def _receive(
             )
         _same_version(job, row, got, crange.total)
         total = crange.total
+        if total is None:  # "bytes a-b/*": the length the .part was begun for, or file:size
+            total = row.total if row is not None and row.total is not None else job.size
+        if total is not None and crange.last >= total:
+            raise RangeError(
+                f"the resume's 206 runs to byte {crange.last}, past the {total} bytes of the "
+                "file the partial file was begun for; restarting from zero",
+                url=job.url,
+            )
         end: int | None = crange.last + 1
-        began = total if total is not None or row is None else row.total
+        began = total
         progress.resumed_from = offset
     else:
         if offset:
@@ -1397,8 +1405,10 @@ def _open_part(dir_fd: int, name: str, offset: int) -> int:
             os.unlink(name, dir_fd=dir_fd)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
         return os.open(name, flags, 0o644, dir_fd=dir_fd)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
-    fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
+    # No O_CREAT: a .part gone since its bytes were hashed must not come back empty, its
+    # old bytes zeros under a digest that still counts them.
+    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+    fd = os.open(name, flags, dir_fd=dir_fd)
     if not _ours(os.fstat(fd)):
         os.close(fd)
         raise UnsafePathError(f"{name!r} is not a file of stacpull's (a hard link?): not resumed")
@@ -1498,6 +1508,12 @@ class _PartFile:
                 raise FileNotFoundError(errno.ENOENT, "no directory", str(self.path.parent))
             try:
                 self.fd = _open_part(dir_fd, self.path.name, self.offset)
+            except FileNotFoundError:
+                os.close(dir_fd)
+                raise RangeError(
+                    "the partial file vanished before the resume wrote to it; restarting from zero",
+                    url=self.url,
+                ) from None
             except BaseException:
                 os.close(dir_fd)
                 raise

@@ -237,7 +237,7 @@ def check_zip(path: Path, *, url: str = "", streamed: Mapping[int, _Streamed] | 
             bad = next(
                 (m.filename for m in members if not _crc_holds(zf, raw, m, buffer, seen)), None
             )
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, struct.error) as exc:
         raise CorruptZipError(f"not a complete zip file: {exc}", url=url) from exc
     except NotImplementedError as exc:  # unsupported compression: structure is still fine
         raise CorruptZipError(f"zip uses an unsupported feature: {exc}", url=url) from exc
@@ -356,7 +356,8 @@ def _central_sizes(fields: tuple[object, ...], extra: bytes) -> tuple[int, int]:
         while at + 4 <= len(extra):
             header_id, length = struct.unpack_from("<2H", extra, at)
             if header_id == _ZIP64_EXTRA:
-                values = list(struct.unpack_from(f"<{length // 8}Q", extra, at + 4))
+                held = min(length, len(extra) - at - 4) // 8  # a field may claim more
+                values = list(struct.unpack_from(f"<{held}Q", extra, at + 4))
                 got = [values.pop(0) if w and values else None for w in wide]
                 compressed = got[1] if got[1] is not None else compressed
                 offset = got[2] if got[2] is not None else offset
