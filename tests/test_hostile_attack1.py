@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import os
 import struct
 import threading
 import zipfile
@@ -283,3 +284,173 @@ def test_a_zip64_extra_field_shorter_than_it_says_fails_the_check(tmp_path: Path
     path.write_bytes(_zip64_central_with_short_extra())
     with pytest.raises(CorruptZipError):
         check_zip(path)
+
+
+# -- DEST itself gone mid-run: a run-wide fault, not one refusal per file -----------------
+
+
+def test_a_dest_removed_mid_run_stops_the_run(
+    sim: SimServer, hostile: Hostile, tmp_path: Path
+) -> None:
+    """DEST vanishes (an unmounted disk, a cleanup script) while the run goes: every later
+    file would be "refused" with ENOENT one by one and the run end as if it had worked
+    through its list. DEST gone is a fault of the whole run: it stops (StorageError)."""
+    dest = tmp_path / "dest"
+
+    async def remover(req: Request) -> None:
+        if req.number == 0 and dest.exists():
+            for path in sorted(dest.rglob("*"), reverse=True):
+                if path.is_dir() and not path.is_symlink():
+                    path.rmdir()
+                else:
+                    path.unlink()
+            dest.rmdir()
+        await req.send(200, BODY, ETag='"x"')
+
+    names = {f"d{i}": _asset(f"/a{i}.tif", f"a{i}.tif") for i in range(4)}
+    for i in range(4):
+        hostile.routes[f"/a{i}.tif"] = remover
+    donor = sim.catalog.item(L1A, 0)
+    item = {**donor, "id": HOSTILE_ID, "assets": {}}
+    for key, asset in names.items():
+        item["assets"][key] = {**asset, "href": hostile.url(asset["href"])}
+    sim.catalog.add_item(L1A, item)
+    recorder = Recorder()
+    from stacpull.errors import StorageError
+
+    with pytest.raises(StorageError, match="DEST"):
+        pull(sim, dest, recorder, ids=[HOSTILE_ID], assets=list(names), concurrency=1)
+    refused = [o for o in recorder.outcomes().values() if o.status is Status.REFUSED]
+    assert not refused, [o.error for o in refused]
+
+
+# -- stacpull verify and the dry run never follow a link inside DEST ---------------------
+
+
+def _downloaded(sim: SimServer, dest: Path) -> list[Path]:
+    """Two items of the sim downloaded into ``dest``; their files."""
+    result = pull(sim, dest, max_items=2, assets=["thumbnail", "product"])
+    assert result.ok
+    return sorted(p for p in dest.rglob("*") if p.is_file() and ".stacpull" not in p.parts)
+
+
+def test_verify_does_not_vouch_for_a_link_at_a_final_name(sim: SimServer, tmp_path: Path) -> None:
+    """A file of the mirror replaced by a link to a copy outside DEST (same bytes): verify
+    must not read through it and call the mirror sound; it is marked for a new fetch."""
+    from stacpull.audit import verify_dest
+
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    outside.mkdir()
+    files = _downloaded(sim, dest)
+    victim = files[0]
+    copy = outside / victim.name
+    copy.write_bytes(victim.read_bytes())
+    victim.unlink()
+    victim.symlink_to(copy)
+    fifo = files[1]
+    fifo.unlink()
+    os.mkfifo(fifo)  # a FIFO: never opened so that it blocks
+    report = verify_dest(dest)
+    problems = {p.path: p for p in report.problems}
+    assert str(victim.relative_to(dest)) in problems, problems
+    assert "link" in problems[str(victim.relative_to(dest))].detail
+    assert str(fifo.relative_to(dest)) in problems
+    assert report.checked == len(files) and len(problems) == 2
+
+
+def test_verify_does_not_follow_an_item_directory_turned_into_a_link(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """An item's directory moved outside DEST and a link left in its place: its files are
+    not checked through the link (and so not vouched for)."""
+    from stacpull.audit import verify_dest
+
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    outside.mkdir()
+    files = _downloaded(sim, dest)
+    item_dir = files[0].parent
+    moved = outside / item_dir.name
+    item_dir.rename(moved)
+    item_dir.symlink_to(moved, target_is_directory=True)
+    report = verify_dest(dest)
+    inside = {str(p.relative_to(dest)) for p in files if p.parent == item_dir}
+    flagged = {p.path for p in report.problems}
+    assert inside and inside <= flagged
+    assert all("link" in p.detail for p in report.problems if p.path in inside)
+
+
+def test_the_dry_run_does_not_count_a_link_as_a_file_on_disk(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """The real run replaces a link at a final name and refuses a link on the way; the dry
+    run must say so, not count the link's target as a file already on disk."""
+    import stacpull
+
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    outside.mkdir()
+    files = _downloaded(sim, dest)
+    before = stacpull.dry_run(
+        catalog=sim.catalog_url, collections=[L1A], dest=str(dest), max_items=2,
+        assets=["thumbnail", "product"],
+    )  # fmt: skip
+    assert before.on_disk_files == len(files)
+    victim = files[0]
+    copy = outside / victim.name
+    copy.write_bytes(victim.read_bytes())
+    victim.unlink()
+    victim.symlink_to(copy)
+    other_dir = next(p.parent for p in files if p.parent != victim.parent)
+    moved = outside / other_dir.name
+    other_dir.rename(moved)
+    other_dir.symlink_to(moved, target_is_directory=True)
+    after = stacpull.dry_run(
+        catalog=sim.catalog_url, collections=[L1A], dest=str(dest), max_items=2,
+        assets=["thumbnail", "product"],
+    )  # fmt: skip
+    in_other = sum(1 for p in files if p.parent == other_dir)
+    assert after.on_disk_files == len(files) - 1 - in_other
+    assert after.refused == in_other  # the real run refuses them: a link on the way
+
+
+# -- the zip check of a .part reads the bytes written, not what its name leads to --------
+
+
+def _product() -> bytes:
+    sink = io.BytesIO()
+    with zipfile.ZipFile(sink, "w") as zf:
+        for n in range(4):
+            zf.writestr(f"p/m{n}.tif", _payload(100_000, n), zipfile.ZIP_STORED)
+    return sink.getvalue()
+
+
+def test_the_zip_check_of_a_part_reads_the_file_written_not_a_decoy(
+    sim: SimServer, hostile: Hostile, tmp_path: Path
+) -> None:
+    """A zipper stream (no length) is cut in the middle; just before the connection ends,
+    the item's directory is moved aside and a link put in its place, to a directory
+    outside DEST whose .part is the whole, valid product. A check that opens the .part by
+    its path reads the decoy and passes, and the cut zip is renamed into place and
+    journalled done; the check must read the file the transfer wrote."""
+    product = _product()
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    decoy = outside / "decoy"
+    decoy.mkdir(parents=True)
+
+    async def zipper(req: Request) -> None:
+        await req.head(200, {"Content-Type": "application/zip"})
+        req.writer.write(product[: len(product) // 2])  # cut: no length, then EOF
+        await req.writer.drain()
+        await asyncio.sleep(0.3)  # the client has the bytes; most are on disk
+        if req.number == 0:
+            (part,) = dest.rglob("P.ZIP.part")
+            (decoy / part.name).write_bytes(product)
+            item_dir = part.parent
+            item_dir.rename(item_dir.with_name(item_dir.name + ".aside"))
+            item_dir.symlink_to(decoy, target_is_directory=True)
+
+    hostile.routes["/zipper/P.ZIP"] = zipper
+    asset = _asset("/zipper/P.ZIP", "P.ZIP", "application/zip")
+    outcomes = _pull_hostile(sim, hostile, dest, {"product": asset}, chunk_size=65_536)
+    outcome = outcomes["product"]
+    assert outcome.status is not Status.DOWNLOADED, "a cut zip was accepted"
+    assert not list(dest.rglob("P.ZIP"))  # no cut product under its final name anywhere

@@ -75,10 +75,17 @@ from .journal import Journal, JournalRow
 from .limits import HostLimiter
 from .models import Job, Outcome, Status
 from .retry import RetryPolicy
+from .safepath import CLOEXEC as _CLOEXEC
+from .safepath import PATH_MAX as _PATH_MAX
+from .safepath import dup_opener
+from .safepath import is_ours as _ours
+from .safepath import open_below as _open_below
+from .safepath import open_dir as _open_dir
 from .verify import (
     DEFAULT_RECORD_HASH,
     Hasher,
     Multihash,
+    Opener,
     ZipFollower,
     check_digest,
     check_zip,
@@ -262,92 +269,6 @@ def _storage_error(exc: OSError, path: Path) -> StorageError | PlanError:
     return StorageError(f"cannot write {path}: {exc}")
 
 
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-#: A directory on the way to a file: never a link (O_DIRECTORY and O_NOFOLLOW refuse one).
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
-#: PATH_MAX on Linux: a longer path cannot be stat'ed or opened by name.
-_PATH_MAX = 4096
-
-
-def _ours(st: os.stat_result | None) -> bool:
-    """Whether ``st`` (an ``lstat``) is a file stacpull may resume or write into: a regular
-    file with no other name (a hard link would carry the writes elsewhere)."""
-    return st is not None and stat.S_ISREG(st.st_mode) and st.st_nlink == 1
-
-
-def _not_a_directory(root: Path, here: Path, dir_fd: int) -> PlanError:
-    """Why ``here``, on the way to a destination, could not be opened as a directory."""
-    rel = here.relative_to(root).as_posix()
-    try:
-        link = stat.S_ISLNK(os.stat(here.name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
-    except OSError:
-        link = False
-    if link:
-        return UnsafePathError(
-            f"{rel!r} in DEST is a symbolic link: stacpull never writes or reads through links"
-        )
-    return PlanError(f"{rel!r} in DEST is a file, not a directory (another asset's file?)")
-
-
-def _open_step(dir_fd: int, name: str, create: bool) -> int | None:
-    """The directory ``name`` in ``dir_fd``, made first when missing and ``create``."""
-    try:
-        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-    except FileNotFoundError:
-        if not create:
-            return None
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(name, 0o777, dir_fd=dir_fd)
-    return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-
-
-def _open_dir(root: Path, directory: Path, *, create: bool) -> int | None:
-    """A descriptor of ``directory`` (in DEST, ``root``), opened from DEST one component at a
-    time, never through a link; with ``create``, missing components are made on the way.
-    None: a component is missing. A component that is a link (to anywhere, or a loop)
-    raises :class:`UnsafePathError`, one that is a file :class:`PlanError`. What is then
-    opened, renamed or removed relative to the descriptor stays in that directory, even if
-    a component is replaced by a link meanwhile (blocking)."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
-    try:
-        here = root
-        for name in directory.relative_to(root).parts:
-            here = here / name
-            try:
-                inner = _open_step(fd, name, create)
-            except NotADirectoryError:
-                raise _not_a_directory(root, here, fd) from None
-            if inner is None:
-                return None
-            fd, outer = inner, fd
-            os.close(outer)
-        found, fd = fd, -1
-        return found
-    finally:
-        if fd >= 0:
-            os.close(fd)
-
-
-def _open_below(root: Path, path: str | os.PathLike[str], flags: int) -> int:
-    """Open ``path``, a file in DEST, with ``flags``, following no link on the way nor at
-    it (never blocking on a FIFO either); usable as :func:`open`'s ``opener``."""
-    target = Path(path)
-    dir_fd = _open_dir(root, target.parent, create=False)
-    if dir_fd is None:
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(target))
-    try:
-        return os.open(target.name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise UnsafePathError(
-                f"{target.relative_to(root).as_posix()!r} in DEST is a symbolic link: "
-                "stacpull never writes or reads through links"
-            ) from None
-        raise
-    finally:
-        os.close(dir_fd)
-
-
 def _hash_part(
     root: Path, hasher: Hasher, path: Path, start: int = 0, end: int | None = None
 ) -> None:
@@ -529,12 +450,18 @@ async def _already_verified(
     if (done is not None and done.url == job.url) or job.size is not None:
         return present
     if job.zip_check:
-        try:
-            await anyio.to_thread.run_sync(check_zip, final)
-        except VerificationError:
-            return None
-        return present
+        return present if await anyio.to_thread.run_sync(_zip_in, ctx.root, final) else None
     return None
+
+
+def _zip_in(root: Path, path: Path) -> bool:
+    """Whether ``path``, a file in DEST read without following a link, passes
+    :func:`check_zip` (blocking)."""
+    try:
+        check_zip(path, opener=functools.partial(_open_below, root))
+    except (VerificationError, PlanError, OSError):
+        return False
+    return True
 
 
 def _recorded_hash(digest: str | None) -> Multihash | None:
@@ -882,7 +809,7 @@ async def _attempt(
     its way while this one is checked and made durable."""
     # Without a file:checksum, hash anyway: the digest lets `stacpull verify` find rot.
     hasher: Hasher = (mh or ctx.record_hash).new()
-    check: Callable[[], object] | None = None
+    check: Callable[[Opener], object] | None = None
     if mh is None and (job.zip_check or job.size is None):
         # A file nothing describes (no checksum, no size) is a zip when its bytes say so,
         # whatever its media type or name: over a stream without a length, a zip's own
@@ -920,11 +847,14 @@ async def _attempt(
     return size, digest
 
 
-def _zip_check(follower: ZipFollower, job: Job, part: Path, progress: _Progress) -> None:
-    """The zip check of a sealed ``.part``: always for a job planned as a zip, else when
-    its bytes begin like a zip and no length was announced (blocking)."""
+def _zip_check(
+    follower: ZipFollower, job: Job, part: Path, progress: _Progress, opener: Opener
+) -> None:
+    """The zip check of a sealed ``.part``, read through ``opener`` (the descriptor it was
+    written through): always for a job planned as a zip, else when its bytes begin like
+    a zip and no length was announced (blocking)."""
     if job.zip_check or (follower.is_zip and progress.total is None):
-        follower.check(part, url=job.url)
+        follower.check(part, url=job.url, opener=opener)
 
 
 async def _single(
@@ -1399,15 +1329,16 @@ def _open_part(dir_fd: int, name: str, offset: int) -> int:
     """The ``.part`` ``name`` in the directory ``dir_fd``, for writing from ``offset``.
     From zero, whatever lies at the name (a link, a hard link to a file elsewhere, a FIFO)
     is removed and a new file made (``O_EXCL``); a resume opens only the regular file of
-    ours already there, never through a link."""
+    ours already there, never through a link. Opened for reading too: the zip check reads
+    this very file back through it (see :meth:`_PartFile.seal`)."""
     if not offset:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name, dir_fd=dir_fd)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
         return os.open(name, flags, 0o644, dir_fd=dir_fd)
     # No O_CREAT: a .part gone since its bytes were hashed must not come back empty, its
     # old bytes zeros under a digest that still counts them.
-    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
     fd = os.open(name, flags, dir_fd=dir_fd)
     if not _ours(os.fstat(fd)):
         os.close(fd)
@@ -1531,7 +1462,7 @@ class _PartFile:
         final: Path,
         hasher: Hasher,
         expect: Multihash | None,
-        check: Callable[[], object] | None,
+        check: Callable[[Opener], object] | None,
     ) -> tuple[int, bytes]:
         """Write and hash the tail; check the digest against ``expect`` (the
         ``file:checksum``) and run ``check`` (a zip's CRCs); make the bytes durable and
@@ -1548,7 +1479,7 @@ class _PartFile:
         if expect is not None:
             check_digest(digest, expect, url=self.url)
         if check is not None:
-            check()
+            check(dup_opener(fd))  # the bytes written, not whatever the name leads to now
         os.fsync(fd)
         written = os.fstat(fd)  # a rename keeps the mtime
         dir_fd, self.fd, self.dir_fd = self.dir_fd, None, None
