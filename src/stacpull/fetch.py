@@ -883,7 +883,7 @@ async def _single(
             progress.resumed_from = offset
             total, written = offset, 0
             pf.offset = progress.total = offset
-            await anyio.to_thread.run_sync(_hash_part, ctx.root, hasher, part, 0, offset)
+            await _catch_up(pf, hasher, offset)
         else:
             total, offset, written = await _receive(
                 resp, job, pf, offset, hasher, ctx, progress, row
@@ -904,6 +904,14 @@ async def _single(
     if total is not None and size != total:
         raise TruncatedError(f"body ended at {size} of {total} bytes", url=job.url)
     return size
+
+
+async def _catch_up(pf: _PartFile, hasher: Hasher, offset: int) -> None:
+    """:meth:`_PartFile.catch_up` in a worker thread, its OSErrors as stacpull's."""
+    try:
+        await anyio.to_thread.run_sync(pf.catch_up, hasher, offset)
+    except OSError as exc:
+        raise _storage_error(exc, pf.path) from exc
 
 
 def _whole_at(job: Job, row: JournalRow | None, have: int, resp: aiohttp.ClientResponse) -> None:
@@ -1274,7 +1282,7 @@ async def _receive(
     )
     ctx.emit(TransferStarted(job, offset, total, progress.attempts))
     if offset:
-        await anyio.to_thread.run_sync(_hash_part, ctx.root, hasher, part, 0, offset)
+        await _catch_up(pf, hasher, offset)
     expected = total if total is not None else job.size
     if end is None:
         end = job.size
@@ -1441,8 +1449,8 @@ class _PartFile:
                 self.fd = _open_part(dir_fd, self.path.name, self.offset)
             except FileNotFoundError:
                 os.close(dir_fd)
-                raise RangeError(
-                    "the partial file vanished before the resume wrote to it; restarting from zero",
+                raise TransferError(
+                    "the partial file vanished before the resume opened it; fetching it again",
                     url=self.url,
                 ) from None
             except BaseException:
@@ -1450,6 +1458,12 @@ class _PartFile:
                 raise
             self.dir_fd = dir_fd
         return self.fd
+
+    def catch_up(self, hasher: Hasher, end: int) -> None:
+        """Open the ``.part`` to resume it and feed its first ``end`` bytes to ``hasher``,
+        read through the descriptor the new bytes are then written through: the bytes
+        hashed are the bytes kept, whatever happens to the name meanwhile (blocking)."""
+        hash_range(hasher, self.path, 0, end, opener=dup_opener(self._opened()))
 
     def write(self, blocks: list[bytes], position: int, hasher: Hasher | None = None) -> None:
         """Write (and with ``hasher``, hash) one batch; in a worker thread."""
@@ -1488,7 +1502,12 @@ class _PartFile:
         try:
             # Only the file this transfer wrote moves: a .part replaced meanwhile (by a
             # link, say) is refused, not renamed into place.
-            now = os.stat(self.path.name, dir_fd=dir_fd, follow_symlinks=False)
+            try:
+                now = os.stat(self.path.name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise TransferError(
+                    "the partial file was removed while written; fetching it again", url=self.url
+                ) from None
             if (now.st_dev, now.st_ino) != (written.st_dev, written.st_ino):
                 raise UnsafePathError(f"{self.path} was replaced while written: not renamed")
             os.replace(self.path.name, final.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
