@@ -1449,8 +1449,8 @@ class _PartFile:
                 self.fd = _open_part(dir_fd, self.path.name, self.offset)
             except FileNotFoundError:
                 os.close(dir_fd)
-                raise TransferError(
-                    "the partial file vanished before the resume opened it; fetching it again",
+                raise RangeError(  # retried from zero, as a range that does not fit is
+                    "the partial file vanished before the resume opened it; restarting from zero",
                     url=self.url,
                 ) from None
             except BaseException:
@@ -1505,8 +1505,9 @@ class _PartFile:
             try:
                 now = os.stat(self.path.name, dir_fd=dir_fd, follow_symlinks=False)
             except FileNotFoundError:
-                raise TransferError(
-                    "the partial file was removed while written; fetching it again", url=self.url
+                raise RangeError(
+                    "the partial file was removed while written; restarting from zero",
+                    url=self.url,
                 ) from None
             if (now.st_dev, now.st_ino) != (written.st_dev, written.st_ino):
                 raise UnsafePathError(f"{self.path} was replaced while written: not renamed")
