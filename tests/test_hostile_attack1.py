@@ -461,3 +461,44 @@ def test_the_zip_check_of_a_part_reads_the_file_written_not_a_decoy(
     outcome = outcomes["product"]
     assert outcome.status is not Status.DOWNLOADED, "a cut zip was accepted"
     assert not list(dest.rglob("P.ZIP"))  # no cut product under its final name anywhere
+
+
+# -- mirror --prune never deletes through a link --------------------------------------------
+
+
+def test_prune_never_deletes_through_an_item_directory_turned_into_a_link(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """An item's directory was moved outside DEST and a link left in its place; the item
+    then leaves the catalogue and a mirror prunes: nothing outside DEST is deleted, not
+    its files, not its (then empty) directories."""
+    import stacpull
+
+    from .conftest import TOKEN
+
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    outside.mkdir()
+    options: dict[str, Any] = {"catalog": sim.catalog_url, "collections": [L1A], "token": TOKEN}
+    assert stacpull.mirror(dest=str(dest), **options).ok
+    gone = str(sim.catalog.item(L1A, 3)["id"])
+    item_dir = dest / L1A / gone
+    kept = sorted(p.name for p in item_dir.iterdir())
+    moved = outside / "moved" / gone
+    moved.parent.mkdir()
+    item_dir.rename(moved)
+    item_dir.symlink_to(moved, target_is_directory=True)
+    empty = outside / "empty"
+    (empty / "sub").mkdir(parents=True)  # a directory tree a prune could rmdir
+    gone_too = str(sim.catalog.item(L1A, 4)["id"])
+    other = dest / L1A / gone_too
+    sim.catalog.remove_item(gone)
+    sim.catalog.remove_item(gone_too)
+    # the other gone item's directory: a link to an empty tree outside
+    for path in other.iterdir():
+        path.unlink()
+    other.rmdir()
+    other.symlink_to(empty / "sub", target_is_directory=True)
+    result = stacpull.mirror(dest=str(dest), prune=True, **options)
+    assert sorted(p.name for p in moved.iterdir()) == kept  # nothing deleted outside
+    assert (empty / "sub").is_dir()
+    assert result.pruned == 0

@@ -37,7 +37,14 @@ from . import __version__
 from .auth import TokenProvider, TrustPolicy, load_credentials
 from .config import Config
 from .dryrun import budget_error, dry_run
-from .errors import ConfigError, CredentialsError, StacpullError, StorageError, first_error
+from .errors import (
+    ConfigError,
+    CredentialsError,
+    PlanError,
+    StacpullError,
+    StorageError,
+    first_error,
+)
 from .events import (
     Event,
     EventSink,
@@ -56,6 +63,7 @@ from .models import Job, Refusal
 from .plan import PlanRules, plan_item
 from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
 from .retry import RetryPolicy
+from .safepath import remove_below, remove_empty_dirs_below
 from .search import ItemPages, search_pages
 from .verify import record_hash
 
@@ -412,26 +420,23 @@ async def run(
 
 
 def _prune(root: Path, journal: Journal, paths: list[str]) -> int:
-    """Delete the files (and ``.part``) of ``paths`` and their journal rows; tidy empty dirs."""
+    """Delete the files (and ``.part``) of ``paths`` and their journal rows; tidy empty dirs.
+    Nothing is deleted through a link inside DEST (:func:`~stacpull.safepath.remove_below`):
+    a path with a link on its way is left alone, its row kept."""
     removed = 0
+    pruned: list[str] = []
     for rel in paths:
         final = root / rel
-        for candidate in (final, final.with_name(final.name + ".part")):
-            try:
-                candidate.unlink()
-                removed += candidate == final
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise StorageError(f"cannot delete {candidate}: {exc.strerror or exc}") from exc
-        parent = final.parent
-        while parent != root and parent.is_relative_to(root):
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-            parent = parent.parent
-    journal.remove(paths)
+        try:
+            for candidate in (final, final.with_name(final.name + ".part")):
+                removed += remove_below(root, candidate) and candidate == final
+        except PlanError:  # a link on the way: left alone with its target, and its row kept
+            continue
+        except OSError as exc:
+            raise StorageError(f"cannot delete {candidate}: {exc.strerror or exc}") from exc
+        remove_empty_dirs_below(root, final.parent)
+        pruned.append(rel)
+    journal.remove(pruned)
     return removed
 
 
