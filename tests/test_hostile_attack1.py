@@ -502,3 +502,33 @@ def test_prune_never_deletes_through_an_item_directory_turned_into_a_link(
     assert sorted(p.name for p in moved.iterdir()) == kept  # nothing deleted outside
     assert (empty / "sub").is_dir()
     assert result.pruned == 0
+
+
+# -- DEST/.stacpull as a link: the state never leaves DEST -------------------------------
+
+
+def test_a_state_directory_that_is_a_link_stops_the_run_before_anything_is_written(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """``DEST/.stacpull`` is a link to a directory outside DEST: the journal, its lock
+    and the reports would live there (and a journal planted there would steer the run).
+    The run refuses to start; nothing is written through the link."""
+    from stacpull.audit import verify_dest
+    from stacpull.errors import StorageError
+
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    dest.mkdir()
+    outside.mkdir()
+    (dest / ".stacpull").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(StorageError, match="link"):
+        pull(sim, dest, max_items=1)
+    assert list(outside.iterdir()) == []
+    assert [p.name for p in dest.iterdir()] == [".stacpull"]  # nothing downloaded either
+    with pytest.raises(StorageError, match="link"):
+        verify_dest(dest)
+    (dest / ".stacpull").unlink()
+    (dest / ".stacpull").mkdir()
+    (dest / ".stacpull" / "lock").symlink_to(outside / "planted")  # dangling: O_CREAT makes it
+    with pytest.raises(StorageError, match="link"):
+        pull(sim, dest, max_items=1)
+    assert list(outside.iterdir()) == []

@@ -229,6 +229,14 @@ class Journal:
         self.directory = dest / JOURNAL_DIR
         self.path = self.directory / "journal.sqlite"
         self._lock_file: IO[bytes] | None = None
+        # The state, its lock and the reports stay inside DEST: never through a link.
+        names = ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "lock")
+        for linked in (self.directory, *(self.directory / n for n in names)):
+            if linked.is_symlink():
+                raise StorageError(
+                    f"{linked} is a symbolic link: stacpull keeps its journal only inside "
+                    "DEST and never follows a link there; remove it"
+                )
         if not create and not self.path.is_file():
             raise StorageError(f"no stacpull journal in {dest} (expected {self.path})")
         try:
