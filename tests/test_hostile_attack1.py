@@ -532,3 +532,62 @@ def test_a_state_directory_that_is_a_link_stops_the_run_before_anything_is_writt
     with pytest.raises(StorageError, match="link"):
         pull(sim, dest, max_items=1)
     assert list(outside.iterdir()) == []
+
+
+# -- sizes past what a file (and SQLite's INTEGER) can hold -------------------------------
+
+HUGE = 2**63  # one more than SQLite's largest INTEGER, and than any file's size
+
+
+def test_a_file_size_past_any_possible_file_is_refused_alone(
+    sim: SimServer, hostile: Hostile, tmp_path: Path
+) -> None:
+    """``file:size: 2**63`` in the metadata made the journal raise OverflowError, a
+    traceback that ended the whole run."""
+
+    async def fine(req: Request) -> None:
+        await req.send(200, BODY, ETag='"x"')
+
+    hostile.routes["/a.tif"] = fine
+    from stacpull.events import JobRefused
+
+    donor = sim.catalog.item(L1A, 0)
+    normal = str(sim.catalog.item(L1A, 1)["id"])
+    asset = _asset(hostile.url("/a.tif"), "a.tif", **{"file:size": HUGE})
+    sim.catalog.add_item(L1A, {**donor, "id": HOSTILE_ID, "assets": {"data": asset}})
+    recorder = Recorder()
+    pull(sim, tmp_path, recorder, ids=[HOSTILE_ID, normal], assets=["data", "thumbnail"])
+    (refusal,) = [e.refusal for e in recorder.of_type(JobRefused)]
+    assert refusal.asset_key == "data" and "file:size" in refusal.reason
+    (thumb,) = recorder.outcomes().values()
+    assert thumb.status is Status.DOWNLOADED
+
+
+@pytest.mark.parametrize("where", ["content-length", "content-range"])
+def test_a_response_announcing_more_than_any_file_fails_alone(
+    sim: SimServer, hostile: Hostile, tmp_path: Path, where: str
+) -> None:
+    """A Content-Length of 2**63, or a resume's Content-Range total of 2**63 after a cut
+    chunked body: the file fails with a reason (or starts again), the run goes on."""
+
+    async def absurd(req: Request) -> None:
+        if where == "content-length":
+            await req.send(200, BODY, ETag='"x"', Content_Length=str(HUGE))
+        elif req.number == 0:  # a chunked body cut before its last chunk: resumable
+            await req.head(200, {"ETag": '"x"', "Transfer-Encoding": "chunked"})
+            req.writer.write(f"{CUT:x}\r\n".encode() + BODY[:CUT] + b"\r\n")
+            await req.writer.drain()
+            await asyncio.sleep(0.2)
+        elif (start := req.range_start) is not None:
+            cr = f"bytes {start}-{len(BODY) - 1}/{HUGE}"
+            await req.send(206, BODY[start:], ETag='"x"', Content_Range=cr)
+        else:
+            await req.send(200, BODY, ETag='"x"')
+
+    hostile.routes["/a.tif"] = absurd
+    outcomes = _pull_hostile(sim, hostile, tmp_path, {"data": _asset("/a.tif", "a.tif")})
+    outcome = outcomes["data"]
+    if outcome.status is Status.DOWNLOADED:
+        assert (tmp_path / outcome.job.dest).read_bytes() == BODY
+    else:
+        assert outcome.status is Status.FAILED and outcome.error_class, outcome

@@ -74,6 +74,7 @@ from .headers import (
 from .journal import Journal, JournalRow
 from .limits import HostLimiter
 from .models import Job, Outcome, Status
+from .plan import MAX_FILE_SIZE
 from .retry import RetryPolicy
 from .safepath import CLOEXEC as _CLOEXEC
 from .safepath import PATH_MAX as _PATH_MAX
@@ -1262,6 +1263,10 @@ async def _receive(
             await _discard(part, job, ctx)
             offset = 0
         total = end = began = resp.content_length
+    if total is not None and total > MAX_FILE_SIZE:
+        raise TooLargeError(
+            f"the server announces {total} bytes, more than any file holds", url=job.url
+        )
     if total is not None and job.size is not None and total != job.size:
         raise VerificationError(
             f"server announces {total} bytes but file:size says {job.size}", url=job.url

@@ -36,6 +36,7 @@ from .models import Job, Refusal
 
 __all__ = [
     "MAAP_PROFILE",
+    "MAX_FILE_SIZE",
     "PlanRules",
     "choose_assets",
     "companion_png_name",
@@ -328,6 +329,10 @@ def _self_href(item: Mapping[str, Any]) -> str | None:
     return None
 
 
+#: The largest size a file can have (off_t, and SQLite's INTEGER, are 64-bit signed).
+MAX_FILE_SIZE = 2**63 - 1
+
+
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
@@ -371,6 +376,9 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
             href = asset.get("href")
             if not isinstance(href, str) or not href:
                 raise PlanError("asset has no href")
+            size = _int_or_none(asset.get("file:size"))
+            if size is not None and size > MAX_FILE_SIZE:
+                raise PlanError(f"file:size {size} is more bytes than any file can hold")
             url = urljoin(base, href) if base else href
             if urlsplit(url).scheme not in ("http", "https"):
                 raise PlanError(f"asset href {href!r} is not an http(s) URL")
@@ -404,7 +412,7 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
                 dest=rel,
                 media_type=_media_type(asset) or None,
                 roles=_roles(asset),
-                size=_int_or_none(asset.get("file:size")),
+                size=size,
                 checksum=checksum if isinstance(checksum, str) and checksum else None,
                 item_updated=updated,
                 zip_check=_is_zip(asset)
