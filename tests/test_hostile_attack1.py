@@ -591,3 +591,43 @@ def test_a_response_announcing_more_than_any_file_fails_alone(
         assert (tmp_path / outcome.job.dest).read_bytes() == BODY
     else:
         assert outcome.status is Status.FAILED and outcome.error_class, outcome
+
+
+# -- text that is not Unicode: a lone surrogate in the catalogue's JSON --------------------
+
+
+@pytest.mark.parametrize("field", ["file:local_path", "file:checksum", "href", "key", "id"])
+def test_a_lone_surrogate_in_an_item_refuses_that_item_alone(
+    sim: SimServer, hostile: Hostile, tmp_path: Path, field: str
+) -> None:
+    """JSON may escape a lone surrogate (``"\\ud800"``); decoded, it is a str that no
+    UTF-8 writer accepts. It ended the whole run with a UnicodeEncodeError from the
+    journal; that one item is refused instead, the rest of the run goes on."""
+    from stacpull.events import JobRefused
+
+    async def fine(req: Request) -> None:
+        await req.send(200, BODY, ETag='"x"')
+
+    hostile.routes["/a.tif"] = fine
+    lone = "\ud800"
+    asset = _asset(hostile.url("/a.tif"), "a.tif")
+    key, item_id = "data", HOSTILE_ID
+    if field == "key":
+        key += lone
+    elif field == "id":
+        item_id += lone
+    elif field == "href":
+        asset["href"] += "?" + lone
+    else:
+        asset[field] = f"x{lone}.tif" if field == "file:local_path" else "1220" + lone
+    donor = sim.catalog.item(L1A, 0)
+    normal = str(sim.catalog.item(L1A, 1)["id"])
+    sim.catalog.add_item(L1A, {**donor, "id": item_id, "assets": {key: asset}})
+    recorder = Recorder()
+    # (a search by that id could not even be sent: the whole collection is searched)
+    ids = None if field == "id" else [item_id, normal]
+    pull(sim, tmp_path, recorder, ids=ids, assets=[key, "thumbnail"])
+    (refusal,) = [e.refusal for e in recorder.of_type(JobRefused)]
+    assert "Unicode" in refusal.reason
+    thumbs = list(recorder.outcomes().values())
+    assert thumbs and all(o.status is Status.DOWNLOADED for o in thumbs)

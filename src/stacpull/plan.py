@@ -337,6 +337,32 @@ def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
+def _lone_surrogate(item: Mapping[str, Any]) -> bool:
+    """Whether any key or string in ``item`` holds a lone surrogate (JSON may escape one,
+    ``"\\ud800"``): no UTF-8 writer, the journal's included, accepts it. Iterative, so a
+    deeply nested item costs no recursion."""
+    stack: list[Any] = [item]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(value, Mapping):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+    return False
+
+
+def _shown(value: object) -> str:
+    """``value`` as text any writer accepts (a lone surrogate as its escape)."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], list[Refusal]]:
     """Turn one STAC item into jobs for the selected assets, and refusals for the unsafe ones.
 
@@ -344,6 +370,9 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
     """
     item_id = item.get("id")
     collection = item.get("collection") or "_no_collection"
+    if _lone_surrogate(item):
+        reason = "item has text that is not valid Unicode (a lone surrogate)"
+        return [], [Refusal(_shown(item_id), _shown(collection), "*", reason)]
     if not isinstance(item_id, str) or not item_id:
         return [], [Refusal(str(item_id), str(collection), "*", "item has no id")]
     assets = item.get("assets") or {}
