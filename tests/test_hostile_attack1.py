@@ -631,3 +631,41 @@ def test_a_lone_surrogate_in_an_item_refuses_that_item_alone(
     assert "Unicode" in refusal.reason
     thumbs = list(recorder.outcomes().values())
     assert thumbs and all(o.status is Status.DOWNLOADED for o in thumbs)
+
+
+# -- header bytes that are not UTF-8 --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b'HTTP/1.1 200 OK\r\nETag: "\xff\xfe"\r\n',
+        b"HTTP/1.1 200 OK\r\nLast-Modified: Mon, 01 Dec 2025 10:00:00 \xff\r\n",
+        b"HTTP/1.1 503 Busy \xff\xfe now\r\n",
+    ],
+    ids=["etag", "last-modified", "reason"],
+)
+def test_header_bytes_that_are_not_utf8_fail_no_run(
+    sim: SimServer, hostile: Hostile, tmp_path: Path, head: bytes
+) -> None:
+    """aiohttp hands such bytes over as lone surrogates (surrogateescape); written to the
+    journal as a validator or in an error message, they ended the whole run with a
+    UnicodeEncodeError. The file is fetched (without resuming on that validator) or
+    fails with a readable reason; the run goes on."""
+    status = int(head.split(b" ")[1])
+
+    async def raw(req: Request) -> None:
+        body = BODY if status == 200 else b""
+        tail = f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        req.writer.write(head + tail + body)
+        await req.writer.drain()
+
+    hostile.routes["/a.tif"] = raw
+    outcomes = _pull_hostile(sim, hostile, tmp_path, {"data": _asset("/a.tif", "a.tif")})
+    outcome = outcomes["data"]
+    if status == 200:
+        assert outcome.status is Status.DOWNLOADED, outcome.error
+        assert (tmp_path / outcome.job.dest).read_bytes() == BODY
+    else:
+        assert outcome.status is Status.FAILED and "503" in (outcome.error or "")
+        (outcome.error or "").encode("utf-8")  # a readable reason

@@ -70,6 +70,7 @@ from .headers import (
     parse_retry_after,
     parse_unsatisfied_range,
     range_header,
+    shown,
 )
 from .journal import Journal, JournalRow
 from .limits import HostLimiter
@@ -788,7 +789,7 @@ def _check_status(
             status=404,
         )
     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-    reason = resp.reason or ""
+    reason = shown(resp.reason or "")
     raise HTTPStatusError(
         f"HTTP {status} {reason}".strip(), url=str(resp.url), status=status, retry_after=retry_after
     )
