@@ -669,3 +669,23 @@ def test_header_bytes_that_are_not_utf8_fail_no_run(
     else:
         assert outcome.status is Status.FAILED and "503" in (outcome.error or "")
         (outcome.error or "").encode("utf-8")  # a readable reason
+
+
+# -- names a filesystem cannot hold --------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", ["EINVAL", "EILSEQ"])
+def test_a_name_the_filesystem_rejects_refuses_that_file_alone(code: str) -> None:
+    """vfat, exFAT and SMB reject ``:`` or ``?`` in a name with EINVAL; a filesystem that
+    insists on UTF-8 names (ZFS utf8only, ext4 strict casefolding) rejects others with
+    EILSEQ. Either concerns that one name, not DEST: the file is refused, the run goes on
+    (they stopped the whole run as a StorageError). No loopback filesystem here can
+    produce them, so the mapping is checked itself."""
+    import errno
+
+    from stacpull import fetch
+    from stacpull.errors import PlanError, StorageError
+
+    number = getattr(errno, code)
+    error = fetch._storage_error(OSError(number, os.strerror(number)), Path("/d/a:b.tif"))
+    assert isinstance(error, PlanError) and not isinstance(error, StorageError)

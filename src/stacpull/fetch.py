@@ -254,6 +254,8 @@ _ONE_PATH_ERRNOS = frozenset(
         errno.EFBIG,
         errno.EMLINK,
         errno.ETXTBSY,
+        errno.EINVAL,  # a name this filesystem cannot hold (":" or "?" on vfat, exFAT, SMB)
+        errno.EILSEQ,  # a name that is not valid on a filesystem that insists on UTF-8
     }
 )
 
