@@ -37,6 +37,7 @@ from .models import Holder, Job, Refusal
 
 __all__ = [
     "MAAP_PROFILE",
+    "MAX_FILE_SIZE",
     "PlanRules",
     "RunClaims",
     "choose_assets",
@@ -350,10 +351,40 @@ def _self_href(item: Mapping[str, Any]) -> str | None:
     return None
 
 
+#: The largest size a file can have (off_t, and SQLite's INTEGER, are 64-bit signed).
+MAX_FILE_SIZE = 2**63 - 1
+
+
 def _int_or_none(value: Any) -> int | None:
     """A usable ``file:size``: an int from 0 to 2⁶³ - 1 (what the journal holds), or none."""
     usable = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63
     return value if usable else None
+
+
+def _lone_surrogate(item: Mapping[str, Any]) -> bool:
+    """Whether any key or string in ``item`` holds a lone surrogate (JSON may escape one,
+    ``"\\ud800"``): no UTF-8 writer, the journal's included, accepts it. Iterative, so a
+    deeply nested item costs no recursion."""
+    stack: list[Any] = [item]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(value, Mapping):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+    return False
+
+
+def _shown(value: object) -> str:
+    """``value`` as text any writer accepts (a lone surrogate as its escape)."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], list[Refusal]]:
@@ -364,6 +395,9 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
     item_id = item.get("id")
     given = item.get("collection") or "_no_collection"
     collection = given if isinstance(given, str) else "?"
+    if _lone_surrogate(item):
+        reason = "item has text that is not valid Unicode (a lone surrogate)"
+        return [], [Refusal(_shown(item_id), _shown(collection), "*", reason)]
     if not isinstance(item_id, str) or not item_id:
         # Never str() a foreign value here: a deep list would raise RecursionError.
         what = "item has no id" if not item_id else f"item id is a {type(item_id).__name__}"
@@ -400,6 +434,9 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
             href = asset.get("href")
             if not isinstance(href, str) or not href:
                 raise PlanError("asset has no href")
+            size = asset.get("file:size")
+            if isinstance(size, int) and not isinstance(size, bool) and size > MAX_FILE_SIZE:
+                raise PlanError(f"file:size {size} is more bytes than any file can hold")
             try:  # http://[x (a bracket never closed), a port over 65535, no host
                 url = urljoin(base, href) if base else href
                 parts = urlsplit(url)
@@ -446,7 +483,7 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
                 dest=rel,
                 media_type=_media_type(asset) or None,
                 roles=_roles(asset),
-                size=_int_or_none(asset.get("file:size")),
+                size=size,
                 checksum=checksum if isinstance(checksum, str) and checksum else None,
                 item_updated=updated,
                 zip_check=_is_zip(asset)
