@@ -2,7 +2,7 @@
 metadata and an odd disk would; and ``verify`` and the dry run, which must never follow a
 link inside DEST either.
 
-The lies are told by a small raw-asyncio HTTP server defined here (aiohttp's own server
+The lies are told by the raw-asyncio HTTP server of tests/hostile.py (aiohttp's own server
 will not ignore If-Range nor announce a range past the file's end); the sim catalogue
 serves the STAC items that point at it, beside its own well-behaved files.
 """
@@ -10,15 +10,12 @@ serves the STAC items that point at it, beside its own well-behaved files.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import io
 import os
 import struct
-import threading
 import zipfile
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +27,15 @@ from stacpull.sim import SimServer
 from stacpull.verify import check_zip, encode_multihash
 
 from .conftest import L1A, Recorder, pull
+from .hostile import Hostile as RawServer
+from .hostile import Request as RawRequest
+from .hostile import serve
 
 # -- the hostile server ----------------------------------------------------------------
 
 
-@dataclass
-class Request:
-    """One request: its path, headers (lower-case names), how many requests for that
-    path came before it, and the stream to answer on."""
-
-    path: str
-    headers: dict[str, str]
-    number: int
-    writer: asyncio.StreamWriter
-
-    @property
-    def range_start(self) -> int | None:
-        value = self.headers.get("range")
-        return int(value.split("=")[1].split("-")[0]) if value else None
+class Request(RawRequest):
+    """A request answered in the ways these tests lie."""
 
     async def head(self, status: int, headers: dict[str, str]) -> None:
         """The status line and headers only; the body is written by the caller."""
@@ -72,79 +60,12 @@ class Request:
         await asyncio.sleep(0.2)  # let the client read what came before the drop
 
 
-Handler = Callable[[Request], Awaitable[None]]
-
-
-@dataclass
-class Hostile:
-    """A raw HTTP/1.1 server on 127.0.0.1 in its own thread; one answer per connection."""
-
-    routes: dict[str, Handler]
-    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-    port: int = 0
-
-    def __enter__(self) -> Hostile:
-        started = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        async def main() -> None:
-            self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-            self.port = self._server.sockets[0].getsockname()[1]
-            started.set()
-
-        def runner() -> None:
-            self._loop.run_until_complete(main())
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=runner, daemon=True)
-        self._thread.start()
-        started.wait(5)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def stop() -> None:
-            self._server.close()
-            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in handlers:
-                task.cancel()
-            await asyncio.gather(*handlers, return_exceptions=True)
-            await self._server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def count(self, path: str) -> int:
-        return sum(1 for p, _ in self.requests if p == path)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            first, *lines = head.decode("latin-1").split("\r\n")
-            path = first.split(" ")[1]
-            headers = {
-                k.strip().lower(): v.strip()
-                for k, _, v in (line.partition(":") for line in lines if line)
-            }
-            number = self.count(path)
-            self.requests.append((path, headers))
-            await self.routes[path](Request(path, headers, number, writer))
-        except (ConnectionError, asyncio.IncompleteReadError, OSError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
-                await writer.wait_closed()
+Hostile = RawServer[Request]
 
 
 @pytest.fixture
 def hostile() -> Iterator[Hostile]:
-    with Hostile({}) as server:
-        yield server
+    yield from serve(Request)
 
 
 HOSTILE_ID = "ATTACK1_ITEM"
