@@ -3,7 +3,7 @@ another version's bytes, a 416 that claims a half file is whole, a zip cut right
 member that is itself a zip, a body longer than announced, a server that spoils every
 retry, a file announcing more bytes than the disk holds.
 
-The lies are told by a small raw-asyncio HTTP server defined here (aiohttp's own server
+The lies are told by the raw-asyncio HTTP server of tests/hostile.py (aiohttp's own server
 will not send a body longer than its length, nor ignore If-Range); the sim catalogue
 serves the STAC items that point at it, next to its own well-behaved files.
 """
@@ -11,13 +11,10 @@ serves the STAC items that point at it, next to its own well-behaved files.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import itertools
-import threading
 import zipfile
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -32,24 +29,15 @@ from stacpull.sim import SimServer
 from stacpull.verify import ZipFollower, check_zip
 
 from .conftest import L1A, Recorder, pull
+from .hostile import Hostile as RawServer
+from .hostile import Request as RawRequest
+from .hostile import serve
 
 # -- the hostile server ----------------------------------------------------------------
 
 
-@dataclass
-class Request:
-    """One request the hostile server received: its path, headers (lower-case names),
-    how many requests for that path came before it, and the stream to answer on."""
-
-    path: str
-    headers: dict[str, str]
-    number: int
-    writer: asyncio.StreamWriter
-
-    @property
-    def range_start(self) -> int | None:
-        value = self.headers.get("range")
-        return int(value.split("=")[1].split("-")[0]) if value else None
+class Request(RawRequest):
+    """A request answered in the ways these tests lie."""
 
     async def send(
         self,
@@ -89,80 +77,12 @@ class Request:
         return sent
 
 
-Handler = Callable[[Request], Awaitable[None]]
-
-
-@dataclass
-class Hostile:
-    """A raw HTTP/1.1 server on 127.0.0.1, in its own thread: each path is answered by
-    its handler, which may say anything; every connection closes after one answer."""
-
-    routes: dict[str, Handler]
-    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-    port: int = 0
-
-    def __enter__(self) -> Hostile:
-        started = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        async def main() -> None:
-            self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-            self.port = self._server.sockets[0].getsockname()[1]
-            started.set()
-
-        def runner() -> None:
-            self._loop.run_until_complete(main())
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=runner, daemon=True)
-        self._thread.start()
-        started.wait(5)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def stop() -> None:
-            self._server.close()
-            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in handlers:
-                task.cancel()
-            await asyncio.gather(*handlers, return_exceptions=True)
-            await self._server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def count(self, path: str) -> int:
-        return sum(1 for p, _ in self.requests if p == path)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            first, *lines = head.decode("latin-1").split("\r\n")
-            path = first.split(" ")[1]
-            headers = {
-                k.strip().lower(): v.strip()
-                for k, _, v in (line.partition(":") for line in lines if line)
-            }
-            number = self.count(path)
-            self.requests.append((path, headers))
-            await self.routes[path](Request(path, headers, number, writer))
-        except (ConnectionError, asyncio.IncompleteReadError, OSError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
-                await writer.wait_closed()
+Hostile = RawServer[Request]
 
 
 @pytest.fixture
 def hostile() -> Iterator[Hostile]:
-    with Hostile({}) as server:
-        yield server
+    yield from serve(Request)
 
 
 # -- items that point at it --------------------------------------------------------------

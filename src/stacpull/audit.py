@@ -11,6 +11,7 @@ so the next run (or ``--retry-failed``) fetches it again.
 from __future__ import annotations
 
 import os
+import stat
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import VerificationError
+from .errors import PlanError, VerificationError
 from .journal import Journal, JournalRow
-from .verify import check_zip, file_digest, parse_multihash
+from .safepath import dup_opener, open_below
+from .verify import check_zip, hash_range, parse_multihash
 
 __all__ = ["Problem", "StatusReport", "VerifyReport", "read_status", "verify_dest"]
 
@@ -112,17 +114,35 @@ class VerifyReport:
 
 
 def _check(root: Path, row: JournalRow) -> tuple[str, Problem | None]:
-    """Check one file (blocking). Returns (how it was checked, problem or None)."""
+    """Check one file (blocking). Returns (how it was checked, problem or None). The file
+    is reached without following a link on the way or at its name, and read only through
+    the one descriptor opened: a link, a FIFO or a device there is a problem, never read
+    (the next run replaces it)."""
     final = root / row.path
     try:
-        size = final.stat().st_size
+        fd = open_below(root, final, os.O_RDONLY)
     except FileNotFoundError:
         return "missing", Problem(row.path, "missing", "the file is gone from disk")
+    except PlanError as exc:  # a link at the name or on the way: not followed
+        return "missing", Problem(row.path, "missing", str(exc))
     except OSError as exc:
         return "missing", Problem(row.path, "missing", f"cannot read: {exc.strerror or exc}")
+    try:
+        return _check_open(row, fd)
+    finally:
+        os.close(fd)
+
+
+def _check_open(row: JournalRow, fd: int) -> tuple[str, Problem | None]:
+    """:func:`_check` of the file open at ``fd``."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        return "missing", Problem(row.path, "missing", "not a regular file (not read)")
+    size = st.st_size
     if size != row.bytes or (row.expected_size is not None and size != row.expected_size):
         expected = row.expected_size if row.expected_size is not None else row.bytes
         return "size", Problem(row.path, "size", f"{size} bytes on disk, expected {expected}")
+    final, opener = Path(row.path), dup_opener(fd)
     for source, text in (("file:checksum", row.checksum), ("recorded digest", row.digest)):
         if not text:
             continue
@@ -130,20 +150,23 @@ def _check(root: Path, row: JournalRow) -> tuple[str, Problem | None]:
             mh = parse_multihash(text)
         except ValueError:
             continue
+        hasher = mh.new()
         try:
-            actual = file_digest(final, mh)
+            hash_range(hasher, final, opener=opener)
         except OSError as exc:
             return "hash", Problem(row.path, "missing", f"cannot read: {exc.strerror or exc}")
-        if not mh.matches(actual):
+        if not mh.matches(hasher.digest()):
             return "hash", Problem(
                 row.path, "checksum", f"{mh.name} differs from the {source} (bit rot or edited)"
             )
         return "hash", None
     if row.path.lower().endswith((".zip", ".kmz")):
         try:
-            check_zip(final)
+            check_zip(final, opener=opener)
         except VerificationError as exc:
             return "zip", Problem(row.path, "zip", exc.reason)
+        except OSError as exc:
+            return "zip", Problem(row.path, "missing", f"cannot read: {exc.strerror or exc}")
         return "zip", None
     return "size", None
 

@@ -53,7 +53,7 @@ from .config import (
     Secret,
     scrub,
 )
-from .errors import ConfigError, CredentialsError, redact_url
+from .errors import SECRETS, ConfigError, CredentialsError, ScrubFilter, redact_url
 from .events import EventSink, TokenRefreshed
 
 __all__ = [
@@ -75,6 +75,7 @@ MAAP_OFFLINE_TOKEN_PAGE = "https://portal.maap.eo.esa.int/ini/services/auth/toke
 _MAAP_TOKEN_PAGE = "https://portal.maap.eo.esa.int/ini/services/auth/token/"
 
 log = logging.getLogger("stacpull.auth")
+log.addFilter(ScrubFilter())
 _KEY_VALUE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 _MAX_ANSWER = 1 << 20
 
@@ -295,6 +296,9 @@ class OIDCTokenProvider(_Provider):
         self.client_id = client_id
         self._offline = offline
         self._client_secret = client_secret or Secret(DEFAULT_CLIENT_SECRET)
+        # A token endpoint may echo HTTP Basic credentials back: take those out as well.
+        SECRETS.add_pair(client_id, self._client_secret.reveal())
+        SECRETS.add_url(token_url)
         self._scope = scope
         self._margin = margin
         self._file = file
@@ -458,7 +462,7 @@ class OIDCTokenProvider(_Provider):
 
     def _refusal(self, status: int, answer: dict[str, Any]) -> str:
         """What went wrong and exactly what to do, from an OAuth error answer."""
-        error = str(answer.get("error") or f"HTTP {status}")
+        error = scrub(str(answer.get("error") or f"HTTP {status}"))
         description = scrub(str(answer.get("error_description") or "")).strip()
         said = f"{error}: {description}" if description else error
         where = (
@@ -639,7 +643,8 @@ async def check_credentials(
 
 async def _probe(url: str, token: Secret | None) -> tuple[int, str]:
     headers = {"Range": "bytes=0-0"}
-    if token is not None:
+    SECRETS.add_url(url)  # its own credentials are used, never shown
+    if token is not None and urlsplit(url).username is None:  # userinfo: HTTP Basic wins
         headers["Authorization"] = f"Bearer {token.reveal()}"
     timeout = aiohttp.ClientTimeout(total=30)
     try:

@@ -43,18 +43,20 @@ from .config import (
     parse_bbox,
     parse_datetime_range,
     resolve_config,
-    scrub,
 )
 from .dashboard import LiveDashboard, PlainProgress, human_bytes, render_summary
 from .dryrun import PlanSummary, budget_error, dry_run
 from .engine import ItemPages, RunOptions, RunResult, StopSignal, loop_options, run
 from .errors import (
+    SECRETS,
     ConfigError,
     CredentialsError,
+    ScrubFilter,
     SearchError,
     StacpullError,
     StorageError,
     first_error,
+    scrub,
 )
 from .events import EventSink
 from .export import FORMATS, ItemWriter, saved_pages
@@ -82,7 +84,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 
 def _fail(message: str, code: int = 2) -> NoReturn:
     """Print one unwrapped line (users grep and paste these) and exit."""
-    click.echo(f"stacpull: {message}", err=True)
+    click.echo(f"stacpull: {scrub(message)}", err=True)
     sys.exit(code)
 
 
@@ -211,7 +213,15 @@ def _execute(
         )
     if stats.refused:
         out.print(
-            f"[magenta]{stats.refused} asset(s) refused[/] (unsafe names in the metadata); see the report",
+            f"[magenta]{stats.refused} asset(s) refused[/] (unsafe or colliding names in the "
+            "metadata); see the report",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if snap.duplicates:
+        out.print(
+            f"{snap.duplicates} duplicate item(s) in the search results (same collection and "
+            "id): each planned once, the first listing wins",
             highlight=False,
             soft_wrap=True,
         )
@@ -489,18 +499,41 @@ def _download_values(
     }
 
 
-class _Scrub(logging.Filter):
-    """Takes every secret out of a log line, whatever put it there (belt and braces)."""
+class _ScrubbedStream:
+    """``sys.stdout``/``sys.stderr`` for one command: every known secret (in any encoding)
+    is taken out of what is written, whoever writes it (click, rich, a library). URLs found
+    by shape are left whole here: a listing printed to a pipe keeps every href."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = scrub(record.getMessage()), None
-        return True
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(SECRETS.scrub(text, shapes=False))
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _scrubbed_output(ctx: click.Context) -> None:
+    """Route this command's stdout and stderr through the scrubber; undone when it ends."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _ScrubbedStream(sys.stdout), _ScrubbedStream(sys.stderr)
+
+    def undo() -> None:
+        sys.stdout, sys.stderr = saved
+
+    ctx.call_on_close(undo)
 
 
 def _debug_logging(ctx: click.Context) -> None:
     """Debug lines to stderr for this command, scrubbed; undone when the command ends."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_Scrub())
+    handler.addFilter(ScrubFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logger = logging.getLogger("stacpull")
     level = logger.level
@@ -525,6 +558,7 @@ def _debug_logging(ctx: click.Context) -> None:
 def main(ctx: click.Context, debug: bool) -> None:
     """Fast, resumable, verified bulk downloads from STAC catalogues (ESA MAAP first)."""
     _fewer_malloc_arenas()
+    _scrubbed_output(ctx)
     if debug:
         _debug_logging(ctx)
 
@@ -628,7 +662,8 @@ def _saved(from_file: str | None, config: Config) -> tuple[Config, ItemPages | N
 
 def _asset_summary(item: dict[str, Any]) -> str:
     parts = []
-    for key, asset in sorted((item.get("assets") or {}).items()):
+    assets = item.get("assets")
+    for key, asset in sorted(assets.items() if isinstance(assets, dict) else ()):
         size = asset.get("file:size") if isinstance(asset, dict) else None
         parts.append(f"{key} {human_bytes(size)}" if isinstance(size, int) else key)
     return ", ".join(parts)
@@ -692,7 +727,8 @@ def search(
                 for item in features:
                     seen += 1
                     if seen <= show:
-                        props = item.get("properties") or {}
+                        props = item.get("properties")
+                        props = props if isinstance(props, dict) else {}
                         table.add_row(
                             str(item.get("id")),
                             str(props.get("datetime") or props.get("start_datetime") or "")[:19]
@@ -710,6 +746,8 @@ def search(
         matched, seen = anyio.run(walk)
     except (ConfigError, SearchError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:  # Ctrl-C: the search was cancelled, a partial -o removed
+        _fail("interrupted", 130)
     total = matched if matched is not None else seen
     out.print(f"{total} item(s) matched")
     if seen:
@@ -793,6 +831,8 @@ def collections(
         }
     except (ConfigError, SearchError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
     if as_json:
         click.echo(json.dumps({"collections": found, "filtered_by_server": by_server}, indent=2))
         return
@@ -831,6 +871,8 @@ def queryables_command(
         schema = queryables(config.search, collection)
     except (ConfigError, SearchError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
     if as_json:
         click.echo(json.dumps(schema, indent=2))
         return
@@ -945,6 +987,8 @@ def _plan_only(config: Config, pages: ItemPages | None) -> None:
         summary = anyio.run(lambda: dry_run(config, pages=pages))
     except (ConfigError, SearchError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
     except StacpullError as exc:
         _fail(str(exc), 1)
     _print_plan(summary, config.download.max_bytes)
@@ -1250,6 +1294,8 @@ def _shown(value: Any) -> Any:
         return "***"
     if isinstance(value, tuple):
         return list(value)
+    if isinstance(value, str):
+        return scrub(value)  # a catalogue or token URL with a password in it
     return value
 
 
@@ -1330,9 +1376,12 @@ def auth_check(
     for warning in tokens.warnings:
         click.echo(f"stacpull: warning: {warning}", err=True)
     trust = TrustPolicy(config.search.catalog, config.auth.hosts)
-    found = anyio.run(lambda: check_credentials(tokens, url=url, trust=trust))
+    try:
+        found = anyio.run(lambda: check_credentials(tokens, url=url, trust=trust))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
     out = Console(highlight=False, soft_wrap=True)
-    how = {"oidc": f"{found.source}, exchanged at {config.auth.token_url}"}.get(
+    how = {"oidc": f"{found.source}, exchanged at {scrub(config.auth.token_url)}"}.get(
         found.kind, found.source
     )
     out.print(f"credentials: {how}")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from .errors import SECRETS, ConfigError, scrub
 from .verify import DEFAULT_RECORD_HASH, MULTIHASH_NAMES
 
 __all__ = [
@@ -96,17 +96,16 @@ _SECRET_KEYS = frozenset({"auth.token", "auth.offline_token", "auth.client_secre
 class Secret:
     """A string that never shows itself in ``repr``, ``str`` or f-strings.
 
-    Every secret of the process is also remembered, so :func:`scrub` can take it out of
-    text that came from elsewhere (a server's error message, a debug log line).
+    Every secret of the process is also registered with the one scrubber
+    (:data:`~stacpull.errors.SECRETS`), so :func:`scrub` can take it out of text that came
+    from elsewhere (a server's error message, a debug log line), in any encoding.
     """
 
     __slots__ = ("_value",)
-    _known: set[str] = set()  # noqa: RUF012 - one registry for the whole process
 
     def __init__(self, value: str) -> None:
         self._value = value
-        if len(value) >= 8:
-            Secret._known.add(value)
+        SECRETS.add(value)
 
     def reveal(self) -> str:
         """The secret itself: call only where it goes on the wire."""
@@ -122,14 +121,6 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
-
-
-def scrub(text: str) -> str:
-    """``text`` with every secret stacpull has seen replaced by ``***``."""
-    for value in sorted(Secret._known, key=len, reverse=True):
-        if value in text:
-            text = text.replace(value, "***")
-    return text
 
 
 def parse_bbox(value: str | list[Any] | tuple[Any, ...], key: str = "bbox") -> tuple[float, ...]:
@@ -213,6 +204,7 @@ class SearchConfig:
     timeout: float = DEFAULT_SEARCH_TIMEOUT
 
     def __post_init__(self) -> None:
+        SECRETS.add_url(self.catalog)  # its password is used for requests, never shown
         if not self.catalog.startswith(("http://", "https://")):
             raise ConfigError(f"search.catalog: expected an http(s) URL, got {self.catalog!r}")
         if not self.catalog.endswith("/"):
@@ -327,6 +319,7 @@ class AuthConfig:
             if isinstance(value, str):
                 object.__setattr__(self, name, Secret(value))
         _positive_float("auth.refresh_margin", self.refresh_margin)
+        SECRETS.add_url(self.token_url)
         _check_token_url(self.token_url)
         if not self.client_id.strip():
             raise ConfigError("auth.client_id: must not be empty")

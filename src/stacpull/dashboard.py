@@ -23,6 +23,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from .errors import scrub
 from .events import (
     Event,
     HostLimitChanged,
@@ -260,6 +261,8 @@ def render_summary(values: Mapping[str, Any]) -> Table:
     ]
     if values.get("token_refreshes"):
         rows.append(("new access tokens", str(values["token_refreshes"])))
+    if values.get("duplicates"):
+        rows.append(("items listed twice (planned once)", str(values["duplicates"])))
     rows += [
         ("bytes downloaded", human_bytes(values["bytes_downloaded"])),
         ("seconds", f"{values.get('seconds', 0.0):.1f}"),
@@ -357,7 +360,7 @@ class PlainProgress:
 
     def _write(self, text: str) -> None:
         with self._lock:
-            self.stream.write(text + "\n")
+            self.stream.write(scrub(text) + "\n")
             self.stream.flush()
 
     def __call__(self, event: Event) -> None:

@@ -1,8 +1,10 @@
 """The dry run: what a download or mirror would fetch, without fetching anything.
 
 The search runs and every item is planned exactly as a real run would; then each planned
-file is compared with DEST: a file already there with the size the catalogue gives (or
-the size the journal verified) counts as on disk, as a real run would skip it. The bytes
+file is compared with DEST, looked at as a real run does (never through a link): a file
+already there with the size the catalogue gives (or the size the journal verified)
+counts as on disk, as a real run would skip it; one the real run would refuse (a link on
+its way) counts as refused. The bytes
 still to fetch are ``file:size`` where the catalogue gives it; zipper products have none,
 so they are estimated from the files of the same collection and asset key that earlier
 runs into DEST verified (and reported as unknown when there were none). Nothing is
@@ -12,15 +14,17 @@ written, not even DEST or its journal.
 from __future__ import annotations
 
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio.to_thread
 
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, PlanError
 from .journal import JOURNAL_DIR, Journal
-from .plan import PlanRules, plan_item
+from .plan import PlanRules, RunClaims, plan_item
+from .safepath import lstat_below
 from .search import ItemPages, search_pages
 
 __all__ = ["AssetPlan", "PlanSummary", "budget_error", "dry_run"]
@@ -110,6 +114,20 @@ def _free_space(root: Path) -> int:
         return 0
 
 
+def _size_on_disk(root: Path, dest: str) -> int | None:
+    """The size of the regular file at ``dest`` in DEST, looked at as a real run does,
+    without following a link: None when there is none (or a link, a FIFO: the real run
+    replaces it); :class:`PlanError` when the real run would refuse the destination (a
+    link or a file on the way, a directory at the name)."""
+    try:
+        st = lstat_below(root, root / dest)
+    except OSError:  # unreadable: the real run finds out
+        return None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise PlanError(f"{dest!r} in DEST is a directory")
+    return st.st_size if st is not None and stat.S_ISREG(st.st_mode) else None
+
+
 def _journal_view(root: Path) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
     """Verified files (path → bytes) and typical sizes from DEST's journal, if it has one."""
     if not (root / JOURNAL_DIR / "journal.sqlite").is_file():
@@ -132,20 +150,25 @@ async def dry_run(config: Config, *, pages: ItemPages | None = None) -> PlanSumm
     summary = PlanSummary(
         str(root), free_bytes=_free_space(root), min_free=config.download.min_free
     )
+    exists = root.is_dir()
     source = pages() if pages is not None else search_pages(config.search)
+    claims = RunClaims(run=0)  # an item listed twice is planned once, as in a real run
     async for features, matched in source:
         summary.matched = matched
         summary.items += len(features)
         for item in features:
+            if not claims.first_listing(item):
+                continue
             jobs, refusals = plan_item(item, rules)
             summary.refused += len(refusals)
             for job in jobs:
+                try:
+                    size_on_disk = _size_on_disk(root, job.dest) if exists else None
+                except PlanError:  # a link or a file on the way: the real run refuses it
+                    summary.refused += 1
+                    continue
                 plan = summary.assets.setdefault(job.asset_key, AssetPlan(job.asset_key))
                 plan.files += 1
-                try:
-                    size_on_disk: int | None = (root / job.dest).stat().st_size
-                except OSError:
-                    size_on_disk = None
                 expected = job.size if job.size is not None else done.get(job.dest)
                 if size_on_disk is not None and (expected is None or size_on_disk == expected):
                     plan.on_disk += 1

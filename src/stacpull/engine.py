@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import stat
@@ -39,7 +40,14 @@ from .auth import TokenProvider, TrustPolicy, load_credentials
 from .config import Config
 from .destlock import refuse_nested
 from .dryrun import budget_error, dry_run
-from .errors import ConfigError, CredentialsError, StacpullError, StorageError, first_error
+from .errors import (
+    ConfigError,
+    CredentialsError,
+    StacpullError,
+    StorageError,
+    first_error,
+    scrub,
+)
 from .events import (
     Event,
     EventSink,
@@ -55,7 +63,7 @@ from .fetch import FetchContext, SpaceBudget, fetch
 from .journal import JOURNAL_DIR, Journal
 from .limits import HostLimiter
 from .models import Job, Refusal
-from .plan import PlanRules, plan_item
+from .plan import PlanRules, RunClaims, path_key, plan_item
 from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
 from .retry import RetryPolicy
 from .search import ItemPages, search_pages
@@ -73,6 +81,8 @@ __all__ = [
 
 #: Seconds in-flight transfers get to finish after a graceful stop.
 STOP_GRACE = 3.0
+
+log = logging.getLogger("stacpull.engine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +105,7 @@ class RunResult:
     pruned: int = 0  # of those, files deleted (--prune)
     kept: tuple[str, ...] = ()  # of those, paths --prune left: reached through a link
     not_judged: str | None = None  # mirror: why nothing was judged gone (incomplete search)
+    duplicates: int = 0  # items the search listed again, planned once (not an error)
 
     @property
     def ok(self) -> bool:
@@ -149,7 +160,7 @@ def _prepare_dest(dest: str | None) -> Path:
 def _query_dict(config: Config) -> dict[str, Any]:
     s = config.search
     return {
-        "catalog": s.catalog,
+        "catalog": scrub(s.catalog),
         "collections": list(s.collections),
         "ids": list(s.ids),
         "bbox": list(s.bbox) if s.bbox else None,
@@ -276,7 +287,12 @@ async def run(
             f"--log-json {log_json}: not a regular file ({kind}); name a new or a regular file"
         )
     if config.download.max_bytes and not opts.yes and not opts.retry_failed:
-        planned = await dry_run(config, pages=pages)
+        with anyio.CancelScope() as preflight:
+            if stop is not None:  # a Ctrl-C during this search ends the run, too
+                stop.subscribe(lambda reason, drain: preflight.cancel())
+            planned = await dry_run(config, pages=pages)
+        if preflight.cancelled_caught:
+            return RunResult(0, 0, 0, 0, 0, 0, 0, 0.0, 0, None, interrupted=True)
         refusal = budget_error(planned, config.download.max_bytes)
         if refusal is not None:
             raise ConfigError(refusal)
@@ -314,7 +330,10 @@ async def run(
     not_judged: str | None = None
     emit(
         RunStarted(
-            config.search.catalog, config.search.collections, str(root), config.download.concurrency
+            scrub(config.search.catalog),
+            config.search.collections,
+            str(root),
+            config.download.concurrency,
         )
     )
 
@@ -414,6 +433,7 @@ async def run(
             pruned=pruned,
             kept=tuple(kept),
             not_judged=not_judged,
+            duplicates=snap.duplicates,
         )
         summary = {
             **{
@@ -603,18 +623,30 @@ class _PageSource:
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         pages = items = 0
         matched: int | None = None
+        claims = RunClaims(self.run_id)
         async for features, matched in self.pages():
             pages += 1
             items += len(features)
             self._count(features)
             self.matched = matched
-            emit(SearchProgress(pages, items, matched))
+            emit(SearchProgress(pages, items, matched, duplicates=claims.duplicates))
             jobs: list[Job] = []
             refusals: list[Refusal] = []
             for item in features:
+                if not claims.first_listing(item):
+                    if claims.duplicates == 1:
+                        log.info("item %s is listed more than once; planned once", item["id"])
+                    continue
                 planned, refused = plan_item(item, self.rules)
                 jobs.extend(planned)
                 refusals.extend(refused)
+            # Two jobs never share a destination (see RunClaims), in this page, with an
+            # earlier page, or with a file the journal records for another item.
+            holders = await self.journal.holders(
+                (path_key(job.dest) for job in jobs), run=self.run_id
+            )
+            jobs, clashes = claims.settle(jobs, holders)
+            refusals.extend(clashes)
             # The whole page is journalled before any of it is queued: `status` shows the
             # plan, `--retry-failed` can rebuild it, and a mirror knows what it has seen.
             await self.journal.plan(jobs, refusals, run=self.run_id, scope=self.scope)
@@ -623,7 +655,7 @@ class _PageSource:
             for job in jobs:
                 emit(JobQueued(job))
                 await send.send(job)
-        emit(SearchProgress(pages, items, matched, done=True))
+        emit(SearchProgress(pages, items, matched, done=True, duplicates=claims.duplicates))
         self.complete = True
 
 
@@ -637,6 +669,13 @@ class _JobSource:
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         emit(SearchProgress(0, 0, None, done=True))
         for job in self.jobs:
+            if "***" in job.url:  # the journal does not keep the credentials it needs
+                reason = (
+                    "its URL carried credentials, which the journal does not keep; run "
+                    "without --retry-failed to search for it again"
+                )
+                emit(JobRefused(Refusal(job.item_id, job.collection, job.asset_key, reason)))
+                continue
             emit(JobQueued(job))
             await send.send(job)
         self.complete = True

@@ -26,14 +26,24 @@ Every error the engine raises is a :class:`StacpullError`; third-party exception
                                  token endpoint down): no new request; the run stops resumable
 
 Messages never contain a token: URLs are shown without their query string (presigned
-URLs carry signatures there) and request headers are never formatted.
+URLs carry signatures there) and request headers are never formatted. As a second line of
+defence every message, and everything any writer puts out (log records, reports, the
+event log, the journal, the console), goes through :data:`SECRETS`, the one
+:class:`Scrubber` that knows every secret of the process in every encoding.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+import base64
+import json
+import logging
+import re
+import threading
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
 
 __all__ = [
+    "SECRETS",
+    "SENSITIVE_QUERY_WORDS",
     "AuthError",
     "ChecksumMismatchError",
     "ConfigError",
@@ -43,6 +53,8 @@ __all__ = [
     "HTTPStatusError",
     "PlanError",
     "RangeError",
+    "ScrubFilter",
+    "Scrubber",
     "SearchError",
     "SizeMismatchError",
     "StacpullError",
@@ -53,8 +65,11 @@ __all__ = [
     "TruncatedError",
     "UnsafePathError",
     "VerificationError",
+    "encodings",
     "first_error",
     "redact_url",
+    "scrub",
+    "url_credentials",
 ]
 
 
@@ -68,11 +83,204 @@ def redact_url(url: str) -> str:
     if parts.port is not None:
         netloc = f"{netloc}:{parts.port}"
     query = "…" if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    return scrub(urlunsplit((parts.scheme, netloc, parts.path, query, "")))
+
+
+#: Query keys whose values are credentials (lower-cased, any part of the name):
+#: ``token``, ``access_token``, ``X-Amz-Signature``, ``X-Amz-Credential``,
+#: ``X-Amz-Security-Token``, Azure's ``sig``, ``api_key``, ``Key-Pair-Id``, ``password``...
+SENSITIVE_QUERY_WORDS = ("token", "secret", "sig", "key", "pass", "pwd", "credential", "auth")
+
+_URL_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.\-]*://)([^\s/?#@\"'<>\\]+)@")
+_ENCODED_USERINFO = re.compile(
+    r"(?i)([a-z][a-z0-9+.\-]*%3A%2F%2F)((?:[^\s/?#@%\"'<>\\]|%(?!2F|3F|23|40)[0-9A-F]{2})+)%40"
+)
+_QUERY = re.compile(r"([?&;]|&amp;)([A-Za-z0-9_.\-\[\]]+)(=)([^&#\s\"'<>\\]*)")
+_ENCODED_QUERY = re.compile(
+    r"(?i)(%3F|%26)([A-Za-z0-9_.\-\[\]]+)(%3D)((?:(?!%26|%23)[^&#\s\"'<>\\])*)"
+)
+_HEADER = re.compile(
+    r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)"
+    r"(?:(bearer|basic|digest|token|negotiate)\s+)?([^\s\"',;]+)"
+)
+_SCHEME_VALUE = re.compile(r"(?i)\b(bearer|basic)\s+([A-Za-z0-9\-._~+/%]{8,}=*)")
+
+
+def encodings(secret: str) -> set[str]:
+    """The forms ``secret`` takes in text: raw; percent-encoded as URL paths, query values
+    and forms encode it (``+`` for a space), in upper- or lower-case hex, and twice;
+    JSON-escaped (``\\/`` too, as PHP writes it). Each is looked for as it is: plain
+    substring search stays fast with the dozens of long tokens a night of refreshes
+    leaves."""
+    percent = {quote(secret, safe=safe) for safe in ("", "/", "+/=", "/:@+=", "@:+")} | {
+        quote_plus(secret, safe=safe) for safe in ("", "/", "/=")
+    }
+    percent |= {re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), f) for f in percent}
+    forms = {secret, *percent, *(quote(f, safe="") for f in percent if "%" in f)}
+    for form in list(forms):
+        for ascii_only in (True, False):
+            escaped = json.dumps(form, ensure_ascii=ascii_only)[1:-1]
+            forms |= {escaped, escaped.replace("/", "\\/")}
+    return forms
+
+
+class Scrubber:
+    """Every secret stacpull knows of, and the one function that takes them out of text.
+
+    Secrets are registered as they become known: at config load (tokens, the client
+    secret, a password in the catalogue's or the token endpoint's URL), and each access or
+    refresh token the token endpoint hands out. :meth:`scrub` replaces each of them by
+    ``***`` in every encoding (raw, percent-encoded in either hex case, form-encoded,
+    JSON-escaped, base64 of ``user:password``), then credentials nobody registered by where
+    they stand: URL userinfo, the value of a query key naming a token, signature, key,
+    password or credential, and an ``Authorization`` header. Thread-safe; values shorter
+    than :attr:`MIN_LENGTH` are too common to take out of text everywhere.
+    """
+
+    MIN_LENGTH = 8
+
+    def __init__(self) -> None:
+        self._known: set[str] = set()
+        self._forms: tuple[str, ...] = ()  # every encoding of every secret, longest first
+        self._lock = threading.Lock()
+
+    def add(self, secret: str) -> None:
+        """Take ``secret`` out of every text from now on; the parts of a secret with spaces
+        in it as well (a line wrapped at a space must not show half of it)."""
+        if len(secret) < self.MIN_LENGTH or secret in self._known:
+            return
+        with self._lock:
+            self._known.add(secret)
+            self._forms = _ordered({*self._forms, *_all_forms({secret}, self.MIN_LENGTH)})
+
+    def add_pair(self, user: str, password: str) -> None:
+        """``password`` and the HTTP Basic forms of ``user:password`` (as aiohttp sends it,
+        and form-encoded first, as OAuth clients send ``client_id:client_secret``)."""
+        self.add(password)
+        if not password:
+            return
+        for u, p in ((user, password), (quote_plus(user), quote_plus(password))):
+            raw = f"{u}:{p}".encode()
+            for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
+                self.add(encoded.decode().rstrip("="))
+
+    def add_url(self, url: str) -> None:
+        """The credentials a URL carries: its userinfo, and the values of its sensitive
+        query keys (the URL itself stays usable: only its printed forms are scrubbed)."""
+        user, password = _userinfo(url)
+        if password:
+            self.add_pair(user, password)
+        for value in url_credentials(url):
+            self.add(value)
+
+    def scrub(self, text: str, *, shapes: bool = True, also: tuple[str, ...] = ()) -> str:
+        """``text`` with every known secret, in every encoding, replaced by ``***``; with
+        ``shapes``, credentials found by their place (userinfo, query keys, headers) too.
+        ``also`` adds secrets for this text only: a server's words about one request are
+        scrubbed of that request's own credentials (see :func:`url_credentials`)."""
+        text = _replace(text, self._forms)
+        if also:
+            text = _replace(text, _ordered(_all_forms(set(also), self.MIN_LENGTH)))
+        if not shapes:
+            return text
+        if "@" in text or "%40" in text:
+            text = _URL_USERINFO.sub(r"\1***@", text)
+            text = _ENCODED_USERINFO.sub(r"\1***%40", text)
+        if "=" in text:
+            text = _QUERY.sub(_query_value, text)
+        if "%3D" in text or "%3d" in text:
+            text = _ENCODED_QUERY.sub(_query_value, text)
+        lower = text.lower()
+        if "authorization" in lower:
+            text = _HEADER.sub(
+                lambda m: m.group(1) + (f"{m.group(2)} " if m.group(2) else "") + "***", text
+            )
+        if "bearer" in lower or "basic" in lower:
+            text = _SCHEME_VALUE.sub(_scheme_value, text)
+        return text
+
+
+def _all_forms(secrets: set[str], shortest: int) -> set[str]:
+    parts = {p for s in secrets for p in s.split() if len(p) >= shortest}
+    return {f for s in secrets | parts if len(s) >= shortest for f in encodings(s)}
+
+
+def _ordered(forms: set[str]) -> tuple[str, ...]:
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def _replace(text: str, forms: tuple[str, ...]) -> str:
+    for form in forms:
+        if form in text:
+            text = text.replace(form, "***")
+    return text
+
+
+def _userinfo(url: str) -> tuple[str, str]:
+    try:
+        parts = urlsplit(url)
+        return unquote(parts.username or ""), unquote(parts.password or "")
+    except ValueError:
+        return "", ""
+
+
+def url_credentials(url: str) -> tuple[str, ...]:
+    """The credentials ``url`` carries, decoded: its userinfo's password and the values of
+    its sensitive query keys (``token``, ``X-Amz-Signature``, ``sig``...)."""
+    password = _userinfo(url)[1]
+    try:
+        query = parse_qsl(urlsplit(url).query)
+    except ValueError:
+        query = []
+    values = [v for k, v in query if _sensitive(k)]
+    return tuple(v for v in (password, *values) if v)
+
+
+def _sensitive(key: str) -> bool:
+    name = key.lower()
+    return any(word in name for word in SENSITIVE_QUERY_WORDS)
+
+
+def _query_value(m: re.Match[str]) -> str:
+    if not m.group(4) or m.group(4) == "***" or not _sensitive(m.group(2)):
+        return m.group(0)
+    return f"{m.group(1)}{m.group(2)}{m.group(3)}***"
+
+
+def _scheme_value(m: re.Match[str]) -> str:
+    value = m.group(2)
+    if value == "***" or not re.search(r"[0-9+/=%._~-]", value):
+        return m.group(0)  # an English word after "basic", not a credential
+    return f"{m.group(1)} ***"
+
+
+#: The process's one scrubber: every writer of output applies it.
+SECRETS = Scrubber()
+
+
+def scrub(text: str) -> str:
+    """``text`` without any secret (see :class:`Scrubber`): for every writer of output."""
+    return SECRETS.scrub(text)
+
+
+class ScrubFilter(logging.Filter):
+    """Takes every secret out of a log record, whatever put it there: set on stacpull's
+    loggers (so every handler, the caller's too, gets clean records) and on the
+    ``--debug`` handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = scrub(record.getMessage()), None
+        if record.exc_info:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
 
 
 class StacpullError(Exception):
-    """Base class of every error stacpull raises on purpose."""
+    """Base class of every error stacpull raises on purpose; its message is scrubbed."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(scrub(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(StacpullError):
@@ -102,7 +310,7 @@ class TransferError(StacpullError):
     def __init__(self, message: str, *, url: str = "") -> None:
         self.url = redact_url(url) if url else ""
         super().__init__(f"{message} ({self.url})" if self.url else message)
-        self.reason = message
+        self.reason = scrub(message)
 
 
 class HTTPStatusError(TransferError):

@@ -48,6 +48,7 @@ class SearchProgress:
     items: int
     matched: int | None
     done: bool = False
+    duplicates: int = 0  # items listed again so far (planned once)
 
 
 @dataclass(frozen=True, slots=True)

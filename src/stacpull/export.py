@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from . import safeio
-from .errors import ConfigError
+from .errors import ConfigError, scrub
 from .plan import PlanRules, maap_slots, plan_item
 from .search import ItemPages, Page
 
@@ -61,8 +61,14 @@ def _format_of(path: Path, given: str | None) -> str:
 
 def item_row(item: Mapping[str, Any]) -> dict[str, Any]:
     """One item as the notebook's flattened row (empty strings where an asset is absent)."""
-    props = item.get("properties") or {}
-    assets = {k: v for k, v in (item.get("assets") or {}).items() if isinstance(v, dict)}
+    props = item.get("properties")
+    props = props if isinstance(props, dict) else {}
+    raw_assets = item.get("assets")
+    assets = {
+        k: v
+        for k, v in (raw_assets.items() if isinstance(raw_assets, dict) else ())
+        if isinstance(v, dict)
+    }
     slots = maap_slots(assets)
     jobs, _ = plan_item(item, _NAMES)
     names = {job.asset_key: job.dest for job in jobs}
@@ -104,7 +110,8 @@ class ItemWriter:
 
     def __init__(self, path: Path, fmt: str | None = None, *, catalog: str | None = None) -> None:
         self.path = path
-        self.catalog = catalog  # recorded as the root link, so --from knows where it came from
+        # Recorded as the root link, so --from knows where it came from (not its password).
+        self.catalog = scrub(catalog) if catalog else catalog
         self._stdout = str(path) == "-"
         self.format = (fmt or "geojson") if self._stdout else _format_of(path, fmt)
         self.count = 0
@@ -223,6 +230,10 @@ def saved_pages(path: Path, page_size: int = 100) -> SavedSearch:
             f"--from: {path} is not a GeoJSON ItemCollection (save one with "
             f"`stacpull search -o items.geojson`): {exc}"
         ) from None
+    except RecursionError:
+        raise ConfigError(
+            f"--from: {path} is not a GeoJSON ItemCollection: its JSON nests too deep"
+        ) from None
     if isinstance(data, dict) and data.get("type") == "Feature":
         data = {"type": "FeatureCollection", "features": [data]}
     if not isinstance(data, dict) or not isinstance(data.get("features"), list):
@@ -234,7 +245,7 @@ def saved_pages(path: Path, page_size: int = 100) -> SavedSearch:
     catalog = next(
         (
             link.get("href")
-            for link in data.get("links") or []
+            for link in (data["links"] if isinstance(data.get("links"), list) else [])
             if isinstance(link, dict) and link.get("rel") == "root"
         ),
         None,

@@ -49,12 +49,14 @@ from yarl import URL
 from .auth import TokenProvider, TrustPolicy
 from .config import DEFAULT_CHUNK_SIZE, DEFAULT_SEGMENT_BELOW, DEFAULT_SEGMENT_SIZE, Secret
 from .errors import (
+    SECRETS,
     AuthError,
     ConnectError,
     CredentialsError,
     HTTPStatusError,
     PlanError,
     RangeError,
+    ScrubFilter,
     SizeMismatchError,
     StallError,
     StorageError,
@@ -65,6 +67,7 @@ from .errors import (
     VerificationError,
     first_error,
     redact_url,
+    url_credentials,
 )
 from .events import BytesReceived, EventSink, JobFinished, TransferRetried, TransferStarted
 from .headers import (
@@ -73,15 +76,25 @@ from .headers import (
     parse_retry_after,
     parse_unsatisfied_range,
     range_header,
+    shown,
 )
 from .journal import Journal, JournalRow
 from .limits import HostLimiter
 from .models import Job, Outcome, Status
+from .plan import MAX_FILE_SIZE
 from .retry import RetryPolicy
+from .safepath import CLOEXEC as _CLOEXEC
+from .safepath import DIR_FLAGS as _DIR_FLAGS
+from .safepath import PATH_MAX as _PATH_MAX
+from .safepath import dup_opener
+from .safepath import is_ours as _ours
+from .safepath import open_below as _open_below
+from .safepath import open_dir as _open_dir
 from .verify import (
     DEFAULT_RECORD_HASH,
     Hasher,
     Multihash,
+    Opener,
     ZipFollower,
     check_digest,
     check_zip,
@@ -102,6 +115,7 @@ __all__ = [
 
 MAX_REDIRECTS = 10
 log = logging.getLogger("stacpull.fetch")
+log.addFilter(ScrubFilter())
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
@@ -248,6 +262,8 @@ _ONE_PATH_ERRNOS = frozenset(
         errno.EFBIG,
         errno.EMLINK,
         errno.ETXTBSY,
+        errno.EINVAL,  # a name this filesystem cannot hold (":" or "?" on vfat, exFAT, SMB)
+        errno.EILSEQ,  # a name that is not valid on a filesystem that insists on UTF-8
     }
 )
 
@@ -263,92 +279,6 @@ def _storage_error(exc: OSError, path: Path) -> StorageError | PlanError:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StorageError(f"cannot write {path}: {exc.strerror}")
     return StorageError(f"cannot write {path}: {exc}")
-
-
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-#: A directory on the way to a file: never a link (O_DIRECTORY and O_NOFOLLOW refuse one).
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
-#: PATH_MAX on Linux: a longer path cannot be stat'ed or opened by name.
-_PATH_MAX = 4096
-
-
-def _ours(st: os.stat_result | None) -> bool:
-    """Whether ``st`` (an ``lstat``) is a file stacpull may resume or write into: a regular
-    file with no other name (a hard link would carry the writes elsewhere)."""
-    return st is not None and stat.S_ISREG(st.st_mode) and st.st_nlink == 1
-
-
-def _not_a_directory(root: Path, here: Path, dir_fd: int) -> PlanError:
-    """Why ``here``, on the way to a destination, could not be opened as a directory."""
-    rel = here.relative_to(root).as_posix()
-    try:
-        link = stat.S_ISLNK(os.stat(here.name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
-    except OSError:
-        link = False
-    if link:
-        return UnsafePathError(
-            f"{rel!r} in DEST is a symbolic link: stacpull never writes or reads through links"
-        )
-    return PlanError(f"{rel!r} in DEST is a file, not a directory (another asset's file?)")
-
-
-def _open_step(dir_fd: int, name: str, create: bool) -> int | None:
-    """The directory ``name`` in ``dir_fd``, made first when missing and ``create``."""
-    try:
-        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-    except FileNotFoundError:
-        if not create:
-            return None
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(name, 0o777, dir_fd=dir_fd)
-    return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-
-
-def _open_dir(root: Path, directory: Path, *, create: bool) -> int | None:
-    """A descriptor of ``directory`` (in DEST, ``root``), opened from DEST one component at a
-    time, never through a link; with ``create``, missing components are made on the way.
-    None: a component is missing. A component that is a link (to anywhere, or a loop)
-    raises :class:`UnsafePathError`, one that is a file :class:`PlanError`. What is then
-    opened, renamed or removed relative to the descriptor stays in that directory, even if
-    a component is replaced by a link meanwhile (blocking)."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
-    try:
-        here = root
-        for name in directory.relative_to(root).parts:
-            here = here / name
-            try:
-                inner = _open_step(fd, name, create)
-            except NotADirectoryError:
-                raise _not_a_directory(root, here, fd) from None
-            if inner is None:
-                return None
-            fd, outer = inner, fd
-            os.close(outer)
-        found, fd = fd, -1
-        return found
-    finally:
-        if fd >= 0:
-            os.close(fd)
-
-
-def _open_below(root: Path, path: str | os.PathLike[str], flags: int) -> int:
-    """Open ``path``, a file in DEST, with ``flags``, following no link on the way nor at
-    it (never blocking on a FIFO either); usable as :func:`open`'s ``opener``."""
-    target = Path(path)
-    dir_fd = _open_dir(root, target.parent, create=False)
-    if dir_fd is None:
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(target))
-    try:
-        return os.open(target.name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise UnsafePathError(
-                f"{target.relative_to(root).as_posix()!r} in DEST is a symbolic link: "
-                "stacpull never writes or reads through links"
-            ) from None
-        raise
-    finally:
-        os.close(dir_fd)
 
 
 def _hash_part(
@@ -512,7 +442,7 @@ async def _already_verified(
         done is not None
         and not changed
         and done.mtime_ns == st.st_mtime_ns
-        and done.url == job.url
+        and done.same_url(job.url)
         and done.checksum == job.checksum
         and done.expected_size == job.size
     ):
@@ -529,15 +459,21 @@ async def _already_verified(
         actual = await anyio.to_thread.run_sync(_digest_in, ctx.root, final, recorded)
         ok = actual is not None and recorded.matches(actual)
         return present if ok else None
-    if (done is not None and done.url == job.url) or job.size is not None:
+    if (done is not None and done.same_url(job.url)) or job.size is not None:
         return present
     if job.zip_check:
-        try:
-            await anyio.to_thread.run_sync(check_zip, final)
-        except VerificationError:
-            return None
-        return present
+        return present if await anyio.to_thread.run_sync(_zip_in, ctx.root, final) else None
     return None
+
+
+def _zip_in(root: Path, path: Path) -> bool:
+    """Whether ``path``, a file in DEST read without following a link, passes
+    :func:`check_zip` (blocking)."""
+    try:
+        check_zip(path, opener=functools.partial(_open_below, root))
+    except (VerificationError, PlanError, OSError):
+        return False
+    return True
 
 
 def _recorded_hash(digest: str | None) -> Multihash | None:
@@ -569,7 +505,11 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
         )
 
     part = _part_path(final)
-    host = URL(job.url).host or ""
+    try:
+        host = URL(job.url).host or ""
+    except ValueError as exc:  # a URL yarl cannot take (an IDNA label "xn--"): refused
+        refusal = PlanError(f"asset URL {job.url!r} is not valid: {exc}")
+        return await _refuse(job, refusal, ctx, partial=0)
     try:
         return await _attempts(job, final, part, disk.part_size, mh, ctx, progress, host, started)
     except PlanError as exc:  # nothing may be written there (a link, a name too long...)
@@ -752,7 +692,7 @@ async def _resume_offset(
     if have == 0:
         return 0, {}  # nothing to resume; an empty .part is truncated when opened
     validator = None
-    if row is not None and row.url == job.url:
+    if row is not None and row.same_url(job.url):
         validator = Validators(row.etag, row.last_modified).if_range
     if validator is None or (job.size is not None and have > job.size):
         await _discard(part, job, ctx)
@@ -781,6 +721,17 @@ async def _open(
         token, progress.renewed = fresh, True
 
 
+def _own_credentials(url: str) -> bool:
+    """Whether ``url`` carries its own credentials (userinfo, which aiohttp sends as HTTP
+    Basic): they win over the bearer token (one request has one Authorization header), and
+    the scrubber learns them, so they are used but never shown."""
+    parts = URL(url)
+    if parts.user is None:
+        return False
+    SECRETS.add_pair(parts.user, parts.password or "")
+    return True
+
+
 async def _follow(
     url: str, headers: dict[str, str], token: Secret | None, ctx: FetchContext
 ) -> tuple[aiohttp.ClientResponse, bool]:
@@ -789,7 +740,8 @@ async def _follow(
     send_token = token is not None and ctx.trust.trusts(url)
     for _ in range(MAX_REDIRECTS + 1):
         hop_headers = dict(headers)
-        if send_token and token is not None:
+        own = _own_credentials(url)
+        if send_token and token is not None and not own:
             hop_headers["Authorization"] = f"Bearer {token.reveal()}"
         try:
             resp = await ctx.session.get(url, headers=hop_headers, allow_redirects=False)
@@ -815,7 +767,7 @@ async def _follow(
             )
             url = location
             continue
-        return resp, send_token
+        return resp, send_token and not own
     raise HTTPStatusError(f"more than {MAX_REDIRECTS} redirects", url=url, status=310)
 
 
@@ -865,7 +817,9 @@ def _check_status(
             status=404,
         )
     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-    reason = resp.reason or ""
+    # The reason phrase is the server's: it may echo this request's own credentials.
+    own = (*url_credentials(job.url), *url_credentials(str(resp.url)))
+    reason = shown(SECRETS.scrub(resp.reason or "", also=own))
     raise HTTPStatusError(
         f"HTTP {status} {reason}".strip(), url=str(resp.url), status=status, retry_after=retry_after
     )
@@ -887,7 +841,7 @@ async def _attempt(
     its way while this one is checked and made durable."""
     # Without a file:checksum, hash anyway: the digest lets `stacpull verify` find rot.
     hasher: Hasher = (mh or ctx.record_hash).new()
-    check: Callable[[], object] | None = None
+    check: Callable[[Opener], object] | None = None
     if mh is None and (job.zip_check or job.size is None):
         # A file nothing describes (no checksum, no size) is a zip when its bytes say so,
         # whatever its media type or name: over a stream without a length, a zip's own
@@ -925,11 +879,14 @@ async def _attempt(
     return size, digest
 
 
-def _zip_check(follower: ZipFollower, job: Job, part: Path, progress: _Progress) -> None:
-    """The zip check of a sealed ``.part``: always for a job planned as a zip, else when
-    its bytes begin like a zip and no length was announced (blocking)."""
+def _zip_check(
+    follower: ZipFollower, job: Job, part: Path, progress: _Progress, opener: Opener
+) -> None:
+    """The zip check of a sealed ``.part``, read through ``opener`` (the descriptor it was
+    written through): always for a job planned as a zip, else when its bytes begin like
+    a zip and no length was announced (blocking)."""
     if job.zip_check or (follower.is_zip and progress.total is None):
-        follower.check(part, url=job.url)
+        follower.check(part, url=job.url, opener=opener)
 
 
 async def _single(
@@ -958,7 +915,7 @@ async def _single(
             progress.resumed_from = offset
             total, written = offset, 0
             pf.offset = progress.total = offset
-            await anyio.to_thread.run_sync(_hash_part, ctx.root, hasher, part, 0, offset)
+            await _catch_up(pf, hasher, offset)
         else:
             total, offset, written = await _receive(
                 resp, job, pf, offset, hasher, ctx, progress, row
@@ -979,6 +936,14 @@ async def _single(
     if total is not None and size != total:
         raise TruncatedError(f"body ended at {size} of {total} bytes", url=job.url)
     return size
+
+
+async def _catch_up(pf: _PartFile, hasher: Hasher, offset: int) -> None:
+    """:meth:`_PartFile.catch_up` in a worker thread, its OSErrors as stacpull's."""
+    try:
+        await anyio.to_thread.run_sync(pf.catch_up, hasher, offset)
+    except OSError as exc:
+        raise _storage_error(exc, pf.path) from exc
 
 
 def _whole_at(job: Job, row: JournalRow | None, have: int, resp: aiohttp.ClientResponse) -> None:
@@ -1300,7 +1265,7 @@ async def _saved_segments(
 ) -> _SegmentState | None:
     """The journalled ranges of ``part``, when ``row`` says they describe this very file
     (``row`` is only read for a ``.part`` that has bytes, so the file is there)."""
-    if row is None or not row.segments or row.url != job.url:
+    if row is None or not row.segments or not row.same_url(job.url):
         return None
     try:
         state = _SegmentState.from_json(row.segments)
@@ -1542,8 +1507,16 @@ async def _receive(
             )
         _same_version(job, row, got, crange.total)
         total = crange.total
+        if total is None:  # "bytes a-b/*": the length the .part was begun for, or file:size
+            total = row.total if row is not None and row.total is not None else job.size
+        if total is not None and crange.last >= total:
+            raise RangeError(
+                f"the resume's 206 runs to byte {crange.last}, past the {total} bytes of the "
+                "file the partial file was begun for; restarting from zero",
+                url=job.url,
+            )
         end: int | None = crange.last + 1
-        began = total if total is not None or row is None else row.total
+        began = total
         progress.resumed_from = offset
     else:
         if offset:
@@ -1552,6 +1525,10 @@ async def _receive(
             await _discard(part, job, ctx)
             offset = 0
         total = end = began = resp.content_length
+    if total is not None and total > MAX_FILE_SIZE:
+        raise TooLargeError(
+            f"the server announces {total} bytes, more than any file holds", url=job.url
+        )
     if total is not None and job.size is not None and total != job.size:
         raise VerificationError(
             f"server announces {total} bytes but file:size says {job.size}", url=job.url
@@ -1572,7 +1549,7 @@ async def _receive(
     )
     ctx.emit(TransferStarted(job, offset, total, progress.attempts))
     if offset:
-        await anyio.to_thread.run_sync(_hash_part, ctx.root, hasher, part, 0, offset)
+        await _catch_up(pf, hasher, offset)
     expected = total if total is not None else job.size
     if end is None:
         end = job.size
@@ -1627,14 +1604,17 @@ def _open_part(dir_fd: int, name: str, offset: int) -> int:
     """The ``.part`` ``name`` in the directory ``dir_fd``, for writing from ``offset``.
     From zero, whatever lies at the name (a link, a hard link to a file elsewhere, a FIFO)
     is removed and a new file made (``O_EXCL``); a resume opens only the regular file of
-    ours already there, never through a link."""
+    ours already there, never through a link. Opened for reading too: the zip check reads
+    this very file back through it (see :meth:`_PartFile.seal`)."""
     if not offset:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name, dir_fd=dir_fd)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
         return os.open(name, flags, 0o644, dir_fd=dir_fd)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
-    fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
+    # No O_CREAT: a .part gone since its bytes were hashed must not come back empty, its
+    # old bytes zeros under a digest that still counts them.
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+    fd = os.open(name, flags, dir_fd=dir_fd)
     if not _ours(os.fstat(fd)):
         os.close(fd)
         raise UnsafePathError(f"{name!r} is not a file of stacpull's (a hard link?): not resumed")
@@ -1734,11 +1714,23 @@ class _PartFile:
                 raise FileNotFoundError(errno.ENOENT, "no directory", str(self.path.parent))
             try:
                 self.fd = _open_part(dir_fd, self.path.name, self.offset)
+            except FileNotFoundError:
+                os.close(dir_fd)
+                raise RangeError(  # retried from zero, as a range that does not fit is
+                    "the partial file vanished before the resume opened it; restarting from zero",
+                    url=self.url,
+                ) from None
             except BaseException:
                 os.close(dir_fd)
                 raise
             self.dir_fd = dir_fd
         return self.fd
+
+    def catch_up(self, hasher: Hasher, end: int) -> None:
+        """Open the ``.part`` to resume it and feed its first ``end`` bytes to ``hasher``,
+        read through the descriptor the new bytes are then written through: the bytes
+        hashed are the bytes kept, whatever happens to the name meanwhile (blocking)."""
+        hash_range(hasher, self.path, 0, end, opener=dup_opener(self._opened()))
 
     def write(self, blocks: list[bytes], position: int, hasher: Hasher | None = None) -> None:
         """Write (and with ``hasher``, hash) one batch; in a worker thread."""
@@ -1751,7 +1743,7 @@ class _PartFile:
         final: Path,
         hasher: Hasher,
         expect: Multihash | None,
-        check: Callable[[], object] | None,
+        check: Callable[[Opener], object] | None,
     ) -> tuple[int, bytes]:
         """Write and hash the tail; check the digest against ``expect`` (the
         ``file:checksum``) and run ``check`` (a zip's CRCs); make the bytes durable and
@@ -1768,7 +1760,7 @@ class _PartFile:
         if expect is not None:
             check_digest(digest, expect, url=self.url)
         if check is not None:
-            check()
+            check(dup_opener(fd))  # the bytes written, not whatever the name leads to now
         os.fsync(fd)
         written = os.fstat(fd)  # a rename keeps the mtime
         dir_fd, self.fd, self.dir_fd = self.dir_fd, None, None
@@ -1777,7 +1769,13 @@ class _PartFile:
         try:
             # Only the file this transfer wrote moves: a .part replaced meanwhile (by a
             # link, say) is refused, not renamed into place.
-            now = os.stat(self.path.name, dir_fd=dir_fd, follow_symlinks=False)
+            try:
+                now = os.stat(self.path.name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise RangeError(
+                    "the partial file was removed while written; restarting from zero",
+                    url=self.url,
+                ) from None
             if (now.st_dev, now.st_ino) != (written.st_dev, written.st_ino):
                 raise UnsafePathError(f"{self.path} was replaced while written: not renamed")
             os.replace(self.path.name, final.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)

@@ -21,6 +21,7 @@ __all__ = [
     "parse_range",
     "parse_retry_after",
     "range_header",
+    "shown",
 ]
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
@@ -53,8 +54,10 @@ class Validators:
 
     @classmethod
     def of(cls, headers: Mapping[str, str]) -> Validators:
-        """The validators a response's headers carry."""
-        return cls(headers.get("ETag") or None, headers.get("Last-Modified") or None)
+        """The validators a response's headers carry. One with bytes that are not UTF-8
+        (aiohttp hands them over as lone surrogates) counts as absent: it could be neither
+        journalled nor shown, so those bytes are simply not resumed."""
+        return cls(_text(headers.get("ETag")), _text(headers.get("Last-Modified")))
 
     @classmethod
     def from_if_range(cls, value: str) -> Validators:
@@ -82,6 +85,23 @@ class Validators:
             return False
         pairs = ((self.etag, other.etag), (self.last_modified, other.last_modified))
         return all(a is None or b is None or a == b for a, b in pairs)
+
+
+def _text(value: str | None) -> str | None:
+    """``value`` when it is non-empty text every writer accepts, else None."""
+    if not value:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
+def shown(value: str) -> str:
+    """A header's ``value`` as text every writer accepts: bytes that were not UTF-8 (lone
+    surrogates, from aiohttp's surrogateescape) become ``\\udc..`` escapes."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def range_header(offset: int, last: int | None = None) -> str:

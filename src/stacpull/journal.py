@@ -5,7 +5,9 @@ path: the planned job (item id, asset key, URL, expected size and checksum, the 
 ``updated``), its status, the validators (ETag, Last-Modified) of the response that wrote
 the ``.part`` and the length it announced, the bytes on disk, the digest computed while
 downloading, attempts, and the last error class and message. Refused assets, runs and
-the mirror's scope live beside it.
+the mirror's scope live beside it. Each row also carries its path key
+(:func:`~stacpull.plan.path_key`: case folded, NFC), indexed, so a run finds at once which
+rows would be one file on a case-insensitive disk.
 
 **Statuses.** ``pending`` (planned, or stopped with a ``.part`` kept), ``active`` (a
 response is being written), ``done`` (verified, under its final name), ``failed`` (gave up
@@ -45,8 +47,9 @@ from typing import Any, TypeVar
 
 from . import safeio
 from .destlock import DestLock, refuse_nested
-from .errors import StorageError
-from .models import Job, Refusal
+from .errors import StorageError, scrub
+from .models import Holder, Job, Refusal
+from .plan import path_key
 
 __all__ = ["JOURNAL_DIR", "Journal", "JournalRow"]
 
@@ -103,6 +106,7 @@ _ADDED_COLUMNS = {
     "scope": "TEXT",
     "segments": "TEXT",
     "total": "INTEGER",
+    "fold": "TEXT",  # plan.path_key(path): which rows are one file on a case-insensitive disk
 }
 
 _ROW_COLUMNS = (
@@ -139,6 +143,11 @@ class JournalRow:
     segments: str | None = None  # JSON: a segmented .part's ranges and progress
     total: int | None = None  # the length announced by the response that began the .part
 
+    def same_url(self, url: str) -> bool:
+        """Whether this row was recorded for ``url``: the journal keeps URLs scrubbed of
+        credentials (a presigned signature, a password), so it compares scrubbed forms."""
+        return self.url == url or self.url == scrub(url)
+
     def planned_job(self) -> Job:
         """The job as last planned (for ``--retry-failed``); rebuilt from the columns when
         the row predates the ``job`` column."""
@@ -167,8 +176,12 @@ def _job_to_json(job: Job) -> str:
     Built field by field (``dataclasses.asdict`` deep-copies every value) and cached for
     the jobs in flight: each is recorded at least three times (planned, started, done),
     which cost more than the SQL itself with thousands of small files a second."""
-    return json.dumps(
-        {name: getattr(job, name) for name in _JOB_FIELDS}, separators=(",", ":"), sort_keys=True
+    return scrub(
+        json.dumps(
+            {name: getattr(job, name) for name in _JOB_FIELDS},
+            separators=(",", ":"),
+            sort_keys=True,
+        )
     )
 
 
@@ -188,22 +201,26 @@ _JOB_COLUMNS = (
     "checksum",
     "item_updated",
     "job",
+    "fold",
 )
 _PLAN_COLUMNS = (*_JOB_COLUMNS, "updated_at", "seen_run", "scope")
 
 
 def _job_columns(job: Job) -> dict[str, Any]:
-    """The columns that describe the planned job (not the bytes on disk)."""
+    """The columns that describe the planned job (not the bytes on disk). No credential is
+    kept: the URL and the job are scrubbed (``--retry-failed`` refuses a job whose URL
+    carried one; the search hands it out again)."""
     values = (
         job.dest,
-        job.item_id,
-        job.collection,
-        job.asset_key,
-        job.url,
+        scrub(job.item_id),
+        scrub(job.collection),
+        scrub(job.asset_key),
+        scrub(job.url),
         job.size,
         job.checksum,
         job.item_updated,
         _job_to_json(job),
+        path_key(job.dest),
     )
     return dict(zip(_JOB_COLUMNS, values, strict=True))
 
@@ -249,6 +266,9 @@ class Journal:
             for column, kind in _ADDED_COLUMNS.items():
                 if column not in have:
                     self._db.execute(f"ALTER TABLE transfers ADD COLUMN {column} {kind}")
+            if "fold" not in have:
+                self._fill_fold()
+            self._db.execute("CREATE INDEX IF NOT EXISTS transfers_fold ON transfers(fold)")
         except (OSError, sqlite3.Error) as exc:
             if self._lock is not None:
                 self._lock.release()
@@ -256,6 +276,16 @@ class Journal:
         self._mutex = threading.Lock()
         self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
+
+    def _fill_fold(self) -> None:
+        """Give the rows of a journal older than the ``fold`` column their path key."""
+        paths = [p for (p,) in self._db.execute("SELECT path FROM transfers WHERE fold IS NULL")]
+        self._transaction(
+            self._db,
+            lambda: self._db.executemany(
+                "UPDATE transfers SET fold = ? WHERE path = ?", [(path_key(p), p) for p in paths]
+            ),
+        )
 
     def _check_state(self, dest: Path, *, create: bool) -> None:
         """Refuse a ``.stacpull`` that is not a real directory, or database or lock files
@@ -384,7 +414,7 @@ class Journal:
         self._run(
             lambda db: db.execute(
                 "UPDATE runs SET ended = ?, outcome = ?, summary = ? WHERE id = ?",
-                (time.time(), outcome, json.dumps(summary), run),
+                (time.time(), outcome, scrub(json.dumps(summary)), run),
             )
         )
 
@@ -414,8 +444,12 @@ class Journal:
         Only the planned job, the run that saw it and the scope are updated on existing rows:
         the URL, validators and status stay those of the bytes on disk.
         """
-        job_rows = [(*_job_columns(j).values(), time.time(), run, scope) for j in jobs]
-        refusal_rows = [(r.item_id, r.collection, r.asset_key, r.reason, run) for r in refusals]
+        planned = list(jobs)
+        job_rows = [(*_job_columns(j).values(), time.time(), run, scope) for j in planned]
+        refusal_rows = [
+            (scrub(r.item_id), scrub(r.collection), scrub(r.asset_key), scrub(r.reason), run)
+            for r in refusals
+        ]
         if not job_rows and not refusal_rows:
             return
 
@@ -428,6 +462,11 @@ class Journal:
                        seen_run = excluded.seen_run, scope = excluded.scope""",
                 job_rows,
             )
+            # A job planned now is no longer refused (a name freed, metadata fixed).
+            db.executemany(
+                "DELETE FROM refusals WHERE item_id = ? AND asset_key = ?",
+                [(j.item_id, j.asset_key) for j in planned],
+            )
             db.executemany(
                 """INSERT OR REPLACE INTO refusals (item_id, collection, asset_key, reason, run)
                    VALUES (?, ?, ?, ?, ?)""",
@@ -435,6 +474,35 @@ class Journal:
             )
 
         await self._call(q)
+
+    async def holders(self, keys: Iterable[str], *, run: int) -> dict[str, list[Holder]]:
+        """Who holds each of these destinations (by :func:`~stacpull.plan.path_key`): the
+        item and asset of the row's file, or, for a row planned in run ``run``, of the job
+        this run planned there."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+
+        def q(db: sqlite3.Connection) -> dict[str, list[Holder]]:
+            found: dict[str, list[Holder]] = {}
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                rows = db.execute(
+                    "SELECT path, fold, collection, item_id, asset_key, seen_run,"
+                    " CASE WHEN seen_run = ? THEN job END FROM transfers"
+                    f" WHERE fold IN ({', '.join('?' * len(chunk))})",
+                    (run, *chunk),
+                )
+                for path, fold, collection, item_id, asset_key, seen, job in rows:
+                    if job:
+                        planned = _job_from_json(job)
+                        collection, item_id = planned.collection, planned.item_id
+                        asset_key = planned.asset_key
+                    holder = Holder(path, collection, item_id, asset_key, seen)
+                    found.setdefault(fold, []).append(holder)
+            return found
+
+        return await self._call(q)
 
     # -- one transfer ---------------------------------------------------------------------
     async def get(self, path: str) -> JournalRow | None:
@@ -527,6 +595,8 @@ class Journal:
         validators stay those of the bytes on disk unless a caller says otherwise.
         """
         columns = _job_columns(job)
+        if isinstance(values.get("error"), str):
+            values["error"] = scrub(values["error"])
         row = {**columns, **values, "status": status, "updated_at": time.time()}
         changed = (*columns, *values) if replan else tuple(values)
         updates = [f"{c} = excluded.{c}" for c in ("status", "updated_at", *changed) if c != "path"]
@@ -631,6 +701,6 @@ class Journal:
             lambda db: db.execute(
                 "UPDATE transfers SET status = 'failed', error_class = 'RotError', error = ?,"
                 " mtime_ns = NULL, updated_at = ? WHERE path = ?",
-                (reason, time.time(), path),
+                (scrub(reason), time.time(), path),
             )
         )

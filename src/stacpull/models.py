@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-__all__ = ["Job", "Outcome", "Refusal", "Status"]
+__all__ = ["Holder", "Job", "Outcome", "Refusal", "Status"]
 
 
 class Status(enum.StrEnum):
@@ -51,6 +51,23 @@ class Refusal:
     collection: str
     asset_key: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who holds a destination, as the journal or this run's plan records it: the item and
+    asset whose file goes (or went) there, and the run that last planned it."""
+
+    path: str
+    collection: str
+    item_id: str
+    asset_key: str
+    run: int | None = None
+
+    @property
+    def label(self) -> str:
+        """``item/asset``, as :attr:`Job.label` names a job."""
+        return f"{self.item_id}/{self.asset_key}"
 
 
 @dataclass(frozen=True, slots=True)

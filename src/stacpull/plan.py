@@ -27,20 +27,24 @@ import fnmatch
 import posixpath
 import re
 import unicodedata
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from .errors import ConfigError, PlanError, UnsafePathError
-from .models import Job, Refusal
+from .models import Holder, Job, Refusal
 
 __all__ = [
     "MAAP_PROFILE",
+    "MAX_FILE_SIZE",
     "PlanRules",
+    "RunClaims",
     "choose_assets",
     "companion_png_name",
     "maap_slots",
+    "path_key",
     "plan_item",
     "sanitize_relpath",
 ]
@@ -127,9 +131,20 @@ def _media_type(asset: Mapping[str, Any]) -> str:
 
 
 def _suffix(asset: Mapping[str, Any]) -> str:
-    href = asset.get("href")
-    path = urlsplit(href).path if isinstance(href, str) else ""
-    return posixpath.splitext(path)[1].lower()
+    return posixpath.splitext(_url_path(asset.get("href")))[1].lower()
+
+
+def _url_path(href: Any) -> str:
+    """The path of ``href``; empty when it is no string or no URL (``http://[x``)."""
+    try:
+        return urlsplit(href).path if isinstance(href, str) else ""
+    except ValueError:
+        return ""
+
+
+def _object(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (``properties: []``)."""
+    return value if isinstance(value, dict) else {}
 
 
 def _is_png(asset: Mapping[str, Any]) -> bool:
@@ -221,9 +236,10 @@ def sanitize_relpath(raw: str, *, what: str = "path") -> str:
     """Return ``raw`` as a safe relative POSIX path, or raise :class:`UnsafePathError`.
 
     Refused: empty names, absolute paths, ``..`` or ``.`` segments, backslashes, control
-    and format characters (including NUL), names ending in ``.part`` (our partial files),
-    and segments longer than 255 bytes. Nothing is silently rewritten: a hostile name is
-    reported, not "fixed" into something the user did not ask for.
+    and format characters (including NUL), names or directories ending in ``.part`` (our
+    partial files, in any case), and segments longer than 255 bytes. Nothing is silently
+    rewritten: a hostile name is reported, not "fixed" into something the user did not ask
+    for.
     """
     if not raw:
         raise UnsafePathError(f"{what} is empty")
@@ -231,7 +247,7 @@ def sanitize_relpath(raw: str, *, what: str = "path") -> str:
     # (planning calls this five times per asset).
     if not raw.isprintable():
         for ch in raw:
-            if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
                 raise UnsafePathError(f"{what} {raw!r} contains a control character")
     if "\\" in raw:
         raise UnsafePathError(f"{what} {raw!r} contains a backslash")
@@ -248,6 +264,12 @@ def sanitize_relpath(raw: str, *, what: str = "path") -> str:
     if raw.lower().endswith(".part"):
         raise UnsafePathError(
             f"{what} {raw!r} ends in .part, which stacpull keeps for partial files"
+        )
+    if any(seg.lower().endswith(".part") for seg in segments[:-1]):
+        # A directory `x.part` is where another file's partial `x` would be written.
+        raise UnsafePathError(
+            f"{what} {raw!r} has a directory ending in .part, which stacpull keeps for "
+            "partial files"
         )
     return raw
 
@@ -294,7 +316,7 @@ def _file_name(item_id: str, key: str, asset: Mapping[str, Any], href: str) -> s
     title = asset.get("title")
     if isinstance(title, str) and _FILENAME_LIKE.match(title):
         return title
-    last = unquote(urlsplit(href).path.rsplit("/", 1)[-1])
+    last = unquote(_url_path(href).rsplit("/", 1)[-1])
     if last and _HAS_EXTENSION.search(last):
         return last
     ext = _EXTENSIONS.get(_media_type(asset)) or "bin"
@@ -314,14 +336,15 @@ def companion_png_name(kmz_name: str) -> str:
 
 
 def _dates(item: Mapping[str, Any]) -> tuple[str, str, str]:
-    props = item.get("properties") or {}
+    props = _object(item.get("properties"))
     stamp = props.get("datetime") or props.get("start_datetime") or ""
     m = re.match(r"^(\d{4})-(\d{2})-(\d{2})", stamp) if isinstance(stamp, str) else None
     return (m.group(1), m.group(2), m.group(3)) if m else ("unknown", "unknown", "unknown")
 
 
 def _self_href(item: Mapping[str, Any]) -> str | None:
-    for link in item.get("links") or []:
+    links = item.get("links")
+    for link in links if isinstance(links, list) else []:
         if (
             isinstance(link, dict)
             and link.get("rel") == "self"
@@ -331,8 +354,40 @@ def _self_href(item: Mapping[str, Any]) -> str | None:
     return None
 
 
+#: The largest size a file can have (off_t, and SQLite's INTEGER, are 64-bit signed).
+MAX_FILE_SIZE = 2**63 - 1
+
+
 def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    """A usable ``file:size``: an int from 0 to 2⁶³ - 1 (what the journal holds), or none."""
+    usable = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63
+    return value if usable else None
+
+
+def _lone_surrogate(item: Mapping[str, Any]) -> bool:
+    """Whether any key or string in ``item`` holds a lone surrogate (JSON may escape one,
+    ``"\\ud800"``): no UTF-8 writer, the journal's included, accepts it. Iterative, so a
+    deeply nested item costs no recursion."""
+    stack: list[Any] = [item]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(value, Mapping):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+    return False
+
+
+def _shown(value: object) -> str:
+    """``value`` as text any writer accepts (a lone surrogate as its escape)."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], list[Refusal]]:
@@ -341,15 +396,23 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
     Refusals never stop the rest of the item or the run; each names the asset and why.
     """
     item_id = item.get("id")
-    collection = item.get("collection") or "_no_collection"
+    given = item.get("collection") or "_no_collection"
+    collection = given if isinstance(given, str) else "?"
+    if _lone_surrogate(item):
+        reason = "item has text that is not valid Unicode (a lone surrogate)"
+        return [], [Refusal(_shown(item_id), _shown(collection), "*", reason)]
     if not isinstance(item_id, str) or not item_id:
-        return [], [Refusal(str(item_id), str(collection), "*", "item has no id")]
+        # Never str() a foreign value here: a deep list would raise RecursionError.
+        what = "item has no id" if not item_id else f"item id is a {type(item_id).__name__}"
+        return [], [Refusal("?", collection, "*", what)]
+    if not isinstance(given, str):
+        return [], [Refusal(item_id, collection, "*", "item collection is not a string")]
     assets = item.get("assets") or {}
     if not isinstance(assets, dict):
-        return [], [Refusal(item_id, str(collection), "*", "item assets are not an object")]
-    assets = {k: v for k, v in assets.items() if isinstance(v, dict)}
+        return [], [Refusal(item_id, collection, "*", "item assets are not an object")]
+    assets = {k: v for k, v in assets.items() if isinstance(k, str) and isinstance(v, dict)}
     keys = choose_assets(assets, rules.selectors)
-    props = item.get("properties") or {}
+    props = _object(item.get("properties"))
     updated = props.get("updated") if isinstance(props.get("updated"), str) else None
     year, month, day = _dates(item)
     base = _self_href(item)
@@ -367,15 +430,26 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
 
     jobs: list[Job] = []
     refusals: list[Refusal] = []
-    taken: set[str] = set()
+    taken: dict[str, str] = {}  # path_key -> the asset key that has it
     for key in keys:
         asset = assets[key]
         try:
             href = asset.get("href")
             if not isinstance(href, str) or not href:
                 raise PlanError("asset has no href")
-            url = urljoin(base, href) if base else href
-            if urlsplit(url).scheme not in ("http", "https"):
+            size = asset.get("file:size")
+            if isinstance(size, int) and not isinstance(size, bool) and size > MAX_FILE_SIZE:
+                raise PlanError(f"file:size {size} is more bytes than any file can hold")
+            try:  # http://[x (a bracket never closed), a port over 65535, no host
+                url = urljoin(base, href) if base else href
+                parts = urlsplit(url)
+                if parts.scheme in ("http", "https") and not (parts.hostname and parts.port != -1):
+                    raise ValueError(url)
+            except ValueError:
+                raise PlanError(
+                    f"asset href {href!r} is not a valid URL (its host or port)"
+                ) from None
+            if parts.scheme not in ("http", "https"):
                 raise PlanError(f"asset href {href!r} is not an http(s) URL")
             name = sanitize_relpath(names[key], what="file name")
             rel = rules.template.format(
@@ -388,12 +462,17 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
                 day=day,
             )
             rel = _destination(rel)
-            if rel in taken:
+            if path_key(rel) in taken:
+                # Two assets of one item with one name (MAAP's thumbnail and quicklook_jpeg
+                # share an href): the later one gets its key appended.
                 stem, ext = posixpath.splitext(rel)
                 rel = _destination(f"{stem}_{key}{ext}")
-                if rel in taken:
-                    raise PlanError(f"destination {rel!r} is already used by another asset")
-            taken.add(rel)
+                if (other := taken.get(path_key(rel))) is not None:
+                    raise PlanError(
+                        f"{item_id}/{key}: destination {rel!r} is already used by "
+                        f"{item_id}/{other}; two files cannot share one destination"
+                    )
+            taken[path_key(rel)] = key
         except PlanError as exc:
             refusals.append(Refusal(item_id, str(collection), key, str(exc)))
             continue
@@ -407,7 +486,7 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
                 dest=rel,
                 media_type=_media_type(asset) or None,
                 roles=_roles(asset),
-                size=_int_or_none(asset.get("file:size")),
+                size=size,
                 checksum=checksum if isinstance(checksum, str) and checksum else None,
                 item_updated=updated,
                 zip_check=_is_zip(asset)
@@ -417,3 +496,144 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
             )
         )
     return jobs, refusals
+
+
+def path_key(rel: str) -> str:
+    """The form under which two destinations are one file on a case-insensitive or
+    Unicode-normalising file system (macOS, Windows, exFAT; DEST may be one): case folded,
+    canonically composed. ``a/B.tif`` and ``A/b.TIF`` have one key; so have ``é`` and
+    ``e`` + combining accent."""
+    if rel.isascii():
+        return rel.lower()
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", rel).casefold())
+
+
+class _Hashes:
+    """A set of 64-bit hashes at 8 to 32 bytes each (an open-addressing table in an array;
+    a ``set`` of ints costs about 60): one per item of a million-item mirror."""
+
+    def __init__(self) -> None:
+        self._slots = array("q", bytes(8 * 1024))  # 0: an empty slot
+        self._count = 0
+
+    def add(self, value: int) -> bool:
+        """Add ``value``; False when it was there already."""
+        value = value or 1
+        if not self._place(self._slots, value):
+            return False
+        self._count += 1
+        if 2 * self._count > len(self._slots):
+            old = self._slots
+            self._slots = array("q", bytes(16 * len(old)))
+            for held in old:
+                if held:
+                    self._place(self._slots, held)
+        return True
+
+    @staticmethod
+    def _place(slots: array[int], value: int) -> bool:
+        mask = len(slots) - 1
+        i = (value ^ (value >> 32)) & mask
+        while (held := slots[i]) != 0:
+            if held == value:
+                return False
+            i = (i + 1) & mask
+        slots[i] = value
+        return True
+
+
+class RunClaims:
+    """Which item is planned, and which job holds each destination, in one run: two jobs
+    never share a destination.
+
+    - An item listed again (same collection and id: MAAP's search, or a saved search, can
+      list one twice, on one page or on two) is planned once; the first listing wins and
+      later ones are only counted (:attr:`duplicates`).
+    - Destinations are compared by :func:`path_key`, so names that differ only by case or
+      Unicode form collide too. The first job planned in the run for a destination keeps
+      it; a later job for it is refused, the reason naming both.
+    - Across runs the journal's record keeps its destination: a job whose destination the
+      journal records for *another item* is refused, whether that item is listed again
+      (before or after it) or not, so the winner never depends on the order of results.
+      An item whose file left the catalogue frees its name when ``mirror --prune`` deletes
+      it; only then may another item's file take that name (never over bytes the journal
+      attributes to someone else). The same item re-listed is no collision, also when an
+      asset key changed (MAAP's keys drift) but its file name did not.
+
+    Memory: one 64-bit hash per distinct item (2 to 4 MB for 100 000 items); destinations
+    are looked up in the journal, which indexes them by key, so none is kept here.
+    """
+
+    def __init__(self, run: int) -> None:
+        self.run = run
+        self.duplicates = 0
+        self._items = _Hashes()
+
+    def first_listing(self, item: Mapping[str, Any]) -> bool:
+        """Whether ``item`` is listed for the first time in this run (counted if not)."""
+        item_id = item.get("id")
+        if not isinstance(item_id, str):
+            return True  # refused by plan_item anyway
+        # Python's str hash is keyed per process (unless PYTHONHASHSEED fixes it): a
+        # catalogue cannot aim at a collision; chance: one in ~10^9 for 100 000 items.
+        if self._items.add(hash((str(item.get("collection") or "_no_collection"), item_id))):
+            return True
+        self.duplicates += 1
+        return False
+
+    def settle(
+        self, jobs: Sequence[Job], holders: Mapping[str, Sequence[Holder]]
+    ) -> tuple[list[Job], list[Refusal]]:
+        """Split one page's jobs, in order, into those that keep their destination and
+        refusals for the rest. ``holders``: the journal's holders by :func:`path_key`."""
+        kept: list[Job] = []
+        refused: list[Refusal] = []
+        page: dict[str, Holder] = {}
+        for job in jobs:
+            key = path_key(job.dest)
+            clash = page.get(key) or self._clash(job, holders.get(key, ()))
+            if clash is None:
+                page[key] = Holder(
+                    job.dest, job.collection, job.item_id, job.asset_key, run=self.run
+                )
+                kept.append(job)
+            else:
+                refused.append(self._refusal(job, clash))
+        return kept, refused
+
+    def _clash(self, job: Job, holders: Sequence[Holder]) -> Holder | None:
+        this_run = [h for h in holders if h.run == self.run]
+        for h in this_run:
+            if (h.collection, h.item_id, h.asset_key) != (
+                job.collection,
+                job.item_id,
+                job.asset_key,
+            ):
+                return h
+        for h in holders:
+            if h.run != self.run and (h.collection, h.item_id) != (job.collection, job.item_id):
+                return h
+        return None
+
+    def _refusal(self, job: Job, holder: Holder) -> Refusal:
+        both = holder.collection != job.collection
+        mine = job.label + (f" ({job.collection})" if both else "")
+        theirs = holder.label + (f" ({holder.collection})" if both else "")
+        same = (
+            ""
+            if holder.path == job.dest
+            else f" (as {holder.path!r}: one name where case and accents are not told apart)"
+        )
+        when = (
+            "planned first in this run"
+            if holder.run == self.run
+            else "recorded in the journal by an earlier run; once that item left the "
+            "catalogue, `mirror --prune` of its search frees the name"
+        )
+        return Refusal(
+            job.item_id,
+            job.collection,
+            job.asset_key,
+            f"{mine}: destination {job.dest!r} is already {theirs}'s{same}, {when}; "
+            "two files cannot share one destination",
+        )

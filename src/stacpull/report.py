@@ -21,6 +21,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from . import safeio
+from .errors import scrub
 from .events import (
     BytesReceived,
     Event,
@@ -187,6 +188,7 @@ class Snapshot:
     peak: int = 0  # the most bytes received in one whole second of the run
     hosts: tuple[HostView, ...] = ()  # busiest first
     error_groups: tuple[ErrorGroup, ...] = ()  # most recent class first
+    duplicates: int = 0  # items the search listed again (planned once)
 
     @property
     def waiting(self) -> int:
@@ -235,7 +237,7 @@ class RunStats:
         self.catalog = ""
         self.collections: tuple[str, ...] = ()
         self.dest = ""
-        self.pages = self.items = 0
+        self.pages = self.items = self.duplicates = 0
         self.matched: int | None = None
         self.search_done = False
         self.queued = self.queued_known_bytes = self.queued_unknown = 0
@@ -333,6 +335,7 @@ class RunStats:
             elif isinstance(event, SearchProgress):
                 self.pages, self.items, self.matched = event.pages, event.items, event.matched
                 self.search_done = event.done
+                self.duplicates = event.duplicates
             elif isinstance(event, RunStarted):
                 self.catalog, self.collections, self.dest = (
                     event.catalog,
@@ -450,6 +453,7 @@ class RunStats:
                     for name, h in sorted(self.hosts.items(), key=lambda kv: -kv[1].received)
                 ),
                 error_groups=tuple(reversed(self.error_groups.values())),
+                duplicates=self.duplicates,
             )
 
 
@@ -475,7 +479,7 @@ class _JsonLines:
         if self._file is None:
             return
         try:
-            self._file.write(line + "\n")
+            self._file.write(scrub(line) + "\n")
             if flush:
                 self._file.flush()
         except OSError as exc:
@@ -612,6 +616,7 @@ def totals(snap: Snapshot) -> dict[str, Any]:
     return {
         "items": snap.items,
         "matched": snap.matched,
+        "duplicates": snap.duplicates,
         "files": snap.queued + snap.refused,
         "downloaded": snap.downloaded,
         "skipped": snap.skipped,
@@ -673,7 +678,7 @@ def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: P
     safeio.ensure_directory(directory, create=False)  # never written through a link
     path = directory / f"report-{stamp}.json"
     partial = path.with_name(path.name + ".part")
-    head = json.dumps(report, indent=2)
+    head = scrub(json.dumps(report, indent=2))
     with safeio.create_new(partial) as f:
         f.write(head[: -len("\n}")])
         f.write(',\n  "series": ' + json.dumps(series, separators=(",", ":")))
@@ -686,7 +691,7 @@ def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: P
                         json.loads(line)
                     except ValueError:
                         continue  # the tail a full disk cut short
-                    f.write(("\n    " if first else ",\n    ") + line.strip())
+                    f.write(("\n    " if first else ",\n    ") + scrub(line.strip()))
                     first = False
         f.write("\n  ]\n}\n")
     partial.replace(path)  # a rename replaces a link at the name, never follows it

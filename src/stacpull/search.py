@@ -4,16 +4,26 @@ pystac-client is synchronous; each page is fetched in a worker thread (one ``nex
 ``pages_as_dicts()`` per call), so the event loop keeps transferring meanwhile and only
 one page is ever held in memory. The load balancer's 429/5xx are retried by the
 underlying ``requests`` session with backoff and ``Retry-After``.
+
+No wait is endless: every catalogue request has ``search.timeout`` to connect and per
+read, and one answer (the landing page, one page, retries included) gets
+:data:`ANSWER_TIMEOUTS` times that in all, so a catalogue that trickles a byte now and then
+is given up on too; a stop abandons the thread of a request still waiting (it cannot be
+interrupted, and it is a daemon, so it never keeps the process alive); a ``rel=next`` that
+repeats a page stops the search with a :class:`SearchError` instead of paging forever.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 
@@ -21,6 +31,7 @@ from .config import SearchConfig
 from .errors import ConfigError, SearchError
 
 __all__ = [
+    "ANSWER_TIMEOUTS",
     "CollectionQuery",
     "ItemPages",
     "Page",
@@ -34,6 +45,12 @@ __all__ = [
 ]
 
 _SENTINEL: Any = object()
+_T = TypeVar("_T")
+
+#: One catalogue answer (retries and their waits included) may take this many
+#: ``search.timeout`` in all: ten minutes by default, far more than a page needs, even
+#: after a few 503s with ``Retry-After``.
+ANSWER_TIMEOUTS = 10
 
 #: One page of a search: its items, and ``numberMatched`` when the server says.
 Page = tuple[list[dict[str, Any]], int | None]
@@ -75,7 +92,6 @@ def load_geojson_geometry(path: str | Path) -> dict[str, Any]:
 def _stac_io(config: SearchConfig) -> Any:
     # Imported here, like pystac-client: a download --from a saved search never needs
     # them, and every run would pay their import (about 25 ms) at startup.
-    from pystac_client.stac_api_io import StacApiIO
     from urllib3.util.retry import Retry
 
     retry = Retry(
@@ -89,7 +105,217 @@ def _stac_io(config: SearchConfig) -> Any:
         respect_retry_after_header=True,
         raise_on_status=False,
     )
-    return StacApiIO(timeout=config.timeout, max_retries=retry)
+    return _catalogue_io()(timeout=config.timeout, max_retries=retry)
+
+
+@functools.cache
+def _catalogue_io() -> type[Any]:
+    """pystac-client's ``StacApiIO`` with a timeout nothing resets and paging that stops
+    on a loop (built on first use: pystac-client is imported lazily)."""
+    from pystac import Link
+    from pystac_client.stac_api_io import StacApiIO
+
+    class CatalogueIO(StacApiIO):
+        def update(
+            self,
+            headers: dict[str, str] | None = None,
+            parameters: dict[str, Any] | None = None,
+            request_modifier: Any = None,
+            timeout: Any = None,
+        ) -> None:
+            # Client.open passes timeout=None, which would wait forever for a silent server.
+            super().update(
+                headers, parameters, request_modifier, self.timeout if timeout is None else timeout
+            )
+
+        def get_pages(
+            self, url: str, method: str | None = None, parameters: dict[str, Any] | None = None
+        ) -> Iterator[dict[str, Any]]:
+            guard = _LoopGuard()
+            page: Any = self.read_json(url, method=method, parameters=parameters)
+            while True:
+                if not isinstance(page, dict):
+                    raise SearchError(f"a search page of {url} is not a JSON object")
+                if not (page.get("features") or page.get("collections")):
+                    return
+                guard.page(page)
+                yield page
+                link = _next_link(page)
+                if link is None:
+                    return
+                guard.link(link)
+                page = self.read_json(Link.from_dict(link), parameters=parameters)
+
+    return CatalogueIO
+
+
+def _next_link(page: dict[str, Any]) -> dict[str, Any] | None:
+    links = page.get("links")
+    for link in links if isinstance(links, list) else []:
+        if isinstance(link, dict) and link.get("rel") == "next":
+            if not isinstance(link.get("href"), str):
+                raise SearchError("a search page's rel=next link has no href")
+            return link
+    return None
+
+
+def _key(value: Any) -> bytes | None:
+    try:
+        text = json.dumps(value, sort_keys=True, default=repr)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class _LoopGuard:
+    """What one search has paged through, as 16-byte digests: every next link followed
+    (href, method, body, headers) and every page's item ids. A link followed twice, or a
+    page of items seen before (under a new token), is a loop: the same request would bring
+    the same answer forever. A one-item page may come back once: an item a catalogue lists
+    twice (MAAP can) is not a loop on its own."""
+
+    def __init__(self) -> None:
+        self._links: set[bytes] = set()
+        self._pages: dict[bytes, int] = {}
+
+    def link(self, link: dict[str, Any]) -> None:
+        key = _key(
+            [
+                link.get("href"),
+                str(link.get("method") or "GET").upper(),
+                link.get("body"),
+                link.get("headers"),
+                link.get("merge"),
+            ]
+        )
+        if key is None:
+            return
+        if key in self._links:
+            raise SearchError(
+                f"search stopped: the catalogue's rel=next repeats a page "
+                f"({_shown(link['href'])}); it would page forever"
+            )
+        self._links.add(key)
+
+    def page(self, page: dict[str, Any]) -> None:
+        features = page.get("features")
+        if not isinstance(features, list):
+            return
+        ids = [f.get("id") for f in features if isinstance(f, dict)]
+        key = _key(ids)
+        if key is None or not ids:
+            return
+        seen = self._pages.get(key, 0) + 1
+        self._pages[key] = seen
+        if seen > (1 if len(ids) > 1 else 2):
+            shown = ", ".join(_shown(i) for i in ids[:3]) + (", …" if len(ids) > 3 else "")
+            raise SearchError(
+                f"search stopped: the catalogue's rel=next repeats a page (items {shown} "
+                "again); it would page forever"
+            )
+
+
+def _shown(value: Any, limit: int = 120) -> str:
+    """A foreign string for a one-line message: quoted, escaped, cut; other values by type."""
+    text = repr(value) if isinstance(value, str) else f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` (a pystac-client, requests or urllib3 error, wrapped however deep)
+    comes from a connect or read timeout rather than a refusal or an error answer."""
+    import requests
+    import urllib3.exceptions
+
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while todo:
+        err = todo.pop()
+        if id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, urllib3.exceptions.NewConnectionError):
+            continue  # urllib3 files "connection refused" under ConnectTimeoutError
+        if isinstance(
+            err, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError
+        ):
+            return True
+        if isinstance(err, urllib3.exceptions.MaxRetryError) and err.reason is not None:
+            todo.append(err.reason)
+        todo += [a for a in err.args if isinstance(a, BaseException)]
+        todo += [c for c in (err.__cause__, err.__context__) if c is not None]
+    return False
+
+
+def _silent(url: str, timeout: float) -> str:
+    return f"the catalogue at {url} did not answer within {timeout:g} s (search.timeout)"
+
+
+def _slow(url: str, timeout: float) -> SearchError:
+    return SearchError(
+        f"the catalogue at {url} did not answer within {timeout * ANSWER_TIMEOUTS:g} s "
+        f"({ANSWER_TIMEOUTS} × search.timeout): it sends too slowly or never ends"
+    )
+
+
+async def _ask(config: SearchConfig, func: Callable[..., _T], *args: Any) -> _T:
+    """:func:`_blocking`, given up on after :data:`ANSWER_TIMEOUTS` × ``search.timeout``."""
+    with anyio.move_on_after(config.timeout * ANSWER_TIMEOUTS):
+        return await _blocking(func, *args)
+    raise _slow(config.catalog, config.timeout) from TimeoutError()  # see _timed_out
+
+
+def _within(limit: float, func: Callable[..., _T], *args: Any) -> _T | None:
+    """``func(*args)`` (blocking) in a daemon thread, abandoned after ``limit`` seconds
+    (then ``None``); Ctrl-C interrupts the wait."""
+    done = threading.Event()
+    outcome: list[tuple[bool, Any]] = []
+
+    def call() -> None:
+        try:
+            outcome.append((True, func(*args)))
+        except BaseException as exc:  # raised in the caller's thread
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=call, name="stacpull-catalogue", daemon=True).start()
+    if not done.wait(limit):
+        return None
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+async def _blocking(func: Callable[..., _T], *args: Any) -> _T:
+    """``func(*args)`` (a blocking catalogue call) in a daemon thread of its own; a
+    cancellation (Ctrl-C) stops the wait at once and abandons the call.
+
+    A requests call cannot be interrupted, so waiting for it on a stop could take as long
+    as the catalogue stays silent; anyio's worker threads would also keep the process
+    alive at exit. The thread here is a daemon: it ends with the process.
+    """
+    done = threading.Event()
+    outcome: list[tuple[bool, Any]] = []
+
+    def call() -> None:
+        try:
+            outcome.append((True, func(*args)))
+        except BaseException as exc:  # handed to the awaiting task, raised there
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=call, name="stacpull-catalogue", daemon=True).start()
+    try:
+        await anyio.to_thread.run_sync(done.wait, abandon_on_cancel=True)
+    finally:
+        done.set()  # cancelled: free the worker that waits; the call's thread is abandoned
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
 
 
 def open_client(config: SearchConfig) -> Any:
@@ -98,12 +324,16 @@ def open_client(config: SearchConfig) -> Any:
     from pystac_client.exceptions import APIError
 
     try:
-        return Client.open(config.catalog, stac_io=_stac_io(config))
+        return Client.open(config.catalog, stac_io=_stac_io(config), timeout=config.timeout)
     except APIError as exc:
+        if _timed_out(exc):
+            raise SearchError(_silent(config.catalog, config.timeout)) from exc
         raise SearchError(
             f"cannot open the catalogue {config.catalog}: {_api_reason(exc)}"
         ) from exc
     except Exception as exc:  # requests/urllib3/json errors: unreachable or not a STAC API
+        if _timed_out(exc):
+            raise SearchError(_silent(config.catalog, config.timeout)) from exc
         raise SearchError(f"cannot open the catalogue {config.catalog}: {exc}") from exc
 
 
@@ -151,14 +381,18 @@ def _page_iterator(config: SearchConfig) -> tuple[Iterator[dict[str, Any]], Any]
     return search.pages_as_dicts(), search
 
 
-def _next_page(pages: Iterator[dict[str, Any]]) -> Any:
+def _next_page(pages: Iterator[dict[str, Any]], config: SearchConfig) -> Any:
     from pystac_client.exceptions import APIError
 
     try:
         return next(pages, _SENTINEL)
-    except APIError as exc:
-        raise SearchError(f"search failed: {_api_reason(exc)}") from exc
+    except SearchError:
+        raise
     except Exception as exc:
+        if _timed_out(exc):
+            raise SearchError(_silent(config.catalog, config.timeout)) from exc
+        if isinstance(exc, APIError):
+            raise SearchError(f"search failed: {_api_reason(exc)}") from exc
         raise SearchError(f"search failed: {exc}") from exc
 
 
@@ -167,38 +401,51 @@ def _matched(search: Any) -> int | None:
         value = search.matched()
     except Exception:  # matched() is optional in STAC API; never fail a run over it
         return None
-    return value if isinstance(value, int) else None
+    return _count(value)
+
+
+def _count(value: Any) -> int | None:
+    """``numberMatched`` when it is a count (not a bool, a string or a negative number)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 async def search_pages(config: SearchConfig) -> AsyncIterator[Page]:
     """Yield (items of one page, numberMatched) lazily; ``max_items`` is honoured exactly."""
-    pages, search = await anyio.to_thread.run_sync(_page_iterator, config)
+    pages, search = await _ask(config, _page_iterator, config)
     matched: int | None = None
     first = True
     seen = 0
     while True:
         try:
-            page = await anyio.to_thread.run_sync(_next_page, pages)
-        except SearchError:
-            if first and config.collections:
+            page = await _ask(config, _next_page, pages, config)
+        except SearchError as exc:
+            if first and config.collections and not _timed_out(exc):
                 # A rejected first page: name the collection id that is wrong, if one is.
                 with contextlib.suppress(SearchError):
-                    await anyio.to_thread.run_sync(check_collections, config, config.collections)
+                    await _ask(config, check_collections, config, config.collections)
             raise
         if page is _SENTINEL:
             return
+        raw_features = page.get("features")
+        features = (
+            [f for f in raw_features if isinstance(f, dict)]
+            if isinstance(raw_features, list)
+            else []
+        )
         if first:
-            raw = page.get("numberMatched", page.get("context", {}).get("matched"))
-            matched = (
-                raw if isinstance(raw, int) else await anyio.to_thread.run_sync(_matched, search)
+            context = page.get("context")
+            raw = page.get(
+                "numberMatched", context.get("matched") if isinstance(context, dict) else None
             )
+            matched = _count(raw)
+            if matched is None and raw is None:
+                matched = await _ask(config, _matched, search)
             first = False
-            if not page.get("features") and config.collections:
+            if not features and config.collections:
                 # Nothing matched: say so if it is because a collection id is wrong (and
                 # say nothing if the collections cannot be listed: the search did work).
                 with contextlib.suppress(SearchError):
-                    await anyio.to_thread.run_sync(check_collections, config, config.collections)
-        features = [f for f in page.get("features") or [] if isinstance(f, dict)]
+                    await _ask(config, check_collections, config, config.collections)
         if config.max_items is not None:
             features = features[: max(0, config.max_items - seen)]
         seen += len(features)
@@ -299,13 +546,20 @@ def _get_json(stac_io: Any, url: str, params: dict[str, Any] | None = None) -> A
     from pystac_client.exceptions import APIError
 
     try:
-        return json.loads(stac_io.request(url, method="GET", parameters=params))
-    except APIError as exc:
-        raise SearchError(f"{url}: {_api_reason(exc)}") from exc
-    except ValueError as exc:
-        raise SearchError(f"{url} did not answer JSON: {exc}") from exc
-    except Exception as exc:  # requests/urllib3: unreachable
-        raise SearchError(f"cannot reach {url}: {exc}") from exc
+        text = _within(stac_io.timeout * ANSWER_TIMEOUTS, stac_io.request, url, "GET", None, params)
+        if text is None:
+            raise _slow(url, stac_io.timeout) from TimeoutError()
+        return json.loads(text)
+    except SearchError:
+        raise
+    except Exception as exc:
+        if _timed_out(exc):
+            raise SearchError(_silent(url, stac_io.timeout)) from exc
+        if isinstance(exc, APIError):
+            raise SearchError(f"{url}: {_api_reason(exc)}") from exc
+        if isinstance(exc, ValueError | RecursionError):
+            raise SearchError(f"{url} did not answer JSON: {exc}") from exc
+        raise SearchError(f"cannot reach {url}: {exc}") from exc  # requests/urllib3
 
 
 def _link(doc: Any, rel: str) -> str | None:
@@ -327,6 +581,8 @@ def list_collections(
     filtering (it conforms to STAC collection search) or stacpull did, here."""
     stac_io = _stac_io(config)
     landing = _get_json(stac_io, config.catalog)
+    if not isinstance(landing, dict):
+        raise SearchError(f"{config.catalog} is not a STAC API: its landing page is no object")
     server = any("collection-search" in str(c) for c in landing.get("conformsTo") or [])
     params: dict[str, Any] = {}
     if server:
@@ -341,11 +597,20 @@ def list_collections(
             params["datetime"] = query.datetime
     url: str | None = _link(landing, "data") or config.catalog + "collections"
     found: list[dict[str, Any]] = []
-    for _ in range(1000):  # pages of collections; a loop guard against a cyclic next link
+    followed: set[bytes | None] = set()
+    for _ in range(1000):  # pages of collections; a bound on a catalogue that never ends
         if url is None:
             break
+        key = _key([url, params])
+        if key is not None and key in followed:
+            raise SearchError(
+                f"the catalogue's collections rel=next repeats a page ({_shown(url)}); "
+                "it would page forever"
+            )
+        followed.add(key)
         page = _get_json(stac_io, url, params or None)
-        found += [c for c in page.get("collections") or [] if isinstance(c, dict)]
+        listed = page.get("collections") if isinstance(page, dict) else None
+        found += [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
         url, params = _link(page, "next"), {}
     if not server:
         found = [c for c in found if query.matches(c)]
@@ -370,8 +635,12 @@ def count_items(config: SearchConfig, collection: str) -> int | None:
     page = _get_json(
         _stac_io(config), config.catalog + "search", {"collections": collection, "limit": 1}
     )
-    raw = page.get("numberMatched", (page.get("context") or {}).get("matched"))
-    return raw if isinstance(raw, int) else None
+    if not isinstance(page, dict):
+        return None
+    context = page.get("context")
+    return _count(
+        page.get("numberMatched", context.get("matched") if isinstance(context, dict) else None)
+    )
 
 
 def queryables(config: SearchConfig, collection: str) -> dict[str, Any]:
@@ -380,8 +649,9 @@ def queryables(config: SearchConfig, collection: str) -> dict[str, Any]:
     stac_io = _stac_io(config)
     try:
         schema = _get_json(stac_io, f"{config.catalog}collections/{collection}/queryables")
-    except SearchError:
-        check_collections(config, (collection,))
+    except SearchError as exc:
+        if not _timed_out(exc):  # a silent catalogue would only be waited for twice
+            check_collections(config, (collection,))
         raise
     if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
         raise SearchError(f"the queryables of {collection} are not a JSON Schema")

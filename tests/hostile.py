@@ -1,0 +1,106 @@
+"""A raw HTTP/1.1 server on 127.0.0.1 for the hostile tests: each path is answered by its
+handler, which may say anything (aiohttp's own server will not ignore If-Range, send a
+body longer than its length, nor announce a range past the file's end); every connection
+closes after one answer. The test files subclass :class:`Request` with the ways they
+answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+
+@dataclass
+class Request:
+    """One request the server received: its path, headers (lower-case names), how many
+    requests for that path came before it, and the stream to answer on."""
+
+    path: str
+    headers: dict[str, str]
+    number: int
+    writer: asyncio.StreamWriter
+
+    @property
+    def range_start(self) -> int | None:
+        value = self.headers.get("range")
+        return int(value.split("=")[1].split("-")[0]) if value else None
+
+
+R = TypeVar("R", bound=Request)
+
+
+@dataclass
+class Hostile(Generic[R]):
+    """The server, in its own thread; ``kind`` is the request type handlers receive."""
+
+    routes: dict[str, Callable[[R], Awaitable[None]]]
+    kind: type[R]
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    port: int = 0
+
+    def __enter__(self) -> Hostile[R]:
+        started = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        async def main() -> None:
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+            self.port = self._server.sockets[0].getsockname()[1]
+            started.set()
+
+        def runner() -> None:
+            self._loop.run_until_complete(main())
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=runner, daemon=True)
+        self._thread.start()
+        started.wait(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def stop() -> None:
+            self._server.close()
+            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def count(self, path: str) -> int:
+        return sum(1 for p, _ in self.requests if p == path)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            first, *lines = head.decode("latin-1").split("\r\n")
+            path = first.split(" ")[1]
+            headers = {
+                k.strip().lower(): v.strip()
+                for k, _, v in (line.partition(":") for line in lines if line)
+            }
+            number = self.count(path)
+            self.requests.append((path, headers))
+            await self.routes[path](self.kind(path, headers, number, writer))
+        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+
+def serve(kind: type[R]) -> Iterator[Hostile[R]]:
+    """A fixture body: a server with no routes yet, stopped after the test."""
+    with Hostile[R]({}, kind) as server:
+        yield server
