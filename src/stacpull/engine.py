@@ -604,21 +604,6 @@ class _PageSource:
         self.listed = 0
         self.matched: int | None = None
         self.repeats = 0
-        self._seen: set[tuple[str, str]] = set()
-
-    def _count(self, features: Sequence[Any]) -> None:
-        """Count the distinct items listed: an unordered, offset-paged catalogue (MAAP) can
-        list one item twice in place of one it never lists, and a listing is complete only
-        when its distinct items reach numberMatched."""
-        for item in features:
-            ident = item.get("id") if isinstance(item, dict) else None
-            key = (str(item.get("collection")), ident) if isinstance(ident, str) else None
-            if key is not None and key in self._seen:
-                self.repeats += 1
-                continue
-            if key is not None:
-                self._seen.add(key)
-            self.listed += 1
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         pages = items = 0
@@ -627,7 +612,6 @@ class _PageSource:
         async for features, matched in self.pages():
             pages += 1
             items += len(features)
-            self._count(features)
             self.matched = matched
             emit(SearchProgress(pages, items, matched, duplicates=claims.duplicates))
             jobs: list[Job] = []
@@ -640,6 +624,9 @@ class _PageSource:
                 planned, refused = plan_item(item, self.rules)
                 jobs.extend(planned)
                 refusals.extend(refused)
+            # Distinct items: an unordered, offset-paged catalogue (MAAP) can list one item
+            # twice in place of one it never lists; complete only if they reach matched.
+            self.listed, self.repeats = items - claims.duplicates, claims.duplicates
             # Two jobs never share a destination (see RunClaims), in this page, with an
             # earlier page, or with a file the journal records for another item.
             holders = await self.journal.holders(
