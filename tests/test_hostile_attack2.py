@@ -565,3 +565,34 @@ def test_a_saved_search_whose_temporary_name_is_a_directory_fails_in_one_line(
     assert code == 2, stdout + err
     assert "Traceback" not in err and len([x for x in err.splitlines() if x.strip()]) == 1, err
     assert (part / "keep").read_bytes() == b"keep" and not out.exists()
+
+
+def test_prune_never_deletes_state_a_journal_from_before_names(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """A journal written before deeper ``.stacpull`` paths were refused may hold a row for
+    one (a nested DEST's journal); that item leaving the catalogue must not delete it."""
+    import sqlite3
+
+    outer = tmp_path / "outer"
+    assert _mirror(sim.catalog_url, outer)[0] == 0
+    inner_journal = outer / "sub" / ".stacpull" / "journal.sqlite"
+    inner_journal.parent.mkdir(parents=True)
+    inner_journal.write_bytes(b"the inner DEST's journal")
+    db = sqlite3.connect(outer / ".stacpull" / "journal.sqlite")
+    try:
+        with db:
+            db.execute(
+                "INSERT INTO transfers (path, url, status, item_id, collection, asset_key,"
+                " scope, seen_run, updated_at) SELECT 'sub/.stacpull/journal.sqlite', url,"
+                " 'done', 'legacy', collection, asset_key, scope, seen_run, updated_at"
+                " FROM transfers LIMIT 1"
+            )
+    finally:
+        db.close()
+    code, out, err = _mirror(sim.catalog_url, outer, "--prune")
+    assert code == 0, out + err
+    assert inner_journal.read_bytes() == b"the inner DEST's journal"
+    assert len(files_under(outer)) == 15 and "kept" not in err
+    code, out, err = _mirror(sim.catalog_url, outer, "--prune")  # the row is forgotten
+    assert code == 0 and "pruned" not in out and inner_journal.exists(), out + err

@@ -63,7 +63,7 @@ from .fetch import FetchContext, SpaceBudget, fetch
 from .journal import JOURNAL_DIR, Journal
 from .limits import HostLimiter
 from .models import Job, Refusal
-from .plan import PlanRules, RunClaims, path_key, plan_item
+from .plan import PlanRules, RunClaims, in_state_dir, path_key, plan_item
 from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
 from .retry import RetryPolicy
 from .search import ItemPages, search_pages
@@ -529,6 +529,9 @@ def _prune(root: Path, journal: Journal, paths: list[str]) -> tuple[int, list[st
             parts = Path(rel).parts
             if not parts or Path(rel).is_absolute() or ".." in parts:
                 kept.append(rel)
+                continue
+            if in_state_dir(rel):  # a journal from before such paths were refused
+                forget.append(rel)  # never stacpull's file to delete: left, row dropped
                 continue
             fds = [root_fd]
             try:

@@ -43,6 +43,7 @@ __all__ = [
     "RunClaims",
     "choose_assets",
     "companion_png_name",
+    "in_state_dir",
     "maap_slots",
     "path_key",
     "plan_item",
@@ -274,6 +275,16 @@ def sanitize_relpath(raw: str, *, what: str = "path") -> str:
     return raw
 
 
+def in_state_dir(rel: str) -> bool:
+    """Whether ``rel`` (a path in DEST) goes through a ``.stacpull`` at any depth, whatever
+    the case or Unicode form: not only DEST's own state, a DEST may hold another DEST
+    below it, whose journal and lock are as much stacpull's state."""
+    return any(
+        unicodedata.normalize("NFKC", part).casefold().rstrip(".") == _STATE_DIR
+        for part in rel.split("/")
+    )
+
+
 def _destination(rel: str) -> str:
     """``rel`` (a template's result) as a safe destination, or raise :class:`UnsafePathError`.
 
@@ -283,13 +294,10 @@ def _destination(rel: str) -> str:
     ``.part`` suffix and PATH_MAX as a whole.
     """
     rel = sanitize_relpath(rel, what="destination")
-    # Any component, not only the first: a DEST may hold another DEST below it, whose
-    # journal and lock are as much stacpull's state as its own.
-    for part in rel.split("/"):
-        if unicodedata.normalize("NFKC", part).casefold().rstrip(".") == _STATE_DIR:
-            raise UnsafePathError(
-                f"destination {rel!r} lies in {_STATE_DIR}/, stacpull's own state directory"
-            )
+    if in_state_dir(rel):
+        raise UnsafePathError(
+            f"destination {rel!r} lies in {_STATE_DIR}/, stacpull's own state directory"
+        )
     if len(rel.rsplit("/", 1)[-1].encode("utf-8")) > _MAX_NAME_BYTES:
         raise UnsafePathError(
             f"destination {rel[:80]!r}…: file name too long "
