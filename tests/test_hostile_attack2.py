@@ -596,3 +596,53 @@ def test_prune_never_deletes_state_a_journal_from_before_names(
     assert len(files_under(outer)) == 15 and "kept" not in err
     code, out, err = _mirror(sim.catalog_url, outer, "--prune")  # the row is forgotten
     assert code == 0 and "pruned" not in out and inner_journal.exists(), out + err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="plays another user: needs root")
+def test_another_user_cannot_block_a_dest_by_holding_its_state_files(
+    sim: SimServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Reading is enough to take a shared ``flock`` (the DEST lock) or a POSIX read lock
+    (SQLite's ``-shm``): any local user who can open them could hold them for ever and
+    refuse every run of a service account. Others get no access to ``DEST/.stacpull``."""
+    base = Path(tempfile.mkdtemp(prefix="stacpull-attack2-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        dest = base / "dest"
+        assert pull(sim, dest).ok
+        (dest / ".stacpull").chmod(0o755)  # as earlier versions made it
+        assert pull(sim, dest).ok  # a run takes others' access away
+        assert not stat.S_IMODE((dest / ".stacpull").stat().st_mode) & 0o007
+        script = (
+            "import fcntl, os, sys\n"
+            "os.setgid(65534); os.setuid(65534)\n"
+            "held = []\n"
+            "for name in ('lock', 'journal.sqlite-shm', 'journal.sqlite'):\n"
+            "    try:\n"
+            "        f = open(os.path.join(sys.argv[1], name), 'rb')\n"
+            "        fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB) if name == 'lock' else"
+            " fcntl.lockf(f, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 120 if 'shm' in name else 0)\n"
+            "        held.append((name, f))\n"
+            "    except OSError:\n"
+            "        pass\n"
+            "print(' '.join(n for n, _ in held) or 'nothing', flush=True)\n"
+            "sys.stdin.read()\n"
+        )
+        with subprocess.Popen(
+            [sys.executable, "-c", script, str(dest / ".stacpull")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as other:
+            assert other.stdout is not None
+            said = other.stdout.readline().strip()
+            try:
+                result = pull(sim, dest, retries=0)
+            finally:
+                other.communicate(timeout=30)
+        assert result.ok and result.skipped == 15, (said, result)
+        assert said == "nothing"
+    finally:
+        import shutil
+
+        shutil.rmtree(base)
