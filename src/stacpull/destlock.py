@@ -7,7 +7,8 @@ start while another holds a DEST that contains its own or lies inside it:
 
 - **outer DESTs** are found by probing the ``.stacpull/lock`` of every parent directory:
   a shared, non-blocking ``flock`` taken and dropped at once fails while a run holds it.
-  This sees any user's run whose lock file is readable, except a ``.stacpull`` in a
+  This sees any user's run whose lock file is readable (its DEST's group: others get
+  no access to a ``.stacpull``, see :func:`stacpull.safeio.keep_private`), except one in a
   directory writable by all (``/tmp``) that belongs neither to us nor to the directory's
   owner: anyone could have planted it there to block every run below.
 - **inner DESTs** cannot be found by walking DEST (a mirror may hold millions of files),
