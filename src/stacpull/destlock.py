@@ -7,7 +7,10 @@ start while another holds a DEST that contains its own or lies inside it:
 
 - **outer DESTs** are found by probing the ``.stacpull/lock`` of every parent directory:
   a shared, non-blocking ``flock`` taken and dropped at once fails while a run holds it.
-  This sees any user's run whose lock file is readable.
+  This sees any user's run whose lock file is readable (its DEST's group: others get
+  no access to a ``.stacpull``, see :func:`stacpull.safeio.keep_private`), except one in a
+  directory writable by all (``/tmp``) that belongs neither to us nor to the directory's
+  owner: anyone could have planted it there to block every run below.
 - **inner DESTs** cannot be found by walking DEST (a mirror may hold millions of files),
   so each run also registers in a per-user registry, ``$XDG_RUNTIME_DIR/stacpull/dests/``
   (else ``<tempdir>/stacpull-<uid>/dests/``): one file per running DEST, named by a hash of
@@ -111,6 +114,17 @@ def _registry() -> Path | None:
     return registry
 
 
+def _planted(parent: os.stat_result, state: os.stat_result) -> bool:
+    """Whether a state directory found in an ancestor could be anyone's: the ancestor is
+    writable by all (``/tmp``) and the state is neither ours nor its owner's. Another
+    user's lock there is no run on a DEST around ours (their run could not write into our
+    directories) and must not refuse every run below it."""
+    return bool(parent.st_mode & stat.S_IWOTH) and state.st_uid not in (
+        os.getuid(),
+        parent.st_uid,
+    )
+
+
 def _entry_name(real: Path) -> str:
     return hashlib.sha256(os.fsencode(real)).hexdigest()[:32]
 
@@ -136,7 +150,8 @@ def refuse_nested(dest: Path, state_dir: str) -> None:
     for parent in real.parents:
         state = parent / state_dir
         try:
-            if not stat.S_ISDIR(os.lstat(state).st_mode):
+            st = os.lstat(state)
+            if not stat.S_ISDIR(st.st_mode) or _planted(os.lstat(parent), st):
                 continue
         except OSError:
             continue
@@ -160,7 +175,7 @@ def refuse_nested(dest: Path, state_dir: str) -> None:
         if fd is None:
             continue
         try:
-            text = os.read(fd, 8192).decode("utf-8", "replace").strip()
+            text = os.fsdecode(os.read(fd, 8192).removesuffix(b"\n"))  # as written
             other = Path(text)
             if text and other.is_absolute() and _nested(real, other) and _held(fd):
                 raise _busy(real, other)

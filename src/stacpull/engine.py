@@ -63,7 +63,7 @@ from .fetch import FetchContext, SpaceBudget, fetch
 from .journal import JOURNAL_DIR, Journal
 from .limits import HostLimiter
 from .models import Job, Refusal
-from .plan import PlanRules, RunClaims, path_key, plan_item
+from .plan import PlanRules, RunClaims, in_state_dir, path_key, plan_item
 from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
 from .retry import RetryPolicy
 from .search import ItemPages, search_pages
@@ -392,7 +392,7 @@ async def run(
         elif opts.kind == "mirror":
             not_judged = _incomplete(config, opts, pages, source)
             if not_judged is None:
-                gone = journal.gone(scope, run_id)
+                gone, not_judged = await _confirm_gone(config, journal, journal.gone(scope, run_id))
             if opts.prune and gone:
                 pruned, kept = await anyio.to_thread.run_sync(_prune, root, journal, gone)
     except StacpullError as exc:
@@ -468,8 +468,42 @@ def _incomplete(
     if not source.complete:
         return "the search did not finish"
     if source.matched is not None and source.listed < source.matched:
-        return f"the search listed {source.listed} of {source.matched} matching items"
+        repeats = f" ({source.repeats} listed again)" if source.repeats else ""
+        return f"the search listed {source.listed} of {source.matched} matching items{repeats}"
     return None
+
+
+#: Item ids asked for at once when a mirror makes sure its unlisted items are gone.
+_LOOKUP_IDS = 40
+
+
+async def _confirm_gone(
+    config: Config, journal: Journal, paths: list[str]
+) -> tuple[list[str], str | None]:
+    """The ``paths`` whose items the catalogue still does not find when asked for them by
+    id (with the same query), and why nothing is judged gone when it cannot be asked.
+
+    Counting a listing proves little on a catalogue paged by offset whose items are not
+    ordered (MAAP): an item that leaves while another arrives during the search makes
+    the listing skip one that never left, with every count still right. Only the items
+    the catalogue finds by id no longer are gone; the others wait for the next run."""
+    if not paths:
+        return [], None
+    owners: dict[str, list[str]] = {}
+    for path in paths:
+        row = await journal.get(path)
+        owners.setdefault(row.item_id if row is not None and row.item_id else "", []).append(path)
+    ids = sorted(i for i in owners if i)
+    found: set[str] = set()
+    try:
+        for start in range(0, len(ids), _LOOKUP_IDS):
+            chunk = tuple(ids[start : start + _LOOKUP_IDS])
+            query = dataclasses.replace(config.search, ids=chunk, max_items=2 * len(chunk))
+            async for features, _ in search_pages(query):
+                found.update(f["id"] for f in features if isinstance(f, dict) and "id" in f)
+    except StacpullError as exc:
+        return [], f"the items it did not list could not be looked up ({exc})"
+    return sorted(p for i, group in owners.items() if i not in found for p in group), None
 
 
 _ROOT_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -495,6 +529,9 @@ def _prune(root: Path, journal: Journal, paths: list[str]) -> tuple[int, list[st
             parts = Path(rel).parts
             if not parts or Path(rel).is_absolute() or ".." in parts:
                 kept.append(rel)
+                continue
+            if in_state_dir(rel):  # a journal from before such paths were refused
+                forget.append(rel)  # never stacpull's file to delete: left, row dropped
                 continue
             fds = [root_fd]
             try:
@@ -553,8 +590,9 @@ class _Source(Protocol):
     """
 
     complete: bool
-    listed: int  # items the search returned so far
+    listed: int  # distinct items the search returned so far
     matched: int | None  # how many it said match (numberMatched), when it says
+    repeats: int  # items it returned again (counted once in listed)
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None: ...
 
@@ -568,6 +606,7 @@ class _PageSource:
         self.complete = False
         self.listed = 0
         self.matched: int | None = None
+        self.repeats = 0
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         pages = items = 0
@@ -576,7 +615,7 @@ class _PageSource:
         async for features, matched in self.pages():
             pages += 1
             items += len(features)
-            self.listed, self.matched = items, matched
+            self.matched = matched
             emit(SearchProgress(pages, items, matched, duplicates=claims.duplicates))
             jobs: list[Job] = []
             refusals: list[Refusal] = []
@@ -588,6 +627,9 @@ class _PageSource:
                 planned, refused = plan_item(item, self.rules)
                 jobs.extend(planned)
                 refusals.extend(refused)
+            # Distinct items: an unordered, offset-paged catalogue (MAAP) can list one item
+            # twice in place of one it never lists; complete only if they reach matched.
+            self.listed, self.repeats = items - claims.duplicates, claims.duplicates
             # Two jobs never share a destination (see RunClaims), in this page, with an
             # earlier page, or with a file the journal records for another item.
             holders = await self.journal.holders(
@@ -611,7 +653,7 @@ class _JobSource:
     def __init__(self, jobs: list[Job]) -> None:
         self.jobs = jobs
         self.complete = False
-        self.listed = 0
+        self.listed = self.repeats = 0
         self.matched: int | None = None  # no search: never a complete listing
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:

@@ -102,7 +102,8 @@ class ItemWriter:
     ``-`` is standard output (GeoJSON unless ``fmt`` says CSV).
 
     The file appears under its name only once complete (written to ``.part``, renamed on
-    a clean exit), so a saved search is never a truncated file. A ``path`` that exists and
+    a clean exit), so a saved search is never a truncated file; on ``-`` a search cut short
+    leaves its GeoJSON unfinished, never a valid collection. A ``path`` that exists and
     is not a regular file (a link, device, FIFO) is refused, never written through nor
     replaced.
     """
@@ -173,6 +174,11 @@ class ItemWriter:
                 self._write_parquet()
             return
         assert self._file is not None
+        if self._stdout and kind is not None:
+            # A pipe cannot be renamed into place once whole: a cut search leaves it
+            # unfinished (unparseable), never a valid collection of what came first.
+            self._file.flush()
+            return
         if self.format == "geojson":
             self._file.write(f'\n], "numberReturned": {self.count}}}\n')
         if self._stdout:
@@ -195,8 +201,11 @@ class ItemWriter:
         import pyarrow.parquet as pq
 
         table = pa.table({c: [str(r[c]) for r in self._rows] for c in CSV_COLUMNS})
-        with safeio.create_new(self._part, binary=True) as f:
-            pq.write_table(table, f)
+        try:
+            with safeio.create_new(self._part, binary=True) as f:
+                pq.write_table(table, f)
+        except OSError as exc:
+            raise ConfigError(f"-o {self.path}: cannot write: {exc.strerror or exc}") from None
         self._publish()
 
 

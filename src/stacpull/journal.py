@@ -255,6 +255,7 @@ class Journal:
             refuse_nested(dest, JOURNAL_DIR)
         self._check_state(dest, create=create)
         if lock:
+            safeio.keep_private(self.directory)  # before anyone else can open the lock
             self._lock = DestLock.acquire(dest, JOURNAL_DIR)
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -301,6 +302,11 @@ class Journal:
                 f"{self.directory} is {exc.strerror}; stacpull keeps its journal, lock and "
                 "reports only in a real directory inside DEST: remove it"
             ) from exc
+        if exists and not os.access(self.directory, os.R_OK | os.X_OK):
+            raise StorageError(
+                f"cannot read {self.directory}: permission denied (stacpull gives others no "
+                "access to its state; use the DEST owner's account or group)"
+            )
         if not exists or (not create and not os.path.lexists(self.path)):
             raise StorageError(f"no stacpull journal in {dest} (expected {self.path})")
         for name in (*_DB_FILES, "lock"):

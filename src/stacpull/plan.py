@@ -15,7 +15,8 @@ so assets are chosen by *selectors* rather than by a fixed list of keys:
 
 Every destination is sanitised: a name from STAC metadata that is absolute, contains
 ``..``, a control character or a backslash is refused, so nothing is written outside DEST;
-one that lands in stacpull's own state directory (``DEST/.stacpull``, in any case) or is
+one that lands in stacpull's own state directory (``DEST/.stacpull``, in any case, or a
+``.stacpull`` deeper down: the state of a DEST nested below) or is
 too long for the filesystem (a segment over NAME_MAX once ``.part`` is added, a path over
 PATH_MAX) is refused too.
 """
@@ -42,6 +43,7 @@ __all__ = [
     "RunClaims",
     "choose_assets",
     "companion_png_name",
+    "in_state_dir",
     "maap_slots",
     "path_key",
     "plan_item",
@@ -273,6 +275,16 @@ def sanitize_relpath(raw: str, *, what: str = "path") -> str:
     return raw
 
 
+def in_state_dir(rel: str) -> bool:
+    """Whether ``rel`` (a path in DEST) goes through a ``.stacpull`` at any depth, whatever
+    the case or Unicode form: not only DEST's own state, a DEST may hold another DEST
+    below it, whose journal and lock are as much stacpull's state."""
+    return any(
+        unicodedata.normalize("NFKC", part).casefold().rstrip(".") == _STATE_DIR
+        for part in rel.split("/")
+    )
+
+
 def _destination(rel: str) -> str:
     """``rel`` (a template's result) as a safe destination, or raise :class:`UnsafePathError`.
 
@@ -282,8 +294,7 @@ def _destination(rel: str) -> str:
     ``.part`` suffix and PATH_MAX as a whole.
     """
     rel = sanitize_relpath(rel, what="destination")
-    first = rel.split("/", 1)[0]
-    if unicodedata.normalize("NFKC", first).casefold().rstrip(".") == _STATE_DIR:
+    if in_state_dir(rel):
         raise UnsafePathError(
             f"destination {rel!r} lies in {_STATE_DIR}/, stacpull's own state directory"
         )

@@ -7,6 +7,7 @@ as on the server where the night's run happened).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,14 +85,19 @@ def plot_report(report: Mapping[str, Any], out: Path) -> Path:
         axis.grid(alpha=0.3)
     out.parent.mkdir(parents=True, exist_ok=True)
     part = out.with_name(out.name + ".part")
+    made = False  # only a temporary file of ours is removed, never what else had its name
     try:
         # Never through a link or onto a device at ``out``: a new file, renamed over it.
         with safeio.create_new(part, binary=True) as f:
+            made = True
             fig.savefig(f, dpi=110, format="png")
         safeio.replace_regular(part, out)
+        made = False  # renamed
     except OSError as exc:
         raise ConfigError(f"--plot {out}: cannot write: {exc.strerror or exc}") from None
     finally:
         plt.close(fig)
-        part.unlink(missing_ok=True)  # gone once renamed; a failed write leaves nothing
+        if made:  # a failed write leaves nothing
+            with contextlib.suppress(OSError):
+                part.unlink()
     return out

@@ -24,6 +24,7 @@ from typing import IO, Literal, overload
 __all__ = [
     "create_new",
     "ensure_directory",
+    "keep_private",
     "not_regular",
     "open_append",
     "open_regular",
@@ -42,6 +43,7 @@ _KINDS = {
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # never wait for a FIFO's reader
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
 def _kind(mode: int) -> str:
@@ -70,11 +72,12 @@ def _refused(path: Path, kind: str, expected: str = "a regular file") -> OSError
 
 def ensure_directory(path: Path, *, create: bool) -> bool:
     """Make sure ``path`` is a real directory (not a link to one); ``create`` makes it when
-    absent (its parent must exist). Returns whether it exists; raises :class:`OSError`
-    when something else is there."""
+    absent (its parent must exist), with no access for others whatever the umask (see
+    :func:`keep_private`). Returns whether it exists; raises :class:`OSError` when
+    something else is there."""
     if create:
         with contextlib.suppress(FileExistsError):
-            path.mkdir()
+            path.mkdir(0o770)
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
@@ -82,6 +85,25 @@ def ensure_directory(path: Path, *, create: bool) -> bool:
     if not stat.S_ISDIR(mode):
         raise _refused(path, _kind(mode) if not stat.S_ISREG(mode) else "a file", "a directory")
     return True
+
+
+def keep_private(directory: Path) -> None:
+    """Take others' access (not the group's) to ``directory``, a real directory of ours,
+    if they have any. Reading is enough to hold a shared ``flock`` (the DEST lock) or a
+    POSIX read lock (SQLite's ``-shm``) for ever: any local user who can open stacpull's
+    state could refuse every run of a service account. Best effort."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC)
+    except OSError:
+        return
+    try:
+        st = os.fstat(fd)
+        if st.st_uid == os.getuid() and st.st_mode & 0o007:
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~0o007)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _open(path: Path, flags: int, mode: int = 0o644) -> int:
