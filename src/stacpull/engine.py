@@ -66,6 +66,7 @@ from .models import Job, Refusal
 from .plan import PlanRules, RunClaims, in_state_dir, path_key, plan_item
 from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
 from .retry import RetryPolicy
+from .safepath import CLOEXEC, DIR_FLAGS
 from .search import ItemPages, search_pages
 from .verify import record_hash
 
@@ -506,10 +507,6 @@ async def _confirm_gone(
     return sorted(p for i, group in owners.items() if i not in found for p in group), None
 
 
-_ROOT_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
-_DIR_FLAGS = _ROOT_FLAGS | getattr(os, "O_NOFOLLOW", 0)
-
-
 def _prune(root: Path, journal: Journal, paths: list[str]) -> tuple[int, list[str]]:
     """Delete the files (and ``.part``) of ``paths`` and their journal rows; tidy empty dirs.
 
@@ -523,7 +520,7 @@ def _prune(root: Path, journal: Journal, paths: list[str]) -> tuple[int, list[st
     removed = 0
     kept: list[str] = []
     forget: list[str] = []
-    root_fd = os.open(root, _ROOT_FLAGS)
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | CLOEXEC)
     try:
         for rel in paths:
             parts = Path(rel).parts
@@ -537,7 +534,7 @@ def _prune(root: Path, journal: Journal, paths: list[str]) -> tuple[int, list[st
             try:
                 for name in parts[:-1]:
                     try:
-                        fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+                        fds.append(os.open(name, DIR_FLAGS, dir_fd=fds[-1]))
                     except FileNotFoundError:
                         forget.append(rel)  # already gone
                         break
