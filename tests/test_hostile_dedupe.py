@@ -402,3 +402,32 @@ def test_a_journal_from_before_path_keys_still_protects_its_files(
     assert (
         "OWNER/thumbnail" in refused.refusal.reason and "LATE/thumbnail" in refused.refusal.reason
     )
+
+
+def test_a_file_renamed_by_case_only_is_never_pruned_as_gone(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """On a case-insensitive disk the old and the new name are one file: pruning the old
+    name would delete the new download. The item is still listed, so nothing is gone."""
+
+    def mirror() -> stacpull.RunResult:
+        return stacpull.mirror(
+            catalog=sim.catalog_url,
+            collections=[L1A],
+            dest=str(tmp_path),
+            token=TOKEN,
+            assets=["thumbnail"],
+            template="{collection}/{name}",
+            backoff=0.01,
+            prune=True,
+        )
+
+    sim.catalog.add_item(L1A, _item(sim, "RENAMED", {"thumbnail": (0, "thumbnail", "Shared.png")}))
+    assert mirror().ok
+    sim.catalog.knobs.extra[L1A][-1] = _item(
+        sim, "RENAMED", {"thumbnail": (0, "thumbnail", "shared.png")}
+    )
+    again = mirror()
+    assert again.ok and again.gone == () and again.pruned == 0, again
+    assert (tmp_path / L1A / "Shared.png").read_bytes() == _thumb(sim, 0)
+    assert (tmp_path / L1A / "shared.png").read_bytes() == _thumb(sim, 0)
