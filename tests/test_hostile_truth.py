@@ -587,3 +587,48 @@ def test_a_file_announcing_more_than_the_disk_holds_fails_alone(
     assert outcome.status is Status.FAILED and outcome.error_class == "TooLargeError"
     assert outcome.error is not None and "needs 10.0 TB" in outcome.error
     assert result.exit_code == 1 and hostile.count("/huge.tif") == 1
+
+
+# -- 7. a body that trickles ----------------------------------------------------------------
+
+
+BIG = _payload(400_000, 9)
+
+
+def test_a_body_that_trickles_below_the_speed_floor_is_given_up_on(
+    sim: SimServer, hostile: Hostile, tmp_path: Path
+) -> None:
+    """A server that sends a few bytes just often enough never trips the stall timeout:
+    below ``download.min_speed`` over a ``stall_timeout`` window the attempt ends as a
+    stall, and the retries are the usual ones, not a transfer that never ends (the file
+    is large enough that one attempt's trickle never renews the retry budget)."""
+    size = 400_000
+
+    async def trickling(req: Request) -> None:
+        start = req.range_start or 0
+        headers = {"ETag": '"t"'}
+        if start:
+            headers["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
+        await req.send(206 if start else 200, b"", headers=headers, length=size - start)
+        for at in range(start, size, 200):  # 4 kB/s, a little every 0.05 s
+            req.writer.write(BIG[at : min(at + 200, size)])
+            try:
+                await req.writer.drain()
+            except (ConnectionError, OSError):
+                return
+            await asyncio.sleep(0.05)
+
+    hostile.routes["/trickle"] = trickling
+    outcomes, _ = _pull_hostile(
+        sim,
+        hostile,
+        tmp_path,
+        {"data": _asset("/trickle", "trickle.tif", **{"file:size": size})},
+        stall_timeout=0.3,
+        min_speed=20_000,
+        retries=1,
+    )
+    data = outcomes["data"]
+    assert data.status is Status.FAILED and "slower than" in (data.error or ""), data
+    assert hostile.count("/trickle") == 2  # the attempt and its one retry
+    assert not _final(tmp_path, data).exists()

@@ -57,6 +57,8 @@ DEFAULT_CHUNK_SIZE = 4 << 20
 DEFAULT_SEGMENT_SIZE = 8 << 20
 DEFAULT_SEGMENT_BELOW = 50_000_000
 DEFAULT_STALL_TIMEOUT = 60.0
+#: Bytes/s a transfer must average over each ``stall_timeout`` window (0: no floor).
+DEFAULT_MIN_SPEED = 1024
 DEFAULT_CONNECT_TIMEOUT = 30.0
 DEFAULT_RETRIES = 5
 DEFAULT_BACKOFF = 1.0
@@ -243,6 +245,7 @@ class DownloadConfig:
     queue_size: int = 0  # 0: twice the concurrency
     chunk_size: int = DEFAULT_CHUNK_SIZE
     stall_timeout: float = DEFAULT_STALL_TIMEOUT
+    min_speed: int = DEFAULT_MIN_SPEED  # bytes/s over each stall_timeout window, or a stall
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     backoff: float = DEFAULT_BACKOFF
@@ -268,7 +271,14 @@ class DownloadConfig:
             "not_found_delay",
         ):
             _positive_float(f"download.{name}", getattr(self, name))
-        for name in ("retries", "not_found_retries", "min_free", "max_bytes", "segment_below"):
+        for name in (
+            "retries",
+            "not_found_retries",
+            "min_free",
+            "max_bytes",
+            "segment_below",
+            "min_speed",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"download.{name}: expected an integer ≥ 0, got {value!r}")
@@ -455,6 +465,7 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         "download.min_free",
         "download.segment_size",
         "download.segment_below",
+        "download.min_speed",
     ):
         return parse_size(value, name)
     if isinstance(default, tuple) or name in ("search.bbox",):

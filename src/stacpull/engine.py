@@ -378,6 +378,8 @@ async def run(
                 segment_size=dl.segment_size,
                 segment_below=dl.segment_below,
                 record_hash=record_hash(dl.record_hash),
+                min_speed=dl.min_speed,
+                speed_window=dl.stall_timeout,
             )
             provider.listen(emit)
             try:

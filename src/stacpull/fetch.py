@@ -220,6 +220,10 @@ class FetchContext:
     segments: int = 1  # parallel ranges for a slow large file (1: never split)
     segment_size: int = DEFAULT_SEGMENT_SIZE
     segment_below: int = DEFAULT_SEGMENT_BELOW  # bytes/s under which a single stream is split
+    #: Bytes/s a response body must average over each ``speed_window`` seconds (the stall
+    #: timeout), or the attempt ends as a stall (0: no floor).
+    min_speed: int = 0
+    speed_window: float = 60.0
     #: The digest recorded for a file the catalogue gives no file:checksum for.
     record_hash: Multihash = field(default_factory=lambda: record_hash(DEFAULT_RECORD_HASH))
     #: Where destinations are looked at; shared by the per-worker copies of the context.
@@ -1461,6 +1465,8 @@ async def _receive_range(
             await _save_segments(job, state, ctx)
 
     batches = _Batches(write, min(RANGE_BATCH, ctx.chunk_size))
+    floor = _SpeedFloor(ctx, job.url)
+    received = 0
     with _body_errors(
         job, part, lambda: f"range cut at {segment.start + segment.done} of {segment.end}"
     ):
@@ -1469,6 +1475,8 @@ async def _receive_range(
                 if segment.done + batches.size + len(chunk) > segment.end - segment.start:
                     raise RangeError("the server sent more than the range asked for", url=job.url)
                 progress.received += len(chunk)
+                received += len(chunk)
+                floor.check(received)
                 ctx.emit(BytesReceived(job, len(chunk)))
                 await batches.add(chunk)
         finally:
@@ -1794,6 +1802,36 @@ class _PartFile:
             os.close(dir_fd)
 
 
+class _SpeedFloor:
+    """The least a body must deliver per window (``download.min_speed`` over
+    ``stall_timeout`` seconds). The stall timeout alone is beaten by a server that sends a
+    few bytes just often enough, which would keep a transfer going for ever; curl's
+    ``--speed-limit`` and aria2c's ``--lowest-speed-limit`` guard the same way."""
+
+    __slots__ = ("_ends", "_least", "_mark", "_speed", "_url", "_window")
+
+    def __init__(self, ctx: FetchContext, url: str) -> None:
+        self._speed, self._window, self._url = ctx.min_speed, ctx.speed_window, url
+        self._least = ctx.min_speed * ctx.speed_window
+        self._ends = time.monotonic() + ctx.speed_window
+        self._mark = 0
+
+    def check(self, received: int) -> None:
+        """Raise :class:`StallError` when the window that just ended (``received`` bytes
+        so far) brought less than the floor."""
+        if not self._least:
+            return
+        now = time.monotonic()
+        if now < self._ends:
+            return
+        if received - self._mark < self._least:
+            raise StallError(
+                f"slower than {self._speed:,} bytes/s for {self._window:g} s (download.min_speed)",
+                url=self._url,
+            )
+        self._ends, self._mark = now + self._window, received
+
+
 class _SplitProbe:
     """How fast a single stream runs, measured once, SPLIT_AFTER seconds in. A slow one
     (a per-connection cap) is worth splitting; a fast one is left alone. Slow means slow
@@ -1924,6 +1962,7 @@ async def _stream(
 
     batches = _Batches(write, ctx.chunk_size)
     probe = _SplitProbe() if progress.can_split else None
+    floor = _SpeedFloor(ctx, job.url)
     whole = False  # the body ended normally, unsplit
     with _body_errors(job, pf.path, lambda: f"transfer cut after {offset + written} bytes"):
         try:
@@ -1938,6 +1977,7 @@ async def _stream(
                     )
                 written += len(chunk)
                 progress.received += len(chunk)
+                floor.check(written)
                 ctx.emit(BytesReceived(job, len(chunk)))
                 await batches.add(chunk)
                 if probe is not None and (rate := probe.rate(written)) is not None:
