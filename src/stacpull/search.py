@@ -32,6 +32,7 @@ from .errors import ConfigError, SearchError
 
 __all__ = [
     "ANSWER_TIMEOUTS",
+    "MAX_ANSWER",
     "CollectionQuery",
     "ItemPages",
     "Page",
@@ -51,6 +52,11 @@ _T = TypeVar("_T")
 #: ``search.timeout`` in all: ten minutes by default, far more than a page needs, even
 #: after a few 503s with ``Retry-After``.
 ANSWER_TIMEOUTS = 10
+
+#: The most bytes one catalogue answer may hold (decoded): a page of a thousand MAAP items
+#: is a few MB; a catalogue that streams a body without end is refused here, before the
+#: answer deadline, instead of filling memory with it.
+MAX_ANSWER = 256 << 20
 
 #: One page of a search: its items, and ``numberMatched`` when the server says.
 Page = tuple[list[dict[str, Any]], int | None]
@@ -105,7 +111,25 @@ def _stac_io(config: SearchConfig) -> Any:
         respect_retry_after_header=True,
         raise_on_status=False,
     )
-    return _catalogue_io()(timeout=config.timeout, max_retries=retry)
+    stac_io = _catalogue_io()(timeout=config.timeout, max_retries=retry)
+    stac_io.session.hooks["response"].append(_capped)
+    return stac_io
+
+
+def _capped(resp: Any, *args: Any, **kwargs: Any) -> Any:
+    """A requests response hook: read the body here, at most :data:`MAX_ANSWER` bytes
+    (requests would read all of it, however long it goes on)."""
+    body = bytearray()
+    for chunk in resp.iter_content(1 << 16):
+        body += chunk
+        if len(body) > MAX_ANSWER:
+            resp.close()
+            raise SearchError(
+                f"the catalogue's answer from {resp.url} is larger than {MAX_ANSWER >> 20} MiB "
+                "(search.page_size too large, or an answer that never ends)"
+            )
+    resp._content = bytes(body)  # what resp.content returns from now on
+    return resp
 
 
 @functools.cache
@@ -169,7 +193,7 @@ def _key(value: Any) -> bytes | None:
 
 class _LoopGuard:
     """What one search has paged through, as 16-byte digests: every next link followed
-    (href, method, body, headers) and every page's item ids. A link followed twice, or a
+    (href, method, body, headers) and every page's item ids, in any order. A link followed twice, or a
     page of items seen before (under a new token), is a loop: the same request would bring
     the same answer forever. A one-item page may come back once: an item a catalogue lists
     twice (MAAP can) is not a loop on its own."""
@@ -201,8 +225,10 @@ class _LoopGuard:
         features = page.get("features")
         if not isinstance(features, list):
             return
-        ids = [f.get("id") for f in features if isinstance(f, dict)]
-        key = _key(ids)
+        # In any order (nothing sorts MAAP's results), junk features by their value.
+        ids = [f.get("id") if isinstance(f, dict) else f for f in features]
+        digests = [_key(i) for i in ids]
+        key = None if None in digests else _key(sorted(d.hex() for d in digests if d))
         if key is None or not ids:
             return
         seen = self._pages.get(key, 0) + 1

@@ -1,0 +1,155 @@
+"""Attacks on issue 16's secrets, hangs and dedupe points, each against a loopback server.
+
+A catalogue whose ``rel=next`` loops in ways the first guard did not see (the same items in
+another order, pages of junk under a new token each time), and one whose answer never ends.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp.web
+import anyio
+import pytest
+from aiohttp.test_utils import TestServer
+
+from stacpull import search as search_module
+from stacpull.config import SearchConfig
+from stacpull.errors import SearchError
+from stacpull.search import search_pages
+
+
+def _landing(base: str) -> dict[str, Any]:
+    return {
+        "type": "Catalog",
+        "id": "hostile",
+        "description": "a hostile catalogue",
+        "stac_version": "1.0.0",
+        "conformsTo": [
+            "https://api.stacspec.org/v1.0.0/core",
+            "https://api.stacspec.org/v1.0.0/item-search",
+        ],
+        "links": [
+            {"rel": "self", "href": base, "type": "application/json"},
+            {"rel": "root", "href": base, "type": "application/json"},
+            {"rel": "search", "href": base + "search", "type": "application/geo+json"},
+        ],
+    }
+
+
+def _feature(base: str, item: str) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": item,
+        "collection": "C1",
+        "geometry": None,
+        "properties": {"datetime": "2025-01-01T00:00:00Z"},
+        "links": [],
+        "assets": {"data": {"href": f"{base}data/{item}.bin", "roles": ["data"]}},
+    }
+
+
+class Hostile:
+    """A STAC API whose search misbehaves as :attr:`mode` says:
+
+    - ``shuffle``: the same ten items on every page, in a new order, under a new href;
+    - ``junk``: every page holds only features that are not objects, under a new href;
+    - ``endless``: the first page's JSON never ends (until :attr:`cap` bytes were sent).
+    """
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.base = ""
+        self.requests = 0
+        self.sent = 0
+        self.cap = 256 << 20
+
+    def app(self) -> aiohttp.web.Application:
+        app = aiohttp.web.Application()
+        app.router.add_get("/", self.landing)
+        app.router.add_route("*", "/search", self.search)
+        return app
+
+    async def landing(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.json_response(_landing(self.base))
+
+    async def search(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        self.requests += 1
+        n = self.requests
+        link = {"rel": "next", "href": f"{self.base}search?page={n}", "type": "application/json"}
+        if self.mode == "endless":
+            return await self._endless(request)
+        if self.mode == "shuffle":
+            ids = [f"i{k}" for k in range(10)]
+            random.Random(n).shuffle(ids)  # unordered results: no sortby on MAAP
+            features: list[Any] = [_feature(self.base, i) for i in ids]
+        else:
+            features = [None, "x", 1]
+        page = {"type": "FeatureCollection", "features": features, "links": [link]}
+        return aiohttp.web.json_response(page)
+
+    async def _endless(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        resp = aiohttp.web.StreamResponse(headers={"Content-Type": "application/geo+json"})
+        await resp.prepare(request)
+        await resp.write(b'{"type": "FeatureCollection", "features": [')
+        chunk = json.dumps(_feature(self.base, "x")).encode() + b","
+        block = chunk * max(1, (64 << 10) // len(chunk))
+        try:
+            while self.sent < self.cap:
+                await resp.write(block)
+                self.sent += len(block)
+        except (ConnectionError, RuntimeError):
+            pass  # the client gave up: what we want
+        return resp
+
+
+async def _serve(api: Hostile) -> TestServer:
+    server = TestServer(api.app(), host="127.0.0.1")
+    await server.start_server()
+    api.base = str(server.make_url("/"))
+    return server
+
+
+async def _pages(config: SearchConfig) -> AsyncIterator[int]:
+    async for features, _ in search_pages(config):
+        yield len(features)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["shuffle", "junk"])
+async def test_a_next_link_that_repeats_its_items_in_disguise_stops_the_search(mode: str) -> None:
+    api = Hostile(mode)
+    server = await _serve(api)
+    try:
+        config = SearchConfig(catalog=api.base, collections=("C1",), timeout=5)
+        with pytest.raises(SearchError, match="repeats a page"):
+            with anyio.fail_after(10):  # today: pages for ever
+                async for _ in _pages(config):
+                    pass
+        assert api.requests <= 4
+    finally:
+        await server.close()
+
+
+@pytest.mark.anyio
+async def test_a_search_answer_that_never_ends_is_refused_once_too_large(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(search_module, "MAX_ANSWER", 4 << 20)
+    api = Hostile("endless")
+    api.cap = 64 << 20  # today: all of it is read into memory, until the answer deadline
+    server = await _serve(api)
+    try:
+        config = SearchConfig(catalog=api.base, collections=("C1",), timeout=5)
+        with pytest.raises(SearchError, match="larger than") as caught:
+            with anyio.fail_after(20):
+                async for _ in _pages(config):
+                    pass
+        assert len(str(caught.value).splitlines()) == 1
+        assert api.sent < 16 << 20
+    finally:
+        await server.close()
