@@ -6,9 +6,13 @@ another order, pages of junk under a new token each time), and one whose answer 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import random
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
@@ -20,6 +24,9 @@ from stacpull import search as search_module
 from stacpull.config import SearchConfig
 from stacpull.errors import SearchError
 from stacpull.search import search_pages
+from stacpull.sim import SimServer
+
+from .conftest import cli, pull
 
 
 def _landing(base: str) -> dict[str, Any]:
@@ -58,6 +65,7 @@ class Hostile:
 
     - ``shuffle``: the same ten items on every page, in a new order, under a new href;
     - ``junk``: every page holds only features that are not objects, under a new href;
+    - ``one``: one item whose data answers 400 with a reason phrase that quotes a header;
     - ``endless``: the first page's JSON never ends (until :attr:`cap` bytes were sent).
     """
 
@@ -72,7 +80,12 @@ class Hostile:
         app = aiohttp.web.Application()
         app.router.add_get("/", self.landing)
         app.router.add_route("*", "/search", self.search)
+        app.router.add_get("/data/{name}", self.data)
         return app
+
+    async def data(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        # A reason phrase that quotes a header, as a proxy echoing the request might.
+        return aiohttp.web.Response(status=400, reason='Bad Request (Authorization: "x")')
 
     async def landing(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         return aiohttp.web.json_response(_landing(self.base))
@@ -83,6 +96,9 @@ class Hostile:
         link = {"rel": "next", "href": f"{self.base}search?page={n}", "type": "application/json"}
         if self.mode == "endless":
             return await self._endless(request)
+        if self.mode == "one":
+            page = {"type": "FeatureCollection", "features": [_feature(self.base, "a")]}
+            return aiohttp.web.json_response(page)
         if self.mode == "shuffle":
             ids = [f"i{k}" for k in range(10)]
             random.Random(n).shuffle(ids)  # unordered results: no sortby on MAAP
@@ -153,3 +169,78 @@ async def test_a_search_answer_that_never_ends_is_refused_once_too_large(
         assert api.sent < 16 << 20
     finally:
         await server.close()
+
+
+# -- secrets ---------------------------------------------------------------------------
+
+OLD_PASSWORD = "old-cat-pw"
+OLD_TOKEN = "eyJold.access-token.sig"
+
+
+def test_stacpull_report_shows_no_password_kept_by_a_report_written_before_scrubbing(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """Reports written before issue 16 kept the catalogue URL whole (and a server's words
+    as they came): ``stacpull report`` runs without any config, so nothing is registered
+    to take them out; it must take out what it can find by shape."""
+    pull(sim, tmp_path)
+    last = tmp_path / ".stacpull" / "last-report.json"
+    data = json.loads(last.read_text())
+    data["query"]["catalog"] = f"http://cat-user:{OLD_PASSWORD}@127.0.0.1:9/catalogue/"
+    data["fatal"] = f"got 500 from http://u:{OLD_PASSWORD}@h/x?access_token={OLD_TOKEN}"
+    data["errors"] = [{"class": "AuthError", "count": 1, "last": f"echo: Bearer {OLD_TOKEN}"}]
+    last.write_text(json.dumps(data))
+    code, out, err = cli("report", str(tmp_path))
+    assert code == 0, err
+    assert "catalog=" in out
+    assert OLD_PASSWORD not in out + err
+    assert OLD_TOKEN not in out + err
+
+
+@contextlib.contextmanager
+def _in_thread(api: Hostile) -> Iterator[None]:
+    """Serve ``api`` from a loop of its own, so the command line runs in the test's thread
+    (it installs signal handlers)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = asyncio.run_coroutine_threadsafe(_serve(api), loop).result(10)
+    try:
+        yield
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_a_reason_quoting_an_authorization_header_leaves_every_json_output_readable(
+    tmp_path: Path,
+) -> None:
+    """Scrubbing JSON text cut ``Authorization: \\"x\\"`` after the backslash: the outcome
+    lines, hence the report's files, and the event log were no JSON any more."""
+    api = Hostile("one")
+    events = tmp_path / "events.jsonl"
+    dest = tmp_path / "dest"
+    with _in_thread(api):
+        args = ("download", "--catalog", api.base, "--collection", "C1", "--dest", str(dest))
+        code, _, err = cli(
+            *args,
+            "--assets",
+            "all",
+            "--retries",
+            "0",
+            "--log-json",
+            str(events),
+            "--dashboard",
+            "none",
+        )
+    assert code == 1, err
+    report = json.loads((dest / ".stacpull" / "last-report.json").read_text())
+    assert [f["item"] for f in report["files"]] == ["a"]
+    assert 'Authorization: "***"' in report["failed"][0]["error"]
+    for line in events.read_text().splitlines():
+        json.loads(line)
+    code, out, err = cli("report", str(dest))
+    assert code == 0, err
+    assert 'Authorization: "***"' in out

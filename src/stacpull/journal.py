@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 
 from . import safeio
 from .destlock import DestLock, refuse_nested
-from .errors import StorageError, scrub
+from .errors import StorageError, scrub, scrub_data
 from .models import Holder, Job, Refusal
 from .plan import path_key
 
@@ -414,7 +414,7 @@ class Journal:
         self._run(
             lambda db: db.execute(
                 "UPDATE runs SET ended = ?, outcome = ?, summary = ? WHERE id = ?",
-                (time.time(), outcome, scrub(json.dumps(summary)), run),
+                (time.time(), outcome, json.dumps(scrub_data(summary)), run),
             )
         )
 
