@@ -20,6 +20,7 @@ import anyio
 import pytest
 from aiohttp.test_utils import TestServer
 
+import stacpull
 from stacpull import search as search_module
 from stacpull.config import SearchConfig
 from stacpull.errors import SearchError
@@ -65,6 +66,8 @@ class Hostile:
 
     - ``shuffle``: the same ten items on every page, in a new order, under a new href;
     - ``junk``: every page holds only features that are not objects, under a new href;
+    - ``full``, ``hole``: three pages, the second one empty in ``hole``;
+    - ``empties``: empty pages, each with a rel=next to another, for ever;
     - ``one``: one item whose data answers 400 with a reason phrase that quotes a header;
     - ``endless``: the first page's JSON never ends (until :attr:`cap` bytes were sent).
     """
@@ -84,6 +87,8 @@ class Hostile:
         return app
 
     async def data(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        if self.mode in ("hole", "full", "empties"):
+            return aiohttp.web.Response(body=request.match_info["name"].encode() * 10)
         # A reason phrase that quotes a header, as a proxy echoing the request might.
         return aiohttp.web.Response(status=400, reason='Bad Request (Authorization: "x")')
 
@@ -96,6 +101,18 @@ class Hostile:
         link = {"rel": "next", "href": f"{self.base}search?page={n}", "type": "application/json"}
         if self.mode == "endless":
             return await self._endless(request)
+        if self.mode in ("full", "hole"):
+            # No numberMatched (it is optional). "hole": page 2 comes back empty, with a
+            # rel=next to page 3, as a server that filters after paging (or a backend
+            # glitch under load) answers; "full": page 2 holds its item.
+            page_no = int(request.query.get("page", "1"))
+            ids = {1: ["a", "b"], 2: [] if self.mode == "hole" else ["x"], 3: ["c"]}[page_no]
+            nxt = f"{self.base}search?page={page_no + 1}"
+            links = [{"rel": "next", "href": nxt}] if page_no < 3 else []
+            features = [_feature(self.base, i) for i in ids]
+            return aiohttp.web.json_response({"features": features, "links": links})
+        if self.mode == "empties":
+            return aiohttp.web.json_response({"features": [], "links": [link]})
         if self.mode == "one":
             page = {"type": "FeatureCollection", "features": [_feature(self.base, "a")]}
             return aiohttp.web.json_response(page)
@@ -195,6 +212,43 @@ def test_stacpull_report_shows_no_password_kept_by_a_report_written_before_scrub
     assert "catalog=" in out
     assert OLD_PASSWORD not in out + err
     assert OLD_TOKEN not in out + err
+
+
+@pytest.mark.anyio
+async def test_an_empty_page_with_a_next_link_is_not_the_end_of_the_listing(
+    tmp_path: Path,
+) -> None:
+    """pystac-client takes an empty page for the end, whatever its rel=next says: a mirror
+    then judged every item after it gone, and --prune deleted its files."""
+    api = Hostile("full")
+    server = await _serve(api)
+    try:
+        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
+        first = await stacpull.amirror(dest=str(tmp_path), **options)
+        assert first.downloaded == 4
+        api.mode = "hole"  # x left the catalogue; c is still there, after the empty page
+        with anyio.fail_after(10):
+            second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
+    finally:
+        await server.close()
+    kept = sorted(p.name for p in (tmp_path / "C1").rglob("*.bin"))
+    assert kept == ["a.bin", "b.bin", "c.bin"]
+    assert len(second.gone) == 1
+
+
+@pytest.mark.anyio
+async def test_empty_pages_linking_on_for_ever_stop_the_search() -> None:
+    api = Hostile("empties")
+    server = await _serve(api)
+    try:
+        config = SearchConfig(catalog=api.base, collections=("C1",), timeout=5)
+        with pytest.raises(SearchError, match="empty pages"):
+            with anyio.fail_after(10):
+                async for _ in _pages(config):
+                    pass
+        assert api.requests <= 20
+    finally:
+        await server.close()
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ from .errors import ConfigError, SearchError
 __all__ = [
     "ANSWER_TIMEOUTS",
     "MAX_ANSWER",
+    "MAX_EMPTY_PAGES",
     "CollectionQuery",
     "ItemPages",
     "Page",
@@ -52,6 +53,9 @@ _T = TypeVar("_T")
 #: ``search.timeout`` in all: ten minutes by default, far more than a page needs, even
 #: after a few 503s with ``Retry-After``.
 ANSWER_TIMEOUTS = 10
+
+#: Empty search pages in a row whose rel=next is followed before the search is an error.
+MAX_EMPTY_PAGES = 10
 
 #: The most bytes one catalogue answer may hold (decoded): a page of a thousand MAAP items
 #: is a few MB; a catalogue that streams a body without end is refused here, before the
@@ -157,16 +161,27 @@ def _catalogue_io() -> type[Any]:
         ) -> Iterator[dict[str, Any]]:
             guard = _LoopGuard()
             page: Any = self.read_json(url, method=method, parameters=parameters)
+            empty = 0
             while True:
                 if not isinstance(page, dict):
                     raise SearchError(f"a search page of {url} is not a JSON object")
-                if not (page.get("features") or page.get("collections")):
-                    return
-                guard.page(page)
-                yield page
+                if page.get("features") or page.get("collections"):
+                    empty = 0
+                    guard.page(page)
+                    yield page
+                else:
+                    # pystac-client ends at an empty page, but its rel=next says there is
+                    # more (a server that filters after paging): a mirror would judge every
+                    # later item gone. Followed, a few in a row at most.
+                    empty += 1
                 link = _next_link(page)
                 if link is None:
                     return
+                if empty > MAX_EMPTY_PAGES:
+                    raise SearchError(
+                        f"search stopped: {empty} empty pages in a row, each with a rel=next "
+                        f"({_shown(link['href'])}); the listing cannot be completed"
+                    )
                 guard.link(link)
                 page = self.read_json(Link.from_dict(link), parameters=parameters)
 
