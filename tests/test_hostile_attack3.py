@@ -74,6 +74,7 @@ class Hostile:
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
+        self.variant = ""
         self.base = ""
         self.requests = 0
         self.sent = 0
@@ -87,7 +88,7 @@ class Hostile:
         return app
 
     async def data(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
-        if self.mode in ("hole", "full", "empties"):
+        if self.mode in ("hole", "full", "empties", "broken"):
             return aiohttp.web.Response(body=request.match_info["name"].encode() * 10)
         # A reason phrase that quotes a header, as a proxy echoing the request might.
         return aiohttp.web.Response(status=400, reason='Bad Request (Authorization: "x")')
@@ -111,6 +112,15 @@ class Hostile:
             links = [{"rel": "next", "href": nxt}] if page_no < 3 else []
             features = [_feature(self.base, i) for i in ids]
             return aiohttp.web.json_response({"features": features, "links": links})
+        if self.mode == "broken":
+            # Item b comes back broken (a glitch, an edit): it is still in the catalogue.
+            b = _feature(self.base, "b")
+            if self.variant == "port":
+                b["assets"]["data"]["href"] = "http://127.0.0.1:99999/data/b.bin"  # no port
+            else:
+                b["assets"]["data"] = "not an object"
+            page = {"features": [_feature(self.base, "a"), b], "numberMatched": 2}
+            return aiohttp.web.json_response(page)
         if self.mode == "empties":
             return aiohttp.web.json_response({"features": [], "links": [link]})
         if self.mode == "one":
@@ -234,6 +244,27 @@ async def test_an_empty_page_with_a_next_link_is_not_the_end_of_the_listing(
     kept = sorted(p.name for p in (tmp_path / "C1").rglob("*.bin"))
     assert kept == ["a.bin", "b.bin", "c.bin"]
     assert len(second.gone) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("variant", ["port", "junk"])
+async def test_an_item_refused_in_a_mirror_keeps_its_files(tmp_path: Path, variant: str) -> None:
+    """An item the search lists but that cannot be planned this time is still in the
+    catalogue: its files are not gone, and --prune keeps them."""
+    api = Hostile("full")
+    server = await _serve(api)
+    try:
+        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
+        first = await stacpull.amirror(dest=str(tmp_path), **options)
+        assert first.downloaded == 4
+        api.mode, api.variant = "broken", variant
+        with anyio.fail_after(10):
+            second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
+    finally:
+        await server.close()
+    kept = sorted(p.name for p in (tmp_path / "C1").rglob("*.bin"))
+    assert "b.bin" in kept
+    assert second.refused == 1
 
 
 @pytest.mark.anyio

@@ -392,7 +392,7 @@ async def run(
         elif opts.kind == "mirror":
             not_judged = _incomplete(config, opts, pages, source)
             if not_judged is None:
-                gone = journal.gone(scope, run_id)
+                gone = journal.gone(scope, run_id, spared=source.refused_items)
             if opts.prune and gone:
                 pruned, kept = await anyio.to_thread.run_sync(_prune, root, journal, gone)
     except StacpullError as exc:
@@ -449,6 +449,11 @@ async def run(
             journal.end_run(run_id, outcome, summary)
         journal.close()
     return result
+
+
+def _item_key(collection: str, item_id: str) -> tuple[str, str]:
+    """An item as the journal's rows name it (their columns are scrubbed)."""
+    return scrub(collection), scrub(item_id)
 
 
 def _incomplete(
@@ -555,6 +560,7 @@ class _Source(Protocol):
     complete: bool
     listed: int  # items the search returned so far
     matched: int | None  # how many it said match (numberMatched), when it says
+    refused_items: set[tuple[str, str]]  # listed but refused: none of their files is gone
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None: ...
 
@@ -568,6 +574,9 @@ class _PageSource:
         self.complete = False
         self.listed = 0
         self.matched: int | None = None
+        # Items listed but refused (some asset) this time: still in the catalogue, so
+        # none of their files is judged gone.
+        self.refused_items: set[tuple[str, str]] = set()
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         pages = items = 0
@@ -595,6 +604,7 @@ class _PageSource:
             )
             jobs, clashes = claims.settle(jobs, holders)
             refusals.extend(clashes)
+            self.refused_items.update(_item_key(r.collection, r.item_id) for r in refusals)
             # The whole page is journalled before any of it is queued: `status` shows the
             # plan, `--retry-failed` can rebuild it, and a mirror knows what it has seen.
             await self.journal.plan(jobs, refusals, run=self.run_id, scope=self.scope)
@@ -613,6 +623,7 @@ class _JobSource:
         self.complete = False
         self.listed = 0
         self.matched: int | None = None  # no search: never a complete listing
+        self.refused_items: set[tuple[str, str]] = set()
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         emit(SearchProgress(0, 0, None, done=True))

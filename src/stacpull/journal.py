@@ -40,7 +40,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -674,16 +674,19 @@ class Journal:
 
         return self._run(q)
 
-    def gone(self, scope: str, run: int) -> list[str]:
-        """Paths of ``scope`` that run ``run``'s complete search no longer listed."""
+    def gone(self, scope: str, run: int, *, spared: Container[tuple[str, str]] = ()) -> list[str]:
+        """Paths of ``scope`` that run ``run``'s complete search no longer listed; files of
+        the ``spared`` items (collection, item id: listed, but refused this time) are not."""
         return [
             path
-            for (path,) in self._run(
+            for (path, collection, item_id) in self._run(
                 lambda db: db.execute(
-                    "SELECT path FROM transfers WHERE scope = ? AND seen_run != ? ORDER BY path",
+                    "SELECT path, collection, item_id FROM transfers"
+                    " WHERE scope = ? AND seen_run != ? ORDER BY path",
                     (scope, run),
                 ).fetchall()
             )
+            if (collection, item_id) not in spared
         ]
 
     def remove(self, paths: Iterable[str]) -> None:

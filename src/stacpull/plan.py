@@ -373,6 +373,13 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
     assets = item.get("assets") or {}
     if not isinstance(assets, dict):
         return [], [Refusal(item_id, collection, "*", "item assets are not an object")]
+    # An asset that is no object is refused, not skipped: the item is still listed, and a
+    # mirror must not take its file for gone.
+    junk = [
+        Refusal(item_id, collection, k, "asset is not an object")
+        for k, v in assets.items()
+        if isinstance(k, str) and not isinstance(v, dict)
+    ]
     assets = {k: v for k, v in assets.items() if isinstance(k, str) and isinstance(v, dict)}
     keys = choose_assets(assets, rules.selectors)
     props = _object(item.get("properties"))
@@ -392,7 +399,7 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
             names[png_keys[0]] = companion_png_name(names[kmz_keys[0]])
 
     jobs: list[Job] = []
-    refusals: list[Refusal] = []
+    refusals: list[Refusal] = junk
     taken: dict[str, str] = {}  # path_key -> the asset key that has it
     for key in keys:
         asset = assets[key]
