@@ -88,7 +88,7 @@ class Hostile:
         return app
 
     async def data(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
-        if self.mode in ("hole", "full", "empties", "broken"):
+        if self.mode in ("hole", "full", "empties", "broken", "dup", "dup2"):
             return aiohttp.web.Response(body=request.match_info["name"].encode() * 10)
         # A reason phrase that quotes a header, as a proxy echoing the request might.
         return aiohttp.web.Response(status=400, reason='Bad Request (Authorization: "x")')
@@ -112,6 +112,13 @@ class Hostile:
             links = [{"rel": "next", "href": nxt}] if page_no < 3 else []
             features = [_feature(self.base, i) for i in ids]
             return aiohttp.web.json_response({"features": features, "links": links})
+        if self.mode in ("dup", "dup2"):
+            # "dup": item a with two assets; "dup2": a listed twice, first without "extra".
+            a = _feature(self.base, "a")
+            a["assets"]["extra"] = {"href": f"{self.base}data/extra.bin", "roles": ["data"]}
+            first = {**a, "assets": {"data": a["assets"]["data"]}}
+            features = [a] if self.mode == "dup" else [first, a]
+            return aiohttp.web.json_response({"features": features, "numberMatched": 1})
         if self.mode == "broken":
             # Item b comes back broken (a glitch, an edit): it is still in the catalogue.
             b = _feature(self.base, "b")
@@ -264,7 +271,30 @@ async def test_an_item_refused_in_a_mirror_keeps_its_files(tmp_path: Path, varia
         await server.close()
     kept = sorted(p.name for p in (tmp_path / "C1").rglob("*.bin"))
     assert "b.bin" in kept
-    assert second.refused == 1
+    assert second.refused == (1 if variant == "port" else 0)
+
+
+@pytest.mark.anyio
+async def test_an_item_listed_twice_keeps_the_files_its_first_listing_lacks(
+    tmp_path: Path,
+) -> None:
+    """The README: --prune deletes files whose *items* left the catalogue. An item listed
+    twice (MAAP can), the first time without one asset, is planned from its first listing;
+    the other asset's file was judged gone and deleted, to come back the next night."""
+    api = Hostile("dup")
+    server = await _serve(api)
+    try:
+        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
+        first = await stacpull.amirror(dest=str(tmp_path), **options)
+        assert first.downloaded == 2
+        api.mode = "dup2"
+        with anyio.fail_after(10):
+            second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
+    finally:
+        await server.close()
+    assert sorted(p.name for p in (tmp_path / "C1").rglob("*.bin")) == ["a.bin", "extra.bin"]
+    assert second.gone == ()
+    assert second.duplicates == 1
 
 
 @pytest.mark.anyio

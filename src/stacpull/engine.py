@@ -25,7 +25,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -392,7 +392,7 @@ async def run(
         elif opts.kind == "mirror":
             not_judged = _incomplete(config, opts, pages, source)
             if not_judged is None:
-                gone = journal.gone(scope, run_id, spared=source.refused_items)
+                gone = journal.gone(scope, run_id, spared=source.listed_items)
             if opts.prune and gone:
                 pruned, kept = await anyio.to_thread.run_sync(_prune, root, journal, gone)
     except StacpullError as exc:
@@ -449,11 +449,6 @@ async def run(
             journal.end_run(run_id, outcome, summary)
         journal.close()
     return result
-
-
-def _item_key(collection: str, item_id: str) -> tuple[str, str]:
-    """An item as the journal's rows name it (their columns are scrubbed)."""
-    return scrub(collection), scrub(item_id)
 
 
 def _incomplete(
@@ -560,7 +555,7 @@ class _Source(Protocol):
     complete: bool
     listed: int  # items the search returned so far
     matched: int | None  # how many it said match (numberMatched), when it says
-    refused_items: set[tuple[str, str]]  # listed but refused: none of their files is gone
+    listed_items: Container[tuple[str, str]]  # (collection, id): none of their files is gone
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None: ...
 
@@ -574,14 +569,15 @@ class _PageSource:
         self.complete = False
         self.listed = 0
         self.matched: int | None = None
-        # Items listed but refused (some asset) this time: still in the catalogue, so
-        # none of their files is judged gone.
-        self.refused_items: set[tuple[str, str]] = set()
+        # Every item listed (planned, refused or listed again): still in the catalogue,
+        # so none of its files is judged gone.
+        self.claims = RunClaims(run_id)
+        self.listed_items: Container[tuple[str, str]] = self.claims
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         pages = items = 0
         matched: int | None = None
-        claims = RunClaims(self.run_id)
+        claims = self.claims
         async for features, matched in self.pages():
             pages += 1
             items += len(features)
@@ -604,7 +600,6 @@ class _PageSource:
             )
             jobs, clashes = claims.settle(jobs, holders)
             refusals.extend(clashes)
-            self.refused_items.update(_item_key(r.collection, r.item_id) for r in refusals)
             # The whole page is journalled before any of it is queued: `status` shows the
             # plan, `--retry-failed` can rebuild it, and a mirror knows what it has seen.
             await self.journal.plan(jobs, refusals, run=self.run_id, scope=self.scope)
@@ -623,7 +618,7 @@ class _JobSource:
         self.complete = False
         self.listed = 0
         self.matched: int | None = None  # no search: never a complete listing
-        self.refused_items: set[tuple[str, str]] = set()
+        self.listed_items: Container[tuple[str, str]] = frozenset()
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         emit(SearchProgress(0, 0, None, done=True))

@@ -675,8 +675,9 @@ class Journal:
         return self._run(q)
 
     def gone(self, scope: str, run: int, *, spared: Container[tuple[str, str]] = ()) -> list[str]:
-        """Paths of ``scope`` that run ``run``'s complete search no longer listed; files of
-        the ``spared`` items (collection, item id: listed, but refused this time) are not."""
+        """Paths of ``scope`` whose items run ``run``'s complete search no longer listed:
+        files of the ``spared`` items (collection, item id: listed, whatever was planned of
+        them) are not, as the README promises."""
         return [
             path
             for (path, collection, item_id) in self._run(

@@ -373,13 +373,6 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
     assets = item.get("assets") or {}
     if not isinstance(assets, dict):
         return [], [Refusal(item_id, collection, "*", "item assets are not an object")]
-    # An asset that is no object is refused, not skipped: the item is still listed, and a
-    # mirror must not take its file for gone.
-    junk = [
-        Refusal(item_id, collection, k, "asset is not an object")
-        for k, v in assets.items()
-        if isinstance(k, str) and not isinstance(v, dict)
-    ]
     assets = {k: v for k, v in assets.items() if isinstance(k, str) and isinstance(v, dict)}
     keys = choose_assets(assets, rules.selectors)
     props = _object(item.get("properties"))
@@ -399,7 +392,7 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
             names[png_keys[0]] = companion_png_name(names[kmz_keys[0]])
 
     jobs: list[Job] = []
-    refusals: list[Refusal] = junk
+    refusals: list[Refusal] = []
     taken: dict[str, str] = {}  # path_key -> the asset key that has it
     for key in keys:
         asset = assets[key]
@@ -497,6 +490,16 @@ class _Hashes:
                     self._place(self._slots, held)
         return True
 
+    def __contains__(self, value: int) -> bool:
+        value = value or 1
+        mask = len(self._slots) - 1
+        i = (value ^ (value >> 32)) & mask
+        while (held := self._slots[i]) != 0:
+            if held == value:
+                return True
+            i = (i + 1) & mask
+        return False
+
     @staticmethod
     def _place(slots: array[int], value: int) -> bool:
         mask = len(slots) - 1
@@ -547,6 +550,11 @@ class RunClaims:
             return True
         self.duplicates += 1
         return False
+
+    def __contains__(self, item: object) -> bool:
+        """Whether ``(collection, item id)`` was listed in this run: its files are not
+        gone, whatever was planned of it (a refused asset, a first listing that lacks one)."""
+        return isinstance(item, tuple) and hash(item) in self._items
 
     def settle(
         self, jobs: Sequence[Job], holders: Mapping[str, Sequence[Holder]]
