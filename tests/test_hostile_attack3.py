@@ -19,9 +19,11 @@ import aiohttp.web
 import anyio
 import pytest
 from aiohttp.test_utils import TestServer
+from click.testing import CliRunner
 
 import stacpull
 from stacpull import search as search_module
+from stacpull.cli import main
 from stacpull.config import SearchConfig
 from stacpull.errors import SearchError
 from stacpull.search import search_pages
@@ -131,7 +133,10 @@ class Hostile:
         if self.mode == "empties":
             return aiohttp.web.json_response({"features": [], "links": [link]})
         if self.mode == "one":
-            page = {"type": "FeatureCollection", "features": [_feature(self.base, "a")]}
+            a = _feature(self.base, "a")
+            if self.variant == "quoted":  # a field of the job quotes a header too
+                a["properties"]["updated"] = 'Authorization: "x"'
+            page = {"type": "FeatureCollection", "features": [a]}
             return aiohttp.web.json_response(page)
         if self.mode == "shuffle":
             ids = [f"i{k}" for k in range(10)]
@@ -359,3 +364,26 @@ def test_a_reason_quoting_an_authorization_header_leaves_every_json_output_reada
     code, out, err = cli("report", str(dest))
     assert code == 0, err
     assert 'Authorization: "***"' in out
+
+
+def test_metadata_quoting_an_authorization_header_leaves_the_journal_readable(
+    tmp_path: Path,
+) -> None:
+    """The journal keeps each job as JSON, scrubbed as text: an item whose ``updated``
+    reads ``Authorization: "x"`` left a job no JSON could read, and --retry-failed (or the
+    next page's collision check) ended in a JSONDecodeError traceback."""
+    api = Hostile("one")
+    api.variant = "quoted"
+    dest = tmp_path / "dest"
+    with _in_thread(api):
+        args = ("download", "--catalog", api.base, "--collection", "C1", "--dest", str(dest))
+        common = ("--assets", "all", "--retries", "0", "--dashboard", "none")
+        code, _, err = cli(*args, *common)
+        assert code == 1, err
+        env = {"STACPULL_TOKEN": "", "STACPULL_OFFLINE_TOKEN": "", "STACPULL_TOKEN_FILE": ""}
+        result = CliRunner().invoke(main, [*args, *common, "--retry-failed"], env=env)
+    assert result.exit_code == 1, result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert (
+        json.loads((dest / ".stacpull" / "last-report.json").read_text())["totals"]["failed"] == 1
+    )

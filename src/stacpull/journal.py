@@ -176,12 +176,10 @@ def _job_to_json(job: Job) -> str:
     Built field by field (``dataclasses.asdict`` deep-copies every value) and cached for
     the jobs in flight: each is recorded at least three times (planned, started, done),
     which cost more than the SQL itself with thousands of small files a second."""
-    return scrub(
-        json.dumps(
-            {name: getattr(job, name) for name in _JOB_FIELDS},
-            separators=(",", ":"),
-            sort_keys=True,
-        )
+    return json.dumps(
+        scrub_data({name: getattr(job, name) for name in _JOB_FIELDS}),  # each string: still JSON
+        separators=(",", ":"),
+        sort_keys=True,
     )
 
 
