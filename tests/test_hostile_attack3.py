@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import random
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -387,3 +388,21 @@ def test_metadata_quoting_an_authorization_header_leaves_the_journal_readable(
     assert (
         json.loads((dest / ".stacpull" / "last-report.json").read_text())["totals"]["failed"] == 1
     )
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_stacpull_status_shows_no_token_kept_by_a_journal_written_before_scrubbing(
+    sim: SimServer, tmp_path: Path, as_json: bool
+) -> None:
+    """A journal written before issue 16 kept a server's words as they came (a reason
+    echoing the bearer header): ``stacpull status`` has no config, nothing is registered."""
+    pull(sim, tmp_path)
+    with sqlite3.connect(tmp_path / ".stacpull" / "journal.sqlite") as db:
+        db.execute(
+            "UPDATE transfers SET status = 'failed', error_class = 'AuthError', error = ?",
+            (f"HTTP 401 (you sent Authorization: Bearer {OLD_TOKEN}) (http://h/x)",),
+        )
+    code, out, err = cli("status", str(tmp_path), *(["--json"] if as_json else []))
+    assert code == 0, err
+    assert "AuthError" in out
+    assert OLD_TOKEN not in out + err
