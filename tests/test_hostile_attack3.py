@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import sqlite3
 import threading
@@ -115,6 +116,10 @@ class Hostile:
             links = [{"rel": "next", "href": nxt}] if page_no < 3 else []
             features = [_feature(self.base, i) for i in ids]
             return aiohttp.web.json_response({"features": features, "links": links})
+        if self.mode == "echo":
+            # The catalogue knows its own password (HTTP Basic) and writes it into an id.
+            leak = _feature(self.base, f"leak-{CAT_PASSWORD}")
+            return aiohttp.web.json_response({"features": [leak, leak]})
         if self.mode in ("dup", "dup2"):
             # "dup": item a with two assets; "dup2": a listed twice, first without "extra".
             a = _feature(self.base, "a")
@@ -214,6 +219,7 @@ async def test_a_search_answer_that_never_ends_is_refused_once_too_large(
 # -- secrets ---------------------------------------------------------------------------
 
 OLD_PASSWORD = "old-cat-pw"
+CAT_PASSWORD = "cat-password-long"
 OLD_TOKEN = "eyJold.access-token.sig"
 
 
@@ -406,3 +412,23 @@ def test_stacpull_status_shows_no_token_kept_by_a_journal_written_before_scrubbi
     assert code == 0, err
     assert "AuthError" in out
     assert OLD_TOKEN not in out + err
+
+
+@pytest.mark.anyio
+async def test_a_library_users_log_handler_gets_no_password_from_the_engine(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The Python API under the caller's own logging: the engine's records are scrubbed
+    before they reach any handler, as fetch's and auth's are."""
+    api = Hostile("echo")
+    server = await _serve(api)
+    try:
+        catalog = api.base.replace("http://", f"http://cat:{CAT_PASSWORD}@")
+        with caplog.at_level(logging.DEBUG, logger="stacpull"), anyio.fail_after(10):
+            await stacpull.adownload(
+                catalog=catalog, collections=["C1"], dest=str(tmp_path), assets=["none-such"]
+            )
+    finally:
+        await server.close()
+    assert "listed more than once" in caplog.text
+    assert CAT_PASSWORD not in caplog.text

@@ -43,6 +43,7 @@ from .dryrun import budget_error, dry_run
 from .errors import (
     ConfigError,
     CredentialsError,
+    ScrubFilter,
     StacpullError,
     StorageError,
     first_error,
@@ -83,6 +84,7 @@ __all__ = [
 STOP_GRACE = 3.0
 
 log = logging.getLogger("stacpull.engine")
+log.addFilter(ScrubFilter())
 
 
 @dataclass(frozen=True, slots=True)
