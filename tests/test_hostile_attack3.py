@@ -7,6 +7,7 @@ another order, pages of junk under a new token each time), and one whose answer 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -418,13 +419,14 @@ def test_stacpull_status_shows_no_token_kept_by_a_journal_written_before_scrubbi
 async def test_a_library_users_log_handler_gets_no_password_from_the_engine(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The Python API under the caller's own logging: the engine's records are scrubbed
-    before they reach any handler, as fetch's and auth's are."""
+    """The Python API under the caller's own logging: the engine's records, and those of
+    the catalogue client (pystac-client logs each request's headers: HTTP Basic from the
+    catalogue's userinfo), are scrubbed before they reach any handler."""
     api = Hostile("echo")
     server = await _serve(api)
     try:
         catalog = api.base.replace("http://", f"http://cat:{CAT_PASSWORD}@")
-        with caplog.at_level(logging.DEBUG, logger="stacpull"), anyio.fail_after(10):
+        with caplog.at_level(logging.DEBUG), anyio.fail_after(10):
             await stacpull.adownload(
                 catalog=catalog, collections=["C1"], dest=str(tmp_path), assets=["none-such"]
             )
@@ -432,3 +434,6 @@ async def test_a_library_users_log_handler_gets_no_password_from_the_engine(
         await server.close()
     assert "listed more than once" in caplog.text
     assert CAT_PASSWORD not in caplog.text
+    basic = base64.b64encode(f"cat:{CAT_PASSWORD}".encode()).decode()
+    assert "Authorization" in caplog.text  # pystac-client logs every request's headers
+    assert basic not in caplog.text

@@ -19,6 +19,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 from .config import SearchConfig
-from .errors import ConfigError, SearchError
+from .errors import ConfigError, ScrubFilter, SearchError
 
 __all__ = [
     "ANSWER_TIMEOUTS",
@@ -142,6 +143,11 @@ def _catalogue_io() -> type[Any]:
     on a loop (built on first use: pystac-client is imported lazily)."""
     from pystac import Link
     from pystac_client.stac_api_io import StacApiIO
+
+    # pystac-client logs every request with its headers (HTTP Basic from the catalogue's
+    # userinfo) and URL, urllib3 its retries: scrubbed before any handler, the caller's too.
+    for name in ("pystac_client.stac_api_io", "urllib3.connectionpool"):
+        logging.getLogger(name).addFilter(ScrubFilter())
 
     class CatalogueIO(StacApiIO):
         def update(
