@@ -14,6 +14,7 @@ import logging
 import random
 import sqlite3
 import threading
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,7 @@ class Hostile:
     - ``shuffle``: the same ten items on every page, in a new order, under a new href;
     - ``junk``: every page holds only features that are not objects, under a new href;
     - ``full``, ``hole``: three pages, the second one empty in ``hole``;
+    - ``none``, ``zero``: no item at all, numberMatched 0 in ``zero`` (absent in ``none``);
     - ``empties``: empty pages, each with a rel=next to another, for ever;
     - ``one``: one item whose data answers 400 with a reason phrase that quotes a header;
     - ``endless``: the first page's JSON never ends (until :attr:`cap` bytes were sent).
@@ -137,6 +139,11 @@ class Hostile:
                 b["assets"]["data"] = "not an object"
             page = {"features": [_feature(self.base, "a"), b], "numberMatched": 2}
             return aiohttp.web.json_response(page)
+        if self.mode in ("none", "zero"):
+            page = {"type": "FeatureCollection", "features": []}
+            return aiohttp.web.json_response(
+                {**page, "numberMatched": 0} if self.mode == "zero" else page
+            )
         if self.mode == "empties":
             return aiohttp.web.json_response({"features": [], "links": [link]})
         if self.mode == "one":
@@ -308,6 +315,34 @@ async def test_an_item_listed_twice_keeps_the_files_its_first_listing_lacks(
     assert sorted(p.name for p in (tmp_path / "C1").rglob("*.bin")) == ["a.bin", "extra.bin"]
     assert second.gone == ()
     assert second.duplicates == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["none", "zero"])
+async def test_a_search_that_lists_nothing_empties_a_mirror_only_when_it_says_so(
+    tmp_path: Path, mode: str
+) -> None:
+    """One empty answer (200, no features, no numberMatched) made --prune delete the whole
+    mirror; a catalogue that says numberMatched 0 is believed."""
+    api = Hostile("full")
+    server = await _serve(api)
+    try:
+        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
+        first = await stacpull.amirror(dest=str(tmp_path), **options)
+        assert first.downloaded == 4
+        api.mode = mode
+        with anyio.fail_after(10), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pystac-client: "numberMatched ... not in response"
+            second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
+    finally:
+        await server.close()
+    kept = sorted(p.name for p in (tmp_path / "C1").rglob("*.bin"))
+    if mode == "none":
+        assert kept == ["a.bin", "b.bin", "c.bin", "x.bin"]
+        assert second.not_judged is not None and "did not say" in second.not_judged
+    else:
+        assert kept == []
+        assert second.pruned == 4
 
 
 @pytest.mark.anyio

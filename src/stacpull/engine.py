@@ -471,6 +471,9 @@ def _incomplete(
         return "the search did not finish"
     if source.matched is not None and source.listed < source.matched:
         return f"the search listed {source.listed} of {source.matched} matching items"
+    if source.listed == 0 and source.matched is None:
+        # One empty answer (a glitch under load) would otherwise empty the whole mirror.
+        return "the search listed no item and the catalogue did not say that none match"
     return None
 
 

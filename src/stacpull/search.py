@@ -472,7 +472,13 @@ async def search_pages(config: SearchConfig) -> AsyncIterator[Page]:
                     await _ask(config, check_collections, config, config.collections)
             raise
         if page is _SENTINEL:
-            return
+            if not first:
+                return
+            # Nothing listed (pystac-client passes no empty page on): one empty page all
+            # the same, so the caller learns whether the catalogue said none match.
+            page, last = {"features": []}, True
+        else:
+            last = False
         raw_features = page.get("features")
         features = (
             [f for f in raw_features if isinstance(f, dict)]
@@ -497,7 +503,7 @@ async def search_pages(config: SearchConfig) -> AsyncIterator[Page]:
             features = features[: max(0, config.max_items - seen)]
         seen += len(features)
         yield features, matched
-        if config.max_items is not None and seen >= config.max_items:
+        if last or (config.max_items is not None and seen >= config.max_items):
             return
 
 
