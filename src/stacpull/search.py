@@ -59,9 +59,10 @@ ANSWER_TIMEOUTS = 10
 MAX_EMPTY_PAGES = 10
 
 #: The most bytes one catalogue answer may hold (decoded): a page of a thousand MAAP items
-#: is a few MB; a catalogue that streams a body without end is refused here, before the
-#: answer deadline, instead of filling memory with it.
-MAX_ANSWER = 256 << 20
+#: is 5-20 MB; a catalogue that streams a body without end is refused here, before the
+#: answer deadline, instead of filling memory with it. Parsed, JSON takes up to 25 times
+#: its size (``[{},{},…]``): 64 MiB stays under 2 GB whatever the catalogue sends.
+MAX_ANSWER = 64 << 20
 
 #: One page of a search: its items, and ``numberMatched`` when the server says.
 Page = tuple[list[dict[str, Any]], int | None]
