@@ -472,3 +472,28 @@ async def test_a_library_users_log_handler_gets_no_password_from_the_engine(
     basic = base64.b64encode(f"cat:{CAT_PASSWORD}".encode()).decode()
     assert "Authorization" in caplog.text  # pystac-client logs every request's headers
     assert basic not in caplog.text
+
+
+@pytest.mark.anyio
+async def test_a_short_catalogue_password_echoed_with_its_user_is_scrubbed() -> None:
+    """A password under Scrubber.MIN_LENGTH (``user:pass``, the issue's own example) is
+    too common to take out of every text alone; echoed with its user it is taken out."""
+
+    async def landing(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        body = {"description": "bad credentials for cat:pw12"}
+        return aiohttp.web.json_response(body, status=401)
+
+    app = aiohttp.web.Application()
+    app.router.add_get("/", landing)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        base = str(server.make_url("/")).replace("http://", "http://cat:pw12@")
+        config = SearchConfig(catalog=base, collections=("C1",), timeout=5)
+        with pytest.raises(SearchError) as caught, anyio.fail_after(10):
+            async for _ in _pages(config):
+                pass
+    finally:
+        await server.close()
+    assert "bad credentials for ***" in str(caught.value)
+    assert "pw12" not in str(caught.value)

@@ -162,6 +162,7 @@ class Scrubber:
         if not password:
             return
         for u, p in ((user, password), (quote_plus(user), quote_plus(password))):
+            self.add(f"{u}:{p}")  # a server's echo of a password too short to scrub alone
             raw = f"{u}:{p}".encode()
             for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
                 self.add(encoded.decode().rstrip("="))
