@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import PlanError, VerificationError
+from .errors import PlanError, VerificationError, scrub, scrub_data
 from .journal import Journal, JournalRow
 from .safepath import dup_opener, open_below
 from .verify import check_zip, hash_range, parse_multihash
@@ -71,15 +71,17 @@ def read_status(dest: Path) -> StatusReport:
                 counts[kind] = counts.get(kind, 0) + 1
                 examples = failures.setdefault(kind, [])
                 if len(examples) < _EXAMPLES:
-                    examples.append((row.path, row.error or ""))
+                    # Scrubbed by shape too: a journal written before stacpull scrubbed
+                    # its writers may hold a server's echo of a token.
+                    examples.append((row.path, scrub(row.error or "")))
             partial += row.bytes
         return StatusReport(
             dest=str(dest),
             by_status=journal.summary(),
             failures=failures,
             failure_counts=counts,
-            refused=journal.refusals(),
-            last_run=journal.last_run(),
+            refused=[(scrub(i), scrub(k), scrub(r)) for i, k, r in journal.refusals()],
+            last_run=scrub_data(journal.last_run()),
             high_water_mark=journal.high_water_mark(),
             partial_bytes=partial,
         )

@@ -57,6 +57,7 @@ from .errors import (
     StorageError,
     first_error,
     scrub,
+    scrub_data,
 )
 from .events import EventSink
 from .export import FORMATS, ItemWriter, saved_pages
@@ -1113,7 +1114,9 @@ def report(dest: str, plot: str | None, failures: int) -> None:
         _check_output("--plot", plot)
     try:
         safeio.ensure_directory(state, create=False)  # never read through a link
-        data = json.loads(safeio.read_regular(path))
+        # Scrubbed by shape as well: a report written before stacpull scrubbed its
+        # writers may hold a catalogue's password or a token, and nothing is registered here.
+        data = scrub_data(json.loads(safeio.read_regular(path)))
     except FileNotFoundError:
         _fail(f"no run report in {dest} (runs write {JOURNAL_DIR}/last-report.json)")
     except OSError as exc:

@@ -25,7 +25,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +43,7 @@ from .dryrun import budget_error, dry_run
 from .errors import (
     ConfigError,
     CredentialsError,
+    ScrubFilter,
     StacpullError,
     StorageError,
     first_error,
@@ -84,6 +85,7 @@ __all__ = [
 STOP_GRACE = 3.0
 
 log = logging.getLogger("stacpull.engine")
+log.addFilter(ScrubFilter())
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,7 +397,8 @@ async def run(
         elif opts.kind == "mirror":
             not_judged = _incomplete(config, opts, pages, source)
             if not_judged is None:
-                gone, not_judged = await _confirm_gone(config, journal, journal.gone(scope, run_id))
+                listed = journal.gone(scope, run_id, spared=source.listed_items)
+                gone, not_judged = await _confirm_gone(config, journal, listed)
             if opts.prune and gone:
                 pruned, kept = await anyio.to_thread.run_sync(_prune, root, journal, gone)
     except StacpullError as exc:
@@ -473,6 +476,9 @@ def _incomplete(
     if source.matched is not None and source.listed < source.matched:
         repeats = f" ({source.repeats} listed again)" if source.repeats else ""
         return f"the search listed {source.listed} of {source.matched} matching items{repeats}"
+    if source.listed == 0 and source.matched is None:
+        # One empty answer (a glitch under load) would otherwise empty the whole mirror.
+        return "the search listed no item and the catalogue did not say that none match"
     return None
 
 
@@ -592,6 +598,7 @@ class _Source(Protocol):
     listed: int  # distinct items the search returned so far
     matched: int | None  # how many it said match (numberMatched), when it says
     repeats: int  # items it returned again (counted once in listed)
+    listed_items: Container[tuple[str, str]]  # (collection, id): none of their files is gone
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None: ...
 
@@ -606,11 +613,15 @@ class _PageSource:
         self.listed = 0
         self.matched: int | None = None
         self.repeats = 0
+        # Every item listed (planned, refused or listed again): still in the catalogue,
+        # so none of its files is judged gone.
+        self.claims = RunClaims(run_id)
+        self.listed_items: Container[tuple[str, str]] = self.claims
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         pages = items = 0
         matched: int | None = None
-        claims = RunClaims(self.run_id)
+        claims = self.claims
         async for features, matched in self.pages():
             pages += 1
             items += len(features)
@@ -654,6 +665,7 @@ class _JobSource:
         self.complete = False
         self.listed = self.repeats = 0
         self.matched: int | None = None  # no search: never a complete listing
+        self.listed_items: Container[tuple[str, str]] = frozenset()
 
     async def produce(self, send: MemoryObjectSendStream[Job], emit: EventSink) -> None:
         emit(SearchProgress(0, 0, None, done=True))

@@ -39,6 +39,7 @@ import json
 import logging
 import re
 import threading
+from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "first_error",
     "redact_url",
     "scrub",
+    "scrub_data",
     "url_credentials",
 ]
 
@@ -160,6 +162,7 @@ class Scrubber:
         if not password:
             return
         for u, p in ((user, password), (quote_plus(user), quote_plus(password))):
+            self.add(f"{u}:{p}")  # a server's echo of a password too short to scrub alone
             raw = f"{u}:{p}".encode()
             for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
                 self.add(encoded.decode().rstrip("="))
@@ -261,6 +264,19 @@ SECRETS = Scrubber()
 def scrub(text: str) -> str:
     """``text`` without any secret (see :class:`Scrubber`): for every writer of output."""
     return SECRETS.scrub(text)
+
+
+def scrub_data(value: Any) -> Any:
+    """JSON-ready ``value`` with every string in it (keys too) scrubbed, for writers of
+    JSON: scrubbing the JSON text instead can cut an escaped quote (``Authorization:
+    \\"x\\"``) in half and leave text that is no JSON any more."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {scrub_data(k): scrub_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_data(v) for v in value]
+    return value
 
 
 class ScrubFilter(logging.Filter):

@@ -40,14 +40,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
 from . import safeio
 from .destlock import DestLock, refuse_nested
-from .errors import StorageError, scrub
+from .errors import StorageError, scrub, scrub_data
 from .models import Holder, Job, Refusal
 from .plan import path_key
 
@@ -176,12 +176,10 @@ def _job_to_json(job: Job) -> str:
     Built field by field (``dataclasses.asdict`` deep-copies every value) and cached for
     the jobs in flight: each is recorded at least three times (planned, started, done),
     which cost more than the SQL itself with thousands of small files a second."""
-    return scrub(
-        json.dumps(
-            {name: getattr(job, name) for name in _JOB_FIELDS},
-            separators=(",", ":"),
-            sort_keys=True,
-        )
+    return json.dumps(
+        scrub_data({name: getattr(job, name) for name in _JOB_FIELDS}),  # each string: still JSON
+        separators=(",", ":"),
+        sort_keys=True,
     )
 
 
@@ -420,7 +418,7 @@ class Journal:
         self._run(
             lambda db: db.execute(
                 "UPDATE runs SET ended = ?, outcome = ?, summary = ? WHERE id = ?",
-                (time.time(), outcome, scrub(json.dumps(summary)), run),
+                (time.time(), outcome, json.dumps(scrub_data(summary)), run),
             )
         )
 
@@ -680,16 +678,20 @@ class Journal:
 
         return self._run(q)
 
-    def gone(self, scope: str, run: int) -> list[str]:
-        """Paths of ``scope`` that run ``run``'s complete search no longer listed."""
+    def gone(self, scope: str, run: int, *, spared: Container[tuple[str, str]] = ()) -> list[str]:
+        """Paths of ``scope`` whose items run ``run``'s complete search no longer listed:
+        files of the ``spared`` items (collection, item id: listed, whatever was planned of
+        them) are not, as the README promises."""
         return [
             path
-            for (path,) in self._run(
+            for (path, collection, item_id) in self._run(
                 lambda db: db.execute(
-                    "SELECT path FROM transfers WHERE scope = ? AND seen_run != ? ORDER BY path",
+                    "SELECT path, collection, item_id FROM transfers"
+                    " WHERE scope = ? AND seen_run != ? ORDER BY path",
                     (scope, run),
                 ).fetchall()
             )
+            if (collection, item_id) not in spared
         ]
 
     def remove(self, paths: Iterable[str]) -> None:

@@ -538,6 +538,16 @@ class _Hashes:
                     self._place(self._slots, held)
         return True
 
+    def __contains__(self, value: int) -> bool:
+        value = value or 1
+        mask = len(self._slots) - 1
+        i = (value ^ (value >> 32)) & mask
+        while (held := self._slots[i]) != 0:
+            if held == value:
+                return True
+            i = (i + 1) & mask
+        return False
+
     @staticmethod
     def _place(slots: array[int], value: int) -> bool:
         mask = len(slots) - 1
@@ -588,6 +598,11 @@ class RunClaims:
             return True
         self.duplicates += 1
         return False
+
+    def __contains__(self, item: object) -> bool:
+        """Whether ``(collection, item id)`` was listed in this run: its files are not
+        gone, whatever was planned of it (a refused asset, a first listing that lacks one)."""
+        return isinstance(item, tuple) and hash(item) in self._items
 
     def settle(
         self, jobs: Sequence[Job], holders: Mapping[str, Sequence[Holder]]

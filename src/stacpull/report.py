@@ -21,7 +21,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from . import safeio
-from .errors import scrub
+from .errors import scrub_data
 from .events import (
     BytesReceived,
     Event,
@@ -475,11 +475,12 @@ class _JsonLines:
         except OSError as exc:
             self.error = f"cannot write {path}: {exc.strerror or exc}"
 
-    def _write(self, line: str, *, flush: bool = False) -> None:
+    def _write(self, record: dict[str, Any], *, flush: bool = False) -> None:
         if self._file is None:
             return
+        line = json.dumps(scrub_data(json.loads(json.dumps(record, default=str))))
         try:
-            self._file.write(scrub(line) + "\n")
+            self._file.write(line + "\n")
             if flush:
                 self._file.flush()
         except OSError as exc:
@@ -503,7 +504,7 @@ class OutcomeLog(_JsonLines):
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, JobFinished):
-            self._write(json.dumps(outcome_dict(event.outcome)))
+            self._write(outcome_dict(event.outcome))
         elif isinstance(event, JobRefused):
             r = event.refusal
             row = {
@@ -513,7 +514,7 @@ class OutcomeLog(_JsonLines):
                 "status": "refused",
                 "error": r.reason,
             }
-            self._write(json.dumps(row))
+            self._write(row)
 
 
 class EventLog(_JsonLines):
@@ -548,7 +549,7 @@ class EventLog(_JsonLines):
         flush = now - self._flushed_at >= 1.0 or isinstance(event, RunFinished)
         if flush:
             self._flushed_at = now
-        self._write(json.dumps({"t": round(now, 3), **row}, default=str), flush=flush)
+        self._write({"t": round(now, 3), **row}, flush=flush)
 
 
 def _fields(event: Event) -> dict[str, Any]:
@@ -678,7 +679,7 @@ def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: P
     safeio.ensure_directory(directory, create=False)  # never written through a link
     path = directory / f"report-{stamp}.json"
     partial = path.with_name(path.name + ".part")
-    head = scrub(json.dumps(report, indent=2))
+    head = json.dumps(scrub_data(report), indent=2)
     with safeio.create_new(partial) as f:
         f.write(head[: -len("\n}")])
         f.write(',\n  "series": ' + json.dumps(series, separators=(",", ":")))
@@ -688,10 +689,10 @@ def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: P
             with outcomes.open(encoding="utf-8") as lines:
                 for line in lines:
                     try:
-                        json.loads(line)
+                        row = json.loads(line)
                     except ValueError:
                         continue  # the tail a full disk cut short
-                    f.write(("\n    " if first else ",\n    ") + scrub(line.strip()))
+                    f.write(("\n    " if first else ",\n    ") + json.dumps(scrub_data(row)))
                     first = False
         f.write("\n  ]\n}\n")
     partial.replace(path)  # a rename replaces a link at the name, never follows it

@@ -19,6 +19,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -28,10 +29,12 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 from .config import SearchConfig
-from .errors import ConfigError, SearchError
+from .errors import ConfigError, ScrubFilter, SearchError
 
 __all__ = [
     "ANSWER_TIMEOUTS",
+    "MAX_ANSWER",
+    "MAX_EMPTY_PAGES",
     "CollectionQuery",
     "ItemPages",
     "Page",
@@ -51,6 +54,15 @@ _T = TypeVar("_T")
 #: ``search.timeout`` in all: ten minutes by default, far more than a page needs, even
 #: after a few 503s with ``Retry-After``.
 ANSWER_TIMEOUTS = 10
+
+#: Empty search pages in a row whose rel=next is followed before the search is an error.
+MAX_EMPTY_PAGES = 10
+
+#: The most bytes one catalogue answer may hold (decoded): a page of a thousand MAAP items
+#: is 5-20 MB; a catalogue that streams a body without end is refused here, before the
+#: answer deadline, instead of filling memory with it. Parsed, JSON takes up to 25 times
+#: its size (``[{},{},…]``): 64 MiB stays under 2 GB whatever the catalogue sends.
+MAX_ANSWER = 64 << 20
 
 #: One page of a search: its items, and ``numberMatched`` when the server says.
 Page = tuple[list[dict[str, Any]], int | None]
@@ -105,7 +117,25 @@ def _stac_io(config: SearchConfig) -> Any:
         respect_retry_after_header=True,
         raise_on_status=False,
     )
-    return _catalogue_io()(timeout=config.timeout, max_retries=retry)
+    stac_io = _catalogue_io()(timeout=config.timeout, max_retries=retry)
+    stac_io.session.hooks["response"].append(_capped)
+    return stac_io
+
+
+def _capped(resp: Any, *args: Any, **kwargs: Any) -> Any:
+    """A requests response hook: read the body here, at most :data:`MAX_ANSWER` bytes
+    (requests would read all of it, however long it goes on)."""
+    body = bytearray()
+    for chunk in resp.iter_content(1 << 16):
+        body += chunk
+        if len(body) > MAX_ANSWER:
+            resp.close()
+            raise SearchError(
+                f"the catalogue's answer from {resp.url} is larger than {MAX_ANSWER >> 20} MiB "
+                "(search.page_size too large, or an answer that never ends)"
+            )
+    resp._content = bytes(body)  # what resp.content returns from now on
+    return resp
 
 
 @functools.cache
@@ -114,6 +144,11 @@ def _catalogue_io() -> type[Any]:
     on a loop (built on first use: pystac-client is imported lazily)."""
     from pystac import Link
     from pystac_client.stac_api_io import StacApiIO
+
+    # pystac-client logs every request with its headers (HTTP Basic from the catalogue's
+    # userinfo) and URL, urllib3 its retries: scrubbed before any handler, the caller's too.
+    for name in ("pystac_client.stac_api_io", "urllib3.connectionpool"):
+        logging.getLogger(name).addFilter(ScrubFilter())
 
     class CatalogueIO(StacApiIO):
         def update(
@@ -133,16 +168,27 @@ def _catalogue_io() -> type[Any]:
         ) -> Iterator[dict[str, Any]]:
             guard = _LoopGuard()
             page: Any = self.read_json(url, method=method, parameters=parameters)
+            empty = 0
             while True:
                 if not isinstance(page, dict):
                     raise SearchError(f"a search page of {url} is not a JSON object")
-                if not (page.get("features") or page.get("collections")):
-                    return
-                guard.page(page)
-                yield page
+                if page.get("features") or page.get("collections"):
+                    empty = 0
+                    guard.page(page)
+                    yield page
+                else:
+                    # pystac-client ends at an empty page, but its rel=next says there is
+                    # more (a server that filters after paging): a mirror would judge every
+                    # later item gone. Followed, a few in a row at most.
+                    empty += 1
                 link = _next_link(page)
                 if link is None:
                     return
+                if empty > MAX_EMPTY_PAGES:
+                    raise SearchError(
+                        f"search stopped: {empty} empty pages in a row, each with a rel=next "
+                        f"({_shown(link['href'])}); the listing cannot be completed"
+                    )
                 guard.link(link)
                 page = self.read_json(Link.from_dict(link), parameters=parameters)
 
@@ -169,7 +215,7 @@ def _key(value: Any) -> bytes | None:
 
 class _LoopGuard:
     """What one search has paged through, as 16-byte digests: every next link followed
-    (href, method, body, headers) and every page's item ids. A link followed twice, or a
+    (href, method, body, headers) and every page's item ids, in any order. A link followed twice, or a
     page of items seen before (under a new token), is a loop: the same request would bring
     the same answer forever. A one-item page may come back once: an item a catalogue lists
     twice (MAAP can) is not a loop on its own."""
@@ -201,8 +247,10 @@ class _LoopGuard:
         features = page.get("features")
         if not isinstance(features, list):
             return
-        ids = [f.get("id") for f in features if isinstance(f, dict)]
-        key = _key(ids)
+        # In any order (nothing sorts MAAP's results), junk features by their value.
+        ids = [f.get("id") if isinstance(f, dict) else f for f in features]
+        digests = [_key(i) for i in ids]
+        key = None if None in digests else _key(sorted(d.hex() for d in digests if d))
         if key is None or not ids:
             return
         seen = self._pages.get(key, 0) + 1
@@ -425,7 +473,13 @@ async def search_pages(config: SearchConfig) -> AsyncIterator[Page]:
                     await _ask(config, check_collections, config, config.collections)
             raise
         if page is _SENTINEL:
-            return
+            if not first:
+                return
+            # Nothing listed (pystac-client passes no empty page on): one empty page all
+            # the same, so the caller learns whether the catalogue said none match.
+            page, last = {"features": []}, True
+        else:
+            last = False
         raw_features = page.get("features")
         features = (
             [f for f in raw_features if isinstance(f, dict)]
@@ -450,7 +504,7 @@ async def search_pages(config: SearchConfig) -> AsyncIterator[Page]:
             features = features[: max(0, config.max_items - seen)]
         seen += len(features)
         yield features, matched
-        if config.max_items is not None and seen >= config.max_items:
+        if last or (config.max_items is not None and seen >= config.max_items):
             return
 
 
