@@ -34,6 +34,7 @@ class Catalogue:
         self.ids = ids
         self.base = ""
         self.lookup: list[Any] | None = None
+        self.locations: dict[str, str] = {}
 
     def app(self) -> aiohttp.web.Application:
         app = aiohttp.web.Application()
@@ -73,7 +74,10 @@ class Catalogue:
         )
 
     async def data(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
-        return aiohttp.web.Response(body=request.match_info["name"].encode() * 10)
+        name = request.match_info["name"]
+        if name.startswith("moved"):  # a redirect to where no URL can lead
+            return aiohttp.web.Response(status=302, headers={"Location": self.locations[name]})
+        return aiohttp.web.Response(body=name.encode() * 10)
 
 
 async def _serve(api: Catalogue) -> TestServer:
@@ -153,3 +157,25 @@ async def test_an_item_id_holding_the_catalogues_password_is_not_its_own_collide
     assert second.refused == 0
     assert second.gone == ()
     assert len(list((tmp_path / "C1").rglob("*.bin"))) == 2
+
+
+@pytest.mark.anyio
+async def test_a_redirect_to_a_location_no_url_can_hold_fails_that_file_alone(
+    tmp_path: Any,
+) -> None:
+    """A server's Location that yarl cannot take (a broken IPv6 literal, a port out of
+    range or not a number) ended the whole run with a
+    ValueError traceback; it fails that file with its reason."""
+    bad = ["http://[::1/x", "http://h:99999/x", "http://h:port/x"]
+    api = Catalogue(["a", *(f"moved{i}" for i in range(len(bad)))])
+    api.locations = {f"moved{i}.bin": loc for i, loc in enumerate(bad)}
+    server = await _serve(api)
+    try:
+        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
+        with anyio.fail_after(10):
+            result = await stacpull.adownload(dest=str(tmp_path), retries=0, **options)
+    finally:
+        await server.close()
+    assert result.downloaded == 1
+    assert result.failed == len(bad)
+    assert result.fatal is None
