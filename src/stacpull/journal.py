@@ -462,7 +462,13 @@ class Journal:
         planned = list(jobs)
         job_rows = [(*_job_columns(j).values(), time.time(), run, scope) for j in planned]
         refusal_rows = [
-            (scrub(r.item_id), scrub(r.collection), scrub(r.asset_key), scrub(r.reason), run)
+            (
+                _known_only(r.item_id),
+                _known_only(r.collection),
+                _known_only(r.asset_key),
+                scrub(r.reason),
+                run,
+            )
             for r in refusals
         ]
         if not job_rows and not refusal_rows:
@@ -480,7 +486,7 @@ class Journal:
             # A job planned now is no longer refused (a name freed, metadata fixed).
             db.executemany(
                 "DELETE FROM refusals WHERE item_id = ? AND asset_key = ?",
-                [(j.item_id, j.asset_key) for j in planned],
+                [(_known_only(j.item_id), _known_only(j.asset_key)) for j in planned],
             )
             db.executemany(
                 """INSERT OR REPLACE INTO refusals (item_id, collection, asset_key, reason, run)
