@@ -509,7 +509,7 @@ async def _confirm_gone(
             chunk = tuple(ids[start : start + _LOOKUP_IDS])
             query = dataclasses.replace(config.search, ids=chunk, max_items=2 * len(chunk))
             async for features, _ in search_pages(query):
-                found.update(f["id"] for f in features if isinstance(f, dict) and "id" in f)
+                found.update(f["id"] for f in features if isinstance(f.get("id"), str))
     except StacpullError as exc:
         return [], f"the items it did not list could not be looked up ({exc})"
     return sorted(p for i, group in owners.items() if i not in found for p in group), None

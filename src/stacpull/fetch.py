@@ -764,7 +764,15 @@ async def _follow(
                 resp.status,
             )
         if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
-            location = str(resp.url.join(URL(resp.headers["Location"])))
+            try:
+                location = str(resp.url.join(URL(resp.headers["Location"])))
+            except ValueError as exc:  # the server's Location is no URL (UnicodeError too)
+                resp.release()
+                raise HTTPStatusError(
+                    f"HTTP {resp.status} redirect to an invalid URL ({exc})",
+                    url=url,
+                    status=resp.status,
+                ) from None
             resp.release()
             send_token = token is not None and ctx.trust.trusts_redirect(
                 url, location, sent=send_token

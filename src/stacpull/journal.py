@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 
 from . import safeio
 from .destlock import DestLock, refuse_nested
-from .errors import StorageError, scrub, scrub_data
+from .errors import SECRETS, StorageError, scrub, scrub_data
 from .models import Holder, Job, Refusal
 from .plan import path_key
 
@@ -176,11 +176,22 @@ def _job_to_json(job: Job) -> str:
     Built field by field (``dataclasses.asdict`` deep-copies every value) and cached for
     the jobs in flight: each is recorded at least three times (planned, started, done),
     which cost more than the SQL itself with thousands of small files a second."""
-    return json.dumps(
-        scrub_data({name: getattr(job, name) for name in _JOB_FIELDS}),  # each string: still JSON
-        separators=(",", ":"),
-        sort_keys=True,
-    )
+    data = {name: getattr(job, name) for name in _JOB_FIELDS}
+    # Each string, so the text stays JSON; by shape only the URL (see _known_only).
+    data = {k: scrub_data(v) if k == "url" else _known_only(v) for k, v in data.items()}
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def _known_only(value: Any) -> Any:
+    """``value`` (a name: an id, a key, a path, a date) without any known secret. Its
+    shape proves nothing (an id ``tile;key=12`` is no credential), and a name changed by
+    shape is another name: the next run took the item for another one, refused its file
+    and a mirror pruned it."""
+    if isinstance(value, str):
+        return SECRETS.scrub(value, shapes=False)
+    if isinstance(value, tuple):
+        return [_known_only(v) for v in value]
+    return value
 
 
 def _job_from_json(text: str) -> Job:
@@ -210,9 +221,9 @@ def _job_columns(job: Job) -> dict[str, Any]:
     carried one; the search hands it out again)."""
     values = (
         job.dest,
-        scrub(job.item_id),
-        scrub(job.collection),
-        scrub(job.asset_key),
+        _known_only(job.item_id),
+        _known_only(job.collection),
+        _known_only(job.asset_key),
         scrub(job.url),
         job.size,
         job.checksum,
@@ -451,7 +462,13 @@ class Journal:
         planned = list(jobs)
         job_rows = [(*_job_columns(j).values(), time.time(), run, scope) for j in planned]
         refusal_rows = [
-            (scrub(r.item_id), scrub(r.collection), scrub(r.asset_key), scrub(r.reason), run)
+            (
+                _known_only(r.item_id),
+                _known_only(r.collection),
+                _known_only(r.asset_key),
+                scrub(r.reason),
+                run,
+            )
             for r in refusals
         ]
         if not job_rows and not refusal_rows:
@@ -469,7 +486,7 @@ class Journal:
             # A job planned now is no longer refused (a name freed, metadata fixed).
             db.executemany(
                 "DELETE FROM refusals WHERE item_id = ? AND asset_key = ?",
-                [(j.item_id, j.asset_key) for j in planned],
+                [(_known_only(j.item_id), _known_only(j.asset_key)) for j in planned],
             )
             db.executemany(
                 """INSERT OR REPLACE INTO refusals (item_id, collection, asset_key, reason, run)

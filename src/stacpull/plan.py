@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-from .errors import ConfigError, PlanError, UnsafePathError
+from .errors import SECRETS, ConfigError, PlanError, UnsafePathError
 from .models import Holder, Job, Refusal
 
 __all__ = [
@@ -560,6 +560,11 @@ class _Hashes:
         return True
 
 
+def _kept(names: tuple[str, str]) -> tuple[str, str]:
+    """``(collection, item id)`` as the journal keeps them: without any known secret."""
+    return (SECRETS.scrub(names[0], shapes=False), SECRETS.scrub(names[1], shapes=False))
+
+
 class RunClaims:
     """Which item is planned, and which job holds each destination, in one run: two jobs
     never share a destination.
@@ -594,7 +599,12 @@ class RunClaims:
             return True  # refused by plan_item anyway
         # Python's str hash is keyed per process (unless PYTHONHASHSEED fixes it): a
         # catalogue cannot aim at a collision; chance: one in ~10^9 for 100 000 items.
-        if self._items.add(hash((str(item.get("collection") or "_no_collection"), item_id))):
+        listed = (str(item.get("collection") or "_no_collection"), item_id)
+        if self._items.add(hash(listed)):
+            # The journal keeps names without a known secret (an id echoing the
+            # catalogue's password reads "leak-***" there): its rows find the item too.
+            if (kept := _kept(listed)) != listed:
+                self._items.add(hash(kept))
             return True
         self.duplicates += 1
         return False
@@ -633,8 +643,9 @@ class RunClaims:
                 job.asset_key,
             ):
                 return h
+        mine = {(job.collection, job.item_id), _kept((job.collection, job.item_id))}
         for h in holders:
-            if h.run != self.run and (h.collection, h.item_id) != (job.collection, job.item_id):
+            if h.run != self.run and (h.collection, h.item_id) not in mine:
                 return h
         return None
 
