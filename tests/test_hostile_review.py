@@ -3,6 +3,7 @@ loopback catalogue."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
@@ -179,3 +180,34 @@ async def test_a_redirect_to_a_location_no_url_can_hold_fails_that_file_alone(
     assert result.downloaded == 1
     assert result.failed == len(bad)
     assert result.fatal is None
+
+
+def test_a_range_record_is_never_removed_through_a_linked_records_directory(
+    tmp_path: Path,
+) -> None:
+    """``.stacpull/ranges`` turned into a link: forgetting a record removes nothing in the
+    link's target."""
+    from stacpull.fetch import _RangeRecord
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "abc.ranges").write_bytes(b"keep")
+    state = tmp_path / "dest" / ".stacpull"
+    state.mkdir(parents=True)
+    (state / "ranges").symlink_to(outside)
+    _RangeRecord.remove(state / "ranges" / "abc.ranges")
+    assert (outside / "abc.ranges").read_bytes() == b"keep"
+
+
+def test_a_prune_after_dest_vanished_is_a_storage_error_not_a_traceback(tmp_path: Path) -> None:
+    from stacpull.engine import _prune
+    from stacpull.errors import StorageError
+    from stacpull.journal import Journal
+
+    dest = tmp_path / "dest"
+    journal = Journal(dest)
+    try:
+        with pytest.raises(StorageError, match="cannot prune"):
+            _prune(tmp_path / "gone", journal, ["C/item/file.bin"])
+    finally:
+        journal.close()

@@ -528,7 +528,10 @@ def _prune(root: Path, journal: Journal, paths: list[str]) -> tuple[int, list[st
     removed = 0
     kept: list[str] = []
     forget: list[str] = []
-    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | CLOEXEC)
+    try:
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | CLOEXEC)
+    except OSError as exc:  # DEST removed or unmounted during the run
+        raise StorageError(f"cannot prune {root}: {exc.strerror or exc}") from exc
     try:
         for rel in paths:
             parts = Path(rel).parts

@@ -1249,13 +1249,20 @@ class _RangeRecord:
 
     @staticmethod
     def remove(path: Path) -> None:
-        """Forget the record at ``path`` (the ranges are complete, or the ``.part`` gone)."""
+        """Forget the record at ``path`` (the ranges are complete, or the ``.part`` gone),
+        removed relative to its directory, never through a link at the directory's name."""
         try:
-            path.unlink()
+            dir_fd = _record_dir(path.parent, make=False)
+        except OSError:
+            return  # no records directory (or a link there): nothing of ours to remove
+        try:
+            os.unlink(path.name, dir_fd=dir_fd)
         except FileNotFoundError:
             pass
         except OSError as exc:
             log.debug("progress record %s not removed: %s", path, exc)
+        finally:
+            os.close(dir_fd)
 
 
 def _write_range(

@@ -161,10 +161,10 @@ def dup_opener(fd: int) -> Callable[[str, int], int]:
 
 
 def remove_below(root: Path, path: Path) -> bool:
-    """Remove the name ``path`` in DEST (a link there is removed itself, never its target)
-    and then its directories up to DEST that this leaves empty; True when something was
-    removed. Nothing is removed through a link on the way: that raises
-    :class:`UnsafePathError` and nothing is removed (blocking)."""
+    """Remove the name ``path`` in DEST (a link there is removed itself, never its target);
+    True when something was removed (:func:`remove_empty_dirs_below` tidies the
+    directories it leaves empty). Nothing is removed through a link on the way: that
+    raises :class:`UnsafePathError` and nothing is removed (blocking)."""
     dir_fd = open_dir(root, path.parent, create=False)
     if dir_fd is None:
         return False
