@@ -11,7 +11,10 @@ import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+import aiohttp
+from aiohttp import web
 
 
 @dataclass
@@ -104,3 +107,69 @@ def serve(kind: type[R]) -> Iterator[Hostile[R]]:
     """A fixture body: a server with no routes yet, stopped after the test."""
     with Hostile[R]({}, kind) as server:
         yield server
+
+
+class ThreadedApp:
+    """An aiohttp application on 127.0.0.1 in a thread of its own, for servers that must
+    answer while the test blocks in a synchronous call (the CLI, ``stacpull.mirror``);
+    subclasses answer every path in :meth:`_handle` and may use ``self._session`` (an
+    aiohttp client session of the server's loop) to pass requests on."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self.port = 0
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def start() -> web.AppRunner:
+            self._session = aiohttp.ClientSession()
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", self._handle)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            return runner
+
+        self._runner = self._loop.run_until_complete(start())
+        self._started.set()
+        self._loop.run_forever()
+
+    def __enter__(self: T) -> T:
+        self._thread.start()
+        self._started.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def stop() -> None:
+            await self._runner.cleanup()
+            await self._session.close()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+T = TypeVar("T", bound=ThreadedApp)
+
+
+def feature(base: str, item: Any) -> dict[str, Any]:
+    """A minimal STAC item of collection ``C1`` with one data asset under ``base``."""
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": item,
+        "collection": "C1",
+        "geometry": None,
+        "properties": {"datetime": "2025-01-01T00:00:00Z"},
+        "links": [],
+        "assets": {"data": {"href": f"{base}data/{item}.bin", "roles": ["data"]}},
+    }

@@ -9,7 +9,6 @@ catalogue that lies about its listing.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import json
 import os
@@ -17,12 +16,10 @@ import stat
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -31,6 +28,7 @@ from stacpull.journal import Journal
 from stacpull.sim import SimServer
 
 from .conftest import L1A, TOKEN, cli, files_under, pull
+from .hostile import ThreadedApp
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX locks and modes")
 
@@ -69,7 +67,7 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in files_under(root)}
 
 
-class _Catalogue:
+class _Catalogue(ThreadedApp):
     """A reverse proxy in front of the sim's STAC API that lies about its listing.
 
     ``mode``: "honest"; "repeat" (the second page repeats the first page's last item in
@@ -79,17 +77,14 @@ class _Catalogue:
     page answers 400). Data requests go to the sim itself."""
 
     def __init__(self, sim: SimServer) -> None:
+        super().__init__()
         self.sim = sim
         self.mode = "honest"
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
         self._last: dict[str, Any] | None = None
         self.failed = 0  # later pages refused
         self.listing: list[dict[str, Any]] | None = None  # mode "offset"
         self.changes: dict[int, Any] = {}
         self.pages = 0
-        self.port = 0
 
     @property
     def url(self) -> str:
@@ -155,39 +150,6 @@ class _Catalogue:
             href = str(request.url.with_query(query))
             page["links"].append({"rel": "next", "href": href, "method": "GET"})
         return web.json_response(page, content_type="application/geo+json")
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
-        async def start() -> web.AppRunner:
-            self._session = aiohttp.ClientSession()
-            app = web.Application()
-            app.router.add_route("*", "/{tail:.*}", self._handle)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            return runner
-
-        self._runner = self._loop.run_until_complete(start())
-        self._started.set()
-        self._loop.run_forever()
-
-    def __enter__(self) -> _Catalogue:
-        self._thread.start()
-        self._started.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def stop() -> None:
-            await self._runner.cleanup()
-            await self._session.close()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from stacpull.search import search_pages
 from stacpull.sim import SimServer
 
 from .conftest import cli, pull
+from .hostile import feature
 
 
 def _landing(base: str) -> dict[str, Any]:
@@ -51,19 +52,6 @@ def _landing(base: str) -> dict[str, Any]:
             {"rel": "root", "href": base, "type": "application/json"},
             {"rel": "search", "href": base + "search", "type": "application/geo+json"},
         ],
-    }
-
-
-def _feature(base: str, item: str) -> dict[str, Any]:
-    return {
-        "type": "Feature",
-        "stac_version": "1.0.0",
-        "id": item,
-        "collection": "C1",
-        "geometry": None,
-        "properties": {"datetime": "2025-01-01T00:00:00Z"},
-        "links": [],
-        "assets": {"data": {"href": f"{base}data/{item}.bin", "roles": ["data"]}},
     }
 
 
@@ -117,27 +105,27 @@ class Hostile:
             ids = {1: ["a", "b"], 2: [] if self.mode == "hole" else ["x"], 3: ["c"]}[page_no]
             nxt = f"{self.base}search?page={page_no + 1}"
             links = [{"rel": "next", "href": nxt}] if page_no < 3 else []
-            features = [_feature(self.base, i) for i in ids]
+            features = [feature(self.base, i) for i in ids]
             return aiohttp.web.json_response({"features": features, "links": links})
         if self.mode == "echo":
             # The catalogue knows its own password (HTTP Basic) and writes it into an id.
-            leak = _feature(self.base, f"leak-{CAT_PASSWORD}")
+            leak = feature(self.base, f"leak-{CAT_PASSWORD}")
             return aiohttp.web.json_response({"features": [leak, leak]})
         if self.mode in ("dup", "dup2"):
             # "dup": item a with two assets; "dup2": a listed twice, first without "extra".
-            a = _feature(self.base, "a")
+            a = feature(self.base, "a")
             a["assets"]["extra"] = {"href": f"{self.base}data/extra.bin", "roles": ["data"]}
             first = {**a, "assets": {"data": a["assets"]["data"]}}
             features = [a] if self.mode == "dup" else [first, a]
             return aiohttp.web.json_response({"features": features, "numberMatched": 1})
         if self.mode == "broken":
             # Item b comes back broken (a glitch, an edit): it is still in the catalogue.
-            b = _feature(self.base, "b")
+            b = feature(self.base, "b")
             if self.variant == "port":
                 b["assets"]["data"]["href"] = "http://127.0.0.1:99999/data/b.bin"  # no port
             else:
                 b["assets"]["data"] = "not an object"
-            page = {"features": [_feature(self.base, "a"), b], "numberMatched": 2}
+            page = {"features": [feature(self.base, "a"), b], "numberMatched": 2}
             return aiohttp.web.json_response(page)
         if self.mode in ("none", "zero"):
             page = {"type": "FeatureCollection", "features": []}
@@ -147,7 +135,7 @@ class Hostile:
         if self.mode == "empties":
             return aiohttp.web.json_response({"features": [], "links": [link]})
         if self.mode == "one":
-            a = _feature(self.base, "a")
+            a = feature(self.base, "a")
             if self.variant == "quoted":  # a field of the job quotes a header too
                 a["properties"]["updated"] = 'Authorization: "x"'
             page = {"type": "FeatureCollection", "features": [a]}
@@ -155,7 +143,7 @@ class Hostile:
         if self.mode == "shuffle":
             ids = [f"i{k}" for k in range(10)]
             random.Random(n).shuffle(ids)  # unordered results: no sortby on MAAP
-            features: list[Any] = [_feature(self.base, i) for i in ids]
+            features: list[Any] = [feature(self.base, i) for i in ids]
         else:
             features = [None, "x", 1]
         page = {"type": "FeatureCollection", "features": features, "links": [link]}
@@ -165,7 +153,7 @@ class Hostile:
         resp = aiohttp.web.StreamResponse(headers={"Content-Type": "application/geo+json"})
         await resp.prepare(request)
         await resp.write(b'{"type": "FeatureCollection", "features": [')
-        chunk = json.dumps(_feature(self.base, "x")).encode() + b","
+        chunk = json.dumps(feature(self.base, "x")).encode() + b","
         block = chunk * max(1, (64 << 10) // len(chunk))
         try:
             while self.sent < self.cap:

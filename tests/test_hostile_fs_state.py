@@ -12,7 +12,6 @@ catalogue whose listing ends early or fails on a later page.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import json
 import os
@@ -26,7 +25,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -36,6 +34,7 @@ from stacpull.journal import Journal
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
 
 from .conftest import L1A, TOKEN, cli, files_under, pull
+from .hostile import ThreadedApp
 
 
 @pytest.fixture(autouse=True)
@@ -396,18 +395,15 @@ def test_a_mirror_of_saved_searches_judges_nothing_gone(sim: SimServer, tmp_path
     assert len(files_under(dest)) == 15
 
 
-class _Catalogue:
+class _Catalogue(ThreadedApp):
     """A reverse proxy in front of the sim's STAC API that can lie about its listing:
     ``mode`` "honest", "short" (page 1 has no next link although more items match) or
     "fail" (a later page answers 400). Data requests go to the sim itself."""
 
     def __init__(self, sim: SimServer) -> None:
+        super().__init__()
         self.sim = sim
         self.mode = "honest"
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self.port = 0
 
     @property
     def url(self) -> str:
@@ -433,39 +429,6 @@ class _Catalogue:
             text = json.dumps(page)
         text = text.replace(f"{self.sim.base_url}/catalogue/", self.url)
         return web.Response(text=text, status=status, content_type="application/json")
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
-        async def start() -> web.AppRunner:
-            self._session = aiohttp.ClientSession()
-            app = web.Application()
-            app.router.add_route("*", "/{tail:.*}", self._handle)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            return runner
-
-        self._runner = self._loop.run_until_complete(start())
-        self._started.set()
-        self._loop.run_forever()
-
-    def __enter__(self) -> _Catalogue:
-        self._thread.start()
-        self._started.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def stop() -> None:
-            await self._runner.cleanup()
-            await self._session.close()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ from stacpull.search import CollectionQuery, list_collections, search_pages
 from stacpull.sim import SimServer
 
 from .conftest import L1A, TOKEN
+from .hostile import feature
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -329,19 +330,6 @@ def test_ctrl_c_ends_a_dry_run_stuck_on_a_silent_catalogue(
 # -- 2. a rel=next that repeats a page is a loop -------------------------------------------
 
 
-def _feature(base: str, item: str) -> dict[str, Any]:
-    return {
-        "type": "Feature",
-        "stac_version": "1.0.0",
-        "id": item,
-        "collection": "C1",
-        "geometry": None,
-        "properties": {"datetime": "2025-01-01T00:00:00Z"},
-        "links": [],
-        "assets": {"data": {"href": f"{base}data/{item}.bin", "roles": ["data"]}},
-    }
-
-
 class LoopingAPI:
     """A small STAC API whose ``rel=next`` misbehaves as ``mode`` says:
 
@@ -385,7 +373,7 @@ class LoopingAPI:
         return aiohttp.web.json_response(
             {
                 "type": "FeatureCollection",
-                "features": [_feature(self.base, i) for i in ids],
+                "features": [feature(self.base, i) for i in ids],
                 "links": links,
             }
         )
@@ -407,7 +395,7 @@ class LoopingAPI:
         if self.mode == "junk":
             here = json.loads(json.dumps(_ODD_ITEMS).replace("http://h/", self.base + "data/"))
             odd = [{**f, "links": "x"} for f in here]
-            page = {"type": "FeatureCollection", "features": [*odd, _feature(self.base, "a")]}
+            page = {"type": "FeatureCollection", "features": [*odd, feature(self.base, "a")]}
             return aiohttp.web.json_response({**page, "numberMatched": True, "context": []})
         if self.mode == "stall" and token:
             await self.release.wait()

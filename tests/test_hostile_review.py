@@ -13,18 +13,7 @@ from aiohttp.test_utils import TestServer
 
 import stacpull
 
-
-def _feature(base: str, item: Any) -> dict[str, Any]:
-    return {
-        "type": "Feature",
-        "stac_version": "1.0.0",
-        "id": item,
-        "collection": "C1",
-        "geometry": None,
-        "properties": {"datetime": "2025-01-01T00:00:00Z"},
-        "links": [],
-        "assets": {"data": {"href": f"{base}data/{item}.bin", "roles": ["data"]}},
-    }
+from .hostile import feature
 
 
 class Catalogue:
@@ -69,7 +58,7 @@ class Catalogue:
         if body.get("ids") and self.lookup is not None:
             features = self.lookup
         else:
-            features = [_feature(self.base, i) for i in self.ids]
+            features = [feature(self.base, i) for i in self.ids]
         return aiohttp.web.json_response(
             {"type": "FeatureCollection", "features": features, "numberMatched": len(features)}
         )
@@ -102,7 +91,7 @@ async def test_a_lookup_answering_an_item_whose_id_is_no_string_ends_no_mirror(
         first = await stacpull.amirror(dest=str(tmp_path), **options)
         assert first.downloaded == 2
         api.ids = ["a"]
-        api.lookup = [_feature(api.base, junk)]
+        api.lookup = [feature(api.base, junk)]
         with anyio.fail_after(10):
             second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
     finally:
