@@ -267,16 +267,19 @@ def scrub(text: str) -> str:
 
 
 def scrub_data(value: Any) -> Any:
-    """JSON-ready ``value`` with every string in it (keys too) scrubbed, for writers of
-    JSON: scrubbing the JSON text instead can cut an escaped quote (``Authorization:
-    \\"x\\"``) in half and leave text that is no JSON any more."""
+    """``value`` for ``json.dumps`` with every string in it (keys too) scrubbed, and any
+    other object written as its scrubbed ``str``, for writers of JSON: scrubbing the JSON
+    text instead can cut an escaped quote (``Authorization: \\"x\\"``) in half and leave
+    text that is no JSON any more."""
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, dict):
         return {scrub_data(k): scrub_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [scrub_data(v) for v in value]
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return scrub(str(value))  # what json.dumps(default=str) would write (a Path, a date)
 
 
 class ScrubFilter(logging.Filter):

@@ -478,7 +478,7 @@ class _JsonLines:
     def _write(self, record: dict[str, Any], *, flush: bool = False) -> None:
         if self._file is None:
             return
-        line = json.dumps(scrub_data(json.loads(json.dumps(record, default=str))))
+        line = json.dumps(scrub_data(record))
         try:
             self._file.write(line + "\n")
             if flush:
@@ -689,10 +689,11 @@ def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: P
             with outcomes.open(encoding="utf-8") as lines:
                 for line in lines:
                     try:
-                        row = json.loads(line)
+                        json.loads(line)
                     except ValueError:
                         continue  # the tail a full disk cut short
-                    f.write(("\n    " if first else ",\n    ") + json.dumps(scrub_data(row)))
+                    # Written by this run's OutcomeLog, whose lines are scrubbed already.
+                    f.write(("\n    " if first else ",\n    ") + line.strip())
                     first = False
         f.write("\n  ]\n}\n")
     partial.replace(path)  # a rename replaces a link at the name, never follows it
