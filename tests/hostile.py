@@ -173,3 +173,22 @@ def feature(base: str, item: Any) -> dict[str, Any]:
         "links": [],
         "assets": {"data": {"href": f"{base}data/{item}.bin", "roles": ["data"]}},
     }
+
+
+def landing(base: str) -> dict[str, Any]:
+    """A minimal STAC API landing page at ``base`` (core and item search)."""
+    return {
+        "type": "Catalog",
+        "id": "hostile",
+        "description": "a hostile catalogue",
+        "stac_version": "1.0.0",
+        "conformsTo": [
+            "https://api.stacspec.org/v1.0.0/core",
+            "https://api.stacspec.org/v1.0.0/item-search",
+        ],
+        "links": [
+            {"rel": "self", "href": base, "type": "application/json"},
+            {"rel": "root", "href": base, "type": "application/json"},
+            {"rel": "search", "href": base + "search", "type": "application/geo+json"},
+        ],
+    }

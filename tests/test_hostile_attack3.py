@@ -34,25 +34,7 @@ from stacpull.search import search_pages
 from stacpull.sim import SimServer
 
 from .conftest import cli, pull
-from .hostile import feature
-
-
-def _landing(base: str) -> dict[str, Any]:
-    return {
-        "type": "Catalog",
-        "id": "hostile",
-        "description": "a hostile catalogue",
-        "stac_version": "1.0.0",
-        "conformsTo": [
-            "https://api.stacspec.org/v1.0.0/core",
-            "https://api.stacspec.org/v1.0.0/item-search",
-        ],
-        "links": [
-            {"rel": "self", "href": base, "type": "application/json"},
-            {"rel": "root", "href": base, "type": "application/json"},
-            {"rel": "search", "href": base + "search", "type": "application/geo+json"},
-        ],
-    }
+from .hostile import feature, landing
 
 
 class Hostile:
@@ -89,7 +71,7 @@ class Hostile:
         return aiohttp.web.Response(status=400, reason='Bad Request (Authorization: "x")')
 
     async def landing(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
-        return aiohttp.web.json_response(_landing(self.base))
+        return aiohttp.web.json_response(landing(self.base))
 
     async def search(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         self.requests += 1

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 
 import stacpull
 
-from .hostile import feature
+from .hostile import feature, landing
 
 
 class Catalogue:
@@ -35,23 +35,7 @@ class Catalogue:
 
     async def landing(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         base = self.base
-        return aiohttp.web.json_response(
-            {
-                "type": "Catalog",
-                "id": "review",
-                "description": "a catalogue",
-                "stac_version": "1.0.0",
-                "conformsTo": [
-                    "https://api.stacspec.org/v1.0.0/core",
-                    "https://api.stacspec.org/v1.0.0/item-search",
-                ],
-                "links": [
-                    {"rel": "self", "href": base, "type": "application/json"},
-                    {"rel": "root", "href": base, "type": "application/json"},
-                    {"rel": "search", "href": base + "search", "type": "application/geo+json"},
-                ],
-            }
-        )
+        return aiohttp.web.json_response(landing(base))
 
     async def search(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         body = await request.json() if request.method == "POST" else dict(request.query)
