@@ -397,8 +397,8 @@ async def run(
         elif opts.kind == "mirror":
             not_judged = _incomplete(config, opts, pages, source)
             if not_judged is None:
-                listed = journal.gone(scope, run_id, spared=source.listed_items)
-                gone, not_judged = await _confirm_gone(config, journal, listed)
+                unlisted = journal.gone(scope, run_id, spared=source.listed_items)
+                gone, not_judged = await _confirm_gone(config, journal, unlisted)
             if opts.prune and gone:
                 pruned, kept = await anyio.to_thread.run_sync(_prune, root, journal, gone)
     except StacpullError as exc:
