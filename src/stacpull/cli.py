@@ -31,10 +31,12 @@ from .config import (
     DEFAULT_CATALOG,
     Config,
     Secret,
+    config_files,
     load_config,
     parse_bbox,
     parse_datetime_range,
     resolve_config,
+    user_config_file,
 )
 from .dashboard import LiveDashboard, PlainProgress, human_bytes, render_summary
 from .errors import (
@@ -284,7 +286,7 @@ _CONFIG = click.option(
     "config_path",
     type=click.Path(dir_okay=False),
     metavar="FILE",
-    help="Config file [./stacpull.toml].",
+    help="Config file, read over the user's and ./stacpull.toml [env STACPULL_CONFIG].",
 )
 _PROFILE = click.option(
     "--profile",
@@ -1324,12 +1326,17 @@ def _shown(value: Any) -> Any:
 @_CONFIG
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def config_show(profile: str | None, config_path: str | None, as_json: bool) -> None:
-    """Print the merged configuration (defaults, file, profile, environment) with where
-    each value came from; secrets are masked."""
+    """Print the merged configuration with where each value came from; secrets are masked.
+
+    Lowest first: defaults, the user's config file, ./stacpull.toml, --config FILE (or
+    STACPULL_CONFIG), the profile, STACPULL_* environment variables, flags.
+    """
     try:
         config, origins = resolve_config(config_path, profile=profile)
+        files = [origin for origin, _ in config_files(config_path)]
     except ConfigError as exc:
         _fail(str(exc))
+    user = user_config_file()
     sections = {
         name: {f.name: _shown(getattr(getattr(config, name), f.name)) for f in fields(kind)}
         for name, kind in (
@@ -1340,9 +1347,17 @@ def config_show(profile: str | None, config_path: str | None, as_json: bool) -> 
         )
     }
     if as_json:
-        click.echo(json.dumps({**sections, "origins": origins}, indent=2))
+        where = {"files": files, "user_file": str(user) if user else None}
+        click.echo(json.dumps({**sections, "origins": origins, **where}, indent=2))
         return
-    lines = ["# stacpull configuration: defaults < config file < profile < environment < flags"]
+    lines = [
+        "# stacpull configuration: defaults < user file < ./stacpull.toml < --config file"
+        " < profile < environment < flags",
+        f"# files read: {', '.join(files) if files else 'none'}",
+        f"# user file: {user} ({'read' if user and str(user) in files else 'not found'})"
+        if user
+        else "# user file: off (STACPULL_NO_USER_CONFIG)",
+    ]
     for name, values in sections.items():
         lines.append(f"\n[{name}]")
         for key, value in values.items():
