@@ -1108,7 +1108,7 @@ def _plan_only(config: Config, pages: ItemPages | None) -> None:
     sys.exit(0)
 
 
-@main.command()
+@main.command(short_help="Search and download the selected assets, verified.")
 @_query_options
 @_download_options
 @_RETRY_FAILED
@@ -1143,7 +1143,7 @@ def download(
     _execute(config, RunOptions("download", retry_failed=retry_failed, yes=yes), pages)
 
 
-@main.command()
+@main.command(short_help="Mirror a collection (or query) into DEST.")
 @_query_options
 @_download_options
 @_RETRY_FAILED
@@ -1204,7 +1204,7 @@ def _open_dest(dest: str) -> Path:
     return path
 
 
-@main.command()
+@main.command(short_help="Summarise the last run in DEST.")
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option(
     "--plot",
@@ -1269,7 +1269,7 @@ def report(dest: str, plot: str | None, failures: int) -> None:
         out.print(f"plot: {drawn}")
 
 
-@main.command()
+@main.command(short_help="Show what the journal of DEST knows.")
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(dest: str, as_json: bool) -> None:
@@ -1320,7 +1320,7 @@ def status(dest: str, as_json: bool) -> None:
         )
 
 
-@main.command()
+@main.command(short_help="Re-hash the files of DEST and report any rot.")
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option(
     "-j", "--jobs", type=int, default=None, help="Files hashed in parallel [min(4, CPUs)]."
@@ -1414,7 +1414,7 @@ def _shown(value: Any) -> Any:
     return value
 
 
-@config_group.command("show")
+@config_group.command("show", short_help="Print the merged configuration and its sources.")
 @_PROFILE
 @_CONFIG
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -1454,7 +1454,7 @@ def auth() -> None:
     """The credentials stacpull uses for data requests."""
 
 
-@auth.command("check")
+@auth.command("check", short_help="Check the credentials and when the token expires.")
 @_PROFILE
 @_auth_options
 @click.option(
@@ -1515,7 +1515,7 @@ def auth_check(
     sys.exit(1 if found.ok is False else 0)
 
 
-@main.command()
+@main.command(short_help="Run the pipeline against the simulated catalogue.")
 @click.option(
     "--dest",
     type=click.Path(file_okay=False),
@@ -1585,7 +1585,7 @@ def sim() -> None:
     """The simulated MAAP catalogue."""
 
 
-@sim.command("serve")
+@sim.command("serve", short_help="Serve the simulated catalogue until Ctrl-C.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8765, show_default=True)
 @click.option("--items", type=int, default=100, show_default=True, help="Items per collection.")
