@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn
@@ -764,8 +764,14 @@ def search(
 
     async def walk() -> tuple[int | None, int]:
         seen, matched = 0, None
-        with writer if writer is not None else nullcontext():
+        # The output opens with the first page, so a query the catalogue refuses (an unknown
+        # collection, a bad filter) leaves stdout empty rather than half an ItemCollection.
+        started = False
+        with ExitStack() as opened:
             async for features, page_matched in search_pages(config.search):
+                if writer is not None and not started:
+                    opened.enter_context(writer)
+                    started = True
                 matched = page_matched
                 for item in features:
                     seen += 1
@@ -777,6 +783,8 @@ def search(
                         writer.write(item)
                 if writer is None and seen >= show:
                     break
+            if writer is not None and not started:  # no page: still a valid, empty one
+                opened.enter_context(writer)
         return matched, seen
 
     try:
@@ -788,10 +796,11 @@ def search(
     total = matched if matched is not None else seen
     note.print(f"{total} item(s) matched", soft_wrap=True)
     print_listing(out, _SEARCH_COLUMNS, rows, records)
-    if seen > show or (matched is not None and matched > show):
+    if writer is None and (seen > show or (matched is not None and matched > show)):
         note.print(f"(the first {min(show, seen)} shown; -o FILE saves them all)", soft_wrap=True)
     if writer is not None:
-        note.print(f"wrote {writer.count} item(s) to {output} ({writer.format})", soft_wrap=True)
+        wrote = f"wrote {writer.count} item(s) to {output} ({writer.format})"
+        note.print(wrote, soft_wrap=True, markup=False)
 
 
 _CATALOG_OPTIONS = [

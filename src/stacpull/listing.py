@@ -109,7 +109,7 @@ def fit_table(
     """A table of ``rows`` no wider than ``width`` whose ``whole`` and ``values`` cells are
     all whole: ``text`` columns fold, then go (the last first); too narrow even so, one
     record on two lines (the first cell, then the others), which a terminal may wrap but
-    nothing cuts."""
+    nothing cuts: print it with ``soft_wrap=True`` (else rich would fold those lines)."""
     spans = [_span(c, [row[i] for row in rows]) for i, c in enumerate(columns)]
     active = list(range(len(columns)))
     while True:
