@@ -194,7 +194,9 @@ def test_a_narrow_table_folds_then_drops_the_title() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    ids=st.lists(st.text("abcXYZ_:-0123456789", min_size=1, max_size=30), min_size=1, max_size=4),
+    ids=st.lists(
+        st.text("abcXYZ_:-0123456789[]/", min_size=1, max_size=30), min_size=1, max_size=4
+    ),
     values=st.lists(st.text("ABCdef_-.", min_size=1, max_size=15), max_size=5),
     width=st.integers(20, 120),
 )

@@ -1021,7 +1021,7 @@ def queryables_command(
     example = next((n for n in ("product:type", "productType") if n in names), None)
     if example and names[example]["enum"]:
         value = names[example]["enum"][0]
-        note.print(f"e.g. --filter \"{example}='{value}'\"", soft_wrap=True)
+        note.print(f"e.g. --filter \"{example}='{value}'\"", soft_wrap=True, markup=False)
 
 
 _plan_options = _options(
