@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -53,6 +53,7 @@ from .errors import (
 )
 from .events import EventSink
 from .export import FORMATS, ItemWriter, saved_pages
+from .listing import Cell, Column, print_listing
 from .plot import plot_report
 from .report import RunStats, totals
 from .search import (
@@ -666,16 +667,40 @@ def _saved(from_file: str | None, config: Config) -> tuple[Config, ItemPages | N
     return config, saved.pages
 
 
-def _asset_summary(item: dict[str, Any]) -> str:
+def _asset_summary(item: dict[str, Any]) -> list[str]:
+    """Each asset of ``item`` as ``key size`` (or its key), sorted: a search table's cell."""
     parts = []
     assets = item.get("assets")
     for key, asset in sorted(assets.items() if isinstance(assets, dict) else ()):
         size = asset.get("file:size") if isinstance(asset, dict) else None
         parts.append(f"{key} {human_bytes(size)}" if isinstance(size, int) else key)
-    return ", ".join(parts)
+    return parts
 
 
-@main.command()
+_SEARCH_COLUMNS = (
+    Column("id"),
+    Column("datetime"),
+    Column("product type"),
+    Column("assets", "values"),
+)
+
+
+def _item_cells(item: dict[str, Any]) -> tuple[list[Cell], list[object]]:
+    """One item as a search table row and as its TSV record (id, collection, datetime,
+    product type, asset keys): the record keeps each value whole, as the item has it."""
+    props = item.get("properties")
+    props = props if isinstance(props, dict) else {}
+    when = str(props.get("datetime") or props.get("start_datetime") or "")
+    kind = str(props.get("product:type") or props.get("productType") or "")
+    assets = item.get("assets")
+    keys = sorted(assets) if isinstance(assets, dict) else []
+    row: list[Cell] = [str(item.get("id")), when[:19] + "Z" if when else "", kind]
+    row.append(_asset_summary(item))
+    record: list[object] = [item.get("id"), item.get("collection"), when, kind, ",".join(keys)]
+    return row, record
+
+
+@main.command(short_help="Search: count, list and save the matching items.")
 @_query_options
 @click.option(
     "-o",
@@ -688,14 +713,28 @@ def _asset_summary(item: dict[str, Any]) -> str:
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Format of -o [its extension].")
 @click.option("--show", type=int, default=20, show_default=True, metavar="N", help="Items to list.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print every matching item to stdout as a GeoJSON ItemCollection (as -o - does); "
+    "the listing goes to stderr.",
+)
 @_CONFIG
 def search(
-    config_path: str | None, output: str | None, fmt: str | None, show: int, **kw: Any
+    config_path: str | None,
+    output: str | None,
+    fmt: str | None,
+    show: int,
+    as_json: bool,
+    **kw: Any,
 ) -> None:
     """Search the catalogue: how many items match, a table of them, and -o to save them.
 
     Without -o only the first pages are fetched (enough for --show); with -o every match
-    (up to --max-items) is written as it arrives.
+    (up to --max-items) is written as it arrives. On a terminal the items are a table;
+    piped, one line per item: id, collection, datetime, product type and asset keys
+    (comma-separated), tab-separated, with no header.
 
     \b
     Example:
@@ -703,6 +742,12 @@ def search(
           --datetime 2025-09-29/2025-09-30 -o items.geojson
       stacpull download --from items.geojson --dest data/
     """
+    if as_json:
+        if output not in (None, "-"):
+            _fail("--json prints the items to stdout: give it or -o FILE, not both")
+        if fmt not in (None, "geojson"):
+            _fail(f"--json prints GeoJSON: --format {fmt} needs -o FILE")
+        output, fmt = "-", "geojson"
     try:
         profile = kw.pop("profile")
         config = load_config(config_path, flags=_query_values(**kw), profile=profile)
@@ -715,37 +760,36 @@ def search(
         writer = ItemWriter(Path(output), fmt, catalog=config.search.catalog) if output else None
     except ConfigError as exc:
         _fail(str(exc))
-    # With -o -, stdout carries the items: everything for people goes to stderr.
+    # With -o - (or --json), stdout carries the items: everything for people goes to stderr.
     out = Console(highlight=False, soft_wrap=False, stderr=output == "-")
-    # Fixed columns for what is short, shares of the rest for ids and assets (rich drops
-    # fixed columns from a table that is not expanded, so this one is).
-    table = Table(box=None, padding=(0, 1), header_style="bold", expand=True)
-    table.add_column("id", no_wrap=True, overflow="ellipsis", ratio=3)
-    table.add_column("datetime", no_wrap=True, width=20)
-    table.add_column("product type", no_wrap=True, width=12)
-    table.add_column("assets", no_wrap=True, overflow="ellipsis", ratio=2)
+    # Piped, stdout holds only the records: what they amount to goes to stderr.
+    note = out if out.is_terminal else Console(highlight=False, stderr=True)
+    rows: list[list[Cell]] = []
+    records: list[list[object]] = []
 
     async def walk() -> tuple[int | None, int]:
         seen, matched = 0, None
-        with writer if writer is not None else nullcontext():
+        # The output opens with the first page, so a query the catalogue refuses (an unknown
+        # collection, a bad filter) leaves stdout empty rather than half an ItemCollection.
+        started = False
+        with ExitStack() as opened:
             async for features, page_matched in search_pages(config.search):
+                if writer is not None and not started:
+                    opened.enter_context(writer)
+                    started = True
                 matched = page_matched
                 for item in features:
                     seen += 1
                     if seen <= show:
-                        props = item.get("properties")
-                        props = props if isinstance(props, dict) else {}
-                        table.add_row(
-                            str(item.get("id")),
-                            str(props.get("datetime") or props.get("start_datetime") or "")[:19]
-                            + "Z",
-                            str(props.get("product:type") or props.get("productType") or ""),
-                            _asset_summary(item),
-                        )
+                        row, record = _item_cells(item)
+                        rows.append(row)
+                        records.append(record)
                     if writer is not None:
                         writer.write(item)
                 if writer is None and seen >= show:
                     break
+            if writer is not None and not started:  # no page: still a valid, empty one
+                opened.enter_context(writer)
         return matched, seen
 
     try:
@@ -755,13 +799,13 @@ def search(
     except KeyboardInterrupt:  # Ctrl-C: the search was cancelled, a partial -o removed
         _fail("interrupted", 130)
     total = matched if matched is not None else seen
-    out.print(f"{total} item(s) matched")
-    if seen:
-        out.print(table)
-    if seen > show or (matched is not None and matched > show):
-        out.print(f"(the first {min(show, seen)} shown; -o FILE saves them all)")
+    note.print(f"{total} item(s) matched", soft_wrap=True)
+    print_listing(out, _SEARCH_COLUMNS, rows, records)
+    if writer is None and (seen > show or (matched is not None and matched > show)):
+        note.print(f"(the first {min(show, seen)} shown; -o FILE saves them all)", soft_wrap=True)
     if writer is not None:
-        out.print(f"wrote {writer.count} item(s) to {output} ({writer.format})")
+        wrote = f"wrote {writer.count} item(s) to {output} ({writer.format})"
+        note.print(wrote, soft_wrap=True, markup=False)
 
 
 _CATALOG_OPTIONS = [
@@ -786,13 +830,45 @@ def _search_config(config_path: str | None, catalog: str | None, profile: str | 
         _fail(str(exc))
 
 
-def _extent(col: dict[str, Any]) -> str:
-    interval = (((col.get("extent") or {}).get("temporal") or {}).get("interval") or [[]])[0]
-    ends = [str(t)[:10] if t else ".." for t in [*interval, None, None][:2]]
-    return "/".join(ends)
+def _interval(col: dict[str, Any]) -> list[Any]:
+    """The first temporal interval of a collection as [start, end] (``None`` for an open end)."""
+    extent = col.get("extent")
+    temporal = extent.get("temporal") if isinstance(extent, dict) else None
+    intervals = temporal.get("interval") if isinstance(temporal, dict) else None
+    first = intervals[0] if isinstance(intervals, list) and intervals else None
+    return [*(first if isinstance(first, list) else []), None, None][:2]
 
 
-@main.command()
+def _extent(col: dict[str, Any], whole: bool = False) -> str:
+    """The temporal extent as START/END ('..' for an open end): dates in a table, the
+    collection's own timestamps when ``whole``."""
+    return "/".join((str(t) if whole else str(t)[:10]) if t else ".." for t in _interval(col))
+
+
+_COLLECTION_COLUMNS = (
+    Column("id"),
+    Column("title", "text"),
+    Column("temporal extent"),
+    Column("items", justify="right"),
+)
+
+
+def _collection_json(col: dict[str, Any], count: int | None, counted: bool) -> dict[str, Any]:
+    """One collection in ``collections --json``: the same keys for every collection."""
+    record: dict[str, Any] = {
+        "id": col.get("id"),
+        "title": col.get("title"),
+        "description": col.get("description"),
+        "license": col.get("license"),
+        "keywords": col.get("keywords") if isinstance(col.get("keywords"), list) else [],
+        "extent": col.get("extent") if isinstance(col.get("extent"), dict) else None,
+    }
+    if counted:
+        record["count"] = count
+    return record
+
+
+@main.command(short_help="List the collections (ids, titles, extents).")
 @click.option("--q", "text", metavar="TEXT", help="Free text in id, title, description.")
 @click.option("--title", metavar="TITLE", help="Exact collection title.")
 @click.option("--platform", metavar="NAME", help="Platform, e.g. BIOMASS or FLEX.")
@@ -818,7 +894,9 @@ def collections(
 
     Filters run on the server when it supports STAC collection search (MAAP does: free
     text, CQL2 on title/platform/organisationName, bbox, datetime), else here, and the
-    output says which.
+    output says which (on stderr when stdout is not a terminal). Piped, one line per
+    collection: id, title, temporal extent (START/END) and item count (with --count),
+    tab-separated, with no header.
     """
     config = _search_config(config_path, catalog, profile)
     try:
@@ -839,29 +917,64 @@ def collections(
         _fail(str(exc))
     except KeyboardInterrupt:
         _fail("interrupted", 130)
-    if as_json:
-        click.echo(json.dumps({"collections": found, "filtered_by_server": by_server}, indent=2))
-        return
     out = Console(highlight=False)
-    table = Table(box=None, padding=(0, 1), header_style="bold", expand=True)
-    table.add_column("id", no_wrap=True, overflow="ellipsis", ratio=2)
-    table.add_column("title", no_wrap=True, overflow="ellipsis", ratio=3)
-    table.add_column("temporal extent", no_wrap=True, width=21)
-    table.add_column("items", justify="right", no_wrap=True, width=8)
+    where = "by the catalogue" if by_server else "here: this catalogue has no collection search"
+    filtered = any((text, title, platform, organisation, bbox, datetime_))
+    summary = f"{len(found)} collection(s)" + (f"; filtered {where}" if filtered else "")
+    if as_json:
+        listed = [_collection_json(c, counts.get(str(c.get("id"))), count) for c in found]
+        click.echo(json.dumps(listed, indent=2))
+        click.echo(summary, err=True)
+        return
+    rows: list[list[Cell]] = []
+    records: list[list[object]] = []
     for col in found:
         cid = str(col.get("id"))
         items = counts.get(cid)
-        table.add_row(
-            cid, str(col.get("title") or ""), _extent(col), "" if items is None else str(items)
+        shown = "" if items is None else str(items)
+        rows.append([cid, str(col.get("title") or ""), _extent(col), shown])
+        records.append([cid, col.get("title") or "", _extent(col, whole=True), shown])
+    print_listing(out, _COLLECTION_COLUMNS, rows, records)
+    # Piped, stdout holds only the records: what they amount to goes to stderr.
+    note = out if out.is_terminal else Console(highlight=False, stderr=True)
+    note.print(summary, soft_wrap=True)
+
+
+def _schema_type(entry: dict[str, Any]) -> str | None:
+    """A queryable's JSON Schema type as one word (``a|b`` for a list of types), else the
+    last part of its ``$ref`` (e.g. a GeoJSON geometry), else ``None``."""
+    kind = entry.get("type")
+    if isinstance(kind, list):
+        return "|".join(str(k) for k in kind) or None
+    if kind:
+        return str(kind)
+    ref = entry.get("$ref")
+    return str(ref).rstrip("/").rsplit("/", 1)[-1] or None if ref else None
+
+
+def _queryable_list(collection: str, schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The queryables of ``collection`` as ``queryables --json`` prints them: one object per
+    property, sorted by name, every key always present (``null`` when the schema is silent)."""
+    props: dict[str, Any] = schema["properties"]
+    listed = []
+    for name in sorted(props):
+        entry = props[name] if isinstance(props[name], dict) else {}
+        enum = entry.get("enum")
+        listed.append(
+            {
+                "collection": collection,
+                "name": name,
+                "type": _schema_type(entry),
+                "format": entry.get("format"),
+                "title": entry.get("title"),
+                "description": entry.get("description"),
+                "enum": enum if isinstance(enum, list) else None,
+            }
         )
-    out.print(table)
-    where = "by the catalogue" if by_server else "here: this catalogue has no collection search"
-    filtered = any((text, title, platform, organisation, bbox, datetime_))
-    note = f"; filtered {where}" if filtered else ""
-    out.print(f"{len(found)} collection(s){note}", soft_wrap=True)
+    return listed
 
 
-@main.command("queryables")
+@main.command("queryables", short_help="What --filter can use on a collection.")
 @click.argument("collection")
 @_catalog_options
 def queryables_command(
@@ -871,7 +984,11 @@ def queryables_command(
     config_path: str | None,
     as_json: bool,
 ) -> None:
-    """What --filter can use on COLLECTION: each property, its type and allowed values."""
+    """What --filter can use on COLLECTION: each property, its type and allowed values.
+
+    Piped, one line per property: name, type, format, allowed values (comma-separated)
+    and title, tab-separated, with no header.
+    """
     config = _search_config(config_path, catalog, profile)
     try:
         schema = queryables(config.search, collection)
@@ -879,33 +996,37 @@ def queryables_command(
         _fail(str(exc))
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    listed = _queryable_list(collection, schema)
     if as_json:
-        click.echo(json.dumps(schema, indent=2))
+        click.echo(json.dumps(listed, indent=2))
         return
-    props: dict[str, Any] = schema["properties"]
     out = Console(highlight=False)
-    table = Table(box=None, padding=(0, 1), header_style="bold", expand=True)
-    table.add_column("property", no_wrap=True)
-    table.add_column("type", no_wrap=True)
-    table.add_column("allowed values", overflow="fold", ratio=1)
-    for name in sorted(props):
-        entry = props[name] if isinstance(props[name], dict) else {}
-        kind = str(entry.get("type") or entry.get("$ref", "").rsplit("/", 1)[-1] or "?")
-        if entry.get("format"):
-            kind += f" ({entry['format']})"
-        values = entry.get("enum") or []
-        table.add_row(name, kind, ", ".join(str(v) for v in values))
-    out.print(table)
-    if "product:type" in props and "productType" in props:
-        out.print(
+    # A title is worth a column only where it says more than the name.
+    titled = any(q["title"] and q["title"] != q["name"] for q in listed)
+    columns = [Column("property"), Column("type"), Column("allowed values", "values")]
+    if titled:
+        columns.append(Column("title", "text"))
+    rows: list[list[Cell]] = []
+    records: list[list[object]] = []
+    for q in listed:
+        kind = (q["type"] or "?") + (f" ({q['format']})" if q["format"] else "")
+        values = [str(v) for v in q["enum"] or []]
+        title = str(q["title"] or "")
+        rows.append([q["name"], kind, values, *([title] if titled else [])])
+        records.append([q["name"], q["type"] or "", q["format"] or "", ",".join(values), title])
+    print_listing(out, columns, rows, records)
+    note = out if out.is_terminal else Console(highlight=False, stderr=True)
+    names = {q["name"]: q for q in listed}
+    if "product:type" in names and "productType" in names:
+        note.print(
             "productType is the older name of product:type (MAAP renamed it in January "
             "2026); both are listed, prefer product:type",
             soft_wrap=True,
         )
-    example = next((n for n in ("product:type", "productType") if n in props), None)
-    if example and (props[example].get("enum") or []):
-        value = props[example]["enum"][0]
-        out.print(f"e.g. --filter \"{example}='{value}'\"", soft_wrap=True)
+    example = next((n for n in ("product:type", "productType") if n in names), None)
+    if example and names[example]["enum"]:
+        value = names[example]["enum"][0]
+        note.print(f"e.g. --filter \"{example}='{value}'\"", soft_wrap=True, markup=False)
 
 
 _plan_options = _options(
@@ -1005,7 +1126,7 @@ def _plan_only(config: Config, pages: ItemPages | None) -> None:
     sys.exit(0)
 
 
-@main.command()
+@main.command(short_help="Search and download the selected assets, verified.")
 @_query_options
 @_download_options
 @_RETRY_FAILED
@@ -1042,7 +1163,7 @@ def download(
     _execute(config, RunOptions("download", retry_failed=retry_failed, yes=yes), pages)
 
 
-@main.command()
+@main.command(short_help="Mirror a collection (or query) into DEST.")
 @_query_options
 @_download_options
 @_RETRY_FAILED
@@ -1105,7 +1226,7 @@ def _open_dest(dest: str) -> Path:
     return path
 
 
-@main.command()
+@main.command(short_help="Summarise the last run in DEST.")
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option(
     "--plot",
@@ -1172,7 +1293,7 @@ def report(dest: str, plot: str | None, failures: int) -> None:
         out.print(f"plot: {drawn}")
 
 
-@main.command()
+@main.command(short_help="Show what the journal of DEST knows.")
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(dest: str, as_json: bool) -> None:
@@ -1225,7 +1346,7 @@ def status(dest: str, as_json: bool) -> None:
         )
 
 
-@main.command()
+@main.command(short_help="Re-hash the files of DEST and report any rot.")
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option(
     "-j", "--jobs", type=int, default=None, help="Files hashed in parallel [min(4, CPUs)]."
@@ -1321,7 +1442,7 @@ def _shown(value: Any) -> Any:
     return value
 
 
-@config_group.command("show")
+@config_group.command("show", short_help="Print the merged configuration and its sources.")
 @_PROFILE
 @_CONFIG
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -1374,7 +1495,7 @@ def auth() -> None:
     """The credentials stacpull uses for data requests."""
 
 
-@auth.command("check")
+@auth.command("check", short_help="Check the credentials and when the token expires.")
 @_PROFILE
 @_auth_options
 @click.option(
@@ -1437,7 +1558,7 @@ def auth_check(
     sys.exit(1 if found.ok is False else 0)
 
 
-@main.command()
+@main.command(short_help="Run the pipeline against the simulated catalogue.")
 @click.option(
     "--dest",
     type=click.Path(file_okay=False),
@@ -1507,7 +1628,7 @@ def sim() -> None:
     """The simulated MAAP catalogue."""
 
 
-@sim.command("serve")
+@sim.command("serve", short_help="Serve the simulated catalogue until Ctrl-C.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8765, show_default=True)
 @click.option("--items", type=int, default=100, show_default=True, help="Items per collection.")
