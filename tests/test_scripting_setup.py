@@ -43,8 +43,14 @@ def _user_file(xdg: Path, text: str) -> Path:
 
 
 def _show(args: list[str], env: dict[str, str]) -> Any:
-    """``stacpull config show`` in-process, with no credential of the machine's own."""
-    base = {"STACPULL_TOKEN": "", "STACPULL_OFFLINE_TOKEN": "", "STACPULL_TOKEN_FILE": ""}
+    """``stacpull config show`` in-process, with no credential or user file of the
+    machine's own (``env`` may turn the user file back on)."""
+    base = {
+        "STACPULL_TOKEN": "",
+        "STACPULL_OFFLINE_TOKEN": "",
+        "STACPULL_TOKEN_FILE": "",
+        "STACPULL_NO_USER_CONFIG": "1",
+    }
     return CliRunner().invoke(main, ["config", "show", *args], env={**base, **env})
 
 
