@@ -1,21 +1,19 @@
-"""stacpull: fast, resumable, verified bulk downloads from STAC catalogues (ESA MAAP first)."""
+"""stacpull: fast, resumable, verified bulk downloads from STAC catalogues (ESA MAAP first).
+
+The package root is lazy (PEP 562): ``import stacpull`` loads nothing heavy, and each name
+of the API is imported from its module on first use, so the command line starts without
+aiohttp when it does not transfer. To add a name to the API, list it in ``__all__`` and
+import it under ``TYPE_CHECKING`` (so type checkers see it); a name that does not live in
+``stacpull.api`` also gets a line in ``_HOMES``. tests/test_scripting_setup.py keeps the
+three in step.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.3.0"  # before the imports: the engine puts it in its User-Agent
-
-from .api import (
-    adownload,
-    amirror,
-    asearch_items,
-    collections,
-    download,
-    dry_run,
-    mirror,
-    queryables,
-    search_items,
-)
-from .config import Config, load_config
-from .engine import RunResult
-from .errors import StacpullError
 
 __all__ = [
     "Config",
@@ -32,3 +30,39 @@ __all__ = [
     "queryables",
     "search_items",
 ]
+
+#: The module of each public name that is not in ``stacpull.api``.
+_HOMES: dict[str, str] = {
+    "Config": "config",
+    "RunResult": "engine",
+    "StacpullError": "errors",
+    "load_config": "config",
+}
+
+if TYPE_CHECKING:
+    from .api import (
+        adownload,
+        amirror,
+        asearch_items,
+        collections,
+        download,
+        dry_run,
+        mirror,
+        queryables,
+        search_items,
+    )
+    from .config import Config, load_config
+    from .engine import RunResult
+    from .errors import StacpullError
+else:
+
+    def __getattr__(name: str) -> Any:
+        """Import a public name from its module the first time it is used."""
+        if name not in __all__:
+            raise AttributeError(f"module 'stacpull' has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{_HOMES.get(name, 'api')}", __name__), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import click
@@ -27,26 +27,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__, safeio
-from .audit import read_status, verify_dest
-from .auth import (
-    TokenProvider,
-    TrustPolicy,
-    check_credentials,
-    human_duration,
-    load_credentials,
-)
 from .config import (
     DEFAULT_CATALOG,
     Config,
     Secret,
+    config_files,
     load_config,
     parse_bbox,
     parse_datetime_range,
     resolve_config,
+    user_config_file,
 )
 from .dashboard import LiveDashboard, PlainProgress, human_bytes, render_summary
-from .dryrun import PlanSummary, budget_error, dry_run
-from .engine import ItemPages, RunOptions, RunResult, StopSignal, loop_options, run
 from .errors import (
     SECRETS,
     ConfigError,
@@ -61,18 +53,26 @@ from .errors import (
 )
 from .events import EventSink
 from .export import FORMATS, ItemWriter, saved_pages
-from .journal import JOURNAL_DIR
 from .listing import Cell, Column, print_listing
 from .plot import plot_report
 from .report import RunStats, totals
 from .search import (
     CollectionQuery,
+    ItemPages,
     count_items,
     list_collections,
     load_geojson_geometry,
     queryables,
     search_pages,
 )
+
+if TYPE_CHECKING:
+    # The engine and the credentials bring aiohttp (a quarter of a second to import), the
+    # journal asyncio and sqlite3: the commands that need them import them when they run,
+    # so help and listings start fast (benchmarks/startup.py).
+    from .auth import TokenProvider
+    from .dryrun import PlanSummary
+    from .engine import RunOptions, RunResult, StopSignal
 
 __all__ = ["main"]
 
@@ -138,6 +138,8 @@ async def _run_with_signals(
     pages: ItemPages | None = None,
 ) -> RunResult | None:
     """The engine under a signal watcher; ``None`` when a second Ctrl-C aborted it."""
+    from .engine import StopSignal, run
+
     stop = StopSignal()
     result: RunResult | None = None
     try:
@@ -163,6 +165,9 @@ def _execute(
 ) -> None:
     """Run the engine under the chosen dashboard, print the summary, exit with its code.
     ``pages`` replaces the search (``--from``)."""
+    from .auth import load_credentials
+    from .engine import RunOptions, loop_options
+
     opts = options or RunOptions()
     err = Console(stderr=True)
     out = Console()
@@ -282,7 +287,7 @@ _CONFIG = click.option(
     "config_path",
     type=click.Path(dir_okay=False),
     metavar="FILE",
-    help="Config file [./stacpull.toml].",
+    help="Config file, read over the user's and ./stacpull.toml [env STACPULL_CONFIG].",
 )
 _PROFILE = click.option(
     "--profile",
@@ -1049,6 +1054,8 @@ _plan_options = _options(
 
 def _print_plan(summary: PlanSummary, budget: int) -> None:
     """The dry run's answer: what would be fetched, what is there, whether it fits."""
+    from .dryrun import budget_error
+
     out = Console(highlight=False, soft_wrap=True)
     matched = f" of {summary.matched} matched" if summary.matched is not None else ""
     out.print(f"[bold]dry run[/]: nothing was downloaded; DEST {summary.dest}")
@@ -1105,6 +1112,8 @@ def _print_plan(summary: PlanSummary, budget: int) -> None:
 
 
 def _plan_only(config: Config, pages: ItemPages | None) -> None:
+    from .dryrun import dry_run
+
     try:
         summary = anyio.run(lambda: dry_run(config, pages=pages))
     except (ConfigError, SearchError) as exc:
@@ -1149,6 +1158,8 @@ def download(
     config, pages = _saved(from_file, config)
     if dry_run:
         _plan_only(config, pages)
+    from .engine import RunOptions  # the engine (and aiohttp) only for a transfer
+
     _execute(config, RunOptions("download", retry_failed=retry_failed, yes=yes), pages)
 
 
@@ -1195,6 +1206,8 @@ def mirror(
     config, pages = _saved(from_file, config)
     if dry_run:
         _plan_only(config, pages)
+    from .engine import RunOptions  # the engine (and aiohttp) only for a transfer
+
     _execute(config, RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes), pages)
 
 
@@ -1229,6 +1242,8 @@ def report(dest: str, plot: str | None, failures: int) -> None:
     table, its errors grouped by class and the first failures, from
     DEST/.stacpull/last-report.json.
     """
+    from .journal import JOURNAL_DIR
+
     state = _open_dest(dest) / JOURNAL_DIR
     path = state / "last-report.json"
     if plot:
@@ -1283,6 +1298,8 @@ def report(dest: str, plot: str | None, failures: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(dest: str, as_json: bool) -> None:
     """Print what the journal of DEST knows: done, failed with reasons, pending, bytes."""
+    from .audit import read_status
+
     try:
         report = read_status(_open_dest(dest))
     except StorageError as exc:
@@ -1344,6 +1361,8 @@ def verify(dest: str, jobs: int | None, as_json: bool) -> None:
     Exit code 1 when anything is wrong.
     """
     from rich.progress import Progress, TextColumn  # only this command draws a bar
+
+    from .audit import verify_dest
 
     path = _open_dest(dest)
     if jobs is not None and jobs < 1:
@@ -1428,12 +1447,17 @@ def _shown(value: Any) -> Any:
 @_CONFIG
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def config_show(profile: str | None, config_path: str | None, as_json: bool) -> None:
-    """Print the merged configuration (defaults, file, profile, environment) with where
-    each value came from; secrets are masked."""
+    """Print the merged configuration with where each value came from; secrets are masked.
+
+    Lowest first: defaults, the user's config file, ./stacpull.toml, --config FILE (or
+    STACPULL_CONFIG), the profile, STACPULL_* environment variables, flags.
+    """
     try:
         config, origins = resolve_config(config_path, profile=profile)
+        files = [origin for origin, _ in config_files(config_path)]
     except ConfigError as exc:
         _fail(str(exc))
+    user = user_config_file()
     sections = {
         name: {f.name: _shown(getattr(getattr(config, name), f.name)) for f in fields(kind)}
         for name, kind in (
@@ -1444,9 +1468,17 @@ def config_show(profile: str | None, config_path: str | None, as_json: bool) -> 
         )
     }
     if as_json:
-        click.echo(json.dumps({**sections, "origins": origins}, indent=2))
+        where = {"files": files, "user_file": str(user) if user else None}
+        click.echo(json.dumps({**sections, "origins": origins, **where}, indent=2))
         return
-    lines = ["# stacpull configuration: defaults < config file < profile < environment < flags"]
+    lines = [
+        "# stacpull configuration: defaults < user file < ./stacpull.toml < --config file"
+        " < profile < environment < flags",
+        f"# files read: {', '.join(files) if files else 'none'}",
+        f"# user file: {user} ({'read' if user and str(user) in files else 'not found'})"
+        if user
+        else "# user file: off (STACPULL_NO_USER_CONFIG)",
+    ]
     for name, values in sections.items():
         lines.append(f"\n[{name}]")
         for key, value in values.items():
@@ -1490,6 +1522,8 @@ def auth_check(
     token is judged by the expiry written in it (MAAP tokens are JWTs); --url also tries it
     on a file. No token is ever printed. Exit 0 when they work, 1 when they do not.
     """
+    from .auth import TrustPolicy, check_credentials, human_duration, load_credentials
+
     try:
         config = load_config(
             config_path, flags={**_auth_values(kw), "search.catalog": catalog}, profile=profile

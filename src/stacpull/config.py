@@ -1,14 +1,20 @@
 """Configuration: frozen dataclasses, TOML loading and validation.
 
-Values come, highest first, from command-line flags, the environment (``STACPULL_*``),
-the config file (``--config`` or ``./stacpull.toml``) and the ``DEFAULT_*`` constants
-below. ``config.example.toml`` documents every key. Every invalid value raises
-:class:`~stacpull.errors.ConfigError` naming the key (and the file), never a traceback.
+Values come, highest first, from command-line flags, the environment
+(``STACPULL_<SECTION>_<KEY>`` for every key, generated from the dataclasses below, and the
+short names of :data:`ENV_KEYS`), a profile, the config files and the ``DEFAULT_*``
+constants. The config files layer, each over the one before: the user's own
+(``$XDG_CONFIG_HOME/stacpull/stacpull.toml`` or the platform's place for it, see
+:func:`user_config_file`), ``./stacpull.toml``, then ``--config FILE`` (or
+``$STACPULL_CONFIG``). ``config.example.toml`` documents every key. Every invalid value
+raises :class:`~stacpull.errors.ConfigError` naming the key (and the file and line, or the
+environment variable), never a traceback.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import tomllib
@@ -32,18 +38,22 @@ __all__ = [
     "DEFAULT_TEMPLATE",
     "DEFAULT_TOKEN_URL",
     "ENV_KEYS",
+    "ENV_PREFIX",
     "AuthConfig",
     "Config",
     "DownloadConfig",
     "OutputConfig",
     "SearchConfig",
     "Secret",
+    "config_files",
+    "env_variables",
     "load_config",
     "parse_bbox",
     "parse_datetime_range",
     "parse_size",
     "resolve_config",
     "scrub",
+    "user_config_file",
 ]
 
 DEFAULT_CATALOG = "https://catalog.maap.eo.esa.int/catalogue/"
@@ -76,7 +86,11 @@ DEFAULT_SCOPE = "offline_access openid"
 DEFAULT_REFRESH_MARGIN = 60.0
 DEFAULT_PROGRESS_INTERVAL = 5.0
 
-#: Environment variables and the config key each one sets.
+#: Every config key ``[section] key`` is also the variable ``STACPULL_SECTION_KEY``.
+ENV_PREFIX = "STACPULL_"
+
+#: Short names kept beside the generated ``STACPULL_<SECTION>_<KEY>`` ones (which win when
+#: both are set), and the config key each one sets.
 ENV_KEYS: Mapping[str, str] = {
     "STACPULL_CATALOG": "search.catalog",
     "STACPULL_DEST": "download.dest",
@@ -579,6 +593,134 @@ def _profile_values(name: str, table: Any, origin: str) -> dict[str, Any]:
     return values
 
 
+def env_variables() -> dict[str, str]:
+    """Every environment variable that sets a config key, and that key: one
+    ``STACPULL_<SECTION>_<KEY>`` per field of the section dataclasses (generated, so a new
+    key has its variable without a line here), plus the short names of :data:`ENV_KEYS`."""
+    generated = {
+        f"{ENV_PREFIX}{section.upper()}_{f.name.upper()}": f"{section}.{f.name}"
+        for section, kind in _SECTIONS.items()
+        for f in fields(kind)
+    }
+    return {**ENV_KEYS, **generated}
+
+
+_STRUCTURED = ("tuple[", "list[", "dict[")
+
+
+def _env_text(var: str, key: str, text: str) -> Any:
+    """An environment value as the file's would be: a list or table field also takes JSON
+    (``["a", "b"]``, ``{"type": "Point", ...}``); everything else, and a list written
+    ``a,b``, is converted by the same rules as the file's values."""
+    section, _, name = key.partition(".")
+    kind = _SECTIONS[section].__dataclass_fields__[name].type
+    if any(mark in str(kind) for mark in _STRUCTURED) and text.lstrip()[:1] in ("[", "{"):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{var}: expected JSON ({exc})") from None
+    return text
+
+
+def _env_values(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The config values the environment sets and the variable each came from.
+
+    An empty variable counts as unset. A ``STACPULL_<SECTION>_...`` name that matches no
+    key is an error (a typo would otherwise be ignored in silence)."""
+    known = env_variables()
+    values: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    # The short names first, so the generated name of the same key wins.
+    for var, key in sorted(known.items(), key=lambda pair: pair[0] not in ENV_KEYS):
+        text = environ.get(var)
+        if text:
+            values[key] = _env_text(var, key, text)
+            names[key] = var
+    for var, text in environ.items():
+        section = next((s for s in _SECTIONS if var.startswith(f"{ENV_PREFIX}{s.upper()}_")), None)
+        if section is not None and text and var not in known:
+            hint = _did_you_mean(var, known, "{}")
+            raise ConfigError(f"environment variable {var} sets no config key{hint}")
+    return values, names
+
+
+def _in_env(message: str, names: Mapping[str, str]) -> str:
+    """A value error from the environment, naming the variable it came from."""
+    match = re.match(r"(?:unknown key \[(\w+)\] (\w+)|(\w+)\.(\w+):)", message)
+    if match:
+        section, key = (match.group(1), match.group(2)) if match.group(1) else match.group(3, 4)
+        var = names.get(f"{section}.{key}")
+        if var is not None:
+            return f"{var}: {message}"
+    section = re.match(r"\[?(\w+)\]?:", message)
+    related = [
+        var
+        for key, var in names.items()
+        if section is None or key.startswith(f"{section.group(1)}.")
+    ]
+    return f"environment ({', '.join(sorted(related or names.values()))}): {message}"
+
+
+def user_config_file(env: Mapping[str, str] | None = None) -> Path | None:
+    r"""Where the user's own config file is looked for (it need not exist), or ``None``
+    when ``STACPULL_NO_USER_CONFIG`` is set (tests and CI set it).
+
+    With the process environment, platformdirs says where: ``$XDG_CONFIG_HOME/stacpull``
+    (``~/.config/stacpull``) on Linux, ``~/Library/Application Support/stacpull`` on macOS,
+    ``%APPDATA%\stacpull`` on Windows. An explicit ``env`` mapping stands for the whole
+    environment: only its own ``XDG_CONFIG_HOME`` points at a user file."""
+    environ = os.environ if env is None else env
+    if environ.get("STACPULL_NO_USER_CONFIG", "").strip() not in ("", "0"):
+        return None
+    if env is not None and env is not os.environ:
+        xdg = env.get("XDG_CONFIG_HOME")
+        return Path(xdg) / "stacpull" / "stacpull.toml" if xdg else None
+    import platformdirs  # only here: where the user file lives is its only use
+
+    return Path(platformdirs.user_config_dir("stacpull", appauthor=False)) / "stacpull.toml"
+
+
+def config_files(
+    path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
+) -> list[tuple[str, Path]]:
+    """The config files read, lowest layer first, each as (the name its values are
+    attributed to, its path): the user file and ``./stacpull.toml`` when they exist, then
+    ``path`` (``--config``), else ``$STACPULL_CONFIG``, which must exist. A file named
+    twice is read once, in its highest place."""
+    environ = os.environ if env is None else env
+    layers: list[tuple[str, Path]] = []
+    user = user_config_file(env)
+    if user is not None and user.is_file():
+        layers.append((str(user), user))
+    local = Path("stacpull.toml")
+    if local.is_file():
+        layers.append(("./stacpull.toml", local))
+    explicit = path if path is not None else (environ.get("STACPULL_CONFIG") or None)
+    if explicit is not None:
+        chosen = Path(explicit)
+        layers.append((str(chosen), chosen))
+    seen: dict[Path, int] = {}
+    for index, (_, file) in enumerate(layers):
+        try:
+            seen[file.resolve()] = index
+        except OSError:
+            seen[file.absolute()] = index
+    return [layer for index, layer in enumerate(layers) if index in seen.values()]
+
+
+def _read_toml(origin: str, file_path: Path) -> tuple[str, dict[str, Any]]:
+    """A config file's text and its parsed TOML, or an error naming the file."""
+    try:
+        text = file_path.read_text(encoding="utf-8")
+        return text, tomllib.loads(text)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {origin} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {origin} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {origin} is not valid TOML: {exc}") from None
+
+
 def resolve_config(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -587,30 +729,20 @@ def resolve_config(
     profile: str | None = None,
 ) -> tuple[Config, dict[str, str]]:
     """:func:`load_config`, plus where each key that is not a default came from
-    (``file F line N``, ``profile P``, ``env VAR``, ``flag``), for ``stacpull config show``.
+    (``FILE line N``, ``profile P``, ``env VAR``, ``flag``), for ``stacpull config show``.
 
-    Layers, lowest first: defaults, the file's sections, the profile (``--profile``, else
-    ``STACPULL_PROFILE``; built in: ``maap``, ``maap-preop``), the environment, the flags.
+    Layers, lowest first: defaults; the config files of :func:`config_files` (the user's,
+    ``./stacpull.toml``, ``--config``), each over the one before; the profile
+    (``--profile``, else ``STACPULL_PROFILE``; built in: ``maap``, ``maap-preop``; a file's
+    ``[profiles.NAME]`` replaces a lower one of that name); the environment; the flags.
     """
     environ = os.environ if env is None else env
     config = Config()
     origins: dict[str, str] = {}
-    file_path: Path | None = Path(path) if path is not None else None
-    if file_path is None and Path("stacpull.toml").is_file():
-        file_path = Path("stacpull.toml")
     profiles: dict[str, Any] = {k: dict(v) for k, v in BUILTIN_PROFILES.items()}
     profile_origin = dict.fromkeys(BUILTIN_PROFILES, "built in")
-    if file_path is not None:
-        origin = str(file_path)
-        try:
-            text = file_path.read_text(encoding="utf-8")
-            data = tomllib.loads(text)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {origin} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {origin} cannot be read: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {origin} is not valid TOML: {exc}") from None
+    for origin, file_path in config_files(path, env=env):
+        text, data = _read_toml(origin, file_path)
         flat = _flatten_toml(data, origin)
         try:
             config = config.with_values(flat)
@@ -639,11 +771,13 @@ def resolve_config(
         except ConfigError as exc:
             raise ConfigError(f"profile {chosen!r} ({profile_origin[chosen]}): {exc}") from None
         origins.update(dict.fromkeys(values, f"profile {chosen}"))
-    env_values = {key: environ[var] for var, key in ENV_KEYS.items() if environ.get(var)}
+    env_values, env_names = _env_values(environ)
     if env_values:
-        config = config.with_values(env_values)
-        names = {key: var for var, key in ENV_KEYS.items()}
-        origins.update({key: f"env {names[key]}" for key in env_values})
+        try:
+            config = config.with_values(env_values)
+        except ConfigError as exc:
+            raise ConfigError(_in_env(str(exc), env_names)) from None
+        origins.update({key: f"env {env_names[key]}" for key in env_values})
     if flags:
         config = config.with_values(flags)
         origins.update({key: "flag" for key, value in flags.items() if value is not None})
@@ -668,7 +802,8 @@ def load_config(
     flags: Mapping[str, Any] | None = None,
     profile: str | None = None,
 ) -> Config:
-    """Build the run's :class:`Config` from defaults, file, profile, environment and flags
-    (each overriding the one before). ``path`` None means ``./stacpull.toml`` when it
-    exists. Errors name the file, the key and its line."""
+    """Build the run's :class:`Config` from defaults, the config files (the user's,
+    ``./stacpull.toml``, then ``path`` or ``$STACPULL_CONFIG``), the profile, the
+    environment and the flags, each overriding the one before. Errors name the file, the
+    key and its line, or the environment variable."""
     return resolve_config(path, env=env, flags=flags, profile=profile)[0]
