@@ -24,6 +24,15 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_config() -> Iterator[None]:
+    """The machine's own ``~/.config/stacpull/stacpull.toml`` never changes a test's result
+    (``scripts/check`` sets the same switch; tests of the user file turn it back on)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STACPULL_NO_USER_CONFIG", "1")
+        yield
+
+
 @pytest.fixture
 def sim() -> Iterator[SimServer]:
     """A fresh simulated catalogue: 5 items per collection, ~300 kB products."""
