@@ -366,3 +366,27 @@ def test_an_empty_listing_leaves_a_mirror_unpruned(sim: SimServer, tmp_path: Pat
     assert code == 0, out + err
     assert "0 items matched" in err and "nothing pruned" in err
     assert files_under(dest) == before
+
+
+def test_odd_root_links_never_vote_and_many_are_named_briefly(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """Roots that are no http(s) URL of a plain host (an escape sequence, javascript:, a
+    relative path) name no catalogue; a file naming many is summed up in one short line."""
+    odd = ["http://\x1b[31mevil/", "javascript:alert(1)", "../up", "file:///etc/passwd"]
+    items = _items(sim, len(odd))
+    for item, root in zip(items, odd, strict=True):
+        item["links"] = [{"rel": "root", "href": root}]
+    items[0]["links"].append({"rel": "self", "href": f"{sim.base_url}/catalogue/x"})
+    code, out, err = _download(
+        "--from", "-", "--dest", str(tmp_path / "d"), stdin=_stac_client_output(items)
+    )
+    assert code == 0, out + err
+    assert "\x1b" not in err and "warning" not in err
+    many = [_pointing_at(i, sim.base_url + "/", root=f"http://h{n}.test/") for n, i in
+            enumerate(_items(sim, 5) + _items(sim, 4))]  # fmt: skip
+    code, _, err = _download(
+        "--from", "-", "--dest", str(tmp_path / "e"), "--dry-run", stdin=_stac_client_output(many)
+    )
+    line = next(x for x in err.splitlines() if "catalogues" in x)
+    assert "names 9 catalogues" in line and "and 4 more" in line and "h8.test" not in line

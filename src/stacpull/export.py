@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -223,6 +224,8 @@ class SavedSearch:
     warnings: tuple[str, ...] = ()
 
 
+# A host name or address a link may name as the catalogue (nothing a terminal would act on).
+_HOST = re.compile(r"[a-z0-9.\-]+|[0-9a-f:.]+")
 _GEOJSON_HINT = "save one with `stacpull search -o items.geojson` or `stac-client search`"
 
 
@@ -330,7 +333,7 @@ def _http_url(href: Any) -> tuple[str, str] | None:
         host, port = parts.hostname, parts.port
     except ValueError:
         return None
-    if parts.scheme.lower() not in ("http", "https") or not host:
+    if parts.scheme.lower() not in ("http", "https") or not host or not _HOST.fullmatch(host):
         return None
     netloc = f"[{host}]" if ":" in host else host
     if port is not None:
@@ -360,7 +363,9 @@ def _catalogue(
             urls.setdefault(*root)
     if len(urls) <= 1:  # the file's own root link, when it has one, names it
         return next(iter(urls.values()), None), []
-    shown = ", ".join(sorted(urls))
+    origins = sorted(urls)
+    more = f" and {len(origins) - 5} more" if len(origins) > 5 else ""
+    shown = ", ".join(origins[:5]) + more
     return None, [
         f"--from: {name} names {len(urls)} catalogues ({shown}): none of them is trusted "
         "with the token; name the right one with --catalog"
