@@ -354,17 +354,17 @@ def test_a_selector_matching_no_asset_exits_2_naming_the_keys(
     assert not dest.exists()
 
 
-def test_an_empty_listing_leaves_a_mirror_unpruned(sim: SimServer, tmp_path: Path) -> None:
+def test_a_mirror_matching_nothing_keeps_its_dest_as_it_was(sim: SimServer, tmp_path: Path) -> None:
+    """DEST of another query: no file is judged gone by a query that lists nothing (an
+    existing mirror whose own catalogue says 0 match is tested in test_hostile_attack3)."""
     dest = tmp_path / "d"
-    base = ("mirror", "--catalog", sim.catalog_url, "--collection", L1A, "--dest", str(dest))
-    code, out, err = _run(*base, "--dashboard", "none")
+    base = ("mirror", "--catalog", sim.catalog_url, "--dest", str(dest), "--dashboard", "none")
+    code, out, err = _run(*base, "--collection", L1A)
     assert code == 0, out + err
     before = files_under(dest)
-    for index in range(sim.catalog.count(L1A)):
-        sim.catalog.remove_item(sim.catalog.item(L1A, index)["id"])
-    code, out, err = _run(*base, "--prune", "--dashboard", "none")
+    code, out, err = _run(*base, "--collection", L1A, "--ids", "NOPE", "--prune")
     assert code == 0, out + err
-    assert "0 items matched" in err and "nothing pruned" in err
+    assert "0 items matched" in err and "not created" not in err
     assert files_under(dest) == before
 
 

@@ -727,8 +727,8 @@ def _nothing_matched(config: Config, from_file: str | None) -> None:
         ]
         what = f"0 items matched {'; '.join(parts) or 'the query'} at {scrub(s.catalog)}"
     dest = Path(config.download.dest or ".").expanduser()
-    left = "left as it was (nothing pruned)" if dest.exists() else "not created"
-    click.echo(f"stacpull: {what}: nothing to download; DEST {dest} {left}", err=True)
+    left = "" if dest.exists() else f"; DEST {dest} not created"
+    click.echo(f"stacpull: {what}: nothing to download{left}", err=True)
 
 
 def _asset_summary(item: dict[str, Any]) -> str:

@@ -292,8 +292,8 @@ async def run(
         )
     listing = pages
     if not opts.retry_failed:
-        # Nothing matched or nothing selected: no DEST, no journal, no report (a mirror's
-        # empty listing never prunes); selectors that pick nothing raise NothingSelected.
+        # Nothing matched or nothing selected: no DEST, no journal, no report; selectors
+        # that pick nothing raise NothingSelected.
         rules = PlanRules(config.download.assets, config.download.template)
         search_once: ItemPages = (
             pages if pages is not None else (lambda: search_pages(config.search))
@@ -304,8 +304,14 @@ async def run(
             peeked = await peek(search_once, rules.selectors)
         if looking.cancelled_caught:
             return RunResult(0, 0, 0, 0, 0, 0, 0, 0.0, 0, None, interrupted=True)
-        if peeked.empty:
+        kept_mirror = (
+            opts.kind == "mirror"
+            and (Path(config.download.dest or ".").expanduser() / JOURNAL_DIR).is_dir()
+        )
+        if peeked.empty and not kept_mirror:
             return RunResult(0, 0, 0, 0, 0, 0, 0, 0.0, 0, None)
+        # An existing mirror goes on: files are judged gone only after a complete search
+        # that said none match, each confirmed by id (see _incomplete and _confirm_gone).
         listing = peeked.pages
     if config.download.max_bytes and not opts.yes and not opts.retry_failed:
         with anyio.CancelScope() as preflight:
