@@ -659,10 +659,13 @@ def _saved(from_file: str | None, config: Config) -> tuple[Config, ItemPages | N
         return config, None
     data = None
     if from_file == "-":
-        stdin: IO[bytes] = sys.stdin.buffer
-        if stdin.isatty():
-            _fail("--from -: standard input is a terminal; pipe an ItemCollection in")
-        data = stdin.read()
+        stdin: IO[bytes] | None = getattr(sys.stdin, "buffer", None)
+        if stdin is None or stdin.isatty():
+            _fail("--from -: standard input is a terminal or closed; pipe an ItemCollection in")
+        try:
+            data = stdin.read()
+        except OSError as exc:
+            _fail(f"--from -: standard input cannot be read: {exc.strerror or exc}")
     try:
         saved = saved_pages(Path(from_file), config.search.page_size, data=data)
     except ConfigError as exc:

@@ -286,7 +286,7 @@ def _looks_like_csv(data: bytes) -> bool:
 def _json_documents(data: bytes, name: str) -> list[Any]:
     """One JSON document, or one per line (``stac-client`` and ``jq -c`` print those)."""
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"--from: {name} is not a GeoJSON ItemCollection: {exc}") from None
     try:
