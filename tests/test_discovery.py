@@ -160,7 +160,7 @@ def test_search_saves_geojson_csv_and_parquet_and_download_from_reads_it_back(
     assert code == 0, err
     assert len(files_under(dest)) == 15 and len(sim.requests) > searches
     code, _, err = _cli("download", "--from", str(tmp_path / "items.csv"), "--dest", str(dest))
-    assert code == 2 and "not a GeoJSON ItemCollection" in err
+    assert code == 2 and "is CSV" in err
 
 
 @pytest.mark.parametrize("server_side", [True, False])

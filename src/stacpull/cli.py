@@ -18,7 +18,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import click
@@ -161,7 +161,10 @@ async def _run_with_signals(
 
 
 def _execute(
-    config: Config, options: RunOptions | None = None, pages: ItemPages | None = None
+    config: Config,
+    options: RunOptions | None = None,
+    pages: ItemPages | None = None,
+    from_file: str | None = None,
 ) -> None:
     """Run the engine under the chosen dashboard, print the summary, exit with its code.
     ``pages`` replaces the search (``--from``)."""
@@ -200,6 +203,8 @@ def _execute(
     except StacpullError as exc:
         _fail(str(exc), 1)
     snap = stats.snapshot()
+    if result is not None and result.items == 0 and not opts.retry_failed and code == 0:
+        _nothing_matched(config, from_file)
     out.print(render_summary(totals(snap)))
     dest = config.download.dest
     if result is not None and result.report is not None:
@@ -653,18 +658,86 @@ _RETRY_FAILED = click.option(
 
 
 def _saved(from_file: str | None, config: Config) -> tuple[Config, ItemPages | None]:
-    """``--from FILE``: a saved search's items (and, unless --catalog says otherwise, the
-    catalogue it was saved from, whose host may receive the token); exit 2 when the file
-    is not a saved search."""
+    """``--from FILE`` (``-``: standard input): a saved search's items and, unless
+    --catalog says otherwise, the one catalogue the file and its items agree on, whose host
+    alone may receive the token; exit 2 when the file is not a saved search."""
     if from_file is None:
         return config, None
+    data = None
+    if from_file == "-":
+        stdin: IO[bytes] | None = getattr(sys.stdin, "buffer", None)
+        if stdin is None or stdin.isatty():
+            _fail("--from -: standard input is a terminal or closed; pipe an ItemCollection in")
+        try:
+            data = stdin.read()
+        except OSError as exc:
+            _fail(f"--from -: standard input cannot be read: {exc.strerror or exc}")
     try:
-        saved = saved_pages(Path(from_file), config.search.page_size)
+        saved = saved_pages(Path(from_file), config.search.page_size, data=data)
     except ConfigError as exc:
         _fail(str(exc))
+    for warning in saved.warnings:
+        click.echo(f"stacpull: warning: {scrub(warning)}", err=True)
     if saved.catalog and config.search.catalog == DEFAULT_CATALOG:
+        if saved.catalog.rstrip("/") != DEFAULT_CATALOG.rstrip("/"):
+            click.echo(
+                f"stacpull: --from: the items come from {scrub(saved.catalog)}; its host alone "
+                "may receive the token (--catalog names another)",
+                err=True,
+            )
         config = config.with_values({"search.catalog": saved.catalog})
     return config, saved.pages
+
+
+# The query flags a saved search (--from) makes meaningless, by their keyword and flag.
+_QUERY_FLAGS = (
+    ("collections", "--collection"),
+    ("ids", "--ids"),
+    ("bbox", "--bbox"),
+    ("intersects", "--intersects"),
+    ("datetime_", "--datetime"),
+    ("filter_", "--filter"),
+    ("max_items", "--max-items"),
+    ("page_size", "--page-size"),
+    ("method", "--method"),
+)
+
+
+def _warn_ignored(from_file: str | None, kw: dict[str, Any]) -> None:
+    """``--from`` replaces the search: say which query flags given with it go unused."""
+    if from_file is None:
+        return
+    given = [flag for key, flag in _QUERY_FLAGS if kw.get(key) not in (None, (), "")]
+    if given:
+        click.echo(
+            f"stacpull: warning: {', '.join(given)} ignored: --from {from_file} replaces the "
+            "search (filter the items before saving them)",
+            err=True,
+        )
+
+
+def _nothing_matched(config: Config, from_file: str | None) -> None:
+    """One stderr line for a run whose search listed no item: DEST was left alone."""
+    if from_file is not None:
+        what = f"0 items in {'standard input' if from_file == '-' else from_file}"
+    else:
+        s = config.search
+        parts = [
+            f"{name} {value}"
+            for name, value in (
+                ("collection", ",".join(s.collections or ())),
+                ("ids", ",".join(s.ids or ())),
+                ("bbox", ",".join(f"{v:g}" for v in s.bbox or ())),
+                ("intersects", "(a geometry)" if s.intersects else ""),
+                ("datetime", s.datetime or ""),
+                ("filter", s.filter or ""),
+            )
+            if value
+        ]
+        what = f"0 items matched {'; '.join(parts) or 'the query'} at {scrub(s.catalog)}"
+    dest = Path(config.download.dest or ".").expanduser()
+    left = "" if dest.exists() else f"; DEST {dest} not created"
+    click.echo(f"stacpull: {what}: nothing to download{left}", err=True)
 
 
 def _asset_summary(item: dict[str, Any]) -> list[str]:
@@ -1046,8 +1119,9 @@ _plan_options = _options(
         "from_file",
         type=click.Path(dir_okay=False),
         metavar="ITEMS",
-        help="Download the items of a saved search (stacpull search -o items.geojson) "
-        "instead of searching.",
+        help="Download the items of a saved search instead of searching: an ItemCollection "
+        "(stacpull search -o items.geojson, stac-client search), items one per line, or "
+        "stac-geoparquet; - reads standard input.",
     ),
 )
 
@@ -1111,7 +1185,7 @@ def _print_plan(summary: PlanSummary, budget: int) -> None:
         )
 
 
-def _plan_only(config: Config, pages: ItemPages | None) -> None:
+def _plan_only(config: Config, pages: ItemPages | None, from_file: str | None = None) -> None:
     from .dryrun import dry_run
 
     try:
@@ -1122,6 +1196,8 @@ def _plan_only(config: Config, pages: ItemPages | None) -> None:
         _fail("interrupted", 130)
     except StacpullError as exc:
         _fail(str(exc), 1)
+    if summary.items == 0:
+        _nothing_matched(config, from_file)
     _print_plan(summary, config.download.max_bytes)
     sys.exit(0)
 
@@ -1148,6 +1224,7 @@ def download(
           --filter "product:type='S1_SCS__1S'" \\
           --datetime 2025-09-29T00:00:00Z/2025-09-29T00:12:00Z --dest data/
     """
+    _warn_ignored(from_file, kw)
     config = _build_config(
         config_path,
         kw,
@@ -1157,10 +1234,10 @@ def download(
     )
     config, pages = _saved(from_file, config)
     if dry_run:
-        _plan_only(config, pages)
+        _plan_only(config, pages, from_file)
     from .engine import RunOptions  # the engine (and aiohttp) only for a transfer
 
-    _execute(config, RunOptions("download", retry_failed=retry_failed, yes=yes), pages)
+    _execute(config, RunOptions("download", retry_failed=retry_failed, yes=yes), pages, from_file)
 
 
 @main.command(short_help="Mirror a collection (or query) into DEST.")
@@ -1194,6 +1271,7 @@ def mirror(
     Example:
       stacpull mirror --collection BiomassLevel1aIOC --dest /data/biomass-l1a
     """
+    _warn_ignored(from_file, kw)
     config = _build_config(
         config_path,
         kw,
@@ -1205,10 +1283,15 @@ def mirror(
         _fail("--prune needs the complete search; drop --max-items, --from and --retry-failed")
     config, pages = _saved(from_file, config)
     if dry_run:
-        _plan_only(config, pages)
+        _plan_only(config, pages, from_file)
     from .engine import RunOptions  # the engine (and aiohttp) only for a transfer
 
-    _execute(config, RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes), pages)
+    _execute(
+        config,
+        RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes),
+        pages,
+        from_file,
+    )
 
 
 def _check_output(option: str, target: str) -> None:

@@ -23,6 +23,7 @@ import anyio.to_thread
 from .config import Config
 from .errors import ConfigError, PlanError
 from .journal import JOURNAL_DIR, Journal
+from .peek import peek
 from .plan import PlanRules, RunClaims, plan_item
 from .safepath import lstat_below
 from .search import ItemPages, search_pages
@@ -151,7 +152,11 @@ async def dry_run(config: Config, *, pages: ItemPages | None = None) -> PlanSumm
         str(root), free_bytes=_free_space(root), min_free=config.download.min_free
     )
     exists = root.is_dir()
-    source = pages() if pages is not None else search_pages(config.search)
+    # As a real run: selectors that pick no asset of any item raise NothingSelected.
+    peeked = await peek(
+        pages if pages is not None else (lambda: search_pages(config.search)), rules.selectors
+    )
+    source = peeked.pages()
     claims = RunClaims(run=0)  # an item listed twice is planned once, as in a real run
     async for features, matched in source:
         summary.matched = matched

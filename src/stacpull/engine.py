@@ -64,6 +64,7 @@ from .fetch import FetchContext, SpaceBudget, fetch
 from .journal import JOURNAL_DIR, Journal
 from .limits import HostLimiter
 from .models import Job, Refusal
+from .peek import peek
 from .plan import PlanRules, RunClaims, in_state_dir, path_key, plan_item
 from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
 from .retry import RetryPolicy
@@ -289,11 +290,34 @@ async def run(
         raise ConfigError(
             f"--log-json {log_json}: not a regular file ({kind}); name a new or a regular file"
         )
+    listing = pages
+    if not opts.retry_failed:
+        # Nothing matched or nothing selected: no DEST, no journal, no report; selectors
+        # that pick nothing raise NothingSelected.
+        rules = PlanRules(config.download.assets, config.download.template)
+        search_once: ItemPages = (
+            pages if pages is not None else (lambda: search_pages(config.search))
+        )
+        with anyio.CancelScope() as looking:
+            if stop is not None:
+                stop.subscribe(lambda reason, drain: looking.cancel())
+            peeked = await peek(search_once, rules.selectors)
+        if looking.cancelled_caught:
+            return RunResult(0, 0, 0, 0, 0, 0, 0, 0.0, 0, None, interrupted=True)
+        kept_mirror = (
+            opts.kind == "mirror"
+            and (Path(config.download.dest or ".").expanduser() / JOURNAL_DIR).is_dir()
+        )
+        if peeked.empty and not kept_mirror:
+            return RunResult(0, 0, 0, 0, 0, 0, 0, 0.0, 0, None)
+        # An existing mirror goes on: files are judged gone only after a complete search
+        # that said none match, each confirmed by id (see _incomplete and _confirm_gone).
+        listing = peeked.pages
     if config.download.max_bytes and not opts.yes and not opts.retry_failed:
         with anyio.CancelScope() as preflight:
             if stop is not None:  # a Ctrl-C during this search ends the run, too
                 stop.subscribe(lambda reason, drain: preflight.cancel())
-            planned = await dry_run(config, pages=pages)
+            planned = await dry_run(config, pages=listing)
         if preflight.cancelled_caught:
             return RunResult(0, 0, 0, 0, 0, 0, 0, 0.0, 0, None, interrupted=True)
         refusal = budget_error(planned, config.download.max_bytes)
@@ -323,7 +347,9 @@ async def run(
         failed_jobs = [row.planned_job() for row in journal.rows("failed")]
         source: _Source = _JobSource(failed_jobs)
     else:
-        search: ItemPages = pages if pages is not None else (lambda: search_pages(config.search))
+        search: ItemPages = (
+            listing if listing is not None else (lambda: search_pages(config.search))
+        )
         source = _PageSource(search, rules, journal, run_id, scope)
     started = time.monotonic()
     outcome = "complete"

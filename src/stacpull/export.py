@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from . import safeio
 from .errors import ConfigError, scrub
@@ -211,45 +214,60 @@ class ItemWriter:
 
 @dataclass(frozen=True, slots=True)
 class SavedSearch:
-    """A saved search read back: its items as search pages, and the catalogue it came from."""
+    """A saved search read back: its items as search pages, the catalogue it came from
+    (``None`` when the file does not tell, or its links disagree), and the warnings about
+    what it named and was not believed."""
 
     pages: ItemPages
     catalog: str | None
     count: int
+    warnings: tuple[str, ...] = ()
 
 
-def saved_pages(path: Path, page_size: int = 100) -> SavedSearch:
-    """``--from FILE``: the items of a saved GeoJSON ItemCollection (or a single Item) as
-    search pages, in place of a search. Raises :class:`ConfigError` with what is wrong."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"--from: {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+# A host name or address a link may name as the catalogue (nothing a terminal would act on).
+_HOST = re.compile(r"[a-z0-9.\-]+|[0-9a-f:.]+")
+_GEOJSON_HINT = "save one with `stacpull search -o items.geojson` or `stac-client search`"
+
+
+def saved_pages(
+    path: Path | str, page_size: int = 100, *, data: bytes | None = None
+) -> SavedSearch:
+    """``--from FILE`` (``-``: standard output of another program, given as ``data``): the
+    items of a GeoJSON ItemCollection, a FeatureCollection, a single Item, newline-delimited
+    items or collections, or stac-geoparquet, as search pages in place of a search. CSV is
+    refused (the notebook's columns are not enough to download). Raises
+    :class:`ConfigError` with what is wrong, in one line."""
+    name = "standard input" if str(path) == "-" else str(path)
+    if data is None:
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(f"--from: {name} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"--from: {name} cannot be read: {exc.strerror or exc}") from None
+    if data.startswith(b"PAR1"):
+        documents = [_parquet_collection(data, name)]
+    elif str(path).lower().endswith(".csv") or _looks_like_csv(data):
         raise ConfigError(
-            f"--from: {path} is not a GeoJSON ItemCollection (save one with "
-            f"`stacpull search -o items.geojson`): {exc}"
-        ) from None
-    except RecursionError:
-        raise ConfigError(
-            f"--from: {path} is not a GeoJSON ItemCollection: its JSON nests too deep"
-        ) from None
-    if isinstance(data, dict) and data.get("type") == "Feature":
-        data = {"type": "FeatureCollection", "features": [data]}
-    if not isinstance(data, dict) or not isinstance(data.get("features"), list):
-        raise ConfigError(
-            f"--from: {path} holds no features; it must be a GeoJSON ItemCollection (CSV "
-            "lacks the metadata a download needs)"
+            f"--from: {name} is CSV: the notebook's columns lack the metadata a download "
+            f"needs (every asset, its size and checksum); {_GEOJSON_HINT}"
         )
-    features = [f for f in data["features"] if isinstance(f, dict)]
-    catalog = next(
-        (
-            link.get("href")
-            for link in (data["links"] if isinstance(data.get("links"), list) else [])
-            if isinstance(link, dict) and link.get("rel") == "root"
-        ),
-        None,
-    )
+    else:
+        documents = _json_documents(data, name)
+    features: list[dict[str, Any]] = []
+    roots: list[Any] = []
+    for doc in documents:
+        if isinstance(doc, dict) and doc.get("type") == "Feature":
+            features.append(doc)
+            continue
+        if not isinstance(doc, dict) or not isinstance(doc.get("features"), list):
+            raise ConfigError(
+                f"--from: {name} holds no features; it must be a GeoJSON ItemCollection "
+                f"({_GEOJSON_HINT})"
+            )
+        features.extend(f for f in doc["features"] if isinstance(f, dict))
+        roots.extend(_links(doc, "root"))
+    catalog, warnings = _catalogue(roots, features, name)
 
     async def pages() -> AsyncIterator[Page]:
         for start in range(0, len(features), page_size):
@@ -257,4 +275,162 @@ def saved_pages(path: Path, page_size: int = 100) -> SavedSearch:
         if not features:
             yield [], 0
 
-    return SavedSearch(pages, catalog if isinstance(catalog, str) else None, len(features))
+    return SavedSearch(pages, catalog, len(features), tuple(warnings))
+
+
+def _looks_like_csv(data: bytes) -> bool:
+    first = data.lstrip()[:200].split(b"\n", 1)[0]
+    return not first.startswith((b"{", b"[")) and first.count(b",") >= 2
+
+
+def _json_documents(data: bytes, name: str) -> list[Any]:
+    """One JSON document, or one per line (``stac-client`` and ``jq -c`` print those)."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--from: {name} is not a GeoJSON ItemCollection: {exc}") from None
+    try:
+        try:
+            return [json.loads(text)]
+        except ValueError as whole:
+            lines = [line for line in text.splitlines() if line.strip()]
+            if len(lines) < 2:
+                raise ConfigError(
+                    f"--from: {name} is not a GeoJSON ItemCollection ({_GEOJSON_HINT}): {whole}"
+                ) from None
+            documents = []
+            for number, line in enumerate(lines, 1):
+                try:
+                    documents.append(json.loads(line))
+                except ValueError as exc:
+                    raise ConfigError(
+                        f"--from: {name} is neither a GeoJSON ItemCollection nor one item per "
+                        f"line (line {number}: {exc})"
+                    ) from None
+            return documents
+    except RecursionError:
+        raise ConfigError(
+            f"--from: {name} is not a GeoJSON ItemCollection: its JSON nests too deep"
+        ) from None
+
+
+def _links(doc: Mapping[str, Any], rel: str) -> list[Any]:
+    links = doc.get("links")
+    return [
+        link.get("href")
+        for link in (links if isinstance(links, list) else [])
+        if isinstance(link, dict) and link.get("rel") == rel
+    ]
+
+
+def _http_url(href: Any) -> tuple[str, str] | None:
+    """``href`` as (its origin, the URL without userinfo) when it is an absolute http(s)
+    URL with a host; ``None`` for anything else (relative, another scheme, malformed)."""
+    if not isinstance(href, str):
+        return None
+    try:
+        parts = urlsplit(href.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not host or not _HOST.fullmatch(host):
+        return None
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    origin = f"{parts.scheme.lower()}://{netloc}"
+    return origin, urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", "", ""))
+
+
+def _catalogue(
+    roots: list[Any], features: list[dict[str, Any]], name: str
+) -> tuple[str | None, list[str]]:
+    """The one catalogue the file and all its items agree on (the file's ``root`` link,
+    else each item's ``root`` link, else its ``self`` link's origin), or ``None`` with a
+    warning when they name several: the catalogue's host receives the token, and a file
+    must not make another host trusted by naming it on some items."""
+    urls: dict[str, str] = {}  # origin -> the first catalogue URL named there
+    for href in roots:
+        found = _http_url(href)
+        if found is not None:
+            urls.setdefault(*found)
+    for item in features:
+        root = next((u for u in map(_http_url, _links(item, "root")) if u), None)
+        if root is None:
+            own = next((u for u in map(_http_url, _links(item, "self")) if u), None)
+            root = (own[0], own[0] + "/") if own else None
+        if root is not None:
+            urls.setdefault(*root)
+    if len(urls) <= 1:  # the file's own root link, when it has one, names it
+        return next(iter(urls.values()), None), []
+    origins = sorted(urls)
+    more = f" and {len(origins) - 5} more" if len(origins) > 5 else ""
+    shown = ", ".join(origins[:5]) + more
+    return None, [
+        f"--from: {name} names {len(urls)} catalogues ({shown}): none of them is trusted "
+        "with the token; name the right one with --catalog"
+    ]
+
+
+# The columns of a stac-geoparquet row that are the item's own; every other is a property.
+_ITEM_COLUMNS = ("type", "stac_version", "stac_extensions", "id", "geometry", "bbox", "links")
+
+
+def _parquet_collection(data: bytes, name: str) -> dict[str, Any]:
+    """A stac-geoparquet file (one item a row, assets a struct column) as a FeatureCollection.
+
+    The geometry (WKB) is left out: a download needs the assets, not the footprint."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError(
+            f"--from: {name} is Parquet, which needs pyarrow: pip install 'stacpull[parquet]'"
+        ) from None
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise ConfigError(f"--from: {name} is not a readable Parquet file: {exc}") from None
+    if "assets" not in table.column_names or "id" not in table.column_names:
+        raise ConfigError(
+            f"--from: {name} is Parquet without the items' assets (the notebook's columns, "
+            "as `stacpull search -o items.parquet` writes them, lack the metadata a download "
+            f"needs); use stac-geoparquet or a GeoJSON ItemCollection ({_GEOJSON_HINT})"
+        )
+    features = []
+    for row in table.to_pylist():
+        item: dict[str, Any] = {"type": "Feature", "geometry": None}
+        props: dict[str, Any] = {}
+        for key, value in row.items():
+            if value is None or key == "geometry":
+                continue
+            if key == "bbox" and isinstance(value, dict):
+                value = [value.get(k) for k in ("xmin", "ymin", "xmax", "ymax")]
+            clean = _plain(value)
+            if key in (*_ITEM_COLUMNS, "assets", "collection"):
+                item[key] = clean
+            else:
+                props[key] = clean
+        item["properties"] = props
+        features.append(item)
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _plain(value: Any) -> Any:
+    """A value read from Parquet as JSON would hold it: nulls of a struct column left out
+    (an asset absent from this item), times as RFC 3339 text."""
+    from datetime import date, datetime
+
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat() + "Z"
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
