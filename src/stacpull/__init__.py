@@ -17,10 +17,15 @@ __version__ = "0.3.0"  # before the imports: the engine puts it in its User-Agen
 
 __all__ = [
     "Config",
+    "FileRecord",
+    "Options",
     "RunResult",
     "StacpullError",
+    "acollections",
     "adownload",
+    "adry_run",
     "amirror",
+    "aqueryables",
     "asearch_items",
     "collections",
     "download",
@@ -34,6 +39,7 @@ __all__ = [
 #: The module of each public name that is not in ``stacpull.api``.
 _HOMES: dict[str, str] = {
     "Config": "config",
+    "FileRecord": "engine",
     "RunResult": "engine",
     "StacpullError": "errors",
     "load_config": "config",
@@ -41,8 +47,12 @@ _HOMES: dict[str, str] = {
 
 if TYPE_CHECKING:
     from .api import (
+        Options,
+        acollections,
         adownload,
+        adry_run,
         amirror,
+        aqueryables,
         asearch_items,
         collections,
         download,
@@ -52,7 +62,7 @@ if TYPE_CHECKING:
         search_items,
     )
     from .config import Config, load_config
-    from .engine import RunResult
+    from .engine import FileRecord, RunResult
     from .errors import StacpullError
 else:
 

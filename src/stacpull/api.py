@@ -1,26 +1,42 @@
-"""The Python API: ``stacpull.download(...)`` / ``stacpull.mirror(...)`` (blocking) and their
-``a``-prefixed coroutines.
+"""The Python API: ``stacpull.download(...)``, ``mirror``, ``search_items``, ``collections``,
+``queryables``, ``dry_run`` (blocking) and their ``a``-prefixed coroutines.
 
-The command line is a thin layer over these. Keyword arguments are config keys of the
-``[search]``, ``[download]`` and ``[auth]`` sections (``collections=``, ``dest=``,
-``concurrency=``, ``offline_token_file=``…); a :class:`~stacpull.config.Config` may be
-passed instead, and ``tokens=`` a ready :class:`~stacpull.auth.TokenProvider` (shared by
-several runs, or with its own clock).
+The command line is a thin layer over these. Keyword arguments are the config keys of
+every section (``collections=``, ``dest=``, ``concurrency=``, ``offline_token_file=``…),
+typed by :class:`Options` so a type checker catches ``colections=`` or
+``concurrency="eight"``; at run time a misspelt one raises
+:class:`~stacpull.errors.ConfigError` naming the nearest key. Values come, highest first,
+from these keywords, the ``STACPULL_*`` environment, the profile and the config file
+(``./stacpull.toml``, or the path given as ``config``), as for the CLI; a
+:class:`~stacpull.config.Config` passed as ``config`` replaces the environment and the
+files. ``tokens=`` takes a ready :class:`~stacpull.auth.TokenProvider` (shared by several
+runs, or with its own clock).
+
+The blocking functions also work where an event loop already runs (Jupyter): the run then
+has a loop of its own in a worker thread, the caller's thread waits for it, its sink is
+called from that worker thread, and a Ctrl-C (the notebook's interrupt) cancels the run,
+which records itself as aborted, before ``KeyboardInterrupt`` reaches the caller.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 import anyio
+import anyio.from_thread
 
 from .auth import TokenProvider
 from .config import (
-    AuthConfig,
     Config,
-    SearchConfig,
+    Secret,
+    _closest,
     load_config,
     parse_bbox,
     parse_datetime_range,
@@ -28,55 +44,194 @@ from .config import (
 from .dryrun import PlanSummary
 from .dryrun import dry_run as _dry_run
 from .engine import RunOptions, RunResult, loop_options, run
+from .errors import ConfigError
 from .events import EventSink
 from .export import ItemWriter
-from .search import CollectionQuery, list_collections, search_pages
+from .search import CollectionQuery, _blocking, list_collections, search_pages
 from .search import queryables as _queryables
 
 __all__ = [
+    "Options",
+    "acollections",
     "adownload",
+    "adry_run",
     "amirror",
+    "aqueryables",
     "asearch_items",
     "build_config",
     "collections",
     "download",
     "dry_run",
     "mirror",
+    "option_keys",
     "queryables",
     "search_items",
 ]
 
-_SECTION_OF: dict[str, str] = {
-    **dict.fromkeys(SearchConfig.__dataclass_fields__, "search"),
-    **dict.fromkeys(AuthConfig.__dataclass_fields__, "auth"),
-    "auth_hosts": "auth",
-}
+_T = TypeVar("_T")
+
+#: A file name: a string or a :class:`~pathlib.Path`.
+_PathArg = str | os.PathLike[str]
+#: One value or several (``collections="C1"`` is ``collections=["C1"]``).
+_Names = str | Sequence[str]
 
 
-def build_config(config: Config | None = None, **options: Any) -> Config:
-    """A :class:`Config` from keyword options (``catalog=``, ``dest=``, ``token=``…)."""
-    base = config if config is not None else load_config(env={})
+class _CatalogOptions(TypedDict, total=False):
+    """Every option except the search's ``bbox`` and ``datetime``, which
+    :func:`collections` takes as filters of its own. ``None`` leaves a key as the
+    environment, config file or default set it."""
+
+    # [search]
+    catalog: str | None
+    collections: _Names | None
+    ids: _Names | None
+    intersects: dict[str, Any] | None
+    filter: str | None
+    max_items: int | None
+    page_size: int | None
+    method: Literal["GET", "POST", "get", "post"] | None
+    timeout: float | None
+    # [download]
+    dest: _PathArg | None
+    assets: _Names | None
+    template: str | None
+    concurrency: int | None
+    per_host: int | None
+    queue_size: int | None
+    chunk_size: int | None
+    stall_timeout: float | None
+    min_speed: int | str | None
+    connect_timeout: float | None
+    retries: int | None
+    backoff: float | None
+    max_backoff: float | None
+    not_found_retries: int | None
+    not_found_delay: float | None
+    adaptive: bool | None
+    min_free: int | str | None
+    max_bytes: int | str | None
+    segments: int | None
+    segment_size: int | str | None
+    segment_below: int | str | None
+    record_hash: str | None
+    # [auth]
+    token: str | Secret | None
+    token_file: _PathArg | None
+    auth_hosts: _Names | None
+    offline_token: str | Secret | None
+    offline_token_file: _PathArg | None
+    token_url: str | None
+    client_id: str | None
+    client_secret: str | Secret | None
+    scope: str | None
+    refresh_margin: float | None
+    # [output]
+    progress_interval: float | None
+    dashboard: Literal["auto", "rich", "plain", "none"] | None
+    verbosity: Literal["quiet", "normal", "verbose"] | None
+    report: bool | None
+    log_json: _PathArg | None
+    # not a config key: the config file's [profiles.NAME] to apply (else STACPULL_PROFILE)
+    profile: str | None
+
+
+class Options(_CatalogOptions, total=False):
+    """The keyword options of the API: every config key, flat (key names are unique across
+    sections; ``auth_hosts`` is ``[auth] hosts``), plus ``profile``. A test keeps this in
+    step with the config dataclasses."""
+
+    bbox: str | Sequence[float] | None
+    datetime: str | None
+
+
+#: API keywords that are not the config key's own name.
+_ALIASES = {"auth_hosts": "hosts"}
+#: Keys whose single string means a list of one.
+_LISTS = frozenset({"collections", "ids", "assets", "auth_hosts"})
+
+
+def option_keys() -> dict[str, str]:
+    """Each keyword option that is a config key, and its dotted key (``max_items`` →
+    ``search.max_items``), read from the config dataclasses themselves."""
+    base = Config()
+    names = {config: api for api, config in _ALIASES.items()}
+    return {
+        names.get(f.name, f.name): f"{section.name}.{f.name}"
+        for section in fields(base)
+        for f in fields(getattr(base, section.name))
+    }
+
+
+def _dotted_values(options: dict[str, Any]) -> dict[str, Any]:
+    """Keyword options as dotted config keys; a misspelt one is a one-line ConfigError."""
+    keys = option_keys()
     values: dict[str, Any] = {}
     for name, value in options.items():
-        if name == "catalog":
-            values["search.catalog"] = value
-            continue
-        section = _SECTION_OF.get(name, "download")
-        key = "hosts" if name == "auth_hosts" else name
-        if isinstance(value, str) and name in ("collections", "ids", "assets"):
+        if name not in keys:
+            hint = _closest(name, [*keys, "profile"])
+            suggestion = f" (did you mean {hint!r}?)" if hint is not None else ""
+            raise ConfigError(f"unknown option {name!r}{suggestion}")
+        if isinstance(value, str) and name in _LISTS:
             value = [value]
-        values[f"{section}.{key}"] = value
-    return base.with_values(values)
+        elif isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        values[keys[name]] = value
+    return values
+
+
+def build_config(
+    config: Config | str | os.PathLike[str] | None = None, **options: Unpack[Options]
+) -> Config:
+    """The :class:`Config` a call runs with: ``options`` over ``config`` when it is a
+    :class:`Config`; else over the environment and config file, as the CLI loads them
+    (``config`` may name that file; ``profile=`` a profile in it)."""
+    raw: dict[str, Any] = dict(options)
+    profile = raw.pop("profile", None)
+    values = _dotted_values(raw)
+    if isinstance(config, Config):
+        if profile is not None:
+            raise ConfigError("profile: applies to a config file, not to a Config passed in")
+        return config.with_values(values)
+    return load_config(config, flags=values, profile=profile)
+
+
+def _call(make: Callable[[], Awaitable[_T]]) -> _T:
+    """Run the coroutine ``make()`` to its end from blocking code: in this thread, or in a
+    worker thread with a loop of its own when this thread already runs one (Jupyter), since
+    a loop cannot be started inside a running one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return anyio.run(make, backend_options=loop_options())
+    caller = asyncio.current_task()
+    with anyio.from_thread.start_blocking_portal(
+        backend_options=loop_options(), name="stacpull-api"
+    ) as portal:
+        future = portal.start_task_soon(make)
+        try:
+            # Short waits, so a Ctrl-C is handled at once whichever thread the signal hit.
+            while not concurrent.futures.wait([future], timeout=0.1).done:
+                if caller is not None and caller.cancelling():
+                    # asyncio.run's Ctrl-C handler cancels the calling task instead of
+                    # raising; that task cannot see it while this call blocks.
+                    raise asyncio.CancelledError
+        except BaseException:
+            future.cancel()  # cancels the run; leaving the portal waits for its cleanup
+            raise
+        return future.result()
+
+
+# -- runs -------------------------------------------------------------------------------
 
 
 async def adownload(
-    config: Config | None = None,
+    config: Config | str | os.PathLike[str] | None = None,
     *,
     sink: EventSink | None = None,
     tokens: TokenProvider | None = None,
     retry_failed: bool = False,
     yes: bool = False,
-    **options: Any,
+    **options: Unpack[Options],
 ) -> RunResult:
     """Search and download, asynchronously; see :func:`download`."""
     return await run(
@@ -88,14 +243,14 @@ async def adownload(
 
 
 async def amirror(
-    config: Config | None = None,
+    config: Config | str | os.PathLike[str] | None = None,
     *,
     sink: EventSink | None = None,
     tokens: TokenProvider | None = None,
     prune: bool = False,
     retry_failed: bool = False,
     yes: bool = False,
-    **options: Any,
+    **options: Unpack[Options],
 ) -> RunResult:
     """Mirror a collection or query incrementally, asynchronously; see :func:`mirror`."""
     return await run(
@@ -107,14 +262,14 @@ async def amirror(
 
 
 def mirror(
-    config: Config | None = None,
+    config: Config | str | os.PathLike[str] | None = None,
     *,
     sink: EventSink | None = None,
     tokens: TokenProvider | None = None,
     prune: bool = False,
     retry_failed: bool = False,
     yes: bool = False,
-    **options: Any,
+    **options: Unpack[Options],
 ) -> RunResult:
     """Bring ``dest`` up to date with a collection (or query): new and changed files are
     fetched, unchanged ones kept without re-hashing; ``RunResult.gone`` lists files whose
@@ -124,7 +279,7 @@ def mirror(
     >>> result = stacpull.mirror(catalog=url, collections=["BiomassLevel1aIOC"],
     ...                          dest="/data/l1a", token="…")             # doctest: +SKIP
     """
-    return anyio.run(
+    return _call(
         lambda: amirror(
             config,
             sink=sink,
@@ -133,48 +288,82 @@ def mirror(
             retry_failed=retry_failed,
             yes=yes,
             **options,
-        ),
-        backend_options=loop_options(),
+        )
     )
 
 
 def download(
-    config: Config | None = None,
+    config: Config | str | os.PathLike[str] | None = None,
     *,
     sink: EventSink | None = None,
     tokens: TokenProvider | None = None,
     retry_failed: bool = False,
     yes: bool = False,
-    **options: Any,
+    **options: Unpack[Options],
 ) -> RunResult:
-    """Search a STAC API and download the selected assets into ``dest``, verified.
+    """Search a STAC API and download the selected assets into ``dest``, verified;
+    ``RunResult.files()`` lists each file.
 
     >>> result = stacpull.download(catalog=url, collections=["BiomassLevel1aIOC"],
     ...                            dest="data",
     ...                            offline_token_file="~/.maap/credentials.txt")  # doctest: +SKIP
     >>> result.ok, result.downloaded, result.mb_per_s                   # doctest: +SKIP
     """
-    return anyio.run(
+    return _call(
         lambda: adownload(
             config, sink=sink, tokens=tokens, retry_failed=retry_failed, yes=yes, **options
-        ),
-        backend_options=loop_options(),
+        )
     )
 
 
 # -- discovery and planning -------------------------------------------------------------
 
 
-def collections(
-    config: Config | None = None,
+def _collection_query(
+    q: str | None,
+    title: str | None,
+    platform: str | None,
+    organisation: str | None,
+    bbox: str | Sequence[float] | None,
+    datetime: str | None,
+) -> CollectionQuery:
+    return CollectionQuery(
+        q=q,
+        title=title,
+        platform=platform,
+        organisation=organisation,
+        bbox=parse_bbox(bbox if isinstance(bbox, str) else list(bbox)) if bbox else None,
+        datetime=parse_datetime_range(datetime) if datetime else None,
+    )
+
+
+async def acollections(
+    config: Config | str | os.PathLike[str] | None = None,
     *,
     q: str | None = None,
     title: str | None = None,
     platform: str | None = None,
     organisation: str | None = None,
-    bbox: tuple[float, ...] | list[float] | None = None,
+    bbox: str | Sequence[float] | None = None,
     datetime: str | None = None,
-    **options: Any,
+    **options: Unpack[_CatalogOptions],
+) -> list[dict[str, Any]]:
+    """The catalogue's collections, asynchronously; see :func:`collections`."""
+    cfg = build_config(config, **options)
+    query = _collection_query(q, title, platform, organisation, bbox, datetime)
+    return (await _blocking(list_collections, cfg.search, query))[0]
+
+
+def collections(
+    config: Config | str | os.PathLike[str] | None = None,
+    *,
+    q: str | None = None,
+    title: str | None = None,
+    platform: str | None = None,
+    organisation: str | None = None,
+    bbox: str | Sequence[float] | None = None,
+    datetime: str | None = None,
+    **options: Unpack[_CatalogOptions],
 ) -> list[dict[str, Any]]:
     """The catalogue's collections matching the filters (server-side when the catalogue
     supports collection search, else filtered here), as STAC Collection dicts.
@@ -182,28 +371,34 @@ def collections(
     >>> [c["id"] for c in stacpull.collections(platform="FLEX")]   # doctest: +SKIP
     """
     cfg = build_config(config, **options)
-    query = CollectionQuery(
-        q=q,
-        title=title,
-        platform=platform,
-        organisation=organisation,
-        bbox=parse_bbox(list(bbox)) if bbox is not None else None,
-        datetime=parse_datetime_range(datetime) if datetime else None,
-    )
+    query = _collection_query(q, title, platform, organisation, bbox, datetime)
     return list_collections(cfg.search, query)[0]
 
 
-def queryables(collection: str, config: Config | None = None, **options: Any) -> dict[str, Any]:
+async def aqueryables(
+    collection: str,
+    config: Config | str | os.PathLike[str] | None = None,
+    **options: Unpack[Options],
+) -> dict[str, Any]:
+    """The queryables of ``collection``, asynchronously; see :func:`queryables`."""
+    return await _blocking(_queryables, build_config(config, **options).search, collection)
+
+
+def queryables(
+    collection: str,
+    config: Config | str | os.PathLike[str] | None = None,
+    **options: Unpack[Options],
+) -> dict[str, Any]:
     """The JSON Schema of what a ``filter`` may use on ``collection``."""
     return _queryables(build_config(config, **options).search, collection)
 
 
 async def asearch_items(
-    config: Config | None = None,
+    config: Config | str | os.PathLike[str] | None = None,
     *,
     output: str | Path | None = None,
     fmt: str | None = None,
-    **options: Any,
+    **options: Unpack[Options],
 ) -> list[dict[str, Any]]:
     """Every item the query matches (bound it with ``max_items=``); with ``output``, also
     saved as GeoJSON, CSV or Parquet (by its extension, or ``fmt``)."""
@@ -220,22 +415,31 @@ async def asearch_items(
 
 
 def search_items(
-    config: Config | None = None,
+    config: Config | str | os.PathLike[str] | None = None,
     *,
     output: str | Path | None = None,
     fmt: str | None = None,
-    **options: Any,
+    **options: Unpack[Options],
 ) -> list[dict[str, Any]]:
     """Search and return the matching items (see :func:`asearch_items`).
 
     >>> items = stacpull.search_items(collections=["BiomassLevel1aIOC"], max_items=50,
     ...                               output="items.csv")            # doctest: +SKIP
     """
-    return anyio.run(lambda: asearch_items(config, output=output, fmt=fmt, **options))
+    return _call(lambda: asearch_items(config, output=output, fmt=fmt, **options))
 
 
-def dry_run(config: Config | None = None, **options: Any) -> PlanSummary:
+async def adry_run(
+    config: Config | str | os.PathLike[str] | None = None, **options: Unpack[Options]
+) -> PlanSummary:
+    """What :func:`adownload` would fetch, asynchronously; see :func:`dry_run`."""
+    return await _dry_run(build_config(config, **options))
+
+
+def dry_run(
+    config: Config | str | os.PathLike[str] | None = None, **options: Unpack[Options]
+) -> PlanSummary:
     """What :func:`download` with the same arguments would fetch: items, files, bytes
     known and estimated, what is already on disk, free space; nothing is transferred."""
-    cfg = build_config(config, **options)
-    return anyio.run(lambda: _dry_run(cfg))
+    cfg = build_config(config, **options)  # a bad option raises before any loop starts
+    return _call(lambda: _dry_run(cfg))

@@ -419,10 +419,43 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
+def _folded(name: str) -> str:
+    """A key as a typo is compared: ``Max-Items`` and ``maxitems`` are ``max_items``."""
+    return re.sub(r"[\s_-]", "", name).lower()
+
+
+def _closest(name: str, choices: Iterable[str]) -> str | None:
+    """The choice ``name`` most likely meant: the one equal but for case, ``_`` and ``-``,
+    else difflib's closest of the folded names (so ``maxitems`` is ``max_items``, not
+    ``max_bytes``), else None."""
+    folded: dict[str, str] = {}
+    for choice in choices:
+        folded.setdefault(_folded(choice), choice)
+    key = _folded(name)
+    if key in folded:
+        return folded[key]
+    hint = difflib.get_close_matches(key, list(folded), n=1)
+    return folded[hint[0]] if hint else None
+
+
 def _did_you_mean(name: str, choices: Iterable[str], form: str) -> str:
     """' (did you mean X?)' for the closest choice, formatted with ``form``, or ''."""
-    hint = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean {form.format(hint[0])}?)" if hint else ""
+    hint = _closest(name, choices)
+    return f" (did you mean {form.format(hint)}?)" if hint is not None else ""
+
+
+def _unknown_key(section: str, key: str, names: Iterable[str]) -> str:
+    """Why ``[section] key`` is refused, naming the key meant: one of this section's, or a
+    key of another section written in the wrong one (``[download] max_items``)."""
+    here = list(names)
+    elsewhere = {k: s for k, s in _key_sections().items() if s != section}
+    exact = _closest(key, here)
+    if exact is not None and _folded(exact) == _folded(key):
+        return f"unknown key [{section}] {key} (did you mean {exact!r}?)"
+    other = _closest(key, elsewhere)
+    if other is not None and _folded(other) == _folded(key):
+        return f"unknown key [{section}] {key} (did you mean [{elsewhere[other]}] {other}?)"
+    return f"unknown key [{section}] {key}{_did_you_mean(key, here, '{!r}')}"
 
 
 def _replace_checked(current: Any, section: str, changes: Mapping[str, Any]) -> Any:
@@ -430,7 +463,7 @@ def _replace_checked(current: Any, section: str, changes: Mapping[str, Any]) -> 
     converted: dict[str, Any] = {}
     for key, value in changes.items():
         if key not in names:
-            raise ConfigError(f"unknown key [{section}] {key}{_did_you_mean(key, names, '{!r}')}")
+            raise ConfigError(_unknown_key(section, key, names))
         converted[key] = _coerce(f"{section}.{key}", value, getattr(current, key))
     try:
         return replace(current, **converted)
@@ -786,7 +819,7 @@ def resolve_config(
 
 def _in_file(message: str, origin: str, text: str) -> str:
     """A value error from the file, with the file and the line of the key it names."""
-    match = re.match(r"(?:unknown key \[(\w+)\] (\w+)|(\w+)\.(\w+):)", message)
+    match = re.match(r"(?:unknown key \[(\w+)\] ([\w-]+)|(\w+)\.(\w+):)", message)
     line = None
     if match:
         section, key = (match.group(1), match.group(2)) if match.group(1) else match.group(3, 4)

@@ -25,7 +25,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -63,7 +63,7 @@ from .events import (
 from .fetch import FetchContext, SpaceBudget, fetch
 from .journal import JOURNAL_DIR, Journal
 from .limits import HostLimiter
-from .models import Job, Refusal
+from .models import Job, Refusal, Status
 from .peek import peek
 from .plan import PlanRules, RunClaims, in_state_dir, path_key, plan_item
 from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
@@ -74,6 +74,7 @@ from .verify import record_hash
 
 __all__ = [
     "STOP_GRACE",
+    "FileRecord",
     "ItemPages",
     "RunOptions",
     "RunResult",
@@ -90,8 +91,65 @@ log.addFilter(ScrubFilter())
 
 
 @dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One file a run dealt with, as :meth:`RunResult.files` lists it.
+
+    ``path`` is absolute (``None`` for an asset refused before it had one); ``size`` is the
+    file's size on disk when present; ``bytes_downloaded`` what this run received for it
+    (0 for a file already there, ``skipped``); ``error`` why it failed or was refused.
+    """
+
+    path: Path | None
+    item_id: str
+    collection: str
+    asset_key: str
+    status: Status
+    size: int | None
+    bytes_downloaded: int
+    error: str | None = None
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _file_records(dest: Path, outcomes: Path, start: int, end: int) -> Iterator[FileRecord]:
+    """The records of a run's outcome log (one JSON line per finished or refused job)
+    between bytes ``start`` and ``end``."""
+    try:
+        handle = outcomes.open("rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        handle.seek(start)
+        for line in handle:
+            start += len(line)
+            if start > end:
+                return
+            try:
+                row = json.loads(line)
+                status = Status(row["status"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut by a full disk
+            path = row.get("path")
+            yield FileRecord(
+                path=dest / path if isinstance(path, str) else None,
+                item_id=str(row.get("item") or ""),
+                collection=str(row.get("collection") or ""),
+                asset_key=str(row.get("asset") or ""),
+                status=status,
+                size=row.get("size"),
+                bytes_downloaded=int(row.get("bytes_downloaded") or 0),
+                error=row.get("error"),
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class RunResult:
-    """How a run ended; ``exit_code`` is what the CLI returns."""
+    """How a run ended; ``exit_code`` is what the CLI returns; :meth:`files` what it wrote."""
 
     downloaded: int
     skipped: int
@@ -110,6 +168,20 @@ class RunResult:
     kept: tuple[str, ...] = ()  # of those, paths --prune left: reached through a link
     not_judged: str | None = None  # mirror: why nothing was judged gone (incomplete search)
     duplicates: int = 0  # items the search listed again, planned once (not an error)
+    dest: Path | None = None  # the resolved DEST
+    outcomes: Path | None = None  # the run's outcome log (JSON lines), read by files()
+    outcomes_span: tuple[int, int] = (0, 0)  # the bytes of that log the run wrote
+
+    def files(self) -> Iterator[FileRecord]:
+        """Every file this run downloaded, found already verified (``skipped``), failed or
+        refused, in the order they ended, as :class:`FileRecord` s.
+
+        Read lazily from the run's outcome log in ``DEST/.stacpull/`` at each call, so a
+        run of 100 000 files costs no memory until asked, and one record at a time then.
+        Files a mirror judged gone are in :attr:`gone`, not here."""
+        if self.dest is None or self.outcomes is None:
+            return iter(())
+        return _file_records(self.dest, self.outcomes, *self.outcomes_span)
 
     @property
     def ok(self) -> bool:
@@ -335,6 +407,7 @@ async def run(
     outcome_log = OutcomeLog(
         state_dir / f"outcomes-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.jsonl"
     )
+    outcomes_start = _size_of(outcome_log.path)  # a log an earlier run began this second
     sinks: list[EventSink] = [stats, outcome_log]
     event_log = EventLog(log_json) if log_json is not None else None
     if event_log is not None:
@@ -466,12 +539,15 @@ async def run(
             kept=tuple(kept),
             not_judged=not_judged,
             duplicates=snap.duplicates,
+            dest=root,
+            outcomes=outcome_log.path,
+            outcomes_span=(outcomes_start, _size_of(outcome_log.path)),
         )
         summary = {
             **{
                 k: v
                 for k, v in dataclasses.asdict(result).items()
-                if k not in ("gone", "report", "kept")
+                if k not in ("gone", "report", "kept", "dest", "outcomes", "outcomes_span")
             },
             "gone": len(gone),
             "kept": len(kept),
