@@ -4,7 +4,6 @@ with units, --progress-interval, --log-file, and -v/-q/--debug after the subcomm
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,7 +94,7 @@ def test_a_run_under_a_bwlimit_completes_every_file(small_sim: SimServer, tmp_pa
     assert result.ok and result.downloaded == 9 and result.failed == 0
     assert result.bytes_downloaded > 400_000  # more than the bucket's burst: it waited
     assert len(files_under(tmp_path)) == 9
-    code, out, err = cli(
+    code, _, err = cli(
         "download", "--catalog", small_sim.catalog_url, "--collection", L1A,
         "--dest", str(tmp_path / "cli"), "--bwlimit", "400k", "--dashboard", "none",
         token=TOKEN,
@@ -351,7 +350,7 @@ def test_log_file_is_timestamped_plain_text_without_secrets(sim: SimServer, tmp_
     assert _download(sim, tmp_path / "d", "--log-file", str(log), "-q")[0] == 0
     assert log.stat().st_size > size
     link = tmp_path / "link.log"
-    os.symlink(tmp_path / "elsewhere", link)
+    link.symlink_to(tmp_path / "elsewhere")
     code, _, err = _download(sim, tmp_path / "d", "--log-file", str(link))
     assert code == 2 and "--log-file" in err and err.count("\n") == 1
     assert not (tmp_path / "elsewhere").exists()
