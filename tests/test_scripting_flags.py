@@ -373,3 +373,12 @@ def test_verbose_quiet_and_debug_on_either_side_of_the_subcommand(
     assert code == 0 and " DEBUG " in err and TOKEN not in err
     code, _, err = cli("-q", "download", "-v", "--collection", L1A, "--dest", str(tmp_path))
     assert code == 2 and "contradict" in err
+
+
+@pytest.mark.parametrize(
+    "flag", ["--latency", "--token-lifetime", "--retry-after", "--not-ready", "--stall-seconds"]
+)
+def test_sim_time_flags_take_durations_or_say_so_in_one_line(flag: str) -> None:
+    code, _, err = cli("sim", "serve", "--port", "1", flag, "soon")
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith(f"stacpull: {flag}: expected a duration")

@@ -330,6 +330,23 @@ def _debug_here(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
         _debug_logging(ctx)
 
 
+class _Duration(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
+    """A time flag: ``500ms``, ``30s``, ``2m``, ``1h30m`` or seconds; anything else is one
+    line naming the flag, exit 2 (click's usage error would print three)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        flag = param.opts[0] if param is not None and param.opts else "duration"
+        try:
+            return parse_duration(value, flag)
+        except ConfigError as exc:
+            _fail(str(exc))
+
+
+_DURATION_TYPE = _Duration()
+
+
 _DEBUG = click.option(
     "--debug",
     is_flag=True,
@@ -1614,7 +1631,7 @@ def sim() -> None:
 )
 @click.option(
     "--token-lifetime",
-    type=float,
+    type=_DURATION_TYPE,
     default=300.0,
     show_default=True,
     help="Seconds an access token from the OIDC endpoint lives.",
@@ -1624,7 +1641,9 @@ def sim() -> None:
     is_flag=True,
     help="Answer each refresh with a new refresh token and retire the old one.",
 )
-@click.option("--latency", type=float, default=0.0, help="Seconds before each data response.")
+@click.option(
+    "--latency", type=_DURATION_TYPE, default=0.0, help="Seconds before each data response."
+)
 @click.option("--rate-limit", type=int, default=0, help="Bytes/s per response (0: unlimited).")
 @click.option(
     "--cut-probability", type=float, default=0.0, help="Chance a response drops mid-body."
@@ -1639,7 +1658,7 @@ def sim() -> None:
 @click.option("--burst-length", type=int, default=3, show_default=True, help="Answers per burst.")
 @click.option(
     "--retry-after",
-    type=float,
+    type=_DURATION_TYPE,
     default=1.0,
     show_default=True,
     help="Retry-After seconds sent with a burst answer.",
@@ -1659,7 +1678,7 @@ def sim() -> None:
 @click.option(
     "--not-ready",
     "not_ready_for",
-    type=float,
+    type=_DURATION_TYPE,
     default=0.0,
     help="Seconds a file answers 404 after it is first asked for.",
 )
@@ -1667,7 +1686,11 @@ def sim() -> None:
     "--stall-probability", type=float, default=0.0, help="Chance a response pauses mid-body."
 )
 @click.option(
-    "--stall-seconds", type=float, default=5.0, show_default=True, help="Length of a pause."
+    "--stall-seconds",
+    type=_DURATION_TYPE,
+    default=5.0,
+    show_default=True,
+    help="Length of a pause.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault dice.")
 def sim_serve(
