@@ -24,7 +24,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal, TypedDict, TypeVar, Unpack
@@ -76,6 +76,12 @@ _PathArg = str | os.PathLike[str]
 _Names = str | Sequence[str]
 
 
+#: A time: seconds, or a string with units ("500ms", "30s", "2m", "1h30m").
+_Duration = float | str
+#: Extra request headers: "Name: value" strings, a mapping, or (name, value) pairs.
+_Headers = Sequence[str] | Mapping[str, str] | Sequence[tuple[str, str]]
+
+
 class _CatalogOptions(TypedDict, total=False):
     """Every option except the search's ``bbox`` and ``datetime``, which
     :func:`collections` takes as filters of its own. ``None`` leaves a key as the
@@ -90,7 +96,7 @@ class _CatalogOptions(TypedDict, total=False):
     max_items: int | None
     page_size: int | None
     method: Literal["GET", "POST", "get", "post"] | None
-    timeout: float | None
+    timeout: _Duration | None
     # [download]
     dest: _PathArg | None
     assets: _Names | None
@@ -99,14 +105,14 @@ class _CatalogOptions(TypedDict, total=False):
     per_host: int | None
     queue_size: int | None
     chunk_size: int | None
-    stall_timeout: float | None
+    stall_timeout: _Duration | None
     min_speed: int | str | None
-    connect_timeout: float | None
+    connect_timeout: _Duration | None
     retries: int | None
-    backoff: float | None
-    max_backoff: float | None
+    backoff: _Duration | None
+    max_backoff: _Duration | None
     not_found_retries: int | None
-    not_found_delay: float | None
+    not_found_delay: _Duration | None
     adaptive: bool | None
     min_free: int | str | None
     max_bytes: int | str | None
@@ -114,6 +120,9 @@ class _CatalogOptions(TypedDict, total=False):
     segment_size: int | str | None
     segment_below: int | str | None
     record_hash: str | None
+    bwlimit: int | str | None
+    headers: _Headers | None
+    header_all_hosts: bool | None
     # [auth]
     token: str | Secret | None
     token_file: _PathArg | None
@@ -124,13 +133,14 @@ class _CatalogOptions(TypedDict, total=False):
     client_id: str | None
     client_secret: str | Secret | None
     scope: str | None
-    refresh_margin: float | None
+    refresh_margin: _Duration | None
     # [output]
-    progress_interval: float | None
+    progress_interval: _Duration | None
     dashboard: Literal["auto", "rich", "plain", "none"] | None
     verbosity: Literal["quiet", "normal", "verbose"] | None
     report: bool | None
     log_json: _PathArg | None
+    log_file: _PathArg | None
     # not a config key: the config file's [profiles.NAME] to apply (else STACPULL_PROFILE)
     profile: str | None
 

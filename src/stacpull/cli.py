@@ -35,10 +35,12 @@ from .config import (
     load_config,
     parse_bbox,
     parse_datetime_range,
+    parse_duration,
+    parse_headers,
     resolve_config,
     user_config_file,
 )
-from .dashboard import LiveDashboard, PlainProgress, human_bytes, render_summary
+from .dashboard import LiveDashboard, LogFile, PlainProgress, human_bytes, render_summary
 from .errors import (
     SECRETS,
     ConfigError,
@@ -112,6 +114,35 @@ def _choose_output(
     return None, nullcontext()
 
 
+def _with_log_file(
+    config: Config,
+    stats: RunStats,
+    sink: EventSink | None,
+    view: AbstractContextManager[Any],
+) -> tuple[EventSink | None, AbstractContextManager[Any]]:
+    """Add ``--log-file`` (opened as user-named outputs are: never through a link) to the
+    chosen view; exit 2 when it cannot be opened."""
+    name = config.output.log_file
+    if name is None:
+        return sink, view
+    path = Path(name).expanduser()
+    try:
+        stream = safeio.open_append(path)
+    except OSError as exc:
+        _fail(f"--log-file {name}: {exc.strerror or exc}")
+    log_file = LogFile(stats, stream, interval=config.output.progress_interval)
+
+    def both(event: Any) -> None:
+        if sink is not None:
+            sink(event)
+        log_file(event)
+
+    stack = ExitStack()
+    stack.enter_context(log_file)
+    stack.enter_context(view)
+    return both, stack
+
+
 async def _watch_signals(stop: StopSignal, abort: anyio.CancelScope) -> None:
     """First Ctrl-C (or SIGTERM): graceful stop (or a drain cut short). Second: abort."""
     try:
@@ -182,6 +213,7 @@ def _execute(
     for warning in tokens.warnings:
         click.echo(f"stacpull: warning: {warning}", err=True)
     sink, view = _choose_output(config, stats, err)
+    sink, view = _with_log_file(config, stats, sink, view)
     result: RunResult | None = None
     code = 0
     try:
@@ -299,6 +331,39 @@ _PROFILE = click.option(
     metavar="NAME",
     help="A named catalogue and its settings from the config file (built in: maap, "
     "maap-preop) [env STACPULL_PROFILE].",
+)
+
+
+def _debug_here(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--debug`` after the subcommand: the same as before it."""
+    if value and not ctx.meta.get("stacpull.debug"):
+        ctx.meta["stacpull.debug"] = True
+        _debug_logging(ctx)
+
+
+class _Duration(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
+    """A time flag: ``500ms``, ``30s``, ``2m``, ``1h30m`` or seconds; anything else is one
+    line naming the flag, exit 2 (click's usage error would print three)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        flag = param.opts[0] if param is not None and param.opts else "duration"
+        try:
+            return parse_duration(value, flag)
+        except ConfigError as exc:
+            _fail(str(exc))
+
+
+_DURATION_TYPE = _Duration()
+
+
+_DEBUG = click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    callback=_debug_here,
+    help="Log requests, retries, token refreshes and split files to stderr (never a token).",
 )
 
 
@@ -459,22 +524,52 @@ _download_options = _options(
     ),
     click.option(
         "--stall-timeout",
-        type=float,
-        metavar="S",
-        help="Abort a transfer after S seconds without a byte [60].",
+        metavar="DURATION",
+        help="Abort a transfer after this long without a byte: 30s, 2m, 1h30m, seconds [60s].",
+    ),
+    click.option(
+        "--bwlimit",
+        metavar="RATE",
+        help="Bytes/s for the whole run, all transfers together: 50M, 500k, 1.5MiB; 0/off: "
+        "unlimited [off].",
+    ),
+    click.option(
+        "--header",
+        "headers",
+        multiple=True,
+        metavar="'K: V'",
+        help="Extra request header for the hosts that receive the token; repeatable.",
+    ),
+    click.option(
+        "--header-all-hosts",
+        is_flag=True,
+        default=None,
+        help="Send --header to every host, redirects included (never an Authorization one).",
     ),
     click.option(
         "--dashboard",
         type=click.Choice(["auto", "rich", "plain", "none"]),
         help="Progress display [auto].",
     ),
+    click.option(
+        "--progress-interval",
+        metavar="DURATION",
+        help="How often the plain progress line (and --log-file's) is written [5s].",
+    ),
     click.option("-q", "--quiet", is_flag=True, help="Print only errors and the final summary."),
     click.option("-v", "--verbose", is_flag=True, help="Add a line per finished file."),
+    _DEBUG,
     click.option(
         "--log-json",
         type=click.Path(dir_okay=False),
         metavar="FILE",
         help="Append every event to FILE as JSON lines.",
+    ),
+    click.option(
+        "--log-file",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Append the run's log to FILE as timestamped plain text (no secrets).",
     ),
     _CONFIG,
 )
@@ -488,15 +583,32 @@ def _download_values(
     segments: int | None,
     template: str | None,
     retries: int | None,
-    stall_timeout: float | None,
+    stall_timeout: str | None,
+    bwlimit: str | None,
+    headers: tuple[str, ...],
+    header_all_hosts: bool | None,
     dashboard: str | None,
+    progress_interval: str | None,
     quiet: bool,
     verbose: bool,
     log_json: str | None,
+    log_file: str | None,
 ) -> dict[str, Any]:
+    outer = _outer_flags()
+    quiet, verbose = quiet or outer.get("quiet", False), verbose or outer.get("verbose", False)
     if quiet and verbose:
         raise ConfigError("-q/--quiet and -v/--verbose contradict each other: choose one")
     return {
+        "download.stall_timeout": (
+            parse_duration(stall_timeout, "--stall-timeout") if stall_timeout else None
+        ),
+        "download.bwlimit": bwlimit,
+        "download.headers": parse_headers(list(headers), "--header") if headers else None,
+        "download.header_all_hosts": header_all_hosts,
+        "output.progress_interval": (
+            parse_duration(progress_interval, "--progress-interval") if progress_interval else None
+        ),
+        "output.log_file": log_file,
         "download.assets": _split(assets) or None,
         "download.dest": dest,
         "download.concurrency": concurrency,
@@ -504,7 +616,6 @@ def _download_values(
         "download.segments": segments,
         "download.template": template,
         "download.retries": retries,
-        "download.stall_timeout": stall_timeout,
         "output.dashboard": dashboard,
         "output.verbosity": "quiet" if quiet else "verbose" if verbose else None,
         "output.log_json": log_json,
@@ -566,13 +677,23 @@ def _debug_logging(ctx: click.Context) -> None:
     is_flag=True,
     help="Log requests, retries, token refreshes and split files to stderr (never a token).",
 )
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors and the final summary.")
+@click.option("-v", "--verbose", is_flag=True, help="Add a line per finished file.")
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context, debug: bool, quiet: bool, verbose: bool) -> None:
     """Fast, resumable, verified bulk downloads from STAC catalogues (ESA MAAP first)."""
     _fewer_malloc_arenas()
     _scrubbed_output(ctx)
+    ctx.meta["stacpull.outer"] = {"quiet": quiet, "verbose": verbose}
     if debug:
         _debug_logging(ctx)
+        ctx.meta["stacpull.debug"] = True
+
+
+def _outer_flags() -> dict[str, bool]:
+    """``-q``/``-v`` given before the subcommand (``stacpull -v download``)."""
+    ctx = click.get_current_context(silent=True)
+    return dict(ctx.meta.get("stacpull.outer", {})) if ctx is not None else {}
 
 
 #: glibc's mallopt parameter for the number of malloc arenas (M_ARENA_MAX in malloc.h).
@@ -1748,7 +1869,7 @@ def sim() -> None:
 )
 @click.option(
     "--token-lifetime",
-    type=float,
+    type=_DURATION_TYPE,
     default=300.0,
     show_default=True,
     help="Seconds an access token from the OIDC endpoint lives.",
@@ -1758,7 +1879,9 @@ def sim() -> None:
     is_flag=True,
     help="Answer each refresh with a new refresh token and retire the old one.",
 )
-@click.option("--latency", type=float, default=0.0, help="Seconds before each data response.")
+@click.option(
+    "--latency", type=_DURATION_TYPE, default=0.0, help="Seconds before each data response."
+)
 @click.option("--rate-limit", type=int, default=0, help="Bytes/s per response (0: unlimited).")
 @click.option(
     "--cut-probability", type=float, default=0.0, help="Chance a response drops mid-body."
@@ -1773,7 +1896,7 @@ def sim() -> None:
 @click.option("--burst-length", type=int, default=3, show_default=True, help="Answers per burst.")
 @click.option(
     "--retry-after",
-    type=float,
+    type=_DURATION_TYPE,
     default=1.0,
     show_default=True,
     help="Retry-After seconds sent with a burst answer.",
@@ -1793,7 +1916,7 @@ def sim() -> None:
 @click.option(
     "--not-ready",
     "not_ready_for",
-    type=float,
+    type=_DURATION_TYPE,
     default=0.0,
     help="Seconds a file answers 404 after it is first asked for.",
 )
@@ -1801,7 +1924,11 @@ def sim() -> None:
     "--stall-probability", type=float, default=0.0, help="Chance a response pauses mid-body."
 )
 @click.option(
-    "--stall-seconds", type=float, default=5.0, show_default=True, help="Length of a pause."
+    "--stall-seconds",
+    type=_DURATION_TYPE,
+    default=5.0,
+    show_default=True,
+    help="Length of a pause.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault dice.")
 def sim_serve(

@@ -50,6 +50,8 @@ __all__ = [
     "load_config",
     "parse_bbox",
     "parse_datetime_range",
+    "parse_duration",
+    "parse_headers",
     "parse_size",
     "resolve_config",
     "scrub",
@@ -203,6 +205,90 @@ def _positive_float(name: str, value: float) -> None:
         raise ConfigError(f"{name}: expected a positive number, got {value!r}")
 
 
+#: Field metadata of a time-valued key: it takes ``500ms``, ``30s``, ``2m``, ``1h30m`` or seconds.
+_DURATION: Mapping[str, str] = {"unit": "duration"}
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
+_DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str | float, key: str = "duration") -> float:
+    """``"500ms"``, ``"30s"``, ``"2m"``, ``"1h30m"`` or a plain number of seconds → seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip().lower().replace(" ", "")
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ConfigError(
+            f"{key}: expected a duration such as 500ms, 30s, 2m, 1h30m or seconds, got {value!r}"
+        )
+    return sum(float(n) * _DURATION_SECONDS[u] for n, u in parts)
+
+
+def _durations(config: Any, section: str) -> None:
+    """Turn duration strings of a config section's time-valued fields into seconds."""
+    for f in fields(config):
+        if f.metadata.get("unit") == "duration" and isinstance(getattr(config, f.name), str):
+            seconds = parse_duration(getattr(config, f.name), f"{section}.{f.name}")
+            object.__setattr__(config, f.name, seconds)
+
+
+#: Request headers a user may not set: they belong to HTTP framing or to stacpull itself.
+_REFUSED_HEADERS = frozenset(
+    {"host", "content-length", "range", "if-range", "transfer-encoding", "connection", "te",
+     "upgrade", "keep-alive", "accept-encoding", "expect", "trailer", "proxy-connection"}
+)  # fmt: skip
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Parts of a header name whose value is a credential, registered with the scrubber.
+_SECRET_HEADER_WORDS = ("auth", "token", "key", "secret", "cookie", "pass", "session", "sig")
+
+
+def parse_headers(value: Any, key: str = "download.headers") -> tuple[tuple[str, str], ...]:
+    """``K: V`` strings (or a ``{K: V}`` table, or ``[K, V]`` pairs) → checked (name, value)
+    pairs. Framing headers (Host, Content-Length, Range…) are refused; values of
+    credential-like headers (Authorization, Cookie, X-Api-Key…) become known secrets."""
+    if isinstance(value, Mapping):
+        raw: list[Any] = [(k, v) for k, v in value.items()]
+    elif isinstance(value, str):
+        raw = [line for line in value.splitlines() if line.strip()]
+    elif isinstance(value, list | tuple):
+        raw = list(value)
+    else:
+        raise ConfigError(f"{key}: expected 'Name: value' strings or a table, got {value!r}")
+    pairs: list[tuple[str, str]] = []
+    for entry in raw:
+        if isinstance(entry, str):
+            name, sep, text = entry.partition(":")
+            if not sep:
+                raise ConfigError(f"{key}: expected 'Name: value', got {entry!r}")
+        elif isinstance(entry, list | tuple) and len(entry) == 2:
+            name, text = entry
+        else:
+            raise ConfigError(f"{key}: expected 'Name: value', got {entry!r}")
+        if not isinstance(name, str) or not isinstance(text, str):
+            raise ConfigError(f"{key}: header names and values are strings, got {entry!r}")
+        name, text = name.strip(), text.strip()
+        if not _HEADER_NAME.fullmatch(name):
+            raise ConfigError(f"{key}: {name!r} is not a valid header name")
+        if any(c in text for c in "\r\n\0"):
+            raise ConfigError(f"{key}: the value of {name} holds a line break")
+        if name.lower() in _REFUSED_HEADERS:
+            raise ConfigError(
+                f"{key}: {name} is set by stacpull and the HTTP protocol itself; "
+                "it cannot be given as a header"
+            )
+        lowered = name.lower()
+        if any(word in lowered for word in _SECRET_HEADER_WORDS):
+            SECRETS.add(text)
+            SECRETS.add(text.partition(" ")[2].strip())  # the credential after a scheme
+        pairs.append((name, text))
+    return tuple(pairs)
+
+
 @dataclass(frozen=True, slots=True)
 class SearchConfig:
     """What to search for and where."""
@@ -217,9 +303,10 @@ class SearchConfig:
     max_items: int | None = None
     page_size: int = DEFAULT_PAGE_SIZE
     method: str = "GET"
-    timeout: float = DEFAULT_SEARCH_TIMEOUT
+    timeout: float = field(default=DEFAULT_SEARCH_TIMEOUT, metadata=_DURATION)
 
     def __post_init__(self) -> None:
+        _durations(self, "search")
         SECRETS.add_url(self.catalog)  # its password is used for requests, never shown
         if not self.catalog.startswith(("http://", "https://")):
             raise ConfigError(f"search.catalog: expected an http(s) URL, got {self.catalog!r}")
@@ -258,14 +345,14 @@ class DownloadConfig:
     per_host: int = DEFAULT_PER_HOST
     queue_size: int = 0  # 0: twice the concurrency
     chunk_size: int = DEFAULT_CHUNK_SIZE
-    stall_timeout: float = DEFAULT_STALL_TIMEOUT
+    stall_timeout: float = field(default=DEFAULT_STALL_TIMEOUT, metadata=_DURATION)
     min_speed: int = DEFAULT_MIN_SPEED  # bytes/s over each stall_timeout window, or a stall
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    connect_timeout: float = field(default=DEFAULT_CONNECT_TIMEOUT, metadata=_DURATION)
     retries: int = DEFAULT_RETRIES
-    backoff: float = DEFAULT_BACKOFF
-    max_backoff: float = DEFAULT_MAX_BACKOFF
+    backoff: float = field(default=DEFAULT_BACKOFF, metadata=_DURATION)
+    max_backoff: float = field(default=DEFAULT_MAX_BACKOFF, metadata=_DURATION)
     not_found_retries: int = DEFAULT_NOT_FOUND_RETRIES
-    not_found_delay: float = DEFAULT_NOT_FOUND_DELAY
+    not_found_delay: float = field(default=DEFAULT_NOT_FOUND_DELAY, metadata=_DURATION)
     adaptive: bool = True
     min_free: int = DEFAULT_MIN_FREE
     max_bytes: int = 0  # a run that would download more refuses to start (0: no budget)
@@ -273,8 +360,16 @@ class DownloadConfig:
     segment_size: int = DEFAULT_SEGMENT_SIZE  # the smallest range worth its own connection
     segment_below: int = DEFAULT_SEGMENT_BELOW  # bytes/s under which a connection is slow
     record_hash: str = DEFAULT_RECORD_HASH  # digest recorded for files without file:checksum
+    bwlimit: int = 0  # bytes/s for the whole run, all transfers and ranges together (0: none)
+    #: Extra request headers (name, value), sent to the hosts trusted with the token only.
+    headers: tuple[tuple[str, str], ...] = ()
+    header_all_hosts: bool = False  # send ``headers`` to every host, redirects included
 
     def __post_init__(self) -> None:
+        _durations(self, "download")
+        object.__setattr__(self, "headers", parse_headers(self.headers))
+        if isinstance(self.bwlimit, str):
+            object.__setattr__(self, "bwlimit", _parse_rate(self.bwlimit, "download.bwlimit"))
         for name in ("concurrency", "per_host", "chunk_size", "segments", "segment_size"):
             _positive_int(f"download.{name}", getattr(self, name))
         for name in (
@@ -292,6 +387,7 @@ class DownloadConfig:
             "max_bytes",
             "segment_below",
             "min_speed",
+            "bwlimit",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -335,9 +431,10 @@ class AuthConfig:
     client_id: str = DEFAULT_CLIENT_ID
     client_secret: Secret = field(default_factory=lambda: Secret(DEFAULT_CLIENT_SECRET))
     scope: str = DEFAULT_SCOPE
-    refresh_margin: float = DEFAULT_REFRESH_MARGIN
+    refresh_margin: float = field(default=DEFAULT_REFRESH_MARGIN, metadata=_DURATION)
 
     def __post_init__(self) -> None:
+        _durations(self, "auth")
         for name in ("token", "offline_token", "client_secret"):
             value = getattr(self, name)
             if isinstance(value, str):
@@ -369,13 +466,15 @@ def _check_token_url(url: str) -> None:
 class OutputConfig:
     """What the run shows and writes."""
 
-    progress_interval: float = DEFAULT_PROGRESS_INTERVAL
+    progress_interval: float = field(default=DEFAULT_PROGRESS_INTERVAL, metadata=_DURATION)
     dashboard: str = "auto"  # auto | rich | plain | none
     verbosity: str = "normal"  # quiet | normal | verbose
     report: bool = True
     log_json: str | None = None  # a file to append every event to, as JSON lines
+    log_file: str | None = None  # a file to append the run's log to, as timestamped text
 
     def __post_init__(self) -> None:
+        _durations(self, "output")
         _positive_float("output.progress_interval", self.progress_interval)
         if self.dashboard not in ("auto", "rich", "plain", "none"):
             raise ConfigError(
@@ -505,8 +604,38 @@ def parse_size(value: str | int, key: str = "size") -> int:
     return int(amount * _SIZE_UNITS[unit])
 
 
+def _parse_rate(value: str | int, key: str) -> int:
+    """A bandwidth: a size per second (``50M``, ``500k``, ``1.5MiB``, ``2MB/s``); 0 or
+    ``off`` for no limit."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("off", "none", "unlimited", ""):
+            return 0
+        value = text.removesuffix("/s")
+    return parse_size(value, key)
+
+
+def _duration_keys() -> frozenset[str]:
+    return frozenset(
+        f"{section}.{f.name}"
+        for section, kind in _SECTIONS.items()
+        for f in fields(kind)
+        if f.metadata.get("unit") == "duration"
+    )
+
+
+#: Every time-valued key (``download.stall_timeout``…), from the fields' metadata.
+_DURATION_KEYS = _duration_keys()
+
+
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """Turn TOML/environment values into the field's type, or name the key that is wrong."""
+    if name in _DURATION_KEYS:
+        return parse_duration(value, name)
+    if name == "download.bwlimit":
+        return _parse_rate(value, name)
+    if name == "download.headers":
+        return parse_headers(value, name)
     if name in (
         "download.max_bytes",
         "download.min_free",

@@ -9,6 +9,7 @@ The only importer of ``rich.live``.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import threading
@@ -23,7 +24,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .errors import scrub
+from .errors import ScrubFilter, scrub
 from .events import (
     Event,
     HostLimitChanged,
@@ -38,6 +39,7 @@ from .report import RunStats, Snapshot
 __all__ = [
     "SPARK_WINDOW",
     "LiveDashboard",
+    "LogFile",
     "PlainProgress",
     "human_bytes",
     "render_dashboard",
@@ -403,3 +405,58 @@ class PlainProgress:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(2)
+
+
+class _Stamped:
+    """A text stream that starts every line with the local time (``--log-file``)."""
+
+    def __init__(self, stream: IO[str], lock: threading.Lock) -> None:
+        self._stream, self._lock = stream, lock
+
+    def write(self, text: str) -> int:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S%z")
+        lines = [f"{stamp} {line}\n" for line in scrub(text).splitlines() if line.strip()]
+        with self._lock:
+            self._stream.write("".join(lines))
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._stream.flush()
+
+
+class LogFile:
+    """``--log-file``: the run's log as timestamped plain text. The lines plain progress
+    prints (every file, failure and token refresh, and a progress line every
+    ``interval`` seconds) and stacpull's log records (INFO, DEBUG with ``--debug``), all
+    scrubbed of secrets. ``stream`` is opened by the caller with :mod:`stacpull.safeio`."""
+
+    def __init__(self, stats: RunStats, stream: IO[str], *, interval: float) -> None:
+        self._file = stream
+        self._lock = threading.Lock()
+        self._stamped = _Stamped(stream, self._lock)
+        self._lines = PlainProgress(stats, self._stamped, interval=interval, verbose=True)  # type: ignore[arg-type]
+        self._handler = logging.StreamHandler(self._stamped)
+        self._handler.addFilter(ScrubFilter())
+        self._handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self._logger = logging.getLogger("stacpull")
+        self._level = self._logger.level
+
+    def __call__(self, event: Event) -> None:
+        self._lines(event)
+
+    def __enter__(self) -> LogFile:
+        if not self._logger.isEnabledFor(logging.INFO):
+            self._logger.setLevel(logging.INFO)
+        self._logger.addHandler(self._handler)
+        self._lines.__enter__()
+        self._stamped.write("[stacpull] run started")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._lines.__exit__(*exc)
+        self._stamped.write(self._lines.line())
+        self._stamped.write("[stacpull] run ended")
+        self._logger.removeHandler(self._handler)
+        self._logger.setLevel(self._level)
+        self._file.close()

@@ -62,7 +62,7 @@ from .events import (
 )
 from .fetch import FetchContext, SpaceBudget, fetch
 from .journal import JOURNAL_DIR, Journal
-from .limits import HostLimiter
+from .limits import HostLimiter, TokenBucket
 from .models import Job, Refusal, Status
 from .peek import peek
 from .plan import PlanRules, RunClaims, in_state_dir, path_key, plan_item
@@ -481,6 +481,9 @@ async def run(
                 record_hash=record_hash(dl.record_hash),
                 min_speed=dl.min_speed,
                 speed_window=dl.stall_timeout,
+                bandwidth=TokenBucket(dl.bwlimit) if dl.bwlimit else None,
+                headers=dl.headers,
+                header_all_hosts=dl.header_all_hosts,
             )
             provider.listen(emit)
             try:

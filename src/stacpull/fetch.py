@@ -79,7 +79,7 @@ from .headers import (
     shown,
 )
 from .journal import Journal, JournalRow
-from .limits import HostLimiter
+from .limits import HostLimiter, TokenBucket
 from .models import Job, Outcome, Status
 from .plan import MAX_FILE_SIZE
 from .retry import RetryPolicy
@@ -228,6 +228,12 @@ class FetchContext:
     record_hash: Multihash = field(default_factory=lambda: record_hash(DEFAULT_RECORD_HASH))
     #: Where destinations are looked at; shared by the per-worker copies of the context.
     looks: _Looks = field(default_factory=lambda: _Looks())
+    #: The run's bandwidth, shared by every transfer and range (``download.bwlimit``).
+    bandwidth: TokenBucket | None = None
+    #: The user's extra headers (``--header``), for the hosts trusted with the token only
+    #: (every host with ``header_all_hosts``; an Authorization header never leaves them).
+    headers: tuple[tuple[str, str], ...] = ()
+    header_all_hosts: bool = False
 
 
 @dataclass(slots=True)
@@ -742,9 +748,12 @@ async def _follow(
     """The redirect chain from ``url``; returns the last response and whether it was sent
     the token."""
     send_token = token is not None and ctx.trust.trusts(url)
+    trusted = ctx.trust.trusts(url)  # the user's headers follow the token's rule
     for _ in range(MAX_REDIRECTS + 1):
         hop_headers = dict(headers)
         own = _own_credentials(url)
+        if ctx.headers:
+            own = _user_headers(hop_headers, ctx, trusted) or own
         if send_token and token is not None and not own:
             hop_headers["Authorization"] = f"Bearer {token.reveal()}"
         try:
@@ -777,10 +786,24 @@ async def _follow(
             send_token = token is not None and ctx.trust.trusts_redirect(
                 url, location, sent=send_token
             )
+            trusted = ctx.trust.trusts_redirect(url, location, sent=trusted)
             url = location
             continue
         return resp, send_token and not own
     raise HTTPStatusError(f"more than {MAX_REDIRECTS} redirects", url=url, status=310)
+
+
+def _user_headers(hop_headers: dict[str, str], ctx: FetchContext, trusted: bool) -> bool:
+    """Add the user's headers to one request (to a trusted host, or any with
+    ``header_all_hosts``); returns whether they set Authorization, which then replaces the
+    bearer token and, being a credential, goes to trusted hosts only."""
+    own = False
+    for name, value in ctx.headers:
+        is_auth = name.lower() == "authorization"
+        if trusted or (ctx.header_all_hosts and not is_auth):
+            hop_headers[name] = value
+            own = own or is_auth
+    return own
 
 
 def _check_status(
@@ -1491,6 +1514,8 @@ async def _receive_range(
                     raise RangeError("the server sent more than the range asked for", url=job.url)
                 progress.received += len(chunk)
                 received += len(chunk)
+                if ctx.bandwidth is not None:
+                    floor.pause(await ctx.bandwidth.take(len(chunk)))
                 floor.check(received)
                 ctx.emit(BytesReceived(job, len(chunk)))
                 await batches.add(chunk)
@@ -1831,6 +1856,10 @@ class _SpeedFloor:
         self._ends = time.monotonic() + ctx.speed_window
         self._mark = 0
 
+    def pause(self, seconds: float) -> None:
+        """Time the run's own bandwidth limit held the body back is not the server's."""
+        self._ends += seconds
+
     def check(self, received: int) -> None:
         """Raise :class:`StallError` when the window that just ended (``received`` bytes
         so far) brought less than the floor."""
@@ -1992,6 +2021,8 @@ async def _stream(
                     )
                 written += len(chunk)
                 progress.received += len(chunk)
+                if ctx.bandwidth is not None:
+                    floor.pause(await ctx.bandwidth.take(len(chunk)))
                 floor.check(written)
                 ctx.emit(BytesReceived(job, len(chunk)))
                 await batches.add(chunk)

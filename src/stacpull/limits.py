@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
 
-__all__ = ["HostLimiter"]
+__all__ = ["HostLimiter", "TokenBucket"]
 
 
 @dataclass(slots=True)
@@ -141,3 +141,51 @@ class HostLimiter:
             self._wake(state)
             if self._on_change is not None:
                 self._on_change(host, state.limit, "recovered")
+
+
+class TokenBucket:
+    """The run's bandwidth (``download.bwlimit``): every transfer and every range of a
+    split file takes its bytes from this one bucket, so the whole run averages at most
+    ``rate`` bytes/s, with bursts of at most ``burst`` bytes (one second's worth).
+
+    The bucket may go into debt: a chunk larger than what is left is let through and the
+    next takers wait until the debt is paid, so a chunk is never split and no taker waits
+    for ever. ``clock`` and ``sleep`` are injectable, for tests with a fake clock.
+    """
+
+    __slots__ = ("_clock", "_level", "_lock", "_sleep", "_stamp", "burst", "rate")
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("a token bucket needs a rate above 0")
+        self.rate = float(rate)
+        self.burst = float(burst if burst is not None else rate)
+        self._clock, self._sleep = clock, sleep
+        self._level = self.burst  # bytes that may go now; negative: a debt
+        self._stamp = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._level = min(self.burst, self._level + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def charge(self, amount: int) -> float:
+        """Take ``amount`` bytes; return the seconds the taker must wait before going on
+        (0 when the bucket held them)."""
+        self._refill()
+        self._level -= amount
+        return 0.0 if self._level >= 0 else -self._level / self.rate
+
+    async def take(self, amount: int) -> float:
+        """Take ``amount`` bytes, waiting as long as the rate asks; returns the wait."""
+        wait = self.charge(amount)
+        if wait > 0:
+            await self._sleep(wait)
+        return wait
