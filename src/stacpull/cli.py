@@ -157,14 +157,70 @@ async def _run_with_signals(
     return result
 
 
+def _run_json(
+    config: Config,
+    command: str,
+    code: int,
+    stats: RunStats,
+    result: RunResult | None,
+    error: str | None,
+) -> dict[str, Any]:
+    """The final summary as ``download/mirror --json`` prints it (one schema, whatever
+    happened: a run that never started has zero totals)."""
+    from .errors import redact_url
+
+    ending = {130: "interrupted", 3: "stopped"}.get(code, "error" if error else "complete")
+    return {
+        "command": command,
+        "dry_run": False,
+        "dest": str(config.download.dest),
+        "outcome": ending,
+        "exit_code": code,
+        "error": error,
+        "totals": totals(stats.snapshot()),
+        "failed": [
+            {
+                "path": o.job.dest,
+                "item": o.job.item_id,
+                "collection": o.job.collection,
+                "asset": o.job.asset_key,
+                "error_class": o.error_class,
+                "error": o.error,
+            }
+            for o in stats.failures
+        ],
+        "refused": [
+            {
+                "item": r.item_id,
+                "collection": r.collection,
+                "asset": r.asset_key,
+                "reason": r.reason,
+            }
+            for r in stats.refusals
+        ],
+        "report": None if result is None or result.report is None else str(result.report),
+        "gone": list(result.gone) if result is not None else [],
+        "pruned": result.pruned if result is not None else 0,
+        "kept": list(result.kept) if result is not None else [],
+        "not_judged": result.not_judged if result is not None else None,
+        "catalog": redact_url(config.search.catalog),
+    }
+
+
 def _execute(
-    config: Config, options: RunOptions | None = None, pages: ItemPages | None = None
+    config: Config,
+    options: RunOptions | None = None,
+    pages: ItemPages | None = None,
+    *,
+    as_json: bool = False,
 ) -> None:
     """Run the engine under the chosen dashboard, print the summary, exit with its code.
-    ``pages`` replaces the search (``--from``)."""
+    ``pages`` replaces the search (``--from``); ``as_json``: the summary goes to stdout as
+    JSON alone, and everything for people to stderr."""
     opts = options or RunOptions()
     err = Console(stderr=True)
-    out = Console()
+    out = Console(stderr=as_json)
+    error: str | None = None
     stats = RunStats()
     try:
         tokens = load_credentials(config.auth)
@@ -185,13 +241,17 @@ def _execute(
             )
         code = 130 if result is None else result.exit_code
     except (ConfigError, SearchError) as exc:
+        if as_json:
+            click.echo(json.dumps(_run_json(config, opts.kind, 2, stats, None, scrub(str(exc)))))
         _fail(str(exc), 2)
     except (StorageError, CredentialsError) as exc:
         click.echo(f"stacpull: run stopped: {exc}", err=True)
-        code = 3
+        code, error = 3, scrub(str(exc))
     except KeyboardInterrupt:
         code = 130
     except StacpullError as exc:
+        if as_json:
+            click.echo(json.dumps(_run_json(config, opts.kind, 1, stats, None, scrub(str(exc)))))
         _fail(str(exc), 1)
     snap = stats.snapshot()
     out.print(render_summary(totals(snap)))
@@ -262,6 +322,10 @@ def _execute(
                 highlight=False,
                 soft_wrap=True,
             )
+    if as_json:
+        fatal = error or (result.fatal if result is not None else None)
+        summary = _run_json(config, opts.kind, code, stats, result, fatal)
+        click.echo(json.dumps(summary, indent=2))
     sys.exit(code)
 
 
@@ -923,31 +987,155 @@ _plan_options = _options(
         help="Download the items of a saved search (stacpull search -o items.geojson) "
         "instead of searching.",
     ),
+    click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print the final summary (with --dry-run: the plan) as JSON on stdout; "
+        "progress and notes go to stderr.",
+    ),
 )
 
 
-def _print_plan(summary: PlanSummary, budget: int) -> None:
+def _whole_table(
+    out: Console,
+    headers: tuple[str, ...],
+    rows: list[tuple[str, ...]],
+    *,
+    records: list[tuple[str, ...]] | None = None,
+    drop: tuple[int, ...] = (),
+    right: tuple[int, ...] = (),
+) -> None:
+    """A listing whose values (keys, paths, ids) are never cut nor wrapped.
+
+    Piped (stdout not a terminal): one record per line, tab-separated, no header, no
+    markup, with ``records`` (raw numbers) in place of ``rows`` when given, so ``grep``,
+    ``cut`` and ``awk`` work. On a terminal: a table; when it is wider than the terminal,
+    the columns in ``drop`` go first, least useful first; when the values alone are wider,
+    one record per line.
+    """
+    from rich.text import Text
+
+    if not out.is_terminal:
+        for record in records if records is not None else rows:
+            click.echo("\t".join(record))
+        return
+    keep = list(range(len(headers)))
+
+    def width(columns: list[int]) -> int:
+        return sum(
+            max(Text(headers[c]).cell_len, *(Text(r[c]).cell_len for r in rows)) + 2
+            for c in columns
+        )
+
+    for column in drop:
+        if width(keep) <= out.width:
+            break
+        keep.remove(column)
+    if width(keep) > out.width:
+        for row in rows:
+            out.print(
+                "  ".join(row[c] for c in keep), markup=False, highlight=False, soft_wrap=True
+            )
+        return
+    table = Table(box=None, padding=(0, 1), header_style="dim")
+    for c in keep:
+        table.add_column(headers[c], justify="right" if c in right else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(row[c]) for c in keep))
+    out.print(table)
+
+
+def _budget_verdict(summary: PlanSummary, budget: int) -> str | None:
+    """``within``, ``exceeded`` or ``unknown`` (files of unknown size and the rest within
+    it): the dry run's answer about ``--max-bytes``; ``None`` without a budget."""
+    if not budget:
+        return None
+    if budget_error(summary, budget) is not None:
+        return "exceeded"
+    return "unknown" if summary.unguessed else "within"
+
+
+def _fits(summary: PlanSummary) -> bool | None:
+    """Whether DEST has room: ``None`` when files of unknown size may not fit."""
+    if not summary.fits:
+        return False
+    return None if summary.unguessed else True
+
+
+def _plan_json(summary: PlanSummary, budget: int, yes: bool, command: str) -> dict[str, Any]:
+    """The dry run as ``download/mirror --dry-run --json`` prints it."""
+    verdict = _budget_verdict(summary, budget)
+    return {
+        "command": command,
+        "dry_run": True,
+        "dest": summary.dest,
+        "items": summary.items,
+        "matched": summary.matched,
+        "files": summary.files,
+        "refused": summary.refused,
+        "on_disk": {"files": summary.on_disk_files, "bytes": summary.on_disk_bytes},
+        "to_fetch": {
+            "files": summary.to_fetch_files,
+            "known_bytes": summary.known_bytes,
+            "estimated_files": summary.unknown_files - summary.unguessed,
+            "estimated_bytes": summary.estimated_bytes,
+            "unknown_size_files": summary.unguessed,
+        },
+        "free_bytes": summary.free_bytes,
+        "min_free": summary.min_free,
+        "fits": _fits(summary),
+        "budget": None
+        if verdict is None
+        else {"max_bytes": budget, "verdict": verdict, "yes": yes},
+        "assets": [
+            {
+                "key": plan.key,
+                "files": plan.files,
+                "on_disk": plan.on_disk,
+                "on_disk_bytes": plan.on_disk_bytes,
+                "to_fetch": plan.files - plan.on_disk,
+                "known_bytes": plan.known_bytes,
+                "estimated_files": plan.unknown - plan.unguessed,
+                "estimated_bytes": plan.estimated_bytes,
+                "unknown_size_files": plan.unguessed,
+            }
+            for plan in summary.assets.values()
+        ],
+        "exit_code": 2 if verdict == "exceeded" and not yes else 0,
+    }
+
+
+def _print_plan(summary: PlanSummary, budget: int, yes: bool = False) -> None:
     """The dry run's answer: what would be fetched, what is there, whether it fits."""
     out = Console(highlight=False, soft_wrap=True)
     matched = f" of {summary.matched} matched" if summary.matched is not None else ""
-    out.print(f"[bold]dry run[/]: nothing was downloaded; DEST {summary.dest}")
+    out.print(f"[bold]dry run[/]: nothing was downloaded; DEST {escape(summary.dest)}")
     out.print(f"items:        {summary.items}{matched}")
     refused = f" ({summary.refused} refused: unsafe names)" if summary.refused else ""
     out.print(f"files:        {summary.files}{refused}")
-    table = Table(box=None, padding=(0, 1), show_header=True, header_style="dim")
-    for column in ("asset", "files", "on disk", "to fetch", "bytes known", "no size (est.)"):
-        table.add_column(column, justify="left" if column == "asset" else "right", no_wrap=True)
+    rows: list[tuple[str, ...]] = []
+    records: list[tuple[str, ...]] = []
     for plan in summary.assets.values():
         estimate = f" (~{human_bytes(plan.estimated_bytes)})" if plan.estimated_bytes else ""
-        table.add_row(
-            plan.key,
-            str(plan.files),
-            str(plan.on_disk),
-            str(plan.files - plan.on_disk),
-            human_bytes(plan.known_bytes),
-            f"{plan.unknown}{estimate}" if plan.unknown else "0",
+        counts = (str(plan.files), str(plan.on_disk), str(plan.files - plan.on_disk))
+        rows.append(
+            (
+                plan.key,
+                *counts,
+                human_bytes(plan.known_bytes),
+                f"{plan.unknown}{estimate}" if plan.unknown else "0",
+            )
         )
-    out.print(table)
+        records.append((plan.key, *counts, str(plan.known_bytes), str(plan.unknown)))
+    _whole_table(
+        out,
+        ("asset", "files", "on disk", "to fetch", "bytes known", "no size (est.)"),
+        rows,
+        records=records,
+        drop=(5, 2, 1, 4),
+        right=(1, 2, 3, 4, 5),
+    )
     out.print(
         f"on disk:      {summary.on_disk_files} files, {human_bytes(summary.on_disk_bytes)} "
         "(a real run skips them)"
@@ -969,21 +1157,37 @@ def _print_plan(summary: PlanSummary, budget: int) -> None:
         f"to download:  {summary.to_fetch_files} files, {human_bytes(summary.known_bytes)} "
         f"known{unknown}"
     )
+    fits = _fits(summary)
     verdict = (
         "[green]fits[/]"
-        if summary.fits
+        if fits
+        else f"[yellow]unknown[/] ({summary.unguessed} file(s) of unknown size; the rest fits)"
+        if fits is None
         else f"[red]does not fit[/] with download.min_free ({human_bytes(summary.min_free)}) to spare"
     )
     out.print(f"free at DEST: {human_bytes(summary.free_bytes)}: {verdict}")
-    if budget:
-        reason = budget_error(summary, budget)
-        out.print(
-            f"budget:       {human_bytes(budget)}: "
-            + ("[green]within[/]" if reason is None else "[red]exceeded[/]: a run needs --yes")
-        )
+    answer = _budget_verdict(summary, budget)
+    if answer is not None:
+        text = {
+            "within": "[green]within[/]",
+            "unknown": f"[yellow]unknown[/]: {summary.unguessed} file(s) of unknown size, "
+            f"{human_bytes(summary.to_fetch_bytes)} known and estimated",
+            "exceeded": "[red]exceeded[/]: "
+            + ("--yes lets the run start" if yes else "a run needs --yes"),
+        }[answer]
+        out.print(f"budget:       {human_bytes(budget)}: {text}")
 
 
-def _plan_only(config: Config, pages: ItemPages | None) -> None:
+def _plan_only(
+    config: Config,
+    pages: ItemPages | None,
+    *,
+    yes: bool = False,
+    as_json: bool = False,
+    command: str = "download",
+) -> NoReturn:
+    """``--dry-run``: print the plan (or its JSON); exit 2 when it exceeds ``--max-bytes``
+    without ``--yes``, with the reason on stderr, as the real run would refuse to start."""
     try:
         summary = anyio.run(lambda: dry_run(config, pages=pages))
     except (ConfigError, SearchError) as exc:
@@ -992,7 +1196,14 @@ def _plan_only(config: Config, pages: ItemPages | None) -> None:
         _fail("interrupted", 130)
     except StacpullError as exc:
         _fail(str(exc), 1)
-    _print_plan(summary, config.download.max_bytes)
+    budget = config.download.max_bytes
+    if as_json:
+        click.echo(json.dumps(_plan_json(summary, budget, yes, command), indent=2))
+    else:
+        _print_plan(summary, budget, yes)
+    reason = budget_error(summary, budget) if budget else None
+    if reason is not None and not yes:
+        _fail(reason, 2)
     sys.exit(0)
 
 
@@ -1008,6 +1219,7 @@ def download(
     max_bytes: str | None,
     yes: bool,
     from_file: str | None,
+    as_json: bool,
     **kw: Any,
 ) -> None:
     """Search a STAC catalogue and download the selected assets into DEST, verified.
@@ -1027,8 +1239,10 @@ def download(
     )
     config, pages = _saved(from_file, config)
     if dry_run:
-        _plan_only(config, pages)
-    _execute(config, RunOptions("download", retry_failed=retry_failed, yes=yes), pages)
+        _plan_only(config, pages, yes=yes, as_json=as_json, command="download")
+    _execute(
+        config, RunOptions("download", retry_failed=retry_failed, yes=yes), pages, as_json=as_json
+    )
 
 
 @main.command()
@@ -1048,6 +1262,7 @@ def mirror(
     max_bytes: str | None,
     yes: bool,
     from_file: str | None,
+    as_json: bool,
     prune: bool,
     **kw: Any,
 ) -> None:
@@ -1073,8 +1288,13 @@ def mirror(
         _fail("--prune needs the complete search; drop --max-items, --from and --retry-failed")
     config, pages = _saved(from_file, config)
     if dry_run:
-        _plan_only(config, pages)
-    _execute(config, RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes), pages)
+        _plan_only(config, pages, yes=yes, as_json=as_json, command="mirror")
+    _execute(
+        config,
+        RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes),
+        pages,
+        as_json=as_json,
+    )
 
 
 def _check_output(option: str, target: str) -> None:
