@@ -1389,30 +1389,32 @@ def status(dest: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
-    out = Console()
-    table = Table(title=f"stacpull status · {dest}", title_justify="left")
-    table.add_column("status")
-    table.add_column("files", justify="right")
-    table.add_column("bytes on disk", justify="right")
+    out = Console(highlight=False, soft_wrap=True)
+    if out.is_terminal:
+        out.print(f"[bold]stacpull status[/] · {escape(dest)}")
+    rows: list[tuple[str, ...]] = []
+    records: list[tuple[str, ...]] = []
     for name in ("done", "pending", "active", "failed"):
         row = report.by_status.get(name)
         if row:
-            table.add_row(name, str(row["files"]), human_bytes(row["bytes"]))
+            rows.append((name, str(row["files"]), human_bytes(row["bytes"])))
+            records.append((name, str(row["files"]), str(row["bytes"])))
     if report.refused:
-        table.add_row("refused", str(len(report.refused)), "-")
-    out.print(table)
+        rows.append(("refused", str(len(report.refused)), "-"))
+        records.append(("refused", str(len(report.refused)), "0"))
+    _whole_table(out, ("status", "files", "bytes on disk"), rows, records=records, right=(1, 2))
     if report.failure_counts:
-        out.print("[red]failed[/], by reason:", highlight=False)
+        out.print("[red]failed[/], by reason:")
         for kind, count in sorted(report.failure_counts.items(), key=lambda kv: -kv[1]):
-            out.print(f"  {kind}: {count}", highlight=False)
+            out.print(f"  {kind}: {count}", markup=False)
             for path, message in report.failures[kind]:
-                out.print(f"    {path}: {message}", highlight=False, soft_wrap=True)
+                out.print(f"    {path}: {message}", markup=False)
     for item_id, key, reason in report.refused[:5]:
-        out.print(f"[magenta]refused[/] {item_id}/{key}: {reason}", highlight=False)
+        out.print(f"[magenta]refused[/] {escape(item_id)}/{escape(key)}: {escape(reason)}")
     if report.partial_bytes:
         out.print(f"partial files to resume: {human_bytes(report.partial_bytes)}")
     if report.high_water_mark:
-        out.print(f"newest item `updated` on disk: {report.high_water_mark}", highlight=False)
+        out.print(f"newest item `updated` on disk: {report.high_water_mark}", markup=False)
     last = report.last_run
     if last is not None:
         summary = last.get("summary") or {}
@@ -1424,7 +1426,7 @@ def status(dest: str, as_json: bool) -> None:
                 if summary
                 else ""
             ),
-            highlight=False,
+            markup=False,
         )
 
 
@@ -1466,40 +1468,25 @@ def verify(dest: str, jobs: int | None, as_json: bool) -> None:
     except StorageError as exc:
         _fail(str(exc))
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "checked": report.checked,
-                    "bytes": report.bytes,
-                    "hashed": report.hashed,
-                    "zip_only": report.zip_only,
-                    "size_only": report.size_only,
-                    "problems": [
-                        {"path": p.path, "kind": p.kind, "detail": p.detail}
-                        for p in report.problems
-                    ],
-                },
-                indent=2,
-            )
-        )
+        click.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        out = Console()
+        out = Console(highlight=False, soft_wrap=True)
         out.print(
             f"checked {report.checked} file(s), {human_bytes(report.bytes)}: {report.hashed} "
-            f"hashed, {report.zip_only} by zip CRCs only, {report.size_only} by size only",
-            highlight=False,
+            f"hashed, {report.zip_only} by zip CRCs only, {report.size_only} by size only"
         )
         for problem in report.problems:
-            out.print(
-                f"[red]{problem.kind}[/] {problem.path}: {problem.detail}",
-                highlight=False,
-                soft_wrap=True,
-            )
+            detail = problem.detail
+            if problem.earlier:
+                detail += " (found by an earlier verify; not fetched again yet)"
+            if out.is_terminal:
+                out.print(f"[red]{problem.kind}[/] {escape(problem.path)}: {escape(detail)}")
+            else:
+                click.echo(f"{problem.kind}\t{problem.path}\t{detail}")
         if report.problems:
             out.print(
                 f"[red]{len(report.problems)} damaged file(s)[/] marked failed; fetch them again "
-                "with the same download/mirror command or with --retry-failed",
-                highlight=False,
+                "with the same download/mirror command or with --retry-failed"
             )
         else:
             out.print("[green]no rot found[/]")
