@@ -189,7 +189,7 @@ def test_report_json_and_auth_check_json(sim: SimServer, tmp_path: Path) -> None
     assert code == 0, err
     found = json.loads(out)
     assert found == {
-        "credentials": "--token",
+        "credentials": "--token/STACPULL_TOKEN",
         "kind": "static",
         "ok": None,
         "status": "unknown",

@@ -62,7 +62,7 @@ from .errors import (
 from .events import EventSink
 from .export import FORMATS, ItemWriter, saved_pages
 from .journal import JOURNAL_DIR
-from .plot import plot_report
+from .plot import plot_format, plot_report
 from .report import RunStats, totals
 from .search import (
     CollectionQuery,
@@ -1312,22 +1312,72 @@ def _open_dest(dest: str) -> Path:
     return path
 
 
+def _report_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``stacpull report --json``: the run report's summary (not its per-second series
+    nor every file's outcome: those stay in the report file, named by ``report``).
+    Raises KeyError/TypeError/ValueError when ``data`` is not a run report."""
+    totals_ = data.get("totals") or {}
+    if not isinstance(totals_, dict):
+        raise TypeError("totals is not an object")
+    failed = int(totals_.get("failed", 0) or 0)
+    refused = int(totals_.get("refused", 0) or 0)
+    ending = (
+        "stopped" if data.get("fatal") else "interrupted" if data.get("interrupted") else "complete"
+    )
+    errors = [
+        {"class": str(g["class"]), "count": int(g["count"]), "last": str(g["last"])}
+        for g in data.get("errors") or []
+    ]
+    rows = [dict(row) for row in data.get("failed") or []]
+    for row in rows:
+        str(row["item"]), str(row["asset"])  # every failure names its file
+    return {
+        "dest": str(path.parent.parent),
+        "report": str(path.resolve()),
+        "started": data.get("started"),
+        "finished": data.get("finished"),
+        "seconds": float(data.get("seconds") or 0.0),
+        "outcome": ending,
+        "fatal": data.get("fatal"),
+        "exit_code": 0 if ending == "complete" and not failed and not refused else 1,
+        "query": dict(data.get("query") or {}),
+        "totals": totals_,
+        "errors": errors,
+        "failed": rows,
+        "refused": [dict(row) for row in data.get("refused") or []],
+    }
+
+
 @main.command()
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False),
-    metavar="PNG",
-    help="Also draw throughput and transfers in flight over time (needs stacpull[plot]).",
+    metavar="FILE",
+    help="Also draw throughput and transfers in flight over time, as .png, .svg or .pdf "
+    "(needs stacpull[plot]).",
 )
-@click.option("--failures", type=int, default=10, show_default=True, help="Failures to list.")
-def report(dest: str, plot: str | None, failures: int) -> None:
+@click.option(
+    "--failures",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Failures to list.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report's summary as JSON.")
+def report(dest: str, plot: str | None, failures: int, as_json: bool) -> None:
     """Summarise the last run in DEST: read the night's run in the morning.
 
     Prints when it ran, how it ended, the query, the same totals as the run's final
     table, its errors grouped by class and the first failures, from
-    DEST/.stacpull/last-report.json.
+    DEST/.stacpull/last-report.json. Exit 0 when that run completed with every file
+    verified; 1 when files failed or were refused, or the run was stopped or interrupted.
     """
+    if plot:
+        try:
+            plot_format(Path(plot))
+        except ConfigError as exc:
+            _fail(str(exc))
     state = _open_dest(dest) / JOURNAL_DIR
     path = state / "last-report.json"
     if plot:
@@ -1341,40 +1391,61 @@ def report(dest: str, plot: str | None, failures: int) -> None:
         _fail(f"no run report in {dest} (runs write {JOURNAL_DIR}/last-report.json)")
     except OSError as exc:
         _fail(f"cannot read {exc.filename or path}: it is {exc.strerror or exc}")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         _fail(f"cannot read {path}: {exc}")
     out = Console(highlight=False, soft_wrap=True)
+    try:
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        view = _report_json(data, path)
+        if not as_json:
+            summary = render_summary({"seconds": view["seconds"], **view["totals"]})
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        _fail(f"cannot read {path}: not a stacpull run report ({type(exc).__name__}: {exc})")
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+        sys.exit(view["exit_code"])
+    bad = [
+        f"{n} {what}"
+        for n, what in (
+            (view["totals"].get("failed"), "failed"),
+            (view["totals"].get("refused"), "refused"),
+        )
+        if n
+    ]
     ending = (
-        f"[red]stopped: {data['fatal']}[/]"
-        if data.get("fatal")
+        f"[red]stopped: {escape(str(view['fatal']))}[/]"
+        if view["outcome"] == "stopped"
         else "[yellow]interrupted[/]"
-        if data.get("interrupted")
+        if view["outcome"] == "interrupted"
+        else f"[red]complete, {', '.join(bad)}[/]"
+        if bad
         else "[green]complete[/]"
     )
     out.print(
-        f"run {data.get('started', '?')} → {data.get('finished', '?')} "
-        f"({data.get('seconds', 0):.0f} s): {ending}"
+        f"run {escape(str(view['started'] or '?'))} → {escape(str(view['finished'] or '?'))} "
+        f"({view['seconds']:.0f} s): {ending}"
     )
-    query = {k: v for k, v in (data.get("query") or {}).items() if v not in (None, [], "")}
+    query = {k: v for k, v in view["query"].items() if v not in (None, [], "")}
     out.print("query: " + " ".join(f"{k}={v}" for k, v in query.items()), markup=False)
-    values = {"seconds": data.get("seconds", 0.0), **(data.get("totals") or {})}
-    out.print(render_summary(values))
-    for group in data.get("errors") or []:
-        out.print(
-            f"[red]{group['class']}[/] ×{group['count']}: {escape(group['last'])}",
-        )
-    failed = data.get("failed") or []
+    out.print(summary)
+    for group in view["errors"]:
+        out.print(f"[red]{escape(group['class'])}[/] ×{group['count']}: {escape(group['last'])}")
+    failed = view["failed"]
     for row in failed[:failures]:
-        out.print(f"failed {row['item']}/{row['asset']}: {escape(str(row['error']))}")
+        out.print(f"failed {row['item']}/{row['asset']}: {row.get('error')}", markup=False)
     if len(failed) > failures:
         out.print(f"… and {len(failed) - failures} more failures (stacpull status {dest})")
-    out.print(f"report: {path.resolve()}")
+    out.print(f"report: {view['report']}", markup=False)
     if plot:
         try:
             drawn = plot_report(data, Path(plot))
         except ConfigError as exc:
             _fail(str(exc))
-        out.print(f"plot: {drawn}")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            _fail(f"--plot: cannot draw {path}: not a stacpull run report ({exc})")
+        out.print(f"plot: {drawn}", markup=False)
+    sys.exit(view["exit_code"])
 
 
 @main.command()
@@ -1563,11 +1634,13 @@ def auth() -> None:
     help="STAC API root whose host may receive the token [env STACPULL_CATALOG].",
 )
 @_CONFIG
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 def auth_check(
     config_path: str | None,
     url: str | None,
     catalog: str | None,
     profile: str | None,
+    as_json: bool,
     **kw: Any,
 ) -> None:
     """Tell whether the credentials work and when the access token expires.
@@ -1590,6 +1663,25 @@ def auth_check(
         found = anyio.run(lambda: check_credentials(tokens, url=url, trust=trust))
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    verdicts = {True: "working", False: "not working", None: "unknown"}
+    expires_at = (
+        None
+        if found.expires_in is None
+        else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + found.expires_in))
+    )
+    if as_json:
+        view = {
+            "credentials": found.source,
+            "kind": found.kind,
+            "ok": found.ok,
+            "status": verdicts[found.ok],
+            "detail": found.detail,
+            "expires_in": None if found.expires_in is None else round(found.expires_in, 1),
+            "expires_at": expires_at,
+            "token_url": scrub(config.auth.token_url) if found.kind == "oidc" else None,
+        }
+        click.echo(json.dumps(view, indent=2))
+        sys.exit(1 if found.ok is False else 0)
     out = Console(highlight=False, soft_wrap=True)
     how = {"oidc": f"{found.source}, exchanged at {scrub(config.auth.token_url)}"}.get(
         found.kind, found.source
