@@ -111,7 +111,10 @@ def test_status_and_verify_never_wrap_a_line_piped_or_narrow(
         code, out, err = _cli("verify", str(dest), env=env)
         assert code == 1, err
         text = _plain(out)
-        assert re.search(r"checked 1[34] file\(s\), \S+ \S+: ", text) and str(png.relative_to(dest)) in text
+        assert (
+            re.search(r"checked 1[34] file\(s\), \S+ \S+: ", text)
+            and str(png.relative_to(dest)) in text
+        )
         assert (
             "1 damaged file(s) marked failed; fetch them again with the same download/mirror "
             "command or with --retry-failed" in text
@@ -293,3 +296,23 @@ def test_a_dest_that_is_not_a_stacpull_dest_or_has_broken_state_is_one_line(
     one_line(command, str(tmp_path))
     code, out, err = _cli(command, str(tmp_path), "--json")
     assert code == 2 and out == "" and err.count("\n") == 1
+
+
+def test_download_json_is_valid_when_the_run_is_refused_or_nothing_matches(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    code, out, err = _cli(
+        "download", "--catalog", sim.catalog_url, "--collection", L1C, "--dest", str(tmp_path / "a"),
+        "--max-bytes", "1", "--json", "--dashboard", "none",
+    )  # fmt: skip
+    assert code == 2 and "budget" in err
+    data = json.loads(out)
+    assert data["outcome"] == "error" and data["exit_code"] == 2 and "budget" in data["error"]
+    assert data["totals"]["downloaded"] == 0
+    code, out, err = _cli(
+        "mirror", "--catalog", sim.catalog_url, "--collection", L1A, "--dest", str(tmp_path / "b"),
+        "--filter", "product:type='NOTHING'", "--json", "--dry-run",
+    )  # fmt: skip
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["command"] == "mirror" and plan["items"] == 0 and plan["assets"] == []
