@@ -123,8 +123,8 @@ def test_report_reads_the_night_in_the_morning(sim: SimServer, tmp_path: Path) -
     code, run_out, _ = _download(sim, tmp_path, "--retries", "0", "--dashboard", "none")
     assert code == 1
     code, out, err = _cli("report", str(tmp_path), "--plot", str(tmp_path / "run.png"))
-    assert code == 0, err
-    assert "complete" in out and "collections=['BiomassLevel1aIOC']" in out
+    assert code == 1, err  # the run it describes has a failed file
+    assert "complete, 1 failed" in out and "collections=['BiomassLevel1aIOC']" in out
     table = run_out[run_out.index("┌") : run_out.index("┘") + 1]
     assert table in out  # the same totals as the run's own final table
     assert "AuthError ×1" in out and f"failed {item}/quicklook" in out

@@ -27,6 +27,7 @@ from .verify import check_zip, hash_range, parse_multihash
 __all__ = ["Problem", "StatusReport", "VerifyReport", "read_status", "verify_dest"]
 
 _EXAMPLES = 3
+_STATUSES = ("done", "pending", "active", "failed")
 
 
 @dataclass(slots=True)
@@ -41,12 +42,21 @@ class StatusReport:
     last_run: dict[str, Any] | None
     high_water_mark: str | None
     partial_bytes: int  # bytes in .part files of pending/failed rows
+    failed_files: list[tuple[str, str, str]] = field(default_factory=list)  # every failed row
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``stacpull status --json``)."""
+        """A JSON-ready dict (``stacpull status --json``): the same keys whatever the
+        journal holds (every status, with zeros)."""
         return {
             "dest": self.dest,
-            "by_status": self.by_status,
+            "by_status": {
+                name: self.by_status.get(name, {"files": 0, "bytes": 0}) for name in _STATUSES
+            }
+            | self.by_status,
+            "failed_files": [
+                {"path": path, "error_class": kind, "error": message}
+                for path, kind, message in self.failed_files
+            ],
             "failures": {
                 k: {"count": self.failure_counts[k], "examples": [list(e) for e in v]}
                 for k, v in self.failures.items()
@@ -64,16 +74,19 @@ def read_status(dest: Path) -> StatusReport:
     try:
         failures: dict[str, list[tuple[str, str]]] = {}
         counts: dict[str, int] = {}
+        failed: list[tuple[str, str, str]] = []
         partial = 0
         for row in journal.rows("failed", "pending", "active"):
             if row.status == "failed":
                 kind = row.error_class or "Error"
                 counts[kind] = counts.get(kind, 0) + 1
+                # Scrubbed by shape too: a journal written before stacpull scrubbed
+                # its writers may hold a server's echo of a token.
+                message = scrub(row.error or "")
+                failed.append((row.path, kind, message))
                 examples = failures.setdefault(kind, [])
                 if len(examples) < _EXAMPLES:
-                    # Scrubbed by shape too: a journal written before stacpull scrubbed
-                    # its writers may hold a server's echo of a token.
-                    examples.append((row.path, scrub(row.error or "")))
+                    examples.append((row.path, message))
             partial += row.bytes
         return StatusReport(
             dest=str(dest),
@@ -84,6 +97,7 @@ def read_status(dest: Path) -> StatusReport:
             last_run=scrub_data(journal.last_run()),
             high_water_mark=journal.high_water_mark(),
             partial_bytes=partial,
+            failed_files=failed,
         )
     finally:
         journal.close()
@@ -96,12 +110,14 @@ class Problem:
     path: str
     kind: str  # missing | size | checksum | zip
     detail: str
+    earlier: bool = False  # found by an earlier verify, not fetched again since
 
 
 @dataclass(slots=True)
 class VerifyReport:
     """The result of re-checking every verified file of a DEST."""
 
+    dest: str = ""
     checked: int = 0
     bytes: int = 0
     hashed: int = 0  # against a checksum or a recorded digest
@@ -113,6 +129,22 @@ class VerifyReport:
     def ok(self) -> bool:
         """No rot found."""
         return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``stacpull verify --json``)."""
+        return {
+            "dest": self.dest,
+            "ok": self.ok,
+            "checked": self.checked,
+            "bytes": self.bytes,
+            "hashed": self.hashed,
+            "zip_only": self.zip_only,
+            "size_only": self.size_only,
+            "problems": [
+                {"path": p.path, "kind": p.kind, "detail": p.detail, "earlier": p.earlier}
+                for p in self.problems
+            ],
+        }
 
 
 def _check(root: Path, row: JournalRow) -> tuple[str, Problem | None]:
@@ -173,6 +205,21 @@ def _check_open(row: JournalRow, fd: int) -> tuple[str, Problem | None]:
     return "size", None
 
 
+def _earlier_problems(journal: Journal) -> list[Problem]:
+    """What an earlier verify marked failed and no run has fetched again since: still
+    damaged as far as anyone knows, so still reported (a later pass never says all is
+    well about them)."""
+    problems = []
+    for row in journal.rows("failed"):
+        if row.error_class != "RotError":
+            continue
+        kind, _, detail = (row.error or "").partition(": ")
+        if not detail:
+            kind, detail = "missing", kind
+        problems.append(Problem(row.path, kind, scrub(detail), earlier=True))
+    return problems
+
+
 def verify_dest(
     dest: Path,
     *,
@@ -186,9 +233,10 @@ def verify_dest(
     """
     root = dest.resolve()
     journal = Journal(root, create=False)
-    report = VerifyReport()
+    report = VerifyReport(dest=str(dest))
     threads = workers or min(4, os.cpu_count() or 1)
     try:
+        earlier = _earlier_problems(journal)  # before this pass marks any
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify") as pool:
             # A bounded window of files in flight: a mirror of millions of files is never
             # held in memory as futures.
@@ -216,6 +264,7 @@ def verify_dest(
                 pending.append((row, pool.submit(_check, root, row)))
                 drain(threads * 4)
             drain(0)
+        report.problems.extend(earlier)
     finally:
         journal.close()
     return report

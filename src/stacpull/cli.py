@@ -56,7 +56,7 @@ from .errors import (
 from .events import EventSink
 from .export import FORMATS, ItemWriter, saved_pages
 from .listing import Cell, Column, print_listing
-from .plot import plot_report
+from .plot import plot_format, plot_report
 from .report import RunStats, totals
 from .search import (
     CollectionQuery,
@@ -191,20 +191,74 @@ async def _run_with_signals(
     return result
 
 
+def _run_json(
+    config: Config,
+    command: str,
+    code: int,
+    stats: RunStats,
+    result: RunResult | None,
+    error: str | None,
+) -> dict[str, Any]:
+    """The final summary as ``download/mirror --json`` prints it (one schema, whatever
+    happened: a run that never started has zero totals)."""
+    from .errors import redact_url
+
+    ending = {130: "interrupted", 3: "stopped"}.get(code, "error" if error else "complete")
+    return {
+        "command": command,
+        "dry_run": False,
+        "dest": str(config.download.dest),
+        "outcome": ending,
+        "exit_code": code,
+        "error": error,
+        "totals": totals(stats.snapshot()),
+        "failed": [
+            {
+                "path": o.job.dest,
+                "item": o.job.item_id,
+                "collection": o.job.collection,
+                "asset": o.job.asset_key,
+                "error_class": o.error_class,
+                "error": o.error,
+            }
+            for o in stats.failures
+        ],
+        "refused": [
+            {
+                "item": r.item_id,
+                "collection": r.collection,
+                "asset": r.asset_key,
+                "reason": r.reason,
+            }
+            for r in stats.refusals
+        ],
+        "report": None if result is None or result.report is None else str(result.report),
+        "gone": list(result.gone) if result is not None else [],
+        "pruned": result.pruned if result is not None else 0,
+        "kept": list(result.kept) if result is not None else [],
+        "not_judged": result.not_judged if result is not None else None,
+        "catalog": redact_url(config.search.catalog),
+    }
+
+
 def _execute(
     config: Config,
     options: RunOptions | None = None,
     pages: ItemPages | None = None,
     from_file: str | None = None,
+    *,
+    as_json: bool = False,
 ) -> None:
     """Run the engine under the chosen dashboard, print the summary, exit with its code.
-    ``pages`` replaces the search (``--from``)."""
+    ``pages`` replaces the search (``--from``); ``as_json``: the summary goes to stdout as
+    JSON alone, and everything for people to stderr."""
     from .auth import load_credentials
     from .engine import RunOptions, loop_options
 
     opts = options or RunOptions()
     err = Console(stderr=True)
-    out = Console()
+    out = Console(stderr=as_json)
+    error: str | None = None
     stats = RunStats()
     try:
         tokens = load_credentials(config.auth)
@@ -226,13 +280,17 @@ def _execute(
             )
         code = 130 if result is None else result.exit_code
     except (ConfigError, SearchError) as exc:
+        if as_json:
+            click.echo(json.dumps(_run_json(config, opts.kind, 2, stats, None, scrub(str(exc)))))
         _fail(str(exc), 2)
     except (StorageError, CredentialsError) as exc:
         click.echo(f"stacpull: run stopped: {exc}", err=True)
-        code = 3
+        code, error = 3, scrub(str(exc))
     except KeyboardInterrupt:
         code = 130
     except StacpullError as exc:
+        if as_json:
+            click.echo(json.dumps(_run_json(config, opts.kind, 1, stats, None, scrub(str(exc)))))
         _fail(str(exc), 1)
     snap = stats.snapshot()
     if result is not None and result.items == 0 and not opts.retry_failed and code == 0:
@@ -305,6 +363,10 @@ def _execute(
                 highlight=False,
                 soft_wrap=True,
             )
+    if as_json:
+        fatal = error or (result.fatal if result is not None else None)
+        summary = _run_json(config, opts.kind, code, stats, result, fatal)
+        click.echo(json.dumps(summary, indent=2))
     sys.exit(code)
 
 
@@ -1244,33 +1306,157 @@ _plan_options = _options(
         "(stacpull search -o items.geojson, stac-client search), items one per line, or "
         "stac-geoparquet; - reads standard input.",
     ),
+    click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print the final summary (with --dry-run: the plan) as JSON on stdout; "
+        "progress and notes go to stderr.",
+    ),
 )
 
 
-def _print_plan(summary: PlanSummary, budget: int) -> None:
-    """The dry run's answer: what would be fetched, what is there, whether it fits."""
+def _whole_table(
+    out: Console,
+    headers: tuple[str, ...],
+    rows: list[tuple[str, ...]],
+    *,
+    records: list[tuple[str, ...]] | None = None,
+    drop: tuple[int, ...] = (),
+    right: tuple[int, ...] = (),
+) -> None:
+    """A listing whose values (keys, paths, ids) are never cut nor wrapped.
+
+    Piped (stdout not a terminal): one record per line, tab-separated, no header, no
+    markup, with ``records`` (raw numbers) in place of ``rows`` when given, so ``grep``,
+    ``cut`` and ``awk`` work. On a terminal: a table; when it is wider than the terminal,
+    the columns in ``drop`` go first, least useful first; when the values alone are wider,
+    one record per line.
+    """
+    from rich.text import Text
+
+    if not out.is_terminal:
+        for record in records if records is not None else rows:
+            click.echo("\t".join(record))
+        return
+    keep = list(range(len(headers)))
+
+    def width(columns: list[int]) -> int:
+        return sum(
+            max(Text(headers[c]).cell_len, *(Text(r[c]).cell_len for r in rows)) + 2
+            for c in columns
+        )
+
+    for column in drop:
+        if width(keep) <= out.width:
+            break
+        keep.remove(column)
+    if width(keep) > out.width:
+        for row in rows:
+            out.print(
+                "  ".join(row[c] for c in keep), markup=False, highlight=False, soft_wrap=True
+            )
+        return
+    table = Table(box=None, padding=(0, 1), header_style="dim")
+    for c in keep:
+        table.add_column(headers[c], justify="right" if c in right else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(row[c]) for c in keep))
+    out.print(table)
+
+
+def _budget_verdict(summary: PlanSummary, budget: int) -> str | None:
+    """``within``, ``exceeded`` or ``unknown`` (files of unknown size and the rest within
+    it): the dry run's answer about ``--max-bytes``; ``None`` without a budget."""
     from .dryrun import budget_error
 
+    if not budget:
+        return None
+    if budget_error(summary, budget) is not None:
+        return "exceeded"
+    return "unknown" if summary.unguessed else "within"
+
+
+def _fits(summary: PlanSummary) -> bool | None:
+    """Whether DEST has room: ``None`` when files of unknown size may not fit."""
+    if not summary.fits:
+        return False
+    return None if summary.unguessed else True
+
+
+def _plan_json(summary: PlanSummary, budget: int, yes: bool, command: str) -> dict[str, Any]:
+    """The dry run as ``download/mirror --dry-run --json`` prints it."""
+    verdict = _budget_verdict(summary, budget)
+    return {
+        "command": command,
+        "dry_run": True,
+        "dest": summary.dest,
+        "items": summary.items,
+        "matched": summary.matched,
+        "files": summary.files,
+        "refused": summary.refused,
+        "on_disk": {"files": summary.on_disk_files, "bytes": summary.on_disk_bytes},
+        "to_fetch": {
+            "files": summary.to_fetch_files,
+            "known_bytes": summary.known_bytes,
+            "estimated_files": summary.unknown_files - summary.unguessed,
+            "estimated_bytes": summary.estimated_bytes,
+            "unknown_size_files": summary.unguessed,
+        },
+        "free_bytes": summary.free_bytes,
+        "min_free": summary.min_free,
+        "fits": _fits(summary),
+        "budget": None
+        if verdict is None
+        else {"max_bytes": budget, "verdict": verdict, "yes": yes},
+        "assets": [
+            {
+                "key": plan.key,
+                "files": plan.files,
+                "on_disk": plan.on_disk,
+                "on_disk_bytes": plan.on_disk_bytes,
+                "to_fetch": plan.files - plan.on_disk,
+                "known_bytes": plan.known_bytes,
+                "estimated_files": plan.unknown - plan.unguessed,
+                "estimated_bytes": plan.estimated_bytes,
+                "unknown_size_files": plan.unguessed,
+            }
+            for plan in summary.assets.values()
+        ],
+        "exit_code": 2 if verdict == "exceeded" and not yes else 0,
+    }
+
+
+def _print_plan(summary: PlanSummary, budget: int, yes: bool = False) -> None:
+    """The dry run's answer: what would be fetched, what is there, whether it fits."""
     out = Console(highlight=False, soft_wrap=True)
     matched = f" of {summary.matched} matched" if summary.matched is not None else ""
-    out.print(f"[bold]dry run[/]: nothing was downloaded; DEST {summary.dest}")
+    out.print(f"[bold]dry run[/]: nothing was downloaded; DEST {escape(summary.dest)}")
     out.print(f"items:        {summary.items}{matched}")
     refused = f" ({summary.refused} refused: unsafe names)" if summary.refused else ""
     out.print(f"files:        {summary.files}{refused}")
-    table = Table(box=None, padding=(0, 1), show_header=True, header_style="dim")
-    for column in ("asset", "files", "on disk", "to fetch", "bytes known", "no size (est.)"):
-        table.add_column(column, justify="left" if column == "asset" else "right", no_wrap=True)
+    rows: list[tuple[str, ...]] = []
+    records: list[tuple[str, ...]] = []
     for plan in summary.assets.values():
         estimate = f" (~{human_bytes(plan.estimated_bytes)})" if plan.estimated_bytes else ""
-        table.add_row(
-            plan.key,
-            str(plan.files),
-            str(plan.on_disk),
-            str(plan.files - plan.on_disk),
-            human_bytes(plan.known_bytes),
-            f"{plan.unknown}{estimate}" if plan.unknown else "0",
+        counts = (str(plan.files), str(plan.on_disk), str(plan.files - plan.on_disk))
+        rows.append(
+            (
+                plan.key,
+                *counts,
+                human_bytes(plan.known_bytes),
+                f"{plan.unknown}{estimate}" if plan.unknown else "0",
+            )
         )
-    out.print(table)
+        records.append((plan.key, *counts, str(plan.known_bytes), str(plan.unknown)))
+    _whole_table(
+        out,
+        ("asset", "files", "on disk", "to fetch", "bytes known", "no size (est.)"),
+        rows,
+        records=records,
+        drop=(5, 2, 1, 4),
+        right=(1, 2, 3, 4, 5),
+    )
     out.print(
         f"on disk:      {summary.on_disk_files} files, {human_bytes(summary.on_disk_bytes)} "
         "(a real run skips them)"
@@ -1292,22 +1478,39 @@ def _print_plan(summary: PlanSummary, budget: int) -> None:
         f"to download:  {summary.to_fetch_files} files, {human_bytes(summary.known_bytes)} "
         f"known{unknown}"
     )
+    fits = _fits(summary)
     verdict = (
         "[green]fits[/]"
-        if summary.fits
+        if fits
+        else f"[yellow]unknown[/] ({summary.unguessed} file(s) of unknown size; the rest fits)"
+        if fits is None
         else f"[red]does not fit[/] with download.min_free ({human_bytes(summary.min_free)}) to spare"
     )
     out.print(f"free at DEST: {human_bytes(summary.free_bytes)}: {verdict}")
-    if budget:
-        reason = budget_error(summary, budget)
-        out.print(
-            f"budget:       {human_bytes(budget)}: "
-            + ("[green]within[/]" if reason is None else "[red]exceeded[/]: a run needs --yes")
-        )
+    answer = _budget_verdict(summary, budget)
+    if answer is not None:
+        text = {
+            "within": "[green]within[/]",
+            "unknown": f"[yellow]unknown[/]: {summary.unguessed} file(s) of unknown size, "
+            f"{human_bytes(summary.to_fetch_bytes)} known and estimated",
+            "exceeded": "[red]exceeded[/]: "
+            + ("--yes lets the run start" if yes else "a run needs --yes"),
+        }[answer]
+        out.print(f"budget:       {human_bytes(budget)}: {text}")
 
 
-def _plan_only(config: Config, pages: ItemPages | None, from_file: str | None = None) -> None:
-    from .dryrun import dry_run
+def _plan_only(
+    config: Config,
+    pages: ItemPages | None,
+    from_file: str | None = None,
+    *,
+    yes: bool = False,
+    as_json: bool = False,
+    command: str = "download",
+) -> NoReturn:
+    """``--dry-run``: print the plan (or its JSON); exit 2 when it exceeds ``--max-bytes``
+    without ``--yes``, with the reason on stderr, as the real run would refuse to start."""
+    from .dryrun import budget_error, dry_run
 
     try:
         summary = anyio.run(lambda: dry_run(config, pages=pages))
@@ -1319,7 +1522,14 @@ def _plan_only(config: Config, pages: ItemPages | None, from_file: str | None = 
         _fail(str(exc), 1)
     if summary.items == 0:
         _nothing_matched(config, from_file)
-    _print_plan(summary, config.download.max_bytes)
+    budget = config.download.max_bytes
+    if as_json:
+        click.echo(json.dumps(_plan_json(summary, budget, yes, command), indent=2))
+    else:
+        _print_plan(summary, budget, yes)
+    reason = budget_error(summary, budget) if budget else None
+    if reason is not None and not yes:
+        _fail(reason, 2)
     sys.exit(0)
 
 
@@ -1335,6 +1545,7 @@ def download(
     max_bytes: str | None,
     yes: bool,
     from_file: str | None,
+    as_json: bool,
     **kw: Any,
 ) -> None:
     """Search a STAC catalogue and download the selected assets into DEST, verified.
@@ -1355,10 +1566,16 @@ def download(
     )
     config, pages = _saved(from_file, config)
     if dry_run:
-        _plan_only(config, pages, from_file)
+        _plan_only(config, pages, from_file, yes=yes, as_json=as_json, command="download")
     from .engine import RunOptions  # the engine (and aiohttp) only for a transfer
 
-    _execute(config, RunOptions("download", retry_failed=retry_failed, yes=yes), pages, from_file)
+    _execute(
+        config,
+        RunOptions("download", retry_failed=retry_failed, yes=yes),
+        pages,
+        from_file,
+        as_json=as_json,
+    )
 
 
 @main.command(short_help="Mirror a collection (or query) into DEST.")
@@ -1378,6 +1595,7 @@ def mirror(
     max_bytes: str | None,
     yes: bool,
     from_file: str | None,
+    as_json: bool,
     prune: bool,
     **kw: Any,
 ) -> None:
@@ -1404,7 +1622,7 @@ def mirror(
         _fail("--prune needs the complete search; drop --max-items, --from and --retry-failed")
     config, pages = _saved(from_file, config)
     if dry_run:
-        _plan_only(config, pages, from_file)
+        _plan_only(config, pages, from_file, yes=yes, as_json=as_json, command="mirror")
     from .engine import RunOptions  # the engine (and aiohttp) only for a transfer
 
     _execute(
@@ -1412,6 +1630,7 @@ def mirror(
         RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes),
         pages,
         from_file,
+        as_json=as_json,
     )
 
 
@@ -1430,24 +1649,74 @@ def _open_dest(dest: str) -> Path:
     return path
 
 
+def _report_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``stacpull report --json``: the run report's summary (not its per-second series
+    nor every file's outcome: those stay in the report file, named by ``report``).
+    Raises KeyError/TypeError/ValueError when ``data`` is not a run report."""
+    totals_ = data.get("totals") or {}
+    if not isinstance(totals_, dict):
+        raise TypeError("totals is not an object")
+    failed = int(totals_.get("failed", 0) or 0)
+    refused = int(totals_.get("refused", 0) or 0)
+    ending = (
+        "stopped" if data.get("fatal") else "interrupted" if data.get("interrupted") else "complete"
+    )
+    errors = [
+        {"class": str(g["class"]), "count": int(g["count"]), "last": str(g["last"])}
+        for g in data.get("errors") or []
+    ]
+    rows = [dict(row) for row in data.get("failed") or []]
+    for row in rows:
+        str(row["item"]), str(row["asset"])  # every failure names its file
+    return {
+        "dest": str(path.parent.parent),
+        "report": str(path.resolve()),
+        "started": data.get("started"),
+        "finished": data.get("finished"),
+        "seconds": float(data.get("seconds") or 0.0),
+        "outcome": ending,
+        "fatal": data.get("fatal"),
+        "exit_code": 0 if ending == "complete" and not failed and not refused else 1,
+        "query": dict(data.get("query") or {}),
+        "totals": totals_,
+        "errors": errors,
+        "failed": rows,
+        "refused": [dict(row) for row in data.get("refused") or []],
+    }
+
+
 @main.command(short_help="Summarise the last run in DEST.")
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False),
-    metavar="PNG",
-    help="Also draw throughput and transfers in flight over time (needs stacpull[plot]).",
+    metavar="FILE",
+    help="Also draw throughput and transfers in flight over time, as .png, .svg or .pdf "
+    "(needs stacpull[plot]).",
 )
-@click.option("--failures", type=int, default=10, show_default=True, help="Failures to list.")
-def report(dest: str, plot: str | None, failures: int) -> None:
+@click.option(
+    "--failures",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Failures to list.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report's summary as JSON.")
+def report(dest: str, plot: str | None, failures: int, as_json: bool) -> None:
     """Summarise the last run in DEST: read the night's run in the morning.
 
     Prints when it ran, how it ended, the query, the same totals as the run's final
     table, its errors grouped by class and the first failures, from
-    DEST/.stacpull/last-report.json.
+    DEST/.stacpull/last-report.json. Exit 0 when that run completed with every file
+    verified; 1 when files failed or were refused, or the run was stopped or interrupted.
     """
     from .journal import JOURNAL_DIR
 
+    if plot:
+        try:
+            plot_format(Path(plot))
+        except ConfigError as exc:
+            _fail(str(exc))
     state = _open_dest(dest) / JOURNAL_DIR
     path = state / "last-report.json"
     if plot:
@@ -1461,40 +1730,61 @@ def report(dest: str, plot: str | None, failures: int) -> None:
         _fail(f"no run report in {dest} (runs write {JOURNAL_DIR}/last-report.json)")
     except OSError as exc:
         _fail(f"cannot read {exc.filename or path}: it is {exc.strerror or exc}")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         _fail(f"cannot read {path}: {exc}")
     out = Console(highlight=False, soft_wrap=True)
+    try:
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        view = _report_json(data, path)
+        if not as_json:
+            summary = render_summary({"seconds": view["seconds"], **view["totals"]})
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        _fail(f"cannot read {path}: not a stacpull run report ({type(exc).__name__}: {exc})")
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+        sys.exit(view["exit_code"])
+    bad = [
+        f"{n} {what}"
+        for n, what in (
+            (view["totals"].get("failed"), "failed"),
+            (view["totals"].get("refused"), "refused"),
+        )
+        if n
+    ]
     ending = (
-        f"[red]stopped: {data['fatal']}[/]"
-        if data.get("fatal")
+        f"[red]stopped: {escape(str(view['fatal']))}[/]"
+        if view["outcome"] == "stopped"
         else "[yellow]interrupted[/]"
-        if data.get("interrupted")
+        if view["outcome"] == "interrupted"
+        else f"[red]complete, {', '.join(bad)}[/]"
+        if bad
         else "[green]complete[/]"
     )
     out.print(
-        f"run {data.get('started', '?')} → {data.get('finished', '?')} "
-        f"({data.get('seconds', 0):.0f} s): {ending}"
+        f"run {escape(str(view['started'] or '?'))} → {escape(str(view['finished'] or '?'))} "
+        f"({view['seconds']:.0f} s): {ending}"
     )
-    query = {k: v for k, v in (data.get("query") or {}).items() if v not in (None, [], "")}
+    query = {k: v for k, v in view["query"].items() if v not in (None, [], "")}
     out.print("query: " + " ".join(f"{k}={v}" for k, v in query.items()), markup=False)
-    values = {"seconds": data.get("seconds", 0.0), **(data.get("totals") or {})}
-    out.print(render_summary(values))
-    for group in data.get("errors") or []:
-        out.print(
-            f"[red]{group['class']}[/] ×{group['count']}: {escape(group['last'])}",
-        )
-    failed = data.get("failed") or []
+    out.print(summary)
+    for group in view["errors"]:
+        out.print(f"[red]{escape(group['class'])}[/] ×{group['count']}: {escape(group['last'])}")
+    failed = view["failed"]
     for row in failed[:failures]:
-        out.print(f"failed {row['item']}/{row['asset']}: {escape(str(row['error']))}")
+        out.print(f"failed {row['item']}/{row['asset']}: {row.get('error')}", markup=False)
     if len(failed) > failures:
         out.print(f"… and {len(failed) - failures} more failures (stacpull status {dest})")
-    out.print(f"report: {path.resolve()}")
+    out.print(f"report: {view['report']}", markup=False)
     if plot:
         try:
             drawn = plot_report(data, Path(plot))
         except ConfigError as exc:
             _fail(str(exc))
-        out.print(f"plot: {drawn}")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            _fail(f"--plot: cannot draw {path}: not a stacpull run report ({exc})")
+        out.print(f"plot: {drawn}", markup=False)
+    sys.exit(view["exit_code"])
 
 
 @main.command(short_help="Show what the journal of DEST knows.")
@@ -1511,30 +1801,32 @@ def status(dest: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
-    out = Console()
-    table = Table(title=f"stacpull status · {dest}", title_justify="left")
-    table.add_column("status")
-    table.add_column("files", justify="right")
-    table.add_column("bytes on disk", justify="right")
+    out = Console(highlight=False, soft_wrap=True)
+    if out.is_terminal:
+        out.print(f"[bold]stacpull status[/] · {escape(dest)}")
+    rows: list[tuple[str, ...]] = []
+    records: list[tuple[str, ...]] = []
     for name in ("done", "pending", "active", "failed"):
         row = report.by_status.get(name)
         if row:
-            table.add_row(name, str(row["files"]), human_bytes(row["bytes"]))
+            rows.append((name, str(row["files"]), human_bytes(row["bytes"])))
+            records.append((name, str(row["files"]), str(row["bytes"])))
     if report.refused:
-        table.add_row("refused", str(len(report.refused)), "-")
-    out.print(table)
+        rows.append(("refused", str(len(report.refused)), "-"))
+        records.append(("refused", str(len(report.refused)), "0"))
+    _whole_table(out, ("status", "files", "bytes on disk"), rows, records=records, right=(1, 2))
     if report.failure_counts:
-        out.print("[red]failed[/], by reason:", highlight=False)
+        out.print("[red]failed[/], by reason:")
         for kind, count in sorted(report.failure_counts.items(), key=lambda kv: -kv[1]):
-            out.print(f"  {kind}: {count}", highlight=False)
+            out.print(f"  {kind}: {count}", markup=False)
             for path, message in report.failures[kind]:
-                out.print(f"    {path}: {message}", highlight=False, soft_wrap=True)
+                out.print(f"    {path}: {message}", markup=False)
     for item_id, key, reason in report.refused[:5]:
-        out.print(f"[magenta]refused[/] {item_id}/{key}: {reason}", highlight=False)
+        out.print(f"[magenta]refused[/] {escape(item_id)}/{escape(key)}: {escape(reason)}")
     if report.partial_bytes:
         out.print(f"partial files to resume: {human_bytes(report.partial_bytes)}")
     if report.high_water_mark:
-        out.print(f"newest item `updated` on disk: {report.high_water_mark}", highlight=False)
+        out.print(f"newest item `updated` on disk: {report.high_water_mark}", markup=False)
     last = report.last_run
     if last is not None:
         summary = last.get("summary") or {}
@@ -1546,7 +1838,7 @@ def status(dest: str, as_json: bool) -> None:
                 if summary
                 else ""
             ),
-            highlight=False,
+            markup=False,
         )
 
 
@@ -1590,40 +1882,25 @@ def verify(dest: str, jobs: int | None, as_json: bool) -> None:
     except StorageError as exc:
         _fail(str(exc))
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "checked": report.checked,
-                    "bytes": report.bytes,
-                    "hashed": report.hashed,
-                    "zip_only": report.zip_only,
-                    "size_only": report.size_only,
-                    "problems": [
-                        {"path": p.path, "kind": p.kind, "detail": p.detail}
-                        for p in report.problems
-                    ],
-                },
-                indent=2,
-            )
-        )
+        click.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        out = Console()
+        out = Console(highlight=False, soft_wrap=True)
         out.print(
             f"checked {report.checked} file(s), {human_bytes(report.bytes)}: {report.hashed} "
-            f"hashed, {report.zip_only} by zip CRCs only, {report.size_only} by size only",
-            highlight=False,
+            f"hashed, {report.zip_only} by zip CRCs only, {report.size_only} by size only"
         )
         for problem in report.problems:
-            out.print(
-                f"[red]{problem.kind}[/] {problem.path}: {problem.detail}",
-                highlight=False,
-                soft_wrap=True,
-            )
+            detail = problem.detail
+            if problem.earlier:
+                detail += " (found by an earlier verify; not fetched again yet)"
+            if out.is_terminal:
+                out.print(f"[red]{problem.kind}[/] {escape(problem.path)}: {escape(detail)}")
+            else:
+                click.echo(f"{problem.kind}\t{problem.path}\t{detail}")
         if report.problems:
             out.print(
                 f"[red]{len(report.problems)} damaged file(s)[/] marked failed; fetch them again "
-                "with the same download/mirror command or with --retry-failed",
-                highlight=False,
+                "with the same download/mirror command or with --retry-failed"
             )
         else:
             out.print("[green]no rot found[/]")
@@ -1713,11 +1990,13 @@ def auth() -> None:
     help="STAC API root whose host may receive the token [env STACPULL_CATALOG].",
 )
 @_CONFIG
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 def auth_check(
     config_path: str | None,
     url: str | None,
     catalog: str | None,
     profile: str | None,
+    as_json: bool,
     **kw: Any,
 ) -> None:
     """Tell whether the credentials work and when the access token expires.
@@ -1742,6 +2021,25 @@ def auth_check(
         found = anyio.run(lambda: check_credentials(tokens, url=url, trust=trust))
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    verdicts = {True: "working", False: "not working", None: "unknown"}
+    expires_at = (
+        None
+        if found.expires_in is None
+        else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + found.expires_in))
+    )
+    if as_json:
+        view = {
+            "credentials": found.source,
+            "kind": found.kind,
+            "ok": found.ok,
+            "status": verdicts[found.ok],
+            "detail": found.detail,
+            "expires_in": None if found.expires_in is None else round(found.expires_in, 1),
+            "expires_at": expires_at,
+            "token_url": scrub(config.auth.token_url) if found.kind == "oidc" else None,
+        }
+        click.echo(json.dumps(view, indent=2))
+        sys.exit(1 if found.ok is False else 0)
     out = Console(highlight=False, soft_wrap=True)
     how = {"oidc": f"{found.source}, exchanged at {scrub(config.auth.token_url)}"}.get(
         found.kind, found.source

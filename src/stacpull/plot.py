@@ -15,10 +15,23 @@ from typing import Any
 from . import safeio
 from .errors import ConfigError
 
-__all__ = ["SMOOTHING", "plot_report"]
+__all__ = ["PLOT_FORMATS", "SMOOTHING", "plot_format", "plot_report"]
 
 #: Seconds in the moving average drawn over the per-second throughput.
 SMOOTHING = 10
+
+#: The file formats ``--plot`` draws, chosen by the name's suffix.
+PLOT_FORMATS = ("png", "svg", "pdf")
+
+
+def plot_format(out: Path) -> str:
+    """The format ``out``'s suffix asks for (:class:`ConfigError` for one not drawn), so a
+    bad name is refused before any work, not by matplotlib after it."""
+    fmt = out.suffix.lower().lstrip(".")
+    if fmt not in PLOT_FORMATS:
+        names = ", ".join(f".{f}" for f in PLOT_FORMATS)
+        raise ConfigError(f"--plot {out}: name a {names} file (the suffix picks the format)")
+    return fmt
 
 
 def _moving_average(values: Sequence[float], window: int) -> list[float]:
@@ -34,7 +47,8 @@ def _moving_average(values: Sequence[float], window: int) -> list[float]:
 
 def plot_report(report: Mapping[str, Any], out: Path) -> Path:
     """Draw throughput (MB/s per second, and its moving average) above the transfers in
-    flight, from a report's ``series``; write a PNG to ``out``."""
+    flight, from a report's ``series``; write it to ``out`` (PNG, SVG or PDF by its suffix)."""
+    fmt = plot_format(out)
     try:
         import matplotlib
 
@@ -90,7 +104,7 @@ def plot_report(report: Mapping[str, Any], out: Path) -> Path:
         # Never through a link or onto a device at ``out``: a new file, renamed over it.
         with safeio.create_new(part, binary=True) as f:
             made = True
-            fig.savefig(f, dpi=110, format="png")
+            fig.savefig(f, dpi=110, format=fmt)
         safeio.replace_regular(part, out)
         made = False  # renamed
     except OSError as exc:
