@@ -731,6 +731,8 @@ def search(
       stacpull download --from items.geojson --dest data/
     """
     try:
+        if show < 0:
+            raise ConfigError(f"--show: expected a count ≥ 0, got {show}")
         profile = kw.pop("profile")
         config = load_config(config_path, flags=_query_values(**kw), profile=profile)
         s = config.search

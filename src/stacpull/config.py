@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -564,6 +564,9 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{name}: expected a number, got {value!r}")
         return float(value)
+    if name == "search.datetime" and isinstance(value, date | int) and not isinstance(value, bool):
+        # TOML's own dates (datetime = 2025-09-29) and a bare year (datetime = 2025).
+        return value.isoformat() if isinstance(value, date) else str(value)
     if name in _SECRET_KEYS:
         return value if isinstance(value, Secret) else Secret(str(value))
     if isinstance(default, str) or default is None:

@@ -289,6 +289,8 @@ async def run(
         raise ConfigError(
             f"--log-json {log_json}: not a regular file ({kind}); name a new or a regular file"
         )
+    # Selectors and template are checked before any search and before DEST is created.
+    rules = PlanRules(config.download.assets, config.download.template)
     if config.download.max_bytes and not opts.yes and not opts.retry_failed:
         with anyio.CancelScope() as preflight:
             if stop is not None:  # a Ctrl-C during this search ends the run, too
@@ -300,7 +302,6 @@ async def run(
         if refusal is not None:
             raise ConfigError(refusal)
     root = _prepare_dest(config.download.dest)
-    rules = PlanRules(config.download.assets, config.download.template)
     provider: TokenProvider = tokens if tokens is not None else load_credentials(config.auth)
     stats = stats if stats is not None else RunStats()
     stop = stop if stop is not None else StopSignal()
