@@ -122,7 +122,7 @@ def test_a_sink_that_breaks_never_leaves_the_run_complete(sim: SimServer, tmp_pa
             concurrency=1,
             sink=sink,
         )
-    code, out, _ = cli("status", str(tmp_path), "--json")
+    _, out, _ = cli("status", str(tmp_path), "--json")
     status = json.loads(out)
     assert status["last_run"]["outcome"] == "stopped"
     assert status["by_status"].get("pending", {}).get("files", 0) > 0
@@ -410,7 +410,9 @@ def test_bad_inputs_exit_2_without_a_traceback(sim: SimServer, tmp_path: Path) -
         assert code == 2, (args, code, out, err)
         assert "Traceback" not in out + err, (args, err)
         assert err.strip(), args
-        assert not (tmp_path / "d").exists(), " ".join(args[5:])  # refused before anything was created
+        assert not (tmp_path / "d").exists(), " ".join(
+            args[5:]
+        )  # refused before anything was created
 
 
 def test_the_space_datetime_searches(sim: SimServer) -> None:
