@@ -220,7 +220,11 @@ class _Refusing(ThreadedApp):
             return web.json_response(landing(self.base))
         if path == "/search":
             features = [feature(self.base, i) for i in self.ids]
-            body = {"type": "FeatureCollection", "features": features, "numberMatched": 6}
+            body = {
+                "type": "FeatureCollection",
+                "features": features,
+                "numberMatched": len(features),
+            }
             return web.json_response(body)
         name = path.rsplit("/", 1)[-1].removesuffix(".bin")
         if request.headers.get("Authorization") != f"Bearer {TOKEN}" or self.refuse in (
@@ -439,3 +443,18 @@ def test_api_download_refuses_a_climbing_template(sim: SimServer, tmp_path: Path
             template="{collection}/../../{name}",
         )
     assert not (tmp_path / "d").exists()
+
+
+def test_fewer_files_than_the_rule_fail_alone(tmp_path: Path) -> None:
+    """Two files, both refused: too few to judge the token, so each fails after three
+    attempts with its reason (exit 1) instead of the run being stopped."""
+    with _Refusing("*") as server:
+        server.ids = ["i0", "i1"]
+        config = tmp_path / "c.toml"
+        config.write_text("[download]\nbackoff = 0.01\nmax_backoff = 0.02\n")
+        code, err = _hostile_run(server, tmp_path / "d", "--config", str(config))
+    assert code == 1, err
+    _, out, _ = cli("status", str(tmp_path / "d"), "--json")
+    status = json.loads(out)
+    assert status["by_status"]["failed"]["files"] == 2
+    assert "gave up after 3 attempts" in json.dumps(status["failures"])

@@ -32,6 +32,8 @@ __all__ = ["RETRY_STATUSES", "RetryPolicy"]
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 900.0
+#: Retries of a file refused to a fixed token no server has taken yet (see AuthError).
+UNPROVEN_TOKEN_RETRIES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +65,9 @@ class RetryPolicy:
         if isinstance(exc, RangeError):
             return 0.0
         if isinstance(exc, AuthError):
-            if not exc.unproven:  # a token that works elsewhere: this file is refused
+            # A token that works elsewhere: this file is refused. An unproven fixed token
+            # gets two more tries while other files tell whether the token is the fault.
+            if not exc.unproven or attempt > UNPROVEN_TOKEN_RETRIES:
                 return None
         elif isinstance(exc, HTTPStatusError):
             if exc.status not in RETRY_STATUSES:
