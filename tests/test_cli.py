@@ -68,7 +68,7 @@ def test_catalog_from_the_environment_and_token_file(sim: SimServer, tmp_path: P
     assert len(files_under(tmp_path / "d")) == 3
 
 
-def test_failures_give_exit_code_1(sim: SimServer, tmp_path: Path) -> None:
+def test_a_refused_fixed_token_gives_exit_code_3(sim: SimServer, tmp_path: Path) -> None:
     code, out = _run(
         "download",
         "--catalog",
@@ -80,16 +80,17 @@ def test_failures_give_exit_code_1(sim: SimServer, tmp_path: Path) -> None:
         "--assets",
         "product",
         "--token",
-        "expired",
+        "wrong-token-value",
     )
-    assert code == 1
-    assert "5 file(s) failed" in out and "expired" not in out.replace("(expired?)", "")
+    # A fixed token refused on every file stops the run once (exit 3), files left pending.
+    assert code == 3
+    assert "refused by the server" in out and "wrong-token-value" not in out
 
 
 def test_bad_input_gets_a_message_and_exit_code_2(sim: SimServer, tmp_path: Path) -> None:
     cases = [
         (["--bbox", "1,2,3"], "expected 4 numbers"),
-        (["--datetime", "yesterday"], "not an RFC 3339"),
+        (["--datetime", "yesterday"], "is not a date or date-time"),
         (["--filter", "productType ="], "invalid filter"),
         (["--collection", "NoSuchCollection"], "unknown collection 'NoSuchCollection'"),
         (["--intersects", str(tmp_path / "none.geojson")], "does not exist"),

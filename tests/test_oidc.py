@@ -395,7 +395,7 @@ def test_no_secret_reaches_output_logs_report_or_journal(tmp_path: Path) -> None
         code2, out2, err2 = _cli(
             "--debug", "download", *common[:-1], str(dest2), "--token", "refused-token-123"
         )
-        assert code2 == 1 and "was refused" in err2 + out2
+        assert code2 == 3 and "was refused" in err2 + out2  # a refused fixed token stops the run
         secrets_ = {OFFLINE, SECRET, "refused-token-123"} | {
             r["token"] for r in sim.requests if r["token"]
         }

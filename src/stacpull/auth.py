@@ -226,8 +226,21 @@ class _Provider:
             self._sink(TokenRefreshed(self.source, reason, expires_in))
 
 
+#: Distinct files a fixed token must be refused on (401/403), before any file was served
+#: with it, for the run to stop as if the credentials were refused. One odd file or host
+#: that refuses the token fails alone; a token no server takes stops the run at once.
+FIXED_TOKEN_REFUSALS = 3
+
+
 class StaticTokenProvider(_Provider):
-    """A token given by flag or environment, or read from a token file (re-read on change)."""
+    """A token given by flag or environment, or read from a token file (re-read on change).
+
+    Nothing can refresh a fixed token, so :meth:`check_refusal` stops the run (a
+    :class:`CredentialsError`) when the server shows the token itself is refused: a 401
+    after its JWT ``exp`` passed, or 401/403 on the first :data:`FIXED_TOKEN_REFUSALS`
+    distinct files while no file was served with it. After one success, a refusal is that
+    file's own (a collection the account may not read) and fails only that file.
+    """
 
     def __init__(
         self,
@@ -240,6 +253,43 @@ class StaticTokenProvider(_Provider):
         super().__init__(source, warnings)
         self.value = value
         self._file = file
+        self._accepted: Secret | None = None  # the token a server last served a file for
+        self._refused: set[str] = set()  # files refused to the current token, none served
+
+    def accepted(self, token: Secret) -> None:
+        """A server answered a request sent ``token`` with data: it works."""
+        self._accepted = token
+
+    def proven(self, token: Secret) -> bool:
+        """Whether a file was served with ``token`` during this run."""
+        return self._accepted == token
+
+    def check_refusal(self, token: Secret, status: int, url: str) -> None:
+        """A 401/403 to ``token`` on ``url``, no newer token to retry with: raise
+        :class:`CredentialsError` when that proves the token is refused (see the class)."""
+        if token != self.value:
+            return  # the file brought a newer token meanwhile
+        how = "a new token file" if self._file is not None else "--token / STACPULL_TOKEN"
+        again = (
+            f"get a new access token, pass it with {how}, and run the same command again: "
+            "the run resumes where it stopped"
+        )
+        exp = token_expiry(token)
+        if status == 401 and exp is not None and exp <= time.time():
+            raise CredentialsError(
+                f"the access token from {self.source} expired {human_duration(time.time() - exp)}"
+                f" ago and the server refuses it (HTTP 401); a fixed token cannot be "
+                f"refreshed: {again} (or use an offline token, which stacpull refreshes)"
+            )
+        if self._accepted == token:
+            return
+        self._refused.add(url)
+        if len(self._refused) >= FIXED_TOKEN_REFUSALS:
+            raise CredentialsError(
+                f"the access token from {self.source} was refused by the server (HTTP "
+                f"{status}) for the first {len(self._refused)} files, and no file was served "
+                f"with it: it is wrong or has expired. {again[0].upper()}{again[1:]}"
+            )
 
     def _check_file(self) -> None:
         values = self._file.reload() if self._file is not None else None

@@ -687,14 +687,43 @@ def _download_values(
 class _ScrubbedStream:
     """``sys.stdout``/``sys.stderr`` for one command: every known secret (in any encoding)
     is taken out of what is written, whoever writes it (click, rich, a library). URLs found
-    by shape are left whole here: a listing printed to a pipe keeps every href."""
+    by shape are left whole here: a listing printed to a pipe keeps every href.
+
+    A closed pipe (``stacpull download -v | head -2``) is not an error of the run: once a
+    write or flush meets it, the stream's descriptor is pointed at ``os.devnull`` and
+    everything after is dropped, so the run carries on and its journal stays honest.
+    """
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
+        self.broken = False
 
     def write(self, text: str) -> int:
-        self._stream.write(SECRETS.scrub(text, shapes=False))
+        if not self.broken:
+            try:
+                self._stream.write(SECRETS.scrub(text, shapes=False))
+            except (BrokenPipeError, ConnectionResetError):
+                self._drop()
         return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                self._drop()
+
+    def _drop(self) -> None:
+        """The reader went away: discard what is buffered, and all that follows."""
+        self.broken = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self._stream.fileno())
+            finally:
+                os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass  # not a real descriptor (a test's buffer): dropping our writes is enough
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
@@ -710,6 +739,9 @@ def _scrubbed_output(ctx: click.Context) -> None:
     sys.stdout, sys.stderr = _ScrubbedStream(sys.stdout), _ScrubbedStream(sys.stderr)
 
     def undo() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, _ScrubbedStream):
+                stream.flush()  # a closed pipe is met here, not in the interpreter's exit
         sys.stdout, sys.stderr = saved
 
     ctx.call_on_close(undo)
@@ -1005,6 +1037,8 @@ def search(
             _fail(f"--json prints GeoJSON: --format {fmt} needs -o FILE")
         output, fmt = "-", "geojson"
     try:
+        if show < 0:
+            raise ConfigError(f"--show: expected a count ≥ 0, got {show}")
         profile = kw.pop("profile")
         config = load_config(config_path, flags=_query_values(**kw), profile=profile)
         s = config.search

@@ -20,7 +20,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -161,38 +161,103 @@ def parse_bbox(value: str | list[Any] | tuple[Any, ...], key: str = "bbox") -> t
     return nums
 
 
-def _parse_instant(text: str, key: str) -> datetime:
-    try:
-        stamp = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+#: What pystac-client takes for one end of a datetime: a year, a month, a day, or a
+#: date-time; stacpull also takes a space for ``T``, minutes without seconds and
+#: ``+HHMM``/``+HH`` offsets, and rewrites them into the form pystac-client accepts.
+_INSTANT = re.compile(
+    r"(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
+    r"(?:[Tt ](?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?P<fraction>\.\d+)?)?"
+    r"\s*(?P<tz>[Zz]|[-+]\d{2}(?::?\d{2})?)?)?)?)?"
+)
+
+
+def _parse_instant(text: str, key: str) -> tuple[str, datetime, datetime]:
+    """One end of a datetime → (its canonical text, the first and the last instant it
+    covers, in UTC). ``2025-09`` covers the whole month, as pystac-client expands it."""
+    match = _INSTANT.fullmatch(text.strip())
+    if match is None:
         raise ConfigError(
-            f"{key}: {text!r} is not an RFC 3339 date or date-time "
-            "(e.g. 2025-09-29 or 2025-09-29T00:12:00Z)"
-        ) from None
-    return stamp
+            f"{key}: {text!r} is not a date or date-time (e.g. 2025, 2025-09, 2025-09-29, "
+            "2025-09-29T00:12:00Z or 2025-09-29 00:12:00)"
+        )
+    g = match.groupdict()
+    year, month, day = int(g["year"]), int(g["month"] or 1), int(g["day"] or 1)
+    try:
+        if g["hour"] is None:
+            first = datetime(year, month, day, tzinfo=UTC)
+            if g["day"] is not None:
+                after = first + timedelta(days=1)
+            elif g["month"] is not None:
+                after = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+            else:
+                after = datetime(year + 1, 1, 1, tzinfo=UTC)
+            return match.group(0), first, after - timedelta(seconds=1)
+        tz = g["tz"] or "Z"
+        if tz not in ("Z", "z"):
+            digits = tz[1:].replace(":", "")
+            tz = f"{tz[0]}{digits[:2]}:{digits[2:] or '00'}"
+        canonical = (
+            f"{g['year']}-{g['month']}-{g['day']}T{g['hour']}:{g['minute']}:"
+            f"{g['second'] or '00'}{g['fraction'] or ''}{tz.upper()}"
+        )
+        stamp = datetime.fromisoformat(canonical.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {text!r} is not a valid date ({exc})") from None
+    return canonical, stamp, stamp
 
 
 def parse_datetime_range(value: str, key: str = "datetime") -> str:
-    """Validate a STAC datetime: an instant, or ``START/END`` with ``..`` or empty open ends."""
+    """Validate a STAC datetime: an instant (``2025``, ``2025-09``, ``2025-09-29``, a
+    date-time), or ``START/END`` with ``..`` or empty open ends. Returns it in the form
+    pystac-client and STAC servers accept (``T`` between date and time, seconds, an offset:
+    ``Z`` when none was given), so a value that passes here never fails the search."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string such as 2025-09-29/2025-09-30, got {value!r}")
     text = value.strip()
     if not text:
         raise ConfigError(f"{key}: empty datetime")
-    parts = text.split("/")
+    parts = [p.strip() for p in text.split("/")]
     if len(parts) > 2:
         raise ConfigError(f"{key}: expected START/END, got {value!r}")
-    stamps = [None if p in ("", "..") else _parse_instant(p, key) for p in parts]
+    ends = [None if p in ("", "..") else _parse_instant(p, key) for p in parts]
     if len(parts) == 2:
-        if stamps[0] is None and stamps[1] is None:
+        start, end = ends
+        if start is None and end is None:
             raise ConfigError(f"{key}: both ends are open in {value!r}")
-        start, end = stamps
-        if start is not None and end is not None:
-            aware = start.tzinfo is not None, end.tzinfo is not None
-            if aware[0] == aware[1] and start > end:
-                raise ConfigError(f"{key}: start {parts[0]} is after end {parts[1]}")
-        return "/".join(".." if p in ("", "..") else p for p in parts)
-    if stamps[0] is None:
+        if start is not None and end is not None and start[1] > end[2]:
+            raise ConfigError(f"{key}: start {parts[0]} is after end {parts[1]}")
+        return "/".join(".." if e is None else e[0] for e in ends)
+    if ends[0] is None:
         raise ConfigError(f"{key}: {value!r} is not a date-time")
-    return text
+    return ends[0][0]
+
+
+#: The placeholders of ``download.template``.
+TEMPLATE_FIELDS = ("collection", "item", "key", "name", "year", "month", "day")
+
+
+def check_template(template: str, key: str = "download.template") -> None:
+    """Refuse a destination template that is not valid or whose fixed parts leave DEST
+    (``../{name}``, ``/abs/{name}``, ``{collection}/../../x``) or enter stacpull's own
+    ``.stacpull``: up front, before any search. What the placeholders bring (ids, names
+    from the metadata) is checked file by file when the run plans them."""
+    sample = dict.fromkeys(TEMPLATE_FIELDS, "x")
+    try:
+        rendered = template.format(**sample)
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+        raise ConfigError(
+            f"{key}: {template!r} is not a valid template ({type(exc).__name__}: {exc}); "
+            f"fields: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
+        ) from None
+    if rendered.startswith(("/", "~")) or re.match(r"[A-Za-z]:", rendered):
+        raise ConfigError(f"{key}: {template!r} starts at / or ~; it must stay inside DEST")
+    if "\\" in rendered or any(ord(c) < 32 for c in rendered):
+        raise ConfigError(f"{key}: {template!r} holds a backslash or a control character")
+    parts = rendered.split("/")
+    if ".." in parts:
+        raise ConfigError(f"{key}: {template!r} climbs out of DEST with '..'")
+    if any(p.casefold() == ".stacpull" for p in parts):
+        raise ConfigError(f"{key}: {template!r} writes into stacpull's own .stacpull directory")
 
 
 def _positive_int(name: str, value: int) -> None:
@@ -405,6 +470,7 @@ class DownloadConfig:
             raise ConfigError("download.assets: select at least one asset (e.g. 'maap' or 'all')")
         if "{name}" not in self.template:
             raise ConfigError(f"download.template: must contain {{name}}, got {self.template!r}")
+        check_template(self.template)
 
     @property
     def queue_limit(self) -> int:
@@ -674,6 +740,9 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{name}: expected a number, got {value!r}")
         return float(value)
+    if name == "search.datetime" and isinstance(value, date | int) and not isinstance(value, bool):
+        # TOML's own dates (datetime = 2025-09-29) and a bare year (datetime = 2025).
+        return value.isoformat() if isinstance(value, date) else str(value)
     if name in _SECRET_KEYS:
         return value if isinstance(value, Secret) else Secret(str(value))
     if isinstance(default, str) or default is None:

@@ -362,11 +362,12 @@ async def run(
         raise ConfigError(
             f"--log-json {log_json}: not a regular file ({kind}); name a new or a regular file"
         )
+    # Selectors and template are checked before any search and before DEST is created.
+    rules = PlanRules(config.download.assets, config.download.template)
     listing = pages
     if not opts.retry_failed:
         # Nothing matched or nothing selected: no DEST, no journal, no report; selectors
         # that pick nothing raise NothingSelected.
-        rules = PlanRules(config.download.assets, config.download.template)
         search_once: ItemPages = (
             pages if pages is not None else (lambda: search_pages(config.search))
         )
@@ -396,7 +397,6 @@ async def run(
         if refusal is not None:
             raise ConfigError(refusal)
     root = _prepare_dest(config.download.dest)
-    rules = PlanRules(config.download.assets, config.download.template)
     provider: TokenProvider = tokens if tokens is not None else load_credentials(config.auth)
     stats = stats if stats is not None else RunStats()
     stop = stop if stop is not None else StopSignal()
@@ -404,8 +404,9 @@ async def run(
     journal = Journal(root, lock=True)
     scope = _scope(config)
     run_id = journal.begin_run("retry-failed" if opts.retry_failed else opts.kind, scope)
+    # The run number makes the name unique even for two runs started in the same second.
     outcome_log = OutcomeLog(
-        state_dir / f"outcomes-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.jsonl"
+        state_dir / f"outcomes-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{run_id}.jsonl"
     )
     outcomes_start = _size_of(outcome_log.path)  # a log an earlier run began this second
     sinks: list[EventSink] = [stats, outcome_log]
@@ -510,18 +511,25 @@ async def run(
     except (KeyboardInterrupt, anyio.get_cancelled_exc_class()):
         outcome = "aborted"
         raise
+    except BaseException as exc:
+        # Anything else (a sink whose output broke, a bug) ended the run early: the journal
+        # must never call it complete while files are still pending.
+        info.fatal = f"{type(exc).__name__}: {exc}"
+        outcome = "stopped"
+        raise
     finally:
         # No await in here, so the report is written even while the run is being cancelled.
         seconds = time.monotonic() - started
         interrupted = outcome in ("interrupted", "aborted")
-        emit(RunFinished(seconds, interrupted))
+        with contextlib.suppress(Exception):  # a broken sink must not cost the journal's record
+            emit(RunFinished(seconds, interrupted))
         outcome_log.close()
         if event_log is not None:
             event_log.close()
         report = None
         if config.output.report:
             try:
-                report = write_report(state_dir, stats, info, outcome_log.path)
+                report = write_report(state_dir, stats, info, outcome_log.path, run_id=run_id)
             except OSError:
                 report = None  # disk full: the journal is the record; the CLI says why it stopped
         snap = stats.snapshot()

@@ -344,7 +344,24 @@ class HTTPStatusError(TransferError):
 
 
 class AuthError(HTTPStatusError):
-    """The server refused our credentials, or sent a login page instead of data."""
+    """The server refused our credentials, or sent a login page instead of data.
+
+    ``unproven``: a fixed token no server has served a file for yet was refused. The file
+    is retried after a backoff instead of failed, while other files tell whether the token
+    itself is refused (then the run stops, this file pending) or only this file.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str = "",
+        status: int,
+        retry_after: float | None = None,
+        unproven: bool = False,
+    ) -> None:
+        super().__init__(message, url=url, status=status, retry_after=retry_after)
+        self.unproven = unproven
 
 
 class ConnectError(TransferError):

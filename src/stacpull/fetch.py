@@ -46,7 +46,7 @@ import anyio
 import anyio.to_thread
 from yarl import URL
 
-from .auth import TokenProvider, TrustPolicy
+from .auth import StaticTokenProvider, TokenProvider, TrustPolicy
 from .config import DEFAULT_CHUNK_SIZE, DEFAULT_SEGMENT_BELOW, DEFAULT_SEGMENT_SIZE, Secret
 from .errors import (
     SECRETS,
@@ -244,6 +244,7 @@ class _Progress:
     resumable: bool = False  # the last response had a validator: its bytes can be resumed
     renewed: bool = False  # this attempt already retried with a newer token
     withheld: bool = False  # there was a token, but this host may not receive it
+    unproven: bool = False  # a fixed token no file was served with yet was refused
     validator: str | None = None  # the strong validator of the last response, for ranges
     total: int | None = None  # the size the last response announced
     can_split: bool = False  # that response may be continued as parallel ranges
@@ -718,13 +719,23 @@ async def _open(
     and repeats the request once with it (from the first URL: a redirect may be signed
     for the old token)."""
     token = await ctx.tokens.token()
+    fixed = ctx.tokens if isinstance(ctx.tokens, StaticTokenProvider) else None
     while True:
         resp, sent = await _follow(url, headers, token, ctx)
         progress.withheld = token is not None and not sent
+        if fixed is not None and sent and token is not None and resp.status in (200, 206):
+            fixed.accepted(token)
         if resp.status not in (401, 403) or not sent or token is None or progress.renewed:
             return resp
         fresh = await ctx.tokens.refused(token)
         if fresh is None or fresh == token:
+            if fixed is not None:
+                try:  # a fixed token nothing can refresh: refused everywhere, the run stops
+                    fixed.check_refusal(token, resp.status, url)
+                except CredentialsError:
+                    resp.release()
+                    raise
+                progress.unproven = not fixed.proven(token)
             return resp
         resp.release()
         log.debug("HTTP %s to a token: retrying %s with a new one", resp.status, redact_url(url))
@@ -839,7 +850,10 @@ def _check_status(
             )
         else:
             hint = f"the token from {token_source} was refused (expired?)"
-        raise AuthError(f"HTTP {status}: {hint}", url=str(resp.url), status=status)
+        unproven = progress.unproven and not progress.withheld
+        raise AuthError(
+            f"HTTP {status}: {hint}", url=str(resp.url), status=status, unproven=unproven
+        )
     if status == 416:
         raise RangeError(
             "HTTP 416: the partial file no longer fits the server's file", url=str(resp.url)

@@ -634,8 +634,18 @@ def totals(snap: Snapshot) -> dict[str, Any]:
     }
 
 
-def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: Path | None) -> Path:
+def write_report(
+    directory: Path,
+    stats: RunStats,
+    info: ReportInfo,
+    outcomes: Path | None,
+    *,
+    run_id: int | None = None,
+) -> Path:
     """Write the JSON report of the run into ``directory``; return its path.
+
+    The name is ``report-<start>-<run_id>.json``: the journal's run number keeps two runs
+    started in the same second from sharing (and replacing) one report.
 
     Besides totals it holds the per-second throughput series (``series.bytes``, and
     ``series.active``, the most transfers in flight in each second) and every file's
@@ -677,7 +687,8 @@ def write_report(directory: Path, stats: RunStats, info: ReportInfo, outcomes: P
     }
     directory.mkdir(parents=True, exist_ok=True)
     safeio.ensure_directory(directory, create=False)  # never written through a link
-    path = directory / f"report-{stamp}.json"
+    suffix = f"-{run_id}" if run_id is not None else ""
+    path = directory / f"report-{stamp}{suffix}.json"
     partial = path.with_name(path.name + ".part")
     head = json.dumps(scrub_data(report), indent=2)
     with safeio.create_new(partial) as f:

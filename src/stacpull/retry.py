@@ -7,7 +7,8 @@ only once (a server that keeps lying about a file will not be believed on the th
 a zip that fails its central directory or CRCs (a zipper stream cut short) retries like a
 truncated body;
 a 404 retries a few times over minutes, because MAAP lists items before their files are
-ready; other 4xx and auth failures fail the job at once.
+ready; other 4xx and auth failures fail the job at once, except a fixed token that no
+server has taken yet (see :class:`~stacpull.errors.AuthError`), which backs off.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ __all__ = ["RETRY_STATUSES", "RetryPolicy"]
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 900.0
+#: Retries of a file refused to a fixed token no server has taken yet (see AuthError).
+UNPROVEN_TOKEN_RETRIES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +65,11 @@ class RetryPolicy:
         if isinstance(exc, RangeError):
             return 0.0
         if isinstance(exc, AuthError):
-            return None
-        if isinstance(exc, HTTPStatusError):
+            # A token that works elsewhere: this file is refused. An unproven fixed token
+            # gets two more tries while other files tell whether the token is the fault.
+            if not exc.unproven or attempt > UNPROVEN_TOKEN_RETRIES:
+                return None
+        elif isinstance(exc, HTTPStatusError):
             if exc.status not in RETRY_STATUSES:
                 return None
             if exc.retry_after is not None:
