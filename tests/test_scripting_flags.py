@@ -4,7 +4,6 @@ with units, --progress-interval, --log-file, and -v/-q/--debug after the subcomm
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from stacpull.limits import TokenBucket
 from stacpull.sim import SimCatalog, SimServer, default_collections
 
 from .conftest import L1A, TOKEN, cli, files_under
+from .hostile import ThreadedApp
 
 SECRET_HEADER = "X-Api-Key: k3y-0f-the-user-abcdef123456"
 
@@ -112,52 +112,20 @@ def test_a_bad_bwlimit_is_one_line_exit_2(tmp_path: Path) -> None:
 # --- --header: trusted hosts only ---------------------------------------------------------
 
 
-class HeaderRecorder:
+class HeaderRecorder(ThreadedApp):
     """A file server on 127.0.0.1 (the catalogue's host name: trusted) that records every
     request's host name, path and headers; ``/hop/NAME`` redirects to
     ``http://localhost:PORT/NAME`` (another host name: not trusted)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.seen: list[tuple[str, str, dict[str, str]]] = []
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.seen.append((request.host.split(":")[0], request.path, dict(request.headers)))
         if request.path.startswith("/hop/"):
             raise web.HTTPFound(f"http://localhost:{self.port}/{request.path[5:]}")
         return web.Response(body=b"x" * 1000, content_type="application/octet-stream")
-
-    async def _main(self) -> None:
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._stop = asyncio.Event()
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
-
-    def __enter__(self) -> HeaderRecorder:
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._main())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None and self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
 
     def got(self, path: str, name: str) -> str | None:
         values = [h.get(name) for _, p, h in self.seen if p == path]
