@@ -57,7 +57,7 @@ from .events import EventSink
 from .export import FORMATS, ItemWriter, saved_pages
 from .listing import Cell, Column, print_listing
 from .plot import plot_format, plot_report
-from .report import RunStats, totals
+from .report import RunStats, refusal_dict, totals
 from .search import (
     CollectionQuery,
     ItemPages,
@@ -223,15 +223,7 @@ def _run_json(
             }
             for o in stats.failures
         ],
-        "refused": [
-            {
-                "item": r.item_id,
-                "collection": r.collection,
-                "asset": r.asset_key,
-                "reason": r.reason,
-            }
-            for r in stats.refusals
-        ],
+        "refused": [refusal_dict(r) for r in stats.refusals],
         "report": None if result is None or result.report is None else str(result.report),
         "gone": list(result.gone) if result is not None else [],
         "pruned": result.pruned if result is not None else 0,

@@ -581,6 +581,11 @@ def _fields(event: Event) -> dict[str, Any]:
     return out
 
 
+def refusal_dict(r: Refusal) -> dict[str, Any]:
+    """One refused asset as a JSON-ready dict: the report's and ``--json``'s ``refused``."""
+    return {"item": r.item_id, "collection": r.collection, "asset": r.asset_key, "reason": r.reason}
+
+
 def outcome_dict(o: Outcome) -> dict[str, Any]:
     """One outcome as a JSON-ready dict (no secrets: URLs are redacted)."""
     from .errors import redact_url
@@ -674,15 +679,7 @@ def write_report(
             {"class": g.error_class, "count": g.count, "last": g.last} for g in snap.error_groups
         ],
         "failed": [outcome_dict(o) for o in stats.failures],
-        "refused": [
-            {
-                "item": r.item_id,
-                "collection": r.collection,
-                "asset": r.asset_key,
-                "reason": r.reason,
-            }
-            for r in stats.refusals
-        ],
+        "refused": [refusal_dict(r) for r in stats.refusals],
         "outcomes_file": outcomes.name if outcomes else None,
     }
     directory.mkdir(parents=True, exist_ok=True)
