@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 import tomllib
@@ -201,7 +202,14 @@ def _positive_int(name: str, value: int) -> None:
 
 
 def _positive_float(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    # nan passes `<= 0` and disables every timer it reaches (or crashes anyio's deadline);
+    # inf makes a wait endless: neither is a time a run can use.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ConfigError(f"{name}: expected a positive number, got {value!r}")
 
 
@@ -213,20 +221,25 @@ _DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0
 
 
 def parse_duration(value: str | float, key: str = "duration") -> float:
-    """``"500ms"``, ``"30s"``, ``"2m"``, ``"1h30m"`` or a plain number of seconds → seconds."""
+    """``"500ms"``, ``"30s"``, ``"2m"``, ``"1h30m"`` or a plain number of seconds → seconds.
+    ``nan``, ``inf`` and numbers too large for a float (``1e400``) are refused: float()
+    takes them, but no timer can."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    text = str(value).strip().lower().replace(" ", "")
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    parts = _DURATION_PART.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
+        seconds: float | None = float(value)
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = _DURATION_PART.findall(text)
+            seconds = None
+            if text and "".join(n + u for n, u in parts) == text:
+                seconds = sum(float(n) * _DURATION_SECONDS[u] for n, u in parts)
+    if seconds is None or not math.isfinite(seconds):
         raise ConfigError(
             f"{key}: expected a duration such as 500ms, 30s, 2m, 1h30m or seconds, got {value!r}"
         )
-    return sum(float(n) * _DURATION_SECONDS[u] for n, u in parts)
+    return seconds
 
 
 def _durations(config: Any, section: str) -> None:
@@ -592,6 +605,11 @@ def parse_size(value: str | int, key: str = "size") -> int:
     """``"50GB"``, ``"1.5 TiB"``, ``"500M"`` or a plain number of bytes → bytes."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
+    return int(_size_bytes(value, key))
+
+
+def _size_bytes(value: str | int, key: str) -> float:
+    """A size as :func:`parse_size` reads it, before it is rounded down to whole bytes."""
     text = str(value).strip().lower().replace(" ", "")
     number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
     unit = text[len(number) :]
@@ -599,9 +617,10 @@ def parse_size(value: str | int, key: str = "size") -> int:
         amount = float(number)
     except ValueError:
         amount = -1.0
-    if unit not in _SIZE_UNITS or amount < 0:
+    # 1e400 is inf to float(), and int(inf) an OverflowError: a traceback, not a size.
+    if unit not in _SIZE_UNITS or not 0 <= amount * _SIZE_UNITS.get(unit, 1) < math.inf:
         raise ConfigError(f"{key}: expected a size such as 500MB, 50GB or 2TiB, got {value!r}")
-    return int(amount * _SIZE_UNITS[unit])
+    return amount * _SIZE_UNITS[unit]
 
 
 def _parse_rate(value: str | int, key: str) -> int:
@@ -612,7 +631,11 @@ def _parse_rate(value: str | int, key: str) -> int:
         if text in ("off", "none", "unlimited", ""):
             return 0
         value = text.removesuffix("/s")
-    return parse_size(value, key)
+    rate = parse_size(value, key)
+    if rate == 0 and not isinstance(value, int) and _size_bytes(value, key) > 0:
+        # "0.5" would round to 0, which means no limit at all: the opposite of what was asked.
+        raise ConfigError(f"{key}: {value!r} is under 1 byte/s; use 0 or off for no limit")
+    return rate
 
 
 def _duration_keys() -> frozenset[str]:

@@ -1,0 +1,112 @@
+"""Attacks on issue 17's Python API and transfer flags, as a notebook user, a library user
+and a hostile server would try them: each test failed before the fix beside it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from stacpull import engine
+from stacpull.config import load_config
+from stacpull.errors import ConfigError
+from stacpull.events import BytesReceived
+from stacpull.limits import TokenBucket
+from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
+
+from .conftest import L1C, Recorder, cli, files_under, pull
+
+SIZE = 3_000_000
+KEY = "enclosure_abs_tiff"  # carries file:size and a sha3 checksum
+
+
+@pytest.fixture
+def capped() -> Iterator[SimServer]:
+    """One L1c item whose tiff is 3 MB, each response capped at 1 MB/s: split when slow."""
+    spec = next(s for s in default_collections(1, 20_000) if s.id == L1C)
+    catalog = SimCatalog([dataclasses.replace(spec, enclosure_size=SIZE)])
+    with SimServer(catalog, options=SimOptions(faults=Faults(rate_limit=1_000_000))) as server:
+        yield server
+
+
+class CountingBucket(TokenBucket):
+    """The run's real bucket, counting what every taker took."""
+
+    made: ClassVar[list[CountingBucket]] = []
+
+    def __init__(self, rate: float, **kw: Any) -> None:
+        super().__init__(rate, **kw)
+        self.taken = 0
+        CountingBucket.made.append(self)
+
+    def charge(self, amount: int) -> float:
+        self.taken += amount
+        return super().charge(amount)
+
+
+def test_bwlimit_counts_every_byte_of_a_split_file_once(
+    capped: SimServer, tmp_path: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    CountingBucket.made.clear()
+    monkeypatch.setattr(engine, "TokenBucket", CountingBucket)
+    result = pull(
+        capped, tmp_path, recorder, collections=[L1C], assets=[KEY], bwlimit="1500k",
+        segments=4, segment_size=300_000, segment_below=10_000_000,
+    )  # fmt: skip
+    assert result.ok and result.downloaded == 1, recorder.outcomes()
+    ranges = [r["range"] for r in capped.requests if r["path"].endswith("_abs.tiff")]
+    assert len(ranges) >= 3  # it was split
+    (path,) = files_under(tmp_path)
+    assert path.stat().st_size == SIZE
+    received = sum(e.n for e in recorder.of_type(BytesReceived))
+    (bucket,) = CountingBucket.made
+    assert received == SIZE and bucket.taken == SIZE
+
+
+# -- durations and sizes that are numbers to float() but not to a run ----------------------
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "Infinity", "1e400", "1e999s"])
+def test_a_duration_must_be_finite(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"download\.stall_timeout"):
+        load_config(env={}, flags={"download.stall_timeout": text})
+
+
+@pytest.mark.parametrize("key", ["search.timeout", "download.backoff", "output.progress_interval"])
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_a_float_duration_from_the_api_must_be_finite(key: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(env={}, flags={key: value})
+
+
+def test_a_nan_search_timeout_is_one_line_not_a_traceback() -> None:
+    code, _, err = cli(
+        "search", "--catalog", "http://127.0.0.1:9/", "--collection", L1C,
+        env={"STACPULL_SEARCH_TIMEOUT": "nan"},
+    )  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and "STACPULL_SEARCH_TIMEOUT" in err, err
+
+
+@pytest.mark.parametrize(
+    ("flag", "env"),
+    [("--bwlimit", None), ("--max-bytes", None), (None, "STACPULL_DOWNLOAD_MIN_FREE"),
+     (None, "STACPULL_DOWNLOAD_SEGMENT_SIZE")],
+)  # fmt: skip
+def test_a_size_too_large_for_a_number_is_one_line_exit_2(
+    flag: str | None, env: str | None, tmp_path: Path
+) -> None:
+    args = ["download", "--collection", L1C, "--dest", str(tmp_path)]
+    code, _, err = cli(
+        *args, *([flag, "1e400M"] if flag else []), env={env: "1e400M"} if env else None
+    )
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert (flag or env or "").lstrip("-").replace("-", "_").lower().split("download_")[-1] in err
+
+
+def test_a_bwlimit_under_one_byte_per_second_is_refused_not_unlimited() -> None:
+    with pytest.raises(ConfigError, match=r"download\.bwlimit"):
+        load_config(env={}, flags={"download.bwlimit": "0.5"})
