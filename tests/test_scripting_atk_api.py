@@ -3,8 +3,10 @@ and a hostile server would try them: each test failed before the fix beside it."
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,8 +15,8 @@ import pytest
 
 from stacpull import engine
 from stacpull.config import load_config
-from stacpull.errors import ConfigError
-from stacpull.events import BytesReceived
+from stacpull.errors import ConfigError, StacpullError
+from stacpull.events import BytesReceived, Event, JobFinished, RunFinished
 from stacpull.limits import TokenBucket
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
 
@@ -110,3 +112,74 @@ def test_a_size_too_large_for_a_number_is_one_line_exit_2(
 def test_a_bwlimit_under_one_byte_per_second_is_refused_not_unlimited() -> None:
     with pytest.raises(ConfigError, match=r"download\.bwlimit"):
         load_config(env={}, flags={"download.bwlimit": "0.5"})
+
+
+# -- a sink of the caller's that raises ---------------------------------------------------
+
+
+class SinkBroke(Exception):
+    """The caller's own error, raised from its event sink."""
+
+
+def _last_outcome(dest: Path) -> str:
+    db = sqlite3.connect(dest / ".stacpull" / "journal.sqlite")
+    try:
+        (outcome,) = db.execute("SELECT outcome FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    finally:
+        db.close()
+    return str(outcome)
+
+
+@pytest.mark.parametrize("in_loop", [False, True], ids=["script", "notebook"])
+def test_a_sink_that_raises_ends_the_run_not_as_complete(
+    sim: SimServer, tmp_path: Path, in_loop: bool
+) -> None:
+    """The sink's own exception reaches the caller (its type kept across the worker
+    thread), and the journal does not call a run with files left over complete."""
+    finished: list[JobFinished] = []
+
+    def sink(event: Event) -> None:
+        if isinstance(event, JobFinished):
+            finished.append(event)
+            if len(finished) == 2:
+                raise SinkBroke("the notebook's widget broke")
+
+    def call() -> Any:
+        return pull(sim, tmp_path, sink, concurrency=1)  # type: ignore[arg-type]
+
+    async def cell() -> Any:
+        return call()
+
+    with pytest.raises(SinkBroke, match="widget broke"):
+        asyncio.run(cell()) if in_loop else call()
+    assert _last_outcome(tmp_path) != "complete"
+    _, out, _ = cli("status", str(tmp_path))
+    assert "complete" not in out.splitlines()[0], out
+
+
+def test_a_sink_that_raises_on_run_finished_still_lets_the_run_be_recorded(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    def sink(event: Event) -> None:
+        if isinstance(event, RunFinished):
+            raise SinkBroke("the last event broke the widget")
+
+    with pytest.raises(SinkBroke):
+        pull(sim, tmp_path, sink)  # type: ignore[arg-type]
+    assert _last_outcome(tmp_path) == "complete"  # every file was done
+    assert list((tmp_path / ".stacpull").glob("report-*.json"))  # and its report written
+    again = pull(sim, tmp_path)  # the DEST lock was let go
+    assert again.ok and again.skipped == 15
+
+
+def test_an_error_of_a_sync_call_is_not_chained_to_the_loop_probe(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """A traceback in a script shows the run's error alone, not 'RuntimeError: no running
+    event loop' and 'During handling of the above exception, another exception occurred'."""
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StacpullError) as caught:
+        pull(sim, tmp_path / "file" / "dest")
+    assert caught.value.__context__ is None or not isinstance(
+        caught.value.__context__, RuntimeError
+    ), repr(caught.value.__context__)

@@ -212,6 +212,10 @@ def _call(make: Callable[[], Awaitable[_T]]) -> _T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        running = False
+    else:
+        running = True
+    if not running:  # outside the except block: the run's errors get no RuntimeError context
         return anyio.run(make, backend_options=loop_options())
     caller = asyncio.current_task()
     with anyio.from_thread.start_blocking_portal(

@@ -507,14 +507,20 @@ async def run(
         info.fatal = str(exc)
         outcome = "stopped"
         raise
-    except (KeyboardInterrupt, anyio.get_cancelled_exc_class()):
+    except BaseException:
+        # Ctrl-C, a cancellation, or the caller's own code failing (its sink raised): the
+        # run did not finish, whatever it had done so far.
         outcome = "aborted"
         raise
     finally:
         # No await in here, so the report is written even while the run is being cancelled.
         seconds = time.monotonic() - started
         interrupted = outcome in ("interrupted", "aborted")
-        emit(RunFinished(seconds, interrupted))
+        sink_error: Exception | None = None
+        try:
+            emit(RunFinished(seconds, interrupted))
+        except Exception as exc:  # the caller's sink: raised once the run is recorded
+            sink_error = exc
         outcome_log.close()
         if event_log is not None:
             event_log.close()
@@ -559,6 +565,8 @@ async def run(
         with contextlib.suppress(StorageError):
             journal.end_run(run_id, outcome, summary)
         journal.close()
+        if sink_error is not None and outcome not in ("stopped", "aborted"):
+            raise sink_error
     return result
 
 
