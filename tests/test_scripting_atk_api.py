@@ -183,3 +183,30 @@ def test_an_error_of_a_sync_call_is_not_chained_to_the_loop_probe(
     assert caught.value.__context__ is None or not isinstance(
         caught.value.__context__, RuntimeError
     ), repr(caught.value.__context__)
+
+
+# -- headers: what their values may reach -------------------------------------------------
+
+HEADER_SECRET = "abcdef123456"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [f"X-Api-Key {HEADER_SECRET}", f"X-Api-Key={HEADER_SECRET}", f"X-Api-Key {HEADER_SECRET}: x",
+     ["X-Api-Key", 12], {"X-Api-Key": [HEADER_SECRET]}, [f"X-Api-Key {HEADER_SECRET}", "v"]],
+)  # fmt: skip
+def test_a_malformed_header_is_refused_without_echoing_its_value(entry: Any) -> None:
+    """A typo in ``--header 'X-Api-Key=…'`` must not print the key to a cron job's mail."""
+    value = entry if isinstance(entry, dict) else [entry]
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={}, flags={"download.headers": value})
+    message = str(caught.value)
+    assert HEADER_SECRET not in message and "X-Api-Key" in message, message
+
+
+def test_a_malformed_header_flag_is_one_line_without_its_value(tmp_path: Path) -> None:
+    code, _, err = cli(
+        "download", "--collection", L1C, "--dest", str(tmp_path),
+        "--header", f"X-Api-Key={HEADER_SECRET}",
+    )  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and HEADER_SECRET not in err, err

@@ -260,6 +260,13 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _SECRET_HEADER_WORDS = ("auth", "token", "key", "secret", "cookie", "pass", "session", "sig")
 
 
+def _header_shown(text: str) -> str:
+    """A malformed header entry as an error may show it: its leading name only, never the
+    rest, which is likely the value (``X-Api-Key=…`` is a credential with a typo)."""
+    match = _HEADER_NAME.match(text.strip())
+    return f"{match.group(0)!r}…" if match else "an entry"
+
+
 def parse_headers(value: Any, key: str = "download.headers") -> tuple[tuple[str, str], ...]:
     """``K: V`` strings (or a ``{K: V}`` table, or ``[K, V]`` pairs) → checked (name, value)
     pairs. Framing headers (Host, Content-Length, Range…) are refused; values of
@@ -271,22 +278,29 @@ def parse_headers(value: Any, key: str = "download.headers") -> tuple[tuple[str,
     elif isinstance(value, list | tuple):
         raw = list(value)
     else:
-        raise ConfigError(f"{key}: expected 'Name: value' strings or a table, got {value!r}")
+        raise ConfigError(
+            f"{key}: expected 'Name: value' strings or a table, got {type(value).__name__}"
+        )
     pairs: list[tuple[str, str]] = []
     for entry in raw:
         if isinstance(entry, str):
             name, sep, text = entry.partition(":")
             if not sep:
-                raise ConfigError(f"{key}: expected 'Name: value', got {entry!r}")
+                raise ConfigError(
+                    f"{key}: expected 'Name: value', got {_header_shown(entry)} without ':'"
+                )
         elif isinstance(entry, list | tuple) and len(entry) == 2:
             name, text = entry
         else:
-            raise ConfigError(f"{key}: expected 'Name: value', got {entry!r}")
+            raise ConfigError(f"{key}: expected 'Name: value', got {type(entry).__name__}")
         if not isinstance(name, str) or not isinstance(text, str):
-            raise ConfigError(f"{key}: header names and values are strings, got {entry!r}")
+            raise ConfigError(
+                f"{key}: header names and values are strings, got {type(text).__name__} "
+                f"for {_header_shown(name) if isinstance(name, str) else type(name).__name__}"
+            )
         name, text = name.strip(), text.strip()
         if not _HEADER_NAME.fullmatch(name):
-            raise ConfigError(f"{key}: {name!r} is not a valid header name")
+            raise ConfigError(f"{key}: {_header_shown(name)} is not a valid header name")
         if any(c in text for c in "\r\n\0"):
             raise ConfigError(f"{key}: the value of {name} holds a line break")
         if name.lower() in _REFUSED_HEADERS:
