@@ -210,3 +210,20 @@ def test_a_malformed_header_flag_is_one_line_without_its_value(tmp_path: Path) -
         "--header", f"X-Api-Key={HEADER_SECRET}",
     )  # fmt: skip
     assert code == 2 and err.count("\n") == 1 and HEADER_SECRET not in err, err
+
+
+def test_config_show_masks_credential_headers_of_any_length(clean_cwd: Path) -> None:
+    env = {"STACPULL_DOWNLOAD_HEADERS": '["X-Api-Key: k3y", "X-Credential: cred-abcdef123", '
+           '"Authorization: Basic dXNlcjpwdw", "User-Agent: mytool"]'}  # fmt: skip
+    for args in (["config", "show"], ["config", "show", "--json"]):
+        code, out, err = cli(*args, env=env)
+        assert code == 0, err
+        assert "k3y" not in out and "cred-abcdef123" not in out and "dXNlcjpwdw" not in out, out
+        assert "X-Api-Key" in out and "mytool" in out  # the names, and a harmless value
+
+
+@pytest.fixture
+def clean_cwd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A working directory without stacpull.toml."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

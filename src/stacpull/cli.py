@@ -38,6 +38,7 @@ from .config import (
     parse_duration,
     parse_headers,
     resolve_config,
+    secret_header,
     user_config_file,
 )
 from .dashboard import LiveDashboard, LogFile, PlainProgress, human_bytes, render_summary
@@ -1916,6 +1917,10 @@ def _shown(value: Any) -> Any:
     """A config value as JSON can hold it, secrets masked."""
     if isinstance(value, Secret):
         return "***"
+    if isinstance(value, tuple) and value and all(isinstance(v, tuple) for v in value):
+        # download.headers: a credential's value is masked whatever its length (the
+        # scrubber leaves values under 8 characters alone, as too common to take out).
+        return [[n, "***" if secret_header(n) else scrub(v)] for n, v in value]
     if isinstance(value, tuple):
         return list(value)
     if isinstance(value, str):

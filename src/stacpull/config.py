@@ -257,7 +257,16 @@ _REFUSED_HEADERS = frozenset(
 )  # fmt: skip
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Parts of a header name whose value is a credential, registered with the scrubber.
-_SECRET_HEADER_WORDS = ("auth", "token", "key", "secret", "cookie", "pass", "session", "sig")
+_SECRET_HEADER_WORDS = (
+    "auth", "token", "key", "secret", "cookie", "pass", "session", "sig", "cred", "jwt",
+)  # fmt: skip
+
+
+def secret_header(name: str) -> bool:
+    """Whether a header's value is a credential by its name (Authorization, Cookie,
+    X-Api-Key, X-Auth-Token…): registered with the scrubber, masked by ``config show``."""
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_HEADER_WORDS)
 
 
 def _header_shown(text: str) -> str:
@@ -308,8 +317,7 @@ def parse_headers(value: Any, key: str = "download.headers") -> tuple[tuple[str,
                 f"{key}: {name} is set by stacpull and the HTTP protocol itself; "
                 "it cannot be given as a header"
             )
-        lowered = name.lower()
-        if any(word in lowered for word in _SECRET_HEADER_WORDS):
+        if secret_header(name):
             SECRETS.add(text)
             SECRETS.add(text.partition(" ")[2].strip())  # the credential after a scheme
         pairs.append((name, text))
