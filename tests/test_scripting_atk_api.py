@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import pytest
 
 from stacpull import engine
+from stacpull.api import build_config
 from stacpull.config import load_config
 from stacpull.errors import ConfigError, StacpullError
 from stacpull.events import BytesReceived, Event, JobFinished, RunFinished
@@ -227,3 +228,19 @@ def clean_cwd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A working directory without stacpull.toml."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+# -- the environment reaching the API: every error names its variable ----------------------
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("STACPULL_PROFILE", "nope"), ("STACPULL_CONFIG", "/nonexistent/stacpull.toml"),
+     ("STACPULL_DOWNLOAD_STALL_TIMEOUT", "inf")],
+)  # fmt: skip
+def test_a_bad_variable_reaching_the_api_is_named(
+    var: str, value: str, clean_cwd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError, match=var):
+        build_config(catalog="http://127.0.0.1:9/")

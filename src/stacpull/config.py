@@ -905,6 +905,9 @@ def config_files(
     explicit = path if path is not None else (environ.get("STACPULL_CONFIG") or None)
     if explicit is not None:
         chosen = Path(explicit)
+        if path is None and not chosen.exists():
+            # An API user who never named a file must learn where this one came from.
+            raise ConfigError(f"STACPULL_CONFIG: config file {chosen} does not exist")
         layers.append((str(chosen), chosen))
     seen: dict[Path, int] = {}
     for index, (_, file) in enumerate(layers):
@@ -969,8 +972,9 @@ def resolve_config(
     if chosen is not None:
         if chosen not in profiles:
             hint = _did_you_mean(chosen, profiles, "{!r}")
+            where = "" if profile else "STACPULL_PROFILE: "
             raise ConfigError(
-                f"unknown profile {chosen!r}{hint}; profiles: {', '.join(sorted(profiles))}"
+                f"{where}unknown profile {chosen!r}{hint}; profiles: {', '.join(sorted(profiles))}"
             )
         values = _profile_values(chosen, profiles[chosen], profile_origin[chosen])
         try:
