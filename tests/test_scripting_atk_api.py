@@ -15,7 +15,7 @@ import pytest
 
 from stacpull import engine
 from stacpull.api import build_config
-from stacpull.config import load_config
+from stacpull.config import Config, load_config
 from stacpull.errors import ConfigError, StacpullError
 from stacpull.events import BytesReceived, Event, JobFinished, RunFinished
 from stacpull.limits import TokenBucket
@@ -244,3 +244,20 @@ def test_a_bad_variable_reaching_the_api_is_named(
     monkeypatch.setenv(var, value)
     with pytest.raises(ConfigError, match=var):
         build_config(catalog="http://127.0.0.1:9/")
+
+
+def test_a_bbox_keyword_replaces_an_intersects_from_the_environment(
+    clean_cwd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keywords are the highest layer: one spatial filter replaces the other, instead of
+    'bbox and intersects cannot be used together' naming neither source."""
+    monkeypatch.setenv("STACPULL_SEARCH_INTERSECTS", '{"type": "Point", "coordinates": [0, 0]}')
+    config = build_config(catalog="http://127.0.0.1:9/", bbox=[0, 0, 1, 1])
+    assert config.search.bbox == (0, 0, 1, 1) and config.search.intersects is None
+    monkeypatch.delenv("STACPULL_SEARCH_INTERSECTS")
+    monkeypatch.setenv("STACPULL_SEARCH_BBOX", "0,0,1,1")
+    point = {"type": "Point", "coordinates": [1, 1]}
+    config = build_config(catalog="http://127.0.0.1:9/", intersects=point)
+    assert config.search.intersects == point and config.search.bbox is None
+    with pytest.raises(ConfigError, match="together"):  # within one layer, still an error
+        build_config(Config(), bbox=[0, 0, 1, 1], intersects=point)

@@ -599,6 +599,12 @@ def _replace_checked(current: Any, section: str, changes: Mapping[str, Any]) -> 
         if key not in names:
             raise ConfigError(_unknown_key(section, key, names))
         converted[key] = _coerce(f"{section}.{key}", value, getattr(current, key))
+    if section == "search":
+        # bbox and intersects are one spatial filter written two ways: the layer that
+        # sets one (a keyword, a flag) replaces the other a lower layer set.
+        for one, other in (("bbox", "intersects"), ("intersects", "bbox")):
+            if one in converted and other not in converted:
+                converted[other] = None
     try:
         return replace(current, **converted)
     except TypeError as exc:
