@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+import stacpull
 from stacpull import engine
 from stacpull.api import build_config
 from stacpull.config import Config, load_config
@@ -261,3 +262,20 @@ def test_a_bbox_keyword_replaces_an_intersects_from_the_environment(
     assert config.search.intersects == point and config.search.bbox is None
     with pytest.raises(ConfigError, match="together"):  # within one layer, still an error
         build_config(Config(), bbox=[0, 0, 1, 1], intersects=point)
+
+
+# -- did-you-mean knows each function's own keywords ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("function", "typo", "meant"),
+    [("download", "retry_faild", "retry_failed"), ("download", "sinks", "sink"),
+     ("mirror", "purne", "prune"), ("collections", "organization", "organisation"),
+     ("collections", "platfrom", "platform"), ("search_items", "out_put", "output"),
+     ("dry_run", "maxitems", "max_items")],
+)  # fmt: skip
+def test_a_misspelt_keyword_of_the_function_itself_is_suggested(
+    function: str, typo: str, meant: str, clean_cwd: Path
+) -> None:
+    with pytest.raises(ConfigError, match=rf"unknown option '{typo}' \(did you mean '{meant}'\?\)"):
+        getattr(stacpull, function)(catalog="http://127.0.0.1:9/", **{typo: True})
