@@ -279,3 +279,26 @@ def test_a_misspelt_keyword_of_the_function_itself_is_suggested(
 ) -> None:
     with pytest.raises(ConfigError, match=rf"unknown option '{typo}' \(did you mean '{meant}'\?\)"):
         getattr(stacpull, function)(catalog="http://127.0.0.1:9/", **{typo: True})
+
+
+@pytest.fixture
+def fast_large() -> Iterator[SimServer]:
+    """One L1c item whose tiff is 2.4 MB, served as fast as loopback goes."""
+    spec = next(s for s in default_collections(1, 20_000) if s.id == L1C)
+    catalog = SimCatalog([dataclasses.replace(spec, enclosure_size=2_400_000)])
+    with SimServer(catalog) as server:
+        yield server
+
+
+def test_a_stream_held_back_by_the_bwlimit_is_not_split_as_slow(
+    fast_large: SimServer, tmp_path: Path, recorder: Recorder
+) -> None:
+    """The split probe judges the server: time the run's own bucket held a stream back is
+    not slowness, so a fast server under --bwlimit gets no extra connections."""
+    result = pull(
+        fast_large, tmp_path, recorder, collections=[L1C], assets=[KEY], bwlimit="1M",
+        segments=4, segment_size=200_000, segment_below=10_000_000,
+    )  # fmt: skip
+    assert result.ok and result.downloaded == 1, recorder.outcomes()
+    ranges = [r["range"] for r in fast_large.requests if r["path"].endswith("_abs.tiff")]
+    assert ranges == [None], ranges  # one stream, never split

@@ -1893,6 +1893,11 @@ class _SplitProbe:
         self._began = time.monotonic()
         self._window: tuple[float, int] | None = None  # (seconds, bytes) the stretch began
 
+    def pause(self, seconds: float) -> None:
+        """Time the run's bandwidth limit held the stream back is not the server's: a
+        fast server under ``--bwlimit`` is not split into more connections for nothing."""
+        self._began += seconds
+
     def rate(self, received: int) -> float | None:
         """Bytes per second once the probe has run (the higher of the two), else None."""
         elapsed = time.monotonic() - self._began
@@ -2022,7 +2027,10 @@ async def _stream(
                 written += len(chunk)
                 progress.received += len(chunk)
                 if ctx.bandwidth is not None:
-                    floor.pause(await ctx.bandwidth.take(len(chunk)))
+                    held = await ctx.bandwidth.take(len(chunk))
+                    floor.pause(held)
+                    if probe is not None:
+                        probe.pause(held)
                 floor.check(written)
                 ctx.emit(BytesReceived(job, len(chunk)))
                 await batches.add(chunk)
