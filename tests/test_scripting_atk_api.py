@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import math
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,6 +21,7 @@ from stacpull.config import Config, load_config
 from stacpull.errors import ConfigError, StacpullError
 from stacpull.events import BytesReceived, Event, JobFinished, RunFinished
 from stacpull.limits import TokenBucket
+from stacpull.models import Status
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
 
 from .conftest import L1C, Recorder, cli, files_under, pull
@@ -302,3 +304,27 @@ def test_a_stream_held_back_by_the_bwlimit_is_not_split_as_slow(
     assert result.ok and result.downloaded == 1, recorder.outcomes()
     ranges = [r["range"] for r in fast_large.requests if r["path"].endswith("_abs.tiff")]
     assert ranges == [None], ranges  # one stream, never split
+
+
+# -- RunResult.files(): this run's files only -----------------------------------------------
+
+
+def test_files_of_two_runs_in_the_same_second_are_kept_apart(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both runs write one outcome log (named by the second); each lists its own files,
+    also after the other appended, and also after a crash left a cut line between them."""
+    frozen = time.gmtime()
+    monkeypatch.setattr(time, "gmtime", lambda *_: frozen)
+    first = pull(sim, tmp_path, assets=["product"])
+    (log,) = (tmp_path / ".stacpull").glob("outcomes-*.jsonl")
+    with log.open("a") as f:
+        f.write('{"item": "CUT_BY_A_CRA')  # a run killed mid-line
+    second = pull(sim, tmp_path, retry_failed=False)
+    assert {r.status for r in first.files()} == {Status.DOWNLOADED}
+    assert len(list(first.files())) == first.downloaded == 5
+    again = list(second.files())
+    assert len(again) == second.downloaded + second.skipped == 15
+    assert sum(r.status is Status.SKIPPED for r in again) == 5
+    assert all(r.item_id != "CUT_BY_A_CRA" for r in again)
+    assert list(first.files()) == list(first.files())  # read again at each call, unchanged
