@@ -24,7 +24,7 @@ from stacpull.limits import TokenBucket
 from stacpull.models import Status
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
 
-from .conftest import L1C, Recorder, cli, files_under, pull
+from .conftest import L1C, TOKEN, Recorder, cli, files_under, pull
 
 SIZE = 3_000_000
 KEY = "enclosure_abs_tiff"  # carries file:size and a sha3 checksum
@@ -328,3 +328,25 @@ def test_files_of_two_runs_in_the_same_second_are_kept_apart(
     assert sum(r.status is Status.SKIPPED for r in again) == 5
     assert all(r.item_id != "CUT_BY_A_CRA" for r in again)
     assert list(first.files()) == list(first.files())  # read again at each call, unchanged
+
+
+# -- --log-file: why a run stopped is in the log --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [(["--collection", "NoSuchCollection"], "unknown collection"),
+     (["--collection", L1C, "--assets", "zzz"], "selects no asset")],
+)  # fmt: skip
+def test_the_log_file_says_why_the_run_stopped(
+    sim: SimServer, tmp_path: Path, extra: list[str], reason: str
+) -> None:
+    log = tmp_path / "run.log"
+    code, _, err = cli(
+        "download", "--catalog", sim.catalog_url, *extra, "--dest", str(tmp_path / "d"),
+        "--log-file", str(log), "--dashboard", "none", token=TOKEN,
+    )  # fmt: skip
+    assert code == 2 and reason in err, err
+    lines = log.read_text().splitlines()
+    assert any(reason in line and "run stopped" in line for line in lines), lines
+    assert lines[-1].endswith("run ended")
