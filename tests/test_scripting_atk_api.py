@@ -350,3 +350,25 @@ def test_the_log_file_says_why_the_run_stopped(
     lines = log.read_text().splitlines()
     assert any(reason in line and "run stopped" in line for line in lines), lines
     assert lines[-1].endswith("run ended")
+
+
+@pytest.mark.parametrize("in_loop", [False, True], ids=["script", "notebook"])
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit])
+def test_a_sink_raising_keyboardinterrupt_or_systemexit_reaches_the_caller_as_it_is(
+    sim: SimServer, tmp_path: Path, in_loop: bool, kind: type[BaseException]
+) -> None:
+    """Not as a bare CancelledError from the worker thread's loop."""
+
+    def sink(event: Event) -> None:
+        if isinstance(event, JobFinished):
+            raise kind
+
+    def call() -> Any:
+        return pull(sim, tmp_path, sink, concurrency=1)  # type: ignore[arg-type]
+
+    async def cell() -> Any:
+        return call()
+
+    with pytest.raises(kind):
+        asyncio.run(cell()) if in_loop else call()
+    assert _last_outcome(tmp_path) == "aborted"

@@ -45,7 +45,7 @@ from .dryrun import PlanSummary
 from .dryrun import dry_run as _dry_run
 from .engine import RunOptions, RunResult, loop_options, run
 from .errors import ConfigError
-from .events import EventSink
+from .events import Event, EventSink
 from .export import ItemWriter
 from .search import CollectionQuery, _blocking, list_collections, search_pages
 from .search import queryables as _queryables
@@ -228,7 +228,29 @@ def _build(
     return load_config(config, flags=values, profile=profile)
 
 
-def _call(make: Callable[[], Awaitable[_T]]) -> _T:
+def _guarded(sink: EventSink | None, escaped: list[BaseException]) -> EventSink | None:
+    """``sink`` with a KeyboardInterrupt or SystemExit it raises kept in ``escaped`` and
+    turned into an error the run ends on: in a worker thread's loop either would stop that
+    loop itself and reach the caller as a bare CancelledError (see :func:`_call`)."""
+    if sink is None:
+        return None
+    user_sink = sink
+
+    def guarded(event: Event) -> None:
+        try:
+            user_sink(event)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            escaped.append(exc)
+            raise _Escaped from None
+
+    return guarded
+
+
+class _Escaped(Exception):
+    """A KeyboardInterrupt or SystemExit of the caller's sink, on its way to the caller."""
+
+
+def _call(make: Callable[[], Awaitable[_T]], escaped: Sequence[BaseException] = ()) -> _T:
     """Run the coroutine ``make()`` to its end from blocking code: in this thread, or in a
     worker thread with a loop of its own when this thread already runs one (Jupyter), since
     a loop cannot be started inside a running one."""
@@ -239,7 +261,10 @@ def _call(make: Callable[[], Awaitable[_T]]) -> _T:
     else:
         running = True
     if not running:  # outside the except block: the run's errors get no RuntimeError context
-        return anyio.run(make, backend_options=loop_options())
+        try:
+            return anyio.run(make, backend_options=loop_options())
+        except _Escaped:
+            raise escaped[0] from None
     caller = asyncio.current_task()
     with anyio.from_thread.start_blocking_portal(
         backend_options=loop_options(), name="stacpull-api"
@@ -255,7 +280,10 @@ def _call(make: Callable[[], Awaitable[_T]]) -> _T:
         except BaseException:
             future.cancel()  # cancels the run; leaving the portal waits for its cleanup
             raise
-        return future.result()
+        try:
+            return future.result()
+        except _Escaped:
+            raise escaped[0] from None
 
 
 # -- runs -------------------------------------------------------------------------------
@@ -316,16 +344,18 @@ def mirror(
     >>> result = stacpull.mirror(catalog=url, collections=["BiomassLevel1aIOC"],
     ...                          dest="/data/l1a", token="…")             # doctest: +SKIP
     """
+    escaped: list[BaseException] = []
     return _call(
         lambda: amirror(
             config,
-            sink=sink,
+            sink=_guarded(sink, escaped),
             tokens=tokens,
             prune=prune,
             retry_failed=retry_failed,
             yes=yes,
             **options,
-        )
+        ),
+        escaped,
     )
 
 
@@ -346,10 +376,17 @@ def download(
     ...                            offline_token_file="~/.maap/credentials.txt")  # doctest: +SKIP
     >>> result.ok, result.downloaded, result.mb_per_s                   # doctest: +SKIP
     """
+    escaped: list[BaseException] = []
     return _call(
         lambda: adownload(
-            config, sink=sink, tokens=tokens, retry_failed=retry_failed, yes=yes, **options
-        )
+            config,
+            sink=_guarded(sink, escaped),
+            tokens=tokens,
+            retry_failed=retry_failed,
+            yes=yes,
+            **options,
+        ),
+        escaped,
     )
 
 
