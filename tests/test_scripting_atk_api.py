@@ -7,12 +7,14 @@ import asyncio
 import dataclasses
 import math
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from aiohttp import web
 
 import stacpull
 from stacpull import engine
@@ -372,3 +374,85 @@ def test_a_sink_raising_keyboardinterrupt_or_systemexit_reaches_the_caller_as_it
     with pytest.raises(kind):
         asyncio.run(cell()) if in_loop else call()
     assert _last_outcome(tmp_path) == "aborted"
+
+
+# -- --header across a hostile redirect chain ----------------------------------------------
+
+
+class Bouncer:
+    """A file server on 127.0.0.1 (the catalogue's host name) recording each request's
+    headers: ``/out`` redirects to ``localhost`` (another host name), whose ``/back``
+    redirects to ``127.0.0.1`` again, as a hostile mirror might to harvest headers."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, dict[str, str]] = {}
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.seen[f"{request.host.split(':')[0]}{request.path}"] = dict(request.headers)
+        if request.path == "/out":
+            raise web.HTTPFound(f"http://localhost:{self.port}/back")
+        if request.path == "/back":
+            raise web.HTTPFound(f"http://127.0.0.1:{self.port}/home.bin")
+        return web.Response(body=b"x" * 1000, content_type="application/octet-stream")
+
+    async def _main(self) -> None:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._stop = asyncio.Event()
+        self._ready.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    def __enter__(self) -> Bouncer:
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._main())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+@pytest.mark.parametrize("all_hosts", [False, True])
+def test_headers_on_a_trusted_untrusted_trusted_redirect_chain(
+    sim: SimServer, tmp_path: Path, all_hosts: bool
+) -> None:
+    with Bouncer() as server:
+        sim.catalog.add_item(
+            L1C,
+            {"type": "Feature", "id": "BOUNCE", "collection": L1C,
+             "properties": {"datetime": "2025-09-29T00:00:00Z"}, "bbox": [0, 0, 1, 1],
+             "geometry": None, "links": [],
+             "assets": {"data": {"href": f"http://127.0.0.1:{server.port}/out",
+                                 "type": "application/octet-stream", "title": "bounce.bin"}}},
+        )  # fmt: skip
+        headers = ["X-Custom: yes", "Proxy-Authorization: Basic cHJveHk6c2VjcmV0MTIz",
+                   "authorization: Basic dXNlcjpzZWNyZXQxMjM="]  # fmt: skip
+        result = pull(
+            sim, tmp_path, collections=[L1C], ids=["BOUNCE"], assets=["data"],
+            headers=headers, header_all_hosts=all_hosts,
+        )  # fmt: skip
+        assert result.ok and result.downloaded == 1
+    first, away, home = (
+        server.seen[k] for k in ("127.0.0.1/out", "localhost/back", "127.0.0.1/home.bin")
+    )
+    assert first.get("X-Custom") == "yes" and first.get("Authorization", "").startswith("Basic")
+    for hop in (away, home):  # once off the trusted host, no credential comes back
+        assert "Authorization" not in hop and "Proxy-Authorization" not in hop, hop
+    assert ("X-Custom" in away) is all_hosts and ("X-Custom" in home) is all_hosts

@@ -800,7 +800,9 @@ def _user_headers(hop_headers: dict[str, str], ctx: FetchContext, trusted: bool)
     own = False
     for name, value in ctx.headers:
         is_auth = name.lower() == "authorization"
-        if trusted or (ctx.header_all_hosts and not is_auth):
+        # Proxy-Authorization is as much a credential, and no proxy of ours reads it.
+        credential = is_auth or name.lower() == "proxy-authorization"
+        if trusted or (ctx.header_all_hosts and not credential):
             hop_headers[name] = value
             own = own or is_auth
     return own
