@@ -456,3 +456,19 @@ def test_headers_on_a_trusted_untrusted_trusted_redirect_chain(
     for hop in (away, home):  # once off the trusted host, no credential comes back
         assert "Authorization" not in hop and "Proxy-Authorization" not in hop, hop
     assert ("X-Custom" in away) is all_hosts and ("X-Custom" in home) is all_hosts
+
+
+# -- --debug after any subcommand -----------------------------------------------------------
+
+
+def test_debug_is_accepted_after_every_subcommand(sim: SimServer, tmp_path: Path) -> None:
+    pull(sim, tmp_path)
+    cat = ["--catalog", sim.catalog_url]
+    for args in (
+        ["collections", *cat], ["search", *cat, "--collection", L1C, "--max-items", "1"],
+        ["queryables", L1C, *cat], ["status", str(tmp_path)], ["report", str(tmp_path)],
+        ["verify", str(tmp_path)], ["config", "show"],
+    ):  # fmt: skip
+        before, _, _ = cli("--debug", *args)
+        after, _, err = cli(*args, "--debug")
+        assert after == before == 0, (args, err)

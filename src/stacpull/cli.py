@@ -2312,5 +2312,18 @@ def sim_serve(
         click.echo("stopped")
 
 
+def _debug_on_every_command(group: click.Group) -> None:
+    """``--debug`` after any subcommand (``stacpull search ... --debug``), as before it: the
+    transfer commands list it among their options; every other command gets it here."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _debug_on_every_command(command)
+        elif not any("--debug" in param.opts for param in command.params):
+            _DEBUG(command)
+
+
+_debug_on_every_command(main)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
