@@ -472,3 +472,11 @@ def test_debug_is_accepted_after_every_subcommand(sim: SimServer, tmp_path: Path
         before, _, _ = cli("--debug", *args)
         after, _, err = cli(*args, "--debug")
         assert after == before == 0, (args, err)
+
+
+@pytest.mark.parametrize("value", ["a\x7fb", "a\x01b", "\x1b[31mred"])
+def test_a_header_value_with_a_control_character_is_refused_up_front(value: str) -> None:
+    """aiohttp refuses it only at the first request, with a ValueError traceback."""
+    with pytest.raises(ConfigError, match="X-Name"):
+        load_config(env={}, flags={"download.headers": [f"X-Name: {value}"]})
+    assert load_config(env={}, flags={"download.headers": ["X-Name: a\tb café"]}).download.headers

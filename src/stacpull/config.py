@@ -312,6 +312,9 @@ def parse_headers(value: Any, key: str = "download.headers") -> tuple[tuple[str,
             raise ConfigError(f"{key}: {_header_shown(name)} is not a valid header name")
         if any(c in text for c in "\r\n\0"):
             raise ConfigError(f"{key}: the value of {name} holds a line break")
+        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text):
+            # aiohttp would refuse it only at the first request, with a traceback.
+            raise ConfigError(f"{key}: the value of {name} holds a control character")
         if name.lower() in _REFUSED_HEADERS:
             raise ConfigError(
                 f"{key}: {name} is set by stacpull and the HTTP protocol itself; "
