@@ -44,8 +44,8 @@ from .config import (
 from .dryrun import PlanSummary
 from .dryrun import dry_run as _dry_run
 from .engine import RunOptions, RunResult, loop_options, run
-from .errors import ConfigError
-from .events import EventSink
+from .errors import ConfigError, RunAborted
+from .events import Event, EventSink
 from .export import ItemWriter
 from .search import CollectionQuery, _blocking, list_collections, search_pages
 from .search import queryables as _queryables
@@ -172,13 +172,15 @@ def option_keys() -> dict[str, str]:
     }
 
 
-def _dotted_values(options: dict[str, Any]) -> dict[str, Any]:
-    """Keyword options as dotted config keys; a misspelt one is a one-line ConfigError."""
+def _dotted_values(options: dict[str, Any], own: Sequence[str] = ()) -> dict[str, Any]:
+    """Keyword options as dotted config keys; a misspelt one is a one-line ConfigError
+    naming the nearest option or ``own`` keyword of the function called (``retry_faild``
+    is ``retry_failed``, ``organization`` is ``organisation``)."""
     keys = option_keys()
     values: dict[str, Any] = {}
     for name, value in options.items():
         if name not in keys:
-            hint = _closest(name, [*keys, "profile"])
+            hint = _closest(name, [*keys, "profile", *own])
             suggestion = f" (did you mean {hint!r}?)" if hint is not None else ""
             raise ConfigError(f"unknown option {name!r}{suggestion}")
         if isinstance(value, str) and name in _LISTS:
@@ -195,9 +197,30 @@ def build_config(
     """The :class:`Config` a call runs with: ``options`` over ``config`` when it is a
     :class:`Config`; else over the environment and config file, as the CLI loads them
     (``config`` may name that file; ``profile=`` a profile in it)."""
+    return _build(config, options, ())
+
+
+#: Each API function's own keywords, which a misspelt option may have meant.
+_RUN_KEYWORDS = ("config", "sink", "tokens", "retry_failed", "yes")
+_OWN: dict[str, tuple[str, ...]] = {
+    "download": _RUN_KEYWORDS,
+    "mirror": (*_RUN_KEYWORDS, "prune"),
+    "collections": ("config", "q", "title", "platform", "organisation", "bbox", "datetime"),
+    "queryables": ("config", "collection"),
+    "search_items": ("config", "output", "fmt"),
+    "dry_run": ("config",),
+}
+
+
+def _build(
+    config: Config | str | os.PathLike[str] | None,
+    options: Mapping[str, Any],
+    own: Sequence[str],
+) -> Config:
+    """:func:`build_config` for an API function whose own keywords are ``own``."""
     raw: dict[str, Any] = dict(options)
     profile = raw.pop("profile", None)
-    values = _dotted_values(raw)
+    values = _dotted_values(raw, own)
     if isinstance(config, Config):
         if profile is not None:
             raise ConfigError("profile: applies to a config file, not to a Config passed in")
@@ -205,14 +228,43 @@ def build_config(
     return load_config(config, flags=values, profile=profile)
 
 
-def _call(make: Callable[[], Awaitable[_T]]) -> _T:
+def _guarded(sink: EventSink | None, escaped: list[BaseException]) -> EventSink | None:
+    """``sink`` with a KeyboardInterrupt or SystemExit it raises kept in ``escaped`` and
+    turned into an error the run ends on: in a worker thread's loop either would stop that
+    loop itself and reach the caller as a bare CancelledError (see :func:`_call`)."""
+    if sink is None:
+        return None
+    user_sink = sink
+
+    def guarded(event: Event) -> None:
+        try:
+            user_sink(event)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            escaped.append(exc)
+            raise _Escaped from None
+
+    return guarded
+
+
+class _Escaped(RunAborted):
+    """A KeyboardInterrupt or SystemExit of the caller's sink, on its way to the caller."""
+
+
+def _call(make: Callable[[], Awaitable[_T]], escaped: Sequence[BaseException] = ()) -> _T:
     """Run the coroutine ``make()`` to its end from blocking code: in this thread, or in a
     worker thread with a loop of its own when this thread already runs one (Jupyter), since
     a loop cannot be started inside a running one."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return anyio.run(make, backend_options=loop_options())
+        running = False
+    else:
+        running = True
+    if not running:  # outside the except block: the run's errors get no RuntimeError context
+        try:
+            return anyio.run(make, backend_options=loop_options())
+        except _Escaped:
+            raise escaped[0] from None
     caller = asyncio.current_task()
     with anyio.from_thread.start_blocking_portal(
         backend_options=loop_options(), name="stacpull-api"
@@ -228,7 +280,10 @@ def _call(make: Callable[[], Awaitable[_T]]) -> _T:
         except BaseException:
             future.cancel()  # cancels the run; leaving the portal waits for its cleanup
             raise
-        return future.result()
+        try:
+            return future.result()
+        except _Escaped:
+            raise escaped[0] from None
 
 
 # -- runs -------------------------------------------------------------------------------
@@ -245,7 +300,7 @@ async def adownload(
 ) -> RunResult:
     """Search and download, asynchronously; see :func:`download`."""
     return await run(
-        build_config(config, **options),
+        _build(config, options, _OWN["download"]),
         sink=sink,
         tokens=tokens,
         options=RunOptions("download", retry_failed=retry_failed, yes=yes),
@@ -264,7 +319,7 @@ async def amirror(
 ) -> RunResult:
     """Mirror a collection or query incrementally, asynchronously; see :func:`mirror`."""
     return await run(
-        build_config(config, **options),
+        _build(config, options, _OWN["mirror"]),
         sink=sink,
         tokens=tokens,
         options=RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes),
@@ -289,16 +344,18 @@ def mirror(
     >>> result = stacpull.mirror(catalog=url, collections=["BiomassLevel1aIOC"],
     ...                          dest="/data/l1a", token="…")             # doctest: +SKIP
     """
+    escaped: list[BaseException] = []
     return _call(
         lambda: amirror(
             config,
-            sink=sink,
+            sink=_guarded(sink, escaped),
             tokens=tokens,
             prune=prune,
             retry_failed=retry_failed,
             yes=yes,
             **options,
-        )
+        ),
+        escaped,
     )
 
 
@@ -319,10 +376,17 @@ def download(
     ...                            offline_token_file="~/.maap/credentials.txt")  # doctest: +SKIP
     >>> result.ok, result.downloaded, result.mb_per_s                   # doctest: +SKIP
     """
+    escaped: list[BaseException] = []
     return _call(
         lambda: adownload(
-            config, sink=sink, tokens=tokens, retry_failed=retry_failed, yes=yes, **options
-        )
+            config,
+            sink=_guarded(sink, escaped),
+            tokens=tokens,
+            retry_failed=retry_failed,
+            yes=yes,
+            **options,
+        ),
+        escaped,
     )
 
 
@@ -359,7 +423,7 @@ async def acollections(
     **options: Unpack[_CatalogOptions],
 ) -> list[dict[str, Any]]:
     """The catalogue's collections, asynchronously; see :func:`collections`."""
-    cfg = build_config(config, **options)
+    cfg = _build(config, options, _OWN["collections"])
     query = _collection_query(q, title, platform, organisation, bbox, datetime)
     return (await _blocking(list_collections, cfg.search, query))[0]
 
@@ -380,7 +444,7 @@ def collections(
 
     >>> [c["id"] for c in stacpull.collections(platform="FLEX")]   # doctest: +SKIP
     """
-    cfg = build_config(config, **options)
+    cfg = _build(config, options, _OWN["collections"])
     query = _collection_query(q, title, platform, organisation, bbox, datetime)
     return list_collections(cfg.search, query)[0]
 
@@ -391,7 +455,9 @@ async def aqueryables(
     **options: Unpack[Options],
 ) -> dict[str, Any]:
     """The queryables of ``collection``, asynchronously; see :func:`queryables`."""
-    return await _blocking(_queryables, build_config(config, **options).search, collection)
+    return await _blocking(
+        _queryables, _build(config, options, _OWN["queryables"]).search, collection
+    )
 
 
 def queryables(
@@ -400,7 +466,7 @@ def queryables(
     **options: Unpack[Options],
 ) -> dict[str, Any]:
     """The JSON Schema of what a ``filter`` may use on ``collection``."""
-    return _queryables(build_config(config, **options).search, collection)
+    return _queryables(_build(config, options, _OWN["queryables"]).search, collection)
 
 
 async def asearch_items(
@@ -412,7 +478,7 @@ async def asearch_items(
 ) -> list[dict[str, Any]]:
     """Every item the query matches (bound it with ``max_items=``); with ``output``, also
     saved as GeoJSON, CSV or Parquet (by its extension, or ``fmt``)."""
-    cfg = build_config(config, **options)
+    cfg = _build(config, options, _OWN["search_items"])
     items: list[dict[str, Any]] = []
     writer = ItemWriter(Path(output), fmt, catalog=cfg.search.catalog) if output else None
     with writer if writer is not None else contextlib.nullcontext():
@@ -443,7 +509,7 @@ async def adry_run(
     config: Config | str | os.PathLike[str] | None = None, **options: Unpack[Options]
 ) -> PlanSummary:
     """What :func:`adownload` would fetch, asynchronously; see :func:`dry_run`."""
-    return await _dry_run(build_config(config, **options))
+    return await _dry_run(_build(config, options, _OWN["dry_run"]))
 
 
 def dry_run(
@@ -451,5 +517,5 @@ def dry_run(
 ) -> PlanSummary:
     """What :func:`download` with the same arguments would fetch: items, files, bytes
     known and estimated, what is already on disk, free space; nothing is transferred."""
-    cfg = build_config(config, **options)  # a bad option raises before any loop starts
+    cfg = _build(config, options, _OWN["dry_run"])  # a bad option raises before any loop starts
     return _call(lambda: _dry_run(cfg))

@@ -38,6 +38,7 @@ from .config import (
     parse_duration,
     parse_headers,
     resolve_config,
+    secret_header,
     user_config_file,
 )
 from .dashboard import LiveDashboard, LogFile, PlainProgress, human_bytes, render_summary
@@ -1942,6 +1943,10 @@ def _shown(value: Any) -> Any:
     """A config value as JSON can hold it, secrets masked."""
     if isinstance(value, Secret):
         return "***"
+    if isinstance(value, tuple) and value and all(isinstance(v, tuple) for v in value):
+        # download.headers: a credential's value is masked whatever its length (the
+        # scrubber leaves values under 8 characters alone, as too common to take out).
+        return [[n, "***" if secret_header(n) else scrub(v)] for n, v in value]
     if isinstance(value, tuple):
         return list(value)
     if isinstance(value, str):
@@ -2331,6 +2336,19 @@ def sim_serve(
         anyio.run(server.serve)
     except KeyboardInterrupt:
         click.echo("stopped")
+
+
+def _debug_on_every_command(group: click.Group) -> None:
+    """``--debug`` after any subcommand (``stacpull search ... --debug``), as before it: the
+    transfer commands list it among their options; every other command gets it here."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _debug_on_every_command(command)
+        elif not any("--debug" in param.opts for param in command.params):
+            _DEBUG(command)
+
+
+_debug_on_every_command(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 import tomllib
@@ -266,7 +267,14 @@ def _positive_int(name: str, value: int) -> None:
 
 
 def _positive_float(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    # nan passes `<= 0` and disables every timer it reaches (or crashes anyio's deadline);
+    # inf makes a wait endless: neither is a time a run can use.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ConfigError(f"{name}: expected a positive number, got {value!r}")
 
 
@@ -278,20 +286,25 @@ _DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0
 
 
 def parse_duration(value: str | float, key: str = "duration") -> float:
-    """``"500ms"``, ``"30s"``, ``"2m"``, ``"1h30m"`` or a plain number of seconds → seconds."""
+    """``"500ms"``, ``"30s"``, ``"2m"``, ``"1h30m"`` or a plain number of seconds → seconds.
+    ``nan``, ``inf`` and numbers too large for a float (``1e400``) are refused: float()
+    takes them, but no timer can."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    text = str(value).strip().lower().replace(" ", "")
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    parts = _DURATION_PART.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
+        seconds: float | None = float(value)
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = _DURATION_PART.findall(text)
+            seconds = None
+            if text and "".join(n + u for n, u in parts) == text:
+                seconds = sum(float(n) * _DURATION_SECONDS[u] for n, u in parts)
+    if seconds is None or not math.isfinite(seconds):
         raise ConfigError(
             f"{key}: expected a duration such as 500ms, 30s, 2m, 1h30m or seconds, got {value!r}"
         )
-    return sum(float(n) * _DURATION_SECONDS[u] for n, u in parts)
+    return seconds
 
 
 def _durations(config: Any, section: str) -> None:
@@ -309,7 +322,23 @@ _REFUSED_HEADERS = frozenset(
 )  # fmt: skip
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Parts of a header name whose value is a credential, registered with the scrubber.
-_SECRET_HEADER_WORDS = ("auth", "token", "key", "secret", "cookie", "pass", "session", "sig")
+_SECRET_HEADER_WORDS = (
+    "auth", "token", "key", "secret", "cookie", "pass", "session", "sig", "cred", "jwt",
+)  # fmt: skip
+
+
+def secret_header(name: str) -> bool:
+    """Whether a header's value is a credential by its name (Authorization, Cookie,
+    X-Api-Key, X-Auth-Token…): registered with the scrubber, masked by ``config show``."""
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_HEADER_WORDS)
+
+
+def _header_shown(text: str) -> str:
+    """A malformed header entry as an error may show it: its leading name only, never the
+    rest, which is likely the value (``X-Api-Key=…`` is a credential with a typo)."""
+    match = _HEADER_NAME.match(text.strip())
+    return f"{match.group(0)!r}…" if match else "an entry"
 
 
 def parse_headers(value: Any, key: str = "download.headers") -> tuple[tuple[str, str], ...]:
@@ -323,31 +352,40 @@ def parse_headers(value: Any, key: str = "download.headers") -> tuple[tuple[str,
     elif isinstance(value, list | tuple):
         raw = list(value)
     else:
-        raise ConfigError(f"{key}: expected 'Name: value' strings or a table, got {value!r}")
+        raise ConfigError(
+            f"{key}: expected 'Name: value' strings or a table, got {type(value).__name__}"
+        )
     pairs: list[tuple[str, str]] = []
     for entry in raw:
         if isinstance(entry, str):
             name, sep, text = entry.partition(":")
             if not sep:
-                raise ConfigError(f"{key}: expected 'Name: value', got {entry!r}")
+                raise ConfigError(
+                    f"{key}: expected 'Name: value', got {_header_shown(entry)} without ':'"
+                )
         elif isinstance(entry, list | tuple) and len(entry) == 2:
             name, text = entry
         else:
-            raise ConfigError(f"{key}: expected 'Name: value', got {entry!r}")
+            raise ConfigError(f"{key}: expected 'Name: value', got {type(entry).__name__}")
         if not isinstance(name, str) or not isinstance(text, str):
-            raise ConfigError(f"{key}: header names and values are strings, got {entry!r}")
+            raise ConfigError(
+                f"{key}: header names and values are strings, got {type(text).__name__} "
+                f"for {_header_shown(name) if isinstance(name, str) else type(name).__name__}"
+            )
         name, text = name.strip(), text.strip()
         if not _HEADER_NAME.fullmatch(name):
-            raise ConfigError(f"{key}: {name!r} is not a valid header name")
+            raise ConfigError(f"{key}: {_header_shown(name)} is not a valid header name")
         if any(c in text for c in "\r\n\0"):
             raise ConfigError(f"{key}: the value of {name} holds a line break")
+        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text):
+            # aiohttp would refuse it only at the first request, with a traceback.
+            raise ConfigError(f"{key}: the value of {name} holds a control character")
         if name.lower() in _REFUSED_HEADERS:
             raise ConfigError(
                 f"{key}: {name} is set by stacpull and the HTTP protocol itself; "
                 "it cannot be given as a header"
             )
-        lowered = name.lower()
-        if any(word in lowered for word in _SECRET_HEADER_WORDS):
+        if secret_header(name):
             SECRETS.add(text)
             SECRETS.add(text.partition(" ")[2].strip())  # the credential after a scheme
         pairs.append((name, text))
@@ -630,6 +668,12 @@ def _replace_checked(current: Any, section: str, changes: Mapping[str, Any]) -> 
         if key not in names:
             raise ConfigError(_unknown_key(section, key, names))
         converted[key] = _coerce(f"{section}.{key}", value, getattr(current, key))
+    if section == "search":
+        # bbox and intersects are one spatial filter written two ways: the layer that
+        # sets one (a keyword, a flag) replaces the other a lower layer set.
+        for one, other in (("bbox", "intersects"), ("intersects", "bbox")):
+            if one in converted and other not in converted:
+                converted[other] = None
     try:
         return replace(current, **converted)
     except TypeError as exc:
@@ -658,6 +702,11 @@ def parse_size(value: str | int, key: str = "size") -> int:
     """``"50GB"``, ``"1.5 TiB"``, ``"500M"`` or a plain number of bytes → bytes."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
+    return int(_size_bytes(value, key))
+
+
+def _size_bytes(value: str | int, key: str) -> float:
+    """A size as :func:`parse_size` reads it, before it is rounded down to whole bytes."""
     text = str(value).strip().lower().replace(" ", "")
     number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
     unit = text[len(number) :]
@@ -665,9 +714,10 @@ def parse_size(value: str | int, key: str = "size") -> int:
         amount = float(number)
     except ValueError:
         amount = -1.0
-    if unit not in _SIZE_UNITS or amount < 0:
+    # 1e400 is inf to float(), and int(inf) an OverflowError: a traceback, not a size.
+    if unit not in _SIZE_UNITS or not 0 <= amount * _SIZE_UNITS.get(unit, 1) < math.inf:
         raise ConfigError(f"{key}: expected a size such as 500MB, 50GB or 2TiB, got {value!r}")
-    return int(amount * _SIZE_UNITS[unit])
+    return amount * _SIZE_UNITS[unit]
 
 
 def _parse_rate(value: str | int, key: str) -> int:
@@ -678,7 +728,11 @@ def _parse_rate(value: str | int, key: str) -> int:
         if text in ("off", "none", "unlimited", ""):
             return 0
         value = text.removesuffix("/s")
-    return parse_size(value, key)
+    rate = parse_size(value, key)
+    if rate == 0 and not isinstance(value, int) and _size_bytes(value, key) > 0:
+        # "0.5" would round to 0, which means no limit at all: the opposite of what was asked.
+        raise ConfigError(f"{key}: {value!r} is under 1 byte/s; use 0 or off for no limit")
+    return rate
 
 
 def _duration_keys() -> frozenset[str]:
@@ -929,6 +983,9 @@ def config_files(
     explicit = path if path is not None else (environ.get("STACPULL_CONFIG") or None)
     if explicit is not None:
         chosen = Path(explicit)
+        if path is None and not chosen.exists():
+            # An API user who never named a file must learn where this one came from.
+            raise ConfigError(f"STACPULL_CONFIG: config file {chosen} does not exist")
         layers.append((str(chosen), chosen))
     seen: dict[Path, int] = {}
     for index, (_, file) in enumerate(layers):
@@ -993,8 +1050,9 @@ def resolve_config(
     if chosen is not None:
         if chosen not in profiles:
             hint = _did_you_mean(chosen, profiles, "{!r}")
+            where = "" if profile else "STACPULL_PROFILE: "
             raise ConfigError(
-                f"unknown profile {chosen!r}{hint}; profiles: {', '.join(sorted(profiles))}"
+                f"{where}unknown profile {chosen!r}{hint}; profiles: {', '.join(sorted(profiles))}"
             )
         values = _profile_values(chosen, profiles[chosen], profile_origin[chosen])
         try:

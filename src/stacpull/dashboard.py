@@ -456,6 +456,12 @@ class LogFile:
     def __exit__(self, *exc: Any) -> None:
         self._lines.__exit__(*exc)
         self._stamped.write(self._lines.line())
+        error = exc[1] if len(exc) > 1 else None
+        if isinstance(error, KeyboardInterrupt):
+            self._stamped.write("[stacpull] interrupted")
+        elif isinstance(error, Exception):
+            # Why a cron job's run stopped belongs in its log, not on stderr alone.
+            self._stamped.write(f"[stacpull] run stopped: {error}")
         self._stamped.write("[stacpull] run ended")
         self._logger.removeHandler(self._handler)
         self._logger.setLevel(self._level)

@@ -43,6 +43,7 @@ from .dryrun import budget_error, dry_run
 from .errors import (
     ConfigError,
     CredentialsError,
+    RunAborted,
     ScrubFilter,
     StacpullError,
     StorageError,
@@ -508,12 +509,14 @@ async def run(
         info.fatal = str(exc)
         outcome = "stopped"
         raise
-    except (KeyboardInterrupt, anyio.get_cancelled_exc_class()):
+    except (KeyboardInterrupt, SystemExit, RunAborted, anyio.get_cancelled_exc_class()):
+        # Ctrl-C, a cancellation, or the caller's sink asking to exit: the run did not
+        # finish, whatever it had done so far.
         outcome = "aborted"
         raise
     except BaseException as exc:
-        # Anything else (a sink whose output broke, a bug) ended the run early: the journal
-        # must never call it complete while files are still pending.
+        # Anything else (the caller's sink raised, an output that broke, a bug) ended the
+        # run early: the journal must never call it complete while files are still pending.
         info.fatal = f"{type(exc).__name__}: {exc}"
         outcome = "stopped"
         raise
@@ -521,8 +524,11 @@ async def run(
         # No await in here, so the report is written even while the run is being cancelled.
         seconds = time.monotonic() - started
         interrupted = outcome in ("interrupted", "aborted")
-        with contextlib.suppress(Exception):  # a broken sink must not cost the journal's record
+        sink_error: Exception | None = None
+        try:
             emit(RunFinished(seconds, interrupted))
+        except Exception as exc:  # the caller's sink: raised once the run is recorded
+            sink_error = exc
         outcome_log.close()
         if event_log is not None:
             event_log.close()
@@ -567,6 +573,8 @@ async def run(
         with contextlib.suppress(StorageError):
             journal.end_run(run_id, outcome, summary)
         journal.close()
+        if sink_error is not None and outcome not in ("stopped", "aborted"):
+            raise sink_error
     return result
 
 

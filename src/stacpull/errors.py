@@ -54,6 +54,7 @@ __all__ = [
     "HTTPStatusError",
     "PlanError",
     "RangeError",
+    "RunAborted",
     "ScrubFilter",
     "Scrubber",
     "SearchError",
@@ -293,6 +294,12 @@ class ScrubFilter(logging.Filter):
             record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
+
+
+class RunAborted(Exception):
+    """The caller's own code (a sink) asked the run to stop, as a Ctrl-C would: the run ends
+    and is recorded as aborted rather than stopped. The API raises it for a sink's
+    KeyboardInterrupt or SystemExit, which a worker thread's loop could not carry."""
 
 
 class StacpullError(Exception):

@@ -811,7 +811,9 @@ def _user_headers(hop_headers: dict[str, str], ctx: FetchContext, trusted: bool)
     own = False
     for name, value in ctx.headers:
         is_auth = name.lower() == "authorization"
-        if trusted or (ctx.header_all_hosts and not is_auth):
+        # Proxy-Authorization is as much a credential, and no proxy of ours reads it.
+        credential = is_auth or name.lower() == "proxy-authorization"
+        if trusted or (ctx.header_all_hosts and not credential):
             hop_headers[name] = value
             own = own or is_auth
     return own
@@ -1907,6 +1909,11 @@ class _SplitProbe:
         self._began = time.monotonic()
         self._window: tuple[float, int] | None = None  # (seconds, bytes) the stretch began
 
+    def pause(self, seconds: float) -> None:
+        """Time the run's bandwidth limit held the stream back is not the server's: a
+        fast server under ``--bwlimit`` is not split into more connections for nothing."""
+        self._began += seconds
+
     def rate(self, received: int) -> float | None:
         """Bytes per second once the probe has run (the higher of the two), else None."""
         elapsed = time.monotonic() - self._began
@@ -2036,7 +2043,10 @@ async def _stream(
                 written += len(chunk)
                 progress.received += len(chunk)
                 if ctx.bandwidth is not None:
-                    floor.pause(await ctx.bandwidth.take(len(chunk)))
+                    held = await ctx.bandwidth.take(len(chunk))
+                    floor.pause(held)
+                    if probe is not None:
+                        probe.pause(held)
                 floor.check(written)
                 ctx.emit(BytesReceived(job, len(chunk)))
                 await batches.add(chunk)
