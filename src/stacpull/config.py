@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 import tomllib
@@ -60,6 +61,8 @@ __all__ = [
 
 DEFAULT_CATALOG = "https://catalog.maap.eo.esa.int/catalogue/"
 DEFAULT_PAGE_SIZE = 100
+_MAX_PAGE_SIZE = 10_000  # what pystac-client (and most STAC APIs) accept as a limit
+_MAX_CONNECTIONS = 4096  # concurrency, per_host, segments: each one a task or a socket
 DEFAULT_SEARCH_TIMEOUT = 60.0
 DEFAULT_ASSETS = ("maap",)
 DEFAULT_CONCURRENCY = 8
@@ -195,13 +198,23 @@ def parse_datetime_range(value: str, key: str = "datetime") -> str:
     return text
 
 
-def _positive_int(name: str, value: int) -> None:
+def _positive_int(name: str, value: int, most: int | None = None) -> None:
+    """A count ≥ 1 and, with ``most``, at most that (a worker or a connection each: 1e20 of
+    them is a hang, not a setting)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
+    if most is not None and value > most:
+        raise ConfigError(f"{name}: expected an integer from 1 to {most}, got {value!r}")
 
 
 def _positive_float(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    """A finite number > 0 (NaN compares false with everything, so it is named here)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ConfigError(f"{name}: expected a positive number, got {value!r}")
 
 
@@ -218,9 +231,13 @@ def parse_duration(value: str | float, key: str = "duration") -> float:
         return float(value)
     text = str(value).strip().lower().replace(" ", "")
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if math.isfinite(seconds):
+            return seconds
+        raise ConfigError(f"{key}: expected a finite duration (30s, 2m), got {value!r}")
     parts = _DURATION_PART.findall(text)
     if not text or "".join(n + u for n, u in parts) != text:
         raise ConfigError(
@@ -327,7 +344,7 @@ class SearchConfig:
             )
         if self.max_items is not None:
             _positive_int("search.max_items", self.max_items)
-        _positive_int("search.page_size", self.page_size)
+        _positive_int("search.page_size", self.page_size, _MAX_PAGE_SIZE)
         _positive_float("search.timeout", self.timeout)
         if self.method.upper() not in ("GET", "POST"):
             raise ConfigError(f"search.method: expected GET or POST, got {self.method!r}")
@@ -370,8 +387,10 @@ class DownloadConfig:
         object.__setattr__(self, "headers", parse_headers(self.headers))
         if isinstance(self.bwlimit, str):
             object.__setattr__(self, "bwlimit", _parse_rate(self.bwlimit, "download.bwlimit"))
-        for name in ("concurrency", "per_host", "chunk_size", "segments", "segment_size"):
+        for name in ("chunk_size", "segment_size"):
             _positive_int(f"download.{name}", getattr(self, name))
+        for name in ("concurrency", "per_host", "segments"):
+            _positive_int(f"download.{name}", getattr(self, name), _MAX_CONNECTIONS)
         for name in (
             "stall_timeout",
             "connect_timeout",
@@ -599,7 +618,8 @@ def parse_size(value: str | int, key: str = "size") -> int:
         amount = float(number)
     except ValueError:
         amount = -1.0
-    if unit not in _SIZE_UNITS or amount < 0:
+    # ``1e999`` parses as infinity and ``nan`` compares false: neither is a size.
+    if unit not in _SIZE_UNITS or not amount >= 0 or not math.isfinite(amount):
         raise ConfigError(f"{key}: expected a size such as 500MB, 50GB or 2TiB, got {value!r}")
     return int(amount * _SIZE_UNITS[unit])
 

@@ -1,0 +1,84 @@
+"""Issue 17, attacked from the command line as a script, a cron job, a pipeline and a
+hostile input would use it: one stdout rule for every command (records or JSON only when
+piped), ``--json`` that parses whole in every case, values never cut, and a one-line
+reason (never a traceback) for every bad value."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stacpull.sim import SimServer
+
+from .conftest import L1A, TOKEN, cli
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    return cli(*args, env=env, token=TOKEN)
+
+
+def _one_line_refusal(code: int, out: str, err: str, code_wanted: int = 2) -> None:
+    """Exit 2 (or ``code_wanted``), nothing on stdout, one ``stacpull:`` line on stderr."""
+    assert "Traceback" not in out + err
+    assert code == code_wanted, (code, err)
+    assert out == "" and err.count("\n") == 1 and err.startswith("stacpull: "), err
+
+
+# -- bad values: one line, exit 2 -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--max-bytes", "1e999"),  # float('inf') bytes: int() raised OverflowError
+        ("--bwlimit", "1e999"),
+        ("--page-size", "99999999999999999999999"),  # pystac-client raised a bare Exception
+        ("--page-size", "10001"),
+        ("--stall-timeout", "nan"),  # NaN passed `<= 0` and was taken
+        ("--stall-timeout", "inf"),
+        ("--progress-interval", "nan"),  # NaN printed a progress line at every event
+        ("--concurrency", "99999999999999999999"),  # spawned 2e20 workers: a hang
+        ("--per-host", "99999999999999999999"),
+    ],
+)
+def test_a_bad_number_is_one_line_and_exit_2(
+    flag: str, value: str, sim: SimServer, tmp_path: Path
+) -> None:
+    dest = tmp_path / "d"
+    args = ("--catalog", sim.catalog_url, "--collection", L1A, "--dest", str(dest), flag, value)
+    _one_line_refusal(*_cli("download", *args, "--dry-run"))
+    assert not dest.exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("STACPULL_DOWNLOAD_MAX_BYTES", "1e999"),
+        ("STACPULL_DOWNLOAD_BWLIMIT", "1e999"),
+        ("STACPULL_SEARCH_PAGE_SIZE", "99999999999"),
+        ("STACPULL_DOWNLOAD_STALL_TIMEOUT", "nan"),
+        ("STACPULL_DOWNLOAD_CONCURRENCY", "99999999999999999999"),
+    ],
+)
+def test_a_bad_environment_variable_is_one_line_for_every_command(
+    key: str, value: str, sim: SimServer, tmp_path: Path
+) -> None:
+    env = {key: value}
+    _one_line_refusal(*_cli("config", "show", env=env))
+    _one_line_refusal(*_cli("collections", "--catalog", sim.catalog_url, env=env))
+    dest = str(tmp_path / "d")
+    _one_line_refusal(
+        *_cli(
+            "download",
+            "--catalog",
+            sim.catalog_url,
+            "--collection",
+            L1A,
+            "--dest",
+            dest,
+            "--dry-run",
+            env=env,
+        )  # fmt: skip
+    )
