@@ -57,6 +57,7 @@ def test_a_dry_run_counts_what_is_on_disk_and_estimates_from_earlier_runs(
         "--dry-run",
     )
     assert code == 0, err
+    out = err  # piped, the dry run's notes go to stderr (stdout: its asset records)
     assert "dry run: nothing was downloaded" in out
     assert "items:        10 of 10 matched" in out
     assert "on disk:      6 files" in out  # the two items of the earlier run
@@ -152,7 +153,7 @@ def test_search_saves_geojson_csv_and_parquet_and_download_from_reads_it_back(
         "download", "--catalog", sim.catalog_url, "--from", str(tmp_path / "items.geojson"),
         "--dest", str(dest), "--dry-run",
     )  # fmt: skip
-    assert code == 0 and "items:        5 of 5 matched" in out
+    assert code == 0 and "items:        5 of 5 matched" in err  # piped: notes on stderr
     searches = len(sim.requests)
     code, out, err = _cli(
         "download", "--from", str(tmp_path / "items.geojson"), "--dest", str(dest)
@@ -333,7 +334,7 @@ def test_mirror_dry_run_and_search_format_flag(sim: SimServer, tmp_path: Path) -
         "--dry-run",
     )  # fmt: skip
     assert code == 0, err
-    assert "on disk:      15 files" in out and "to download:  0 files" in out
+    assert "on disk:      15 files" in err and "to download:  0 files" in err  # piped
     target = tmp_path / "items.out"
     code, out, err = _cli(
         "search", "--catalog", sim.catalog_url, "--collection", L1A, "-o", str(target),

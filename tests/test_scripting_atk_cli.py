@@ -82,3 +82,44 @@ def test_a_bad_environment_variable_is_one_line_for_every_command(
             env=env,
         )  # fmt: skip
     )
+
+
+# -- one stdout rule: piped, stdout holds records only; notes go to stderr ----------------
+
+
+def _records_only(out: str) -> None:
+    """Every stdout line is a tab-separated record: no note, no table, no markup."""
+    notes = [line for line in out.splitlines() if "\t" not in line]
+    assert notes == [], notes
+    assert "\x1b" not in out and "┏" not in out and "━" not in out
+
+
+def test_piped_every_command_keeps_notes_and_tallies_off_stdout(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    dest = tmp_path / "d"
+    query = ("--catalog", sim.catalog_url, "--collection", L1A, "--max-items", "2")
+    run = (*query, "--dest", str(dest), "--dashboard", "none")
+    for args, wanted in (
+        (("collections", "--catalog", sim.catalog_url), "collection(s)"),
+        (("search", *query), "item(s) matched"),
+        (("queryables", L1A, "--catalog", sim.catalog_url), "e.g. --filter"),
+        (("download", *run, "--dry-run"), "dry run: nothing was downloaded"),
+        (("mirror", *run, "--dry-run"), "to download:"),
+        (("download", *run), ""),
+        (("mirror", *run, "--json"), ""),
+        (("status", str(dest)), "last run: mirror"),
+        (("verify", str(dest)), "no rot found"),
+    ):
+        code, out, err = _cli(*args)
+        assert code == 0, (args, err)
+        if args[0] in ("download", "mirror") and "--dry-run" not in args:
+            continue  # a run's final summary is its result, on stdout (or as --json)
+        _records_only(out)
+        assert wanted in err, (args, err)
+    png = next((dest / L1A).rglob("*.png"))
+    png.write_bytes(b"rot")
+    code, out, err = _cli("verify", str(dest))
+    assert code == 1
+    _records_only(out)
+    assert out.startswith("size\t") and "damaged file(s)" in err and "checked" in err

@@ -55,7 +55,7 @@ from .errors import (
 )
 from .events import EventSink
 from .export import FORMATS, ItemWriter, saved_pages
-from .listing import Cell, Column, print_listing
+from .listing import Cell, Column, print_listing, tsv_line
 from .plot import plot_format, plot_report
 from .report import RunStats, totals
 from .search import (
@@ -90,6 +90,15 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     """Print one unwrapped line (users grep and paste these) and exit."""
     click.echo(f"stacpull: {scrub(message)}", err=True)
     sys.exit(code)
+
+
+def _people(out: Console) -> Console:
+    """Where the lines for people go (tallies, verdicts, hints): beside the listing on a
+    terminal; on stderr when stdout is a pipe or a file, whose lines are then the records
+    alone (one rule for every command, so ``cmd | awk`` never meets a sentence)."""
+    if out.is_terminal:
+        return out
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _choose_output(
@@ -257,6 +266,7 @@ def _execute(
 
     opts = options or RunOptions()
     err = Console(stderr=True)
+    # The final summary is the run's result, as --json prints it: stdout, unless --json.
     out = Console(stderr=as_json)
     error: str | None = None
     stats = RunStats()
@@ -1337,7 +1347,7 @@ def _whole_table(
 
     if not out.is_terminal:
         for record in records if records is not None else rows:
-            click.echo("\t".join(record))
+            click.echo(tsv_line(record))
         return
     keep = list(range(len(headers)))
 
@@ -1429,7 +1439,8 @@ def _plan_json(summary: PlanSummary, budget: int, yes: bool, command: str) -> di
 
 def _print_plan(summary: PlanSummary, budget: int, yes: bool = False) -> None:
     """The dry run's answer: what would be fetched, what is there, whether it fits."""
-    out = Console(highlight=False, soft_wrap=True)
+    table = Console(highlight=False, soft_wrap=True)
+    out = _people(table)  # piped: the asset records alone on stdout
     matched = f" of {summary.matched} matched" if summary.matched is not None else ""
     out.print(f"[bold]dry run[/]: nothing was downloaded; DEST {escape(summary.dest)}")
     out.print(f"items:        {summary.items}{matched}")
@@ -1450,7 +1461,7 @@ def _print_plan(summary: PlanSummary, budget: int, yes: bool = False) -> None:
         )
         records.append((plan.key, *counts, str(plan.known_bytes), str(plan.unknown)))
     _whole_table(
-        out,
+        table,
         ("asset", "files", "on disk", "to fetch", "bytes known", "no size (est.)"),
         rows,
         records=records,
@@ -1801,8 +1812,9 @@ def status(dest: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
-    out = Console(highlight=False, soft_wrap=True)
-    if out.is_terminal:
+    table = Console(highlight=False, soft_wrap=True)
+    out = _people(table)  # piped: the status records alone on stdout
+    if table.is_terminal:
         out.print(f"[bold]stacpull status[/] · {escape(dest)}")
     rows: list[tuple[str, ...]] = []
     records: list[tuple[str, ...]] = []
@@ -1814,7 +1826,7 @@ def status(dest: str, as_json: bool) -> None:
     if report.refused:
         rows.append(("refused", str(len(report.refused)), "-"))
         records.append(("refused", str(len(report.refused)), "0"))
-    _whole_table(out, ("status", "files", "bytes on disk"), rows, records=records, right=(1, 2))
+    _whole_table(table, ("status", "files", "bytes on disk"), rows, records=records, right=(1, 2))
     if report.failure_counts:
         out.print("[red]failed[/], by reason:")
         for kind, count in sorted(report.failure_counts.items(), key=lambda kv: -kv[1]):
@@ -1884,7 +1896,8 @@ def verify(dest: str, jobs: int | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        out = Console(highlight=False, soft_wrap=True)
+        table = Console(highlight=False, soft_wrap=True)
+        out = _people(table)  # piped: the problem records alone on stdout
         out.print(
             f"checked {report.checked} file(s), {human_bytes(report.bytes)}: {report.hashed} "
             f"hashed, {report.zip_only} by zip CRCs only, {report.size_only} by size only"
@@ -1893,10 +1906,10 @@ def verify(dest: str, jobs: int | None, as_json: bool) -> None:
             detail = problem.detail
             if problem.earlier:
                 detail += " (found by an earlier verify; not fetched again yet)"
-            if out.is_terminal:
+            if table.is_terminal:
                 out.print(f"[red]{problem.kind}[/] {escape(problem.path)}: {escape(detail)}")
             else:
-                click.echo(f"{problem.kind}\t{problem.path}\t{detail}")
+                click.echo(tsv_line((problem.kind, problem.path, detail)))
         if report.problems:
             out.print(
                 f"[red]{len(report.problems)} damaged file(s)[/] marked failed; fetch them again "
