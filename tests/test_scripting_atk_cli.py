@@ -5,7 +5,6 @@ reason (never a traceback) for every bad value."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -80,7 +79,7 @@ def test_a_bad_environment_variable_is_one_line_for_every_command(
             dest,
             "--dry-run",
             env=env,
-        )  # fmt: skip
+        )
     )
 
 
