@@ -11,7 +11,7 @@ import pytest
 
 from stacpull.sim import SimServer
 
-from .conftest import L1A, TOKEN, cli
+from .conftest import L1A, L1C, TOKEN, cli
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -122,3 +122,32 @@ def test_piped_every_command_keeps_notes_and_tallies_off_stdout(
     assert code == 1
     _records_only(out)
     assert out.startswith("size\t") and "damaged file(s)" in err and "checked" in err
+
+
+# -- hostile values: whole, one line, and never a terminal escape ------------------------
+
+_EVIL_ID = "EVIL\x1b]0;pwned\x07\x1b[2J\x1b[31mred"
+
+
+@pytest.mark.parametrize("env", [{}, {"TTY_COMPATIBLE": "1", "COLUMNS": "30"}])
+def test_a_catalogues_control_characters_never_reach_the_terminal(
+    env: dict[str, str], sim: SimServer
+) -> None:
+    """An item id (or product type) holding ESC sequences would clear the screen and retitle
+    the terminal of whoever lists it, on a terminal or through ``| less -R``/``| cat``."""
+    import copy
+
+    item = copy.deepcopy(sim.catalog.item(L1C, 0))
+    item["id"] = _EVIL_ID
+    item["properties"]["product:type"] = "PT\x1b[5mblink\nnext"
+    sim.catalog.add_item(L1C, item)
+    code, out, err = _cli(
+        "search", "--catalog", sim.catalog_url, "--collection", L1C, "--show", "100", env=env
+    )
+    assert code == 0, err
+    for sequence in ("\x1b]", "\x1b[2J", "\x1b[31m", "\x1b[5m", "\x07"):
+        assert sequence not in out + err
+    assert "EVIL\\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mred" in out  # shown, whole, as escapes
+    if not env:
+        line = next(line for line in out.splitlines() if line.startswith("EVIL"))
+        assert line.split("\t")[3] == "PT\\x1b[5mblink next"  # one record, one line
