@@ -8,10 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from stacpull.sim import SimServer
 
 from .conftest import L1A, L1C, TOKEN, cli
+from .hostile import ThreadedApp, landing
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -151,3 +153,33 @@ def test_a_catalogues_control_characters_never_reach_the_terminal(
     if not env:
         line = next(line for line in out.splitlines() if line.startswith("EVIL"))
         assert line.split("\t")[3] == "PT\\x1b[5mblink next"  # one record, one line
+
+
+class _EvilErrors(ThreadedApp):
+    """A catalogue whose every answer but the landing page is a 400 with a body of several
+    lines holding terminal escapes."""
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        base = f"http://127.0.0.1:{self.port}/"
+        if request.path == "/":
+            return web.json_response(landing(base))
+        body = "bad\x1b[2J\x1b]0;pwned\x07 request\nline two\r\nline three"
+        return web.Response(status=400, text=body, content_type="text/plain")
+
+
+def test_a_servers_error_body_is_quoted_on_one_line_without_its_escapes(
+    tmp_path: Path,
+) -> None:
+    with _EvilErrors() as app:
+        url = f"http://127.0.0.1:{app.port}/"
+        dest = ("--dest", str(tmp_path / "d"), "--dashboard", "none")
+        for args in (
+            ("search", "--catalog", url, "--collection", "C1"),
+            ("download", "--catalog", url, "--collection", "C1", *dest),
+            ("download", "--catalog", url, "--collection", "C1", *dest, "--dry-run"),
+            ("collections", "--catalog", url),
+            ("queryables", "C1", "--catalog", url),
+        ):
+            code, out, err = _cli(*args)
+            _one_line_refusal(code, out, err)
+            assert "\x1b" not in err and "\x07" not in err and "line three" in err, err

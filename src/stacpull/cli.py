@@ -55,7 +55,7 @@ from .errors import (
 )
 from .events import EventSink
 from .export import FORMATS, ItemWriter, saved_pages
-from .listing import Cell, Column, print_listing, tsv_line
+from .listing import Cell, Column, print_listing, printable, tsv_line
 from .plot import plot_format, plot_report
 from .report import RunStats, totals
 from .search import (
@@ -87,8 +87,10 @@ def _split(values: tuple[str, ...]) -> list[str]:
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    """Print one unwrapped line (users grep and paste these) and exit."""
-    click.echo(f"stacpull: {scrub(message)}", err=True)
+    """Print one unwrapped line (users grep and paste these) and exit. A reason quoting a
+    server's answer keeps to that line: its line breaks become spaces and its control
+    characters (a terminal's escapes) are shown, never sent."""
+    click.echo(f"stacpull: {printable(scrub(message))}", err=True)
     sys.exit(code)
 
 
@@ -294,7 +296,7 @@ def _execute(
             click.echo(json.dumps(_run_json(config, opts.kind, 2, stats, None, scrub(str(exc)))))
         _fail(str(exc), 2)
     except (StorageError, CredentialsError) as exc:
-        click.echo(f"stacpull: run stopped: {exc}", err=True)
+        click.echo(f"stacpull: run stopped: {printable(scrub(str(exc)))}", err=True)
         code, error = 3, scrub(str(exc))
     except KeyboardInterrupt:
         code = 130
