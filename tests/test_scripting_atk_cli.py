@@ -5,6 +5,7 @@ reason (never a traceback) for every bad value."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from aiohttp import web
 from stacpull.sim import SimServer
 
 from .conftest import L1A, L1C, TOKEN, cli
-from .hostile import ThreadedApp, landing
+from .hostile import ThreadedApp, feature, landing
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -183,3 +184,28 @@ def test_a_servers_error_body_is_quoted_on_one_line_without_its_escapes(
             code, out, err = _cli(*args)
             _one_line_refusal(code, out, err)
             assert "\x1b" not in err and "\x07" not in err and "line three" in err, err
+
+
+class _Uncounted(ThreadedApp):
+    """A catalogue whose search gives no numberMatched: two items on one page."""
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        base = f"http://127.0.0.1:{self.port}/"
+        if request.path == "/":
+            return web.json_response(landing(base))
+        page = {"type": "FeatureCollection", "features": [feature(base, "a"), feature(base, "b")]}
+        return web.json_response(page)
+
+
+def test_a_catalogue_without_counts_leaves_stderr_to_stacpulls_own_lines() -> None:
+    """pystac-client warned ``UserWarning: numberMatched or context.matched not in
+    response`` with its source path and line: two lines of Python on a script's stderr."""
+    import warnings
+
+    with _Uncounted() as app, warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")  # every warning recorded (outside pytest: printed)
+        url = f"http://127.0.0.1:{app.port}/"
+        code, out, err = _cli("search", "--catalog", url, "--collection", "C1", "--json")
+        assert code == 0, err
+        assert [f["id"] for f in json.loads(out)["features"]] == ["a", "b"]
+        assert [str(w.message) for w in shown] == [] and "Warning" not in err, err
