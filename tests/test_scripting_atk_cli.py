@@ -209,3 +209,21 @@ def test_a_catalogue_without_counts_leaves_stderr_to_stacpulls_own_lines() -> No
         assert code == 0, err
         assert [f["id"] for f in json.loads(out)["features"]] == ["a", "b"]
         assert [str(w.message) for w in shown] == [] and "Warning" not in err, err
+
+
+def test_debug_after_the_subcommand_works_for_every_command(sim: SimServer, tmp_path: Path) -> None:
+    """``stacpull search ... --debug`` said "No such option: --debug": only download and
+    mirror took it after the subcommand."""
+    code, out, err = _cli("collections", "--catalog", sim.catalog_url, "--debug", "--json")
+    assert code == 0, err
+    assert out == _cli("--debug", "collections", "--catalog", sim.catalog_url, "--json")[1]
+    for args in (
+        ("search", "--catalog", sim.catalog_url, "--collection", L1A, "--show", "1"),
+        ("queryables", L1A, "--catalog", sim.catalog_url),
+        ("auth", "check", "--catalog", sim.catalog_url),
+        ("status", str(tmp_path)),
+        ("verify", str(tmp_path)),
+        ("report", str(tmp_path)),
+    ):
+        code, _, err = _cli(*args, "--debug")
+        assert "No such option" not in err and code in (0, 2), (args, err)

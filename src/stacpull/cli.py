@@ -969,6 +969,7 @@ def _item_cells(item: dict[str, Any]) -> tuple[list[Cell], list[object]]:
 
 
 @main.command(short_help="Search: count, list and save the matching items.")
+@_DEBUG  # after the subcommand too, as download takes it
 @_query_options
 @click.option(
     "-o",
@@ -1137,6 +1138,7 @@ def _collection_json(col: dict[str, Any], count: int | None, counted: bool) -> d
 
 
 @main.command(short_help="List the collections (ids, titles, extents).")
+@_DEBUG  # after the subcommand too, as download takes it
 @click.option("--q", "text", metavar="TEXT", help="Free text in id, title, description.")
 @click.option("--title", metavar="TITLE", help="Exact collection title.")
 @click.option("--platform", metavar="NAME", help="Platform, e.g. BIOMASS or FLEX.")
@@ -1243,6 +1245,7 @@ def _queryable_list(collection: str, schema: dict[str, Any]) -> list[dict[str, A
 
 
 @main.command("queryables", short_help="What --filter can use on a collection.")
+@_DEBUG  # after the subcommand too, as download takes it
 @click.argument("collection")
 @_catalog_options
 def queryables_command(
@@ -1699,6 +1702,7 @@ def _report_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 @main.command(short_help="Summarise the last run in DEST.")
+@_DEBUG  # after the subcommand too, as download takes it
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option(
     "--plot",
@@ -1801,6 +1805,7 @@ def report(dest: str, plot: str | None, failures: int, as_json: bool) -> None:
 
 
 @main.command(short_help="Show what the journal of DEST knows.")
+@_DEBUG  # after the subcommand too, as download takes it
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(dest: str, as_json: bool) -> None:
@@ -1857,6 +1862,7 @@ def status(dest: str, as_json: bool) -> None:
 
 
 @main.command(short_help="Re-hash the files of DEST and report any rot.")
+@_DEBUG  # after the subcommand too, as download takes it
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option(
     "-j", "--jobs", type=int, default=None, help="Files hashed in parallel [min(4, CPUs)]."
@@ -1992,6 +1998,7 @@ def auth() -> None:
 
 
 @auth.command("check", short_help="Check the credentials and when the token expires.")
+@_DEBUG  # after the subcommand too, as download takes it
 @_PROFILE
 @_auth_options
 @click.option(
