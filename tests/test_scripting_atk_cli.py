@@ -227,3 +227,12 @@ def test_debug_after_the_subcommand_works_for_every_command(sim: SimServer, tmp_
     ):
         code, _, err = _cli(*args, "--debug")
         assert "No such option" not in err and code in (0, 2), (args, err)
+
+
+@pytest.mark.parametrize("args", [("--port", "99999"), ("--port", "-1"), ("--items", "-1")])
+def test_sim_serve_refuses_a_port_or_item_count_that_cannot_be(args: tuple[str, str]) -> None:
+    """``sim serve --port 99999`` was an OverflowError traceback from bind(); ``--items -1``
+    served a catalogue."""
+    code, out, err = _cli("sim", "serve", *args)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert f"Invalid value for '{args[0]}'" in err

@@ -2154,8 +2154,14 @@ def sim() -> None:
 
 @sim.command("serve", short_help="Serve the simulated catalogue until Ctrl-C.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8765, show_default=True)
-@click.option("--items", type=int, default=100, show_default=True, help="Items per collection.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option(
+    "--items",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Items per collection.",
+)
 @click.option(
     "--product-size",
     type=int,
