@@ -236,3 +236,28 @@ def test_sim_serve_refuses_a_port_or_item_count_that_cannot_be(args: tuple[str, 
     code, out, err = _cli("sim", "serve", *args)
     assert code == 2 and out == "" and "Traceback" not in err
     assert f"Invalid value for '{args[0]}'" in err
+
+
+def test_through_a_real_pipe_a_dry_runs_stdout_is_awk_ready(sim: SimServer, tmp_path: Path) -> None:
+    """``stacpull download --dry-run ... | awk -F'\\t' '{print $1}'`` gave the asset keys
+    mixed with "dry run: nothing was downloaded; DEST ...", "items: ..." and the verdicts."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "STACPULL_TOKEN": TOKEN, "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    env.pop("TTY_COMPATIBLE", None)
+    env.pop("FORCE_COLOR", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stacpull", "download", "--catalog", sim.catalog_url,
+         "--collection", L1A, "--max-items", "2", "--dest", str(tmp_path / "d"), "--dry-run"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    _records_only(proc.stdout)
+    assert [line.split("\t")[0] for line in proc.stdout.splitlines()] == [
+        "product",
+        "quicklook",
+        "quicklook_1",
+    ]
+    assert "dry run: nothing was downloaded" in proc.stderr and "free at DEST" in proc.stderr
