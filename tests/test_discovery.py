@@ -57,6 +57,7 @@ def test_a_dry_run_counts_what_is_on_disk_and_estimates_from_earlier_runs(
         "--dry-run",
     )
     assert code == 0, err
+    out = err  # piped, the dry run's notes go to stderr (stdout: its asset records)
     assert "dry run: nothing was downloaded" in out
     assert "items:        10 of 10 matched" in out
     assert "on disk:      6 files" in out  # the two items of the earlier run
@@ -113,7 +114,7 @@ def test_search_saves_geojson_csv_and_parquet_and_download_from_reads_it_back(
     import json
 
     query = ("search", "--catalog", sim.catalog_url, "--collection", L1C)
-    code, out, err = _cli(*query, "-o", str(tmp_path / "items.geojson"), "--show", "0")
+    code, _, err = _cli(*query, "-o", str(tmp_path / "items.geojson"), "--show", "0")
     assert code == 0, err
     assert "wrote 5 item(s)" in err
     saved = json.loads((tmp_path / "items.geojson").read_text())
@@ -148,15 +149,13 @@ def test_search_saves_geojson_csv_and_parquet_and_download_from_reads_it_back(
     assert code == 2 and "cannot tell the format" in err
 
     dest = tmp_path / "data"
-    code, out, err = _cli(
+    code, _, err = _cli(
         "download", "--catalog", sim.catalog_url, "--from", str(tmp_path / "items.geojson"),
         "--dest", str(dest), "--dry-run",
     )  # fmt: skip
-    assert code == 0 and "items:        5 of 5 matched" in out
+    assert code == 0 and "items:        5 of 5 matched" in err  # piped: notes on stderr
     searches = len(sim.requests)
-    code, out, err = _cli(
-        "download", "--from", str(tmp_path / "items.geojson"), "--dest", str(dest)
-    )
+    code, _, err = _cli("download", "--from", str(tmp_path / "items.geojson"), "--dest", str(dest))
     assert code == 0, err
     assert len(files_under(dest)) == 15 and len(sim.requests) > searches
     code, _, err = _cli("download", "--from", str(tmp_path / "items.csv"), "--dest", str(dest))
@@ -328,14 +327,14 @@ def test_the_python_api_does_discovery_and_planning_too(sim: SimServer, tmp_path
 
 def test_mirror_dry_run_and_search_format_flag(sim: SimServer, tmp_path: Path) -> None:
     pull(sim, tmp_path, collections=[L1A])
-    code, out, err = _cli(
+    code, _, err = _cli(
         "mirror", "--catalog", sim.catalog_url, "--collection", L1A, "--dest", str(tmp_path),
         "--dry-run",
     )  # fmt: skip
     assert code == 0, err
-    assert "on disk:      15 files" in out and "to download:  0 files" in out
+    assert "on disk:      15 files" in err and "to download:  0 files" in err  # piped
     target = tmp_path / "items.out"
-    code, out, err = _cli(
+    code, _, err = _cli(
         "search", "--catalog", sim.catalog_url, "--collection", L1A, "-o", str(target),
         "--format", "csv",
     )  # fmt: skip

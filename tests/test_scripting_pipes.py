@@ -105,7 +105,7 @@ def test_mirror_and_dry_run_read_stdin_too(sim: SimServer, tmp_path: Path) -> No
     dest = tmp_path / "d"
     code, out, err = _run("mirror", "--from", "-", "--dest", str(dest), "--dry-run", stdin=text)
     assert code == 0, out + err
-    assert "items:        2" in out and not dest.exists()
+    assert "items:        2" in err and not dest.exists()  # piped: the notes are on stderr
     code, out, err = _run(
         "mirror", "--from", "-", "--dest", str(dest), "--dashboard", "none", stdin=text
     )

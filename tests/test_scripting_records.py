@@ -105,12 +105,12 @@ def test_status_and_verify_never_wrap_a_line_piped_or_narrow(
     for env in ({"COLUMNS": "30"}, _NARROW):
         code, out, err = _cli("status", str(dest), env=env)
         assert code == 0, err
-        text = _plain(out)
+        text = _plain(out + err)  # piped, the notes are on stderr; on a terminal, stdout
         assert env is not _NARROW or str(dest) in text  # the path whole on one line
         assert "last run: download, complete — 14 downloaded, 0 skipped, 1 failed" in text
         code, out, err = _cli("verify", str(dest), env=env)
         assert code == 1, err
-        text = _plain(out)
+        text = _plain(out + err)
         assert (
             re.search(r"checked 1[34] file\(s\), \S+ \S+: ", text)
             and str(png.relative_to(dest)) in text
@@ -231,11 +231,11 @@ def test_verify_keeps_reporting_what_it_marked_failed_until_it_is_fetched(
     assert [(Path(p["path"]).name, p["kind"], p["earlier"]) for p in problems] == [
         (png.name, "size", True)
     ]
-    code, out, _ = _cli("verify", str(tmp_path))
-    assert code == 1 and "no rot found" not in out and png.name in out
+    code, out, err = _cli("verify", str(tmp_path))
+    assert code == 1 and "no rot found" not in err and png.name in out
     pull(sim, tmp_path, max_items=1)  # fetched again
-    code, out, _ = _cli("verify", str(tmp_path))
-    assert code == 0 and "no rot found" in out
+    code, out, err = _cli("verify", str(tmp_path))
+    assert code == 0 and "no rot found" in err  # piped: the verdict is on stderr
 
 
 def test_a_dry_run_says_unknown_when_sizes_are_unknown_and_exits_2_over_budget(
@@ -244,10 +244,12 @@ def test_a_dry_run_says_unknown_when_sizes_are_unknown_and_exits_2_over_budget(
     # L1a's 2025 assets carry no file:size and nothing was fetched before: nobody knows
     code, out, err = _dry(sim, tmp_path / "a", "--collection", L1A, "--max-bytes", "1GB")
     assert code == 0, err
-    assert "within" not in out and "budget:       1.0 GB: unknown" in out
+    # piped, the dry run's notes are on stderr; its stdout holds the asset records alone
+    assert "within" not in err and "budget:       1.0 GB: unknown" in err
     code, out, err = _dry(sim, tmp_path / "a", "--collection", L1C, "--max-bytes", "10kB")
-    assert code == 2 and "exceeded" in out
-    assert len(err.strip().splitlines()) == 1 and "more than the budget of 10.0 kB" in err
+    assert code == 2 and "exceeded" in err
+    assert err.strip().splitlines()[-1].startswith("stacpull: ")  # the reason: one line, last
+    assert err.count("stacpull: ") == 1 and "more than the budget of 10.0 kB" in err
     code, out, err = _dry(sim, tmp_path / "a", "--collection", L1C, "--max-bytes", "10kB", "--yes")
     assert code == 0, err
     code, out, err = _dry(

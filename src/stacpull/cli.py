@@ -56,7 +56,7 @@ from .errors import (
 )
 from .events import EventSink
 from .export import FORMATS, ItemWriter, saved_pages
-from .listing import Cell, Column, print_listing
+from .listing import Cell, Column, print_listing, printable, tsv_line
 from .plot import plot_format, plot_report
 from .report import RunStats, refusal_dict, totals
 from .search import (
@@ -88,9 +88,20 @@ def _split(values: tuple[str, ...]) -> list[str]:
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    """Print one unwrapped line (users grep and paste these) and exit."""
-    click.echo(f"stacpull: {scrub(message)}", err=True)
+    """Print one unwrapped line (users grep and paste these) and exit. A reason quoting a
+    server's answer keeps to that line: its line breaks become spaces and its control
+    characters (a terminal's escapes) are shown, never sent."""
+    click.echo(f"stacpull: {printable(scrub(message))}", err=True)
     sys.exit(code)
+
+
+def _people(out: Console) -> Console:
+    """Where the lines for people go (tallies, verdicts, hints): beside the listing on a
+    terminal; on stderr when stdout is a pipe or a file, whose lines are then the records
+    alone (one rule for every command, so ``cmd | awk`` never meets a sentence)."""
+    if out.is_terminal:
+        return out
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _choose_output(
@@ -250,6 +261,7 @@ def _execute(
 
     opts = options or RunOptions()
     err = Console(stderr=True)
+    # The final summary is the run's result, as --json prints it: stdout, unless --json.
     out = Console(stderr=as_json)
     error: str | None = None
     stats = RunStats()
@@ -277,7 +289,7 @@ def _execute(
             click.echo(json.dumps(_run_json(config, opts.kind, 2, stats, None, scrub(str(exc)))))
         _fail(str(exc), 2)
     except (StorageError, CredentialsError) as exc:
-        click.echo(f"stacpull: run stopped: {exc}", err=True)
+        click.echo(f"stacpull: run stopped: {printable(scrub(str(exc)))}", err=True)
         code, error = 3, scrub(str(exc))
     except KeyboardInterrupt:
         code = 130
@@ -1364,7 +1376,7 @@ def _whole_table(
 
     if not out.is_terminal:
         for record in records if records is not None else rows:
-            click.echo("\t".join(record))
+            click.echo(tsv_line(record))
         return
     keep = list(range(len(headers)))
 
@@ -1456,7 +1468,8 @@ def _plan_json(summary: PlanSummary, budget: int, yes: bool, command: str) -> di
 
 def _print_plan(summary: PlanSummary, budget: int, yes: bool = False) -> None:
     """The dry run's answer: what would be fetched, what is there, whether it fits."""
-    out = Console(highlight=False, soft_wrap=True)
+    table = Console(highlight=False, soft_wrap=True)
+    out = _people(table)  # piped: the asset records alone on stdout
     matched = f" of {summary.matched} matched" if summary.matched is not None else ""
     out.print(f"[bold]dry run[/]: nothing was downloaded; DEST {escape(summary.dest)}")
     out.print(f"items:        {summary.items}{matched}")
@@ -1477,7 +1490,7 @@ def _print_plan(summary: PlanSummary, budget: int, yes: bool = False) -> None:
         )
         records.append((plan.key, *counts, str(plan.known_bytes), str(plan.unknown)))
     _whole_table(
-        out,
+        table,
         ("asset", "files", "on disk", "to fetch", "bytes known", "no size (est.)"),
         rows,
         records=records,
@@ -1828,8 +1841,9 @@ def status(dest: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
-    out = Console(highlight=False, soft_wrap=True)
-    if out.is_terminal:
+    table = Console(highlight=False, soft_wrap=True)
+    out = _people(table)  # piped: the status records alone on stdout
+    if table.is_terminal:
         out.print(f"[bold]stacpull status[/] · {escape(dest)}")
     rows: list[tuple[str, ...]] = []
     records: list[tuple[str, ...]] = []
@@ -1841,7 +1855,7 @@ def status(dest: str, as_json: bool) -> None:
     if report.refused:
         rows.append(("refused", str(len(report.refused)), "-"))
         records.append(("refused", str(len(report.refused)), "0"))
-    _whole_table(out, ("status", "files", "bytes on disk"), rows, records=records, right=(1, 2))
+    _whole_table(table, ("status", "files", "bytes on disk"), rows, records=records, right=(1, 2))
     if report.failure_counts:
         out.print("[red]failed[/], by reason:")
         for kind, count in sorted(report.failure_counts.items(), key=lambda kv: -kv[1]):
@@ -1911,7 +1925,8 @@ def verify(dest: str, jobs: int | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        out = Console(highlight=False, soft_wrap=True)
+        table = Console(highlight=False, soft_wrap=True)
+        out = _people(table)  # piped: the problem records alone on stdout
         out.print(
             f"checked {report.checked} file(s), {human_bytes(report.bytes)}: {report.hashed} "
             f"hashed, {report.zip_only} by zip CRCs only, {report.size_only} by size only"
@@ -1920,10 +1935,10 @@ def verify(dest: str, jobs: int | None, as_json: bool) -> None:
             detail = problem.detail
             if problem.earlier:
                 detail += " (found by an earlier verify; not fetched again yet)"
-            if out.is_terminal:
+            if table.is_terminal:
                 out.print(f"[red]{problem.kind}[/] {escape(problem.path)}: {escape(detail)}")
             else:
-                click.echo(f"{problem.kind}\t{problem.path}\t{detail}")
+                click.echo(tsv_line((problem.kind, problem.path, detail)))
         if report.problems:
             out.print(
                 f"[red]{len(report.problems)} damaged file(s)[/] marked failed; fetch them again "
@@ -2163,8 +2178,14 @@ def sim() -> None:
 
 @sim.command("serve", short_help="Serve the simulated catalogue until Ctrl-C.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8765, show_default=True)
-@click.option("--items", type=int, default=100, show_default=True, help="Items per collection.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option(
+    "--items",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Items per collection.",
+)
 @click.option(
     "--product-size",
     type=int,

@@ -61,6 +61,8 @@ __all__ = [
 
 DEFAULT_CATALOG = "https://catalog.maap.eo.esa.int/catalogue/"
 DEFAULT_PAGE_SIZE = 100
+_MAX_PAGE_SIZE = 10_000  # what pystac-client (and most STAC APIs) accept as a limit
+_MAX_CONNECTIONS = 4096  # concurrency, per_host, segments: each one a task or a socket
 DEFAULT_SEARCH_TIMEOUT = 60.0
 DEFAULT_ASSETS = ("maap",)
 DEFAULT_CONCURRENCY = 8
@@ -261,9 +263,13 @@ def check_template(template: str, key: str = "download.template") -> None:
         raise ConfigError(f"{key}: {template!r} writes into stacpull's own .stacpull directory")
 
 
-def _positive_int(name: str, value: int) -> None:
+def _positive_int(name: str, value: int, most: int | None = None) -> None:
+    """A count ≥ 1 and, with ``most``, at most that (a worker or a connection each: 1e20 of
+    them is a hang, not a setting)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
+    if most is not None and value > most:
+        raise ConfigError(f"{name}: expected an integer from 1 to {most}, got {value!r}")
 
 
 def _positive_float(name: str, value: float) -> None:
@@ -430,7 +436,7 @@ class SearchConfig:
             )
         if self.max_items is not None:
             _positive_int("search.max_items", self.max_items)
-        _positive_int("search.page_size", self.page_size)
+        _positive_int("search.page_size", self.page_size, _MAX_PAGE_SIZE)
         _positive_float("search.timeout", self.timeout)
         if self.method.upper() not in ("GET", "POST"):
             raise ConfigError(f"search.method: expected GET or POST, got {self.method!r}")
@@ -473,8 +479,10 @@ class DownloadConfig:
         object.__setattr__(self, "headers", parse_headers(self.headers))
         if isinstance(self.bwlimit, str):
             object.__setattr__(self, "bwlimit", _parse_rate(self.bwlimit, "download.bwlimit"))
-        for name in ("concurrency", "per_host", "chunk_size", "segments", "segment_size"):
+        for name in ("chunk_size", "segment_size"):
             _positive_int(f"download.{name}", getattr(self, name))
+        for name in ("concurrency", "per_host", "segments"):
+            _positive_int(f"download.{name}", getattr(self, name), _MAX_CONNECTIONS)
         for name in (
             "stall_timeout",
             "connect_timeout",

@@ -20,7 +20,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["Cell", "Column", "fit_table", "print_listing", "tsv_line"]
+__all__ = ["Cell", "Column", "fit_table", "print_listing", "printable", "tsv_line"]
 
 Cell = str | Sequence[str]
 """A ``whole``/``text`` column's cell is a string; a ``values`` column's, its values."""
@@ -43,11 +43,28 @@ class Column:
     justify: Literal["left", "right"] = "left"
 
 
+# A tab or line break inside a value becomes a space (each record stays one line of the
+# same fields); any other control character (ESC, BEL: a catalogue's id could clear the
+# screen or retitle the terminal) is shown as its escape, e.g. ``\x1b``.
+_CONTROLS = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))},
+    **{ord(c): " " for c in "\t\r\n"},
+}
+
+
+def printable(value: str) -> str:
+    """``value`` safe to print on one line: no control character reaches the terminal."""
+    return value.translate(_CONTROLS)
+
+
 def tsv_line(fields: Sequence[object]) -> str:
     """One record as a line of tab-separated fields; a tab or line break inside a field
     (a title, say) becomes a space, so every record stays one line of the same fields."""
-    cleaned = ("" if f is None else str(f) for f in fields)
-    return "\t".join(f.replace("\t", " ").replace("\r", " ").replace("\n", " ") for f in cleaned)
+    return "\t".join(printable("" if f is None else str(f)) for f in fields)
+
+
+def _printable_cell(cell: Cell) -> Cell:
+    return printable(cell) if isinstance(cell, str) else [printable(str(v)) for v in cell]
 
 
 def print_listing(
@@ -60,7 +77,8 @@ def print_listing(
     lines (plain text, straight to its file: no markup, no colour, no width)."""
     if console.is_terminal:
         if rows:
-            console.print(fit_table(columns, rows, console.width), soft_wrap=True)
+            shown = [[_printable_cell(cell) for cell in row] for row in rows]
+            console.print(fit_table(columns, shown, console.width), soft_wrap=True)
         return
     for record in records:
         console.file.write(tsv_line(record) + "\n")

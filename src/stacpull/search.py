@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import threading
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -445,8 +446,12 @@ def _next_page(pages: Iterator[dict[str, Any]], config: SearchConfig) -> Any:
 
 
 def _matched(search: Any) -> int | None:
+    """The catalogue's count, or ``None``; pystac-client's warning about a catalogue that
+    gives none is silenced (a multi-line Python warning on stderr, said here as ``None``)."""
     try:
-        value = search.matched()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "numberMatched or context.matched not in response")
+            value = search.matched()
     except Exception:  # matched() is optional in STAC API; never fail a run over it
         return None
     return _count(value)
