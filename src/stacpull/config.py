@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import SECRETS, ConfigError, scrub
-from .verify import DEFAULT_RECORD_HASH, MULTIHASH_NAMES
+from .hashes import DEFAULT_RECORD_HASH, MULTIHASH_NAMES
 
 __all__ = [
     "BUILTIN_PROFILES",
