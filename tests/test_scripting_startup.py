@@ -1,9 +1,10 @@
 """Help, the version and the listing commands' help start without what they do not run.
 
 Speed is measured in benchmarks/startup.py; these tests only keep the heavy modules from
-creeping back into the import of :mod:`stacpull.cli`: rich (drawn only by the commands that
-print tables or the dashboard), the dashboard and the run's statistics, the search client,
-planning, verification (hashlib, zipfile) and, for ``--help`` and ``--version``, the config.
+creeping back into the import of :mod:`stacpull.cli`: anyio, rich (drawn only by the
+commands that print tables or the dashboard), the dashboard and the run's statistics, the
+search client, planning, verification (hashlib, zipfile) and, for ``--help`` and
+``--version``, the config.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from stacpull import dashboard, hashes, units, verify
 #: Loaded by none of the commands below (a prefix stands for its submodules too).
 _NEVER = (
     "aiohttp",
+    "anyio",
     "asyncio",
+    "difflib",
     "hashlib",
     "pystac_client",
     "requests",
@@ -39,7 +42,7 @@ _NEVER = (
     "zipfile",
 )
 #: Nor these, by the commands that read no configuration.
-_NO_CONFIG = ("stacpull.config", "tomllib", "difflib")
+_NO_CONFIG = ("stacpull.config", "tomllib")
 
 #: Runs each command in turn in one process (what one loads stays loaded, so a later
 #: command's list includes it) and prints, as JSON, which listed modules each left loaded.
@@ -88,7 +91,7 @@ def test_help_version_and_listing_help_load_no_heavy_module() -> None:
     seen = json.loads(done.stderr.rsplit("@@", 1)[1])
     # Commands run from the lightest to the heaviest: config show may read the config.
     expected = {
-        " ".join(args): [] if no_config else ["difflib", "stacpull.config", "tomllib"]
+        " ".join(args): [] if no_config else ["stacpull.config", "tomllib"]
         for args, no_config in _COMMANDS
     }
     loaded = {cmd: [m for m in mods if not m.startswith("tomllib.")] for cmd, mods in seen.items()}

@@ -19,7 +19,6 @@ from dataclasses import fields
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-import anyio
 import click
 
 from . import __version__, safeio
@@ -41,9 +40,10 @@ from .units import human_bytes
 
 if TYPE_CHECKING:
     # Only what the commands declare (flags, columns, formats) is loaded on import; each
-    # command imports what it runs (the config, rich, the search client, the dashboard;
-    # the engine and the credentials bring aiohttp, a quarter of a second), so help and
-    # listings start fast (benchmarks/startup.py).
+    # command imports what it runs (anyio, the config, rich, the search client, the
+    # dashboard; the engine and the credentials bring aiohttp, a quarter of a second), so
+    # help and listings start fast (benchmarks/startup.py).
+    import anyio
     from rich.console import Console
 
     from .auth import TokenProvider
@@ -127,6 +127,8 @@ def _with_log_file(
 
 async def _watch_signals(stop: StopSignal, abort: anyio.CancelScope) -> None:
     """First Ctrl-C (or SIGTERM): graceful stop (or a drain cut short). Second: abort."""
+    import anyio
+
     try:
         receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
     except NotImplementedError:  # pragma: no cover - Windows: Ctrl-C raises KeyboardInterrupt
@@ -151,6 +153,8 @@ async def _run_with_signals(
     pages: ItemPages | None = None,
 ) -> RunResult | None:
     """The engine under a signal watcher; ``None`` when a second Ctrl-C aborted it."""
+    import anyio
+
     from .engine import StopSignal, run
 
     stop = StopSignal()
@@ -227,6 +231,7 @@ def _execute(
     """Run the engine under the chosen dashboard, print the summary, exit with its code.
     ``pages`` replaces the search (``--from``); ``as_json``: the summary goes to stdout as
     JSON alone, and everything for people to stderr."""
+    import anyio
     from rich.console import Console
 
     from .auth import load_credentials
@@ -1023,6 +1028,7 @@ def search(
           --datetime 2025-09-29/2025-09-30 -o items.geojson
       stacpull download --from items.geojson --dest data/
     """
+    import anyio
     from rich.console import Console
 
     from .config import load_config
@@ -1558,6 +1564,8 @@ def _plan_only(
 ) -> NoReturn:
     """``--dry-run``: print the plan (or its JSON); exit 2 when it exceeds ``--max-bytes``
     without ``--yes``, with the reason on stderr, as the real run would refuse to start."""
+    import anyio
+
     from .dryrun import budget_error, dry_run
 
     try:
@@ -2067,6 +2075,7 @@ def auth_check(
     token is judged by the expiry written in it (MAAP tokens are JWTs); --url also tries it
     on a file. No token is ever printed. Exit 0 when they work, 1 when they do not.
     """
+    import anyio
     from rich.console import Console
 
     from .auth import TrustPolicy, check_credentials, human_duration, load_credentials
@@ -2317,6 +2326,8 @@ def sim_serve(
     `--cut-probability 0.3 --burst-probability 0.05 --rate-limit 2000000`.
     """
     import dataclasses
+
+    import anyio
 
     from .sim import Faults, OIDCOptions, SimCatalog, SimOptions, SimServer, default_collections
 

@@ -13,7 +13,6 @@ environment variable), never a traceback.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -599,6 +598,8 @@ def _closest(name: str, choices: Iterable[str]) -> str | None:
     key = _folded(name)
     if key in folded:
         return folded[key]
+    import difflib  # only for a typo: every command reads the config
+
     hint = difflib.get_close_matches(key, list(folded), n=1)
     return folded[hint[0]] if hint else None
 
