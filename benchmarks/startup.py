@@ -1,6 +1,8 @@
 """How long the command line takes to start: the median wall time of N runs of
-``stacpull --version``, ``--help`` and ``collections --help``, each a fresh process, plus
-whether aiohttp was imported on the way (it should not be: only transfers need it).
+``stacpull --version``, ``--help``, ``collections --help``, ``search --help`` and
+``config show``, each a fresh process, plus whether aiohttp was imported on the way (it
+should not be: only transfers need it). Two floors frame the figures: a Python that does
+nothing, and one that only imports click (what any click command line pays).
 
 Run: ``python benchmarks/startup.py [-n 20]``; prints a table and writes
 ``benchmarks/results/startup.json``.
@@ -20,6 +22,7 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
     ("--version",),
     ("--help",),
     ("collections", "--help"),
+    ("search", "--help"),
     ("config", "show"),
 )
 
@@ -48,12 +51,12 @@ def _time(args: tuple[str, ...], runs: int) -> tuple[float, float, bool]:
     return statistics.median(times), min(times), loaded
 
 
-def _bare(runs: int) -> float:
-    """The median start of a Python that does nothing: the floor under every figure."""
+def _bare(runs: int, code: str = "pass") -> float:
+    """The median start of a Python that runs only ``code``: a floor under every figure."""
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        subprocess.run([sys.executable, "-c", code], check=True)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -65,8 +68,15 @@ def main() -> None:
         "--out", type=Path, default=Path(__file__).parent / "results" / "startup.json"
     )
     args = parser.parse_args()
-    figures: dict[str, object] = {"runs": args.runs, "python_bare_s": _bare(args.runs)}
-    print(f"startup, median of {args.runs} runs (bare python: {figures['python_bare_s']:.3f} s)")
+    figures: dict[str, object] = {
+        "runs": args.runs,
+        "python_bare_s": _bare(args.runs),
+        "python_import_click_s": _bare(args.runs, "import click"),
+    }
+    print(
+        f"startup, median of {args.runs} runs (bare python: {figures['python_bare_s']:.3f} s, "
+        f"import click: {figures['python_import_click_s']:.3f} s)"
+    )
     print(f"  {'command':<32} {'median':>8} {'min':>8}  aiohttp")
     rows = {}
     for command in COMMANDS:

@@ -7,7 +7,6 @@ refused; 2 bad input (flags, config, query, unreachable catalogue); 3 the run wa
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -20,28 +19,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-import anyio
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from . import __version__, safeio
-from .config import (
-    DEFAULT_CATALOG,
-    Config,
-    Secret,
-    config_files,
-    load_config,
-    parse_bbox,
-    parse_datetime_range,
-    parse_duration,
-    parse_headers,
-    resolve_config,
-    secret_header,
-    user_config_file,
-)
-from .dashboard import LiveDashboard, LogFile, PlainProgress, human_bytes, render_summary
 from .errors import (
     SECRETS,
     ConfigError,
@@ -54,28 +34,25 @@ from .errors import (
     scrub,
     scrub_data,
 )
-from .events import EventSink
-from .export import FORMATS, ItemWriter, saved_pages
+from .export import FORMATS
 from .listing import Cell, Column, print_listing, printable, tsv_line
-from .plot import plot_format, plot_report
-from .report import RunStats, refusal_dict, totals
-from .search import (
-    CollectionQuery,
-    ItemPages,
-    count_items,
-    list_collections,
-    load_geojson_geometry,
-    queryables,
-    search_pages,
-)
+from .units import human_bytes
 
 if TYPE_CHECKING:
-    # The engine and the credentials bring aiohttp (a quarter of a second to import), the
-    # journal asyncio and sqlite3: the commands that need them import them when they run,
-    # so help and listings start fast (benchmarks/startup.py).
+    # Only what the commands declare (flags, columns, formats) is loaded on import; each
+    # command imports what it runs (anyio, the config, rich, the search client, the
+    # dashboard; the engine and the credentials bring aiohttp, a quarter of a second), so
+    # help and listings start fast (benchmarks/startup.py).
+    import anyio
+    from rich.console import Console
+
     from .auth import TokenProvider
+    from .config import Config
     from .dryrun import PlanSummary
     from .engine import RunOptions, RunResult, StopSignal
+    from .events import EventSink
+    from .report import RunStats
+    from .search import ItemPages
 
 __all__ = ["main"]
 
@@ -99,6 +76,8 @@ def _people(out: Console) -> Console:
     """Where the lines for people go (tallies, verdicts, hints): beside the listing on a
     terminal; on stderr when stdout is a pipe or a file, whose lines are then the records
     alone (one rule for every command, so ``cmd | awk`` never meets a sentence)."""
+    from rich.console import Console
+
     if out.is_terminal:
         return out
     return Console(stderr=True, highlight=False, soft_wrap=True)
@@ -107,6 +86,8 @@ def _people(out: Console) -> Console:
 def _choose_output(
     config: Config, stats: RunStats, err: Console
 ) -> tuple[EventSink | None, AbstractContextManager[Any]]:
+    from .dashboard import LiveDashboard, PlainProgress
+
     out = config.output
     mode = out.dashboard
     if out.verbosity == "quiet" and mode != "none":
@@ -134,6 +115,8 @@ def _with_log_file(
 ) -> tuple[EventSink | None, AbstractContextManager[Any]]:
     """Add ``--log-file`` (opened as user-named outputs are: never through a link) to the
     chosen view; exit 2 when it cannot be opened."""
+    from .dashboard import LogFile
+
     name = config.output.log_file
     if name is None:
         return sink, view
@@ -157,6 +140,8 @@ def _with_log_file(
 
 async def _watch_signals(stop: StopSignal, abort: anyio.CancelScope) -> None:
     """First Ctrl-C (or SIGTERM): graceful stop (or a drain cut short). Second: abort."""
+    import anyio
+
     try:
         receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
     except NotImplementedError:  # pragma: no cover - Windows: Ctrl-C raises KeyboardInterrupt
@@ -181,6 +166,8 @@ async def _run_with_signals(
     pages: ItemPages | None = None,
 ) -> RunResult | None:
     """The engine under a signal watcher; ``None`` when a second Ctrl-C aborted it."""
+    import anyio
+
     from .engine import StopSignal, run
 
     stop = StopSignal()
@@ -214,6 +201,7 @@ def _run_json(
     """The final summary as ``download/mirror --json`` prints it (one schema, whatever
     happened: a run that never started has zero totals)."""
     from .errors import redact_url
+    from .report import refusal_dict, totals
 
     ending = {130: "interrupted", 3: "stopped"}.get(code, "error" if error else "complete")
     return {
@@ -256,8 +244,13 @@ def _execute(
     """Run the engine under the chosen dashboard, print the summary, exit with its code.
     ``pages`` replaces the search (``--from``); ``as_json``: the summary goes to stdout as
     JSON alone, and everything for people to stderr."""
+    import anyio
+    from rich.console import Console
+
     from .auth import load_credentials
+    from .dashboard import render_summary
     from .engine import RunOptions, loop_options
+    from .report import RunStats, totals
 
     opts = options or RunOptions()
     err = Console(stderr=True)
@@ -415,6 +408,8 @@ class _Duration(click.ParamType):  # type: ignore[type-arg]  # generic from clic
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from .config import parse_duration
+
         flag = param.opts[0] if param is not None and param.opts else "duration"
         try:
             return parse_duration(value, flag)
@@ -492,6 +487,9 @@ def _query_values(
     method: str | None,
     catalog: str | None,
 ) -> dict[str, Any]:
+    from .config import parse_bbox, parse_datetime_range
+    from .search import load_geojson_geometry
+
     return {
         "search.catalog": catalog,
         "search.collections": _split(collections) or None,
@@ -661,6 +659,8 @@ def _download_values(
     log_json: str | None,
     log_file: str | None,
 ) -> dict[str, Any]:
+    from .config import parse_duration, parse_headers
+
     outer = _outer_flags()
     quiet, verbose = quiet or outer.get("quiet", False), verbose or outer.get("verbose", False)
     if quiet and verbose:
@@ -810,6 +810,8 @@ def _fewer_malloc_arenas() -> None:
     API leaves the host process's allocator alone. An environment that sets
     ``MALLOC_ARENA_MAX`` itself wins; other C libraries are left as they are.
     """
+    import ctypes
+
     if sys.platform != "linux" or "MALLOC_ARENA_MAX" in os.environ:
         return
     try:
@@ -830,6 +832,8 @@ def _build_config(
     saved: bool = False,
 ) -> Config:
     """Flags of ``download``/``mirror`` → a validated :class:`Config` (or exit 2)."""
+    from .config import load_config
+
     profile = kw.pop("profile")
     try:
         query = _query_values(
@@ -881,6 +885,9 @@ def _saved(from_file: str | None, config: Config) -> tuple[Config, ItemPages | N
     """``--from FILE`` (``-``: standard input): a saved search's items and, unless
     --catalog says otherwise, the one catalogue the file and its items agree on, whose host
     alone may receive the token; exit 2 when the file is not a saved search."""
+    from .config import DEFAULT_CATALOG
+    from .export import saved_pages
+
     if from_file is None:
         return config, None
     data = None
@@ -1035,6 +1042,13 @@ def search(
           --datetime 2025-09-29/2025-09-30 -o items.geojson
       stacpull download --from items.geojson --dest data/
     """
+    import anyio
+    from rich.console import Console
+
+    from .config import load_config
+    from .export import ItemWriter
+    from .search import search_pages
+
     if as_json:
         if output not in (None, "-"):
             _fail("--json prints the items to stdout: give it or -o FILE, not both")
@@ -1119,6 +1133,8 @@ _catalog_options = _options(*_CATALOG_OPTIONS)
 
 
 def _search_config(config_path: str | None, catalog: str | None, profile: str | None) -> Config:
+    from .config import load_config
+
     try:
         return load_config(config_path, flags={"search.catalog": catalog}, profile=profile)
     except ConfigError as exc:
@@ -1193,6 +1209,11 @@ def collections(
     collection: id, title, temporal extent (START/END) and item count (with --count),
     tab-separated, with no header.
     """
+    from rich.console import Console
+
+    from .config import parse_bbox, parse_datetime_range
+    from .search import CollectionQuery, count_items, list_collections
+
     config = _search_config(config_path, catalog, profile)
     try:
         query = CollectionQuery(
@@ -1284,6 +1305,10 @@ def queryables_command(
     Piped, one line per property: name, type, format, allowed values (comma-separated)
     and title, tab-separated, with no header.
     """
+    from rich.console import Console
+
+    from .search import queryables
+
     config = _search_config(config_path, catalog, profile)
     try:
         schema = queryables(config.search, collection)
@@ -1372,6 +1397,7 @@ def _whole_table(
     the columns in ``drop`` go first, least useful first; when the values alone are wider,
     one record per line.
     """
+    from rich.table import Table
     from rich.text import Text
 
     if not out.is_terminal:
@@ -1468,6 +1494,9 @@ def _plan_json(summary: PlanSummary, budget: int, yes: bool, command: str) -> di
 
 def _print_plan(summary: PlanSummary, budget: int, yes: bool = False) -> None:
     """The dry run's answer: what would be fetched, what is there, whether it fits."""
+    from rich.console import Console
+    from rich.markup import escape
+
     table = Console(highlight=False, soft_wrap=True)
     out = _people(table)  # piped: the asset records alone on stdout
     matched = f" of {summary.matched} matched" if summary.matched is not None else ""
@@ -1550,6 +1579,8 @@ def _plan_only(
 ) -> NoReturn:
     """``--dry-run``: print the plan (or its JSON); exit 2 when it exceeds ``--max-bytes``
     without ``--yes``, with the reason on stderr, as the real run would refuse to start."""
+    import anyio
+
     from .dryrun import budget_error, dry_run
 
     try:
@@ -1750,7 +1781,12 @@ def report(dest: str, plot: str | None, failures: int, as_json: bool) -> None:
     DEST/.stacpull/last-report.json. Exit 0 when that run completed with every file
     verified; 1 when files failed or were refused, or the run was stopped or interrupted.
     """
+    from rich.console import Console
+    from rich.markup import escape
+
+    from .dashboard import render_summary
     from .journal import JOURNAL_DIR
+    from .plot import plot_format, plot_report
 
     if plot:
         try:
@@ -1832,6 +1868,9 @@ def report(dest: str, plot: str | None, failures: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(dest: str, as_json: bool) -> None:
     """Print what the journal of DEST knows: done, failed with reasons, pending, bytes."""
+    from rich.console import Console
+    from rich.markup import escape
+
     from .audit import read_status
 
     try:
@@ -1897,6 +1936,8 @@ def verify(dest: str, jobs: int | None, as_json: bool) -> None:
     missing files are marked failed: the next run (or --retry-failed) fetches them again.
     Exit code 1 when anything is wrong.
     """
+    from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress, TextColumn  # only this command draws a bar
 
     from .audit import verify_dest
@@ -1956,6 +1997,8 @@ def config_group() -> None:
 
 def _shown(value: Any) -> Any:
     """A config value as JSON can hold it, secrets masked."""
+    from .config import Secret, secret_header
+
     if isinstance(value, Secret):
         return "***"
     if isinstance(value, tuple) and value and all(isinstance(v, tuple) for v in value):
@@ -1979,6 +2022,8 @@ def config_show(profile: str | None, config_path: str | None, as_json: bool) -> 
     Lowest first: defaults, the user's config file, ./stacpull.toml, --config FILE (or
     STACPULL_CONFIG), the profile, STACPULL_* environment variables, flags.
     """
+    from .config import config_files, resolve_config, user_config_file
+
     try:
         config, origins = resolve_config(config_path, profile=profile)
         files = [origin for origin, _ in config_files(config_path)]
@@ -2051,7 +2096,11 @@ def auth_check(
     token is judged by the expiry written in it (MAAP tokens are JWTs); --url also tries it
     on a file. No token is ever printed. Exit 0 when they work, 1 when they do not.
     """
+    import anyio
+    from rich.console import Console
+
     from .auth import TrustPolicy, check_credentials, human_duration, load_credentials
+    from .config import load_config
 
     try:
         config = load_config(
@@ -2142,6 +2191,9 @@ def demo(dest: str, items: int, product_size: int, concurrency: int, dashboard: 
     offline-token flow against the simulated identity server, with access tokens that
     expire every 2 seconds. Run it twice: the second run skips everything.
     """
+    from rich.console import Console
+
+    from .config import Config
     from .sim import OIDCOptions, SimCatalog, SimOptions, SimServer, default_collections
 
     if items < 1 or product_size < 10_000:
@@ -2301,6 +2353,8 @@ def sim_serve(
     `--cut-probability 0.3 --burst-probability 0.05 --rate-limit 2000000`.
     """
     import dataclasses
+
+    import anyio
 
     from .sim import Faults, OIDCOptions, SimCatalog, SimOptions, SimServer, default_collections
 

@@ -13,7 +13,6 @@ environment variable), never a traceback.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -27,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import SECRETS, ConfigError, scrub
-from .verify import DEFAULT_RECORD_HASH, MULTIHASH_NAMES
+from .hashes import DEFAULT_RECORD_HASH, MULTIHASH_NAMES
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -645,6 +644,8 @@ def _closest(name: str, choices: Iterable[str]) -> str | None:
     key = _folded(name)
     if key in folded:
         return folded[key]
+    import difflib  # only for a typo: every command reads the config
+
     hint = difflib.get_close_matches(key, list(folded), n=1)
     return folded[hint[0]] if hint else None
 

@@ -35,6 +35,7 @@ from .events import (
 )
 from .models import Status
 from .report import RunStats, Snapshot
+from .units import human_bytes
 
 __all__ = [
     "SPARK_WINDOW",
@@ -46,15 +47,6 @@ __all__ = [
     "render_summary",
     "sparkline",
 ]
-
-
-def human_bytes(n: float) -> str:
-    """1234567 → '1.2 MB' (decimal units, as network rates are quoted)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def _duration(seconds: float | None) -> str:

@@ -35,11 +35,12 @@ event log, the journal, the console), goes through :data:`SECRETS`, the one
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import re
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
 
 __all__ = [
@@ -94,19 +95,38 @@ def redact_url(url: str) -> str:
 #: ``X-Amz-Security-Token``, Azure's ``sig``, ``api_key``, ``Key-Pair-Id``, ``password``...
 SENSITIVE_QUERY_WORDS = ("token", "secret", "sig", "key", "pass", "pwd", "credential", "auth")
 
-_URL_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.\-]*://)([^\s/?#@\"'<>\\]+)@")
-_ENCODED_USERINFO = re.compile(
-    r"(?i)([a-z][a-z0-9+.\-]*%3A%2F%2F)((?:[^\s/?#@%\"'<>\\]|%(?!2F|3F|23|40)[0-9A-F]{2})+)%40"
-)
-_QUERY = re.compile(r"([?&;]|&amp;)([A-Za-z0-9_.\-\[\]]+)(=)([^&#\s\"'<>\\]*)")
-_ENCODED_QUERY = re.compile(
-    r"(?i)(%3F|%26)([A-Za-z0-9_.\-\[\]]+)(%3D)((?:(?!%26|%23)[^&#\s\"'<>\\])*)"
-)
-_HEADER = re.compile(
-    r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)"
-    r"(?:(bearer|basic|digest|token|negotiate)\s+)?([^\s\"',;]+)"
-)
-_SCHEME_VALUE = re.compile(r"(?i)\b(bearer|basic)\s+([A-Za-z0-9\-._~+/%]{8,}=*)")
+
+class _Shapes(NamedTuple):
+    """Where credentials nobody registered stand in text, found by their place."""
+
+    url_userinfo: re.Pattern[str]
+    encoded_userinfo: re.Pattern[str]
+    query: re.Pattern[str]
+    encoded_query: re.Pattern[str]
+    header: re.Pattern[str]
+    scheme_value: re.Pattern[str]
+
+
+@functools.cache
+def _shapes() -> _Shapes:
+    """The shapes, compiled by the first scrub rather than on import: every command imports
+    this module, and ``--help`` scrubs nothing (benchmarks/startup.py)."""
+    return _Shapes(
+        url_userinfo=re.compile(r"(?i)([a-z][a-z0-9+.\-]*://)([^\s/?#@\"'<>\\]+)@"),
+        encoded_userinfo=re.compile(
+            r"(?i)([a-z][a-z0-9+.\-]*%3A%2F%2F)"
+            r"((?:[^\s/?#@%\"'<>\\]|%(?!2F|3F|23|40)[0-9A-F]{2})+)%40"
+        ),
+        query=re.compile(r"([?&;]|&amp;)([A-Za-z0-9_.\-\[\]]+)(=)([^&#\s\"'<>\\]*)"),
+        encoded_query=re.compile(
+            r"(?i)(%3F|%26)([A-Za-z0-9_.\-\[\]]+)(%3D)((?:(?!%26|%23)[^&#\s\"'<>\\])*)"
+        ),
+        header=re.compile(
+            r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)"
+            r"(?:(bearer|basic|digest|token|negotiate)\s+)?([^\s\"',;]+)"
+        ),
+        scheme_value=re.compile(r"(?i)\b(bearer|basic)\s+([A-Za-z0-9\-._~+/%]{8,}=*)"),
+    )
 
 
 def encodings(secret: str) -> set[str]:
@@ -187,20 +207,21 @@ class Scrubber:
             text = _replace(text, _ordered(_all_forms(set(also), self.MIN_LENGTH)))
         if not shapes:
             return text
+        found = _shapes()
         if "@" in text or "%40" in text:
-            text = _URL_USERINFO.sub(r"\1***@", text)
-            text = _ENCODED_USERINFO.sub(r"\1***%40", text)
+            text = found.url_userinfo.sub(r"\1***@", text)
+            text = found.encoded_userinfo.sub(r"\1***%40", text)
         if "=" in text:
-            text = _QUERY.sub(_query_value, text)
+            text = found.query.sub(_query_value, text)
         if "%3D" in text or "%3d" in text:
-            text = _ENCODED_QUERY.sub(_query_value, text)
+            text = found.encoded_query.sub(_query_value, text)
         lower = text.lower()
         if "authorization" in lower:
-            text = _HEADER.sub(
+            text = found.header.sub(
                 lambda m: m.group(1) + (f"{m.group(2)} " if m.group(2) else "") + "***", text
             )
         if "bearer" in lower or "basic" in lower:
-            text = _SCHEME_VALUE.sub(_scheme_value, text)
+            text = found.scheme_value.sub(_scheme_value, text)
         return text
 
 

@@ -13,6 +13,7 @@ GeoJSON one back. Parquet needs the optional ``pyarrow`` (``stacpull[parquet]``)
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 import sys
@@ -21,13 +22,17 @@ from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from . import safeio
 from .errors import ConfigError, scrub
-from .plan import PlanRules, maap_slots, plan_item
-from .search import ItemPages, Page
+
+if TYPE_CHECKING:
+    # Planning and the search client are loaded by the first row written, not on import:
+    # the command line reads FORMATS when it starts (benchmarks/startup.py).
+    from .plan import PlanRules
+    from .search import ItemPages, Page
 
 __all__ = ["CSV_COLUMNS", "FORMATS", "ItemWriter", "SavedSearch", "item_row", "saved_pages"]
 
@@ -45,7 +50,14 @@ CSV_COLUMNS = (
     "last_modified",
 )
 FORMATS = ("geojson", "csv", "parquet")
-_NAMES = PlanRules(("maap",), "{name}")
+
+
+@functools.cache
+def _names() -> PlanRules:
+    """Each asset named as the server names it: the notebook's file-name columns."""
+    from .plan import PlanRules
+
+    return PlanRules(("maap",), "{name}")
 
 
 def _format_of(path: Path, given: str | None) -> str:
@@ -72,8 +84,10 @@ def item_row(item: Mapping[str, Any]) -> dict[str, Any]:
         for k, v in (raw_assets.items() if isinstance(raw_assets, dict) else ())
         if isinstance(v, dict)
     }
+    from .plan import maap_slots, plan_item
+
     slots = maap_slots(assets)
-    jobs, _ = plan_item(item, _NAMES)
+    jobs, _ = plan_item(item, _names())
     names = {job.asset_key: job.dest for job in jobs}
     urls = {job.asset_key: job.url for job in jobs}
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from rich.cells import cell_len
-from rich.console import Console, Group, RenderableType
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    # rich is loaded when a table is drawn: the commands declare their columns on import,
+    # and ``--help`` should not pay for rich (benchmarks/startup.py).
+    from rich.console import Console, RenderableType
+    from rich.text import Text
 
 __all__ = ["Cell", "Column", "fit_table", "print_listing", "printable", "tsv_line"]
 
@@ -94,6 +95,8 @@ def _words(cell: Cell) -> list[str]:
 
 def _pack(words: Sequence[str], width: int) -> str:
     """Words greedily on lines of at most ``width`` cells, a word never split."""
+    from rich.cells import cell_len
+
     lines: list[str] = []
     for word in words:
         if lines and cell_len(lines[-1]) + 1 + cell_len(word) <= width:
@@ -109,6 +112,8 @@ def _text(cell: Cell) -> str:
 
 def _span(column: Column, cells: Sequence[Cell]) -> tuple[int, int]:
     """The (narrowest, natural) width of a column holding ``cells``."""
+    from rich.cells import cell_len
+
     head = cell_len(column.header)
     if column.kind == "values":
         words = [w for c in cells for w in _words(c)]
@@ -128,6 +133,9 @@ def fit_table(
     all whole: ``text`` columns fold, then go (the last first); too narrow even so, one
     record on two lines (the first cell, then the others), which a terminal may wrap but
     nothing cuts: print it with ``soft_wrap=True`` (else rich would fold those lines)."""
+    from rich.table import Table
+    from rich.text import Text
+
     spans = [_span(c, [row[i] for row in rows]) for i, c in enumerate(columns)]
     active = list(range(len(columns)))
     while True:
@@ -170,6 +178,9 @@ def fit_table(
 def _blocks(columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> RenderableType:
     """Two lines per record, for a terminal narrower than its longest whole value: the
     first cell, then the others (two spaces apart), indented."""
+    from rich.console import Group
+    from rich.text import Text
+
     lines: list[Text] = []
     for row in rows:
         lines.append(Text(_text(row[0]), style="bold"))

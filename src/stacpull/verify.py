@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from .errors import ChecksumMismatchError, CorruptZipError, SizeMismatchError
+from .hashes import DEFAULT_RECORD_HASH, MULTIHASH_CODES, MULTIHASH_NAMES
 
 try:  # Intel's ISA-L (the `fast` extra): the same CRC-32, five times faster than zlib's
     from isal.isal_zlib import crc32 as _crc32
@@ -52,23 +53,7 @@ __all__ = [
     "verify_size",
 ]
 
-#: multicodec code → (name, constructor name, digest length); the constructor is hashlib's,
-#: except ``blake3`` (the package of that name)
-MULTIHASH_CODES: dict[int, tuple[str, str, int]] = {
-    0x11: ("sha1", "sha1", 20),
-    0x12: ("sha2-256", "sha256", 32),
-    0x13: ("sha2-512", "sha512", 64),
-    0x14: ("sha3-512", "sha3_512", 64),
-    0x16: ("sha3-256", "sha3_256", 32),
-    0x1E: ("blake3", "blake3", 32),
-    0xD5: ("md5", "md5", 16),
-    0xB240: ("blake2b-512", "blake2b", 64),
-}
 _BY_NAME = {name: (code, algo, length) for code, (name, algo, length) in MULTIHASH_CODES.items()}
-#: The multihash names stacpull can compute, for messages and for ``download.record_hash``.
-MULTIHASH_NAMES = tuple(sorted(_BY_NAME))
-#: What ``download.record_hash`` defaults to.
-DEFAULT_RECORD_HASH = "blake3"
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
