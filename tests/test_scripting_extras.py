@@ -143,6 +143,20 @@ def test_search_header_all_hosts_reaches_next_host(gated: Gated) -> None:
     assert _with_gate(gated.other.seen) == ["/search"]
 
 
+def test_header_all_hosts_never_sends_a_credential_header_elsewhere(gated: Gated) -> None:
+    # As for data requests: Authorization and Proxy-Authorization stay with the catalogue.
+    for command in (["search", "--collection", "C1"], ["queryables", "MOVED"]):
+        gated.other.seen.clear()
+        result = _cli(*command, "--catalog", gated.base, "--header", HEADER, "--header-all-hosts",
+                      "--header", f"Authorization: Bearer {SECRET}",
+                      "--header", f"Proxy-Authorization: Basic {SECRET}")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert gated.other.seen and _with_gate(gated.other.seen)
+        for _, headers in gated.other.seen:
+            assert "authorization" not in headers and "proxy-authorization" not in headers
+    assert any(h.get("authorization") == f"Bearer {SECRET}" for _, h in gated.seen)
+
+
 def test_search_without_header_is_refused_in_one_line(gated: Gated) -> None:
     result = _cli("search", "--catalog", gated.base, "--collection", "C1")
     assert result.exit_code == 2

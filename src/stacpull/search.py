@@ -164,22 +164,37 @@ def _stac_io(config: SearchConfig, extra: CatalogueHeaders | None = None) -> Any
     stac_io.session.hooks["response"].append(_capped)
     stac_io.catalogue = config.catalog
     stac_io.extra = extra or CatalogueHeaders()
-    if stac_io.extra.headers and not stac_io.extra.all_hosts:
+    if stac_io.extra.headers:
         _strip_on_leaving(stac_io.session, config.catalog, stac_io.extra)
     return stac_io
 
 
+#: Headers that are credentials: even with ``header_all_hosts`` they stay on the catalogue.
+_CREDENTIALS = frozenset({"authorization", "proxy-authorization"})
+
+
+def _headers_for(catalog: str, url: str, extra: CatalogueHeaders) -> dict[str, str]:
+    """The configured headers one request to ``url`` carries (as fetch's ``_user_headers``)."""
+    if _same_site(catalog, url):
+        return dict(extra.headers)
+    if extra.all_hosts:
+        return {n: v for n, v in extra.headers if n.lower() not in _CREDENTIALS}
+    return {}
+
+
 def _strip_on_leaving(session: Any, catalog: str, extra: CatalogueHeaders) -> None:
-    """A redirect away from the catalogue's origin drops ``download.headers`` (requests
-    itself drops only ``Authorization``, and only on a new host)."""
+    """A redirect away from the catalogue's origin drops ``download.headers`` (all of
+    them, or only the credentials with ``all_hosts``): requests itself drops only
+    ``Authorization``, and only on a new host."""
     rebuild = session.rebuild_auth
-    names = {name.lower() for name, _ in extra.headers}
+    keep = {name.lower() for name in _headers_for(catalog, "", extra)}  # another host's
 
     def rebuild_auth(prepared: Any, response: Any) -> None:
         rebuild(prepared, response)
         if not _same_site(catalog, prepared.url):
-            for name in [n for n in prepared.headers if n.lower() in names]:
-                del prepared.headers[name]
+            for name, _ in extra.headers:
+                if name.lower() not in keep:
+                    prepared.headers.pop(name, None)
 
     session.rebuild_auth = rebuild_auth
 
@@ -226,8 +241,8 @@ def _catalogue_io() -> type[Any]:
             # download.headers on the catalogue's own requests only (a rel=next link may
             # name any host), unless --header-all-hosts; never in session.headers, which
             # requests would carry to every host.
-            if self.extra.headers and (self.extra.all_hosts or _same_site(self.catalogue, href)):
-                headers = {**dict(self.extra.headers), **(headers or {})}
+            if self.extra.headers:
+                headers = {**_headers_for(self.catalogue, href, self.extra), **(headers or {})}
             return super().request(href, method, headers, parameters)
 
         def update(
