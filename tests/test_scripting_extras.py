@@ -86,6 +86,8 @@ class Gated(ThreadedApp):
             return web.json_response({"collections": [_collection("C1")], "links": [link]})
         if request.path == "/collections/C1/queryables":
             return web.json_response({"type": "object", "properties": {"a": {"type": "string"}}})
+        if request.path.startswith("/data/"):
+            return web.Response(body=b"x", status=206, headers={"Content-Range": "bytes 0-0/1"})
         if request.path == "/collections/MOVED/queryables":
             raise web.HTTPFound(there + "collections/MOVED/queryables")
         return web.json_response({"code": "404"}, status=404)
@@ -243,6 +245,26 @@ def test_python_api_header_all_hosts(gated: Gated) -> None:
         catalog=gated.base, collections="C1", headers=[HEADER], header_all_hosts=True
     )
     assert _with_gate(gated.other.seen) == ["/search"]
+
+
+def test_auth_check_probe_carries_header_to_trusted_host_only(gated: Gated) -> None:
+    check = ["auth", "check", "--catalog", gated.base, "--token", "not-a-jwt", "--header", HEADER]
+    result = _cli(*check, "--url", gated.base + "data/f.bin")
+    assert result.exit_code == 0, result.output
+    assert "/data/f.bin" in _with_gate(gated.seen)
+    assert any(h.get("authorization") == "Bearer not-a-jwt" for _, h in gated.seen)
+    # Another host (the token's TrustPolicy trusts the catalogue's host on any port).
+    elsewhere = f"http://localhost:{gated.other.port}/data/f.bin"
+    result = _cli(*check, "--url", elsewhere)
+    assert result.exit_code == 0, result.output
+    assert gated.other.seen and _with_gate(gated.other.seen) == []
+    gated.other.seen.clear()
+    result = _cli(*check, "--url", elsewhere, "--header-all-hosts",
+                  "--header", f"Authorization: Bearer {SECRET}")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert _with_gate(gated.other.seen) == ["/data/f.bin"]
+    assert "authorization" not in gated.other.seen[0][1]
+    assert SECRET not in result.output
 
 
 # -- -q/-v after every subcommand --------------------------------------------------------

@@ -2131,6 +2131,7 @@ def auth() -> None:
     metavar="URL",
     help="STAC API root whose host may receive the token [env STACPULL_CATALOG].",
 )
+@_catalogue_header_options
 @_CONFIG
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 def auth_check(
@@ -2155,7 +2156,9 @@ def auth_check(
 
     try:
         config = load_config(
-            config_path, flags={**_auth_values(kw), "search.catalog": catalog}, profile=profile
+            config_path,
+            flags={**_auth_values(kw), "search.catalog": catalog, **_header_flags()},
+            profile=profile,
         )
         tokens = load_credentials(config.auth)
     except ConfigError as exc:
@@ -2164,7 +2167,15 @@ def auth_check(
         click.echo(f"stacpull: warning: {warning}", err=True)
     trust = TrustPolicy(config.search.catalog, config.auth.hosts)
     try:
-        found = anyio.run(lambda: check_credentials(tokens, url=url, trust=trust))
+        found = anyio.run(
+            lambda: check_credentials(
+                tokens,
+                url=url,
+                trust=trust,
+                headers=config.download.headers,
+                header_all_hosts=config.download.header_all_hosts,
+            )
+        )
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     verdicts = {True: "working", False: "not working", None: "unknown"}
