@@ -47,7 +47,13 @@ from .engine import RunOptions, RunResult, loop_options, run
 from .errors import ConfigError, RunAborted
 from .events import Event, EventSink
 from .export import ItemWriter
-from .search import CollectionQuery, _blocking, list_collections, search_pages
+from .search import (
+    CatalogueHeaders,
+    CollectionQuery,
+    _blocking,
+    list_collections,
+    search_pages,
+)
 from .search import queryables as _queryables
 
 __all__ = [
@@ -425,7 +431,7 @@ async def acollections(
     """The catalogue's collections, asynchronously; see :func:`collections`."""
     cfg = _build(config, options, _OWN["collections"])
     query = _collection_query(q, title, platform, organisation, bbox, datetime)
-    return (await _blocking(list_collections, cfg.search, query))[0]
+    return (await _blocking(list_collections, cfg.search, query, CatalogueHeaders.of(cfg)))[0]
 
 
 def collections(
@@ -446,7 +452,7 @@ def collections(
     """
     cfg = _build(config, options, _OWN["collections"])
     query = _collection_query(q, title, platform, organisation, bbox, datetime)
-    return list_collections(cfg.search, query)[0]
+    return list_collections(cfg.search, query, CatalogueHeaders.of(cfg))[0]
 
 
 async def aqueryables(
@@ -455,9 +461,8 @@ async def aqueryables(
     **options: Unpack[Options],
 ) -> dict[str, Any]:
     """The queryables of ``collection``, asynchronously; see :func:`queryables`."""
-    return await _blocking(
-        _queryables, _build(config, options, _OWN["queryables"]).search, collection
-    )
+    cfg = _build(config, options, _OWN["queryables"])
+    return await _blocking(_queryables, cfg.search, collection, CatalogueHeaders.of(cfg))
 
 
 def queryables(
@@ -466,7 +471,8 @@ def queryables(
     **options: Unpack[Options],
 ) -> dict[str, Any]:
     """The JSON Schema of what a ``filter`` may use on ``collection``."""
-    return _queryables(_build(config, options, _OWN["queryables"]).search, collection)
+    cfg = _build(config, options, _OWN["queryables"])
+    return _queryables(cfg.search, collection, CatalogueHeaders.of(cfg))
 
 
 async def asearch_items(
@@ -482,7 +488,7 @@ async def asearch_items(
     items: list[dict[str, Any]] = []
     writer = ItemWriter(Path(output), fmt, catalog=cfg.search.catalog) if output else None
     with writer if writer is not None else contextlib.nullcontext():
-        async for features, _ in search_pages(cfg.search):
+        async for features, _ in search_pages(cfg.search, CatalogueHeaders.of(cfg)):
             items.extend(features)
             if writer is not None:
                 for item in features:

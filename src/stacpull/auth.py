@@ -648,12 +648,19 @@ class CredentialsCheck:
 
 
 async def check_credentials(
-    provider: TokenProvider, *, url: str | None = None, trust: TrustPolicy | None = None
+    provider: TokenProvider,
+    *,
+    url: str | None = None,
+    trust: TrustPolicy | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
+    header_all_hosts: bool = False,
 ) -> CredentialsCheck:
     """Whether the credentials work, and for how long, without revealing any token.
 
     An offline token is exchanged for an access token; a static token is judged by its
-    JWT ``exp``. With ``url``, a one-byte ranged GET proves the token opens that file.
+    JWT ``exp``. With ``url``, a one-byte ranged GET proves the token opens that file;
+    it carries ``headers`` (``download.headers``) as a download would: to a trusted host,
+    or, with ``header_all_hosts``, to any host but for the credential ones.
     """
     kind = "oidc" if isinstance(provider, OIDCTokenProvider) else "static"
     try:
@@ -684,18 +691,29 @@ async def check_credentials(
     if url is None:
         return CredentialsCheck(provider.source, kind, ok, detail, expires_in)
     send = trust is None or trust.trusts(url)
-    status, probe = await _probe(url, token if send else None)
+    extra = {
+        name: value
+        for name, value in headers
+        if send
+        or (header_all_hosts and name.lower() not in ("authorization", "proxy-authorization"))
+    }
+    status, probe = await _probe(url, token if send else None, extra)
     if not send:
         probe += " (the token was not sent: the host is not the catalogue's nor in auth.hosts)"
     ok = status in (200, 206) or 300 <= status < 400
     return CredentialsCheck(provider.source, kind, ok, f"{detail}; {probe}", expires_in, status)
 
 
-async def _probe(url: str, token: Secret | None) -> tuple[int, str]:
-    headers = {"Range": "bytes=0-0"}
+async def _probe(
+    url: str, token: Secret | None, extra: dict[str, str] | None = None
+) -> tuple[int, str]:
     SECRETS.add_url(url)  # its own credentials are used, never shown
-    if token is not None and urlsplit(url).username is None:  # userinfo: HTTP Basic wins
+    # The user's headers first; a user-set Authorization replaces the bearer, as in fetch.
+    headers = {n: v for n, v in (extra or {}).items() if n.lower() != "range"}
+    own = any(n.lower() == "authorization" for n in headers)
+    if token is not None and not own and urlsplit(url).username is None:  # userinfo: Basic
         headers["Authorization"] = f"Bearer {token.reveal()}"
+    headers["Range"] = "bytes=0-0"
     timeout = aiohttp.ClientTimeout(total=30)
     try:
         async with (

@@ -1000,6 +1000,49 @@ def _item_cells(item: dict[str, Any]) -> tuple[list[Cell], list[object]]:
     return row, record
 
 
+def _keep_header_flag(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """``--header``/``--header-all-hosts`` of a catalogue command, kept for
+    :func:`_header_flags` (so the commands' signatures stay as they are)."""
+    if param.name is not None:
+        ctx.meta.setdefault("stacpull.header_flags", {})[param.name] = value
+
+
+#: The catalogue commands' --header/--header-all-hosts: download's, sent to the STAC API.
+_catalogue_header_options = _options(
+    click.option(
+        "--header",
+        "headers",
+        multiple=True,
+        metavar="'K: V'",
+        expose_value=False,
+        callback=_keep_header_flag,
+        help="Extra request header for the catalogue (its own host); repeatable.",
+    ),
+    click.option(
+        "--header-all-hosts",
+        is_flag=True,
+        default=None,
+        expose_value=False,
+        callback=_keep_header_flag,
+        help="Send --header to every host: rel=next links and redirects elsewhere too.",
+    ),
+)
+
+
+def _header_flags() -> dict[str, Any]:
+    """The config flags of a catalogue command's ``--header``s (parsed: a malformed one
+    raises :class:`ConfigError` naming the flag, never its value)."""
+    from .config import parse_headers
+
+    ctx = click.get_current_context(silent=True)
+    given = ctx.meta.get("stacpull.header_flags", {}) if ctx is not None else {}
+    headers = tuple(given.get("headers") or ())
+    return {
+        "download.headers": parse_headers(list(headers), "--header") if headers else None,
+        "download.header_all_hosts": given.get("header_all_hosts"),
+    }
+
+
 @main.command(short_help="Search: count, list and save the matching items.")
 @_query_options
 @click.option(
@@ -1020,6 +1063,7 @@ def _item_cells(item: dict[str, Any]) -> tuple[list[Cell], list[object]]:
     help="Print every matching item to stdout as a GeoJSON ItemCollection (as -o - does); "
     "the listing goes to stderr.",
 )
+@_catalogue_header_options
 @_CONFIG
 def search(
     config_path: str | None,
@@ -1047,7 +1091,7 @@ def search(
 
     from .config import load_config
     from .export import ItemWriter
-    from .search import search_pages
+    from .search import CatalogueHeaders, search_pages
 
     if as_json:
         if output not in (None, "-"):
@@ -1059,7 +1103,9 @@ def search(
         if show < 0:
             raise ConfigError(f"--show: expected a count ≥ 0, got {show}")
         profile = kw.pop("profile")
-        config = load_config(config_path, flags=_query_values(**kw), profile=profile)
+        config = load_config(
+            config_path, flags={**_query_values(**kw), **_header_flags()}, profile=profile
+        )
         s = config.search
         if not (s.collections or s.ids or s.bbox or s.intersects or s.datetime or s.filter):
             raise ConfigError(
@@ -1082,7 +1128,8 @@ def search(
         # collection, a bad filter) leaves stdout empty rather than half an ItemCollection.
         started = False
         with ExitStack() as opened:
-            async for features, page_matched in search_pages(config.search):
+            extra = CatalogueHeaders.of(config)
+            async for features, page_matched in search_pages(config.search, extra):
                 if writer is not None and not started:
                     opened.enter_context(writer)
                     started = True
@@ -1124,6 +1171,7 @@ _CATALOG_OPTIONS = [
         metavar="URL",
         help="STAC API root [env STACPULL_CATALOG; default: the operational MAAP catalogue].",
     ),
+    _catalogue_header_options,
     _CONFIG,
     click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
 ]
@@ -1136,7 +1184,9 @@ def _search_config(config_path: str | None, catalog: str | None, profile: str | 
     from .config import load_config
 
     try:
-        return load_config(config_path, flags={"search.catalog": catalog}, profile=profile)
+        return load_config(
+            config_path, flags={"search.catalog": catalog, **_header_flags()}, profile=profile
+        )
     except ConfigError as exc:
         _fail(str(exc))
 
@@ -1212,7 +1262,7 @@ def collections(
     from rich.console import Console
 
     from .config import parse_bbox, parse_datetime_range
-    from .search import CollectionQuery, count_items, list_collections
+    from .search import CatalogueHeaders, CollectionQuery, count_items, list_collections
 
     config = _search_config(config_path, catalog, profile)
     try:
@@ -1224,9 +1274,10 @@ def collections(
             bbox=parse_bbox(bbox, "--bbox") if bbox else None,
             datetime=parse_datetime_range(datetime_, "--datetime") if datetime_ else None,
         )
-        found, by_server = list_collections(config.search, query)
+        extra = CatalogueHeaders.of(config)
+        found, by_server = list_collections(config.search, query, extra)
         counts = {
-            str(c.get("id")): count_items(config.search, str(c.get("id"))) if count else None
+            str(c.get("id")): count_items(config.search, str(c.get("id")), extra) if count else None
             for c in found
         }
     except (ConfigError, SearchError) as exc:
@@ -1307,11 +1358,11 @@ def queryables_command(
     """
     from rich.console import Console
 
-    from .search import queryables
+    from .search import CatalogueHeaders, queryables
 
     config = _search_config(config_path, catalog, profile)
     try:
-        schema = queryables(config.search, collection)
+        schema = queryables(config.search, collection, CatalogueHeaders.of(config))
     except (ConfigError, SearchError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -2080,6 +2131,7 @@ def auth() -> None:
     metavar="URL",
     help="STAC API root whose host may receive the token [env STACPULL_CATALOG].",
 )
+@_catalogue_header_options
 @_CONFIG
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 def auth_check(
@@ -2104,7 +2156,9 @@ def auth_check(
 
     try:
         config = load_config(
-            config_path, flags={**_auth_values(kw), "search.catalog": catalog}, profile=profile
+            config_path,
+            flags={**_auth_values(kw), "search.catalog": catalog, **_header_flags()},
+            profile=profile,
         )
         tokens = load_credentials(config.auth)
     except ConfigError as exc:
@@ -2113,7 +2167,15 @@ def auth_check(
         click.echo(f"stacpull: warning: {warning}", err=True)
     trust = TrustPolicy(config.search.catalog, config.auth.hosts)
     try:
-        found = anyio.run(lambda: check_credentials(tokens, url=url, trust=trust))
+        found = anyio.run(
+            lambda: check_credentials(
+                tokens,
+                url=url,
+                trust=trust,
+                headers=config.download.headers,
+                header_all_hosts=config.download.header_all_hosts,
+            )
+        )
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     verdicts = {True: "working", False: "not working", None: "unknown"}
@@ -2413,14 +2475,48 @@ def sim_serve(
         click.echo("stopped")
 
 
+def _outer_here(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``-q``/``-v`` after a subcommand that has no use for them: the same as before it
+    (kept with the group's flags, where a command that prints progress would read them)."""
+    if value and param.name is not None:
+        ctx.meta.setdefault("stacpull.outer", {})[param.name] = True
+
+
+#: -q/-v for every command but download and mirror (which declare their own): accepted
+#: and, as before the subcommand, without effect on a listing, report or check.
+_QUIET_ANYWHERE = click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    expose_value=False,
+    callback=_outer_here,
+    help="Accepted for symmetry with download: this command prints no progress.",
+)
+_VERBOSE_ANYWHERE = click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    expose_value=False,
+    callback=_outer_here,
+    help="Accepted for symmetry with download: this command prints no progress.",
+)
+
+
 def _debug_on_every_command(group: click.Group) -> None:
-    """``--debug`` after any subcommand (``stacpull search ... --debug``), as before it: the
-    transfer commands list it among their options; every other command gets it here."""
+    """``--debug``, ``-q`` and ``-v`` after any subcommand (``stacpull search ... --debug``),
+    as before it: the transfer commands list them among their options; every other command
+    gets them here."""
     for command in group.commands.values():
         if isinstance(command, click.Group):
             _debug_on_every_command(command)
-        elif not any("--debug" in param.opts for param in command.params):
+            continue
+        given = {opt for param in command.params for opt in param.opts}
+        if "--debug" not in given:
             _DEBUG(command)
+        if not given & {"-q", "--quiet"}:
+            _QUIET_ANYWHERE(command)
+        if not given & {"-v", "--verbose"}:
+            _VERBOSE_ANYWHERE(command)
 
 
 _debug_on_every_command(main)

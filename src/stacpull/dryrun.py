@@ -26,7 +26,7 @@ from .journal import JOURNAL_DIR, Journal
 from .peek import peek
 from .plan import PlanRules, RunClaims, plan_item
 from .safepath import lstat_below
-from .search import ItemPages, search_pages
+from .search import CatalogueHeaders, ItemPages, search_pages
 
 __all__ = ["AssetPlan", "PlanSummary", "budget_error", "dry_run"]
 
@@ -154,7 +154,10 @@ async def dry_run(config: Config, *, pages: ItemPages | None = None) -> PlanSumm
     exists = root.is_dir()
     # As a real run: selectors that pick no asset of any item raise NothingSelected.
     peeked = await peek(
-        pages if pages is not None else (lambda: search_pages(config.search)), rules.selectors
+        pages
+        if pages is not None
+        else (lambda: search_pages(config.search, CatalogueHeaders.of(config))),
+        rules.selectors,
     )
     source = peeked.pages()
     claims = RunClaims(run=0)  # an item listed twice is planned once, as in a real run

@@ -70,7 +70,7 @@ from .plan import PlanRules, RunClaims, in_state_dir, path_key, plan_item
 from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
 from .retry import RetryPolicy
 from .safepath import CLOEXEC, DIR_FLAGS
-from .search import ItemPages, search_pages
+from .search import CatalogueHeaders, ItemPages, search_pages
 from .verify import record_hash
 
 __all__ = [
@@ -370,7 +370,9 @@ async def run(
         # Nothing matched or nothing selected: no DEST, no journal, no report; selectors
         # that pick nothing raise NothingSelected.
         search_once: ItemPages = (
-            pages if pages is not None else (lambda: search_pages(config.search))
+            pages
+            if pages is not None
+            else (lambda: search_pages(config.search, CatalogueHeaders.of(config)))
         )
         with anyio.CancelScope() as looking:
             if stop is not None:
@@ -423,7 +425,9 @@ async def run(
         source: _Source = _JobSource(failed_jobs)
     else:
         search: ItemPages = (
-            listing if listing is not None else (lambda: search_pages(config.search))
+            listing
+            if listing is not None
+            else (lambda: search_pages(config.search, CatalogueHeaders.of(config)))
         )
         source = _PageSource(search, rules, journal, run_id, scope)
     started = time.monotonic()
@@ -629,7 +633,7 @@ async def _confirm_gone(
         for start in range(0, len(ids), _LOOKUP_IDS):
             chunk = tuple(ids[start : start + _LOOKUP_IDS])
             query = dataclasses.replace(config.search, ids=chunk, max_items=2 * len(chunk))
-            async for features, _ in search_pages(query):
+            async for features, _ in search_pages(query, CatalogueHeaders.of(config)):
                 found.update(f["id"] for f in features if isinstance(f.get("id"), str))
     except StacpullError as exc:
         return [], f"the items it did not list could not be looked up ({exc})"

@@ -29,13 +29,14 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 
-from .config import SearchConfig
+from .config import Config, SearchConfig
 from .errors import ConfigError, ScrubFilter, SearchError
 
 __all__ = [
     "ANSWER_TIMEOUTS",
     "MAX_ANSWER",
     "MAX_EMPTY_PAGES",
+    "CatalogueHeaders",
     "CollectionQuery",
     "ItemPages",
     "Page",
@@ -102,7 +103,48 @@ def load_geojson_geometry(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _stac_io(config: SearchConfig) -> Any:
+@dataclass(frozen=True, slots=True)
+class CatalogueHeaders:
+    """``download.headers`` as the catalogue's requests send them: to the catalogue's own
+    origin (trusted by definition), and to another host (a ``rel=next`` elsewhere, a
+    redirect) only with ``all_hosts`` (``--header-all-hosts``)."""
+
+    headers: tuple[tuple[str, str], ...] = ()
+    all_hosts: bool = False
+
+    @classmethod
+    def of(cls, config: Config) -> CatalogueHeaders:
+        """The headers a run's config sends to its catalogue."""
+        return cls(config.download.headers, config.download.header_all_hosts)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (
+        parts.scheme.lower(),
+        (parts.hostname or "").lower(),
+        port
+        or {
+            "http": 80,
+            "https": 443,
+        }.get(parts.scheme.lower()),
+    )
+
+
+def _same_site(catalog: str, url: str) -> bool:
+    """Whether ``url`` is the catalogue's own origin (or its http→https upgrade)."""
+    want, got = _origin(catalog), _origin(url)
+    upgrade = (want[0], want[2], got[0], got[2]) == ("http", 80, "https", 443)
+    return bool(got[1]) and want[1] == got[1] and (want == got or upgrade)
+
+
+def _stac_io(config: SearchConfig, extra: CatalogueHeaders | None = None) -> Any:
     # Imported here, like pystac-client: a download --from a saved search never needs
     # them, and every run would pay their import (about 25 ms) at startup.
     from urllib3.util.retry import Retry
@@ -120,7 +162,41 @@ def _stac_io(config: SearchConfig) -> Any:
     )
     stac_io = _catalogue_io()(timeout=config.timeout, max_retries=retry)
     stac_io.session.hooks["response"].append(_capped)
+    stac_io.catalogue = config.catalog
+    stac_io.extra = extra or CatalogueHeaders()
+    if stac_io.extra.headers:
+        _strip_on_leaving(stac_io.session, config.catalog, stac_io.extra)
     return stac_io
+
+
+#: Headers that are credentials: even with ``header_all_hosts`` they stay on the catalogue.
+_CREDENTIALS = frozenset({"authorization", "proxy-authorization"})
+
+
+def _headers_for(catalog: str, url: str, extra: CatalogueHeaders) -> dict[str, str]:
+    """The configured headers one request to ``url`` carries (as fetch's ``_user_headers``)."""
+    if _same_site(catalog, url):
+        return dict(extra.headers)
+    if extra.all_hosts:
+        return {n: v for n, v in extra.headers if n.lower() not in _CREDENTIALS}
+    return {}
+
+
+def _strip_on_leaving(session: Any, catalog: str, extra: CatalogueHeaders) -> None:
+    """A redirect away from the catalogue's origin drops ``download.headers`` (all of
+    them, or only the credentials with ``all_hosts``): requests itself drops only
+    ``Authorization``, and only on a new host."""
+    rebuild = session.rebuild_auth
+    keep = {name.lower() for name in _headers_for(catalog, "", extra)}  # another host's
+
+    def rebuild_auth(prepared: Any, response: Any) -> None:
+        rebuild(prepared, response)
+        if not _same_site(catalog, prepared.url):
+            for name, _ in extra.headers:
+                if name.lower() not in keep:
+                    prepared.headers.pop(name, None)
+
+    session.rebuild_auth = rebuild_auth
 
 
 def _capped(resp: Any, *args: Any, **kwargs: Any) -> Any:
@@ -152,6 +228,23 @@ def _catalogue_io() -> type[Any]:
         logging.getLogger(name).addFilter(ScrubFilter())
 
     class CatalogueIO(StacApiIO):
+        catalogue: str = ""
+        extra: CatalogueHeaders = CatalogueHeaders()
+
+        def request(
+            self,
+            href: str,
+            method: str | None = None,
+            headers: dict[str, str] | None = None,
+            parameters: dict[str, Any] | None = None,
+        ) -> str:
+            # download.headers on the catalogue's own requests only (a rel=next link may
+            # name any host), unless --header-all-hosts; never in session.headers, which
+            # requests would carry to every host.
+            if self.extra.headers:
+                headers = {**_headers_for(self.catalogue, href, self.extra), **(headers or {})}
+            return super().request(href, method, headers, parameters)
+
         def update(
             self,
             headers: dict[str, str] | None = None,
@@ -367,13 +460,13 @@ async def _blocking(func: Callable[..., _T], *args: Any) -> _T:
     return value  # type: ignore[no-any-return]
 
 
-def open_client(config: SearchConfig) -> Any:
+def open_client(config: SearchConfig, extra: CatalogueHeaders | None = None) -> Any:
     """Open the catalogue (blocking). Raises :class:`SearchError` with a readable reason."""
     from pystac_client import Client
     from pystac_client.exceptions import APIError
 
     try:
-        return Client.open(config.catalog, stac_io=_stac_io(config), timeout=config.timeout)
+        return Client.open(config.catalog, stac_io=_stac_io(config, extra), timeout=config.timeout)
     except APIError as exc:
         if _timed_out(exc):
             raise SearchError(_silent(config.catalog, config.timeout)) from exc
@@ -417,10 +510,12 @@ def _search_kwargs(config: SearchConfig) -> dict[str, Any]:
     return kwargs
 
 
-def _page_iterator(config: SearchConfig) -> tuple[Iterator[dict[str, Any]], Any]:
+def _page_iterator(
+    config: SearchConfig, extra: CatalogueHeaders | None = None
+) -> tuple[Iterator[dict[str, Any]], Any]:
     from pystac_client.exceptions import APIError
 
-    client = open_client(config)
+    client = open_client(config, extra)
     try:
         search = client.search(**_search_kwargs(config))
     except APIError as exc:
@@ -462,9 +557,12 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-async def search_pages(config: SearchConfig) -> AsyncIterator[Page]:
-    """Yield (items of one page, numberMatched) lazily; ``max_items`` is honoured exactly."""
-    pages, search = await _ask(config, _page_iterator, config)
+async def search_pages(
+    config: SearchConfig, extra: CatalogueHeaders | None = None
+) -> AsyncIterator[Page]:
+    """Yield (items of one page, numberMatched) lazily; ``max_items`` is honoured exactly;
+    ``extra``: the configured headers, sent to the catalogue."""
+    pages, search = await _ask(config, _page_iterator, config, extra)
     matched: int | None = None
     first = True
     seen = 0
@@ -475,7 +573,7 @@ async def search_pages(config: SearchConfig) -> AsyncIterator[Page]:
             if first and config.collections and not _timed_out(exc):
                 # A rejected first page: name the collection id that is wrong, if one is.
                 with contextlib.suppress(SearchError):
-                    await _ask(config, check_collections, config, config.collections)
+                    await _ask(config, check_collections, config, config.collections, extra)
             raise
         if page is _SENTINEL:
             if not first:
@@ -504,7 +602,7 @@ async def search_pages(config: SearchConfig) -> AsyncIterator[Page]:
                 # Nothing matched: say so if it is because a collection id is wrong (and
                 # say nothing if the collections cannot be listed: the search did work).
                 with contextlib.suppress(SearchError):
-                    await _ask(config, check_collections, config, config.collections)
+                    await _ask(config, check_collections, config, config.collections, extra)
         if config.max_items is not None:
             features = features[: max(0, config.max_items - seen)]
         seen += len(features)
@@ -634,11 +732,11 @@ def _link(doc: Any, rel: str) -> str | None:
 
 
 def list_collections(
-    config: SearchConfig, query: CollectionQuery
+    config: SearchConfig, query: CollectionQuery, extra: CatalogueHeaders | None = None
 ) -> tuple[list[dict[str, Any]], bool]:
     """The catalogue's collections that match ``query``, and whether the server did the
     filtering (it conforms to STAC collection search) or stacpull did, here."""
-    stac_io = _stac_io(config)
+    stac_io = _stac_io(config, extra)
     landing = _get_json(stac_io, config.catalog)
     if not isinstance(landing, dict):
         raise SearchError(f"{config.catalog} is not a STAC API: its landing page is no object")
@@ -676,12 +774,14 @@ def list_collections(
     return found, server
 
 
-def check_collections(config: SearchConfig, wanted: tuple[str, ...]) -> None:
+def check_collections(
+    config: SearchConfig, wanted: tuple[str, ...], extra: CatalogueHeaders | None = None
+) -> None:
     """Raise :class:`ConfigError` naming the closest ids when one of ``wanted`` is not a
     collection of the catalogue (a typo finds no item rather than an error, otherwise)."""
     import difflib
 
-    ids = [str(c.get("id")) for c in list_collections(config, CollectionQuery())[0]]
+    ids = [str(c.get("id")) for c in list_collections(config, CollectionQuery(), extra)[0]]
     for collection in wanted:
         if collection not in ids:
             close = difflib.get_close_matches(collection, ids, n=3)
@@ -689,10 +789,12 @@ def check_collections(config: SearchConfig, wanted: tuple[str, ...]) -> None:
             raise ConfigError(f"unknown collection {collection!r}{hint}")
 
 
-def count_items(config: SearchConfig, collection: str) -> int | None:
+def count_items(
+    config: SearchConfig, collection: str, extra: CatalogueHeaders | None = None
+) -> int | None:
     """``numberMatched`` for one collection (one search request of one item)."""
     page = _get_json(
-        _stac_io(config), config.catalog + "search", {"collections": collection, "limit": 1}
+        _stac_io(config, extra), config.catalog + "search", {"collections": collection, "limit": 1}
     )
     if not isinstance(page, dict):
         return None
@@ -702,15 +804,17 @@ def count_items(config: SearchConfig, collection: str) -> int | None:
     )
 
 
-def queryables(config: SearchConfig, collection: str) -> dict[str, Any]:
+def queryables(
+    config: SearchConfig, collection: str, extra: CatalogueHeaders | None = None
+) -> dict[str, Any]:
     """The JSON Schema of what ``--filter`` may use on ``collection``. An unknown
     collection raises :class:`ConfigError` naming the closest ids."""
-    stac_io = _stac_io(config)
+    stac_io = _stac_io(config, extra)
     try:
         schema = _get_json(stac_io, f"{config.catalog}collections/{collection}/queryables")
     except SearchError as exc:
         if not _timed_out(exc):  # a silent catalogue would only be waited for twice
-            check_collections(config, (collection,))
+            check_collections(config, (collection,), extra)
         raise
     if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
         raise SearchError(f"the queryables of {collection} are not a JSON Schema")
