@@ -1404,6 +1404,7 @@ def _whole_table(
         for record in records if records is not None else rows:
             click.echo(tsv_line(record))
         return
+    rows = [tuple(printable(cell) for cell in row) for row in rows]  # no escape reaches it
     keep = list(range(len(headers)))
 
     def width(columns: list[int]) -> int:
@@ -1842,13 +1843,18 @@ def report(dest: str, plot: str | None, failures: int, as_json: bool) -> None:
         f"({view['seconds']:.0f} s): {ending}"
     )
     query = {k: v for k, v in view["query"].items() if v not in (None, [], "")}
-    out.print("query: " + " ".join(f"{k}={v}" for k, v in query.items()), markup=False)
+    shown = " ".join(f"{k}={v}" for k, v in query.items())
+    out.print("query: " + printable(shown), markup=False)
     out.print(summary)
+    # The report quotes the catalogue (ids, keys, errors): its control characters are
+    # shown as escapes, never sent to the terminal.
     for group in view["errors"]:
-        out.print(f"[red]{escape(group['class'])}[/] ×{group['count']}: {escape(group['last'])}")
+        last = escape(printable(group["last"]))
+        out.print(f"[red]{escape(printable(group['class']))}[/] ×{group['count']}: {last}")
     failed = view["failed"]
     for row in failed[:failures]:
-        out.print(f"failed {row['item']}/{row['asset']}: {row.get('error')}", markup=False)
+        line = f"failed {row['item']}/{row['asset']}: {row.get('error')}"
+        out.print(printable(line), markup=False)
     if len(failed) > failures:
         out.print(f"… and {len(failed) - failures} more failures (stacpull status {dest})")
     out.print(f"report: {view['report']}", markup=False)
@@ -1898,11 +1904,12 @@ def status(dest: str, as_json: bool) -> None:
     if report.failure_counts:
         out.print("[red]failed[/], by reason:")
         for kind, count in sorted(report.failure_counts.items(), key=lambda kv: -kv[1]):
-            out.print(f"  {kind}: {count}", markup=False)
+            out.print(f"  {printable(kind)}: {count}", markup=False)
             for path, message in report.failures[kind]:
-                out.print(f"    {path}: {message}", markup=False)
-    for item_id, key, reason in report.refused[:5]:
-        out.print(f"[magenta]refused[/] {escape(item_id)}/{escape(key)}: {escape(reason)}")
+                out.print(f"    {printable(f'{path}: {message}')}", markup=False)
+    for item_id, key, reason in report.refused[:5]:  # refused for what these ids hold
+        what = escape(printable(f"{item_id}/{key}: {reason}"))
+        out.print(f"[magenta]refused[/] {what}")
     if report.partial_bytes:
         out.print(f"partial files to resume: {human_bytes(report.partial_bytes)}")
     if report.high_water_mark:
@@ -1977,7 +1984,8 @@ def verify(dest: str, jobs: int | None, as_json: bool) -> None:
             if problem.earlier:
                 detail += " (found by an earlier verify; not fetched again yet)"
             if table.is_terminal:
-                out.print(f"[red]{problem.kind}[/] {escape(problem.path)}: {escape(detail)}")
+                shown = escape(printable(f"{problem.path}: {detail}"))
+                out.print(f"[red]{problem.kind}[/] {shown}")
             else:
                 click.echo(tsv_line((problem.kind, problem.path, detail)))
         if report.problems:

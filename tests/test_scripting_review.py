@@ -1,0 +1,64 @@
+"""Issue 17, review of the merged branches: what one branch made true for some commands and
+another branch's command still missed."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from stacpull.sim import SimCatalog, SimServer, default_collections
+
+from .conftest import L1C, TOKEN, cli
+
+# Sequences a terminal acts on (retitle, clear, blink) that rich never emits itself.
+_EVIL_ID = "EVIL\x1b]0;pwned\x07\x1b[2J"
+_EVIL_KEY = "k\x1b[5mey"
+_ACTED_ON = ("\x1b]", "\x1b[2J", "\x1b[5m", "\x07")
+_TERMINAL = {"TTY_COMPATIBLE": "1", "COLUMNS": "200"}
+
+
+@pytest.fixture
+def evil_sim() -> SimServer:
+    """A catalogue with an item whose id holds terminal escapes (refused) and a good item
+    one of whose asset keys holds one (an unsafe key is kept: the template has no {key})."""
+    server = SimServer(SimCatalog(default_collections(count=1, product_size=20_000)))
+    server.__enter__()
+    item = copy.deepcopy(server.catalog.item(L1C, 0))
+    item["id"] = _EVIL_ID
+    server.catalog.add_item(L1C, item)
+    good = copy.deepcopy(server.catalog.item(L1C, 0))
+    good["id"] = "GOOD"
+    good["assets"][_EVIL_KEY] = {**good["assets"]["product"], "href": "http://127.0.0.1:9/x"}
+    server.catalog.add_item(L1C, good)
+    return server
+
+
+@pytest.mark.parametrize("env", [{}, _TERMINAL], ids=["piped", "terminal"])
+def test_a_catalogues_control_characters_never_reach_the_terminal_from_runs_and_records(
+    env: dict[str, str], evil_sim: SimServer, tmp_path: Path
+) -> None:
+    """The listings and one-line errors show a catalogue's control characters as escapes
+    (listing.printable); the run's progress lines, its dry-run table, ``status`` and
+    ``report`` sent them raw, so an item id could clear or retitle the terminal."""
+    dest = str(tmp_path / "d")
+    query = ("--catalog", evil_sim.catalog_url, "--collection", L1C, "--dest", dest)
+    seen = ""
+    try:
+        for args in (
+            ("download", *query, "--assets", "all", "--dry-run"),
+            ("download", *query, "--assets", "all", "--dashboard", "plain", "-v",
+             "--retries", "0"),
+            ("status", dest),
+            ("report", dest),
+            ("verify", dest),
+        ):  # fmt: skip
+            code, out, err = cli(*args, env=env, token=TOKEN)
+            assert code in (0, 1) and "Traceback" not in err, (args, code, err)
+            leaked = [s for s in _ACTED_ON if s in out + err]
+            assert not leaked, (args, leaked, out, err)
+            seen += out + err
+        assert "EVIL\\x1b]0;pwned\\x07" in seen  # still shown, as escapes
+    finally:
+        evil_sim.__exit__(None, None, None)
