@@ -62,3 +62,58 @@ def test_a_catalogues_control_characters_never_reach_the_terminal_from_runs_and_
         assert "EVIL\\x1b]0;pwned\\x07" in seen  # still shown, as escapes
     finally:
         evil_sim.__exit__(None, None, None)
+
+
+# -- Ctrl-C exits 130 from every command --------------------------------------------------
+
+
+def _blocked_reading_stdin(pid: int) -> bool:
+    """Whether process ``pid`` sits in read(0, ...) (Linux: /proc/PID/syscall)."""
+    try:
+        return Path(f"/proc/{pid}/syscall").read_text().startswith("0 0x0 ")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/syscall").exists(), reason="needs Linux /proc")
+def test_ctrl_c_while_download_from_stdin_waits_for_items_exits_130(tmp_path: Path) -> None:
+    """``producer | stacpull download --from - ...`` interrupted while the producer is still
+    searching printed click's "Aborted!" and exited 1, the code of failed files; every
+    other interrupt exits 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "STACPULL_NO_USER_CONFIG": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stacpull", "download", "--from", "-", "--dest", str(tmp_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not _blocked_reading_stdin(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert out == b"" and err.decode().strip() == "stacpull: interrupted"
+
+
+def test_ctrl_c_during_verify_exits_130_not_1(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A Ctrl-C while verify hashes exited 1 ("Aborted!"), which a cron job reads as rot
+    found; it is an interrupt (130), as for download, search and auth check."""
+    import stacpull.audit
+
+    def interrupted(*args: object, **kw: object) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C lands in the hashing loop
+
+    (tmp_path / ".stacpull").mkdir()
+    monkeypatch.setattr(stacpull.audit, "verify_dest", interrupted)
+    code, out, err = cli("verify", str(tmp_path))
+    assert (code, out, err.strip()) == (130, "", "stacpull: interrupted")
