@@ -1087,8 +1087,7 @@ def search(
         _fail(str(exc))
     # With -o - (or --json), stdout carries the items: everything for people goes to stderr.
     out = Console(highlight=False, soft_wrap=False, stderr=output == "-")
-    # Piped, stdout holds only the records: what they amount to goes to stderr.
-    note = out if out.is_terminal else Console(highlight=False, stderr=True)
+    note = _people(out)  # piped: the records alone on stdout, what they amount to on stderr
     rows: list[list[Cell]] = []
     records: list[list[object]] = []
 
@@ -1267,8 +1266,7 @@ def collections(
         rows.append([cid, str(col.get("title") or ""), _extent(col), shown])
         records.append([cid, col.get("title") or "", _extent(col, whole=True), shown])
     print_listing(out, _COLLECTION_COLUMNS, rows, records)
-    # Piped, stdout holds only the records: what they amount to goes to stderr.
-    note = out if out.is_terminal else Console(highlight=False, stderr=True)
+    note = _people(out)  # piped: the records alone on stdout, what they amount to on stderr
     note.print(summary, soft_wrap=True)
 
 
@@ -1351,7 +1349,7 @@ def queryables_command(
         rows.append([q["name"], kind, values, *([title] if titled else [])])
         records.append([q["name"], q["type"] or "", q["format"] or "", ",".join(values), title])
     print_listing(out, columns, rows, records)
-    note = out if out.is_terminal else Console(highlight=False, stderr=True)
+    note = _people(out)
     names = {q["name"]: q for q in listed}
     if "product:type" in names and "productType" in names:
         note.print(
