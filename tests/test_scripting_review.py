@@ -117,3 +117,31 @@ def test_ctrl_c_during_verify_exits_130_not_1(
     monkeypatch.setattr(stacpull.audit, "verify_dest", interrupted)
     code, out, err = cli("verify", str(tmp_path))
     assert (code, out, err.strip()) == (130, "", "stacpull: interrupted")
+
+
+# -- the lazy package root still reaches its modules --------------------------------------
+
+
+def test_import_stacpull_then_its_modules_by_attribute_as_before_the_lazy_root() -> None:
+    """``import stacpull`` used to import the API and with it auth, config, errors and
+    events, so ``stacpull.auth.load_credentials(...)`` and ``except
+    stacpull.errors.CredentialsError`` (both in the README) worked; the lazy root raised
+    AttributeError for every module not imported yet. It imports one on first use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, stacpull\n"
+        "assert 'stacpull.engine' not in sys.modules  # still lazy\n"
+        "stacpull.auth.load_credentials, stacpull.errors.CredentialsError\n"
+        "stacpull.events.JobFinished, stacpull.config.load_config, stacpull.sim.Faults\n"
+        "try:\n"
+        "    stacpull.nosuchthing\n"
+        "except AttributeError as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "module 'stacpull' has no attribute 'nosuchthing'"
