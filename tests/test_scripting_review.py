@@ -4,6 +4,7 @@ another branch's command still missed."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,19 +21,18 @@ _TERMINAL = {"TTY_COMPATIBLE": "1", "COLUMNS": "200"}
 
 
 @pytest.fixture
-def evil_sim() -> SimServer:
+def evil_sim() -> Iterator[SimServer]:
     """A catalogue with an item whose id holds terminal escapes (refused) and a good item
-    one of whose asset keys holds one (an unsafe key is kept: the template has no {key})."""
-    server = SimServer(SimCatalog(default_collections(count=1, product_size=20_000)))
-    server.__enter__()
-    item = copy.deepcopy(server.catalog.item(L1C, 0))
-    item["id"] = _EVIL_ID
-    server.catalog.add_item(L1C, item)
-    good = copy.deepcopy(server.catalog.item(L1C, 0))
-    good["id"] = "GOOD"
-    good["assets"][_EVIL_KEY] = {**good["assets"]["product"], "href": "http://127.0.0.1:9/x"}
-    server.catalog.add_item(L1C, good)
-    return server
+    one of whose asset keys holds one."""
+    with SimServer(SimCatalog(default_collections(count=1, product_size=20_000))) as server:
+        item = copy.deepcopy(server.catalog.item(L1C, 0))
+        item["id"] = _EVIL_ID
+        server.catalog.add_item(L1C, item)
+        good = copy.deepcopy(server.catalog.item(L1C, 0))
+        good["id"] = "GOOD"
+        good["assets"][_EVIL_KEY] = {**good["assets"]["product"], "href": "http://127.0.0.1:9/x"}
+        server.catalog.add_item(L1C, good)
+        yield server
 
 
 @pytest.mark.parametrize("env", [{}, _TERMINAL], ids=["piped", "terminal"])
@@ -45,23 +45,39 @@ def test_a_catalogues_control_characters_never_reach_the_terminal_from_runs_and_
     dest = str(tmp_path / "d")
     query = ("--catalog", evil_sim.catalog_url, "--collection", L1C, "--dest", dest)
     seen = ""
-    try:
-        for args in (
-            ("download", *query, "--assets", "all", "--dry-run"),
-            ("download", *query, "--assets", "all", "--dashboard", "plain", "-v",
-             "--retries", "0"),
-            ("status", dest),
-            ("report", dest),
-            ("verify", dest),
-        ):  # fmt: skip
-            code, out, err = cli(*args, env=env, token=TOKEN)
-            assert code in (0, 1) and "Traceback" not in err, (args, code, err)
-            leaked = [s for s in _ACTED_ON if s in out + err]
-            assert not leaked, (args, leaked, out, err)
-            seen += out + err
-        assert "EVIL\\x1b]0;pwned\\x07" in seen  # still shown, as escapes
-    finally:
-        evil_sim.__exit__(None, None, None)
+    for args in (
+        ("download", *query, "--assets", "all", "--dry-run"),
+        ("download", *query, "--assets", "all", "--dashboard", "plain", "-v",
+         "--retries", "0"),
+        ("status", dest),
+        ("report", dest),
+        ("verify", dest),
+    ):  # fmt: skip
+        code, out, err = cli(*args, env=env, token=TOKEN)
+        assert code in (0, 1) and "Traceback" not in err, (args, code, err)
+        leaked = [s for s in _ACTED_ON if s in out + err]
+        assert not leaked, (args, leaked, out, err)
+        seen += out + err
+    assert "EVIL\\x1b]0;pwned\\x07" in seen  # still shown, as escapes
+
+
+def test_the_live_dashboard_shows_a_refused_ids_control_characters_as_escapes() -> None:
+    """The live view's error lines quote the last refusal, item id included."""
+    import io
+
+    from rich.console import Console
+
+    from stacpull.dashboard import render_dashboard
+    from stacpull.events import JobRefused
+    from stacpull.models import Refusal
+    from stacpull.report import RunStats
+
+    stats = RunStats()
+    stats(JobRefused(Refusal(_EVIL_ID, L1C, _EVIL_KEY, "item id contains a control character")))
+    screen = io.StringIO()
+    Console(file=screen, force_terminal=True, width=120).print(render_dashboard(stats.snapshot()))
+    assert not [s for s in _ACTED_ON if s in screen.getvalue()]
+    assert "EVIL\\x1b]0;pwned" in screen.getvalue()
 
 
 # -- Ctrl-C exits 130 from every command --------------------------------------------------
