@@ -11,6 +11,7 @@ three in step.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.3.0"  # before the imports: the engine puts it in its User-Agent
@@ -67,9 +68,13 @@ if TYPE_CHECKING:
 else:
 
     def __getattr__(name: str) -> Any:
-        """Import a public name from its module the first time it is used."""
+        """Import a public name from its module the first time it is used; a module of the
+        package (``stacpull.errors``, ``stacpull.auth``) as ``import stacpull`` once made
+        them all attributes, by importing the API."""
         if name not in __all__:
-            raise AttributeError(f"module 'stacpull' has no attribute {name!r}")
+            if name.startswith("_") or importlib.util.find_spec(f".{name}", __name__) is None:
+                raise AttributeError(f"module 'stacpull' has no attribute {name!r}")
+            return importlib.import_module(f".{name}", __name__)  # sets the attribute
         value = getattr(importlib.import_module(f".{_HOMES.get(name, 'api')}", __name__), name)
         globals()[name] = value
         return value

@@ -769,7 +769,23 @@ def _debug_logging(ctx: click.Context) -> None:
     ctx.call_on_close(undo)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Stacpull(click.Group):
+    """The ``stacpull`` group: a Ctrl-C that no command handles itself (while ``--from -``
+    waits on its producer, while ``verify`` hashes) exits 130 with one line, as every
+    command's interrupt does, instead of click's "Aborted!" and exit 1, the code of failed
+    files and of rot."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+
+@click.group(
+    cls=_Stacpull,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="stacpull")
 @click.option(
     "--debug",
@@ -1117,8 +1133,7 @@ def search(
         _fail(str(exc))
     # With -o - (or --json), stdout carries the items: everything for people goes to stderr.
     out = Console(highlight=False, soft_wrap=False, stderr=output == "-")
-    # Piped, stdout holds only the records: what they amount to goes to stderr.
-    note = out if out.is_terminal else Console(highlight=False, stderr=True)
+    note = _people(out)  # piped: the records alone on stdout, what they amount to on stderr
     rows: list[list[Cell]] = []
     records: list[list[object]] = []
 
@@ -1302,8 +1317,7 @@ def collections(
         rows.append([cid, str(col.get("title") or ""), _extent(col), shown])
         records.append([cid, col.get("title") or "", _extent(col, whole=True), shown])
     print_listing(out, _COLLECTION_COLUMNS, rows, records)
-    # Piped, stdout holds only the records: what they amount to goes to stderr.
-    note = out if out.is_terminal else Console(highlight=False, stderr=True)
+    note = _people(out)  # piped: the records alone on stdout, what they amount to on stderr
     note.print(summary, soft_wrap=True)
 
 
@@ -1386,7 +1400,7 @@ def queryables_command(
         rows.append([q["name"], kind, values, *([title] if titled else [])])
         records.append([q["name"], q["type"] or "", q["format"] or "", ",".join(values), title])
     print_listing(out, columns, rows, records)
-    note = out if out.is_terminal else Console(highlight=False, stderr=True)
+    note = _people(out)
     names = {q["name"]: q for q in listed}
     if "product:type" in names and "productType" in names:
         note.print(
@@ -1455,6 +1469,7 @@ def _whole_table(
         for record in records if records is not None else rows:
             click.echo(tsv_line(record))
         return
+    rows = [tuple(printable(cell) for cell in row) for row in rows]  # no escape reaches it
     keep = list(range(len(headers)))
 
     def width(columns: list[int]) -> int:
@@ -1893,13 +1908,18 @@ def report(dest: str, plot: str | None, failures: int, as_json: bool) -> None:
         f"({view['seconds']:.0f} s): {ending}"
     )
     query = {k: v for k, v in view["query"].items() if v not in (None, [], "")}
-    out.print("query: " + " ".join(f"{k}={v}" for k, v in query.items()), markup=False)
+    shown = " ".join(f"{k}={v}" for k, v in query.items())
+    out.print("query: " + printable(shown), markup=False)
     out.print(summary)
+    # The report quotes the catalogue (ids, keys, errors): its control characters are
+    # shown as escapes, never sent to the terminal.
     for group in view["errors"]:
-        out.print(f"[red]{escape(group['class'])}[/] ×{group['count']}: {escape(group['last'])}")
+        last = escape(printable(group["last"]))
+        out.print(f"[red]{escape(printable(group['class']))}[/] ×{group['count']}: {last}")
     failed = view["failed"]
     for row in failed[:failures]:
-        out.print(f"failed {row['item']}/{row['asset']}: {row.get('error')}", markup=False)
+        line = f"failed {row['item']}/{row['asset']}: {row.get('error')}"
+        out.print(printable(line), markup=False)
     if len(failed) > failures:
         out.print(f"… and {len(failed) - failures} more failures (stacpull status {dest})")
     out.print(f"report: {view['report']}", markup=False)
@@ -1949,11 +1969,12 @@ def status(dest: str, as_json: bool) -> None:
     if report.failure_counts:
         out.print("[red]failed[/], by reason:")
         for kind, count in sorted(report.failure_counts.items(), key=lambda kv: -kv[1]):
-            out.print(f"  {kind}: {count}", markup=False)
+            out.print(f"  {printable(kind)}: {count}", markup=False)
             for path, message in report.failures[kind]:
-                out.print(f"    {path}: {message}", markup=False)
-    for item_id, key, reason in report.refused[:5]:
-        out.print(f"[magenta]refused[/] {escape(item_id)}/{escape(key)}: {escape(reason)}")
+                out.print(f"    {printable(f'{path}: {message}')}", markup=False)
+    for item_id, key, reason in report.refused[:5]:  # refused for what these ids hold
+        what = escape(printable(f"{item_id}/{key}: {reason}"))
+        out.print(f"[magenta]refused[/] {what}")
     if report.partial_bytes:
         out.print(f"partial files to resume: {human_bytes(report.partial_bytes)}")
     if report.high_water_mark:
@@ -2028,7 +2049,8 @@ def verify(dest: str, jobs: int | None, as_json: bool) -> None:
             if problem.earlier:
                 detail += " (found by an earlier verify; not fetched again yet)"
             if table.is_terminal:
-                out.print(f"[red]{problem.kind}[/] {escape(problem.path)}: {escape(detail)}")
+                shown = escape(printable(f"{problem.path}: {detail}"))
+                out.print(f"[red]{problem.kind}[/] {shown}")
             else:
                 click.echo(tsv_line((problem.kind, problem.path, detail)))
         if report.problems:

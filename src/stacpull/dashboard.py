@@ -33,6 +33,7 @@ from .events import (
     RunStopping,
     TokenRefreshed,
 )
+from .listing import printable
 from .models import Status
 from .report import RunStats, Snapshot
 from .units import human_bytes
@@ -86,8 +87,10 @@ def sparkline(values: Sequence[float], width: int) -> str:
 
 
 def _line(*parts: str | tuple[str, str], style: str = "") -> Text:
-    """One line of the view: never wraps (an ellipsis instead), so heights stay known."""
-    return Text.assemble(*parts, style=style, no_wrap=True, overflow="ellipsis")
+    """One line of the view: never wraps (an ellipsis instead), so heights stay known; a
+    catalogue's control characters (in ids, keys, errors) are shown as escapes, never sent."""
+    shown = [printable(p) if isinstance(p, str) else (printable(p[0]), p[1]) for p in parts]
+    return Text.assemble(*shown, style=style, no_wrap=True, overflow="ellipsis")
 
 
 def render_dashboard(snap: Snapshot, *, width: int = 80, height: int = 24) -> RenderableType:
@@ -354,7 +357,8 @@ class PlainProgress:
 
     def _write(self, text: str) -> None:
         with self._lock:
-            self.stream.write(scrub(text) + "\n")
+            # One line per event, a catalogue's control characters shown as escapes.
+            self.stream.write(printable(scrub(text)) + "\n")
             self.stream.flush()
 
     def __call__(self, event: Event) -> None:
