@@ -197,7 +197,7 @@ def budget_error(summary: PlanSummary, budget: int) -> str | None:
     """Why ``summary`` must not start under ``budget`` bytes (``None``: it may)."""
     if summary.to_fetch_bytes <= budget:
         return None
-    from .dashboard import human_bytes
+    from .units import human_bytes
 
     return (
         f"this run would download about {human_bytes(summary.to_fetch_bytes)} "
