@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import math
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from stacpull.models import Status
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
 
 from .conftest import L1C, TOKEN, Recorder, cli, files_under, pull
+from .hostile import ThreadedApp
 
 SIZE = 3_000_000
 KEY = "enclosure_abs_tiff"  # carries file:size and a sha3 checksum
@@ -379,17 +379,14 @@ def test_a_sink_raising_keyboardinterrupt_or_systemexit_reaches_the_caller_as_it
 # -- --header across a hostile redirect chain ----------------------------------------------
 
 
-class Bouncer:
+class Bouncer(ThreadedApp):
     """A file server on 127.0.0.1 (the catalogue's host name) recording each request's
     headers: ``/out`` redirects to ``localhost`` (another host name), whose ``/back``
     redirects to ``127.0.0.1`` again, as a hostile mirror might to harvest headers."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.seen: dict[str, dict[str, str]] = {}
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.seen[f"{request.host.split(':')[0]}{request.path}"] = dict(request.headers)
@@ -398,35 +395,6 @@ class Bouncer:
         if request.path == "/back":
             raise web.HTTPFound(f"http://127.0.0.1:{self.port}/home.bin")
         return web.Response(body=b"x" * 1000, content_type="application/octet-stream")
-
-    async def _main(self) -> None:
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._stop = asyncio.Event()
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
-
-    def __enter__(self) -> Bouncer:
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._main())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None and self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
 
 
 @pytest.mark.parametrize("all_hosts", [False, True])
