@@ -88,3 +88,53 @@ def test_public_modules_have_a_sorted_all(path: Path) -> None:
     assert list(names) == sorted(names, key=_isort_key), f"{name}.__all__ is not sorted"
     for attr in names:
         assert hasattr(module, attr), f"{name}.__all__ names missing {attr}"
+
+
+def _root_names(path: Path) -> list[str]:
+    """What ``path`` takes from the package root itself (``from . import __version__``,
+    ``from stacpull import download``, ``import stacpull``), submodules aside."""
+    tree = ast.parse(path.read_text())
+    depth = len(path.relative_to(SRC).parts)  # 1 for stacpull/x.py, 2 for stacpull/sim/x.py
+    taken: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            taken += [a.name for a in node.names if a.name == "stacpull"]
+        elif isinstance(node, ast.ImportFrom):
+            root = (node.level == depth and not node.module) or (
+                node.level == 0 and node.module == "stacpull"
+            )
+            if root:
+                taken += [
+                    a.name
+                    for a in node.names
+                    if not (SRC / f"{a.name}.py").exists() and not (SRC / a.name).is_dir()
+                ]
+    return taken
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in MODULES if p.name != "__init__.py" or p.parent != SRC], ids=str
+)
+def test_nothing_inside_the_package_imports_its_root(path: Path) -> None:
+    """The root imports the API (lazily): a module taking a name from it would import upward
+    and, once the root is eager again, in a cycle (root -> api -> engine -> root)."""
+    assert _root_names(path) == [], f"{path.name} imports from the package root"
+
+
+def test_the_version_is_written_once() -> None:
+    """One leaf module holds the version; pyproject.toml reads it from there."""
+    import tomllib
+    from importlib.metadata import version
+
+    import stacpull
+    from stacpull import _version
+
+    project = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text())
+    assert "version" not in project["project"], "pyproject.toml writes the version itself"
+    assert "version" in project["project"]["dynamic"]
+    dynamic = project["tool"]["setuptools"]["dynamic"]["version"]
+    assert dynamic == {"attr": "stacpull._version.__version__"}
+    assert _internal(SRC / "_version.py") == set() and _imports(SRC / "_version.py") <= {
+        "__future__"
+    }
+    assert stacpull.__version__ == _version.__version__ == version("stacpull")

@@ -14,7 +14,7 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.3.0"  # before the imports: the engine puts it in its User-Agent
+from ._version import __version__ as __version__  # re-exported: stacpull.__version__
 
 __all__ = [
     "Config",

@@ -21,7 +21,8 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from . import __version__, safeio
+from . import safeio
+from ._version import __version__
 from .errors import (
     SECRETS,
     ConfigError,

@@ -22,7 +22,6 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import stat
 import time
 from collections.abc import Callable, Container, Iterator, Sequence
@@ -35,7 +34,8 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from . import __version__, safeio
+from . import safeio
+from ._version import __version__
 from .auth import TokenProvider, TrustPolicy, load_credentials
 from .config import Config
 from .destlock import refuse_nested
@@ -919,8 +919,3 @@ async def _work(
         finally:
             if held:
                 slots.release()
-
-
-def free_space(path: Path) -> int:
-    """Bytes free at ``path`` (for the dry run and the pre-flight check)."""
-    return shutil.disk_usage(path).free
