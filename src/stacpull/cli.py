@@ -387,6 +387,14 @@ _CONFIG = click.option(
     metavar="FILE",
     help="Config file, read over the user's and ./stacpull.toml [env STACPULL_CONFIG].",
 )
+#: The query and discovery commands' --catalog (auth check declares its own: there the
+#: catalogue is what decides which host may receive the token).
+_CATALOG = click.option(
+    "--catalog",
+    metavar="URL",
+    help="STAC API root [env STACPULL_CATALOG; default: the operational MAAP catalogue].",
+)
+
 _PROFILE = click.option(
     "--profile",
     metavar="NAME",
@@ -432,11 +440,7 @@ _DEBUG = click.option(
 
 _query_options = _options(
     _PROFILE,
-    click.option(
-        "--catalog",
-        metavar="URL",
-        help="STAC API root [env STACPULL_CATALOG; default: the operational MAAP catalogue].",
-    ),
+    _CATALOG,
     click.option(
         "--collection",
         "collections",
@@ -1182,11 +1186,7 @@ def search(
 
 _CATALOG_OPTIONS = [
     _PROFILE,
-    click.option(
-        "--catalog",
-        metavar="URL",
-        help="STAC API root [env STACPULL_CATALOG; default: the operational MAAP catalogue].",
-    ),
+    _CATALOG,
     _catalogue_header_options,
     _CONFIG,
     click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
