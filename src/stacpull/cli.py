@@ -594,6 +594,7 @@ _download_options = _options(
     ),
     click.option(
         "--stall-timeout",
+        type=_DURATION_TYPE,
         metavar="DURATION",
         help="Abort a transfer after this long without a byte: 30s, 2m, 1h30m, seconds [60s].",
     ),
@@ -623,6 +624,7 @@ _download_options = _options(
     ),
     click.option(
         "--progress-interval",
+        type=_DURATION_TYPE,
         metavar="DURATION",
         help="How often the plain progress line (and --log-file's) is written [5s].",
     ),
@@ -653,33 +655,29 @@ def _download_values(
     segments: int | None,
     template: str | None,
     retries: int | None,
-    stall_timeout: str | None,
+    stall_timeout: float | None,
     bwlimit: str | None,
     headers: tuple[str, ...],
     header_all_hosts: bool | None,
     dashboard: str | None,
-    progress_interval: str | None,
+    progress_interval: float | None,
     quiet: bool,
     verbose: bool,
     log_json: str | None,
     log_file: str | None,
 ) -> dict[str, Any]:
-    from .config import parse_duration, parse_headers
+    from .config import parse_headers
 
     outer = _outer_flags()
     quiet, verbose = quiet or outer.get("quiet", False), verbose or outer.get("verbose", False)
     if quiet and verbose:
         raise ConfigError("-q/--quiet and -v/--verbose contradict each other: choose one")
     return {
-        "download.stall_timeout": (
-            parse_duration(stall_timeout, "--stall-timeout") if stall_timeout else None
-        ),
+        "download.stall_timeout": stall_timeout,
         "download.bwlimit": bwlimit,
         "download.headers": parse_headers(list(headers), "--header") if headers else None,
         "download.header_all_hosts": header_all_hosts,
-        "output.progress_interval": (
-            parse_duration(progress_interval, "--progress-interval") if progress_interval else None
-        ),
+        "output.progress_interval": progress_interval,
         "output.log_file": log_file,
         "download.assets": _split(assets) or None,
         "download.dest": dest,

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from .errors import StorageError
+from .safeio import regular_fd
 
 try:  # POSIX; elsewhere a second run on the same DEST is not detected
     import fcntl
@@ -82,13 +83,9 @@ def _open_regular(path: Path, flags: int) -> int | None:
     """A descriptor of ``path`` when it is a regular file reached without a link at its
     name (``None`` otherwise: absent, unreadable, a link, a FIFO...)."""
     try:
-        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | _NONBLOCK)
+        return regular_fd(path, flags)
     except OSError:
         return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        return None
-    return fd
 
 
 def _registry() -> Path | None:

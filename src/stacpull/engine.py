@@ -110,26 +110,15 @@ class FileRecord:
     error: str | None = None
 
 
-def _size_of(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _file_records(dest: Path, outcomes: Path, start: int, end: int) -> Iterator[FileRecord]:
-    """The records of a run's outcome log (one JSON line per finished or refused job)
-    between bytes ``start`` and ``end``."""
+def _file_records(dest: Path, outcomes: Path) -> Iterator[FileRecord]:
+    """The records of a run's outcome log (one JSON line per finished or refused job); the
+    log is the run's alone (its name carries the run number) and closed when it ends."""
     try:
         handle = outcomes.open("rb")
     except FileNotFoundError:
         return
     with handle:
-        handle.seek(start)
         for line in handle:
-            start += len(line)
-            if start > end:
-                return
             try:
                 row = json.loads(line)
                 status = Status(row["status"])
@@ -171,7 +160,6 @@ class RunResult:
     duplicates: int = 0  # items the search listed again, planned once (not an error)
     dest: Path | None = None  # the resolved DEST
     outcomes: Path | None = None  # the run's outcome log (JSON lines), read by files()
-    outcomes_span: tuple[int, int] = (0, 0)  # the bytes of that log the run wrote
 
     def files(self) -> Iterator[FileRecord]:
         """Every file this run downloaded, found already verified (``skipped``), failed or
@@ -182,7 +170,7 @@ class RunResult:
         Files a mirror judged gone are in :attr:`gone`, not here."""
         if self.dest is None or self.outcomes is None:
             return iter(())
-        return _file_records(self.dest, self.outcomes, *self.outcomes_span)
+        return _file_records(self.dest, self.outcomes)
 
     @property
     def ok(self) -> bool:
@@ -411,7 +399,6 @@ async def run(
     outcome_log = OutcomeLog(
         state_dir / f"outcomes-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{run_id}.jsonl"
     )
-    outcomes_start = _size_of(outcome_log.path)  # a log an earlier run began this second
     sinks: list[EventSink] = [stats, outcome_log]
     event_log = EventLog(log_json) if log_json is not None else None
     if event_log is not None:
@@ -562,13 +549,12 @@ async def run(
             duplicates=snap.duplicates,
             dest=root,
             outcomes=outcome_log.path,
-            outcomes_span=(outcomes_start, _size_of(outcome_log.path)),
         )
         summary = {
             **{
                 k: v
                 for k, v in dataclasses.asdict(result).items()
-                if k not in ("gone", "report", "kept", "dest", "outcomes", "outcomes_span")
+                if k not in ("gone", "report", "kept", "dest", "outcomes")
             },
             "gone": len(gone),
             "kept": len(kept),

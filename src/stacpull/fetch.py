@@ -581,16 +581,23 @@ async def _attempts(
             if isinstance(exc, HTTPStatusError) and exc.status in (429, 503):
                 ctx.limiter.throttled(host)
             discarded = 0
-            if isinstance(exc, VerificationError | RangeError):
+            restart = isinstance(exc, VerificationError | RangeError)
+            if restart:
                 discarded = await _discard(part, job, ctx)
                 progress.restarts += 1
-            elif progress.resumable and _size(part) - best >= _least_progress(progress.total):
+            # What the .part keeps now, looked at once per failure (none after a discard).
+            held = 0 if restart else _size(part)
+            if (
+                not restart
+                and progress.resumable
+                and held - best >= _least_progress(progress.total)
+            ):
                 # The attempt moved the file forward and those bytes are kept: a link that
                 # drops every few minutes must not exhaust the retries of a 20 GB file.
-                streak, best = 1, _size(part)
+                streak, best = 1, held
             delay = ctx.retry.delay(max(streak, progress.restarts), exc)
             if delay is None:
-                partial = _size(part)
+                partial = held
                 reason = exc.reason
                 if progress.attempts > 1:
                     restarts = (

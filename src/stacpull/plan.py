@@ -366,12 +366,6 @@ def _self_href(item: Mapping[str, Any]) -> str | None:
 MAX_FILE_SIZE = 2**63 - 1
 
 
-def _int_or_none(value: Any) -> int | None:
-    """A usable ``file:size``: an int from 0 to 2⁶³ - 1 (what the journal holds), or none."""
-    usable = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63
-    return value if usable else None
-
-
 def _lone_surrogate(item: Mapping[str, Any]) -> bool:
     """Whether any key or string in ``item`` holds a lone surrogate (JSON may escape one,
     ``"\\ud800"``): no UTF-8 writer, the journal's included, accepts it. Iterative, so a

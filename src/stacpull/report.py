@@ -21,7 +21,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from . import safeio
-from .errors import scrub_data
+from .errors import redact_url, scrub_data
 from .events import (
     BytesReceived,
     Event,
@@ -553,8 +553,6 @@ class EventLog(_JsonLines):
 
 
 def _fields(event: Event) -> dict[str, Any]:
-    from .errors import redact_url
-
     out: dict[str, Any] = {}
     for name in event.__dataclass_fields__:
         value = getattr(event, name)
@@ -588,8 +586,6 @@ def refusal_dict(r: Refusal) -> dict[str, Any]:
 
 def outcome_dict(o: Outcome) -> dict[str, Any]:
     """One outcome as a JSON-ready dict (no secrets: URLs are redacted)."""
-    from .errors import redact_url
-
     return {
         "item": o.job.item_id,
         "collection": o.job.collection,

@@ -29,6 +29,7 @@ __all__ = [
     "open_append",
     "open_regular",
     "read_regular",
+    "regular_fd",
     "replace_regular",
 ]
 
@@ -152,10 +153,18 @@ def open_append(path: Path, *, replace_special: bool = False) -> IO[str]:
     return os.fdopen(fd, "a", encoding="utf-8")
 
 
+def regular_fd(path: Path, flags: int = os.O_RDONLY) -> int:
+    """A descriptor of ``path`` opened with ``flags``, a regular file reached without
+    following a link at its name (never blocking on a FIFO: the descriptor is
+    non-blocking, which a regular file ignores)."""
+    fd = _open(path, flags | _NONBLOCK)
+    _check_regular(fd, path)
+    return fd
+
+
 def open_regular(path: Path) -> IO[bytes]:
     """``path`` opened to read, a regular file reached without following a link at its name."""
-    fd = _open(path, os.O_RDONLY | _NONBLOCK)
-    _check_regular(fd, path)
+    fd = regular_fd(path)
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 

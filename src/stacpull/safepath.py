@@ -30,8 +30,6 @@ __all__ = [
     "lstat_below",
     "open_below",
     "open_dir",
-    "remove_below",
-    "remove_empty_dirs_below",
 ]
 
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -158,39 +156,3 @@ def dup_opener(fd: int) -> Callable[[str, int], int]:
         return os.dup(fd)
 
     return opener
-
-
-def remove_below(root: Path, path: Path) -> bool:
-    """Remove the name ``path`` in DEST (a link there is removed itself, never its target);
-    True when something was removed (:func:`remove_empty_dirs_below` tidies the
-    directories it leaves empty). Nothing is removed through a link on the way: that
-    raises :class:`UnsafePathError` and nothing is removed (blocking)."""
-    dir_fd = open_dir(root, path.parent, create=False)
-    if dir_fd is None:
-        return False
-    try:
-        os.unlink(path.name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return False
-    finally:
-        os.close(dir_fd)
-    return True
-
-
-def remove_empty_dirs_below(root: Path, directory: Path) -> None:
-    """Remove ``directory`` and each parent below DEST while empty, each relative to its
-    own parent's descriptor (never through a link) (blocking)."""
-    while directory != root and directory.is_relative_to(root):
-        try:
-            parent_fd = open_dir(root, directory.parent, create=False)
-        except PlanError:
-            return
-        if parent_fd is None:
-            return
-        try:
-            os.rmdir(directory.name, dir_fd=parent_fd)
-        except OSError:  # not empty, or a link (rmdir refuses one), or gone
-            return
-        finally:
-            os.close(parent_fd)
-        directory = directory.parent
