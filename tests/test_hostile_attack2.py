@@ -27,7 +27,7 @@ from stacpull.errors import StorageError
 from stacpull.journal import Journal
 from stacpull.sim import SimServer
 
-from .conftest import L1A, TOKEN, cli, files_under, pull
+from .conftest import L1A, TOKEN, cli, files_under, pull, sim_download
 from .hostile import ThreadedApp
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX locks and modes")
@@ -46,21 +46,7 @@ def _own_runtime_dir(
 
 
 def _mirror(catalog: str, dest: Path, *extra: str) -> tuple[int, str, str]:
-    return cli(
-        "mirror",
-        "--catalog",
-        catalog,
-        "--collection",
-        L1A,
-        "--dest",
-        str(dest),
-        "--dashboard",
-        "none",
-        "--retries",
-        "1",
-        *extra,
-        token=TOKEN,
-    )
+    return sim_download(catalog, dest, "--retries", "1", *extra, command="mirror")
 
 
 def _tree(root: Path) -> dict[str, bytes]:

@@ -33,7 +33,7 @@ from stacpull.errors import ConfigError, StorageError
 from stacpull.journal import Journal
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
 
-from .conftest import L1A, TOKEN, cli, files_under, pull
+from .conftest import L1A, TOKEN, cli, files_under, pull, sim_download
 from .hostile import ThreadedApp
 
 
@@ -475,18 +475,7 @@ def test_nested_dests_never_run_at_once(sim: SimServer, tmp_path: Path, held: st
         with pytest.raises(StorageError, match="another stacpull run") as caught:
             pull(sim, started)
         assert str(busy.resolve()) in str(caught.value)
-        code, _, err = cli(
-            "download",
-            "--catalog",
-            sim.catalog_url,
-            "--collection",
-            L1A,
-            "--dest",
-            str(started),
-            "--dashboard",
-            "none",
-            token=TOKEN,
-        )
+        code, _, err = sim_download(sim, started)
         assert code == 3 and str(busy.resolve()) in _one_line(err)
         if held == "outer":
             assert not started.exists()  # refused before anything was made inside it
