@@ -16,6 +16,8 @@ from typing import Any, Generic, TypeVar
 import aiohttp
 from aiohttp import web
 
+from stacpull.sim import SimServer
+
 
 @dataclass
 class Request:
@@ -159,6 +161,34 @@ class ThreadedApp:
 
 
 T = TypeVar("T", bound=ThreadedApp)
+
+
+class SimProxy(ThreadedApp):
+    """A reverse proxy in front of ``sim``'s STAC API, served at :attr:`url`; subclasses
+    decide in :meth:`_handle` what to pass on (:meth:`forward`) and how to lie about it."""
+
+    def __init__(self, sim: SimServer) -> None:
+        super().__init__()
+        self.sim = sim
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/catalogue/"
+
+    async def forward(self, request: web.Request, body: bytes) -> tuple[int, str]:
+        """The sim's answer to ``request`` (whose body is ``body``): (status, text)."""
+        async with self._session.request(
+            request.method,
+            self.sim.base_url + request.path_qs,
+            data=body or None,
+            headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
+        ) as upstream:
+            return upstream.status, await upstream.text()
+
+    def answer(self, text: str, status: int) -> web.Response:
+        """``text`` as a JSON answer, the sim's catalogue links turned into this proxy's."""
+        text = text.replace(f"{self.sim.base_url}/catalogue/", self.url)
+        return web.Response(text=text, status=status, content_type="application/json")
 
 
 def feature(base: str, item: Any) -> dict[str, Any]:

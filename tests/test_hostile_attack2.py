@@ -28,7 +28,7 @@ from stacpull.journal import Journal
 from stacpull.sim import SimServer
 
 from .conftest import L1A, TOKEN, cli, files_under, pull, sim_download
-from .hostile import ThreadedApp
+from .hostile import SimProxy
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX locks and modes")
 
@@ -53,7 +53,7 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in files_under(root)}
 
 
-class _Catalogue(ThreadedApp):
+class _Catalogue(SimProxy):
     """A reverse proxy in front of the sim's STAC API that lies about its listing.
 
     ``mode``: "honest"; "repeat" (the second page repeats the first page's last item in
@@ -63,18 +63,13 @@ class _Catalogue(ThreadedApp):
     page answers 400). Data requests go to the sim itself."""
 
     def __init__(self, sim: SimServer) -> None:
-        super().__init__()
-        self.sim = sim
+        super().__init__(sim)
         self.mode = "honest"
         self._last: dict[str, Any] | None = None
         self.failed = 0  # later pages refused
         self.listing: list[dict[str, Any]] | None = None  # mode "offset"
         self.changes: dict[int, Any] = {}
         self.pages = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/catalogue/"
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -85,14 +80,7 @@ class _Catalogue(ThreadedApp):
             status = 500 if self.mode == "fail500" else 400
             self.failed += 1
             return web.json_response({"code": "Bad", "description": "page gone"}, status=status)
-        async with self._session.request(
-            request.method,
-            self.sim.base_url + request.path_qs,
-            data=body or None,
-            headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
-        ) as upstream:
-            text = await upstream.text()
-            status = upstream.status
+        status, text = await self.forward(request, body)
         if request.path.endswith("/search") and status == 200:
             page = json.loads(text)
             features = page["features"]
@@ -105,8 +93,7 @@ class _Catalogue(ThreadedApp):
             if self.mode == "no-matched":
                 page.pop("numberMatched", None)
             text = json.dumps(page)
-        text = text.replace(f"{self.sim.base_url}/catalogue/", self.url)
-        return web.Response(text=text, status=status, content_type="application/json")
+        return self.answer(text, status)
 
     async def _offset_page(self, request: web.Request) -> web.Response:
         """An unordered catalogue paged by offset (MAAP's ``startRecord``) over a listing
