@@ -18,6 +18,8 @@ from aiohttp import web
 
 from stacpull.sim import SimServer
 
+from .conftest import L1A
+
 
 @dataclass
 class Request:
@@ -222,3 +224,28 @@ def landing(base: str) -> dict[str, Any]:
             {"rel": "search", "href": base + "search", "type": "application/geo+json"},
         ],
     }
+
+
+def plant(
+    sim: SimServer, server: Hostile[Any], item_id: str, assets: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Add to the sim's L1A a copy of its first item, ``item_id``, whose ``assets`` (key ->
+    asset, ``href`` a path on ``server``) point at ``server``; the download options that
+    fetch them beside the well-behaved thumbnail of the sim's second item."""
+    donor = sim.catalog.item(L1A, 0)
+    normal = str(sim.catalog.item(L1A, 1)["id"])
+    item = {**donor, "id": item_id, "assets": {}}
+    for key, asset in assets.items():
+        item["assets"][key] = {**asset, "href": server.url(asset["href"])}
+    sim.catalog.add_item(L1A, item)
+    return {"ids": [item_id, normal], "assets": [*assets, "thumbnail"]}
+
+
+def asset_at(path: str, name: str, media_type: str = "image/tiff", **extra: Any) -> dict[str, Any]:
+    """A data asset at ``path`` (on the hostile server) saved as ``name``."""
+    return {"href": path, "type": media_type, "roles": ["data"], "file:local_path": name, **extra}
+
+
+def payload(size: int, seed: int) -> bytes:
+    """``size`` bytes of a pattern set by ``seed``."""
+    return bytes((i * 7 + seed) % 251 for i in range(size))
