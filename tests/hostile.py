@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 
 import aiohttp
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from stacpull.sim import SimServer
 
@@ -163,6 +164,37 @@ class ThreadedApp:
 
 
 T = TypeVar("T", bound=ThreadedApp)
+
+
+class SearchApi:
+    """A STAC API at :attr:`base` (set by :func:`serve_api`): the landing page, ``/search``
+    and ``/data/{name}``, the last two answered by subclasses."""
+
+    base = ""
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/", self.landing)
+        app.router.add_route("*", "/search", self.search)
+        app.router.add_get("/data/{name}", self.data)
+        return app
+
+    async def landing(self, request: web.Request) -> web.Response:
+        return web.json_response(landing(self.base))
+
+    async def search(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    async def data(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+
+async def serve_api(api: SearchApi) -> TestServer:
+    """``api`` started on 127.0.0.1, its :attr:`~SearchApi.base` set; the caller closes it."""
+    server = TestServer(api.app(), host="127.0.0.1")
+    await server.start_server()
+    api.base = str(server.make_url("/"))
+    return server
 
 
 class SimProxy(ThreadedApp):
