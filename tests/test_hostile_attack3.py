@@ -135,6 +135,28 @@ class Hostile(SearchApi):
         return resp
 
 
+async def _mirror_then_prune(
+    dest: Path, start: str, downloaded: int, /, *, quiet: bool = False, **then: str
+) -> stacpull.RunResult:
+    """Mirror a :class:`Hostile` API in mode ``start`` into ``dest`` (``downloaded`` files), set
+    its attributes ``then`` and mirror again with --prune: the second run's result
+    (``quiet``: warnings ignored during it)."""
+    api = Hostile(start)
+    server = await serve_api(api)
+    try:
+        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
+        first = await stacpull.amirror(dest=str(dest), **options)
+        assert first.downloaded == downloaded
+        for name, value in then.items():
+            setattr(api, name, value)
+        with anyio.fail_after(10), warnings.catch_warnings():
+            if quiet:  # pystac-client: "numberMatched ... not in response"
+                warnings.simplefilter("ignore")
+            return await stacpull.amirror(dest=str(dest), prune=True, **options)
+    finally:
+        await server.close()
+
+
 async def _pages(config: SearchConfig) -> AsyncIterator[int]:
     async for features, _ in search_pages(config):
         yield len(features)
@@ -209,17 +231,8 @@ async def test_an_empty_page_with_a_next_link_is_not_the_end_of_the_listing(
 ) -> None:
     """pystac-client takes an empty page for the end, whatever its rel=next says: a mirror
     then judged every item after it gone, and --prune deleted its files."""
-    api = Hostile("full")
-    server = await serve_api(api)
-    try:
-        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
-        first = await stacpull.amirror(dest=str(tmp_path), **options)
-        assert first.downloaded == 4
-        api.mode = "hole"  # x left the catalogue; c is still there, after the empty page
-        with anyio.fail_after(10):
-            second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
-    finally:
-        await server.close()
+    # x left the catalogue; c is still there, after the empty page
+    second = await _mirror_then_prune(tmp_path, "full", 4, mode="hole")
     kept = sorted(p.name for p in (tmp_path / "C1").rglob("*.bin"))
     assert kept == ["a.bin", "b.bin", "c.bin"]
     assert len(second.gone) == 1
@@ -230,17 +243,7 @@ async def test_an_empty_page_with_a_next_link_is_not_the_end_of_the_listing(
 async def test_an_item_refused_in_a_mirror_keeps_its_files(tmp_path: Path, variant: str) -> None:
     """An item the search lists but that cannot be planned this time is still in the
     catalogue: its files are not gone, and --prune keeps them."""
-    api = Hostile("full")
-    server = await serve_api(api)
-    try:
-        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
-        first = await stacpull.amirror(dest=str(tmp_path), **options)
-        assert first.downloaded == 4
-        api.mode, api.variant = "broken", variant
-        with anyio.fail_after(10):
-            second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
-    finally:
-        await server.close()
+    second = await _mirror_then_prune(tmp_path, "full", 4, mode="broken", variant=variant)
     kept = sorted(p.name for p in (tmp_path / "C1").rglob("*.bin"))
     assert "b.bin" in kept
     assert second.refused == (1 if variant == "port" else 0)
@@ -253,17 +256,7 @@ async def test_an_item_listed_twice_keeps_the_files_its_first_listing_lacks(
     """The README: --prune deletes files whose *items* left the catalogue. An item listed
     twice (MAAP can), the first time without one asset, is planned from its first listing;
     the other asset's file was judged gone and deleted, to come back the next night."""
-    api = Hostile("dup")
-    server = await serve_api(api)
-    try:
-        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
-        first = await stacpull.amirror(dest=str(tmp_path), **options)
-        assert first.downloaded == 2
-        api.mode = "dup2"
-        with anyio.fail_after(10):
-            second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
-    finally:
-        await server.close()
+    second = await _mirror_then_prune(tmp_path, "dup", 2, mode="dup2")
     assert sorted(p.name for p in (tmp_path / "C1").rglob("*.bin")) == ["a.bin", "extra.bin"]
     assert second.gone == ()
     assert second.duplicates == 1
@@ -276,18 +269,7 @@ async def test_a_search_that_lists_nothing_empties_a_mirror_only_when_it_says_so
 ) -> None:
     """One empty answer (200, no features, no numberMatched) made --prune delete the whole
     mirror; a catalogue that says numberMatched 0 is believed."""
-    api = Hostile("full")
-    server = await serve_api(api)
-    try:
-        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
-        first = await stacpull.amirror(dest=str(tmp_path), **options)
-        assert first.downloaded == 4
-        api.mode = mode
-        with anyio.fail_after(10), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pystac-client: "numberMatched ... not in response"
-            second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
-    finally:
-        await server.close()
+    second = await _mirror_then_prune(tmp_path, "full", 4, quiet=True, mode=mode)
     kept = sorted(p.name for p in (tmp_path / "C1").rglob("*.bin"))
     if mode == "none":
         assert kept == ["a.bin", "b.bin", "c.bin", "x.bin"]
