@@ -41,6 +41,21 @@ class Catalogue(SearchApi):
         return aiohttp.web.Response(body=name.encode() * 10)
 
 
+async def _mirror_twice(api: Catalogue, dest: Path, password: str = "") -> stacpull.RunResult:
+    """Mirror ``api``'s two items into ``dest``, then again with --prune (the catalogue
+    reached with ``password`` when given): the second run's result."""
+    server = await serve_api(api)
+    try:
+        catalog = api.base.replace("http://", f"http://cat:{password}@") if password else api.base
+        options: dict[str, Any] = {"catalog": catalog, "collections": ["C1"], "assets": ["all"]}
+        first = await stacpull.amirror(dest=str(dest), **options)
+        assert first.downloaded == 2, first
+        with anyio.fail_after(10):
+            return await stacpull.amirror(dest=str(dest), prune=True, **options)
+    finally:
+        await server.close()
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("junk", [[], {"a": 1}, None])
 async def test_a_lookup_answering_an_item_whose_id_is_no_string_ends_no_mirror(
@@ -72,16 +87,7 @@ async def test_an_item_id_the_scrubber_would_change_is_not_its_own_collider(
     """The journal keeps item ids scrubbed; an id that looks like a credential by its shape
     (``;key=…``) came back as ``;key=***`` and the next run refused the item's own file as
     held by another item, and a mirror judged it gone."""
-    api = Catalogue([item, "plain"])
-    server = await serve_api(api)
-    try:
-        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
-        first = await stacpull.amirror(dest=str(tmp_path), **options)
-        assert first.downloaded == 2, first
-        with anyio.fail_after(10):
-            second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
-    finally:
-        await server.close()
+    second = await _mirror_twice(Catalogue([item, "plain"]), tmp_path)
     assert second.refused == 0
     assert second.gone == ()
     assert sorted(p.name for p in (tmp_path / "C1").rglob("*.bin")) == sorted(
@@ -97,17 +103,7 @@ async def test_an_item_id_holding_the_catalogues_password_is_not_its_own_collide
     password (a catalogue that echoes it) is kept as ``leak-***``: the next run refused the
     item's own file as another item's, and a mirror judged it gone and pruned it."""
     password = "review-cat-password"
-    api = Catalogue([f"leak-{password}", "plain"])
-    server = await serve_api(api)
-    try:
-        catalog = api.base.replace("http://", f"http://cat:{password}@")
-        options: dict[str, Any] = {"catalog": catalog, "collections": ["C1"], "assets": ["all"]}
-        first = await stacpull.amirror(dest=str(tmp_path), **options)
-        assert first.downloaded == 2, first
-        with anyio.fail_after(10):
-            second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
-    finally:
-        await server.close()
+    second = await _mirror_twice(Catalogue([f"leak-{password}", "plain"]), tmp_path, password)
     assert second.refused == 0
     assert second.gone == ()
     assert len(list((tmp_path / "C1").rglob("*.bin"))) == 2
