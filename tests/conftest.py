@@ -91,6 +91,26 @@ def cli(*args: str, env: dict[str, str] | None = None, token: str = "") -> tuple
     return result.exit_code, result.stdout, result.stderr
 
 
+def sim_download(
+    catalog: SimServer | str,
+    dest: Path | str,
+    *extra: str,
+    command: str = "download",
+    dashboard: str | None = "none",
+    debug: bool = False,
+    env: dict[str, str] | None = None,
+    token: str = TOKEN,
+) -> tuple[int, str, str]:
+    """``cli`` running ``command`` (download or mirror) of L1A from ``catalog`` (a sim or a
+    catalogue URL) into ``dest``, quiet dashboard and the sim's token unless told otherwise;
+    ``extra`` arguments follow. Written once so that each test shows only what it varies."""
+    url = catalog if isinstance(catalog, str) else catalog.catalog_url
+    args = [command, "--catalog", url, "--collection", L1A, "--dest", str(dest)]
+    if dashboard is not None:
+        args += ["--dashboard", dashboard]
+    return cli(*(["--debug"] if debug else []), *args, *extra, env=env, token=token)
+
+
 def files_under(root: Path) -> list[Path]:
     """Every regular file under ``root`` except stacpull's own state directory."""
     return sorted(p for p in root.rglob("*") if p.is_file() and ".stacpull" not in p.parts)

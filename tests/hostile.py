@@ -15,6 +15,11 @@ from typing import Any, Generic, TypeVar
 
 import aiohttp
 from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from stacpull.sim import SimServer
+
+from .conftest import L1A
 
 
 @dataclass
@@ -161,6 +166,65 @@ class ThreadedApp:
 T = TypeVar("T", bound=ThreadedApp)
 
 
+class SearchApi:
+    """A STAC API at :attr:`base` (set by :func:`serve_api`): the landing page, ``/search``
+    and ``/data/{name}``, the last two answered by subclasses."""
+
+    base = ""
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/", self.landing)
+        app.router.add_route("*", "/search", self.search)
+        app.router.add_get("/data/{name}", self.data)
+        return app
+
+    async def landing(self, request: web.Request) -> web.Response:
+        return web.json_response(landing(self.base))
+
+    async def search(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    async def data(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+
+async def serve_api(api: SearchApi) -> TestServer:
+    """``api`` started on 127.0.0.1, its :attr:`~SearchApi.base` set; the caller closes it."""
+    server = TestServer(api.app(), host="127.0.0.1")
+    await server.start_server()
+    api.base = str(server.make_url("/"))
+    return server
+
+
+class SimProxy(ThreadedApp):
+    """A reverse proxy in front of ``sim``'s STAC API, served at :attr:`url`; subclasses
+    decide in :meth:`_handle` what to pass on (:meth:`forward`) and how to lie about it."""
+
+    def __init__(self, sim: SimServer) -> None:
+        super().__init__()
+        self.sim = sim
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/catalogue/"
+
+    async def forward(self, request: web.Request, body: bytes) -> tuple[int, str]:
+        """The sim's answer to ``request`` (whose body is ``body``): (status, text)."""
+        async with self._session.request(
+            request.method,
+            self.sim.base_url + request.path_qs,
+            data=body or None,
+            headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
+        ) as upstream:
+            return upstream.status, await upstream.text()
+
+    def answer(self, text: str, status: int) -> web.Response:
+        """``text`` as a JSON answer, the sim's catalogue links turned into this proxy's."""
+        text = text.replace(f"{self.sim.base_url}/catalogue/", self.url)
+        return web.Response(text=text, status=status, content_type="application/json")
+
+
 def feature(base: str, item: Any) -> dict[str, Any]:
     """A minimal STAC item of collection ``C1`` with one data asset under ``base``."""
     return {
@@ -192,3 +256,28 @@ def landing(base: str) -> dict[str, Any]:
             {"rel": "search", "href": base + "search", "type": "application/geo+json"},
         ],
     }
+
+
+def plant(
+    sim: SimServer, server: Hostile[Any], item_id: str, assets: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Add to the sim's L1A a copy of its first item, ``item_id``, whose ``assets`` (key ->
+    asset, ``href`` a path on ``server``) point at ``server``; the download options that
+    fetch them beside the well-behaved thumbnail of the sim's second item."""
+    donor = sim.catalog.item(L1A, 0)
+    normal = str(sim.catalog.item(L1A, 1)["id"])
+    item = {**donor, "id": item_id, "assets": {}}
+    for key, asset in assets.items():
+        item["assets"][key] = {**asset, "href": server.url(asset["href"])}
+    sim.catalog.add_item(L1A, item)
+    return {"ids": [item_id, normal], "assets": [*assets, "thumbnail"]}
+
+
+def asset_at(path: str, name: str, media_type: str = "image/tiff", **extra: Any) -> dict[str, Any]:
+    """A data asset at ``path`` (on the hostile server) saved as ``name``."""
+    return {"href": path, "type": media_type, "roles": ["data"], "file:local_path": name, **extra}
+
+
+def payload(size: int, seed: int) -> bytes:
+    """``size`` bytes of a pattern set by ``seed``."""
+    return bytes((i * 7 + seed) % 251 for i in range(size))

@@ -29,7 +29,7 @@ from stacpull.verify import check_zip, encode_multihash
 from .conftest import L1A, Recorder, pull
 from .hostile import Hostile as RawServer
 from .hostile import Request as RawRequest
-from .hostile import serve
+from .hostile import asset_at, payload, plant, serve
 
 # -- the hostile server ----------------------------------------------------------------
 
@@ -76,14 +76,8 @@ def _pull_hostile(
 ) -> dict[str, Outcome]:
     """Download the hostile item (``assets``: key -> asset, ``href`` a path on ``server``)
     and a well-behaved thumbnail of the sim beside it; outcomes by asset key."""
-    donor = sim.catalog.item(L1A, 0)
-    normal = str(sim.catalog.item(L1A, 1)["id"])
-    item = {**donor, "id": HOSTILE_ID, "assets": {}}
-    for key, asset in assets.items():
-        item["assets"][key] = {**asset, "href": server.url(asset["href"])}
-    sim.catalog.add_item(L1A, item)
+    options = plant(sim, server, HOSTILE_ID, assets)
     recorder = Recorder()
-    options: dict[str, Any] = {"ids": [HOSTILE_ID, normal], "assets": [*assets, "thumbnail"]}
     pull(sim, dest, recorder, **{**options, **kw})
     outcomes = {o.job.asset_key: o for o in recorder.outcomes().values()}
     thumb = outcomes.pop("thumbnail")
@@ -91,19 +85,11 @@ def _pull_hostile(
     return outcomes
 
 
-def _asset(path: str, name: str, media_type: str = "image/tiff", **extra: Any) -> dict[str, Any]:
-    return {"href": path, "type": media_type, "roles": ["data"], "file:local_path": name, **extra}
-
-
-def _payload(size: int, seed: int) -> bytes:
-    return bytes((i * 7 + seed) % 251 for i in range(size))
-
-
 def _sha256(data: bytes) -> str:
     return encode_multihash("sha2-256", hashlib.sha256(data).digest())
 
 
-BODY = _payload(300_000, 1)
+BODY = payload(300_000, 1)
 CUT = 120_000
 
 
@@ -116,7 +102,7 @@ def test_a_resume_range_past_the_recorded_length_is_not_appended(
     """The first answer announces 300 000 bytes and is cut; the resume's 206 keeps the
     ETag but says ``bytes 120000-399999/*`` (no total) and sends 280 000 bytes: a file
     longer than the one whose start is in the .part. Nothing may make it 400 000 long."""
-    longer = BODY + _payload(100_000, 9)
+    longer = BODY + payload(100_000, 9)
 
     async def growing(req: Request) -> None:
         if req.number == 0:
@@ -128,7 +114,7 @@ def test_a_resume_range_past_the_recorded_length_is_not_appended(
             await req.send(200, BODY, ETag='"same"')
 
     hostile.routes["/grow.tif"] = growing
-    outcomes = _pull_hostile(sim, hostile, tmp_path, {"data": _asset("/grow.tif", "g.tif")})
+    outcomes = _pull_hostile(sim, hostile, tmp_path, {"data": asset_at("/grow.tif", "g.tif")})
     outcome = outcomes["data"]
     final = tmp_path / outcome.job.dest
     assert outcome.status is Status.DOWNLOADED, outcome.error
@@ -171,7 +157,7 @@ def test_a_part_that_vanishes_before_the_resume_writes_is_not_filled_with_zeros(
             await req.send(200, BODY, ETag='"v"')
 
     hostile.routes["/v.tif"] = vanishing
-    asset = _asset("/v.tif", "v.tif", **{"file:checksum": _sha256(BODY)})
+    asset = asset_at("/v.tif", "v.tif", **{"file:checksum": _sha256(BODY)})
     outcomes = _pull_hostile(sim, hostile, tmp_path, {"data": asset})
     outcome = outcomes["data"]
     final = tmp_path / outcome.job.dest
@@ -235,7 +221,7 @@ def test_a_dest_removed_mid_run_stops_the_run(
             dest.rmdir()
         await req.send(200, BODY, ETag='"x"')
 
-    names = {f"d{i}": _asset(f"/a{i}.tif", f"a{i}.tif") for i in range(4)}
+    names = {f"d{i}": asset_at(f"/a{i}.tif", f"a{i}.tif") for i in range(4)}
     for i in range(4):
         hostile.routes[f"/a{i}.tif"] = remover
     donor = sim.catalog.item(L1A, 0)
@@ -347,7 +333,7 @@ def _product() -> bytes:
     sink = io.BytesIO()
     with zipfile.ZipFile(sink, "w") as zf:
         for n in range(4):
-            zf.writestr(f"p/m{n}.tif", _payload(100_000, n), zipfile.ZIP_STORED)
+            zf.writestr(f"p/m{n}.tif", payload(100_000, n), zipfile.ZIP_STORED)
     return sink.getvalue()
 
 
@@ -377,7 +363,7 @@ def test_the_zip_check_of_a_part_reads_the_file_written_not_a_decoy(
             item_dir.symlink_to(decoy, target_is_directory=True)
 
     hostile.routes["/zipper/P.ZIP"] = zipper
-    asset = _asset("/zipper/P.ZIP", "P.ZIP", "application/zip")
+    asset = asset_at("/zipper/P.ZIP", "P.ZIP", "application/zip")
     outcomes = _pull_hostile(sim, hostile, dest, {"product": asset}, chunk_size=65_536)
     outcome = outcomes["product"]
     assert outcome.status is not Status.DOWNLOADED, "a cut zip was accepted"
@@ -474,7 +460,7 @@ def test_a_file_size_past_any_possible_file_is_refused_alone(
 
     donor = sim.catalog.item(L1A, 0)
     normal = str(sim.catalog.item(L1A, 1)["id"])
-    asset = _asset(hostile.url("/a.tif"), "a.tif", **{"file:size": HUGE})
+    asset = asset_at(hostile.url("/a.tif"), "a.tif", **{"file:size": HUGE})
     sim.catalog.add_item(L1A, {**donor, "id": HOSTILE_ID, "assets": {"data": asset}})
     recorder = Recorder()
     pull(sim, tmp_path, recorder, ids=[HOSTILE_ID, normal], assets=["data", "thumbnail"])
@@ -506,7 +492,7 @@ def test_a_response_announcing_more_than_any_file_fails_alone(
             await req.send(200, BODY, ETag='"x"')
 
     hostile.routes["/a.tif"] = absurd
-    outcomes = _pull_hostile(sim, hostile, tmp_path, {"data": _asset("/a.tif", "a.tif")})
+    outcomes = _pull_hostile(sim, hostile, tmp_path, {"data": asset_at("/a.tif", "a.tif")})
     outcome = outcomes["data"]
     if outcome.status is Status.DOWNLOADED:
         assert (tmp_path / outcome.job.dest).read_bytes() == BODY
@@ -531,7 +517,7 @@ def test_a_lone_surrogate_in_an_item_refuses_that_item_alone(
 
     hostile.routes["/a.tif"] = fine
     lone = "\ud800"
-    asset = _asset(hostile.url("/a.tif"), "a.tif")
+    asset = asset_at(hostile.url("/a.tif"), "a.tif")
     key, item_id = "data", HOSTILE_ID
     if field == "key":
         key += lone
@@ -582,7 +568,7 @@ def test_header_bytes_that_are_not_utf8_fail_no_run(
         await req.writer.drain()
 
     hostile.routes["/a.tif"] = raw
-    outcomes = _pull_hostile(sim, hostile, tmp_path, {"data": _asset("/a.tif", "a.tif")})
+    outcomes = _pull_hostile(sim, hostile, tmp_path, {"data": asset_at("/a.tif", "a.tif")})
     outcome = outcomes["data"]
     if status == 200:
         assert outcome.status is Status.DOWNLOADED, outcome.error

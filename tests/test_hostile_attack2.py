@@ -27,8 +27,8 @@ from stacpull.errors import StorageError
 from stacpull.journal import Journal
 from stacpull.sim import SimServer
 
-from .conftest import L1A, TOKEN, cli, files_under, pull
-from .hostile import ThreadedApp
+from .conftest import L1A, TOKEN, cli, files_under, pull, sim_download
+from .hostile import SimProxy
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX locks and modes")
 
@@ -46,28 +46,14 @@ def _own_runtime_dir(
 
 
 def _mirror(catalog: str, dest: Path, *extra: str) -> tuple[int, str, str]:
-    return cli(
-        "mirror",
-        "--catalog",
-        catalog,
-        "--collection",
-        L1A,
-        "--dest",
-        str(dest),
-        "--dashboard",
-        "none",
-        "--retries",
-        "1",
-        *extra,
-        token=TOKEN,
-    )
+    return sim_download(catalog, dest, "--retries", "1", *extra, command="mirror")
 
 
 def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in files_under(root)}
 
 
-class _Catalogue(ThreadedApp):
+class _Catalogue(SimProxy):
     """A reverse proxy in front of the sim's STAC API that lies about its listing.
 
     ``mode``: "honest"; "repeat" (the second page repeats the first page's last item in
@@ -77,18 +63,13 @@ class _Catalogue(ThreadedApp):
     page answers 400). Data requests go to the sim itself."""
 
     def __init__(self, sim: SimServer) -> None:
-        super().__init__()
-        self.sim = sim
+        super().__init__(sim)
         self.mode = "honest"
         self._last: dict[str, Any] | None = None
         self.failed = 0  # later pages refused
         self.listing: list[dict[str, Any]] | None = None  # mode "offset"
         self.changes: dict[int, Any] = {}
         self.pages = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/catalogue/"
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -99,14 +80,7 @@ class _Catalogue(ThreadedApp):
             status = 500 if self.mode == "fail500" else 400
             self.failed += 1
             return web.json_response({"code": "Bad", "description": "page gone"}, status=status)
-        async with self._session.request(
-            request.method,
-            self.sim.base_url + request.path_qs,
-            data=body or None,
-            headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
-        ) as upstream:
-            text = await upstream.text()
-            status = upstream.status
+        status, text = await self.forward(request, body)
         if request.path.endswith("/search") and status == 200:
             page = json.loads(text)
             features = page["features"]
@@ -119,8 +93,7 @@ class _Catalogue(ThreadedApp):
             if self.mode == "no-matched":
                 page.pop("numberMatched", None)
             text = json.dumps(page)
-        text = text.replace(f"{self.sim.base_url}/catalogue/", self.url)
-        return web.Response(text=text, status=status, content_type="application/json")
+        return self.answer(text, status)
 
     async def _offset_page(self, request: web.Request) -> web.Response:
         """An unordered catalogue paged by offset (MAAP's ``startRecord``) over a listing

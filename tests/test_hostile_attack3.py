@@ -34,10 +34,10 @@ from stacpull.search import search_pages
 from stacpull.sim import SimServer
 
 from .conftest import cli, pull
-from .hostile import feature, landing
+from .hostile import SearchApi, feature, serve_api
 
 
-class Hostile:
+class Hostile(SearchApi):
     """A STAC API whose search misbehaves as :attr:`mode` says:
 
     - ``shuffle``: the same ten items on every page, in a new order, under a new href;
@@ -52,26 +52,15 @@ class Hostile:
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.variant = ""
-        self.base = ""
         self.requests = 0
         self.sent = 0
         self.cap = 256 << 20
-
-    def app(self) -> aiohttp.web.Application:
-        app = aiohttp.web.Application()
-        app.router.add_get("/", self.landing)
-        app.router.add_route("*", "/search", self.search)
-        app.router.add_get("/data/{name}", self.data)
-        return app
 
     async def data(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         if self.mode in ("hole", "full", "empties", "broken", "dup", "dup2"):
             return aiohttp.web.Response(body=request.match_info["name"].encode() * 10)
         # A reason phrase that quotes a header, as a proxy echoing the request might.
         return aiohttp.web.Response(status=400, reason='Bad Request (Authorization: "x")')
-
-    async def landing(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
-        return aiohttp.web.json_response(landing(self.base))
 
     async def search(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         self.requests += 1
@@ -146,11 +135,26 @@ class Hostile:
         return resp
 
 
-async def _serve(api: Hostile) -> TestServer:
-    server = TestServer(api.app(), host="127.0.0.1")
-    await server.start_server()
-    api.base = str(server.make_url("/"))
-    return server
+async def _mirror_then_prune(
+    dest: Path, start: str, downloaded: int, /, *, quiet: bool = False, **then: str
+) -> stacpull.RunResult:
+    """Mirror a :class:`Hostile` API in mode ``start`` into ``dest`` (``downloaded`` files), set
+    its attributes ``then`` and mirror again with --prune: the second run's result
+    (``quiet``: warnings ignored during it)."""
+    api = Hostile(start)
+    server = await serve_api(api)
+    try:
+        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
+        first = await stacpull.amirror(dest=str(dest), **options)
+        assert first.downloaded == downloaded
+        for name, value in then.items():
+            setattr(api, name, value)
+        with anyio.fail_after(10), warnings.catch_warnings():
+            if quiet:  # pystac-client: "numberMatched ... not in response"
+                warnings.simplefilter("ignore")
+            return await stacpull.amirror(dest=str(dest), prune=True, **options)
+    finally:
+        await server.close()
 
 
 async def _pages(config: SearchConfig) -> AsyncIterator[int]:
@@ -162,7 +166,7 @@ async def _pages(config: SearchConfig) -> AsyncIterator[int]:
 @pytest.mark.parametrize("mode", ["shuffle", "junk"])
 async def test_a_next_link_that_repeats_its_items_in_disguise_stops_the_search(mode: str) -> None:
     api = Hostile(mode)
-    server = await _serve(api)
+    server = await serve_api(api)
     try:
         config = SearchConfig(catalog=api.base, collections=("C1",), timeout=5)
         with pytest.raises(SearchError, match="repeats a page"):
@@ -181,7 +185,7 @@ async def test_a_search_answer_that_never_ends_is_refused_once_too_large(
     monkeypatch.setattr(search_module, "MAX_ANSWER", 4 << 20)
     api = Hostile("endless")
     api.cap = 64 << 20  # today: all of it is read into memory, until the answer deadline
-    server = await _serve(api)
+    server = await serve_api(api)
     try:
         config = SearchConfig(catalog=api.base, collections=("C1",), timeout=5)
         with pytest.raises(SearchError, match="larger than") as caught:
@@ -227,17 +231,8 @@ async def test_an_empty_page_with_a_next_link_is_not_the_end_of_the_listing(
 ) -> None:
     """pystac-client takes an empty page for the end, whatever its rel=next says: a mirror
     then judged every item after it gone, and --prune deleted its files."""
-    api = Hostile("full")
-    server = await _serve(api)
-    try:
-        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
-        first = await stacpull.amirror(dest=str(tmp_path), **options)
-        assert first.downloaded == 4
-        api.mode = "hole"  # x left the catalogue; c is still there, after the empty page
-        with anyio.fail_after(10):
-            second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
-    finally:
-        await server.close()
+    # x left the catalogue; c is still there, after the empty page
+    second = await _mirror_then_prune(tmp_path, "full", 4, mode="hole")
     kept = sorted(p.name for p in (tmp_path / "C1").rglob("*.bin"))
     assert kept == ["a.bin", "b.bin", "c.bin"]
     assert len(second.gone) == 1
@@ -248,17 +243,7 @@ async def test_an_empty_page_with_a_next_link_is_not_the_end_of_the_listing(
 async def test_an_item_refused_in_a_mirror_keeps_its_files(tmp_path: Path, variant: str) -> None:
     """An item the search lists but that cannot be planned this time is still in the
     catalogue: its files are not gone, and --prune keeps them."""
-    api = Hostile("full")
-    server = await _serve(api)
-    try:
-        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
-        first = await stacpull.amirror(dest=str(tmp_path), **options)
-        assert first.downloaded == 4
-        api.mode, api.variant = "broken", variant
-        with anyio.fail_after(10):
-            second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
-    finally:
-        await server.close()
+    second = await _mirror_then_prune(tmp_path, "full", 4, mode="broken", variant=variant)
     kept = sorted(p.name for p in (tmp_path / "C1").rglob("*.bin"))
     assert "b.bin" in kept
     assert second.refused == (1 if variant == "port" else 0)
@@ -271,17 +256,7 @@ async def test_an_item_listed_twice_keeps_the_files_its_first_listing_lacks(
     """The README: --prune deletes files whose *items* left the catalogue. An item listed
     twice (MAAP can), the first time without one asset, is planned from its first listing;
     the other asset's file was judged gone and deleted, to come back the next night."""
-    api = Hostile("dup")
-    server = await _serve(api)
-    try:
-        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
-        first = await stacpull.amirror(dest=str(tmp_path), **options)
-        assert first.downloaded == 2
-        api.mode = "dup2"
-        with anyio.fail_after(10):
-            second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
-    finally:
-        await server.close()
+    second = await _mirror_then_prune(tmp_path, "dup", 2, mode="dup2")
     assert sorted(p.name for p in (tmp_path / "C1").rglob("*.bin")) == ["a.bin", "extra.bin"]
     assert second.gone == ()
     assert second.duplicates == 1
@@ -294,18 +269,7 @@ async def test_a_search_that_lists_nothing_empties_a_mirror_only_when_it_says_so
 ) -> None:
     """One empty answer (200, no features, no numberMatched) made --prune delete the whole
     mirror; a catalogue that says numberMatched 0 is believed."""
-    api = Hostile("full")
-    server = await _serve(api)
-    try:
-        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
-        first = await stacpull.amirror(dest=str(tmp_path), **options)
-        assert first.downloaded == 4
-        api.mode = mode
-        with anyio.fail_after(10), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pystac-client: "numberMatched ... not in response"
-            second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
-    finally:
-        await server.close()
+    second = await _mirror_then_prune(tmp_path, "full", 4, quiet=True, mode=mode)
     kept = sorted(p.name for p in (tmp_path / "C1").rglob("*.bin"))
     if mode == "none":
         assert kept == ["a.bin", "b.bin", "c.bin", "x.bin"]
@@ -318,7 +282,7 @@ async def test_a_search_that_lists_nothing_empties_a_mirror_only_when_it_says_so
 @pytest.mark.anyio
 async def test_empty_pages_linking_on_for_ever_stop_the_search() -> None:
     api = Hostile("empties")
-    server = await _serve(api)
+    server = await serve_api(api)
     try:
         config = SearchConfig(catalog=api.base, collections=("C1",), timeout=5)
         with pytest.raises(SearchError, match="empty pages"):
@@ -337,7 +301,7 @@ def _in_thread(api: Hostile) -> Iterator[None]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    server = asyncio.run_coroutine_threadsafe(_serve(api), loop).result(10)
+    server = asyncio.run_coroutine_threadsafe(serve_api(api), loop).result(10)
     try:
         yield
     finally:
@@ -428,7 +392,7 @@ async def test_a_library_users_log_handler_gets_no_password_from_the_engine(
     the catalogue client (pystac-client logs each request's headers: HTTP Basic from the
     catalogue's userinfo), are scrubbed before they reach any handler."""
     api = Hostile("echo")
-    server = await _serve(api)
+    server = await serve_api(api)
     try:
         catalog = api.base.replace("http://", f"http://cat:{CAT_PASSWORD}@")
         with caplog.at_level(logging.DEBUG), anyio.fail_after(10):

@@ -60,6 +60,21 @@ def _refusals(dest: Path) -> list[tuple[str, str, str]]:
         db.close()
 
 
+def _mirror_thumbnails(sim: SimServer, dest: Path, **kw: Any) -> stacpull.RunResult:
+    """``stacpull.mirror`` of L1A's thumbnails into ``dest``, all in one folder per
+    collection (so names meet); ``kw`` adds config keys."""
+    return stacpull.mirror(
+        catalog=sim.catalog_url,
+        collections=[L1A],
+        dest=str(dest),
+        token=TOKEN,
+        assets=["thumbnail"],
+        template="{collection}/{name}",
+        backoff=0.01,
+        **kw,
+    )
+
+
 def _no_part(dest: Path) -> None:
     assert not [p for p in dest.rglob("*.part") if ".stacpull" not in p.parts]
 
@@ -255,17 +270,7 @@ def test_a_mirror_keeps_a_path_for_the_item_the_journal_records(
     sim: SimServer, tmp_path: Path, concurrency: int, name: str
 ) -> None:
     def mirror(prune: bool = False) -> stacpull.RunResult:
-        return stacpull.mirror(
-            catalog=sim.catalog_url,
-            collections=[L1A],
-            dest=str(tmp_path),
-            token=TOKEN,
-            assets=["thumbnail"],
-            template="{collection}/{name}",
-            concurrency=concurrency,
-            backoff=0.01,
-            prune=prune,
-        )
+        return _mirror_thumbnails(sim, tmp_path, concurrency=concurrency, prune=prune)
 
     owner = _item(sim, "OWNER", {"thumbnail": (0, "thumbnail", "shared.png")})
     sim.catalog.add_item(L1A, owner)
@@ -411,16 +416,7 @@ def test_a_file_renamed_by_case_only_is_never_pruned_as_gone(
     name would delete the new download. The item is still listed, so nothing is gone."""
 
     def mirror() -> stacpull.RunResult:
-        return stacpull.mirror(
-            catalog=sim.catalog_url,
-            collections=[L1A],
-            dest=str(tmp_path),
-            token=TOKEN,
-            assets=["thumbnail"],
-            template="{collection}/{name}",
-            backoff=0.01,
-            prune=True,
-        )
+        return _mirror_thumbnails(sim, tmp_path, prune=True)
 
     sim.catalog.add_item(L1A, _item(sim, "RENAMED", {"thumbnail": (0, "thumbnail", "Shared.png")}))
     assert mirror().ok

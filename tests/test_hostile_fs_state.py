@@ -33,8 +33,8 @@ from stacpull.errors import ConfigError, StorageError
 from stacpull.journal import Journal
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
 
-from .conftest import L1A, TOKEN, cli, files_under, pull
-from .hostile import ThreadedApp
+from .conftest import L1A, TOKEN, cli, files_under, pull, sim_download
+from .hostile import SimProxy
 
 
 @pytest.fixture(autouse=True)
@@ -395,40 +395,27 @@ def test_a_mirror_of_saved_searches_judges_nothing_gone(sim: SimServer, tmp_path
     assert len(files_under(dest)) == 15
 
 
-class _Catalogue(ThreadedApp):
+class _Catalogue(SimProxy):
     """A reverse proxy in front of the sim's STAC API that can lie about its listing:
     ``mode`` "honest", "short" (page 1 has no next link although more items match) or
     "fail" (a later page answers 400). Data requests go to the sim itself."""
 
     def __init__(self, sim: SimServer) -> None:
-        super().__init__()
-        self.sim = sim
+        super().__init__(sim)
         self.mode = "honest"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/catalogue/"
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         token_asked = "token" in request.query or b'"token"' in body
         if self.mode == "fail" and token_asked:
             return web.json_response({"code": "Bad", "description": "page gone"}, status=400)
-        async with self._session.request(
-            request.method,
-            self.sim.base_url + request.path_qs,
-            data=body or None,
-            headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
-        ) as upstream:
-            text = await upstream.text()
-            status = upstream.status
+        status, text = await self.forward(request, body)
         if request.path.endswith("/search") and status == 200:
             page = json.loads(text)
             if self.mode == "short":
                 page["links"] = [link for link in page["links"] if link.get("rel") != "next"]
             text = json.dumps(page)
-        text = text.replace(f"{self.sim.base_url}/catalogue/", self.url)
-        return web.Response(text=text, status=status, content_type="application/json")
+        return self.answer(text, status)
 
 
 @pytest.fixture
@@ -475,18 +462,7 @@ def test_nested_dests_never_run_at_once(sim: SimServer, tmp_path: Path, held: st
         with pytest.raises(StorageError, match="another stacpull run") as caught:
             pull(sim, started)
         assert str(busy.resolve()) in str(caught.value)
-        code, _, err = cli(
-            "download",
-            "--catalog",
-            sim.catalog_url,
-            "--collection",
-            L1A,
-            "--dest",
-            str(started),
-            "--dashboard",
-            "none",
-            token=TOKEN,
-        )
+        code, _, err = sim_download(sim, started)
         assert code == 3 and str(busy.resolve()) in _one_line(err)
         if held == "outer":
             assert not started.exists()  # refused before anything was made inside it

@@ -24,7 +24,6 @@ from typing import Any
 import aiohttp.web
 import anyio
 import pytest
-from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -40,7 +39,7 @@ from stacpull.search import CollectionQuery, list_collections, search_pages
 from stacpull.sim import SimServer
 
 from .conftest import L1A, TOKEN
-from .hostile import feature
+from .hostile import SearchApi, feature, serve_api
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -330,7 +329,7 @@ def test_ctrl_c_ends_a_dry_run_stuck_on_a_silent_catalogue(
 # -- 2. a rel=next that repeats a page is a loop -------------------------------------------
 
 
-class LoopingAPI:
+class LoopingAPI(SearchApi):
     """A small STAC API whose ``rel=next`` misbehaves as ``mode`` says:
 
     - ``ok``: two pages of two items, then the end;
@@ -345,14 +344,10 @@ class LoopingAPI:
     def __init__(self) -> None:
         self.mode = "ok"
         self.requests = 0
-        self.base = ""
         self.release = asyncio.Event()
 
     def app(self) -> aiohttp.web.Application:
-        app = aiohttp.web.Application()
-        app.router.add_get("/", self.landing)
-        app.router.add_route("*", "/search", self.search)
-        app.router.add_get("/data/{name}", self.data)
+        app = super().app()
         app.router.add_get("/collections", self.collections)
         return app
 
@@ -420,13 +415,6 @@ class LoopingAPI:
         return self._page(ids, nxt(following) if following else None)
 
 
-async def _serve(api: LoopingAPI) -> TestServer:
-    server = TestServer(api.app(), host="127.0.0.1")
-    await server.start_server()
-    api.base = str(server.make_url("/"))
-    return server
-
-
 async def _collect(api: LoopingAPI, method: str = "GET") -> list[str]:
     config = SearchConfig(catalog=api.base, collections=("C1",), method=method)
     ids: list[str] = []
@@ -440,7 +428,7 @@ async def _collect(api: LoopingAPI, method: str = "GET") -> list[str]:
 @pytest.mark.parametrize("mode", ["same", "cycle", "token", "post"])
 async def test_a_next_link_that_repeats_a_page_stops_the_search(mode: str) -> None:
     api = LoopingAPI()
-    server = await _serve(api)
+    server = await serve_api(api)
     try:
         api.mode = mode
         with pytest.raises(SearchError, match="repeats a page") as caught:
@@ -455,7 +443,7 @@ async def test_a_next_link_that_repeats_a_page_stops_the_search(mode: str) -> No
 @pytest.mark.parametrize("mode", ["ok", "single"])
 async def test_honest_paging_is_not_taken_for_a_loop(mode: str) -> None:
     api = LoopingAPI()
-    server = await _serve(api)
+    server = await serve_api(api)
     try:
         api.mode = mode
         ids = await _collect(api)
@@ -467,7 +455,7 @@ async def test_honest_paging_is_not_taken_for_a_loop(mode: str) -> None:
 @pytest.mark.anyio
 async def test_a_collections_next_link_that_repeats_a_page_is_an_error() -> None:
     api = LoopingAPI()
-    server = await _serve(api)
+    server = await serve_api(api)
     try:
         config = SearchConfig(catalog=api.base)
         with pytest.raises(SearchError, match="repeats a page"):
@@ -482,7 +470,7 @@ async def test_a_looping_search_stops_a_mirror_before_anything_is_judged_gone(
     tmp_path: Path,
 ) -> None:
     api = LoopingAPI()
-    server = await _serve(api)
+    server = await serve_api(api)
     try:
         options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
         first = await stacpull.amirror(dest=str(tmp_path), **options)
@@ -506,7 +494,7 @@ async def test_a_search_that_stalls_midway_stops_a_mirror_before_anything_is_jud
     tmp_path: Path,
 ) -> None:
     api = LoopingAPI()
-    server = await _serve(api)
+    server = await serve_api(api)
     try:
         options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
         assert (await stacpull.amirror(dest=str(tmp_path), **options)).downloaded == 4
@@ -528,7 +516,7 @@ async def test_a_search_that_stalls_midway_stops_a_mirror_before_anything_is_jud
 @pytest.mark.anyio
 async def test_odd_items_on_a_search_page_are_refused_and_the_run_goes_on(tmp_path: Path) -> None:
     api = LoopingAPI()
-    server = await _serve(api)
+    server = await serve_api(api)
     try:
         api.mode = "junk"
         with anyio.fail_after(20):
@@ -554,7 +542,7 @@ def test_the_cli_says_the_search_loops_in_one_line(tmp_path: Path) -> None:
     api.mode = "cycle"
 
     async def serve(started: threading.Event, stop: threading.Event) -> None:
-        server = await _serve(api)
+        server = await serve_api(api)
         started.set()
         await anyio.to_thread.run_sync(stop.wait)
         await server.close()

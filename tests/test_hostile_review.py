@@ -9,33 +9,20 @@ from typing import Any
 import aiohttp.web
 import anyio
 import pytest
-from aiohttp.test_utils import TestServer
 
 import stacpull
 
-from .hostile import feature, landing
+from .hostile import SearchApi, feature, serve_api
 
 
-class Catalogue:
+class Catalogue(SearchApi):
     """A STAC API listing :attr:`ids`; a search by ``ids`` (a mirror's lookup of what it
     did not list) is answered with :attr:`lookup` when set."""
 
     def __init__(self, ids: list[str]) -> None:
         self.ids = ids
-        self.base = ""
         self.lookup: list[Any] | None = None
         self.locations: dict[str, str] = {}
-
-    def app(self) -> aiohttp.web.Application:
-        app = aiohttp.web.Application()
-        app.router.add_get("/", self.landing)
-        app.router.add_route("*", "/search", self.search)
-        app.router.add_get("/data/{name}", self.data)
-        return app
-
-    async def landing(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
-        base = self.base
-        return aiohttp.web.json_response(landing(base))
 
     async def search(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         body = await request.json() if request.method == "POST" else dict(request.query)
@@ -54,11 +41,19 @@ class Catalogue:
         return aiohttp.web.Response(body=name.encode() * 10)
 
 
-async def _serve(api: Catalogue) -> TestServer:
-    server = TestServer(api.app(), host="127.0.0.1")
-    await server.start_server()
-    api.base = str(server.make_url("/"))
-    return server
+async def _mirror_twice(api: Catalogue, dest: Path, password: str = "") -> stacpull.RunResult:
+    """Mirror ``api``'s two items into ``dest``, then again with --prune (the catalogue
+    reached with ``password`` when given): the second run's result."""
+    server = await serve_api(api)
+    try:
+        catalog = api.base.replace("http://", f"http://cat:{password}@") if password else api.base
+        options: dict[str, Any] = {"catalog": catalog, "collections": ["C1"], "assets": ["all"]}
+        first = await stacpull.amirror(dest=str(dest), **options)
+        assert first.downloaded == 2, first
+        with anyio.fail_after(10):
+            return await stacpull.amirror(dest=str(dest), prune=True, **options)
+    finally:
+        await server.close()
 
 
 @pytest.mark.anyio
@@ -69,7 +64,7 @@ async def test_a_lookup_answering_an_item_whose_id_is_no_string_ends_no_mirror(
     """The mirror's lookup by id of an unlisted item meets a hostile answer: a feature
     whose id is a list or an object ended the run with a TypeError traceback."""
     api = Catalogue(["a", "b"])
-    server = await _serve(api)
+    server = await serve_api(api)
     try:
         options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
         first = await stacpull.amirror(dest=str(tmp_path), **options)
@@ -92,16 +87,7 @@ async def test_an_item_id_the_scrubber_would_change_is_not_its_own_collider(
     """The journal keeps item ids scrubbed; an id that looks like a credential by its shape
     (``;key=…``) came back as ``;key=***`` and the next run refused the item's own file as
     held by another item, and a mirror judged it gone."""
-    api = Catalogue([item, "plain"])
-    server = await _serve(api)
-    try:
-        options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
-        first = await stacpull.amirror(dest=str(tmp_path), **options)
-        assert first.downloaded == 2, first
-        with anyio.fail_after(10):
-            second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
-    finally:
-        await server.close()
+    second = await _mirror_twice(Catalogue([item, "plain"]), tmp_path)
     assert second.refused == 0
     assert second.gone == ()
     assert sorted(p.name for p in (tmp_path / "C1").rglob("*.bin")) == sorted(
@@ -117,17 +103,7 @@ async def test_an_item_id_holding_the_catalogues_password_is_not_its_own_collide
     password (a catalogue that echoes it) is kept as ``leak-***``: the next run refused the
     item's own file as another item's, and a mirror judged it gone and pruned it."""
     password = "review-cat-password"
-    api = Catalogue([f"leak-{password}", "plain"])
-    server = await _serve(api)
-    try:
-        catalog = api.base.replace("http://", f"http://cat:{password}@")
-        options: dict[str, Any] = {"catalog": catalog, "collections": ["C1"], "assets": ["all"]}
-        first = await stacpull.amirror(dest=str(tmp_path), **options)
-        assert first.downloaded == 2, first
-        with anyio.fail_after(10):
-            second = await stacpull.amirror(dest=str(tmp_path), prune=True, **options)
-    finally:
-        await server.close()
+    second = await _mirror_twice(Catalogue([f"leak-{password}", "plain"]), tmp_path, password)
     assert second.refused == 0
     assert second.gone == ()
     assert len(list((tmp_path / "C1").rglob("*.bin"))) == 2
@@ -143,7 +119,7 @@ async def test_a_redirect_to_a_location_no_url_can_hold_fails_that_file_alone(
     bad = ["http://[::1/x", "http://h:99999/x", "http://h:port/x"]
     api = Catalogue(["a", *(f"moved{i}" for i in range(len(bad)))])
     api.locations = {f"moved{i}.bin": loc for i, loc in enumerate(bad)}
-    server = await _serve(api)
+    server = await serve_api(api)
     try:
         options: dict[str, Any] = {"catalog": api.base, "collections": ["C1"], "assets": ["all"]}
         with anyio.fail_after(10):

@@ -32,7 +32,7 @@ from stacpull.config import Config, Secret, load_config, scrub
 from stacpull.errors import CredentialsError, SearchError
 from stacpull.sim import SimCatalog, SimOptions, SimServer, default_collections
 
-from .conftest import L1A, cli
+from .conftest import L1A, cli, sim_download
 
 OFFLINE = "0ff+line/T0k=en offline-secret-one"
 CLIENT_ID = "my-client"
@@ -383,21 +383,16 @@ def test_a_token_endpoint_echoing_the_form_leaks_no_secret(
         token_url = idp.url.replace("http://", f"http://tok:{quote(TOKEN_URL_PASSWORD, safe='')}@")
         common = ("--token-url", token_url, "--client-id", CLIENT_ID)
         env = {"STACPULL_OFFLINE_TOKEN": OFFLINE, "STACPULL_CLIENT_SECRET": CLIENT_SECRET}
-        code, out, err = cli(
-            "--debug",
-            "download",
-            "--catalog",
-            sim.catalog_url,
-            "--collection",
-            L1A,
-            "--dest",
-            str(dest),
-            "--dashboard",
-            "plain",
+        code, out, err = sim_download(
+            sim,
+            dest,
             "--log-json",
             str(events),
             *common,
+            dashboard="plain",
+            debug=True,
             env=env,
+            token="",
         )
         check = cli("auth", "check", *common, env=env)
         shown = cli("config", "show", "--json", env={**env, "STACPULL_TOKEN_URL": token_url})

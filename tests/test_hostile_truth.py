@@ -28,10 +28,10 @@ from stacpull.models import Outcome, Status
 from stacpull.sim import SimServer
 from stacpull.verify import ZipFollower, check_zip
 
-from .conftest import L1A, Recorder, pull
+from .conftest import Recorder, pull
 from .hostile import Hostile as RawServer
 from .hostile import Request as RawRequest
-from .hostile import serve
+from .hostile import asset_at, payload, plant, serve
 
 # -- the hostile server ----------------------------------------------------------------
 
@@ -99,39 +99,25 @@ def _pull_hostile(
 ) -> tuple[dict[str, Outcome], Any]:
     """Download the hostile item (``assets``: key -> asset, ``href`` a path on ``server``)
     and a well-behaved thumbnail of the sim beside it; (outcomes by asset key, result)."""
-    donor = sim.catalog.item(L1A, 0)
-    normal = str(sim.catalog.item(L1A, 1)["id"])
-    item = {**donor, "id": HOSTILE_ID, "assets": {}}
-    for key, asset in assets.items():
-        item["assets"][key] = {**asset, "href": server.url(asset["href"])}
-    sim.catalog.add_item(L1A, item)
+    options = plant(sim, server, HOSTILE_ID, assets)
     recorder = Recorder()
-    options: dict[str, Any] = {"ids": [HOSTILE_ID, normal], "assets": [*assets, "thumbnail"]}
     result = pull(sim, tmp_path, recorder, **{**options, **kw})
     # By item first: the well-behaved item has assets of the same keys (its own product),
     # which finish in whatever order the run's timing gives.
     done = recorder.outcomes().values()
     outcomes = {o.job.asset_key: o for o in done if o.job.item_id == HOSTILE_ID}
-    beside = {o.job.asset_key: o for o in done if o.job.item_id == normal}
+    beside = {o.job.asset_key: o for o in done if o.job.item_id == options["ids"][1]}
     assert beside["thumbnail"].status is Status.DOWNLOADED  # the rest of the run went on
     return outcomes, result
-
-
-def _asset(path: str, name: str, media_type: str = "image/tiff", **extra: Any) -> dict[str, Any]:
-    return {"href": path, "type": media_type, "roles": ["data"], "file:local_path": name, **extra}
 
 
 def _final(tmp_path: Path, outcome: Outcome) -> Path:
     return tmp_path / outcome.job.dest
 
 
-def _payload(size: int, seed: int) -> bytes:
-    return bytes((i * 7 + seed) % 251 for i in range(size))
-
-
 # -- 1. a resume answered with another version's range -----------------------------------
 
-OLD, NEW = _payload(300_000, 1), _payload(300_000, 2)
+OLD, NEW = payload(300_000, 1), payload(300_000, 2)
 MONDAY, TUESDAY = "Mon, 01 Dec 2025 10:00:00 GMT", "Tue, 02 Dec 2025 10:00:00 GMT"
 
 
@@ -167,7 +153,7 @@ def test_a_resume_answered_with_another_versions_range_restarts_from_zero(
             await req.send(200, NEW, headers=changed)
 
     hostile.routes["/v.tif"] = changing
-    outcomes, _ = _pull_hostile(sim, hostile, tmp_path, {"data": _asset("/v.tif", "v.tif")})
+    outcomes, _ = _pull_hostile(sim, hostile, tmp_path, {"data": asset_at("/v.tif", "v.tif")})
     outcome = outcomes["data"]
     assert outcome.status is Status.DOWNLOADED, outcome.error
     assert _final(tmp_path, outcome).read_bytes() == NEW  # never OLD[:120_000] + NEW[120_000:]
@@ -195,7 +181,7 @@ def test_a_resume_whose_total_moved_restarts_from_zero(
             await req.send(200, longer, headers={"ETag": '"same"'})
 
     hostile.routes["/grow.tif"] = growing
-    outcomes, _ = _pull_hostile(sim, hostile, tmp_path, {"data": _asset("/grow.tif", "g.tif")})
+    outcomes, _ = _pull_hostile(sim, hostile, tmp_path, {"data": asset_at("/grow.tif", "g.tif")})
     outcome = outcomes["data"]
     assert outcome.status is Status.DOWNLOADED, outcome.error
     assert _final(tmp_path, outcome).read_bytes() == longer
@@ -203,7 +189,7 @@ def test_a_resume_whose_total_moved_restarts_from_zero(
 
 
 SPLIT = {"segments": 4, "segment_size": 200_000, "segment_below": 10**12}
-BIG_OLD, BIG_NEW = _payload(1_600_000, 3), _payload(1_600_000, 4)
+BIG_OLD, BIG_NEW = payload(1_600_000, 3), payload(1_600_000, 4)
 
 
 def test_a_range_of_another_version_fails_a_segmented_download(
@@ -235,7 +221,7 @@ def test_a_range_of_another_version_fails_a_segmented_download(
 
     hostile.routes["/big.tif"] = changing
     outcomes, _ = _pull_hostile(
-        sim, hostile, tmp_path, {"data": _asset("/big.tif", "big.tif")}, **SPLIT
+        sim, hostile, tmp_path, {"data": asset_at("/big.tif", "big.tif")}, **SPLIT
     )
     outcome = outcomes["data"]
     assert outcome.status is Status.DOWNLOADED, outcome.error
@@ -263,7 +249,7 @@ def test_the_one_validator_rule() -> None:
 
 # -- 2. a 416 is proof only when everything agrees ---------------------------------------
 
-WHOLE = _payload(200_000, 5)
+WHOLE = payload(200_000, 5)
 
 
 @pytest.mark.parametrize("file_size", [None, len(WHOLE)])
@@ -284,7 +270,7 @@ def test_a_416_that_claims_a_half_file_is_whole_restarts_it(
     hostile.routes["/h.tif"] = lying
     extra = {} if file_size is None else {"file:size": file_size}
     outcomes, _ = _pull_hostile(
-        sim, hostile, tmp_path, {"data": _asset("/h.tif", "h.tif", **extra)}
+        sim, hostile, tmp_path, {"data": asset_at("/h.tif", "h.tif", **extra)}
     )
     outcome = outcomes["data"]
     assert outcome.status is Status.DOWNLOADED, outcome.error
@@ -307,7 +293,7 @@ def test_a_416_for_a_complete_part_still_needs_no_download(
             await req.send(200, WHOLE, headers={"ETag": '"x"'})
 
     hostile.routes["/ok.tif"] = honest
-    asset = _asset("/ok.tif", "ok.tif", **{"file:size": len(WHOLE)})
+    asset = asset_at("/ok.tif", "ok.tif", **{"file:size": len(WHOLE)})
     outcomes, _ = _pull_hostile(sim, hostile, tmp_path, {"data": asset})
     final = _final(tmp_path, outcomes["data"])
     # as if the rename had not happened: the whole file back at its .part name
@@ -341,7 +327,7 @@ KMZ = _zip([("doc.kml", b"<kml>" + b"x" * 3000 + b"</kml>", zipfile.ZIP_DEFLATED
 PRODUCT = _zip(
     [
         ("p/map.kmz", KMZ, zipfile.ZIP_STORED),
-        ("p/measurement.tif", _payload(150_000, 6), zipfile.ZIP_STORED),
+        ("p/measurement.tif", payload(150_000, 6), zipfile.ZIP_STORED),
         ("p/annotation.xml", b"<a/>" * 500, zipfile.ZIP_DEFLATED),
     ]
 )
@@ -377,7 +363,7 @@ def test_a_zipper_stream_cut_after_its_kmz_member_is_fetched_again(
         await req.send(200, body, headers={"Content-Type": "application/zip"}, length=False)
 
     hostile.routes["/zipper/P.ZIP"] = zipper
-    asset = _asset("/zipper/P.ZIP", "P.ZIP", "application/zip")
+    asset = asset_at("/zipper/P.ZIP", "P.ZIP", "application/zip")
     outcomes, _ = _pull_hostile(sim, hostile, tmp_path, {"product": asset})
     outcome = outcomes["product"]
     assert outcome.status is Status.DOWNLOADED, outcome.error
@@ -468,7 +454,7 @@ def test_a_body_longer_than_announced_is_stopped_at_its_length(
     hostile.routes["/flood.tif"] = flooding
     extra = {"file:size": size} if announced == "file:size" else {}
     outcomes, _ = _pull_hostile(
-        sim, hostile, tmp_path, {"data": _asset("/flood.tif", "flood.tif", **extra)}
+        sim, hostile, tmp_path, {"data": asset_at("/flood.tif", "flood.tif", **extra)}
     )
     outcome = outcomes["data"]
     assert outcome.status is Status.FAILED
@@ -491,7 +477,7 @@ def test_a_cut_length_less_zip_is_checked_as_a_zip_whatever_its_metadata(
         await req.send(200, body, headers={"Content-Type": media_type}, length=False)
 
     hostile.routes["/z"] = zipper
-    outcomes, _ = _pull_hostile(sim, hostile, tmp_path, {"data": _asset("/z", name, media_type)})
+    outcomes, _ = _pull_hostile(sim, hostile, tmp_path, {"data": asset_at("/z", name, media_type)})
     outcome = outcomes["data"]
     assert outcome.status is Status.DOWNLOADED, outcome.error
     assert _final(tmp_path, outcome).read_bytes() == PRODUCT
@@ -512,7 +498,7 @@ def test_a_server_that_spoils_every_retry_is_given_up_on(
     """Every full answer is cut (each a little later than the last), every resume is
     spoiled: a 206 of another version, a 416 claiming the cut size, or a 200 cut too.
     With --retries 2 the file fails after a handful of requests."""
-    body = _payload(1_000_000, 7)
+    body = payload(1_000_000, 7)
 
     async def spoiling(req: Request) -> None:
         if req.number >= ENOUGH:
@@ -530,7 +516,7 @@ def test_a_server_that_spoils_every_retry_is_given_up_on(
 
     hostile.routes["/spoil.tif"] = spoiling
     outcomes, result = _pull_hostile(
-        sim, hostile, tmp_path, {"data": _asset("/spoil.tif", "spoil.tif")}, retries=2
+        sim, hostile, tmp_path, {"data": asset_at("/spoil.tif", "spoil.tif")}, retries=2
     )
     outcome = outcomes["data"]
     assert outcome.status is Status.FAILED and result.exit_code == 1
@@ -544,7 +530,7 @@ def test_a_link_that_drops_again_and_again_but_moves_on_still_completes(
 ) -> None:
     """The other side of the bound: every answer is cut after 40 kB, far more often than
     --retries 1 allows, but each brings new bytes: the file completes, resumed."""
-    body = _payload(400_000, 8)
+    body = payload(400_000, 8)
 
     async def dropping(req: Request) -> None:
         start = req.range_start or 0
@@ -560,7 +546,7 @@ def test_a_link_that_drops_again_and_again_but_moves_on_still_completes(
 
     hostile.routes["/drop.tif"] = dropping
     outcomes, _ = _pull_hostile(
-        sim, hostile, tmp_path, {"data": _asset("/drop.tif", "drop.tif")}, retries=1
+        sim, hostile, tmp_path, {"data": asset_at("/drop.tif", "drop.tif")}, retries=1
     )
     outcome = outcomes["data"]
     assert outcome.status is Status.DOWNLOADED, outcome.error
@@ -584,7 +570,7 @@ def test_a_file_announcing_more_than_the_disk_holds_fails_alone(
     hostile.routes["/huge.tif"] = absurd
     extra = {"file:size": 10**13} if where == "file:size" else {}
     outcomes, result = _pull_hostile(
-        sim, hostile, tmp_path, {"data": _asset("/huge.tif", "huge.tif", **extra)}
+        sim, hostile, tmp_path, {"data": asset_at("/huge.tif", "huge.tif", **extra)}
     )
     outcome = outcomes["data"]
     assert outcome.status is Status.FAILED and outcome.error_class == "TooLargeError"
@@ -595,7 +581,7 @@ def test_a_file_announcing_more_than_the_disk_holds_fails_alone(
 # -- 7. a body that trickles ----------------------------------------------------------------
 
 
-BIG = _payload(400_000, 9)
+BIG = payload(400_000, 9)
 
 
 def test_a_body_that_trickles_below_the_speed_floor_is_given_up_on(
@@ -626,7 +612,7 @@ def test_a_body_that_trickles_below_the_speed_floor_is_given_up_on(
         sim,
         hostile,
         tmp_path,
-        {"data": _asset("/trickle", "trickle.tif", **{"file:size": size})},
+        {"data": asset_at("/trickle", "trickle.tif", **{"file:size": size})},
         stall_timeout=0.3,
         min_speed=20_000,
         retries=1,

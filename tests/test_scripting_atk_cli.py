@@ -13,7 +13,7 @@ from aiohttp import web
 
 from stacpull.sim import SimServer
 
-from .conftest import L1A, L1C, TOKEN, cli
+from .conftest import L1A, L1C, TOKEN, cli, sim_download
 from .hostile import ThreadedApp, feature, landing
 
 
@@ -71,19 +71,7 @@ def test_a_bad_environment_variable_is_one_line_for_every_command(
     _one_line_refusal(*_cli("config", "show", env=env))
     _one_line_refusal(*_cli("collections", "--catalog", sim.catalog_url, env=env))
     dest = str(tmp_path / "d")
-    _one_line_refusal(
-        *_cli(
-            "download",
-            "--catalog",
-            sim.catalog_url,
-            "--collection",
-            L1A,
-            "--dest",
-            dest,
-            "--dry-run",
-            env=env,
-        )
-    )
+    _one_line_refusal(*sim_download(sim, dest, "--dry-run", dashboard=None, env=env))
 
 
 # -- one stdout rule: piped, stdout holds records only; notes go to stderr ----------------

@@ -13,7 +13,7 @@ import pytest
 
 from stacpull.sim import SimServer
 
-from .conftest import L1A, L1C, TOKEN, cli, pull
+from .conftest import L1A, L1C, TOKEN, cli, pull, sim_download
 
 _LONG_KEY = "enclosure_" + "very_long_asset_key_" * 4 + "tiff"  # 94 characters
 _NARROW = {"TTY_COMPATIBLE": "1", "COLUMNS": "40"}  # a forced terminal, 40 columns wide
@@ -43,18 +43,7 @@ def _dry(sim: SimServer, dest: Path, *extra: str, env: dict[str, str] | None = N
 
 
 def _download(sim: SimServer, dest: Path, *extra: str) -> tuple[int, str, str]:
-    return _cli(
-        "download",
-        "--catalog",
-        sim.catalog_url,
-        "--collection",
-        L1A,
-        "--dest",
-        str(dest),
-        "--dashboard",
-        "none",
-        *extra,
-    )
+    return sim_download(sim, dest, *extra)
 
 
 def _fail_every_file_of_one_item(sim: SimServer) -> None:

@@ -20,7 +20,7 @@ from stacpull.config import ConfigError, check_template, load_config, parse_date
 from stacpull.events import Event, JobFinished
 from stacpull.sim import SimServer
 
-from .conftest import L1A, TOKEN, cli, files_under, pull
+from .conftest import L1A, TOKEN, cli, files_under, pull, sim_download
 from .hostile import ThreadedApp, feature, landing
 
 # -- 1. a closed stdout or stderr pipe -----------------------------------------------------
@@ -153,18 +153,7 @@ def test_two_runs_in_one_second_keep_two_reports(
 
 
 def test_a_refused_fixed_token_stops_the_run(sim: SimServer, tmp_path: Path) -> None:
-    code, out, err = cli(
-        "download",
-        "--catalog",
-        sim.catalog_url,
-        "--collection",
-        L1A,
-        "--dest",
-        str(tmp_path),
-        "--dashboard",
-        "none",
-        token="not-the-token",
-    )
+    code, out, err = sim_download(sim, tmp_path, token="not-the-token")
     assert code == 3, err
     stops = [line for line in err.splitlines() if line.startswith("stacpull: run stopped")]
     assert len(stops) == 1 and "--token/STACPULL_TOKEN" in stops[0], err
@@ -174,10 +163,7 @@ def test_a_refused_fixed_token_stops_the_run(sim: SimServer, tmp_path: Path) -> 
     others = {k: v["files"] for k, v in status["by_status"].items() if k != "pending"}
     assert not any(others.values()), status  # none failed one by one
     assert status["by_status"]["pending"]["files"] == 15
-    code, _, err = cli(
-        "download", "--catalog", sim.catalog_url, "--collection", L1A, "--dest", str(tmp_path),
-        token=TOKEN,
-    )  # fmt: skip
+    code, _, err = sim_download(sim, tmp_path, dashboard=None)
     assert code == 0, err  # the same command with a good token resumes and finishes
     assert len(files_under(tmp_path)) == 15
 
@@ -186,19 +172,7 @@ def test_a_refused_token_file_is_named(sim: SimServer, tmp_path: Path) -> None:
     token_file = tmp_path / "tok"
     token_file.write_text("stale-token\n")
     token_file.chmod(0o600)
-    code, _, err = cli(
-        "download",
-        "--catalog",
-        sim.catalog_url,
-        "--collection",
-        L1A,
-        "--dest",
-        str(tmp_path / "d"),
-        "--token-file",
-        str(token_file),
-        "--dashboard",
-        "none",
-    )
+    code, _, err = sim_download(sim, tmp_path / "d", "--token-file", str(token_file), token="")
     assert code == 3
     assert f"token file {token_file}" in err and "a new token file" in err
 
