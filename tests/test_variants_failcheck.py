@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from stacpull.config import ConfigError, check_template, load_config, parse_datetime_range
 
 from .conftest import L1A, cli
+from .test_scripting_robust import _hostile_run, _Refusing
 
 
 @pytest.mark.parametrize("value", ["a\x85b", "a\x9b31mred", "a\x80b", "a\u2028b", "a\u2029b"])
@@ -31,3 +34,17 @@ def test_a_leap_second_or_comma_fraction_is_one_line_exit_2(value: str) -> None:
 def test_an_encoded_or_unicode_dot_template_is_a_literal_name_inside_dest(template: str) -> None:
     """%2e and a fullwidth or one-dot leader are not '..': a literal directory name in DEST."""
     check_template(template)  # accepted: a literal directory name, not a climb
+
+
+@pytest.mark.parametrize("status", [407, 511])
+def test_a_proxy_or_portal_refusing_every_file_is_not_a_refused_token(
+    tmp_path: Path, status: int
+) -> None:
+    """407 (a proxy wants its own credentials) and 511 (a captive portal) are not the token's
+    refusal: the run never says the token was refused, and exits 1 with the files failed."""
+    with _Refusing("*", status) as server:
+        config = tmp_path / "c.toml"
+        config.write_text("[download]\nbackoff = 0.01\nmax_backoff = 0.02\nretries = 1\n")
+        code, err = _hostile_run(server, tmp_path / "d", "--config", str(config), "-j", "1")
+    assert "Traceback" not in err, err
+    assert code == 1 and "run stopped" not in err and "token" not in err.lower(), err
