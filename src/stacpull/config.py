@@ -380,9 +380,10 @@ def parse_headers(value: Any, key: str = "download.headers") -> tuple[tuple[str,
         name, text = name.strip(), text.strip()
         if not _HEADER_NAME.fullmatch(name):
             raise ConfigError(f"{key}: {_header_shown(name)} is not a valid header name")
-        if any(c in text for c in "\r\n\0"):
+        if any(c in text for c in "\r\n\0\x85\u2028\u2029"):
             raise ConfigError(f"{key}: the value of {name} holds a line break")
-        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text):
+        if any((ord(c) < 32 and c != "\t") or 127 <= ord(c) < 160 for c in text):
+            # C1 controls too (0x80-0x9f: 0x9b is an 8-bit CSI a server or log may echo).
             # aiohttp would refuse it only at the first request, with a traceback.
             raise ConfigError(f"{key}: the value of {name} holds a control character")
         if name.lower() in _REFUSED_HEADERS:
