@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import aiohttp
 import anyio
 
 from .config import (
@@ -53,8 +52,16 @@ from .config import (
     Secret,
     scrub,
 )
-from .errors import SECRETS, ConfigError, CredentialsError, ScrubFilter, redact_url
+from .errors import (
+    SECRETS,
+    ConfigError,
+    CredentialsError,
+    ScrubFilter,
+    TransferError,
+    redact_url,
+)
 from .events import EventSink, TokenRefreshed
+from .transfer.http import client_session, mapped_errors
 
 __all__ = [
     "MAAP_OFFLINE_TOKEN_PAGE",
@@ -313,6 +320,12 @@ class _Transient(Exception):
     """The token endpoint failed in a way worth another try (network, 5xx, 429)."""
 
 
+def _cause(exc: TransferError) -> str:
+    """What the network said, as the client library named it (``ClientConnectorError: ...``)."""
+    cause = exc.__cause__ or exc
+    return f"{type(cause).__name__}: {scrub(str(cause))}".rstrip(": ")
+
+
 class OIDCTokenProvider(_Provider):
     """Access tokens from an OIDC offline (refresh) token, refreshed single-flight.
 
@@ -472,16 +485,16 @@ class OIDCTokenProvider(_Provider):
         }
         self.requests += 1
         log.debug("exchanging the offline token at %s", self.token_url)
-        timeout = aiohttp.ClientTimeout(total=self._timeout)
         try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.post(self.token_url, data=form, allow_redirects=False) as resp,
-            ):
-                status = resp.status
-                body = await resp.content.read(_MAX_ANSWER)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _Transient(f"{type(exc).__name__}: {scrub(str(exc))}".rstrip(": ")) from None
+            with mapped_errors(self.token_url, "body"):
+                async with (
+                    client_session(total=self._timeout, decompress=True) as session,
+                    session.post(self.token_url, data=form, allow_redirects=False) as resp,
+                ):
+                    status = resp.status
+                    body = await resp.content.read(_MAX_ANSWER)
+        except TransferError as exc:
+            raise _Transient(_cause(exc)) from None
         try:
             answer: Any = json.loads(body)
         except ValueError:
@@ -714,15 +727,16 @@ async def _probe(
     if token is not None and not own and urlsplit(url).username is None:  # userinfo: Basic
         headers["Authorization"] = f"Bearer {token.reveal()}"
     headers["Range"] = "bytes=0-0"
-    timeout = aiohttp.ClientTimeout(total=30)
     try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(url, headers=headers, allow_redirects=False) as resp,
-        ):
-            status = resp.status
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        return 0, f"{redact_url(url)} could not be reached ({type(exc).__name__})"
+        with mapped_errors(url):
+            async with (
+                client_session(total=30, decompress=True) as session,
+                session.get(url, headers=headers, allow_redirects=False) as resp,
+            ):
+                status = resp.status
+    except TransferError as exc:
+        reached = type(exc.__cause__ or exc).__name__
+        return 0, f"{redact_url(url)} could not be reached ({reached})"
     verdict = {200: "opens", 206: "opens", 401: "refuses the token", 403: "forbids access"}
     return status, f"{redact_url(url)} answered HTTP {status}" + (
         f": it {verdict[status]}" if status in verdict else ""

@@ -29,13 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiohttp
 import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import safeio
-from ._version import __version__
 from .auth import TokenProvider, TrustPolicy, load_credentials
 from .config import Config
 from .destlock import refuse_nested
@@ -71,6 +69,7 @@ from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
 from .retry import RetryPolicy
 from .safepath import CLOEXEC, DIR_FLAGS
 from .search import CatalogueHeaders, ItemPages, search_pages
+from .transfer.http import client_session
 from .verify import record_hash
 
 __all__ = [
@@ -433,23 +432,17 @@ async def run(
     )
 
     dl = config.download
-    connector = aiohttp.TCPConnector(
-        limit=max(dl.concurrency, dl.per_host), limit_per_host=dl.per_host
-    )
-    timeout = aiohttp.ClientTimeout(
-        total=None, connect=dl.connect_timeout, sock_read=dl.stall_timeout
-    )
     limiter = HostLimiter(
         dl.per_host,
         adaptive=dl.adaptive,
         on_change=lambda host, limit, reason: emit(HostLimitChanged(host, limit, reason)),
     )
     try:
-        async with aiohttp.ClientSession(
-            connector=connector,
-            timeout=timeout,
-            headers={"User-Agent": f"stacpull/{__version__}"},
-            auto_decompress=False,
+        async with client_session(
+            connect=dl.connect_timeout,
+            stall=dl.stall_timeout,
+            connections=max(dl.concurrency, dl.per_host),
+            per_host=dl.per_host,
         ) as session:
             ctx = FetchContext(
                 session=session,
