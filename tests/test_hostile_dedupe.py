@@ -15,9 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import stacpull
+from stacpull.claims import RunClaims
+from stacpull.destpaths import path_key
 from stacpull.events import JobRefused
 from stacpull.models import Holder
-from stacpull.plan import PlanRules, RunClaims, path_key, plan_item
+from stacpull.plan import PlanRules, plan_item
 from stacpull.sim import SimServer
 
 from .conftest import L1A, L1C, TOKEN, Recorder, cli, files_under, pull

@@ -514,7 +514,7 @@ def test_the_range_writer_and_the_part_reader_never_follow_a_link(tmp_path: Path
 
 
 def test_the_plan_knows_where_the_journal_lives() -> None:
-    from stacpull import plan
+    from stacpull import destpaths
     from stacpull.journal import JOURNAL_DIR
 
-    assert plan._STATE_DIR == JOURNAL_DIR
+    assert destpaths._STATE_DIR == JOURNAL_DIR

@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stacpull.destpaths import companion_png_name, sanitize_relpath
 from stacpull.errors import ConfigError, UnsafePathError
-from stacpull.plan import PlanRules, choose_assets, companion_png_name, plan_item, sanitize_relpath
+from stacpull.plan import PlanRules, plan_item
+from stacpull.selection import choose_assets
 from stacpull.sim import SimCatalog, default_collections
 
 from .conftest import FLEX, L1A, L1C

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import anyio.to_thread
 
+from .claims import RunClaims
 from .config import Config
 from .errors import ConfigError, PlanError
 from .journal import JOURNAL_DIR, Journal
 from .peek import peek
-from .plan import PlanRules, RunClaims, plan_item
+from .plan import PlanRules, plan_item
 from .safepath import lstat_below
 from .search import CatalogueHeaders, ItemPages, search_pages
 

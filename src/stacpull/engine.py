@@ -35,8 +35,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from . import safeio
 from .auth import TokenProvider, TrustPolicy, load_credentials
+from .claims import RunClaims
 from .config import Config
 from .destlock import refuse_nested
+from .destpaths import in_state_dir, path_key
 from .dryrun import budget_error, dry_run
 from .errors import (
     ConfigError,
@@ -64,7 +66,7 @@ from .journal import JOURNAL_DIR, Journal
 from .limits import HostLimiter, TokenBucket
 from .models import Job, Refusal, Status
 from .peek import peek
-from .plan import PlanRules, RunClaims, in_state_dir, path_key, plan_item
+from .plan import PlanRules, plan_item
 from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
 from .retry import RetryPolicy
 from .safepath import CLOEXEC, DIR_FLAGS

@@ -84,7 +84,8 @@ def item_row(item: Mapping[str, Any]) -> dict[str, Any]:
         for k, v in (raw_assets.items() if isinstance(raw_assets, dict) else ())
         if isinstance(v, dict)
     }
-    from .plan import maap_slots, plan_item
+    from .plan import plan_item
+    from .selection import maap_slots
 
     slots = maap_slots(assets)
     jobs, _ = plan_item(item, _names())

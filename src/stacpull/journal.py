@@ -47,9 +47,9 @@ from typing import Any, TypeVar
 
 from . import safeio
 from .destlock import DestLock, refuse_nested
+from .destpaths import path_key
 from .errors import SECRETS, StorageError, scrub, scrub_data
 from .models import Holder, Job, Refusal
-from .plan import path_key
 
 __all__ = ["JOURNAL_DIR", "Journal", "JournalRow"]
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
-from .plan import choose_assets
 from .search import ItemPages, Page
+from .selection import choose_assets
 
 __all__ = ["NothingSelected", "Peeked", "peek"]
 

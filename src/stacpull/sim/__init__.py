@@ -6,7 +6,7 @@ Used by ``stacpull demo``, ``stacpull sim serve``, the tests and the benchmarks.
 from .catalog import CollectionSpec, SimCatalog, default_collections
 from .faults import Faults
 from .oidc import OIDCOptions, ScaledClock
-from .server import SimOptions, SimServer, build_app
+from .server import SimOptions, SimServer
 
 __all__ = [
     "CollectionSpec",
@@ -16,6 +16,5 @@ __all__ = [
     "SimCatalog",
     "SimOptions",
     "SimServer",
-    "build_app",
     "default_collections",
 ]

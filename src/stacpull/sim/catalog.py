@@ -50,7 +50,9 @@ _OVERVIEW, _THUMB, _META, _DATA = ["overview"], ["thumbnail"], ["metadata"], ["d
 #: Static assets per collection kind: key, path under /data/, media type, roles, the
 #: checksum function (None: no file:size/file:checksum, as in 2025) and whether a token is
 #: needed. ``{folder}`` is bucket/collection/yyyy/mm/dd/item, ``{lower}`` the id lower-cased.
-_STATIC_ASSETS: dict[str, list[tuple[str, str, str, list[str], str | None, bool]]] = {
+#: One static asset: key, path template, media type, roles, checksum algorithm, token needed.
+_StaticAsset = tuple[str, str, str, list[str], str | None, bool]
+_STATIC_ASSETS: dict[str, list[_StaticAsset]] = {
     "biomass-2025": [
         ("quicklook", "{folder}/preview/{lower}_ql_pauli.png", _PNG, _OVERVIEW, None, True),
         ("quicklook_1", "{folder}/preview/{lower}_map.kmz", _KMZ, _OVERVIEW, None, True),
@@ -296,13 +298,42 @@ class SimCatalog:
         """The STAC item at ``index`` of ``collection`` (computed, deterministic)."""
         spec = self.specs[collection]
         item_id = self.item_id(spec, index)
+        w, s, e, n = self._bbox(index)
+        return {
+            "type": "Feature",
+            "stac_version": "1.1.0",
+            "stac_extensions": ["https://stac-extensions.github.io/file/v2.1.0/schema.json"],
+            "id": item_id,
+            "collection": collection,
+            "bbox": [w, s, e, n],
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]],
+            },
+            "properties": self._properties(spec, index, item_id),
+            "assets": self._assets(spec, index, item_id),
+            "links": [
+                {
+                    "rel": "self",
+                    "href": f"{self.base_url}/catalogue/collections/{collection}/items/{item_id}",
+                    "type": "application/geo+json",
+                },
+                {
+                    "rel": "collection",
+                    "href": f"{self.base_url}/catalogue/collections/{collection}",
+                    "type": "application/json",
+                },
+                {"rel": "root", "href": f"{self.base_url}/catalogue/", "type": "application/json"},
+            ],
+        }
+
+    def _properties(self, spec: CollectionSpec, index: int, item_id: str) -> dict[str, Any]:
+        """An item's properties, with the times of its acquisition and of its last update."""
         begin = spec.start + spec.step * index
         end = begin + spec.duration
-        w, s, e, n = self._bbox(index)
         ptype = spec.product_types[index % len(spec.product_types)]
         iso = "%Y-%m-%dT%H:%M:%S.000Z"
-        day = f"{begin:%Y/%m/%d}"
-        props: dict[str, Any] = {
+        return {
             "datetime": begin.strftime(iso),
             "start_datetime": begin.strftime(iso),
             "end_datetime": end.strftime(iso),
@@ -319,8 +350,13 @@ class SimCatalog:
             "modificationDate": (begin + timedelta(days=1)).strftime(iso),
             "processingLevel": "L1" if spec.kind != "flex" else ptype[:3],
         }
+
+    def _assets(self, spec: CollectionSpec, index: int, item_id: str) -> dict[str, dict[str, Any]]:
+        """An item's assets: the zipper's product, the static files of its generation, and
+        the lies its tamper knobs tell about them."""
+        begin = spec.start + spec.step * index
         data = f"{self.base_url}/data"
-        folder = f"{spec.bucket}/{collection}/{day}/{item_id}"
+        folder = f"{spec.bucket}/{spec.id}/{begin:%Y/%m/%d}/{item_id}"
         lower = item_id.lower()
         assets: dict[str, dict[str, Any]] = {
             "product": {
@@ -332,9 +368,9 @@ class SimCatalog:
                 "auth:refs": ["oidc"],
             }
         }
-        for key, path, media_type, roles, algo, auth in _STATIC_ASSETS[spec.kind]:
-            href = f"{data}/" + path.format(folder=folder, lower=lower)
-            assets[key] = self._static(collection, index, key, href, media_type, roles, algo, auth)
+        for row in _STATIC_ASSETS[spec.kind]:
+            href = f"{data}/" + row[1].format(folder=folder, lower=lower)
+            assets[row[0]] = self._static(spec.id, index, href, row)
         for key in list(assets):
             mode = self.knobs.tamper.get(f"{item_id}/{key}")
             if mode == "size" and "file:size" in assets[key]:
@@ -343,45 +379,12 @@ class SimCatalog:
                 assets[key]["file:checksum"] = encode_multihash(
                     "sha2-256", hashlib.sha256(b"lie").digest()
                 )
-        return {
-            "type": "Feature",
-            "stac_version": "1.1.0",
-            "stac_extensions": ["https://stac-extensions.github.io/file/v2.1.0/schema.json"],
-            "id": item_id,
-            "collection": collection,
-            "bbox": [w, s, e, n],
-            "geometry": {
-                "type": "Polygon",
-                "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]],
-            },
-            "properties": props,
-            "assets": assets,
-            "links": [
-                {
-                    "rel": "self",
-                    "href": f"{self.base_url}/catalogue/collections/{collection}/items/{item_id}",
-                    "type": "application/geo+json",
-                },
-                {
-                    "rel": "collection",
-                    "href": f"{self.base_url}/catalogue/collections/{collection}",
-                    "type": "application/json",
-                },
-                {"rel": "root", "href": f"{self.base_url}/catalogue/", "type": "application/json"},
-            ],
-        }
+        return assets
 
-    def _static(
-        self,
-        collection: str,
-        index: int,
-        key: str,
-        href: str,
-        media_type: str,
-        roles: list[str],
-        algo: str | None,
-        auth: bool,
-    ) -> dict[str, Any]:
+    def _static(self, collection: str, index: int, href: str, row: _StaticAsset) -> dict[str, Any]:
+        """A static asset from its row of ``_STATIC_ASSETS`` (key, path, media type, roles,
+        checksum algorithm or ``None``, whether it needs the token)."""
+        key, _path, media_type, roles, algo, auth = row
         asset: dict[str, Any] = {
             "href": href,
             "type": media_type,

@@ -1,0 +1,259 @@
+"""The simulated data server: product zips streamed by the zipper, static files with
+validators and ranges, the ``/go`` redirect, and every fault knob applied to a body
+(cuts, stalls, rate limits, 401s, 404s of products not ready yet, 429/503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..headers import format_http_date, parse_range
+from .catalog import AssetFile
+from .content import product_zip_chunks
+from .stac_api import error_response
+
+if TYPE_CHECKING:
+    from .server import SimState
+
+__all__ = ["DataFiles"]
+
+_ZIP_CHUNK = 256 * 1024
+
+
+@dataclass(slots=True)
+class _Body:
+    """One response body being written under the fault knobs: where to cut it, where to
+    stall and for how long, the rate cap (bytes/s, 0 for none), when it began, and the bytes
+    written so far."""
+
+    request: web.Request
+    resp: web.StreamResponse
+    cut: int | None
+    stall: tuple[int, float] | None
+    rate: int
+    began: float
+    sent: int = 0
+
+
+class DataFiles:
+    """The handlers of ``/data/...`` and ``/go``, over the server's shared state (the log of
+    requests, the fault dice, the token endpoint, the byte and connection counters)."""
+
+    def __init__(self, state: SimState) -> None:
+        self.state = state
+
+    async def redirect(self, request: web.Request) -> web.Response:
+        target = request.query.get("to")
+        if not target:
+            return error_response(400, "MissingParameter", "to= is required")
+        self._log(request)
+        raise web.HTTPFound(target)
+
+    def _log(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else None
+        ok = token is not None and (
+            token in self.state.options.tokens or self.state.identity.check(token) == "ok"
+        )
+        self.state.requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "range": request.headers.get("Range"),
+                "if_range": request.headers.get("If-Range"),
+                "auth": bool(header),
+                "token_ok": ok,
+                "token": token,
+                "at": time.monotonic(),
+            }
+        )
+        return ok
+
+    async def data(self, request: web.Request) -> web.StreamResponse:
+        authorised = self._log(request)
+        public = "public" in request.path.split("/")
+        if self.state.options.require_auth and not public and not authorised:
+            challenge = 'Bearer realm="maap"'
+            if request.headers.get("Authorization"):
+                challenge += ', error="invalid_token"'
+            return web.Response(
+                status=401, text="Unauthorized", headers={"WWW-Authenticate": challenge}
+            )
+        resolved = self.state.catalog.resolve(request.path)
+        if resolved is None:
+            return error_response(404, "NotFound", f"no file at {request.path}")
+        slot, f = resolved
+        if self.state.faults.not_ready(slot):
+            return error_response(404, "NotFound", "the product is not available yet")
+        status = self.state.faults.error_status()
+        if status is not None:
+            retry_after = self.state.options.faults.retry_after
+            headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+            return web.Response(status=status, text="Service Unavailable", headers=headers)
+        item_id, key = slot.split("/", 1)
+        if self.state.options.latency > 0:
+            await asyncio.sleep(self.state.options.latency)
+        if self.state.catalog.knobs.tamper.get(slot) == "login":
+            return web.Response(
+                text="<html><body><form>Sign in to MAAP</form></body></html>",
+                content_type="text/html",
+            )
+        cut = self.state.catalog.take_cut(item_id, key)
+        stall = self.state.catalog.take_stall(item_id, key)
+        self.state.sending += 1
+        self.state.peak_sending = max(self.state.peak_sending, self.state.sending)
+        try:
+            if f.kind == "zipper":
+                truncate = self.state.catalog.knobs.tamper.get(slot) == "truncate"
+                return await self._zipper(
+                    request, f, truncate or self.state.faults.truncate(), cut, stall
+                )
+            return await self._static(request, f, cut, stall)
+        except ConnectionResetError:
+            return web.Response(status=499)  # the client left mid-body; nothing more to send
+        finally:
+            self.state.sending -= 1
+            if self.state.faults.change():
+                self.state.catalog.bump(item_id, key)
+
+    async def _pump(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        pieces: Iterator[bytes],
+        length: int,
+        faults: tuple[int | None, tuple[int, float] | None],
+    ) -> bool:
+        """Write ``pieces`` under the fault knobs; ``False`` if the connection was dropped.
+
+        ``length`` is the body size (estimated for the zipper), for random cut points;
+        ``faults`` the cut and stall the catalogue planted for this file, if any.
+        """
+        cut, stall = faults
+        if cut is None:
+            cut = self.state.faults.cut_point(length)
+        if stall is None:
+            point = self.state.faults.stall_point(length)
+            stall = None if point is None else (point, self.state.options.faults.stall_seconds)
+        rate = self.state.options.faults.rate_limit
+        body = _Body(request, resp, cut, stall, rate, asyncio.get_running_loop().time())
+        for chunk in pieces:
+            for i in range(0, len(chunk), _ZIP_CHUNK):
+                if not await self._write_one(body, chunk[i : i + _ZIP_CHUNK]):
+                    return False
+            await asyncio.sleep(0)
+        return True
+
+    async def _write_one(self, body: _Body, data: bytes) -> bool:
+        """Write ``data`` (split for the rate limit); ``False`` after a cut."""
+        rate, stall, cut = body.rate, body.stall, body.cut
+        step = max(1, rate // 20) if rate else len(data) or 1
+        for i in range(0, len(data), step):
+            part = data[i : i + step]
+            if stall is not None and body.sent <= stall[0] < body.sent + len(part):
+                await body.resp.write(part[: stall[0] - body.sent])
+                self.state.bytes_sent += stall[0] - body.sent
+                await asyncio.sleep(stall[1])
+                part = part[stall[0] - body.sent :]
+                body.sent = stall[0]
+            if cut is not None and body.sent + len(part) > cut:
+                await body.resp.write(part[: max(0, cut - body.sent)])
+                self.state.bytes_sent += max(0, cut - body.sent)
+                await _abort(body.request)
+                return False
+            await body.resp.write(part)
+            body.sent += len(part)
+            self.state.bytes_sent += len(part)
+            if rate:
+                ahead = body.sent / rate - (asyncio.get_running_loop().time() - body.began)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        return True
+
+    async def _zipper(
+        self,
+        request: web.Request,
+        f: AssetFile,
+        truncate: bool,
+        cut: int | None,
+        stall: tuple[int, float] | None,
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/zip"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        if request.method == "HEAD":
+            return resp
+
+        def pieces() -> Iterator[bytes]:
+            sent = 0
+            for chunk in product_zip_chunks(f.item_id, f.seed, f.size, corrupt=f.corrupt):
+                if truncate and sent + len(chunk) >= f.size // 2:
+                    yield chunk[: max(0, f.size // 2 - sent)]
+                    return  # ends "cleanly": a zip with no central directory
+                yield chunk
+                sent += len(chunk)
+
+        if await self._pump(request, resp, pieces(), f.size, (cut, stall)):
+            await resp.write_eof()
+        return resp
+
+    async def _static(
+        self,
+        request: web.Request,
+        f: AssetFile,
+        cut: int | None,
+        stall: tuple[int, float] | None,
+    ) -> web.StreamResponse:
+        body = f.body
+        size = len(body)
+        etag, modified = f.etag, format_http_date(f.last_modified)
+        headers = {
+            "ETag": etag,
+            "Last-Modified": modified,
+            "Accept-Ranges": "bytes",
+            "Content-Type": f.media_type,
+        }
+        status, first, last = 200, 0, size - 1
+        range_value = request.headers.get("Range")
+        if range_value:
+            if_range = request.headers.get("If-Range")
+            fresh = if_range is None or if_range in (etag, modified)
+            if fresh:
+                try:
+                    span = parse_range(range_value, size)
+                except ValueError:
+                    return web.Response(
+                        status=416, headers={"Content-Range": f"bytes */{size}", **headers}
+                    )
+                if span is not None:
+                    status, (first, last) = 206, span
+                    headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        payload = body[first : last + 1]
+        resp = web.StreamResponse(status=status, headers=headers)
+        resp.content_length = len(payload)
+        await resp.prepare(request)
+        if request.method == "HEAD":
+            return resp
+        if await self._pump(request, resp, iter((payload,)), len(payload), (cut, stall)):
+            await resp.write_eof()
+        return resp
+
+
+async def _abort(request: web.Request) -> None:
+    """Drop the connection mid-body, as a flaky link or load balancer does.
+
+    ``close()`` (FIN after the bytes already written), not ``abort()`` (RST): a reset makes
+    the client's kernel discard data it has not read yet, so the cut point would be random.
+    """
+    # Give the client time to read the prefix: aiohttp raises a pending payload error
+    # before handing over bytes still buffered, so prefix + FIN in one burst would lose them.
+    await asyncio.sleep(0.15)
+    transport = request.transport
+    if transport is not None:
+        transport.close()
