@@ -235,15 +235,27 @@ def _open(request: _Request, listing: ItemPages | None) -> RunState:
     sinks = [s for s in (stats, outcome_log, event_log, request.sink) if s is not None]
     info = ReportInfo(_query_dict(config), {**_settings_dict(config), "auth": provider.source})
     source: Source
-    if listing is None:
+    if listing is None:  # --retry-failed: no search
         source = JobSource([row.planned_job() for row in journal.rows("failed")])
     else:
         source = PageSource(listing, request.rules, journal, run_id, scope)
     stop = request.stop if request.stop is not None else StopSignal()
     return RunState(
-        config, opts, root, journal, run_id, scope, provider, stats, stop,
-        outcome_log, event_log, _fanout(sinks), info, source,
-    )  # fmt: skip
+        config=config,
+        opts=opts,
+        root=root,
+        journal=journal,
+        run_id=run_id,
+        scope=scope,
+        provider=provider,
+        stats=stats,
+        stop=stop,
+        outcome_log=outcome_log,
+        event_log=event_log,
+        emit=_fanout(sinks),
+        info=info,
+        source=source,
+    )
 
 
 async def _transfer(state: RunState) -> None:
