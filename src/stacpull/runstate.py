@@ -50,7 +50,7 @@ class RunState:
     emit: EventSink  # every sink: the stats, the logs, the caller's
     info: ReportInfo
     source: Source
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)  # made just before RunStarted
     outcome: str = "complete"
     gone: list[str] = field(default_factory=list)
     pruned: int = 0

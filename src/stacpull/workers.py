@@ -93,6 +93,8 @@ async def _work(
     stop: StopSignal,
     parked: set[anyio.CancelScope],
 ) -> None:
+    """One worker: take a job, wait for a transfer slot, fetch it; the slot is given back
+    while the job waits to retry and once its bytes are in (``park``, ``unwire``)."""
     held = False
     job_scope = anyio.CancelScope()
 
