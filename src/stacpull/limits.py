@@ -2,7 +2,8 @@
 
 A load balancer that answers 429 or 503 to many requests is asking for fewer of them.
 Retrying each one after its backoff while keeping every connection busy just keeps it
-overloaded, so each host gets a limit that follows AIMD (the rule TCP uses):
+overloaded, so each host gets a limit that follows AIMD (the rule TCP uses), with the
+knobs of :class:`AimdSettings`:
 
 * when at least ``share`` of the host's last ``window`` answers were 429/503 (and at least
   ``min_signals`` of them), the limit halves (never below 1), at most once per ``cooldown``
