@@ -149,14 +149,14 @@ def test_a_range_record_is_never_removed_through_a_linked_records_directory(
 
 
 def test_a_prune_after_dest_vanished_is_a_storage_error_not_a_traceback(tmp_path: Path) -> None:
-    from stacpull.engine import _prune
     from stacpull.errors import StorageError
+    from stacpull.gone import prune
     from stacpull.journal import Journal
 
     dest = tmp_path / "dest"
     journal = Journal(dest)
     try:
         with pytest.raises(StorageError, match="cannot prune"):
-            _prune(tmp_path / "gone", journal, ["C/item/file.bin"])
+            prune(tmp_path / "gone", journal, ["C/item/file.bin"])
     finally:
         journal.close()

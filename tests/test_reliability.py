@@ -18,7 +18,7 @@ from stacpull.errors import HTTPStatusError, StallError, StorageError
 from stacpull.events import HostLimitChanged, TransferRetried
 from stacpull.headers import parse_retry_after
 from stacpull.journal import Journal
-from stacpull.limits import HostLimiter
+from stacpull.limits import AimdSettings, HostLimiter
 from stacpull.models import Job, Status
 from stacpull.retry import RetryPolicy
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
@@ -152,7 +152,10 @@ async def test_the_host_limit_halves_then_recovers_slowly() -> None:
     now = [0.0]
     changes: list[tuple[str, int, str]] = []
     limiter = HostLimiter(
-        8, cooldown=2.0, recovery=10.0, clock=lambda: now[0], on_change=lambda *a: changes.append(a)
+        8,
+        settings=AimdSettings(cooldown=2.0, recovery=10.0),
+        clock=lambda: now[0],
+        on_change=lambda *a: changes.append(a),
     )
     now[0] = 5.0
     for _ in range(20):

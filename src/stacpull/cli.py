@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack, nullcontext
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
@@ -181,9 +181,8 @@ async def _run_with_signals(
                 sink=sink,
                 stats=stats,
                 tokens=tokens,
-                options=options,
+                options=replace(options, pages=pages),
                 stop=stop,
-                pages=pages,
             )
             tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:

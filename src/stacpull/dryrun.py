@@ -24,6 +24,7 @@ from .claims import RunClaims
 from .config import Config
 from .errors import ConfigError, PlanError
 from .journal import JOURNAL_DIR, Journal
+from .models import Job
 from .peek import peek
 from .plan import PlanRules, plan_item
 from .safepath import lstat_below
@@ -44,6 +45,31 @@ class AssetPlan:
     unknown: int = 0  # files to fetch without file:size
     estimated_bytes: int = 0  # the guess for those, from earlier runs
     unguessed: int = 0  # of those, files no earlier run can size
+
+    def _count(
+        self,
+        job: Job,
+        size_on_disk: int | None,
+        verified: int | None,
+        typical: dict[tuple[str, str], int],
+    ) -> None:
+        """Count ``job``: on disk when a regular file of the size the catalogue gives (or,
+        without one, the size the journal ``verified``) is there, as a real run would skip
+        it; otherwise its bytes to fetch, known, guessed from ``typical`` sizes, or neither."""
+        self.files += 1
+        expected = job.size if job.size is not None else verified
+        if size_on_disk is not None and (expected is None or size_on_disk == expected):
+            self.on_disk += 1
+            self.on_disk_bytes += size_on_disk
+        elif job.size is not None:
+            self.known_bytes += job.size
+        else:
+            self.unknown += 1
+            guess = typical.get((job.collection, job.asset_key))
+            if guess is None:
+                self.unguessed += 1
+            else:
+                self.estimated_bytes += guess
 
 
 @dataclass(slots=True)
@@ -177,20 +203,7 @@ async def dry_run(config: Config, *, pages: ItemPages | None = None) -> PlanSumm
                     summary.refused += 1
                     continue
                 plan = summary.assets.setdefault(job.asset_key, AssetPlan(job.asset_key))
-                plan.files += 1
-                expected = job.size if job.size is not None else done.get(job.dest)
-                if size_on_disk is not None and (expected is None or size_on_disk == expected):
-                    plan.on_disk += 1
-                    plan.on_disk_bytes += size_on_disk
-                elif job.size is not None:
-                    plan.known_bytes += job.size
-                else:
-                    plan.unknown += 1
-                    guess = typical.get((job.collection, job.asset_key))
-                    if guess is None:
-                        plan.unguessed += 1
-                    else:
-                        plan.estimated_bytes += guess
+                plan._count(job, size_on_disk, done.get(job.dest), typical)
     return summary
 
 

@@ -2,7 +2,8 @@
 
 A load balancer that answers 429 or 503 to many requests is asking for fewer of them.
 Retrying each one after its backoff while keeping every connection busy just keeps it
-overloaded, so each host gets a limit that follows AIMD (the rule TCP uses):
+overloaded, so each host gets a limit that follows AIMD (the rule TCP uses), with the
+knobs of :class:`AimdSettings`:
 
 * when at least ``share`` of the host's last ``window`` answers were 429/503 (and at least
   ``min_signals`` of them), the limit halves (never below 1), at most once per ``cooldown``
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-__all__ = ["HostLimiter", "TokenBucket"]
+__all__ = ["AimdSettings", "HostLimiter", "TokenBucket"]
 
 
 @dataclass(slots=True)
@@ -35,6 +36,19 @@ class _Host:
     last_change: float = 0.0
     changed: anyio.Event = field(default_factory=anyio.Event)
     recent: deque[bool] = field(default_factory=deque)  # True: a 429/503 answer
+
+
+@dataclass(frozen=True, slots=True)
+class AimdSettings:
+    """When a host's limit moves (see the module docstring): it halves when ``share`` of its
+    last ``window`` answers (and at least ``min_signals``) were 429/503, at most once per
+    ``cooldown`` seconds, and grows by one after ``recovery`` calm seconds."""
+
+    cooldown: float = 2.0
+    recovery: float = 10.0
+    window: int = 20
+    share: float = 0.3
+    min_signals: int = 5
 
 
 class HostLimiter:
@@ -49,21 +63,13 @@ class HostLimiter:
         per_host: int,
         *,
         adaptive: bool = True,
-        cooldown: float = 2.0,
-        recovery: float = 10.0,
-        window: int = 20,
-        share: float = 0.3,
-        min_signals: int = 5,
+        settings: AimdSettings = AimdSettings(),
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[str, int, str], None] | None = None,
     ) -> None:
         self.per_host = per_host
         self.adaptive = adaptive
-        self.cooldown = cooldown
-        self.recovery = recovery
-        self.window = window
-        self.share = share
-        self.min_signals = min_signals
+        self.settings = settings
         self._clock = clock
         self._on_change = on_change
         self._hosts: dict[str, _Host] = {}
@@ -101,7 +107,7 @@ class HostLimiter:
 
     def _record(self, state: _Host, throttled: bool) -> tuple[int, float]:
         state.recent.append(throttled)
-        while len(state.recent) > self.window:
+        while len(state.recent) > self.settings.window:
             state.recent.popleft()
         signals = sum(state.recent)
         return signals, signals / len(state.recent)
@@ -112,10 +118,11 @@ class HostLimiter:
             return
         state = self._host(host)
         signals, share = self._record(state, True)
-        if signals < self.min_signals or share < self.share:
+        rules = self.settings
+        if signals < rules.min_signals or share < rules.share:
             return
         now = self._clock()
-        if state.limit > 1 and now - state.last_change >= self.cooldown:
+        if state.limit > 1 and now - state.last_change >= rules.cooldown:
             state.limit = max(1, state.limit // 2)
             state.last_change = now
             state.recent.clear()  # judge the new limit on fresh answers
@@ -133,8 +140,8 @@ class HostLimiter:
         now = self._clock()
         if (
             state.limit < self.per_host
-            and share < self.share
-            and now - state.last_change >= self.recovery
+            and share < self.settings.share
+            and now - state.last_change >= self.settings.recovery
         ):
             state.limit += 1
             state.last_change = now

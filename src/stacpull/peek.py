@@ -42,7 +42,7 @@ def _asset_keys(item: Any) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in assets.items() if isinstance(k, str) and isinstance(v, dict)}
 
 
-def nothing_selected(selectors: Sequence[str], items: int, keys: set[str]) -> NothingSelected:
+def _nothing_selected(selectors: Sequence[str], items: int, keys: set[str]) -> NothingSelected:
     """The one-line reason for selectors that picked nothing, naming the keys there are."""
     chosen = ", ".join(selectors)
     if not keys:
@@ -81,7 +81,7 @@ async def peek(pages: ItemPages, selectors: Sequence[str]) -> Peeked:
                 break
             keys.update(assets)
     if not found and items:
-        raise nothing_selected(selectors, items, keys)
+        raise _nothing_selected(selectors, items, keys)
     replayed = False
 
     async def replay() -> AsyncIterator[Page]:
