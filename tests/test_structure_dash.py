@@ -196,15 +196,15 @@ def test_active_table_puts_retried_first_and_counts_the_rest() -> None:
     assert "3.0 kB/?" in _text(active_table([unknown], 5, 1.0), 100)  # type: ignore[arg-type]
 
 
-def test_layout_gives_active_transfers_at_least_two_rows() -> None:
-    from stacpull.panels import layout
+def test_share_height_gives_active_transfers_at_least_two_rows() -> None:
+    from stacpull.panels import share_height
 
     snap = _stats().snapshot()
-    roomy = layout(snap, 20, tall=False)
+    roomy = share_height(snap, 20, tall=False)
     assert len(roomy.hosts) == 1 and len(roomy.groups) == 2 and roomy.rows == 16
-    tight = layout(snap, 4, tall=False)
+    tight = share_height(snap, 4, tall=False)
     assert tight.rows == 2 and not tight.groups and len(tight.hosts) == 1
-    assert len(layout(snap, 40, tall=True).groups) == 3
+    assert len(share_height(snap, 40, tall=True).groups) == 3
 
 
 def test_render_dashboard_only_stacks_the_units() -> None:
@@ -219,7 +219,7 @@ def test_render_dashboard_only_stacks_the_units() -> None:
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
     }
     units = {"header_line", "search_line", "progress_bars", "throughput_line", "history_line"}
-    units |= {"counters_line", "stopping_line", "layout", "host_line", "active_table"}
+    units |= {"counters_line", "stopping_line", "share_height", "host_line", "active_table"}
     assert units | {"error_line"} <= called
     assert all(callable(getattr(panels, name)) for name in units)
 

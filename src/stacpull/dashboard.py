@@ -42,9 +42,9 @@ from .panels import (
     header_line,
     history_line,
     host_line,
-    layout,
     progress_bars,
     search_line,
+    share_height,
     stopping_line,
     throughput_line,
 )
@@ -86,7 +86,7 @@ def render_dashboard(snap: Snapshot, *, width: int = 80, height: int = 24) -> Re
     parts: list[RenderableType] = [part for part in fixed if part is not None]
     # What is left of the height goes to hosts, active transfers and errors.
     room = height - 2 - len(parts) - 1  # borders, the fixed lines, the bars' second row
-    share = layout(snap, room, tall=height >= 32)
+    share = share_height(snap, room, tall=height >= 32)
     parts += [host_line(h) for h in share.hosts]
     table = active_table(snap.active, share.rows, snap.now)
     if table is not None:

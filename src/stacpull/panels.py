@@ -23,7 +23,7 @@ from .stats import ActiveTransfer, ErrorGroup, HostView, Snapshot
 from .units import human_bytes
 
 __all__ = [
-    "Layout",
+    "HeightShare",
     "active_table",
     "counters_line",
     "duration",
@@ -32,9 +32,9 @@ __all__ = [
     "header_line",
     "history_line",
     "host_line",
-    "layout",
     "progress_bars",
     "search_line",
+    "share_height",
     "sparkline",
     "stopping_line",
     "throughput_line",
@@ -212,7 +212,7 @@ def error_line(group: ErrorGroup) -> Text:
 
 
 @dataclass(frozen=True, slots=True)
-class Layout:
+class HeightShare:
     """How the height left below the fixed lines is shared: the hosts and error groups
     shown, and the rows left for active transfers (their header included)."""
 
@@ -221,7 +221,7 @@ class Layout:
     rows: int
 
 
-def layout(snap: Snapshot, room: int, *, tall: bool) -> Layout:
+def share_height(snap: Snapshot, room: int, *, tall: bool) -> HeightShare:
     """Share ``room`` lines: up to 2 busy hosts and 2 error groups (4 each when ``tall``),
     dropping error groups and hosts (the longer list first) until at least 2 rows are
     left for active transfers."""
@@ -231,7 +231,7 @@ def layout(snap: Snapshot, room: int, *, tall: bool) -> Layout:
     while rows < 2 and (hosts or groups):
         (groups if len(groups) >= len(hosts) else hosts).pop()
         rows = room - len(hosts) - len(groups) - 1
-    return Layout(tuple(hosts), tuple(groups), rows)
+    return HeightShare(tuple(hosts), tuple(groups), rows)
 
 
 def active_table(active: Sequence[ActiveTransfer], rows: int, now: float) -> Table | None:
