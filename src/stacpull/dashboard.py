@@ -136,9 +136,9 @@ class LiveDashboard:
         refresh_per_second: float = 4,
         verbose: bool = False,
     ) -> None:
-        self.stats = stats
-        self.console = console
-        self.verbose = verbose
+        self._stats = stats
+        self._console = console
+        self._verbose = verbose
         self._live = Live(
             console=console,
             get_renderable=self._render,
@@ -150,15 +150,15 @@ class LiveDashboard:
 
     def _render(self) -> RenderableType:
         # Read the size at every refresh: a resized terminal gets a view that fits it.
-        size = self.console.size
-        return render_dashboard(self.stats.snapshot(), width=size.width, height=size.height)
+        size = self._console.size
+        return render_dashboard(self._stats.snapshot(), width=size.width, height=size.height)
 
     def __call__(self, event: Event) -> None:
         """Events are already in :class:`RunStats`; the live view only reads it. Verbose:
         a line per finished file, printed above the live view."""
-        if self.verbose and isinstance(event, JobFinished):
+        if self._verbose and isinstance(event, JobFinished):
             o = event.outcome
-            self.console.print(
+            self._console.print(
                 f"{o.status.value} {o.job.dest} ({human_bytes(o.size or 0)})"
                 + (f": {o.error}" if o.error else ""),
                 highlight=False,
@@ -185,20 +185,18 @@ class PlainProgress:
         *,
         interval: float | None = 5.0,
         verbose: bool = False,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.stats = stats
-        self.stream = stream if stream is not None else sys.stderr
-        self.interval = interval
-        self.verbose = verbose
-        self._clock = clock
+        self._stats = stats
+        self._stream = stream if stream is not None else sys.stderr
+        self._interval = interval
+        self._verbose = verbose
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def line(self) -> str:
         """One progress line for the current state."""
-        s = self.stats.snapshot()
+        s = self._stats.snapshot()
         matched = f"/{s.matched}" if s.matched is not None else ""
         return (
             f"[stacpull] {duration(s.elapsed)} items {s.items}{matched} · files {s.files_done}/{s.queued}"
@@ -210,12 +208,12 @@ class PlainProgress:
     def _write(self, text: str) -> None:
         with self._lock:
             # One line per event, a catalogue's control characters shown as escapes.
-            self.stream.write(printable(scrub(text)) + "\n")
-            self.stream.flush()
+            self._stream.write(printable(scrub(text)) + "\n")
+            self._stream.flush()
 
     def __call__(self, event: Event) -> None:
         describe = _PLAIN_LINES.get(type(event))
-        text = describe(event, self.verbose) if describe is not None else None
+        text = describe(event, self._verbose) if describe is not None else None
         if text is not None:
             self._write(f"[stacpull] {text}")
 
@@ -224,9 +222,9 @@ class PlainProgress:
             self._write(self.line())
 
     def __enter__(self) -> PlainProgress:
-        if self.interval is not None:
+        if self._interval is not None:
             self._thread = threading.Thread(
-                target=self._loop, args=(self.interval,), name="stacpull-progress", daemon=True
+                target=self._loop, args=(self._interval,), name="stacpull-progress", daemon=True
             )
             self._thread.start()
         return self
