@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from stacpull.dashboard import PlainProgress, render_dashboard, render_summary, sparkline
+from stacpull.dashboard import PlainProgress, render_dashboard, render_summary
 from stacpull.events import (
     BytesReceived,
     HostLimitChanged,
@@ -21,6 +21,7 @@ from stacpull.events import (
     TransferStarted,
 )
 from stacpull.models import Job, Outcome, Refusal, Status
+from stacpull.panels import sparkline
 from stacpull.report import RunStats, totals
 
 

@@ -10,26 +10,29 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import safeio
 from .errors import ConfigError
 
-__all__ = ["PLOT_FORMATS", "SMOOTHING", "plot_format", "plot_report"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["plot_format", "plot_report"]
 
 #: Seconds in the moving average drawn over the per-second throughput.
-SMOOTHING = 10
+_SMOOTHING = 10
 
 #: The file formats ``--plot`` draws, chosen by the name's suffix.
-PLOT_FORMATS = ("png", "svg", "pdf")
+_PLOT_FORMATS = ("png", "svg", "pdf")
 
 
 def plot_format(out: Path) -> str:
     """The format ``out``'s suffix asks for (:class:`ConfigError` for one not drawn), so a
     bad name is refused before any work, not by matplotlib after it."""
     fmt = out.suffix.lower().lstrip(".")
-    if fmt not in PLOT_FORMATS:
-        names = ", ".join(f".{f}" for f in PLOT_FORMATS)
+    if fmt not in _PLOT_FORMATS:
+        names = ", ".join(f".{f}" for f in _PLOT_FORMATS)
         raise ConfigError(f"--plot {out}: name a {names} file (the suffix picks the format)")
     return fmt
 
@@ -58,6 +61,19 @@ def plot_report(report: Mapping[str, Any], out: Path) -> Path:
         raise ConfigError(
             "--plot needs matplotlib: pip install 'stacpull[plot]' (or pip install matplotlib)"
         ) from None
+    fig = _draw(report)
+    try:
+        _save(fig, out, fmt)
+    finally:
+        plt.close(fig)
+    return out
+
+
+def _draw(report: Mapping[str, Any]) -> Figure:
+    """The figure: MB/s per second and its moving average on top, transfers in flight
+    below, on a time axis in seconds (in minutes for a run over ten minutes)."""
+    import matplotlib.pyplot as plt  # loaded (with the Agg backend) by plot_report
+
     series = report.get("series") or {}
     mb = [b / 1e6 for b in series.get("bytes", [])]
     active = list(series.get("active", []))
@@ -75,33 +91,42 @@ def plot_report(report: Mapping[str, Any], out: Path) -> Path:
     top.plot(xs, mb, color="#9ecae1", linewidth=0.8, label="per second")
     top.plot(
         xs,
-        _moving_average(mb, SMOOTHING),
+        _moving_average(mb, _SMOOTHING),
         color="#08519c",
         linewidth=1.6,
-        label=f"{SMOOTHING} s average",
+        label=f"{_SMOOTHING} s average",
     )
     top.set_ylabel("MB/s")
     top.set_ylim(bottom=0)
     top.legend(loc="upper right", frameon=False)
-    totals = report.get("totals", {})
-    query = report.get("query", {})
-    title = ", ".join(query.get("collections") or []) or "stacpull run"
-    top.set_title(
-        f"{title}\n{report.get('started', '')} · {totals.get('downloaded', 0)} downloaded, "
-        f"{totals.get('failed', 0)} failed · {totals.get('mb_per_s', 0):.1f} MB/s average",
-        fontsize=10,
-    )
+    top.set_title(_title(report), fontsize=10)
     bottom.step(xs, active, where="post", color="#d94801", linewidth=1.2)
     bottom.set_ylabel("in flight")
     bottom.set_ylim(bottom=0)
     bottom.set_xlabel("minutes" if minutes else "seconds")
     for axis in (top, bottom):
         axis.grid(alpha=0.3)
+    return fig
+
+
+def _title(report: Mapping[str, Any]) -> str:
+    """The collections (or ``stacpull run``), when the run started, and its totals."""
+    totals = report.get("totals", {})
+    query = report.get("query", {})
+    title = ", ".join(query.get("collections") or []) or "stacpull run"
+    return (
+        f"{title}\n{report.get('started', '')} · {totals.get('downloaded', 0)} downloaded, "
+        f"{totals.get('failed', 0)} failed · {totals.get('mb_per_s', 0):.1f} MB/s average"
+    )
+
+
+def _save(fig: Figure, out: Path, fmt: str) -> None:
+    """Write ``fig`` to ``out``: a new file beside it, renamed over it, never written
+    through a link or onto a device; a failed write leaves nothing."""
     out.parent.mkdir(parents=True, exist_ok=True)
     part = out.with_name(out.name + ".part")
     made = False  # only a temporary file of ours is removed, never what else had its name
     try:
-        # Never through a link or onto a device at ``out``: a new file, renamed over it.
         with safeio.create_new(part, binary=True) as f:
             made = True
             fig.savefig(f, dpi=110, format=fmt)
@@ -110,8 +135,6 @@ def plot_report(report: Mapping[str, Any], out: Path) -> Path:
     except OSError as exc:
         raise ConfigError(f"--plot {out}: cannot write: {exc.strerror or exc}") from None
     finally:
-        plt.close(fig)
-        if made:  # a failed write leaves nothing
+        if made:
             with contextlib.suppress(OSError):
                 part.unlink()
-    return out
