@@ -55,7 +55,7 @@ def test_nothing_imports_the_cli() -> None:
     [
         ("pystac_client", {"search.py"}),
         ("rich.live", {"dashboard.py"}),
-        ("tomllib", {"config.py"}),
+        ("tomllib", {"files.py"}),
         ("matplotlib", {"plot.py"}),
         ("blake3", {"verify.py"}),
         ("aiohttp", {"fetch.py", "http.py", "server.py", "oidc.py", "stac_api.py", "files.py"}),

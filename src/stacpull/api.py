@@ -36,11 +36,11 @@ from .auth import TokenProvider
 from .config import (
     Config,
     Secret,
-    _closest,
     load_config,
     parse_bbox,
     parse_datetime_range,
 )
+from .config import closest as _closest
 from .dryrun import PlanSummary
 from .dryrun import dry_run as _dry_run
 from .engine import RunOptions, RunResult, loop_options, run

@@ -1,0 +1,448 @@
+"""The settings: one frozen dataclass per config section, and :class:`Config`, all four.
+
+Each section checks its own values in ``__post_init__`` (a ``Config`` that exists is
+valid), and :meth:`Config.with_values` applies one layer's raw values (TOML, environment
+text, flags) as dotted keys, converting each to its field's type and naming the key, or
+the key meant, when one is wrong. The defaults are those of :mod:`stacpull.defaults`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import date
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..defaults import (
+    DASHBOARDS,
+    DEFAULT_ASSETS,
+    DEFAULT_BACKOFF,
+    DEFAULT_BWLIMIT,
+    DEFAULT_CATALOG,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DASHBOARD,
+    DEFAULT_MAX_BACKOFF,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_METHOD,
+    DEFAULT_MIN_FREE,
+    DEFAULT_MIN_SPEED,
+    DEFAULT_NOT_FOUND_DELAY,
+    DEFAULT_NOT_FOUND_RETRIES,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_PER_HOST,
+    DEFAULT_PROGRESS_INTERVAL,
+    DEFAULT_QUEUE_SIZE,
+    DEFAULT_REFRESH_MARGIN,
+    DEFAULT_RETRIES,
+    DEFAULT_SCOPE,
+    DEFAULT_SEARCH_TIMEOUT,
+    DEFAULT_SEGMENT_BELOW,
+    DEFAULT_SEGMENT_SIZE,
+    DEFAULT_SEGMENTS,
+    DEFAULT_STALL_TIMEOUT,
+    DEFAULT_TEMPLATE,
+    DEFAULT_TOKEN_FILE,
+    DEFAULT_TOKEN_URL,
+    DEFAULT_VERBOSITY,
+    SEARCH_METHODS,
+    VERBOSITIES,
+)
+from ..errors import SECRETS, ConfigError
+from ..hashes import DEFAULT_RECORD_HASH, MULTIHASH_NAMES
+from .headers import parse_headers
+from .hints import closest, did_you_mean, folded_key
+from .values import (
+    Secret,
+    check_template,
+    parse_bbox,
+    parse_datetime_range,
+    parse_duration,
+    parse_rate,
+    parse_size,
+    positive_float,
+    positive_int,
+)
+
+__all__ = [
+    "SECTIONS",
+    "AuthConfig",
+    "Config",
+    "DownloadConfig",
+    "OutputConfig",
+    "SearchConfig",
+    "key_sections",
+]
+
+_MAX_PAGE_SIZE = 10_000  # what pystac-client (and most STAC APIs) accept as a limit
+_MAX_CONNECTIONS = 4096  # concurrency, per_host, segments: each one a task or a socket
+
+#: Keys holding secrets: never accepted from a config file (except the public client
+#: secret), always wrapped in :class:`Secret`.
+_SECRET_KEYS = frozenset({"auth.token", "auth.offline_token", "auth.client_secret"})
+
+#: Field metadata of a time-valued key: it takes ``500ms``, ``30s``, ``2m``, ``1h30m`` or seconds.
+_DURATION: Mapping[str, str] = {"unit": "duration"}
+
+
+def _durations(config: Any, section: str) -> None:
+    """Turn duration strings of a config section's time-valued fields into seconds."""
+    for f in fields(config):
+        if f.metadata.get("unit") == "duration" and isinstance(getattr(config, f.name), str):
+            seconds = parse_duration(getattr(config, f.name), f"{section}.{f.name}")
+            object.__setattr__(config, f.name, seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchConfig:
+    """What to search for and where."""
+
+    catalog: str = DEFAULT_CATALOG
+    collections: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
+    bbox: tuple[float, ...] | None = None
+    intersects: dict[str, Any] | None = None
+    datetime: str | None = None
+    filter: str | None = None
+    max_items: int | None = None
+    page_size: int = DEFAULT_PAGE_SIZE
+    method: str = DEFAULT_METHOD
+    timeout: float = field(default=DEFAULT_SEARCH_TIMEOUT, metadata=_DURATION)
+
+    def __post_init__(self) -> None:
+        _durations(self, "search")
+        SECRETS.add_url(self.catalog)  # its password is used for requests, never shown
+        if not self.catalog.startswith(("http://", "https://")):
+            raise ConfigError(f"search.catalog: expected an http(s) URL, got {self.catalog!r}")
+        if not self.catalog.endswith("/"):
+            # MAAP's load balancer answers 503 on the slashless root (MAAP.md).
+            object.__setattr__(self, "catalog", self.catalog + "/")
+        if self.bbox is not None:
+            object.__setattr__(self, "bbox", parse_bbox(self.bbox, "search.bbox"))
+        if self.bbox is not None and self.intersects is not None:
+            raise ConfigError("search: bbox and intersects cannot be used together")
+        if self.intersects is not None and (
+            not isinstance(self.intersects, dict) or "type" not in self.intersects
+        ):
+            raise ConfigError("search.intersects: expected a GeoJSON geometry object")
+        if self.datetime is not None:
+            object.__setattr__(
+                self, "datetime", parse_datetime_range(self.datetime, "search.datetime")
+            )
+        if self.max_items is not None:
+            positive_int("search.max_items", self.max_items)
+        positive_int("search.page_size", self.page_size, _MAX_PAGE_SIZE)
+        positive_float("search.timeout", self.timeout)
+        if self.method.upper() not in SEARCH_METHODS:
+            raise ConfigError(f"search.method: expected GET or POST, got {self.method!r}")
+        object.__setattr__(self, "method", self.method.upper())
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadConfig:
+    """How jobs are planned and transferred."""
+
+    dest: str | None = None
+    assets: tuple[str, ...] = DEFAULT_ASSETS
+    template: str = DEFAULT_TEMPLATE
+    concurrency: int = DEFAULT_CONCURRENCY
+    per_host: int = DEFAULT_PER_HOST
+    queue_size: int = DEFAULT_QUEUE_SIZE  # 0: twice the concurrency
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    stall_timeout: float = field(default=DEFAULT_STALL_TIMEOUT, metadata=_DURATION)
+    min_speed: int = DEFAULT_MIN_SPEED  # bytes/s over each stall_timeout window, or a stall
+    connect_timeout: float = field(default=DEFAULT_CONNECT_TIMEOUT, metadata=_DURATION)
+    retries: int = DEFAULT_RETRIES
+    backoff: float = field(default=DEFAULT_BACKOFF, metadata=_DURATION)
+    max_backoff: float = field(default=DEFAULT_MAX_BACKOFF, metadata=_DURATION)
+    not_found_retries: int = DEFAULT_NOT_FOUND_RETRIES
+    not_found_delay: float = field(default=DEFAULT_NOT_FOUND_DELAY, metadata=_DURATION)
+    adaptive: bool = True
+    min_free: int = DEFAULT_MIN_FREE
+    max_bytes: int = (
+        DEFAULT_MAX_BYTES  # a run that would download more refuses to start (0: no budget)
+    )
+    segments: int = (
+        DEFAULT_SEGMENTS  # parallel connections for one large file on a slow link (1: never)
+    )
+    segment_size: int = DEFAULT_SEGMENT_SIZE  # the smallest range worth its own connection
+    segment_below: int = DEFAULT_SEGMENT_BELOW  # bytes/s under which a connection is slow
+    record_hash: str = DEFAULT_RECORD_HASH  # digest recorded for files without file:checksum
+    bwlimit: int = (
+        DEFAULT_BWLIMIT  # bytes/s for the whole run, all transfers and ranges together (0: none)
+    )
+    #: Extra request headers (name, value), sent to the hosts trusted with the token only.
+    headers: tuple[tuple[str, str], ...] = ()
+    header_all_hosts: bool = False  # send ``headers`` to every host, redirects included
+
+    def __post_init__(self) -> None:
+        _durations(self, "download")
+        object.__setattr__(self, "headers", parse_headers(self.headers))
+        if isinstance(self.bwlimit, str):
+            object.__setattr__(self, "bwlimit", parse_rate(self.bwlimit, "download.bwlimit"))
+        for name in ("chunk_size", "segment_size"):
+            positive_int(f"download.{name}", getattr(self, name))
+        for name in ("concurrency", "per_host", "segments"):
+            positive_int(f"download.{name}", getattr(self, name), _MAX_CONNECTIONS)
+        for name in (
+            "stall_timeout",
+            "connect_timeout",
+            "backoff",
+            "max_backoff",
+            "not_found_delay",
+        ):
+            positive_float(f"download.{name}", getattr(self, name))
+        for name in (
+            "retries",
+            "not_found_retries",
+            "min_free",
+            "max_bytes",
+            "segment_below",
+            "min_speed",
+            "bwlimit",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"download.{name}: expected an integer ≥ 0, got {value!r}")
+        if isinstance(self.queue_size, bool) or self.queue_size < 0:
+            raise ConfigError(
+                f"download.queue_size: expected an integer ≥ 0, got {self.queue_size!r}"
+            )
+        if self.record_hash not in MULTIHASH_NAMES:
+            raise ConfigError(
+                f"download.record_hash: expected one of {', '.join(MULTIHASH_NAMES)}, "
+                f"got {self.record_hash!r}"
+            )
+        if not self.assets:
+            raise ConfigError("download.assets: select at least one asset (e.g. 'maap' or 'all')")
+        if "{name}" not in self.template:
+            raise ConfigError(f"download.template: must contain {{name}}, got {self.template!r}")
+        check_template(self.template)
+
+    @property
+    def queue_limit(self) -> int:
+        """Bound of the job stream: the producer blocks beyond it."""
+        return self.queue_size or 2 * self.concurrency
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Where the bearer token comes from and which hosts may receive it.
+
+    Sources, first match wins: ``token`` (``--token``/``STACPULL_TOKEN``); a ``token_file``
+    named explicitly; an offline token (``offline_token`` from ``STACPULL_OFFLINE_TOKEN``,
+    or ``offline_token_file``) exchanged at ``token_url`` for short-lived access tokens;
+    the default ``token.txt`` when it exists.
+    """
+
+    token: Secret | None = None
+    token_file: str = DEFAULT_TOKEN_FILE
+    hosts: tuple[str, ...] = ()
+    offline_token: Secret | None = None
+    offline_token_file: str | None = None
+    token_url: str = DEFAULT_TOKEN_URL
+    client_id: str = DEFAULT_CLIENT_ID
+    client_secret: Secret = field(default_factory=lambda: Secret(DEFAULT_CLIENT_SECRET))
+    scope: str = DEFAULT_SCOPE
+    refresh_margin: float = field(default=DEFAULT_REFRESH_MARGIN, metadata=_DURATION)
+
+    def __post_init__(self) -> None:
+        _durations(self, "auth")
+        for name in ("token", "offline_token", "client_secret"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, Secret(value))
+        positive_float("auth.refresh_margin", self.refresh_margin)
+        SECRETS.add_url(self.token_url)
+        _check_token_url(self.token_url)
+        if not self.client_id.strip():
+            raise ConfigError("auth.client_id: must not be empty")
+        hosts = tuple(h.strip().lower() for h in self.hosts if h.strip())
+        for host in hosts:
+            if "/" in host or " " in host:
+                raise ConfigError(f"auth.hosts: expected a host name, got {host!r}")
+        object.__setattr__(self, "hosts", hosts)
+
+
+def _check_token_url(url: str) -> None:
+    """The token endpoint receives the offline token: https only, except on this machine."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"auth.token_url: expected an http(s) URL, got {url!r}")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(
+            f"auth.token_url: {url!r} would send the offline token unencrypted; use https"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OutputConfig:
+    """What the run shows and writes."""
+
+    progress_interval: float = field(default=DEFAULT_PROGRESS_INTERVAL, metadata=_DURATION)
+    dashboard: str = DEFAULT_DASHBOARD  # auto | rich | plain | none
+    verbosity: str = DEFAULT_VERBOSITY  # quiet | normal | verbose
+    report: bool = True
+    log_json: str | None = None  # a file to append every event to, as JSON lines
+    log_file: str | None = None  # a file to append the run's log to, as timestamped text
+
+    def __post_init__(self) -> None:
+        _durations(self, "output")
+        positive_float("output.progress_interval", self.progress_interval)
+        if self.dashboard not in DASHBOARDS:
+            raise ConfigError(
+                f"output.dashboard: expected auto, rich, plain or none, got {self.dashboard!r}"
+            )
+        if self.verbosity not in VERBOSITIES:
+            raise ConfigError(
+                f"output.verbosity: expected quiet, normal or verbose, got {self.verbosity!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything one run needs."""
+
+    search: SearchConfig = field(default_factory=SearchConfig)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def with_values(self, values: Mapping[str, Any]) -> Config:
+        """A copy with dotted keys (``download.concurrency``) replaced; ``None`` is skipped."""
+        sections: dict[str, dict[str, Any]] = {}
+        for dotted, value in values.items():
+            if value is None:
+                continue
+            section, _, key = dotted.partition(".")
+            sections.setdefault(section, {})[key] = value
+        updated = self
+        for section, changes in sections.items():
+            current = getattr(updated, section)
+            updated = replace(updated, **{section: _replace_checked(current, section, changes)})
+        return updated
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "search": SearchConfig,
+    "download": DownloadConfig,
+    "auth": AuthConfig,
+    "output": OutputConfig,
+}
+
+
+def key_sections() -> dict[str, str]:
+    """Each config key's section: key names are unique across sections, so a profile can
+    list them flat (``catalog``, ``concurrency``, ``offline_token_file``…)."""
+    return {
+        name: section for section, kind in SECTIONS.items() for name in kind.__dataclass_fields__
+    }
+
+
+def _unknown_key(section: str, key: str, names: Iterable[str]) -> str:
+    """Why ``[section] key`` is refused, naming the key meant: one of this section's, or a
+    key of another section written in the wrong one (``[download] max_items``)."""
+    here = list(names)
+    elsewhere = {k: s for k, s in key_sections().items() if s != section}
+    exact = closest(key, here)
+    if exact is not None and folded_key(exact) == folded_key(key):
+        return f"unknown key [{section}] {key} (did you mean {exact!r}?)"
+    other = closest(key, elsewhere)
+    if other is not None and folded_key(other) == folded_key(key):
+        return f"unknown key [{section}] {key} (did you mean [{elsewhere[other]}] {other}?)"
+    return f"unknown key [{section}] {key}{did_you_mean(key, here, '{!r}')}"
+
+
+def _replace_checked(current: Any, section: str, changes: Mapping[str, Any]) -> Any:
+    names = {f.name: f for f in fields(current)}
+    converted: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key not in names:
+            raise ConfigError(_unknown_key(section, key, names))
+        converted[key] = _coerce(f"{section}.{key}", value, getattr(current, key))
+    if section == "search":
+        # bbox and intersects are one spatial filter written two ways: the layer that
+        # sets one (a keyword, a flag) replaces the other a lower layer set.
+        for one, other in (("bbox", "intersects"), ("intersects", "bbox")):
+            if one in converted and other not in converted:
+                converted[other] = None
+    try:
+        return replace(current, **converted)
+    except TypeError as exc:
+        raise ConfigError(f"[{section}]: {exc}") from None
+
+
+def _duration_keys() -> frozenset[str]:
+    return frozenset(
+        f"{section}.{f.name}"
+        for section, kind in SECTIONS.items()
+        for f in fields(kind)
+        if f.metadata.get("unit") == "duration"
+    )
+
+
+#: Every time-valued key (``download.stall_timeout``…), from the fields' metadata.
+_DURATION_KEYS = _duration_keys()
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Turn TOML/environment values into the field's type, or name the key that is wrong."""
+    if name in _DURATION_KEYS:
+        return parse_duration(value, name)
+    if name == "download.bwlimit":
+        return parse_rate(value, name)
+    if name == "download.headers":
+        return parse_headers(value, name)
+    if name in (
+        "download.max_bytes",
+        "download.min_free",
+        "download.segment_size",
+        "download.segment_below",
+        "download.min_speed",
+    ):
+        return parse_size(value, name)
+    if isinstance(default, tuple) or name in ("search.bbox",):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        return tuple(value)
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
+            return value.lower() in ("1", "true", "yes")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int) or (default is None and name.endswith("max_items")):
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if name == "search.datetime" and isinstance(value, date | int) and not isinstance(value, bool):
+        # TOML's own dates (datetime = 2025-09-29) and a bare year (datetime = 2025).
+        return value.isoformat() if isinstance(value, date) else str(value)
+    if name in _SECRET_KEYS:
+        return value if isinstance(value, Secret) else Secret(str(value))
+    if isinstance(default, str) or default is None:
+        if name == "search.intersects":
+            return value
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+    return value
