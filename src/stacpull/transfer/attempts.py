@@ -24,9 +24,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import anyio
 import anyio.to_thread
@@ -42,15 +39,16 @@ from ..errors import (
     TransferError,
     VerificationError,
 )
-from ..events import JobFinished, TransferRetried
+from ..events import TransferRetried
 from ..models import Job, Outcome, Status
-from ..verify import Hasher, Multihash, Opener, ZipFollower, encode_multihash, verify_size
-from .context import FetchContext, Progress
-from .partfile import PartFile, Tee, part_bytes, part_path, storage_error
+from ..verify import Opener, ZipFollower, encode_multihash, verify_size
+from .context import FetchContext
+from .partfile import PartFile, Tee, part_bytes, storage_error
 from .ranges import discard, saved_segments
 from .segments import run_segments
 from .skip import already_verified, checksum, look
-from .stream import single, zip_check
+from .state import Transfer
+from .stream import single
 
 __all__ = ["fetch"]
 
@@ -63,37 +61,32 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
     a failure of this one job (that is an :class:`Outcome`), only :class:`StorageError`
     (the whole run must stop) and cancellation, after which the journal says ``pending``
     with the ``.part`` kept."""
-    started = time.monotonic()
-    progress = Progress()
+    t = Transfer.begin(job, ctx.root)
     disk = await look(ctx, job)
     if disk.refusal is not None:  # a link on the way, a directory at the name...
-        return await _refuse(job, disk.refusal, ctx, partial=0)
-    final = disk.final
-    mh = checksum(job, progress.notes)
-    present = await already_verified(job, final, disk.final_stat, mh, ctx)
+        return await _refuse(t, ctx, disk.refusal, partial=0)
+    t.expect = checksum(job, t.notes)
+    present = await already_verified(job, t.final, disk.final_stat, t.expect, ctx)
     if present is not None:
         await ctx.journal.done(
             job, size=present.size, digest=present.digest, mtime_ns=present.mtime_ns
         )
-        return _finish(
-            ctx, Outcome(job, Status.SKIPPED, size=present.size, notes=tuple(progress.notes))
-        )
-
-    part = part_path(final)
+        return t.finish(ctx, Status.SKIPPED, size=present.size)
     try:
-        host = URL(job.url).host or ""
+        t.host = URL(job.url).host or ""
     except ValueError as exc:  # a URL yarl cannot take (an IDNA label "xn--"): refused
         refusal = PlanError(f"asset URL {job.url!r} is not valid: {exc}")
-        return await _refuse(job, refusal, ctx, partial=0)
+        return await _refuse(t, ctx, refusal, partial=0)
+    t.had = t.best = disk.part_size
     try:
-        return await _attempts(job, final, part, disk.part_size, mh, ctx, progress, host, started)
+        return await _attempts(t, ctx)
     except PlanError as exc:  # nothing may be written there (a link, a name too long...)
-        return await _refuse(job, exc, ctx, partial=part_bytes(part))
+        return await _refuse(t, ctx, exc, partial=part_bytes(t.part))
     except (anyio.get_cancelled_exc_class(), StorageError, CredentialsError):
         # Stopped (Ctrl-C, disk full, no token any more, a fatal error elsewhere): keep the
         # .part, settle the journal. Bounded, so a second Ctrl-C is never kept waiting.
         with anyio.move_on_after(1.0, shield=True), contextlib.suppress(StorageError):
-            await ctx.journal.paused(job, partial=part_bytes(part))
+            await ctx.journal.paused(job, partial=part_bytes(t.part))
         raise
 
 
@@ -110,18 +103,8 @@ def _least_progress(total: int | None) -> int:
     return PROGRESS_MIN if total is None else max(1, min(PROGRESS_MIN, total // 16))
 
 
-async def _attempts(
-    job: Job,
-    final: Path,
-    part: Path,
-    had: int,
-    mh: Multihash | None,
-    ctx: FetchContext,
-    progress: Progress,
-    host: str,
-    started: float,
-) -> Outcome:
-    """Attempts until one succeeds or the retry policy gives up; ``had`` is the size of
+async def _attempts(t: Transfer, ctx: FetchContext) -> Outcome:
+    """Attempts until one succeeds or the retry policy gives up; ``t.had`` is the size of
     the ``.part`` before the first.
 
     Bounded whatever the server does. Only an attempt that takes the ``.part`` at least
@@ -131,148 +114,110 @@ async def _attempts(
     discarded: a changed file, a bad range or 416, a failed check, a resume answered with
     200) counts against the same budget and is never renewed, so a server that cuts every
     body and spoils every resume is given up on after ``retries`` restarts."""
-    streak = 0  # failed attempts in a row that kept no new bytes
-    best = had  # the most bytes the .part held: only bytes past it are progress
     while True:
-        progress.attempts += 1
-        streak += 1
-        if progress.attempts > 1:
-            had = part_bytes(part)
+        t.attempts += 1
+        t.streak += 1
+        if t.attempts > 1:
+            t.had = part_bytes(t.part)
         try:
-            size, digest = await _attempt(job, final, part, had, mh, ctx, progress, host)
-            ctx.limiter.succeeded(host)
+            size, digest = await _attempt(t, ctx)
+            ctx.limiter.succeeded(t.host)
         except TransferError as exc:
-            if isinstance(exc, HTTPStatusError) and exc.status in (429, 503):
-                ctx.limiter.throttled(host)
-            discarded = 0
-            restart = isinstance(exc, VerificationError | RangeError)
-            if restart:
-                discarded = await discard(part, job, ctx)
-                progress.restarts += 1
-            # What the .part keeps now, looked at once per failure (none after a discard).
-            held = 0 if restart else part_bytes(part)
-            if (
-                not restart
-                and progress.resumable
-                and held - best >= _least_progress(progress.total)
-            ):
-                # The attempt moved the file forward and those bytes are kept: a link that
-                # drops every few minutes must not exhaust the retries of a 20 GB file.
-                streak, best = 1, held
-            delay = ctx.retry.delay(max(streak, progress.restarts), exc)
+            delay, held = await _failed(t, ctx, exc)
             if delay is None:
-                partial = held
-                reason = exc.reason
-                if progress.attempts > 1:
-                    restarts = (
-                        f", {progress.restarts} of them from zero" if progress.restarts else ""
-                    )
-                    reason = f"{reason} (gave up after {progress.attempts} attempts{restarts})"
-                await ctx.journal.failed(
-                    job, error_class=type(exc).__name__, error=reason, partial=partial
-                )
-                return _finish(
-                    ctx,
-                    Outcome(
-                        job,
-                        Status.FAILED,
-                        bytes_downloaded=progress.received,
-                        seconds=time.monotonic() - started,
-                        attempts=progress.attempts,
-                        error=str(exc),
-                        error_class=type(exc).__name__,
-                        resumed_from=progress.resumed_from,
-                        notes=tuple(progress.notes),
-                    ),
-                )
-            log.debug(
-                "%s: attempt %d failed (%s); next in %.1f s",
-                job.label,
-                progress.attempts,
-                exc,
-                delay,
-            )
-            ctx.emit(
-                TransferRetried(
-                    job, progress.attempts, str(exc), type(exc).__name__, delay, discarded
-                )
-            )
+                return await _give_up(t, ctx, exc, partial=held)
             await ctx.sleep(delay)
             continue
-        return _finish(
-            ctx,
-            Outcome(
-                job,
-                Status.DOWNLOADED,
-                bytes_downloaded=progress.received,
-                size=size,
-                seconds=time.monotonic() - started,
-                attempts=progress.attempts,
-                digest=digest,
-                resumed_from=progress.resumed_from,
-                notes=tuple(progress.notes),
-            ),
-        )
+        return t.finish(ctx, Status.DOWNLOADED, size=size, digest=digest)
 
 
-async def _refuse(job: Job, exc: PlanError, ctx: FetchContext, *, partial: int) -> Outcome:
-    """End ``job`` refused: its destination cannot be written safely."""
-    await ctx.journal.failed(job, error_class=type(exc).__name__, error=str(exc), partial=partial)
-    return _finish(
-        ctx, Outcome(job, Status.REFUSED, error=str(exc), error_class=type(exc).__name__)
-    )
+async def _failed(t: Transfer, ctx: FetchContext, exc: TransferError) -> tuple[float | None, int]:
+    """Settle a failed attempt: throw the ``.part`` away when its bytes cannot be kept,
+    renew the retry budget when the attempt moved the file forward, and announce the
+    retry. Returns the wait before the next attempt (None: give up) and the bytes the
+    ``.part`` keeps."""
+    if isinstance(exc, HTTPStatusError) and exc.status in (429, 503):
+        ctx.limiter.throttled(t.host)
+    discarded = 0
+    restart = isinstance(exc, VerificationError | RangeError)
+    if restart:
+        discarded = await discard(t.part, t.job, ctx)
+        t.restarts += 1
+    # What the .part keeps now, looked at once per failure (none after a discard).
+    held = 0 if restart else part_bytes(t.part)
+    if not restart and t.resumable and held - t.best >= _least_progress(t.total):
+        # The attempt moved the file forward and those bytes are kept: a link that
+        # drops every few minutes must not exhaust the retries of a 20 GB file.
+        t.streak, t.best = 1, held
+    delay = ctx.retry.delay(max(t.streak, t.restarts), exc)
+    if delay is not None:
+        log.debug("%s: attempt %d failed (%s); next in %.1f s", t.job.label, t.attempts, exc, delay)
+        ctx.emit(TransferRetried(t.job, t.attempts, str(exc), type(exc).__name__, delay, discarded))
+    return delay, held
 
 
-def _finish(ctx: FetchContext, outcome: Outcome) -> Outcome:
-    ctx.emit(JobFinished(outcome))
-    return outcome
+async def _give_up(t: Transfer, ctx: FetchContext, exc: TransferError, *, partial: int) -> Outcome:
+    """End the job failed: the retry policy gave up on ``exc``."""
+    reason = exc.reason
+    if t.attempts > 1:
+        restarts = f", {t.restarts} of them from zero" if t.restarts else ""
+        reason = f"{reason} (gave up after {t.attempts} attempts{restarts})"
+    await ctx.journal.failed(t.job, error_class=type(exc).__name__, error=reason, partial=partial)
+    return t.finish(ctx, Status.FAILED, error=exc)
 
 
-async def _attempt(
-    job: Job,
-    final: Path,
-    part: Path,
-    had: int,
-    mh: Multihash | None,
-    ctx: FetchContext,
-    progress: Progress,
-    host: str,
-) -> tuple[int, str | None]:
-    """One request (or one set of parallel ranges): fill ``part`` (``had`` bytes long
-    now), verify, rename. Returns (size, digest). The transfer holds a slot of ``host``'s
-    limit; the local work after it holds none, so the next file's request is already on
-    its way while this one is checked and made durable."""
+async def _refuse(t: Transfer, ctx: FetchContext, exc: PlanError, *, partial: int) -> Outcome:
+    """End the job refused: its destination cannot be written safely."""
+    await ctx.journal.failed(t.job, error_class=type(exc).__name__, error=str(exc), partial=partial)
+    return t.finish(ctx, Status.REFUSED, error=exc)
+
+
+def _prepare(t: Transfer, ctx: FetchContext) -> None:
+    """This attempt's hash, zip check and ``.part``."""
+    job, mh = t.job, t.expect
     # Without a file:checksum, hash anyway: the digest lets `stacpull verify` find rot.
-    hasher: Hasher = (mh or ctx.record_hash).new()
-    check: Callable[[Opener], object] | None = None
+    t.hasher = (mh or ctx.record_hash).new()
+    t.check = None
     if mh is None and (job.zip_check or job.size is None):
         # A file nothing describes (no checksum, no size) is a zip when its bytes say so,
         # whatever its media type or name: over a stream without a length, a zip's own
         # central directory is the only proof that it arrived whole.
         follower = ZipFollower()
-        hasher = Tee(hasher, follower)
-        check = functools.partial(zip_check, follower, job, part, progress)
-    pf = PartFile(part, ctx.root, job.url)
+        t.hasher = Tee(t.hasher, follower)
+        t.check = functools.partial(_zip_check, follower, t)
+    t.pf = PartFile(t.part, ctx.root, job.url)
+
+
+async def _attempt(t: Transfer, ctx: FetchContext) -> tuple[int, str | None]:
+    """One request (or one set of parallel ranges): fill the ``.part`` (``t.had`` bytes
+    long now), verify, rename. Returns (size, digest). The transfer holds a slot of its
+    host's limit; the local work after it holds none, so the next file's request is
+    already on its way while this one is checked and made durable."""
+    job, mh = t.job, t.expect
+    _prepare(t, ctx)
+    pf = t.pf
     try:
-        async with ctx.limiter.slot(host):
+        async with ctx.limiter.slot(t.host):
             # One journal read serves the segment check and the resume; a fresh file
             # needs none.
-            row = await ctx.journal.get(job.dest) if had else None
-            saved = await saved_segments(job, part, row, ctx)
+            t.row = await ctx.journal.get(job.dest) if t.had else None
+            saved = await saved_segments(job, t.part, t.row, ctx)
             if saved is not None:
                 # A segmented .part from an earlier attempt or run: finish its ranges, the
                 # hash following from the first byte.
-                progress.resumed_from = saved.received
-                await run_segments(job, part, saved, ctx, progress, hasher, 0)
-                size = pf.offset = progress.total = saved.total
+                t.resumed_from = saved.received
+                await run_segments(t, ctx, saved, 0)
+                size = pf.offset = t.total = saved.total
             else:
-                size = await single(job, pf, had, row, hasher, ctx, progress)
+                size = await single(t, ctx)
         ctx.unwire()
         verify_size(size, job.size, url=job.url)
         try:
-            mtime_ns, actual = await anyio.to_thread.run_sync(pf.seal, final, hasher, mh, check)
+            mtime_ns, actual = await anyio.to_thread.run_sync(
+                pf.seal, t.final, t.hasher, mh, t.check
+            )
         except OSError as exc:
-            raise storage_error(exc, final) from exc
+            raise storage_error(exc, t.final) from exc
         digest = job.checksum if mh is not None else encode_multihash(ctx.record_hash.name, actual)
         await ctx.journal.done(job, size=size, digest=digest, mtime_ns=mtime_ns)
     finally:
@@ -280,3 +225,11 @@ async def _attempt(
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(pf.close)
     return size, digest
+
+
+def _zip_check(follower: ZipFollower, t: Transfer, opener: Opener) -> None:
+    """The zip check of a sealed ``.part``, read through ``opener`` (the descriptor it was
+    written through): always for a job planned as a zip, else when its bytes begin like
+    a zip and no length was announced (blocking)."""
+    if t.job.zip_check or (follower.is_zip and t.total is None):
+        follower.check(t.part, url=t.job.url, opener=opener)

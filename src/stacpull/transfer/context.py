@@ -1,6 +1,6 @@
-"""What every transfer of a run shares (:class:`FetchContext`: the session, DEST, the
-journal, tokens and trust, limits, budgets, settings) and what one file's attempts
-carry from one to the next (:class:`Progress`)."""
+"""What every transfer of a run shares (:class:`FetchContext`): the session, DEST, the
+journal, tokens and trust, limits and budgets, and the download settings. One file's own
+state is a :class:`~.state.Transfer`."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from .http import Session
 from .skip import Looks
 from .space import SpaceBudget
 
-__all__ = ["FetchContext", "Progress"]
+__all__ = ["FetchContext"]
 
 
 @dataclass(slots=True)
@@ -66,20 +66,3 @@ class FetchContext:
     def fixed_tokens(self) -> StaticTokenProvider | None:
         """The token provider when it holds a fixed token (nothing can refresh it)."""
         return self.tokens if isinstance(self.tokens, StaticTokenProvider) else None
-
-
-@dataclass(slots=True)
-class Progress:
-    attempts: int = 0
-    received: int = 0
-    resumed_from: int = 0
-    resumable: bool = False  # the last response had a validator: its bytes can be resumed
-    renewed: bool = False  # this attempt already retried with a newer token
-    withheld: bool = False  # there was a token, but this host may not receive it
-    unproven: bool = False  # a fixed token no file was served with yet was refused
-    validator: str | None = None  # the strong validator of the last response, for ranges
-    total: int | None = None  # the size the last response announced
-    can_split: bool = False  # that response may be continued as parallel ranges
-    split_at: int | None = None  # where the single stream stopped to split
-    restarts: int = 0  # times the .part was thrown away to start again from zero
-    notes: list[str] = field(default_factory=list)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -32,25 +33,35 @@ from ..errors import (
     redact_url,
     url_credentials,
 )
-from ..headers import Validators, parse_retry_after, parse_unsatisfied_range, shown
+from ..headers import (
+    ContentRange,
+    Validators,
+    parse_content_range,
+    parse_retry_after,
+    parse_unsatisfied_range,
+    shown,
+)
 from .partfile import storage_error
 
 if TYPE_CHECKING:
     from ..config import Secret
     from ..journal import JournalRow
     from ..models import Job
-    from .context import FetchContext, Progress
+    from .context import FetchContext
 
 __all__ = [
     "MAX_REDIRECTS",
     "Response",
     "Session",
+    "TokenUse",
     "body_errors",
     "check_status",
     "client_session",
+    "content_range",
     "length_source",
     "mapped_errors",
     "open_response",
+    "recorded",
     "same_version",
     "validator_text",
     "whole_at",
@@ -122,9 +133,19 @@ MAX_REDIRECTS = 10
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
+@dataclass(slots=True)
+class TokenUse:
+    """What the bearer token did on a file's request: what :func:`check_status` needs to
+    explain a 401 or 403."""
+
+    renewed: bool = False  # this attempt already retried with a newer token
+    withheld: bool = False  # there was a token, but this host may not receive it
+    unproven: bool = False  # a fixed token no file was served with yet was refused
+
+
 async def open_response(
-    url: str, headers: dict[str, str], ctx: FetchContext, progress: Progress
-) -> aiohttp.ClientResponse:
+    url: str, headers: dict[str, str], ctx: FetchContext, use: TokenUse
+) -> Response:
     """GET ``url``, following redirects ourselves so the bearer header obeys
     :class:`TrustPolicy`. A 401/403 to a token we sent asks the provider for a newer one
     and repeats the request once with it (from the first URL: a redirect may be signed
@@ -133,10 +154,10 @@ async def open_response(
     fixed = ctx.fixed_tokens
     while True:
         resp, sent = await _follow(url, headers, token, ctx)
-        progress.withheld = token is not None and not sent
+        use.withheld = token is not None and not sent
         if fixed is not None and sent and token is not None and resp.status in (200, 206):
             fixed.accepted(token)
-        if resp.status not in (401, 403) or not sent or token is None or progress.renewed:
+        if resp.status not in (401, 403) or not sent or token is None or use.renewed:
             return resp
         fresh = await ctx.tokens.refused(token)
         if fresh is None or fresh == token:
@@ -146,11 +167,11 @@ async def open_response(
                 except CredentialsError:
                     resp.release()
                     raise
-                progress.unproven = not fixed.proven(token)
+                use.unproven = not fixed.proven(token)
             return resp
         resp.release()
         log.debug("HTTP %s to a token: retrying %s with a new one", resp.status, redact_url(url))
-        token, progress.renewed = fresh, True
+        token, use.renewed = fresh, True
 
 
 def _own_credentials(url: str) -> bool:
@@ -166,7 +187,7 @@ def _own_credentials(url: str) -> bool:
 
 async def _follow(
     url: str, headers: dict[str, str], token: Secret | None, ctx: FetchContext
-) -> tuple[aiohttp.ClientResponse, bool]:
+) -> tuple[Response, bool]:
     """The redirect chain from ``url``; returns the last response and whether it was sent
     the token."""
     send_token = token is not None and ctx.trust.trusts(url)
@@ -224,9 +245,7 @@ def _user_headers(hop_headers: dict[str, str], ctx: FetchContext, trusted: bool)
     return own
 
 
-def check_status(
-    resp: aiohttp.ClientResponse, job: Job, token_source: str, progress: Progress
-) -> None:
+def check_status(resp: Response, job: Job, token_source: str, use: TokenUse) -> None:
     status = resp.status
     if status in (200, 206):
         ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -240,7 +259,7 @@ def check_status(
         return
     if status in (401, 403):
         host = resp.url.host or "this host"
-        if progress.withheld:
+        if use.withheld:
             hint = (
                 f"the token was not sent: {host} is not the catalogue's host (--catalog); "
                 f"add --auth-host {host} if it should receive it"
@@ -250,14 +269,14 @@ def check_status(
                 "no token was sent: pass --offline-token-file or --token, or set "
                 "STACPULL_OFFLINE_TOKEN or STACPULL_TOKEN"
             )
-        elif progress.renewed:
+        elif use.renewed:
             hint = (
                 f"a fresh token from {token_source} was refused too: the account may not "
                 "have access to this collection"
             )
         else:
             hint = f"the token from {token_source} was refused (expired?)"
-        unproven = progress.unproven and not progress.withheld
+        unproven = use.unproven and not use.withheld
         raise AuthError(
             f"HTTP {status}: {hint}", url=str(resp.url), status=status, unproven=unproven
         )
@@ -281,7 +300,7 @@ def check_status(
     )
 
 
-def whole_at(job: Job, row: JournalRow | None, have: int, resp: aiohttp.ClientResponse) -> None:
+def whole_at(job: Job, row: JournalRow | None, have: int, resp: Response) -> None:
     """Raise :class:`RangeError` unless a 416 to a resume at ``have`` bytes says the
     ``.part`` is complete: its ``Content-Range: bytes */N`` has N = ``have``, and what the
     catalogue (``file:size``) and the response that began the ``.part`` (its total, in
@@ -307,17 +326,45 @@ def whole_at(job: Job, row: JournalRow | None, have: int, resp: aiohttp.ClientRe
     )
 
 
+def content_range(resp: Response, url: str, first: int, total: int | None = None) -> ContentRange:
+    """The ``Content-Range`` of a 206 asked for the bytes from ``first`` (and, given
+    ``total``, of a file of ``total`` bytes); :class:`RangeError` when it is malformed or
+    does not start there (or is of another length): such bytes are never written."""
+    try:
+        crange = parse_content_range(resp.headers.get("Content-Range", ""))
+    except ValueError as exc:
+        raise RangeError(str(exc), url=url) from exc
+    if total is None and crange.first != first:
+        raise RangeError(
+            f"asked for bytes from {first}, got Content-Range {crange.first}-{crange.last}",
+            url=url,
+        )
+    if total is not None and (crange.first != first or crange.total != total):
+        raise RangeError(
+            f"asked for bytes from {first} of {total}, got Content-Range "
+            f"{crange.first}-{crange.last}/{crange.total}",
+            url=url,
+        )
+    return crange
+
+
+def recorded(row: JournalRow | None) -> Validators:
+    """The validators of the response that began a ``.part`` (``row``: its journal
+    record; none without one)."""
+    return Validators(row.etag, row.last_modified) if row is not None else Validators()
+
+
 def same_version(job: Job, row: JournalRow | None, got: Validators, total: int | None) -> None:
     """Raise :class:`RangeError` unless a resume's 206 is of the version the ``.part``
     holds (``row``: its journal record): same validators (see :meth:`Validators.same`)
     and, where both are known, the same total length. A server that ignores ``If-Range``
     answers a changed file with a range of the new one; its bytes after the old ones
     would make a file that never existed, so the ``.part`` is discarded instead."""
-    recorded = Validators(row.etag, row.last_modified) if row is not None else Validators()
-    if not recorded.same(got):
+    began = recorded(row)
+    if not began.same(got):
         raise RangeError(
             f"the file changed on the server: the resume's 206 carries "
-            f"{validator_text(got)}, the partial file has {validator_text(recorded)}; "
+            f"{validator_text(got)}, the partial file has {validator_text(began)}; "
             "restarting from zero",
             url=job.url,
         )
@@ -337,7 +384,7 @@ def validator_text(v: Validators) -> str:
     return ", ".join(shown) or "no validator"
 
 
-def length_source(resp: aiohttp.ClientResponse, job: Job) -> str:
+def length_source(resp: Response, job: Job) -> str:
     """What announced a response's length, for a message."""
     if resp.status == 206:
         return "its Content-Range"

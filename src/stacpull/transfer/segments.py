@@ -7,21 +7,28 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 
 import anyio
 import anyio.to_thread
 
 from ..errors import RangeError, StorageError, TruncatedError, first_error
 from ..events import BytesReceived
-from ..headers import Validators, parse_content_range, range_header
-from ..models import Job
-from ..verify import Hasher
-from .context import FetchContext, Progress
-from .http import Response, body_errors, check_status, open_response, validator_text
+from ..headers import Validators, range_header
+from .context import FetchContext
+from .http import (
+    Response,
+    TokenUse,
+    body_errors,
+    check_status,
+    content_range,
+    open_response,
+    validator_text,
+)
 from .pace import Batches, SpeedFloor
 from .partfile import hash_part, open_for_ranges, storage_error
 from .ranges import RangeRecord, Segment, SegmentState, close_record, save_segments, write_range
+from .state import Transfer
 
 __all__ = ["FOLLOW_STEP", "run_segments"]
 
@@ -40,20 +47,13 @@ SEGMENT_JOURNAL_EVERY = 2.0
 RANGE_BATCH = 1 << 20
 
 
-async def run_segments(
-    job: Job,
-    part: Path,
-    state: SegmentState,
-    ctx: FetchContext,
-    progress: Progress,
-    hasher: Hasher,
-    hashed: int,
-) -> None:
-    """Fetch every unfinished range of ``state`` in place in ``part``: up to
-    ``download.segments`` connections take them in file order. ``hasher`` has seen bytes
-    ``[0, hashed)``; it follows the front of the file as it fills, and has seen all of it
-    when this returns. The progress record is written before the journal names the
+async def run_segments(t: Transfer, ctx: FetchContext, state: SegmentState, hashed: int) -> None:
+    """Fetch every unfinished range of ``state`` in place in ``t.part``: up to
+    ``download.segments`` connections take them in file order. ``t.hasher`` has seen
+    bytes ``[0, hashed)``; it follows the front of the file as it fills, and has seen all
+    of it when this returns. The progress record is written before the journal names the
     layout, so a record left by an earlier layout is never read as this one's."""
+    job = t.job
     record = RangeRecord.path(ctx.journal.directory, job)
     with anyio.CancelScope(shield=True):  # an open record is always closed below
         state.record = await anyio.to_thread.run_sync(RangeRecord.create, record, job, state)
@@ -62,42 +62,8 @@ async def run_segments(
     except BaseException:
         await close_record(state)
         raise
-    pending = [p for p in state.parts if p.left > 0]
-    todo = iter(pending)  # shared: each lane takes the next
-    arrived = anyio.Event()
-    ended = False
-
-    def wake() -> None:
-        arrived.set()
-
-    async def lane() -> None:
-        for segment in todo:
-            await _fetch_segment(job, part, segment, state, ctx, progress, wake)
-
-    async def follow() -> None:
-        nonlocal arrived, hashed
-        while True:
-            front = state.filled
-            if front - hashed >= FOLLOW_STEP or (ended and front > hashed):
-                await anyio.to_thread.run_sync(hash_part, ctx.root, hasher, part, hashed, front)
-                hashed = front
-            elif ended:
-                return
-            else:
-                await arrived.wait()
-                arrived = anyio.Event()
-
-    lanes = min(ctx.segments, len(pending))
     try:
-        async with anyio.create_task_group() as outer:
-            outer.start_soon(follow)
-            try:
-                async with anyio.create_task_group() as tg:
-                    for _ in range(lanes):
-                        tg.start_soon(lane)
-            finally:
-                ended = True
-                wake()
+        await _fill(t, ctx, state, hashed)
     except BaseExceptionGroup as group:
         raise first_error(group) from None
     finally:
@@ -108,24 +74,65 @@ async def run_segments(
     await anyio.to_thread.run_sync(RangeRecord.remove, record)
 
 
-async def _fetch_segment(
-    job: Job,
-    part: Path,
-    segment: Segment,
-    state: SegmentState,
-    ctx: FetchContext,
-    progress: Progress,
-    wrote: Callable[[], None],
-) -> None:
-    """One range request, written at its offset (``wrote()`` after each write); raises a
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """One range of a split file as a lane fetches it."""
+
+    segment: Segment
+    state: SegmentState
+    wrote: Callable[[], None]  # called after each write: the hash may follow further
+
+
+async def _fill(t: Transfer, ctx: FetchContext, state: SegmentState, hashed: int) -> None:
+    """The lanes that fetch the unfinished ranges, and the hash that follows the front."""
+    pending = [p for p in state.parts if p.left > 0]
+    todo = iter(pending)  # shared: each lane takes the next
+    arrived = anyio.Event()
+    ended = False
+
+    def wake() -> None:
+        arrived.set()
+
+    async def lane() -> None:
+        for segment in todo:
+            await _fetch_segment(t, ctx, _Range(segment, state, wake))
+
+    async def follow() -> None:
+        nonlocal arrived, hashed
+        while True:
+            front = state.filled
+            if front - hashed >= FOLLOW_STEP or (ended and front > hashed):
+                await anyio.to_thread.run_sync(hash_part, ctx.root, t.hasher, t.part, hashed, front)
+                hashed = front
+            elif ended:
+                return
+            else:
+                await arrived.wait()
+                arrived = anyio.Event()
+
+    lanes = min(ctx.segments, len(pending))
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(follow)
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(lanes):
+                    tg.start_soon(lane)
+        finally:
+            ended = True
+            wake()
+
+
+async def _fetch_segment(t: Transfer, ctx: FetchContext, r: _Range) -> None:
+    """One range request, written at its offset (``r.wrote()`` after each write); raises a
     TransferError when cut."""
+    job, segment, state = t.job, r.segment, r.state
     position = segment.start + segment.done
     headers = {
         "Accept-Encoding": "identity",
         "Range": range_header(position, segment.end - 1),
         "If-Range": state.validator,
     }
-    auth = Progress()
+    auth = TokenUse()
     resp = await open_response(job.url, headers, ctx, auth)
     try:
         if resp.status == 200:
@@ -133,16 +140,7 @@ async def _fetch_segment(
                 "the file changed on the server during a segmented download", url=job.url
             )
         check_status(resp, job, ctx.tokens.source, auth)
-        try:
-            crange = parse_content_range(resp.headers.get("Content-Range", ""))
-        except ValueError as exc:
-            raise RangeError(str(exc), url=job.url) from exc
-        if crange.first != position or crange.total != state.total:
-            raise RangeError(
-                f"asked for bytes from {position} of {state.total}, got Content-Range "
-                f"{crange.first}-{crange.last}/{crange.total}",
-                url=job.url,
-            )
+        content_range(resp, job.url, position, state.total)
         got = Validators.of(resp.headers)
         if not Validators.from_if_range(state.validator).same(got):
             raise RangeError(
@@ -151,11 +149,11 @@ async def _fetch_segment(
                 url=job.url,
             )
         try:
-            fd = await anyio.to_thread.run_sync(open_for_ranges, ctx.root, part)
+            fd = await anyio.to_thread.run_sync(open_for_ranges, ctx.root, t.part)
         except OSError as exc:
-            raise storage_error(exc, part) from exc
+            raise storage_error(exc, t.part) from exc
         try:
-            await _receive_range(resp, job, part, fd, segment, state, ctx, progress, wrote)
+            await _receive_range(t, ctx, resp, fd, r)
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(os.close, fd)
@@ -168,16 +166,10 @@ async def _fetch_segment(
 
 
 async def _receive_range(
-    resp: Response,
-    job: Job,
-    part: Path,
-    fd: int,
-    segment: Segment,
-    state: SegmentState,
-    ctx: FetchContext,
-    progress: Progress,
-    wrote: Callable[[], None],
+    t: Transfer, ctx: FetchContext, resp: Response, fd: int, r: _Range
 ) -> None:
+    """The body of one range, written at its place in the ``.part`` through ``fd``."""
+    job, segment, state = t.job, r.segment, r.state
     index = next(i for i, p in enumerate(state.parts) if p is segment)
 
     async def write(batch: list[bytes]) -> None:
@@ -186,7 +178,7 @@ async def _receive_range(
             write_range, fd, batch, segment.start + segment.done, state.record, index, done
         )
         segment.done = done
-        wrote()
+        r.wrote()
         if time.monotonic() - state.saved_at >= SEGMENT_JOURNAL_EVERY:
             await save_segments(job, state, ctx)
 
@@ -194,13 +186,13 @@ async def _receive_range(
     floor = SpeedFloor(ctx, job.url)
     received = 0
     with body_errors(
-        job, part, lambda: f"range cut at {segment.start + segment.done} of {segment.end}"
+        job, t.part, lambda: f"range cut at {segment.start + segment.done} of {segment.end}"
     ):
         try:
             async for chunk, _ in resp.content.iter_chunks():
                 if segment.done + batches.size + len(chunk) > segment.end - segment.start:
                     raise RangeError("the server sent more than the range asked for", url=job.url)
-                progress.received += len(chunk)
+                t.received += len(chunk)
                 received += len(chunk)
                 if ctx.bandwidth is not None:
                     floor.pause(await ctx.bandwidth.take(len(chunk)))
