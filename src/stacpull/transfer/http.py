@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     from .context import FetchContext
 
 __all__ = [
-    "MAX_REDIRECTS",
     "Response",
     "Session",
     "TokenUse",
@@ -62,8 +61,8 @@ __all__ = [
     "mapped_errors",
     "open_response",
     "recorded",
+    "same_split",
     "same_version",
-    "validator_text",
     "whole_at",
 ]
 
@@ -364,7 +363,7 @@ def same_version(job: Job, row: JournalRow | None, got: Validators, total: int |
     if not began.same(got):
         raise RangeError(
             f"the file changed on the server: the resume's 206 carries "
-            f"{validator_text(got)}, the partial file has {validator_text(began)}; "
+            f"{_validator_text(got)}, the partial file has {_validator_text(began)}; "
             "restarting from zero",
             url=job.url,
         )
@@ -376,7 +375,18 @@ def same_version(job: Job, row: JournalRow | None, got: Validators, total: int |
         )
 
 
-def validator_text(v: Validators) -> str:
+def same_split(validator: str, got: Validators, url: str) -> None:
+    """Raise :class:`RangeError` unless a range's 206 (carrying ``got``) is of the version
+    its file was split under (``validator``: the ``If-Range`` every range sends)."""
+    if not Validators.from_if_range(validator).same(got):
+        raise RangeError(
+            "the file changed on the server during a segmented download: a range came "
+            f"with {_validator_text(got)}, the file was split under {validator}",
+            url=url,
+        )
+
+
+def _validator_text(v: Validators) -> str:
     """ETag and Last-Modified for a message."""
     shown = [f"ETag {v.etag}"] if v.etag else []
     if v.last_modified:

@@ -13,7 +13,7 @@ from ..errors import StallError
 if TYPE_CHECKING:
     from .context import FetchContext
 
-__all__ = ["SPLIT_AFTER", "WRITE_INTERVAL", "Batches", "SpeedFloor", "SplitProbe"]
+__all__ = ["Batches", "SpeedFloor", "SplitProbe"]
 
 
 #: Seconds a single stream runs before it may be split into ranges: long enough that a

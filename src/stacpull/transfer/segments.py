@@ -23,7 +23,7 @@ from .http import (
     check_status,
     content_range,
     open_response,
-    validator_text,
+    same_split,
 )
 from .pace import Batches, SpeedFloor
 from .partfile import hash_part, open_for_ranges, storage_error
@@ -142,12 +142,7 @@ async def _fetch_segment(t: Transfer, ctx: FetchContext, r: _Range) -> None:
         check_status(resp, job, ctx.tokens.source, auth)
         content_range(resp, job.url, position, state.total)
         got = Validators.of(resp.headers)
-        if not Validators.from_if_range(state.validator).same(got):
-            raise RangeError(
-                "the file changed on the server during a segmented download: a range came "
-                f"with {validator_text(got)}, the file was split under {state.validator}",
-                url=job.url,
-            )
+        same_split(state.validator, got, job.url)
         try:
             fd = await anyio.to_thread.run_sync(open_for_ranges, ctx.root, t.part)
         except OSError as exc:
