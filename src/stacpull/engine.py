@@ -36,7 +36,6 @@ from .destlock import refuse_nested
 from .dryrun import budget_error, dry_run
 from .errors import ConfigError, RunAborted, StacpullError, StorageError, first_error, scrub
 from .events import Event, EventSink, HostLimitChanged, RunStarted
-from .fetch import FetchContext, SpaceBudget
 from .gone import confirm_gone, incomplete, prune
 from .journal import JOURNAL_DIR, Journal
 from .limits import HostLimiter, TokenBucket
@@ -48,7 +47,9 @@ from .retry import RetryPolicy
 from .runstate import RunState, finish
 from .runtypes import STOP_GRACE, FileRecord, RunOptions, RunResult, StopSignal, loop_options
 from .search import CatalogueHeaders, ItemPages, search_pages
+from .transfer.context import FetchContext
 from .transfer.http import Session, client_session
+from .transfer.space import SpaceBudget
 from .verify import record_hash
 from .workers import PoolSize, pump
 

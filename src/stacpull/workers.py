@@ -20,10 +20,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .errors import CredentialsError
 from .events import EventSink, RunStopping
-from .fetch import FetchContext, fetch
 from .models import Job
 from .producer import Source
 from .runtypes import StopSignal
+from .transfer.attempts import fetch
+from .transfer.context import FetchContext
 
 __all__ = ["PoolSize", "pump"]
 

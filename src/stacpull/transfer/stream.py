@@ -1,0 +1,302 @@
+"""The single stream: one response (resumed where the journal allows) checked and written
+into the ``.part``, split into parallel ranges when it turns out slow.
+
+Raw asyncio here, for the write path only: each batch's write and hash run as
+``loop.run_in_executor`` futures awaited through ``asyncio.shield`` (an anyio thread call
+per batch would add a task and a cancel scope per hop, and could not be left running
+while the next batch arrives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+import anyio
+import anyio.to_thread
+
+from ..errors import (
+    RangeError,
+    ScrubFilter,
+    SizeMismatchError,
+    TooLargeError,
+    TruncatedError,
+    VerificationError,
+)
+from ..events import BytesReceived, TransferStarted
+from ..headers import Validators, range_header
+from ..plan import MAX_FILE_SIZE
+from .context import FetchContext
+from .http import (
+    Response,
+    body_errors,
+    check_status,
+    content_range,
+    length_source,
+    open_response,
+    recorded,
+    same_version,
+    whole_at,
+)
+from .pace import Batches, SpeedFloor, SplitProbe
+from .partfile import hash_blocks, storage_error
+from .ranges import SegmentState, discard
+from .segments import run_segments
+from .state import Transfer
+
+__all__ = ["single"]
+
+log = logging.getLogger(__name__)
+log.addFilter(ScrubFilter())
+
+
+async def _resume_offset(t: Transfer, ctx: FetchContext) -> tuple[int, Mapping[str, str]]:
+    """Where to resume the ``.part`` (``t.had`` bytes long) from (``t.row``: the journal's
+    record of it), and the ``Range``/``If-Range`` headers to do it."""
+    job, have, row = t.job, t.had, t.row
+    if have == 0:
+        return 0, {}  # nothing to resume; an empty .part is truncated when opened
+    validator = None
+    if row is not None and row.same_url(job.url):
+        validator = recorded(row).if_range
+    if validator is None or (job.size is not None and have > job.size):
+        await discard(t.part, job, ctx)
+        return 0, {}
+    return have, {"Range": range_header(have), "If-Range": validator}
+
+
+async def single(t: Transfer, ctx: FetchContext) -> int:
+    """One response into ``t.pf`` (resumed where the journal allows); split into parallel
+    ranges when it turns out slow. Returns the size of the complete ``.part``."""
+    job = t.job
+    offset, range_headers = await _resume_offset(t, ctx)
+    headers = {"Accept-Encoding": "identity", **range_headers}
+    total: int | None
+    t.token.renewed = False
+    resp = await open_response(job.url, headers, ctx, t.token)
+    try:
+        if offset and resp.status == 416:
+            # Perhaps the .part already holds every byte: the last run stopped between the
+            # final write and the rename. Then it is verified as it is; nothing needs to
+            # cross the network.
+            whole_at(job, t.row, offset, resp)
+            t.resumed_from = offset
+            total, written = offset, 0
+            t.pf.offset = t.total = offset
+            await _catch_up(t, offset)
+        else:
+            total, offset, written = await _receive(t, ctx, resp, offset)
+    finally:
+        resp.release()
+    if t.split_at is not None and total is not None and t.validator:
+        state = SegmentState.split(
+            total, t.validator, t.split_at, segments=ctx.segments, segment_size=ctx.segment_size
+        )
+        await run_segments(t, ctx, state, t.split_at)
+        written = total - offset
+    size = offset + written
+    if total is not None and size != total:
+        raise TruncatedError(f"body ended at {size} of {total} bytes", url=job.url)
+    return size
+
+
+async def _catch_up(t: Transfer, offset: int) -> None:
+    """:meth:`PartFile.catch_up` in a worker thread, its OSErrors as stacpull's."""
+    try:
+        await anyio.to_thread.run_sync(t.pf.catch_up, t.hasher, offset)
+    except OSError as exc:
+        raise storage_error(exc, t.part) from exc
+
+
+def _resumed(t: Transfer, resp: Response, offset: int, got: Validators) -> tuple[int | None, int]:
+    """A resume's 206 checked (it starts at ``offset``, is of the version the ``.part``
+    holds and fits the file it was begun for); returns (the file's total, the body's end)."""
+    job, row = t.job, t.row
+    if offset == 0:
+        raise RangeError("server sent a partial response to a full request", url=job.url)
+    crange = content_range(resp, job.url, offset)
+    same_version(job, row, got, crange.total)
+    total = crange.total
+    if total is None:  # "bytes a-b/*": the length the .part was begun for, or file:size
+        total = row.total if row is not None and row.total is not None else job.size
+    if total is not None and crange.last >= total:
+        raise RangeError(
+            f"the resume's 206 runs to byte {crange.last}, past the {total} bytes of the "
+            "file the partial file was begun for; restarting from zero",
+            url=job.url,
+        )
+    t.resumed_from = offset
+    return total, crange.last + 1
+
+
+def _announced(t: Transfer, total: int | None) -> None:
+    """Refuse a body whose announced length no file has, or that ``file:size`` denies."""
+    job = t.job
+    if total is not None and total > MAX_FILE_SIZE:
+        raise TooLargeError(
+            f"the server announces {total} bytes, more than any file holds", url=job.url
+        )
+    if total is not None and job.size is not None and total != job.size:
+        raise VerificationError(
+            f"server announces {total} bytes but file:size says {job.size}", url=job.url
+        )
+
+
+def _answered(t: Transfer, ctx: FetchContext, resp: Response, validator: str | None) -> None:
+    """What the response this attempt streams says of the file: its strong validator,
+    whether its bytes can be resumed, and whether it may be split into ranges."""
+    t.validator = validator
+    t.resumable = validator is not None
+    t.split_at = None
+    offset, total = t.pf.offset, t.total
+    t.can_split = (
+        ctx.segments > 1
+        and total is not None
+        and validator is not None
+        and resp.headers.get("Accept-Ranges", "").lower() == "bytes"
+        and total - offset >= 2 * ctx.segment_size
+    )
+
+
+async def _receive(
+    t: Transfer, ctx: FetchContext, resp: Response, offset: int
+) -> tuple[int | None, int, int]:
+    """Check the response and stream its body into ``t.pf`` after the first ``offset``
+    bytes (``t.row``: the journal's record of them). Returns (announced total, the offset
+    really used, bytes written)."""
+    job = t.job
+    check_status(resp, job, ctx.tokens.source, t.token)
+    total: int | None
+    end: int | None
+    got = Validators.of(resp.headers)
+    if resp.status == 206:
+        total, end = _resumed(t, resp, offset, got)
+        began = total
+    else:
+        if offset:
+            t.notes.append(f"server answered 200 to a resume at {offset} bytes: restarted")
+            t.restarts += 1
+            await discard(t.part, job, ctx)
+            offset = 0
+        total = end = began = resp.content_length
+    _announced(t, total)
+    await ctx.journal.started(
+        job, etag=got.etag, last_modified=got.last_modified, offset=offset, total=began
+    )
+    t.pf.offset = offset
+    t.total = total
+    _answered(t, ctx, resp, got.if_range)
+    ctx.emit(TransferStarted(job, offset, total, t.attempts))
+    if offset:
+        await _catch_up(t, offset)
+    expected = total if total is not None else job.size
+    if end is None:
+        end = job.size
+    reserved = ctx.space.reserve(ctx.root, expected - offset if expected else 0, url=job.url)
+    try:
+        written = await _stream(t, ctx, resp, end)
+    finally:
+        ctx.space.release(reserved)
+    return total, offset, written
+
+
+class _Writes:
+    """The batches of one body on their way to disk. A full batch is written by one
+    worker thread and hashed by another while the next batch arrives: receiving, hashing
+    and writing overlap, and the slowest of the three (the hash, on a fast link) sets the
+    pace instead of their sum. Both are awaited through asyncio.shield, so a cancellation
+    never abandons a thread still using the file."""
+
+    __slots__ = ("_full", "_inflight", "_loop", "_t", "position")
+
+    def __init__(self, t: Transfer, full: int) -> None:
+        self._t, self._full = t, full
+        self._loop = asyncio.get_running_loop()
+        self._inflight: list[asyncio.Future[None]] = []
+        self.position = t.pf.offset  # where the next batch goes
+
+    async def settle(self) -> None:
+        """Wait for the batches in flight (shielded: the threads finish their work)."""
+        if self._inflight:
+            lanes = asyncio.gather(*self._inflight)
+            self._inflight.clear()
+            await asyncio.shield(lanes)
+
+    async def write(self, batch: list[bytes]) -> None:
+        """Send ``batch`` to worker threads once the one before has landed."""
+        await self.settle()
+        size = sum(map(len, batch))
+        pf, run = self._t.pf, self._loop.run_in_executor
+        # A full batch (more follow) is hashed by a second thread while the first writes
+        # it; one flushed before it was full (a slow stream) by the writing thread. The
+        # last batch of a body is left to the seal (see PartFile).
+        if size >= self._full:
+            self._inflight.append(run(None, pf.write, batch, self.position))
+            self._inflight.append(run(None, hash_blocks, self._t.hasher, batch))
+        else:
+            self._inflight.append(run(None, pf.write, batch, self.position, self._t.hasher))
+        self.position += size
+
+
+def _split_here(t: Transfer, ctx: FetchContext, rate: float, written: int) -> bool:
+    """Whether a stream measured at ``rate`` bytes/s, ``written`` bytes in, stops here to
+    be split into ranges (noted in ``t.split_at``)."""
+    offset = t.pf.offset
+    left = (t.total or 0) - offset - written
+    if rate < ctx.segment_below and left >= 2 * ctx.segment_size:
+        t.split_at = offset + written
+        log.debug("%s runs at %.1f MB/s: splitting the %d bytes left", t.job.dest, rate / 1e6, left)
+        return True
+    return False
+
+
+async def _stream(t: Transfer, ctx: FetchContext, resp: Response, end: int | None) -> int:
+    """Write the body into ``t.pf`` from its offset on; return the bytes received. The file
+    stays open for :meth:`PartFile.seal` (or ``close`` when the attempt fails). A body
+    that ends normally leaves its last batch in ``pf.tail`` for the seal to write: one
+    thread hop fewer per file. A broken, stopped or split one is written out here. A body
+    that runs past ``end`` (the announced length, else ``file:size``) is stopped at the
+    chunk that passes it, which is never written: :class:`SizeMismatchError`."""
+    job, pf = t.job, t.pf
+    offset, written = pf.offset, 0
+    room = None if end is None else end - offset  # bytes this body may bring
+    writes = _Writes(t, ctx.chunk_size)
+    batches = Batches(writes.write, ctx.chunk_size)
+    probe = SplitProbe() if t.can_split else None
+    floor = SpeedFloor(ctx, job.url)
+    whole = False  # the body ended normally, unsplit
+    with body_errors(job, t.part, lambda: f"transfer cut after {offset + written} bytes"):
+        try:
+            # iter_chunks hands over aiohttp's buffers as they are; iter_chunked would join
+            # them into fixed sizes first, a copy that costs as much as the hash.
+            async for chunk, _ in resp.content.iter_chunks():
+                if room is not None and written + len(chunk) > room:
+                    raise SizeMismatchError(
+                        f"the server sent more than the {end:,} bytes "
+                        f"{length_source(resp, job)} announces; stopped there",
+                        url=job.url,
+                    )
+                written += len(chunk)
+                t.received += len(chunk)
+                if ctx.bandwidth is not None:
+                    held = await ctx.bandwidth.take(len(chunk))
+                    floor.pause(held)
+                    if probe is not None:
+                        probe.pause(held)
+                floor.check(written)
+                ctx.emit(BytesReceived(job, len(chunk)))
+                await batches.add(chunk)
+                if probe is not None and (rate := probe.rate(written)) is not None:
+                    probe = None  # one verdict per stream
+                    if _split_here(t, ctx, rate, written):
+                        break
+            whole = t.split_at is None
+        finally:
+            # Whatever arrived goes to disk, also when the stream broke or the run stops.
+            with anyio.CancelScope(shield=True):
+                if not whole:
+                    await batches.flush()
+                await writes.settle()
+    pf.tail, pf.tail_at = batches.take(), writes.position
+    return written
