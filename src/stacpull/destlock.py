@@ -38,6 +38,7 @@ from pathlib import Path
 
 from .errors import StorageError
 from .safeio import regular_fd
+from .safepath import NONBLOCK, kind_of, open_nofollow
 
 try:  # POSIX; elsewhere a second run on the same DEST is not detected
     import fcntl
@@ -48,10 +49,6 @@ __all__ = ["LOCK_WAIT", "DestLock", "refuse_nested"]
 
 #: Seconds a run retries its exclusive lock while another process probes it.
 LOCK_WAIT = 0.25
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def _held(fd: int) -> bool:
@@ -196,10 +193,10 @@ class DestLock:
         real = Path(os.path.realpath(dest))
         path = real / state_dir / "lock"
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | _NOFOLLOW | _CLOEXEC | _NONBLOCK, 0o644)
+            fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | NONBLOCK)
         except OSError as exc:
             raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from exc
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        if kind_of(os.fstat(fd).st_mode) is not None:
             os.close(fd)
             raise StorageError(f"{path} is not a regular file; remove it")
         if not _lock_exclusive(fd):
@@ -225,10 +222,10 @@ class DestLock:
             return
         entry = registry / _entry_name(real)
         try:
-            fd = os.open(entry, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC | _NONBLOCK, 0o600)
+            fd = open_nofollow(entry, os.O_RDWR | os.O_CREAT | NONBLOCK, 0o600)
         except OSError:
             return
-        if not stat.S_ISREG(os.fstat(fd).st_mode) or not _lock_exclusive(fd):
+        if kind_of(os.fstat(fd).st_mode) is not None or not _lock_exclusive(fd):
             os.close(fd)
             return
         try:
