@@ -271,17 +271,17 @@ def test_a_slow_disk_moves_the_looks_off_the_event_loop(
 ) -> None:
     """Every look counts as slow here: the first runs on the event loop (the main
     thread), and every later one in a worker thread."""
-    from stacpull import fetch
+    from stacpull.transfer import skip
 
     on_loop: list[bool] = []
-    real = fetch._look_now
+    real = skip._look_now
 
     def spy(root: Path, job: Any) -> Any:
         on_loop.append(threading.current_thread() is threading.main_thread())
         return real(root, job)
 
-    monkeypatch.setattr(fetch, "_look_now", spy)
-    monkeypatch.setattr(fetch, "LOOK_INLINE_LIMIT", 0.0)
+    monkeypatch.setattr(skip, "_look_now", spy)
+    monkeypatch.setattr(skip, "LOOK_INLINE_LIMIT", 0.0)
     result = pull(sim, tmp_path, assets=["thumbnail"])
     assert result.ok and result.downloaded == 5
     assert on_loop == [True, False, False, False, False]

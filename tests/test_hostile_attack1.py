@@ -590,9 +590,9 @@ def test_a_name_the_filesystem_rejects_refuses_that_file_alone(code: str) -> Non
     produce them, so the mapping is checked itself."""
     import errno
 
-    from stacpull import fetch
     from stacpull.errors import PlanError, StorageError
+    from stacpull.transfer import partfile
 
     number = getattr(errno, code)
-    error = fetch._storage_error(OSError(number, os.strerror(number)), Path("/d/a:b.tif"))
+    error = partfile.storage_error(OSError(number, os.strerror(number)), Path("/d/a:b.tif"))
     assert isinstance(error, PlanError) and not isinstance(error, StorageError)

@@ -21,12 +21,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stacpull import fetch
 from stacpull.errors import PlanError, UnsafePathError
 from stacpull.events import JobRefused
 from stacpull.models import Status
 from stacpull.plan import PlanRules, plan_item
 from stacpull.sim import SimServer
+from stacpull.transfer import partfile
 from stacpull.verify import record_hash
 
 from .conftest import L1A, TOKEN, Recorder, cli, pull
@@ -260,7 +260,7 @@ def test_a_directory_swapped_for_a_link_mid_transfer_redirects_nothing(
     target = outside / "target"
     target.mkdir()
     _victim(target, "a.png.part", b"decoy")
-    real = fetch._PartFile.seal
+    real = partfile.PartFile.seal
 
     def swap_then_seal(self: Any, *args: Any) -> Any:
         if self.fd is not None and not folder.is_symlink():  # opened by an earlier batch
@@ -268,7 +268,7 @@ def test_a_directory_swapped_for_a_link_mid_transfer_redirects_nothing(
             folder.symlink_to(target, target_is_directory=True)
         return real(self, *args)
 
-    monkeypatch.setattr(fetch._PartFile, "seal", swap_then_seal)
+    monkeypatch.setattr(partfile.PartFile, "seal", swap_then_seal)
     before = _snapshot(outside)
     result = pull(sim, dest, ids=[EVIL], assets=["a"], chunk_size=1024)
     assert folder.is_symlink()  # the swap happened
@@ -505,11 +505,11 @@ def test_the_range_writer_and_the_part_reader_never_follow_a_link(tmp_path: Path
     hasher = record_hash("sha2-256").new()
     for path in (part, root / "L" / "g.bin.part"):
         with pytest.raises(PlanError):
-            fetch._open_for_ranges(root, path)
+            partfile.open_for_ranges(root, path)
         with pytest.raises(PlanError):
-            fetch._hash_part(root, hasher, path, 0, 100)
+            partfile.hash_part(root, hasher, path, 0, 100)
     with pytest.raises(UnsafePathError, match="symbolic link"):
-        fetch._hash_part(root, hasher, root / "L" / "g.bin.part", 0, 100)
+        partfile.hash_part(root, hasher, root / "L" / "g.bin.part", 0, 100)
     assert _snapshot(outside) == before
 
 

@@ -136,7 +136,7 @@ def test_a_range_record_is_never_removed_through_a_linked_records_directory(
 ) -> None:
     """``.stacpull/ranges`` turned into a link: forgetting a record removes nothing in the
     link's target."""
-    from stacpull.fetch import _RangeRecord
+    from stacpull.transfer.ranges import RangeRecord
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -144,7 +144,7 @@ def test_a_range_record_is_never_removed_through_a_linked_records_directory(
     state = tmp_path / "dest" / ".stacpull"
     state.mkdir(parents=True)
     (state / "ranges").symlink_to(outside)
-    _RangeRecord.remove(state / "ranges" / "abc.ranges")
+    RangeRecord.remove(state / "ranges" / "abc.ranges")
     assert (outside / "abc.ranges").read_bytes() == b"keep"
 
 

@@ -20,12 +20,12 @@ from typing import Any
 import anyio
 import pytest
 
-from stacpull import fetch
 from stacpull.api import build_config
 from stacpull.engine import RunOptions, StopSignal, run
 from stacpull.events import Event
 from stacpull.plan import PlanRules, plan_item
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
+from stacpull.transfer import ranges
 from stacpull.verify import file_digest, parse_multihash
 
 from .conftest import L1C, TOKEN, Recorder, files_under, pull
@@ -303,18 +303,18 @@ def _journal_segments(dest: Path, replace: str | None = None) -> str:
 
 
 def _record(dest: Path) -> Path:
-    (path,) = (dest / ".stacpull" / fetch.RANGE_RECORDS).iterdir()
+    (path,) = (dest / ".stacpull" / ranges.RANGE_RECORDS).iterdir()
     return path
 
 
 def _claims(data: bytes) -> list[int]:
-    head, done = fetch._RECORD_HEAD, fetch._RECORD_DONE
+    head, done = ranges._RECORD_HEAD, ranges._RECORD_DONE
     count = head.unpack_from(data)[3]
     return [done.unpack_from(data, head.size + done.size * i)[0] for i in range(count)]
 
 
 def _with_claims(data: bytes, claims: list[int]) -> bytes:
-    head, done = fetch._RECORD_HEAD, fetch._RECORD_DONE
+    head, done = ranges._RECORD_HEAD, ranges._RECORD_DONE
     return data[: head.size] + b"".join(done.pack(c) for c in claims)
 
 
@@ -375,7 +375,7 @@ def test_a_resume_trusts_the_record_only_when_it_fits(
     _journal_segments(dest, replace=json.dumps(state))
     _tamper(case, dest, outside, parts)
     if case == "another boot":
-        monkeypatch.setattr(fetch, "_BOOT_ID", b"\xff" * 16)
+        monkeypatch.setattr(ranges, "_BOOT_ID", b"\xff" * 16)
     left_outside = {p.name: p.read_bytes() for p in outside.iterdir()}
 
     big.set_faults(Faults())
@@ -411,4 +411,4 @@ def test_a_discarded_split_file_leaves_no_record(big: SimServer, tmp_path: Path)
     )
     assert result.failed == 1
     assert not list(tmp_path.glob("*.part"))
-    assert not list((tmp_path / ".stacpull" / fetch.RANGE_RECORDS).iterdir())
+    assert not list((tmp_path / ".stacpull" / ranges.RANGE_RECORDS).iterdir())

@@ -31,7 +31,7 @@ _NEVER = (
     "stacpull.dashboard",
     "stacpull.engine",
     "stacpull.events",
-    "stacpull.fetch",
+    "stacpull.transfer.attempts",
     "stacpull.journal",
     "stacpull.models",
     "stacpull.plan",

@@ -15,11 +15,12 @@ from typing import Any
 import anyio
 import pytest
 
-from stacpull import fetch
 from stacpull.api import build_config
 from stacpull.engine import RunOptions, StopSignal, run
 from stacpull.events import Event
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
+from stacpull.transfer import partfile, segments
+from stacpull.transfer.ranges import SegmentState
 
 from .conftest import L1C, Recorder, files_under, pull
 
@@ -70,15 +71,15 @@ def test_more_ranges_than_connections_are_taken_in_file_order(
 ) -> None:
     """Two connections share eight ranges, the hash following the filled front in small
     steps: a range hashed twice or skipped would fail the sha3 check."""
-    monkeypatch.setattr(fetch, "FOLLOW_STEP", 64 * 1024)
+    monkeypatch.setattr(segments, "FOLLOW_STEP", 64 * 1024)
     hashed: list[tuple[int, int]] = []
-    real = fetch.hash_range
+    real = partfile.hash_range
 
     def spy(hasher: Any, part: Path, start: int, end: int, **kw: Any) -> None:
         hashed.append((start, end))
         real(hasher, part, start, end, **kw)
 
-    monkeypatch.setattr(fetch, "hash_range", spy)
+    monkeypatch.setattr(partfile, "hash_range", spy)
     options = {"segments": 2, "segment_size": 500_000, "segment_below": 10_000_000}
     result = pull(big, tmp_path, recorder, collections=[L1C], assets=[KEY], **options)
     assert result.ok and result.downloaded == 1, recorder.outcomes()
@@ -154,7 +155,7 @@ def test_ranges_share_out_evenly_over_the_connections(
     rest: int, segments: int, ranges: int
 ) -> None:
     size = 8 << 20
-    state = fetch._SegmentState.split(1000 + rest, "v", 1000, segments=segments, segment_size=size)
+    state = SegmentState.split(1000 + rest, "v", 1000, segments=segments, segment_size=size)
     parts = state.parts
     assert len(parts) == ranges and len(parts) % min(segments, rest // size) == 0
     assert parts[0].start == 1000 and parts[-1].end == 1000 + rest

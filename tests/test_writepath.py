@@ -13,9 +13,10 @@ import anyio
 import pytest
 
 from stacpull.errors import StorageError
-from stacpull.fetch import SpaceBudget, _write_blocks
 from stacpull.journal import Journal
 from stacpull.models import Job
+from stacpull.transfer.partfile import write_blocks
+from stacpull.transfer.space import SpaceBudget
 
 
 def _job(i: int) -> Job:
@@ -29,7 +30,7 @@ def test_write_blocks_more_blocks_than_one_system_call_takes(tmp_path: Path) -> 
     path.write_bytes(b"H" * 10)
     fd = os.open(path, os.O_WRONLY)
     try:
-        _write_blocks(fd, blocks, 10)
+        write_blocks(fd, blocks, 10)
     finally:
         os.close(fd)
     assert path.read_bytes() == b"H" * 10 + b"".join(blocks)

@@ -59,7 +59,6 @@ from .events import (
     RunStopping,
     SearchProgress,
 )
-from .fetch import FetchContext, SpaceBudget, fetch
 from .journal import JOURNAL_DIR, Journal
 from .limits import HostLimiter, TokenBucket
 from .models import Job, Refusal, Status
@@ -69,7 +68,10 @@ from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
 from .retry import RetryPolicy
 from .safepath import CLOEXEC, DIR_FLAGS
 from .search import CatalogueHeaders, ItemPages, search_pages
+from .transfer.attempts import fetch
+from .transfer.context import FetchContext
 from .transfer.http import client_session
+from .transfer.space import SpaceBudget
 from .verify import record_hash
 
 __all__ = [

@@ -10,15 +10,54 @@ their settings (no decompression: bytes on disk are the bytes served).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import aiohttp
+from yarl import URL
 
 from .._version import __version__
-from ..errors import ConnectError, HTTPStatusError, StallError, TruncatedError
+from ..errors import (
+    SECRETS,
+    AuthError,
+    ConnectError,
+    CredentialsError,
+    HTTPStatusError,
+    RangeError,
+    ScrubFilter,
+    StallError,
+    TruncatedError,
+    redact_url,
+    url_credentials,
+)
+from ..headers import Validators, parse_retry_after, parse_unsatisfied_range, shown
+from .partfile import storage_error
 
-__all__ = ["Response", "Session", "client_session", "mapped_errors"]
+if TYPE_CHECKING:
+    from ..config import Secret
+    from ..journal import JournalRow
+    from ..models import Job
+    from .context import FetchContext, Progress
+
+__all__ = [
+    "MAX_REDIRECTS",
+    "Response",
+    "Session",
+    "body_errors",
+    "check_status",
+    "client_session",
+    "length_source",
+    "mapped_errors",
+    "open_response",
+    "same_version",
+    "validator_text",
+    "whole_at",
+]
+
+log = logging.getLogger(__name__)
+log.addFilter(ScrubFilter())
 
 #: What a request answers and what sends it, named here so no other module imports aiohttp.
 Response = aiohttp.ClientResponse
@@ -75,3 +114,243 @@ def mapped_errors(
     except aiohttp.ClientError as exc:
         lost = "connection lost" if phase == "body" else "connection failed"
         raise ConnectError(f"{lost}: {type(exc).__name__}", url=url) from exc
+
+
+MAX_REDIRECTS = 10
+
+
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+async def open_response(
+    url: str, headers: dict[str, str], ctx: FetchContext, progress: Progress
+) -> aiohttp.ClientResponse:
+    """GET ``url``, following redirects ourselves so the bearer header obeys
+    :class:`TrustPolicy`. A 401/403 to a token we sent asks the provider for a newer one
+    and repeats the request once with it (from the first URL: a redirect may be signed
+    for the old token)."""
+    token = await ctx.tokens.token()
+    fixed = ctx.fixed_tokens
+    while True:
+        resp, sent = await _follow(url, headers, token, ctx)
+        progress.withheld = token is not None and not sent
+        if fixed is not None and sent and token is not None and resp.status in (200, 206):
+            fixed.accepted(token)
+        if resp.status not in (401, 403) or not sent or token is None or progress.renewed:
+            return resp
+        fresh = await ctx.tokens.refused(token)
+        if fresh is None or fresh == token:
+            if fixed is not None:
+                try:  # a fixed token nothing can refresh: refused everywhere, the run stops
+                    fixed.check_refusal(token, resp.status, url)
+                except CredentialsError:
+                    resp.release()
+                    raise
+                progress.unproven = not fixed.proven(token)
+            return resp
+        resp.release()
+        log.debug("HTTP %s to a token: retrying %s with a new one", resp.status, redact_url(url))
+        token, progress.renewed = fresh, True
+
+
+def _own_credentials(url: str) -> bool:
+    """Whether ``url`` carries its own credentials (userinfo, which aiohttp sends as HTTP
+    Basic): they win over the bearer token (one request has one Authorization header), and
+    the scrubber learns them, so they are used but never shown."""
+    parts = URL(url)
+    if parts.user is None:
+        return False
+    SECRETS.add_pair(parts.user, parts.password or "")
+    return True
+
+
+async def _follow(
+    url: str, headers: dict[str, str], token: Secret | None, ctx: FetchContext
+) -> tuple[aiohttp.ClientResponse, bool]:
+    """The redirect chain from ``url``; returns the last response and whether it was sent
+    the token."""
+    send_token = token is not None and ctx.trust.trusts(url)
+    trusted = ctx.trust.trusts(url)  # the user's headers follow the token's rule
+    for _ in range(MAX_REDIRECTS + 1):
+        hop_headers = dict(headers)
+        own = _own_credentials(url)
+        if ctx.headers:
+            own = _user_headers(hop_headers, ctx, trusted) or own
+        if send_token and token is not None and not own:
+            hop_headers["Authorization"] = f"Bearer {token.reveal()}"
+        with mapped_errors(url):
+            resp = await ctx.session.get(url, headers=hop_headers, allow_redirects=False)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "GET %s%s%s -> %s",
+                redact_url(url),
+                " with token" if send_token else "",
+                f" Range {headers['Range']}" if "Range" in headers else "",
+                resp.status,
+            )
+        if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+            try:
+                location = str(resp.url.join(URL(resp.headers["Location"])))
+            except ValueError as exc:  # the server's Location is no URL (UnicodeError too)
+                resp.release()
+                raise HTTPStatusError(
+                    f"HTTP {resp.status} redirect to an invalid URL ({exc})",
+                    url=url,
+                    status=resp.status,
+                ) from None
+            resp.release()
+            send_token = token is not None and ctx.trust.trusts_redirect(
+                url, location, sent=send_token
+            )
+            trusted = ctx.trust.trusts_redirect(url, location, sent=trusted)
+            url = location
+            continue
+        return resp, send_token and not own
+    raise HTTPStatusError(f"more than {MAX_REDIRECTS} redirects", url=url, status=310)
+
+
+def _user_headers(hop_headers: dict[str, str], ctx: FetchContext, trusted: bool) -> bool:
+    """Add the user's headers to one request (to a trusted host, or any with
+    ``header_all_hosts``); returns whether they set Authorization, which then replaces the
+    bearer token and, being a credential, goes to trusted hosts only."""
+    own = False
+    for name, value in ctx.headers:
+        is_auth = name.lower() == "authorization"
+        # Proxy-Authorization is as much a credential, and no proxy of ours reads it.
+        credential = is_auth or name.lower() == "proxy-authorization"
+        if trusted or (ctx.header_all_hosts and not credential):
+            hop_headers[name] = value
+            own = own or is_auth
+    return own
+
+
+def check_status(
+    resp: aiohttp.ClientResponse, job: Job, token_source: str, progress: Progress
+) -> None:
+    status = resp.status
+    if status in (200, 206):
+        ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        expected = (job.media_type or "").lower()
+        if ctype in _HTML_TYPES and expected not in _HTML_TYPES:
+            raise AuthError(
+                "the server sent an HTML page instead of the file (a login page?); check the token",
+                url=str(resp.url),
+                status=status,
+            )
+        return
+    if status in (401, 403):
+        host = resp.url.host or "this host"
+        if progress.withheld:
+            hint = (
+                f"the token was not sent: {host} is not the catalogue's host (--catalog); "
+                f"add --auth-host {host} if it should receive it"
+            )
+        elif token_source == "none":
+            hint = (
+                "no token was sent: pass --offline-token-file or --token, or set "
+                "STACPULL_OFFLINE_TOKEN or STACPULL_TOKEN"
+            )
+        elif progress.renewed:
+            hint = (
+                f"a fresh token from {token_source} was refused too: the account may not "
+                "have access to this collection"
+            )
+        else:
+            hint = f"the token from {token_source} was refused (expired?)"
+        unproven = progress.unproven and not progress.withheld
+        raise AuthError(
+            f"HTTP {status}: {hint}", url=str(resp.url), status=status, unproven=unproven
+        )
+    if status == 416:
+        raise RangeError(
+            "HTTP 416: the partial file no longer fits the server's file", url=str(resp.url)
+        )
+    if status == 404:
+        raise HTTPStatusError(
+            "HTTP 404: the file is not on the server (MAAP lists some items before their "
+            "files are ready)",
+            url=str(resp.url),
+            status=404,
+        )
+    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+    # The reason phrase is the server's: it may echo this request's own credentials.
+    own = (*url_credentials(job.url), *url_credentials(str(resp.url)))
+    reason = shown(SECRETS.scrub(resp.reason or "", also=own))
+    raise HTTPStatusError(
+        f"HTTP {status} {reason}".strip(), url=str(resp.url), status=status, retry_after=retry_after
+    )
+
+
+def whole_at(job: Job, row: JournalRow | None, have: int, resp: aiohttp.ClientResponse) -> None:
+    """Raise :class:`RangeError` unless a 416 to a resume at ``have`` bytes says the
+    ``.part`` is complete: its ``Content-Range: bytes */N`` has N = ``have``, and what the
+    catalogue (``file:size``) and the response that began the ``.part`` (its total, in
+    ``row``) expect is known and is N too. A server's word alone proves nothing: a 416
+    with a smaller N after a cut would otherwise pass half a file on to the checks."""
+    said = parse_unsatisfied_range(resp.headers.get("Content-Range", ""))
+    began = row.total if row is not None else None
+    expected = {n for n in (job.size, began) if n is not None}
+    if said == have and expected == {have}:
+        return
+    if said is None:
+        claim = "HTTP 416 without Content-Range: bytes */N"
+    else:
+        claim = f"HTTP 416 says the file has {said} bytes"
+    known = (
+        f"file:size says {job.size}" if job.size is not None
+        else f"the partial file was begun for {began}" if began is not None
+        else "nothing else says how long it is"
+    )  # fmt: skip
+    raise RangeError(
+        f"{claim}, the partial file holds {have} and {known}: restarting from zero",
+        url=str(resp.url),
+    )
+
+
+def same_version(job: Job, row: JournalRow | None, got: Validators, total: int | None) -> None:
+    """Raise :class:`RangeError` unless a resume's 206 is of the version the ``.part``
+    holds (``row``: its journal record): same validators (see :meth:`Validators.same`)
+    and, where both are known, the same total length. A server that ignores ``If-Range``
+    answers a changed file with a range of the new one; its bytes after the old ones
+    would make a file that never existed, so the ``.part`` is discarded instead."""
+    recorded = Validators(row.etag, row.last_modified) if row is not None else Validators()
+    if not recorded.same(got):
+        raise RangeError(
+            f"the file changed on the server: the resume's 206 carries "
+            f"{validator_text(got)}, the partial file has {validator_text(recorded)}; "
+            "restarting from zero",
+            url=job.url,
+        )
+    if row is not None and row.total is not None and total is not None and total != row.total:
+        raise RangeError(
+            f"the file changed on the server: the resume's 206 says {total} bytes in all, "
+            f"the partial file was begun for {row.total}; restarting from zero",
+            url=job.url,
+        )
+
+
+def validator_text(v: Validators) -> str:
+    """ETag and Last-Modified for a message."""
+    shown = [f"ETag {v.etag}"] if v.etag else []
+    if v.last_modified:
+        shown.append(f"Last-Modified {v.last_modified}")
+    return ", ".join(shown) or "no validator"
+
+
+def length_source(resp: aiohttp.ClientResponse, job: Job) -> str:
+    """What announced a response's length, for a message."""
+    if resp.status == 206:
+        return "its Content-Range"
+    return "its Content-Length" if resp.content_length is not None else "file:size"
+
+
+@contextlib.contextmanager
+def body_errors(job: Job, part: Path, cut: Callable[[], str]) -> Iterator[None]:
+    """aiohttp's and the disk's errors while a body is read into ``part``, as stacpull's
+    (``cut()`` says where a truncated body ended). The disk's are caught outside
+    :func:`mapped_errors`: a timeout is an OSError too, and is aiohttp's here."""
+    try:
+        with mapped_errors(job.url, "body", cut):
+            yield
+    except OSError as exc:
+        raise storage_error(exc, part) from exc

@@ -1,0 +1,85 @@
+"""What every transfer of a run shares (:class:`FetchContext`: the session, DEST, the
+journal, tokens and trust, limits, budgets, settings) and what one file's attempts
+carry from one to the next (:class:`Progress`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from ..auth import StaticTokenProvider, TokenProvider, TrustPolicy
+from ..config import DEFAULT_CHUNK_SIZE, DEFAULT_SEGMENT_BELOW, DEFAULT_SEGMENT_SIZE
+from ..events import EventSink
+from ..journal import Journal
+from ..limits import HostLimiter, TokenBucket
+from ..retry import RetryPolicy
+from ..verify import DEFAULT_RECORD_HASH, Multihash, record_hash
+from .http import Session
+from .skip import Looks
+from .space import SpaceBudget
+
+__all__ = ["FetchContext", "Progress"]
+
+
+@dataclass(slots=True)
+class FetchContext:
+    """What every transfer of a run shares."""
+
+    session: Session
+    root: Path  # DEST, resolved
+    journal: Journal
+    tokens: TokenProvider
+    trust: TrustPolicy
+    emit: EventSink
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    chunk_size: int = DEFAULT_CHUNK_SIZE  # bytes received per write (and hash update)
+    #: Waits between attempts; the engine's version gives up the transfer slot meanwhile.
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    #: Called once an attempt's bytes have all arrived: what is left (the checks, fsync,
+    #: rename, journal write) is local work, and the engine gives the job's transfer slot
+    #: to the next file meanwhile. ``sleep`` takes a slot again before a retry.
+    unwire: Callable[[], None] = lambda: None
+    limiter: HostLimiter = field(default_factory=lambda: HostLimiter(8, adaptive=False))
+    space: SpaceBudget = field(default_factory=lambda: SpaceBudget(0))
+    segments: int = 1  # parallel ranges for a slow large file (1: never split)
+    segment_size: int = DEFAULT_SEGMENT_SIZE
+    segment_below: int = DEFAULT_SEGMENT_BELOW  # bytes/s under which a single stream is split
+    #: Bytes/s a response body must average over each ``speed_window`` seconds (the stall
+    #: timeout), or the attempt ends as a stall (0: no floor).
+    min_speed: int = 0
+    speed_window: float = 60.0
+    #: The digest recorded for a file the catalogue gives no file:checksum for.
+    record_hash: Multihash = field(default_factory=lambda: record_hash(DEFAULT_RECORD_HASH))
+    #: Where destinations are looked at; shared by the per-worker copies of the context.
+    looks: Looks = field(default_factory=lambda: Looks())
+    #: The run's bandwidth, shared by every transfer and range (``download.bwlimit``).
+    bandwidth: TokenBucket | None = None
+    #: The user's extra headers (``--header``), for the hosts trusted with the token only
+    #: (every host with ``header_all_hosts``; an Authorization header never leaves them).
+    headers: tuple[tuple[str, str], ...] = ()
+    header_all_hosts: bool = False
+
+    @property
+    def fixed_tokens(self) -> StaticTokenProvider | None:
+        """The token provider when it holds a fixed token (nothing can refresh it)."""
+        return self.tokens if isinstance(self.tokens, StaticTokenProvider) else None
+
+
+@dataclass(slots=True)
+class Progress:
+    attempts: int = 0
+    received: int = 0
+    resumed_from: int = 0
+    resumable: bool = False  # the last response had a validator: its bytes can be resumed
+    renewed: bool = False  # this attempt already retried with a newer token
+    withheld: bool = False  # there was a token, but this host may not receive it
+    unproven: bool = False  # a fixed token no file was served with yet was refused
+    validator: str | None = None  # the strong validator of the last response, for ranges
+    total: int | None = None  # the size the last response announced
+    can_split: bool = False  # that response may be continued as parallel ranges
+    split_at: int | None = None  # where the single stream stopped to split
+    restarts: int = 0  # times the .part was thrown away to start again from zero
+    notes: list[str] = field(default_factory=list)
