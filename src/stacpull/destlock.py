@@ -45,10 +45,10 @@ try:  # POSIX; elsewhere a second run on the same DEST is not detected
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_WAIT", "DestLock", "refuse_nested"]
+__all__ = ["DestLock", "refuse_nested"]
 
 #: Seconds a run retries its exclusive lock while another process probes it.
-LOCK_WAIT = 0.25
+_LOCK_WAIT = 0.25
 
 
 def _held(fd: int) -> bool:
@@ -64,8 +64,8 @@ def _held(fd: int) -> bool:
 
 
 def _lock_exclusive(fd: int) -> bool:
-    """Take an exclusive ``flock`` on ``fd``, waiting out probes (:data:`LOCK_WAIT`)."""
-    deadline = time.monotonic() + LOCK_WAIT
+    """Take an exclusive ``flock`` on ``fd``, waiting out probes (:data:`_LOCK_WAIT`)."""
+    deadline = time.monotonic() + _LOCK_WAIT
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -100,8 +100,9 @@ def open_nofollow(
 
 
 def open_directory(name: str | os.PathLike[str], *, dir_fd: int | None = None) -> int:
-    """A descriptor of the directory ``name`` (in ``dir_fd``), never a link at the name."""
-    return open_nofollow(name, os.O_RDONLY | _DIRECTORY, dir_fd=dir_fd)
+    """A descriptor of the directory ``name`` (in ``dir_fd``), never a link at the name
+    (``ENOTDIR`` or ``ELOOP`` for a link or a file)."""
+    return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
 
 
 def create_fresh(
@@ -138,13 +139,8 @@ def dup_opener(fd: int) -> Callable[[str, int], int]:
 # -- a path below DEST ------------------------------------------------------------------
 
 
-def _open_step(dir_fd: int, name: str, create: bool) -> int | None:
-    """The directory ``name`` in ``dir_fd``, made first when missing and ``create``."""
-    try:
-        return open_directory(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        if not create:
-            return None
+def _made(dir_fd: int, name: str) -> int:
+    """The directory ``name`` in ``dir_fd``, made first (it was missing)."""
     with contextlib.suppress(FileExistsError):
         os.mkdir(name, 0o777, dir_fd=dir_fd)
     return open_directory(name, dir_fd=dir_fd)
@@ -175,14 +171,18 @@ class Descent:
         """Go down into ``name`` (made when missing and ``create``); False when it is
         missing. A link there (or a loop) raises :class:`OSError` ``ENOTDIR`` or ``ELOOP``,
         as a file does (blocking)."""
-        inner = _open_step(self.fd, name, create)
-        if inner is None:
-            return False
+        fds = self._fds
+        try:  # open_directory, inline: this runs for every component of every file
+            inner = os.open(name, DIR_FLAGS, dir_fd=fds[-1])
+        except FileNotFoundError:
+            if not create:
+                return False
+            inner = _made(fds[-1], name)
         if self._keep:
             self._fds.append(inner)
             self._names.append(name)
         else:
-            outer, self._fds[-1] = self._fds[-1], inner
+            outer, fds[-1] = fds[-1], inner
             os.close(outer)
         return True
 
