@@ -74,6 +74,16 @@ def test_file_kinds_are_named_once() -> None:
     assert users == {"safepath.py"}
 
 
+@pytest.mark.parametrize("module", [m for m in OWNED if m != "safepath.py"])
+def test_is_it_ours_is_decided_by_safepath(module: str) -> None:
+    """Whether what was found is a regular file (or one of ours, with no other name) is
+    safepath's ``is_regular``/``is_ours``/``kind_of`` in the modules built on it, never a
+    test of the mode of their own."""
+    path = SRC / module
+    assert path.is_file(), module
+    assert not {"S_ISREG", "S_IFMT", "st_nlink"} & _names_in(_tree(path))
+
+
 def _defined(path: Path) -> set[str]:
     tree = _tree(path)
     return {

@@ -23,7 +23,8 @@ starting at once at least one sees the other. A probe holds a shared lock for an
 so taking the exclusive lock is retried for a quarter of a second: a probe is never taken
 for a run. Not seen: another user's run on an inner DEST (the registry is per user), and
 one directory reached through two different mounts. Without ``fcntl`` (Windows), nothing
-is detected.
+is detected. Lock files and registry entries are opened with
+:func:`stacpull.safepath.open_nofollow`, never through a link.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pathlib import Path
 
 from .errors import StorageError
 from .safeio import regular_fd
-from .safepath import NONBLOCK, kind_of, open_nofollow
+from .safepath import NONBLOCK, is_regular, open_nofollow
 
 try:  # POSIX; elsewhere a second run on the same DEST is not detected
     import fcntl
@@ -196,7 +197,7 @@ class DestLock:
             fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | NONBLOCK)
         except OSError as exc:
             raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from exc
-        if kind_of(os.fstat(fd).st_mode) is not None:
+        if not is_regular(os.fstat(fd)):
             os.close(fd)
             raise StorageError(f"{path} is not a regular file; remove it")
         if not _lock_exclusive(fd):
@@ -225,7 +226,7 @@ class DestLock:
             fd = open_nofollow(entry, os.O_RDWR | os.O_CREAT | NONBLOCK, 0o600)
         except OSError:
             return
-        if kind_of(os.fstat(fd).st_mode) is not None or not _lock_exclusive(fd):
+        if not is_regular(os.fstat(fd)) or not _lock_exclusive(fd):
             os.close(fd)
             return
         try:

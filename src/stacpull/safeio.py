@@ -9,7 +9,9 @@ be steered into overwriting it. Files are written under a temporary name created
 with ``O_EXCL | O_NOFOLLOW`` and renamed over their final name, which a rename replaces
 (a link included) without following it; the final name is checked again just before.
 Errors are :class:`OSError` whose ``strerror`` says what was found, for the callers' own
-one-line messages (``ConfigError`` for a user's output, ``StorageError`` for DEST).
+one-line messages (``ConfigError`` for a user's output, ``StorageError`` for DEST). The
+no-follow open, the exclusive create and the names of file kinds are
+:mod:`stacpull.safepath`'s; this module is the policy for files named by a path.
 """
 
 from __future__ import annotations

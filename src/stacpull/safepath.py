@@ -16,9 +16,10 @@ files):
   relative to its directory's descriptor. A component that is a link, to anywhere, is
   refused, not followed; a component replaced by a link while a descriptor is open changes
   nothing, the descriptor still names the directory that was opened. The transfer
-  (:mod:`stacpull.transfer`), ``stacpull verify`` (:mod:`stacpull.audit`), the dry run
-  (:mod:`stacpull.dryrun`) and the mirror's prune (:class:`Descent`) all go through here,
-  so none of them reads or writes anything through a link inside DEST.
+  (:mod:`stacpull.transfer`), ``stacpull verify`` (:mod:`stacpull.audit`) and the dry run
+  (:mod:`stacpull.dryrun`) all go through here, so none of them reads or writes anything
+  through a link inside DEST; :class:`Descent` is the walk the mirror's prune needs too
+  (every directory kept open, the empty ones removed on the way back).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "create_fresh",
     "dup_opener",
     "is_ours",
+    "is_regular",
     "kind_of",
     "lstat_at",
     "lstat_below",
@@ -80,6 +82,11 @@ def kind_of(mode: int) -> str | None:
     if stat.S_ISREG(mode):
         return None
     return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def is_regular(st: os.stat_result | None) -> bool:
+    """Whether ``st`` (an ``lstat`` or ``fstat``; None: nothing there) is a regular file's."""
+    return st is not None and stat.S_ISREG(st.st_mode)
 
 
 def is_ours(st: os.stat_result | None) -> bool:

@@ -12,7 +12,6 @@ import ctypes
 import errno
 import functools
 import os
-import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -23,6 +22,7 @@ from ..safepath import (
     create_fresh,
     dup_opener,
     is_ours,
+    is_regular,
     lstat_at,
     open_below,
     open_dir,
@@ -112,7 +112,7 @@ def remove_part(root: Path, part: Path) -> int:
         st = unlink_below(root, part)
     except OSError as exc:
         raise storage_error(exc, part) from exc
-    return st.st_size if st is not None and stat.S_ISREG(st.st_mode) else 0
+    return st.st_size if st is not None and is_regular(st) else 0
 
 
 #: pwritev takes at most IOV_MAX (1024 on Linux) blocks per call.

@@ -12,7 +12,6 @@ import itertools
 import json
 import logging
 import os
-import stat
 import struct
 import time
 import uuid
@@ -24,7 +23,7 @@ import anyio
 import anyio.to_thread
 
 from ..errors import ScrubFilter
-from ..safepath import NONBLOCK, create_fresh, open_directory, open_nofollow
+from ..safepath import NONBLOCK, create_fresh, is_regular, open_directory, open_nofollow
 from .partfile import part_bytes, remove_part, write_blocks
 
 if TYPE_CHECKING:
@@ -259,7 +258,7 @@ class RangeRecord:
             os.close(dir_fd)
         try:
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+            if not is_regular(info) or info.st_size != size:
                 return None
             data = os.pread(fd, size, 0)
             part_size = part_bytes(part)  # 0 unless a file of ours: then every claim is refused
