@@ -31,6 +31,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import TypeGuard
 
 from .errors import PlanError, StorageError, UnsafePathError
 
@@ -84,12 +85,12 @@ def kind_of(mode: int) -> str | None:
     return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
 
 
-def is_regular(st: os.stat_result | None) -> bool:
+def is_regular(st: os.stat_result | None) -> TypeGuard[os.stat_result]:
     """Whether ``st`` (an ``lstat`` or ``fstat``; None: nothing there) is a regular file's."""
     return st is not None and stat.S_ISREG(st.st_mode)
 
 
-def is_ours(st: os.stat_result | None) -> bool:
+def is_ours(st: os.stat_result | None) -> TypeGuard[os.stat_result]:
     """Whether ``st`` (an ``lstat`` or ``fstat``) is a file stacpull may resume or write
     into: a regular file with no other name (a hard link would carry the writes
     elsewhere)."""

@@ -112,7 +112,7 @@ def remove_part(root: Path, part: Path) -> int:
         st = unlink_below(root, part)
     except OSError as exc:
         raise storage_error(exc, part) from exc
-    return st.st_size if st is not None and is_regular(st) else 0
+    return st.st_size if is_regular(st) else 0
 
 
 #: pwritev takes at most IOV_MAX (1024 on Linux) blocks per call.
