@@ -23,7 +23,8 @@ starting at once at least one sees the other. A probe holds a shared lock for an
 so taking the exclusive lock is retried for a quarter of a second: a probe is never taken
 for a run. Not seen: another user's run on an inner DEST (the registry is per user), and
 one directory reached through two different mounts. Without ``fcntl`` (Windows), nothing
-is detected.
+is detected. Lock files and registry entries are opened with
+:func:`stacpull.safepath.open_nofollow`, never through a link.
 """
 
 from __future__ import annotations
@@ -38,20 +39,17 @@ from pathlib import Path
 
 from .errors import StorageError
 from .safeio import regular_fd
+from .safepath import NONBLOCK, is_regular, open_nofollow
 
 try:  # POSIX; elsewhere a second run on the same DEST is not detected
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_WAIT", "DestLock", "refuse_nested"]
+__all__ = ["DestLock", "refuse_nested"]
 
 #: Seconds a run retries its exclusive lock while another process probes it.
-LOCK_WAIT = 0.25
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_LOCK_WAIT = 0.25
 
 
 def _held(fd: int) -> bool:
@@ -67,8 +65,8 @@ def _held(fd: int) -> bool:
 
 
 def _lock_exclusive(fd: int) -> bool:
-    """Take an exclusive ``flock`` on ``fd``, waiting out probes (:data:`LOCK_WAIT`)."""
-    deadline = time.monotonic() + LOCK_WAIT
+    """Take an exclusive ``flock`` on ``fd``, waiting out probes (:data:`_LOCK_WAIT`)."""
+    deadline = time.monotonic() + _LOCK_WAIT
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -196,10 +194,10 @@ class DestLock:
         real = Path(os.path.realpath(dest))
         path = real / state_dir / "lock"
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | _NOFOLLOW | _CLOEXEC | _NONBLOCK, 0o644)
+            fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | NONBLOCK)
         except OSError as exc:
             raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from exc
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        if not is_regular(os.fstat(fd)):
             os.close(fd)
             raise StorageError(f"{path} is not a regular file; remove it")
         if not _lock_exclusive(fd):
@@ -225,10 +223,10 @@ class DestLock:
             return
         entry = registry / _entry_name(real)
         try:
-            fd = os.open(entry, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC | _NONBLOCK, 0o600)
+            fd = open_nofollow(entry, os.O_RDWR | os.O_CREAT | NONBLOCK, 0o600)
         except OSError:
             return
-        if not stat.S_ISREG(os.fstat(fd).st_mode) or not _lock_exclusive(fd):
+        if not is_regular(os.fstat(fd)) or not _lock_exclusive(fd):
             os.close(fd)
             return
         try:

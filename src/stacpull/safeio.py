@@ -9,7 +9,9 @@ be steered into overwriting it. Files are written under a temporary name created
 with ``O_EXCL | O_NOFOLLOW`` and renamed over their final name, which a rename replaces
 (a link included) without following it; the final name is checked again just before.
 Errors are :class:`OSError` whose ``strerror`` says what was found, for the callers' own
-one-line messages (``ConfigError`` for a user's output, ``StorageError`` for DEST).
+one-line messages (``ConfigError`` for a user's output, ``StorageError`` for DEST). The
+no-follow open, the exclusive create and the names of file kinds are
+:mod:`stacpull.safepath`'s; this module is the policy for files named by a path.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal, overload
+
+from .safepath import NONBLOCK, create_fresh, kind_of, open_directory, open_nofollow
 
 __all__ = [
     "create_new",
@@ -33,23 +38,6 @@ __all__ = [
     "replace_regular",
 ]
 
-_KINDS = {
-    stat.S_IFLNK: "a symbolic link",
-    stat.S_IFDIR: "a directory",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-}
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # never wait for a FIFO's reader
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-
-
-def _kind(mode: int) -> str:
-    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
-
 
 def not_regular(path: Path) -> str | None:
     """What ``path`` is when it exists and is not a regular file ("a symbolic link", "a
@@ -58,7 +46,7 @@ def not_regular(path: Path) -> str | None:
         mode = os.lstat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return None if stat.S_ISREG(mode) else _kind(mode)
+    return kind_of(mode)
 
 
 def _refused(path: Path, kind: str, expected: str = "a regular file") -> OSError:
@@ -84,7 +72,7 @@ def ensure_directory(path: Path, *, create: bool) -> bool:
     except FileNotFoundError:
         return False
     if not stat.S_ISDIR(mode):
-        raise _refused(path, _kind(mode) if not stat.S_ISREG(mode) else "a file", "a directory")
+        raise _refused(path, kind_of(mode) or "a file", "a directory")
     return True
 
 
@@ -94,7 +82,7 @@ def keep_private(directory: Path) -> None:
     POSIX read lock (SQLite's ``-shm``) for ever: any local user who can open stacpull's
     state could refuse every run of a service account. Best effort."""
     try:
-        fd = os.open(directory, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC)
+        fd = open_directory(directory)
     except OSError:
         return
     try:
@@ -107,21 +95,28 @@ def keep_private(directory: Path) -> None:
         os.close(fd)
 
 
-def _open(path: Path, flags: int, mode: int = 0o644) -> int:
-    """``os.open`` with ``O_NOFOLLOW``; a link at the name is reported as one."""
+@contextlib.contextmanager
+def _links_refused(path: Path) -> Iterator[None]:
+    """A link at ``path`` that refused an open (``ELOOP``) reported as one."""
     try:
-        return os.open(path, flags | _NOFOLLOW | _CLOEXEC, mode)
+        yield
     except OSError as exc:
         if exc.errno == errno.ELOOP and path.is_symlink():
             raise _refused(path, "a symbolic link") from None
         raise
 
 
+def _open(path: Path, flags: int) -> int:
+    """:func:`~stacpull.safepath.open_nofollow`; a link at the name is reported as one."""
+    with _links_refused(path):
+        return open_nofollow(path, flags)
+
+
 def _check_regular(fd: int, path: Path) -> None:
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    kind = kind_of(os.fstat(fd).st_mode)
+    if kind is not None:
         os.close(fd)
-        raise _refused(path, _kind(mode))
+        raise _refused(path, kind)
 
 
 @overload
@@ -131,9 +126,8 @@ def create_new(path: Path, *, binary: Literal[True]) -> IO[bytes]: ...
 def create_new(path: Path, *, binary: bool = False) -> IO[str] | IO[bytes]:
     """Create ``path`` as a new regular file for writing; whatever had the name (a stale
     temporary file, a link planted there) is removed first, never followed."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()  # a link itself, not its target; a directory raises
-    fd = _open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    with _links_refused(path):
+        fd = create_fresh(path, os.O_WRONLY)
     if binary:
         return os.fdopen(fd, "wb")
     return os.fdopen(fd, "w", encoding="utf-8", newline="")
@@ -147,7 +141,7 @@ def open_append(path: Path, *, replace_special: bool = False) -> IO[str]:
         if not replace_special or kind == "a directory":
             raise _refused(path, kind)
         path.unlink()
-    fd = _open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NONBLOCK)
+    fd = _open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NONBLOCK)
     _check_regular(fd, path)  # it changed since the look above
     os.set_blocking(fd, True)
     return os.fdopen(fd, "a", encoding="utf-8")
@@ -157,7 +151,7 @@ def regular_fd(path: Path, flags: int = os.O_RDONLY) -> int:
     """A descriptor of ``path`` opened with ``flags``, a regular file reached without
     following a link at its name (never blocking on a FIFO: the descriptor is
     non-blocking, which a regular file ignores)."""
-    fd = _open(path, flags | _NONBLOCK)
+    fd = _open(path, flags | NONBLOCK)
     _check_regular(fd, path)
     return fd
 

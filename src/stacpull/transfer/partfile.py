@@ -1,27 +1,34 @@
-"""The ``.part`` file: how it is opened (never through a link), written (``pwritev`` in
-as few calls as the kernel allows, then ``sync_file_range`` to start the writeback),
-hashed, sealed (checks, fsync, atomic rename) and removed; and what an OSError there
-means for the run (:func:`storage_error`). Blocking code, run in worker threads.
+"""The ``.part`` file, the one place bytes of a transfer reach the disk: how it is
+opened (never through a link: :mod:`stacpull.safepath`), written (``pwritev`` in as few
+calls as the kernel allows, then ``sync_file_range`` to start the writeback early),
+hashed (the hash tee), sealed (checks, fsync, verified atomic rename) and removed; and
+what an OSError there means for the run (:func:`storage_error`). Blocking code, run in
+worker threads: the event loop side (batching, thread hops) is :mod:`.stream`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import functools
 import os
-import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
 from ..errors import PlanError, RangeError, StorageError, UnsafePathError
-from ..safepath import CLOEXEC as _CLOEXEC
-from ..safepath import dup_opener
-from ..safepath import is_ours as _ours
-from ..safepath import open_below as _open_below
-from ..safepath import open_dir as _open_dir
+from ..safepath import (
+    NONBLOCK,
+    create_fresh,
+    dup_opener,
+    is_ours,
+    is_regular,
+    lstat_at,
+    open_below,
+    open_dir,
+    open_nofollow,
+    unlink_below,
+)
 from ..verify import Hasher, Multihash, Opener, ZipFollower, check_digest, hash_range
 
 __all__ = [
@@ -39,6 +46,7 @@ __all__ = [
 
 
 def part_path(final: Path) -> Path:
+    """Where the bytes of ``final`` are written until they are verified: beside it."""
     return final.with_name(final.name + ".part")
 
 
@@ -82,7 +90,7 @@ def hash_part(
 ) -> None:
     """:func:`hash_range` of a file in DEST, opened without following a link (blocking)."""
     try:
-        hash_range(hasher, path, start, end, opener=functools.partial(_open_below, root))
+        hash_range(hasher, path, start, end, opener=functools.partial(open_below, root))
     except OSError as exc:
         raise storage_error(exc, path) from exc
 
@@ -94,26 +102,17 @@ def part_bytes(path: Path) -> int:
         st = path.lstat()
     except OSError:
         return 0
-    return st.st_size if _ours(st) else 0
+    return st.st_size if is_ours(st) else 0
 
 
 def remove_part(root: Path, part: Path) -> int:
     """Remove the ``.part`` at ``part`` (a link there is removed itself, never its target;
     nothing is removed through a link on the way); return its size."""
     try:
-        dir_fd = _open_dir(root, part.parent, create=False)
-        if dir_fd is None:
-            return 0
-        try:
-            st = os.stat(part.name, dir_fd=dir_fd, follow_symlinks=False)
-            os.unlink(part.name, dir_fd=dir_fd)
-        except FileNotFoundError:
-            return 0
-        finally:
-            os.close(dir_fd)
+        st = unlink_below(root, part)
     except OSError as exc:
         raise storage_error(exc, part) from exc
-    return st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return st.st_size if is_regular(st) else 0
 
 
 #: pwritev takes at most IOV_MAX (1024 on Linux) blocks per call.
@@ -127,15 +126,11 @@ def _open_part(dir_fd: int, name: str, offset: int) -> int:
     ours already there, never through a link. Opened for reading too: the zip check reads
     this very file back through it (see :meth:`PartFile.seal`)."""
     if not offset:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name, dir_fd=dir_fd)
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
-        return os.open(name, flags, 0o644, dir_fd=dir_fd)
+        return create_fresh(name, os.O_RDWR, dir_fd=dir_fd)
     # No O_CREAT: a .part gone since its bytes were hashed must not come back empty, its
     # old bytes zeros under a digest that still counts them.
-    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
-    fd = os.open(name, flags, dir_fd=dir_fd)
-    if not _ours(os.fstat(fd)):
+    fd = open_nofollow(name, os.O_RDWR | NONBLOCK, dir_fd=dir_fd)
+    if not is_ours(os.fstat(fd)):
         os.close(fd)
         raise UnsafePathError(f"{name!r} is not a file of stacpull's (a hard link?): not resumed")
     return fd
@@ -172,8 +167,6 @@ def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
 
 
 _SYNC_FILE_RANGE = _sync_file_range()
-
-
 _SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -231,7 +224,7 @@ class PartFile:
 
     def _opened(self) -> int:
         if self.fd is None:
-            dir_fd = _open_dir(self.root, self.path.parent, create=True)
+            dir_fd = open_dir(self.root, self.path.parent, create=True)
             if dir_fd is None:  # never, with create
                 raise FileNotFoundError(errno.ENOENT, "no directory", str(self.path.parent))
             try:
@@ -291,13 +284,12 @@ class PartFile:
         try:
             # Only the file this transfer wrote moves: a .part replaced meanwhile (by a
             # link, say) is refused, not renamed into place.
-            try:
-                now = os.stat(self.path.name, dir_fd=dir_fd, follow_symlinks=False)
-            except FileNotFoundError:
+            now = lstat_at(dir_fd, self.path.name)
+            if now is None:
                 raise RangeError(
                     "the partial file was removed while written; restarting from zero",
                     url=self.url,
-                ) from None
+                )
             if (now.st_dev, now.st_ino) != (written.st_dev, written.st_ino):
                 raise UnsafePathError(f"{self.path} was replaced while written: not renamed")
             os.replace(self.path.name, final.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -319,8 +311,8 @@ class PartFile:
 def open_for_ranges(root: Path, part: Path) -> int:
     """The ``.part`` a split file's ranges are written into: the regular file already
     there, reached without following a link (blocking)."""
-    fd = _open_below(root, part, os.O_WRONLY)
-    if not _ours(os.fstat(fd)):
+    fd = open_below(root, part, os.O_WRONLY)
+    if not is_ours(os.fstat(fd)):
         os.close(fd)
         raise UnsafePathError(f"{part} is not a file of stacpull's (a hard link?): not written")
     return fd

@@ -1,6 +1,8 @@
 """The persistent split state of a ``.part`` filled by parallel ranges: its layout
-(:class:`SegmentState`, journalled as JSON), the per-batch progress record beside the
-journal (:class:`RangeRecord`), and discarding a ``.part`` with both."""
+(:class:`SegmentState`, journalled as JSON), the per-batch progress record in the
+journal's directory (:class:`RangeRecord`, written by the thread that writes the batch:
+:func:`write_range`), and discarding a ``.part`` with both (:func:`discard`). Fetching the
+ranges is :mod:`.segments`'s."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import itertools
 import json
 import logging
 import os
-import stat
 import struct
 import time
 import uuid
@@ -22,8 +23,7 @@ import anyio
 import anyio.to_thread
 
 from ..errors import ScrubFilter
-from ..safepath import CLOEXEC as _CLOEXEC
-from ..safepath import DIR_FLAGS as _DIR_FLAGS
+from ..safepath import NONBLOCK, create_fresh, is_regular, open_directory, open_nofollow
 from .partfile import part_bytes, remove_part, write_blocks
 
 if TYPE_CHECKING:
@@ -52,17 +52,20 @@ log.addFilter(ScrubFilter())
 #: from the front and its hash can follow while the rest arrives: when the last ranges
 #: end, only what they held is left to hash, not the whole file. Each further range costs
 #: its connection one round trip.
-RANGES_PER_LANE = 4
+_RANGES_PER_LANE = 4
 
 
 @dataclass(slots=True)
 class Segment:
+    """One range of a split file: bytes ``[start, end)``, ``done`` of them on disk."""
+
     start: int
     end: int  # exclusive
     done: int = 0
 
     @property
     def left(self) -> int:
+        """Bytes of the range still to fetch."""
         return self.end - self.start - self.done
 
 
@@ -89,13 +92,14 @@ class SegmentState:
         range while thirteen sat idle, and the file would take nearly twice as long."""
         rest = total - prefix
         lanes = max(1, min(segments, rest // segment_size))
-        count = lanes * max(1, min(RANGES_PER_LANE, rest // (lanes * segment_size)))
+        count = lanes * max(1, min(_RANGES_PER_LANE, rest // (lanes * segment_size)))
         bounds = [prefix + rest * i // count for i in range(count + 1)]
         parts = [Segment(a, b) for a, b in itertools.pairwise(bounds)]
         return cls(total, validator, prefix, parts)
 
     @property
     def received(self) -> int:
+        """Bytes of the file on disk: the prefix and every range's."""
         return self.prefix + sum(p.done for p in self.parts)
 
     @property
@@ -107,6 +111,7 @@ class SegmentState:
         return self.total
 
     def to_json(self) -> str:
+        """The journal's text of the layout and each range's progress."""
         return json.dumps(
             {
                 "total": self.total,
@@ -118,6 +123,7 @@ class SegmentState:
 
     @classmethod
     def from_json(cls, text: str) -> SegmentState:
+        """The layout :meth:`to_json` wrote; ValueError, KeyError or TypeError when not."""
         data = json.loads(text)
         parts = [Segment(int(a), int(b), int(d)) for a, b, d in data["parts"]]
         return cls(int(data["total"]), str(data["validator"]), int(data["prefix"]), parts)
@@ -125,15 +131,9 @@ class SegmentState:
 
 #: The directory, inside the journal's, of the split files' progress records.
 RANGE_RECORDS = "ranges"
-
-
 _RECORD_MAGIC = b"stpl-rg1"
-
-
 #: magic, layout digest, boot id, number of ranges; then each range's bytes on disk.
 _RECORD_HEAD = struct.Struct("<8s16s16sQ")
-
-
 _RECORD_DONE = struct.Struct("<Q")
 
 
@@ -156,13 +156,13 @@ def _record_dir(directory: Path, *, make: bool) -> int:
         with contextlib.suppress(FileExistsError):
             directory.mkdir(0o700)
     try:
-        return os.open(directory, _DIR_FLAGS)
+        return open_directory(directory)
     except OSError:
         if not (make and directory.is_symlink()):
             raise
     directory.unlink()  # a link in stacpull's own directory: removed, never followed
     directory.mkdir(0o700)
-    return os.open(directory, _DIR_FLAGS)
+    return open_directory(directory)
 
 
 class RangeRecord:
@@ -197,6 +197,7 @@ class RangeRecord:
 
     @staticmethod
     def path(journal_dir: Path, job: Job) -> Path:
+        """Where ``job``'s record lives in the journal's directory ``journal_dir``."""
         name = hashlib.blake2b(job.dest.encode("utf-8", "surrogateescape"), digest_size=16)
         return journal_dir / RANGE_RECORDS / f"{name.hexdigest()}.ranges"
 
@@ -216,16 +217,13 @@ class RangeRecord:
         head = _RECORD_HEAD.pack(_RECORD_MAGIC, cls._layout(job, state), _BOOT_ID, len(state.parts))
         body = b"".join(_RECORD_DONE.pack(p.done) for p in state.parts)
         temp = f"{path.name}.new"
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
         try:
             dir_fd = _record_dir(path.parent, make=True)
         except OSError as exc:
             log.debug("no progress record for %s: %s", job.dest, exc)
             return None
         try:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp, dir_fd=dir_fd)
-            fd = os.open(temp, flags, 0o600, dir_fd=dir_fd)
+            fd = create_fresh(temp, os.O_RDWR, 0o600, dir_fd=dir_fd)
             try:
                 os.pwrite(fd, head + body, 0)
                 # Atomic, and never through a link: the old record (a resume's claims)
@@ -248,20 +246,19 @@ class RangeRecord:
         its range or the ``.part``'s end, not a regular file, reached through a link).
         Blocking."""
         size = _RECORD_HEAD.size + _RECORD_DONE.size * len(state.parts)
-        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | _CLOEXEC
         try:
             dir_fd = _record_dir(path.parent, make=False)
         except OSError:
             return None
         try:
-            fd = os.open(path.name, flags, dir_fd=dir_fd)
+            fd = open_nofollow(path.name, os.O_RDONLY | NONBLOCK, dir_fd=dir_fd)
         except OSError:
             return None
         finally:
             os.close(dir_fd)
         try:
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+            if not is_regular(info) or info.st_size != size:
                 return None
             data = os.pread(fd, size, 0)
             part_size = part_bytes(part)  # 0 unless a file of ours: then every claim is refused
@@ -298,6 +295,7 @@ class RangeRecord:
             log.debug("progress record not updated: %s", exc)
 
     def close(self) -> None:
+        """Close the record (it stays on disk for a resume)."""
         os.close(self._fd)
 
     @staticmethod
@@ -369,6 +367,7 @@ async def saved_segments(
 
 
 async def save_segments(job: Job, state: SegmentState, ctx: FetchContext) -> None:
+    """Journal ``state``'s layout and progress (the record's fallback)."""
     state.saved_at = time.monotonic()
     await ctx.journal.segmented(job, state=state.to_json(), received=state.received)
 
