@@ -7,11 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 import stacpull
 from stacpull.events import Event, JobFinished
 from stacpull.models import Outcome
 from stacpull.sim import SimCatalog, SimServer, default_collections
+
+# No test asserts a timing: hypothesis's per-example deadline (200 ms) is one, and a loaded
+# CI machine missed it on a pure parser.
+settings.register_profile("stacpull", deadline=None)
+settings.load_profile("stacpull")
 
 L1A = "BiomassLevel1aIOC"
 L1C = "BiomassLevel1cIOC"
