@@ -1,7 +1,10 @@
 """The Python API: ``stacpull.download(...)``, ``mirror``, ``search_items``, ``collections``,
-``queryables``, ``dry_run`` (blocking) and their ``a``-prefixed coroutines.
+``queryables``, ``dry_run`` (blocking) and their ``a``-prefixed coroutines; ``run``/``arun``,
+the general form of a download or mirror for a caller with a view and a stop button of its
+own (:class:`RunControl`), the one place that starts the engine.
 
-The command line is a thin layer over these. Keyword arguments are the config keys of
+The command line is a thin layer over these (its runs go through :func:`run`, its plans
+through :func:`adry_run`). Keyword arguments are the config keys of
 every section (``collections=``, ``dest=``, ``concurrency=``, ``offline_token_file=``…),
 typed by :class:`Options` so a type checker catches ``colections=`` or
 ``concurrency="eight"``; at run time a misspelt one raises

@@ -10,18 +10,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ..errors import (
-    ConfigError,
-    SearchError,
-    StacpullError,
-)
+from ..errors import ConfigError, SearchError, StacpullError
 from ..units import human_bytes
 
 if TYPE_CHECKING:
-    # Only what the commands declare (flags, columns, formats) is loaded on import; each
-    # command imports what it runs (anyio, the config, rich, the search client, the
-    # dashboard; the engine and the credentials bring aiohttp, a quarter of a second), so
-    # help and listings start fast (benchmarks/startup.py).
+    # Types only: each command imports what it runs (the API, the engine and aiohttp only
+    # for a transfer), so help starts fast (benchmarks/startup.py).
+    from rich.console import Console
 
     from ..config import Config
     from ..dryrun import PlanSummary
@@ -109,6 +104,21 @@ def _print_plan(summary: PlanSummary, budget: int, yes: bool = False) -> None:
     out.print(f"items:        {summary.items}{matched}")
     refused = f" ({summary.refused} refused: unsafe names)" if summary.refused else ""
     out.print(f"files:        {summary.files}{refused}")
+    _print_assets(table, summary)
+    out.print(
+        f"on disk:      {summary.on_disk_files} files, {human_bytes(summary.on_disk_bytes)} "
+        "(a real run skips them)"
+    )
+    unknown = _unknown_sizes(summary)
+    out.print(
+        f"to download:  {summary.to_fetch_files} files, {human_bytes(summary.known_bytes)} "
+        f"known{unknown}"
+    )
+    _print_verdicts(out, summary, budget, yes)
+
+
+def _print_assets(table: Console, summary: PlanSummary) -> None:
+    """The plan per asset key: files, on disk, to fetch, bytes known, without a size."""
     rows: list[tuple[str, ...]] = []
     records: list[tuple[str, ...]] = []
     for plan in summary.assets.values():
@@ -131,10 +141,10 @@ def _print_plan(summary: PlanSummary, budget: int, yes: bool = False) -> None:
         drop=(5, 2, 1, 4),
         right=(1, 2, 3, 4, 5),
     )
-    out.print(
-        f"on disk:      {summary.on_disk_files} files, {human_bytes(summary.on_disk_bytes)} "
-        "(a real run skips them)"
-    )
+
+
+def _unknown_sizes(summary: PlanSummary) -> str:
+    """What the bytes to download leave out: estimated files, files of unknown size."""
     unknown = ""
     if summary.unknown_files - summary.unguessed:
         unknown += (
@@ -148,10 +158,11 @@ def _print_plan(summary: PlanSummary, budget: int, yes: bool = False) -> None:
             "to estimate from; download a few first, e.g. --max-items 2, and the dry run "
             "estimates the rest from them)"
         )
-    out.print(
-        f"to download:  {summary.to_fetch_files} files, {human_bytes(summary.known_bytes)} "
-        f"known{unknown}"
-    )
+    return unknown
+
+
+def _print_verdicts(out: Console, summary: PlanSummary, budget: int, yes: bool) -> None:
+    """Whether the plan fits in DEST and within ``--max-bytes``."""
     fits = _fits(summary)
     verdict = (
         "[green]fits[/]"
