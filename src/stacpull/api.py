@@ -184,7 +184,7 @@ def _call(make: Callable[[], Awaitable[_T]], escaped: Sequence[BaseException] = 
 
 #: A task run beside a run (see :class:`RunControl`): given the run's stop signal and a
 #: scope whose cancellation aborts the run.
-Beside = Callable[[StopSignal, anyio.CancelScope], Coroutine[Any, Any, None]]
+_Beside = Callable[[StopSignal, anyio.CancelScope], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ class RunControl:
     stats: RunStats | None = None
     stop: StopSignal | None = None
     pages: ItemPages | None = None
-    beside: Beside | None = None
+    beside: _Beside | None = None
 
 
 async def arun(
