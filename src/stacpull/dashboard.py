@@ -31,7 +31,6 @@ from .events import (
     RunStopping,
     TokenRefreshed,
 )
-from .listing import printable
 from .models import Status
 from .panels import (
     active_table,
@@ -48,6 +47,7 @@ from .panels import (
     stopping_line,
     throughput_line,
 )
+from .printable import printable
 from .stats import RunStats, Snapshot
 from .units import human_bytes
 

@@ -18,7 +18,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .listing import printable
+from .printable import printable
 from .stats import ActiveTransfer, ErrorGroup, HostView, Snapshot
 from .units import human_bytes
 
