@@ -130,8 +130,6 @@ class OIDCTokenProvider(BaseProvider):
         """The OIDC client the offline token is exchanged as."""
         return self.settings.client_id
 
-        self.expires_in: float | None = None
-
     def expires_in_now(self) -> float | None:
         """Seconds the current access token has left (by ``clock``), if it is known."""
         if self._access is None or math.isinf(self._expires_at):
