@@ -33,7 +33,7 @@ OWNED = (
     "trust",
     "search",
     "catalogue",
-    "discovery",
+    "paging",
 )
 
 
@@ -213,7 +213,8 @@ class _BusyCatalogue(ThreadedApp):
         if self.searches <= self.busy:
             return web.json_response({"code": "Busy"}, status=503, headers={"Retry-After": "30"})
         items = [feature(self.base, "A"), feature(self.base, "B")]
-        return web.json_response({"type": "FeatureCollection", "features": items, "links": []})
+        page = {"type": "FeatureCollection", "features": items, "numberMatched": 2, "links": []}
+        return web.json_response(page)
 
 
 def _search(base: str) -> list[str]:

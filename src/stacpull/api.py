@@ -33,6 +33,7 @@ import anyio
 import anyio.from_thread
 
 from .auth import TokenProvider
+from .catalogue import blocking as _blocking
 from .config import (
     Config,
     Secret,
@@ -47,13 +48,7 @@ from .engine import RunOptions, RunResult, loop_options, run
 from .errors import ConfigError, RunAborted
 from .events import Event, EventSink
 from .export import ItemWriter
-from .search import (
-    CatalogueHeaders,
-    CollectionQuery,
-    _blocking,
-    list_collections,
-    search_pages,
-)
+from .search import CatalogueHeaders, CollectionQuery, list_collections, search_pages
 from .search import queryables as _queryables
 
 __all__ = [
