@@ -38,14 +38,14 @@ from .retry import RetryPolicy
 from .tokens import BaseProvider, TokenFile, log, token_expiry
 from .transfer.http import client_session, mapped_errors
 
-__all__ = ["REFRESH_RETRY", "OIDCSettings", "OIDCTokenProvider"]
+__all__ = ["OIDCSettings", "OIDCTokenProvider"]
 
 #: Where MAAP users get a new offline token (valid 90 days).
 _MAAP_OFFLINE_TOKEN_PAGE = "https://portal.maap.eo.esa.int/ini/services/auth/token/90dToken.php"
 _MAX_ANSWER = 1 << 20
 
 #: A failed token request is tried five times in all, waits of up to 1, 2, 4 and 8 s.
-REFRESH_RETRY = RetryPolicy(retries=4, backoff=1.0, max_backoff=60.0)
+_REFRESH_RETRY = RetryPolicy(retries=4, backoff=1.0, max_backoff=60.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ class OIDCSettings:
     scope: str = DEFAULT_SCOPE
     margin: float = DEFAULT_REFRESH_MARGIN
     timeout: float = 30.0
-    retry: RetryPolicy = REFRESH_RETRY
+    retry: RetryPolicy = _REFRESH_RETRY
 
 
 class _Transient(Exception):

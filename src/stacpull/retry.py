@@ -36,9 +36,9 @@ from .errors import (
     VerificationError,
 )
 
-__all__ = ["RETRY_STATUSES", "RetryPolicy", "set_testing", "testing"]
+__all__ = ["RetryPolicy", "set_testing", "testing"]
 
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: The longest ``Retry-After`` obeyed, in seconds: a server asking for more gets this.
 MAX_RETRY_AFTER = 900.0
 #: Retries of a file refused to a fixed token no server has taken yet (see AuthError).
@@ -129,7 +129,7 @@ class RetryPolicy:
             if not exc.unproven or attempt > UNPROVEN_TOKEN_RETRIES:
                 return None
         elif isinstance(exc, HTTPStatusError):
-            if exc.status not in RETRY_STATUSES:
+            if exc.status not in _RETRY_STATUSES:
                 return None
             return self.wait(attempt, exc.retry_after)
         elif not isinstance(exc, ConnectError | StallError | TruncatedError | CorruptZipError):
