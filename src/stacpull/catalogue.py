@@ -41,9 +41,11 @@ __all__ = [
 
 _T = TypeVar("_T")
 
-#: The catalogue's waits: up to 0.5, 1, 2, 4… s, at most 120 s (urllib3's own ceiling),
-#: eight retries in all; MAAP's load balancer answers 429/5xx under load.
-CATALOGUE_RETRY = RetryPolicy(retries=8, backoff=0.5, max_backoff=120.0)
+#: The catalogue's waits, eight retries in all: up to 0.25, 0.5, 1, 2… s (at most 120 s,
+#: urllib3's own ceiling), so that no wait is longer than urllib3's fixed 0, 1, 2, 4… s
+#: were: a silent catalogue is still given up on within ``10 × search.timeout``. A
+#: ``Retry-After`` sent with a 429/5xx is waited for instead.
+CATALOGUE_RETRY = RetryPolicy(retries=8, backoff=0.25, max_backoff=120.0)
 
 #: Headers that are credentials: even with ``all_hosts`` they stay on the catalogue.
 _CREDENTIALS = frozenset({"authorization", "proxy-authorization"})
