@@ -121,6 +121,7 @@ def test_set_testing_switches_waits_off_until_switched_on() -> None:
         set_testing(False)
         assert policy.wait(1, retry_after=120.0) == 120.0
         assert policy.wait(1, retry_after=1e9) == 900.0  # a Retry-After is capped
+        assert RetryPolicy(max_retry_after=60.0).wait(1, retry_after=1e9) == 60.0  # per use
         assert policy.wait(2) == 10.0
 
 

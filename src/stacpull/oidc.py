@@ -44,8 +44,9 @@ __all__ = ["OIDCSettings", "OIDCTokenProvider"]
 _MAAP_OFFLINE_TOKEN_PAGE = "https://portal.maap.eo.esa.int/ini/services/auth/token/90dToken.php"
 _MAX_ANSWER = 1 << 20
 
-#: A failed token request is tried five times in all, waits of up to 1, 2, 4 and 8 s.
-_REFRESH_RETRY = RetryPolicy(retries=4, backoff=1.0, max_backoff=60.0)
+#: A failed token request is tried five times in all, waits of up to 1, 2, 4 and 8 s; a
+#: ``Retry-After`` is obeyed up to a minute: every worker waits for the token meanwhile.
+_REFRESH_RETRY = RetryPolicy(retries=4, backoff=1.0, max_backoff=60.0, max_retry_after=60.0)
 
 
 @dataclass(frozen=True, slots=True)

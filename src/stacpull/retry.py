@@ -1,10 +1,10 @@
 """The one retry policy: which failures are worth another attempt, and how long to wait.
 
 Transfers, the token refresh and the catalogue's requests all wait through
-:class:`RetryPolicy`: exponential backoff with full jitter, ``Retry-After`` honoured (up to
-:data:`MAX_RETRY_AFTER`), each use with its own budget (``retries``, ``backoff``,
-``max_backoff``). :func:`testing` (or :func:`set_testing`) turns every wait into none, as
-stamina's ``set_testing`` does, while every decision and attempt count stays the same.
+:class:`RetryPolicy`: exponential backoff with full jitter, ``Retry-After`` honoured, each
+use with its own budget (``retries``, ``backoff``, ``max_backoff``, ``max_retry_after``).
+:func:`testing` (or :func:`set_testing`) turns every wait into none, as stamina's
+``set_testing`` does, while every decision and attempt count stays the same.
 
 For transfers :meth:`RetryPolicy.delay` decides per error, not per attempt count alone: a
 connection reset, a stall, a truncated body, 408/429/5xx retry with backoff; a bad range or
@@ -39,7 +39,8 @@ from .errors import (
 __all__ = ["RetryPolicy", "set_testing", "testing"]
 
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-#: The longest ``Retry-After`` obeyed, in seconds: a server asking for more gets this.
+#: The longest ``Retry-After`` obeyed by default, in seconds: a server asking for more
+#: gets this.
 MAX_RETRY_AFTER = 900.0
 #: Retries of a file refused to a fixed token no server has taken yet (see AuthError).
 UNPROVEN_TOKEN_RETRIES = 2
@@ -83,7 +84,8 @@ def testing(on: bool = True) -> Iterator[list[float]]:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """``retries`` extra attempts at most; waits grow ``backoff × 2ⁿ`` up to ``max_backoff``.
+    """``retries`` extra attempts at most; waits grow ``backoff × 2ⁿ`` up to ``max_backoff``;
+    a server's ``Retry-After`` is obeyed up to ``max_retry_after`` seconds.
 
     A 404 has its own budget: ``not_found_retries`` more attempts, ``not_found_delay × 2ⁿ``
     apart (30 s, 60 s, 120 s by default: a product published a few minutes early arrives).
@@ -95,6 +97,7 @@ class RetryPolicy:
     jitter: bool = True
     not_found_retries: int = 3
     not_found_delay: float = 30.0
+    max_retry_after: float = MAX_RETRY_AFTER
 
     @property
     def attempts(self) -> int:
@@ -103,10 +106,10 @@ class RetryPolicy:
 
     def wait(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt ``attempt`` (from 1): the server's
-        ``Retry-After`` (at most :data:`MAX_RETRY_AFTER`) when it gave one, else a random
+        ``Retry-After`` (at most ``max_retry_after``) when it gave one, else a random
         share of ``backoff × 2^(attempt-1)`` capped at ``max_backoff`` (full jitter)."""
         if retry_after is not None:
-            return _SWITCH.wait(min(max(retry_after, 0.0), MAX_RETRY_AFTER))
+            return _SWITCH.wait(min(max(retry_after, 0.0), self.max_retry_after))
         ceiling = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
         return _SWITCH.wait(random.uniform(0.0, ceiling) if self.jitter else ceiling)
 
