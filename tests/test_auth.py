@@ -16,10 +16,11 @@ import pytest
 from aiohttp import web
 
 import stacpull
-from stacpull.auth import TrustPolicy, load_credentials
 from stacpull.config import AuthConfig, Secret
+from stacpull.credentials import load_credentials
 from stacpull.errors import ConfigError
 from stacpull.sim import SimServer
+from stacpull.trust import TrustPolicy
 
 from .conftest import L1A, TOKEN, Recorder
 
@@ -161,7 +162,8 @@ def test_token_sources_and_secrecy(tmp_path: Path) -> None:
 
 
 def test_credential_sources_in_order(tmp_path: Path) -> None:
-    from stacpull.auth import OIDCTokenProvider, StaticTokenProvider
+    from stacpull.oidc import OIDCTokenProvider
+    from stacpull.tokens import StaticTokenProvider
 
     (tmp_path / "token.txt").write_text("default-file-token")
     (tmp_path / "named.txt").write_text("named-file-token")
@@ -188,7 +190,8 @@ def test_credential_sources_in_order(tmp_path: Path) -> None:
 
 
 def test_credentials_txt_and_half_written_token_files(tmp_path: Path) -> None:
-    from stacpull.auth import OIDCTokenProvider, TokenFile
+    from stacpull.oidc import OIDCTokenProvider
+    from stacpull.tokens import TokenFile
 
     creds = tmp_path / "credentials.txt"
     creds.write_text(

@@ -206,18 +206,18 @@ def test_a_catalogue_without_number_matched_still_prunes_after_a_complete_search
 
 
 def test_a_next_page_that_keeps_failing_with_500_judges_nothing_gone(
-    catalogue: _Catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    catalogue: _Catalogue, tmp_path: Path
 ) -> None:
     """The 500s are retried (without the backoff's waits here) and then given up."""
-    from urllib3.util.retry import Retry
+    from stacpull.retry import testing
 
-    monkeypatch.setattr(Retry, "get_backoff_time", lambda self: 0.0)
     dest = tmp_path / "dest"
     assert _mirror(catalogue.url, dest, "--page-size", "2")[0] == 0
     before = _tree(dest)
     catalogue.sim.catalog.remove_item(_ids(catalogue.sim, 0)[0])  # on the first page
     catalogue.mode = "fail500"
-    code, out, err = _mirror(catalogue.url, dest, "--page-size", "2", "--prune")
+    with testing():
+        code, out, err = _mirror(catalogue.url, dest, "--page-size", "2", "--prune")
     assert code == 2, out + err
     assert catalogue.failed > 1  # retried, then given up
     assert "no longer in the catalogue" not in out and "Traceback" not in err

@@ -25,8 +25,9 @@ async def test_maap_offline_token_exchange() -> None:
     """With a real offline token in STACPULL_OFFLINE_TOKEN, MAAP's endpoint answers."""
     import os
 
-    from stacpull.auth import OIDCTokenProvider, check_credentials, load_credentials
     from stacpull.config import load_config
+    from stacpull.credentials import check_credentials, load_credentials
+    from stacpull.oidc import OIDCTokenProvider
 
     if not os.environ.get("STACPULL_OFFLINE_TOKEN"):
         pytest.skip("set STACPULL_OFFLINE_TOKEN to a MAAP offline token")

@@ -15,12 +15,14 @@ from typing import Any
 import anyio
 import pytest
 
-from stacpull.auth import OIDCTokenProvider, load_credentials
 from stacpull.config import AuthConfig, Secret
+from stacpull.credentials import load_credentials
 from stacpull.errors import CredentialsError
 from stacpull.events import Event, JobFinished, TokenRefreshed
 from stacpull.journal import Journal
 from stacpull.models import Status
+from stacpull.oidc import OIDCSettings, OIDCTokenProvider
+from stacpull.retry import RetryPolicy
 from stacpull.sim import Faults, OIDCOptions, ScaledClock, SimCatalog, SimOptions, SimServer
 from stacpull.sim import default_collections as collections
 
@@ -241,9 +243,10 @@ def test_a_wrong_client_secret_says_which_flag_to_fix(tmp_path: Path, idp: SimSe
 
 
 def test_an_unreachable_token_endpoint_is_retried_then_stops(tmp_path: Path) -> None:
-    provider = OIDCTokenProvider(
-        Secret(OFFLINE), token_url="http://127.0.0.1:9/token", attempts=3, backoff=0.01
+    settings = OIDCSettings(
+        token_url="http://127.0.0.1:9/token", retry=RetryPolicy(retries=2, backoff=0.01)
     )
+    provider = OIDCTokenProvider(Secret(OFFLINE), settings)
     with pytest.raises(CredentialsError, match="failed 3 times"):
         anyio.run(provider.token)
     assert provider.requests == 3

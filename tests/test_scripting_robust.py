@@ -262,9 +262,9 @@ def test_a_host_refusing_every_file_stops_the_run(tmp_path: Path, status: int) -
 def test_an_expired_fixed_token_refused_stops_at_once() -> None:
     import base64
 
-    from stacpull.auth import StaticTokenProvider
     from stacpull.config import Secret
     from stacpull.errors import CredentialsError
+    from stacpull.tokens import StaticTokenProvider
 
     payload = base64.urlsafe_b64encode(json.dumps({"exp": time.time() - 600}).encode())
     token = Secret(f"e30.{payload.decode().rstrip('=')}.sig")

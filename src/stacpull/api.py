@@ -36,6 +36,7 @@ import anyio
 import anyio.from_thread
 
 from .auth import TokenProvider
+from .catalogue import blocking as _blocking
 from .config import Config, load_config, parse_bbox, parse_datetime_range
 from .dryrun import PlanSummary
 from .dryrun import dry_run as _dry_run
@@ -47,14 +48,7 @@ from .export import ItemWriter
 from .keywords import CollectionOptions, MirrorOptions, Options, option_keys
 from .keywords import dotted_values as _dotted_values
 from .report import RunStats
-from .search import (
-    CatalogueHeaders,
-    CollectionQuery,
-    ItemPages,
-    _blocking,
-    list_collections,
-    search_pages,
-)
+from .search import CatalogueHeaders, CollectionQuery, ItemPages, list_collections, search_pages
 from .search import queryables as _queryables
 
 __all__ = [

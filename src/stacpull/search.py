@@ -3,11 +3,14 @@
 pystac-client is synchronous; each page is fetched in a worker thread (one ``next()`` on
 ``pages_as_dicts()`` per call), so the event loop keeps transferring meanwhile and only
 one page is ever held in memory. The load balancer's 429/5xx are retried by the
-underlying ``requests`` session with backoff and ``Retry-After``.
+underlying ``requests`` session, waiting as the one retry policy says (backoff with full
+jitter, ``Retry-After`` honoured: :mod:`stacpull.catalogue`); ``rel=next`` is followed
+through :mod:`stacpull.paging`, which stops a listing that would never end. The
+discovery commands' requests (collections, queryables, counts) are made here too.
 
 No wait is endless: every catalogue request has ``search.timeout`` to connect and per
 read, and one answer (the landing page, one page, retries included) gets
-:data:`ANSWER_TIMEOUTS` times that in all, so a catalogue that trickles a byte now and then
+:data:`_ANSWER_TIMEOUTS` times that in all, so a catalogue that trickles a byte now and then
 is given up on too; a stop abandons the thread of a request still waiting (it cannot be
 interrupted, and it is a daemon, so it never keeps the process alive); a ``rel=next`` that
 repeats a page stops the search with a :class:`SearchError` instead of paging forever.
@@ -17,34 +20,38 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import logging
-import threading
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio.to_thread
+import anyio
 
+from .catalogue import (
+    CATALOGUE_RETRY,
+    blocking,
+    headers_for,
+    retries,
+    strip_on_leaving,
+    timed_out,
+    within,
+)
 from .config import Config, SearchConfig
 from .errors import ConfigError, ScrubFilter, SearchError
+from .paging import digest, pages, shown
 
 __all__ = [
-    "ANSWER_TIMEOUTS",
     "MAX_ANSWER",
-    "MAX_EMPTY_PAGES",
     "CatalogueHeaders",
     "CollectionQuery",
     "ItemPages",
     "Page",
-    "check_collections",
     "count_items",
     "list_collections",
     "load_geojson_geometry",
-    "open_client",
     "queryables",
     "search_pages",
 ]
@@ -55,10 +62,7 @@ _T = TypeVar("_T")
 #: One catalogue answer (retries and their waits included) may take this many
 #: ``search.timeout`` in all: ten minutes by default, far more than a page needs, even
 #: after a few 503s with ``Retry-After``.
-ANSWER_TIMEOUTS = 10
-
-#: Empty search pages in a row whose rel=next is followed before the search is an error.
-MAX_EMPTY_PAGES = 10
+_ANSWER_TIMEOUTS = 10
 
 #: The most bytes one catalogue answer may hold (decoded): a page of a thousand MAAP items
 #: is 5-20 MB; a catalogue that streams a body without end is refused here, before the
@@ -118,85 +122,17 @@ class CatalogueHeaders:
         return cls(config.download.headers, config.download.header_all_hosts)
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return (
-        parts.scheme.lower(),
-        (parts.hostname or "").lower(),
-        port
-        or {
-            "http": 80,
-            "https": 443,
-        }.get(parts.scheme.lower()),
-    )
-
-
-def _same_site(catalog: str, url: str) -> bool:
-    """Whether ``url`` is the catalogue's own origin (or its http→https upgrade)."""
-    want, got = _origin(catalog), _origin(url)
-    upgrade = (want[0], want[2], got[0], got[2]) == ("http", 80, "https", 443)
-    return bool(got[1]) and want[1] == got[1] and (want == got or upgrade)
-
-
 def _stac_io(config: SearchConfig, extra: CatalogueHeaders | None = None) -> Any:
-    # Imported here, like pystac-client: a download --from a saved search never needs
-    # them, and every run would pay their import (about 25 ms) at startup.
-    from urllib3.util.retry import Retry
-
-    retry = Retry(
-        total=8,
-        connect=2,  # a refused connection is rarely fixed by waiting: say so quickly
-        read=2,
-        status=5,  # MAAP's load balancer answers 429/5xx under load: those are worth waiting for
-        backoff_factor=0.5,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=None,  # POST searches are idempotent here
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
-    stac_io = _catalogue_io()(timeout=config.timeout, max_retries=retry)
+    """A session for the catalogue: its timeout, retries through the one retry policy,
+    answers capped at :data:`MAX_ANSWER`, the configured headers on its own origin."""
+    extra = extra or CatalogueHeaders()
+    stac_io = _catalogue_io()(timeout=config.timeout, max_retries=retries(CATALOGUE_RETRY))
     stac_io.session.hooks["response"].append(_capped)
     stac_io.catalogue = config.catalog
-    stac_io.extra = extra or CatalogueHeaders()
-    if stac_io.extra.headers:
-        _strip_on_leaving(stac_io.session, config.catalog, stac_io.extra)
+    stac_io.extra = extra
+    if extra.headers:
+        strip_on_leaving(stac_io.session, config.catalog, extra.headers, extra.all_hosts)
     return stac_io
-
-
-#: Headers that are credentials: even with ``header_all_hosts`` they stay on the catalogue.
-_CREDENTIALS = frozenset({"authorization", "proxy-authorization"})
-
-
-def _headers_for(catalog: str, url: str, extra: CatalogueHeaders) -> dict[str, str]:
-    """The configured headers one request to ``url`` carries (as fetch's ``_user_headers``)."""
-    if _same_site(catalog, url):
-        return dict(extra.headers)
-    if extra.all_hosts:
-        return {n: v for n, v in extra.headers if n.lower() not in _CREDENTIALS}
-    return {}
-
-
-def _strip_on_leaving(session: Any, catalog: str, extra: CatalogueHeaders) -> None:
-    """A redirect away from the catalogue's origin drops ``download.headers`` (all of
-    them, or only the credentials with ``all_hosts``): requests itself drops only
-    ``Authorization``, and only on a new host."""
-    rebuild = session.rebuild_auth
-    keep = {name.lower() for name in _headers_for(catalog, "", extra)}  # another host's
-
-    def rebuild_auth(prepared: Any, response: Any) -> None:
-        rebuild(prepared, response)
-        if not _same_site(catalog, prepared.url):
-            for name, _ in extra.headers:
-                if name.lower() not in keep:
-                    prepared.headers.pop(name, None)
-
-    session.rebuild_auth = rebuild_auth
 
 
 def _capped(resp: Any, *args: Any, **kwargs: Any) -> Any:
@@ -242,7 +178,8 @@ def _catalogue_io() -> type[Any]:
             # name any host), unless --header-all-hosts; never in session.headers, which
             # requests would carry to every host.
             if self.extra.headers:
-                headers = {**_headers_for(self.catalogue, href, self.extra), **(headers or {})}
+                wanted = headers_for(self.catalogue, href, self.extra.headers, self.extra.all_hosts)
+                headers = {**wanted, **(headers or {})}
             return super().request(href, method, headers, parameters)
 
         def update(
@@ -260,133 +197,12 @@ def _catalogue_io() -> type[Any]:
         def get_pages(
             self, url: str, method: str | None = None, parameters: dict[str, Any] | None = None
         ) -> Iterator[dict[str, Any]]:
-            guard = _LoopGuard()
-            page: Any = self.read_json(url, method=method, parameters=parameters)
-            empty = 0
-            while True:
-                if not isinstance(page, dict):
-                    raise SearchError(f"a search page of {url} is not a JSON object")
-                if page.get("features") or page.get("collections"):
-                    empty = 0
-                    guard.page(page)
-                    yield page
-                else:
-                    # pystac-client ends at an empty page, but its rel=next says there is
-                    # more (a server that filters after paging): a mirror would judge every
-                    # later item gone. Followed, a few in a row at most.
-                    empty += 1
-                link = _next_link(page)
-                if link is None:
-                    return
-                if empty > MAX_EMPTY_PAGES:
-                    raise SearchError(
-                        f"search stopped: {empty} empty pages in a row, each with a rel=next "
-                        f"({_shown(link['href'])}); the listing cannot be completed"
-                    )
-                guard.link(link)
-                page = self.read_json(Link.from_dict(link), parameters=parameters)
+            def follow(link: dict[str, Any]) -> Any:
+                return self.read_json(Link.from_dict(link), parameters=parameters)
+
+            yield from pages(url, self.read_json(url, method=method, parameters=parameters), follow)
 
     return CatalogueIO
-
-
-def _next_link(page: dict[str, Any]) -> dict[str, Any] | None:
-    links = page.get("links")
-    for link in links if isinstance(links, list) else []:
-        if isinstance(link, dict) and link.get("rel") == "next":
-            if not isinstance(link.get("href"), str):
-                raise SearchError("a search page's rel=next link has no href")
-            return link
-    return None
-
-
-def _key(value: Any) -> bytes | None:
-    try:
-        text = json.dumps(value, sort_keys=True, default=repr)
-    except (ValueError, TypeError, RecursionError):
-        return None
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-
-
-class _LoopGuard:
-    """What one search has paged through, as 16-byte digests: every next link followed
-    (href, method, body, headers) and every page's item ids, in any order. A link followed twice, or a
-    page of items seen before (under a new token), is a loop: the same request would bring
-    the same answer forever. A one-item page may come back once: an item a catalogue lists
-    twice (MAAP can) is not a loop on its own."""
-
-    def __init__(self) -> None:
-        self._links: set[bytes] = set()
-        self._pages: dict[bytes, int] = {}
-
-    def link(self, link: dict[str, Any]) -> None:
-        key = _key(
-            [
-                link.get("href"),
-                str(link.get("method") or "GET").upper(),
-                link.get("body"),
-                link.get("headers"),
-                link.get("merge"),
-            ]
-        )
-        if key is None:
-            return
-        if key in self._links:
-            raise SearchError(
-                f"search stopped: the catalogue's rel=next repeats a page "
-                f"({_shown(link['href'])}); it would page forever"
-            )
-        self._links.add(key)
-
-    def page(self, page: dict[str, Any]) -> None:
-        features = page.get("features")
-        if not isinstance(features, list):
-            return
-        # In any order (nothing sorts MAAP's results), junk features by their value.
-        ids = [f.get("id") if isinstance(f, dict) else f for f in features]
-        digests = [_key(i) for i in ids]
-        key = None if None in digests else _key(sorted(d.hex() for d in digests if d))
-        if key is None or not ids:
-            return
-        seen = self._pages.get(key, 0) + 1
-        self._pages[key] = seen
-        if seen > (1 if len(ids) > 1 else 2):
-            shown = ", ".join(_shown(i) for i in ids[:3]) + (", …" if len(ids) > 3 else "")
-            raise SearchError(
-                f"search stopped: the catalogue's rel=next repeats a page (items {shown} "
-                "again); it would page forever"
-            )
-
-
-def _shown(value: Any, limit: int = 120) -> str:
-    """A foreign string for a one-line message: quoted, escaped, cut; other values by type."""
-    text = repr(value) if isinstance(value, str) else f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _timed_out(exc: BaseException) -> bool:
-    """Whether ``exc`` (a pystac-client, requests or urllib3 error, wrapped however deep)
-    comes from a connect or read timeout rather than a refusal or an error answer."""
-    import requests
-    import urllib3.exceptions
-
-    todo: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while todo:
-        err = todo.pop()
-        if id(err) in seen:
-            continue
-        seen.add(id(err))
-        if isinstance(err, urllib3.exceptions.NewConnectionError):
-            continue  # urllib3 files "connection refused" under ConnectTimeoutError
-        if isinstance(
-            err, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError
-        ):
-            return True
-        if isinstance(err, urllib3.exceptions.MaxRetryError) and err.reason is not None:
-            todo.append(err.reason)
-        todo += [a for a in err.args if isinstance(a, BaseException)]
-        todo += [c for c in (err.__cause__, err.__context__) if c is not None]
-    return False
 
 
 def _silent(url: str, timeout: float) -> str:
@@ -395,72 +211,19 @@ def _silent(url: str, timeout: float) -> str:
 
 def _slow(url: str, timeout: float) -> SearchError:
     return SearchError(
-        f"the catalogue at {url} did not answer within {timeout * ANSWER_TIMEOUTS:g} s "
-        f"({ANSWER_TIMEOUTS} × search.timeout): it sends too slowly or never ends"
+        f"the catalogue at {url} did not answer within {timeout * _ANSWER_TIMEOUTS:g} s "
+        f"({_ANSWER_TIMEOUTS} × search.timeout): it sends too slowly or never ends"
     )
 
 
 async def _ask(config: SearchConfig, func: Callable[..., _T], *args: Any) -> _T:
-    """:func:`_blocking`, given up on after :data:`ANSWER_TIMEOUTS` × ``search.timeout``."""
-    with anyio.move_on_after(config.timeout * ANSWER_TIMEOUTS):
-        return await _blocking(func, *args)
-    raise _slow(config.catalog, config.timeout) from TimeoutError()  # see _timed_out
+    """:func:`~stacpull.catalogue.blocking`, given up on after :data:`_ANSWER_TIMEOUTS` × ``search.timeout``."""
+    with anyio.move_on_after(config.timeout * _ANSWER_TIMEOUTS):
+        return await blocking(func, *args)
+    raise _slow(config.catalog, config.timeout) from TimeoutError()  # see timed_out
 
 
-def _within(limit: float, func: Callable[..., _T], *args: Any) -> _T | None:
-    """``func(*args)`` (blocking) in a daemon thread, abandoned after ``limit`` seconds
-    (then ``None``); Ctrl-C interrupts the wait."""
-    done = threading.Event()
-    outcome: list[tuple[bool, Any]] = []
-
-    def call() -> None:
-        try:
-            outcome.append((True, func(*args)))
-        except BaseException as exc:  # raised in the caller's thread
-            outcome.append((False, exc))
-        finally:
-            done.set()
-
-    threading.Thread(target=call, name="stacpull-catalogue", daemon=True).start()
-    if not done.wait(limit):
-        return None
-    ok, value = outcome[0]
-    if not ok:
-        raise value
-    return value  # type: ignore[no-any-return]
-
-
-async def _blocking(func: Callable[..., _T], *args: Any) -> _T:
-    """``func(*args)`` (a blocking catalogue call) in a daemon thread of its own; a
-    cancellation (Ctrl-C) stops the wait at once and abandons the call.
-
-    A requests call cannot be interrupted, so waiting for it on a stop could take as long
-    as the catalogue stays silent; anyio's worker threads would also keep the process
-    alive at exit. The thread here is a daemon: it ends with the process.
-    """
-    done = threading.Event()
-    outcome: list[tuple[bool, Any]] = []
-
-    def call() -> None:
-        try:
-            outcome.append((True, func(*args)))
-        except BaseException as exc:  # handed to the awaiting task, raised there
-            outcome.append((False, exc))
-        finally:
-            done.set()
-
-    threading.Thread(target=call, name="stacpull-catalogue", daemon=True).start()
-    try:
-        await anyio.to_thread.run_sync(done.wait, abandon_on_cancel=True)
-    finally:
-        done.set()  # cancelled: free the worker that waits; the call's thread is abandoned
-    ok, value = outcome[0]
-    if not ok:
-        raise value
-    return value  # type: ignore[no-any-return]
-
-
-def open_client(config: SearchConfig, extra: CatalogueHeaders | None = None) -> Any:
+def _open_client(config: SearchConfig, extra: CatalogueHeaders | None = None) -> Any:
     """Open the catalogue (blocking). Raises :class:`SearchError` with a readable reason."""
     from pystac_client import Client
     from pystac_client.exceptions import APIError
@@ -468,13 +231,13 @@ def open_client(config: SearchConfig, extra: CatalogueHeaders | None = None) -> 
     try:
         return Client.open(config.catalog, stac_io=_stac_io(config, extra), timeout=config.timeout)
     except APIError as exc:
-        if _timed_out(exc):
+        if timed_out(exc):
             raise SearchError(_silent(config.catalog, config.timeout)) from exc
         raise SearchError(
             f"cannot open the catalogue {config.catalog}: {_api_reason(exc)}"
         ) from exc
     except Exception as exc:  # requests/urllib3/json errors: unreachable or not a STAC API
-        if _timed_out(exc):
+        if timed_out(exc):
             raise SearchError(_silent(config.catalog, config.timeout)) from exc
         raise SearchError(f"cannot open the catalogue {config.catalog}: {exc}") from exc
 
@@ -515,7 +278,7 @@ def _page_iterator(
 ) -> tuple[Iterator[dict[str, Any]], Any]:
     from pystac_client.exceptions import APIError
 
-    client = open_client(config, extra)
+    client = _open_client(config, extra)
     try:
         search = client.search(**_search_kwargs(config))
     except APIError as exc:
@@ -533,7 +296,7 @@ def _next_page(pages: Iterator[dict[str, Any]], config: SearchConfig) -> Any:
     except SearchError:
         raise
     except Exception as exc:
-        if _timed_out(exc):
+        if timed_out(exc):
             raise SearchError(_silent(config.catalog, config.timeout)) from exc
         if isinstance(exc, APIError):
             raise SearchError(f"search failed: {_api_reason(exc)}") from exc
@@ -570,10 +333,10 @@ async def search_pages(
         try:
             page = await _ask(config, _next_page, pages, config)
         except SearchError as exc:
-            if first and config.collections and not _timed_out(exc):
+            if first and config.collections and not timed_out(exc):
                 # A rejected first page: name the collection id that is wrong, if one is.
                 with contextlib.suppress(SearchError):
-                    await _ask(config, check_collections, config, config.collections, extra)
+                    await _ask(config, _check_collections, config, config.collections, extra)
             raise
         if page is _SENTINEL:
             if not first:
@@ -602,7 +365,7 @@ async def search_pages(
                 # Nothing matched: say so if it is because a collection id is wrong (and
                 # say nothing if the collections cannot be listed: the search did work).
                 with contextlib.suppress(SearchError):
-                    await _ask(config, check_collections, config, config.collections, extra)
+                    await _ask(config, _check_collections, config, config.collections, extra)
         if config.max_items is not None:
             features = features[: max(0, config.max_items - seen)]
         seen += len(features)
@@ -703,14 +466,14 @@ def _get_json(stac_io: Any, url: str, params: dict[str, Any] | None = None) -> A
     from pystac_client.exceptions import APIError
 
     try:
-        text = _within(stac_io.timeout * ANSWER_TIMEOUTS, stac_io.request, url, "GET", None, params)
+        text = within(stac_io.timeout * _ANSWER_TIMEOUTS, stac_io.request, url, "GET", None, params)
         if text is None:
             raise _slow(url, stac_io.timeout) from TimeoutError()
         return json.loads(text)
     except SearchError:
         raise
     except Exception as exc:
-        if _timed_out(exc):
+        if timed_out(exc):
             raise SearchError(_silent(url, stac_io.timeout)) from exc
         if isinstance(exc, APIError):
             raise SearchError(f"{url}: {_api_reason(exc)}") from exc
@@ -758,10 +521,10 @@ def list_collections(
     for _ in range(1000):  # pages of collections; a bound on a catalogue that never ends
         if url is None:
             break
-        key = _key([url, params])
+        key = digest([url, params])
         if key is not None and key in followed:
             raise SearchError(
-                f"the catalogue's collections rel=next repeats a page ({_shown(url)}); "
+                f"the catalogue's collections rel=next repeats a page ({shown(url)}); "
                 "it would page forever"
             )
         followed.add(key)
@@ -774,7 +537,7 @@ def list_collections(
     return found, server
 
 
-def check_collections(
+def _check_collections(
     config: SearchConfig, wanted: tuple[str, ...], extra: CatalogueHeaders | None = None
 ) -> None:
     """Raise :class:`ConfigError` naming the closest ids when one of ``wanted`` is not a
@@ -813,8 +576,8 @@ def queryables(
     try:
         schema = _get_json(stac_io, f"{config.catalog}collections/{collection}/queryables")
     except SearchError as exc:
-        if not _timed_out(exc):  # a silent catalogue would only be waited for twice
-            check_collections(config, (collection,), extra)
+        if not timed_out(exc):  # a silent catalogue would only be waited for twice
+            _check_collections(config, (collection,), extra)
         raise
     if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
         raise SearchError(f"the queryables of {collection} are not a JSON Schema")
