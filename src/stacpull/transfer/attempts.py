@@ -27,7 +27,6 @@ import logging
 
 import anyio
 import anyio.to_thread
-from yarl import URL
 
 from ..errors import (
     CredentialsError,
@@ -43,6 +42,7 @@ from ..events import TransferRetried
 from ..models import Job, Outcome, Status
 from ..verify import Opener, ZipFollower, encode_multihash, verify_size
 from .context import FetchContext
+from .http import host_of
 from .partfile import PartFile, Tee, part_bytes, storage_error
 from .ranges import discard, saved_segments
 from .segments import run_segments
@@ -73,8 +73,8 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
         )
         return t.finish(ctx, Status.SKIPPED, size=present.size)
     try:
-        t.host = URL(job.url).host or ""
-    except ValueError as exc:  # a URL yarl cannot take (an IDNA label "xn--"): refused
+        t.host = host_of(job.url)
+    except ValueError as exc:  # a URL the client cannot take (an IDNA label "xn--"): refused
         refusal = PlanError(f"asset URL {job.url!r} is not valid: {exc}")
         return await _refuse(t, ctx, refusal, partial=0)
     t.had = t.best = disk.part_size

@@ -57,6 +57,7 @@ __all__ = [
     "check_status",
     "client_session",
     "content_range",
+    "host_of",
     "length_source",
     "mapped_errors",
     "open_response",
@@ -74,6 +75,12 @@ Response = aiohttp.ClientResponse
 Session = aiohttp.ClientSession
 
 USER_AGENT = f"stacpull/{__version__}"
+
+
+def host_of(url: str) -> str:
+    """The host a request to ``url`` goes to, as the session sees it (IDNA-encoded); raises
+    ``ValueError`` for a URL the client cannot take (an IDNA label ``xn--`` that is not)."""
+    return URL(url).host or ""
 
 
 def client_session(
