@@ -52,7 +52,7 @@ from .stream import single
 
 __all__ = ["fetch"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("stacpull.fetch")  # the transfer's name since before transfer/
 log.addFilter(ScrubFilter())
 
 

@@ -66,7 +66,7 @@ __all__ = [
     "whole_at",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("stacpull.fetch")  # the transfer's name since before transfer/
 log.addFilter(ScrubFilter())
 
 #: What a request answers and what sends it, named here so no other module imports aiohttp.

@@ -43,7 +43,7 @@ __all__ = [
     "write_range",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("stacpull.fetch")  # the transfer's name since before transfer/
 log.addFilter(ScrubFilter())
 
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LOOK_INLINE_LIMIT", "Looks", "already_verified", "checksum", "look"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("stacpull.fetch")  # the transfer's name since before transfer/
 log.addFilter(ScrubFilter())
 
 

@@ -47,7 +47,7 @@ from .state import Transfer
 
 __all__ = ["single"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("stacpull.fetch")  # the transfer's name since before transfer/
 log.addFilter(ScrubFilter())
 
 
