@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from stacpull.errors import ScrubFilter
 from stacpull.sim import Faults, SimServer
 
 from .conftest import pull
@@ -35,3 +36,6 @@ def test_transfer_logs_under_the_name_it_always_had(
     retried = [r for r in caplog.records if "failed (" in r.getMessage()]
     assert requests and retried
     assert {r.name for r in requests + retried} == {"stacpull.fetch"}
+    # One scrubbing filter on it, as before: not one per module of the package.
+    filters = logging.getLogger("stacpull.fetch").filters
+    assert len([f for f in filters if isinstance(f, ScrubFilter)]) == 1
