@@ -52,8 +52,11 @@ from .stream import single
 
 __all__ = ["fetch"]
 
-log = logging.getLogger(__name__)
-log.addFilter(ScrubFilter())
+#: The transfer's messages keep the name fetch.py gave them (``--debug`` prints it, users
+#: set its level); every module of the package shares the logger and its one filter.
+log = logging.getLogger("stacpull.fetch")
+if not any(isinstance(f, ScrubFilter) for f in log.filters):
+    log.addFilter(ScrubFilter())
 
 
 async def fetch(job: Job, ctx: FetchContext) -> Outcome:

@@ -67,8 +67,11 @@ __all__ = [
     "whole_at",
 ]
 
-log = logging.getLogger(__name__)
-log.addFilter(ScrubFilter())
+#: The transfer's messages keep the name fetch.py gave them (``--debug`` prints it, users
+#: set its level); every module of the package shares the logger and its one filter.
+log = logging.getLogger("stacpull.fetch")
+if not any(isinstance(f, ScrubFilter) for f in log.filters):
+    log.addFilter(ScrubFilter())
 
 #: What a request answers and what sends it, named here so no other module imports aiohttp.
 Response = aiohttp.ClientResponse

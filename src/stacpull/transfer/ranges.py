@@ -43,8 +43,11 @@ __all__ = [
     "write_range",
 ]
 
-log = logging.getLogger(__name__)
-log.addFilter(ScrubFilter())
+#: The transfer's messages keep the name fetch.py gave them (``--debug`` prints it, users
+#: set its level); every module of the package shares the logger and its one filter.
+log = logging.getLogger("stacpull.fetch")
+if not any(isinstance(f, ScrubFilter) for f in log.filters):
+    log.addFilter(ScrubFilter())
 
 
 #: A split file has up to this many ranges per parallel connection (each at least

@@ -31,8 +31,11 @@ if TYPE_CHECKING:
 
 __all__ = ["LOOK_INLINE_LIMIT", "Looks", "already_verified", "checksum", "look"]
 
-log = logging.getLogger(__name__)
-log.addFilter(ScrubFilter())
+#: The transfer's messages keep the name fetch.py gave them (``--debug`` prints it, users
+#: set its level); every module of the package shares the logger and its one filter.
+log = logging.getLogger("stacpull.fetch")
+if not any(isinstance(f, ScrubFilter) for f in log.filters):
+    log.addFilter(ScrubFilter())
 
 
 def _digest_in(root: Path, path: Path, mh: Multihash) -> bytes | None:

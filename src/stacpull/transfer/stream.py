@@ -47,8 +47,11 @@ from .state import Transfer
 
 __all__ = ["single"]
 
-log = logging.getLogger(__name__)
-log.addFilter(ScrubFilter())
+#: The transfer's messages keep the name fetch.py gave them (``--debug`` prints it, users
+#: set its level); every module of the package shares the logger and its one filter.
+log = logging.getLogger("stacpull.fetch")
+if not any(isinstance(f, ScrubFilter) for f in log.filters):
+    log.addFilter(ScrubFilter())
 
 
 async def _resume_offset(t: Transfer, ctx: FetchContext) -> tuple[int, Mapping[str, str]]:
