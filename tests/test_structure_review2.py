@@ -92,3 +92,37 @@ def test_a_zero_retry_after_from_the_catalogue_still_backs_off() -> None:
         assert anyio.run(collect, catalogue.base) == ["A"]
     assert catalogue.searches == 4
     assert len(skipped) == 3 and all(wait > 0 for wait in skipped), skipped
+
+
+class _ZeroRetryAfterTokens(ThreadedApp):
+    """A token endpoint answering ``fails`` 503s with ``Retry-After: 0``, then a token."""
+
+    def __init__(self, fails: int) -> None:
+        super().__init__()
+        self.fails = fails
+        self.requests = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/token"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        if self.requests <= self.fails:
+            return web.json_response({"error": "busy"}, status=503, headers={"Retry-After": "0"})
+        return web.json_response({"access_token": "access-1", "expires_in": 300})
+
+
+def test_a_zero_retry_after_from_the_token_endpoint_still_backs_off() -> None:
+    """Before the issue a failed token request always waited 1, 2, 4… s before the next;
+    with ``Retry-After`` honoured, a ``0`` must not turn every worker's wait for the token
+    into a burst of requests to a busy identity provider."""
+    from stacpull.config import Secret
+    from stacpull.oidc import OIDCSettings, OIDCTokenProvider
+    from stacpull.retry import testing
+
+    with _ZeroRetryAfterTokens(fails=3) as endpoint, testing() as skipped:
+        provider = OIDCTokenProvider(Secret("offline-1"), OIDCSettings(token_url=endpoint.url))
+        assert anyio.run(provider.token) == Secret("access-1")
+    assert endpoint.requests == 4
+    assert len(skipped) == 3 and all(wait > 0 for wait in skipped), skipped
