@@ -73,7 +73,9 @@ def _policy_retry() -> type[Any]:
         def sleep(self, response: BaseHTTPResponse | None = None) -> None:
             after = None
             if self.respect_retry_after_header and response is not None:
-                after = self.get_retry_after(response)
+                # 0 (or a date already past) is no Retry-After, as urllib3 itself took it:
+                # backed off, so a catalogue under load does not get its retries in a burst.
+                after = self.get_retry_after(response) or None
             wait = self.policy.wait(len(self.history), after)
             if wait > 0:
                 time.sleep(wait)

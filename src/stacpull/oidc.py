@@ -183,7 +183,9 @@ class OIDCTokenProvider(BaseProvider):
                     self._refresh_at = self._clock() + min(left / 2, 30.0)
                     return self._access
                 if attempt < retry.attempts:
-                    await anyio.sleep(retry.wait(attempt, exc.retry_after))
+                    # A Retry-After of 0 (or a date past) backs off all the same: every
+                    # worker waits for this token, and a busy endpoint gets no burst.
+                    await anyio.sleep(retry.wait(attempt, exc.retry_after or None))
                 continue
             return self._install(access, expires_in, rotated, reason)
         raise CredentialsError(

@@ -104,9 +104,9 @@ DURATION = _Duration()
 
 class _QuotingDefault(click.Option):
     """An option whose help quotes the config's default for its key (``[8]``): the value
-    is written once, in :mod:`stacpull.config`, and read from there when the help is shown
-    (never on import: the listing commands' ``--help`` loads no config). ``{default}`` in
-    the help text stands for it."""
+    is written once, in :mod:`stacpull.defaults` (the config's dataclasses take it from
+    there), and read from there when the help is shown: no ``--help`` loads the config.
+    ``{default}`` in the help text stands for it."""
 
     def __init__(
         self, *args: Any, key: str, shown: Callable[[Any], str] = str, **kwargs: Any
@@ -117,10 +117,13 @@ class _QuotingDefault(click.Option):
 
     @property  # click's attribute, computed here when read
     def help(self) -> str | None:
-        from ..config import Config
+        from .. import defaults  # the leaf module: help loads no config (nor tomllib)
 
         section, _, name = self._key.partition(".")
-        default = self._shown(getattr(getattr(Config(), section), name))
+        constant = f"DEFAULT_{name.upper()}"
+        if not hasattr(defaults, constant):
+            constant = f"DEFAULT_{section.upper()}_{name.upper()}"
+        default = self._shown(getattr(defaults, constant))
         return None if self._help is None else self._help.replace("{default}", default)
 
     @help.setter
