@@ -24,7 +24,9 @@ SRC = ROOT / "src" / "stacpull"
 MODULES = sorted(SRC.rglob("*.py"))
 #: Public API the README documents, exported though nothing in the repository names it.
 _API: dict[str, str] = {
-    "audit.py:Problem": "StatusReport.problems / VerifyReport.problems hold these (README)",
+    "config/model.py:DownloadConfig": "a section of stacpull.Config, which build_config returns",
+    "config/model.py:OutputConfig": "a section of stacpull.Config, which build_config returns",
+    "dryrun.py:AssetPlan": "the values of PlanSummary.assets, which stacpull.dry_run returns",
 }
 #: The command modules another helper finishes at the same time (issue 18): their
 #: exports are listed in that helper's report, not fixed here.
@@ -40,7 +42,8 @@ def _rel(path: Path) -> str:
 @cache
 def _texts() -> dict[Path, str]:
     dirs = ("src", "tests", "benchmarks", "scripts")
-    return {p: p.read_text() for d in dirs for p in (ROOT / d).rglob("*.py") if ".venv" not in p.parts}
+    files = (p for d in dirs for p in (ROOT / d).rglob("*.py") if p != Path(__file__).resolve())
+    return {p: p.read_text() for p in files}  # this file names what it allows: not a use
 
 
 def _tree(path: Path) -> ast.Module:
@@ -49,16 +52,14 @@ def _tree(path: Path) -> ast.Module:
 
 def _all(tree: ast.Module) -> list[str] | None:
     for node in tree.body:
-        targets = (
-            node.targets
-            if isinstance(node, ast.Assign)
-            else [node.target]
-            if isinstance(node, ast.AnnAssign)
-            else []
-        )
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
         if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
-            assert node.value is not None
-            return list(ast.literal_eval(node.value))
+            return list(ast.literal_eval(value))
     return None
 
 
@@ -75,16 +76,27 @@ def _defined(tree: ast.Module) -> list[str]:
     return [n for n in names if not n.startswith("_")]
 
 
+def _uses_in_code(path: Path, name: str) -> bool:
+    """Whether ``path``'s code reads ``name`` (an import and ``__all__`` are not a use)."""
+    return any(
+        (isinstance(node, ast.Name) and node.id == name)
+        or (isinstance(node, ast.Attribute) and node.attr == name)
+        for node in ast.walk(_tree(path))
+    )
+
+
 def _users(module: Path, name: str) -> list[Path]:
     """The files outside ``module`` that mention ``name``; a package's own ``__init__``
-    counts for a submodule only through its own users."""
+    counts for a submodule only where its code uses the name, not for re-exporting it
+    (the re-export counts through its own users)."""
     word = re.compile(rf"\b{re.escape(name)}\b")
+    package = module.parent / "__init__.py"
     return [
         path
         for path, text in _texts().items()
         if path != module
-        and not (module.name != "__init__.py" and path == module.parent / "__init__.py")
         and word.search(text)
+        and (module.name == "__init__.py" or path != package or _uses_in_code(path, name))
     ]
 
 
@@ -141,9 +153,9 @@ def _foreign_underscores(path: Path) -> list[str]:
                 dotted = f"{module}.{alias.name}"
                 if _is_module(dotted):
                     aliases[alias.asname or alias.name] = dotted
-                if alias.name.startswith("_") and not alias.name.startswith("__"):
-                    if not _is_module(dotted):
-                        found.append(dotted)
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private and not _is_module(dotted):
+                    found.append(dotted)
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("stacpull") and alias.asname:

@@ -45,7 +45,6 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urluns
 
 __all__ = [
     "SECRETS",
-    "SENSITIVE_QUERY_WORDS",
     "AuthError",
     "ChecksumMismatchError",
     "ConfigError",
@@ -68,7 +67,6 @@ __all__ = [
     "TruncatedError",
     "UnsafePathError",
     "VerificationError",
-    "encodings",
     "first_error",
     "redact_url",
     "scrub",
@@ -93,7 +91,7 @@ def redact_url(url: str) -> str:
 #: Query keys whose values are credentials (lower-cased, any part of the name):
 #: ``token``, ``access_token``, ``X-Amz-Signature``, ``X-Amz-Credential``,
 #: ``X-Amz-Security-Token``, Azure's ``sig``, ``api_key``, ``Key-Pair-Id``, ``password``...
-SENSITIVE_QUERY_WORDS = ("token", "secret", "sig", "key", "pass", "pwd", "credential", "auth")
+_SENSITIVE_QUERY_WORDS = ("token", "secret", "sig", "key", "pass", "pwd", "credential", "auth")
 
 
 class _Shapes(NamedTuple):
@@ -129,7 +127,7 @@ def _shapes() -> _Shapes:
     )
 
 
-def encodings(secret: str) -> set[str]:
+def _encodings(secret: str) -> set[str]:
     """The forms ``secret`` takes in text: raw; percent-encoded as URL paths, query values
     and forms encode it (``+`` for a space), in upper- or lower-case hex, and twice;
     JSON-escaped (``\\/`` too, as PHP writes it). Each is looked for as it is: plain
@@ -227,7 +225,7 @@ class Scrubber:
 
 def _all_forms(secrets: set[str], shortest: int) -> set[str]:
     parts = {p for s in secrets for p in s.split() if len(p) >= shortest}
-    return {f for s in secrets | parts if len(s) >= shortest for f in encodings(s)}
+    return {f for s in secrets | parts if len(s) >= shortest for f in _encodings(s)}
 
 
 def _ordered(forms: set[str]) -> tuple[str, ...]:
@@ -263,7 +261,7 @@ def url_credentials(url: str) -> tuple[str, ...]:
 
 def _sensitive(key: str) -> bool:
     name = key.lower()
-    return any(word in name for word in SENSITIVE_QUERY_WORDS)
+    return any(word in name for word in _SENSITIVE_QUERY_WORDS)
 
 
 def _query_value(m: re.Match[str]) -> str:

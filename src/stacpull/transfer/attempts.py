@@ -52,8 +52,8 @@ from .stream import single
 
 __all__ = ["fetch"]
 
-log = logging.getLogger(__name__)
-log.addFilter(ScrubFilter())
+_log = logging.getLogger(__name__)
+_log.addFilter(ScrubFilter())
 
 
 async def fetch(job: Job, ctx: FetchContext) -> Outcome:
@@ -94,13 +94,13 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
 #: retry budget (or a sixteenth of a smaller file): a server that sends a few bytes per
 #: connection cannot keep a file retrying for ever, a link that drops every few minutes
 #: brings far more.
-PROGRESS_MIN = 1 << 20
+_PROGRESS_MIN = 1 << 20
 
 
 def _least_progress(total: int | None) -> int:
     """The bytes past its high-water mark that count as progress for a file of ``total``
-    bytes (None: unknown): at most PROGRESS_MIN, at least one byte."""
-    return PROGRESS_MIN if total is None else max(1, min(PROGRESS_MIN, total // 16))
+    bytes (None: unknown): at most _PROGRESS_MIN, at least one byte."""
+    return _PROGRESS_MIN if total is None else max(1, min(_PROGRESS_MIN, total // 16))
 
 
 async def _attempts(t: Transfer, ctx: FetchContext) -> Outcome:
@@ -151,7 +151,9 @@ async def _failed(t: Transfer, ctx: FetchContext, exc: TransferError) -> tuple[f
         t.streak, t.best = 1, held
     delay = ctx.retry.delay(max(t.streak, t.restarts), exc)
     if delay is not None:
-        log.debug("%s: attempt %d failed (%s); next in %.1f s", t.job.label, t.attempts, exc, delay)
+        _log.debug(
+            "%s: attempt %d failed (%s); next in %.1f s", t.job.label, t.attempts, exc, delay
+        )
         ctx.emit(TransferRetried(t.job, t.attempts, str(exc), type(exc).__name__, delay, discarded))
     return delay, held
 

@@ -66,14 +66,14 @@ __all__ = [
     "whole_at",
 ]
 
-log = logging.getLogger(__name__)
-log.addFilter(ScrubFilter())
+_log = logging.getLogger(__name__)
+_log.addFilter(ScrubFilter())
 
 #: What a request answers and what sends it, named here so no other module imports aiohttp.
 Response = aiohttp.ClientResponse
 Session = aiohttp.ClientSession
 
-USER_AGENT = f"stacpull/{__version__}"
+_USER_AGENT = f"stacpull/{__version__}"
 
 
 def client_session(
@@ -92,7 +92,7 @@ def client_session(
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=connections, limit_per_host=per_host),
         timeout=aiohttp.ClientTimeout(total=total, connect=connect, sock_read=stall),
-        headers={"User-Agent": USER_AGENT},
+        headers={"User-Agent": _USER_AGENT},
         auto_decompress=decompress,
     )
 
@@ -126,7 +126,7 @@ def mapped_errors(
         raise ConnectError(f"{lost}: {type(exc).__name__}", url=url) from exc
 
 
-MAX_REDIRECTS = 10
+_MAX_REDIRECTS = 10
 
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -169,7 +169,7 @@ async def open_response(
                 use.unproven = not fixed.proven(token)
             return resp
         resp.release()
-        log.debug("HTTP %s to a token: retrying %s with a new one", resp.status, redact_url(url))
+        _log.debug("HTTP %s to a token: retrying %s with a new one", resp.status, redact_url(url))
         token, use.renewed = fresh, True
 
 
@@ -191,7 +191,7 @@ async def _follow(
     the token."""
     send_token = token is not None and ctx.trust.trusts(url)
     trusted = ctx.trust.trusts(url)  # the user's headers follow the token's rule
-    for _ in range(MAX_REDIRECTS + 1):
+    for _ in range(_MAX_REDIRECTS + 1):
         hop_headers = dict(headers)
         own = _own_credentials(url)
         if ctx.headers:
@@ -200,8 +200,8 @@ async def _follow(
             hop_headers["Authorization"] = f"Bearer {token.reveal()}"
         with mapped_errors(url):
             resp = await ctx.session.get(url, headers=hop_headers, allow_redirects=False)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
                 "GET %s%s%s -> %s",
                 redact_url(url),
                 " with token" if send_token else "",
@@ -226,7 +226,7 @@ async def _follow(
             url = location
             continue
         return resp, send_token and not own
-    raise HTTPStatusError(f"more than {MAX_REDIRECTS} redirects", url=url, status=310)
+    raise HTTPStatusError(f"more than {_MAX_REDIRECTS} redirects", url=url, status=310)
 
 
 def _user_headers(hop_headers: dict[str, str], ctx: FetchContext, trusted: bool) -> bool:

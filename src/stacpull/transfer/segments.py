@@ -30,7 +30,7 @@ from .partfile import hash_part, open_for_ranges, storage_error
 from .ranges import RangeRecord, Segment, SegmentState, close_record, save_segments, write_range
 from .state import Transfer
 
-__all__ = ["FOLLOW_STEP", "run_segments"]
+__all__ = ["FOLLOW_STEP", "RANGE_BATCH", "SEGMENT_JOURNAL_EVERY", "run_segments"]
 
 
 #: The hash of a split file follows the filled front in steps of at least this much.
