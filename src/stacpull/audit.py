@@ -11,7 +11,6 @@ so the next run (or ``--retry-failed``) fetches it again.
 from __future__ import annotations
 
 import os
-import stat
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,7 +20,7 @@ from typing import Any
 
 from .errors import PlanError, VerificationError, scrub, scrub_data
 from .journal import Journal, JournalRow
-from .safepath import dup_opener, open_below
+from .safepath import dup_opener, is_regular, open_below
 from .verify import check_zip, hash_range, parse_multihash
 
 __all__ = ["read_status", "verify_dest"]
@@ -170,7 +169,7 @@ def _check(root: Path, row: JournalRow) -> tuple[str, _Problem | None]:
 def _check_open(row: JournalRow, fd: int) -> tuple[str, _Problem | None]:
     """:func:`_check` of the file open at ``fd``."""
     st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
+    if not is_regular(st):
         return "missing", _Problem(row.path, "missing", "not a regular file (not read)")
     size = st.st_size
     if size != row.bytes or (row.expected_size is not None and size != row.expected_size):
