@@ -24,8 +24,10 @@ SRC = ROOT / "src" / "stacpull"
 MODULES = sorted(SRC.rglob("*.py"))
 #: Public API the README documents, exported though nothing in the repository names it.
 _API: dict[str, str] = {
-    "config/model.py:DownloadConfig": "a section of stacpull.Config, which build_config returns",
-    "config/model.py:OutputConfig": "a section of stacpull.Config, which build_config returns",
+    "config/__init__.py:DownloadConfig": "a section of stacpull.Config (README: build_config)",
+    "config/__init__.py:OutputConfig": "a section of stacpull.Config (README: build_config)",
+    "config/model.py:DownloadConfig": "a section of stacpull.Config (README: build_config)",
+    "config/model.py:OutputConfig": "a section of stacpull.Config (README: build_config)",
     "dryrun.py:AssetPlan": "the values of PlanSummary.assets, which stacpull.dry_run returns",
 }
 #: The command modules another helper finishes at the same time (issue 18): their
@@ -88,7 +90,8 @@ def _uses_in_code(path: Path, name: str) -> bool:
 def _users(module: Path, name: str) -> list[Path]:
     """The files outside ``module`` that mention ``name``; a package's own ``__init__``
     counts for a submodule only where its code uses the name, not for re-exporting it
-    (the re-export counts through its own users)."""
+    (the re-export counts through its own users), and the module a package re-exports a
+    name from is not a user of the re-export."""
     word = re.compile(rf"\b{re.escape(name)}\b")
     package = module.parent / "__init__.py"
     return [
@@ -97,6 +100,7 @@ def _users(module: Path, name: str) -> list[Path]:
         if path != module
         and word.search(text)
         and (module.name == "__init__.py" or path != package or _uses_in_code(path, name))
+        and not (module.name == "__init__.py" and name in _defined(_tree(path)))
     ]
 
 
