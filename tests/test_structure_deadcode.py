@@ -13,7 +13,6 @@ Three rules, read from the source of every module of the package:
 from __future__ import annotations
 
 import ast
-import re
 from functools import cache
 from pathlib import Path
 
@@ -24,11 +23,15 @@ SRC = ROOT / "src" / "stacpull"
 MODULES = sorted(SRC.rglob("*.py"))
 #: Public API the README documents, exported though nothing in the repository names it.
 _API: dict[str, str] = {
+    "__init__.py:arun": "the Python API: stacpull.arun, run's async twin (README)",
+    "api.py:arun": "the Python API: stacpull.arun, run's async twin (README)",
     "config/__init__.py:DownloadConfig": "a section of stacpull.Config (README: build_config)",
     "config/__init__.py:OutputConfig": "a section of stacpull.Config (README: build_config)",
     "config/model.py:DownloadConfig": "a section of stacpull.Config (README: build_config)",
     "config/model.py:OutputConfig": "a section of stacpull.Config (README: build_config)",
     "dryrun.py:AssetPlan": "the values of PlanSummary.assets, which stacpull.dry_run returns",
+    "peek.py:NothingSelected": "an error stacpull.download and dry_run raise (exit 2): a caller"
+    " may catch it",
 }
 #: The command modules another helper finishes at the same time (issue 18): their
 #: exports are listed in that helper's report, not fixed here.
@@ -43,6 +46,7 @@ def _rel(path: Path) -> str:
 
 @cache
 def _texts() -> dict[Path, str]:
+    """The source of every Python file of the repository, this one aside."""
     dirs = ("src", "tests", "benchmarks", "scripts")
     files = (p for d in dirs for p in (ROOT / d).rglob("*.py") if p != Path(__file__).resolve())
     return {p: p.read_text() for p in files}  # this file names what it allows: not a use
@@ -87,18 +91,35 @@ def _uses_in_code(path: Path, name: str) -> bool:
     )
 
 
+@cache
+def _names(path: Path) -> frozenset[str]:
+    """Every name ``path``'s code takes: a bare name, an attribute, an imported name and a
+    string that is an identifier (``monkeypatch.setattr(module, "NAME", …)``, a lazy
+    ``__getattr__`` table); a comment or a docstring is not a use."""
+    found: set[str] = set()
+    for node in ast.walk(_tree(path)):
+        if isinstance(node, ast.Name):
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            found.add(node.attr)
+        elif isinstance(node, ast.alias):
+            found.add(node.name.rsplit(".", 1)[-1])
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.update(node.value.split(".") if node.value.isidentifier() else ())
+    return frozenset(found)
+
+
 def _users(module: Path, name: str) -> list[Path]:
-    """The files outside ``module`` that mention ``name``; a package's own ``__init__``
+    """The files outside ``module`` whose code uses ``name``; a package's own ``__init__``
     counts for a submodule only where its code uses the name, not for re-exporting it
     (the re-export counts through its own users), and the module a package re-exports a
     name from is not a user of the re-export."""
-    word = re.compile(rf"\b{re.escape(name)}\b")
     package = module.parent / "__init__.py"
     return [
         path
-        for path, text in _texts().items()
+        for path in _texts()
         if path != module
-        and word.search(text)
+        and name in _names(path)
         and (module.name == "__init__.py" or path != package or _uses_in_code(path, name))
         and not (module.name == "__init__.py" and name in _defined(_tree(path)))
     ]

@@ -29,7 +29,7 @@ Messages never contain a token: URLs are shown without their query string (presi
 URLs carry signatures there) and request headers are never formatted. As a second line of
 defence every message, and everything any writer puts out (log records, reports, the
 event log, the journal, the console), goes through :data:`SECRETS`, the one
-:class:`Scrubber` that knows every secret of the process in every encoding.
+:class:`_Scrubber` that knows every secret of the process in every encoding.
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ __all__ = [
     "RangeError",
     "RunAborted",
     "ScrubFilter",
-    "Scrubber",
     "SearchError",
     "SizeMismatchError",
     "StacpullError",
@@ -145,7 +144,7 @@ def _encodings(secret: str) -> set[str]:
     return forms
 
 
-class Scrubber:
+class _Scrubber:
     """Every secret stacpull knows of, and the one function that takes them out of text.
 
     Secrets are registered as they become known: at config load (tokens, the client
@@ -278,11 +277,11 @@ def _scheme_value(m: re.Match[str]) -> str:
 
 
 #: The process's one scrubber: every writer of output applies it.
-SECRETS = Scrubber()
+SECRETS = _Scrubber()
 
 
 def scrub(text: str) -> str:
-    """``text`` without any secret (see :class:`Scrubber`): for every writer of output."""
+    """``text`` without any secret (see :class:`_Scrubber`): for every writer of output."""
     return SECRETS.scrub(text)
 
 
