@@ -394,7 +394,7 @@ def _validator_text(v: Validators) -> str:
     return ", ".join(shown) or "no validator"
 
 
-def length_source(resp: Response, job: Job) -> str:
+def length_source(resp: Response) -> str:
     """What announced a response's length, for a message."""
     if resp.status == 206:
         return "its Content-Range"
