@@ -69,13 +69,23 @@ def _all(tree: ast.Module) -> list[str] | None:
     return None
 
 
+def _is_logger(node: ast.Assign) -> bool:
+    """``log = logging.getLogger(…)``: a module's logger, by logging's convention."""
+    call = node.value
+    return (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr == "getLogger"
+    )
+
+
 def _defined(tree: ast.Module) -> list[str]:
-    """The names a module defines at its top level (imports aside)."""
+    """The names a module defines at its top level (imports and its logger aside)."""
     names: list[str] = []
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.append(node.name)
-        elif isinstance(node, ast.Assign):
+        elif isinstance(node, ast.Assign) and not _is_logger(node):
             names += [t.id for t in node.targets if isinstance(t, ast.Name)]
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             names.append(node.target.id)

@@ -26,8 +26,8 @@ from .search import ItemPages
 
 __all__ = ["JobSource", "PageSource", "Source"]
 
-_log = logging.getLogger("stacpull.engine")  # the run's messages, under the engine's name
-_log.addFilter(ScrubFilter())
+log = logging.getLogger("stacpull.engine")  # the run's messages, under the engine's name
+log.addFilter(ScrubFilter())
 
 
 class Source(Protocol):
@@ -78,7 +78,7 @@ class PageSource:
             for item in features:
                 if not claims.first_listing(item):
                     if claims.duplicates == 1:
-                        _log.info("item %s is listed more than once; planned once", item["id"])
+                        log.info("item %s is listed more than once; planned once", item["id"])
                     continue
                 planned, refused = plan_item(item, self.rules)
                 jobs.extend(planned)

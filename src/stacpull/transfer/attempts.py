@@ -52,8 +52,8 @@ from .stream import single
 
 __all__ = ["fetch"]
 
-_log = logging.getLogger(__name__)
-_log.addFilter(ScrubFilter())
+log = logging.getLogger(__name__)
+log.addFilter(ScrubFilter())
 
 
 async def fetch(job: Job, ctx: FetchContext) -> Outcome:
@@ -151,9 +151,7 @@ async def _failed(t: Transfer, ctx: FetchContext, exc: TransferError) -> tuple[f
         t.streak, t.best = 1, held
     delay = ctx.retry.delay(max(t.streak, t.restarts), exc)
     if delay is not None:
-        _log.debug(
-            "%s: attempt %d failed (%s); next in %.1f s", t.job.label, t.attempts, exc, delay
-        )
+        log.debug("%s: attempt %d failed (%s); next in %.1f s", t.job.label, t.attempts, exc, delay)
         ctx.emit(TransferRetried(t.job, t.attempts, str(exc), type(exc).__name__, delay, discarded))
     return delay, held
 

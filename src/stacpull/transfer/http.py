@@ -66,8 +66,8 @@ __all__ = [
     "whole_at",
 ]
 
-_log = logging.getLogger(__name__)
-_log.addFilter(ScrubFilter())
+log = logging.getLogger(__name__)
+log.addFilter(ScrubFilter())
 
 #: What a request answers and what sends it, named here so no other module imports aiohttp.
 Response = aiohttp.ClientResponse
@@ -169,7 +169,7 @@ async def open_response(
                 use.unproven = not fixed.proven(token)
             return resp
         resp.release()
-        _log.debug("HTTP %s to a token: retrying %s with a new one", resp.status, redact_url(url))
+        log.debug("HTTP %s to a token: retrying %s with a new one", resp.status, redact_url(url))
         token, use.renewed = fresh, True
 
 
@@ -200,8 +200,8 @@ async def _follow(
             hop_headers["Authorization"] = f"Bearer {token.reveal()}"
         with mapped_errors(url):
             resp = await ctx.session.get(url, headers=hop_headers, allow_redirects=False)
-        if _log.isEnabledFor(logging.DEBUG):
-            _log.debug(
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
                 "GET %s%s%s -> %s",
                 redact_url(url),
                 " with token" if send_token else "",

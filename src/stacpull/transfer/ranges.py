@@ -43,8 +43,8 @@ __all__ = [
     "write_range",
 ]
 
-_log = logging.getLogger(__name__)
-_log.addFilter(ScrubFilter())
+log = logging.getLogger(__name__)
+log.addFilter(ScrubFilter())
 
 
 #: A split file has up to this many ranges per parallel connection (each at least
@@ -220,7 +220,7 @@ class RangeRecord:
         try:
             dir_fd = _record_dir(path.parent, make=True)
         except OSError as exc:
-            _log.debug("no progress record for %s: %s", job.dest, exc)
+            log.debug("no progress record for %s: %s", job.dest, exc)
             return None
         try:
             fd = create_fresh(temp, os.O_RDWR, 0o600, dir_fd=dir_fd)
@@ -233,7 +233,7 @@ class RangeRecord:
                 os.close(fd)
                 raise
         except OSError as exc:
-            _log.debug("no progress record for %s: %s", job.dest, exc)
+            log.debug("no progress record for %s: %s", job.dest, exc)
             return None
         finally:
             os.close(dir_fd)
@@ -292,7 +292,7 @@ class RangeRecord:
                 self._fd, _RECORD_DONE.pack(done), _RECORD_HEAD.size + _RECORD_DONE.size * index
             )
         except OSError as exc:  # the record lags, which is safe: the journal still follows
-            _log.debug("progress record not updated: %s", exc)
+            log.debug("progress record not updated: %s", exc)
 
     def close(self) -> None:
         """Close the record (it stays on disk for a resume)."""
@@ -311,7 +311,7 @@ class RangeRecord:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            _log.debug("progress record %s not removed: %s", path, exc)
+            log.debug("progress record %s not removed: %s", path, exc)
         finally:
             os.close(dir_fd)
 
@@ -359,7 +359,7 @@ async def saved_segments(
     record = RangeRecord.path(ctx.journal.directory, job)
     done = await anyio.to_thread.run_sync(RangeRecord.read, record, job, state, part)
     if done is None:
-        _log.debug("%s: no usable progress record; resuming from the journal's", job.dest)
+        log.debug("%s: no usable progress record; resuming from the journal's", job.dest)
     else:
         for p, d in zip(state.parts, done, strict=True):
             p.done = max(p.done, d)

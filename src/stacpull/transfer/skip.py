@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LOOK_INLINE_LIMIT", "Looks", "already_verified", "checksum", "look"]
 
-_log = logging.getLogger(__name__)
-_log.addFilter(ScrubFilter())
+log = logging.getLogger(__name__)
+log.addFilter(ScrubFilter())
 
 
 def _digest_in(root: Path, path: Path, mh: Multihash) -> bytes | None:
@@ -124,7 +124,7 @@ async def look(ctx: FetchContext, job: Job) -> _OnDisk:
     disk = _look_now(ctx.root, job)
     if (took := time.perf_counter() - began) > LOOK_INLINE_LIMIT:
         ctx.looks.in_threads = True
-        _log.debug("a look at %s took %.1f ms: looking from worker threads", job.dest, took * 1e3)
+        log.debug("a look at %s took %.1f ms: looking from worker threads", job.dest, took * 1e3)
     return disk
 
 

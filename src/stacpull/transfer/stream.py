@@ -47,8 +47,8 @@ from .state import Transfer
 
 __all__ = ["single"]
 
-_log = logging.getLogger(__name__)
-_log.addFilter(ScrubFilter())
+log = logging.getLogger(__name__)
+log.addFilter(ScrubFilter())
 
 
 async def _resume_offset(t: Transfer, ctx: FetchContext) -> tuple[int, Mapping[str, str]]:
@@ -246,9 +246,7 @@ def _split_here(t: Transfer, ctx: FetchContext, rate: float, written: int) -> bo
     left = (t.total or 0) - offset - written
     if rate < ctx.segment_below and left >= 2 * ctx.segment_size:
         t.split_at = offset + written
-        _log.debug(
-            "%s runs at %.1f MB/s: splitting the %d bytes left", t.job.dest, rate / 1e6, left
-        )
+        log.debug("%s runs at %.1f MB/s: splitting the %d bytes left", t.job.dest, rate / 1e6, left)
         return True
     return False
 
