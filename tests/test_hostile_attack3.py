@@ -413,7 +413,7 @@ async def test_a_library_users_log_handler_gets_no_password_from_the_engine(
 
 @pytest.mark.anyio
 async def test_a_short_catalogue_password_echoed_with_its_user_is_scrubbed() -> None:
-    """A password under Scrubber.MIN_LENGTH (``user:pass``, the issue's own example) is
+    """A password under errors._Scrubber.MIN_LENGTH (``user:pass``, the issue's own example) is
     too common to take out of every text alone; echoed with its user it is taken out."""
 
     async def landing(request: aiohttp.web.Request) -> aiohttp.web.Response:

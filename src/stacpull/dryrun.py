@@ -27,7 +27,7 @@ from .journal import JOURNAL_DIR, Journal
 from .models import Job
 from .peek import peek
 from .plan import PlanRules, plan_item
-from .safepath import lstat_below
+from .safepath import is_regular, lstat_below
 from .search import CatalogueHeaders, ItemPages, search_pages
 
 __all__ = ["AssetPlan", "PlanSummary", "budget_error", "dry_run"]
@@ -153,7 +153,7 @@ def _size_on_disk(root: Path, dest: str) -> int | None:
         return None
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise PlanError(f"{dest!r} in DEST is a directory")
-    return st.st_size if st is not None and stat.S_ISREG(st.st_mode) else None
+    return st.st_size if is_regular(st) else None
 
 
 def _journal_view(root: Path) -> tuple[dict[str, int], dict[tuple[str, str], int]]:

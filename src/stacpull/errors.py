@@ -29,7 +29,7 @@ Messages never contain a token: URLs are shown without their query string (presi
 URLs carry signatures there) and request headers are never formatted. As a second line of
 defence every message, and everything any writer puts out (log records, reports, the
 event log, the journal, the console), goes through :data:`SECRETS`, the one
-:class:`Scrubber` that knows every secret of the process in every encoding.
+:class:`_Scrubber` that knows every secret of the process in every encoding.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urluns
 
 __all__ = [
     "SECRETS",
-    "SENSITIVE_QUERY_WORDS",
     "AuthError",
     "ChecksumMismatchError",
     "ConfigError",
@@ -57,7 +56,6 @@ __all__ = [
     "RangeError",
     "RunAborted",
     "ScrubFilter",
-    "Scrubber",
     "SearchError",
     "SizeMismatchError",
     "StacpullError",
@@ -68,7 +66,6 @@ __all__ = [
     "TruncatedError",
     "UnsafePathError",
     "VerificationError",
-    "encodings",
     "first_error",
     "redact_url",
     "scrub",
@@ -93,7 +90,7 @@ def redact_url(url: str) -> str:
 #: Query keys whose values are credentials (lower-cased, any part of the name):
 #: ``token``, ``access_token``, ``X-Amz-Signature``, ``X-Amz-Credential``,
 #: ``X-Amz-Security-Token``, Azure's ``sig``, ``api_key``, ``Key-Pair-Id``, ``password``...
-SENSITIVE_QUERY_WORDS = ("token", "secret", "sig", "key", "pass", "pwd", "credential", "auth")
+_SENSITIVE_QUERY_WORDS = ("token", "secret", "sig", "key", "pass", "pwd", "credential", "auth")
 
 
 class _Shapes(NamedTuple):
@@ -129,7 +126,7 @@ def _shapes() -> _Shapes:
     )
 
 
-def encodings(secret: str) -> set[str]:
+def _encodings(secret: str) -> set[str]:
     """The forms ``secret`` takes in text: raw; percent-encoded as URL paths, query values
     and forms encode it (``+`` for a space), in upper- or lower-case hex, and twice;
     JSON-escaped (``\\/`` too, as PHP writes it). Each is looked for as it is: plain
@@ -147,7 +144,7 @@ def encodings(secret: str) -> set[str]:
     return forms
 
 
-class Scrubber:
+class _Scrubber:
     """Every secret stacpull knows of, and the one function that takes them out of text.
 
     Secrets are registered as they become known: at config load (tokens, the client
@@ -227,7 +224,7 @@ class Scrubber:
 
 def _all_forms(secrets: set[str], shortest: int) -> set[str]:
     parts = {p for s in secrets for p in s.split() if len(p) >= shortest}
-    return {f for s in secrets | parts if len(s) >= shortest for f in encodings(s)}
+    return {f for s in secrets | parts if len(s) >= shortest for f in _encodings(s)}
 
 
 def _ordered(forms: set[str]) -> tuple[str, ...]:
@@ -263,7 +260,7 @@ def url_credentials(url: str) -> tuple[str, ...]:
 
 def _sensitive(key: str) -> bool:
     name = key.lower()
-    return any(word in name for word in SENSITIVE_QUERY_WORDS)
+    return any(word in name for word in _SENSITIVE_QUERY_WORDS)
 
 
 def _query_value(m: re.Match[str]) -> str:
@@ -280,11 +277,11 @@ def _scheme_value(m: re.Match[str]) -> str:
 
 
 #: The process's one scrubber: every writer of output applies it.
-SECRETS = Scrubber()
+SECRETS = _Scrubber()
 
 
 def scrub(text: str) -> str:
-    """``text`` without any secret (see :class:`Scrubber`): for every writer of output."""
+    """``text`` without any secret (see :class:`_Scrubber`): for every writer of output."""
     return SECRETS.scrub(text)
 
 

@@ -34,9 +34,9 @@ if TYPE_CHECKING:
     from .plan import PlanRules
     from .search import ItemPages, Page
 
-__all__ = ["CSV_COLUMNS", "FORMATS", "ItemWriter", "SavedSearch", "item_row", "saved_pages"]
+__all__ = ["FORMATS", "ItemWriter", "item_row", "saved_pages"]
 
-CSV_COLUMNS = (
+_CSV_COLUMNS = (
     "id",
     "collection",
     "datetime",
@@ -161,7 +161,7 @@ class ItemWriter:
         except OSError as exc:
             raise ConfigError(f"-o {self.path}: cannot write: {exc.strerror or exc}") from None
         if self.format == "csv":
-            self._csv = csv.DictWriter(self._file, fieldnames=CSV_COLUMNS)
+            self._csv = csv.DictWriter(self._file, fieldnames=_CSV_COLUMNS)
             self._csv.writeheader()
         else:
             links = [{"rel": "root", "href": self.catalog}] if self.catalog else []
@@ -218,7 +218,7 @@ class ItemWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.table({c: [str(r[c]) for r in self._rows] for c in CSV_COLUMNS})
+        table = pa.table({c: [str(r[c]) for r in self._rows] for c in _CSV_COLUMNS})
         try:
             with safeio.create_new(self._part, binary=True) as f:
                 pq.write_table(table, f)
@@ -228,7 +228,7 @@ class ItemWriter:
 
 
 @dataclass(frozen=True, slots=True)
-class SavedSearch:
+class _SavedSearch:
     """A saved search read back: its items as search pages, the catalogue it came from
     (``None`` when the file does not tell, or its links disagree), and the warnings about
     what it named and was not believed."""
@@ -246,7 +246,7 @@ _GEOJSON_HINT = "save one with `stacpull search -o items.geojson` or `stac-clien
 
 def saved_pages(
     path: Path | str, page_size: int = 100, *, data: bytes | None = None
-) -> SavedSearch:
+) -> _SavedSearch:
     """``--from FILE`` (``-``: standard output of another program, given as ``data``): the
     items of a GeoJSON ItemCollection, a FeatureCollection, a single Item, newline-delimited
     items or collections, or stac-geoparquet, as search pages in place of a search. CSV is
@@ -290,7 +290,7 @@ def saved_pages(
         if not features:
             yield [], 0
 
-    return SavedSearch(pages, catalog, len(features), tuple(warnings))
+    return _SavedSearch(pages, catalog, len(features), tuple(warnings))
 
 
 def _looks_like_csv(data: bytes) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import stat
 from pathlib import Path
 
 from .config import Config
@@ -20,7 +19,7 @@ from .errors import StacpullError, StorageError
 from .journal import Journal
 from .producer import Source
 from .runtypes import RunOptions
-from .safepath import open_dir
+from .safepath import is_regular, lstat_at, open_dir
 from .search import CatalogueHeaders, search_pages
 
 __all__ = ["confirm_gone", "incomplete", "prune"]
@@ -164,8 +163,10 @@ def _unlink_regular(dir_fd: int, name: str, shown: Path) -> tuple[int, bool]:
     deleted, blocked = 0, False
     for candidate in (name, name + ".part"):
         try:
-            mode = os.stat(candidate, dir_fd=dir_fd, follow_symlinks=False).st_mode
-            if not stat.S_ISREG(mode):
+            found = lstat_at(dir_fd, candidate)
+            if found is None:
+                continue
+            if not is_regular(found):
                 blocked = True
                 continue
             os.unlink(candidate, dir_fd=dir_fd)

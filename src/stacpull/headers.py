@@ -20,6 +20,7 @@ __all__ = [
     "parse_content_range",
     "parse_range",
     "parse_retry_after",
+    "parse_unsatisfied_range",
     "range_header",
     "shown",
 ]

@@ -23,7 +23,6 @@ from .stats import ActiveTransfer, ErrorGroup, HostView, Snapshot
 from .units import human_bytes
 
 __all__ = [
-    "HeightShare",
     "active_table",
     "counters_line",
     "duration",
@@ -212,7 +211,7 @@ def error_line(group: ErrorGroup) -> Text:
 
 
 @dataclass(frozen=True, slots=True)
-class HeightShare:
+class _HeightShare:
     """How the height left below the fixed lines is shared: the hosts and error groups
     shown, and the rows left for active transfers (their header included)."""
 
@@ -221,7 +220,7 @@ class HeightShare:
     rows: int
 
 
-def share_height(snap: Snapshot, room: int, *, tall: bool) -> HeightShare:
+def share_height(snap: Snapshot, room: int, *, tall: bool) -> _HeightShare:
     """Share ``room`` lines: up to 2 busy hosts and 2 error groups (4 each when ``tall``),
     dropping error groups and hosts (the longer list first) until at least 2 rows are
     left for active transfers."""
@@ -231,7 +230,7 @@ def share_height(snap: Snapshot, room: int, *, tall: bool) -> HeightShare:
     while rows < 2 and (hosts or groups):
         (groups if len(groups) >= len(hosts) else hosts).pop()
         rows = room - len(hosts) - len(groups) - 1
-    return HeightShare(tuple(hosts), tuple(groups), rows)
+    return _HeightShare(tuple(hosts), tuple(groups), rows)
 
 
 def active_table(active: Sequence[ActiveTransfer], rows: int, now: float) -> Table | None:

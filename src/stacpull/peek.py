@@ -17,7 +17,7 @@ from .errors import ConfigError
 from .search import ItemPages, Page
 from .selection import choose_assets
 
-__all__ = ["NothingSelected", "Peeked", "peek"]
+__all__ = ["NothingSelected", "peek"]
 
 _SHOWN_KEYS = 40
 
@@ -27,7 +27,7 @@ class NothingSelected(ConfigError):
 
 
 @dataclass(frozen=True, slots=True)
-class Peeked:
+class _Peeked:
     """The search as read so far: ``pages`` replays it (once; later calls search anew);
     ``empty`` when it listed no item at all."""
 
@@ -58,7 +58,7 @@ def _nothing_selected(selectors: Sequence[str], items: int, keys: set[str]) -> N
     )
 
 
-async def peek(pages: ItemPages, selectors: Sequence[str]) -> Peeked:
+async def peek(pages: ItemPages, selectors: Sequence[str]) -> _Peeked:
     """Read ``pages`` until an item has an asset ``selectors`` pick. Raises
     :class:`NothingSelected` when the whole search has none (and lists an item)."""
     source = pages().__aiter__()
@@ -98,4 +98,4 @@ async def peek(pages: ItemPages, selectors: Sequence[str]) -> Peeked:
         replayed = True
         return replay()
 
-    return Peeked(again, empty=items == 0)
+    return _Peeked(again, empty=items == 0)

@@ -107,7 +107,7 @@ def _object(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _file_name(item_id: str, key: str, asset: Mapping[str, Any], href: str) -> str:
+def _file_name(item_id: str, asset: Mapping[str, Any], href: str) -> str:
     local = asset.get("file:local_path")
     if isinstance(local, str) and local:
         return local
@@ -296,7 +296,7 @@ def _file_names(
     for key in keys:
         href = assets[key].get("href")
         if isinstance(href, str):
-            names[key] = _file_name(item_id, key, assets[key], href)
+            names[key] = _file_name(item_id, assets[key], href)
     kmz_keys = [k for k in keys if is_kmz_or_kml(assets[k]) and k in names]
     if len(kmz_keys) == 1:
         png_keys = [k for k in profile_keys(assets) if k in names and is_png(assets[k])]

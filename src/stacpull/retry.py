@@ -41,9 +41,9 @@ __all__ = ["RetryPolicy", "set_testing", "testing"]
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: The longest ``Retry-After`` obeyed by default, in seconds: a server asking for more
 #: gets this.
-MAX_RETRY_AFTER = 900.0
+_MAX_RETRY_AFTER = 900.0
 #: Retries of a file refused to a fixed token no server has taken yet (see AuthError).
-UNPROVEN_TOKEN_RETRIES = 2
+_UNPROVEN_TOKEN_RETRIES = 2
 
 
 class _Switch:
@@ -97,7 +97,7 @@ class RetryPolicy:
     jitter: bool = True
     not_found_retries: int = 3
     not_found_delay: float = 30.0
-    max_retry_after: float = MAX_RETRY_AFTER
+    max_retry_after: float = _MAX_RETRY_AFTER
 
     @property
     def attempts(self) -> int:
@@ -129,7 +129,7 @@ class RetryPolicy:
         if isinstance(exc, AuthError):
             # A token that works elsewhere: this file is refused. An unproven fixed token
             # gets two more tries while other files tell whether the token is the fault.
-            if not exc.unproven or attempt > UNPROVEN_TOKEN_RETRIES:
+            if not exc.unproven or attempt > _UNPROVEN_TOKEN_RETRIES:
                 return None
         elif isinstance(exc, HTTPStatusError):
             if exc.status not in _RETRY_STATUSES:

@@ -36,7 +36,6 @@ from typing import TypeGuard
 from .errors import PlanError, StorageError, UnsafePathError
 
 __all__ = [
-    "CLOEXEC",
     "DIR_FLAGS",
     "NONBLOCK",
     "PATH_MAX",
@@ -55,13 +54,13 @@ __all__ = [
     "unlink_below",
 ]
 
-CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 #: Never wait for a FIFO's writer or reader (a regular file ignores it).
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 #: A directory on the way to a file: never a link (O_DIRECTORY and O_NOFOLLOW refuse one).
-DIR_FLAGS = os.O_RDONLY | _DIRECTORY | _NOFOLLOW | CLOEXEC
+DIR_FLAGS = os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC
 #: PATH_MAX on Linux: a longer path cannot be stat'ed or opened by name.
 PATH_MAX = 4096
 
@@ -104,7 +103,7 @@ def open_nofollow(
     added; ``dir_fd``: relative to that directory). The one place stacpull asks for
     ``O_NOFOLLOW``: a link there raises :class:`OSError` ``ELOOP`` (``ENOTDIR`` with
     ``O_DIRECTORY``)."""
-    return os.open(name, flags | _NOFOLLOW | CLOEXEC, mode, dir_fd=dir_fd)
+    return os.open(name, flags | _NOFOLLOW | _CLOEXEC, mode, dir_fd=dir_fd)
 
 
 def open_directory(name: str | os.PathLike[str], *, dir_fd: int | None = None) -> int:
@@ -248,7 +247,7 @@ def _open_root(root: Path) -> int:
     """DEST itself. Its being gone (removed, unmounted) or no directory any more is a
     fault of the whole run, not of the one file that noticed: :class:`StorageError`."""
     try:
-        return os.open(root, os.O_RDONLY | _DIRECTORY | CLOEXEC)
+        return os.open(root, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
     except OSError as exc:
         raise StorageError(
             f"DEST {root} cannot be opened any more ({exc.strerror or exc}): was it "

@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "KMZ_TYPES",
-    "MAAP_PROFILE",
     "choose_assets",
     "is_kmz_or_kml",
     "is_png",
@@ -28,15 +27,15 @@ __all__ = [
     "url_path",
 ]
 
-ZIP_TYPES = frozenset({"application/zip", "application/x-zip-compressed", "application/x-zip"})
+_ZIP_TYPES = frozenset({"application/zip", "application/x-zip-compressed", "application/x-zip"})
 
 KMZ_TYPES = frozenset({"application/vnd.google-earth.kmz"})
 
-KML_TYPES = frozenset({"application/vnd.google-earth.kml+xml"})
+_KML_TYPES = frozenset({"application/vnd.google-earth.kml+xml"})
 
 #: The MAAP profile: for each slot, key patterns in order of preference and a test on the
 #: asset. The first asset matching a slot is taken; a slot with no match is skipped.
-MAAP_PROFILE: tuple[tuple[str, tuple[str, ...]], ...] = (
+_MAAP_PROFILE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("product", ("product",)),
     ("quicklook", ("quicklook_png", "quicklook", "enclosure_ql_*_png", "enclosure_ql*png")),
     ("overview", ("quicklook_kml", "quicklook_1", "enclosure_kml", "enclosure_kmz")),
@@ -65,12 +64,12 @@ def is_png(asset: Mapping[str, Any]) -> bool:
 
 
 def is_zip(asset: Mapping[str, Any]) -> bool:
-    return media_type(asset) in ZIP_TYPES or suffix(asset) == ".zip"
+    return media_type(asset) in _ZIP_TYPES or suffix(asset) == ".zip"
 
 
 def is_kmz_or_kml(asset: Mapping[str, Any]) -> bool:
     mt = media_type(asset)
-    return mt in KMZ_TYPES or mt in KML_TYPES or suffix(asset) in (".kmz", ".kml")
+    return mt in KMZ_TYPES or mt in _KML_TYPES or suffix(asset) in (".kmz", ".kml")
 
 
 def _slot_test(slot: str, asset: Mapping[str, Any]) -> bool:
@@ -86,7 +85,7 @@ def maap_slots(assets: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     asset key holds the product zip, the quicklook PNG and the KMZ, whatever generation of
     keys the item uses. Slots with no matching asset are absent."""
     slots: dict[str, str] = {}
-    for slot, patterns in MAAP_PROFILE:
+    for slot, patterns in _MAAP_PROFILE:
         pick = next(
             (
                 key

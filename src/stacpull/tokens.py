@@ -192,7 +192,7 @@ class BaseProvider:
 #: Distinct files a fixed token must be refused on (401/403), before any file was served
 #: with it, for the run to stop as if the credentials were refused. One odd file or host
 #: that refuses the token fails alone; a token no server takes stops the run at once.
-FIXED_TOKEN_REFUSALS = 3
+_FIXED_TOKEN_REFUSALS = 3
 
 
 class StaticTokenProvider(BaseProvider):
@@ -200,7 +200,7 @@ class StaticTokenProvider(BaseProvider):
 
     Nothing can refresh a fixed token, so :meth:`check_refusal` stops the run (a
     :class:`CredentialsError`) when the server shows the token itself is refused: a 401
-    after its JWT ``exp`` passed, or 401/403 on the first :data:`FIXED_TOKEN_REFUSALS`
+    after its JWT ``exp`` passed, or 401/403 on the first :data:`_FIXED_TOKEN_REFUSALS`
     distinct files while no file was served with it. After one success, a refusal is that
     file's own (a collection the account may not read) and fails only that file.
     """
@@ -247,7 +247,7 @@ class StaticTokenProvider(BaseProvider):
         if self._accepted == token:
             return
         self._refused.add(url)
-        if len(self._refused) >= FIXED_TOKEN_REFUSALS:
+        if len(self._refused) >= _FIXED_TOKEN_REFUSALS:
             raise CredentialsError(
                 f"the access token from {self.source} was refused by the server (HTTP "
                 f"{status}) for the first {len(self._refused)} files, and no file was served "

@@ -43,6 +43,7 @@ __all__ = [
     "Multihash",
     "Opener",
     "ZipFollower",
+    "check_digest",
     "check_zip",
     "encode_multihash",
     "file_digest",
@@ -149,7 +150,7 @@ def encode_multihash(name: str, digest: bytes) -> str:
 
 
 #: Bytes per read when a file is hashed or a stored zip member checked.
-READ_SIZE = 1 << 20
+_READ_SIZE = 1 << 20
 
 
 def _blocks(f: io.FileIO, length: int | None, buffer: memoryview) -> Iterator[memoryview]:
@@ -178,7 +179,9 @@ def hash_range(
     (blocking: call from a worker thread). ``opener`` as for :func:`open` (the transfer's
     opens the file without following a link)."""
     length = None if end is None else end - start
-    buffer = memoryview(bytearray(READ_SIZE if length is None else min(READ_SIZE, max(length, 1))))
+    buffer = memoryview(
+        bytearray(_READ_SIZE if length is None else min(_READ_SIZE, max(length, 1)))
+    )
     with open(path, "rb", buffering=0, opener=opener) as f:
         f.seek(start)
         for block in _blocks(f, length, buffer):
@@ -230,7 +233,7 @@ def check_zip(
             _own_directory(raw, url=url)
             with zipfile.ZipFile(raw) as zf:  # reads through raw, which it leaves open
                 members = zf.infolist()
-                buffer = memoryview(bytearray(READ_SIZE))
+                buffer = memoryview(bytearray(_READ_SIZE))
                 seen = streamed or {}
                 bad = next(
                     (m.filename for m in members if not _crc_holds(zf, raw, m, buffer, seen)),
@@ -406,7 +409,7 @@ def _crc_holds(
     if member.compress_type != zipfile.ZIP_STORED or member.flag_bits & 0x1:
         try:
             with zf.open(member) as f:
-                while f.read(READ_SIZE):
+                while f.read(_READ_SIZE):
                     pass
         except (zipfile.BadZipFile, zlib.error):  # a bad CRC, or a stream that won't inflate
             return False

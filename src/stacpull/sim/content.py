@@ -15,7 +15,6 @@ import zlib
 from collections.abc import Iterator
 
 __all__ = [
-    "kml_document",
     "make_kmz",
     "make_png",
     "product_zip_chunks",
@@ -69,7 +68,7 @@ def make_png(seed: int, width: int = 160, height: int = 120) -> bytes:
     )
 
 
-def kml_document(name: str, png_name: str, bbox: tuple[float, float, float, float]) -> str:
+def _kml_document(name: str, png_name: str, bbox: tuple[float, float, float, float]) -> str:
     """A KML GroundOverlay whose image ``href`` is ``png_name`` (the MAAP quicklook link)."""
     west, south, east, north = bbox
     return f"""<?xml version="1.0" encoding="UTF-8"?>
@@ -94,7 +93,7 @@ def make_kmz(name: str, png_name: str, bbox: tuple[float, float, float, float]) 
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         info = zipfile.ZipInfo("doc.kml", date_time=_FIXED_DATE)
         info.compress_type = zipfile.ZIP_DEFLATED
-        zf.writestr(info, kml_document(name, png_name, bbox))
+        zf.writestr(info, _kml_document(name, png_name, bbox))
     return buf.getvalue()
 
 

@@ -22,8 +22,8 @@ from .cql2 import CQL2Error, Predicate, parse_cql2
 
 __all__ = ["StacApi", "error_response"]
 
-MAX_LIMIT = 500
-DEFAULT_LIMIT = 10
+_MAX_LIMIT = 500
+_DEFAULT_LIMIT = 10
 
 _CONFORMANCE = [
     "https://api.stacspec.org/v1.0.0/core",
@@ -316,7 +316,7 @@ class StacApi:
             for cid in collections:
                 known |= self._queryable_names(cid)
             predicate = parse_cql2(text, known.__contains__)
-        limit = int(params.get("limit", DEFAULT_LIMIT))
+        limit = int(params.get("limit", _DEFAULT_LIMIT))
         if limit < 1:
             raise ValueError("limit must be ≥ 1")
         key = json.dumps(
@@ -328,7 +328,7 @@ class StacApi:
             default=str,
         )
         ids = _listing(params, "ids")
-        return _Query(collections, ids, bbox, start, end, predicate, min(limit, MAX_LIMIT), key)
+        return _Query(collections, ids, bbox, start, end, predicate, min(limit, _MAX_LIMIT), key)
 
     def _matches(self, q: _Query, item: dict[str, Any]) -> bool:
         if q.ids and item.get("id") not in q.ids:

@@ -97,13 +97,13 @@ async def fetch(job: Job, ctx: FetchContext) -> Outcome:
 #: retry budget (or a sixteenth of a smaller file): a server that sends a few bytes per
 #: connection cannot keep a file retrying for ever, a link that drops every few minutes
 #: brings far more.
-PROGRESS_MIN = 1 << 20
+_PROGRESS_MIN = 1 << 20
 
 
 def _least_progress(total: int | None) -> int:
     """The bytes past its high-water mark that count as progress for a file of ``total``
-    bytes (None: unknown): at most PROGRESS_MIN, at least one byte."""
-    return PROGRESS_MIN if total is None else max(1, min(PROGRESS_MIN, total // 16))
+    bytes (None: unknown): at most _PROGRESS_MIN, at least one byte."""
+    return _PROGRESS_MIN if total is None else max(1, min(_PROGRESS_MIN, total // 16))
 
 
 async def _attempts(t: Transfer, ctx: FetchContext) -> Outcome:

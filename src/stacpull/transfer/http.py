@@ -77,7 +77,7 @@ if not any(isinstance(f, ScrubFilter) for f in log.filters):
 Response = aiohttp.ClientResponse
 Session = aiohttp.ClientSession
 
-USER_AGENT = f"stacpull/{__version__}"
+_USER_AGENT = f"stacpull/{__version__}"
 
 
 def host_of(url: str) -> str:
@@ -102,7 +102,7 @@ def client_session(
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=connections, limit_per_host=per_host),
         timeout=aiohttp.ClientTimeout(total=total, connect=connect, sock_read=stall),
-        headers={"User-Agent": USER_AGENT},
+        headers={"User-Agent": _USER_AGENT},
         auto_decompress=decompress,
     )
 
@@ -136,7 +136,7 @@ def mapped_errors(
         raise ConnectError(f"{lost}: {type(exc).__name__}", url=url) from exc
 
 
-MAX_REDIRECTS = 10
+_MAX_REDIRECTS = 10
 
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -201,7 +201,7 @@ async def _follow(
     the token."""
     send_token = token is not None and ctx.trust.trusts(url)
     trusted = ctx.trust.trusts(url)  # the user's headers follow the token's rule
-    for _ in range(MAX_REDIRECTS + 1):
+    for _ in range(_MAX_REDIRECTS + 1):
         hop_headers = dict(headers)
         own = _own_credentials(url)
         if ctx.headers:
@@ -236,7 +236,7 @@ async def _follow(
             url = location
             continue
         return resp, send_token and not own
-    raise HTTPStatusError(f"more than {MAX_REDIRECTS} redirects", url=url, status=310)
+    raise HTTPStatusError(f"more than {_MAX_REDIRECTS} redirects", url=url, status=310)
 
 
 def _user_headers(hop_headers: dict[str, str], ctx: FetchContext, trusted: bool) -> bool:
@@ -404,7 +404,7 @@ def _validator_text(v: Validators) -> str:
     return ", ".join(shown) or "no validator"
 
 
-def length_source(resp: Response, job: Job) -> str:
+def length_source(resp: Response) -> str:
     """What announced a response's length, for a message."""
     if resp.status == 206:
         return "its Content-Range"

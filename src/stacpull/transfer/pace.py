@@ -21,13 +21,13 @@ __all__ = ["Batches", "SpeedFloor", "SplitProbe"]
 #: not wasted much time alone (0.3 s made the MAAP WAN row 0.1 s slower). A wide-area
 #: stream still in TCP slow start may look slow and be split too: the parallel ranges
 #: then ramp up together, which does no harm.
-SPLIT_AFTER = 0.15
+_SPLIT_AFTER = 0.15
 
 
-#: A stream that trickles in still reaches the disk every WRITE_INTERVAL seconds (a kill
+#: A stream that trickles in still reaches the disk every _WRITE_INTERVAL seconds (a kill
 #: loses at most that much); a fast one is written every ``download.chunk_size`` bytes, and
 #: a broken one writes what it received before the error is raised.
-WRITE_INTERVAL = 0.25
+_WRITE_INTERVAL = 0.25
 
 
 class SpeedFloor:
@@ -65,7 +65,7 @@ class SpeedFloor:
 
 
 class SplitProbe:
-    """How fast a single stream runs, measured once, SPLIT_AFTER seconds in. A slow one
+    """How fast a single stream runs, measured once, _SPLIT_AFTER seconds in. A slow one
     (a per-connection cap) is worth splitting; a fast one is left alone. Slow means slow
     overall and over the last stretch (a third of the probe at least: chunks that arrive
     back to back from one read would make any link look fast), so a fast stream that
@@ -89,19 +89,19 @@ class SplitProbe:
     def rate(self, received: int) -> float | None:
         """Bytes per second once the probe has run (the higher of the two), else None."""
         elapsed = time.monotonic() - self._began
-        if elapsed < SPLIT_AFTER * 2 / 3:
+        if elapsed < _SPLIT_AFTER * 2 / 3:
             return None
         if self._window is None:
             self._window = (elapsed, received)
             return None
         since, then = self._window
-        if elapsed < max(SPLIT_AFTER, since + SPLIT_AFTER / 3):
+        if elapsed < max(_SPLIT_AFTER, since + _SPLIT_AFTER / 3):
             return None
         return max(received / elapsed, (received - then) / max(elapsed - since, 1e-3))
 
 
 class Batches:
-    """Chunks gathered into one ``write`` every ``limit`` bytes or WRITE_INTERVAL seconds:
+    """Chunks gathered into one ``write`` every ``limit`` bytes or _WRITE_INTERVAL seconds:
     the event loop pays one thread round trip per batch, not per chunk."""
 
     def __init__(self, write: Callable[[list[bytes]], Awaitable[None]], limit: int) -> None:
@@ -114,7 +114,7 @@ class Batches:
     async def add(self, chunk: bytes) -> None:
         self._pending.append(chunk)
         self.size += len(chunk)
-        if self.size >= self._limit or time.monotonic() - self._flushed >= WRITE_INTERVAL:
+        if self.size >= self._limit or time.monotonic() - self._flushed >= _WRITE_INTERVAL:
             await self.flush()
 
     async def flush(self) -> None:

@@ -171,7 +171,7 @@ def _record_dir(directory: Path, *, make: bool) -> int:
 class RangeRecord:
     """How far each range of a split ``.part`` has reached the disk, rewritten in place
     right after each batch's ``pwritev``, by the same worker thread (one 8-byte ``pwrite``
-    per batch of up to ``RANGE_BATCH``, never an fsync). The data is written before the
+    per batch of up to ``segments._RANGE_BATCH``, never an fsync). The data is written before the
     number that claims it, so after ``kill -9`` (the page cache keeps both) the record
     never claims a byte that is not in the ``.part``: a resume re-fetches only the batches
     that were in flight, as a single stream resumes at the ``.part``'s size. The journal's
@@ -358,7 +358,7 @@ async def saved_segments(
         await discard(part, job, ctx)
         return None
     # The record says how far each range got after its last batch; the journal, as of
-    # its last record (up to SEGMENT_JOURNAL_EVERY older), is the fallback.
+    # its last record (up to segments._SEGMENT_JOURNAL_EVERY older), is the fallback.
     record = RangeRecord.path(ctx.journal.directory, job)
     done = await anyio.to_thread.run_sync(RangeRecord.read, record, job, state, part)
     if done is None:

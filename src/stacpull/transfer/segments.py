@@ -39,12 +39,12 @@ FOLLOW_STEP = 8 << 20
 
 #: Seconds between journal records of the ranges' progress (the :class:`RangeRecord`
 #: says, after every batch, how far each range got; the journal is its fallback).
-SEGMENT_JOURNAL_EVERY = 2.0
+_SEGMENT_JOURNAL_EVERY = 2.0
 
 
 #: A range's largest write batch: less than ``download.chunk_size``, as a file may have
 #: many ranges in flight.
-RANGE_BATCH = 1 << 20
+_RANGE_BATCH = 1 << 20
 
 
 async def run_segments(t: Transfer, ctx: FetchContext, state: SegmentState, hashed: int) -> None:
@@ -174,10 +174,10 @@ async def _receive_range(
         )
         segment.done = done
         r.wrote()
-        if time.monotonic() - state.saved_at >= SEGMENT_JOURNAL_EVERY:
+        if time.monotonic() - state.saved_at >= _SEGMENT_JOURNAL_EVERY:
             await save_segments(job, state, ctx)
 
-    batches = Batches(write, min(RANGE_BATCH, ctx.chunk_size))
+    batches = Batches(write, min(_RANGE_BATCH, ctx.chunk_size))
     floor = SpeedFloor(ctx, job.url)
     received = 0
     with body_errors(

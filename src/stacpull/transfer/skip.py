@@ -20,10 +20,12 @@ import anyio.to_thread
 from ..errors import PlanError, ScrubFilter, StorageError, UnsafePathError, VerificationError
 from ..safepath import PATH_MAX as _PATH_MAX
 from ..safepath import is_ours as _ours
+from ..safepath import is_regular as _is_regular
+from ..safepath import lstat_at as _lstat_at
 from ..safepath import open_below as _open_below
 from ..safepath import open_dir as _open_dir
 from ..verify import Multihash, check_zip, parse_multihash
-from .partfile import hash_part, storage_error
+from .partfile import hash_part, part_path, storage_error
 
 if TYPE_CHECKING:
     from ..models import Job
@@ -74,7 +76,8 @@ def _look_now(root: Path, job: Job) -> _OnDisk:
     too long refuse the job before anything is requested."""
     final = root / job.dest
     refusal: PlanError
-    if len(os.fsencode(final)) + len(".part") >= _PATH_MAX:
+    part = part_path(final)
+    if len(os.fsencode(part)) >= _PATH_MAX:
         refusal = UnsafePathError(
             f"destination {job.dest[:80]!r}…: path too long in this DEST "
             f"({_PATH_MAX - 1} bytes at most, with DEST and .part)"
@@ -85,8 +88,8 @@ def _look_now(root: Path, job: Job) -> _OnDisk:
         if dir_fd is None:
             return _OnDisk(final, None, 0)
         try:
-            final_stat = _lstat(final.name, dir_fd)
-            part_stat = _lstat(final.name + ".part", dir_fd)
+            final_stat = _lstat_at(dir_fd, final.name)
+            part_stat = _lstat_at(dir_fd, part.name)
         finally:
             os.close(dir_fd)
     except PlanError as exc:
@@ -99,19 +102,11 @@ def _look_now(root: Path, job: Job) -> _OnDisk:
     if final_stat is not None and stat.S_ISDIR(final_stat.st_mode):
         refusal = PlanError(f"{job.dest!r} in DEST is a directory (another asset's directory?)")
         return _OnDisk(final, None, 0, refusal)
-    regular = final_stat is not None and stat.S_ISREG(final_stat.st_mode)
     return _OnDisk(
         final,
-        final_stat if regular else None,
+        final_stat if _is_regular(final_stat) else None,
         part_stat.st_size if part_stat is not None and _ours(part_stat) else 0,
     )
-
-
-def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
-    try:
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
 
 
 class Looks:

@@ -277,7 +277,7 @@ async def _stream(t: Transfer, ctx: FetchContext, resp: Response, end: int | Non
                 if room is not None and written + len(chunk) > room:
                     raise SizeMismatchError(
                         f"the server sent more than the {end:,} bytes "
-                        f"{length_source(resp, job)} announces; stopped there",
+                        f"{length_source(resp)} announces; stopped there",
                         url=job.url,
                     )
                 written += len(chunk)
