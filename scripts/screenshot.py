@@ -18,9 +18,10 @@ from rich.console import Console
 
 from stacpull.api import build_config
 from stacpull.dashboard import render_dashboard
-from stacpull.engine import RunOptions, StopSignal, run
-from stacpull.report import RunStats
+from stacpull.engine import run
+from stacpull.runtypes import RunOptions, StopSignal
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
+from stacpull.stats import RunStats
 
 WIDTH, HEIGHT = 100, 32
 

@@ -22,7 +22,8 @@ from stacpull.events import (
 )
 from stacpull.models import Job, Outcome, Refusal, Status
 from stacpull.panels import sparkline
-from stacpull.report import RunStats, totals
+from stacpull.report import totals
+from stacpull.stats import RunStats
 
 
 class FakeClock:

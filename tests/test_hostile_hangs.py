@@ -31,10 +31,10 @@ from hypothesis import strategies as st
 import stacpull
 from stacpull.cli import main
 from stacpull.config import SearchConfig
-from stacpull.engine import STOP_GRACE
 from stacpull.errors import ConfigError, SearchError
 from stacpull.export import item_row, saved_pages
 from stacpull.plan import PlanRules, plan_item
+from stacpull.runtypes import STOP_GRACE
 from stacpull.search import CollectionQuery, list_collections, search_pages
 from stacpull.sim import SimServer
 

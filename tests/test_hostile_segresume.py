@@ -21,9 +21,10 @@ import anyio
 import pytest
 
 from stacpull.api import build_config
-from stacpull.engine import RunOptions, StopSignal, run
+from stacpull.engine import run
 from stacpull.events import Event
 from stacpull.plan import PlanRules, plan_item
+from stacpull.runtypes import RunOptions, StopSignal
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
 from stacpull.transfer import ranges
 from stacpull.verify import file_digest, parse_multihash

@@ -419,8 +419,9 @@ def test_a_drain_stop_lets_transfers_in_flight_finish_unless_cut_short(
     streaming (they hold a valid token) finish, however short the grace, unless a Ctrl-C
     puts the deadline back."""
     from stacpull.api import build_config
-    from stacpull.engine import RunOptions, StopSignal, run
+    from stacpull.engine import run
     from stacpull.events import RunStopping, TransferStarted
+    from stacpull.runtypes import RunOptions, StopSignal
 
     sim.set_faults(Faults(rate_limit=400_000))  # each product takes most of a second
     stop = StopSignal()

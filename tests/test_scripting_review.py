@@ -70,7 +70,7 @@ def test_the_live_dashboard_shows_a_refused_ids_control_characters_as_escapes() 
     from stacpull.dashboard import render_dashboard
     from stacpull.events import JobRefused
     from stacpull.models import Refusal
-    from stacpull.report import RunStats
+    from stacpull.stats import RunStats
 
     stats = RunStats()
     stats(JobRefused(Refusal(_EVIL_ID, L1C, _EVIL_KEY, "item id contains a control character")))

@@ -16,8 +16,9 @@ import anyio
 import pytest
 
 from stacpull.api import build_config
-from stacpull.engine import RunOptions, StopSignal, run
+from stacpull.engine import run
 from stacpull.events import Event
+from stacpull.runtypes import RunOptions, StopSignal
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
 from stacpull.transfer import partfile, segments
 from stacpull.transfer.ranges import SegmentState

@@ -185,7 +185,7 @@ def test_a_run_through_the_api_takes_the_callers_stats_stop_and_watcher(
     may ask for a graceful stop or abort it (the Ctrl-C watcher)."""
     from stacpull import api
     from stacpull.errors import RunAborted
-    from stacpull.report import RunStats
+    from stacpull.stats import RunStats
 
     config = api.build_config(
         catalog=sim.catalog_url, collections=[L1A], dest=str(tmp_path), token=TOKEN

@@ -43,8 +43,8 @@ __all__ = [
 #: The module of each public name that is not in ``stacpull.api``.
 _HOMES: dict[str, str] = {
     "Config": "config",
-    "FileRecord": "engine",
-    "RunResult": "engine",
+    "FileRecord": "runtypes",
+    "RunResult": "runtypes",
     "StacpullError": "errors",
     "load_config": "config",
 }
@@ -69,8 +69,8 @@ if TYPE_CHECKING:
         search_items,
     )
     from .config import Config, load_config
-    from .engine import FileRecord, RunResult
     from .errors import StacpullError
+    from .runtypes import FileRecord, RunResult
 else:
 
     def __getattr__(name: str) -> Any:

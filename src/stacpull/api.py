@@ -35,21 +35,21 @@ from typing import Any, TypeVar, Unpack
 import anyio
 import anyio.from_thread
 
-from .auth import TokenProvider
 from .catalogue import blocking as _blocking
 from .config import Config, load_config, parse_bbox, parse_datetime_range
 from .dryrun import PlanSummary
 from .dryrun import dry_run as _dry_run
-from .engine import RunOptions, RunResult, StopSignal, loop_options
 from .engine import run as _engine_run
 from .errors import ConfigError, RunAborted, first_error
 from .events import Event, EventSink
 from .export import ItemWriter
 from .keywords import CollectionOptions, MirrorOptions, Options, option_keys
 from .keywords import dotted_values as _dotted_values
-from .report import RunStats
+from .runtypes import RunOptions, RunResult, StopSignal, loop_options
 from .search import CatalogueHeaders, CollectionQuery, ItemPages, list_collections, search_pages
 from .search import queryables as _queryables
+from .stats import RunStats
+from .tokens import TokenProvider
 
 __all__ = [
     "Options",

@@ -1,7 +1,7 @@
 """The credentials API: bearer tokens, where they come from, which hosts may see them.
 
-What a run (the engine, the transfer side, the CLI) and a script import, gathered from the
-modules that own each concern:
+What a script imports (``stacpull.auth.load_credentials``, in the README), gathered from
+the modules that own each concern; inside the package every module imports the owner:
 
 - :mod:`stacpull.tokens`: the :class:`TokenProvider` protocol, fixed tokens
   (:class:`StaticTokenProvider`) and the :class:`TokenFile` they may be re-read from;

@@ -30,8 +30,8 @@ import anyio
 import anyio.to_thread
 
 from . import safeio
-from .auth import TokenProvider, TrustPolicy, load_credentials
 from .config import Config
+from .credentials import load_credentials
 from .destlock import refuse_nested
 from .dryrun import budget_error, dry_run
 from .errors import ConfigError, RunAborted, StacpullError, StorageError, first_error, scrub
@@ -42,26 +42,21 @@ from .limits import HostLimiter, TokenBucket
 from .peek import peek
 from .plan import PlanRules
 from .producer import JobSource, PageSource, Source
-from .report import EventLog, OutcomeLog, ReportInfo, RunStats
+from .report import EventLog, OutcomeLog, ReportInfo
 from .retry import RetryPolicy
 from .runstate import RunState, finish
-from .runtypes import STOP_GRACE, FileRecord, RunOptions, RunResult, StopSignal, loop_options
+from .runtypes import RunOptions, RunResult, StopSignal
 from .search import CatalogueHeaders, ItemPages, search_pages
+from .stats import RunStats
+from .tokens import TokenProvider
 from .transfer.context import FetchContext
 from .transfer.http import Session, client_session
 from .transfer.space import SpaceBudget
+from .trust import TrustPolicy
 from .verify import record_hash
 from .workers import PoolSize, pump
 
-__all__ = [
-    "STOP_GRACE",
-    "FileRecord",
-    "RunOptions",
-    "RunResult",
-    "StopSignal",
-    "loop_options",
-    "run",
-]
+__all__ = ["run"]
 
 _T = TypeVar("_T")
 

@@ -28,7 +28,6 @@ __all__ = [
     "EventLog",
     "OutcomeLog",
     "ReportInfo",
-    "RunStats",
     "refusal_dict",
     "totals",
     "write_report",

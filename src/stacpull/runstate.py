@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .auth import TokenProvider
 from .config import Config
 from .errors import StorageError
 from .events import EventSink, RunFinished
 from .journal import JOURNAL_DIR, Journal
 from .producer import Source
-from .report import EventLog, OutcomeLog, ReportInfo, RunStats, write_report
+from .report import EventLog, OutcomeLog, ReportInfo, write_report
 from .runtypes import RunOptions, RunResult, StopSignal
+from .stats import RunStats
+from .tokens import TokenProvider
 
 __all__ = ["RunState", "finish"]
 

@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from ..api import RunOptions, RunResult, StopSignal
     from ..config import Config
     from ..events import EventSink
-    from ..report import RunStats
     from ..search import ItemPages
+    from ..stats import RunStats
 
 from ..printable import printable
 from .flags import AuthFlags, JobFlags, OutputFlags, QueryFlags, TransferFlags
@@ -211,8 +211,8 @@ def _run(config: Config, options: RunOptions, pages: ItemPages | None, *, as_jso
     from rich.console import Console
 
     from ..api import RunControl, run
-    from ..auth import load_credentials
-    from ..report import RunStats
+    from ..credentials import load_credentials
+    from ..stats import RunStats
 
     stats = RunStats()
     ended = _Ended(config, options, stats, 0)

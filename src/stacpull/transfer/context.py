@@ -10,12 +10,13 @@ from pathlib import Path
 
 import anyio
 
-from ..auth import StaticTokenProvider, TokenProvider, TrustPolicy
 from ..config import DEFAULT_CHUNK_SIZE, DEFAULT_SEGMENT_BELOW, DEFAULT_SEGMENT_SIZE
 from ..events import EventSink
 from ..journal import Journal
 from ..limits import HostLimiter, TokenBucket
 from ..retry import RetryPolicy
+from ..tokens import StaticTokenProvider, TokenProvider
+from ..trust import TrustPolicy
 from ..verify import DEFAULT_RECORD_HASH, Multihash, record_hash
 from .http import Session
 from .skip import Looks
