@@ -15,9 +15,9 @@ import pytest
 PROBE = textwrap.dedent(
     """
     import ctypes, sys, tempfile, threading
-    from stacpull import cli
+    from stacpull.cli import run
     if sys.argv[1] == "cap":
-        cli._fewer_malloc_arenas()
+        run.fewer_malloc_arenas()
     barrier = threading.Barrier(8)
 
     def allocate():

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from stacpull.cli import main
-from stacpull.listing import Column, fit_table, tsv_line
+from stacpull.cli.render import Column, fit_table, tsv_line
 from stacpull.sim import SimCatalog, SimServer, default_collections
 
 from .conftest import FLEX, L1A, L1C, TOKEN

@@ -33,8 +33,8 @@ from .events import (
     RunStopping,
     TokenRefreshed,
 )
-from .listing import printable
 from .models import Status
+from .printable import printable
 from .report import RunStats, Snapshot
 from .units import human_bytes
 

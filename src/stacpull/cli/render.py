@@ -1,4 +1,6 @@
-"""Listings for people and for programs: a table fitted to the terminal, or TSV records.
+"""The command line's printing: listings for people and for programs (a table fitted to the
+terminal, or TSV records), the whole-value tables, the search table's cells, the one-line
+failure (:func:`fail`) and where the lines for people go (:func:`people`).
 
 ``collections``, ``search`` and ``queryables`` print listings whose ids, URLs, keys and
 values are what the next command takes, so none is ever cut or wrapped. On a terminal the
@@ -11,9 +13,16 @@ work on it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+import click
+
+from ..errors import scrub
+from ..printable import printable
+from ..units import human_bytes
 
 if TYPE_CHECKING:
     # rich is loaded when a table is drawn: the commands declare their columns on import,
@@ -21,7 +30,18 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.text import Text
 
-__all__ = ["Cell", "Column", "fit_table", "print_listing", "printable", "tsv_line"]
+__all__ = [
+    "SEARCH_COLUMNS",
+    "Cell",
+    "Column",
+    "fail",
+    "fit_table",
+    "item_cells",
+    "people",
+    "print_listing",
+    "tsv_line",
+    "whole_table",
+]
 
 Cell = str | Sequence[str]
 """A ``whole``/``text`` column's cell is a string; a ``values`` column's, its values."""
@@ -42,20 +62,6 @@ class Column:
     header: str
     kind: Literal["whole", "values", "text"] = "whole"
     justify: Literal["left", "right"] = "left"
-
-
-# A tab or line break inside a value becomes a space (each record stays one line of the
-# same fields); any other control character (ESC, BEL: a catalogue's id could clear the
-# screen or retitle the terminal) is shown as its escape, e.g. ``\x1b``.
-_CONTROLS = {
-    **{c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))},
-    **{ord(c): " " for c in "\t\r\n"},
-}
-
-
-def printable(value: str) -> str:
-    """``value`` safe to print on one line: no control character reaches the terminal."""
-    return value.translate(_CONTROLS)
 
 
 def tsv_line(fields: Sequence[object]) -> str:
@@ -188,3 +194,106 @@ def _blocks(columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> Render
         if rest:
             lines.append(Text("  " + "  ".join(rest)))
     return Group(*lines)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print one unwrapped line (users grep and paste these) and exit. A reason quoting a
+    server's answer keeps to that line: its line breaks become spaces and its control
+    characters (a terminal's escapes) are shown, never sent."""
+    click.echo(f"stacpull: {printable(scrub(message))}", err=True)
+    sys.exit(code)
+
+
+def people(out: Console) -> Console:
+    """Where the lines for people go (tallies, verdicts, hints): beside the listing on a
+    terminal; on stderr when stdout is a pipe or a file, whose lines are then the records
+    alone (one rule for every command, so ``cmd | awk`` never meets a sentence)."""
+    from rich.console import Console
+
+    if out.is_terminal:
+        return out
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _asset_summary(item: dict[str, Any]) -> list[str]:
+    """Each asset of ``item`` as ``key size`` (or its key), sorted: a search table's cell."""
+    parts = []
+    assets = item.get("assets")
+    for key, asset in sorted(assets.items() if isinstance(assets, dict) else ()):
+        size = asset.get("file:size") if isinstance(asset, dict) else None
+        parts.append(f"{key} {human_bytes(size)}" if isinstance(size, int) else key)
+    return parts
+
+
+SEARCH_COLUMNS = (
+    Column("id"),
+    Column("datetime"),
+    Column("product type"),
+    Column("assets", "values"),
+)
+
+
+def item_cells(item: dict[str, Any]) -> tuple[list[Cell], list[object]]:
+    """One item as a search table row and as its TSV record (id, collection, datetime,
+    product type, asset keys): the record keeps each value whole, as the item has it."""
+    props = item.get("properties")
+    props = props if isinstance(props, dict) else {}
+    when = str(props.get("datetime") or props.get("start_datetime") or "")
+    kind = str(props.get("product:type") or props.get("productType") or "")
+    assets = item.get("assets")
+    keys = sorted(assets) if isinstance(assets, dict) else []
+    row: list[Cell] = [str(item.get("id")), when[:19] + "Z" if when else "", kind]
+    row.append(_asset_summary(item))
+    record: list[object] = [item.get("id"), item.get("collection"), when, kind, ",".join(keys)]
+    return row, record
+
+
+def whole_table(
+    out: Console,
+    headers: tuple[str, ...],
+    rows: list[tuple[str, ...]],
+    *,
+    records: list[tuple[str, ...]] | None = None,
+    drop: tuple[int, ...] = (),
+    right: tuple[int, ...] = (),
+) -> None:
+    """A listing whose values (keys, paths, ids) are never cut nor wrapped.
+
+    Piped (stdout not a terminal): one record per line, tab-separated, no header, no
+    markup, with ``records`` (raw numbers) in place of ``rows`` when given, so ``grep``,
+    ``cut`` and ``awk`` work. On a terminal: a table; when it is wider than the terminal,
+    the columns in ``drop`` go first, least useful first; when the values alone are wider,
+    one record per line.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    if not out.is_terminal:
+        for record in records if records is not None else rows:
+            click.echo(tsv_line(record))
+        return
+    rows = [tuple(printable(cell) for cell in row) for row in rows]  # no escape reaches it
+    keep = list(range(len(headers)))
+
+    def width(columns: list[int]) -> int:
+        return sum(
+            max(Text(headers[c]).cell_len, *(Text(r[c]).cell_len for r in rows)) + 2
+            for c in columns
+        )
+
+    for column in drop:
+        if width(keep) <= out.width:
+            break
+        keep.remove(column)
+    if width(keep) > out.width:
+        for row in rows:
+            out.print(
+                "  ".join(row[c] for c in keep), markup=False, highlight=False, soft_wrap=True
+            )
+        return
+    table = Table(box=None, padding=(0, 1), header_style="dim")
+    for c in keep:
+        table.add_column(headers[c], justify="right" if c in right else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(row[c]) for c in keep))
+    out.print(table)
