@@ -28,7 +28,6 @@ from rich.console import Console
 
 import stacpull
 from stacpull.audit import Problem, StatusReport, VerifyReport
-from stacpull.auth import CredentialsCheck
 from stacpull.dryrun import AssetPlan, PlanSummary
 from stacpull.sim import Faults, OIDCOptions, SimOptions, SimServer
 
@@ -57,7 +56,12 @@ def _functions(tree: ast.AST) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
 def _terminal(width: int = 100) -> Console:
     """A terminal of ``width`` columns whose output is kept."""
     return Console(
-        file=io.StringIO(), force_terminal=True, color_system=None, width=width, record=True
+        file=io.StringIO(),
+        force_terminal=True,
+        color_system=None,
+        width=width,
+        record=True,
+        soft_wrap=True,
     )
 
 
@@ -223,9 +227,10 @@ def test_the_listings_render_alone() -> None:
         }
     ]
     screen = _terminal()
-    print_collections(screen, found, {"L1A": 7})
+    print_collections(screen, found, {"L1A": 7}, summary="1 collection(s)")
     text = screen.export_text()
     assert "L1A" in text and "Level 1a" in text and "2025-01-01/.." in text and "7" in text
+    assert text.rstrip().endswith("1 collection(s)")
     pipe, records = _piped()
     print_collections(pipe, found, {})
     assert records.getvalue() == "L1A\tLevel 1a\t2025-01-01T00:00:00Z/..\t\n"
@@ -246,21 +251,6 @@ def test_the_listings_render_alone() -> None:
     assert "product:type" in text and "S1, S2" in text and "Product type" in text
     assert "productType is the older name of product:type" in text
     assert "e.g. --filter \"product:type='S1'\"" in text
-
-
-def test_the_credentials_verdict_renders_alone() -> None:
-    from stacpull.cli.render import print_credentials
-
-    found = CredentialsCheck(
-        source="offline token (env)", kind="oidc", ok=True, detail="a token", expires_in=90.0
-    )
-    screen = _terminal()
-    print_credentials(screen, found, token_url="https://id.example/token")
-    text = screen.export_text()
-    assert "credentials: offline token (env), exchanged at https://id.example/token" in text
-    assert "status:      working: a token" in text
-    assert "access token: expires in 1 min 30 s" in text or "access token: expires in" in text
-    assert "stacpull refreshes it by itself during a run" in text
 
 
 # -- one search loop ------------------------------------------------------------------------
@@ -300,7 +290,7 @@ def test_sim_serve_help_shows_every_fault_default_as_faults_declares_it() -> Non
     serve = _serve()
     help_text = _squash(CliRunner().invoke(serve, ["--help"], terminal_width=100).output)
     ctx = click.Context(serve, info_name="serve")
-    options = {p.name: p for p in serve.params if isinstance(p, click.Option)}
+    options = {p.name: p for p in serve.get_params(ctx) if isinstance(p, click.Option)}
     # burst_statuses has no flag (a tuple of statuses is for the tests and benchmarks).
     exposed = [f for f in dataclasses.fields(Faults) if f.name != "burst_statuses"]
     for f in exposed:
@@ -315,7 +305,9 @@ def test_sim_serve_help_shows_every_fault_default_as_faults_declares_it() -> Non
 
 
 def test_sim_serve_takes_the_server_and_identity_defaults_from_their_dataclasses() -> None:
-    options = {p.name: p for p in _serve().params if isinstance(p, click.Option)}
+    serve = _serve()
+    ctx = click.Context(serve, info_name="serve")
+    options = {p.name: p for p in serve.get_params(ctx) if isinstance(p, click.Option)}
     assert options["latency"].default == SimOptions().latency
     assert tuple(options["tokens"].default or ()) == tuple(sorted(SimOptions().tokens))
     offline = tuple(options["offline_tokens"].default or ())

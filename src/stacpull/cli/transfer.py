@@ -15,7 +15,6 @@ from ..errors import (
     SearchError,
     StacpullError,
 )
-from ..units import human_bytes
 
 if TYPE_CHECKING:
     # Only what the commands declare (flags, columns, formats) is loaded on import; each
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     from ..search import ItemPages
 
 from .options import RETRY_FAILED_OPTION, download_options, option_group, query_options
-from .render import fail, people, whole_table
+from .render import budget_verdict, fail, plan_fits, print_plan
 from .run import build_config, execute, nothing_matched, saved_items, warn_ignored
 
 __all__ = ["download", "mirror"]
@@ -65,28 +64,9 @@ _plan_options = option_group(
 )
 
 
-def _budget_verdict(summary: PlanSummary, budget: int) -> str | None:
-    """``within``, ``exceeded`` or ``unknown`` (files of unknown size and the rest within
-    it): the dry run's answer about ``--max-bytes``; ``None`` without a budget."""
-    from ..dryrun import budget_error
-
-    if not budget:
-        return None
-    if budget_error(summary, budget) is not None:
-        return "exceeded"
-    return "unknown" if summary.unguessed else "within"
-
-
-def _fits(summary: PlanSummary) -> bool | None:
-    """Whether DEST has room: ``None`` when files of unknown size may not fit."""
-    if not summary.fits:
-        return False
-    return None if summary.unguessed else True
-
-
 def _plan_json(summary: PlanSummary, budget: int, yes: bool, command: str) -> dict[str, Any]:
     """The dry run as ``download/mirror --dry-run --json`` prints it."""
-    verdict = _budget_verdict(summary, budget)
+    verdict = budget_verdict(summary, budget)
     return {
         "command": command,
         "dry_run": True,
@@ -105,7 +85,7 @@ def _plan_json(summary: PlanSummary, budget: int, yes: bool, command: str) -> di
         },
         "free_bytes": summary.free_bytes,
         "min_free": summary.min_free,
-        "fits": _fits(summary),
+        "fits": plan_fits(summary),
         "budget": None
         if verdict is None
         else {"max_bytes": budget, "verdict": verdict, "yes": yes},
@@ -127,82 +107,6 @@ def _plan_json(summary: PlanSummary, budget: int, yes: bool, command: str) -> di
     }
 
 
-def _print_plan(summary: PlanSummary, budget: int, yes: bool = False) -> None:
-    """The dry run's answer: what would be fetched, what is there, whether it fits."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    table = Console(highlight=False, soft_wrap=True)
-    out = people(table)  # piped: the asset records alone on stdout
-    matched = f" of {summary.matched} matched" if summary.matched is not None else ""
-    out.print(f"[bold]dry run[/]: nothing was downloaded; DEST {escape(summary.dest)}")
-    out.print(f"items:        {summary.items}{matched}")
-    refused = f" ({summary.refused} refused: unsafe names)" if summary.refused else ""
-    out.print(f"files:        {summary.files}{refused}")
-    rows: list[tuple[str, ...]] = []
-    records: list[tuple[str, ...]] = []
-    for plan in summary.assets.values():
-        estimate = f" (~{human_bytes(plan.estimated_bytes)})" if plan.estimated_bytes else ""
-        counts = (str(plan.files), str(plan.on_disk), str(plan.files - plan.on_disk))
-        rows.append(
-            (
-                plan.key,
-                *counts,
-                human_bytes(plan.known_bytes),
-                f"{plan.unknown}{estimate}" if plan.unknown else "0",
-            )
-        )
-        records.append((plan.key, *counts, str(plan.known_bytes), str(plan.unknown)))
-    whole_table(
-        table,
-        ("asset", "files", "on disk", "to fetch", "bytes known", "no size (est.)"),
-        rows,
-        records=records,
-        drop=(5, 2, 1, 4),
-        right=(1, 2, 3, 4, 5),
-    )
-    out.print(
-        f"on disk:      {summary.on_disk_files} files, {human_bytes(summary.on_disk_bytes)} "
-        "(a real run skips them)"
-    )
-    unknown = ""
-    if summary.unknown_files - summary.unguessed:
-        unknown += (
-            f" + ~{human_bytes(summary.estimated_bytes)} estimated for "
-            f"{summary.unknown_files - summary.unguessed} file(s) without file:size (from "
-            "the files earlier runs verified in DEST)"
-        )
-    if summary.unguessed:
-        unknown += (
-            f" + {summary.unguessed} file(s) of unknown size (no file:size, no earlier run "
-            "to estimate from; download a few first, e.g. --max-items 2, and the dry run "
-            "estimates the rest from them)"
-        )
-    out.print(
-        f"to download:  {summary.to_fetch_files} files, {human_bytes(summary.known_bytes)} "
-        f"known{unknown}"
-    )
-    fits = _fits(summary)
-    verdict = (
-        "[green]fits[/]"
-        if fits
-        else f"[yellow]unknown[/] ({summary.unguessed} file(s) of unknown size; the rest fits)"
-        if fits is None
-        else f"[red]does not fit[/] with download.min_free ({human_bytes(summary.min_free)}) to spare"
-    )
-    out.print(f"free at DEST: {human_bytes(summary.free_bytes)}: {verdict}")
-    answer = _budget_verdict(summary, budget)
-    if answer is not None:
-        text = {
-            "within": "[green]within[/]",
-            "unknown": f"[yellow]unknown[/]: {summary.unguessed} file(s) of unknown size, "
-            f"{human_bytes(summary.to_fetch_bytes)} known and estimated",
-            "exceeded": "[red]exceeded[/]: "
-            + ("--yes lets the run start" if yes else "a run needs --yes"),
-        }[answer]
-        out.print(f"budget:       {human_bytes(budget)}: {text}")
-
-
 def _plan_only(
     config: Config,
     pages: ItemPages | None,
@@ -215,6 +119,7 @@ def _plan_only(
     """``--dry-run``: print the plan (or its JSON); exit 2 when it exceeds ``--max-bytes``
     without ``--yes``, with the reason on stderr, as the real run would refuse to start."""
     import anyio
+    from rich.console import Console
 
     from ..dryrun import budget_error, dry_run
 
@@ -232,7 +137,7 @@ def _plan_only(
     if as_json:
         click.echo(json.dumps(_plan_json(summary, budget, yes, command), indent=2))
     else:
-        _print_plan(summary, budget, yes)
+        print_plan(Console(highlight=False, soft_wrap=True), summary, budget, yes)
     reason = budget_error(summary, budget) if budget else None
     if reason is not None and not yes:
         fail(reason, 2)
