@@ -34,7 +34,6 @@ __all__ = [
     "budget_verdict",
     "fail",
     "fit_table",
-    "people",
     "plan_fits",
     "print_collections",
     "print_items",
@@ -78,7 +77,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-def people(out: Console) -> Console:
+def _people(out: Console) -> Console:
     """Where the lines for people go (tallies, verdicts, hints): beside the listing on a
     terminal; on stderr when stdout is a pipe or a file, whose lines are then the records
     alone (one rule for every command, so ``cmd | awk`` never meets a sentence)."""
@@ -275,7 +274,7 @@ def print_search(out: Console, walked: Walked, show: int, *, wrote: str | None =
     """``stacpull search``'s answer: how many items match, the first ``show`` of them, and
     ``wrote``, the line saying where they were saved (``None``: not saved, so the hint
     that -o saves them all; empty: saved, with nothing to claim)."""
-    note = people(out)
+    note = _people(out)
     note.print(f"{walked.total} item(s) matched", soft_wrap=True)
     print_items(out, walked.items)
     more = walked.seen > show or (walked.matched is not None and walked.matched > show)
@@ -326,7 +325,7 @@ def print_collections(
         records.append([cid, col.get("title") or "", _extent(col, whole=True), shown])
     _print_listing(out, _COLLECTION_COLUMNS, rows, records)
     if summary:
-        (note or people(out)).print(summary, soft_wrap=True)
+        (note or _people(out)).print(summary, soft_wrap=True)
 
 
 def print_queryables(
@@ -348,7 +347,7 @@ def print_queryables(
         rows.append([q["name"], kind, values, *([title] if titled else [])])
         records.append([q["name"], q["type"] or "", q["format"] or "", ",".join(values), title])
     _print_listing(out, columns, rows, records)
-    note = note or people(out)
+    note = note or _people(out)
     names = {q["name"]: q for q in listed}
     if "product:type" in names and "productType" in names:
         note.print(
@@ -378,7 +377,7 @@ def print_status(
     failures by reason, refusals, partial bytes, the newest item and the last run."""
     from rich.markup import escape
 
-    note = note or people(out)  # piped: the status records alone on stdout
+    note = note or _people(out)  # piped: the status records alone on stdout
     if out.is_terminal:
         note.print(f"[bold]stacpull status[/] · {escape(dest)}")
     rows: list[list[Cell]] = []
@@ -420,7 +419,7 @@ def print_verify(out: Console, report: VerifyReport, *, note: Console | None = N
     kind, path, detail), and the verdict."""
     from rich.markup import escape
 
-    note = note or people(out)  # piped: the problem records alone on stdout
+    note = note or _people(out)  # piped: the problem records alone on stdout
     note.print(
         f"checked {report.checked} file(s), {human_bytes(report.bytes)}: {report.hashed} "
         f"hashed, {report.zip_only} by zip CRCs only, {report.size_only} by size only"
@@ -582,7 +581,7 @@ def print_plan(
     with a ``budget``, whether it stays within it); piped, the asset records alone."""
     from rich.markup import escape
 
-    note = note or people(out)  # piped: the asset records alone on stdout
+    note = note or _people(out)  # piped: the asset records alone on stdout
     matched = f" of {summary.matched} matched" if summary.matched is not None else ""
     note.print(f"[bold]dry run[/]: nothing was downloaded; DEST {escape(summary.dest)}")
     note.print(f"items:        {summary.items}{matched}")
