@@ -150,6 +150,8 @@ _catalog_options = option_group(*_CATALOG_OPTIONS)
 
 
 def _search_config(config_path: str | None, catalog: str | None, profile: str | None) -> Config:
+    """The config of a catalogue command (``collections``, ``queryables``); exit 2 when it
+    is wrong."""
     from ..config import load_config
 
     try:
