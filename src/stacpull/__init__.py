@@ -20,6 +20,7 @@ __all__ = [
     "Config",
     "FileRecord",
     "Options",
+    "RunControl",
     "RunResult",
     "StacpullError",
     "acollections",
@@ -27,6 +28,7 @@ __all__ = [
     "adry_run",
     "amirror",
     "aqueryables",
+    "arun",
     "asearch_items",
     "collections",
     "download",
@@ -34,6 +36,7 @@ __all__ = [
     "load_config",
     "mirror",
     "queryables",
+    "run",
     "search_items",
 ]
 
@@ -49,17 +52,20 @@ _HOMES: dict[str, str] = {
 if TYPE_CHECKING:
     from .api import (
         Options,
+        RunControl,
         acollections,
         adownload,
         adry_run,
         amirror,
         aqueryables,
+        arun,
         asearch_items,
         collections,
         download,
         dry_run,
         mirror,
         queryables,
+        run,
         search_items,
     )
     from .config import Config, load_config

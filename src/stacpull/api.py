@@ -24,32 +24,30 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import fields
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypedDict, TypeVar, Unpack
+from typing import Any, TypeVar, Unpack
 
 import anyio
 import anyio.from_thread
 
 from .auth import TokenProvider
-from .config import (
-    Config,
-    Secret,
-    _closest,
-    load_config,
-    parse_bbox,
-    parse_datetime_range,
-)
+from .config import Config, load_config, parse_bbox, parse_datetime_range
 from .dryrun import PlanSummary
 from .dryrun import dry_run as _dry_run
-from .engine import RunOptions, RunResult, loop_options, run
-from .errors import ConfigError, RunAborted
+from .engine import RunOptions, RunResult, StopSignal, loop_options
+from .engine import run as _engine_run
+from .errors import ConfigError, RunAborted, first_error
 from .events import Event, EventSink
 from .export import ItemWriter
+from .keywords import CollectionOptions, MirrorOptions, Options, option_keys
+from .keywords import dotted_values as _dotted_values
+from .report import RunStats
 from .search import (
     CatalogueHeaders,
     CollectionQuery,
+    ItemPages,
     _blocking,
     list_collections,
     search_pages,
@@ -58,11 +56,16 @@ from .search import queryables as _queryables
 
 __all__ = [
     "Options",
+    "RunControl",
+    "RunOptions",
+    "RunResult",
+    "StopSignal",
     "acollections",
     "adownload",
     "adry_run",
     "amirror",
     "aqueryables",
+    "arun",
     "asearch_items",
     "build_config",
     "collections",
@@ -71,130 +74,11 @@ __all__ = [
     "mirror",
     "option_keys",
     "queryables",
+    "run",
     "search_items",
 ]
 
 _T = TypeVar("_T")
-
-#: A file name: a string or a :class:`~pathlib.Path`.
-_PathArg = str | os.PathLike[str]
-#: One value or several (``collections="C1"`` is ``collections=["C1"]``).
-_Names = str | Sequence[str]
-
-
-#: A time: seconds, or a string with units ("500ms", "30s", "2m", "1h30m").
-_Duration = float | str
-#: Extra request headers: "Name: value" strings, a mapping, or (name, value) pairs.
-_Headers = Sequence[str] | Mapping[str, str] | Sequence[tuple[str, str]]
-
-
-class _CatalogOptions(TypedDict, total=False):
-    """Every option except the search's ``bbox`` and ``datetime``, which
-    :func:`collections` takes as filters of its own. ``None`` leaves a key as the
-    environment, config file or default set it."""
-
-    # [search]
-    catalog: str | None
-    collections: _Names | None
-    ids: _Names | None
-    intersects: dict[str, Any] | None
-    filter: str | None
-    max_items: int | None
-    page_size: int | None
-    method: Literal["GET", "POST", "get", "post"] | None
-    timeout: _Duration | None
-    # [download]
-    dest: _PathArg | None
-    assets: _Names | None
-    template: str | None
-    concurrency: int | None
-    per_host: int | None
-    queue_size: int | None
-    chunk_size: int | None
-    stall_timeout: _Duration | None
-    min_speed: int | str | None
-    connect_timeout: _Duration | None
-    retries: int | None
-    backoff: _Duration | None
-    max_backoff: _Duration | None
-    not_found_retries: int | None
-    not_found_delay: _Duration | None
-    adaptive: bool | None
-    min_free: int | str | None
-    max_bytes: int | str | None
-    segments: int | None
-    segment_size: int | str | None
-    segment_below: int | str | None
-    record_hash: str | None
-    bwlimit: int | str | None
-    headers: _Headers | None
-    header_all_hosts: bool | None
-    # [auth]
-    token: str | Secret | None
-    token_file: _PathArg | None
-    auth_hosts: _Names | None
-    offline_token: str | Secret | None
-    offline_token_file: _PathArg | None
-    token_url: str | None
-    client_id: str | None
-    client_secret: str | Secret | None
-    scope: str | None
-    refresh_margin: _Duration | None
-    # [output]
-    progress_interval: _Duration | None
-    dashboard: Literal["auto", "rich", "plain", "none"] | None
-    verbosity: Literal["quiet", "normal", "verbose"] | None
-    report: bool | None
-    log_json: _PathArg | None
-    log_file: _PathArg | None
-    # not a config key: the config file's [profiles.NAME] to apply (else STACPULL_PROFILE)
-    profile: str | None
-
-
-class Options(_CatalogOptions, total=False):
-    """The keyword options of the API: every config key, flat (key names are unique across
-    sections; ``auth_hosts`` is ``[auth] hosts``), plus ``profile``. A test keeps this in
-    step with the config dataclasses."""
-
-    bbox: str | Sequence[float] | None
-    datetime: str | None
-
-
-#: API keywords that are not the config key's own name.
-_ALIASES = {"auth_hosts": "hosts"}
-#: Keys whose single string means a list of one.
-_LISTS = frozenset({"collections", "ids", "assets", "auth_hosts"})
-
-
-def option_keys() -> dict[str, str]:
-    """Each keyword option that is a config key, and its dotted key (``max_items`` →
-    ``search.max_items``), read from the config dataclasses themselves."""
-    base = Config()
-    names = {config: api for api, config in _ALIASES.items()}
-    return {
-        names.get(f.name, f.name): f"{section.name}.{f.name}"
-        for section in fields(base)
-        for f in fields(getattr(base, section.name))
-    }
-
-
-def _dotted_values(options: dict[str, Any], own: Sequence[str] = ()) -> dict[str, Any]:
-    """Keyword options as dotted config keys; a misspelt one is a one-line ConfigError
-    naming the nearest option or ``own`` keyword of the function called (``retry_faild``
-    is ``retry_failed``, ``organization`` is ``organisation``)."""
-    keys = option_keys()
-    values: dict[str, Any] = {}
-    for name, value in options.items():
-        if name not in keys:
-            hint = _closest(name, [*keys, "profile", *own])
-            suggestion = f" (did you mean {hint!r}?)" if hint is not None else ""
-            raise ConfigError(f"unknown option {name!r}{suggestion}")
-        if isinstance(value, str) and name in _LISTS:
-            value = [value]
-        elif isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        values[keys[name]] = value
-    return values
 
 
 def build_config(
@@ -214,7 +98,7 @@ _OWN: dict[str, tuple[str, ...]] = {
     "collections": ("config", "q", "title", "platform", "organisation", "bbox", "datetime"),
     "queryables": ("config", "collection"),
     "search_items": ("config", "output", "fmt"),
-    "dry_run": ("config",),
+    "dry_run": ("config", "pages"),
 }
 
 
@@ -295,6 +179,86 @@ def _call(make: Callable[[], Awaitable[_T]], escaped: Sequence[BaseException] = 
 # -- runs -------------------------------------------------------------------------------
 
 
+#: A task run beside a run (see :class:`RunControl`): given the run's stop signal and a
+#: scope whose cancellation aborts the run.
+Beside = Callable[[StopSignal, anyio.CancelScope], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class RunControl:
+    """How a caller that draws and steers a run itself takes part in it (the command line
+    does; a script rarely needs to): ``stats`` the statistics its view draws (a
+    :class:`~stacpull.report.RunStats`, also fed every event), ``stop`` the signal it may
+    request a graceful stop on, ``pages`` a saved search's items in place of the search,
+    ``beside`` a task run next to the run (the command line's Ctrl-C watcher), cancelled
+    when the run ends; cancelling the scope it is given aborts the run, and the call then
+    raises :class:`~stacpull.errors.RunAborted`."""
+
+    stats: RunStats | None = None
+    stop: StopSignal | None = None
+    pages: ItemPages | None = None
+    beside: Beside | None = None
+
+
+async def arun(
+    config: Config,
+    options: RunOptions | None = None,
+    *,
+    sink: EventSink | None = None,
+    tokens: TokenProvider | None = None,
+    control: RunControl | None = None,
+) -> RunResult:
+    """One run of a ready :class:`Config`, of the kind ``options`` names (a download, a
+    mirror, a retry of the failures), asynchronously: what :func:`adownload` and
+    :func:`amirror` do once they have built the config; see :func:`run`."""
+    steer = control or RunControl()
+    stop = steer.stop if steer.stop is not None or steer.beside is None else StopSignal()
+
+    async def engine() -> RunResult:
+        return await _engine_run(
+            config,
+            sink=sink,
+            tokens=tokens,
+            pages=steer.pages,
+            stats=steer.stats,
+            options=options,
+            stop=stop,
+        )
+
+    if steer.beside is None or stop is None:
+        return await engine()
+    result: RunResult | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(steer.beside, stop, tg.cancel_scope)
+            result = await engine()
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
+    if result is None:
+        raise RunAborted("the run was aborted")
+    return result
+
+
+def run(
+    config: Config,
+    options: RunOptions | None = None,
+    *,
+    sink: EventSink | None = None,
+    tokens: TokenProvider | None = None,
+    control: RunControl | None = None,
+) -> RunResult:
+    """One run of a ready :class:`Config` (see :func:`build_config`), of the kind
+    ``options`` names (``RunOptions("mirror", prune=True)``; a download by default), with
+    the caller's :class:`RunControl`: the general form of :func:`download` and
+    :func:`mirror`, for a caller with a view and a stop button of its own."""
+    escaped: list[BaseException] = []
+    return _call(
+        lambda: arun(config, options, sink=_guarded(sink, escaped), tokens=tokens, control=control),
+        escaped,
+    )
+
+
 async def adownload(
     config: Config | str | os.PathLike[str] | None = None,
     *,
@@ -305,11 +269,11 @@ async def adownload(
     **options: Unpack[Options],
 ) -> RunResult:
     """Search and download, asynchronously; see :func:`download`."""
-    return await run(
+    return await arun(
         _build(config, options, _OWN["download"]),
+        RunOptions("download", retry_failed=retry_failed, yes=yes),
         sink=sink,
         tokens=tokens,
-        options=RunOptions("download", retry_failed=retry_failed, yes=yes),
     )
 
 
@@ -318,17 +282,17 @@ async def amirror(
     *,
     sink: EventSink | None = None,
     tokens: TokenProvider | None = None,
-    prune: bool = False,
     retry_failed: bool = False,
     yes: bool = False,
-    **options: Unpack[Options],
+    **options: Unpack[MirrorOptions],
 ) -> RunResult:
     """Mirror a collection or query incrementally, asynchronously; see :func:`mirror`."""
-    return await run(
+    prune = bool(options.pop("prune", False))
+    return await arun(
         _build(config, options, _OWN["mirror"]),
+        RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes),
         sink=sink,
         tokens=tokens,
-        options=RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes),
     )
 
 
@@ -337,15 +301,14 @@ def mirror(
     *,
     sink: EventSink | None = None,
     tokens: TokenProvider | None = None,
-    prune: bool = False,
     retry_failed: bool = False,
     yes: bool = False,
-    **options: Unpack[Options],
+    **options: Unpack[MirrorOptions],
 ) -> RunResult:
     """Bring ``dest`` up to date with a collection (or query): new and changed files are
     fetched, unchanged ones kept without re-hashing; ``RunResult.gone`` lists files whose
-    items left the catalogue (deleted when ``prune``), judged only after a complete search
-    (``RunResult.not_judged`` says why not, e.g. with ``retry_failed``).
+    items left the catalogue (deleted when ``prune=True``), judged only after a complete
+    search (``RunResult.not_judged`` says why not, e.g. with ``retry_failed``).
 
     >>> result = stacpull.mirror(catalog=url, collections=["BiomassLevel1aIOC"],
     ...                          dest="/data/l1a", token="…")             # doctest: +SKIP
@@ -356,7 +319,6 @@ def mirror(
             config,
             sink=_guarded(sink, escaped),
             tokens=tokens,
-            prune=prune,
             retry_failed=retry_failed,
             yes=yes,
             **options,
@@ -399,14 +361,12 @@ def download(
 # -- discovery and planning -------------------------------------------------------------
 
 
-def _collection_query(
-    q: str | None,
-    title: str | None,
-    platform: str | None,
-    organisation: str | None,
-    bbox: str | Sequence[float] | None,
-    datetime: str | None,
-) -> CollectionQuery:
+_FILTERS = ("q", "title", "platform", "organisation", "bbox", "datetime")
+
+
+def _collection_query(options: dict[str, Any]) -> CollectionQuery:
+    """Pop :func:`collections`' filters out of its keywords."""
+    q, title, platform, organisation, bbox, datetime = (options.pop(k, None) for k in _FILTERS)
     return CollectionQuery(
         q=q,
         title=title,
@@ -419,39 +379,29 @@ def _collection_query(
 
 async def acollections(
     config: Config | str | os.PathLike[str] | None = None,
-    *,
-    q: str | None = None,
-    title: str | None = None,
-    platform: str | None = None,
-    organisation: str | None = None,
-    bbox: str | Sequence[float] | None = None,
-    datetime: str | None = None,
-    **options: Unpack[_CatalogOptions],
+    **options: Unpack[CollectionOptions],
 ) -> list[dict[str, Any]]:
     """The catalogue's collections, asynchronously; see :func:`collections`."""
-    cfg = _build(config, options, _OWN["collections"])
-    query = _collection_query(q, title, platform, organisation, bbox, datetime)
+    rest: dict[str, Any] = dict(options)
+    query = _collection_query(rest)
+    cfg = _build(config, rest, _OWN["collections"])
     return (await _blocking(list_collections, cfg.search, query, CatalogueHeaders.of(cfg)))[0]
 
 
 def collections(
     config: Config | str | os.PathLike[str] | None = None,
-    *,
-    q: str | None = None,
-    title: str | None = None,
-    platform: str | None = None,
-    organisation: str | None = None,
-    bbox: str | Sequence[float] | None = None,
-    datetime: str | None = None,
-    **options: Unpack[_CatalogOptions],
+    **options: Unpack[CollectionOptions],
 ) -> list[dict[str, Any]]:
-    """The catalogue's collections matching the filters (server-side when the catalogue
-    supports collection search, else filtered here), as STAC Collection dicts.
+    """The catalogue's collections matching the filters ``q`` (free text), ``title``,
+    ``platform``, ``organisation``, ``bbox`` and ``datetime`` (server-side when the
+    catalogue supports collection search, else filtered here), as STAC Collection dicts;
+    the other keywords are the options.
 
     >>> [c["id"] for c in stacpull.collections(platform="FLEX")]   # doctest: +SKIP
     """
-    cfg = _build(config, options, _OWN["collections"])
-    query = _collection_query(q, title, platform, organisation, bbox, datetime)
+    rest: dict[str, Any] = dict(options)
+    query = _collection_query(rest)
+    cfg = _build(config, rest, _OWN["collections"])
     return list_collections(cfg.search, query, CatalogueHeaders.of(cfg))[0]
 
 
@@ -512,16 +462,23 @@ def search_items(
 
 
 async def adry_run(
-    config: Config | str | os.PathLike[str] | None = None, **options: Unpack[Options]
+    config: Config | str | os.PathLike[str] | None = None,
+    *,
+    pages: ItemPages | None = None,
+    **options: Unpack[Options],
 ) -> PlanSummary:
     """What :func:`adownload` would fetch, asynchronously; see :func:`dry_run`."""
-    return await _dry_run(_build(config, options, _OWN["dry_run"]))
+    return await _dry_run(_build(config, options, _OWN["dry_run"]), pages=pages)
 
 
 def dry_run(
-    config: Config | str | os.PathLike[str] | None = None, **options: Unpack[Options]
+    config: Config | str | os.PathLike[str] | None = None,
+    *,
+    pages: ItemPages | None = None,
+    **options: Unpack[Options],
 ) -> PlanSummary:
     """What :func:`download` with the same arguments would fetch: items, files, bytes
-    known and estimated, what is already on disk, free space; nothing is transferred."""
+    known and estimated, what is already on disk, free space; nothing is transferred.
+    ``pages`` plans a saved search's items instead of searching."""
     cfg = _build(config, options, _OWN["dry_run"])  # a bad option raises before any loop starts
-    return _call(lambda: _dry_run(cfg))
+    return _call(lambda: _dry_run(cfg, pages=pages))

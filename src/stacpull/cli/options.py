@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     pass
 
+from .flags import AuthFlags, QueryFlags, field_names
 from .render import fail
 
 __all__ = [
@@ -36,24 +37,18 @@ __all__ = [
     "DURATION",
     "PROFILE_OPTION",
     "QUIET_ANYWHERE",
-    "RETRY_FAILED_OPTION",
     "VERBOSE_ANYWHERE",
     "auth_options",
     "auth_values",
     "catalogue_header_options",
     "debug_logging",
     "download_options",
-    "download_values",
     "header_flags",
+    "job_options",
     "option_group",
     "query_options",
     "query_values",
 ]
-
-
-def _split(values: tuple[str, ...]) -> list[str]:
-    """Repeatable, comma-separated options → one flat list."""
-    return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
 def option_group(*options: Callable[[Any], Any]) -> Callable[[Callable[..., Any]], Any]:
@@ -119,6 +114,48 @@ class _Duration(click.ParamType):  # type: ignore[type-arg]  # generic from clic
 DURATION = _Duration()
 
 
+class _QuotingDefault(click.Option):
+    """An option whose help quotes the config's default for its key (``[8]``): the value
+    is written once, in :mod:`stacpull.config`, and read from there when the help is shown
+    (never on import: the listing commands' ``--help`` loads no config). ``{default}`` in
+    the help text stands for it."""
+
+    def __init__(
+        self, *args: Any, key: str, shown: Callable[[Any], str] = str, **kwargs: Any
+    ) -> None:
+        self._key = key
+        self._shown = shown
+        super().__init__(*args, **kwargs)
+
+    @property  # click's attribute, computed here when read
+    def help(self) -> str | None:
+        from ..config import Config
+
+        section, _, name = self._key.partition(".")
+        default = self._shown(getattr(getattr(Config(), section), name))
+        return None if self._help is None else self._help.replace("{default}", default)
+
+    @help.setter
+    def help(self, text: str | None) -> None:
+        self._help = text
+
+
+def _quoting_default(
+    *decls: str, key: str, shown: Callable[[Any], str] = str, **attrs: Any
+) -> Callable[[Any], Any]:
+    """``click.option`` whose help quotes the default of config ``key`` (see
+    :class:`_QuotingDefault`), shown by ``shown``."""
+    return click.option(*decls, cls=_QuotingDefault, key=key, shown=shown, **attrs)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def _rate(value: int) -> str:
+    return str(value) if value else "off"
+
+
 DEBUG_OPTION = click.option(
     "--debug",
     is_flag=True,
@@ -170,33 +207,10 @@ query_options = option_group(
 )
 
 
-def query_values(
-    collections: tuple[str, ...],
-    ids: tuple[str, ...],
-    bbox: str | None,
-    intersects: str | None,
-    datetime_: str | None,
-    filter_: str | None,
-    max_items: int | None,
-    page_size: int | None,
-    method: str | None,
-    catalog: str | None,
-) -> dict[str, Any]:
-    from ..config import parse_bbox, parse_datetime_range
-    from ..search import load_geojson_geometry
-
-    return {
-        "search.catalog": catalog,
-        "search.collections": _split(collections) or None,
-        "search.ids": _split(ids) or None,
-        "search.bbox": parse_bbox(bbox, "--bbox") if bbox else None,
-        "search.intersects": load_geojson_geometry(intersects) if intersects else None,
-        "search.datetime": parse_datetime_range(datetime_, "--datetime") if datetime_ else None,
-        "search.filter": filter_,
-        "search.max_items": max_items,
-        "search.page_size": page_size,
-        "search.method": method.upper() if method else None,
-    }
+def query_values(**flags: Any) -> dict[str, Any]:
+    """The query flags but ``--profile`` (as click names them) as ``search.*`` config keys;
+    a command that gathers them uses :meth:`QueryFlags.values`."""
+    return QueryFlags(profile=None, **flags).values()
 
 
 _AUTH_OPTIONS = [
@@ -210,8 +224,11 @@ _AUTH_OPTIONS = [
     click.option(
         "--token-url", metavar="URL", help="OIDC token endpoint [MAAP's; env STACPULL_TOKEN_URL]."
     ),
-    click.option(
-        "--client-id", metavar="ID", help="OIDC client id [offline-token; env STACPULL_CLIENT_ID]."
+    _quoting_default(
+        "--client-id",
+        key="auth.client_id",
+        metavar="ID",
+        help="OIDC client id [{default}; env STACPULL_CLIENT_ID].",
     ),
     click.option(
         "--client-secret",
@@ -219,11 +236,12 @@ _AUTH_OPTIONS = [
         help="OIDC client secret [MAAP's public one; env STACPULL_CLIENT_SECRET].",
     ),
     click.option("--token", metavar="TOKEN", help="A fixed access token [env STACPULL_TOKEN]."),
-    click.option(
+    _quoting_default(
         "--token-file",
+        key="auth.token_file",
         type=click.Path(dir_okay=False),
         metavar="FILE",
-        help="File holding an access token, re-read when it changes [token.txt].",
+        help="File holding an access token, re-read when it changes [{default}].",
     ),
     click.option(
         "--auth-host",
@@ -235,34 +253,24 @@ _AUTH_OPTIONS = [
 ]
 
 
-_AUTH_KEYS = (
-    "offline_token_file",
-    "token_url",
-    "client_id",
-    "client_secret",
-    "token",
-    "token_file",
-    "auth_hosts",
-)
-
-
 auth_options = option_group(*_AUTH_OPTIONS)
 
 
 def auth_values(kw: dict[str, Any]) -> dict[str, Any]:
-    """Pop the auth flags out of ``kw`` as config keys."""
-    values = {f"auth.{k}": kw.pop(k) for k in _AUTH_KEYS}
-    values["auth.hosts"] = list(values.pop("auth.auth_hosts")) or None
-    return values
+    """Pop the auth flags out of ``kw`` as config keys; a command that gathers them uses
+    :meth:`AuthFlags.values`."""
+    return AuthFlags(**{key: kw.pop(key) for key in field_names(AuthFlags)}).values()
 
 
 download_options = option_group(
     *_AUTH_OPTIONS,
-    click.option(
+    _quoting_default(
         "--assets",
+        key="download.assets",
+        shown=",".join,
         multiple=True,
         metavar="SEL,…",
-        help="Asset selectors: maap (default), all, a key, a glob, role:R, type:T.",
+        help="Asset selectors: {default} (default), all, a key, a glob, role:R, type:T.",
     ),
     click.option(
         "--dest",
@@ -270,31 +278,57 @@ download_options = option_group(
         metavar="DIR",
         help="Destination directory [env STACPULL_DEST].",
     ),
-    click.option("-j", "--concurrency", type=int, metavar="N", help="Parallel transfers [8]."),
-    click.option("--per-host", type=int, metavar="N", help="Connections per host [8]."),
-    click.option(
-        "--segments",
+    _quoting_default(
+        "-j",
+        "--concurrency",
+        key="download.concurrency",
         type=int,
         metavar="N",
-        help="Parallel connections for a large file on a slow connection; 1: never [8].",
+        help="Parallel transfers [{default}].",
     ),
-    click.option(
-        "--template", metavar="TPL", help="Destination template [{collection}/{item}/{name}]."
+    _quoting_default(
+        "--per-host",
+        key="download.per_host",
+        type=int,
+        metavar="N",
+        help="Connections per host [{default}].",
     ),
-    click.option(
-        "--retries", type=int, metavar="N", help="Retries per file for transient errors [5]."
+    _quoting_default(
+        "--segments",
+        key="download.segments",
+        type=int,
+        metavar="N",
+        help="Parallel connections for a large file on a slow connection; 1: never [{default}].",
     ),
-    click.option(
+    _quoting_default(
+        "--template",
+        key="download.template",
+        metavar="TPL",
+        help="Destination template [{default}].",
+    ),
+    _quoting_default(
+        "--retries",
+        key="download.retries",
+        type=int,
+        metavar="N",
+        help="Retries per file for transient errors [{default}].",
+    ),
+    _quoting_default(
         "--stall-timeout",
+        key="download.stall_timeout",
+        shown=_seconds,
         type=DURATION,
         metavar="DURATION",
-        help="Abort a transfer after this long without a byte: 30s, 2m, 1h30m, seconds [60s].",
+        help="Abort a transfer after this long without a byte: 30s, 2m, 1h30m, seconds "
+        "[{default}].",
     ),
-    click.option(
+    _quoting_default(
         "--bwlimit",
+        key="download.bwlimit",
+        shown=_rate,
         metavar="RATE",
         help="Bytes/s for the whole run, all transfers together: 50M, 500k, 1.5MiB; 0/off: "
-        "unlimited [off].",
+        "unlimited [{default}].",
     ),
     click.option(
         "--header",
@@ -309,16 +343,19 @@ download_options = option_group(
         default=None,
         help="Send --header to every host, redirects included (never an Authorization one).",
     ),
-    click.option(
+    _quoting_default(
         "--dashboard",
+        key="output.dashboard",
         type=click.Choice(["auto", "rich", "plain", "none"]),
-        help="Progress display [auto].",
+        help="Progress display [{default}].",
     ),
-    click.option(
+    _quoting_default(
         "--progress-interval",
+        key="output.progress_interval",
+        shown=_seconds,
         type=DURATION,
         metavar="DURATION",
-        help="How often the plain progress line (and --log-file's) is written [5s].",
+        help="How often the plain progress line (and --log-file's) is written [{default}].",
     ),
     click.option("-q", "--quiet", is_flag=True, help="Print only errors and the final summary."),
     click.option("-v", "--verbose", is_flag=True, help="Add a line per finished file."),
@@ -339,51 +376,6 @@ download_options = option_group(
 )
 
 
-def download_values(
-    assets: tuple[str, ...],
-    dest: str | None,
-    concurrency: int | None,
-    per_host: int | None,
-    segments: int | None,
-    template: str | None,
-    retries: int | None,
-    stall_timeout: float | None,
-    bwlimit: str | None,
-    headers: tuple[str, ...],
-    header_all_hosts: bool | None,
-    dashboard: str | None,
-    progress_interval: float | None,
-    quiet: bool,
-    verbose: bool,
-    log_json: str | None,
-    log_file: str | None,
-) -> dict[str, Any]:
-    from ..config import parse_headers
-
-    outer = _outer_flags()
-    quiet, verbose = quiet or outer.get("quiet", False), verbose or outer.get("verbose", False)
-    if quiet and verbose:
-        raise ConfigError("-q/--quiet and -v/--verbose contradict each other: choose one")
-    return {
-        "download.stall_timeout": stall_timeout,
-        "download.bwlimit": bwlimit,
-        "download.headers": parse_headers(list(headers), "--header") if headers else None,
-        "download.header_all_hosts": header_all_hosts,
-        "output.progress_interval": progress_interval,
-        "output.log_file": log_file,
-        "download.assets": _split(assets) or None,
-        "download.dest": dest,
-        "download.concurrency": concurrency,
-        "download.per_host": per_host,
-        "download.segments": segments,
-        "download.template": template,
-        "download.retries": retries,
-        "output.dashboard": dashboard,
-        "output.verbosity": "quiet" if quiet else "verbose" if verbose else None,
-        "output.log_json": log_json,
-    }
-
-
 def debug_logging(ctx: click.Context) -> None:
     """Debug lines to stderr for this command, scrubbed; undone when the command ends."""
     handler = logging.StreamHandler(sys.stderr)
@@ -399,19 +391,6 @@ def debug_logging(ctx: click.Context) -> None:
         logger.setLevel(level)
 
     ctx.call_on_close(undo)
-
-
-def _outer_flags() -> dict[str, bool]:
-    """``-q``/``-v`` given before the subcommand (``stacpull -v download``)."""
-    ctx = click.get_current_context(silent=True)
-    return dict(ctx.meta.get("stacpull.outer", {})) if ctx is not None else {}
-
-
-RETRY_FAILED_OPTION = click.option(
-    "--retry-failed",
-    is_flag=True,
-    help="Skip the search: re-run only the files the journal records as failed.",
-)
 
 
 def _keep_header_flag(ctx: click.Context, param: click.Parameter, value: Any) -> None:
@@ -483,4 +462,42 @@ VERBOSE_ANYWHERE = click.option(
     expose_value=False,
     callback=_outer_here,
     help="Accepted for symmetry with download: this command prints no progress.",
+)
+
+
+#: The job's own flags of download and mirror (:class:`JobFlags` but --config, which ends
+#: :data:`download_options`).
+job_options = option_group(
+    click.option(
+        "--retry-failed",
+        is_flag=True,
+        help="Skip the search: re-run only the files the journal records as failed.",
+    ),
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Search and plan, then say what would be downloaded; transfer nothing.",
+    ),
+    click.option(
+        "--max-bytes",
+        metavar="SIZE",
+        help="Refuse to start a run that would download more (e.g. 50GB) [download.max_bytes].",
+    ),
+    click.option("--yes", is_flag=True, help="Start even when the plan exceeds --max-bytes."),
+    click.option(
+        "--from",
+        "from_file",
+        type=click.Path(dir_okay=False),
+        metavar="ITEMS",
+        help="Download the items of a saved search instead of searching: an ItemCollection "
+        "(stacpull search -o items.geojson, stac-client search), items one per line, or "
+        "stac-geoparquet; - reads standard input.",
+    ),
+    click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print the final summary (with --dry-run: the plan) as JSON on stdout; "
+        "progress and notes go to stderr.",
+    ),
 )

@@ -12,8 +12,9 @@ import os
 import signal
 import sys
 from contextlib import AbstractContextManager, ExitStack, nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -22,10 +23,10 @@ from ..errors import (
     SECRETS,
     ConfigError,
     CredentialsError,
+    RunAborted,
     SearchError,
     StacpullError,
     StorageError,
-    first_error,
     scrub,
 )
 
@@ -37,15 +38,14 @@ if TYPE_CHECKING:
     import anyio
     from rich.console import Console
 
-    from ..auth import TokenProvider
+    from ..api import RunOptions, RunResult, StopSignal
     from ..config import Config
-    from ..engine import RunOptions, RunResult, StopSignal
     from ..events import EventSink
     from ..report import RunStats
     from ..search import ItemPages
 
 from ..printable import printable
-from .options import auth_values, download_values, query_values
+from .flags import AuthFlags, JobFlags, OutputFlags, QueryFlags, TransferFlags
 from .render import fail
 
 __all__ = [
@@ -132,61 +132,34 @@ async def _watch_signals(stop: StopSignal, abort: anyio.CancelScope) -> None:
             return
 
 
-async def _run_with_signals(
-    config: Config,
-    *,
-    sink: EventSink | None,
-    stats: RunStats,
-    tokens: TokenProvider,
-    options: RunOptions,
-    pages: ItemPages | None = None,
-) -> RunResult | None:
-    """The engine under a signal watcher; ``None`` when a second Ctrl-C aborted it."""
-    import anyio
+@dataclass(frozen=True)
+class _Ended:
+    """How a run ended, for its summary: ``result`` is ``None`` when it never finished
+    (stopped by an error, interrupted); ``error`` the reason it stopped."""
 
-    from ..engine import StopSignal, run
-
-    stop = StopSignal()
+    config: Config
+    options: RunOptions
+    stats: RunStats
+    code: int
     result: RunResult | None = None
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, stop, tg.cancel_scope)
-            result = await run(
-                config,
-                sink=sink,
-                stats=stats,
-                tokens=tokens,
-                options=options,
-                stop=stop,
-                pages=pages,
-            )
-            tg.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        raise first_error(group) from None
-    return result
+    error: str | None = None
 
 
-def _run_json(
-    config: Config,
-    command: str,
-    code: int,
-    stats: RunStats,
-    result: RunResult | None,
-    error: str | None,
-) -> dict[str, Any]:
+def _run_json(ended: _Ended) -> dict[str, Any]:
     """The final summary as ``download/mirror --json`` prints it (one schema, whatever
     happened: a run that never started has zero totals)."""
     from ..errors import redact_url
     from ..report import refusal_dict, totals
 
-    ending = {130: "interrupted", 3: "stopped"}.get(code, "error" if error else "complete")
+    code, result, stats = ended.code, ended.result, ended.stats
+    ending = {130: "interrupted", 3: "stopped"}.get(code, "error" if ended.error else "complete")
     return {
-        "command": command,
+        "command": ended.options.kind,
         "dry_run": False,
-        "dest": str(config.download.dest),
+        "dest": str(ended.config.download.dest),
         "outcome": ending,
         "exit_code": code,
-        "error": error,
+        "error": ended.error,
         "totals": totals(stats.snapshot()),
         "failed": [
             {
@@ -205,7 +178,7 @@ def _run_json(
         "pruned": result.pruned if result is not None else 0,
         "kept": list(result.kept) if result is not None else [],
         "not_judged": result.not_judged if result is not None else None,
-        "catalog": redact_url(config.search.catalog),
+        "catalog": redact_url(ended.config.search.catalog),
     }
 
 
@@ -216,132 +189,149 @@ def execute(
     from_file: str | None = None,
     *,
     as_json: bool = False,
-) -> None:
-    """Run the engine under the chosen dashboard, print the summary, exit with its code.
-    ``pages`` replaces the search (``--from``); ``as_json``: the summary goes to stdout as
-    JSON alone, and everything for people to stderr."""
-    import anyio
+) -> NoReturn:
+    """Run ``config`` through the API under the chosen view, print the summary, exit with
+    its code. ``pages`` replaces the search (``--from``); ``as_json``: the summary goes to
+    stdout as JSON alone, and everything for people to stderr."""
     from rich.console import Console
 
-    from ..auth import load_credentials
-    from ..dashboard import render_summary
-    from ..engine import RunOptions, loop_options
-    from ..report import RunStats, totals
+    from ..api import RunOptions
 
-    opts = options or RunOptions()
-    err = Console(stderr=True)
+    ended = _run(config, options or RunOptions(), pages, as_json=as_json)
     # The final summary is the run's result, as --json prints it: stdout, unless --json.
     out = Console(stderr=as_json)
-    error: str | None = None
+    _print_summary(out, ended, from_file)
+    if as_json:
+        fatal = ended.error or (ended.result.fatal if ended.result is not None else None)
+        click.echo(json.dumps(_run_json(replace(ended, error=fatal)), indent=2))
+    sys.exit(ended.code)
+
+
+def _run(config: Config, options: RunOptions, pages: ItemPages | None, *, as_json: bool) -> _Ended:
+    """The run itself, under the view and a Ctrl-C watcher: how it ended, or exit 2 (bad
+    input) or 1 (an error before any file) with one line and, for --json, the summary."""
+    from rich.console import Console
+
+    from ..api import RunControl, run
+    from ..auth import load_credentials
+    from ..report import RunStats
+
     stats = RunStats()
+    ended = _Ended(config, options, stats, 0)
     try:
         tokens = load_credentials(config.auth)
     except ConfigError as exc:
         fail(str(exc))
     for warning in tokens.warnings:
         click.echo(f"stacpull: warning: {warning}", err=True)
-    sink, view = _choose_output(config, stats, err)
+    sink, view = _choose_output(config, stats, Console(stderr=True))
     sink, view = _with_log_file(config, stats, sink, view)
-    result: RunResult | None = None
-    code = 0
+    control = RunControl(stats=stats, pages=pages, beside=_watch_signals)
     try:
         with view:
-            result = anyio.run(
-                lambda: _run_with_signals(
-                    config, sink=sink, stats=stats, tokens=tokens, options=opts, pages=pages
-                ),
-                backend_options=loop_options(),
-            )
-        code = 130 if result is None else result.exit_code
+            result = run(config, options, sink=sink, tokens=tokens, control=control)
+        return replace(ended, code=result.exit_code, result=result)
     except (ConfigError, SearchError) as exc:
-        if as_json:
-            click.echo(json.dumps(_run_json(config, opts.kind, 2, stats, None, scrub(str(exc)))))
-        fail(str(exc), 2)
+        _refuse(ended, exc, 2, as_json=as_json)
     except (StorageError, CredentialsError) as exc:
         click.echo(f"stacpull: run stopped: {printable(scrub(str(exc)))}", err=True)
-        code, error = 3, scrub(str(exc))
-    except KeyboardInterrupt:
-        code = 130
+        return replace(ended, code=3, error=scrub(str(exc)))
+    except (KeyboardInterrupt, RunAborted):  # RunAborted: a second Ctrl-C
+        return replace(ended, code=130)
     except StacpullError as exc:
-        if as_json:
-            click.echo(json.dumps(_run_json(config, opts.kind, 1, stats, None, scrub(str(exc)))))
-        fail(str(exc), 1)
-    snap = stats.snapshot()
-    if result is not None and result.items == 0 and not opts.retry_failed and code == 0:
-        nothing_matched(config, from_file)
+        _refuse(ended, exc, 1, as_json=as_json)
+
+
+def _refuse(ended: _Ended, exc: Exception, code: int, *, as_json: bool) -> NoReturn:
+    """A run that ended on ``exc`` before its summary: the --json summary, one line, exit."""
+    if as_json:
+        click.echo(json.dumps(_run_json(replace(ended, code=code, error=scrub(str(exc))))))
+    fail(str(exc), code)
+
+
+def _print_summary(out: Console, ended: _Ended, from_file: str | None) -> None:
+    """The totals and what they call for: why nothing was fetched, what to re-run, what
+    was refused, duplicated, left unpruned or kept."""
+    from ..dashboard import render_summary
+    from ..report import totals
+
+    result, snap, opts = ended.result, ended.stats.snapshot(), ended.options
+    if result is not None and result.items == 0 and not opts.retry_failed and ended.code == 0:
+        nothing_matched(ended.config, from_file)
     out.print(render_summary(totals(snap)))
-    dest = config.download.dest
     if result is not None and result.report is not None:
-        out.print(f"report: {result.report}", highlight=False, soft_wrap=True)
-    if code == 130:
-        out.print(
+        _note(out, f"report: {result.report}")
+    if ended.code == 130:
+        _note(
+            out,
             "[yellow]stopped before the end[/]: partial files and the journal are kept; "
             "run the same command again to resume",
-            highlight=False,
-            soft_wrap=True,
         )
-    if stats.failures:
-        out.print(
-            f"[red]{len(stats.failures)} file(s) failed[/]; re-run the same command (or add "
-            f"--retry-failed) to retry them; `stacpull status {dest}` lists the reasons",
-            highlight=False,
-            soft_wrap=True,
-        )
-    if stats.refused:
-        out.print(
-            f"[magenta]{stats.refused} asset(s) refused[/] (unsafe or colliding names in the "
-            "metadata); see the report",
-            highlight=False,
-            soft_wrap=True,
-        )
-    if snap.duplicates:
-        out.print(
-            f"{snap.duplicates} duplicate item(s) in the search results (same collection and "
-            "id): each planned once, the first listing wins",
-            highlight=False,
-            soft_wrap=True,
-        )
-    if result is not None and code == 0 and snap.downloaded == 0 and snap.skipped:
+    _print_file_notes(out, ended)
+    if result is not None and ended.code == 0 and snap.downloaded == 0 and snap.skipped:
         what = "the journal" if opts.retry_failed else "the search"
-        out.print(
+        _note(
+            out,
             f"[green]up to date[/]: all {snap.skipped} file(s) already verified on disk; "
             f"no data was requested, only {what}",
-            highlight=False,
-            soft_wrap=True,
         )
-    if result is not None and opts.prune and result.not_judged:
-        out.print(
+    if result is not None:
+        _print_gone(out, result, prune=opts.prune)
+
+
+def _note(out: Console, text: str) -> None:
+    out.print(text, highlight=False, soft_wrap=True)
+
+
+def _print_file_notes(out: Console, ended: _Ended) -> None:
+    """What to do about failed, refused and duplicated files."""
+    stats, dest = ended.stats, ended.config.download.dest
+    if stats.failures:
+        _note(
+            out,
+            f"[red]{len(stats.failures)} file(s) failed[/]; re-run the same command (or add "
+            f"--retry-failed) to retry them; `stacpull status {dest}` lists the reasons",
+        )
+    if stats.refused:
+        _note(
+            out,
+            f"[magenta]{stats.refused} asset(s) refused[/] (unsafe or colliding names in the "
+            "metadata); see the report",
+        )
+    duplicates = stats.snapshot().duplicates
+    if duplicates:
+        _note(
+            out,
+            f"{duplicates} duplicate item(s) in the search results (same collection and "
+            "id): each planned once, the first listing wins",
+        )
+
+
+def _print_gone(out: Console, result: RunResult, *, prune: bool) -> None:
+    """A mirror's files whose items left the catalogue: pruned, kept, or not judged."""
+    if prune and result.not_judged:
+        _note(
+            out,
             f"[yellow]not pruned[/]: {result.not_judged}; files are judged gone only after a "
             "complete search of the same query",
-            highlight=False,
-            soft_wrap=True,
         )
-    if result is not None and result.kept:
+    if result.kept:
         click.echo(
             f"stacpull: warning: kept {len(result.kept)} file(s) of items no longer in the "
             "catalogue: a symbolic link or special file is on the way (prune deletes only "
             "regular files inside DEST), e.g. " + ", ".join(result.kept[:3]),
             err=True,
         )
-    if result is not None and result.gone:
-        if result.pruned or opts.prune:
-            out.print(
-                f"pruned {result.pruned} file(s) whose items left the catalogue",
-                highlight=False,
-                soft_wrap=True,
-            )
+    if result.gone:
+        if result.pruned or prune:
+            _note(out, f"pruned {result.pruned} file(s) whose items left the catalogue")
         else:
-            out.print(
-                f"[yellow]{len(result.gone)} file(s) belong to items no longer in the catalogue[/]"
-                " (kept; add --prune to delete them), e.g. " + ", ".join(result.gone[:3]),
-                highlight=False,
-                soft_wrap=True,
+            _note(
+                out,
+                f"[yellow]{len(result.gone)} file(s) belong to items no longer in the "
+                "catalogue[/] (kept; add --prune to delete them), e.g. "
+                + ", ".join(result.gone[:3]),
             )
-    if as_json:
-        fatal = error or (result.fatal if result is not None else None)
-        summary = _run_json(config, opts.kind, code, stats, result, fatal)
-        click.echo(json.dumps(summary, indent=2))
-    sys.exit(code)
 
 
 class _ScrubbedStream:
@@ -436,43 +426,25 @@ def fewer_malloc_arenas() -> None:
 
 
 def build_config(
-    config_path: str | None,
-    kw: dict[str, Any],
-    *,
-    retry_failed: bool,
-    extra: dict[str, Any] | None = None,
-    saved: bool = False,
+    query: QueryFlags, auth: AuthFlags, transfer: TransferFlags, output: OutputFlags, job: JobFlags
 ) -> Config:
     """Flags of ``download``/``mirror`` → a validated :class:`Config` (or exit 2)."""
     from ..config import load_config
 
-    profile = kw.pop("profile")
     try:
-        query = query_values(
-            *(
-                kw.pop(k)
-                for k in (
-                    "collections",
-                    "ids",
-                    "bbox",
-                    "intersects",
-                    "datetime_",
-                    "filter_",
-                    "max_items",
-                    "page_size",
-                    "method",
-                    "catalog",
-                )
-            )
-        )
-        auth = auth_values(kw)
-        values = download_values(**kw)
-        config = load_config(
-            config_path, flags={**query, **values, **auth, **(extra or {})}, profile=profile
-        )
+        searched = query.values()
+        shown = output.values()  # -q with -v is refused before any --header is parsed
+        flags = {
+            **searched,
+            **transfer.values(),
+            **shown,
+            **auth.values(),
+            "download.max_bytes": job.max_bytes,
+        }
+        config = load_config(job.config_path, flags=flags, profile=query.profile)
         if (
-            not retry_failed
-            and not saved
+            not job.retry_failed
+            and job.from_file is None
             and not config.search.collections
             and not config.search.ids
         ):
@@ -521,25 +493,11 @@ def saved_items(from_file: str | None, config: Config) -> tuple[Config, ItemPage
     return config, saved.pages
 
 
-# The query flags a saved search (--from) makes meaningless, by their keyword and flag.
-_QUERY_FLAGS = (
-    ("collections", "--collection"),
-    ("ids", "--ids"),
-    ("bbox", "--bbox"),
-    ("intersects", "--intersects"),
-    ("datetime_", "--datetime"),
-    ("filter_", "--filter"),
-    ("max_items", "--max-items"),
-    ("page_size", "--page-size"),
-    ("method", "--method"),
-)
-
-
-def warn_ignored(from_file: str | None, kw: dict[str, Any]) -> None:
+def warn_ignored(from_file: str | None, query: QueryFlags) -> None:
     """``--from`` replaces the search: say which query flags given with it go unused."""
     if from_file is None:
         return
-    given = [flag for key, flag in _QUERY_FLAGS if kw.get(key) not in (None, (), "")]
+    given = query.given()
     if given:
         click.echo(
             f"stacpull: warning: {', '.join(given)} ignored: --from {from_file} replaces the "

@@ -26,42 +26,12 @@ if TYPE_CHECKING:
     from ..dryrun import PlanSummary
     from ..search import ItemPages
 
-from .options import RETRY_FAILED_OPTION, download_options, option_group, query_options
+from .flags import AuthFlags, JobFlags, OutputFlags, QueryFlags, TransferFlags, gather
+from .options import download_options, job_options, query_options
 from .render import budget_verdict, fail, plan_fits, print_plan
 from .run import build_config, execute, nothing_matched, saved_items, warn_ignored
 
 __all__ = ["download", "mirror"]
-
-
-_plan_options = option_group(
-    click.option(
-        "--dry-run",
-        is_flag=True,
-        help="Search and plan, then say what would be downloaded; transfer nothing.",
-    ),
-    click.option(
-        "--max-bytes",
-        metavar="SIZE",
-        help="Refuse to start a run that would download more (e.g. 50GB) [download.max_bytes].",
-    ),
-    click.option("--yes", is_flag=True, help="Start even when the plan exceeds --max-bytes."),
-    click.option(
-        "--from",
-        "from_file",
-        type=click.Path(dir_okay=False),
-        metavar="ITEMS",
-        help="Download the items of a saved search instead of searching: an ItemCollection "
-        "(stacpull search -o items.geojson, stac-client search), items one per line, or "
-        "stac-geoparquet; - reads standard input.",
-    ),
-    click.option(
-        "--json",
-        "as_json",
-        is_flag=True,
-        help="Print the final summary (with --dry-run: the plan) as JSON on stdout; "
-        "progress and notes go to stderr.",
-    ),
-)
 
 
 def _plan_json(summary: PlanSummary, budget: int, yes: bool, command: str) -> dict[str, Any]:
@@ -107,24 +77,17 @@ def _plan_json(summary: PlanSummary, budget: int, yes: bool, command: str) -> di
     }
 
 
-def _plan_only(
-    config: Config,
-    pages: ItemPages | None,
-    from_file: str | None = None,
-    *,
-    yes: bool = False,
-    as_json: bool = False,
-    command: str = "download",
-) -> NoReturn:
+def _plan_only(config: Config, pages: ItemPages | None, job: JobFlags, command: str) -> NoReturn:
     """``--dry-run``: print the plan (or its JSON); exit 2 when it exceeds ``--max-bytes``
     without ``--yes``, with the reason on stderr, as the real run would refuse to start."""
     import anyio
     from rich.console import Console
 
-    from ..dryrun import budget_error, dry_run
+    from ..api import adry_run
+    from ..dryrun import budget_error
 
-    try:
-        summary = anyio.run(lambda: dry_run(config, pages=pages))
+    try:  # asyncio's own loop, as ever for the plan (uvloop is for transfers)
+        summary = anyio.run(lambda: adry_run(config, pages=pages))
     except (ConfigError, SearchError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -132,32 +95,46 @@ def _plan_only(
     except StacpullError as exc:
         fail(str(exc), 1)
     if summary.items == 0:
-        nothing_matched(config, from_file)
+        nothing_matched(config, job.from_file)
     budget = config.download.max_bytes
-    if as_json:
-        click.echo(json.dumps(_plan_json(summary, budget, yes, command), indent=2))
+    if job.as_json:
+        click.echo(json.dumps(_plan_json(summary, budget, job.yes, command), indent=2))
     else:
-        print_plan(Console(highlight=False, soft_wrap=True), summary, budget, yes)
+        print_plan(Console(highlight=False, soft_wrap=True), summary, budget, job.yes)
     reason = budget_error(summary, budget) if budget else None
-    if reason is not None and not yes:
+    if reason is not None and not job.yes:
         fail(reason, 2)
     sys.exit(0)
 
 
+def _start(config: Config, job: JobFlags, kind: str, *, prune: bool = False) -> NoReturn:
+    """A transfer command's config, run: its plan alone with ``--dry-run``, else the run
+    through the API (the engine and aiohttp are loaded only here)."""
+    config, pages = saved_items(job.from_file, config)
+    if job.dry_run:
+        _plan_only(config, pages, job, kind)
+    from ..api import RunOptions
+
+    options = RunOptions(kind, retry_failed=job.retry_failed, prune=prune, yes=job.yes)
+    execute(config, options, pages, job.from_file, as_json=job.as_json)
+
+
+_GROUPS = {
+    "query": QueryFlags,
+    "auth": AuthFlags,
+    "transfer": TransferFlags,
+    "output": OutputFlags,
+    "job": JobFlags,
+}
+
+
 @click.command(short_help="Search and download the selected assets, verified.")
+@gather(**_GROUPS)
 @query_options
 @download_options
-@RETRY_FAILED_OPTION
-@_plan_options
+@job_options
 def download(
-    config_path: str | None,
-    retry_failed: bool,
-    dry_run: bool,
-    max_bytes: str | None,
-    yes: bool,
-    from_file: str | None,
-    as_json: bool,
-    **kw: Any,
+    query: QueryFlags, auth: AuthFlags, transfer: TransferFlags, output: OutputFlags, job: JobFlags
 ) -> None:
     """Search a STAC catalogue and download the selected assets into DEST, verified.
 
@@ -167,48 +144,27 @@ def download(
           --filter "product:type='S1_SCS__1S'" \\
           --datetime 2025-09-29T00:00:00Z/2025-09-29T00:12:00Z --dest data/
     """
-    warn_ignored(from_file, kw)
-    config = build_config(
-        config_path,
-        kw,
-        retry_failed=retry_failed,
-        extra={"download.max_bytes": max_bytes},
-        saved=from_file is not None,
-    )
-    config, pages = saved_items(from_file, config)
-    if dry_run:
-        _plan_only(config, pages, from_file, yes=yes, as_json=as_json, command="download")
-    from ..engine import RunOptions  # the engine (and aiohttp) only for a transfer
-
-    execute(
-        config,
-        RunOptions("download", retry_failed=retry_failed, yes=yes),
-        pages,
-        from_file,
-        as_json=as_json,
-    )
+    warn_ignored(job.from_file, query)
+    _start(build_config(query, auth, transfer, output, job), job, "download")
 
 
 @click.command(short_help="Mirror a collection (or query) into DEST.")
+@gather(**_GROUPS)
 @query_options
 @download_options
-@RETRY_FAILED_OPTION
-@_plan_options
+@job_options
 @click.option(
     "--prune",
     is_flag=True,
     help="Delete files whose items are no longer in the catalogue (after a complete search).",
 )
 def mirror(
-    config_path: str | None,
-    retry_failed: bool,
-    dry_run: bool,
-    max_bytes: str | None,
-    yes: bool,
-    from_file: str | None,
-    as_json: bool,
+    query: QueryFlags,
+    auth: AuthFlags,
+    transfer: TransferFlags,
+    output: OutputFlags,
+    job: JobFlags,
     prune: bool,
-    **kw: Any,
 ) -> None:
     """Mirror a whole collection (or query) into DEST, incrementally.
 
@@ -221,25 +177,8 @@ def mirror(
     Example:
       stacpull mirror --collection BiomassLevel1aIOC --dest /data/biomass-l1a
     """
-    warn_ignored(from_file, kw)
-    config = build_config(
-        config_path,
-        kw,
-        retry_failed=retry_failed,
-        extra={"download.max_bytes": max_bytes},
-        saved=from_file is not None,
-    )
-    if prune and (config.search.max_items is not None or from_file or retry_failed):
+    warn_ignored(job.from_file, query)
+    config = build_config(query, auth, transfer, output, job)
+    if prune and (config.search.max_items is not None or job.from_file or job.retry_failed):
         fail("--prune needs the complete search; drop --max-items, --from and --retry-failed")
-    config, pages = saved_items(from_file, config)
-    if dry_run:
-        _plan_only(config, pages, from_file, yes=yes, as_json=as_json, command="mirror")
-    from ..engine import RunOptions  # the engine (and aiohttp) only for a transfer
-
-    execute(
-        config,
-        RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes),
-        pages,
-        from_file,
-        as_json=as_json,
-    )
+    _start(config, job, "mirror", prune=prune)
