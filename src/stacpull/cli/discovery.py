@@ -18,6 +18,7 @@ import click
 
 from ..errors import ConfigError, SearchError
 from ..export import FORMATS
+from .flags import QueryFlags, gather
 from .options import (
     CATALOG_OPTION,
     CONFIG_OPTION,
@@ -26,7 +27,6 @@ from .options import (
     header_flags,
     option_group,
     query_options,
-    query_values,
 )
 from .render import fail, print_collections, print_queryables, print_search
 
@@ -41,6 +41,7 @@ __all__ = ["collections", "queryables_command", "search"]
 
 
 @click.command(short_help="Search: count, list and save the matching items.")
+@gather(query=QueryFlags)
 @query_options
 @click.option(
     "-o",
@@ -63,12 +64,12 @@ __all__ = ["collections", "queryables_command", "search"]
 @catalogue_header_options
 @CONFIG_OPTION
 def search(
+    query: QueryFlags,
     config_path: str | None,
     output: str | None,
     fmt: str | None,
     show: int,
     as_json: bool,
-    **kw: Any,
 ) -> None:
     """Search the catalogue: how many items match, a table of them, and -o to save them.
 
@@ -94,7 +95,7 @@ def search(
         if fmt not in (None, "geojson"):
             fail(f"--json prints GeoJSON: --format {fmt} needs -o FILE")
         output, fmt = "-", "geojson"
-    config, writer = _search_setup(config_path, output, fmt, show, kw)
+    config, writer = _search_setup(query, config_path, output, fmt, show)
     # With -o - (or --json), stdout carries the items: everything for people goes to stderr.
     out = Console(highlight=False, soft_wrap=False, stderr=output == "-")
     try:
@@ -111,7 +112,7 @@ def search(
 
 
 def _search_setup(
-    config_path: str | None, output: str | None, fmt: str | None, show: int, kw: dict[str, Any]
+    query: QueryFlags, config_path: str | None, output: str | None, fmt: str | None, show: int
 ) -> tuple[Config, ItemWriter | None]:
     """The search's config (from its flags) and, with -o, the writer of its items; exit 2
     on a bad flag or a query that names nothing."""
@@ -121,9 +122,8 @@ def _search_setup(
     try:
         if show < 0:
             raise ConfigError(f"--show: expected a count ≥ 0, got {show}")
-        profile = kw.pop("profile")
         config = load_config(
-            config_path, flags={**query_values(**kw), **header_flags()}, profile=profile
+            config_path, flags={**query.values(), **header_flags()}, profile=query.profile
         )
         s = config.search
         if not (s.collections or s.ids or s.bbox or s.intersects or s.datetime or s.filter):

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import ConfigError, scrub
+from .flags import AuthFlags, gather
 from .options import (
     CONFIG_OPTION,
     PROFILE_OPTION,
     auth_options,
-    auth_values,
     catalogue_header_options,
     header_flags,
 )
@@ -115,6 +115,7 @@ def auth_group() -> None:
 
 
 @auth_group.command("check", short_help="Check the credentials and when the token expires.")
+@gather(auth=AuthFlags)
 @PROFILE_OPTION
 @auth_options
 @click.option(
@@ -136,7 +137,7 @@ def auth_check(
     catalog: str | None,
     profile: str | None,
     as_json: bool,
-    **kw: Any,
+    auth: AuthFlags,
 ) -> None:
     """Tell whether the credentials work and when the access token expires.
 
@@ -146,7 +147,7 @@ def auth_check(
     """
     from rich.console import Console
 
-    config, found = _check(config_path, url, catalog, profile, kw)
+    config, found = _check(config_path, url, catalog, profile, auth)
     if as_json:
         click.echo(json.dumps(_credentials_json(found, config.auth.token_url), indent=2))
     else:
@@ -160,7 +161,7 @@ def _check(
     url: str | None,
     catalog: str | None,
     profile: str | None,
-    kw: dict[str, Any],
+    auth: AuthFlags,
 ) -> tuple[Config, CredentialsCheck]:
     """The config of ``auth check``'s flags and what checking its credentials found (exit
     2 on a bad flag, 130 on Ctrl-C)."""
@@ -172,7 +173,7 @@ def _check(
     try:
         config = load_config(
             config_path,
-            flags={**auth_values(kw), "search.catalog": catalog, **header_flags()},
+            flags={**auth.values(), "search.catalog": catalog, **header_flags()},
             profile=profile,
         )
         tokens = load_credentials(config.auth)
