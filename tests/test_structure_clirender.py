@@ -87,15 +87,22 @@ def test_exactly_one_table_fitter_in_the_package() -> None:
 
 def test_in_the_cli_only_render_draws_tables() -> None:
     """rich's Table and Text are imported, within ``stacpull.cli``, by the render module
-    alone: every table, listing, plan, status and report goes through it."""
-    drawing = set()
+    alone, and the commands take from it only its render functions (``print_*``, the
+    plan's verdicts, :func:`fail`), never its columns, fitter or records: every table,
+    listing, plan, status and report goes through it."""
+    drawing, borrowing = set(), set()
+    allowed = {"fail", "budget_verdict", "plan_fits"}
     for path in sorted((SRC / "cli").glob("*.py")):
         for node in ast.walk(_tree(path)):
-            if isinstance(node, ast.ImportFrom) and node.module in ("rich.table", "rich.text"):
+            if not isinstance(node, ast.ImportFrom) or node.module is None:
+                continue
+            if node.module in ("rich.table", "rich.text") or "listing" in node.module:
                 drawing.add(path.name)
-            if isinstance(node, ast.ImportFrom) and node.module and "listing" in node.module:
-                drawing.add(f"{path.name} (listing)")
+            if node.module == "render" and node.level == 1:
+                names = {a.name for a in node.names}
+                borrowing |= {f"{path.name}:{n}" for n in names - allowed if "print_" not in n}
     assert drawing == {"render.py"}
+    assert not borrowing
     assert not (SRC / "listing.py").exists()
 
 
