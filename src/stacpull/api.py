@@ -1,7 +1,10 @@
 """The Python API: ``stacpull.download(...)``, ``mirror``, ``search_items``, ``collections``,
-``queryables``, ``dry_run`` (blocking) and their ``a``-prefixed coroutines.
+``queryables``, ``dry_run`` (blocking) and their ``a``-prefixed coroutines; ``run``/``arun``,
+the general form of a download or mirror for a caller with a view and a stop button of its
+own (:class:`RunControl`), the one place that starts the engine.
 
-The command line is a thin layer over these. Keyword arguments are the config keys of
+The command line is a thin layer over these (its runs go through :func:`run`, its plans
+through :func:`adry_run`). Keyword arguments are the config keys of
 every section (``collections=``, ``dest=``, ``concurrency=``, ``offline_token_file=``…),
 typed by :class:`Options` so a type checker catches ``colections=`` or
 ``concurrency="eight"``; at run time a misspelt one raises
@@ -181,7 +184,7 @@ def _call(make: Callable[[], Awaitable[_T]], escaped: Sequence[BaseException] = 
 
 #: A task run beside a run (see :class:`RunControl`): given the run's stop signal and a
 #: scope whose cancellation aborts the run.
-Beside = Callable[[StopSignal, anyio.CancelScope], Coroutine[Any, Any, None]]
+_Beside = Callable[[StopSignal, anyio.CancelScope], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,7 @@ class RunControl:
     stats: RunStats | None = None
     stop: StopSignal | None = None
     pages: ItemPages | None = None
-    beside: Beside | None = None
+    beside: _Beside | None = None
 
 
 async def arun(

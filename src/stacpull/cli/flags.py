@@ -36,7 +36,6 @@ __all__ = [
     "TransferFlags",
     "field_names",
     "gather",
-    "split",
 ]
 
 _R = TypeVar("_R")
@@ -71,7 +70,7 @@ def gather(**groups: type[Any]) -> Callable[[Callable[..., _R]], Callable[..., _
     return decorate
 
 
-def split(values: tuple[str, ...]) -> list[str]:
+def _split(values: tuple[str, ...]) -> list[str]:
     """Repeatable, comma-separated options → one flat list."""
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
@@ -125,8 +124,8 @@ class QueryFlags:
         when = self.datetime_
         return {
             "search.catalog": self.catalog,
-            "search.collections": split(self.collections) or None,
-            "search.ids": split(self.ids) or None,
+            "search.collections": _split(self.collections) or None,
+            "search.ids": _split(self.ids) or None,
             "search.bbox": parse_bbox(self.bbox, "--bbox") if self.bbox else None,
             "search.intersects": load_geojson_geometry(self.intersects)
             if self.intersects
@@ -185,7 +184,7 @@ class TransferFlags:
             "download.bwlimit": self.bwlimit,
             "download.headers": parse_headers(list(headers), "--header") if headers else None,
             "download.header_all_hosts": self.header_all_hosts,
-            "download.assets": split(self.assets) or None,
+            "download.assets": _split(self.assets) or None,
             "download.dest": self.dest,
             "download.concurrency": self.concurrency,
             "download.per_host": self.per_host,

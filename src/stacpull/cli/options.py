@@ -10,23 +10,11 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from ..errors import (
-    ConfigError,
-    ScrubFilter,
-)
-
-if TYPE_CHECKING:
-    # Only what the commands declare (flags, columns, formats) is loaded on import; each
-    # command imports what it runs (anyio, the config, rich, the search client, the
-    # dashboard; the engine and the credentials bring aiohttp, a quarter of a second), so
-    # help and listings start fast (benchmarks/startup.py).
-
-    pass
-
+from ..errors import ConfigError, ScrubFilter
 from .flags import AuthFlags, QueryFlags, field_names
 from .render import fail
 

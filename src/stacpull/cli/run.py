@@ -31,10 +31,8 @@ from ..errors import (
 )
 
 if TYPE_CHECKING:
-    # Only what the commands declare (flags, columns, formats) is loaded on import; each
-    # command imports what it runs (anyio, the config, rich, the search client, the
-    # dashboard; the engine and the credentials bring aiohttp, a quarter of a second), so
-    # help and listings start fast (benchmarks/startup.py).
+    # Types only: each command imports what it runs (the API, the engine and aiohttp only
+    # for a transfer), so help starts fast (benchmarks/startup.py).
     import anyio
     from rich.console import Console
 

@@ -10,17 +10,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ..errors import (
-    ConfigError,
-    SearchError,
-    StacpullError,
-)
+from ..errors import ConfigError, SearchError, StacpullError
 
 if TYPE_CHECKING:
-    # Only what the commands declare (flags, columns, formats) is loaded on import; each
-    # command imports what it runs (anyio, the config, rich, the search client, the
-    # dashboard; the engine and the credentials bring aiohttp, a quarter of a second), so
-    # help and listings start fast (benchmarks/startup.py).
+    # Types only: each command imports what it runs (the API, the engine and aiohttp only
+    # for a transfer), so help starts fast (benchmarks/startup.py).
 
     from ..config import Config
     from ..dryrun import PlanSummary
