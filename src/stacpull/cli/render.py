@@ -334,7 +334,7 @@ def print_queryables(
     """Queryables (as ``queryables --json`` lists them) as a table of property, type,
     allowed values and, where it says more than the name, title; piped, one record each
     (name, type, format, values, title); then a hint for ``--filter``."""
-    titled = any(q["title"] and q["title"] != q["name"] for q in listed)
+    titled = any(q["title"] and q["title"] != q["name"] for q in listed)  # worth a column
     columns = [Column("property"), Column("type"), Column("allowed values", "values")]
     if titled:
         columns.append(Column("title", "text"))
