@@ -1,30 +1,24 @@
 """The discovery commands: ``search`` (count, list and save items), ``collections`` and
-``queryables``, with their tables and JSON.
+``queryables``: their flags, their JSON, and the calls that answer them.
+
+The search's pages are walked by :func:`stacpull.search_walk.walk_items` (the loop
+:func:`stacpull.search_items` shares), the collections and queryables asked of
+:mod:`stacpull.search`, which owns the catalogue's requests; the tables are drawn by
+:mod:`.render`. None of these imports the engine (nor aiohttp): a listing starts fast.
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import (
-    ConfigError,
-    SearchError,
-)
+from ..errors import ConfigError, SearchError
 from ..export import FORMATS
-
-if TYPE_CHECKING:
-    # Only what the commands declare (flags, columns, formats) is loaded on import; each
-    # command imports what it runs (anyio, the config, rich, the search client, the
-    # dashboard; the engine and the credentials bring aiohttp, a quarter of a second), so
-    # help and listings start fast (benchmarks/startup.py).
-
-    from ..config import Config
-
+from .flags import QueryFlags, gather
 from .options import (
     CATALOG_OPTION,
     CONFIG_OPTION,
@@ -33,14 +27,21 @@ from .options import (
     header_flags,
     option_group,
     query_options,
-    query_values,
 )
-from .render import SEARCH_COLUMNS, Cell, Column, fail, item_cells, people, print_listing
+from .render import fail, print_collections, print_queryables, print_search
+
+if TYPE_CHECKING:
+    # Each command imports what it runs (anyio, the config, rich, the search client), so
+    # help and listings start fast (benchmarks/startup.py).
+    from ..config import Config
+    from ..export import ItemWriter
+    from ..search import CollectionQuery
 
 __all__ = ["collections", "queryables_command", "search"]
 
 
 @click.command(short_help="Search: count, list and save the matching items.")
+@gather(query=QueryFlags)
 @query_options
 @click.option(
     "-o",
@@ -63,12 +64,12 @@ __all__ = ["collections", "queryables_command", "search"]
 @catalogue_header_options
 @CONFIG_OPTION
 def search(
+    query: QueryFlags,
     config_path: str | None,
     output: str | None,
     fmt: str | None,
     show: int,
     as_json: bool,
-    **kw: Any,
 ) -> None:
     """Search the catalogue: how many items match, a table of them, and -o to save them.
 
@@ -86,9 +87,7 @@ def search(
     import anyio
     from rich.console import Console
 
-    from ..config import load_config
-    from ..export import ItemWriter
-    from ..search import CatalogueHeaders, search_pages
+    from ..search_walk import walk_items
 
     if as_json:
         if output not in (None, "-"):
@@ -96,12 +95,35 @@ def search(
         if fmt not in (None, "geojson"):
             fail(f"--json prints GeoJSON: --format {fmt} needs -o FILE")
         output, fmt = "-", "geojson"
+    config, writer = _search_setup(query, config_path, output, fmt, show)
+    # With -o - (or --json), stdout carries the items: everything for people goes to stderr.
+    out = Console(highlight=False, soft_wrap=False, stderr=output == "-")
+    try:
+        walked = anyio.run(lambda: walk_items(config, keep=show, writer=writer))
+    except (ConfigError, SearchError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:  # Ctrl-C: the search was cancelled, a partial -o removed
+        fail("interrupted", 130)
+    wrote = None
+    if writer is not None:  # unless the reader of stdout went away: then nothing was written
+        broken = output == "-" and getattr(sys.stdout, "broken", False)
+        wrote = "" if broken else f"wrote {writer.count} item(s) to {output} ({writer.format})"
+    print_search(out, walked, show, wrote=wrote)
+
+
+def _search_setup(
+    query: QueryFlags, config_path: str | None, output: str | None, fmt: str | None, show: int
+) -> tuple[Config, ItemWriter | None]:
+    """The search's config (from its flags) and, with -o, the writer of its items; exit 2
+    on a bad flag or a query that names nothing."""
+    from ..config import load_config
+    from ..export import ItemWriter
+
     try:
         if show < 0:
             raise ConfigError(f"--show: expected a count ≥ 0, got {show}")
-        profile = kw.pop("profile")
         config = load_config(
-            config_path, flags={**query_values(**kw), **header_flags()}, profile=profile
+            config_path, flags={**query.values(), **header_flags()}, profile=query.profile
         )
         s = config.search
         if not (s.collections or s.ids or s.bbox or s.intersects or s.datetime or s.filter):
@@ -112,52 +134,7 @@ def search(
         writer = ItemWriter(Path(output), fmt, catalog=config.search.catalog) if output else None
     except ConfigError as exc:
         fail(str(exc))
-    # With -o - (or --json), stdout carries the items: everything for people goes to stderr.
-    out = Console(highlight=False, soft_wrap=False, stderr=output == "-")
-    note = people(out)  # piped: the records alone on stdout, what they amount to on stderr
-    rows: list[list[Cell]] = []
-    records: list[list[object]] = []
-
-    async def walk() -> tuple[int | None, int]:
-        seen, matched = 0, None
-        # The output opens with the first page, so a query the catalogue refuses (an unknown
-        # collection, a bad filter) leaves stdout empty rather than half an ItemCollection.
-        started = False
-        with ExitStack() as opened:
-            extra = CatalogueHeaders.of(config)
-            async for features, page_matched in search_pages(config.search, extra):
-                if writer is not None and not started:
-                    opened.enter_context(writer)
-                    started = True
-                matched = page_matched
-                for item in features:
-                    seen += 1
-                    if seen <= show:
-                        row, record = item_cells(item)
-                        rows.append(row)
-                        records.append(record)
-                    if writer is not None:
-                        writer.write(item)
-                if writer is None and seen >= show:
-                    break
-            if writer is not None and not started:  # no page: still a valid, empty one
-                opened.enter_context(writer)
-        return matched, seen
-
-    try:
-        matched, seen = anyio.run(walk)
-    except (ConfigError, SearchError) as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:  # Ctrl-C: the search was cancelled, a partial -o removed
-        fail("interrupted", 130)
-    total = matched if matched is not None else seen
-    note.print(f"{total} item(s) matched", soft_wrap=True)
-    print_listing(out, SEARCH_COLUMNS, rows, records)
-    if writer is None and (seen > show or (matched is not None and matched > show)):
-        note.print(f"(the first {min(show, seen)} shown; -o FILE saves them all)", soft_wrap=True)
-    if writer is not None:
-        wrote = f"wrote {writer.count} item(s) to {output} ({writer.format})"
-        note.print(wrote, soft_wrap=True, markup=False)
+    return config, writer
 
 
 _CATALOG_OPTIONS = [
@@ -173,6 +150,8 @@ _catalog_options = option_group(*_CATALOG_OPTIONS)
 
 
 def _search_config(config_path: str | None, catalog: str | None, profile: str | None) -> Config:
+    """The config of a catalogue command (``collections``, ``queryables``); exit 2 when it
+    is wrong."""
     from ..config import load_config
 
     try:
@@ -181,29 +160,6 @@ def _search_config(config_path: str | None, catalog: str | None, profile: str | 
         )
     except ConfigError as exc:
         fail(str(exc))
-
-
-def _interval(col: dict[str, Any]) -> list[Any]:
-    """The first temporal interval of a collection as [start, end] (``None`` for an open end)."""
-    extent = col.get("extent")
-    temporal = extent.get("temporal") if isinstance(extent, dict) else None
-    intervals = temporal.get("interval") if isinstance(temporal, dict) else None
-    first = intervals[0] if isinstance(intervals, list) and intervals else None
-    return [*(first if isinstance(first, list) else []), None, None][:2]
-
-
-def _extent(col: dict[str, Any], whole: bool = False) -> str:
-    """The temporal extent as START/END ('..' for an open end): dates in a table, the
-    collection's own timestamps when ``whole``."""
-    return "/".join((str(t) if whole else str(t)[:10]) if t else ".." for t in _interval(col))
-
-
-_COLLECTION_COLUMNS = (
-    Column("id"),
-    Column("title", "text"),
-    Column("temporal extent"),
-    Column("items", justify="right"),
-)
 
 
 def _collection_json(col: dict[str, Any], count: int | None, counted: bool) -> dict[str, Any]:
@@ -221,27 +177,41 @@ def _collection_json(col: dict[str, Any], count: int | None, counted: bool) -> d
     return record
 
 
+#: ``collections``' filters: the flags of :class:`~stacpull.search.CollectionQuery`.
+_collection_filters = option_group(
+    click.option("--q", "q", metavar="TEXT", help="Free text in id, title, description."),
+    click.option("--title", metavar="TITLE", help="Exact collection title."),
+    click.option("--platform", metavar="NAME", help="Platform, e.g. BIOMASS or FLEX."),
+    click.option("--organisation", metavar="NAME", help="Organisation, e.g. 'ESA MAAP'."),
+    click.option("--bbox", metavar="W,S,E,N", help="Spatial extent must overlap this box."),
+    click.option("--datetime", "datetime", metavar="START/END", help="Temporal extent overlap."),
+)
+
+
+def _collection_query(filters: dict[str, Any]) -> CollectionQuery:
+    """``collections``' filter flags as the query :mod:`stacpull.search` runs."""
+    from ..config import parse_bbox, parse_datetime_range
+    from ..search import CollectionQuery
+
+    bbox, when = filters.pop("bbox"), filters.pop("datetime")
+    return CollectionQuery(
+        **filters,
+        bbox=parse_bbox(bbox, "--bbox") if bbox else None,
+        datetime=parse_datetime_range(when, "--datetime") if when else None,
+    )
+
+
 @click.command(short_help="List the collections (ids, titles, extents).")
-@click.option("--q", "text", metavar="TEXT", help="Free text in id, title, description.")
-@click.option("--title", metavar="TITLE", help="Exact collection title.")
-@click.option("--platform", metavar="NAME", help="Platform, e.g. BIOMASS or FLEX.")
-@click.option("--organisation", metavar="NAME", help="Organisation, e.g. 'ESA MAAP'.")
-@click.option("--bbox", metavar="W,S,E,N", help="Spatial extent must overlap this box.")
-@click.option("--datetime", "datetime_", metavar="START/END", help="Temporal extent overlap.")
+@_collection_filters
 @click.option("--count", is_flag=True, help="Also ask how many items each one holds.")
 @_catalog_options
 def collections(
-    text: str | None,
-    title: str | None,
-    platform: str | None,
-    organisation: str | None,
-    bbox: str | None,
-    datetime_: str | None,
     count: bool,
     profile: str | None,
     catalog: str | None,
     config_path: str | None,
     as_json: bool,
+    **filters: Any,
 ) -> None:
     """List the catalogue's collections: id, title, temporal extent, items.
 
@@ -253,21 +223,13 @@ def collections(
     """
     from rich.console import Console
 
-    from ..config import parse_bbox, parse_datetime_range
-    from ..search import CatalogueHeaders, CollectionQuery, count_items, list_collections
+    from ..search import CatalogueHeaders, count_items, list_collections
 
     config = _search_config(config_path, catalog, profile)
+    filtered = any(filters.values())
     try:
-        query = CollectionQuery(
-            q=text,
-            title=title,
-            platform=platform,
-            organisation=organisation,
-            bbox=parse_bbox(bbox, "--bbox") if bbox else None,
-            datetime=parse_datetime_range(datetime_, "--datetime") if datetime_ else None,
-        )
         extra = CatalogueHeaders.of(config)
-        found, by_server = list_collections(config.search, query, extra)
+        found, by_server = list_collections(config.search, _collection_query(filters), extra)
         counts = {
             str(c.get("id")): count_items(config.search, str(c.get("id")), extra) if count else None
             for c in found
@@ -276,26 +238,14 @@ def collections(
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", 130)
-    out = Console(highlight=False)
     where = "by the catalogue" if by_server else "here: this catalogue has no collection search"
-    filtered = any((text, title, platform, organisation, bbox, datetime_))
     summary = f"{len(found)} collection(s)" + (f"; filtered {where}" if filtered else "")
     if as_json:
         listed = [_collection_json(c, counts.get(str(c.get("id"))), count) for c in found]
         click.echo(json.dumps(listed, indent=2))
         click.echo(summary, err=True)
         return
-    rows: list[list[Cell]] = []
-    records: list[list[object]] = []
-    for col in found:
-        cid = str(col.get("id"))
-        items = counts.get(cid)
-        shown = "" if items is None else str(items)
-        rows.append([cid, str(col.get("title") or ""), _extent(col), shown])
-        records.append([cid, col.get("title") or "", _extent(col, whole=True), shown])
-    print_listing(out, _COLLECTION_COLUMNS, rows, records)
-    note = people(out)  # piped: the records alone on stdout, what they amount to on stderr
-    note.print(summary, soft_wrap=True)
+    print_collections(Console(highlight=False), found, counts, summary=summary)
 
 
 def _schema_type(entry: dict[str, Any]) -> str | None:
@@ -362,30 +312,4 @@ def queryables_command(
     if as_json:
         click.echo(json.dumps(listed, indent=2))
         return
-    out = Console(highlight=False)
-    # A title is worth a column only where it says more than the name.
-    titled = any(q["title"] and q["title"] != q["name"] for q in listed)
-    columns = [Column("property"), Column("type"), Column("allowed values", "values")]
-    if titled:
-        columns.append(Column("title", "text"))
-    rows: list[list[Cell]] = []
-    records: list[list[object]] = []
-    for q in listed:
-        kind = (q["type"] or "?") + (f" ({q['format']})" if q["format"] else "")
-        values = [str(v) for v in q["enum"] or []]
-        title = str(q["title"] or "")
-        rows.append([q["name"], kind, values, *([title] if titled else [])])
-        records.append([q["name"], q["type"] or "", q["format"] or "", ",".join(values), title])
-    print_listing(out, columns, rows, records)
-    note = people(out)
-    names = {q["name"]: q for q in listed}
-    if "product:type" in names and "productType" in names:
-        note.print(
-            "productType is the older name of product:type (MAAP renamed it in January "
-            "2026); both are listed, prefer product:type",
-            soft_wrap=True,
-        )
-    example = next((n for n in ("product:type", "productType") if n in names), None)
-    if example and names[example]["enum"]:
-        value = names[example]["enum"][0]
-        note.print(f"e.g. --filter \"{example}='{value}'\"", soft_wrap=True, markup=False)
+    print_queryables(Console(highlight=False), listed)

@@ -1,5 +1,8 @@
 """The setup commands: ``config show`` (the merged configuration and its sources) and
 ``auth check`` (whether the credentials work and when the token expires).
+
+The configuration comes from :mod:`stacpull.config`, the verdict on the credentials from
+:func:`stacpull.auth.check_credentials`.
 """
 
 from __future__ import annotations
@@ -12,28 +15,24 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import (
-    ConfigError,
-    scrub,
-)
-
-if TYPE_CHECKING:
-    # Only what the commands declare (flags, columns, formats) is loaded on import; each
-    # command imports what it runs (anyio, the config, rich, the search client, the
-    # dashboard; the engine and the credentials bring aiohttp, a quarter of a second), so
-    # help and listings start fast (benchmarks/startup.py).
-
-    pass
-
+from ..errors import ConfigError, scrub
+from .flags import AuthFlags, gather
 from .options import (
     CONFIG_OPTION,
     PROFILE_OPTION,
     auth_options,
-    auth_values,
     catalogue_header_options,
     header_flags,
 )
 from .render import fail
+
+if TYPE_CHECKING:
+    # Each command imports what it runs (anyio, the config, rich; the credentials bring
+    # aiohttp, a quarter of a second), so help starts fast (benchmarks/startup.py).
+    from rich.console import Console
+
+    from ..auth import CredentialsCheck
+    from ..config import Config
 
 __all__ = ["auth_group", "config_group"]
 
@@ -116,6 +115,7 @@ def auth_group() -> None:
 
 
 @auth_group.command("check", short_help="Check the credentials and when the token expires.")
+@gather(auth=AuthFlags)
 @PROFILE_OPTION
 @auth_options
 @click.option(
@@ -137,7 +137,7 @@ def auth_check(
     catalog: str | None,
     profile: str | None,
     as_json: bool,
-    **kw: Any,
+    auth: AuthFlags,
 ) -> None:
     """Tell whether the credentials work and when the access token expires.
 
@@ -145,16 +145,35 @@ def auth_check(
     token is judged by the expiry written in it (MAAP tokens are JWTs); --url also tries it
     on a file. No token is ever printed. Exit 0 when they work, 1 when they do not.
     """
-    import anyio
     from rich.console import Console
 
-    from ..auth import TrustPolicy, check_credentials, human_duration, load_credentials
+    config, found = _check(config_path, url, catalog, profile, auth)
+    if as_json:
+        click.echo(json.dumps(_credentials_json(found, config.auth.token_url), indent=2))
+    else:
+        out = Console(highlight=False, soft_wrap=True)
+        _print_credentials(out, found, token_url=config.auth.token_url)
+    sys.exit(1 if found.ok is False else 0)
+
+
+def _check(
+    config_path: str | None,
+    url: str | None,
+    catalog: str | None,
+    profile: str | None,
+    auth: AuthFlags,
+) -> tuple[Config, CredentialsCheck]:
+    """The config of ``auth check``'s flags and what checking its credentials found (exit
+    2 on a bad flag, 130 on Ctrl-C)."""
+    import anyio
+
+    from ..auth import TrustPolicy, check_credentials, load_credentials
     from ..config import load_config
 
     try:
         config = load_config(
             config_path,
-            flags={**auth_values(kw), "search.catalog": catalog, **header_flags()},
+            flags={**auth.values(), "search.catalog": catalog, **header_flags()},
             profile=profile,
         )
         tokens = load_credentials(config.auth)
@@ -175,40 +194,47 @@ def auth_check(
         )
     except KeyboardInterrupt:
         fail("interrupted", 130)
-    verdicts = {True: "working", False: "not working", None: "unknown"}
+    return config, found
+
+
+def _credentials_json(found: CredentialsCheck, token_url: str) -> dict[str, Any]:
+    """``auth check --json``: the verdict, where the credentials come from and when the
+    access token expires (never the token itself)."""
     expires_at = (
         None
         if found.expires_in is None
         else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + found.expires_in))
     )
-    if as_json:
-        view = {
-            "credentials": found.source,
-            "kind": found.kind,
-            "ok": found.ok,
-            "status": verdicts[found.ok],
-            "detail": found.detail,
-            "expires_in": None if found.expires_in is None else round(found.expires_in, 1),
-            "expires_at": expires_at,
-            "token_url": scrub(config.auth.token_url) if found.kind == "oidc" else None,
-        }
-        click.echo(json.dumps(view, indent=2))
-        sys.exit(1 if found.ok is False else 0)
-    out = Console(highlight=False, soft_wrap=True)
-    how = {"oidc": f"{found.source}, exchanged at {scrub(config.auth.token_url)}"}.get(
-        found.kind, found.source
-    )
+    return {
+        "credentials": found.source,
+        "kind": found.kind,
+        "ok": found.ok,
+        "status": {True: "working", False: "not working", None: "unknown"}[found.ok],
+        "detail": found.detail,
+        "expires_in": None if found.expires_in is None else round(found.expires_in, 1),
+        "expires_at": expires_at,
+        "token_url": scrub(token_url) if found.kind == "oidc" else None,
+    }
+
+
+def _print_credentials(out: Console, found: CredentialsCheck, *, token_url: str) -> None:
+    """``auth check``'s verdict for people: where the credentials come from (and, for an
+    offline token, the endpoint ``token_url`` it is exchanged at), whether they work, and
+    when the access token expires. No token is ever printed."""
+    from ..auth import human_duration
+
+    how = {"oidc": f"{found.source}, exchanged at {scrub(token_url)}"}.get(found.kind, found.source)
     out.print(f"credentials: {how}")
     verdict = {True: "[green]working[/]", False: "[red]not working[/]", None: "[yellow]unknown[/]"}
     out.print(f"status:      {verdict[found.ok]}: {found.detail}")
-    if found.expires_in is not None:
-        at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() + found.expires_in))
-        when = (
-            f"expired {human_duration(found.expires_in)} ago"
-            if found.expires_in <= 0
-            else f"expires in {human_duration(found.expires_in)} ({at})"
-        )
-        out.print(f"access token: {when}")
-        if found.kind == "oidc":
-            out.print("             stacpull refreshes it by itself during a run")
-    sys.exit(1 if found.ok is False else 0)
+    if found.expires_in is None:
+        return
+    at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() + found.expires_in))
+    when = (
+        f"expired {human_duration(found.expires_in)} ago"
+        if found.expires_in <= 0
+        else f"expires in {human_duration(found.expires_in)} ({at})"
+    )
+    out.print(f"access token: {when}")
+    if found.kind == "oidc":
+        out.print("             stacpull refreshes it by itself during a run")

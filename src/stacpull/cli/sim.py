@@ -1,61 +1,93 @@
 """The commands around the simulated MAAP catalogue: ``demo`` (the whole pipeline against it)
 and ``sim serve`` (serve it, with faults, for any STAC client).
+
+Their options restate no default: ``sim serve``'s fault options are built from the fields
+of :class:`~stacpull.sim.Faults` (name, default, help from the field's metadata), its
+server and identity options take their defaults from :class:`~stacpull.sim.SimOptions`,
+:class:`~stacpull.sim.OIDCOptions` and :class:`~stacpull.sim.CollectionSpec`, and
+``demo``'s from the config. Those modules bring aiohttp and tomllib, which ``--help`` must
+not load: the options are declared when the command is first parsed or helped
+(:class:`_Deferred`), not when the CLI is imported.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import (
-    ConfigError,
-)
-
-if TYPE_CHECKING:
-    # Only what the commands declare (flags, columns, formats) is loaded on import; each
-    # command imports what it runs (anyio, the config, rich, the search client, the
-    # dashboard; the engine and the credentials bring aiohttp, a quarter of a second), so
-    # help and listings start fast (benchmarks/startup.py).
-
-    pass
-
+from ..errors import ConfigError
 from .options import DURATION
 from .render import fail
 from .run import execute
 
-__all__ = ["demo", "sim_group"]
+if TYPE_CHECKING:
+    from ..sim import Faults, SimOptions, SimServer
 
+__all__ = ["demo", "sim_group"]
 
 _DEMO_COLLECTIONS = ("BiomassLevel1aIOC", "BiomassLevel1cIOC", "FLEXL1CommissioningProducts10")
 
 
-@click.command(short_help="Run the pipeline against the simulated catalogue.")
-@click.option(
-    "--dest",
-    type=click.Path(file_okay=False),
-    default="stacpull-demo",
-    show_default=True,
-    help="Where the demo downloads to.",
-)
-@click.option(
-    "--items", type=int, default=12, show_default=True, help="Items per simulated collection."
-)
-@click.option(
-    "--product-size",
-    type=int,
-    default=8_000_000,
-    show_default=True,
-    help="Approximate bytes per product zip.",
-)
-@click.option(
-    "-j", "--concurrency", type=int, default=8, show_default=True, help="Parallel transfers."
-)
-@click.option(
-    "--dashboard",
-    type=click.Choice(["auto", "rich", "plain", "none"]),
-    default="auto",
-    show_default=True,
+class _Deferred(click.Command):
+    """A command whose options ``declare()`` builds when the command is first parsed or
+    helped, ahead of those given at import (``--debug``, ``-q``, ``-v``): they read their
+    defaults from modules that ``stacpull --help`` must not import."""
+
+    def __init__(
+        self, *args: Any, declare: Callable[[], list[click.Parameter]], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._declare: Callable[[], list[click.Parameter]] | None = declare
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if self._declare is not None:
+            declare, self._declare = self._declare, None
+            self.params[:0] = declare()
+        return super().get_params(ctx)
+
+
+def _default(kind: type[Any], name: str) -> Any:
+    """The default the dataclass ``kind`` declares for its field ``name`` (a factory's
+    value; a set as a sorted tuple, as a repeatable option holds it)."""
+    field = next(f for f in dataclasses.fields(kind) if f.name == name)
+    factory = field.default_factory
+    value = factory() if callable(factory) else field.default
+    return tuple(sorted(value)) if isinstance(value, set) else value
+
+
+def _option(flag: str, name: str, default: Any, help: str, **more: Any) -> click.Option:
+    """One option showing its default (read from where it is declared)."""
+    return click.Option([flag, name], default=default, show_default=True, help=help, **more)
+
+
+# -- demo -----------------------------------------------------------------------------------
+
+
+def _demo_params() -> list[click.Parameter]:
+    """``demo``'s options; the transfer settings default as the config's do."""
+    from ..config import DEFAULT_CONCURRENCY, OutputConfig
+
+    dashboard = _default(OutputConfig, "dashboard")
+    return [
+        _option("--dest", "dest", "stacpull-demo", "Where the demo downloads to.",
+                type=click.Path(file_okay=False)),
+        _option("--items", "items", 12, "Items per simulated collection.", type=int),
+        _option("--product-size", "product_size", 8_000_000,
+                "Approximate bytes per product zip.", type=int),
+        click.Option(["-j", "--concurrency"], type=int, default=DEFAULT_CONCURRENCY,
+                     show_default=True, help="Parallel transfers."),
+        click.Option(["--dashboard"], type=click.Choice(["auto", "rich", "plain", "none"]),
+                     default=dashboard, show_default=True),
+    ]  # fmt: skip
+
+
+@click.command(
+    cls=_Deferred,
+    declare=_demo_params,
+    short_help="Run the pipeline against the simulated catalogue.",
 )
 def demo(dest: str, items: int, product_size: int, concurrency: int, dashboard: str) -> None:
     """Run the whole pipeline against the built-in simulated MAAP catalogue.
@@ -98,189 +130,157 @@ def demo(dest: str, items: int, product_size: int, concurrency: int, dashboard: 
         execute(config)
 
 
+# -- sim serve ------------------------------------------------------------------------------
+
+
 @click.group("sim")
 def sim_group() -> None:
     """The simulated MAAP catalogue."""
 
 
-@sim_group.command("serve", short_help="Serve the simulated catalogue until Ctrl-C.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
-@click.option(
-    "--items",
-    type=click.IntRange(min=0),
-    default=100,
-    show_default=True,
-    help="Items per collection.",
+@dataclasses.dataclass(frozen=True)
+class _Serve:
+    """``sim serve``'s flags other than the address and the faults: what it serves, and to
+    whom."""
+
+    items: int
+    product_size: int
+    enclosure_size: int
+    tokens: tuple[str, ...]
+    no_auth: bool
+    offline_tokens: tuple[str, ...]
+    token_lifetime: float
+    rotate_refresh_tokens: bool
+    latency: float
+
+    @classmethod
+    def take(cls, kw: dict[str, Any]) -> _Serve:
+        """These flags, taken out of the command's keyword arguments (the faults stay)."""
+        return cls(**{f.name: kw.pop(f.name) for f in dataclasses.fields(cls)})
+
+    def options(self, faults: Faults) -> SimOptions:
+        """The server's behaviour: who may download, how slowly, what goes wrong."""
+        from ..sim import OIDCOptions, SimOptions
+
+        return SimOptions(
+            tokens=set(self.tokens),
+            require_auth=not self.no_auth,
+            latency=self.latency,
+            faults=faults,
+            oidc=OIDCOptions(
+                offline_tokens=set(self.offline_tokens),
+                lifetime=self.token_lifetime,
+                rotate=self.rotate_refresh_tokens,
+            ),
+        )
+
+
+def _server_params() -> list[click.Parameter]:
+    """The address, catalogue and credentials options of ``sim serve``, with the defaults
+    of the sim's dataclasses (the port and the item count are the command's own)."""
+    from ..sim import CollectionSpec, OIDCOptions, SimOptions
+
+    return [
+        _option("--host", "host", "127.0.0.1", ""),
+        _option("--port", "port", 8765, "", type=click.IntRange(0, 65535)),
+        _option("--items", "items", 100, "Items per collection.", type=click.IntRange(min=0)),
+        _option("--product-size", "product_size", _default(CollectionSpec, "product_size"),
+                "Approximate bytes per product zip.", type=int),
+        _option("--enclosure-size", "enclosure_size", _default(CollectionSpec, "enclosure_size"),
+                "Bytes per L1c enclosure raster.", type=int),
+        _option("--token", "tokens", _default(SimOptions, "tokens"),
+                "Accepted bearer token; repeatable.", multiple=True),
+        click.Option(["--no-auth"], is_flag=True, help="Serve data without a token."),
+        _option("--offline-token", "offline_tokens", _default(OIDCOptions, "offline_tokens"),
+                "Offline token the OIDC endpoint accepts; repeatable.", multiple=True),
+        _option("--token-lifetime", "token_lifetime", _default(OIDCOptions, "lifetime"),
+                "Seconds an access token from the OIDC endpoint lives.", type=DURATION),
+        click.Option(["--rotate-refresh-tokens"], is_flag=True,
+                     help="Answer each refresh with a new refresh token and retire the old one."),
+        _option("--latency", "latency", _default(SimOptions, "latency"),
+                "Seconds before each data response.", type=DURATION),
+    ]  # fmt: skip
+
+
+def _fault_params() -> list[click.Parameter]:
+    """One option per knob of :class:`~stacpull.sim.Faults` that has a ``help`` in its
+    field's metadata: its flag (the field's name unless ``flag`` says), its default and
+    type as the field declares them (a duration where ``duration`` says)."""
+    from ..sim import Faults
+
+    return [
+        _option(
+            f.metadata.get("flag", "--" + f.name.replace("_", "-")),
+            f.name,
+            f.default,
+            f.metadata["help"],
+            type=DURATION if f.metadata.get("duration") else type(f.default),
+        )
+        for f in dataclasses.fields(Faults)
+        if "help" in f.metadata
+    ]
+
+
+@sim_group.command(
+    "serve",
+    cls=_Deferred,
+    declare=lambda: [*_server_params(), *_fault_params()],
+    short_help="Serve the simulated catalogue until Ctrl-C.",
 )
-@click.option(
-    "--product-size",
-    type=int,
-    default=4_000_000,
-    show_default=True,
-    help="Approximate bytes per product zip.",
-)
-@click.option(
-    "--enclosure-size",
-    type=int,
-    default=262_144,
-    show_default=True,
-    help="Bytes per L1c enclosure raster.",
-)
-@click.option(
-    "--token",
-    "tokens",
-    multiple=True,
-    default=("sim-token",),
-    show_default=True,
-    help="Accepted bearer token; repeatable.",
-)
-@click.option("--no-auth", is_flag=True, help="Serve data without a token.")
-@click.option(
-    "--offline-token",
-    "offline_tokens",
-    multiple=True,
-    default=("sim-offline-token",),
-    show_default=True,
-    help="Offline token the OIDC endpoint accepts; repeatable.",
-)
-@click.option(
-    "--token-lifetime",
-    type=DURATION,
-    default=300.0,
-    show_default=True,
-    help="Seconds an access token from the OIDC endpoint lives.",
-)
-@click.option(
-    "--rotate-refresh-tokens",
-    is_flag=True,
-    help="Answer each refresh with a new refresh token and retire the old one.",
-)
-@click.option("--latency", type=DURATION, default=0.0, help="Seconds before each data response.")
-@click.option("--rate-limit", type=int, default=0, help="Bytes/s per response (0: unlimited).")
-@click.option(
-    "--cut-probability", type=float, default=0.0, help="Chance a response drops mid-body."
-)
-@click.option("--cut-after", type=int, default=0, help="Bytes before a cut (0: a random point).")
-@click.option(
-    "--burst-probability",
-    type=float,
-    default=0.0,
-    help="Chance a data request starts a burst of 503/429 answers.",
-)
-@click.option("--burst-length", type=int, default=3, show_default=True, help="Answers per burst.")
-@click.option(
-    "--retry-after",
-    type=DURATION,
-    default=1.0,
-    show_default=True,
-    help="Retry-After seconds sent with a burst answer.",
-)
-@click.option(
-    "--truncate-probability",
-    type=float,
-    default=0.0,
-    help="Chance the zipper ends a product early (no central directory).",
-)
-@click.option(
-    "--change-probability",
-    type=float,
-    default=0.0,
-    help="Chance a file is replaced on the server after a response.",
-)
-@click.option(
-    "--not-ready",
-    "not_ready_for",
-    type=DURATION,
-    default=0.0,
-    help="Seconds a file answers 404 after it is first asked for.",
-)
-@click.option(
-    "--stall-probability", type=float, default=0.0, help="Chance a response pauses mid-body."
-)
-@click.option(
-    "--stall-seconds",
-    type=DURATION,
-    default=5.0,
-    show_default=True,
-    help="Length of a pause.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault dice.")
-def sim_serve(
-    host: str,
-    port: int,
-    items: int,
-    product_size: int,
-    enclosure_size: int,
-    tokens: tuple[str, ...],
-    no_auth: bool,
-    offline_tokens: tuple[str, ...],
-    token_lifetime: float,
-    rotate_refresh_tokens: bool,
-    latency: float,
-    **knobs: Any,
-) -> None:
+def sim_serve(host: str, port: int, **kw: Any) -> None:
     """Serve the simulated catalogue until Ctrl-C, for any STAC client to use.
 
     The fault options make it the night a mirror has to survive, e.g.
     `--cut-probability 0.3 --burst-probability 0.05 --rate-limit 2000000`.
     """
-    import dataclasses
-
     import anyio
 
-    from ..sim import Faults, OIDCOptions, SimCatalog, SimOptions, SimServer, default_collections
+    from ..sim import Faults, SimCatalog, SimServer, default_collections
 
+    serve = _Serve.take(kw)
     try:
-        faults = Faults(**knobs)  # the fault options are named after Faults' fields
+        faults = Faults(**kw)  # what is left are the fault options, named after its fields
     except ValueError as exc:
         fail(str(exc))
-    if latency < 0 or token_lifetime <= 0:
+    if serve.latency < 0 or serve.token_lifetime <= 0:
         fail("--latency must be ≥ 0 and --token-lifetime > 0")
     specs = [
-        dataclasses.replace(s, enclosure_size=enclosure_size)
-        for s in default_collections(items, product_size)
+        dataclasses.replace(s, enclosure_size=serve.enclosure_size)
+        for s in default_collections(serve.items, serve.product_size)
     ]
     try:
-        server = SimServer(
-            SimCatalog(specs),
-            host=host,
-            port=port,
-            options=SimOptions(
-                tokens=set(tokens),
-                require_auth=not no_auth,
-                latency=latency,
-                faults=faults,
-                oidc=OIDCOptions(
-                    offline_tokens=set(offline_tokens),
-                    lifetime=token_lifetime,
-                    rotate=rotate_refresh_tokens,
-                ),
-            ),
-        )
+        server = SimServer(SimCatalog(specs), host=host, port=port, options=serve.options(faults))
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    click.echo(f"STAC API:  {server.catalog_url}")
-    click.echo(f"token:     {'(none needed)' if no_auth else ', '.join(tokens)}")
-    click.echo(
-        f"OIDC:      {server.token_url} (client {server.options.oidc.client_id}, secret "
-        f"{server.options.oidc.client_secret}; offline token {', '.join(offline_tokens)}; "
-        f"access tokens live {token_lifetime:g} s)"
-    )
-    if faults.active or latency:
-        latency_text = f"latency={latency}" if latency else ""
-        click.echo(f"faults:    {', '.join(filter(None, (faults.describe(), latency_text)))}")
-    click.echo(
-        f"try:       stacpull download --catalog {server.catalog_url} --collection BiomassLevel1aIOC "
-        f"--dest data --token {tokens[0] if tokens else 'TOKEN'}"
-    )
-    if offline_tokens:
-        click.echo(
-            f"or:        STACPULL_OFFLINE_TOKEN={offline_tokens[0]} stacpull download --catalog "
-            f"{server.catalog_url} --collection BiomassLevel1aIOC --dest data --token-url "
-            f"{server.token_url} --client-secret {server.options.oidc.client_secret}"
-        )
+    _banner(server, serve, faults)
     try:
         anyio.run(server.serve)
     except KeyboardInterrupt:
         click.echo("stopped")
+
+
+def _banner(server: SimServer, serve: _Serve, faults: Faults) -> None:
+    """What ``sim serve`` serves and how to use it: the URLs, the credentials, the faults,
+    and a download command to paste."""
+    oidc = server.options.oidc
+    tokens, offline = serve.tokens, serve.offline_tokens
+    click.echo(f"STAC API:  {server.catalog_url}")
+    click.echo(f"token:     {'(none needed)' if serve.no_auth else ', '.join(tokens)}")
+    click.echo(
+        f"OIDC:      {server.token_url} (client {oidc.client_id}, secret "
+        f"{oidc.client_secret}; offline token {', '.join(offline)}; "
+        f"access tokens live {serve.token_lifetime:g} s)"
+    )
+    if faults.active or serve.latency:
+        latency = f"latency={serve.latency}" if serve.latency else ""
+        click.echo(f"faults:    {', '.join(filter(None, (faults.describe(), latency)))}")
+    click.echo(
+        f"try:       stacpull download --catalog {server.catalog_url} --collection BiomassLevel1aIOC "
+        f"--dest data --token {tokens[0] if tokens else 'TOKEN'}"
+    )
+    if offline:
+        click.echo(
+            f"or:        STACPULL_OFFLINE_TOKEN={offline[0]} stacpull download --catalog "
+            f"{server.catalog_url} --collection BiomassLevel1aIOC --dest data --token-url "
+            f"{server.token_url} --client-secret {oidc.client_secret}"
+        )

@@ -1,5 +1,8 @@
 """The commands that read what a run left in DEST: ``report`` (the last run), ``status``
 (the journal) and ``verify`` (re-hash everything).
+
+They read DEST through :mod:`stacpull.audit` (the journal's status, the re-hash) and the
+run report file; what they print is drawn by :mod:`.render`.
 """
 
 from __future__ import annotations
@@ -7,28 +10,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from .. import safeio
-from ..errors import (
-    ConfigError,
-    StorageError,
-    scrub_data,
-)
+from ..errors import ConfigError, StorageError, scrub_data
 from ..units import human_bytes
-
-if TYPE_CHECKING:
-    # Only what the commands declare (flags, columns, formats) is loaded on import; each
-    # command imports what it runs (anyio, the config, rich, the search client, the
-    # dashboard; the engine and the credentials bring aiohttp, a quarter of a second), so
-    # help and listings start fast (benchmarks/startup.py).
-
-    pass
-
-from ..printable import printable
-from .render import fail, people, tsv_line, whole_table
+from .render import fail, print_report, print_status, print_verify
 
 __all__ = ["report", "status", "verify"]
 
@@ -110,11 +99,33 @@ def report(dest: str, plot: str | None, failures: int, as_json: bool) -> None:
     verified; 1 when files failed or were refused, or the run was stopped or interrupted.
     """
     from rich.console import Console
-    from rich.markup import escape
 
     from ..dashboard import render_summary
+
+    data, path = _read_report(dest, plot)
+    out = Console(highlight=False, soft_wrap=True)
+    try:
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        view = _report_json(data, path)
+        if not as_json:
+            summary = render_summary({"seconds": view["seconds"], **view["totals"]})
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        fail(f"cannot read {path}: not a stacpull run report ({type(exc).__name__}: {exc})")
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+        sys.exit(view["exit_code"])
+    print_report(out, view, summary=summary, failures=failures, dest=dest)
+    if plot:
+        out.print(f"plot: {_plot(data, path, plot)}", markup=False)
+    sys.exit(view["exit_code"])
+
+
+def _read_report(dest: str, plot: str | None) -> tuple[Any, Path]:
+    """The last run report of ``dest`` (scrubbed) and its path; exit 2 when there is none,
+    it cannot be read, or ``--plot`` names a format or a file it cannot write."""
     from ..journal import JOURNAL_DIR
-    from ..plot import plot_format, plot_report
+    from ..plot import plot_format
 
     if plot:
         try:
@@ -129,71 +140,25 @@ def report(dest: str, plot: str | None, failures: int, as_json: bool) -> None:
         safeio.ensure_directory(state, create=False)  # never read through a link
         # Scrubbed by shape as well: a report written before stacpull scrubbed its
         # writers may hold a catalogue's password or a token, and nothing is registered here.
-        data = scrub_data(json.loads(safeio.read_regular(path)))
+        return scrub_data(json.loads(safeio.read_regular(path))), path
     except FileNotFoundError:
         fail(f"no run report in {dest} (runs write {JOURNAL_DIR}/last-report.json)")
     except OSError as exc:
         fail(f"cannot read {exc.filename or path}: it is {exc.strerror or exc}")
     except (ValueError, RecursionError) as exc:
         fail(f"cannot read {path}: {exc}")
-    out = Console(highlight=False, soft_wrap=True)
+
+
+def _plot(data: dict[str, Any], path: Path, plot: str) -> Path:
+    """``report --plot``: the report drawn to ``plot``; exit 2 when it cannot be."""
+    from ..plot import plot_report
+
     try:
-        if not isinstance(data, dict):
-            raise TypeError("not an object")
-        view = _report_json(data, path)
-        if not as_json:
-            summary = render_summary({"seconds": view["seconds"], **view["totals"]})
+        return plot_report(data, Path(plot))
+    except ConfigError as exc:
+        fail(str(exc))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        fail(f"cannot read {path}: not a stacpull run report ({type(exc).__name__}: {exc})")
-    if as_json:
-        click.echo(json.dumps(view, indent=2))
-        sys.exit(view["exit_code"])
-    bad = [
-        f"{n} {what}"
-        for n, what in (
-            (view["totals"].get("failed"), "failed"),
-            (view["totals"].get("refused"), "refused"),
-        )
-        if n
-    ]
-    ending = (
-        f"[red]stopped: {escape(str(view['fatal']))}[/]"
-        if view["outcome"] == "stopped"
-        else "[yellow]interrupted[/]"
-        if view["outcome"] == "interrupted"
-        else f"[red]complete, {', '.join(bad)}[/]"
-        if bad
-        else "[green]complete[/]"
-    )
-    out.print(
-        f"run {escape(str(view['started'] or '?'))} → {escape(str(view['finished'] or '?'))} "
-        f"({view['seconds']:.0f} s): {ending}"
-    )
-    query = {k: v for k, v in view["query"].items() if v not in (None, [], "")}
-    shown = " ".join(f"{k}={v}" for k, v in query.items())
-    out.print("query: " + printable(shown), markup=False)
-    out.print(summary)
-    # The report quotes the catalogue (ids, keys, errors): its control characters are
-    # shown as escapes, never sent to the terminal.
-    for group in view["errors"]:
-        last = escape(printable(group["last"]))
-        out.print(f"[red]{escape(printable(group['class']))}[/] ×{group['count']}: {last}")
-    failed = view["failed"]
-    for row in failed[:failures]:
-        line = f"failed {row['item']}/{row['asset']}: {row.get('error')}"
-        out.print(printable(line), markup=False)
-    if len(failed) > failures:
-        out.print(f"… and {len(failed) - failures} more failures (stacpull status {dest})")
-    out.print(f"report: {view['report']}", markup=False)
-    if plot:
-        try:
-            drawn = plot_report(data, Path(plot))
-        except ConfigError as exc:
-            fail(str(exc))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            fail(f"--plot: cannot draw {path}: not a stacpull run report ({exc})")
-        out.print(f"plot: {drawn}", markup=False)
-    sys.exit(view["exit_code"])
+        fail(f"--plot: cannot draw {path}: not a stacpull run report ({exc})")
 
 
 @click.command(short_help="Show what the journal of DEST knows.")
@@ -202,7 +167,6 @@ def report(dest: str, plot: str | None, failures: int, as_json: bool) -> None:
 def status(dest: str, as_json: bool) -> None:
     """Print what the journal of DEST knows: done, failed with reasons, pending, bytes."""
     from rich.console import Console
-    from rich.markup import escape
 
     from ..audit import read_status
 
@@ -213,47 +177,7 @@ def status(dest: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
-    table = Console(highlight=False, soft_wrap=True)
-    out = people(table)  # piped: the status records alone on stdout
-    if table.is_terminal:
-        out.print(f"[bold]stacpull status[/] · {escape(dest)}")
-    rows: list[tuple[str, ...]] = []
-    records: list[tuple[str, ...]] = []
-    for name in ("done", "pending", "active", "failed"):
-        row = report.by_status.get(name)
-        if row:
-            rows.append((name, str(row["files"]), human_bytes(row["bytes"])))
-            records.append((name, str(row["files"]), str(row["bytes"])))
-    if report.refused:
-        rows.append(("refused", str(len(report.refused)), "-"))
-        records.append(("refused", str(len(report.refused)), "0"))
-    whole_table(table, ("status", "files", "bytes on disk"), rows, records=records, right=(1, 2))
-    if report.failure_counts:
-        out.print("[red]failed[/], by reason:")
-        for kind, count in sorted(report.failure_counts.items(), key=lambda kv: -kv[1]):
-            out.print(f"  {printable(kind)}: {count}", markup=False)
-            for path, message in report.failures[kind]:
-                out.print(f"    {printable(f'{path}: {message}')}", markup=False)
-    for item_id, key, reason in report.refused[:5]:  # refused for what these ids hold
-        what = escape(printable(f"{item_id}/{key}: {reason}"))
-        out.print(f"[magenta]refused[/] {what}")
-    if report.partial_bytes:
-        out.print(f"partial files to resume: {human_bytes(report.partial_bytes)}")
-    if report.high_water_mark:
-        out.print(f"newest item `updated` on disk: {report.high_water_mark}", markup=False)
-    last = report.last_run
-    if last is not None:
-        summary = last.get("summary") or {}
-        out.print(
-            f"last run: {last['kind']}, {last.get('outcome') or 'running or killed'}"
-            + (
-                f" — {summary.get('downloaded', 0)} downloaded, {summary.get('skipped', 0)} "
-                f"skipped, {summary.get('failed', 0)} failed"
-                if summary
-                else ""
-            ),
-            markup=False,
-        )
+    print_status(Console(highlight=False, soft_wrap=True), report, dest)
 
 
 @click.command(short_help="Re-hash the files of DEST and report any rot.")
@@ -271,7 +195,6 @@ def verify(dest: str, jobs: int | None, as_json: bool) -> None:
     Exit code 1 when anything is wrong.
     """
     from rich.console import Console
-    from rich.markup import escape
     from rich.progress import Progress, TextColumn  # only this command draws a bar
 
     from ..audit import verify_dest
@@ -300,26 +223,5 @@ def verify(dest: str, jobs: int | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        table = Console(highlight=False, soft_wrap=True)
-        out = people(table)  # piped: the problem records alone on stdout
-        out.print(
-            f"checked {report.checked} file(s), {human_bytes(report.bytes)}: {report.hashed} "
-            f"hashed, {report.zip_only} by zip CRCs only, {report.size_only} by size only"
-        )
-        for problem in report.problems:
-            detail = problem.detail
-            if problem.earlier:
-                detail += " (found by an earlier verify; not fetched again yet)"
-            if table.is_terminal:
-                shown = escape(printable(f"{problem.path}: {detail}"))
-                out.print(f"[red]{problem.kind}[/] {shown}")
-            else:
-                click.echo(tsv_line((problem.kind, problem.path, detail)))
-        if report.problems:
-            out.print(
-                f"[red]{len(report.problems)} damaged file(s)[/] marked failed; fetch them again "
-                "with the same download/mirror command or with --retry-failed"
-            )
-        else:
-            out.print("[green]no rot found[/]")
+        print_verify(Console(highlight=False, soft_wrap=True), report)
     sys.exit(0 if report.ok else 1)

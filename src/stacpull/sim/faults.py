@@ -26,27 +26,49 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 __all__ = ["FaultState", "Faults"]
 
 
+def _knob(default: Any, help: str, **cli: Any) -> Any:
+    """A knob with what ``stacpull sim serve`` needs to offer it as an option (its help;
+    ``flag`` when not the field's name; ``duration`` when it reads ``30s``, ``2m``): the
+    options are built from these fields, so they never restate a default."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
 @dataclass(frozen=True, slots=True)
 class Faults:
-    """What goes wrong on the data server, and how often (all off by default)."""
+    """What goes wrong on the data server, and how often (all off by default). Each
+    field with a ``help`` in its metadata is a ``sim serve`` option."""
 
-    rate_limit: int = 0  # bytes/s per response; 0 means unlimited
-    cut_probability: float = 0.0
-    cut_after: int = 0  # bytes before the cut; 0 means a random point in the body
-    burst_probability: float = 0.0  # chance a data request starts a burst of errors
-    burst_length: int = 3  # requests answered with an error once a burst starts
+    rate_limit: int = _knob(0, "Bytes/s per response (0: unlimited).")
+    cut_probability: float = _knob(0.0, "Chance a response drops mid-body.")
+    cut_after: int = _knob(0, "Bytes before a cut (0: a random point).")
+    burst_probability: float = _knob(
+        0.0, "Chance a data request starts a burst of 503/429 answers."
+    )
+    burst_length: int = _knob(3, "Answers per burst.")
     burst_statuses: tuple[int, ...] = (503, 429)
-    retry_after: float | None = 1.0  # seconds sent in Retry-After; None sends none
-    truncate_probability: float = 0.0
-    change_probability: float = 0.0
-    not_ready_for: float = 0.0
-    stall_probability: float = 0.0
-    stall_seconds: float = 5.0
-    seed: int = 0
+    retry_after: float | None = _knob(  # None sends no Retry-After
+        1.0, "Retry-After seconds sent with a burst answer.", duration=True
+    )
+    truncate_probability: float = _knob(
+        0.0, "Chance the zipper ends a product early (no central directory)."
+    )
+    change_probability: float = _knob(
+        0.0, "Chance a file is replaced on the server after a response."
+    )
+    not_ready_for: float = _knob(
+        0.0,
+        "Seconds a file answers 404 after it is first asked for.",
+        flag="--not-ready",
+        duration=True,
+    )
+    stall_probability: float = _knob(0.0, "Chance a response pauses mid-body.")
+    stall_seconds: float = _knob(5.0, "Length of a pause.", duration=True)
+    seed: int = _knob(0, "Seed of the fault dice.")
 
     def __post_init__(self) -> None:
         for name in (
