@@ -88,7 +88,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("one transfer", {"transfer"}),
     (
         "views and records",
-        {"panels", "report", "dashboard", "plot", "audit", "export", "peek", "dryrun", "keywords"},
+        {"panels", "report", "dashboard", "plot", "audit", "export", "peek", "dryrun", "keywords"}
+        | {"search_walk"},
     ),
     ("the engine", {"runtypes", "producer", "gone", "runstate", "workers", "engine"}),
     ("the Python API", {"api"}),
@@ -303,3 +304,27 @@ def test_the_version_is_written_once() -> None:
         "__future__"
     }
     assert stacpull.__version__ == _version.__version__ == version("stacpull")
+
+
+#: The issue's targets for every module of the package: a module a newcomer can read in one
+#: sitting, a function that fits on a screen, a call that needs no table to read.
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 60
+MAX_PARAMETERS = 6
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: _module(p))
+def test_each_module_keeps_the_size_targets(path: Path) -> None:
+    text = path.read_text()
+    assert len(text.splitlines()) <= MAX_MODULE_LINES, f"{_module(path)} is over 600 lines"
+    for node in ast.walk(ast.parse(text)):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        where = f"{_module(path)}.{node.name} (line {node.lineno})"
+        assert node.end_lineno is not None
+        assert node.end_lineno - node.lineno + 1 <= MAX_FUNCTION_LINES, f"{where} is long"
+        args = node.args
+        named = [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
+        count = len([n for n in named if n not in ("self", "cls")])
+        count += (args.vararg is not None) + (args.kwarg is not None)
+        assert count <= MAX_PARAMETERS, f"{where} takes {count} parameters"

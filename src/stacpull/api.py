@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -46,8 +45,9 @@ from .export import ItemWriter
 from .keywords import CollectionOptions, MirrorOptions, Options, option_keys
 from .keywords import dotted_values as _dotted_values
 from .runtypes import RunOptions, RunResult, StopSignal, loop_options
-from .search import CatalogueHeaders, CollectionQuery, ItemPages, list_collections, search_pages
+from .search import CatalogueHeaders, CollectionQuery, ItemPages, list_collections
 from .search import queryables as _queryables
+from .search_walk import walk_items
 from .stats import RunStats
 from .tokens import TokenProvider
 
@@ -434,15 +434,8 @@ async def asearch_items(
     """Every item the query matches (bound it with ``max_items=``); with ``output``, also
     saved as GeoJSON, CSV or Parquet (by its extension, or ``fmt``)."""
     cfg = _build(config, options, _OWN["search_items"])
-    items: list[dict[str, Any]] = []
     writer = ItemWriter(Path(output), fmt, catalog=cfg.search.catalog) if output else None
-    with writer if writer is not None else contextlib.nullcontext():
-        async for features, _ in search_pages(cfg.search, CatalogueHeaders.of(cfg)):
-            items.extend(features)
-            if writer is not None:
-                for item in features:
-                    writer.write(item)
-    return items
+    return (await walk_items(cfg, writer=writer)).items
 
 
 def search_items(

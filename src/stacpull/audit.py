@@ -23,14 +23,14 @@ from .journal import Journal, JournalRow
 from .safepath import dup_opener, is_regular, open_below
 from .verify import check_zip, hash_range, parse_multihash
 
-__all__ = ["read_status", "verify_dest"]
+__all__ = ["Problem", "StatusReport", "VerifyReport", "read_status", "verify_dest"]
 
 _EXAMPLES = 3
 _STATUSES = ("done", "pending", "active", "failed")
 
 
 @dataclass(slots=True)
-class _StatusReport:
+class StatusReport:
     """The journal's view of one DEST."""
 
     dest: str
@@ -67,7 +67,7 @@ class _StatusReport:
         }
 
 
-def read_status(dest: Path) -> _StatusReport:
+def read_status(dest: Path) -> StatusReport:
     """Summarise the journal of ``dest`` (``StorageError`` if there is none)."""
     journal = Journal(dest, create=False)
     try:
@@ -87,7 +87,7 @@ def read_status(dest: Path) -> _StatusReport:
                 if len(examples) < _EXAMPLES:
                     examples.append((row.path, message))
             partial += row.bytes
-        return _StatusReport(
+        return StatusReport(
             dest=str(dest),
             by_status=journal.summary(),
             failures=failures,
@@ -103,7 +103,7 @@ def read_status(dest: Path) -> _StatusReport:
 
 
 @dataclass(frozen=True, slots=True)
-class _Problem:
+class Problem:
     """One file that is not what the journal says it is."""
 
     path: str
@@ -113,7 +113,7 @@ class _Problem:
 
 
 @dataclass(slots=True)
-class _VerifyReport:
+class VerifyReport:
     """The result of re-checking every verified file of a DEST."""
 
     dest: str = ""
@@ -122,7 +122,7 @@ class _VerifyReport:
     hashed: int = 0  # against a checksum or a recorded digest
     zip_only: int = 0  # zips with neither: central directory and CRCs
     size_only: int = 0  # no checksum, no recorded digest, not a zip
-    problems: list[_Problem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -146,7 +146,7 @@ class _VerifyReport:
         }
 
 
-def _check(root: Path, row: JournalRow) -> tuple[str, _Problem | None]:
+def _check(root: Path, row: JournalRow) -> tuple[str, Problem | None]:
     """Check one file (blocking). Returns (how it was checked, problem or None). The file
     is reached without following a link on the way or at its name, and read only through
     the one descriptor opened: a link, a FIFO or a device there is a problem, never read
@@ -155,26 +155,26 @@ def _check(root: Path, row: JournalRow) -> tuple[str, _Problem | None]:
     try:
         fd = open_below(root, final, os.O_RDONLY)
     except FileNotFoundError:
-        return "missing", _Problem(row.path, "missing", "the file is gone from disk")
+        return "missing", Problem(row.path, "missing", "the file is gone from disk")
     except PlanError as exc:  # a link at the name or on the way: not followed
-        return "missing", _Problem(row.path, "missing", str(exc))
+        return "missing", Problem(row.path, "missing", str(exc))
     except OSError as exc:
-        return "missing", _Problem(row.path, "missing", f"cannot read: {exc.strerror or exc}")
+        return "missing", Problem(row.path, "missing", f"cannot read: {exc.strerror or exc}")
     try:
         return _check_open(row, fd)
     finally:
         os.close(fd)
 
 
-def _check_open(row: JournalRow, fd: int) -> tuple[str, _Problem | None]:
+def _check_open(row: JournalRow, fd: int) -> tuple[str, Problem | None]:
     """:func:`_check` of the file open at ``fd``."""
     st = os.fstat(fd)
     if not is_regular(st):
-        return "missing", _Problem(row.path, "missing", "not a regular file (not read)")
+        return "missing", Problem(row.path, "missing", "not a regular file (not read)")
     size = st.st_size
     if size != row.bytes or (row.expected_size is not None and size != row.expected_size):
         expected = row.expected_size if row.expected_size is not None else row.bytes
-        return "size", _Problem(row.path, "size", f"{size} bytes on disk, expected {expected}")
+        return "size", Problem(row.path, "size", f"{size} bytes on disk, expected {expected}")
     final, opener = Path(row.path), dup_opener(fd)
     for source, text in (("file:checksum", row.checksum), ("recorded digest", row.digest)):
         if not text:
@@ -187,9 +187,9 @@ def _check_open(row: JournalRow, fd: int) -> tuple[str, _Problem | None]:
         try:
             hash_range(hasher, final, opener=opener)
         except OSError as exc:
-            return "hash", _Problem(row.path, "missing", f"cannot read: {exc.strerror or exc}")
+            return "hash", Problem(row.path, "missing", f"cannot read: {exc.strerror or exc}")
         if not mh.matches(hasher.digest()):
-            return "hash", _Problem(
+            return "hash", Problem(
                 row.path, "checksum", f"{mh.name} differs from the {source} (bit rot or edited)"
             )
         return "hash", None
@@ -197,14 +197,14 @@ def _check_open(row: JournalRow, fd: int) -> tuple[str, _Problem | None]:
         try:
             check_zip(final, opener=opener)
         except VerificationError as exc:
-            return "zip", _Problem(row.path, "zip", exc.reason)
+            return "zip", Problem(row.path, "zip", exc.reason)
         except OSError as exc:
-            return "zip", _Problem(row.path, "missing", f"cannot read: {exc.strerror or exc}")
+            return "zip", Problem(row.path, "missing", f"cannot read: {exc.strerror or exc}")
         return "zip", None
     return "size", None
 
 
-def _earlier_problems(journal: Journal) -> list[_Problem]:
+def _earlier_problems(journal: Journal) -> list[Problem]:
     """What an earlier verify marked failed and no run has fetched again since: still
     damaged as far as anyone knows, so still reported (a later pass never says all is
     well about them)."""
@@ -215,7 +215,7 @@ def _earlier_problems(journal: Journal) -> list[_Problem]:
         kind, _, detail = (row.error or "").partition(": ")
         if not detail:
             kind, detail = "missing", kind
-        problems.append(_Problem(row.path, kind, scrub(detail), earlier=True))
+        problems.append(Problem(row.path, kind, scrub(detail), earlier=True))
     return problems
 
 
@@ -224,7 +224,7 @@ def verify_dest(
     *,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> _VerifyReport:
+) -> VerifyReport:
     """Re-check every file the journal of ``dest`` marks done; mark damaged ones failed.
 
     ``progress(files, bytes)`` is called after each file. Files are hashed ``workers`` at
@@ -232,14 +232,14 @@ def verify_dest(
     """
     root = dest.resolve()
     journal = Journal(root, create=False)
-    report = _VerifyReport(dest=str(dest))
+    report = VerifyReport(dest=str(dest))
     threads = workers or min(4, os.cpu_count() or 1)
     try:
         earlier = _earlier_problems(journal)  # before this pass marks any
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify") as pool:
             # A bounded window of files in flight: a mirror of millions of files is never
             # held in memory as futures.
-            pending: deque[tuple[JournalRow, Future[tuple[str, _Problem | None]]]] = deque()
+            pending: deque[tuple[JournalRow, Future[tuple[str, Problem | None]]]] = deque()
 
             def drain(limit: int) -> None:
                 while len(pending) > limit:

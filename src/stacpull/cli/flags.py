@@ -34,14 +34,13 @@ __all__ = [
     "OutputFlags",
     "QueryFlags",
     "TransferFlags",
-    "field_names",
     "gather",
 ]
 
 _R = TypeVar("_R")
 
 
-def field_names(group: type[Any]) -> tuple[str, ...]:
+def _field_names(group: type[Any]) -> tuple[str, ...]:
     """The fields of a flag group: the click names of its flags."""
     return tuple(f.name for f in fields(group))
 
@@ -55,14 +54,14 @@ def gather(**groups: type[Any]) -> Callable[[Callable[..., _R]], Callable[..., _
     def decorate(callback: Callable[..., _R]) -> Callable[..., _R]:
         declared = {p.name for p in getattr(callback, "__click_params__", ())}
         for group in groups.values():
-            missing = set(field_names(group)) - declared
+            missing = set(_field_names(group)) - declared
             if missing:
                 raise TypeError(f"{callback.__name__}: no option for {sorted(missing)}")
 
         @functools.wraps(callback)  # also carries click's __click_params__ to the command
         def gathered(*args: Any, **values: Any) -> _R:
             for name, group in groups.items():
-                values[name] = group(**{key: values.pop(key) for key in field_names(group)})
+                values[name] = group(**{key: values.pop(key) for key in _field_names(group)})
             return callback(*args, **values)
 
         return gathered
@@ -152,7 +151,7 @@ class AuthFlags:
 
     def values(self) -> dict[str, Any]:
         """The credentials as ``auth.*`` config keys."""
-        values = {f"auth.{key}": getattr(self, key) for key in field_names(AuthFlags)}
+        values = {f"auth.{key}": getattr(self, key) for key in _field_names(AuthFlags)}
         values["auth.hosts"] = list(values.pop("auth.auth_hosts")) or None
         return values
 

@@ -15,7 +15,6 @@ from typing import Any
 import click
 
 from ..errors import ConfigError, ScrubFilter
-from .flags import AuthFlags, QueryFlags, field_names
 from .render import fail
 
 __all__ = [
@@ -27,7 +26,6 @@ __all__ = [
     "QUIET_ANYWHERE",
     "VERBOSE_ANYWHERE",
     "auth_options",
-    "auth_values",
     "catalogue_header_options",
     "debug_logging",
     "download_options",
@@ -35,7 +33,6 @@ __all__ = [
     "job_options",
     "option_group",
     "query_options",
-    "query_values",
 ]
 
 
@@ -198,12 +195,6 @@ query_options = option_group(
 )
 
 
-def query_values(**flags: Any) -> dict[str, Any]:
-    """The query flags but ``--profile`` (as click names them) as ``search.*`` config keys;
-    a command that gathers them uses :meth:`QueryFlags.values`."""
-    return QueryFlags(profile=None, **flags).values()
-
-
 _AUTH_OPTIONS = [
     click.option(
         "--offline-token-file",
@@ -245,12 +236,6 @@ _AUTH_OPTIONS = [
 
 
 auth_options = option_group(*_AUTH_OPTIONS)
-
-
-def auth_values(kw: dict[str, Any]) -> dict[str, Any]:
-    """Pop the auth flags out of ``kw`` as config keys; a command that gathers them uses
-    :meth:`AuthFlags.values`."""
-    return AuthFlags(**{key: kw.pop(key) for key in field_names(AuthFlags)}).values()
 
 
 download_options = option_group(

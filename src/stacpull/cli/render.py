@@ -46,7 +46,7 @@ __all__ = [
     "tsv_line",
 ]
 
-Cell = str | Sequence[str]
+_Cell = str | Sequence[str]
 """A ``whole``/``text`` column's cell is a string; a ``values`` column's, its values."""
 
 _GAP = 2  # spaces between two columns
@@ -97,14 +97,14 @@ def tsv_line(fields: Sequence[object]) -> str:
 # -- the table fitter -------------------------------------------------------------------
 
 
-def _printable_cell(cell: Cell) -> Cell:
+def _printable_cell(cell: _Cell) -> _Cell:
     return printable(cell) if isinstance(cell, str) else [printable(str(v)) for v in cell]
 
 
 def _print_listing(
     console: Console,
     columns: Sequence[Column],
-    rows: Sequence[Sequence[Cell]],
+    rows: Sequence[Sequence[_Cell]],
     records: Sequence[Sequence[object]],
 ) -> None:
     """``rows`` as a fitted table when ``console`` is a terminal, else ``records`` as TSV
@@ -119,7 +119,7 @@ def _print_listing(
     console.file.flush()
 
 
-def _words(cell: Cell) -> list[str]:
+def _words(cell: _Cell) -> list[str]:
     """A ``values`` cell as the words a line may break between: each value but the last
     keeps its comma."""
     values = [cell] if isinstance(cell, str) else [str(v) for v in cell]
@@ -139,11 +139,11 @@ def _pack(words: Sequence[str], width: int) -> str:
     return "\n".join(lines)
 
 
-def _text(cell: Cell) -> str:
+def _text(cell: _Cell) -> str:
     return cell if isinstance(cell, str) else ", ".join(cell)
 
 
-def _span(column: Column, cells: Sequence[Cell]) -> tuple[int, int]:
+def _span(column: Column, cells: Sequence[_Cell]) -> tuple[int, int]:
     """The (narrowest, natural) width of a column holding ``cells``."""
     from rich.cells import cell_len
 
@@ -168,7 +168,7 @@ def _droppable(columns: Sequence[Column]) -> list[int]:
 
 
 def fit_table(
-    columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int
+    columns: Sequence[Column], rows: Sequence[Sequence[_Cell]], width: int
 ) -> RenderableType:
     """A table of ``rows`` no wider than ``width``, every ``whole`` and ``values`` cell whole:
     ``text`` columns fold, then go (the last first), then the ``drop`` ones; too narrow even
@@ -213,7 +213,7 @@ def fit_table(
     return table
 
 
-def _blocks(rows: Sequence[Sequence[Cell]]) -> RenderableType:
+def _blocks(rows: Sequence[Sequence[_Cell]]) -> RenderableType:
     """Two lines per record, for a terminal narrower than its longest whole value: the
     first cell, then the others (two spaces apart), indented."""
     from rich.console import Group
@@ -248,7 +248,7 @@ def _asset_summary(item: Mapping[str, Any]) -> list[str]:
     return parts
 
 
-def _item_cells(item: Mapping[str, Any]) -> tuple[list[Cell], list[object]]:
+def _item_cells(item: Mapping[str, Any]) -> tuple[list[_Cell], list[object]]:
     """One item as a search table row and as its TSV record (id, collection, datetime,
     product type, asset keys): the record keeps each value whole, as the item has it."""
     props = item.get("properties")
@@ -257,7 +257,7 @@ def _item_cells(item: Mapping[str, Any]) -> tuple[list[Cell], list[object]]:
     kind = str(props.get("product:type") or props.get("productType") or "")
     assets = item.get("assets")
     keys = sorted(assets) if isinstance(assets, dict) else []
-    row: list[Cell] = [str(item.get("id")), when[:19] + "Z" if when else "", kind]
+    row: list[_Cell] = [str(item.get("id")), when[:19] + "Z" if when else "", kind]
     row.append(_asset_summary(item))
     record: list[object] = [item.get("id"), item.get("collection"), when, kind, ",".join(keys)]
     return row, record
@@ -315,7 +315,7 @@ def print_collections(
 ) -> None:
     """Collections as a table of id, title, temporal extent and item count (from
     ``counts``, blank where not counted), or piped, one record each; then ``summary``."""
-    rows: list[list[Cell]] = []
+    rows: list[list[_Cell]] = []
     records: list[list[object]] = []
     for col in found:
         cid = str(col.get("id"))
@@ -338,7 +338,7 @@ def print_queryables(
     columns = [Column("property"), Column("type"), Column("allowed values", "values")]
     if titled:
         columns.append(Column("title", "text"))
-    rows: list[list[Cell]] = []
+    rows: list[list[_Cell]] = []
     records: list[list[object]] = []
     for q in listed:
         kind = (q["type"] or "?") + (f" ({q['format']})" if q["format"] else "")
@@ -380,7 +380,7 @@ def print_status(
     note = note or _people(out)  # piped: the status records alone on stdout
     if out.is_terminal:
         note.print(f"[bold]stacpull status[/] · {escape(dest)}")
-    rows: list[list[Cell]] = []
+    rows: list[list[_Cell]] = []
     records: list[list[object]] = []
     for name in ("done", "pending", "active", "failed"):
         row = report.by_status.get(name)
@@ -515,9 +515,9 @@ _PLAN_COLUMNS = (
 )
 
 
-def _plan_rows(summary: PlanSummary) -> tuple[list[list[Cell]], list[list[object]]]:
+def _plan_rows(summary: PlanSummary) -> tuple[list[list[_Cell]], list[list[object]]]:
     """The plan's table rows (sizes for people) and records (raw numbers), one per asset."""
-    rows: list[list[Cell]] = []
+    rows: list[list[_Cell]] = []
     records: list[list[object]] = []
     for plan in summary.assets.values():
         estimate = f" (~{human_bytes(plan.estimated_bytes)})" if plan.estimated_bytes else ""

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     # aiohttp, a quarter of a second), so help starts fast (benchmarks/startup.py).
     from rich.console import Console
 
-    from ..auth import CredentialsCheck
     from ..config import Config
+    from ..credentials import CredentialsCheck
 
 __all__ = ["auth_group", "config_group"]
 
@@ -63,7 +63,7 @@ def _shown(value: Any) -> Any:
 @PROFILE_OPTION
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def config_show(profile: str | None, config_path: str | None, as_json: bool) -> None:
+def _config_show(profile: str | None, config_path: str | None, as_json: bool) -> None:
     """Print the merged configuration with where each value came from; secrets are masked.
 
     Lowest first: defaults, the user's config file, ./stacpull.toml, --config FILE (or
@@ -131,7 +131,7 @@ def auth_group() -> None:
 @catalogue_header_options
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
-def auth_check(
+def _auth_check(
     config_path: str | None,
     url: str | None,
     catalog: str | None,
@@ -167,8 +167,9 @@ def _check(
     2 on a bad flag, 130 on Ctrl-C)."""
     import anyio
 
-    from ..auth import TrustPolicy, check_credentials, load_credentials
     from ..config import load_config
+    from ..credentials import check_credentials, load_credentials
+    from ..trust import TrustPolicy
 
     try:
         config = load_config(
@@ -221,7 +222,7 @@ def _print_credentials(out: Console, found: CredentialsCheck, *, token_url: str)
     """``auth check``'s verdict for people: where the credentials come from (and, for an
     offline token, the endpoint ``token_url`` it is exchanged at), whether they work, and
     when the access token expires. No token is ever printed."""
-    from ..auth import human_duration
+    from ..tokens import human_duration
 
     how = {"oidc": f"{found.source}, exchanged at {scrub(token_url)}"}.get(found.kind, found.source)
     out.print(f"credentials: {how}")

@@ -227,7 +227,7 @@ def _fault_params() -> list[click.Parameter]:
     declare=lambda: [*_server_params(), *_fault_params()],
     short_help="Serve the simulated catalogue until Ctrl-C.",
 )
-def sim_serve(host: str, port: int, **kw: Any) -> None:
+def _sim_serve(host: str, port: int, **kw: Any) -> None:
     """Serve the simulated catalogue until Ctrl-C, for any STAC client to use.
 
     The fault options make it the night a mirror has to survive, e.g.
