@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from stacpull.config import Config, Secret, load_config, parse_bbox, parse_datetime_range, scrub
-from stacpull.errors import ConfigError
+from stacpull.config import Config, Secret, load_config, parse_bbox, parse_datetime_range
+from stacpull.errors import ConfigError, scrub
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import stacpull
-from stacpull.config import DEFAULT_TEMPLATE
+from stacpull.defaults import DEFAULT_TEMPLATE
 from stacpull.plan import PlanRules, plan_item
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
 from stacpull.verify import file_digest, parse_multihash

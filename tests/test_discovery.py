@@ -12,8 +12,9 @@ from click.testing import CliRunner
 import stacpull
 from stacpull.api import build_config
 from stacpull.cli import main
-from stacpull.config import ConfigError, parse_size
+from stacpull.config import parse_size
 from stacpull.dryrun import dry_run
+from stacpull.errors import ConfigError
 from stacpull.sim import SimServer
 
 from .conftest import L1A, L1C, TOKEN, cli, files_under, pull

@@ -28,8 +28,8 @@ import pytest
 from aiohttp import web
 
 import stacpull
-from stacpull.config import Config, Secret, load_config, scrub
-from stacpull.errors import CredentialsError, SearchError
+from stacpull.config import Config, Secret, load_config
+from stacpull.errors import CredentialsError, SearchError, scrub
 from stacpull.sim import SimCatalog, SimOptions, SimServer, default_collections
 
 from .conftest import L1A, cli, sim_download

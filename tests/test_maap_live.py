@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stacpull.config import DEFAULT_CATALOG, SearchConfig
+from stacpull.config import SearchConfig
+from stacpull.defaults import DEFAULT_CATALOG
 from stacpull.plan import PlanRules, plan_item
 from stacpull.search import search_pages
 

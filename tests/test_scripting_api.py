@@ -19,7 +19,8 @@ import pytest
 
 import stacpull
 from stacpull import api
-from stacpull.config import Config, ConfigError, load_config
+from stacpull.config import Config, load_config
+from stacpull.errors import ConfigError
 from stacpull.events import BytesReceived, Event, JobFinished
 from stacpull.models import Status
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections

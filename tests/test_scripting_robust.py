@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 
 import stacpull
-from stacpull.config import ConfigError, check_template, load_config, parse_datetime_range
+from stacpull.config import check_template, load_config, parse_datetime_range
+from stacpull.errors import ConfigError
 from stacpull.events import Event, JobFinished
 from stacpull.sim import SimServer
 

@@ -370,7 +370,7 @@ def test_help_texts_restate_no_default_that_config_names() -> None:
 
 def test_demo_help_shows_configs_concurrency() -> None:
     from stacpull.cli import main
-    from stacpull.config import DEFAULT_CONCURRENCY
+    from stacpull.defaults import DEFAULT_CONCURRENCY
 
     result = CliRunner().invoke(main, ["demo", "--help"], terminal_width=100)
     assert f"[default: {DEFAULT_CONCURRENCY}]" in _squash(result.output)

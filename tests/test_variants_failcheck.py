@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from stacpull.config import ConfigError, check_template, load_config, parse_datetime_range
+from stacpull.config import check_template, load_config, parse_datetime_range
+from stacpull.errors import ConfigError
 
 from .conftest import L1A, cli
 from .test_scripting_robust import _hostile_run, _Refusing

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TOKEN_FILE, AuthConfig, Secret
+from .config import AuthConfig, Secret
+from .defaults import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TOKEN_FILE
 from .errors import SECRETS, ConfigError, CredentialsError, TransferError, redact_url
 from .oidc import OIDCSettings, OIDCTokenProvider
 from .tokens import StaticTokenProvider, TokenFile, TokenProvider, human_duration, token_expiry

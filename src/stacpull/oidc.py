@@ -23,16 +23,15 @@ from typing import Any
 
 import anyio
 
-from .config import (
+from .config import Secret
+from .defaults import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_REFRESH_MARGIN,
     DEFAULT_SCOPE,
     DEFAULT_TOKEN_URL,
-    Secret,
-    scrub,
 )
-from .errors import SECRETS, CredentialsError, TransferError
+from .errors import SECRETS, CredentialsError, TransferError, scrub
 from .headers import parse_retry_after
 from .retry import RetryPolicy
 from .tokens import BaseProvider, TokenFile, log, token_expiry

@@ -460,7 +460,7 @@ def saved_items(from_file: str | None, config: Config) -> tuple[Config, ItemPage
     """``--from FILE`` (``-``: standard input): a saved search's items and, unless
     --catalog says otherwise, the one catalogue the file and its items agree on, whose host
     alone may receive the token; exit 2 when the file is not a saved search."""
-    from ..config import DEFAULT_CATALOG
+    from ..defaults import DEFAULT_CATALOG
     from ..export import saved_pages
 
     if from_file is None:

@@ -68,7 +68,8 @@ def _option(flag: str, name: str, default: Any, help: str, **more: Any) -> click
 
 def _demo_params() -> list[click.Parameter]:
     """``demo``'s options; the transfer settings default as the config's do."""
-    from ..config import DEFAULT_CONCURRENCY, OutputConfig
+    from ..config import OutputConfig
+    from ..defaults import DEFAULT_CONCURRENCY
 
     dashboard = _default(OutputConfig, "dashboard")
     return [

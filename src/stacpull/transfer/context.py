@@ -10,7 +10,7 @@ from pathlib import Path
 
 import anyio
 
-from ..config import DEFAULT_CHUNK_SIZE, DEFAULT_SEGMENT_BELOW, DEFAULT_SEGMENT_SIZE
+from ..defaults import DEFAULT_CHUNK_SIZE, DEFAULT_SEGMENT_BELOW, DEFAULT_SEGMENT_SIZE
 from ..events import EventSink
 from ..journal import Journal
 from ..limits import HostLimiter, TokenBucket
