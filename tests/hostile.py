@@ -281,3 +281,28 @@ def asset_at(path: str, name: str, media_type: str = "image/tiff", **extra: Any)
 def payload(size: int, seed: int) -> bytes:
     """``size`` bytes of a pattern set by ``seed``."""
     return bytes((i * 7 + seed) % 251 for i in range(size))
+
+
+class BusyCatalogue(ThreadedApp):
+    """A STAC API on 127.0.0.1 whose /search answers 503 with ``Retry-After: retry_after``
+    ``busy`` times, then one page of ``items`` (ids); ``searches`` counts the requests."""
+
+    def __init__(self, busy: int, *, retry_after: str = "30", items: tuple[str, ...] = ("A",)):
+        super().__init__()
+        self.busy, self.retry_after, self.items = busy, retry_after, items
+        self.searches = 0
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if request.path != "/search":
+            return web.json_response(landing(self.base))
+        self.searches += 1
+        if self.searches <= self.busy:
+            busy = {"Retry-After": self.retry_after}
+            return web.json_response({"code": "Busy"}, status=503, headers=busy)
+        features = [feature(self.base, item) for item in self.items]
+        page = {"type": "FeatureCollection", "features": features, "links": []}
+        return web.json_response({**page, "numberMatched": len(features)})

@@ -18,7 +18,7 @@ import anyio
 import pytest
 from aiohttp import web
 
-from .hostile import ThreadedApp, feature, landing
+from .hostile import BusyCatalogue, ThreadedApp
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "stacpull"
@@ -194,30 +194,6 @@ def test_the_token_refresh_gives_up_after_its_budget() -> None:
 # -- the search waits through the policy ----------------------------------------------
 
 
-class _BusyCatalogue(ThreadedApp):
-    """A STAC API on 127.0.0.1 whose /search answers 503 with ``Retry-After: 30``
-    ``busy`` times, then a page of two items."""
-
-    def __init__(self, busy: int) -> None:
-        super().__init__()
-        self.busy = busy
-        self.searches = 0
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        if request.path != "/search":
-            return web.json_response(landing(self.base))
-        self.searches += 1
-        if self.searches <= self.busy:
-            return web.json_response({"code": "Busy"}, status=503, headers={"Retry-After": "30"})
-        items = [feature(self.base, "A"), feature(self.base, "B")]
-        page = {"type": "FeatureCollection", "features": items, "numberMatched": 2, "links": []}
-        return web.json_response(page)
-
-
 def _search(base: str) -> list[str]:
     from stacpull.config import SearchConfig
     from stacpull.search import search_pages
@@ -235,7 +211,7 @@ def test_the_search_backs_off_through_the_policy() -> None:
     for the server's 30 s."""
     from stacpull.retry import testing
 
-    with _BusyCatalogue(busy=2) as catalogue, testing() as skipped:
+    with BusyCatalogue(busy=2, items=("A", "B")) as catalogue, testing() as skipped:
         assert _search(catalogue.base) == ["A", "B"]
     assert catalogue.searches == 3 and skipped == [30.0, 30.0]
 
@@ -244,7 +220,11 @@ def test_the_search_gives_up_after_its_status_budget() -> None:
     from stacpull.errors import SearchError
     from stacpull.retry import testing
 
-    with _BusyCatalogue(busy=100) as catalogue, testing() as skipped, pytest.raises(SearchError):
+    with (
+        BusyCatalogue(busy=100, items=("A", "B")) as catalogue,
+        testing() as skipped,
+        pytest.raises(SearchError),
+    ):
         _search(catalogue.base)
     assert catalogue.searches == 6 and len(skipped) == 5  # status=5: five retries, as before
 

@@ -13,7 +13,7 @@ import sys
 import anyio
 from aiohttp import web
 
-from .hostile import ThreadedApp, feature, landing
+from .hostile import BusyCatalogue, ThreadedApp
 
 # -- startup: the transfer commands' help --------------------------------------------------
 
@@ -52,30 +52,6 @@ def test_the_transfer_commands_help_loads_no_config() -> None:
 # -- a hostile catalogue: Retry-After: 0 ---------------------------------------------------
 
 
-class _ZeroRetryAfter(ThreadedApp):
-    """A STAC API whose /search answers 503 with ``Retry-After: 0`` ``busy`` times, then a
-    page of one item."""
-
-    def __init__(self, busy: int) -> None:
-        super().__init__()
-        self.busy = busy
-        self.searches = 0
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        if request.path != "/search":
-            return web.json_response(landing(self.base))
-        self.searches += 1
-        if self.searches <= self.busy:
-            return web.json_response({"code": "Busy"}, status=503, headers={"Retry-After": "0"})
-        items = [feature(self.base, "A")]
-        page = {"type": "FeatureCollection", "features": items, "numberMatched": 1, "links": []}
-        return web.json_response(page)
-
-
 def test_a_zero_retry_after_from_the_catalogue_still_backs_off() -> None:
     """urllib3 took ``Retry-After: 0`` (or a date already past) as no header and backed off
     between the catalogue's 503s; the policy must do the same, not retry at once: a
@@ -88,7 +64,7 @@ def test_a_zero_retry_after_from_the_catalogue_still_backs_off() -> None:
         config = SearchConfig(catalog=base, timeout=5.0)
         return [str(item["id"]) async for page, _ in search_pages(config) for item in page]
 
-    with _ZeroRetryAfter(busy=3) as catalogue, testing() as skipped:
+    with BusyCatalogue(busy=3, retry_after="0") as catalogue, testing() as skipped:
         assert anyio.run(collect, catalogue.base) == ["A"]
     assert catalogue.searches == 4
     assert len(skipped) == 3 and all(wait > 0 for wait in skipped), skipped
