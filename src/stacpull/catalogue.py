@@ -123,8 +123,8 @@ def _same_site(catalog: str, url: str) -> bool:
 def headers_for(
     catalog: str, url: str, headers: tuple[tuple[str, str], ...], all_hosts: bool
 ) -> dict[str, str]:
-    """The configured ``headers`` one request to ``url`` carries (as fetch's
-    ``_user_headers``): all of them on the catalogue's origin, elsewhere none, or with
+    """The configured ``headers`` one request to ``url`` carries (as a transfer's
+    ``transfer.http._user_headers``): all of them on the catalogue's origin, elsewhere none, or with
     ``all_hosts`` all but the credentials."""
     if _same_site(catalog, url):
         return dict(headers)

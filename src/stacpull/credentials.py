@@ -200,7 +200,8 @@ async def _probe(
     url: str, token: Secret | None, extra: dict[str, str] | None = None
 ) -> tuple[int, str]:
     SECRETS.add_url(url)  # its own credentials are used, never shown
-    # The user's headers first; a user-set Authorization replaces the bearer, as in fetch.
+    # The user's headers first; a user-set Authorization replaces the bearer, as in a
+    # transfer (transfer/http.py).
     headers = {n: v for n, v in (extra or {}).items() if n.lower() != "range"}
     own = any(n.lower() == "authorization" for n in headers)
     if token is not None and not own and urlsplit(url).username is None:  # userinfo: Basic

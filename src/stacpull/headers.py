@@ -1,7 +1,7 @@
 """Pure HTTP header arithmetic: ``Range``, ``Content-Range``, ``If-Range``, ``Retry-After``.
 
-Kept free of I/O so property tests can hammer it; :mod:`stacpull.fetch` and the simulated
-server both use it, so client and server agree on the edge cases.
+Kept free of I/O so property tests can hammer it; :mod:`stacpull.transfer.http` and the
+simulated server both use it, so client and server agree on the edge cases.
 """
 
 from __future__ import annotations
