@@ -49,7 +49,7 @@ class _Link:
         """Step the link for ``seconds``, feeding ``control`` (``None``: a fixed window)."""
         rng = random.Random(self.seed)
         for _ in range(round(seconds / STEP)):
-            window = fixed if control is None else control.window
+            window = min(256, fixed if control is None else control.window)  # a runaway fails
             paused = control is not None and self.now < control.paused_until
             del self.slots[window:]  # a smaller window: the extra transfers stop
             while len(self.slots) < window and not paused:
@@ -208,6 +208,20 @@ def test_only_busy_epochs_count() -> None:
         now += 0.1
         assert control.tick(now) is None
     assert control.window == 8
+
+
+def test_the_first_epoch_after_a_change_is_ignored() -> None:
+    """New connections open in the epoch after a change and carry nothing yet: judged on
+    it, every doubling would look like a loss and the ramp would stop at 16."""
+    control = HostWindow(0.0)
+    now, opening = 0.0, True
+    for _ in range(100):
+        control.on_busy(now, True)
+        control.on_first_byte(now, 0.0625)  # epochs of 0.125 s: one per step, exactly
+        control.on_bytes(now, 0 if opening else control.window * MB)
+        now += 0.125
+        opening = control.tick(now) is not None
+    assert control.window == 32
 
 
 def test_a_rising_time_to_first_byte_brakes_growth() -> None:
