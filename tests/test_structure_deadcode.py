@@ -67,12 +67,14 @@ def _all(tree: ast.Module) -> list[str] | None:
 
 
 def _is_logger(node: ast.Assign) -> bool:
-    """``log = logging.getLogger(…)``: a module's logger, by logging's convention."""
+    """``log = logging.getLogger(…)`` or ``log = scrubbed_logger(…)``: a module's logger,
+    by logging's convention."""
     call = node.value
-    return (
-        isinstance(call, ast.Call)
-        and isinstance(call.func, ast.Attribute)
-        and call.func.attr == "getLogger"
+    if not isinstance(call, ast.Call):
+        return False
+    func = call.func
+    return (isinstance(func, ast.Attribute) and func.attr == "getLogger") or (
+        isinstance(func, ast.Name) and func.id == "scrubbed_logger"
     )
 
 

@@ -70,6 +70,7 @@ __all__ = [
     "redact_url",
     "scrub",
     "scrub_data",
+    "scrubbed_logger",
     "url_credentials",
 ]
 
@@ -312,6 +313,16 @@ class ScrubFilter(logging.Filter):
             record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
+
+
+def scrubbed_logger(name: str) -> logging.Logger:
+    """The logger ``name`` with one :class:`ScrubFilter` on it, however many modules ask
+    (the transfer's modules share ``stacpull.fetch``; a second filter would scrub each
+    record twice)."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, ScrubFilter) for f in logger.filters):
+        logger.addFilter(ScrubFilter())
+    return logger
 
 
 class RunAborted(Exception):

@@ -9,7 +9,6 @@ complete their listing was, which a mirror needs before it calls a file gone.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Container
 from typing import Protocol
 
@@ -17,7 +16,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from .claims import RunClaims
 from .destpaths import path_key
-from .errors import ScrubFilter
+from .errors import scrubbed_logger
 from .events import EventSink, JobQueued, JobRefused, SearchProgress
 from .journal import Journal
 from .models import Job, Refusal
@@ -26,8 +25,7 @@ from .search import ItemPages
 
 __all__ = ["JobSource", "PageSource", "Source"]
 
-log = logging.getLogger("stacpull.engine")  # the run's messages, under the engine's name
-log.addFilter(ScrubFilter())
+log = scrubbed_logger("stacpull.engine")  # the run's messages, under the engine's name
 
 
 class Source(Protocol):

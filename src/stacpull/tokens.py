@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import os
 import re
 import stat
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .config import Secret
-from .errors import ConfigError, CredentialsError, ScrubFilter
+from .errors import ConfigError, CredentialsError, scrubbed_logger
 from .events import EventSink, TokenRefreshed
 
 __all__ = [
@@ -38,8 +37,7 @@ __all__ = [
 ]
 
 #: The credentials' one logger (token files, refreshes), scrubbed before any handler.
-log = logging.getLogger("stacpull.auth")
-log.addFilter(ScrubFilter())
+log = scrubbed_logger("stacpull.auth")
 _KEY_VALUE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 
 import anyio
 import anyio.to_thread
@@ -33,10 +32,10 @@ from ..errors import (
     HTTPStatusError,
     PlanError,
     RangeError,
-    ScrubFilter,
     StorageError,
     TransferError,
     VerificationError,
+    scrubbed_logger,
 )
 from ..events import TransferRetried
 from ..models import Job, Outcome, Status
@@ -54,9 +53,7 @@ __all__ = ["fetch"]
 
 #: The transfer's messages keep the name fetch.py gave them (``--debug`` prints it, users
 #: set its level); every module of the package shares the logger and its one filter.
-log = logging.getLogger("stacpull.fetch")
-if not any(isinstance(f, ScrubFilter) for f in log.filters):
-    log.addFilter(ScrubFilter())
+log = scrubbed_logger("stacpull.fetch")
 
 
 async def fetch(job: Job, ctx: FetchContext) -> Outcome:

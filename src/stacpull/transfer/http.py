@@ -27,10 +27,10 @@ from ..errors import (
     CredentialsError,
     HTTPStatusError,
     RangeError,
-    ScrubFilter,
     StallError,
     TruncatedError,
     redact_url,
+    scrubbed_logger,
     url_credentials,
 )
 from ..headers import (
@@ -69,9 +69,7 @@ __all__ = [
 
 #: The transfer's messages keep the name fetch.py gave them (``--debug`` prints it, users
 #: set its level); every module of the package shares the logger and its one filter.
-log = logging.getLogger("stacpull.fetch")
-if not any(isinstance(f, ScrubFilter) for f in log.filters):
-    log.addFilter(ScrubFilter())
+log = scrubbed_logger("stacpull.fetch")
 
 #: What a request answers and what sends it, named here so no other module imports aiohttp.
 Response = aiohttp.ClientResponse

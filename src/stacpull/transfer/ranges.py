@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import itertools
 import json
-import logging
 import os
 import struct
 import time
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
-from ..errors import ScrubFilter
+from ..errors import scrubbed_logger
 from ..safepath import NONBLOCK, create_fresh, is_regular, open_directory, open_nofollow
 from .partfile import part_bytes, remove_part, write_blocks
 
@@ -45,9 +44,7 @@ __all__ = [
 
 #: The transfer's messages keep the name fetch.py gave them (``--debug`` prints it, users
 #: set its level); every module of the package shares the logger and its one filter.
-log = logging.getLogger("stacpull.fetch")
-if not any(isinstance(f, ScrubFilter) for f in log.filters):
-    log.addFilter(ScrubFilter())
+log = scrubbed_logger("stacpull.fetch")
 
 
 #: A split file has up to this many ranges per parallel connection (each at least

@@ -5,7 +5,6 @@ already under its final name is the file the catalogue describes (cheapest proof
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import stat
 import time
@@ -17,7 +16,13 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
-from ..errors import PlanError, ScrubFilter, StorageError, UnsafePathError, VerificationError
+from ..errors import (
+    PlanError,
+    StorageError,
+    UnsafePathError,
+    VerificationError,
+    scrubbed_logger,
+)
 from ..safepath import PATH_MAX as _PATH_MAX
 from ..safepath import is_ours as _ours
 from ..safepath import is_regular as _is_regular
@@ -35,9 +40,7 @@ __all__ = ["LOOK_INLINE_LIMIT", "Looks", "already_verified", "checksum", "look"]
 
 #: The transfer's messages keep the name fetch.py gave them (``--debug`` prints it, users
 #: set its level); every module of the package shares the logger and its one filter.
-log = logging.getLogger("stacpull.fetch")
-if not any(isinstance(f, ScrubFilter) for f in log.filters):
-    log.addFilter(ScrubFilter())
+log = scrubbed_logger("stacpull.fetch")
 
 
 def _digest_in(root: Path, path: Path, mh: Multihash) -> bytes | None:

@@ -10,7 +10,6 @@ while the next batch arrives).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 
 import anyio
@@ -18,11 +17,11 @@ import anyio.to_thread
 
 from ..errors import (
     RangeError,
-    ScrubFilter,
     SizeMismatchError,
     TooLargeError,
     TruncatedError,
     VerificationError,
+    scrubbed_logger,
 )
 from ..events import BytesReceived, TransferStarted
 from ..headers import Validators, range_header
@@ -49,9 +48,7 @@ __all__ = ["single"]
 
 #: The transfer's messages keep the name fetch.py gave them (``--debug`` prints it, users
 #: set its level); every module of the package shares the logger and its one filter.
-log = logging.getLogger("stacpull.fetch")
-if not any(isinstance(f, ScrubFilter) for f in log.filters):
-    log.addFilter(ScrubFilter())
+log = scrubbed_logger("stacpull.fetch")
 
 
 async def _resume_offset(t: Transfer, ctx: FetchContext) -> tuple[int, Mapping[str, str]]:
