@@ -110,15 +110,14 @@ def render_summary(
 
 def _window_text(host: str, window: Mapping[str, Any]) -> Text:
     """One host's window over a run: where it ended and why, its range, how it moved."""
-    low, high = window["min"], window["max"]
-    span = f"{low}" if low == high else f"{low}-{high}"
-    throttles = window["throttles"]
-    pushed = f", throttled {throttles}×" if throttles else ""
+    low, high, changes, throttles = (window[k] for k in ("min", "max", "changes", "throttles"))
+    moved = f"{changes} change{'' if changes == 1 else 's'}"
+    if low != high:
+        moved = f"{low}-{high} over {moved}"
+    if throttles:
+        moved += f", {throttles} throttle{'' if throttles == 1 else 's'}"
     return Text(
-        printable(
-            f"window {host}: {window['window']} at the end ({window['reason']}) · "
-            f"{span} over {window['changes']} change(s){pushed}"
-        )
+        printable(f"window {host}: {window['window']} at the end ({window['reason']}) · {moved}")
     )
 
 

@@ -18,6 +18,7 @@ from . import safeio
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = ["plot_format", "plot_report"]
@@ -104,8 +105,8 @@ def _draw(report: Mapping[str, Any]) -> Figure:
     top.legend(loc="upper right", frameon=False)
     top.set_title(_title(report), fontsize=10)
     bottom.step(xs, active, where="post", color="#d94801", linewidth=1.2, label="in flight")
-    _draw_windows(bottom, report, 60.0 if minutes else 1.0)
     bottom.set_ylabel("in flight")
+    _draw_windows(bottom, report, 60.0 if minutes else 1.0)
     bottom.set_ylim(bottom=0)
     bottom.set_xlabel("minutes" if minutes else "seconds")
     for axis in (top, bottom):
@@ -113,29 +114,40 @@ def _draw(report: Mapping[str, Any]) -> Figure:
     return fig
 
 
-#: The most hosts whose windows are drawn (those that moved most), so the legend stays legible.
-_WINDOW_HOSTS = 4
+#: The colours of the hosts' windows (at most this many hosts, those that moved most, so
+#: the legend stays legible), apart from the transfers in flight's orange.
+_WINDOW_COLOURS = ("#2171b5", "#238b45", "#6a51a3", "#525252")
 
 
-def _draw_windows(axis: Any, report: Mapping[str, Any], unit: float) -> None:
+def _draw_windows(axis: Axes, report: Mapping[str, Any], unit: float) -> None:
     """Each host's window as a dashed step line to the run's end, a mark at each throttle;
     nothing for a report without ``windows`` (written before stacpull recorded them)."""
     windows = report.get("windows") or {}
     end = float(report.get("seconds") or 0)
     busiest = sorted(windows.items(), key=lambda kv: -int(kv[1].get("changes", 0)))
-    for host, record in busiest[:_WINDOW_HOSTS]:
+    drawn = 0
+    for (host, record), colour in zip(busiest, _WINDOW_COLOURS, strict=False):
         steps = [(float(s["t"]), int(s["window"]), str(s["reason"])) for s in record["history"]]
         if not steps:
             continue
         xs = [t / unit for t, _, _ in steps] + [max(end, steps[-1][0]) / unit]
         ys = [w for _, w, _ in steps] + [steps[-1][1]]
-        (line,) = axis.step(xs, ys, where="post", linestyle="--", linewidth=1.0)
-        line.set_label(f"window {host}")
+        axis.step(
+            xs,
+            ys,
+            where="post",
+            linestyle="--",
+            linewidth=1.1,
+            color=colour,
+            label=f"window {host}",
+        )
         cuts = [(t / unit, w) for t, w, why in steps if why == "throttled"]
         if cuts:
-            axis.plot(*zip(*cuts, strict=True), "v", color=line.get_color(), markersize=4)
-    if busiest:
-        axis.legend(loc="upper right", frameon=False, fontsize=8)
+            axis.plot(*zip(*cuts, strict=True), "v", color=colour, markersize=4)
+        drawn += 1
+    if drawn:
+        axis.set_ylabel("in flight, window")
+        axis.legend(loc="upper right", fontsize=8, framealpha=0.8)
 
 
 def _title(report: Mapping[str, Any]) -> str:
