@@ -298,9 +298,10 @@ class Snapshot:
 class RunStats:
     """Counters for one run, fed by events; thread-safe snapshots for the dashboard.
 
-    Besides :meth:`snapshot`, the report and the CLI read :attr:`failures` and
-    :attr:`refusals` (the first 1000 of each), :attr:`refused`, :attr:`interrupted` and
-    :attr:`started_wall`.
+    Besides :meth:`snapshot`, the report reads :meth:`series` and :meth:`windows` (the
+    throughput curve, each host's window over time), and the report and the CLI read
+    :attr:`failures` and :attr:`refusals` (the first 1000 of each), :attr:`refused`,
+    :attr:`interrupted` and :attr:`started_wall`.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
