@@ -185,7 +185,7 @@ def test_the_whole_pipeline_fits_80x24() -> None:
     spark = next(line for line in lines if "last 3 min" in line)
     assert "█" in spark and " " in spark.split("last")[0].strip("│ ")  # the lull is a gap
     assert "host host0.example.org:8443  10 in flight" in text  # per-host, busiest first
-    assert "host1.example.org:8443  10 in flight  100.0 kB/s · limit 4" in text
+    assert "host1.example.org:8443  10 in flight  100.0 kB/s · window 4 · throttled" in text
     assert "TruncatedError ×2: ITEM0004/product: transfer cut after 2.0 MB" in text
     assert "HTTPStatusError ×1" in text  # grouped by class, newest class first
     assert "… and" in text and "more" in text  # 30 transfers do not fit in 24 lines

@@ -154,12 +154,12 @@ def test_stopping_line_only_while_stopping() -> None:
     )
 
 
-def test_host_line_shows_flight_rate_and_limit() -> None:
+def test_host_line_shows_flight_rate_and_window() -> None:
     from stacpull.panels import host_line
     from stacpull.stats import HostView
 
     assert _text(host_line(HostView("a:443", 2, 1500.0, 9, 4))).strip() == (
-        "host a:443  2 in flight  1.5 kB/s · limit 4"
+        "host a:443  2 in flight  1.5 kB/s · window 4"
     )
     assert _text(host_line(HostView("b", 0, 0.0, 0, None))).strip() == "host b  0 in flight  0 B/s"
     (seen,) = _stats().snapshot().hosts

@@ -21,6 +21,7 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from .errors import ScrubFilter, scrub
 from .events import (
@@ -87,7 +88,7 @@ def render_dashboard(snap: Snapshot, *, width: int = 80, height: int = 24) -> Re
     # What is left of the height goes to hosts, active transfers and errors.
     room = height - 2 - len(parts) - 1  # borders, the fixed lines, the bars' second row
     share = share_height(snap, room, tall=height >= 32)
-    parts += [host_line(h) for h in share.hosts]
+    parts += [host_line(h, inner) for h in share.hosts]
     table = active_table(snap.active, share.rows, snap.now)
     if table is not None:
         parts.append(table)
@@ -95,9 +96,33 @@ def render_dashboard(snap: Snapshot, *, width: int = 80, height: int = 24) -> Re
     return Panel(Group(*parts), border_style="cyan", width=panel_width)
 
 
-def render_summary(values: Mapping[str, Any]) -> Table:
+def render_summary(
+    values: Mapping[str, Any], windows: Mapping[str, Mapping[str, Any]] | None = None
+) -> RenderableType:
     """The end-of-run table, from the report's ``totals`` (see :func:`~stacpull.report.totals`),
-    so the screen and the JSON report always agree."""
+    so the screen and the JSON report always agree; with ``windows``
+    (:func:`~stacpull.report.window_summary`), a line per host's window below it."""
+    table = _summary_table(values)
+    if not windows:
+        return table
+    return Group(table, *(_window_text(host, w) for host, w in windows.items()))
+
+
+def _window_text(host: str, window: Mapping[str, Any]) -> Text:
+    """One host's window over a run: where it ended and why, its range, how it moved."""
+    low, high, changes, throttles = (window[k] for k in ("min", "max", "changes", "throttles"))
+    moved = f"{changes} change{'' if changes == 1 else 's'}"
+    if low != high:
+        moved = f"{low}-{high} over {moved}"
+    if throttles:
+        moved += f", {throttles} throttle{'' if throttles == 1 else 's'}"
+    return Text(
+        printable(f"window {host}: {window['window']} at the end ({window['reason']}) · {moved}")
+    )
+
+
+def _summary_table(values: Mapping[str, Any]) -> Table:
+    """The totals as a two-column table (see :func:`render_summary`)."""
     table = Table(title="stacpull summary", show_header=False, title_style="bold")
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
@@ -176,7 +201,8 @@ class LiveDashboard:
 
 class PlainProgress:
     """No terminal: a progress line every ``interval`` seconds (``None``: none, for
-    ``--quiet``), one line per failure; ``verbose`` adds one per file and token."""
+    ``--quiet``), one line per failure and per throttled host window; ``verbose`` adds
+    one per file, token and every other move of a host's window."""
 
     def __init__(
         self,
@@ -247,8 +273,12 @@ def _refused_text(event: JobRefused, verbose: bool) -> str:
     return f"refused {r.item_id}/{r.asset_key}: {r.reason}"
 
 
-def _host_limit_text(event: HostLimitChanged, verbose: bool) -> str:
-    return f"{event.host}: {event.limit} connection(s) ({event.reason})"
+def _host_limit_text(event: HostLimitChanged, verbose: bool) -> str | None:
+    # The window moves every few seconds while it probes: only a throttle (the host
+    # pushing back, which a log's reader looks for) is worth a line unless verbose.
+    if event.reason != "throttled" and not verbose:
+        return None
+    return f"{event.host}: window {event.limit} ({event.reason})"
 
 
 def _stopping_text(event: RunStopping, verbose: bool) -> str:

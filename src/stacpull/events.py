@@ -97,7 +97,12 @@ class TransferRetried:
 
 @dataclass(frozen=True, slots=True)
 class HostLimitChanged:
-    """The adaptive limit of connections to ``host`` moved (``throttled`` or ``recovered``)."""
+    """The window of requests in flight to ``host`` (its connections) changed: ``limit``
+    is the window now, ``reason`` why (one of :class:`~stacpull.window.Change`'s: ``ramp``,
+    ``ramp undone``, ``ramp kept``, ``probe up``, ``probe down``, ``probe kept``, ``probe
+    undone``, ``fewer suffice``, ``cover latency``, ``throttled``, ``ttfb brake``). The
+    ``… kept`` and ``fewer suffice`` reasons keep the window where a step put it: the
+    event says the step was judged. ``host`` is the URL's host, without a port."""
 
     host: str
     limit: int

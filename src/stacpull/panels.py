@@ -196,13 +196,23 @@ def stopping_line(snap: Snapshot) -> Text | None:
     )
 
 
-def host_line(host: HostView) -> Text:
-    """One host: transfers in flight, throughput, and its adaptive limit once it moved."""
-    limit = f" · limit {host.limit}" if host.limit is not None else ""
-    return _line(
-        ("host ", "bold"),
-        f"{host.host}  {host.active} in flight  {human_bytes(host.rate)}/s{limit}",
-    )
+def host_line(host: HostView, width: int | None = None) -> Text:
+    """One host: transfers in flight, throughput, and its window of requests in flight
+    with why it last moved (``window 16 · ramp``), once it moved. In ``width`` columns
+    the window outlasts the reason, and both outlast the end of a long host name."""
+    name = host.host
+    flow = f"  {host.active} in flight  {human_bytes(host.rate)}/s"
+    if host.limit is None:
+        return _line(("host ", "bold"), f"{name}{flow}")
+    window = f" · window {host.limit}"
+    why = f" · {host.reason}" if host.reason else ""
+    if width is not None:
+        room = width - len("host ") - len(flow) - len(window)
+        if len(name) + len(why) > room:
+            why = ""
+        if room >= 8 < len(name) > room:  # narrower yet, the line's own ellipsis cuts it
+            name = name[: room - 1] + "…"
+    return _line(("host ", "bold"), f"{name}{flow}{window}", (why, "dim"))
 
 
 def error_line(group: ErrorGroup) -> Text:

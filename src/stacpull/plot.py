@@ -1,4 +1,6 @@
-"""``stacpull report DEST --plot out.png``: a run's throughput and concurrency over time.
+"""``stacpull report DEST --plot out.png``: a run's throughput and concurrency over time,
+with each host's window of requests in flight (the limit the transfers in flight run
+under, and the throttles that cut it).
 
 matplotlib is an optional extra (``pip install 'stacpull[plot]'``); it is imported only
 here, only when a plot is asked for, and drawn with the Agg backend (no display needed,
@@ -16,6 +18,7 @@ from . import safeio
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = ["plot_format", "plot_report"]
@@ -50,7 +53,8 @@ def _moving_average(values: Sequence[float], window: int) -> list[float]:
 
 def plot_report(report: Mapping[str, Any], out: Path) -> Path:
     """Draw throughput (MB/s per second, and its moving average) above the transfers in
-    flight, from a report's ``series``; write it to ``out`` (PNG, SVG or PDF by its suffix)."""
+    flight and the hosts' windows, from a report's ``series`` and ``windows``; write it
+    to ``out`` (PNG, SVG or PDF by its suffix)."""
     fmt = plot_format(out)
     try:
         import matplotlib
@@ -100,13 +104,50 @@ def _draw(report: Mapping[str, Any]) -> Figure:
     top.set_ylim(bottom=0)
     top.legend(loc="upper right", frameon=False)
     top.set_title(_title(report), fontsize=10)
-    bottom.step(xs, active, where="post", color="#d94801", linewidth=1.2)
+    bottom.step(xs, active, where="post", color="#d94801", linewidth=1.2, label="in flight")
     bottom.set_ylabel("in flight")
+    _draw_windows(bottom, report, 60.0 if minutes else 1.0)
     bottom.set_ylim(bottom=0)
     bottom.set_xlabel("minutes" if minutes else "seconds")
     for axis in (top, bottom):
         axis.grid(alpha=0.3)
     return fig
+
+
+#: The colours of the hosts' windows (at most this many hosts, those that moved most, so
+#: the legend stays legible), apart from the transfers in flight's orange.
+_WINDOW_COLOURS = ("#2171b5", "#238b45", "#6a51a3", "#525252")
+
+
+def _draw_windows(axis: Axes, report: Mapping[str, Any], unit: float) -> None:
+    """Each host's window as a dashed step line to the run's end, a mark at each throttle;
+    nothing for a report without ``windows`` (written before stacpull recorded them)."""
+    windows = report.get("windows") or {}
+    end = float(report.get("seconds") or 0)
+    busiest = sorted(windows.items(), key=lambda kv: -int(kv[1].get("changes", 0)))
+    drawn = 0
+    for (host, record), colour in zip(busiest, _WINDOW_COLOURS, strict=False):
+        steps = [(float(s["t"]), int(s["window"]), str(s["reason"])) for s in record["history"]]
+        if not steps:
+            continue
+        xs = [t / unit for t, _, _ in steps] + [max(end, steps[-1][0]) / unit]
+        ys = [w for _, w, _ in steps] + [steps[-1][1]]
+        axis.step(
+            xs,
+            ys,
+            where="post",
+            linestyle="--",
+            linewidth=1.1,
+            color=colour,
+            label=f"window {host}",
+        )
+        cuts = [(t / unit, w) for t, w, why in steps if why == "throttled"]
+        if cuts:
+            axis.plot(*zip(*cuts, strict=True), "v", color=colour, markersize=4)
+        drawn += 1
+    if drawn:
+        axis.set_ylabel("in flight, window")
+        axis.legend(loc="upper right", fontsize=8, framealpha=0.8)
 
 
 def _title(report: Mapping[str, Any]) -> str:

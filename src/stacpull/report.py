@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -30,6 +30,7 @@ __all__ = [
     "ReportInfo",
     "refusal_dict",
     "totals",
+    "window_summary",
     "write_report",
 ]
 
@@ -226,12 +227,15 @@ def write_report(
     started in the same second from sharing (and replacing) one report.
 
     Besides totals it holds the per-second throughput series (``series.bytes``, and
-    ``series.active``, the most transfers in flight in each second) and every file's
-    outcome (``files``), streamed from the outcomes log so a 100 000-file run needs no
-    memory for it. Written to a temporary name first: a report is whole or absent.
+    ``series.active``, the most transfers in flight in each second), each host's window
+    of requests in flight over time (``windows``, see :meth:`RunStats.windows`: at most
+    200 steps a host) and every file's outcome (``files``), streamed from the outcomes
+    log so a 100 000-file run needs no memory for it. Written to a temporary name first:
+    a report is whole or absent.
     """
     report = _report_head(stats, info, outcomes)
     series = stats.series()
+    windows = scrub_data(stats.windows())
     directory.mkdir(parents=True, exist_ok=True)
     safeio.ensure_directory(directory, create=False)  # never written through a link
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(stats.started_wall))
@@ -242,6 +246,7 @@ def write_report(
     with safeio.create_new(partial) as f:
         f.write(head[: -len("\n}")])
         f.write(',\n  "series": ' + json.dumps(series, separators=(",", ":")))
+        f.write(',\n  "windows": ' + json.dumps(windows, separators=(",", ":")))
         f.write(',\n  "files": [')
         _copy_outcomes(outcomes, f)
         f.write("\n  ]\n}\n")
@@ -272,6 +277,23 @@ def _report_head(stats: RunStats, info: ReportInfo, outcomes: Path | None) -> di
         "failed": [_outcome_dict(o) for o in stats.failures],
         "refused": [refusal_dict(r) for r in stats.refusals],
         "outcomes_file": outcomes.name if outcomes else None,
+    }
+
+
+def window_summary(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each host's window in a run report, without its history (``stacpull report``'s):
+    where it ended and why, its range, how often it changed and was throttled. Empty
+    for a run that never moved one (or a report from before windows were recorded);
+    TypeError, KeyError or ValueError for one that is not a report's."""
+    windows = report.get("windows") or {}
+    if not isinstance(windows, dict):
+        raise TypeError("windows is not an object")
+    return {
+        str(host): {
+            **{key: int(record[key]) for key in ("window", "changes", "throttles", "min", "max")},
+            "reason": str(record["reason"]),
+        }
+        for host, record in windows.items()
     }
 
 

@@ -39,11 +39,97 @@ __all__ = ["ActiveTransfer", "ErrorGroup", "HostView", "RunStats", "Snapshot"]
 _RATE_WINDOW = 5.0
 _MAX_KEPT = 1000
 _SERIES_KEPT = 600  # seconds of throughput history in a snapshot (the sparkline's window)
+_WINDOW_KEPT = 200  # changes of one host's window the report keeps (see _WindowLog)
 
 
 def _host_of(url: str) -> str:
     parts = urlsplit(url)
     return parts.netloc.rsplit("@", 1)[-1] or "?"
+
+
+def _bare_host(netloc: str) -> str:
+    """``host:port`` (or ``[v6]:port``) as the limiter names it: the host alone."""
+    host = netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 or "]:" in netloc else netloc
+    return host.strip("[]")
+
+
+@dataclass(frozen=True, slots=True)
+class _WindowStep:
+    """One change of a host's window: ``t`` seconds after the run started, the window it
+    moved to (or stayed at: ``probe kept``) and why (:class:`~stacpull.window.Change`)."""
+
+    t: float
+    window: int
+    reason: str
+
+
+class _WindowLog:
+    """One host's window: where it is, why it last moved, and a bounded history.
+
+    An overnight run probes its window every few seconds, so the history keeps at most
+    ``kept`` steps, spread evenly over the run: past that, only every ``stride``-th step
+    is kept (the stride doubles each time the history fills up, dropping the steps off
+    it), besides the first, the last and every throttle (the steps a reader looks for).
+    Throttles alone outgrowing it are thinned the same way, by their own stride. Each
+    thinning halves what it thins: O(1) per event on average.
+    """
+
+    __slots__ = ("changes", "high", "kept", "latest", "low", "steps", "stride", "throttles")
+
+    def __init__(self, kept: int = _WINDOW_KEPT) -> None:
+        self.kept = max(3, kept)
+        self.steps: list[tuple[int, int, _WindowStep]] = []  # (change no., throttle no., step)
+        self.latest: _WindowStep | None = None
+        self.changes = self.throttles = 0
+        self.low = self.high = 0
+        self.stride = [1, 1]  # of the other steps, of the throttles
+
+    @property
+    def last(self) -> _WindowStep:
+        assert self.latest is not None  # a log exists from its first step on
+        return self.latest
+
+    def add(self, step: _WindowStep) -> None:
+        throttled = step.reason == "throttled"
+        number = (self.changes, self.throttles if throttled else -1, step)
+        self.low = min(self.low, step.window) if self.changes else step.window
+        self.high = max(self.high, step.window)
+        self.changes += 1
+        self.throttles += throttled
+        self.latest = step
+        if self._keeps(number):
+            self.steps.append(number)
+        while len(self.steps) >= self.kept:  # one place stays for the latest step
+            self.stride[self._thinned()] *= 2
+            self.steps = [n for n in self.steps if self._keeps(n)]
+
+    def _thinned(self) -> int:
+        """Which stride doubles: the other steps' while any is kept, else the throttles'."""
+        return 0 if any(t < 0 and c > 0 for c, t, _ in self.steps) else 1
+
+    def _keeps(self, number: tuple[int, int, _WindowStep]) -> bool:
+        change, throttle, _ = number
+        if change == 0:
+            return True
+        if throttle >= 0:
+            return throttle % self.stride[1] == 0
+        return change % self.stride[0] == 0
+
+    def record(self) -> dict[str, Any]:
+        """The report's record of this host's window (see :meth:`RunStats.windows`)."""
+        steps = [step for _, _, step in self.steps]
+        if self.latest is not None and (not steps or steps[-1] is not self.latest):
+            steps.append(self.latest)
+        return {
+            "window": self.last.window,
+            "reason": self.last.reason,
+            "changes": self.changes,
+            "throttles": self.throttles,
+            "min": self.low,
+            "max": self.high,
+            "dropped": self.changes - len(steps),
+            "history": [{"t": s.t, "window": s.window, "reason": s.reason} for s in steps],
+        }
 
 
 class _HostStats:
@@ -95,7 +181,8 @@ class HostView:
     active: int
     rate: float  # bytes/s over the last few seconds
     received: int
-    limit: int | None  # the adaptive limit, once it moved
+    limit: int | None  # the host's window of requests in flight, once it moved
+    reason: str = ""  # why it last moved (``ramp``, ``throttled``…)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,9 +298,10 @@ class Snapshot:
 class RunStats:
     """Counters for one run, fed by events; thread-safe snapshots for the dashboard.
 
-    Besides :meth:`snapshot`, the report and the CLI read :attr:`failures` and
-    :attr:`refusals` (the first 1000 of each), :attr:`refused`, :attr:`interrupted` and
-    :attr:`started_wall`.
+    Besides :meth:`snapshot`, the report reads :meth:`series` and :meth:`windows` (the
+    throughput curve, each host's window over time), and the report and the CLI read
+    :attr:`failures` and :attr:`refusals` (the first 1000 of each), :attr:`refused`,
+    :attr:`interrupted` and :attr:`started_wall`.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -237,7 +325,7 @@ class RunStats:
         self.seconds = 0.0
         self.interrupted = False
         self.stopping: str | None = None  # why the run is winding down, once asked to stop
-        self._host_limits: dict[str, int] = {}  # hosts whose adaptive limit moved
+        self._windows: dict[str, _WindowLog] = {}  # hosts whose window moved
         self.token_refreshes = 0  # new access tokens (OIDC refresh, token file changed)
         self._series = _Series()
         self._hosts: dict[str, _HostStats] = {}
@@ -343,7 +431,11 @@ class RunStats:
         self.collections, self.dest = event.collections, event.dest
 
     def _on_host_limit(self, event: HostLimitChanged) -> None:
-        self._host_limits[event.host] = event.limit
+        log = self._windows.get(event.host)
+        if log is None:
+            log = self._windows[event.host] = _WindowLog()
+        t = round(max(0.0, self._clock() - self._t0), 3)
+        log.add(_WindowStep(t, event.limit, event.reason))
 
     def _on_stopping(self, event: RunStopping) -> None:
         self.stopping = event.reason
@@ -382,16 +474,21 @@ class RunStats:
     def _host_views(self) -> tuple[HostView, ...]:
         second, elapsed = self._second(), self._clock() - self._t0
         busiest = sorted(self._hosts.items(), key=lambda kv: -kv[1].received)
-        return tuple(
-            HostView(
-                name,
-                h.active,
-                h.rate(second, elapsed),
-                h.received,
-                self._host_limits.get(name.rsplit(":", 1)[0]),
+        views = []
+        for name, h in busiest:
+            log = self._windows.get(_bare_host(name))
+            step = log.last if log is not None else None
+            views.append(
+                HostView(
+                    name,
+                    h.active,
+                    h.rate(second, elapsed),
+                    h.received,
+                    step.window if step else None,
+                    step.reason if step else "",
+                )
             )
-            for name, h in busiest
-        )
+        return tuple(views)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -404,6 +501,14 @@ class RunStats:
                 "bytes": list(self._series.bytes),
                 "active": list(self._series.active),
             }
+
+    def windows(self) -> dict[str, dict[str, Any]]:
+        """Each host's window over the run, as the report holds it: where it ended and why
+        (``window``, ``reason``), how often it changed and was throttled, its range, and
+        its ``history`` of ``{t, window, reason}`` (``t``: seconds since the run started),
+        at most 200 steps (``dropped``: how many were thinned out, see :class:`_WindowLog`)."""
+        with self._lock:
+            return {host: log.record() for host, log in self._windows.items()}
 
     def snapshot(self) -> Snapshot:
         """A consistent copy of the counters."""

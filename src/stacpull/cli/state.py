@@ -39,8 +39,11 @@ def _open_dest(dest: str) -> Path:
 
 def _report_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
     """``stacpull report --json``: the run report's summary (not its per-second series
-    nor every file's outcome: those stay in the report file, named by ``report``).
-    Raises KeyError/TypeError/ValueError when ``data`` is not a run report."""
+    nor every file's outcome: those stay in the report file, named by ``report``; each
+    host's window without its history). Raises KeyError/TypeError/ValueError when
+    ``data`` is not a run report."""
+    from ..report import window_summary
+
     totals_ = data.get("totals") or {}
     if not isinstance(totals_, dict):
         raise TypeError("totals is not an object")
@@ -70,6 +73,7 @@ def _report_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
         "errors": errors,
         "failed": rows,
         "refused": [dict(row) for row in data.get("refused") or []],
+        "windows": window_summary(data),
     }
 
 
@@ -79,8 +83,8 @@ def _report_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
     "--plot",
     type=click.Path(dir_okay=False),
     metavar="FILE",
-    help="Also draw throughput and transfers in flight over time, as .png, .svg or .pdf "
-    "(needs stacpull[plot]).",
+    help="Also draw throughput, transfers in flight and each host's window over time, as "
+    ".png, .svg or .pdf (needs stacpull[plot]).",
 )
 @click.option(
     "--failures",
@@ -109,7 +113,9 @@ def report(dest: str, plot: str | None, failures: int, as_json: bool) -> None:
             raise TypeError("not an object")
         view = _report_json(data, path)
         if not as_json:
-            summary = render_summary({"seconds": view["seconds"], **view["totals"]})
+            summary = render_summary(
+                {"seconds": view["seconds"], **view["totals"]}, windows=view["windows"]
+            )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         fail(f"cannot read {path}: not a stacpull run report ({type(exc).__name__}: {exc})")
     if as_json:
