@@ -225,8 +225,8 @@ def test_segments_auto_splits_a_slow_file_over_the_hosts_ceiling(
     connections per host, a slow large file is split into parallel ranges, at most three
     at once (0, the stored auto, would never split it)."""
     spec = next(s for s in default_collections(1, 50_000) if s.id == L1C)
-    catalog = SimCatalog([dataclasses.replace(spec, enclosure_size=6_000_000)])
-    with SimServer(catalog, options=SimOptions(faults=Faults(rate_limit=1_500_000))) as big:
+    catalog = SimCatalog([dataclasses.replace(spec, enclosure_size=4_000_000)])
+    with SimServer(catalog, options=SimOptions(faults=Faults(rate_limit=2_000_000))) as big:
         result = pull(
             big,
             tmp_path,
@@ -234,7 +234,7 @@ def test_segments_auto_splits_a_slow_file_over_the_hosts_ceiling(
             collections=[L1C],
             assets=["enclosure_abs_tiff"],
             per_host=3,
-            segment_size=1_000_000,
+            segment_size=500_000,
             segment_below=10_000_000,
         )
         assert result.ok and result.downloaded == 1, recorder.outcomes()

@@ -269,8 +269,8 @@ def _connection_counts(config: DownloadConfig) -> None:
         if f.metadata.get("unit") != "connections":
             continue
         value, key = getattr(config, f.name), f"download.{f.name}"
-        if isinstance(value, int) and not isinstance(value, bool) and value == 0:
-            continue  # auto, as stored
+        if type(value) is int and value == AUTO:
+            continue  # auto, as stored (parse_connections refuses a 0 anyone writes)
         object.__setattr__(config, f.name, parse_connections(value, key))
 
 
