@@ -106,7 +106,7 @@ def test_other_4xx_fail_at_once_with_the_reason(sim: SimServer, tmp_path: Path) 
 def test_503_and_429_bursts_are_retried_honouring_retry_after(
     faulty: SimServer, tmp_path: Path, recorder: Recorder
 ) -> None:
-    result = pull(faulty, tmp_path, recorder, retries=15, max_items=3)
+    result = pull(faulty, tmp_path, recorder, retries=15, max_items=3, per_host=8)
     assert result.ok
     counts = faulty.fault_counts
     assert counts.get("status_503", 0) + counts.get("status_429", 0) > 0

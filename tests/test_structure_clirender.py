@@ -370,10 +370,12 @@ def test_help_texts_restate_no_default_that_config_names() -> None:
 
 def test_demo_help_shows_configs_concurrency() -> None:
     from stacpull.cli import main
+    from stacpull.config import shown_setting
     from stacpull.defaults import DEFAULT_CONCURRENCY
 
     result = CliRunner().invoke(main, ["demo", "--help"], terminal_width=100)
-    assert f"[default: {DEFAULT_CONCURRENCY}]" in _squash(result.output)
+    default = shown_setting("download.concurrency", DEFAULT_CONCURRENCY)  # "auto"
+    assert f"[default: {default}]" in _squash(result.output)
 
 
 # -- size targets -------------------------------------------------------------------------

@@ -45,7 +45,7 @@ def test_the_transfer_commands_help_loads_no_config() -> None:
         check=True,
         timeout=60,
     )
-    assert "[8]" in done.stdout  # the help still quotes the defaults
+    assert "[auto]" in done.stdout  # the help still quotes the defaults
     assert json.loads(done.stderr.rsplit("@@", 1)[1]) == []
 
 

@@ -9,6 +9,9 @@ every name. ``download.record_hash``'s default is :data:`stacpull.hashes.DEFAULT
 from __future__ import annotations
 
 __all__ = [
+    "AUTO",
+    "AUTO_CONCURRENCY",
+    "AUTO_PER_HOST",
     "DASHBOARDS",
     "DEFAULT_ASSETS",
     "DEFAULT_BACKOFF",
@@ -45,6 +48,7 @@ __all__ = [
     "DEFAULT_VERBOSITY",
     "SEARCH_METHODS",
     "VERBOSITIES",
+    "WINDOW_START",
 ]
 
 # [search]
@@ -58,8 +62,18 @@ DEFAULT_SEARCH_TIMEOUT = 60.0
 # [download]
 DEFAULT_ASSETS = ("maap",)
 DEFAULT_TEMPLATE = "{collection}/{item}/{name}"
-DEFAULT_CONCURRENCY = 8
-DEFAULT_PER_HOST = 8
+#: ``download.concurrency``, ``per_host`` and ``segments`` as stored when set to "auto".
+AUTO = 0
+#: Files in flight over all hosts when ``download.concurrency`` is auto.
+AUTO_CONCURRENCY = 64
+#: The polite per-host ceiling when ``download.per_host`` is auto: each host's window of
+#: requests in flight grows no further, whatever the link would take.
+AUTO_PER_HOST = 32
+#: Where each host's window starts (and stays, with ``download.adaptive = false`` and
+#: ``per_host`` auto): today's eight connections.
+WINDOW_START = 8
+DEFAULT_CONCURRENCY = AUTO
+DEFAULT_PER_HOST = AUTO
 #: Bound of the job stream; 0: twice the concurrency.
 DEFAULT_QUEUE_SIZE = 0
 DEFAULT_CHUNK_SIZE = 4 << 20
@@ -75,8 +89,9 @@ DEFAULT_NOT_FOUND_DELAY = 30.0
 DEFAULT_MIN_FREE = 100_000_000
 #: A run that would download more refuses to start; 0: no budget.
 DEFAULT_MAX_BYTES = 0
-#: Parallel connections for one large file on a slow link; 1: never split.
-DEFAULT_SEGMENTS = 8
+#: Parallel connections for one large file on a slow link; 1: never split; auto: as many
+#: as the host's window gives.
+DEFAULT_SEGMENTS = AUTO
 #: The smallest range worth its own connection.
 DEFAULT_SEGMENT_SIZE = 8 << 20
 #: Bytes/s under which a connection is slow enough to split its file.

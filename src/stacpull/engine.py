@@ -30,7 +30,7 @@ import anyio
 import anyio.to_thread
 
 from . import safeio
-from .config import Config
+from .config import Config, shown_setting
 from .credentials import load_credentials
 from .destlock import refuse_nested
 from .dryrun import budget_error, dry_run
@@ -144,8 +144,9 @@ def _settings_dict(config: Config) -> dict[str, Any]:
         "dest": d.dest,
         "assets": list(d.assets),
         "template": d.template,
-        "concurrency": d.concurrency,
-        "per_host": d.per_host,
+        "concurrency": shown_setting("download.concurrency", d.concurrency),
+        "per_host": shown_setting("download.per_host", d.per_host),
+        "segments": shown_setting("download.segments", d.segments),
         "chunk_size": d.chunk_size,
         "stall_timeout": d.stall_timeout,
         "retries": d.retries,
@@ -266,7 +267,7 @@ async def _transfer(state: RunState) -> None:
         ctx = _transfer_context(state, session)
         state.provider.listen(state.emit)
         try:
-            size = PoolSize(dl.concurrency, dl.queue_limit, state.opts.grace)
+            size = PoolSize(dl.concurrency_limit, dl.queue_limit, state.opts.grace)
             await pump(state.source, ctx, size, state.stop, state.emit)
         except BaseExceptionGroup as group:
             raise first_error(group) from None
@@ -295,12 +296,12 @@ def _transfer_context(state: RunState, session: Session) -> FetchContext:
         ),
         chunk_size=dl.chunk_size,
         limiter=HostLimiter(
-            dl.per_host,
+            dl.per_host_limit,
             adaptive=dl.adaptive,
             on_change=lambda host, limit, reason: emit(HostLimitChanged(host, limit, reason)),
         ),
         space=SpaceBudget(dl.min_free),
-        segments=dl.segments,
+        segments=dl.segment_limit,
         segment_size=dl.segment_size,
         segment_below=dl.segment_below,
         record_hash=record_hash(dl.record_hash),
@@ -357,7 +358,7 @@ async def run(
             scrub(config.search.catalog),
             config.search.collections,
             str(state.root),
-            config.download.concurrency,
+            config.download.concurrency_limit,
         )
     )
     try:

@@ -27,6 +27,9 @@ _Names = str | Sequence[str]
 
 #: A time: seconds, or a string with units ("500ms", "30s", "2m", "1h30m").
 _Duration = float | str
+#: A count of transfers or connections: a whole number from 1 to 4096, or "auto" (the
+#: default: the run finds what the link takes, under a polite ceiling).
+_Count = int | Literal["auto"]
 #: Extra request headers: "Name: value" strings, a mapping, or (name, value) pairs.
 _Headers = Sequence[str] | Mapping[str, str] | Sequence[tuple[str, str]]
 
@@ -50,8 +53,8 @@ class _CatalogOptions(TypedDict, total=False):
     dest: _PathArg | None
     assets: _Names | None
     template: str | None
-    concurrency: int | None
-    per_host: int | None
+    concurrency: _Count | None
+    per_host: _Count | None
     queue_size: int | None
     chunk_size: int | None
     stall_timeout: _Duration | None
@@ -65,7 +68,7 @@ class _CatalogOptions(TypedDict, total=False):
     adaptive: bool | None
     min_free: int | str | None
     max_bytes: int | str | None
-    segments: int | None
+    segments: _Count | None
     segment_size: int | str | None
     segment_below: int | str | None
     record_hash: str | None

@@ -32,7 +32,8 @@ __all__ = ["PoolSize", "pump"]
 @dataclass(frozen=True, slots=True)
 class PoolSize:
     """How wide the pool is: ``concurrency`` transfer slots, ``queue_limit`` planned jobs
-    waiting in the stream, and ``grace`` seconds for transfers in flight after a stop."""
+    waiting in the stream, and ``grace`` seconds for transfers in flight after a stop.
+    Numbers, never auto's 0: the engine passes ``DownloadConfig.concurrency_limit``."""
 
     concurrency: int
     queue_limit: int

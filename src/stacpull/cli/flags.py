@@ -162,9 +162,9 @@ class TransferFlags(NamedTuple):
 
     assets: tuple[str, ...]
     dest: str | None
-    concurrency: int | None
-    per_host: int | None
-    segments: int | None
+    concurrency: int | str | None  # a number, or "auto"
+    per_host: int | str | None
+    segments: int | str | None
     template: str | None
     retries: int | None
     stall_timeout: float | None

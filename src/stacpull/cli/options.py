@@ -8,6 +8,7 @@ The query, auth, transfer and catalogue-header flags, ``--config``/``--catalog``
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from .render import fail
 __all__ = [
     "CATALOG_OPTION",
     "CONFIG_OPTION",
+    "COUNT",
     "DEBUG_OPTION",
     "DURATION",
     "PROFILE_OPTION",
@@ -99,6 +101,26 @@ class _Duration(click.ParamType):  # type: ignore[type-arg]  # generic from clic
 DURATION = _Duration()
 
 
+class _Count(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
+    """A count of transfers or connections (``-j``, ``--per-host``, ``--segments``):
+    ``auto`` or a whole number from 1 to 4096; anything else is one line naming the flag,
+    exit 2. The value goes on as given (``"auto"`` or the number), for the config to store."""
+
+    name = "count"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from ..config import parse_connections
+
+        flag = "/".join(param.opts) if param is not None and param.opts else "count"
+        try:
+            return parse_connections(value, flag) or "auto"
+        except ConfigError as exc:
+            fail(str(exc))
+
+
+COUNT = _Count()
+
+
 class _QuotingDefault(click.Option):
     """An option whose help quotes the config's default for its key (``[8]``): the value
     is written once, in :mod:`stacpull.defaults` (the config's dataclasses take it from
@@ -121,7 +143,11 @@ class _QuotingDefault(click.Option):
         if not hasattr(defaults, constant):
             constant = f"DEFAULT_{section.upper()}_{name.upper()}"
         default = self._shown(getattr(defaults, constant))
-        return None if self._help is None else self._help.replace("{default}", default)
+        if self._help is None:
+            return None
+        # {AUTO_PER_HOST} and the like: any other constant of stacpull.defaults.
+        named = re.sub(r"\{([A-Z][A-Z_]*)\}", lambda m: str(getattr(defaults, m[1])), self._help)
+        return named.replace("{default}", default)
 
     @help.setter
     def help(self, text: str | None) -> None:
@@ -142,6 +168,10 @@ def _seconds(value: float) -> str:
 
 def _rate(value: int) -> str:
     return str(value) if value else "off"
+
+
+def _count(value: int) -> str:
+    return str(value) if value else "auto"  # stacpull.defaults.AUTO, as stored
 
 
 DEBUG_OPTION = click.option(
@@ -258,23 +288,28 @@ download_options = option_group(
         "-j",
         "--concurrency",
         key="download.concurrency",
-        type=int,
-        metavar="N",
-        help="Parallel transfers [{default}].",
+        shown=_count,
+        type=COUNT,
+        metavar="auto|N",
+        help="Files in flight over all hosts, at most; auto: {AUTO_CONCURRENCY} [{default}].",
     ),
     _quoting_default(
         "--per-host",
         key="download.per_host",
-        type=int,
-        metavar="N",
-        help="Connections per host [{default}].",
+        shown=_count,
+        type=COUNT,
+        metavar="auto|N",
+        help="Ceiling of each host's connections; the window starts at {WINDOW_START} and "
+        "grows while it buys speed; auto: {AUTO_PER_HOST} [{default}].",
     ),
     _quoting_default(
         "--segments",
         key="download.segments",
-        type=int,
-        metavar="N",
-        help="Parallel connections for a large file on a slow connection; 1: never [{default}].",
+        shown=_count,
+        type=COUNT,
+        metavar="auto|N",
+        help="Parallel connections for a large file on a slow connection; 1: never; auto: "
+        "as many as the host's window gives [{default}].",
     ),
     _quoting_default(
         "--template",

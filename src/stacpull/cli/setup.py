@@ -69,7 +69,7 @@ def _config_show(profile: str | None, config_path: str | None, as_json: bool) ->
     Lowest first: defaults, the user's config file, ./stacpull.toml, --config FILE (or
     STACPULL_CONFIG), the profile, STACPULL_* environment variables, flags.
     """
-    from ..config import config_files, resolve_config, user_config_file
+    from ..config import config_files, resolve_config, shown_setting, user_config_file
 
     try:
         config, origins = resolve_config(config_path, profile=profile)
@@ -78,7 +78,12 @@ def _config_show(profile: str | None, config_path: str | None, as_json: bool) ->
         fail(str(exc))
     user = user_config_file()
     sections = {
-        name: {f.name: _shown(getattr(getattr(config, name), f.name)) for f in fields(kind)}
+        name: {
+            f.name: _shown(
+                shown_setting(f"{name}.{f.name}", getattr(getattr(config, name), f.name))
+            )
+            for f in fields(kind)
+        }
         for name, kind in (
             ("search", type(config.search)),
             ("download", type(config.download)),

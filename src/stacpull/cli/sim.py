@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import ConfigError
-from .options import DURATION
+from .options import COUNT, DURATION
 from .render import fail
 from .run import execute
 
@@ -68,7 +68,7 @@ def _option(flag: str, name: str, default: Any, help: str, **more: Any) -> click
 
 def _demo_params() -> list[click.Parameter]:
     """``demo``'s options; the transfer settings default as the config's do."""
-    from ..config import OutputConfig
+    from ..config import OutputConfig, shown_setting
     from ..defaults import DEFAULT_CONCURRENCY
 
     dashboard = _default(OutputConfig, "dashboard")
@@ -78,8 +78,9 @@ def _demo_params() -> list[click.Parameter]:
         _option("--items", "items", 12, "Items per simulated collection.", type=int),
         _option("--product-size", "product_size", 8_000_000,
                 "Approximate bytes per product zip.", type=int),
-        click.Option(["-j", "--concurrency"], type=int, default=DEFAULT_CONCURRENCY,
-                     show_default=True, help="Parallel transfers."),
+        click.Option(["-j", "--concurrency"], type=COUNT, metavar="auto|N",
+                     default=shown_setting("download.concurrency", DEFAULT_CONCURRENCY),
+                     show_default=True, help="Files in flight over all hosts, at most."),
         click.Option(["--dashboard"], type=click.Choice(["auto", "rich", "plain", "none"]),
                      default=dashboard, show_default=True),
     ]  # fmt: skip
@@ -90,7 +91,7 @@ def _demo_params() -> list[click.Parameter]:
     declare=_demo_params,
     short_help="Run the pipeline against the simulated catalogue.",
 )
-def demo(dest: str, items: int, product_size: int, concurrency: int, dashboard: str) -> None:
+def demo(dest: str, items: int, product_size: int, concurrency: int | str, dashboard: str) -> None:
     """Run the whole pipeline against the built-in simulated MAAP catalogue.
 
     Starts the simulated catalogue on 127.0.0.1 (BIOMASS L1a with 2025 asset keys, BIOMASS

@@ -14,7 +14,8 @@ One concern per module, all re-exported here:
 - :mod:`~stacpull.config.model`: the section dataclasses, :class:`Config`, and how a
   layer's raw values become their fields;
 - :mod:`~stacpull.config.values`: single values (bbox, datetime, template, duration,
-  size, rate) and :class:`Secret`; :mod:`~stacpull.config.headers`: extra request headers;
+  size, rate, connection count) and :class:`Secret`; :mod:`~stacpull.config.headers`:
+  extra request headers;
 - :mod:`~stacpull.config.files`: the config files (the one reader of TOML);
   :mod:`~stacpull.config.environment`: the ``STACPULL_*`` variables;
 - :mod:`~stacpull.config.resolve`: the layers in order (:func:`load_config`);
@@ -27,12 +28,13 @@ from .environment import ENV_KEYS, env_variables
 from .files import config_files, user_config_file
 from .headers import parse_headers, secret_header
 from .hints import closest
-from .model import AuthConfig, Config, DownloadConfig, OutputConfig, SearchConfig
+from .model import AuthConfig, Config, DownloadConfig, OutputConfig, SearchConfig, shown_setting
 from .resolve import load_config, resolve_config
 from .values import (
     Secret,
     check_template,
     parse_bbox,
+    parse_connections,
     parse_datetime_range,
     parse_duration,
     parse_size,
@@ -52,11 +54,13 @@ __all__ = [
     "env_variables",
     "load_config",
     "parse_bbox",
+    "parse_connections",
     "parse_datetime_range",
     "parse_duration",
     "parse_headers",
     "parse_size",
     "resolve_config",
     "secret_header",
+    "shown_setting",
     "user_config_file",
 ]

@@ -15,6 +15,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..defaults import (
+    AUTO,
+    AUTO_CONCURRENCY,
+    AUTO_PER_HOST,
     DASHBOARDS,
     DEFAULT_ASSETS,
     DEFAULT_BACKOFF,
@@ -51,6 +54,7 @@ from ..defaults import (
     DEFAULT_VERBOSITY,
     SEARCH_METHODS,
     VERBOSITIES,
+    WINDOW_START,
 )
 from ..errors import SECRETS, ConfigError
 from ..hashes import DEFAULT_RECORD_HASH, MULTIHASH_NAMES
@@ -60,6 +64,7 @@ from .values import (
     Secret,
     check_template,
     parse_bbox,
+    parse_connections,
     parse_datetime_range,
     parse_duration,
     parse_rate,
@@ -76,10 +81,10 @@ __all__ = [
     "OutputConfig",
     "SearchConfig",
     "key_sections",
+    "shown_setting",
 ]
 
 _MAX_PAGE_SIZE = 10_000  # what pystac-client (and most STAC APIs) accept as a limit
-_MAX_CONNECTIONS = 4096  # concurrency, per_host, segments: each one a task or a socket
 
 #: Keys holding secrets: never accepted from a config file (except the public client
 #: secret), always wrapped in :class:`Secret`.
@@ -87,6 +92,8 @@ _SECRET_KEYS = frozenset({"auth.token", "auth.offline_token", "auth.client_secre
 
 #: Field metadata of a time-valued key: it takes ``500ms``, ``30s``, ``2m``, ``1h30m`` or seconds.
 _DURATION: Mapping[str, str] = {"unit": "duration"}
+#: Field metadata of a connection count: ``"auto"`` (stored as 0) or 1..4096.
+_CONNECTIONS: Mapping[str, str] = {"unit": "connections"}
 
 
 def _durations(config: Any, section: str) -> None:
@@ -149,8 +156,11 @@ class DownloadConfig:
     dest: str | None = None
     assets: tuple[str, ...] = DEFAULT_ASSETS
     template: str = DEFAULT_TEMPLATE
-    concurrency: int = DEFAULT_CONCURRENCY
-    per_host: int = DEFAULT_PER_HOST
+    #: Files in flight over all hosts; 0 (auto): up to AUTO_CONCURRENCY. Read
+    #: :attr:`concurrency_limit`, never this, to size anything.
+    concurrency: int = field(default=DEFAULT_CONCURRENCY, metadata=_CONNECTIONS)
+    #: The ceiling of each host's window of requests in flight; 0 (auto): AUTO_PER_HOST.
+    per_host: int = field(default=DEFAULT_PER_HOST, metadata=_CONNECTIONS)
     queue_size: int = DEFAULT_QUEUE_SIZE  # 0: twice the concurrency
     chunk_size: int = DEFAULT_CHUNK_SIZE
     stall_timeout: float = field(default=DEFAULT_STALL_TIMEOUT, metadata=_DURATION)
@@ -166,9 +176,9 @@ class DownloadConfig:
     max_bytes: int = (
         DEFAULT_MAX_BYTES  # a run that would download more refuses to start (0: no budget)
     )
-    segments: int = (
-        DEFAULT_SEGMENTS  # parallel connections for one large file on a slow link (1: never)
-    )
+    #: Parallel connections for one large file on a slow link (1: never split; 0, auto:
+    #: as many as the host's window gives).
+    segments: int = field(default=DEFAULT_SEGMENTS, metadata=_CONNECTIONS)
     segment_size: int = DEFAULT_SEGMENT_SIZE  # the smallest range worth its own connection
     segment_below: int = DEFAULT_SEGMENT_BELOW  # bytes/s under which a connection is slow
     record_hash: str = DEFAULT_RECORD_HASH  # digest recorded for files without file:checksum
@@ -186,8 +196,7 @@ class DownloadConfig:
             object.__setattr__(self, "bwlimit", parse_rate(self.bwlimit, "download.bwlimit"))
         for name in ("chunk_size", "segment_size"):
             positive_int(f"download.{name}", getattr(self, name))
-        for name in ("concurrency", "per_host", "segments"):
-            positive_int(f"download.{name}", getattr(self, name), _MAX_CONNECTIONS)
+        _connection_counts(self)
         for name in (
             "stall_timeout",
             "connect_timeout",
@@ -224,9 +233,45 @@ class DownloadConfig:
         check_template(self.template)
 
     @property
+    def concurrency_limit(self) -> int:
+        """Files in flight at most, over every host: the pool's transfer slots."""
+        return self.concurrency or AUTO_CONCURRENCY
+
+    @property
+    def per_host_limit(self) -> int:
+        """The ceiling of each host's window: an explicit ``per_host``, else the polite
+        default; the window adapts under it (see :attr:`window_start`)."""
+        return self.per_host or AUTO_PER_HOST
+
+    @property
+    def segment_limit(self) -> int:
+        """Connections one split file may use at most: ``segments``, else (auto) as many
+        as its host's window gives, up to the per-host ceiling."""
+        return self.segments or self.per_host_limit
+
+    @property
     def queue_limit(self) -> int:
         """Bound of the job stream: the producer blocks beyond it."""
-        return self.queue_size or 2 * self.concurrency
+        return self.queue_size or 2 * self.concurrency_limit
+
+    @property
+    def window_start(self) -> int:
+        """Each host's first window: WINDOW_START, under the ceiling. With ``adaptive``
+        off the window stays where it starts: at an explicit ``per_host``, else there."""
+        if not self.adaptive and self.per_host:
+            return self.per_host
+        return min(WINDOW_START, self.per_host_limit)
+
+
+def _connection_counts(config: DownloadConfig) -> None:
+    """Check the connection counts; ``"auto"`` given to the dataclass itself becomes 0."""
+    for f in fields(config):
+        if f.metadata.get("unit") != "connections":
+            continue
+        value, key = getattr(config, f.name), f"download.{f.name}"
+        if type(value) is int and value == AUTO:
+            continue  # auto, as stored (parse_connections refuses a 0 anyone writes)
+        object.__setattr__(config, f.name, parse_connections(value, key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,23 +421,33 @@ def _replace_checked(current: Any, section: str, changes: Mapping[str, Any]) -> 
         raise ConfigError(f"[{section}]: {exc}") from None
 
 
-def _duration_keys() -> frozenset[str]:
+def _keys_of_unit(unit: str) -> frozenset[str]:
     return frozenset(
         f"{section}.{f.name}"
         for section, kind in SECTIONS.items()
         for f in fields(kind)
-        if f.metadata.get("unit") == "duration"
+        if f.metadata.get("unit") == unit
     )
 
 
 #: Every time-valued key (``download.stall_timeout``…), from the fields' metadata.
-_DURATION_KEYS = _duration_keys()
+_DURATION_KEYS = _keys_of_unit("duration")
+#: Every connection count (``download.concurrency``…): ``"auto"`` or 1..4096.
+_CONNECTION_KEYS = _keys_of_unit("connections")
+
+
+def shown_setting(key: str, value: Any) -> Any:
+    """A setting (dotted ``key``) as people read it and a config file takes it back: a
+    connection count stored as 0 is ``"auto"``."""
+    return "auto" if key in _CONNECTION_KEYS and value == AUTO else value
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """Turn TOML/environment values into the field's type, or name the key that is wrong."""
     if name in _DURATION_KEYS:
         return parse_duration(value, name)
+    if name in _CONNECTION_KEYS:
+        return parse_connections(value, name)
     if name == "download.bwlimit":
         return parse_rate(value, name)
     if name == "download.headers":

@@ -3,7 +3,8 @@
 Each parser takes the value and the key it came from, and raises
 :class:`~stacpull.errors.ConfigError` naming that key: bounding boxes, STAC datetimes,
 destination templates, durations (``500ms``, ``1h30m``), sizes (``50GB``, ``2TiB``) and
-rates, positive counts and times, and :class:`Secret`, the string that never shows itself.
+rates, positive counts and times, connection counts (``"auto"`` or 1..4096), and
+:class:`Secret`, the string that never shows itself.
 Request headers have their own module, :mod:`stacpull.config.headers`.
 """
 
@@ -14,12 +15,14 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..defaults import AUTO
 from ..errors import SECRETS, ConfigError
 
 __all__ = [
     "Secret",
     "check_template",
     "parse_bbox",
+    "parse_connections",
     "parse_datetime_range",
     "parse_duration",
     "parse_rate",
@@ -185,6 +188,32 @@ def positive_int(name: str, value: int, most: int | None = None) -> None:
         raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
     if most is not None and value > most:
         raise ConfigError(f"{name}: expected an integer from 1 to {most}, got {value!r}")
+
+
+#: The most a connection count may be: each one a task or a socket; 1e20 of them is a
+#: hang, not a setting.
+_MAX_CONNECTIONS = 4096
+_WHOLE = re.compile(r"[0-9]+")
+
+
+def parse_connections(value: object, key: str) -> int:
+    """A count of transfers or connections (``download.concurrency``, ``per_host``,
+    ``segments``): ``"auto"`` (any case) is :data:`~stacpull.defaults.AUTO`, else a whole
+    number from 1 to 4096, as a number or its digits. 0 is refused: it is how auto is
+    stored, never a count anyone means."""
+    number: int | None = None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == "auto":
+            return AUTO
+        number = int(text) if _WHOLE.fullmatch(text) else None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    if number is None or not 1 <= number <= _MAX_CONNECTIONS:
+        raise ConfigError(
+            f'{key}: must be "auto" or a whole number from 1 to {_MAX_CONNECTIONS}, got {value!r}'
+        )
+    return number
 
 
 def positive_float(name: str, value: float) -> None:
