@@ -7,23 +7,33 @@ MB/s, files/s, CPU seconds, peak RSS), writes ``benchmarks/results/suite.json`` 
     python benchmarks/suite.py                  # everything (a few GB of test data)
     python benchmarks/suite.py --quick          # the same, scaled down ~5x
     python benchmarks/suite.py --scenarios 2mib,maap --networks wan --tools stacpull,aria2c
+    python benchmarks/suite.py --scenarios products --networks wan --tools aria2c --set aria2c.j=32
 
 **Server**: nginx when installed (``apt install nginx-light``; a benchmark dependency, not
 a runtime one), else ``benchmarks/fileserver.py`` (aiohttp, sendfile). Every tool fetches
-the same files from it. **Networks**: ``loopback`` (straight to the server) and ``wan``
-(through ``benchmarks/proxy.py``: 50 ms round trip, 20 MB/s per connection, as a remote
-archive that throttles each connection).
+the same files from it. **Networks**: ``loopback`` (straight to the server), ``wan``
+(through ``benchmarks/proxy.py``: 50 ms round trip, 20 MB/s per connection unless the
+scenario sets its own, as a remote archive that throttles each connection) and
+``wan-link`` (the same, and a cap on the whole link of two connections' worth, or
+``--link-rate``). A fresh proxy serves each run and counts its connections; a
+``wan-link`` row reports its rate as a share of the link cap and how many connections
+carried data in the run's last second. ``--networks`` defaults to each scenario's own.
 
 **Scenarios**: one 1 GiB file; 500 files of 2 MiB; 2 000 quicklook-sized files (30-300 kB);
 a MAAP-shaped collection (product zips of 50-200 MB without ``file:size`` or checksum, as
-MAAP serves them, plus a PNG and a KMZ per item). Files are generated once, from a seed,
-under ``benchmarks/.data/`` and reused.
+MAAP serves them, plus a PNG and a KMZ per item); issue 19's ``products`` (80 zips of
+2-8 MB, too small to split, without size or checksum, and 120 quicklooks, at 10 MB/s per
+connection; also on ``wan-link``). Files are generated once, from a seed, under
+``benchmarks/.data/`` and reused.
 
-**Contenders**, each at its best settings for the scenario: stacpull (from a saved search
-of the scenario's STAC items, checksums verified where the items carry them);
-``aria2c`` (``-j``, ``-x``, ``-s``); ``curl --parallel``; ``stac-asset`` (``pip install
-'stac-asset[cli]'``, or set ``STAC_ASSET`` to its executable); the reference notebook's
-sequential ``requests`` loop. A tool that is not installed is skipped with a note. After
+**Contenders**, each at its best settings for the scenario (``_settings``; ``--set
+TOOL.KEY=N`` overrides one, to tune): stacpull tuned (from a saved search of the
+scenario's STAC items, checksums verified where the items carry them) and
+``stacpull-defaults`` (the same with no ``-j``, ``--per-host`` or ``--segments``: what a
+user gets); ``aria2c`` (``-j``, ``-x``, ``-s``); ``curl --parallel``; ``stac-asset``
+(``pip install 'stac-asset[cli]'``, or set ``STAC_ASSET`` to its executable); the reference
+notebook's sequential ``requests`` loop (not on ``wan-link``, whose cap its one
+connection never meets). A tool that is not installed is skipped with a note. After
 each run every file the tool wrote is hashed and compared with the source: a fast wrong
 answer does not count (the row says ``WRONG``).
 
@@ -408,12 +418,23 @@ def _settings(tool: str, scenario: str, network: str) -> dict[str, int]:
     (and two connections' worth is met by any of them). ``stacpull-defaults`` takes none:
     it is stacpull as a user runs it, with no -j, --per-host or --segments."""
     wan = network != "loopback"
+    # products (issue 19's archive: 200 files of 20 kB-8 MB at 10 MB/s per connection) was
+    # tuned on 2026-12-01 in a loaded hour (load average 10-18 on the two cores), two to
+    # four alternating full-size runs of each setting, median wall seconds:
+    #   WAN: aria2c -j8 -x4 -s4 7.0, -j16 -x4 -s4 7.7, -j32 -x2 -s2 6.8, -j16 -x1 5.3,
+    #        -j32 -x1 5.5, -j64 -x1 6.0 (split pieces open new connections: 163 for 200
+    #        files at -x4); curl -p16 4.7, -p32 3.7, -p64 3.4, -p128 3.9; stac-asset -c16
+    #        8.4, -c32 7.5, -c64 7.3, -c128 6.9 (-c64..128 within the noise: 64 kept, as on
+    #        the other WAN rows); stacpull -j32 6.5, -j64 6.8, -j128 7.9 (a tie: 64 kept,
+    #        which the issue measured at 2.1 s against 2.7 s for 32 in a quiet hour).
+    #   loopback: aria2c -j8 6.4, -j16 7.6, -j32 7.9; curl -p8 1.9, -p16 1.9, -p32 2.1;
+    #        stac-asset -c8 3.8, -c16 3.5, -c32 4.1; stacpull -j8 6.5, -j16 7.4, -j32 8.3.
     if tool == "stacpull":
         if wan:
             j = {"1gib": 1, "2mib": 64, "quicklooks": 64, "maap": 16, "products": 64}[scenario]
             # The ranges of a split file are connections too: room for them on the host.
             return {"j": j, "host": 64, "segments": 32 if scenario == "1gib" else 16}
-        j = {"1gib": 1, "2mib": 16, "quicklooks": 32, "maap": 8, "products": 16}[scenario]
+        j = {"1gib": 1, "2mib": 16, "quicklooks": 32, "maap": 8, "products": 8}[scenario]
         return {"j": j, "host": j, "segments": 16}
     if tool == "aria2c":  # -x is at most 16: aria2c opens no more per server
         return {
@@ -421,7 +442,7 @@ def _settings(tool: str, scenario: str, network: str) -> dict[str, int]:
             "2mib": {"j": 64 if wan else 16, "x": 1, "s": 1},
             "quicklooks": {"j": 64 if wan else 32, "x": 1, "s": 1},
             "maap": {"j": 8, "x": 8 if wan else 2, "s": 8 if wan else 2},
-            "products": {"j": 64 if wan else 16, "x": 1, "s": 1},
+            "products": {"j": 16 if wan else 8, "x": 1, "s": 1},
         }[scenario]
     many = {
         "1gib": 1,
@@ -761,17 +782,25 @@ def run_network(
     inputs = write_inputs(scenario, digests, url, inputs_dir)
     rows = []
     for tool in tools:
-        note = None
-        if tool == "notebook" and net.link_rate >= 2 * net.rate:
-            note = f"{tool}: not run on {net.name} (one connection never meets its link cap)"
-        elif (row := run_row(bench, tool, scenario, net, inputs, digests, url, port)) is None:
-            note = f"{tool}: not installed, skipped"
-        else:
+        row = None
+        if (note := _not_run(tool, net)) is None:
+            row = run_row(bench, tool, scenario, net, inputs, digests, url, port)
+            note = f"{tool}: not installed, skipped" if row is None else None
+        if row is not None:
             rows.append(row)
             _print_row(row)
         if note is not None and note not in notes:
             notes.append(note)
     return rows
+
+
+def _not_run(tool: str, net: Network) -> str | None:
+    """Why ``tool`` does not run on ``net``, if it does not: the notebook's one connection
+    never meets a link cap of two connections' worth, so its row would repeat the WAN's
+    (at a minute a run)."""
+    if tool == "notebook" and net.link_rate and net.link_rate >= 2 * net.rate:
+        return f"{tool}: not run on {net.name} (one connection never meets its link cap)"
+    return None
 
 
 def run_row(
@@ -923,6 +952,11 @@ def plot(report: dict[str, Any], out: Path) -> None:
             for g in groups
         ]
         ax.bar([x + i * width for x in range(len(groups))], values, width, label=tool)
+    for x, group in enumerate(groups):  # a capped link: its cap, dashed across the group
+        link = next((r["link_rate"] for r in rows if (r["scenario"], r["network"]) == group
+                     and r.get("link_rate")), 0)  # fmt: skip
+        if link:
+            ax.hlines(link / 1e6, x - width / 2, x + width * (len(tools) - 0.5), "grey", "dashed")
     ax.set_xticks([x + width * (len(tools) - 1) / 2 for x in range(len(groups))])
     ax.set_xticklabels([f"{s}\n{n}" for s, n in groups])
     ax.set_ylabel("MB/s (verified output only)")

@@ -124,3 +124,12 @@ def test_the_table_has_a_column_for_stacpull_at_its_defaults_and_the_link_rows()
         "| products | wan-link | – | 18 MB/s · 90% of link · 3 conns at end · 2 s CPU · 80 MB | – |"
     )
     assert "10 MB/s per connection, 20 MB/s for the whole link" in text
+
+
+def test_only_the_notebook_on_a_capped_link_is_left_out() -> None:
+    suite = _suite()
+    capped = suite.Network("wan-link", 0.025, 10e6, 20e6)
+    assert "one connection never meets its link cap" in suite._not_run("notebook", capped)
+    for net in (suite.Network("loopback"), suite.Network("wan", 0.025, 10e6)):
+        assert suite._not_run("notebook", net) is None
+    assert suite._not_run("aria2c", capped) is None
