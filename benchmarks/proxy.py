@@ -143,12 +143,15 @@ class Stats:
                 "timeline": [],
             }
         start, end = self.start, max(sends)
-        timeline: list[list[int]] = []  # [second, connections open, connections busy]
-        active = [set(c.seconds) for c in self.conns]
-        for second in range(int(end - start) + 1):
-            t0, t1 = start + second, start + second + 1
-            alive = sum(c.opened < t1 and (c.closed is None or c.closed >= t0) for c in self.conns)
-            timeline.append([second, alive, sum(second in seconds for seconds in active)])
+        seconds = int(end - start) + 1
+        alive, busy = [0] * seconds, [0] * seconds  # a pass over each connection's life
+        for c in self.conns:
+            last = seconds - 1 if c.closed is None else min(int(c.closed - start), seconds - 1)
+            for second in range(int(c.opened - start), last + 1):
+                alive[second] += 1
+            for second in c.seconds:
+                busy[second] += 1
+        timeline = [[t, alive[t], busy[t]] for t in range(seconds)]  # [second, open, busy]
         return {
             "connections": len(self.conns),
             "peak_open": self.peak_open,
