@@ -347,13 +347,13 @@ async def serve(
     host: str, port: int, target: tuple[str, int], delay: float, rate: float, link_rate: float
 ) -> Stats:
     """Relay until SIGTERM or SIGINT; return what the stats recorded."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # before the port is told: no race
+        loop.add_signal_handler(signum, stop.set)
     stats = Stats()
     server = await start(host, port, target, delay, rate, link_rate=link_rate, stats=stats)
     print(server.sockets[0].getsockname()[1], flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     # Not ``async with server``: its wait_closed() may wait for the clients to hang up.
     server.close()

@@ -750,7 +750,9 @@ def main() -> None:
             "per_connection_mb_s_by_scenario": {
                 s.name: (s.rate or args.rate) / 1e6 for s in chosen
             },
-            "link_mb_s": args.link_rate / 1e6 if args.link_rate else "two connections' worth",
+            # wan-link's cap (None: two connections' worth of each scenario's rate; each
+            # row has its own rate and link_rate).
+            "link_mb_s": args.link_rate / 1e6 if args.link_rate else None,
         },
         "rows": rows,
         "memory": memory,
