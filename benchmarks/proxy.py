@@ -53,10 +53,12 @@ class Link:
         self.pace = 0.0  # the earliest moment the link may carry the next chunk
         self.waiting: collections.deque[_Direction] = collections.deque()
         self.timer: asyncio.TimerHandle | None = None
+        self.serving: _Direction | None = None  # whose turn it is, during a turn
         self.sent = 0
 
-    def free(self, now: float) -> bool:
-        return self.pace <= now
+    def free(self, now: float, direction: _Direction) -> bool:
+        """Whether ``direction`` may send now: the link is idle, and nobody waits before it."""
+        return self.pace <= now and (not self.waiting or direction is self.serving)
 
     def take(self, size: int, now: float) -> None:
         # As for a connection: a late turn catches up on at most BURST, idle time is lost.
@@ -71,10 +73,11 @@ class Link:
     def _turn(self) -> None:
         self.timer = None
         now = self.loop.time()
-        while self.waiting and self.free(now):
-            direction = self.waiting.popleft()
+        while self.waiting and self.pace <= now:
+            direction = self.serving = self.waiting.popleft()
             direction.linked = False
             direction.send()  # may join the queue again, at its end
+        self.serving = None
         if self.waiting and self.timer is None:
             self.timer = self.loop.call_at(self.pace, self._turn)
 
@@ -227,7 +230,7 @@ class _Direction:
         now = self.loop.time()
         link = self.link
         while self.queue and self.queue[0][0] <= now and self.pace <= now and not self.sink_full:
-            if link is not None and not link.free(now):
+            if link is not None and not link.free(now, self):
                 break
             due, data = self.queue.popleft()
             self.buffered -= len(data)
@@ -245,7 +248,7 @@ class _Direction:
             self.source_paused = False
             self.source.resume_reading()
         ready = self.queue and self.queue[0][0] <= now and self.pace <= now
-        if link is not None and ready and not self.sink_full and not link.free(now):
+        if link is not None and ready and not self.sink_full and not link.free(now, self):
             self.linked = True
             link.wait(self)
         else:
