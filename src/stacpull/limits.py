@@ -19,7 +19,7 @@ the transfer path and turns its decisions into slots:
   byte or slot. A chunk costs a comparison of ``now`` with the epoch's due time;
 * "every slot busy" is judged once per epoch, at its close, from the free slot-seconds
   (the window less the slots in use and the requests waiting for one): an epoch counts
-  when at most :data:`IDLE_SHARE` of them were free. A file that ends hands its slot to
+  when at most ``_IDLE_SHARE`` (5 %) of them were free. A file that ends hands its slot to
   the next one only after that one's local checks; marking the epoch idle for that moment
   would keep a run of small files from ever being measured;
 * every throttle reaches :meth:`HostWindow.on_throttle`, which cuts the window at most
@@ -51,23 +51,16 @@ import anyio
 
 from .window import Change, HostWindow, WindowSettings
 
-__all__ = [
-    "BURST_ANSWERS",
-    "BURST_SHARE",
-    "BURST_SIGNALS",
-    "IDLE_SHARE",
-    "HostLimiter",
-    "TokenBucket",
-]
+__all__ = ["HostLimiter", "TokenBucket"]
 
-#: The burst rule: the host's last BURST_ANSWERS answers, of which at least BURST_SHARE
-#: (and BURST_SIGNALS) were throttles, mean it is not calm.
-BURST_ANSWERS = 20
-BURST_SHARE = 0.3
-BURST_SIGNALS = 5
+#: The burst rule: the host's last _BURST_ANSWERS answers, of which at least _BURST_SHARE
+#: (and _BURST_SIGNALS) were throttles, mean it is not calm.
+_BURST_ANSWERS = 20
+_BURST_SHARE = 0.3
+_BURST_SIGNALS = 5
 
 #: An epoch counts as busy when at most this share of its slot-seconds were free.
-IDLE_SHARE = 0.05
+_IDLE_SHARE = 0.05
 
 
 @dataclass(slots=True, eq=False)
@@ -80,7 +73,7 @@ class _Host:
     free: float = 0.0  # free slot-seconds in the epoch so far
     stamp: float = 0.0  # when ``free`` was brought up to date
     throttles: int = 0  # among ``recent``
-    recent: deque[bool] = field(default_factory=lambda: deque(maxlen=BURST_ANSWERS))
+    recent: deque[bool] = field(default_factory=lambda: deque(maxlen=_BURST_ANSWERS))
     changed: anyio.Event = field(default_factory=anyio.Event)
 
 
@@ -210,7 +203,7 @@ class HostLimiter:
             return
         self._account(state, now)
         began = window.epoch_start
-        if state.free > IDLE_SHARE * window.window * (now - began):
+        if state.free > _IDLE_SHARE * window.window * (now - began):
             window.on_busy(now, False)  # this epoch had free slots: it does not count
         window.on_busy(now, True)  # the next one is judged at its own close
         change = window.tick(now)
@@ -275,7 +268,7 @@ class HostLimiter:
             state.throttles -= 1
         recent.append(throttled)
         state.throttles += throttled
-        burst = state.throttles >= BURST_SIGNALS and state.throttles >= BURST_SHARE * len(recent)
+        burst = state.throttles >= _BURST_SIGNALS and state.throttles >= _BURST_SHARE * len(recent)
         if state.window is not None:
             state.window.calm = not burst
 
