@@ -4,9 +4,11 @@ loopback run against the sim for the wiring."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -61,6 +63,12 @@ async def _holding(limiter: HostLimiter, n: int, host: str = H) -> AsyncIterator
         release.set()
 
 
+def _burst(limiter: HostLimiter, status: int | None = 503, n: int = 5) -> None:
+    """``n`` throttles in a row: a burst by today's rule (5 of them, 30 % of the answers)."""
+    for _ in range(n):
+        limiter.throttled(H, status, None)
+
+
 async def _settle() -> None:
     """Let the tasks a change woke take their slots."""
     for _ in range(5):
@@ -110,7 +118,7 @@ async def test_a_slot_waits_for_the_window_and_a_cut_below_active_does_not_deadl
             tg.start_soon(late)
             await _settle()
             assert not entered.is_set() and limiter.in_flight() == 8
-            limiter.throttled(H, 503, None)  # cut to 4 with 8 in flight
+            _burst(limiter)  # cut to 4 with 8 in flight
             assert limiter.limit(H) == 4 and changes[-1] == (H, 4, "throttled")
             release.set()
         with anyio.fail_after(2):
@@ -133,20 +141,27 @@ async def test_a_paused_host_lets_a_waiting_slot_in_when_retry_after_ends() -> N
         assert not entered.is_set()  # paused, though every slot is free
         with anyio.fail_after(3):
             await entered.wait()  # nothing else happens on the host: its timer wakes it
-    assert limiter.limit(H) == 4
+    assert limiter.limit(H) == 8  # a stray 429: a pause, no cut
 
 
-async def test_every_throttle_reaches_the_window_at_most_one_cut_per_cooldown() -> None:
+async def test_every_throttle_reaches_the_window_a_burst_cuts_once_per_cooldown() -> None:
     clock = Clock()
     limiter, changes = _limiter(clock, 32, start=16)
-    limiter.throttled(H, 429, 2.0)
-    limiter.throttled(H, 503, 10.0)  # within the cooldown: no second cut, a longer pause
+    limiter.throttled(H, 429, 2.0)  # a stray among calm answers: only its pause
+    for _ in range(20):
+        limiter.succeeded(H)
+    assert changes == []
+    _burst(limiter, 503, 3)
+    limiter.throttled(H, 429, 10.0)
+    assert changes == []  # 4 of the last 20 answers: not yet a burst
+    limiter.throttled(H, 503, None)  # the fifth: a burst, one cut...
+    _burst(limiter, 429, 5)  # ...and no more within the cooldown
     assert [c[1:] for c in changes] == [(8, "throttled")]
     clock.now += 2.5
     limiter.throttled(H, None, None)  # a refused connection, after the cooldown
     assert [c[1:] for c in changes] == [(8, "throttled"), (4, "throttled")]
     with pytest.raises(TimeoutError), anyio.fail_after(0.05):
-        async with limiter.slot(H):  # still within the 503's ten seconds
+        async with limiter.slot(H):  # still within the 429's ten seconds
             pass
 
 
@@ -164,6 +179,8 @@ async def test_a_busy_host_ramps_and_a_half_empty_one_does_not() -> None:
             await _epoch(limiter, clock, 20 * MB)
             limiter.first_byte(H, 0.05)
     assert changes[0] == (H, 16, "ramp") and limiter.limit(H) == 16
+    limiter.throttled(H, 429, None)  # one throttle while the ramp is under test: undone
+    assert changes[-1] == (H, 8, "throttled")
 
 
 async def test_a_slot_handed_on_between_files_does_not_make_the_epoch_idle() -> None:
@@ -199,6 +216,29 @@ async def test_an_epoch_closes_on_first_bytes_and_slots_without_a_chunk_after_it
     assert changes and changes[0][1:] == (16, "ramp")
 
 
+class _Files:
+    """``n`` workers taking file after file from one host, each file one epoch long, over
+    a link where each connection brings ``per_conn`` bytes per epoch."""
+
+    def __init__(self, limiter: HostLimiter, clock: Clock, per_conn: int = MB) -> None:
+        self.limiter, self.clock, self.per_conn = limiter, clock, per_conn
+        self.turn = anyio.Event()
+
+    async def worker(self) -> None:
+        while True:
+            async with self.limiter.slot(H):
+                await self.turn.wait()
+
+    async def epochs(self, n: int) -> None:
+        for _ in range(n):
+            limiter = self.limiter
+            await _epoch(limiter, self.clock, min(limiter.active(H), limiter.limit(H)) * MB)
+            limiter.first_byte(H, 0.05)
+            turn, self.turn = self.turn, anyio.Event()
+            turn.set()  # every file ends; the next ones take the slots the window allows
+            await _settle()
+
+
 async def test_a_burst_of_throttles_holds_growth_until_the_host_is_calm() -> None:
     """Today's burst rule lives on: while 30 % of the host's last 20 answers were 429/503
     (at least 5 of them), the window does not grow; it may once the answers are calm."""
@@ -210,19 +250,17 @@ async def test_a_burst_of_throttles_holds_growth_until_the_host_is_calm() -> Non
     assert changes == [(H, 4, "throttled")]
     clock.now += 5  # past the hold: only the burst rule keeps the window from growing
     limiter.first_byte(H, 0.05)
-
-    async def epochs(n: int) -> None:
-        for _ in range(n):  # a link where each connection brings 1 MB per epoch
-            await _epoch(limiter, clock, min(limiter.active(H), limiter.limit(H)) * MB)
-            limiter.first_byte(H, 0.05)
-
-    async with _holding(limiter, 16):
-        await epochs(16)
-        assert max(c[1] for c in changes) == 4
+    files = _Files(limiter, clock)
+    async with anyio.create_task_group() as tg:
+        for _ in range(16):
+            tg.start_soon(files.worker)
+        await files.epochs(16)
+        assert max(c[1] for c in changes) == 4 and changes[1:]  # probed, never above
         for _ in range(20):
             limiter.succeeded(H)
-        await epochs(16)
+        await files.epochs(16)
         assert limiter.limit(H) > 4
+        tg.cancel_scope.cancel()
 
 
 def test_a_per_connection_cap_grows_the_window_past_eight_on_loopback(
@@ -239,3 +277,54 @@ def test_a_per_connection_cap_grows_the_window_past_eight_on_loopback(
     changes = recorder.of_type(HostLimitChanged)
     assert changes and max(c.limit for c in changes) > 8, changes
     assert {c.host for c in changes} == {"127.0.0.1"}
+
+
+class _DeadAssets(SimCatalog):
+    """A catalogue whose assets live on a port nothing listens on."""
+
+    dead = 0
+
+    def item(self, collection: str, index: int) -> dict[str, Any]:
+        item = super().item(collection, index)
+        for asset in item["assets"].values():
+            asset["href"] = asset["href"].replace(self.base_url, f"http://127.0.0.1:{self.dead}")
+        return item
+
+
+def test_a_refused_connection_cuts_the_window_like_a_429(
+    tmp_path: Path, recorder: Recorder
+) -> None:
+    """Files whose host refuses every connection: the refusals reach the window, which is
+    cut once (the cooldown holds the next ones)."""
+    catalog = _DeadAssets(default_collections(count=2, product_size=10_000))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        catalog.dead = probe.getsockname()[1]  # closed again: nothing listens there
+    with SimServer(catalog) as sim:
+        result = pull(sim, tmp_path, recorder, retries=1)
+    outcomes = recorder.outcomes().values()
+    assert result.failed == len(outcomes) > 0
+    assert {o.error_class for o in outcomes} == {"ConnectError"}
+    changes = recorder.of_type(HostLimitChanged)
+    assert changes[0].limit == 4 and {c.reason for c in changes} == {"throttled"}
+
+
+async def test_an_epoch_with_more_in_flight_than_the_window_does_not_count() -> None:
+    """A cut (or a probe down) stops no transfer: until the extra ones have ended, the
+    goodput is the old window's, and judging the new one by it would keep any cut."""
+    clock = Clock()
+    settings = WindowSettings(samples=1, probe_after=1)
+    limiter, changes = _limiter(clock, settings=settings)
+    limiter.first_byte(H, 0.05)
+    async with _holding(limiter, 4):
+        async with _holding(limiter, 4):
+            _burst(limiter)
+            assert changes == [(H, 4, "throttled")]
+            for _ in range(8):
+                await _epoch(limiter, clock, 8 * MB)
+                limiter.first_byte(H, 0.05)
+            assert changes == [(H, 4, "throttled")]  # eight in flight: nothing measured
+        for _ in range(4):
+            await _epoch(limiter, clock, 4 * MB)
+            limiter.first_byte(H, 0.05)
+        assert changes[1:] and changes[1][2] == "probe down"  # four: measured at last

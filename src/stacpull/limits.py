@@ -21,14 +21,21 @@ the transfer path and turns its decisions into slots:
   (the window less the slots in use and the requests waiting for one): an epoch counts
   when at most ``_IDLE_SHARE`` (5 %) of them were free. A file that ends hands its slot to
   the next one only after that one's local checks; marking the epoch idle for that moment
-  would keep a run of small files from ever being measured;
-* every throttle reaches :meth:`HostWindow.on_throttle`, which cuts the window at most
-  once per cooldown (2 s) and remembers where the throttle began. Today's burst rule
-  (30 % of the host's last 20 answers were 429/503, at least 5 of them) lives on as the
-  host's *calm*: the cut itself no longer waits for a burst (a server that answers 429
-  above four in flight would fail most of a window of 32 before the fifth signal), but
-  while a burst lasts, the window does not grow (no ramp, probe up or latency cover),
-  as recovery waited for calm answers before; a stray 503 costs one cut, no more.
+  would keep a run of small files from ever being measured. Nor does an epoch count while
+  more slots are in use than the window holds: a cut or a probe down stops no transfer,
+  and until the extra ones end, the goodput is the old window's (judged by it, any step
+  down would look free);
+* every throttle reaches :meth:`HostWindow.on_throttle` (its ``Retry-After`` pauses the
+  host), with the host's *calm* judged by today's burst rule: a burst is 30 % of its last
+  20 answers 429/503/refused, at least 5 of them. A throttle while a step up is under
+  test undoes that step at once (the step overloaded the host); any other cuts the window
+  by half, at most once per cooldown (2 s), only during a burst, and while the burst
+  lasts the window does not grow (no ramp, probe up or latency cover). A stray 503 among
+  calm answers changes nothing but the pause: a server that throttles at random, not
+  from load, would otherwise ratchet the window down to one (a cut every 2 s, growth a
+  quarter at a time), as loss-based TCP does on a lossy link and BBR (v2's loss
+  threshold) does not. A server that throttles above k in flight answers most of a
+  window above k with 429: the fifth comes within the first round.
 
 With ``adaptive=False`` the window is fixed at ``start`` and the answers change nothing
 (each throttled file still waits its own ``Retry-After`` in the retry policy).
@@ -71,6 +78,7 @@ class _Host:
     active: int = 0
     waiting: int = 0  # requests waiting for a slot (demand beyond the slots in use)
     free: float = 0.0  # free slot-seconds in the epoch so far
+    excess: float = 0.0  # slot-seconds in use beyond the window (after a cut)
     stamp: float = 0.0  # when ``free`` was brought up to date
     throttles: int = 0  # among ``recent``
     recent: deque[bool] = field(default_factory=lambda: deque(maxlen=_BURST_ANSWERS))
@@ -190,10 +198,12 @@ class HostLimiter:
 
     @staticmethod
     def _account(state: _Host, now: float) -> None:
-        """Bring the epoch's free slot-seconds up to ``now``."""
+        """Bring the epoch's free and excess slot-seconds up to ``now``."""
         free = state.limit - state.active - state.waiting
         if free > 0:
             state.free += free * (now - state.stamp)
+        elif state.active > state.limit:
+            state.excess += (state.active - state.limit) * (now - state.stamp)
         state.stamp = now
 
     def _tick(self, host: str, state: _Host, now: float) -> None:
@@ -203,12 +213,12 @@ class HostLimiter:
             return
         self._account(state, now)
         began = window.epoch_start
-        if state.free > _IDLE_SHARE * window.window * (now - began):
-            window.on_busy(now, False)  # this epoch had free slots: it does not count
+        if state.excess > 0 or state.free > _IDLE_SHARE * window.window * (now - began):
+            window.on_busy(now, False)  # free slots, or more than the window: not counted
         window.on_busy(now, True)  # the next one is judged at its own close
         change = window.tick(now)
         if window.epoch_start != began:
-            state.free = 0.0
+            state.free = state.excess = 0.0
         state.due = window.due()
         if change is not None:
             self._apply(host, state, change, now)
