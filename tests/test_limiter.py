@@ -55,7 +55,7 @@ async def _holding(limiter: HostLimiter, n: int, host: str = H) -> AsyncIterator
     async with anyio.create_task_group() as tg:
         for _ in range(n):
             tg.start_soon(hold)
-        with anyio.fail_after(2):
+        with anyio.fail_after(10):  # a bound for a loaded machine, not a timing
             while limiter.active(host) < min(n, limiter.limit(host)):
                 await anyio.lowlevel.checkpoint()
         await _settle()
