@@ -261,8 +261,10 @@ async def _transfer(state: RunState) -> None:
     async with client_session(
         connect=dl.connect_timeout,
         stall=dl.stall_timeout,
-        connections=max(dl.concurrency, dl.per_host),
-        per_host=dl.per_host,
+        # The host windows bound the connections: the pool never holds them back (no
+        # total limit; per host, the windows' ceiling).
+        connections=0,
+        per_host=dl.per_host_limit,
     ) as session:
         ctx = _transfer_context(state, session)
         state.provider.listen(state.emit)
@@ -296,7 +298,8 @@ def _transfer_context(state: RunState, session: Session) -> FetchContext:
         ),
         chunk_size=dl.chunk_size,
         limiter=HostLimiter(
-            dl.per_host_limit,
+            dl.per_host_limit,  # the ceiling
+            start=dl.window_start,  # 8, or the fixed window when not adaptive
             adaptive=dl.adaptive,
             on_change=lambda host, limit, reason: emit(HostLimitChanged(host, limit, reason)),
         ),

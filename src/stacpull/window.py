@@ -136,6 +136,11 @@ class HostWindow:
         self._last_cut = float("-inf")
         self._throttled_at = float("-inf")
         self.throttle_mark: int | None = None  # where the last throttle began
+        #: The caller's verdict on the host's recent answers (:mod:`stacpull.limits` keeps
+        #: its burst rule so): ``None``, no verdict: every throttle cuts; ``True``, calm: a
+        #: throttle while no step up is under test is a stray, and only pauses; ``False``,
+        #: a burst: throttles cut, and the window does not grow.
+        self.calm: bool | None = None
 
     # -- what the run measures ---------------------------------------------------------
 
@@ -165,13 +170,14 @@ class HostWindow:
             self.paused_until = max(self.paused_until, now + retry_after)
         if now - self._last_cut < self.settings.cooldown:
             return None
+        step = self._step
+        undo = step is not None and step.kind in ("up", "ramp") and 0 < step.base < self.window
+        if self.calm and not undo:
+            return None  # a stray among calm answers
         self._last_cut = self._throttled_at = now
         self.throttle_mark = self.window
-        step = self._step
-        if step is not None and step.kind in ("up", "ramp") and 0 < step.base < self.window:
-            target = step.base  # the step up overloaded it: back to what was fine
-        else:
-            target = int(self.window * self.settings.cut)
+        # A step up that overloaded the host goes back to what was fine; else a cut.
+        target = step.base if step is not None and undo else int(self.window * self.settings.cut)
         self._next_probe = "down"
         return self._change(max(self.settings.floor, target), "throttled", None)
 
@@ -183,6 +189,16 @@ class HostWindow:
         if math.isinf(self.min_ttfb):
             return rules.max_epoch
         return min(rules.max_epoch, max(rules.min_epoch, 2 * self.min_ttfb))
+
+    @property
+    def epoch_start(self) -> float:
+        """When the epoch being measured began."""
+        return self._epoch.start
+
+    def due(self) -> float:
+        """When the epoch being measured may close: :meth:`tick` before it does nothing,
+        so a caller on a hot path compares ``now`` with this first."""
+        return self._epoch.start + self.epoch_length()
 
     def tick(self, now: float) -> Change | None:
         """Close the epoch if it is due; return the change it decides, if any."""
@@ -213,9 +229,11 @@ class HostWindow:
         return measure.ttfb > self.settings.brake * self.min_ttfb
 
     def _cap(self, now: float) -> int:
-        """The highest window growth may reach now: the ceiling, and below a recent
-        throttle's mark."""
+        """The highest window growth may reach now: the ceiling, below a recent
+        throttle's mark, and no higher than now while the host is not :attr:`calm`."""
         rules = self.settings
+        if self.calm is False:
+            return max(rules.floor, min(rules.ceiling, self.window))
         mark = self.throttle_mark
         if mark is None or now - self._throttled_at >= rules.hold:
             return rules.ceiling
