@@ -6,7 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import anyio
@@ -49,7 +50,8 @@ _RANGE_BATCH = 1 << 20
 
 async def run_segments(t: Transfer, ctx: FetchContext, state: SegmentState, hashed: int) -> None:
     """Fetch every unfinished range of ``state`` in place in ``t.part``: up to
-    ``download.segments`` connections take them in file order. ``t.hasher`` has seen
+    ``download.segments`` connections take them in file order, each past the first under
+    a host slot of its own (the caller holds one for the first). ``t.hasher`` has seen
     bytes ``[0, hashed)``; it follows the front of the file as it fills, and has seen all
     of it when this returns. The progress record is written before the journal names the
     layout, so a record left by an earlier layout is never read as this one's."""
@@ -83,10 +85,59 @@ class _Range:
     wrote: Callable[[], None]  # called after each write: the hash may follow further
 
 
+class _Queue:
+    """The ranges of a split file not yet taken, in file order, and the lanes still
+    waiting for a host slot: once the last range is taken they are cancelled, so no
+    task is left waiting for a slot it has no use for (nor takes one from the next
+    file). Only ever touched on the event loop, between awaits."""
+
+    __slots__ = ("_todo", "_waiting")
+
+    def __init__(self, todo: list[Segment]) -> None:
+        self._todo = deque(todo)
+        self._waiting: set[anyio.CancelScope] = set()
+
+    def take(self) -> Segment | None:
+        """The next range in file order (None: all are taken)."""
+        if not self._todo:
+            return None
+        segment = self._todo.popleft()
+        if not self._todo:
+            for scope in self._waiting:
+                scope.cancel()
+            self._waiting.clear()
+        return segment
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[anyio.CancelScope]:
+        """A scope for a lane waiting for its slot, cancelled with the last range taken
+        (at once when none is left); :meth:`joined` once the slot is held."""
+        with anyio.CancelScope() as scope:
+            if self._todo:
+                self._waiting.add(scope)
+            else:
+                scope.cancel()
+            try:
+                yield scope
+            finally:
+                self._waiting.discard(scope)
+
+    def joined(self, scope: anyio.CancelScope) -> bool:
+        """The lane of ``scope`` holds its slot: it is no longer cancelled for want of
+        ranges. False when there is nothing left for it (it ends, freeing the slot)."""
+        self._waiting.discard(scope)
+        return bool(self._todo)
+
+
 async def _fill(t: Transfer, ctx: FetchContext, state: SegmentState, hashed: int) -> None:
-    """The lanes that fetch the unfinished ranges, and the hash that follows the front."""
-    pending = [p for p in state.parts if p.left > 0]
-    todo = iter(pending)  # shared: each lane takes the next
+    """The lanes that fetch the unfinished ranges, and the hash that follows the front.
+
+    A range takes a host slot as a whole file does: the first lane runs under the slot
+    the transfer holds, each further one (up to ``download.segments`` in all) waits for
+    a slot of its own before its first range and keeps it while ranges are left. A lane
+    that waits joins as other transfers end, so a split file gains connections as the
+    host frees them instead of holding ranges for connections it cannot have."""
+    queue = _Queue([p for p in state.parts if p.left > 0])
     arrived = anyio.Event()
     ended = False
 
@@ -94,8 +145,14 @@ async def _fill(t: Transfer, ctx: FetchContext, state: SegmentState, hashed: int
         arrived.set()
 
     async def lane() -> None:
-        for segment in todo:
+        while (segment := queue.take()) is not None:
             await _fetch_segment(t, ctx, _Range(segment, state, wake))
+
+    async def joiner() -> None:
+        with queue.waiting() as scope:
+            async with ctx.limiter.slot(t.host):
+                if queue.joined(scope):
+                    await lane()
 
     async def follow() -> None:
         nonlocal arrived, hashed
@@ -110,13 +167,14 @@ async def _fill(t: Transfer, ctx: FetchContext, state: SegmentState, hashed: int
                 await arrived.wait()
                 arrived = anyio.Event()
 
-    lanes = min(ctx.segments, len(pending))
+    lanes = min(ctx.segments, sum(1 for p in state.parts if p.left > 0))
     async with anyio.create_task_group() as outer:
         outer.start_soon(follow)
         try:
             async with anyio.create_task_group() as tg:
-                for _ in range(lanes):
-                    tg.start_soon(lane)
+                tg.start_soon(lane)
+                for _ in range(lanes - 1):
+                    tg.start_soon(joiner)
         finally:
             ended = True
             wake()
