@@ -31,6 +31,7 @@ from .conftest import L1C, TOKEN, Recorder, files_under, pull
 
 TIFF = "enclosure_abs_tiff"  # a static file with file:size and a checksum: it can split
 PRODUCT = "product"  # a zip streamed without a length: never split, holds one slot
+SIZE = 4_000_000  # the resumed tiff
 
 
 class CountingLimiter(HostLimiter):
@@ -128,7 +129,7 @@ def test_a_split_file_gains_lanes_as_another_file_ends_never_past_the_limit(
     (its own slot and one more); once the product ends, a waiting lane takes its slot and
     the tiff runs three. The server never answers more than three at once."""
     made = limiter(3)
-    with _server(6_000_000, 1_000_000, 2_000_000) as sim:
+    with _server(6_000_000, 1_500_000, 3_000_000) as sim:
         recorder = _Sampler(sim)
         result = pull(
             sim,
@@ -180,7 +181,10 @@ def test_a_lane_still_waiting_when_the_last_range_is_taken_stops_waiting(
         assert sim.peak_sending <= 2
     (lim,) = made
     assert [key for key, _ in recorder.ends] == [TIFF, PRODUCT]  # no wait for the product
-    assert [waiting for _, waiting in recorder.ends] == [0, 0]  # no lane left waiting when the tiff ended
+    assert [waiting for _, waiting in recorder.ends] == [
+        0,
+        0,
+    ]  # no lane left waiting when the tiff ended
     assert lim.acquired == 2  # the tiff's and the product's: no lane took one for nothing
     assert lim.waiting == 0 and lim.active("127.0.0.1") == 0
 
@@ -191,8 +195,8 @@ def test_a_resumed_split_file_takes_host_slots_and_verifies(
     """A run stopped while the ranges run; the next one finishes the journalled ranges
     with two connections (its slot and one more), never four, and verifies the file."""
     made = limiter(2)
-    split = {"segments": 4, "segment_size": 1_000_000, "segment_below": 10_000_000}
-    with _server(6_000_000, 50_000, 1_500_000) as sim:
+    split = {"segments": 4, "segment_size": 600_000, "segment_below": 10_000_000}
+    with _server(SIZE, 50_000, 2_000_000) as sim:
         config = build_config(
             catalog=sim.catalog_url, collections=[L1C], dest=str(tmp_path), assets=[TIFF], **split
         ).with_values({"auth.token": TOKEN})
@@ -215,9 +219,9 @@ def test_a_resumed_split_file_takes_host_slots_and_verifies(
         assert resumed and all(r["range"] for r in resumed)  # ranges only, no restart
         assert sim.peak_sending == 2  # two lanes, within the host's two slots
         outcome = next(iter(recorder.outcomes().values()))
-        assert 0 < outcome.bytes_downloaded < 6_000_000
+        assert 0 < outcome.bytes_downloaded < SIZE
     (path,) = files_under(tmp_path)
-    assert path.stat().st_size == 6_000_000  # and its checksum was verified
+    assert path.stat().st_size == SIZE  # and its checksum was verified
     assert all(lim.waiting == 0 and lim.active("127.0.0.1") == 0 for lim in made)
 
 

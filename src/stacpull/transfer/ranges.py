@@ -83,7 +83,7 @@ def _round_units(rounds: int, room: int) -> list[int]:
     halvings = min(_TAPER, max(0, room.bit_length() - 1))
     full = 1 << halvings
     taper = [full >> i for i in range(1, halvings + 1)]
-    return [full] * (rounds - 1) + (taper + [1] if halvings else [full])
+    return [full] * (rounds - 1) + ([*taper, 1] if halvings else [full])
 
 
 @dataclass(slots=True)
