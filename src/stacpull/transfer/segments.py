@@ -1,5 +1,6 @@
 """Segmented downloads: the unfinished ranges of a split ``.part`` fetched over parallel
-connections in file order, the hash following the filled front."""
+connections in file order, the hash following the filled front. Each connection past the
+first holds a host slot of its own, taken as other transfers free theirs."""
 
 from __future__ import annotations
 
