@@ -5,10 +5,11 @@ server (the sim's responses in flight) and on the limiter (slots taken, tasks wa
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,15 @@ from hypothesis import strategies as st
 import stacpull.engine
 from stacpull.api import build_config
 from stacpull.engine import run
-from stacpull.events import BytesReceived, Event, JobFinished
+from stacpull.events import BytesReceived, Event, JobFinished, TransferRetried
 from stacpull.limits import HostLimiter
+from stacpull.models import Status
 from stacpull.runtypes import RunOptions, StopSignal
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
 from stacpull.transfer.ranges import SegmentState
 
 from .conftest import L1C, TOKEN, Recorder, files_under, pull
+from .hostile import Hostile, Request, asset_at, payload, plant, serve
 
 TIFF = "enclosure_abs_tiff"  # a static file with file:size and a checksum: it can split
 PRODUCT = "product"  # a zip streamed without a length: never split, holds one slot
@@ -44,6 +47,11 @@ class CountingLimiter(HostLimiter):
         super().__init__(limit, adaptive=False, on_change=on_change, **start)
         self.acquired = 0
         self.waiting = 0
+        self.throttles = 0
+
+    def throttled(self, host: str, *args: Any) -> None:
+        self.throttles += 1
+        super().throttled(host, *args)
 
     @asynccontextmanager
     async def slot(self, host: str) -> AsyncIterator[None]:
@@ -223,6 +231,74 @@ def test_a_resumed_split_file_takes_host_slots_and_verifies(
     (path,) = files_under(tmp_path)
     assert path.stat().st_size == SIZE  # and its checksum was verified
     assert all(lim.waiting == 0 and lim.active("127.0.0.1") == 0 for lim in made)
+
+
+BIG = payload(1_600_000, 9)
+
+
+class _Raw(Request):
+    async def send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        """``body`` at about 3 MB/s (16 KiB every 5 ms), slow enough to be split."""
+        lines = [f"HTTP/1.1 {status} Whatever", *(f"{k}: {v}" for k, v in headers.items())]
+        lines += [f"Content-Length: {len(body)}", "Connection: close"]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        for at in range(0, len(body), 16_384):
+            self.writer.write(body[at : at + 16_384])
+            await self.writer.drain()
+            await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+def hostile() -> Iterator[Hostile[_Raw]]:
+    yield from serve(_Raw)
+
+
+def test_a_range_refused_with_429_goes_back_to_the_lanes_still_running(
+    sim: SimServer,
+    hostile: Hostile[_Raw],
+    tmp_path: Path,
+    limiter: Callable[[int], list[CountingLimiter]],
+) -> None:
+    """A server that refuses a second range at once (429) twice: each refused lane hands
+    its range back and ends, the file goes on over the lane still running, no attempt
+    is failed for it, and every refusal reaches the limiter."""
+    made = limiter(4)
+    ranges = {"in_flight": 0, "refused": 0}
+
+    async def big(req: _Raw) -> None:
+        tag = {"ETag": '"v1"', "Accept-Ranges": "bytes"}
+        if req.range_start is None:
+            await req.send(200, BIG, tag)
+            return
+        if ranges["in_flight"] and ranges["refused"] < 2:
+            ranges["refused"] += 1
+            await req.send(429, b"slow down", {})
+            return
+        first, _, last = req.headers["range"][6:].partition("-")
+        a, b = int(first), int(last) if last else len(BIG) - 1
+        ranges["in_flight"] += 1
+        try:
+            await req.send(
+                206, BIG[a : b + 1], {**tag, "Content-Range": f"bytes {a}-{b}/{len(BIG)}"}
+            )
+        finally:
+            ranges["in_flight"] -= 1
+
+    hostile.routes["/big.tif"] = big
+    options = plant(sim, hostile, "LANES_ITEM", {"data": asset_at("/big.tif", "big.tif")})
+    recorder = Recorder()
+    split = {"segments": 3, "segment_size": 200_000, "segment_below": 10**12}
+    result = pull(sim, tmp_path, recorder, **options, **split)
+    assert result.ok, recorder.outcomes()
+    (outcome,) = [o for o in recorder.outcomes().values() if o.job.item_id == "LANES_ITEM"]
+    assert outcome.status is Status.DOWNLOADED
+    assert (tmp_path / outcome.job.dest).read_bytes() == BIG
+    assert sum(1 for _, h in hostile.requests if h.get("range")) >= 4  # split
+    assert 1 <= ranges["refused"] <= 2
+    assert not [e for e in recorder.of_type(TransferRetried) if e.job.item_id == "LANES_ITEM"]
+    (lim,) = made
+    assert lim.throttles == ranges["refused"]  # each refusal told the limiter, once
+    assert lim.waiting == 0 and lim.active("127.0.0.1") == 0
 
 
 @given(

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 import anyio
 import anyio.to_thread
 
-from ..errors import RangeError, StorageError, TruncatedError, first_error
+from ..errors import (
+    HTTPStatusError,
+    RangeError,
+    StorageError,
+    TruncatedError,
+    first_error,
+    scrubbed_logger,
+)
 from ..events import BytesReceived
 from ..headers import Validators, range_header
 from .context import FetchContext
@@ -33,6 +40,10 @@ from .ranges import RangeRecord, Segment, SegmentState, close_record, save_segme
 from .state import Transfer
 
 __all__ = ["FOLLOW_STEP", "run_segments"]
+
+#: The transfer's messages keep the name fetch.py gave them (``--debug`` prints it, users
+#: set its level); every module of the package shares the logger and its one filter.
+log = scrubbed_logger("stacpull.fetch")
 
 
 #: The hash of a split file follows the filled front in steps of at least this much.
@@ -123,6 +134,10 @@ class _Queue:
             finally:
                 self._waiting.discard(scope)
 
+    def give_back(self, segment: Segment) -> None:
+        """A range a lane could not fetch, first again for the lanes still running."""
+        self._todo.appendleft(segment)
+
     def joined(self, scope: anyio.CancelScope) -> bool:
         """The lane of ``scope`` holds its slot: it is no longer cancelled for want of
         ranges. False when there is nothing left for it (it ends, freeing the slot)."""
@@ -141,13 +156,26 @@ async def _fill(t: Transfer, ctx: FetchContext, state: SegmentState, hashed: int
     queue = _Queue([p for p in state.parts if p.left > 0])
     arrived = anyio.Event()
     ended = False
+    running = 0  # lanes fetching ranges
 
     def wake() -> None:
         arrived.set()
 
     async def lane() -> None:
-        while (segment := queue.take()) is not None:
-            await _fetch_segment(t, ctx, _Range(segment, state, wake))
+        nonlocal running
+        running += 1
+        try:
+            while (segment := queue.take()) is not None:
+                try:
+                    await _fetch_segment(t, ctx, _Range(segment, state, wake))
+                except HTTPStatusError as exc:
+                    if running == 1 or exc.status not in (429, 503):
+                        raise  # the attempt fails: its retry waits as the server asks
+                    _refused(t, ctx, exc)
+                    queue.give_back(segment)
+                    return
+        finally:
+            running -= 1
 
     async def joiner() -> None:
         with queue.waiting() as scope:
@@ -179,6 +207,15 @@ async def _fill(t: Transfer, ctx: FetchContext, state: SegmentState, hashed: int
         finally:
             ended = True
             wake()
+
+
+def _refused(t: Transfer, ctx: FetchContext, exc: HTTPStatusError) -> None:
+    """A lane's range was answered 429 or 503 while other lanes run: the server asks for
+    fewer connections, so the lane ends (its range goes back to the others, its slot to
+    the host) instead of failing the attempt, which would cut every other range; the
+    limiter hears of it here, as the retry loop would have told it."""
+    log.debug("%s: a range was refused (%s); one connection fewer", t.job.dest, exc.status)
+    ctx.limiter.throttled(t.host)
 
 
 async def _fetch_segment(t: Transfer, ctx: FetchContext, r: _Range) -> None:
