@@ -145,6 +145,46 @@ class _Queue:
         return bool(self._todo)
 
 
+@dataclass(slots=True)
+class _Lanes:
+    """The connections of one split file. Each takes the next range until none is left;
+    the first runs under the slot its transfer holds, a joiner waits for a slot of its
+    own first. A range refused with 429/503 while another lane runs goes back to the
+    queue and its lane ends (:func:`_refused`); the last lane's refusal fails the
+    attempt, whose retry waits as the server asks."""
+
+    t: Transfer
+    ctx: FetchContext
+    state: SegmentState
+    wake: Callable[[], None]  # the hash may follow further
+    queue: _Queue
+    running: int = 0  # lanes fetching ranges
+
+    async def lane(self) -> None:
+        """Fetch ranges while any is left."""
+        self.running += 1
+        try:
+            while (segment := self.queue.take()) is not None:
+                try:
+                    r = _Range(segment, self.state, self.wake)
+                    await _fetch_segment(self.t, self.ctx, r)
+                except HTTPStatusError as exc:
+                    if self.running == 1 or exc.status not in (429, 503):
+                        raise
+                    _refused(self.t, self.ctx, exc)
+                    self.queue.give_back(segment)
+                    return
+        finally:
+            self.running -= 1
+
+    async def joiner(self) -> None:
+        """A lane under a host slot of its own, unless no range is left by then."""
+        with self.queue.waiting() as scope:
+            async with self.ctx.limiter.slot(self.t.host):
+                if self.queue.joined(scope):
+                    await self.lane()
+
+
 async def _fill(t: Transfer, ctx: FetchContext, state: SegmentState, hashed: int) -> None:
     """The lanes that fetch the unfinished ranges, and the hash that follows the front.
 
@@ -156,32 +196,11 @@ async def _fill(t: Transfer, ctx: FetchContext, state: SegmentState, hashed: int
     queue = _Queue([p for p in state.parts if p.left > 0])
     arrived = anyio.Event()
     ended = False
-    running = 0  # lanes fetching ranges
 
     def wake() -> None:
         arrived.set()
 
-    async def lane() -> None:
-        nonlocal running
-        running += 1
-        try:
-            while (segment := queue.take()) is not None:
-                try:
-                    await _fetch_segment(t, ctx, _Range(segment, state, wake))
-                except HTTPStatusError as exc:
-                    if running == 1 or exc.status not in (429, 503):
-                        raise  # the attempt fails: its retry waits as the server asks
-                    _refused(t, ctx, exc)
-                    queue.give_back(segment)
-                    return
-        finally:
-            running -= 1
-
-    async def joiner() -> None:
-        with queue.waiting() as scope:
-            async with ctx.limiter.slot(t.host):
-                if queue.joined(scope):
-                    await lane()
+    lanes = _Lanes(t, ctx, state, wake, queue)
 
     async def follow() -> None:
         nonlocal arrived, hashed
@@ -196,14 +215,14 @@ async def _fill(t: Transfer, ctx: FetchContext, state: SegmentState, hashed: int
                 await arrived.wait()
                 arrived = anyio.Event()
 
-    lanes = min(ctx.segments, sum(1 for p in state.parts if p.left > 0))
+    count = min(ctx.segments, sum(1 for p in state.parts if p.left > 0))
     async with anyio.create_task_group() as outer:
         outer.start_soon(follow)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(lane)
-                for _ in range(lanes - 1):
-                    tg.start_soon(joiner)
+                tg.start_soon(lanes.lane)
+                for _ in range(count - 1):
+                    tg.start_soon(lanes.joiner)
         finally:
             ended = True
             wake()
