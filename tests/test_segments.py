@@ -148,18 +148,26 @@ def test_a_stopped_segmented_download_resumes_every_range(big: SimServer, tmp_pa
         (160_000_000, 16, 16),  # 19 ranges of 8 MiB would leave 13 connections idle at the end
         (58_000_000, 16, 6),  # fewer connections than asked: each range ≥ segment_size
         (2**30, 32, 128),  # four ranges per connection, so the hash can follow the front
-        (2**30, 8, 32),
+        (2**30, 8, 48),  # 32, 32, 32, then the last round tapered: 16, 8, 8 MiB
+        (2**30, 16, 80),  # 16, 16, 16, then 8, 8 MiB
         (20_000_000, 1, 2),  # one connection, two ranges of at least 8 MiB
     ],
 )
 def test_ranges_share_out_evenly_over_the_connections(
     rest: int, segments: int, ranges: int
 ) -> None:
+    """Rounds of one range per connection, each round's ranges the same length (all the
+    connections end together), shorter towards the end (fewer connections, joining late,
+    end close together too), none shorter than segment_size."""
     size = 8 << 20
     state = SegmentState.split(1000 + rest, "v", 1000, segments=segments, segment_size=size)
     parts = state.parts
-    assert len(parts) == ranges and len(parts) % min(segments, rest // size) == 0
+    lanes = min(segments, rest // size)
+    assert len(parts) == ranges and len(parts) % lanes == 0
     assert parts[0].start == 1000 and parts[-1].end == 1000 + rest
     assert all(a.end == b.start for a, b in itertools.pairwise(parts))  # no gap, no overlap
     lengths = [p.end - p.start for p in parts]
-    assert min(lengths) >= size and max(lengths) - min(lengths) <= 1
+    assert min(lengths) >= size
+    rounds = [lengths[i : i + lanes] for i in range(0, len(lengths), lanes)]
+    assert all(max(r) - min(r) <= 1 for r in rounds)
+    assert all(a[0] + 1 >= b[0] for a, b in itertools.pairwise(rounds))  # never longer later

@@ -47,12 +47,19 @@ __all__ = [
 log = scrubbed_logger("stacpull.fetch")
 
 
-#: A split file has up to this many ranges per parallel connection (each at least
-#: ``download.segment_size``). Connections take them in file order, so the file fills
-#: from the front and its hash can follow while the rest arrives: when the last ranges
-#: end, only what they held is left to hash, not the whole file. Each further range costs
-#: its connection one round trip.
+#: A split file has up to this many rounds of ranges per parallel connection (each at
+#: least ``download.segment_size``). Connections take them in file order, so the file
+#: fills from the front and its hash can follow while the rest arrives: when the last
+#: ranges end, only what they held is left to hash, not the whole file. Each further
+#: range costs its connection one round trip.
 _RANGES_PER_LANE = 4
+
+#: The last round is cut in halves up to this many times (never below
+#: ``download.segment_size``): b/2, b/4, b/8, b/8 instead of b. The connections of a split
+#: file join as host slots free up, so how many run is not known when the file is laid
+#: out; with small ranges at the end, whichever connections run end within a small
+#: range of each other, and a late joiner still finds work.
+_TAPER = 3
 
 
 @dataclass(slots=True)
@@ -67,6 +74,16 @@ class Segment:
     def left(self) -> int:
         """Bytes of the range still to fetch."""
         return self.end - self.start - self.done
+
+
+def _round_units(rounds: int, room: int) -> list[int]:
+    """Each round's range length, in units: ``rounds`` rounds, the last one halved as
+    often as :data:`_TAPER` allows while a unit (a ``room``-th of a full range, at least
+    ``segment_size`` long) stays whole: 3 rounds, room 4: ``[4, 4, 2, 1, 1]``."""
+    halvings = min(_TAPER, max(0, room.bit_length() - 1))
+    full = 1 << halvings
+    taper = [full >> i for i in range(1, halvings + 1)]
+    return [full] * (rounds - 1) + ([*taper, 1] if halvings else [full])
 
 
 @dataclass(slots=True)
@@ -87,13 +104,19 @@ class SegmentState:
         cls, total: int, validator: str, prefix: int, *, segments: int, segment_size: int
     ) -> SegmentState:
         """The bytes after ``prefix`` as ranges of at least ``segment_size`` for up to
-        ``segments`` connections. Every connection gets the same number of ranges, so they
-        all end together: with 19 ranges on 16 connections, three would fetch a second
-        range while thirteen sat idle, and the file would take nearly twice as long."""
+        ``segments`` connections, in rounds of one range per connection, the last round
+        tapered (see :data:`_TAPER`). Every round's ranges are the same length, so when
+        all the connections run they all end together: with 19 ranges on 16 connections,
+        three would fetch a second range while thirteen sat idle, and the file would take
+        nearly twice as long. When fewer run (the others wait for host slots), the small
+        ranges at the end keep the last ones from ending far apart."""
         rest = total - prefix
         lanes = max(1, min(segments, rest // segment_size))
-        count = lanes * max(1, min(_RANGES_PER_LANE, rest // (lanes * segment_size)))
-        bounds = [prefix + rest * i // count for i in range(count + 1)]
+        rounds = max(1, min(_RANGES_PER_LANE, rest // (lanes * segment_size)))
+        units = _round_units(rounds, rest // (lanes * rounds * segment_size))
+        whole = lanes * sum(units)
+        steps = itertools.accumulate(u for u in units for _ in range(lanes))
+        bounds = [prefix, *(prefix + rest * step // whole for step in steps)]
         parts = [Segment(a, b) for a, b in itertools.pairwise(bounds)]
         return cls(total, validator, prefix, parts)
 
