@@ -32,13 +32,14 @@ _SPLIT_AFTER = 0.15
 _WRITE_INTERVAL = 0.25
 
 
-#: The bytes the write batches of every body streaming at once hold together: what
-#: today's default of 8 files in flight held at 4 MiB batches (one gathering, one on its
-#: way to disk). See :class:`Bodies`.
+#: The bytes the write batches of every body streaming at once hold together: what the
+#: old default of 8 files in flight held at 4 MiB batches (one gathering, one on its way
+#: to disk). See :class:`Bodies`.
 _BATCH_BUDGET = 64 << 20
 
 #: The least batch, however many bodies stream: one socket read's worth (asyncio and
-#: uvloop hand over up to 256 KiB per read), so a batch still gathers several chunks.
+#: uvloop hand over up to 256 KiB per read), so no chunk is bigger than the batch it joins
+#: and a batch is never cut more often than once a read.
 _BATCH_FLOOR = 256 << 10
 
 
@@ -56,8 +57,9 @@ class Bodies:
     ``chunk_size`` past half the budget is the user's choice of memory per stream: the
     budget grows to two of them. At 64 bodies each batch is 512 KiB, its two hops small
     beside hashing it, and the bodies share the link anyway. The floor, 256 KiB (one
-    socket read), binds only past 128 bodies; below it a batch would cost a hop nearly per
-    chunk, which is what batching exists to avoid. The bound is then ``2 x floor`` a body.
+    socket read), binds only past 128 bodies; below it a fast stream's every chunk would
+    be a batch of its own, a hop per chunk, which is what batching exists to avoid. The
+    bound is then ``2 x floor`` a body.
 
     The count is read again at every chunk: a body that joins shrinks the others' next
     batches at once, though a batch already cut under the larger share lands first (one
