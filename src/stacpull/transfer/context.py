@@ -19,6 +19,7 @@ from ..tokens import StaticTokenProvider, TokenProvider
 from ..trust import TrustPolicy
 from ..verify import DEFAULT_RECORD_HASH, Multihash, record_hash
 from .http import Session
+from .pace import Bodies
 from .skip import Looks
 from .space import SpaceBudget
 
@@ -37,6 +38,9 @@ class FetchContext:
     emit: EventSink
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     chunk_size: int = DEFAULT_CHUNK_SIZE  # bytes received per write (and hash update)
+    #: The bodies streaming at once, files and ranges: each one's write batch shrinks as
+    #: they grow in number (``chunk_size`` at most), keeping their memory bounded.
+    bodies: Bodies = field(default_factory=Bodies)
     #: Waits between attempts; the engine's version gives up the transfer slot meanwhile.
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     #: Called once an attempt's bytes have all arrived: what is left (the checks, fsync,

@@ -1,11 +1,13 @@
-"""How a body's chunks are paced: gathered into write batches (:class:`Batches`), held
-to the least speed (:class:`SpeedFloor`), and measured once for a split
-(:class:`SplitProbe`). Shared by the single stream and the ranges."""
+"""How a body's chunks are paced: gathered into write batches (:class:`Batches`) sized
+for the bodies streaming at once (:class:`Bodies`), held to the least speed
+(:class:`SpeedFloor`), and measured once for a split (:class:`SplitProbe`). Shared by
+the single stream and the ranges."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from ..errors import StallError
@@ -13,7 +15,7 @@ from ..errors import StallError
 if TYPE_CHECKING:
     from .context import FetchContext
 
-__all__ = ["Batches", "SpeedFloor", "SplitProbe"]
+__all__ = ["Batches", "Bodies", "SpeedFloor", "SplitProbe"]
 
 
 #: Seconds a single stream runs before it may be split into ranges: long enough that a
@@ -25,9 +27,69 @@ _SPLIT_AFTER = 0.15
 
 
 #: A stream that trickles in still reaches the disk every _WRITE_INTERVAL seconds (a kill
-#: loses at most that much); a fast one is written every ``download.chunk_size`` bytes, and
+#: loses at most that much); a fast one is written every batch (see :class:`Bodies`), and
 #: a broken one writes what it received before the error is raised.
 _WRITE_INTERVAL = 0.25
+
+
+#: The bytes the write batches of every body streaming at once hold together: what the
+#: old default of 8 files in flight held at 4 MiB batches (one gathering, one on its way
+#: to disk). See :class:`Bodies`.
+_BATCH_BUDGET = 64 << 20
+
+#: The least batch, however many bodies stream: one socket read's worth (asyncio and
+#: uvloop hand over up to 256 KiB per read), so no chunk is bigger than the batch it joins
+#: and a batch is never cut more often than once a read.
+_BATCH_FLOOR = 256 << 10
+
+
+class Bodies:
+    """The response bodies streaming at once over the run, whole files and ranges alike
+    (shared through the :class:`FetchContext`), and the write batch each may gather:
+    ``budget / (2 x bodies)``, within ``[floor, most]`` (``most``: ``download.chunk_size``,
+    or the ranges' own cap). Two batches a body, as each may have one on its way to disk
+    while the next gathers: together they hold at most ``budget`` bytes, so 64 transfers
+    cannot buffer the half gigabyte 64 x 2 x 4 MiB batches would.
+
+    The budget, 64 MiB, is what 8 bodies held with full 4 MiB batches: up to eight (the
+    old default) nothing changes, and a lone fast stream keeps its full ``chunk_size``
+    batches, so the write path's thread hops per byte do not grow where it is fastest. A
+    ``chunk_size`` past half the budget is the user's choice of memory per stream: the
+    budget grows to two of them. At 64 bodies each batch is 512 KiB, its two hops small
+    beside hashing it, and the bodies share the link anyway. The floor, 256 KiB (one
+    socket read), binds only past 128 bodies; below it a fast stream's every chunk would
+    be a batch of its own, a hop per chunk, which is what batching exists to avoid. The
+    bound is then ``2 x floor`` a body.
+
+    The count is read again at every chunk: a body that joins shrinks the others' next
+    batches at once, though a batch already cut under the larger share lands first (one
+    write). A body's last batch, handed to the seal, is no longer counted: sealing it is
+    what its transfer does next."""
+
+    __slots__ = ("_budget", "_floor", "count")
+
+    def __init__(self, budget: int = _BATCH_BUDGET, floor: int = _BATCH_FLOOR) -> None:
+        if floor < 1 or budget < 2 * floor:
+            raise ValueError(
+                f"the batch budget ({budget:,} bytes) must hold two batches of the floor "
+                f"({floor:,} bytes, at least 1)"
+            )
+        self._budget, self._floor = budget, floor
+        self.count = 0  # bodies streaming now
+
+    def batch(self, most: int) -> int:
+        """The bytes a body's batch may gather now, ``most`` at the very most."""
+        share = max(self._budget, 2 * most) // (2 * max(self.count, 1))
+        return min(most, max(self._floor, share))
+
+    @contextmanager
+    def streaming(self) -> Iterator[None]:
+        """Count one body while its chunks arrive and its batches are written."""
+        self.count += 1
+        try:
+            yield
+        finally:
+            self.count -= 1
 
 
 class SpeedFloor:
@@ -101,26 +163,43 @@ class SplitProbe:
 
 
 class Batches:
-    """Chunks gathered into one ``write`` every ``limit`` bytes or _WRITE_INTERVAL seconds:
-    the event loop pays one thread round trip per batch, not per chunk."""
+    """Chunks gathered into one ``write(batch, full)`` per batch: the event loop pays one
+    thread round trip per batch, not per chunk. A batch is cut before the chunk that would
+    take it past its limit (:meth:`Bodies.batch`, read again at every chunk as bodies come
+    and go), so it never holds more unless one chunk alone does; a slow one after
+    _WRITE_INTERVAL seconds. ``full``: cut at its limit, more following at once (not by
+    the clock, nor at the body's end)."""
 
-    def __init__(self, write: Callable[[list[bytes]], Awaitable[None]], limit: int) -> None:
+    __slots__ = ("_bodies", "_flushed", "_most", "_pending", "_write", "size")
+
+    def __init__(
+        self, write: Callable[[list[bytes], bool], Awaitable[None]], bodies: Bodies, most: int
+    ) -> None:
         self._write = write
-        self._limit = limit
+        self._bodies, self._most = bodies, most
         self._pending: list[bytes] = []
         self._flushed = time.monotonic()
         self.size = 0  # bytes waiting
 
     async def add(self, chunk: bytes) -> None:
+        limit = self._bodies.batch(self._most)
+        if self._pending and self.size + len(chunk) > limit:
+            await self._cut(True)
         self._pending.append(chunk)
         self.size += len(chunk)
-        if self.size >= self._limit or time.monotonic() - self._flushed >= _WRITE_INTERVAL:
-            await self.flush()
+        if self.size >= limit:
+            await self._cut(True)
+        elif time.monotonic() - self._flushed >= _WRITE_INTERVAL:
+            await self._cut(False)
 
     async def flush(self) -> None:
+        """Write what waits: the body ended, broke or stops here."""
+        await self._cut(False)
+
+    async def _cut(self, full: bool) -> None:
         self._flushed = time.monotonic()
         if self._pending:
-            await self._write(self.take())
+            await self._write(self.take(), full)
 
     def take(self) -> list[bytes]:
         """The chunks waiting, handed over unwritten."""

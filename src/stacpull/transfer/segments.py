@@ -56,7 +56,7 @@ _SEGMENT_JOURNAL_EVERY = 2.0
 
 
 #: A range's largest write batch: less than ``download.chunk_size``, as a file may have
-#: many ranges in flight.
+#: many ranges in flight; less still when many bodies stream (``pace.Bodies``).
 _RANGE_BATCH = 1 << 20
 
 
@@ -282,7 +282,7 @@ async def _receive_range(
     job, segment, state = t.job, r.segment, r.state
     index = next(i for i, p in enumerate(state.parts) if p is segment)
 
-    async def write(batch: list[bytes]) -> None:
+    async def write(batch: list[bytes], full: bool) -> None:  # one thread hop either way
         done = segment.done + sum(map(len, batch))
         await anyio.to_thread.run_sync(
             write_range, fd, batch, segment.start + segment.done, state.record, index, done
@@ -292,11 +292,14 @@ async def _receive_range(
         if time.monotonic() - state.saved_at >= _SEGMENT_JOURNAL_EVERY:
             await save_segments(job, state, ctx)
 
-    batches = Batches(write, min(_RANGE_BATCH, ctx.chunk_size))
+    batches = Batches(write, ctx.bodies, min(_RANGE_BATCH, ctx.chunk_size))
     floor = SpeedFloor(ctx, job.url)
     received = 0
-    with body_errors(
-        job, t.part, lambda: f"range cut at {segment.start + segment.done} of {segment.end}"
+    with (
+        body_errors(
+            job, t.part, lambda: f"range cut at {segment.start + segment.done} of {segment.end}"
+        ),
+        ctx.bodies.streaming(),
     ):
         try:
             async for chunk, _ in resp.content.iter_chunks():

@@ -208,10 +208,10 @@ class _Writes:
     pace instead of their sum. Both are awaited through asyncio.shield, so a cancellation
     never abandons a thread still using the file."""
 
-    __slots__ = ("_full", "_inflight", "_loop", "_t", "position")
+    __slots__ = ("_inflight", "_loop", "_t", "position")
 
-    def __init__(self, t: Transfer, full: int) -> None:
-        self._t, self._full = t, full
+    def __init__(self, t: Transfer) -> None:
+        self._t = t
         self._loop = asyncio.get_running_loop()
         self._inflight: list[asyncio.Future[None]] = []
         self.position = t.pf.offset  # where the next batch goes
@@ -223,7 +223,7 @@ class _Writes:
             self._inflight.clear()
             await asyncio.shield(lanes)
 
-    async def write(self, batch: list[bytes]) -> None:
+    async def write(self, batch: list[bytes], full: bool) -> None:
         """Send ``batch`` to worker threads once the one before has landed."""
         await self.settle()
         size = sum(map(len, batch))
@@ -231,7 +231,7 @@ class _Writes:
         # A full batch (more follow) is hashed by a second thread while the first writes
         # it; one flushed before it was full (a slow stream) by the writing thread. The
         # last batch of a body is left to the seal (see PartFile).
-        if size >= self._full:
+        if full:
             self._inflight.append(run(None, pf.write, batch, self.position))
             self._inflight.append(run(None, hash_blocks, self._t.hasher, batch))
         else:
@@ -261,12 +261,15 @@ async def _stream(t: Transfer, ctx: FetchContext, resp: Response, end: int | Non
     job, pf = t.job, t.pf
     offset, written = pf.offset, 0
     room = None if end is None else end - offset  # bytes this body may bring
-    writes = _Writes(t, ctx.chunk_size)
-    batches = Batches(writes.write, ctx.chunk_size)
+    writes = _Writes(t)
+    batches = Batches(writes.write, ctx.bodies, ctx.chunk_size)  # sized for the bodies
     probe = SplitProbe() if t.can_split else None
     floor = SpeedFloor(ctx, job.url)
     whole = False  # the body ended normally, unsplit
-    with body_errors(job, t.part, lambda: f"transfer cut after {offset + written} bytes"):
+    with (
+        body_errors(job, t.part, lambda: f"transfer cut after {offset + written} bytes"),
+        ctx.bodies.streaming(),
+    ):
         try:
             # iter_chunks hands over aiohttp's buffers as they are; iter_chunked would join
             # them into fixed sizes first, a copy that costs as much as the hash.
