@@ -154,3 +154,37 @@ def test_max_concurrent_answers_429_with_retry_after_beyond_k(held: SimServer) -
     held.options.latency = 0.0
     assert asyncio.run(_get_status(urls[3])) == 200  # below k again: served
     assert held.over_concurrency == 1 and held.peak_connections == 4
+
+
+@pytest.fixture
+def strict() -> Iterator[SimServer]:
+    """Each body capped at 2 MB/s (a 300 kB tiff: about 0.15 s)."""
+    with _server(Faults(rate_limit=2_000_000)) as server:
+        yield server
+
+
+async def _two_at_a_time(sim: SimServer, urls: list[str]) -> list[int]:
+    """Four connections opened and kept alive, then a limit of two and two workers, each
+    asking for its next file (on an idle connection of the pool) the moment it has read
+    the last one."""
+    statuses: list[int] = []
+
+    async def worker(session: aiohttp.ClientSession, mine: list[str]) -> None:
+        for url in mine:
+            async with session.get(url) as resp:
+                await resp.read()
+                statuses.append(resp.status)
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(worker(session, [u]) for u in urls))
+        statuses.clear()
+        sim.set_faults(Faults(rate_limit=2_000_000, max_concurrent=2))
+        await asyncio.gather(worker(session, urls * 2), worker(session, urls[::-1] * 2))
+    return statuses
+
+
+def test_a_client_that_keeps_to_k_is_never_refused(strict: SimServer) -> None:
+    """The server stops counting a request when its last byte is out, not after a
+    pacing pause: a client that keeps two in flight never meets the limit of two."""
+    statuses = asyncio.run(_two_at_a_time(strict, _urls(strict)))
+    assert statuses == [200] * 16 and strict.over_concurrency == 0

@@ -182,13 +182,21 @@ class DataFiles:
 
     async def _write_one(self, body: _Body, data: bytes) -> bool:
         """Write ``data`` (split for the rate limits: a twentieth of a second's worth at
-        the tighter of the connection's and the link's); ``False`` after a cut."""
+        the tighter of the connection's and the link's); ``False`` after a cut.
+
+        The handler ends as soon as the last byte is out: a client that sends its next
+        request on reading it must not find this one still counted in flight (a trailing
+        pacing sleep made ``max_concurrent`` refuse a client that kept to k)."""
         rate, stall, cut = body.rate, body.stall, body.cut
         link = self.state.faults.link
         caps = [c // 20 for c in (rate, link.rate if link is not None else 0) if c]
         step = max(1, min(caps)) if caps else len(data) or 1
         for i in range(0, len(data), step):
             part = data[i : i + step]
+            if rate:  # paced before each write, so none waits after the last byte
+                ahead = body.sent / rate - (asyncio.get_running_loop().time() - body.began)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
             if stall is not None and body.sent <= stall[0] < body.sent + len(part):
                 await self._send(body, part[: stall[0] - body.sent])
                 await asyncio.sleep(stall[1])
@@ -200,10 +208,6 @@ class DataFiles:
                 return False
             await self._send(body, part)
             body.sent += len(part)
-            if rate:
-                ahead = body.sent / rate - (asyncio.get_running_loop().time() - body.began)
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
         return True
 
     async def _zipper(
