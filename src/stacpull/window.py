@@ -37,6 +37,7 @@ to every method, so tests drive it with a fake clock and a model link.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 __all__ = ["Change", "HostWindow", "WindowSettings"]
@@ -102,6 +103,8 @@ class _Step:
     kind: str  # "ramp", "up" or "down"
     base: int
     rate: float
+    spread: float = 0.0  # relative deviation of the measurements ``rate`` is the mean of
+    again: bool = False  # a step down measured low once, measured a second time
 
 
 @dataclass(slots=True)
@@ -128,6 +131,7 @@ class HostWindow:
         self._busy = False
         self._skip = 1  # the epochs still to ignore after a change
         self._samples: list[_Measure] = []
+        self._rates: list[float] = []  # the goodput measured at this window, since it moved
         self._step: _Step | None = _Step("ramp", 0, 0.0)  # start-up: ramping
         self._calm = 0  # measurements at this window since the last probe
         self._wait = settings.probe_after
@@ -233,8 +237,12 @@ class HostWindow:
             return self._steady(now, measure)
         self._step = None
         if step.kind == "down":
-            if measure.rate >= step.rate * (1 - self.settings.tolerance):
+            if measure.rate >= step.rate * (1 - self._slack(step)):
                 return self._kept("fewer suffice", "down")
+            if not step.again:  # one low measurement may be a hiccup of the client's: twice
+                step.again = True
+                self._step = step
+                return None
             self._fine = True
             return self._undo(step, "probe undone")
         if step.kind == "ramp" and step.base == 0:
@@ -272,11 +280,30 @@ class HostWindow:
         self._wait = min(self.settings.probe_max, self._wait * 2)
         return self._change(step.base, reason, None)
 
+    def _probe(self, kind: str) -> _Step:
+        """A probe away from this window, judged against the mean goodput measured at it
+        and the spread of those measurements."""
+        rates = self._rates
+        mean = sum(rates) / len(rates)
+        spread = statistics.stdev(rates) / mean if len(rates) > 1 and mean > 0 else 0.0
+        return _Step(kind, self.window, mean, spread)
+
+    def _slack(self, step: _Step) -> float:
+        """How far goodput may fall for a step down to stay: ``tolerance``, or twice the
+        spread of the measurements it is judged against when they are noisier (a fall
+        within the noise is no fall: fewer connections suffice), but never ``growth`` of
+        what the connections taken away would carry at an average share (as a doubling
+        must buy ``growth`` to go on ramping), so noise never hides a real loss."""
+        rules = self.settings
+        removed = (step.base - self.window) / step.base
+        return max(rules.tolerance, min(rules.growth * removed, 2 * step.spread))
+
     def _steady(self, now: float, measure: _Measure) -> Change | None:
         rules = self.settings
         needed = min(self._cap(now), self._little(measure))
         if needed > self.window and not self._braked(measure):
             return self._change(needed, "cover latency", None)
+        self._rates.append(measure.rate)
         self._calm += 1
         if self._calm < self._wait:
             return None
@@ -291,9 +318,9 @@ class HostWindow:
         elif probe == "down" and low >= self.window:
             probe = "up"
         if probe == "up" and high > self.window:
-            return self._change(high, "probe up", _Step("up", self.window, measure.rate), "down")
+            return self._change(high, "probe up", self._probe("up"), "down")
         if probe == "down" and low < self.window:
-            return self._change(low, "probe down", _Step("down", self.window, measure.rate), "up")
+            return self._change(low, "probe down", self._probe("down"), "up")
         self._calm = 0
         return None
 
@@ -303,6 +330,7 @@ class HostWindow:
         self._step = step
         self._skip = 1
         self._samples.clear()
+        self._rates.clear()
         self._calm = 0
         if probe:
             self._next_probe = probe
