@@ -127,7 +127,10 @@ def test_32_workers_hitting_401_together_cause_one_refresh(tmp_path: Path) -> No
         anyio.run(provider.token)  # a valid, cached access token...
         sim.identity.expire_access_tokens()  # ...that the server forgets
         recorder = Recorder()
-        result = _oidc_pull(sim, tmp_path, provider, recorder, concurrency=32, per_host=32)
+        # A fixed window of 32 (an adaptive one starts at 8): 32 requests go out at once.
+        result = _oidc_pull(
+            sim, tmp_path, provider, recorder, concurrency=32, per_host=32, adaptive=False
+        )
         assert result.ok and result.downloaded == 36
         assert len(sim.identity.log) == 2  # the first token, and one refresh for all
         refused = [r for r in sim.requests if r["path"].startswith("/data/") and not r["token_ok"]]

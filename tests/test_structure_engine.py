@@ -110,16 +110,16 @@ def test_dest_is_walked_by_safepath_alone() -> None:
 
 
 def test_the_host_limiter_takes_its_knobs_as_one_frozen_settings_object() -> None:
-    from stacpull.limits import AimdSettings, HostLimiter
+    from stacpull.limits import HostLimiter
+    from stacpull.window import WindowSettings
 
-    params = dataclasses.fields(AimdSettings)
-    assert {p.name for p in params} == {"cooldown", "recovery", "window", "share", "min_signals"}
     with pytest.raises(dataclasses.FrozenInstanceError):
-        AimdSettings().cooldown = 1.0  # type: ignore[misc]
-    limiter = HostLimiter(4, settings=AimdSettings(window=3, share=0.5, min_signals=2))
-    limiter.throttled("h")
-    limiter.throttled("h")
-    assert limiter.limit("h") == 2
+        WindowSettings().cooldown = 1.0  # type: ignore[misc]
+    # the limiter's ceiling and start win over the settings'; the rest is the window's
+    limiter = HostLimiter(4, start=4, settings=WindowSettings(cut=0.25))
+    assert limiter.limit("h") == 4
+    limiter.throttled("h", 429, None)
+    assert limiter.limit("h") == 1
 
 
 def test_the_run_types_live_in_runtypes_and_the_engine_exports_only_run() -> None:

@@ -260,7 +260,9 @@ async def _transfer(state: RunState) -> None:
     async with client_session(
         connect=dl.connect_timeout,
         stall=dl.stall_timeout,
-        connections=max(dl.concurrency, dl.per_host),
+        # The host windows bound the connections: the pool never holds them back (no
+        # total limit; per host, the windows' ceiling).
+        connections=0,
         per_host=dl.per_host,
     ) as session:
         ctx = _transfer_context(state, session)
@@ -295,7 +297,8 @@ def _transfer_context(state: RunState, session: Session) -> FetchContext:
         ),
         chunk_size=dl.chunk_size,
         limiter=HostLimiter(
-            dl.per_host,
+            dl.per_host,  # the ceiling; the window starts at 8, or stays at per_host
+            start=8 if dl.adaptive else dl.per_host,
             adaptive=dl.adaptive,
             on_change=lambda host, limit, reason: emit(HostLimitChanged(host, limit, reason)),
         ),

@@ -401,7 +401,13 @@ class AuthError(HTTPStatusError):
 
 
 class ConnectError(TransferError):
-    """The connection could not be made or was lost mid-transfer."""
+    """The connection could not be made or was lost mid-transfer. ``refused``: the host
+    refused it (nothing listening, or its accept queue full): a sign of overload the
+    per-host window hears, as it hears 429 and 503."""
+
+    def __init__(self, message: str, *, url: str = "", refused: bool = False) -> None:
+        super().__init__(message, url=url)
+        self.refused = refused
 
 
 class StallError(TransferError):

@@ -1,153 +1,276 @@
-"""Adaptive per-host concurrency: back off when a host says it is overloaded.
+"""Per-host slots: how many requests go to each host at once, found from what the run
+measures (issue 19).
 
-A load balancer that answers 429 or 503 to many requests is asking for fewer of them.
-Retrying each one after its backoff while keeping every connection busy just keeps it
-overloaded, so each host gets a limit that follows AIMD (the rule TCP uses), with the
-knobs of :class:`AimdSettings`:
+Each host has a :class:`~stacpull.window.HostWindow`, the pure controller of its window of
+requests in flight (read its docstring for the rules), started at ``min(start, ceiling)``
+and never above ``ceiling`` (``--per-host``). One slot is one connection: a whole file's
+request and body, or one range of a split file. :class:`HostLimiter` feeds the window from
+the transfer path and turns its decisions into slots:
 
-* when at least ``share`` of the host's last ``window`` answers were 429/503 (and at least
-  ``min_signals`` of them), the limit halves (never below 1), at most once per ``cooldown``
-  seconds; a stray 503 among hundreds of good answers changes nothing;
-* every ``recovery`` seconds without such a decrease, while the share is below the
-  threshold, a success raises the limit by one, back up to ``per_host``: recovery is slow.
+* :meth:`~HostLimiter.slot` waits while the host's slots in use reach its window, or while
+  the host is paused by a ``Retry-After``; a waiter sleeps until the pause ends (its own
+  timer: nothing else need happen on the host), and a window cut below the slots in use
+  only holds new requests back until enough have ended;
+* the window hears of every body chunk (:meth:`~HostLimiter.received`), every time to first
+  byte of a 200/206 (:meth:`~HostLimiter.first_byte`, from the transfer's ``open_response``)
+  and every 429, 503 and refused connection (:meth:`~HostLimiter.throttled`, with the
+  ``Retry-After``); it is ticked on each of them and on each slot taken or given back, so
+  an epoch in which every slot waits for its first byte still closes, at the next first
+  byte or slot. A chunk costs a comparison of ``now`` with the epoch's due time;
+* "every slot busy" is judged once per epoch, at its close, from the free slot-seconds
+  (the window less the slots in use and the requests waiting for one): an epoch counts
+  when at most ``_IDLE_SHARE`` (5 %) of them were free. A file that ends hands its slot to
+  the next one only after that one's local checks; marking the epoch idle for that moment
+  would keep a run of small files from ever being measured;
+* every throttle reaches :meth:`HostWindow.on_throttle`, which cuts the window at most
+  once per cooldown (2 s) and remembers where the throttle began. Today's burst rule
+  (30 % of the host's last 20 answers were 429/503, at least 5 of them) lives on as the
+  host's *calm*: the cut itself no longer waits for a burst (a server that answers 429
+  above four in flight would fail most of a window of 32 before the fifth signal), but
+  while a burst lasts, the window does not grow (no ramp, probe up or latency cover),
+  as recovery waited for calm answers before; a stray 503 costs one cut, no more.
 
-Transfers hold a slot of their host's limit for one attempt's request and body; the
-checks, fsync and journal write after the last byte, and sleeping between retries, hold
-none.
+With ``adaptive=False`` the window is fixed at ``start`` and the answers change nothing
+(each throttled file still waits its own ``Retry-After`` in the retry policy).
+``on_change(host, window, reason)`` is called for every :class:`~stacpull.window.Change`
+(the engine emits ``HostLimitChanged``). Transfers hold a slot for one attempt's request
+and body; the checks, fsync and journal write after the last byte, and sleeping between
+retries, hold none.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
 
-__all__ = ["AimdSettings", "HostLimiter", "TokenBucket"]
+from .window import Change, HostWindow, WindowSettings
+
+__all__ = ["HostLimiter", "TokenBucket"]
+
+#: The burst rule: the host's last _BURST_ANSWERS answers, of which at least _BURST_SHARE
+#: (and _BURST_SIGNALS) were throttles, mean it is not calm.
+_BURST_ANSWERS = 20
+_BURST_SHARE = 0.3
+_BURST_SIGNALS = 5
+
+#: An epoch counts as busy when at most this share of its slot-seconds were free.
+_IDLE_SHARE = 0.05
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Host:
+    window: HostWindow | None  # None: a fixed window
     limit: int
+    due: float = float("inf")  # when the window's epoch may close
     active: int = 0
-    last_change: float = 0.0
+    waiting: int = 0  # requests waiting for a slot (demand beyond the slots in use)
+    free: float = 0.0  # free slot-seconds in the epoch so far
+    stamp: float = 0.0  # when ``free`` was brought up to date
+    throttles: int = 0  # among ``recent``
+    recent: deque[bool] = field(default_factory=lambda: deque(maxlen=_BURST_ANSWERS))
     changed: anyio.Event = field(default_factory=anyio.Event)
-    recent: deque[bool] = field(default_factory=deque)  # True: a 429/503 answer
-
-
-@dataclass(frozen=True, slots=True)
-class AimdSettings:
-    """When a host's limit moves (see the module docstring): it halves when ``share`` of its
-    last ``window`` answers (and at least ``min_signals``) were 429/503, at most once per
-    ``cooldown`` seconds, and grows by one after ``recovery`` calm seconds."""
-
-    cooldown: float = 2.0
-    recovery: float = 10.0
-    window: int = 20
-    share: float = 0.3
-    min_signals: int = 5
 
 
 class HostLimiter:
-    """Per-host slots whose number adapts to 429/503 answers.
-
-    ``on_change(host, limit, reason)`` is called whenever a host's limit moves (the engine
-    turns it into an event for the dashboard and the report).
-    """
+    """One :class:`~stacpull.window.HostWindow` per host behind ``slot(host)`` (see the
+    module docstring)."""
 
     def __init__(
         self,
-        per_host: int,
+        ceiling: int,
         *,
+        start: int = 8,
         adaptive: bool = True,
-        settings: AimdSettings = AimdSettings(),
+        settings: WindowSettings | None = None,  # its start and ceiling are replaced
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[str, int, str], None] | None = None,
     ) -> None:
-        self.per_host = per_host
+        if ceiling < 1 or start < 1:
+            raise ValueError("a host limiter needs a ceiling and a start of at least 1")
+        start = min(start, ceiling)
+        rules = settings or WindowSettings()
+        settings = dataclasses.replace(
+            rules, start=start, ceiling=ceiling, floor=min(rules.floor, start)
+        )
+        self.ceiling = ceiling
         self.adaptive = adaptive
         self.settings = settings
         self._clock = clock
         self._on_change = on_change
         self._hosts: dict[str, _Host] = {}
+        self._in_flight = 0
 
     def _host(self, host: str) -> _Host:
         state = self._hosts.get(host)
         if state is None:
-            state = self._hosts[host] = _Host(self.per_host, last_change=float("-inf"))
+            now = self._clock()
+            if self.adaptive:
+                window = HostWindow(now, self.settings)
+                state = _Host(window, window.window, due=window.due(), stamp=now)
+            else:
+                state = _Host(None, self.settings.start, stamp=now)
+            self._hosts[host] = state
         return state
 
     def limit(self, host: str) -> int:
-        """The current limit for ``host``."""
+        """The window of ``host`` now."""
         return self._host(host).limit
 
     def active(self, host: str) -> int:
         """Slots of ``host`` in use."""
         return self._host(host).active
 
+    def in_flight(self) -> int:
+        """Slots in use over every host."""
+        return self._in_flight
+
+    def window(self, host: str) -> HostWindow | None:
+        """The controller of ``host``'s window (``None``: fixed), for views and tests."""
+        return self._host(host).window
+
+    def slot(self, host: str) -> AbstractAsyncContextManager[None]:
+        """Hold one of ``host``'s slots for the body of the ``async with``: wait while its
+        slots in use reach its window or a ``Retry-After`` pauses it."""
+        return self._slot(host, self._host(host))
+
     @asynccontextmanager
-    async def slot(self, host: str) -> AsyncIterator[None]:
-        """Hold one of ``host``'s slots for the body of the ``async with``."""
-        state = self._host(host)
-        while state.active >= state.limit:
-            await state.changed.wait()
+    async def _slot(self, host: str, state: _Host) -> AsyncIterator[None]:
+        if state.active >= state.limit or (
+            state.window is not None and self._clock() < state.window.paused_until
+        ):
+            await self._wait(host, state)
+        now = self._clock()
+        self._account(state, now)
         state.active += 1
+        self._in_flight += 1
+        self._tick(host, state, now)
         try:
             yield
         finally:
+            now = self._clock()
+            self._account(state, now)
             state.active -= 1
-            self._wake(state)
+            self._in_flight -= 1
+            self._tick(host, state, now)
+            if state.waiting:
+                self._wake(state)
 
-    def _wake(self, state: _Host) -> None:
+    async def _wait(self, host: str, state: _Host) -> None:
+        """Until a slot of ``host`` is free and no pause holds it; a pause is waited out
+        on the waiter's own timer."""
+        self._account(state, self._clock())
+        state.waiting += 1
+        try:
+            while True:
+                paused = 0.0
+                if state.window is not None:
+                    paused = state.window.paused_until - self._clock()
+                if state.active < state.limit and paused <= 0:
+                    return
+                event = state.changed
+                if paused > 0:
+                    with anyio.move_on_after(paused):
+                        await event.wait()
+                else:
+                    await event.wait()
+        finally:
+            self._account(state, self._clock())
+            state.waiting -= 1
+
+    @staticmethod
+    def _wake(state: _Host) -> None:
         state.changed.set()
         state.changed = anyio.Event()
 
-    def _record(self, state: _Host, throttled: bool) -> tuple[int, float]:
-        state.recent.append(throttled)
-        while len(state.recent) > self.settings.window:
-            state.recent.popleft()
-        signals = sum(state.recent)
-        return signals, signals / len(state.recent)
+    @staticmethod
+    def _account(state: _Host, now: float) -> None:
+        """Bring the epoch's free slot-seconds up to ``now``."""
+        free = state.limit - state.active - state.waiting
+        if free > 0:
+            state.free += free * (now - state.stamp)
+        state.stamp = now
 
-    def throttled(self, host: str) -> None:
-        """``host`` answered 429 or 503: halve its limit if it keeps doing so."""
-        if not self.adaptive:
+    def _tick(self, host: str, state: _Host, now: float) -> None:
+        """Close the window's epoch if it is due, judging it busy or not first."""
+        window = state.window
+        if window is None or now < state.due:
             return
-        state = self._host(host)
-        signals, share = self._record(state, True)
-        rules = self.settings
-        if signals < rules.min_signals or share < rules.share:
+        self._account(state, now)
+        began = window.epoch_start
+        if state.free > _IDLE_SHARE * window.window * (now - began):
+            window.on_busy(now, False)  # this epoch had free slots: it does not count
+        window.on_busy(now, True)  # the next one is judged at its own close
+        change = window.tick(now)
+        if window.epoch_start != began:
+            state.free = 0.0
+        state.due = window.due()
+        if change is not None:
+            self._apply(host, state, change, now)
+
+    def _apply(self, host: str, state: _Host, change: Change, now: float) -> None:
+        self._account(state, now)
+        grew = change.window > state.limit
+        state.limit = change.window
+        if self._on_change is not None:
+            self._on_change(host, change.window, change.reason)
+        if grew and state.waiting:
+            self._wake(state)
+
+    def received(self, host: str, n: int) -> None:
+        """``n`` bytes of a body from ``host`` arrived (each chunk: a few operations)."""
+        state = self._hosts.get(host)
+        if state is None or state.window is None:
             return
         now = self._clock()
-        if state.limit > 1 and now - state.last_change >= rules.cooldown:
-            state.limit = max(1, state.limit // 2)
-            state.last_change = now
-            state.recent.clear()  # judge the new limit on fresh answers
-            if self._on_change is not None:
-                self._on_change(host, state.limit, "throttled")
-        elif state.limit == 1:
-            state.last_change = now  # still overloaded: restart the recovery clock
+        state.window.on_bytes(now, n)
+        if now >= state.due:
+            self._tick(host, state, now)
+
+    def first_byte(self, host: str, seconds: float) -> None:
+        """A 200/206 answer's headers came ``seconds`` after its request was sent."""
+        state = self._host(host)
+        if state.window is None:
+            return
+        now = self._clock()
+        state.window.on_first_byte(now, seconds)
+        state.due = state.window.due()  # a shorter least time to first byte: shorter epochs
+        self._tick(host, state, now)
+
+    def throttled(self, host: str, status: int | None, retry_after: float | None) -> None:
+        """``host`` answered ``status`` (429 or 503; ``None``: it refused the connection),
+        with ``retry_after`` seconds when it said so."""
+        state = self._host(host)
+        if state.window is None:
+            return
+        self._answer(state, True)
+        now = self._clock()
+        change = state.window.on_throttle(now, status, retry_after)
+        if change is not None:
+            self._apply(host, state, change, now)
 
     def succeeded(self, host: str) -> None:
-        """``host`` served a response: after a calm ``recovery`` period, one more slot."""
-        if not self.adaptive:
-            return
+        """``host`` served an attempt whole: one calm answer for the burst rule."""
         state = self._host(host)
-        _, share = self._record(state, False)
-        now = self._clock()
-        if (
-            state.limit < self.per_host
-            and share < self.settings.share
-            and now - state.last_change >= self.settings.recovery
-        ):
-            state.limit += 1
-            state.last_change = now
-            self._wake(state)
-            if self._on_change is not None:
-                self._on_change(host, state.limit, "recovered")
+        if state.window is not None:
+            self._answer(state, False)
+
+    @staticmethod
+    def _answer(state: _Host, throttled: bool) -> None:
+        """Record one answer; the window is calm unless the last ones make a burst."""
+        recent = state.recent
+        if len(recent) == recent.maxlen and recent[0]:
+            state.throttles -= 1
+        recent.append(throttled)
+        state.throttles += throttled
+        burst = state.throttles >= _BURST_SIGNALS and state.throttles >= _BURST_SHARE * len(recent)
+        if state.window is not None:
+            state.window.calm = not burst
 
 
 class TokenBucket:

@@ -140,6 +140,9 @@ class HostWindow:
         self._last_cut = float("-inf")
         self._throttled_at = float("-inf")
         self.throttle_mark: int | None = None  # where the last throttle began
+        #: The caller's verdict on the host's recent answers: ``False`` (a burst of
+        #: throttles) holds every growth, as :mod:`stacpull.limits` keeps its burst rule.
+        self.calm = True
 
     # -- what the run measures ---------------------------------------------------------
 
@@ -188,6 +191,16 @@ class HostWindow:
             return rules.max_epoch
         return min(rules.max_epoch, max(rules.min_epoch, 2 * self.min_ttfb))
 
+    @property
+    def epoch_start(self) -> float:
+        """When the epoch being measured began."""
+        return self._epoch.start
+
+    def due(self) -> float:
+        """When the epoch being measured may close: :meth:`tick` before it does nothing,
+        so a caller on a hot path compares ``now`` with this first."""
+        return self._epoch.start + self.epoch_length()
+
     def tick(self, now: float) -> Change | None:
         """Close the epoch if it is due; return the change it decides, if any."""
         epoch = self._epoch
@@ -217,9 +230,11 @@ class HostWindow:
         return measure.ttfb > self.settings.brake * self.min_ttfb
 
     def _cap(self, now: float) -> int:
-        """The highest window growth may reach now: the ceiling, and below a recent
-        throttle's mark."""
+        """The highest window growth may reach now: the ceiling, below a recent
+        throttle's mark, and no higher than now while the host is not :attr:`calm`."""
         rules = self.settings
+        if not self.calm:
+            return max(rules.floor, min(rules.ceiling, self.window))
         mark = self.throttle_mark
         if mark is None or now - self._throttled_at >= rules.hold:
             return rules.ceiling

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,8 +95,8 @@ def client_session(
     decompress: bool = False,
 ) -> aiohttp.ClientSession:
     """A client session: ``total``/``connect`` bound a request and its connection,
-    ``stall`` the wait for each read; ``connections`` and ``per_host`` size the pool.
-    Downloads keep ``decompress`` off (the bytes on disk are the bytes served, and hashed);
+    ``stall`` the wait for each read; ``connections`` and ``per_host`` size the pool (0: no
+    limit). Downloads keep ``decompress`` off (the bytes on disk are the bytes served, and hashed);
     a JSON answer, as the token endpoint's, may turn it on."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=connections, limit_per_host=per_host),
@@ -131,7 +132,10 @@ def mapped_errors(
         raise ConnectError(f"connection lost: {type(exc).__name__}", url=url) from exc
     except aiohttp.ClientError as exc:
         lost = "connection lost" if phase == "body" else "connection failed"
-        raise ConnectError(f"{lost}: {type(exc).__name__}", url=url) from exc
+        refused = isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+            exc.os_error, ConnectionRefusedError
+        )
+        raise ConnectError(f"{lost}: {type(exc).__name__}", url=url, refused=refused) from exc
 
 
 _MAX_REDIRECTS = 10
@@ -156,11 +160,15 @@ async def open_response(
     """GET ``url``, following redirects ourselves so the bearer header obeys
     :class:`TrustPolicy`. A 401/403 to a token we sent asks the provider for a newer one
     and repeats the request once with it (from the first URL: a redirect may be signed
-    for the old token)."""
+    for the old token). The time to the first byte of a 200/206 (its redirects included)
+    goes to the host's window."""
     token = await ctx.tokens.token()
     fixed = ctx.fixed_tokens
     while True:
+        sent_at = time.monotonic()
         resp, sent = await _follow(url, headers, token, ctx)
+        if resp.status in (200, 206):  # a 429 or a 404 answers faster than data would
+            ctx.limiter.first_byte(host_of(url), time.monotonic() - sent_at)
         use.withheld = token is not None and not sent
         if fixed is not None and sent and token is not None and resp.status in (200, 206):
             fixed.accepted(token)

@@ -189,6 +189,7 @@ async def _receive_range(
                     raise RangeError("the server sent more than the range asked for", url=job.url)
                 t.received += len(chunk)
                 received += len(chunk)
+                ctx.limiter.received(t.host, len(chunk))
                 if ctx.bandwidth is not None:
                     floor.pause(await ctx.bandwidth.take(len(chunk)))
                 floor.check(received)

@@ -279,6 +279,7 @@ async def _stream(t: Transfer, ctx: FetchContext, resp: Response, end: int | Non
                     )
                 written += len(chunk)
                 t.received += len(chunk)
+                ctx.limiter.received(t.host, len(chunk))
                 if ctx.bandwidth is not None:
                     held = await ctx.bandwidth.take(len(chunk))
                     floor.pause(held)
