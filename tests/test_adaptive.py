@@ -111,6 +111,8 @@ def _server(faults: Faults, items: int, size: int, latency: float) -> SimServer:
     """``items`` L1c items whose two rasters are about ``size`` bytes each."""
     spec = next(s for s in default_collections(items, 50_000) if s.id == L1C)
     catalog = SimCatalog([dataclasses.replace(spec, enclosure_size=size)])
+    for index in range(items):  # its files made now: not in the server's thread mid-run,
+        catalog.item(L1C, index)  # where they would hold the first answers back
     return SimServer(catalog, options=SimOptions(latency=latency, faults=faults))
 
 
@@ -134,7 +136,7 @@ def _run(
         retries=20,
         backoff=0.01,
         max_backoff=0.05,
-        page_size=20,
+        page_size=100,  # one page: the search is over before the transfers begin
     ).with_values({"auth.token": TOKEN})
     stop = StopSignal()
 
