@@ -94,6 +94,23 @@ def test_one_hiccup_does_not_undo_a_step_down() -> None:
     assert changes[-2:] == [(4, "probe down"), (4, "fewer suffice")], changes
 
 
+def test_a_slow_first_answer_does_not_end_the_start_up() -> None:
+    """The first epochs' answers come slowly (a loaded client, connections opening) and
+    trip the TTFB brake: start-up measures once more instead of ending for good, and
+    ramps on a host that each connection's cap bounds."""
+    control, now, changes = HostWindow(0.0), 0.0, []
+    for n in range(30):
+        control.on_busy(now, True)
+        control.on_first_byte(now, 0.05)
+        control.on_first_byte(now, 0.3 if n < 3 else 0.05)  # six times the least, at first
+        control.on_bytes(now, control.window * 100_000)
+        now += 0.1
+        change = control.tick(now)
+        if change is not None:
+            changes.append((change.window, change.reason))
+    assert changes[:2] == [(16, "ramp"), (32, "ramp")], changes
+
+
 def test_noise_never_hides_a_real_loss() -> None:
     """A host bound by its connections loses half its goodput when half of them go;
     however noisy the measurements (±20 % an epoch), that step down is undone."""

@@ -104,7 +104,7 @@ class _Step:
     base: int
     rate: float
     spread: float = 0.0  # relative deviation of the measurements ``rate`` is the mean of
-    again: bool = False  # a step down measured low once, measured a second time
+    again: bool = False  # measured a second time after a low (or braked) first one
 
 
 @dataclass(slots=True)
@@ -260,8 +260,12 @@ class HostWindow:
                 return None
             self._fine = True
             return self._undo(step, "probe undone")
-        if step.kind == "ramp" and step.base == 0:
-            return self._ramp(now, measure)  # the first measurement: the ramp's base
+        if step.kind == "ramp" and step.base == 0:  # the first measurement: the ramp's base
+            if self._braked(measure) and not step.again:
+                step.again = True  # slow first answers (a loaded client) end no start-up:
+                self._step = step  # it measures once more
+                return None
+            return self._ramp(now, measure)
         if self._braked(measure):
             return self._undo(step, "ttfb brake")
         if step.kind == "ramp" and measure.rate >= step.rate * (1 + self.settings.growth):
