@@ -14,7 +14,13 @@ aggregate goodput, sampled over short epochs (2 × the least time to first byte,
 * the steady state probes now and then, like BBR's ProbeBW: a step up is kept only when
   the added connections each bring at least ``keep_share`` of an average connection's
   goodput, a step down when goodput stays within ``tolerance`` (the fewest connections
-  that give the same goodput); a probe that is undone waits twice as long for the next;
+  that give the same goodput); a probe that is undone waits twice as long for the next.
+  One measurement is noisy (a loaded client reads in bursts: several percent, a quarter
+  at a hiccup), so a probe is judged against the mean of the measurements at the window
+  it left, a step down may fall by twice their spread when that is more than
+  ``tolerance`` (never ``growth`` × the share of connections taken away, so noise hides
+  no real loss), and a step down that measures low is measured once more before it is
+  undone; a braked first measurement, likewise, is taken again before start-up ends;
 * small files (smaller than goodput × latency) need requests in flight just to cover the
   latency: by Little's law (in flight = arrival rate × time in the system) the requests
   waiting for a first byte number requests/s × time to first byte, so the window grows to,
