@@ -14,7 +14,13 @@ aggregate goodput, sampled over short epochs (2 × the least time to first byte,
 * the steady state probes now and then, like BBR's ProbeBW: a step up is kept only when
   the added connections each bring at least ``keep_share`` of an average connection's
   goodput, a step down when goodput stays within ``tolerance`` (the fewest connections
-  that give the same goodput); a probe that is undone waits twice as long for the next;
+  that give the same goodput); a probe that is undone waits twice as long for the next.
+  One measurement is noisy (a loaded client reads in bursts: several percent, a quarter
+  at a hiccup), so a probe is judged against the mean of the measurements at the window
+  it left, a step down may fall by twice their spread when that is more than
+  ``tolerance`` (never ``growth`` × the share of connections taken away, so noise hides
+  no real loss), and a step down that measures low is measured once more before it is
+  undone; a braked first measurement, likewise, is taken again before start-up ends;
 * small files (smaller than goodput × latency) need requests in flight just to cover the
   latency: by Little's law (in flight = arrival rate × time in the system) the requests
   waiting for a first byte number requests/s × time to first byte, so the window grows to,
@@ -37,6 +43,7 @@ to every method, so tests drive it with a fake clock and a model link.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 __all__ = ["Change", "HostWindow", "WindowSettings"]
@@ -102,6 +109,8 @@ class _Step:
     kind: str  # "ramp", "up" or "down"
     base: int
     rate: float
+    spread: float = 0.0  # relative deviation of the measurements ``rate`` is the mean of
+    again: bool = False  # measured a second time after a low (or braked) first one
 
 
 @dataclass(slots=True)
@@ -128,6 +137,7 @@ class HostWindow:
         self._busy = False
         self._skip = 1  # the epochs still to ignore after a change
         self._samples: list[_Measure] = []
+        self._rates: list[float] = []  # the goodput measured at this window, since it moved
         self._step: _Step | None = _Step("ramp", 0, 0.0)  # start-up: ramping
         self._calm = 0  # measurements at this window since the last probe
         self._wait = settings.probe_after
@@ -251,12 +261,20 @@ class HostWindow:
             return self._steady(now, measure)
         self._step = None
         if step.kind == "down":
-            if measure.rate >= step.rate * (1 - self.settings.tolerance):
+            if measure.rate >= step.rate * (1 - self._slack(step)):
                 return self._kept("fewer suffice", "down")
+            if not step.again:  # one low measurement may be a hiccup of the client's: twice
+                step.again = True
+                self._step = step
+                return None
             self._fine = True
             return self._undo(step, "probe undone")
-        if step.kind == "ramp" and step.base == 0:
-            return self._ramp(now, measure)  # the first measurement: the ramp's base
+        if step.kind == "ramp" and step.base == 0:  # the first measurement: the ramp's base
+            if self._braked(measure) and not step.again:
+                step.again = True  # slow first answers (a loaded client) end no start-up:
+                self._step = step  # it measures once more
+                return None
+            return self._ramp(now, measure)
         if self._braked(measure):
             return self._undo(step, "ttfb brake")
         if step.kind == "ramp" and measure.rate >= step.rate * (1 + self.settings.growth):
@@ -290,11 +308,30 @@ class HostWindow:
         self._wait = min(self.settings.probe_max, self._wait * 2)
         return self._change(step.base, reason, None)
 
+    def _probe(self, kind: str) -> _Step:
+        """A probe away from this window, judged against the mean goodput measured at it
+        and the spread of those measurements."""
+        rates = self._rates
+        mean = sum(rates) / len(rates)
+        spread = statistics.stdev(rates) / mean if len(rates) > 1 and mean > 0 else 0.0
+        return _Step(kind, self.window, mean, spread)
+
+    def _slack(self, step: _Step) -> float:
+        """How far goodput may fall for a step down to stay: ``tolerance``, or twice the
+        spread of the measurements it is judged against when they are noisier (a fall
+        within the noise is no fall: fewer connections suffice), but never ``growth`` of
+        what the connections taken away would carry at an average share (as a doubling
+        must buy ``growth`` to go on ramping), so noise never hides a real loss."""
+        rules = self.settings
+        removed = (step.base - self.window) / step.base
+        return max(rules.tolerance, min(rules.growth * removed, 2 * step.spread))
+
     def _steady(self, now: float, measure: _Measure) -> Change | None:
         rules = self.settings
         needed = min(self._cap(now), self._little(measure))
         if needed > self.window and not self._braked(measure):
             return self._change(needed, "cover latency", None)
+        self._rates.append(measure.rate)
         self._calm += 1
         if self._calm < self._wait:
             return None
@@ -309,9 +346,9 @@ class HostWindow:
         elif probe == "down" and low >= self.window:
             probe = "up"
         if probe == "up" and high > self.window:
-            return self._change(high, "probe up", _Step("up", self.window, measure.rate), "down")
+            return self._change(high, "probe up", self._probe("up"), "down")
         if probe == "down" and low < self.window:
-            return self._change(low, "probe down", _Step("down", self.window, measure.rate), "up")
+            return self._change(low, "probe down", self._probe("down"), "up")
         self._calm = 0
         return None
 
@@ -321,6 +358,7 @@ class HostWindow:
         self._step = step
         self._skip = 1
         self._samples.clear()
+        self._rates.clear()
         self._calm = 0
         if probe:
             self._next_probe = probe

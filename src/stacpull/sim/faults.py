@@ -5,6 +5,10 @@
 a soak run is repeatable. Every knob models something the real MAAP data path does:
 
 * ``rate_limit``: bytes per second per response, as archives throttle each connection;
+* ``link_rate``: bytes per second shared by every response body at once, as one link is
+  shared by its connections (a proxy or a thin line: more connections buy nothing);
+* ``max_concurrent``: a data request arriving while this many are being answered gets 429
+  with ``Retry-After``, as a server that admits k requests at once;
 * ``cut_probability`` / ``cut_after``: a response drops its connection mid-body;
 * ``burst_probability`` / ``burst_length`` / ``burst_statuses`` / ``retry_after``: the load
   balancer answers 503 or 429 (with ``Retry-After``) to the next few requests;
@@ -28,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["FaultState", "Faults"]
+__all__ = ["FaultState", "Faults", "Link"]
 
 
 def _knob(default: Any, help: str, **cli: Any) -> Any:
@@ -44,6 +48,10 @@ class Faults:
     field with a ``help`` in its metadata is a ``sim serve`` option."""
 
     rate_limit: int = _knob(0, "Bytes/s per response (0: unlimited).")
+    link_rate: int = _knob(0, "Bytes/s shared by all responses at once (0: unlimited).")
+    max_concurrent: int = _knob(
+        0, "Data requests answered at once; more get 429 + Retry-After (0: no limit)."
+    )
     cut_probability: float = _knob(0.0, "Chance a response drops mid-body.")
     cut_after: int = _knob(0, "Bytes before a cut (0: a random point).")
     burst_probability: float = _knob(
@@ -52,7 +60,7 @@ class Faults:
     burst_length: int = _knob(3, "Answers per burst.")
     burst_statuses: tuple[int, ...] = (503, 429)
     retry_after: float | None = _knob(  # None sends no Retry-After
-        1.0, "Retry-After seconds sent with a burst answer.", duration=True
+        1.0, "Retry-After seconds sent with a burst or max-concurrent 429.", duration=True
     )
     truncate_probability: float = _knob(
         0.0, "Chance the zipper ends a product early (no central directory)."
@@ -81,7 +89,14 @@ class Faults:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")
-        for name in ("rate_limit", "cut_after", "not_ready_for", "stall_seconds"):
+        for name in (
+            "rate_limit",
+            "link_rate",
+            "max_concurrent",
+            "cut_after",
+            "not_ready_for",
+            "stall_seconds",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0")
         if self.burst_length < 1:
@@ -105,6 +120,30 @@ class Faults:
 
 
 @dataclass(slots=True)
+class Link:
+    """The one link every response body shares (``link_rate``, bytes/s).
+
+    Each write books its bytes' time on the link after every byte booked before it and
+    waits until that time is over, then writes: the bodies take turns in order, and the
+    bytes written by any moment never exceed ``rate`` × the time since the link began. An
+    idle link saves no credit, so a burst after a pause is paced like the rest.
+    """
+
+    rate: int
+    clock: Callable[[], float] = time.monotonic
+    free_at: float = float("-inf")  # when the bytes booked so far have all gone through
+    booked: int = 0  # bytes carried so far
+
+    def book(self, n: int) -> float:
+        """Seconds to wait before writing ``n`` more bytes."""
+        now = self.clock()
+        start = max(now, self.free_at)
+        self.free_at = start + n / self.rate
+        self.booked += n
+        return self.free_at - now
+
+
+@dataclass(slots=True)
 class FaultState:
     """Per-server fault decisions and the counters a soak benchmark reports."""
 
@@ -115,9 +154,21 @@ class FaultState:
     _burst_status: int = 503
     _first_seen: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    link: Link | None = field(init=False)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.faults.seed)
+        rate = self.faults.link_rate
+        self.link = Link(rate, self.clock) if rate else None
+
+    def over_concurrency(self, answering: int) -> bool:
+        """Whether a request arriving while ``answering`` others are being answered gets
+        429 (``max_concurrent``); counted under ``over_concurrency``."""
+        limit = self.faults.max_concurrent
+        if limit and answering >= limit:
+            self._count("over_concurrency")
+            return True
+        return False
 
     def _count(self, name: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1

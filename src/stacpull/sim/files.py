@@ -1,6 +1,7 @@
 """The simulated data server: product zips streamed by the zipper, static files with
 validators and ranges, the ``/go`` redirect, and every fault knob applied to a body
-(cuts, stalls, rate limits, 401s, 404s of products not ready yet, 429/503).
+(cuts, stalls, rate limits per connection and per link, 401s, 404s of products not ready
+yet, 429/503, 429 beyond ``max_concurrent``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,27 @@ class DataFiles:
         return ok
 
     async def data(self, request: web.Request) -> web.StreamResponse:
+        """Answer a data request, counted as in flight from its arrival (before the latency
+        wait) to its last byte: ``peak_connections`` is how many connections a client used,
+        and ``max_concurrent`` refuses what arrives beyond it."""
+        state = self.state
+        state.connections += 1
+        state.peak_connections = max(state.peak_connections, state.connections)
+        try:
+            return await self._answer(request)
+        finally:
+            state.connections -= 1
+
+    def _refusal(self, status: int) -> web.Response:
+        """A 429/503 with ``Retry-After`` as the fault knobs say."""
+        retry_after = self.state.options.faults.retry_after
+        headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+        return web.Response(status=status, text="Service Unavailable", headers=headers)
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         authorised = self._log(request)
+        if self.state.faults.over_concurrency(self.state.connections - 1):
+            return self._refusal(429)
         public = "public" in request.path.split("/")
         if self.state.options.require_auth and not public and not authorised:
             challenge = 'Bearer realm="maap"'
@@ -93,9 +114,7 @@ class DataFiles:
             return error_response(404, "NotFound", "the product is not available yet")
         status = self.state.faults.error_status()
         if status is not None:
-            retry_after = self.state.options.faults.retry_after
-            headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
-            return web.Response(status=status, text="Service Unavailable", headers=headers)
+            return self._refusal(status)
         item_id, key = slot.split("/", 1)
         if self.state.options.latency > 0:
             await asyncio.sleep(self.state.options.latency)
@@ -150,30 +169,51 @@ class DataFiles:
             await asyncio.sleep(0)
         return True
 
+    async def _send(self, body: _Body, part: bytes) -> None:
+        """Write ``part`` once the shared link (``link_rate``) has carried every byte booked
+        before it, and count it."""
+        link = self.state.faults.link
+        if link is not None and part:
+            delay = link.book(len(part))
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await body.resp.write(part)
+        self.state.bytes_sent += len(part)
+
     async def _write_one(self, body: _Body, data: bytes) -> bool:
-        """Write ``data`` (split for the rate limit); ``False`` after a cut."""
+        """Write ``data`` (split for the rate limits: a twentieth of a second's worth of
+        the connection's cap, 5 ms of the link's, whichever is less); ``False`` after a cut.
+
+        The link's pieces are small so that the goodput it carries is smooth over a
+        client's 100 ms epoch (±5 %, not ±25 % in pieces of 50 ms), and its writes are
+        bounded (200 a second) however many bodies share it.
+
+        The handler ends as soon as the last byte is out: a client that sends its next
+        request on reading it must not find this one still counted in flight (a trailing
+        pacing sleep made ``max_concurrent`` refuse a client that kept to k)."""
         rate, stall, cut = body.rate, body.stall, body.cut
-        step = max(1, rate // 20) if rate else len(data) or 1
+        link = self.state.faults.link
+        caps = [rate // 20] if rate else []
+        if link is not None:
+            caps.append(link.rate // 200)
+        step = max(1, min(caps)) if caps else len(data) or 1
         for i in range(0, len(data), step):
             part = data[i : i + step]
+            if rate:  # paced before each write, so none waits after the last byte
+                ahead = body.sent / rate - (asyncio.get_running_loop().time() - body.began)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
             if stall is not None and body.sent <= stall[0] < body.sent + len(part):
-                await body.resp.write(part[: stall[0] - body.sent])
-                self.state.bytes_sent += stall[0] - body.sent
+                await self._send(body, part[: stall[0] - body.sent])
                 await asyncio.sleep(stall[1])
                 part = part[stall[0] - body.sent :]
                 body.sent = stall[0]
             if cut is not None and body.sent + len(part) > cut:
-                await body.resp.write(part[: max(0, cut - body.sent)])
-                self.state.bytes_sent += max(0, cut - body.sent)
+                await self._send(body, part[: max(0, cut - body.sent)])
                 await _abort(body.request)
                 return False
-            await body.resp.write(part)
+            await self._send(body, part)
             body.sent += len(part)
-            self.state.bytes_sent += len(part)
-            if rate:
-                ahead = body.sent / rate - (asyncio.get_running_loop().time() - body.began)
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
         return True
 
     async def _zipper(

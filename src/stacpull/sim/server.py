@@ -60,8 +60,10 @@ class SimState:
         self.faults = FaultState(options.faults)
         self.identity = SimIdentity(options.oidc)
         self.bytes_sent = 0  # body bytes written by the data server, for soak figures
-        self.sending = 0  # data responses being answered now
-        self.peak_sending = 0  # the most at once: how many connections a client used
+        self.sending = 0  # data response bodies being written now
+        self.peak_sending = 0  # the most at once
+        self.connections = 0  # data requests in flight, from arrival (before the latency)
+        self.peak_connections = 0  # the most at once: how many connections a client used
 
 
 def _build_app(
@@ -133,13 +135,27 @@ class SimServer:
 
     @property
     def fault_counts(self) -> dict[str, int]:
-        """Faults injected so far: cuts, status_503, status_429, not_ready, changes…"""
+        """Faults injected so far: cuts, status_503, status_429 (of bursts),
+        over_concurrency (429s of ``max_concurrent``), not_ready, changes…"""
         return dict(self.state.faults.counts)
 
     @property
     def peak_sending(self) -> int:
-        """The most data responses this server was answering at once."""
+        """The most data response bodies this server was writing at once (after the
+        latency wait; :attr:`peak_connections` counts from arrival)."""
         return self.state.peak_sending
+
+    @property
+    def peak_connections(self) -> int:
+        """The most data requests in flight at once, each from its arrival (before the
+        latency wait) to its last byte, refused ones included: the connections a client
+        used."""
+        return self.state.peak_connections
+
+    @property
+    def over_concurrency(self) -> int:
+        """The 429s ``max_concurrent`` answered (also in :attr:`fault_counts`)."""
+        return self.state.faults.counts.get("over_concurrency", 0)
 
     @property
     def bytes_sent(self) -> int:
