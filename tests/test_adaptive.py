@@ -78,7 +78,7 @@ def test_a_step_down_is_judged_against_the_steady_goodput_not_its_last_sample() 
     def rates(window: int, epoch: int) -> float:
         return 1_120_000.0 if probe - 2 <= epoch < probe else 1_000_000.0
 
-    changes = _drive(rates, probe + 4)
+    changes = _drive(rates, probe + 6)  # the step is judged within a few epochs
     assert changes[-2:] == [(4, "probe down"), (4, "fewer suffice")], changes
 
 
@@ -90,7 +90,7 @@ def test_one_hiccup_does_not_undo_a_step_down() -> None:
     def rates(window: int, epoch: int) -> float:
         return 750_000.0 if probe + 2 <= epoch < probe + 4 else 1_000_000.0
 
-    changes = _drive(rates, probe + 6)
+    changes = _drive(rates, probe + 8)  # measured twice, within a few epochs each
     assert changes[-2:] == [(4, "probe down"), (4, "fewer suffice")], changes
 
 

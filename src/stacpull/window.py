@@ -10,11 +10,16 @@ aggregate goodput, sampled over short epochs (2 × the least time to first byte,
   the link), and the first epoch after a change is ignored (its connections were opening);
 * start-up is BBR's (Cardwell et al., "BBR: congestion-based congestion control", 2016):
   double the window while doubling buys at least ``growth`` more goodput, then keep the
-  last step only if it paid for itself;
+  last step only if it paid for itself; each doubling is judged on one counted epoch
+  (one that pays brings far more than the noise, and each epoch at too small a window is
+  lost), the ramp's base on ``samples``;
 * the steady state probes now and then, like BBR's ProbeBW: a step up is kept only when
   the added connections each bring at least ``keep_share`` of an average connection's
   goodput, a step down when goodput stays within ``tolerance`` (the fewest connections
   that give the same goodput); a probe that is undone waits twice as long for the next.
+  A step down takes a quarter of the connections away (what it takes away is what the
+  probe costs while it lasts), a half after a doubling bought nothing (the link, not the
+  connections, is the limit: fewer will do, and they are found in few steps).
   One measurement is noisy (a loaded client reads in bursts: several percent, a quarter
   at a hiccup), so a probe is judged against the mean of the measurements at the window
   it left, a step down may fall by twice their spread when that is more than
@@ -142,7 +147,7 @@ class HostWindow:
         self._calm = 0  # measurements at this window since the last probe
         self._wait = settings.probe_after
         self._next_probe = "down"
-        self._fine = False  # a halving was undone: step down by quarters
+        self._fine = True  # steps down by quarters; by halves after a ramp was undone
         self._last_cut = float("-inf")
         self._throttled_at = float("-inf")
         self.throttle_mark: int | None = None  # where the last throttle began
@@ -225,7 +230,13 @@ class HostWindow:
             return None
         mean_ttfb = epoch.ttfb / epoch.firsts if epoch.firsts else 0.0
         self._samples.append(_Measure(epoch.bytes / seconds, epoch.firsts / seconds, mean_ttfb))
-        if len(self._samples) < self.settings.samples:
+        step = self._step
+        # A ramp's doubling is judged on one epoch: one that pays brings far more than the
+        # noise, and every epoch spent at a window too small is a loss. Its base (the
+        # first measurement) and every other step take ``samples``.
+        ramping = step is not None and step.kind == "ramp" and step.base > 0
+        wanted = 1 if ramping else self.settings.samples
+        if len(self._samples) < wanted:
             return None
         measure = _Measure(
             sum(s.rate for s in self._samples) / len(self._samples),
@@ -283,7 +294,12 @@ class HostWindow:
             if step.kind == "up":
                 return self._kept("probe kept", "up")
             return self._kept("ramp kept", "down")
-        return self._undo(step, "probe undone" if step.kind == "up" else "ramp undone")
+        if step.kind == "ramp":
+            # The doubling bought too little: the link, not the connections, is the limit,
+            # so the steady state probes down by halves, and soon.
+            self._fine = False
+            return self._change(step.base, "ramp undone", None)
+        return self._undo(step, "probe undone")
 
     def _paid(self, step: _Step, measure: _Measure) -> bool:
         """The step up's added connections each brought ``keep_share`` of an average one."""
