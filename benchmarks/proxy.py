@@ -84,25 +84,40 @@ class Link:
 
 class _Conn:
     """What ``Stats`` keeps of one connection: when it opened and closed, when it last
-    carried bytes to the client, and each whole second (since the first connection) in
-    which it carried any."""
+    carried bytes to the client, and each whole second and each 100 ms slot (since the
+    first connection) in which it carried any."""
 
-    __slots__ = ("closed", "last_sent", "opened", "seconds", "sent")
+    __slots__ = ("closed", "last_sent", "opened", "seconds", "sent", "slots")
 
     def __init__(self, opened: float) -> None:
         self.opened = opened
         self.closed: float | None = None
         self.last_sent: float | None = None
         self.seconds: list[int] = []
+        self.slots: list[int] = []
         self.sent = 0
+
+
+#: Slots per second in which ``Stats`` counts the connections carrying data at once.
+_SLOTS = 10
+
+
+def _at_once(conns: list[_Conn], start: float, end: float) -> int:
+    """The most connections that carried bytes within one slot of the last second."""
+    last = int((end - start) * _SLOTS)
+    counts = collections.Counter(s for c in conns for s in c.slots if s > last - _SLOTS)
+    return max(counts.values(), default=0)
 
 
 class Stats:
     """How many connections the proxy relayed, how many were open at once and how many
     carried data, second by second. ``summary()`` says how many a tool *ended* with:
     those that carried bytes to it during the last second of traffic (``busy_at_end``),
-    and those open at some moment of that second (``open_at_end``, which counts idle
-    keep-alive connections too)."""
+    those open at some moment of that second (``open_at_end``, which counts idle
+    keep-alive connections too), and the most that carried bytes at once, per 100 ms slot,
+    in that second (``at_once_end``: a client that keeps three requests in flight over a
+    pool of eight keep-alive connections uses all eight within a second, but never more
+    than three at once, so this is the count its window is judged by)."""
 
     def __init__(self) -> None:
         self.start: float | None = None  # the first connection
@@ -130,9 +145,12 @@ class Stats:
             self.first_sent = now
         conn.last_sent = now
         conn.sent += size
-        second = int(now - (now if self.start is None else self.start))
+        since = now - (now if self.start is None else self.start)
+        second, slot = int(since), int(since * _SLOTS)
         if not conn.seconds or conn.seconds[-1] != second:
             conn.seconds.append(second)
+        if not conn.slots or conn.slots[-1] != slot:
+            conn.slots.append(slot)
 
     def summary(self) -> dict[str, Any]:
         """The counts as JSON; the end is the last byte sent to a client."""
@@ -141,7 +159,9 @@ class Stats:
             return {
                 "connections": len(self.conns),
                 "peak_open": self.peak_open,
-                **dict.fromkeys(("peak_busy", "busy_at_end", "open_at_end", "bytes"), 0),
+                **dict.fromkeys(
+                    ("peak_busy", "busy_at_end", "at_once_end", "open_at_end", "bytes"), 0
+                ),
                 "seconds": 0.0,
                 "timeline": [],
             }
@@ -160,6 +180,7 @@ class Stats:
             "peak_open": self.peak_open,
             "peak_busy": max(busy for _, _, busy in timeline),
             "busy_at_end": sum(t >= end - 1.0 for t in sends),
+            "at_once_end": _at_once(self.conns, start, end),
             "open_at_end": sum(
                 c.opened <= end and (c.closed is None or c.closed >= end - 1.0) for c in self.conns
             ),

@@ -17,7 +17,7 @@ scenario sets its own, as a remote archive that throttles each connection) and
 ``wan-link`` (the same, and a cap on the whole link of two connections' worth, or
 ``--link-rate``). A fresh proxy serves each run and counts its connections; a
 ``wan-link`` row reports its rate as a share of the link cap and how many connections
-carried data in the run's last second. ``--networks`` defaults to each scenario's own.
+carried data at once (per 100 ms) in the run's last second. ``--networks`` defaults to each scenario's own.
 
 **Scenarios**: one 1 GiB file; 500 files of 2 MiB; 2 000 quicklook-sized files (30-300 kB);
 a MAAP-shaped collection (product zips of 50-200 MB without ``file:size`` or checksum, as
@@ -864,7 +864,9 @@ def _print_row(row: dict[str, Any]) -> None:
     if row.get("link_rate"):
         link = f"  {row['link_share']:.0%} of link"
     if row.get("proxy"):
-        link += f"  {row['proxy']['busy_at_end']} conns at end (peak {row['proxy']['peak_busy']})"
+        proxy = row["proxy"]
+        link += f"  {proxy.get('at_once_end', proxy['busy_at_end'])} conns at end"
+        link += f" (peak {proxy['peak_busy']})"
     print(
         f"  {row['scenario']:<10} {row['network']:<8} {row['tool']:<17} "
         f"{row['mb_per_s']:8.1f} MB/s {row['files_per_s']:8.1f} files/s "
@@ -888,7 +890,8 @@ def _cell(row: dict[str, Any] | None) -> str:
     if row.get("link_rate"):
         parts.append(f"{row['link_share']:.0%} of link")
         if row.get("proxy"):
-            parts.append(f"{row['proxy']['busy_at_end']} conns at end")
+            proxy = row["proxy"]
+            parts.append(f"{proxy.get('at_once_end', proxy['busy_at_end'])} conns at end")
     parts += [f"{row['cpu']:.0f} s CPU", f"{row['rss_mb']:.0f} MB"]
     return " · ".join(parts)
 
@@ -914,7 +917,8 @@ def table(report: dict[str, Any]) -> str:
         lines.append(
             f"\n{scenario} on wan-link: {rate / 1e6:.0f} MB/s per connection, {link / 1e6:.0f} MB/s"
             " for the whole link; “of link” is the rate over that cap, “conns at end” the"
-            " connections that carried data in the run's last second (the proxy's count)."
+            " most connections carrying data at once (per 100 ms) in the run's last second"
+            " (the proxy's count)."
         )
     if report.get("memory"):
         m = report["memory"]

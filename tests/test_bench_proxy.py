@@ -206,3 +206,21 @@ def test_the_proxy_writes_its_stats_on_sigterm(tmp_path: Path) -> None:
     assert summary["busy_at_end"] >= 1
     assert summary["link_rate"] == 1e9 and summary["rate"] == 0
     assert summary["timeline"]
+
+
+def test_connections_that_take_turns_count_once_at_the_end() -> None:
+    """A client with three requests in flight over a pool of eight keep-alive connections
+    carries data on all eight within a second, never on more than three at once: the
+    connections it *ended* with are those carrying data at once (per 100 ms), not every
+    one that carried a byte in the last second."""
+    stats = _proxy_module().Stats()
+    pool = [stats.opened(0.0) for _ in range(8)]
+    now = 0.0
+    for step in range(40):  # each 25 ms, three connections carry data; the pool rotates
+        for k in range(3):
+            stats.sent(pool[(step // 4 + k) % 8], 1000, now)
+        now += 0.025
+    summary = stats.summary()
+    assert summary["busy_at_end"] == 8  # every pooled connection carried a byte
+    assert summary["at_once_end"] <= 4  # never more than three (and one changing over)
+    assert summary["at_once_end"] >= 3
