@@ -53,3 +53,18 @@ def test_a_ramp_that_bought_nothing_probes_down_by_halves_and_soon() -> None:
     down = next((n, w) for n, w, r in changes if r == "probe down")
     assert down[1] == 4
     assert down[0] - undone <= 1 + 4 * 3, changes  # four measurements of two epochs, skips
+
+
+def test_a_doubling_that_bought_some_probes_down_by_a_quarter() -> None:
+    """A doubling that bought a fifth more (a client short of CPU, a server near its
+    limit) is undone, but the connections still pull their weight: the probe down after it
+    takes a quarter away, not half (on the benchmark's MAAP row, half of sixteen cost
+    0.7 s at eight)."""
+
+    def rate_of(window: int) -> float:
+        return 160e6 if window <= 8 else 192e6  # 16 connections bring a fifth more
+
+    changes = _changes(rate_of, 80)
+    assert "ramp undone" in [r for _, _, r in changes], changes
+    down = next(w for _, w, r in changes if r == "probe down")
+    assert down == 6, changes

@@ -18,8 +18,9 @@ aggregate goodput, sampled over short epochs (2 × the least time to first byte,
   goodput, a step down when goodput stays within ``tolerance`` (the fewest connections
   that give the same goodput); a probe that is undone waits twice as long for the next.
   A step down takes a quarter of the connections away (what it takes away is what the
-  probe costs while it lasts), a half after a doubling bought nothing (the link, not the
-  connections, is the limit: fewer will do, and they are found in few steps).
+  probe costs while it lasts), a half after a doubling bought next to nothing (less than
+  half of ``growth``: the link, not the connections, is the limit; fewer will do, and
+  they are found in few steps).
   One measurement is noisy (a loaded client reads in bursts: several percent, a quarter
   at a hiccup), so a probe is judged against the mean of the measurements at the window
   it left, a step down may fall by twice their spread when that is more than
@@ -295,9 +296,10 @@ class HostWindow:
                 return self._kept("probe kept", "up")
             return self._kept("ramp kept", "down")
         if step.kind == "ramp":
-            # The doubling bought too little: the link, not the connections, is the limit,
-            # so the steady state probes down by halves, and soon.
-            self._fine = False
+            # The doubling bought too little to keep. When it bought next to nothing the
+            # link, not the connections, is the limit: the steady state probes down by
+            # halves, and soon; when it bought some, by quarters (fewer may not do).
+            self._fine = measure.rate >= step.rate * (1 + self.settings.growth / 2)
             return self._change(step.base, "ramp undone", None)
         return self._undo(step, "probe undone")
 
