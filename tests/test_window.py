@@ -225,19 +225,24 @@ def test_the_first_epoch_after_a_change_is_ignored() -> None:
 
 
 def test_a_rising_time_to_first_byte_brakes_growth() -> None:
-    """Doubling the window doubles the server's queue (time to first byte), not goodput."""
+    """Doubling the window quadruples the server's queue (time to first byte) and buys
+    half again the goodput: the step paid, so it stays, but growth stops there (time to
+    first byte brakes growth and never alone shrinks the window); probes then find the
+    twelve connections the server really serves."""
     control = HostWindow(0.0)
-    now, changes = 0.0, []
+    now, changes, most = 0.0, [], 0
     for _ in range(400):
+        most = max(most, control.window)
         control.on_busy(now, True)
-        control.on_first_byte(now, 0.05 * control.window / 8)
+        control.on_first_byte(now, 0.05 * (control.window / 8) ** 2)
         control.on_bytes(now, round(8 * MB * 0.1 * min(control.window, 12) / 8))
         now += 0.1
         change = control.tick(now)
         if change is not None:
             changes.append(change)
     assert control.window < 16
-    assert any(c.reason == "ttfb brake" for c in changes)
+    assert most == 16  # never doubled past the brake
+    assert (16, "ttfb brake") in [(c.window, c.reason) for c in changes]
 
 
 def test_never_above_the_ceiling_nor_below_the_floor() -> None:

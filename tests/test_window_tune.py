@@ -30,14 +30,6 @@ def _link(window: int) -> float:
     return min(window, 2) * 10e6  # the link carries two connections' worth
 
 
-def test_each_doubling_of_the_ramp_is_judged_on_one_epoch() -> None:
-    """Its base takes two measured epochs; each doubling after it one, past the epoch its
-    connections open in: from 8 to 32 in seven epochs (each doubling took three)."""
-    ramps = [(n, w) for n, w, reason in _changes(_per_connection, 20) if reason == "ramp"]
-    assert [w for _, w in ramps] == [16, 32]
-    assert ramps[-1][0] <= 6, ramps
-
-
 def test_a_host_its_connections_bound_is_probed_down_by_a_quarter() -> None:
     """At the ceiling, with every connection pulling its weight, a probe down takes a
     quarter of them away, not half: the probe costs what it takes away while it lasts."""

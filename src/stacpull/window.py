@@ -10,9 +10,7 @@ aggregate goodput, sampled over short epochs (2 × the least time to first byte,
   the link), and the first epoch after a change is ignored (its connections were opening);
 * start-up is BBR's (Cardwell et al., "BBR: congestion-based congestion control", 2016):
   double the window while doubling buys at least ``growth`` more goodput, then keep the
-  last step only if it paid for itself; each doubling is judged on one counted epoch
-  (one that pays brings far more than the noise, and each epoch at too small a window is
-  lost), the ramp's base on ``samples``;
+  last step only if it paid for itself;
 * the steady state probes now and then, like BBR's ProbeBW: a step up is kept only when
   the added connections each bring at least ``keep_share`` of an average connection's
   goodput, a step down when goodput stays within ``tolerance`` (the fewest connections
@@ -231,13 +229,7 @@ class HostWindow:
             return None
         mean_ttfb = epoch.ttfb / epoch.firsts if epoch.firsts else 0.0
         self._samples.append(_Measure(epoch.bytes / seconds, epoch.firsts / seconds, mean_ttfb))
-        step = self._step
-        # A ramp's doubling is judged on one epoch: one that pays brings far more than the
-        # noise, and every epoch spent at a window too small is a loss. Its base (the
-        # first measurement) and every other step take ``samples``.
-        ramping = step is not None and step.kind == "ramp" and step.base > 0
-        wanted = 1 if ramping else self.settings.samples
-        if len(self._samples) < wanted:
+        if len(self._samples) < self.settings.samples:
             return None
         measure = _Measure(
             sum(s.rate for s in self._samples) / len(self._samples),
@@ -287,11 +279,16 @@ class HostWindow:
                 self._step = step  # it measures once more
                 return None
             return self._ramp(now, measure)
-        if self._braked(measure):
-            return self._undo(step, "ttfb brake")
-        if step.kind == "ramp" and measure.rate >= step.rate * (1 + self.settings.growth):
+        braked = self._braked(measure)
+        if (
+            not braked
+            and step.kind == "ramp"
+            and measure.rate >= step.rate * (1 + self.settings.growth)
+        ):
             return self._ramp(now, measure)
         if self._paid(step, measure):
+            if braked:  # the step paid: it stays, but the window grows no further now
+                return self._kept("ttfb brake", "down")
             if step.kind == "up":
                 return self._kept("probe kept", "up")
             return self._kept("ramp kept", "down")
