@@ -14,9 +14,9 @@ the transfer path and turns its decisions into slots:
 * the window hears of every body chunk (:meth:`~HostLimiter.received`), every time to first
   byte of a 200/206 (:meth:`~HostLimiter.first_byte`, from the transfer's ``open_response``)
   and every 429, 503 and refused connection (:meth:`~HostLimiter.throttled`, with the
-  ``Retry-After``); it is ticked on each of them and on each slot taken or given back, so
-  an epoch in which every slot waits for its first byte still closes, at the next first
-  byte or slot. A chunk costs a comparison of ``now`` with the epoch's due time;
+  ``Retry-After``); it is ticked on each chunk and first byte and on each slot taken or
+  given back, so an epoch in which every slot waits for its first byte still closes, at
+  the next first byte or slot. A chunk costs a comparison of ``now`` with the epoch's due time;
 * "every slot busy" is judged once per epoch, at its close, from the free slot-seconds
   (the window less the slots in use and the requests waiting for one): an epoch counts
   when at most ``_IDLE_SHARE`` (5 %) of them were free. A file that ends hands its slot to
@@ -26,8 +26,9 @@ the transfer path and turns its decisions into slots:
   and until the extra ones end, the goodput is the old window's (judged by it, any step
   down would look free);
 * every throttle reaches :meth:`HostWindow.on_throttle` (its ``Retry-After`` pauses the
-  host), with the host's *calm* judged by today's burst rule: a burst is 30 % of its last
-  20 answers 429/503/refused, at least 5 of them. A throttle while a step up is under
+  host, for at most what the retry policy obeys of one: 900 s), with the host's *calm*
+  judged by today's burst rule: a burst is 30 % of its last 20 answers 429/503/refused,
+  at least 5 of them. A throttle while a step up is under
   test undoes that step at once (the step overloaded the host); any other cuts the window
   by half, at most once per cooldown (2 s), only during a burst, and while the burst
   lasts the window does not grow (no ramp, probe up or latency cover). A stray 503 among
@@ -56,6 +57,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from .retry import RetryPolicy
 from .window import Change, HostWindow, WindowSettings
 
 __all__ = ["HostLimiter", "TokenBucket"]
@@ -68,6 +70,10 @@ _BURST_SIGNALS = 5
 
 #: An epoch counts as busy when at most this share of its slot-seconds were free.
 _IDLE_SHARE = 0.05
+
+#: The longest a ``Retry-After`` pauses a host: what the retry policy obeys of one, so a
+#: server asking for a year holds no request longer than the file's own retry waits.
+_MAX_PAUSE = RetryPolicy().max_retry_after
 
 
 @dataclass(slots=True, eq=False)
@@ -137,10 +143,6 @@ class HostLimiter:
     def in_flight(self) -> int:
         """Slots in use over every host."""
         return self._in_flight
-
-    def window(self, host: str) -> HostWindow | None:
-        """The controller of ``host``'s window (``None``: fixed), for views and tests."""
-        return self._host(host).window
 
     def slot(self, host: str) -> AbstractAsyncContextManager[None]:
         """Hold one of ``host``'s slots for the body of the ``async with``: wait while its
@@ -260,6 +262,8 @@ class HostLimiter:
             return
         self._answer(state, True)
         now = self._clock()
+        if retry_after is not None:
+            retry_after = min(retry_after, _MAX_PAUSE)
         change = state.window.on_throttle(now, status, retry_after)
         if change is not None:
             self._apply(host, state, change, now)

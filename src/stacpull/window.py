@@ -7,7 +7,8 @@ aggregate goodput, sampled over short epochs (2 × the least time to first byte,
 :attr:`WindowSettings.min_epoch`-:attr:`WindowSettings.max_epoch`):
 
 * only epochs in which every slot was busy count (a tail of three files says nothing about
-  the link), and the first epoch after a change is ignored (its connections were opening);
+  the link), nor any a ``Retry-After`` pause overlapped, and the first epoch after a
+  change is ignored (its connections were opening);
 * start-up is BBR's (Cardwell et al., "BBR: congestion-based congestion control", 2016):
   double the window while doubling buys at least ``growth`` more goodput, then keep the
   last step only if it paid for itself;
@@ -32,7 +33,9 @@ aggregate goodput, sampled over short epochs (2 × the least time to first byte,
   ``cover`` 1.5 it grows while a file takes less than half its wait to transfer;
 * 429/503 and refused connections cut the window by ``cut`` at most once per ``cooldown``
   and remember where the throttle began: no probe reaches it again for ``hold`` seconds;
-  ``Retry-After`` sets :attr:`HostWindow.paused_until`.
+  one during a step up undoes that step instead. A caller that judges the host's answers
+  (:attr:`HostWindow.calm`) lets a throttle among calm ones only pause, unless it undoes
+  a step up. ``Retry-After`` sets :attr:`HostWindow.paused_until`.
 
 Latency-based limiters (TCP Vegas, Netflix's Gradient, Envoy's adaptive concurrency)
 shrink when request time grows, but a bulk transfer's request time grows with the file's
@@ -88,8 +91,10 @@ class WindowSettings:
 @dataclass(frozen=True, slots=True)
 class Change:
     """A host's window moved to ``window`` because of ``reason`` (for events and the
-    dashboard): ``ramp``, ``ramp undone``, ``probe up``, ``probe down``, ``probe kept``,
-    ``probe undone``, ``fewer suffice``, ``cover latency``, ``throttled``, ``ttfb brake``."""
+    dashboard): ``ramp``, ``ramp undone``, ``ramp kept``, ``probe up``, ``probe down``,
+    ``probe kept``, ``probe undone``, ``fewer suffice``, ``cover latency``, ``throttled``,
+    ``ttfb brake``. The ``… kept`` and ``fewer suffice`` changes leave ``window`` where a
+    step put it: they say the step was judged."""
 
     window: int
     reason: str
@@ -220,7 +225,9 @@ class HostWindow:
         seconds = now - epoch.start
         if seconds < self.epoch_length():
             return None
-        counted = not epoch.idle and self._busy and now >= self.paused_until
+        # A pause that overlapped the epoch held new requests back: its slots were not
+        # all busy, even where the caller counts the requests waiting as demand.
+        counted = not epoch.idle and self._busy and epoch.start >= self.paused_until
         self._epoch = _Epoch(now, idle=not self._busy)
         if not counted:
             return None
