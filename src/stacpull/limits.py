@@ -66,6 +66,11 @@ _BURST_ANSWERS = 20
 _BURST_SHARE = 0.3
 _BURST_SIGNALS = 5
 
+#: The longest pause a ``Retry-After`` puts on a host here, as the retry policy's longest
+#: obeyed one (the transfer passes it the policy's :meth:`~stacpull.retry.RetryPolicy.pause`):
+#: a pause past every file's own wait would leave their retries waiting for a slot.
+_MAX_PAUSE = 900.0
+
 #: An epoch counts as busy when at most this share of its slot-seconds were free.
 _IDLE_SHARE = 0.05
 
@@ -260,6 +265,8 @@ class HostLimiter:
             return
         self._answer(state, True)
         now = self._clock()
+        if retry_after is not None and not retry_after < _MAX_PAUSE:  # days, inf or NaN
+            retry_after = _MAX_PAUSE if retry_after > 0 else None
         change = state.window.on_throttle(now, status, retry_after)
         if change is not None:
             self._apply(host, state, change, now)

@@ -138,7 +138,7 @@ async def _failed(t: Transfer, ctx: FetchContext, exc: TransferError) -> tuple[f
     retry. Returns the wait before the next attempt (None: give up) and the bytes the
     ``.part`` keeps."""
     if isinstance(exc, HTTPStatusError) and exc.status in (429, 503):
-        ctx.limiter.throttled(t.host, exc.status, exc.retry_after)
+        ctx.limiter.throttled(t.host, exc.status, ctx.retry.pause(exc.retry_after))
     elif isinstance(exc, ConnectError) and exc.refused:
         ctx.limiter.throttled(t.host, None, None)
     discarded = 0
