@@ -10,7 +10,8 @@ within the grace. No assertion reads a clock: every run is bounded by ``fail_aft
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp.web
@@ -19,15 +20,19 @@ import pytest
 
 import stacpull
 from stacpull import retry
-from stacpull.events import Event, HostLimitChanged, TransferRetried
+from stacpull.api import build_config
+from stacpull.engine import run
+from stacpull.events import BytesReceived, Event, HostLimitChanged, TransferRetried
 from stacpull.headers import format_http_date
 from stacpull.limits import HostLimiter
 from stacpull.retry import RetryPolicy
-from stacpull.runtypes import StopSignal
+from stacpull.runtypes import RunOptions, RunResult, StopSignal
+from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
+
+from .conftest import L1C, TOKEN, files_under, pull
 
 from .hostile import SearchApi, feature, serve_api
 
-pytestmark = pytest.mark.anyio
 
 #: Bound on each run: today's code never ends on the attacks it fixes, the fixed code
 #: ends in a second or two.
@@ -45,9 +50,11 @@ class Throttler(SearchApi):
         self.retry_after: str | None = None
         self.data_requests = 0
         self.hang = False
+        self.data_base = ""  # where the assets are ("": this server)
 
     async def search(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
-        features = [feature(self.base, f"i{k}") for k in range(self.items)]
+        base = self.data_base or self.base
+        features = [feature(base, f"i{k}") for k in range(self.items)]
         return aiohttp.web.json_response({"type": "FeatureCollection", "features": features})
 
     async def data(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
@@ -89,6 +96,7 @@ FAR = [
 
 
 @pytest.mark.parametrize("value", FAR, ids=["days", "date", "infinite"])
+@pytest.mark.anyio
 async def test_a_retry_after_of_days_pauses_the_host_no_longer_than_the_retry_policy(
     api: Throttler, tmp_path: Any, value: str
 ) -> None:
@@ -119,3 +127,150 @@ def test_an_infinite_retry_after_given_to_the_limiter_never_pauses_for_ever() ->
     limiter.throttled("h", 429, float("nan"))
     window = limiter.window("h")
     assert window is not None and window.paused_until < float("inf")
+
+
+def _said(result: Any) -> list[str]:
+    return [str(f.error) for f in result.files() if f.error is not None]
+
+
+@pytest.mark.anyio
+async def test_a_server_answering_429_to_everything_fails_its_files_in_bounded_time(
+    api: Throttler, tmp_path: Any
+) -> None:
+    api.refuse, api.retry_after = 10**6, "1"
+    seen: list[Event] = []
+    with retry.testing(), anyio.fail_after(HANG):
+        result = await stacpull.adownload(
+            dest=str(tmp_path), sink=seen.append, **_options(api, retries=3)
+        )
+    assert result.failed == 2 and not result.ok
+    said = _said(result)
+    assert all("HTTP 429" in e for e in said) and api.data_requests == 2 * 4, said
+    windows = [e.limit for e in seen if isinstance(e, HostLimitChanged)]
+    assert windows and min(windows) >= 1
+
+
+@pytest.mark.anyio
+async def test_a_host_that_accepts_and_never_answers_fails_its_files(
+    api: Throttler, tmp_path: Any
+) -> None:
+    """The first byte never comes: the stall timeout ends each attempt and frees its slot."""
+    api.hang = True
+    with retry.testing(), anyio.fail_after(HANG):
+        result = await stacpull.adownload(
+            dest=str(tmp_path), **_options(api, retries=1, stall_timeout=0.3)
+        )
+    assert result.failed == 2, result
+    assert all("no answer" in said for said in _said(result)), _said(result)
+
+
+@pytest.mark.anyio
+async def test_a_host_refusing_every_connection_fails_its_files_and_cuts_no_window_to_zero(
+    api: Throttler, tmp_path: Any
+) -> None:
+    api.items, api.data_base = 6, "http://127.0.0.1:9/"  # discard: nothing listens
+    seen: list[Event] = []
+    with retry.testing(), anyio.fail_after(HANG):
+        result = await stacpull.adownload(
+            dest=str(tmp_path), sink=seen.append, **_options(api, retries=5)
+        )
+    assert result.failed == 6, result
+    assert all("connection failed" in said for said in _said(result)), _said(result)
+    windows = [e for e in seen if isinstance(e, HostLimitChanged)]
+    assert windows and windows[-1].limit >= 1 and windows[0].reason == "throttled", windows
+
+
+async def _stopped_run(
+    api: Throttler, dest: Any, when: Callable[[Event], bool], **extra: Any
+) -> tuple[RunResult, list[Event]]:
+    """A run stopped (grace 0.3 s) at the first event ``when`` accepts."""
+    config = build_config(dest=str(dest), **_options(api, **extra))
+    stop = StopSignal()
+    seen: list[Event] = []
+
+    def sink(event: Event) -> None:
+        seen.append(event)
+        if not stop.requested and when(event):
+            stop.request("test")
+
+    with anyio.fail_after(HANG):
+        result = await run(config, sink=sink, stop=stop, options=RunOptions(grace=0.3))
+    return result, seen
+
+
+@pytest.mark.anyio
+async def test_a_stop_while_the_host_is_paused_ends_within_the_grace(
+    api: Throttler, tmp_path: Any
+) -> None:
+    """Every file waits out a 60 s Retry-After (the retry policy's wait, and the host's
+    pause for the requests not yet sent): a stop ends the run, nothing left waiting."""
+    api.items, api.refuse, api.retry_after = 12, 10**6, "60"
+    result, seen = await _stopped_run(
+        api, tmp_path, lambda e: isinstance(e, TransferRetried), per_host=2, concurrency=12
+    )
+    assert result.interrupted and result.downloaded == 0, result
+    assert api.data_requests <= 2  # the pause held every request not yet sent
+
+
+TIFF = "enclosure_abs_tiff"  # file:size and a checksum: it can split
+SPLIT = {"segment_size": 40_000, "segment_below": 10**12}  # ~8 ranges a tiff
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"concurrency": 1, "per_host": 1},  # segments auto: the per-host ceiling, 1
+        {"concurrency": 1, "per_host": 1, "segments": 8},  # 7 joiners, never a slot
+        {"concurrency": 4, "per_host": 1, "segments": 8, "adaptive": False},
+        {"concurrency": 4, "per_host": 2, "segments": 8},  # files each wanting a 2nd lane
+    ],
+    ids=["auto", "joiners", "fixed", "two"],
+)
+def test_one_or_two_slots_a_host_with_split_files_never_deadlocks(
+    tmp_path: Any, knobs: dict[str, Any]
+) -> None:
+    with _slow(2) as sim, retry.testing():
+        result = pull(sim, tmp_path, collections=[L1C], assets=[TIFF], **SPLIT, **knobs)
+        ranges = [r for r in sim.requests if r["path"].endswith("_abs.tiff") and r["range"]]
+        peak = sim.peak_connections
+    assert result.ok and result.downloaded == 2 == len(files_under(tmp_path)), result
+    if "segments" in knobs:  # auto under one slot a host: one connection a file
+        assert len(ranges) >= 2 * 4  # split
+    assert peak <= knobs["per_host"]
+
+
+def _slow(items: int) -> SimServer:
+    """``items`` L1c items whose 500 kB tiffs come at 1 MB/s a connection: slow enough
+    to be split."""
+    spec = next(s for s in default_collections(items, 50_000) if s.id == L1C)
+    catalog = SimCatalog([dataclasses.replace(spec, enclosure_size=500_000)])
+    for index in range(items):  # made now, not in the server's thread mid-run
+        catalog.item(L1C, index)
+    return SimServer(catalog, options=SimOptions(faults=Faults(rate_limit=1_000_000)))
+
+
+def test_a_stop_while_lanes_wait_for_slots_leaves_nothing_waiting(tmp_path: Any) -> None:
+    """Two slots, four split files of eight lanes: most lanes wait for a slot when the
+    stop comes; the run ends within the grace, the .parts kept for the next run."""
+    with _slow(4) as slow:
+
+        async def main() -> tuple[RunResult, list[Event]]:
+            api = Throttler()
+            api.base = slow.catalog_url  # not served: the options' catalogue only
+            return await _stopped_run(
+                api,
+                tmp_path,
+                lambda e: isinstance(e, BytesReceived),
+                collections=[L1C],
+                assets=[TIFF],
+                per_host=2,
+                concurrency=4,
+                segments=8,
+                token=TOKEN,
+                **SPLIT,
+            )
+
+        result, _ = anyio.run(main)
+        assert result.interrupted and result.downloaded < 4, result
+        again = pull(slow, tmp_path, collections=[L1C], assets=[TIFF], **SPLIT)
+    assert again.ok and again.downloaded + again.skipped == 4 == len(files_under(tmp_path))
