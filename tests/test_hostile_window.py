@@ -27,6 +27,7 @@ from stacpull.headers import format_http_date
 from stacpull.limits import HostLimiter
 from stacpull.retry import RetryPolicy
 from stacpull.runtypes import RunOptions, RunResult, StopSignal
+from stacpull.window import HostWindow
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
 
 from .conftest import L1C, TOKEN, files_under, pull
@@ -274,3 +275,21 @@ def test_a_stop_while_lanes_wait_for_slots_leaves_nothing_waiting(tmp_path: Any)
         assert result.interrupted and result.downloaded < 4, result
         again = pull(slow, tmp_path, collections=[L1C], assets=[TIFF], **SPLIT)
     assert again.ok and again.downloaded + again.skipped == 4 == len(files_under(tmp_path))
+
+
+def test_one_fast_answer_does_not_brake_the_window_for_ever() -> None:
+    """A host whose answers come after 50 ms, but one of them (a cached quicklook, an
+    error page) after 1 ms, behind a per-connection cap: more connections bring more
+    goodput. The brake compared every epoch's time to first byte with that one least
+    sample, so the window never grew past its start."""
+    control = HostWindow(0.0)
+    control.on_first_byte(0.0, 0.001)
+    now = 0.0
+    for _ in range(400):
+        control.on_busy(now, True)
+        for _ in range(control.window):  # each connection: a first byte and 1 MB an epoch
+            control.on_first_byte(now, 0.05)
+        control.on_bytes(now, control.window * 1_000_000)
+        now += 0.1
+        control.tick(now)
+    assert control.window == 32
