@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp.test_utils
 import aiohttp.web
 import anyio
 import pytest
@@ -22,18 +23,16 @@ import stacpull
 from stacpull import retry
 from stacpull.api import build_config
 from stacpull.engine import run
-from stacpull.events import BytesReceived, Event, HostLimitChanged, TransferRetried
+from stacpull.events import BytesReceived, Event, HostLimitChanged, JobFinished, TransferRetried
 from stacpull.headers import format_http_date
 from stacpull.limits import HostLimiter
 from stacpull.retry import RetryPolicy
 from stacpull.runtypes import RunOptions, RunResult, StopSignal
-from stacpull.window import HostWindow
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
+from stacpull.window import HostWindow
 
 from .conftest import L1C, TOKEN, files_under, pull
-
 from .hostile import SearchApi, feature, serve_api
-
 
 #: Bound on each run: today's code never ends on the attacks it fixes, the fixed code
 #: ends in a second or two.
@@ -52,10 +51,11 @@ class Throttler(SearchApi):
         self.data_requests = 0
         self.hang = False
         self.data_base = ""  # where the assets are ("": this server)
+        self.extra: list[dict[str, Any]] = []  # more items, after those
 
     async def search(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         base = self.data_base or self.base
-        features = [feature(base, f"i{k}") for k in range(self.items)]
+        features = [feature(base, f"i{k}") for k in range(self.items)] + self.extra
         return aiohttp.web.json_response({"type": "FeatureCollection", "features": features})
 
     async def data(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
@@ -206,7 +206,7 @@ async def test_a_stop_while_the_host_is_paused_ends_within_the_grace(
     """Every file waits out a 60 s Retry-After (the retry policy's wait, and the host's
     pause for the requests not yet sent): a stop ends the run, nothing left waiting."""
     api.items, api.refuse, api.retry_after = 12, 10**6, "60"
-    result, seen = await _stopped_run(
+    result, _ = await _stopped_run(
         api, tmp_path, lambda e: isinstance(e, TransferRetried), per_host=2, concurrency=12
     )
     assert result.interrupted and result.downloaded == 0, result
@@ -214,7 +214,7 @@ async def test_a_stop_while_the_host_is_paused_ends_within_the_grace(
 
 
 TIFF = "enclosure_abs_tiff"  # file:size and a checksum: it can split
-SPLIT = {"segment_size": 40_000, "segment_below": 10**12}  # ~8 ranges a tiff
+SPLIT: dict[str, Any] = {"segment_size": 40_000, "segment_below": 10**12}  # ~8 ranges a tiff
 
 
 @pytest.mark.parametrize(
@@ -293,3 +293,27 @@ def test_one_fast_answer_does_not_brake_the_window_for_ever() -> None:
         now += 0.1
         control.tick(now)
     assert control.window == 32
+
+
+@pytest.mark.anyio
+async def test_a_paused_host_holds_up_no_other_host(api: Throttler, tmp_path: Any) -> None:
+    """Six files on a host that asks for a minute's pause, then four on another host: the
+    files of the paused host that wait for a slot held the run's transfer slots, so the
+    other host's files waited out the pause too."""
+    other = Throttler(items=4)
+    server = aiohttp.test_utils.TestServer(other.app(), host="127.0.0.2")
+    await server.start_server()
+    try:
+        other.base = str(server.make_url("/"))
+        api.items, api.refuse, api.retry_after = 6, 10**6, "60"
+        api.extra = [feature(other.base, f"b{k}") for k in range(4)]
+
+        def others_done(event: Event) -> bool:
+            return other.data_requests >= 4 and isinstance(event, JobFinished)
+
+        result, seen = await _stopped_run(api, tmp_path, others_done, per_host=2, concurrency=2)
+    finally:
+        await server.close()
+    done = [e.outcome.job.url for e in seen if isinstance(e, JobFinished)]
+    assert sum(1 for url in done if "127.0.0.2" in url) >= 1, done
+    assert result.interrupted and api.data_requests <= 2  # the pause still held host A

@@ -147,6 +147,14 @@ class HostLimiter:
         """The controller of ``host``'s window (``None``: fixed), for views and tests."""
         return self._host(host).window
 
+    def ready(self, host: str) -> bool:
+        """Whether :meth:`slot` would let a request to ``host`` go at once: a slot is free
+        and no ``Retry-After`` pauses it (the caller gives back what it holds otherwise)."""
+        state = self._host(host)
+        if state.active >= state.limit:
+            return False
+        return state.window is None or self._clock() >= state.window.paused_until
+
     def slot(self, host: str) -> AbstractAsyncContextManager[None]:
         """Hold one of ``host``'s slots for the body of the ``async with``: wait while its
         slots in use reach its window or a ``Retry-After`` pauses it."""

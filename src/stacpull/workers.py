@@ -4,9 +4,10 @@
 
     producer ──▶ [bounded stream] ──▶ 2N+ worker tasks ──▶ N slots ──▶ fetch
 
-A job waiting to retry gives its slot back, and so does a job whose bytes have all
-arrived; a :class:`~stacpull.runtypes.StopSignal` stops the producer, ends the waits
-between retries and, unless it drains, cancels what is still in flight after the grace.
+A job waiting to retry gives its slot back, and so do a job whose host has no slot free
+(a small window, a ``Retry-After`` pause) and a job whose bytes have all arrived; a
+:class:`~stacpull.runtypes.StopSignal` stops the producer, ends the waits between
+retries and, unless it drains, cancels what is still in flight after the grace.
 """
 
 from __future__ import annotations
@@ -107,9 +108,19 @@ async def _work(
             slots.release()
             held = False
 
+    async def rewire() -> None:
+        """Take the job's slot again (after :func:`unwire`, for a request of this job)."""
+        nonlocal held
+        if held:
+            return
+        await slots.acquire()
+        held = True
+        if stop.requested:  # asked while this job queued for its slot again
+            job_scope.cancel()
+            await anyio.lowlevel.checkpoint()
+
     async def park(delay: float) -> None:
         """Wait to retry without holding a slot; a stop cancels the job (it stays pending)."""
-        nonlocal held
         unwire()
         parked.add(job_scope)
         try:
@@ -118,13 +129,9 @@ async def _work(
             await anyio.sleep(delay)
         finally:
             parked.discard(job_scope)
-        await slots.acquire()
-        held = True
-        if stop.requested:  # asked while this job queued for its slot again
-            job_scope.cancel()
-            await anyio.lowlevel.checkpoint()
+        await rewire()
 
-    mine = dataclasses.replace(ctx, sleep=park, unwire=unwire)
+    mine = dataclasses.replace(ctx, sleep=park, unwire=unwire, rewire=rewire)
     async with receive:
         try:
             async for job in receive:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import AsyncIterator
 
 import anyio
 import anyio.to_thread
@@ -200,7 +201,7 @@ async def _attempt(t: Transfer, ctx: FetchContext) -> tuple[int, str | None]:
     _prepare(t, ctx)
     pf = t.pf
     try:
-        async with ctx.limiter.slot(t.host):
+        async with _host_slot(t, ctx):
             # One journal read serves the segment check and the resume; a fresh file
             # needs none.
             t.row = await ctx.journal.get(job.dest) if t.had else None
@@ -228,6 +229,22 @@ async def _attempt(t: Transfer, ctx: FetchContext) -> tuple[int, str | None]:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(pf.close)
     return size, digest
+
+
+@contextlib.asynccontextmanager
+async def _host_slot(t: Transfer, ctx: FetchContext) -> AsyncIterator[None]:
+    """A slot of the job's host for one attempt. When none is free (a small window, a
+    ``Retry-After`` pause), the job's transfer slot goes back while it waits (and is
+    taken again before the request): jobs of a host that waits would otherwise fill the
+    run's transfer slots, and every other host's files would wait with them."""
+    if ctx.limiter.ready(t.host):
+        async with ctx.limiter.slot(t.host):
+            yield
+        return
+    ctx.unwire()
+    async with ctx.limiter.slot(t.host):
+        await ctx.rewire()
+        yield
 
 
 def _zip_check(follower: ZipFollower, t: Transfer, opener: Opener) -> None:
