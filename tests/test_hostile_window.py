@@ -317,3 +317,37 @@ async def test_a_paused_host_holds_up_no_other_host(api: Throttler, tmp_path: An
     done = [e.outcome.job.url for e in seen if isinstance(e, JobFinished)]
     assert sum(1 for url in done if "127.0.0.2" in url) >= 1, done
     assert result.interrupted and api.data_requests <= 2  # the pause still held host A
+
+
+@pytest.mark.anyio
+async def test_a_window_cut_to_one_under_32_in_flight_admits_the_next_once_all_ended() -> None:
+    """32 requests in flight, then a storm of throttles cuts the window to 1: none of the
+    32 is stopped, a new request waits until every one of them ended, and nothing is
+    left waiting after."""
+    now = [0.0]
+    limiter = HostLimiter(32, start=32, clock=lambda: now[0])
+    ends = [anyio.Event() for _ in range(32)]
+    entered: list[int] = []
+
+    async def hold(index: int) -> None:
+        async with limiter.slot("h"):
+            entered.append(index)
+            if index < 32:
+                await ends[index].wait()
+
+    async with anyio.create_task_group() as tg:
+        for index in range(32):
+            tg.start_soon(hold, index)
+        await anyio.wait_all_tasks_blocked()
+        for _ in range(20):  # a burst, one cut per cooldown
+            now[0] += 2.5
+            limiter.throttled("h", 503, None)
+        assert limiter.limit("h") == 1 and limiter.active("h") == 32
+        tg.start_soon(hold, 32)
+        await anyio.wait_all_tasks_blocked()
+        for end in ends[:31]:
+            end.set()
+        await anyio.wait_all_tasks_blocked()
+        assert 32 not in entered and limiter.active("h") == 1  # the window is 1: it waits
+        ends[31].set()
+    assert entered[-1] == 32 and limiter.active("h") == 0 and limiter.in_flight() == 0
