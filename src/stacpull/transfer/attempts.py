@@ -234,16 +234,17 @@ async def _attempt(t: Transfer, ctx: FetchContext) -> tuple[int, str | None]:
 @contextlib.asynccontextmanager
 async def _host_slot(t: Transfer, ctx: FetchContext) -> AsyncIterator[None]:
     """A slot of the job's host for one attempt. When none is free (a small window, a
-    ``Retry-After`` pause), the job's transfer slot goes back while it waits (and is
-    taken again before the request): jobs of a host that waits would otherwise fill the
-    run's transfer slots, and every other host's files would wait with them."""
-    if ctx.limiter.ready(t.host):
+    ``Retry-After`` pause), the job waits its turn at the host without its transfer slot,
+    then takes that again: jobs of a host that waits would otherwise fill the run's
+    transfer slots, and every other host's files would wait with them. Its turn is
+    given back while it waits for the transfer slot (a host slot is held only by a
+    request that can go), so another may take it meanwhile: then it waits again."""
+    while not ctx.limiter.ready(t.host):
+        ctx.unwire()
         async with ctx.limiter.slot(t.host):
-            yield
-        return
-    ctx.unwire()
-    async with ctx.limiter.slot(t.host):
+            pass  # its turn came
         await ctx.rewire()
+    async with ctx.limiter.slot(t.host):  # free: taken without a wait
         yield
 
 
