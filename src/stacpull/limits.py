@@ -72,7 +72,9 @@ _BURST_SIGNALS = 5
 _IDLE_SHARE = 0.05
 
 #: The longest a ``Retry-After`` pauses a host: what the retry policy obeys of one, so a
-#: server asking for a year holds no request longer than the file's own retry waits.
+#: server asking for a year holds no request longer than the file's own retry waits (the
+#: transfer passes the policy's :meth:`~stacpull.retry.RetryPolicy.pause`; this is the
+#: second guard, for days, infinities and NaN).
 _MAX_PAUSE = RetryPolicy().max_retry_after
 
 
@@ -143,6 +145,14 @@ class HostLimiter:
     def in_flight(self) -> int:
         """Slots in use over every host."""
         return self._in_flight
+
+    def ready(self, host: str) -> bool:
+        """Whether :meth:`slot` would let a request to ``host`` go at once: a slot is free
+        and no ``Retry-After`` pauses it (the caller gives back what it holds otherwise)."""
+        state = self._host(host)
+        if state.active >= state.limit:
+            return False
+        return state.window is None or self._clock() >= state.window.paused_until
 
     def slot(self, host: str) -> AbstractAsyncContextManager[None]:
         """Hold one of ``host``'s slots for the body of the ``async with``: wait while its
@@ -262,8 +272,8 @@ class HostLimiter:
             return
         self._answer(state, True)
         now = self._clock()
-        if retry_after is not None:
-            retry_after = min(retry_after, _MAX_PAUSE)
+        if retry_after is not None and not retry_after < _MAX_PAUSE:  # days, inf or NaN
+            retry_after = _MAX_PAUSE if retry_after > 0 else None
         change = state.window.on_throttle(now, status, retry_after)
         if change is not None:
             self._apply(host, state, change, now)

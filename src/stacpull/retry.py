@@ -19,6 +19,7 @@ yet (see :class:`~stacpull.errors.AuthError`), which backs off.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import threading
 from collections.abc import Iterator
@@ -112,6 +113,18 @@ class RetryPolicy:
             return _SWITCH.wait(min(max(retry_after, 0.0), self.max_retry_after))
         ceiling = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
         return _SWITCH.wait(random.uniform(0.0, ceiling) if self.jitter else ceiling)
+
+    def pause(self, retry_after: float | None) -> float | None:
+        """Seconds a host's new requests pause for a ``Retry-After`` (None: no pause): what
+        :meth:`wait` obeys, so a server asking for days (a date far away, a number too
+        long for a float) pauses its host no longer than its files wait; none under
+        :func:`testing`, where files do not wait either (not recorded: the file's own
+        wait is)."""
+        if retry_after is None or math.isnan(retry_after):
+            return None
+        if _SWITCH.on:
+            return 0.0
+        return min(max(retry_after, 0.0), self.max_retry_after)
 
     def delay(self, attempt: int, exc: TransferError) -> float | None:
         """Seconds to wait before attempt ``attempt + 1`` of a transfer, or ``None`` to give up."""

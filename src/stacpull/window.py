@@ -29,7 +29,7 @@ aggregate goodput, sampled over short epochs (2 × the least time to first byte,
 * small files (smaller than goodput × latency) need requests in flight just to cover the
   latency: by Little's law (in flight = arrival rate × time in the system) the requests
   waiting for a first byte number requests/s × time to first byte, so the window grows to,
-  and is never probed below, ``cover`` × requests/s × least time to first byte; with
+  and is never probed below, ``cover`` × requests/s × the base time to first byte; with
   ``cover`` 1.5 it grows while a file takes less than half its wait to transfer;
 * 429/503 and refused connections cut the window by ``cut`` at most once per ``cooldown``
   and remember where the throttle began: no probe reaches it again for ``hold`` seconds;
@@ -40,8 +40,12 @@ aggregate goodput, sampled over short epochs (2 × the least time to first byte,
 Latency-based limiters (TCP Vegas, Netflix's Gradient, Envoy's adaptive concurrency)
 shrink when request time grows, but a bulk transfer's request time grows with the file's
 size, not with the host's load: they would read a large file as an overloaded host. Time
-to first byte is therefore only a brake on growth (``brake`` × its least value), never
-alone a reason to shrink.
+to first byte is therefore only a brake on growth (``brake`` × its base value), never
+alone a reason to shrink. Its base is the least *mean* of a counted epoch, not the least
+single answer: one answer far faster than the rest (a cached quicklook, a short error
+page, a redirect-free file among signed redirects) would otherwise brake every epoch
+after it, and the window would never grow again; the least answer only sets the epochs'
+length.
 
 The controller is pure: no clock and no I/O; the caller passes ``now`` (monotonic seconds)
 to every method, so tests drive it with a fake clock and a model link.
@@ -141,7 +145,8 @@ class HostWindow:
         self.settings = settings
         self.window = settings.start
         self.paused_until = float("-inf")
-        self.min_ttfb = math.inf
+        self.min_ttfb = math.inf  # the least answer's: the epochs' length
+        self.base_ttfb = math.inf  # the least mean of a counted epoch: brake, Little's law
         self._epoch = _Epoch(now)
         self._busy = False
         self._skip = 1  # the epochs still to ignore after a change
@@ -231,10 +236,12 @@ class HostWindow:
         self._epoch = _Epoch(now, idle=not self._busy)
         if not counted:
             return None
+        mean_ttfb = epoch.ttfb / epoch.firsts if epoch.firsts else 0.0
+        if epoch.firsts:
+            self.base_ttfb = min(self.base_ttfb, mean_ttfb)
         if self._skip > 0:
             self._skip -= 1
             return None
-        mean_ttfb = epoch.ttfb / epoch.firsts if epoch.firsts else 0.0
         self._samples.append(_Measure(epoch.bytes / seconds, epoch.firsts / seconds, mean_ttfb))
         if len(self._samples) < self.settings.samples:
             return None
@@ -247,7 +254,12 @@ class HostWindow:
         return self._decide(now, measure)
 
     def _braked(self, measure: _Measure) -> bool:
-        return measure.ttfb > self.settings.brake * self.min_ttfb
+        return measure.ttfb > self.settings.brake * self._base()
+
+    def _base(self) -> float:
+        """The base time to first byte: the least mean of a counted epoch (see the module
+        docstring), the least answer's until an epoch counted."""
+        return self.min_ttfb if math.isinf(self.base_ttfb) else self.base_ttfb
 
     def _cap(self, now: float) -> int:
         """The highest window growth may reach now: the ceiling, below a recent
@@ -262,9 +274,10 @@ class HostWindow:
 
     def _little(self, measure: _Measure) -> int:
         """Little's-law floor: enough requests in flight to cover the latency."""
-        if math.isinf(self.min_ttfb):
+        base = self._base()
+        if math.isinf(base):
             return self.settings.floor
-        return math.ceil(self.settings.cover * measure.requests * self.min_ttfb)
+        return math.ceil(self.settings.cover * measure.requests * base)
 
     def _decide(self, now: float, measure: _Measure) -> Change | None:
         step = self._step

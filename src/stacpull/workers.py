@@ -4,9 +4,10 @@
 
     producer ──▶ [bounded stream] ──▶ 2N+ worker tasks ──▶ N slots ──▶ fetch
 
-A job waiting to retry gives its slot back, and so does a job whose bytes have all
-arrived; a :class:`~stacpull.runtypes.StopSignal` stops the producer, ends the waits
-between retries and, unless it drains, cancels what is still in flight after the grace.
+A job waiting to retry gives its slot back, and so do a job whose host has no slot free
+(a small window, a ``Retry-After`` pause) and a job whose bytes have all arrived; a
+:class:`~stacpull.runtypes.StopSignal` stops the producer, ends the waits between
+retries and, unless it drains, cancels what is still in flight after the grace.
 """
 
 from __future__ import annotations
@@ -88,6 +89,46 @@ async def _cancel_after(delay: float, scope: anyio.CancelScope) -> None:
     scope.cancel()
 
 
+@dataclass(slots=True)
+class _Held:
+    """One worker's transfer slot, given back while its job waits (to retry, for a slot
+    of its host) and once its bytes are in, taken again before its next request."""
+
+    slots: anyio.Semaphore
+    stop: StopSignal
+    parked: set[anyio.CancelScope]
+    held: bool = False
+    job_scope: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
+
+    def unwire(self) -> None:
+        """The job's bytes are in, or it waits: its slot goes to the next transfer."""
+        if self.held:
+            self.slots.release()
+            self.held = False
+
+    async def rewire(self) -> None:
+        """Take the job's slot again (after :meth:`unwire`, for a request of this job)."""
+        if self.held:
+            return
+        await self.slots.acquire()
+        self.held = True
+        if self.stop.requested:  # asked while this job queued for its slot again
+            self.job_scope.cancel()
+            await anyio.lowlevel.checkpoint()
+
+    async def park(self, delay: float) -> None:
+        """Wait to retry without holding a slot; a stop cancels the job (it stays pending)."""
+        self.unwire()
+        self.parked.add(self.job_scope)
+        try:
+            if self.stop.requested:
+                self.job_scope.cancel()
+            await anyio.sleep(delay)
+        finally:
+            self.parked.discard(self.job_scope)
+        await self.rewire()
+
+
 async def _work(
     receive: MemoryObjectReceiveStream[Job],
     ctx: FetchContext,
@@ -96,52 +137,23 @@ async def _work(
     parked: set[anyio.CancelScope],
 ) -> None:
     """One worker: take a job, wait for a transfer slot, fetch it; the slot is given back
-    while the job waits to retry and once its bytes are in (``park``, ``unwire``)."""
-    held = False
-    job_scope = anyio.CancelScope()
-
-    def unwire() -> None:
-        """The job's bytes are in: its slot goes to the next transfer (see FetchContext)."""
-        nonlocal held
-        if held:
-            slots.release()
-            held = False
-
-    async def park(delay: float) -> None:
-        """Wait to retry without holding a slot; a stop cancels the job (it stays pending)."""
-        nonlocal held
-        unwire()
-        parked.add(job_scope)
-        try:
-            if stop.requested:
-                job_scope.cancel()
-            await anyio.sleep(delay)
-        finally:
-            parked.discard(job_scope)
-        await slots.acquire()
-        held = True
-        if stop.requested:  # asked while this job queued for its slot again
-            job_scope.cancel()
-            await anyio.lowlevel.checkpoint()
-
-    mine = dataclasses.replace(ctx, sleep=park, unwire=unwire)
+    while the job waits (to retry, for its host) and once its bytes are in (:class:`_Held`)."""
+    slot = _Held(slots, stop, parked)
+    mine = dataclasses.replace(ctx, sleep=slot.park, unwire=slot.unwire, rewire=slot.rewire)
     async with receive:
         try:
             async for job in receive:
                 await slots.acquire()
-                held = True
+                slot.held = True
                 if stop.requested:
                     return  # the job stays pending in the journal
-                job_scope = anyio.CancelScope()
+                slot.job_scope = anyio.CancelScope()
                 try:
-                    with job_scope:
+                    with slot.job_scope:
                         await fetch(job, mine)
                 except CredentialsError as exc:
                     # No token can be had: start nothing new, let what is in flight finish.
                     stop.request(f"credentials: {exc}", drain=True, fatal=exc)
-                if held:
-                    slots.release()
-                    held = False
+                slot.unwire()
         finally:
-            if held:
-                slots.release()
+            slot.unwire()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import AsyncIterator
 
 import anyio
 import anyio.to_thread
@@ -138,7 +139,7 @@ async def _failed(t: Transfer, ctx: FetchContext, exc: TransferError) -> tuple[f
     retry. Returns the wait before the next attempt (None: give up) and the bytes the
     ``.part`` keeps."""
     if isinstance(exc, HTTPStatusError) and exc.status in (429, 503):
-        ctx.limiter.throttled(t.host, exc.status, exc.retry_after)
+        ctx.limiter.throttled(t.host, exc.status, ctx.retry.pause(exc.retry_after))
     elif isinstance(exc, ConnectError) and exc.refused:
         ctx.limiter.throttled(t.host, None, None)
     discarded = 0
@@ -200,7 +201,7 @@ async def _attempt(t: Transfer, ctx: FetchContext) -> tuple[int, str | None]:
     _prepare(t, ctx)
     pf = t.pf
     try:
-        async with ctx.limiter.slot(t.host):
+        async with _host_slot(t, ctx):
             # One journal read serves the segment check and the resume; a fresh file
             # needs none.
             t.row = await ctx.journal.get(job.dest) if t.had else None
@@ -228,6 +229,23 @@ async def _attempt(t: Transfer, ctx: FetchContext) -> tuple[int, str | None]:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(pf.close)
     return size, digest
+
+
+@contextlib.asynccontextmanager
+async def _host_slot(t: Transfer, ctx: FetchContext) -> AsyncIterator[None]:
+    """A slot of the job's host for one attempt. When none is free (a small window, a
+    ``Retry-After`` pause), the job waits its turn at the host without its transfer slot,
+    then takes that again: jobs of a host that waits would otherwise fill the run's
+    transfer slots, and every other host's files would wait with them. Its turn is
+    given back while it waits for the transfer slot (a host slot is held only by a
+    request that can go), so another may take it meanwhile: then it waits again."""
+    while not ctx.limiter.ready(t.host):
+        ctx.unwire()
+        async with ctx.limiter.slot(t.host):
+            pass  # its turn came
+        await ctx.rewire()
+    async with ctx.limiter.slot(t.host):  # free: taken without a wait
+        yield
 
 
 def _zip_check(follower: ZipFollower, t: Transfer, opener: Opener) -> None:

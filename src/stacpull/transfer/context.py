@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 
 from ..defaults import DEFAULT_CHUNK_SIZE, DEFAULT_SEGMENT_BELOW, DEFAULT_SEGMENT_SIZE
 from ..events import EventSink
@@ -47,6 +48,10 @@ class FetchContext:
     #: rename, journal write) is local work, and the engine gives the job's transfer slot
     #: to the next file meanwhile. ``sleep`` takes a slot again before a retry.
     unwire: Callable[[], None] = lambda: None
+    #: Takes the job's transfer slot again after :attr:`unwire` gave it back: a job whose
+    #: host has no slot free (a small window, a ``Retry-After`` pause) waits for one
+    #: without a transfer slot, so one host's wait holds up no other host's files.
+    rewire: Callable[[], Awaitable[None]] = anyio.lowlevel.checkpoint
     limiter: HostLimiter = field(default_factory=lambda: HostLimiter(8, adaptive=False))
     space: SpaceBudget = field(default_factory=lambda: SpaceBudget(0))
     segments: int = 1  # parallel ranges for a slow large file (1: never split)

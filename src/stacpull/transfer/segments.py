@@ -234,7 +234,7 @@ def _refused(t: Transfer, ctx: FetchContext, exc: HTTPStatusError) -> None:
     the host) instead of failing the attempt, which would cut every other range; the
     limiter hears of it here, as the retry loop would have told it."""
     log.debug("%s: a range was refused (%s); one connection fewer", t.job.dest, exc.status)
-    ctx.limiter.throttled(t.host, exc.status, exc.retry_after)
+    ctx.limiter.throttled(t.host, exc.status, ctx.retry.pause(exc.retry_after))
 
 
 async def _fetch_segment(t: Transfer, ctx: FetchContext, r: _Range) -> None:
