@@ -54,11 +54,11 @@ class CountingLimiter(HostLimiter):
         super().throttled(host, *args)
 
     @asynccontextmanager
-    async def slot(self, host: str) -> AsyncIterator[None]:
+    async def slot(self, host: str, *, promised: bool = False) -> AsyncIterator[None]:
         self.waiting += 1
         entered = False
         try:
-            async with super().slot(host):
+            async with super().slot(host, promised=promised):
                 self.waiting -= 1
                 entered = True
                 self.acquired += 1

@@ -85,12 +85,13 @@ class _Host:
     due: float = float("inf")  # when the window's epoch may close
     active: int = 0
     waiting: int = 0  # requests waiting for a slot (demand beyond the slots in use)
+    promised: int = 0  # free slots kept for waiters woken to take them
     free: float = 0.0  # free slot-seconds in the epoch so far
     excess: float = 0.0  # slot-seconds in use beyond the window (after a cut)
     stamp: float = 0.0  # when ``free`` was brought up to date
     throttles: int = 0  # among ``recent``
     recent: deque[bool] = field(default_factory=lambda: deque(maxlen=_BURST_ANSWERS))
-    changed: anyio.Event = field(default_factory=anyio.Event)
+    waiters: deque[anyio.Event] = field(default_factory=deque)  # first come, first woken
 
 
 class HostLimiter:
@@ -149,22 +150,25 @@ class HostLimiter:
     def ready(self, host: str) -> bool:
         """Whether :meth:`slot` would let a request to ``host`` go at once: a slot is free
         and no ``Retry-After`` pauses it (the caller gives back what it holds otherwise)."""
-        state = self._host(host)
-        if state.active >= state.limit:
+        return self._free(self._host(host))
+
+    def _free(self, state: _Host) -> bool:
+        if state.active + state.promised >= state.limit:
             return False
         return state.window is None or self._clock() >= state.window.paused_until
 
-    def slot(self, host: str) -> AbstractAsyncContextManager[None]:
+    def slot(self, host: str, *, promised: bool = False) -> AbstractAsyncContextManager[None]:
         """Hold one of ``host``'s slots for the body of the ``async with``: wait while its
-        slots in use reach its window or a ``Retry-After`` pauses it."""
-        return self._slot(host, self._host(host))
+        slots in use reach its window or a ``Retry-After`` pauses it. ``promised``: the
+        caller's :meth:`turn` kept it a slot, which it takes now without a wait."""
+        return self._slot(host, self._host(host), promised)
 
     @asynccontextmanager
-    async def _slot(self, host: str, state: _Host) -> AsyncIterator[None]:
-        if state.active >= state.limit or (
-            state.window is not None and self._clock() < state.window.paused_until
-        ):
-            await self._wait(host, state)
+    async def _slot(self, host: str, state: _Host, promised: bool) -> AsyncIterator[None]:
+        if not promised and not self._free(state):
+            promised = await self._wait(state)
+        if promised:
+            state.promised -= 1
         now = self._clock()
         self._account(state, now)
         state.active += 1
@@ -181,37 +185,74 @@ class HostLimiter:
             if state.waiting:
                 self._wake(state)
 
-    async def _wait(self, host: str, state: _Host) -> None:
-        """Until a slot of ``host`` is free and no pause holds it; a pause is waited out
-        on the waiter's own timer."""
+    async def turn(self, host: str) -> bool:
+        """Wait until a request to ``host`` could go (:meth:`ready`), taking no slot: a
+        job waits its turn at a host this way without holding anything, then takes its
+        transfer slot and the host slot. True: a slot is kept for the caller, which must
+        take it (``slot(host, promised=True)``) or give it up (:meth:`forfeit`); False: a
+        pause ended, and the caller looks again."""
+        state = self._host(host)
+        return False if self._free(state) else await self._wait(state)
+
+    def forfeit(self, host: str) -> None:
+        """Give up the slot :meth:`turn` kept (the job was stopped before taking it)."""
+        state = self._host(host)
+        state.promised -= 1
+        self._wake(state)
+
+    async def _wait(self, state: _Host) -> bool:
+        """Until a slot of ``host`` is free and no pause holds it. Waiters queue, and a
+        freed slot is kept for the first of them, which alone is woken (with 56 jobs
+        waiting at a window of 8, waking all on each release, and letting a newcomer take
+        the slot first, cost the quicklooks a sixth of their CPU); a pause is waited out on
+        each waiter's own timer. True: woken, with a slot kept for it."""
         self._account(state, self._clock())
         state.waiting += 1
         try:
-            while True:
-                paused = 0.0
-                if state.window is not None:
-                    paused = state.window.paused_until - self._clock()
-                if state.active < state.limit and paused <= 0:
-                    return
-                event = state.changed
-                if paused > 0:
-                    with anyio.move_on_after(paused):
-                        await event.wait()
-                else:
-                    await event.wait()
+            while not self._free(state):
+                paused = 0.0 if state.window is None else state.window.paused_until - self._clock()
+                if await self._queue(state, paused):
+                    return True
+            return False
         finally:
             self._account(state, self._clock())
             state.waiting -= 1
 
-    @staticmethod
-    def _wake(state: _Host) -> None:
-        state.changed.set()
-        state.changed = anyio.Event()
+    async def _queue(self, state: _Host, paused: float) -> bool:
+        """One wait in the host's queue: until woken (True) or the pause ends (False)."""
+        event = anyio.Event()
+        state.waiters.append(event)
+        try:
+            if paused > 0:
+                with anyio.move_on_after(paused):
+                    await event.wait()
+            else:
+                await event.wait()
+        except BaseException:
+            if event.is_set():  # cancelled after its wake: the kept slot goes to the next
+                state.promised -= 1
+                self._wake(state)
+            raise
+        finally:
+            if not event.is_set():
+                state.waiters.remove(event)
+        return event.is_set()
+
+    def _wake(self, state: _Host) -> None:
+        """Keep each free slot for the first waiter in the queue, and wake it (none while
+        a pause holds the host: the waiters' timers end it)."""
+        if state.window is not None and self._clock() < state.window.paused_until:
+            return
+        free = state.limit - state.active - state.promised
+        while free > 0 and state.waiters:
+            state.waiters.popleft().set()
+            state.promised += 1
+            free -= 1
 
     @staticmethod
     def _account(state: _Host, now: float) -> None:
         """Bring the epoch's free and excess slot-seconds up to ``now``."""
-        free = state.limit - state.active - state.waiting
+        free = state.limit - state.active - state.waiting - state.promised
         if free > 0:
             state.free += free * (now - state.stamp)
         elif state.active > state.limit:

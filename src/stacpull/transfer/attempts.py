@@ -236,15 +236,20 @@ async def _host_slot(t: Transfer, ctx: FetchContext) -> AsyncIterator[None]:
     """A slot of the job's host for one attempt. When none is free (a small window, a
     ``Retry-After`` pause), the job waits its turn at the host without its transfer slot,
     then takes that again: jobs of a host that waits would otherwise fill the run's
-    transfer slots, and every other host's files would wait with them. Its turn is
-    given back while it waits for the transfer slot (a host slot is held only by a
-    request that can go), so another may take it meanwhile: then it waits again."""
-    while not ctx.limiter.ready(t.host):
+    transfer slots, and every other host's files would wait with them. Waiting its turn
+    takes no host slot (one is held only by a request that can go), but the slot that
+    frees is kept for it while it takes its transfer slot back."""
+    promised = False
+    while not promised and not ctx.limiter.ready(t.host):
         ctx.unwire()
-        async with ctx.limiter.slot(t.host):
-            pass  # its turn came
-        await ctx.rewire()
-    async with ctx.limiter.slot(t.host):  # free: taken without a wait
+        promised = await ctx.limiter.turn(t.host)  # its turn came: a slot is kept for it
+        try:
+            await ctx.rewire()
+        except BaseException:
+            if promised:
+                ctx.limiter.forfeit(t.host)
+            raise
+    async with ctx.limiter.slot(t.host, promised=promised):
         yield
 
 
