@@ -529,7 +529,9 @@ def test_a_link_that_drops_again_and_again_but_moves_on_still_completes(
     sim: SimServer, hostile: Hostile, tmp_path: Path
 ) -> None:
     """The other side of the bound: every answer is cut after 40 kB, far more often than
-    --retries 1 allows, but each brings new bytes: the file completes, resumed."""
+    --retries 2 allows, but each brings new bytes: the file completes, resumed. (With
+    --retries 1, a loaded machine failed it: aiohttp drops a prefix it holds when the cut
+    is known as it reads it, so one answer of the ten may bring nothing.)"""
     body = payload(400_000, 8)
 
     async def dropping(req: Request) -> None:
@@ -546,7 +548,7 @@ def test_a_link_that_drops_again_and_again_but_moves_on_still_completes(
 
     hostile.routes["/drop.tif"] = dropping
     outcomes, _ = _pull_hostile(
-        sim, hostile, tmp_path, {"data": asset_at("/drop.tif", "drop.tif")}, retries=1
+        sim, hostile, tmp_path, {"data": asset_at("/drop.tif", "drop.tif")}, retries=2
     )
     outcome = outcomes["data"]
     assert outcome.status is Status.DOWNLOADED, outcome.error
