@@ -320,3 +320,34 @@ def test_every_layout_tiles_the_file_in_even_rounds_that_never_grow(
     rounds = [lengths[i : i + lanes] for i in range(0, len(lengths), lanes)]
     assert all(max(r) - min(r) <= 1 for r in rounds)
     assert all(a[0] + 1 >= b[0] for a, b in itertools.pairwise(rounds))
+
+
+def test_a_server_that_refuses_every_range_fails_the_file_in_bounded_requests(
+    sim: SimServer,
+    hostile: Hostile[_Raw],
+    tmp_path: Path,
+    limiter: Callable[[int], list[CountingLimiter]],
+) -> None:
+    """A variant of the refused range: every range is answered 503. Refused lanes give
+    their ranges back until one lane is left, whose refusal fails the attempt; the retry
+    policy bounds the attempts, so the file fails with the status, the run ends, and no
+    lane is left waiting for a slot (a queue of ranges handed back for ever would hang)."""
+    made = limiter(4)
+
+    async def refusing(req: _Raw) -> None:
+        if req.range_start is None:
+            await req.send(200, BIG, {"ETag": '"v1"', "Accept-Ranges": "bytes"})
+        else:
+            await req.send(503, b"busy", {})
+
+    hostile.routes["/busy.tif"] = refusing
+    options = plant(sim, hostile, "BUSY_ITEM", {"data": asset_at("/busy.tif", "busy.tif")})
+    recorder = Recorder()
+    split = {"segments": 3, "segment_size": 200_000, "segment_below": 10**12}
+    pull(sim, tmp_path, recorder, retries=2, **options, **split)
+    (outcome,) = [o for o in recorder.outcomes().values() if o.job.item_id == "BUSY_ITEM"]
+    assert outcome.status is Status.FAILED and "503" in str(outcome.error)
+    ranges = sum(1 for _, h in hostile.requests if h.get("range"))
+    assert 1 <= ranges <= 3 * 3  # three attempts, at most three lanes each
+    (lim,) = made
+    assert lim.waiting == 0 and lim.active("127.0.0.1") == 0
