@@ -130,6 +130,23 @@ class _Ends(Recorder):
             self.ends.append((event.outcome.job.asset_key, self.made[0].waiting))
 
 
+def _pull_pair(sim: SimServer, tmp_path: Path, recorder: Recorder, *, segment_size: int) -> Any:
+    """The split tiff and the product of one item, up to four lanes and four files; the
+    connector allows eight per host, so the test's limiter is what holds."""
+    return pull(
+        sim,
+        tmp_path,
+        recorder,
+        collections=[L1C],
+        assets=[TIFF, PRODUCT],
+        segments=4,
+        segment_size=segment_size,
+        segment_below=10_000_000,
+        per_host=8,
+        concurrency=4,
+    )
+
+
 def test_a_split_file_gains_lanes_as_another_file_ends_never_past_the_limit(
     tmp_path: Path, limiter: Callable[[int], list[CountingLimiter]]
 ) -> None:
@@ -139,18 +156,7 @@ def test_a_split_file_gains_lanes_as_another_file_ends_never_past_the_limit(
     made = limiter(3)
     with _server(6_000_000, 1_500_000, 3_000_000) as sim:
         recorder = _Sampler(sim)
-        result = pull(
-            sim,
-            tmp_path,
-            recorder,
-            collections=[L1C],
-            assets=[TIFF, PRODUCT],
-            segments=4,
-            segment_size=400_000,
-            segment_below=10_000_000,
-            per_host=8,  # the connector allows eight: the limiter's three are what holds
-            concurrency=4,
-        )
+        result = _pull_pair(sim, tmp_path, recorder, segment_size=400_000)
         assert result.ok and result.downloaded == 2, recorder.outcomes()
         assert len(_tiff_ranges(sim)) >= 6  # split
         assert sim.peak_sending <= 3  # never past the host's slots
@@ -172,18 +178,7 @@ def test_a_lane_still_waiting_when_the_last_range_is_taken_stops_waiting(
     made = limiter(2)
     with _server(1_600_000, 3_000_000, 2_000_000) as sim:
         recorder = _Ends(made)
-        result = pull(
-            sim,
-            tmp_path,
-            recorder,
-            collections=[L1C],
-            assets=[TIFF, PRODUCT],
-            segments=4,
-            segment_size=200_000,
-            segment_below=10_000_000,
-            per_host=8,
-            concurrency=4,
-        )
+        result = _pull_pair(sim, tmp_path, recorder, segment_size=200_000)
         assert result.ok and result.downloaded == 2
         assert len(_tiff_ranges(sim)) >= 2  # split
         assert sim.peak_sending <= 2

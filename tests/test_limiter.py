@@ -20,19 +20,11 @@ from stacpull.sim import SimCatalog, SimOptions, SimServer, default_collections
 from stacpull.sim.faults import Faults
 from stacpull.window import WindowSettings
 
-from .conftest import Recorder, files_under, pull
+from .conftest import Clock, Recorder, files_under, pull
 
 pytestmark = pytest.mark.anyio
 MB = 1_000_000
 H = "archive.example.org"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _limiter(clock: Clock, ceiling: int = 32, **kw: object) -> tuple[HostLimiter, list[tuple]]:

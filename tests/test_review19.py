@@ -10,16 +10,10 @@ from stacpull.limits import HostLimiter
 from stacpull.retry import RetryPolicy
 from stacpull.window import HostWindow
 
+from .conftest import Clock
+
 pytestmark = pytest.mark.anyio
 H = "archive.example.org"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_a_retry_after_pauses_the_host_no_longer_than_the_retry_policy_obeys() -> None:

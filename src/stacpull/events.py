@@ -101,8 +101,8 @@ class HostLimitChanged:
     is the window now, ``reason`` why (one of :class:`~stacpull.window.Change`'s: ``ramp``,
     ``ramp undone``, ``ramp kept``, ``probe up``, ``probe down``, ``probe kept``, ``probe
     undone``, ``fewer suffice``, ``cover latency``, ``throttled``, ``ttfb brake``). The
-    ``… kept`` and ``fewer suffice`` reasons keep the window where a step put it: the
-    event says the step was judged. ``host`` is the URL's host, without a port."""
+    ``… kept``, ``fewer suffice`` and ``ttfb brake`` reasons keep the window where a step
+    put it: the event says the step was judged. ``host`` is the URL's host, without a port."""
 
     host: str
     limit: int

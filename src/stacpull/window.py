@@ -97,8 +97,9 @@ class Change:
     """A host's window moved to ``window`` because of ``reason`` (for events and the
     dashboard): ``ramp``, ``ramp undone``, ``ramp kept``, ``probe up``, ``probe down``,
     ``probe kept``, ``probe undone``, ``fewer suffice``, ``cover latency``, ``throttled``,
-    ``ttfb brake``. The ``… kept`` and ``fewer suffice`` changes leave ``window`` where a
-    step put it: they say the step was judged."""
+    ``ttfb brake``. The ``… kept``, ``fewer suffice`` and ``ttfb brake`` changes leave
+    ``window`` where a step put it: they say the step was judged (a braked step that paid
+    stays, and growth stops there)."""
 
     window: int
     reason: str
@@ -156,7 +157,7 @@ class HostWindow:
         self._calm = 0  # measurements at this window since the last probe
         self._wait = settings.probe_after
         self._next_probe = "down"
-        self._fine = True  # steps down by quarters; by halves after a ramp was undone
+        self._fine = True  # steps down by quarters; by halves after a doubling bought ~nothing
         self._last_cut = float("-inf")
         self._throttled_at = float("-inf")
         self.throttle_mark: int | None = None  # where the last throttle began

@@ -155,20 +155,20 @@ class TokenUse:
 
 
 async def open_response(
-    url: str, headers: dict[str, str], ctx: FetchContext, use: TokenUse
+    url: str, host: str, headers: dict[str, str], ctx: FetchContext, use: TokenUse
 ) -> Response:
     """GET ``url``, following redirects ourselves so the bearer header obeys
     :class:`TrustPolicy`. A 401/403 to a token we sent asks the provider for a newer one
     and repeats the request once with it (from the first URL: a redirect may be signed
     for the old token). The time to the first byte of a 200/206 (its redirects included)
-    goes to the host's window."""
+    goes to the window of ``host`` (``url``'s, as the transfer already knows it)."""
     token = await ctx.tokens.token()
     fixed = ctx.fixed_tokens
     while True:
         sent_at = time.monotonic()
         resp, sent = await _follow(url, headers, token, ctx)
         if resp.status in (200, 206):  # a 429 or a 404 answers faster than data would
-            ctx.limiter.first_byte(host_of(url), time.monotonic() - sent_at)
+            ctx.limiter.first_byte(host, time.monotonic() - sent_at)
         use.withheld = token is not None and not sent
         if fixed is not None and sent and token is not None and resp.status in (200, 206):
             fixed.accepted(token)

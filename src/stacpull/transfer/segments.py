@@ -193,7 +193,8 @@ async def _fill(t: Transfer, ctx: FetchContext, state: SegmentState, hashed: int
     a slot of its own before its first range and keeps it while ranges are left. A lane
     that waits joins as other transfers end, so a split file gains connections as the
     host frees them instead of holding ranges for connections it cannot have."""
-    queue = _Queue([p for p in state.parts if p.left > 0])
+    pending = [p for p in state.parts if p.left > 0]
+    queue = _Queue(pending)
     arrived = anyio.Event()
     ended = False
 
@@ -215,7 +216,7 @@ async def _fill(t: Transfer, ctx: FetchContext, state: SegmentState, hashed: int
                 await arrived.wait()
                 arrived = anyio.Event()
 
-    count = min(ctx.segments, sum(1 for p in state.parts if p.left > 0))
+    count = min(ctx.segments, len(pending))
     async with anyio.create_task_group() as outer:
         outer.start_soon(follow)
         try:
@@ -248,7 +249,7 @@ async def _fetch_segment(t: Transfer, ctx: FetchContext, r: _Range) -> None:
         "If-Range": state.validator,
     }
     auth = TokenUse()
-    resp = await open_response(job.url, headers, ctx, auth)
+    resp = await open_response(job.url, t.host, headers, ctx, auth)
     try:
         if resp.status == 200:
             raise RangeError(

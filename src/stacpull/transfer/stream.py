@@ -74,7 +74,7 @@ async def single(t: Transfer, ctx: FetchContext) -> int:
     headers = {"Accept-Encoding": "identity", **range_headers}
     total: int | None
     t.token.renewed = False
-    resp = await open_response(job.url, headers, ctx, t.token)
+    resp = await open_response(job.url, t.host, headers, ctx, t.token)
     try:
         if offset and resp.status == 416:
             # Perhaps the .part already holds every byte: the last run stopped between the
