@@ -145,3 +145,28 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def _find_real_maap() -> Path | None:
+    """``shared/real-maap`` beside the project (or an ancestor of a worktree), or the folder
+    ``STACPULL_REAL_MAAP`` names. Public material about the real catalogue: read in place,
+    never copied into the repository, so a clone without it skips the tests that use it."""
+    import os
+
+    given = os.environ.get("STACPULL_REAL_MAAP")
+    if given:
+        return Path(given) if Path(given).is_dir() else None
+    for parent in Path(__file__).resolve().parents[1:]:
+        candidate = parent / "shared" / "real-maap"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture
+def real_maap() -> Path:
+    """The real-maap folder; the test is skipped when this machine does not have it."""
+    found = _find_real_maap()
+    if found is None:
+        pytest.skip("no shared/real-maap folder here (set STACPULL_REAL_MAAP to use one)")
+    return found
