@@ -209,9 +209,11 @@ def test_the_root_link_is_believed_for_its_host_only(
 
 
 def _write_geoparquet(items: list[dict[str, Any]], path: Path) -> None:
-    """A stac-geoparquet file as the spec lays it out: one row per item, the item's
-    fields as columns (assets a struct, links a list of structs, bbox a struct, geometry
-    WKB), the properties as top-level columns, datetimes as timestamps."""
+    """A stac-geoparquet file as the spec lays it out, written by another tool (pyarrow,
+    not stacpull's rustac): one row per item, the item's fields as columns (assets a
+    struct, links a list of structs, bbox a struct, geometry WKB named by the GeoParquet
+    ``geo`` metadata), the properties as top-level columns, datetimes as timestamps."""
+    import struct
     from datetime import datetime
 
     import pyarrow as pa
@@ -224,13 +226,17 @@ def _write_geoparquet(items: list[dict[str, Any]], path: Path) -> None:
             if isinstance(props.get(key), str):
                 props[key] = datetime.fromisoformat(props[key].replace("Z", "+00:00"))
         w, s, e, n = item["bbox"]
+        ring = [(w, s), (e, s), (e, n), (w, n), (w, s)]
+        wkb = struct.pack("<BIII", 1, 3, 1, len(ring)) + b"".join(
+            struct.pack("<dd", *point) for point in ring
+        )  # a little-endian WKB polygon of one ring
         rows.append(
             {
                 "type": "Feature",
                 "stac_version": item["stac_version"],
                 "stac_extensions": item["stac_extensions"],
                 "id": item["id"],
-                "geometry": b"\x01\x03\x00\x00\x00",
+                "geometry": wkb,
                 "bbox": {"xmin": w, "ymin": s, "xmax": e, "ymax": n},
                 "links": item["links"],
                 "assets": item["assets"],
@@ -238,7 +244,10 @@ def _write_geoparquet(items: list[dict[str, Any]], path: Path) -> None:
                 **{k: v for k, v in props.items() if not isinstance(v, (dict, list))},
             }
         )
-    pq.write_table(pa.Table.from_pylist(rows), path)
+    geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": {}}}
+    geo["columns"]["geometry"] = {"encoding": "WKB", "geometry_types": ["Polygon"]}
+    table = pa.Table.from_pylist(rows)
+    pq.write_table(table.replace_schema_metadata({"geo": json.dumps(geo)}), path)
 
 
 def test_download_from_stac_geoparquet(sim: SimServer, tmp_path: Path) -> None:
@@ -259,15 +268,24 @@ def test_download_from_stac_geoparquet(sim: SimServer, tmp_path: Path) -> None:
     assert code == 0, out + err
 
 
-def test_csv_and_the_notebooks_parquet_are_refused_in_one_line(
+def test_csv_and_a_flat_parquet_table_are_refused_in_one_line(
     sim: SimServer, tmp_path: Path
 ) -> None:
+    """The notebook's columns, as CSV or (as stacpull wrote .parquet before it wrote
+    stac-geoparquet) as a flat Parquet table, cannot drive a download."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from stacpull.export import item_row
+
     search = ("search", "--catalog", sim.catalog_url, "--collection", L1A, "--max-items", "2")
+    assert _run(*search, "-o", str(tmp_path / "items.csv"))[0] == 0
+    rows = [item_row(item) for item in _items(sim, 2)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "items.parquet")
     for name in ("items.csv", "items.parquet"):
-        assert _run(*search, "-o", str(tmp_path / name))[0] == 0
         code, _, err = _download("--from", str(tmp_path / name), "--dest", str(tmp_path / "d"))
         assert code == 2, err
-        assert len(err.strip().splitlines()) == 1 and "lack the metadata a download" in err
+        assert len(err.strip().splitlines()) == 1 and "the metadata a download needs" in err
     csv_text = (tmp_path / "items.csv").read_text()
     code, _, err = _download("--from", "-", "--dest", str(tmp_path / "d"), stdin=csv_text)
     assert code == 2 and "is CSV" in err
@@ -277,18 +295,16 @@ def test_csv_and_the_notebooks_parquet_are_refused_in_one_line(
     assert not (tmp_path / "d").exists()
 
 
-def test_parquet_without_pyarrow_is_one_clear_line(
+def test_parquet_without_rustac_is_one_clear_line(
     sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     saved = tmp_path / "items.parquet"
     _write_geoparquet(_items(sim, 1), saved)
-    monkeypatch.setitem(sys.modules, "pyarrow", None)
-    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    monkeypatch.setitem(sys.modules, "rustac", None)
     code, _, err = _download("--from", str(saved), "--dest", str(tmp_path / "d"))
     assert code == 2
     assert err.strip() == (
-        f"stacpull: --from: {saved} is Parquet, which needs pyarrow: "
-        "pip install 'stacpull[parquet]'"
+        f"stacpull: --from: {saved} is Parquet, which needs rustac: pip install 'stacpull[parquet]'"
     )
 
 

@@ -217,6 +217,7 @@ def test_nothing_imports_the_cli() -> None:
         ("matplotlib", {"stacpull.plot"}),
         ("blake3", {"stacpull.verify"}),
         ("pyarrow", {"stacpull.export"}),
+        ("rustac", {"stacpull.export"}),
         # Raw asyncio only where anyio cannot do it: the write path's executor futures,
         # the journal's group-commit futures, the notebook bridge (a running loop, and
         # asyncio.run's Ctrl-C), and the simulator (a server on its own loop).

@@ -1,13 +1,21 @@
-"""Saved searches: STAC items to a GeoJSON ItemCollection, CSV or Parquet, and back.
+"""Saved searches: STAC items to a GeoJSON ItemCollection, stac-geoparquet or CSV, and back.
 
-The CSV (and Parquet) columns are the flattened table of MAAP's notebooks, under the
-notebooks' own names, so code written for their pandas DataFrame keeps working:
-``id, collection, datetime, product_type, download_url, product_name, quicklook_url,
-quicklook_name, kmz_url, kmz_name, last_modified``. The product, quicklook and KMZ are
-found by the MAAP profile whatever generation of asset keys an item uses, and named as
-stacpull would save them. Items are written as they arrive (GeoJSON and CSV), so a saved
-search of any size needs no memory; ``stacpull download --from items.geojson`` reads a
-GeoJSON one back. Parquet needs the optional ``pyarrow`` (``stacpull[parquet]``).
+GeoJSON and stac-geoparquet keep each item whole (geometry, bbox, assets, links,
+properties), so ``stacpull download --from`` reads either back. The CSV columns are the
+flattened table of MAAP's notebooks, under the notebooks' own names, so code written for
+their pandas DataFrame keeps working: ``id, collection, datetime, product_type,
+download_url, product_name, quicklook_url, quicklook_name, kmz_url, kmz_name,
+last_modified``. The product, quicklook and KMZ are found by the MAAP profile whatever
+generation of asset keys an item uses, and named as stacpull would save them.
+
+GeoJSON and CSV are written as items arrive, so a saved search of any size needs no
+memory. stac-geoparquet takes its columns from every item, so those are held until the
+search ends, then written by the optional ``rustac`` (``stacpull[parquet]``): one wheel with
+no dependencies, where ``stac-geoparquet``'s arrow API brings pandas, geopandas, shapely and
+pyproj (and takes a second to import). What a column cannot hold is refused by name rather
+than filled in: an item without a geometry or a time (rustac would stamp the time of the
+write on it), a field that is a number in one item and text in another. rustac writes
+STAC 1.1.0, migrating older items.
 """
 
 from __future__ import annotations
@@ -16,12 +24,13 @@ import csv
 import functools
 import json
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,6 +59,7 @@ _CSV_COLUMNS = (
     "last_modified",
 )
 FORMATS = ("geojson", "csv", "parquet")
+_EXTRA = "pip install 'stacpull[parquet]'"
 
 
 @functools.cache
@@ -136,7 +146,7 @@ class ItemWriter:
         self._part = path.with_name(path.name + ".part")
         self._file: IO[str] | None = None
         self._csv: Any = None
-        self._rows: list[dict[str, Any]] = []
+        self._items: list[Mapping[str, Any]] = []
         if self._stdout and self.format == "parquet":
             raise ConfigError("-o -: Parquet cannot be written to standard output; use .parquet")
         kind = None if self._stdout else safeio.not_regular(path)
@@ -146,12 +156,10 @@ class ItemWriter:
                 "or - for standard output"
             )
         if self.format == "parquet":
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError:
-                raise ConfigError(
-                    "Parquet needs pyarrow: pip install 'stacpull[parquet]' (or use .csv)"
-                ) from None
+            _rustac(
+                f"-o {path}: stac-geoparquet",
+                " (or save .geojson, or .csv for the notebook's table)",
+            )
 
     def __enter__(self) -> ItemWriter:
         if self.format == "parquet":
@@ -175,7 +183,7 @@ class ItemWriter:
         if self.format == "csv":
             self._csv.writerow(item_row(item))
         elif self.format == "parquet":
-            self._rows.append(item_row(item))
+            self._items.append(self._holdable(item))
         else:
             assert self._file is not None
             self._file.write((",\n" if self.count else "") + json.dumps(item))
@@ -214,17 +222,67 @@ class ItemWriter:
         except OSError as exc:
             raise ConfigError(f"-o {self.path}: not replaced: {exc.strerror or exc}") from None
 
-    def _write_parquet(self) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    def _holdable(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``item`` when a stac-geoparquet row can hold it as it is; else the reason, raised
+        before the search goes on (GeoJSON keeps such an item)."""
+        props = item.get("properties")
+        props = props if isinstance(props, dict) else {}
+        missing = None
+        if not isinstance(item.get("geometry"), dict):
+            missing = "geometry"
+        elif not any(props.get(k) for k in ("datetime", "start_datetime")):
+            missing = "datetime (nor start_datetime)"
+        if missing is not None:
+            raise ConfigError(
+                f"-o {self.path}: item {item.get('id')} has no {missing}, which every "
+                "stac-geoparquet row needs; save .geojson to keep it as it is"
+            )
+        return item
 
-        table = pa.table({c: [str(r[c]) for r in self._rows] for c in _CSV_COLUMNS})
-        try:
-            with safeio.create_new(self._part, binary=True) as f:
-                pq.write_table(table, f)
-        except OSError as exc:
-            raise ConfigError(f"-o {self.path}: cannot write: {exc.strerror or exc}") from None
+    def _write_parquet(self) -> None:
+        """The held items as stac-geoparquet: built by rustac in a private directory, then
+        copied into the ``.part`` file stacpull creates (never through a link planted at
+        the name) and renamed into place."""
+        rustac = _rustac(f"-o {self.path}: stac-geoparquet")
+        if not self._items:
+            raise ConfigError(
+                f"-o {self.path}: no item to write (stac-geoparquet takes its columns from the "
+                "items, and none matched); -o .geojson saves an empty collection"
+            )
+        with tempfile.TemporaryDirectory(prefix="stacpull-parquet-") as private:
+            built = Path(private) / "items.parquet"
+            try:
+                rustac.write_sync(str(built), list(self._items), format="geoparquet")
+            except rustac.RustacError as exc:
+                raise ConfigError(
+                    f"-o {self.path}: not written as stac-geoparquet ({_one_line(exc)}); "
+                    "save .geojson to keep every item as it is"
+                ) from None
+            try:
+                part = safeio.create_new(self._part, binary=True)
+            except OSError as exc:  # a directory or a special file holds the name: left alone
+                raise ConfigError(f"-o {self.path}: cannot write: {exc.strerror or exc}") from None
+            try:
+                with part, safeio.open_regular(built) as src:
+                    shutil.copyfileobj(src, part)
+            except OSError as exc:
+                self._part.unlink(missing_ok=True)
+                raise ConfigError(f"-o {self.path}: cannot write: {exc.strerror or exc}") from None
         self._publish()
+
+
+def _rustac(what: str, alternative: str = "") -> ModuleType:
+    """rustac, imported when stac-geoparquet is written or read; without the extra, a
+    ConfigError naming ``what`` needed it and how to install it."""
+    try:
+        import rustac
+    except ImportError:
+        raise ConfigError(f"{what} needs rustac: {_EXTRA}{alternative}") from None
+    return rustac
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,65 +445,53 @@ def _catalogue(
     ]
 
 
-# The columns of a stac-geoparquet row that are the item's own; every other is a property.
-_ITEM_COLUMNS = ("type", "stac_version", "stac_extensions", "id", "geometry", "bbox", "links")
-
-
 def _parquet_collection(data: bytes, name: str) -> dict[str, Any]:
-    """A stac-geoparquet file (one item a row, assets a struct column) as a FeatureCollection.
-
-    The geometry (WKB) is left out: a download needs the assets, not the footprint."""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ConfigError(
-            f"--from: {name} is Parquet, which needs pyarrow: pip install 'stacpull[parquet]'"
-        ) from None
-    try:
-        table = pq.read_table(pa.BufferReader(data))
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise ConfigError(f"--from: {name} is not a readable Parquet file: {exc}") from None
-    if "assets" not in table.column_names or "id" not in table.column_names:
-        raise ConfigError(
-            f"--from: {name} is Parquet without the items' assets (the notebook's columns, "
-            "as `stacpull search -o items.parquet` writes them, lack the metadata a download "
-            f"needs); use stac-geoparquet or a GeoJSON ItemCollection ({_GEOJSON_HINT})"
-        )
-    features = []
-    for row in table.to_pylist():
-        item: dict[str, Any] = {"type": "Feature", "geometry": None}
-        props: dict[str, Any] = {}
-        for key, value in row.items():
-            if value is None or key == "geometry":
-                continue
-            if key == "bbox" and isinstance(value, dict):
-                value = [value.get(k) for k in ("xmin", "ymin", "xmax", "ymax")]
-            clean = _plain(value)
-            if key in (*_ITEM_COLUMNS, "assets", "collection"):
-                item[key] = clean
-            else:
-                props[key] = clean
-        item["properties"] = props
-        features.append(item)
+    """A stac-geoparquet file (one item a row, the properties top-level columns, assets a
+    struct column) as a FeatureCollection of whole items, geometry included. rustac reads a
+    path, so the bytes (a file's, or standard input's) are copied into a private one."""
+    rustac = _rustac(f"--from: {name} is Parquet, which")
+    with tempfile.TemporaryDirectory(prefix="stacpull-parquet-") as private:
+        copy = Path(private) / "items.parquet"
+        copy.write_bytes(data)
+        try:
+            read = rustac.read_sync(str(copy), format="geoparquet", set_self_link=False)
+        except rustac.RustacError as exc:
+            if "no geoparquet metadata" in str(exc).lower():
+                raise ConfigError(
+                    f"--from: {name} is Parquet but not stac-geoparquet (no GeoParquet "
+                    "metadata): a flat table such as the notebook's columns (which older stacpull "
+                    "wrote to .parquet) lacks the metadata a download needs; use "
+                    f"stac-geoparquet or a GeoJSON ItemCollection ({_GEOJSON_HINT})"
+                ) from None
+            raise ConfigError(
+                f"--from: {name} is not a readable stac-geoparquet file: {_one_line(exc)}"
+            ) from None
+    rows = read.get("features") if isinstance(read, dict) else None
+    features = [_as_read(f) for f in rows or () if isinstance(f, dict)]
     return {"type": "FeatureCollection", "features": features}
 
 
-def _plain(value: Any) -> Any:
-    """A value read from Parquet as JSON would hold it: nulls of a struct column left out
-    (an asset absent from this item), times as RFC 3339 text."""
-    from datetime import date, datetime
+def _as_read(item: dict[str, Any]) -> dict[str, Any]:
+    """An item read from stac-geoparquet as its JSON held it: the nulls a column shared
+    with other items gives it left out (a property or a nested field this item lacked),
+    ``datetime`` kept (STAC requires the key, null when a range stands for it), the bbox
+    a list."""
+    props = item.get("properties")
+    if isinstance(props, dict):
+        kept = _without_nulls(props)
+        if "datetime" in props:
+            kept["datetime"] = props["datetime"]
+        item["properties"] = kept
+    if isinstance(item.get("assets"), dict):
+        item["assets"] = _without_nulls(item["assets"])
+    if isinstance(item.get("bbox"), tuple):
+        item["bbox"] = list(item["bbox"])
+    return item
 
+
+def _without_nulls(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if v is not None}
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.isoformat() + "Z"
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
+        return [_without_nulls(v) for v in value]
     return value

@@ -48,11 +48,17 @@ __all__ = ["collections", "queryables_command", "search"]
     "--output",
     type=click.Path(dir_okay=False),
     metavar="FILE",
-    help="Save every matching item: .geojson/.json (an ItemCollection, for --from), .csv "
-    "(the notebook's columns) or .parquet (needs stacpull[parquet]); - writes the "
-    "ItemCollection to stdout.",
+    help="Save every matching item: .geojson/.json (an ItemCollection), .parquet "
+    "(stac-geoparquet, needs stacpull[parquet]), both whole items for --from, or .csv (the "
+    "notebook's flat table); - writes the ItemCollection to stdout.",
 )
-@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Format of -o [its extension].")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    help="Format of -o: geojson, parquet (stac-geoparquet) or csv (the notebook's flat "
+    "table) [its extension].",
+)
 @click.option("--show", type=int, default=20, show_default=True, metavar="N", help="Items to list.")
 @click.option(
     "--json",
