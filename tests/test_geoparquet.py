@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from stacpull.errors import ConfigError
 from stacpull.export import ItemWriter, saved_pages
-from stacpull.sim import SimServer
+from stacpull.sim import SimCatalog, SimServer, default_collections
 
 from .conftest import L1A, L1C, TOKEN, cli, files_under
 
@@ -154,7 +155,17 @@ def test_the_file_is_geoparquet_another_reader_understands(tmp_path: Path) -> No
     assert table.column("assets").to_pylist()[0]["enclosure_h5"]["file:size"] == 12_345_678 + 7929
 
 
-def test_search_parquet_reads_back_as_the_geojson_does(sim: SimServer, tmp_path: Path) -> None:
+@pytest.fixture
+def small_sim() -> Iterator[SimServer]:
+    """The sim's collections with small products: this file downloads every asset twice."""
+    with SimServer(SimCatalog(default_collections(count=5, product_size=20_000))) as server:
+        yield server
+
+
+def test_search_parquet_reads_back_as_the_geojson_does(
+    small_sim: SimServer, tmp_path: Path
+) -> None:
+    sim = small_sim
     query = ("search", "--catalog", sim.catalog_url, "--collection", f"{L1A},{L1C}")
     code, _, err = _cli(*query, "-o", str(tmp_path / "items.geojson"), "--show", "0")
     assert code == 0, err
@@ -172,18 +183,19 @@ def test_search_parquet_reads_back_as_the_geojson_does(sim: SimServer, tmp_path:
 
     for got, item in zip(anyio.run(features), items, strict=True):
         _same_item(got, item)
-    # --from the Parquet downloads what --from the GeoJSON does
-    for name in ("items.geojson", "items.parquet"):
-        dest = tmp_path / name.replace(".", "_")
-        code, _, err = _cli("download", "--from", str(tmp_path / name), "--dest", str(dest))
-        assert code == 0, err
-    left = [
-        p.relative_to(tmp_path / "items_geojson") for p in files_under(tmp_path / "items_geojson")
-    ]
-    right = [
-        p.relative_to(tmp_path / "items_parquet") for p in files_under(tmp_path / "items_parquet")
-    ]
-    assert left == right and len(left) == 30
+    # --from the Parquet downloads every file --from the GeoJSON plans: afterwards a dry
+    # run of the GeoJSON into the same DEST finds each of them on disk
+    dest = tmp_path / "data"
+    code, _, err = _cli("download", "--from", str(tmp_path / "items.parquet"), "--dest", str(dest))
+    assert code == 0, err
+    assert len(files_under(dest)) == 30
+    code, out, err = _cli(
+        "download", "--from", str(tmp_path / "items.geojson"), "--dest", str(dest),
+        "--dry-run", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["files"] == 30 and plan["on_disk"]["files"] == 30, plan
 
 
 def test_the_notebook_table_stays_available_as_csv(sim: SimServer, tmp_path: Path) -> None:
@@ -241,11 +253,14 @@ def test_what_stac_geoparquet_cannot_hold_is_refused_by_name(tmp_path: Path) -> 
         assert not saved.exists() and not (tmp_path / "items.parquet.part").exists()
     mixed = _earthcare_item("F", 2)
     mixed["properties"]["version"] = 3
-    with pytest.raises(ConfigError) as refused:
-        _write(saved, [_earthcare_item("E", 1), mixed])
-    message = str(refused.value)
-    assert "not written as stac-geoparquet" in message and "version" in message
-    assert "\n" not in message and not saved.exists()
+    huge = _earthcare_item("F", 3)  # a size no 64-bit column holds
+    huge["assets"]["enclosure_h5"]["file:size"] = 10**30
+    for bad, says in ((mixed, "version"), (huge, "out of range")):
+        with pytest.raises(ConfigError) as refused:
+            _write(saved, [_earthcare_item("E", 1), bad])
+        message = str(refused.value)
+        assert "not written as stac-geoparquet" in message and says in message
+        assert "\n" not in message and not saved.exists()
 
 
 def test_an_empty_search_to_parquet_says_why_no_file(sim: SimServer, tmp_path: Path) -> None:

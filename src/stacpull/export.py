@@ -253,7 +253,7 @@ class ItemWriter:
             built = Path(private) / "items.parquet"
             try:
                 rustac.write_sync(str(built), list(self._items), format="geoparquet")
-            except rustac.RustacError as exc:
+            except Exception as exc:  # RustacError; a plain Exception for a number out of range
                 raise ConfigError(
                     f"-o {self.path}: not written as stac-geoparquet ({_one_line(exc)}); "
                     "save .geojson to keep every item as it is"
@@ -455,7 +455,7 @@ def _parquet_collection(data: bytes, name: str) -> dict[str, Any]:
         copy.write_bytes(data)
         try:
             read = rustac.read_sync(str(copy), format="geoparquet", set_self_link=False)
-        except rustac.RustacError as exc:
+        except Exception as exc:  # RustacError, or what its conversion to Python raises
             if "no geoparquet metadata" in str(exc).lower():
                 raise ConfigError(
                     f"--from: {name} is Parquet but not stac-geoparquet (no GeoParquet "
