@@ -29,7 +29,9 @@ EC_FOLDER = f"earthcare-pdgs-01/EarthCARE/MSI_COP_2A/BA/2025/10/20/{EC_ID}"
 EC_TRIO = ["enclosure_h5", "enclosure_hdr", "quicklook_jpeg"]
 
 
-def earthcare_item(base: str = "https://catalog.maap.eo.esa.int", item_id: str = EC_ID) -> dict[str, Any]:
+def earthcare_item(
+    base: str = "https://catalog.maap.eo.esa.int", item_id: str = EC_ID
+) -> dict[str, Any]:
     """An EarthCARE item shaped as ESA's notebook printed the real one (keys, hrefs, media
     types and roles), with the asset extras other clients read (file:size, local path)."""
     folder = EC_FOLDER.replace(EC_ID, item_id)
@@ -97,10 +99,21 @@ def _biomass_item(**properties: Any) -> dict[str, Any]:
         "collection": "SomeCollection",
         "properties": {"datetime": "2026-02-10T00:00:00Z", **properties},
         "assets": {
-            "product": {"href": f"{base}/zipper/BIO1", "type": "application/zip", "roles": ["data"]},
+            "product": {
+                "href": f"{base}/zipper/BIO1",
+                "type": "application/zip",
+                "roles": ["data"],
+            },
             "enclosure_ql_pauli_png": {"href": f"{base}/bio1_ql.png", "type": "image/png"},
-            "enclosure_kml": {"href": f"{base}/bio1_map.kmz", "type": "application/vnd.google-earth.kmz"},
-            "enclosure_i_abs_tiff": {"href": f"{base}/abs.tiff", "type": "image/tiff", "roles": ["data"]},
+            "enclosure_kml": {
+                "href": f"{base}/bio1_map.kmz",
+                "type": "application/vnd.google-earth.kmz",
+            },
+            "enclosure_i_abs_tiff": {
+                "href": f"{base}/abs.tiff",
+                "type": "image/tiff",
+                "roles": ["data"],
+            },
         },
         "links": [],
     }
@@ -175,7 +188,9 @@ def test_an_unknown_item_keeps_the_generic_rule() -> None:
     assert "no mission" in choice.why
 
 
-@pytest.mark.parametrize(("collection", "rule"), [(L1A, "biomass"), (L1C, "biomass"), (FLEX, "flex")])
+@pytest.mark.parametrize(
+    ("collection", "rule"), [(L1A, "biomass"), (L1C, "biomass"), (FLEX, "flex")]
+)
 def test_sim_items_get_their_missions_rule(collection: str, rule: str) -> None:
     catalog = SimCatalog(default_collections(count=2, product_size=20_000))
     choice = profile_choice(catalog.item(collection, 0))
@@ -230,7 +245,11 @@ def _pages(items: list[dict[str, Any]]) -> Any:
 
 
 def test_dry_run_counts_items_per_rule_and_why(tmp_path: Path) -> None:
-    items = [earthcare_item(), earthcare_item(item_id=EC_ID[:-1] + "F"), _biomass_item(platform="BIOMASS")]
+    items = [
+        earthcare_item(),
+        earthcare_item(item_id=EC_ID[:-1] + "F"),
+        _biomass_item(platform="BIOMASS"),
+    ]
     config = Config(search=SearchConfig(), download=DownloadConfig(dest=str(tmp_path / "d")))
     summary = anyio.run(lambda: dry_run(config, pages=_pages(items)))
     assert {r.rule: r.items for r in summary.rules.values()} == {"earthcare": 2, "biomass": 1}
@@ -304,10 +323,18 @@ def test_real_earthcare_item_takes_the_h5_trio(real_maap: Path) -> None:
 
 def test_real_itemcollection_dry_run_names_each_rule(real_maap: Path, tmp_path: Path) -> None:
     source = real_maap / "itemcollection-real-items-for-dry-run.geojson"
-    rules = {f["id"][:3]: profile_choice(f).rule for f in json.loads(source.read_text())["features"]}
+    rules = {
+        f["id"][:3]: profile_choice(f).rule for f in json.loads(source.read_text())["features"]
+    }
     assert rules == {"ECA": "earthcare", "AL1": "generic", "BIO": "biomass"}
-    code, out, err = cli("download", "--from", str(source), "--dest", str(tmp_path / "d"), "--dry-run", "--json")
+    code, out, err = cli(
+        "download", "--from", str(source), "--dest", str(tmp_path / "d"), "--dry-run", "--json"
+    )
     assert code == 0, err
     plan = json.loads(out)
-    assert {r["rule"]: r["items"] for r in plan["rules"]} == {"earthcare": 1, "generic": 1, "biomass": 1}
+    assert {r["rule"]: r["items"] for r in plan["rules"]} == {
+        "earthcare": 1,
+        "generic": 1,
+        "biomass": 1,
+    }
     assert {a["key"] for a in plan["assets"]} == {*EC_TRIO, "enclosure", "product"}
