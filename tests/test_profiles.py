@@ -16,9 +16,9 @@ import anyio
 import pytest
 
 from stacpull.config import Config, DownloadConfig, SearchConfig
-from stacpull.dryrun import dry_run
+from stacpull.dryrun import RulePlan, dry_run
 from stacpull.plan import PlanRules, plan_item
-from stacpull.selection import choose_assets, profile_choice
+from stacpull.selection import ProfileChoice, choose_assets, profile_choice
 from stacpull.sim import CollectionSpec, SimCatalog, SimServer, default_collections
 
 from .conftest import FLEX, L1A, L1C, cli
@@ -130,10 +130,9 @@ def _keys(item: dict[str, Any], *selectors: str) -> list[str]:
 
 def test_earthcare_takes_h5_hdr_and_quicklook_never_the_zip() -> None:
     item = earthcare_item()
-    choice = profile_choice(item)
-    assert choice.rule == "earthcare"
-    assert choice.why == "enclosure_h5 present, platform EarthCARE"
-    assert list(choice.keys) == EC_TRIO
+    assert profile_choice(item) == ProfileChoice(
+        "earthcare", "enclosure_h5 present, platform EarthCARE", tuple(EC_TRIO)
+    )
     assert _keys(item) == EC_TRIO
 
 
@@ -223,6 +222,14 @@ def test_one_href_under_two_keys_is_one_job_with_the_other_key_noted() -> None:
     assert not any(j.asset_key == "thumbnail" for j in jobs)
 
 
+def test_one_href_asked_for_as_two_files_stays_two_jobs() -> None:
+    """Keys whose ``file:local_path`` name two files are two files, whatever their href."""
+    item = earthcare_item()
+    item["assets"]["thumbnail"]["file:local_path"] = "thumb.jpeg"
+    jobs, _ = plan_item(item, PlanRules(("thumbnail", "quicklook_jpeg")))
+    assert [(j.asset_key, j.also) for j in jobs] == [("thumbnail", ()), ("quicklook_jpeg", ())]
+
+
 def test_metadata_urls_are_named_by_media_type_and_key() -> None:
     jobs, _ = plan_item(earthcare_item(), PlanRules(("metadata_*", "product")))
     names = {j.asset_key: j.dest.rsplit("/", 1)[-1] for j in jobs}
@@ -253,8 +260,9 @@ def test_dry_run_counts_items_per_rule_and_why(tmp_path: Path) -> None:
     config = Config(search=SearchConfig(), download=DownloadConfig(dest=str(tmp_path / "d")))
     summary = anyio.run(lambda: dry_run(config, pages=_pages(items)))
     assert {r.rule: r.items for r in summary.rules.values()} == {"earthcare": 2, "biomass": 1}
-    assert summary.rules["earthcare"].why == {"enclosure_h5 present, platform EarthCARE": 2}
-    assert summary.rules["earthcare"].keys == dict.fromkeys(EC_TRIO, 2)
+    assert summary.rules["earthcare"] == RulePlan(
+        "earthcare", 2, {"enclosure_h5 present, platform EarthCARE": 2}, dict.fromkeys(EC_TRIO, 2)
+    )
     assert "enclosure_h5" in summary.assets and "product" in summary.assets  # BIOMASS zip
     assert summary.assets["product"].files == 1
 

@@ -17,8 +17,9 @@ so assets are chosen by *selectors* rather than by a fixed list of keys:
 
 The choice itself is :mod:`.selection`'s; every destination is checked by
 :mod:`.destpaths`, so nothing is written outside DEST; :mod:`.claims` keeps two jobs of one
-run from sharing a destination. One href under two keys of an item (MAAP's EarthCARE
-``thumbnail`` and ``quicklook_jpeg``) is one job, the other key noted in its ``also``.
+run from sharing a destination. One href under two keys of an item that give it one file
+name (MAAP's EarthCARE ``thumbnail`` and ``quicklook_jpeg``) is one job, the other key
+noted in its ``also``; keys whose ``file:local_path`` asks for two files get two.
 An asset whose URL names no file (the zipper, catalogue metadata URLs with a query) is
 named after the item: ``<id>.ZIP`` for the data, ``<id>_<key>.<ext>`` for the rest, with
 the extension its media type gives (``+xml`` types ``.xml``, ``+json`` types ``.json``).
@@ -203,15 +204,17 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
         return [], [planner]
     jobs: list[Job] = []
     refusals: list[Refusal] = []
-    by_url: dict[str, int] = {}  # URL -> index of its job: one href, one download
+    # (URL, file name) -> index of its job: one href under two keys that name the same
+    # file is one download (keys that ask for two files by file:local_path get two).
+    seen: dict[tuple[str, str | None], int] = {}
     for key in planner.keys:
         try:
             url = planner.url(key)
-            if (first := by_url.get(url)) is not None:
+            if (first := seen.get((url, planner.names.get(key)))) is not None:
                 jobs[first] = replace(jobs[first], also=(*jobs[first].also, key))
                 continue
             jobs.append(planner.job(key, url))
-            by_url[url] = len(jobs) - 1
+            seen[url, planner.names.get(key)] = len(jobs) - 1
         except PlanError as exc:
             refusals.append(Refusal(planner.item_id, planner.collection, key, str(exc)))
     return jobs, refusals
