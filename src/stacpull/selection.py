@@ -208,7 +208,7 @@ def _mission(item: Mapping[str, Any], assets: Mapping[str, Mapping[str, Any]]) -
     collection = item.get("collection")
     if isinstance(collection, str) and (mission := _mission_of(collection)) is not None:
         return mission, f"collection {collection}"
-    return "generic", "no mission recognised (platform, assets, collection)"
+    return "generic", "no mission in its platform, assets or collection"
 
 
 def _first(
