@@ -185,6 +185,8 @@ def test_an_unknown_item_keeps_the_generic_rule() -> None:
     choice = profile_choice(item)
     assert (choice.rule, list(choice.keys)) == ("generic", ["enclosure"])
     assert "no mission" in choice.why
+    item["assets"]["granule"] = {"href": "https://h/g.h5", "type": "application/x-hdf5"}
+    assert profile_choice(item).rule == "generic"  # an HDF5 file alone is not EarthCARE
 
 
 @pytest.mark.parametrize(
@@ -346,3 +348,15 @@ def test_real_itemcollection_dry_run_names_each_rule(real_maap: Path, tmp_path: 
         "biomass": 1,
     }
     assert {a["key"] for a in plan["assets"]} == {*EC_TRIO, "enclosure", "product"}
+
+
+def test_a_hostile_platform_reaches_the_terminal_escaped(tmp_path: Path) -> None:
+    item = earthcare_item()
+    item["properties"]["platform"] = "EarthCARE\x1b]0;owned\x07"
+    source = tmp_path / "items.geojson"
+    source.write_text(json.dumps({"type": "FeatureCollection", "features": [item]}))
+    code, out, err = cli(
+        "download", "--from", str(source), "--dest", str(tmp_path / "d"), "--dry-run"
+    )
+    assert code == 0, err
+    assert "\x1b" not in out + err and "platform EarthCARE\\x1b]0;owned\\x07" in out + err

@@ -29,7 +29,7 @@ from .claims import RunClaims
 from .config import Config
 from .errors import ConfigError, PlanError
 from .journal import JOURNAL_DIR, Journal
-from .models import Job
+from .models import Job, Refusal
 from .peek import peek
 from .plan import PlanRules, plan_item
 from .safepath import is_regular, lstat_below
@@ -142,9 +142,13 @@ class PlanSummary:
             ],
         }
 
-    def _note(self, item: dict[str, Any], rules: PlanRules, jobs: list[Job]) -> None:
-        """Count ``item`` under its profile rule (with ``maap``) and its shared hrefs."""
-        if "maap" in rules.selectors:
+    def _note(
+        self, item: dict[str, Any], rules: PlanRules, jobs: list[Job], refusals: list[Refusal]
+    ) -> None:
+        """Count ``item`` under its profile rule (with ``maap``) and its shared hrefs; an
+        item refused whole (no id, text no writer takes) is no rule's."""
+        whole = any(r.asset_key == "*" for r in refusals) and not jobs
+        if "maap" in rules.selectors and not whole:
             choice = profile_choice(item)
             plan = self.rules.setdefault(choice.rule, RulePlan(choice.rule))
             plan._count(choice.why, choice.keys)
@@ -263,7 +267,7 @@ async def dry_run(config: Config, *, pages: ItemPages | None = None) -> PlanSumm
                 continue
             jobs, refusals = plan_item(item, rules)
             summary.refused += len(refusals)
-            summary._note(item, rules, jobs)
+            summary._note(item, rules, jobs, refusals)
             for job in jobs:
                 try:
                     size_on_disk = _size_on_disk(root, job.dest) if exists else None

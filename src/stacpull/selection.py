@@ -4,7 +4,7 @@ under any generation of MAAP's drifting asset keys.
 
 The ``maap`` profile decides per item, from the item itself (:func:`profile_choice`):
 
-* ``earthcare`` (an HDF5 enclosure, or platform/constellation/mission EarthCARE): the
+* ``earthcare`` (its ``enclosure_h5``, or platform/constellation/mission EarthCARE): the
   ``enclosure_h5`` data file, its ``enclosure_hdr`` header and the ``quicklook_jpeg``;
   never the zipper's product zip, which ESA's notebook says to avoid;
 * ``biomass``: the product zip, one quicklook PNG and the KMZ/KML overview;
@@ -177,14 +177,6 @@ def _is_hdf5(asset: Mapping[str, Any]) -> bool:
     return media_type(asset) in _HDF5_TYPES or suffix(asset) in (".h5", ".hdf5", ".he5")
 
 
-def _asset_evidence(assets: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """Why the assets alone say EarthCARE: its HDF5 enclosure (no other MAAP mission has one)."""
-    if "enclosure_h5" in assets:
-        return "enclosure_h5 present"
-    hdf5 = next((k for k in sorted(assets) if _is_hdf5(assets[k]) and not is_zip(assets[k])), None)
-    return f"HDF5 asset {hdf5} present" if hdf5 is not None else None
-
-
 def _mission(item: Mapping[str, Any], assets: Mapping[str, Mapping[str, Any]]) -> tuple[str, str]:
     """The rule for ``item`` and why: its mission property first, then its assets, then
     (only as a last hint) its collection id."""
@@ -199,7 +191,8 @@ def _mission(item: Mapping[str, Any], assets: Mapping[str, Mapping[str, Any]]) -
         ),
         None,
     )
-    by_assets = _asset_evidence(assets)
+    # EarthCARE's own key; any HDF5 file would be too broad (other missions have them).
+    by_assets = "enclosure_h5 present" if "enclosure_h5" in assets else None
     if named is not None:
         mission, said = named
         return mission, (f"{by_assets}, {said}" if by_assets and mission == "earthcare" else said)
