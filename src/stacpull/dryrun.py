@@ -9,6 +9,10 @@ still to fetch are ``file:size`` where the catalogue gives it; zipper products h
 so they are estimated from the files of the same collection and asset key that earlier
 runs into DEST verified (and reported as unknown when there were none). Nothing is
 written, not even DEST or its journal.
+
+With the ``maap`` profile it also says which rule (per mission) chose the assets of how
+many items and why, so a user sees that EarthCARE items give their HDF5 file, not the zip;
+and it counts the assets left out because another key of the item has the same href.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 
@@ -24,13 +29,14 @@ from .claims import RunClaims
 from .config import Config
 from .errors import ConfigError, PlanError
 from .journal import JOURNAL_DIR, Journal
-from .models import Job
+from .models import Job, Refusal
 from .peek import peek
 from .plan import PlanRules, plan_item
 from .safepath import is_regular, lstat_below
 from .search import CatalogueHeaders, ItemPages, search_pages
+from .selection import profile_choice
 
-__all__ = ["AssetPlan", "PlanSummary", "budget_error", "dry_run"]
+__all__ = ["AssetPlan", "PlanSummary", "RulePlan", "budget_error", "dry_run"]
 
 
 @dataclass(slots=True)
@@ -73,6 +79,35 @@ class AssetPlan:
 
 
 @dataclass(slots=True)
+class RulePlan:
+    """The items one rule of the ``maap`` profile chose assets for: how many, why (each
+    reason with its count of items) and the keys it took (each with its count)."""
+
+    rule: str
+    items: int = 0
+    why: dict[str, int] = field(default_factory=dict)
+    keys: dict[str, int] = field(default_factory=dict)
+
+    def _count(self, why: str, keys: tuple[str, ...]) -> None:
+        self.items += 1
+        self.why[why] = self.why.get(why, 0) + 1
+        for key in keys:
+            self.keys[key] = self.keys.get(key, 0) + 1
+
+    def line(self) -> str:
+        """``earthcare: 2 items (enclosure_h5 present, platform EarthCARE) → enclosure_h5, …``"""
+        reasons = "; ".join(
+            why if len(self.why) == 1 else f"{why}: {n}" for why, n in self.why.items()
+        )
+        plural = "item" if self.items == 1 else "items"
+        taken = ", ".join(self.keys) or "nothing"
+        return f"{self.rule}: {self.items} {plural} ({reasons}) → {taken}"
+
+    def record(self) -> dict[str, Any]:
+        return {"rule": self.rule, "items": self.items, "why": self.why, "assets": self.keys}
+
+
+@dataclass(slots=True)
 class PlanSummary:
     """What a run would do. Bytes to fetch = ``known_bytes + estimated_bytes``, plus
     ``unguessed`` files nobody can size before downloading them. The file and byte totals
@@ -85,6 +120,42 @@ class PlanSummary:
     free_bytes: int = 0
     min_free: int = 0
     assets: dict[str, AssetPlan] = field(default_factory=dict)
+    rules: dict[str, RulePlan] = field(default_factory=dict)  # with the maap profile only
+    #: (key left out, key whose job fetches the same href) → items
+    same_file: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def notes(self) -> list[str]:
+        """The lines saying which profile rule chose what and which keys share a file."""
+        lines = [f"rule:         {plan.line()}" for plan in self.rules.values()]
+        lines += [
+            f"same file:    {key} is {kept}'s href in {n} item(s): downloaded once, as {kept}"
+            for (key, kept), n in self.same_file.items()
+        ]
+        return lines
+
+    def records(self) -> dict[str, Any]:
+        """The rules and shared files as ``--dry-run --json`` gives them."""
+        return {
+            "rules": [plan.record() for plan in self.rules.values()],
+            "same_file": [
+                {"key": key, "as": kept, "items": n} for (key, kept), n in self.same_file.items()
+            ],
+        }
+
+    def _note(
+        self, item: dict[str, Any], rules: PlanRules, jobs: list[Job], refusals: list[Refusal]
+    ) -> None:
+        """Count ``item`` under its profile rule (with ``maap``) and its shared hrefs; an
+        item refused whole (no id, text no writer takes) is no rule's."""
+        whole = any(r.asset_key == "*" for r in refusals) and not jobs
+        if "maap" in rules.selectors and not whole:
+            choice = profile_choice(item)
+            plan = self.rules.setdefault(choice.rule, RulePlan(choice.rule))
+            plan._count(choice.why, choice.keys)
+        for job in jobs:
+            for key in job.also:
+                pair = (key, job.asset_key)
+                self.same_file[pair] = self.same_file.get(pair, 0) + 1
 
     def _sum(self, name: str) -> int:
         return sum(getattr(plan, name) for plan in self.assets.values())
@@ -196,6 +267,7 @@ async def dry_run(config: Config, *, pages: ItemPages | None = None) -> PlanSumm
                 continue
             jobs, refusals = plan_item(item, rules)
             summary.refused += len(refusals)
+            summary._note(item, rules, jobs, refusals)
             for job in jobs:
                 try:
                     size_on_disk = _size_on_disk(root, job.dest) if exists else None

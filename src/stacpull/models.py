@@ -36,6 +36,7 @@ class Job:
     checksum: str | None = None
     item_updated: str | None = None
     zip_check: bool = False  # verify the zip's central directory and CRCs after transfer
+    also: tuple[str, ...] = ()  # other keys of the item with this href (fetched once, here)
 
     @property
     def label(self) -> str:

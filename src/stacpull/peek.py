@@ -76,7 +76,7 @@ async def peek(pages: ItemPages, selectors: Sequence[str]) -> _Peeked:
         for item in page[0]:
             items += 1
             assets = _asset_keys(item)
-            if choose_assets(assets, selectors):
+            if choose_assets(assets, selectors, item):
                 found = True
                 break
             keys.update(assets)

@@ -4,18 +4,25 @@ Asset keys drift on MAAP (``quicklook`` → ``quicklook_png`` → ``enclosure_ql
 so assets are chosen by *selectors* rather than by a fixed list of keys:
 
 ==================  ========================================================
-``maap``            the default profile: the product zip, one quicklook PNG and
-                    the KMZ overview, under any generation of MAAP keys
+``maap``            the default profile, per mission: EarthCARE's HDF5 file,
+                    header and quicklook; BIOMASS's product zip, quicklook PNG
+                    and KMZ overview; FLEX's product and quicklook
 ``all`` or ``*``    every asset
 ``product``         an exact asset key (``key:product`` also works)
 ``enclosure_*``     a glob on asset keys
-``role:overview``   every asset with that role
+``role:overview``   every asset with that role (``metadata``, ``overview``,
+                    ``thumbnail`` and ``visual`` pass over ``data`` assets)
 ``type:image/png``  every asset of that media type (globs allowed: ``type:image/*``)
 ==================  ========================================================
 
 The choice itself is :mod:`.selection`'s; every destination is checked by
 :mod:`.destpaths`, so nothing is written outside DEST; :mod:`.claims` keeps two jobs of one
-run from sharing a destination.
+run from sharing a destination. One href under two keys of an item that give it one file
+name (MAAP's EarthCARE ``thumbnail`` and ``quicklook_jpeg``) is one job, the other key
+noted in its ``also``; keys whose ``file:local_path`` asks for two files get two.
+An asset whose URL names no file (the zipper, catalogue metadata URLs with a query) is
+named after the item: ``<id>.ZIP`` for the data, ``<id>_<key>.<ext>`` for the rest, with
+the extension its media type gives (``+xml`` types ``.xml``, ``+json`` types ``.json``).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -57,7 +64,7 @@ _EXTENSIONS: Mapping[str, str] = {
     "application/xml": "xml",
     "text/xml": "xml",
     "application/json": "json",
-    "application/geo+json": "geojson",
+    "application/geo+json": "json",
     "application/x-netcdf": "nc",
     "application/netcdf": "nc",
     "application/x-hdf5": "h5",
@@ -107,7 +114,23 @@ def _object(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _file_name(item_id: str, asset: Mapping[str, Any], href: str) -> str:
+def _extension(asset: Mapping[str, Any]) -> str:
+    """The file extension of ``asset``'s media type: a known one, else by its structured
+    suffix (``application/gml+xml`` → ``xml``, ``…+json`` → ``json``), else ``bin``."""
+    kind = media_type(asset)
+    if kind in _EXTENSIONS:
+        return _EXTENSIONS[kind]
+    for tail, ext in (("+xml", "xml"), ("/xml", "xml"), ("+json", "json"), ("/json", "json")):
+        if kind.endswith(tail):
+            return ext
+    return "bin"
+
+
+def _file_name(item_id: str, key: str, asset: Mapping[str, Any], href: str) -> str:
+    """The file name of asset ``key``: its ``file:local_path``, a title naming a file, the
+    URL's last segment; else one made from the item id (``<id>.ZIP`` for data, as MAAP
+    names products; ``<id>_<key>.<ext>`` for the rest, so several metadata URLs of one
+    item keep distinct names)."""
     local = asset.get("file:local_path")
     if isinstance(local, str) and local:
         return local
@@ -117,8 +140,9 @@ def _file_name(item_id: str, asset: Mapping[str, Any], href: str) -> str:
     last = unquote(url_path(href).rsplit("/", 1)[-1])
     if last and _HAS_EXTENSION.search(last):
         return last
-    ext = _EXTENSIONS.get(media_type(asset)) or "bin"
-    return f"{item_id}.{ext}"
+    if "data" in roles(asset) or is_zip(asset):
+        return f"{item_id}.{_extension(asset)}"
+    return f"{item_id}_{re.sub(r'[^A-Za-z0-9._-]', '_', key)}.{_extension(asset)}"
 
 
 def _dates(item: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -180,9 +204,17 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
         return [], [planner]
     jobs: list[Job] = []
     refusals: list[Refusal] = []
+    # (URL, file name) -> index of its job: one href under two keys that name the same
+    # file is one download (keys that ask for two files by file:local_path get two).
+    seen: dict[tuple[str, str | None], int] = {}
     for key in planner.keys:
         try:
-            jobs.append(planner.job(key))
+            url = planner.url(key)
+            if (first := seen.get((url, planner.names.get(key)))) is not None:
+                jobs[first] = replace(jobs[first], also=(*jobs[first].also, key))
+                continue
+            jobs.append(planner.job(key, url))
+            seen[url, planner.names.get(key)] = len(jobs) - 1
         except PlanError as exc:
             refusals.append(Refusal(planner.item_id, planner.collection, key, str(exc)))
     return jobs, refusals
@@ -223,23 +255,27 @@ class _ItemPlan:
         if not isinstance(assets, dict):
             return Refusal(item_id, collection, "*", "item assets are not an object")
         assets = {k: v for k, v in assets.items() if isinstance(k, str) and isinstance(v, dict)}
-        keys = choose_assets(assets, rules.selectors)
+        keys = choose_assets(assets, rules.selectors, item)
         props = _object(item.get("properties"))
         updated = props.get("updated") if isinstance(props.get("updated"), str) else None
         names = _file_names(item_id, keys, assets)
         base, dates = _self_href(item), _dates(item)
         return cls(item_id, collection, assets, keys, names, rules, base, dates, updated, {})
 
-    def job(self, key: str) -> Job:
-        """The job of asset ``key``, or raise :class:`PlanError` saying why it is refused."""
-        asset = self.assets[key]
-        href = asset.get("href")
+    def url(self, key: str) -> str:
+        """The URL of asset ``key``, or raise :class:`PlanError` (no href, not http(s))."""
+        href = self.assets[key].get("href")
         if not isinstance(href, str) or not href:
             raise PlanError("asset has no href")
+        return _asset_url(self.base, href)
+
+    def job(self, key: str, url: str) -> Job:
+        """The job of asset ``key`` at ``url``, or raise :class:`PlanError` saying why it is
+        refused."""
+        asset = self.assets[key]
         size = asset.get("file:size")
         if isinstance(size, int) and not isinstance(size, bool) and size > MAX_FILE_SIZE:
             raise PlanError(f"file:size {size} is more bytes than any file can hold")
-        url = _asset_url(self.base, href)
         name = sanitize_relpath(self.names[key], what="file name")
         rel = self._destination(key, name)
         checksum = asset.get("file:checksum")
@@ -274,8 +310,8 @@ class _ItemPlan:
         )
         rel = destination(rel)
         if path_key(rel) in self.taken:
-            # Two assets of one item with one name (MAAP's thumbnail and quicklook_jpeg
-            # share an href): the later one gets its key appended.
+            # Two assets of one item with one name but two hrefs: the later one gets its
+            # key appended.
             stem, ext = posixpath.splitext(rel)
             rel = destination(f"{stem}_{key}{ext}")
             if (other := self.taken.get(path_key(rel))) is not None:
@@ -296,7 +332,7 @@ def _file_names(
     for key in keys:
         href = assets[key].get("href")
         if isinstance(href, str):
-            names[key] = _file_name(item_id, assets[key], href)
+            names[key] = _file_name(item_id, key, assets[key], href)
     kmz_keys = [k for k in keys if is_kmz_or_kml(assets[k]) and k in names]
     if len(kmz_keys) == 1:
         png_keys = [k for k in profile_keys(assets) if k in names and is_png(assets[k])]

@@ -276,7 +276,9 @@ download_options = option_group(
         shown=",".join,
         multiple=True,
         metavar="SEL,…",
-        help="Asset selectors: {default} (default), all, a key, a glob, role:R, type:T.",
+        help="Asset selectors: {default} (default; per mission: EarthCARE's h5, hdr and "
+        "quicklook, BIOMASS's zip, quicklook and KMZ), all, a key, a glob, role:R "
+        "(role:metadata, overview, thumbnail, visual pass over data assets), type:T.",
     ),
     click.option(
         "--dest",

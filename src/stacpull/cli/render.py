@@ -587,6 +587,8 @@ def print_plan(
     note.print(f"items:        {summary.items}{matched}")
     refused = f" ({summary.refused} refused: unsafe names)" if summary.refused else ""
     note.print(f"files:        {summary.files}{refused}")
+    for line in summary.notes():  # the maap profile's rules, hrefs under two keys
+        note.print(printable(line), markup=False)
     _print_listing(out, _PLAN_COLUMNS, *_plan_rows(summary))
     note.print(
         f"on disk:      {summary.on_disk_files} files, {human_bytes(summary.on_disk_bytes)} "

@@ -67,6 +67,7 @@ def _plan_json(summary: PlanSummary, budget: int, yes: bool, command: str) -> di
             }
             for plan in summary.assets.values()
         ],
+        **summary.records(),  # the maap profile's rules, hrefs under two keys
         "exit_code": 2 if verdict == "exceeded" and not yes else 0,
     }
 

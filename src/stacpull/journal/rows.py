@@ -113,6 +113,7 @@ def known_only(value: Any) -> Any:
 def job_from_json(text: str) -> Job:
     data = json.loads(text)
     data["roles"] = tuple(data.get("roles") or ())
+    data["also"] = tuple(data.get("also") or ())
     return Job(**data)
 
 
