@@ -9,6 +9,7 @@ their settings (no decompression: bytes on disk are the bytes served).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -62,7 +63,9 @@ __all__ = [
     "length_source",
     "mapped_errors",
     "open_response",
+    "read_exactly",
     "recorded",
+    "same_length",
     "same_split",
     "same_version",
     "whole_at",
@@ -383,6 +386,12 @@ def same_version(job: Job, row: JournalRow | None, got: Validators, total: int |
             "restarting from zero",
             url=job.url,
         )
+    same_length(job, row, total)
+
+
+def same_length(job: Job, row: JournalRow | None, total: int | None) -> None:
+    """Raise :class:`RangeError` when a resume's 206 says the file has ``total`` bytes and
+    the response that began the ``.part`` (``row``) announced another length."""
     if row is not None and row.total is not None and total is not None and total != row.total:
         raise RangeError(
             f"the file changed on the server: the resume's 206 says {total} bytes in all, "
@@ -408,6 +417,17 @@ def _validator_text(v: Validators) -> str:
     if v.last_modified:
         shown.append(f"Last-Modified {v.last_modified}")
     return ", ".join(shown) or "no validator"
+
+
+async def read_exactly(resp: Response, n: int, url: str) -> bytes:
+    """The next ``n`` bytes of ``resp``'s body (inside :func:`body_errors`); a body that
+    ends before them is a :class:`TruncatedError`."""
+    try:
+        return await resp.content.readexactly(n)
+    except asyncio.IncompleteReadError as exc:
+        raise TruncatedError(
+            f"body ended after {len(exc.partial)} of the {n} bytes asked for", url=url
+        ) from None
 
 
 def length_source(resp: Response) -> str:
