@@ -1,7 +1,7 @@
 """The simulated data server: product zips streamed by the zipper, static files with
-validators (unless the ``validators`` knob is off) and ranges, the ``/go`` redirect, and every fault knob applied to a body
-(cuts, stalls, rate limits per connection and per link, 401s, 404s of products not ready
-yet, 429/503, 429 beyond ``max_concurrent``).
+validators (unless the ``validators`` knob is off) and ranges, the ``/go`` redirect, and
+every fault knob applied to a body (cuts, stalls, rate limits per connection and per link,
+401s, 404s of products not ready yet, 429/503, 429 beyond ``max_concurrent``).
 """
 
 from __future__ import annotations

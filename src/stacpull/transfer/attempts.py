@@ -248,8 +248,7 @@ def _spliced(t: Transfer) -> Iterator[None]:
         t.notes.append("resumed without a validator, then failed its check: restarted")
         at, t.resumed_from = t.resumed_from, 0
         raise RangeError(
-            f"{exc.reason} after a resume without a validator at {at} bytes; "
-            "restarting from zero",
+            f"{exc.reason} after a resume without a validator at {at} bytes; restarting from zero",
             url=t.job.url,
         ) from exc
 

@@ -178,7 +178,9 @@ async def _overlap(t: Transfer, ctx: FetchContext, resp: Response, offset: int) 
         raise storage_error(exc, t.part) from exc
     if held != served:
         t.resumed_from = 0
-        at = next((i for i, (a, b) in enumerate(zip(held, served, strict=False)) if a != b), len(held))
+        at = next(
+            (i for i, (a, b) in enumerate(zip(held, served, strict=False)) if a != b), len(held)
+        )
         t.notes.append(f"no validator: the bytes before the resume at {offset} differed; restarted")
         raise RangeError(
             f"the file changed on the server: with no validator to ask for, the resume "
