@@ -9,7 +9,6 @@ their settings (no decompression: bytes on disk are the bytes served).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -63,7 +62,6 @@ __all__ = [
     "length_source",
     "mapped_errors",
     "open_response",
-    "read_exactly",
     "recorded",
     "same_length",
     "same_split",
@@ -417,17 +415,6 @@ def _validator_text(v: Validators) -> str:
     if v.last_modified:
         shown.append(f"Last-Modified {v.last_modified}")
     return ", ".join(shown) or "no validator"
-
-
-async def read_exactly(resp: Response, n: int, url: str) -> bytes:
-    """The next ``n`` bytes of ``resp``'s body (inside :func:`body_errors`); a body that
-    ends before them is a :class:`TruncatedError`."""
-    try:
-        return await resp.content.readexactly(n)
-    except asyncio.IncompleteReadError as exc:
-        raise TruncatedError(
-            f"body ended after {len(exc.partial)} of the {n} bytes asked for", url=url
-        ) from None
 
 
 def length_source(resp: Response) -> str:

@@ -43,7 +43,6 @@ from .http import (
     content_range,
     length_source,
     open_response,
-    read_exactly,
     recorded,
     same_length,
     same_version,
@@ -55,7 +54,7 @@ from .ranges import SegmentState, discard
 from .segments import run_segments
 from .state import Transfer
 
-__all__ = ["single"]
+__all__ = ["OVERLAP", "single"]
 
 #: The transfer's messages keep the name fetch.py gave them (``--debug`` prints it, users
 #: set its level); every module of the package shares the logger and its one filter.
@@ -159,6 +158,17 @@ def _resumed(t: Transfer, resp: Response, offset: int, got: Validators) -> tuple
     return total, crange.last + 1
 
 
+async def _read_exactly(resp: Response, n: int, url: str) -> bytes:
+    """The next ``n`` bytes of ``resp``'s body (inside :func:`body_errors`); a body that
+    ends before them is a :class:`TruncatedError`."""
+    try:
+        return await resp.content.readexactly(n)
+    except asyncio.IncompleteReadError as exc:
+        raise TruncatedError(
+            f"body ended after {len(exc.partial)} of the {n} bytes asked for", url=url
+        ) from None
+
+
 async def _overlap(t: Transfer, ctx: FetchContext, resp: Response, offset: int) -> None:
     """The first ``t.overlap`` bytes of a resume's body without a validator, compared
     with the ``.part``'s bytes before ``offset``: the same, and the rest of the body
@@ -166,7 +176,7 @@ async def _overlap(t: Transfer, ctx: FetchContext, resp: Response, offset: int) 
     other bytes for a range): :class:`RangeError`, so it restarts from zero."""
     job, n = t.job, t.overlap
     with body_errors(job, t.part, lambda: f"transfer cut in the {n} bytes before {offset}"):
-        served = await read_exactly(resp, n, job.url)
+        served = await _read_exactly(resp, n, job.url)
     t.received += n
     ctx.limiter.received(t.host, n)
     if ctx.bandwidth is not None:
