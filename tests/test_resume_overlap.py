@@ -12,6 +12,7 @@ window cut short, a range ignored).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,34 @@ def test_a_file_changed_without_validators_restarts_from_zero_and_says_why(
     assert "differs from the partial file" in retried.error and retried.discarded == len(old) // 2
     assert [r["range"] for r in sim.requests] == [f"bytes={len(old) // 2 - OVERLAP}-", None]
     assert part.with_name(part.name.removesuffix(".part")).read_bytes() == new
+
+
+def test_a_whole_part_without_validators_costs_one_window(
+    sim: SimServer, tmp_path: Path, recorder: Recorder
+) -> None:
+    """A run stopped between the last write and the rename, on a server without
+    validators: the resume's window is all that crosses the network, then the file is
+    verified and renamed."""
+    sim.set_faults(Faults(validators=False))
+    collection, index, key, body = _largest_static(sim)
+    iid = str(sim.catalog.item(collection, index)["id"])
+    options: dict[str, Any] = {"collections": [collection], "ids": [iid], "assets": [key]}
+    assert pull(sim, tmp_path, **options).ok
+    (final,) = (p for p in tmp_path.rglob("*") if p.is_file() and ".stacpull" not in p.parts)
+    final.rename(final.with_name(final.name + ".part"))
+    db = sqlite3.connect(tmp_path / ".stacpull" / "journal.sqlite")
+    db.execute("UPDATE transfers SET status = 'active'")
+    db.commit()
+    db.close()
+    sim.requests.clear()
+    sent = sim.bytes_sent
+    result = pull(sim, tmp_path, recorder, **options)
+    assert result.ok and result.downloaded == 1
+    (outcome,) = recorder.outcomes().values()
+    assert outcome.resumed_from == len(body) and outcome.bytes_downloaded == OVERLAP
+    assert [r["range"] for r in sim.requests] == [f"bytes={len(body) - OVERLAP}-"]
+    assert sim.bytes_sent - sent == OVERLAP
+    assert final.read_bytes() == body
 
 
 def _where(sim: SimServer, iid: str, key: str) -> tuple[str, int, str]:
