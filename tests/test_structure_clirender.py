@@ -311,7 +311,10 @@ def test_sim_serve_help_shows_every_fault_default_as_faults_declares_it() -> Non
         assert option.default == f.default, f.name
         record = option.get_help_record(ctx)
         assert record is not None
-        assert f"[default: {f.default}]" in _squash(record[1]), (f.name, record)
+        shown = f.default
+        if option.is_bool_flag and option.secondary_opts:  # --x/--no-x: click names the one on
+            shown = (option.opts if f.default else option.secondary_opts)[0].lstrip("-")
+        assert f"[default: {shown}]" in _squash(record[1]), (f.name, record)
         assert _squash(record[1]) in help_text
     assert "burst_statuses" not in options
 

@@ -17,8 +17,9 @@ in some run, or found rotten by ``stacpull verify``), plus the ``refusals`` tabl
 describes is relied on: validators are recorded before the first byte of a response is
 written to the ``.part``, ``done`` after the atomic rename. A ``kill -9`` between any two
 steps leaves either a ``.part`` whose validators are known (resumed with ``If-Range``), a
-``.part`` whose validators are not (discarded), or a verified file whose row still says
-``active`` (re-checked, then skipped). ``synchronous=NORMAL`` in WAL mode loses nothing
+``.part`` whose validators are not (discarded, unless the server sent none and announced a
+length: then resumed with an overlap it must send unchanged), or a verified file whose
+row still says ``active`` (re-checked, then skipped). ``synchronous=NORMAL`` in WAL mode loses nothing
 on a process crash; a power cut may lose the last transactions, which the rules above
 also survive.
 

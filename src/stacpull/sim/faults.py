@@ -19,7 +19,10 @@ a soak run is repeatable. Every knob models something the real MAAP data path do
 * ``not_ready_for``: a file answers 404 for this many seconds after it was first asked
   for (MAAP lists items before their files are ready);
 * ``stall_probability`` / ``stall_seconds``: a response stops sending bytes for a while
-  without closing the connection.
+  without closing the connection;
+* ``validators`` off (``--no-validators``): static files come without ``ETag`` and
+  ``Last-Modified`` but still answer ranges (and an ``If-Range`` never matches), as an
+  archive may (nobody recorded whether MAAP's static files send validators).
 
 The decisions happen on the server's single event-loop thread; no locking is needed.
 """
@@ -44,8 +47,9 @@ def _knob(default: Any, help: str, **cli: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Faults:
-    """What goes wrong on the data server, and how often (all off by default). Each
-    field with a ``help`` in its metadata is a ``sim serve`` option."""
+    """What goes wrong on the data server, and how often (all off by default: the
+    ``validators`` knob goes wrong when turned off). Each field with a ``help`` in its
+    metadata is a ``sim serve`` option."""
 
     rate_limit: int = _knob(0, "Bytes/s per response (0: unlimited).")
     link_rate: int = _knob(0, "Bytes/s shared by all responses at once (0: unlimited).")
@@ -77,6 +81,12 @@ class Faults:
     stall_probability: float = _knob(0.0, "Chance a response pauses mid-body.")
     stall_seconds: float = _knob(5.0, "Length of a pause.", duration=True)
     seed: int = _knob(0, "Seed of the fault dice.")
+    validators: bool = _knob(
+        True,
+        "Send ETag and Last-Modified with static files (--no-validators: ranges without "
+        "them; an If-Range then never matches).",
+        flag="--validators/--no-validators",
+    )
 
     def __post_init__(self) -> None:
         for name in (

@@ -1,7 +1,7 @@
 """The simulated data server: product zips streamed by the zipper, static files with
-validators and ranges, the ``/go`` redirect, and every fault knob applied to a body
-(cuts, stalls, rate limits per connection and per link, 401s, 404s of products not ready
-yet, 429/503, 429 beyond ``max_concurrent``).
+validators (unless the ``validators`` knob is off) and ranges, the ``/go`` redirect, and
+every fault knob applied to a body (cuts, stalls, rate limits per connection and per link,
+401s, 404s of products not ready yet, 429/503, 429 beyond ``max_concurrent``).
 """
 
 from __future__ import annotations
@@ -253,17 +253,17 @@ class DataFiles:
         body = f.body
         size = len(body)
         etag, modified = f.etag, format_http_date(f.last_modified)
-        headers = {
-            "ETag": etag,
-            "Last-Modified": modified,
-            "Accept-Ranges": "bytes",
-            "Content-Type": f.media_type,
-        }
+        headers = {"Accept-Ranges": "bytes", "Content-Type": f.media_type}
+        # Without validators (the knob), ranges are still served, but an If-Range names
+        # a validator this server never sent: it never matches (RFC 9110 §13.1.5: 200).
+        validators = self.state.options.faults.validators
+        if validators:
+            headers = {"ETag": etag, "Last-Modified": modified, **headers}
         status, first, last = 200, 0, size - 1
         range_value = request.headers.get("Range")
         if range_value:
             if_range = request.headers.get("If-Range")
-            fresh = if_range is None or if_range in (etag, modified)
+            fresh = if_range is None or (validators and if_range in (etag, modified))
             if fresh:
                 try:
                     span = parse_range(range_value, size)

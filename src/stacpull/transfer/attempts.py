@@ -4,10 +4,12 @@ The guarantees, whatever happens (errors, cancellation, a crash):
 
 * a file appears under its final name only after its size, ``file:checksum`` and (for zips
   and KMZs) central directory and CRCs were verified, via fsync + atomic ``os.replace``;
-* a ``.part`` is resumed with ``Range`` + ``If-Range`` only when the journal holds the
+* a ``.part`` is resumed with ``Range`` + ``If-Range`` when the journal holds the
   validator of the response that wrote it; a 200 answer, or a 206 (of a resume or of a
   split file's range) whose validators differ (:class:`~stacpull.headers.Validators`),
-  restarts it from zero, so bytes of two versions of a file are never spliced;
+  restarts it from zero, so bytes of two versions of a file are never spliced. Without a
+  validator, a ``.part`` of a file of announced length is resumed only when the server
+  sends the bytes just before its end again, unchanged (:mod:`.stream`'s overlap);
 * a ``Content-Range`` that does not start where we asked is an error, never appended; a
   416 proves a ``.part`` complete only when its length is what ``file:size`` and the
   response that began the ``.part`` announced;
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import anyio.to_thread
@@ -215,13 +217,14 @@ async def _attempt(t: Transfer, ctx: FetchContext) -> tuple[int, str | None]:
             else:
                 size = await single(t, ctx)
         ctx.unwire()
-        verify_size(size, job.size, url=job.url)
-        try:
-            mtime_ns, actual = await anyio.to_thread.run_sync(
-                pf.seal, t.final, t.hasher, mh, t.check
-            )
-        except OSError as exc:
-            raise storage_error(exc, t.final) from exc
+        with _spliced(t):
+            verify_size(size, job.size, url=job.url)
+            try:
+                mtime_ns, actual = await anyio.to_thread.run_sync(
+                    pf.seal, t.final, t.hasher, mh, t.check
+                )
+            except OSError as exc:
+                raise storage_error(exc, t.final) from exc
         digest = job.checksum if mh is not None else encode_multihash(ctx.record_hash.name, actual)
         await ctx.journal.done(job, size=size, digest=digest, mtime_ns=mtime_ns)
     finally:
@@ -229,6 +232,25 @@ async def _attempt(t: Transfer, ctx: FetchContext) -> tuple[int, str | None]:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(pf.close)
     return size, digest
+
+
+@contextlib.contextmanager
+def _spliced(t: Transfer) -> Iterator[None]:
+    """A file resumed without a validator that fails its checks (``file:size``,
+    ``file:checksum``, a zip's CRCs) may be two versions spliced where the overlap could
+    not see it: a :class:`RangeError`, so it is fetched again from zero (and retried as a
+    restart is) instead of given up on as a file that fails its checks."""
+    try:
+        yield
+    except VerificationError as exc:
+        if not (t.overlap and t.resumed_from):
+            raise
+        t.notes.append("resumed without a validator, then failed its check: restarted")
+        at, t.resumed_from = t.resumed_from, 0
+        raise RangeError(
+            f"{exc.reason} after a resume without a validator at {at} bytes; restarting from zero",
+            url=t.job.url,
+        ) from exc
 
 
 @contextlib.asynccontextmanager

@@ -63,6 +63,7 @@ __all__ = [
     "mapped_errors",
     "open_response",
     "recorded",
+    "same_length",
     "same_split",
     "same_version",
     "whole_at",
@@ -383,6 +384,12 @@ def same_version(job: Job, row: JournalRow | None, got: Validators, total: int |
             "restarting from zero",
             url=job.url,
         )
+    same_length(job, row, total)
+
+
+def same_length(job: Job, row: JournalRow | None, total: int | None) -> None:
+    """Raise :class:`RangeError` when a resume's 206 says the file has ``total`` bytes and
+    the response that began the ``.part`` (``row``) announced another length."""
     if row is not None and row.total is not None and total is not None and total != row.total:
         raise RangeError(
             f"the file changed on the server: the resume's 206 says {total} bytes in all, "

@@ -247,6 +247,16 @@ class PartFile:
         hashed are the bytes kept, whatever happens to the name meanwhile (blocking)."""
         hash_range(hasher, self.path, 0, end, opener=dup_opener(self._opened()))
 
+    def read(self, start: int, length: int) -> bytes:
+        """Up to ``length`` bytes of the ``.part`` from ``start``, read through the
+        descriptor a resume then writes through (blocking): a resume without a validator
+        compares them with the server's."""
+        fd, chunks = self._opened(), []
+        while length > 0 and (chunk := os.pread(fd, length, start)):
+            chunks.append(chunk)
+            start, length = start + len(chunk), length - len(chunk)
+        return b"".join(chunks)
+
     def write(self, blocks: list[bytes], position: int, hasher: Hasher | None = None) -> None:
         """Write (and with ``hasher``, hash) one batch; in a worker thread."""
         write_blocks(self._opened(), blocks, position)

@@ -31,8 +31,8 @@ __all__ = ["Transfer"]
 class Transfer:
     """Everything one file's download knows, from the look at its destination to its end.
 
-    Fields that last the whole download come first; ``had``, ``row``, ``pf``, ``hasher``
-    and ``check`` are set again by every attempt."""
+    Fields that last the whole download come first; ``had``, ``overlap``, ``row``, ``pf``,
+    ``hasher`` and ``check`` are set again by every attempt."""
 
     job: Job
     final: Path  # where the verified file goes
@@ -46,7 +46,9 @@ class Transfer:
     restarts: int = 0  # times the .part was thrown away to start again from zero
     received: int = 0  # bytes received over the network, every attempt and range
     resumed_from: int = 0
-    resumable: bool = False  # the last response had a validator: its bytes can be resumed
+    #: The last response's bytes can be resumed: it had a validator, or a length and ranges
+    #: (a resume without a validator then proves its bytes by an overlap, see stream.py).
+    resumable: bool = False
     validator: str | None = None  # the strong validator of the last response, for ranges
     total: int | None = None  # the size the last response announced
     can_split: bool = False  # that response may be continued as parallel ranges
@@ -54,6 +56,7 @@ class Transfer:
     token: TokenUse = field(default_factory=TokenUse)  # what the token did on the request
     notes: list[str] = field(default_factory=list)
     had: int = 0  # bytes in the .part when this attempt began
+    overlap: int = 0  # bytes before ``had`` this attempt's range asks for again, to compare
     row: JournalRow | None = None  # the journal's record of the .part, read by this attempt
     pf: PartFile = field(init=False)  # this attempt's .part as it is written
     hasher: Hasher = field(init=False)  # the hash every byte of the file goes through

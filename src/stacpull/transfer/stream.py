@@ -1,6 +1,15 @@
 """The single stream: one response (resumed where the journal allows) checked and written
 into the ``.part``, split into parallel ranges when it turns out slow.
 
+A resume sends ``Range`` + ``If-Range`` when the response that began the ``.part`` had a
+validator. Without one (nobody recorded whether MAAP's static files send ``ETag`` or
+``Last-Modified``), a ``.part`` of a file whose length was announced is resumed with a
+range that starts :data:`OVERLAP` bytes before its end: those bytes are compared with the
+``.part``'s, and any difference restarts the file from zero (a 200 does, as ever).
+``file:size`` and ``file:checksum`` still decide at the end; what the overlap proves is
+only that the server still sends these bytes where the ``.part`` has them. Such a file is
+never split into ranges: each range would need a validator to stay of one version.
+
 Raw asyncio here, for the write path only: each batch's write and hash run as
 ``loop.run_in_executor`` futures awaited through ``asyncio.shield`` (an anyio thread call
 per batch would add a task and a cancel scope per hop, and could not be left running
@@ -35,6 +44,7 @@ from .http import (
     length_source,
     open_response,
     recorded,
+    same_length,
     same_version,
     whole_at,
 )
@@ -44,26 +54,39 @@ from .ranges import SegmentState, discard
 from .segments import run_segments
 from .state import Transfer
 
-__all__ = ["single"]
+__all__ = ["OVERLAP", "single"]
 
 #: The transfer's messages keep the name fetch.py gave them (``--debug`` prints it, users
 #: set its level); every module of the package shares the logger and its one filter.
 log = scrubbed_logger("stacpull.fetch")
 
 
+#: Bytes before the end of a ``.part`` that a resume without a validator fetches again and
+#: compares (64 KiB: one round trip's worth on a slow link, nothing beside a product).
+#: A ``.part`` no longer than this is fetched again from zero, which costs no more.
+OVERLAP = 64 << 10
+
+
 async def _resume_offset(t: Transfer, ctx: FetchContext) -> tuple[int, Mapping[str, str]]:
     """Where to resume the ``.part`` (``t.had`` bytes long) from (``t.row``: the journal's
-    record of it), and the ``Range``/``If-Range`` headers to do it."""
+    record of it), and the headers to do it: ``Range`` and ``If-Range`` with the validator
+    the ``.part`` was begun under, else (``t.overlap`` set) a ``Range`` that starts
+    :data:`OVERLAP` bytes earlier, when the response that began it announced a length."""
     job, have, row = t.job, t.had, t.row
+    t.overlap = 0
     if have == 0:
         return 0, {}  # nothing to resume; an empty .part is truncated when opened
-    validator = None
-    if row is not None and row.same_url(job.url):
-        validator = recorded(row).if_range
-    if validator is None or (job.size is not None and have > job.size):
-        await discard(t.part, job, ctx)
-        return 0, {}
-    return have, {"Range": range_header(have), "If-Range": validator}
+    ours = row is not None and row.same_url(job.url)
+    validator = recorded(row).if_range if ours else None
+    began = row.total if ours and row is not None else None
+    longer = (job.size is not None and have > job.size) or (began is not None and have > began)
+    if validator is not None and not longer:
+        return have, {"Range": range_header(have), "If-Range": validator}
+    if validator is None and began is not None and have > OVERLAP and not longer:
+        t.overlap = OVERLAP
+        return have, {"Range": range_header(have - OVERLAP)}
+    await discard(t.part, job, ctx)
+    return 0, {}
 
 
 async def single(t: Transfer, ctx: FetchContext) -> int:
@@ -76,7 +99,7 @@ async def single(t: Transfer, ctx: FetchContext) -> int:
     t.token.renewed = False
     resp = await open_response(job.url, t.host, headers, ctx, t.token)
     try:
-        if offset and resp.status == 416:
+        if offset and resp.status == 416 and not t.overlap:
             # Perhaps the .part already holds every byte: the last run stopped between the
             # final write and the rename. Then it is verified as it is; nothing needs to
             # cross the network.
@@ -110,24 +133,72 @@ async def _catch_up(t: Transfer, offset: int) -> None:
 
 
 def _resumed(t: Transfer, resp: Response, offset: int, got: Validators) -> tuple[int | None, int]:
-    """A resume's 206 checked (it starts at ``offset``, is of the version the ``.part``
-    holds and fits the file it was begun for); returns (the file's total, the body's end)."""
+    """A resume's 206 checked (it starts at ``offset``, or ``t.overlap`` bytes before it,
+    is of the version the ``.part`` holds, as its validators say, and fits the file it was
+    begun for); returns (the file's total, the body's end). Without a validator the
+    overlap's bytes are compared next (:func:`_overlap`)."""
     job, row = t.job, t.row
     if offset == 0:
         raise RangeError("server sent a partial response to a full request", url=job.url)
-    crange = content_range(resp, job.url, offset)
-    same_version(job, row, got, crange.total)
+    crange = content_range(resp, job.url, offset - t.overlap)
+    if t.overlap:
+        same_length(job, row, crange.total)
+    else:
+        same_version(job, row, got, crange.total)
     total = crange.total
     if total is None:  # "bytes a-b/*": the length the .part was begun for, or file:size
         total = row.total if row is not None and row.total is not None else job.size
-    if total is not None and crange.last >= total:
+    if (total is not None and crange.last >= total) or crange.last + 1 < offset:
         raise RangeError(
-            f"the resume's 206 runs to byte {crange.last}, past the {total} bytes of the "
-            "file the partial file was begun for; restarting from zero",
+            f"the resume's 206 runs to byte {crange.last}: the file the partial file was "
+            f"begun for has {total} bytes, the partial file {offset}; restarting from zero",
             url=job.url,
         )
     t.resumed_from = offset
     return total, crange.last + 1
+
+
+async def _read_exactly(resp: Response, n: int, url: str) -> bytes:
+    """The next ``n`` bytes of ``resp``'s body (inside :func:`body_errors`); a body that
+    ends before them is a :class:`TruncatedError`."""
+    try:
+        return await resp.content.readexactly(n)
+    except asyncio.IncompleteReadError as exc:
+        raise TruncatedError(
+            f"body ended after {len(exc.partial)} of the {n} bytes asked for", url=url
+        ) from None
+
+
+async def _overlap(t: Transfer, ctx: FetchContext, resp: Response, offset: int) -> None:
+    """The first ``t.overlap`` bytes of a resume's body without a validator, compared
+    with the ``.part``'s bytes before ``offset``: the same, and the rest of the body
+    continues the ``.part``; any difference, and the file changed (or the server sends
+    other bytes for a range): :class:`RangeError`, so it restarts from zero."""
+    job, n = t.job, t.overlap
+    with body_errors(job, t.part, lambda: f"transfer cut in the {n} bytes before {offset}"):
+        served = await _read_exactly(resp, n, job.url)
+    t.received += n
+    ctx.limiter.received(t.host, n)
+    if ctx.bandwidth is not None:
+        await ctx.bandwidth.take(n)
+    t.pf.offset = offset  # opened to resume, never truncated
+    try:
+        held = await anyio.to_thread.run_sync(t.pf.read, offset - n, n)
+    except OSError as exc:
+        raise storage_error(exc, t.part) from exc
+    if held != served:
+        t.resumed_from = 0
+        at = next(
+            (i for i, (a, b) in enumerate(zip(held, served, strict=False)) if a != b), len(held)
+        )
+        t.notes.append(f"no validator: the bytes before the resume at {offset} differed; restarted")
+        raise RangeError(
+            f"the file changed on the server: with no validator to ask for, the resume "
+            f"fetched the {n} bytes before byte {offset} again and byte {offset - n + at} "
+            "differs from the partial file's; restarting from zero",
+            url=job.url,
+        )
+    t.notes.append(f"resumed at {offset} bytes without a validator: the {n} before it matched")
 
 
 def _announced(t: Transfer, total: int | None) -> None:
@@ -147,9 +218,12 @@ def _answered(t: Transfer, ctx: FetchContext, resp: Response, validator: str | N
     """What the response this attempt streams says of the file: its strong validator,
     whether its bytes can be resumed, and whether it may be split into ranges."""
     t.validator = validator
-    t.resumable = validator is not None
-    t.split_at = None
     offset, total = t.pf.offset, t.total
+    ranges = resp.status == 206 or resp.headers.get("Accept-Ranges", "").lower() == "bytes"
+    # Without a validator, the bytes of a file of known length can be resumed with an
+    # overlap (see _resume_offset) where ranges are served.
+    t.resumable = validator is not None or (ranges and total is not None)
+    t.split_at = None
     t.can_split = (
         ctx.segments > 1
         and total is not None
@@ -178,9 +252,11 @@ async def _receive(
             t.notes.append(f"server answered 200 to a resume at {offset} bytes: restarted")
             t.restarts += 1
             await discard(t.part, job, ctx)
-            offset = 0
+            offset = t.overlap = 0
         total = end = began = resp.content_length
     _announced(t, total)
+    if t.overlap:
+        await _overlap(t, ctx, resp, offset)
     await ctx.journal.started(
         job, etag=got.etag, last_modified=got.last_modified, offset=offset, total=began
     )
