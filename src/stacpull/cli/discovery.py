@@ -262,8 +262,13 @@ def _schema_type(entry: dict[str, Any]) -> str | None:
 
 def _queryable_list(collection: str, schema: dict[str, Any]) -> list[dict[str, Any]]:
     """The queryables of ``collection`` as ``queryables --json`` prints them: one object per
-    property, sorted by name, every key always present (``null`` when the schema is silent)."""
+    property, sorted by name, every key always present (``null`` when the schema is silent);
+    ``renamed_from``: the name MAAP gave the property before February 2026."""
+    from ..renames import renamed_pairs
+
     props: dict[str, Any] = schema["properties"]
+    # MAAP's February 2026 names: each says the old name a --filter may still carry.
+    renamed = {new: old for old, new in renamed_pairs(props)}
     listed = []
     for name in sorted(props):
         entry = props[name] if isinstance(props[name], dict) else {}
@@ -277,6 +282,7 @@ def _queryable_list(collection: str, schema: dict[str, Any]) -> list[dict[str, A
                 "title": entry.get("title"),
                 "description": entry.get("description"),
                 "enum": enum if isinstance(enum, list) else None,
+                "renamed_from": renamed.get(name),
             }
         )
     return listed

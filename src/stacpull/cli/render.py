@@ -349,16 +349,33 @@ def print_queryables(
     _print_listing(out, columns, rows, records)
     note = note or _people(out)
     names = {q["name"]: q for q in listed}
-    if "product:type" in names and "productType" in names:
-        note.print(
-            "productType is the older name of product:type (MAAP renamed it in January "
-            "2026); both are listed, prefer product:type",
-            soft_wrap=True,
-        )
+    _print_renamed(note, names)
     example = next((n for n in ("product:type", "productType") if n in names), None)
     if example and names[example]["enum"]:
         value = names[example]["enum"][0]
         note.print(f"e.g. --filter \"{example}='{value}'\"", soft_wrap=True, markup=False)
+
+
+def _print_renamed(note: Console, names: Mapping[str, Any]) -> None:
+    """The queryables MAAP renamed in February 2026: an old name a filter may still use."""
+    from ..renames import renamed_pairs
+
+    pairs = renamed_pairs(names)
+    for old, new in pairs:
+        if old in names:
+            note.print(
+                f"{old} is the older name of {new} (MAAP renamed it in February 2026); "
+                f"both are listed, prefer {new}",
+                soft_wrap=True,
+            )
+    gone = [(old, new) for old, new in pairs if old not in names]
+    if gone:
+        shown = ", ".join(f"{old} → {new}" for old, new in gone)
+        note.print(
+            f"renamed in February 2026: {shown}; a --filter with an old name is rejected",
+            soft_wrap=True,
+            markup=False,
+        )
 
 
 # -- state: status, verify, report ------------------------------------------------------
