@@ -29,7 +29,8 @@ from .conftest import FLEX, L1A, L1C, TOKEN
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 COLLECTION_KEYS = {"id", "title", "description", "license", "keywords", "extent"}
 QUERYABLE_KEYS = {
-    *("collection", "name", "type", "format", "title", "description", "enum", "renamed_from")
+    *("collection", "name", "type", "format", "title", "description", "enum"),
+    *("renamed_from", "renamed_to"),
 }
 
 
@@ -280,6 +281,7 @@ def test_queryables_json_is_one_object_per_property(catalog: str) -> None:
         "description": None,
         "enum": ["S1_SCS__1S", "S2_SCS__1S", "S3_SCS__1S"],
         "renamed_from": "productType",  # MAAP's name before February 2026
+        "renamed_to": None,
     }
     assert by_name["datetime"]["format"] == "date-time" and by_name["datetime"]["enum"] is None
     code, out, err = _run("queryables", "BiomassLevel1aIOX", "--catalog", catalog, "--json")

@@ -217,8 +217,8 @@ def time_windows(
 
 
 async def windowed(
-    spans: list[str], search: Callable[[str], AsyncGenerator[_Page]], most: int | None = None
-) -> AsyncGenerator[_Page]:
+    spans: list[str], search: Callable[[str], AsyncGenerator[_Page, None]], most: int | None = None
+) -> AsyncGenerator[_Page, None]:
     """The pages of ``search(span)`` for each of ``spans`` in turn, at most ``most`` items
     in all. An item (same collection and id) that the previous window listed too is left
     out (it crosses the edge); ``numberMatched``, summed over the windows started so far

@@ -65,6 +65,7 @@ def renamed_hint(text: str | None) -> str:
 
 
 def renamed_pairs(properties: Iterable[str]) -> list[tuple[str, str]]:
-    """(old name, new name) for each of ``properties`` that replaced an old queryable."""
+    """(old name, new name) for each renamed queryable of which ``properties`` hold either
+    name (a catalogue listing the old names, as MAAP's queryables did into 2026, or the new)."""
     present = set(properties)
-    return [(old, new) for old, new in RENAMED.items() if new in present]
+    return [(old, new) for old, new in RENAMED.items() if old in present or new in present]

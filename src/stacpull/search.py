@@ -307,7 +307,7 @@ async def search_pages(
     spans = time_windows(config.datetime, config.window)
     part = dataclasses.replace(config, window=None)
 
-    def one(span: str) -> AsyncGenerator[Page]:
+    def one(span: str) -> AsyncGenerator[Page, None]:
         return _search_once(dataclasses.replace(part, datetime=span), extra)
 
     async with contextlib.aclosing(windowed(spans, one, config.max_items)) as pages:
@@ -317,7 +317,7 @@ async def search_pages(
 
 async def _search_once(
     config: SearchConfig, extra: CatalogueHeaders | None = None
-) -> AsyncGenerator[Page]:
+) -> AsyncGenerator[Page, None]:
     """:func:`search_pages` of one request's listing (its datetime range whole)."""
     pages, search = await _ask(config, _page_iterator, config, extra)
     matched: int | None = None

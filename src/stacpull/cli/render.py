@@ -362,20 +362,21 @@ def _print_renamed(note: Console, names: Mapping[str, Any]) -> None:
 
     pairs = renamed_pairs(names)
     for old, new in pairs:
-        if old in names:
+        if old in names and new in names:
             note.print(
                 f"{old} is the older name of {new} (MAAP renamed it in February 2026); "
                 f"both are listed, prefer {new}",
                 soft_wrap=True,
             )
-    gone = [(old, new) for old, new in pairs if old not in names]
-    if gone:
-        shown = ", ".join(f"{old} → {new}" for old, new in gone)
-        note.print(
-            f"renamed in February 2026: {shown}; a --filter with an old name is rejected",
-            soft_wrap=True,
-            markup=False,
-        )
+    only_new = [(o, n) for o, n in pairs if n in names and o not in names]
+    only_old = [(o, n) for o, n in pairs if o in names and n not in names]
+    for one, then in (
+        (only_new, "a --filter with an old name is rejected"),
+        (only_old, "this catalogue still lists the old names"),
+    ):
+        if one:
+            shown = ", ".join(f"{o} → {n}" for o, n in one)
+            note.print(f"renamed in February 2026: {shown}; {then}", soft_wrap=True, markup=False)
 
 
 # -- state: status, verify, report ------------------------------------------------------
