@@ -136,9 +136,7 @@ def test_search_in_windows_lists_each_item_once(sim: SimServer, tmp_path: Path) 
     assert code == 0 and "5 item(s) matched" in err, err
 
 
-def test_a_windowed_mirror_is_whole_and_its_journal_resumes(
-    sim: SimServer, tmp_path: Path
-) -> None:
+def test_a_windowed_mirror_is_whole_and_its_journal_resumes(sim: SimServer, tmp_path: Path) -> None:
     """A cut windowed mirror, then the same mirror whole: the second run fetches what the
     first did not, nothing twice; a third run without windows finds it all up to date
     (the windows are no part of the mirror's scope)."""
