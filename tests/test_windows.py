@@ -72,7 +72,7 @@ def test_a_range_that_cannot_be_split_says_why(span: str | None, step: float, sa
 
 
 def test_the_config_refuses_a_window_without_a_range_before_any_search() -> None:
-    with pytest.raises(ConfigError, match="search.window: a window needs a datetime"):
+    with pytest.raises(ConfigError, match=r"search\.window: a window needs a datetime"):
         SearchConfig(window="1d")
     assert SearchConfig(datetime="2025-01-01/2025-01-02", window="6h").window == 6 * 3600
     code, _, err = cli("search", "--catalog", "http://127.0.0.1:9/", "--window", "1d")
