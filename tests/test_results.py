@@ -114,12 +114,15 @@ class Catalogue(ThreadedApp):
         super().__init__()
         self.queryables = queryables
         self.searches: list[tuple[str, dict[str, str], Any]] = []
+        self.paths: list[str] = []
+        self.features = 1  # items each search answers (0: none match)
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.paths.append(request.path)
         if request.path == "/":
             page = landing(self.base)
             page["conformsTo"] += [
@@ -141,8 +144,9 @@ class Catalogue(ThreadedApp):
                 return web.json_response(
                     {"code": "InvalidParameterValue", "description": "Invalid filter"}, status=400
                 )
-            page = {"type": "FeatureCollection", "features": [feature(self.base, "i1")]}
-            return web.json_response({**page, "links": [], "numberMatched": 1})
+            found = [feature(self.base, f"i{n}") for n in range(self.features)]
+            page = {"type": "FeatureCollection", "features": found, "links": []}
+            return web.json_response({**page, "numberMatched": len(found)})
         return web.json_response({"code": "NotFound"}, status=404)
 
 
@@ -243,3 +247,17 @@ def test_a_bad_cql2_json_filter_is_refused_before_any_search(value: str, says: s
         "--filter", value,
     )  # fmt: skip
     assert code == 2 and says in err, err
+
+
+def test_empty_windows_do_not_each_look_up_the_collections(renamed: Catalogue) -> None:
+    """An empty search looks up whether its collection id is wrong; of a windowed search
+    only the first window does, not each of the (many) empty days."""
+    renamed.features = 0
+    code, _, err = cli(
+        "search", "--catalog", renamed.base, "--collection", "C1",
+        "--datetime", "2025-01-01/2025-01-10", "--window", "1d",
+    )  # fmt: skip
+    assert code == 0 and "0 item(s) matched" in err, err
+    windows = {query["datetime"] for _, query, _ in renamed.searches}
+    assert len(windows) == 10 and min(windows).startswith("2025-01-01T00:00:00Z/")
+    assert renamed.paths.count("/collections") == 1

@@ -162,7 +162,7 @@ def test_a_terminal_of_any_width_sees_whole_ids_and_values(catalog: str, width: 
         missing = [v for v in values if v not in words]
         assert not missing, (args, width, missing, text)
         if re.search(r"^(id|property)  +\S", text, re.M):  # a table: it fits the width
-            notes = re.compile(r"^(\d+ (item|collection)|productType is|e\.g\.)")
+            notes = re.compile(r"^(\d+ (item|collection)|\w+ is the older name|renamed in|e\.g\.)")
             rows = [line for line in text.splitlines() if not notes.match(line)]
             assert all(len(line.rstrip()) <= width for line in rows), (args, width, text)
     code, out, _ = _run("collections", "--catalog", catalog, env=_terminal(250))

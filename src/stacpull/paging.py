@@ -143,7 +143,7 @@ def pages(
 # -- windows: a datetime range searched a piece at a time --------------------------------
 
 #: The most windows one search is split into (ten years of days is 3 653).
-MAX_WINDOWS = 100_000
+_MAX_WINDOWS = 100_000
 
 #: One page: its items and ``numberMatched`` (``stacpull.search.Page``).
 _Page = tuple[list[dict[str, Any]], int | None]
@@ -207,10 +207,10 @@ def time_windows(
         raise ConfigError(f"{key}: the datetime {span!r} ends before it starts")
     width = timedelta(seconds=step)
     count = -(-(end - start) // width) if end > start else 1
-    if count > MAX_WINDOWS:
+    if count > _MAX_WINDOWS:
         raise ConfigError(
             f"{key}: {span!r} in windows of {step:g} s is {count} searches "
-            f"(at most {MAX_WINDOWS}); give a longer window"
+            f"(at most {_MAX_WINDOWS}); give a longer window"
         )
     edges = [start + i * width for i in range(count)] + [end]
     return [f"{_stamp(a)}/{_stamp(min(b, end))}" for a, b in pairwise(edges)]

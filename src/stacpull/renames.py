@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["RENAMED", "renamed_hint", "renamed_pairs"]
+__all__ = ["RENAMED", "renamed_hint", "renamed_notes", "renamed_pairs"]
 
 #: Old queryable → its name since February 2026.
 RENAMED: Mapping[str, str] = {
@@ -69,3 +69,26 @@ def renamed_pairs(properties: Iterable[str]) -> list[tuple[str, str]]:
     name (a catalogue listing the old names, as MAAP's queryables did into 2026, or the new)."""
     present = set(properties)
     return [(old, new) for old, new in RENAMED.items() if old in present or new in present]
+
+
+def renamed_notes(properties: Iterable[str]) -> list[str]:
+    """What ``stacpull queryables`` says of the renamed queryables among ``properties``:
+    a line per pair listed under both names, one for those under the new names only and
+    one for those under the old names only."""
+    present = set(properties)
+    pairs = renamed_pairs(present)
+    notes = [
+        f"{old} is the older name of {new} (MAAP renamed it in February 2026); "
+        f"both are listed, prefer {new}"
+        for old, new in pairs
+        if old in present and new in present
+    ]
+    for listed, unlisted, then in (
+        (1, 0, "a --filter with an old name is rejected"),
+        (0, 1, "this catalogue still lists the old names"),
+    ):
+        one = [p for p in pairs if p[listed] in present and p[unlisted] not in present]
+        if one:
+            shown = ", ".join(f"{old} → {new}" for old, new in one)
+            notes.append(f"renamed in February 2026: {shown}; {then}")
+    return notes

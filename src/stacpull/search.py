@@ -308,7 +308,8 @@ async def search_pages(
     part = dataclasses.replace(config, window=None)
 
     def one(span: str) -> AsyncGenerator[Page, None]:
-        return _search_once(dataclasses.replace(part, datetime=span), extra)
+        # An empty window is no sign of a wrong collection id: the first one checks.
+        return _search_once(dataclasses.replace(part, datetime=span), extra, span == spans[0])
 
     async with contextlib.aclosing(windowed(spans, one, config.max_items)) as pages:
         async for page in pages:
@@ -316,9 +317,10 @@ async def search_pages(
 
 
 async def _search_once(
-    config: SearchConfig, extra: CatalogueHeaders | None = None
+    config: SearchConfig, extra: CatalogueHeaders | None = None, check: bool = True
 ) -> AsyncGenerator[Page, None]:
-    """:func:`search_pages` of one request's listing (its datetime range whole)."""
+    """:func:`search_pages` of one listing (its datetime range whole); ``check``: an empty
+    listing looks up whether a collection id is wrong."""
     pages, search = await _ask(config, _page_iterator, config, extra)
     matched: int | None = None
     first = True
@@ -355,7 +357,7 @@ async def _search_once(
             if matched is None and raw is None:
                 matched = await _ask(config, _matched, search)
             first = False
-            if not features and config.collections:
+            if not features and config.collections and check:
                 # Nothing matched: say so if it is because a collection id is wrong (and
                 # say nothing if the collections cannot be listed: the search did work).
                 with contextlib.suppress(SearchError):

@@ -19,6 +19,7 @@ import click
 
 from ..errors import scrub
 from ..printable import printable
+from ..renames import renamed_notes
 from ..units import human_bytes
 
 if TYPE_CHECKING:
@@ -349,34 +350,12 @@ def print_queryables(
     _print_listing(out, columns, rows, records)
     note = note or _people(out)
     names = {q["name"]: q for q in listed}
-    _print_renamed(note, names)
+    for line in renamed_notes(names):  # MAAP's February 2026 names beside the old ones
+        note.print(line, soft_wrap=True, markup=False)
     example = next((n for n in ("product:type", "productType") if n in names), None)
     if example and names[example]["enum"]:
         value = names[example]["enum"][0]
         note.print(f"e.g. --filter \"{example}='{value}'\"", soft_wrap=True, markup=False)
-
-
-def _print_renamed(note: Console, names: Mapping[str, Any]) -> None:
-    """The queryables MAAP renamed in February 2026: an old name a filter may still use."""
-    from ..renames import renamed_pairs
-
-    pairs = renamed_pairs(names)
-    for old, new in pairs:
-        if old in names and new in names:
-            note.print(
-                f"{old} is the older name of {new} (MAAP renamed it in February 2026); "
-                f"both are listed, prefer {new}",
-                soft_wrap=True,
-            )
-    only_new = [(o, n) for o, n in pairs if n in names and o not in names]
-    only_old = [(o, n) for o, n in pairs if o in names and n not in names]
-    for one, then in (
-        (only_new, "a --filter with an old name is rejected"),
-        (only_old, "this catalogue still lists the old names"),
-    ):
-        if one:
-            shown = ", ".join(f"{o} → {n}" for o, n in one)
-            note.print(f"renamed in February 2026: {shown}; {then}", soft_wrap=True, markup=False)
 
 
 # -- state: status, verify, report ------------------------------------------------------

@@ -59,7 +59,6 @@ from ..defaults import (
 )
 from ..errors import SECRETS, ConfigError
 from ..hashes import DEFAULT_RECORD_HASH, MULTIHASH_NAMES
-from ..paging import time_windows
 from .headers import parse_headers
 from .hints import closest, did_you_mean, folded_key
 from .values import (
@@ -172,6 +171,8 @@ class SearchConfig:
             )
         _check_filter(self.filter, self.filter_lang)
         if self.window is not None:
+            from ..paging import time_windows  # hashlib: not for `config show`
+
             time_windows(self.datetime, self.window)  # a range it can split, or ConfigError
         if self.max_items is not None:
             positive_int("search.max_items", self.max_items)
