@@ -28,7 +28,10 @@ from .conftest import FLEX, L1A, L1C, TOKEN
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 COLLECTION_KEYS = {"id", "title", "description", "license", "keywords", "extent"}
-QUERYABLE_KEYS = {"collection", "name", "type", "format", "title", "description", "enum"}
+QUERYABLE_KEYS = {
+    *("collection", "name", "type", "format", "title", "description", "enum"),
+    *("renamed_from", "renamed_to"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +162,7 @@ def test_a_terminal_of_any_width_sees_whole_ids_and_values(catalog: str, width: 
         missing = [v for v in values if v not in words]
         assert not missing, (args, width, missing, text)
         if re.search(r"^(id|property)  +\S", text, re.M):  # a table: it fits the width
-            notes = re.compile(r"^(\d+ (item|collection)|productType is|e\.g\.)")
+            notes = re.compile(r"^(\d+ (item|collection)|\w+ is the older name|renamed in|e\.g\.)")
             rows = [line for line in text.splitlines() if not notes.match(line)]
             assert all(len(line.rstrip()) <= width for line in rows), (args, width, text)
     code, out, _ = _run("collections", "--catalog", catalog, env=_terminal(250))
@@ -277,6 +280,8 @@ def test_queryables_json_is_one_object_per_property(catalog: str) -> None:
         "title": "product:type",
         "description": None,
         "enum": ["S1_SCS__1S", "S2_SCS__1S", "S3_SCS__1S"],
+        "renamed_from": "productType",  # MAAP's name before February 2026
+        "renamed_to": None,
     }
     assert by_name["datetime"]["format"] == "date-time" and by_name["datetime"]["enum"] is None
     code, out, err = _run("queryables", "BiomassLevel1aIOX", "--catalog", catalog, "--json")

@@ -199,6 +199,7 @@ _EXAMPLES = {
     "search.datetime": "2025-09-29",
     "search.filter": "a = 1",
     "search.max_items": "3",
+    "search.window": "6h",
 }
 
 
@@ -231,7 +232,10 @@ def test_every_config_key_has_an_environment_variable() -> None:
                 text = "s3cret-from-env"
             if text is None:
                 text = "x"  # a key whose default is None takes a string
-            _, origins = resolve_config(env={var: text})
+            env = {var: text}
+            if dotted == "search.window":  # a window splits a range: it needs one
+                env["STACPULL_SEARCH_DATETIME"] = "2025-01-01/2025-01-02"
+            _, origins = resolve_config(env=env)
             assert origins.get(dotted) == f"env {var}", dotted
 
 

@@ -80,7 +80,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "foundations",
         {"errors", "_version", "defaults", "models", "units", "hashes", "headers", "printable"}
         | {"limits", "trust", "selection", "destpaths", "events", "retry", "verify", "paging"}
-        | {"window"},
+        | {"window", "renames"},
     ),
     ("the simulator", {"sim"}),
     ("configuration and state", {"config", "safepath", "safeio", "destlock", "claims", "plan"}),

@@ -1,4 +1,5 @@
-"""Which item is planned, and which job holds each destination, within one run."""
+"""Which item is planned, and which job holds each destination, within one run; and what a
+listing with items repeated says against the catalogue's ``numberMatched``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from .destpaths import path_key
 from .errors import SECRETS
 from .models import Holder, Job, Refusal
 
-__all__ = ["RunClaims"]
+__all__ = ["RunClaims", "listing_gap"]
 
 
 class _Hashes:
@@ -168,3 +169,25 @@ class RunClaims:
             f"{mine}: destination {job.dest!r} is already {theirs}'s{same}, {when}; "
             "two files cannot share one destination",
         )
+
+
+def listing_gap(listed: int, matched: int | None, repeats: int = 0) -> str | None:
+    """Why the ``listed`` distinct items of a whole search are not the ``matched`` the
+    catalogue counted (``None`` when they agree, or when it gave no count).
+
+    MAAP pages its unordered results by offset: a page can list again an item of an earlier
+    one in place of another that no page then lists, so a listing can come up short while
+    every page looked whole; ``repeats`` (items listed again) says whether that happened."""
+    if matched is None or listed == matched:
+        return None
+    if listed > matched:
+        return (
+            f"the search listed {listed} distinct items, more than the {matched} the "
+            "catalogue counted (items added while it paged)"
+        )
+    again = f", {repeats} listed again in their place" if repeats else ""
+    return (
+        f"the search listed {listed} distinct items of the {matched} the catalogue counted "
+        f"({matched - listed} never listed{again}): results that shift while they are paged "
+        "hide items; run it again, or with --window, to pick up the rest"
+    )

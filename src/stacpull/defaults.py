@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_DASHBOARD",
+    "DEFAULT_FILTER_LANG",
     "DEFAULT_MAX_BACKOFF",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_METHOD",
@@ -57,6 +58,7 @@ DEFAULT_PAGE_SIZE = 100
 #: How the search asks (``search.method``), the first the default.
 SEARCH_METHODS = ("GET", "POST")
 DEFAULT_METHOD = SEARCH_METHODS[0]
+DEFAULT_FILTER_LANG = "cql2-text"  # search.filter_lang: or cql2-json
 DEFAULT_SEARCH_TIMEOUT = 60.0
 
 # [download]

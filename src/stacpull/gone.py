@@ -73,7 +73,10 @@ async def confirm_gone(
     try:
         for start in range(0, len(ids), _LOOKUP_IDS):
             chunk = tuple(ids[start : start + _LOOKUP_IDS])
-            query = dataclasses.replace(config.search, ids=chunk, max_items=2 * len(chunk))
+            # By id over the whole range at once: windows would ask once per window.
+            query = dataclasses.replace(
+                config.search, ids=chunk, max_items=2 * len(chunk), window=None
+            )
             async for features, _ in search_pages(query, CatalogueHeaders.of(config)):
                 found.update(f["id"] for f in features if isinstance(f.get("id"), str))
     except StacpullError as exc:

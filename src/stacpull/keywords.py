@@ -45,10 +45,12 @@ class _CatalogOptions(TypedDict, total=False):
     ids: _Names | None
     intersects: dict[str, Any] | None
     filter: str | None
+    filter_lang: Literal["cql2-text", "cql2-json"] | None
     max_items: int | None
     page_size: int | None
     method: Literal["GET", "POST", "get", "post"] | None
     timeout: _Duration | None
+    window: _Duration | None
     # [download]
     dest: _PathArg | None
     assets: _Names | None

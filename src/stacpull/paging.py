@@ -1,21 +1,33 @@
-"""What keeps a paged listing finite: ``rel=next`` followed until it ends, never in a loop.
+"""How a listing is paged: ``rel=next`` followed until it ends, never in a loop, and a long
+datetime range searched window by window.
 
 A catalogue's ``rel=next`` may repeat a page (unordered offset paging, a token that never
 moves) or lead through empty pages without end; :func:`pages` follows a search's links and
-stops with a :class:`~stacpull.errors.SearchError` instead of paging forever. Pure: the
-request for the next page is the caller's (:mod:`stacpull.search`, through pystac-client).
+stops with a :class:`~stacpull.errors.SearchError` instead of paging forever.
+
+``--window 1d`` splits the search's datetime range into consecutive windows
+(:func:`time_windows`), searched in order (:func:`windowed`): MAAP answers day-long
+searches faster than a month at once, and a shorter listing gives its unordered offset
+paging less time to shift. An item whose time span crosses a window's edge matches both
+windows; it is passed on once, and ``numberMatched`` is summed over the windows less
+those repeats, so a complete windowed listing still adds up.
+
+Pure: the requests are the caller's (:mod:`stacpull.search`, through pystac-client).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import aclosing
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
-from .errors import SearchError
+from .errors import ConfigError, SearchError
 
-__all__ = ["digest", "pages", "shown"]
+__all__ = ["digest", "pages", "shown", "time_windows", "windowed"]
 
 #: Empty search pages in a row whose rel=next is followed before the search is an error.
 _MAX_EMPTY_PAGES = 10
@@ -126,3 +138,115 @@ def pages(
             )
         guard.link(link)
         page = follow(link)
+
+
+# -- windows: a datetime range searched a piece at a time --------------------------------
+
+#: The most windows one search is split into (ten years of days is 3 653).
+_MAX_WINDOWS = 100_000
+
+#: One page: its items and ``numberMatched`` (``stacpull.search.Page``).
+_Page = tuple[list[dict[str, Any]], int | None]
+
+
+def _instant(text: str, *, last: bool, key: str) -> datetime:
+    """One end of a canonical STAC datetime (``2025``, ``2025-09``, ``2025-09-29`` or a
+    date-time with its offset) as a UTC instant; a date-only end covers its whole
+    period, so as an end it stands for the period's last instant, as STAC servers read it."""
+    parts = text.split("-") if "T" not in text.upper() else []
+    if parts and len(parts) <= 3 and all(p.isdigit() for p in parts):
+        year, month, day = (int(p) for p in parts + ["1"] * (3 - len(parts)))
+        first = datetime(year, month, day, tzinfo=UTC)
+        if not last:
+            return first
+        if len(parts) == 3:
+            after = first + timedelta(days=1)
+        elif len(parts) == 2:
+            after = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+        else:
+            after = datetime(year + 1, 1, 1, tzinfo=UTC)
+        return after - timedelta(microseconds=1)
+    try:
+        stamp = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{key}: {text!r} is not a date-time") from None
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if moment.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def time_windows(
+    span: str | None, step: float, *, now: datetime | None = None, key: str = "search.window"
+) -> list[str]:
+    """``span`` (a STAC datetime, as :func:`stacpull.config.parse_datetime_range` returns
+    it) cut into consecutive windows of ``step`` seconds, oldest first, as STAC datetime
+    intervals; the last one ends where ``span`` ends. An open end (``..``) ends ``now``;
+    an open start cannot be split (where would the first window begin?), nor no range."""
+    if span is None:
+        raise ConfigError(
+            f"{key}: a window needs a datetime range to split, e.g. "
+            "--datetime 2025-09-01/2025-10-01 --window 1d"
+        )
+    if not step > 0:
+        raise ConfigError(f"{key}: expected a duration above zero such as 1d or 6h, got {step!r}")
+    start_text, slash, end_text = span.partition("/")
+    if start_text in ("", ".."):
+        raise ConfigError(
+            f"{key}: the datetime {span!r} has an open start; give the first instant to "
+            "split from, e.g. 2025-09-01/.."
+        )
+    start = _instant(start_text, last=False, key=key)
+    end_text = end_text if slash else start_text  # an instant: its whole period
+    if end_text in ("", ".."):
+        end = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    else:
+        end = _instant(end_text, last=True, key=key)
+    if end < start:
+        raise ConfigError(f"{key}: the datetime {span!r} ends before it starts")
+    width = timedelta(seconds=step)
+    count = -(-(end - start) // width) if end > start else 1
+    if count > _MAX_WINDOWS:
+        raise ConfigError(
+            f"{key}: {span!r} in windows of {step:g} s is {count} searches "
+            f"(at most {_MAX_WINDOWS}); give a longer window"
+        )
+    edges = [start + i * width for i in range(count)] + [end]
+    return [f"{_stamp(a)}/{_stamp(min(b, end))}" for a, b in pairwise(edges)]
+
+
+async def windowed(
+    spans: list[str], search: Callable[[str], AsyncGenerator[_Page, None]], most: int | None = None
+) -> AsyncGenerator[_Page, None]:
+    """The pages of ``search(span)`` for each of ``spans`` in turn, at most ``most`` items
+    in all. An item (same collection and id) that the previous window listed too is left
+    out (it crosses the edge); ``numberMatched``, summed over the windows started so far
+    less the items left out, is ``None`` once a window does not say. Every window yields
+    at least one page (perhaps empty), as :func:`stacpull.search.search_pages` does."""
+    before: set[tuple[str, str]] = set()
+    total: int | None = 0
+    dropped = sent = 0
+    for span in spans:
+        seen: set[tuple[str, str]] = set()
+        first = True
+        async with aclosing(search(span)) as pages:
+            async for features, matched in pages:
+                if first:
+                    total = None if total is None or matched is None else total + matched
+                    first = False
+                kept = []
+                for item in features:
+                    key = (str(item.get("collection")), str(item.get("id")))
+                    seen.add(key)
+                    if key in before:
+                        dropped += 1
+                    else:
+                        kept.append(item)
+                if most is not None:
+                    kept = kept[: max(0, most - sent)]
+                sent += len(kept)
+                yield kept, None if total is None else max(0, total - dropped)
+                if most is not None and sent >= most:
+                    return
+        before = seen

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import safeio
+from .claims import listing_gap
 from .errors import redact_url, scrub_data
 from .events import BytesReceived, Event, JobFinished, JobRefused, RunFinished
 from .models import Job, Outcome, Refusal
@@ -196,6 +197,7 @@ def totals(snap: Snapshot) -> dict[str, Any]:
     return {
         "items": snap.items,
         "matched": snap.matched,
+        "listed": snap.items - snap.duplicates,  # distinct items (an item listed again: once)
         "duplicates": snap.duplicates,
         "files": snap.queued + snap.refused,
         "downloaded": snap.downloaded,
@@ -271,6 +273,10 @@ def _report_head(stats: RunStats, info: ReportInfo, outcomes: Path | None) -> di
         "query": info.query,
         "settings": info.settings,
         "totals": totals(snap),
+        # A whole search whose distinct items are not numberMatched says why (see listing_gap).
+        "listing": listing_gap(snap.items - snap.duplicates, snap.matched, snap.duplicates)
+        if snap.search_done and not info.query.get("max_items")
+        else None,
         "errors": [
             {"class": g.error_class, "count": g.count, "last": g.last} for g in snap.error_groups
         ],

@@ -19,13 +19,13 @@ repeats a page stops the search with a :class:`SearchError` instead of paging fo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -41,7 +41,8 @@ from .catalogue import (
 )
 from .config import Config, SearchConfig
 from .errors import ConfigError, ScrubFilter, SearchError
-from .paging import digest, pages, shown
+from .paging import digest, pages, shown, time_windows, windowed
+from .renames import renamed_hint
 
 __all__ = [
     "MAX_ANSWER",
@@ -51,7 +52,6 @@ __all__ = [
     "Page",
     "count_items",
     "list_collections",
-    "load_geojson_geometry",
     "queryables",
     "search_pages",
 ]
@@ -74,37 +74,6 @@ MAX_ANSWER = 64 << 20
 Page = tuple[list[dict[str, Any]], int | None]
 #: An async source of pages: the search itself, or a saved search (``--from``).
 ItemPages = Callable[[], AsyncIterator[Page]]
-
-
-def load_geojson_geometry(path: str | Path) -> dict[str, Any]:
-    """Read ``--intersects``: a GeoJSON geometry, Feature or single-feature FeatureCollection."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"--intersects: {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--intersects: {path} is not readable GeoJSON: {exc}") from None
-    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
-        features = data.get("features") or []
-        if len(features) != 1:
-            raise ConfigError(
-                f"--intersects: {path} holds {len(features)} features; give exactly one geometry"
-            )
-        data = features[0]
-    if isinstance(data, dict) and data.get("type") == "Feature":
-        data = data.get("geometry")
-    geometry_types = {
-        "Point",
-        "MultiPoint",
-        "LineString",
-        "MultiLineString",
-        "Polygon",
-        "MultiPolygon",
-        "GeometryCollection",
-    }
-    if not isinstance(data, dict) or data.get("type") not in geometry_types:
-        raise ConfigError(f"--intersects: {path} does not contain a GeoJSON geometry")
-    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,8 +235,11 @@ def _search_kwargs(config: SearchConfig) -> dict[str, Any]:
     if config.datetime is not None:
         kwargs["datetime"] = config.datetime
     if config.filter:
-        kwargs["filter"] = config.filter
-        kwargs["filter_lang"] = "cql2-text"
+        # cql2-json: an object, which pystac-client sends in a POST body as it is and in a
+        # GET query as JSON text, each with filter-lang=cql2-json.
+        json_filter = config.filter_lang == "cql2-json"
+        kwargs["filter"] = json.loads(config.filter) if json_filter else config.filter
+        kwargs["filter_lang"] = config.filter_lang
     if config.max_items is not None:
         kwargs["max_items"] = config.max_items
     return kwargs
@@ -282,7 +254,8 @@ def _page_iterator(
     try:
         search = client.search(**_search_kwargs(config))
     except APIError as exc:
-        raise SearchError(f"search rejected: {_api_reason(exc)}") from exc
+        hint = renamed_hint(config.filter)
+        raise SearchError(f"search rejected: {_api_reason(exc)}{hint}") from exc
     except (ValueError, TypeError) as exc:
         raise SearchError(f"invalid search: {exc}") from exc
     return search.pages_as_dicts(), search
@@ -299,7 +272,8 @@ def _next_page(pages: Iterator[dict[str, Any]], config: SearchConfig) -> Any:
         if timed_out(exc):
             raise SearchError(_silent(config.catalog, config.timeout)) from exc
         if isinstance(exc, APIError):
-            raise SearchError(f"search failed: {_api_reason(exc)}") from exc
+            hint = renamed_hint(config.filter)
+            raise SearchError(f"search failed: {_api_reason(exc)}{hint}") from exc
         raise SearchError(f"search failed: {exc}") from exc
 
 
@@ -324,7 +298,29 @@ async def search_pages(
     config: SearchConfig, extra: CatalogueHeaders | None = None
 ) -> AsyncIterator[Page]:
     """Yield (items of one page, numberMatched) lazily; ``max_items`` is honoured exactly;
-    ``extra``: the configured headers, sent to the catalogue."""
+    ``extra``: the configured headers, sent to the catalogue. With ``search.window`` the
+    datetime range is searched window by window (:func:`~stacpull.paging.windowed`)."""
+    if config.window is None:
+        async for page in _search_once(config, extra):
+            yield page
+        return
+    spans = time_windows(config.datetime, config.window)
+    part = dataclasses.replace(config, window=None)
+
+    def one(span: str) -> AsyncGenerator[Page, None]:
+        # An empty window is no sign of a wrong collection id: the first one checks.
+        return _search_once(dataclasses.replace(part, datetime=span), extra, span == spans[0])
+
+    async with contextlib.aclosing(windowed(spans, one, config.max_items)) as pages:
+        async for page in pages:
+            yield page
+
+
+async def _search_once(
+    config: SearchConfig, extra: CatalogueHeaders | None = None, check: bool = True
+) -> AsyncGenerator[Page, None]:
+    """:func:`search_pages` of one listing (its datetime range whole); ``check``: an empty
+    listing looks up whether a collection id is wrong."""
     pages, search = await _ask(config, _page_iterator, config, extra)
     matched: int | None = None
     first = True
@@ -361,7 +357,7 @@ async def search_pages(
             if matched is None and raw is None:
                 matched = await _ask(config, _matched, search)
             first = False
-            if not features and config.collections:
+            if not features and config.collections and check:
                 # Nothing matched: say so if it is because a collection id is wrong (and
                 # say nothing if the collections cannot be listed: the search did work).
                 with contextlib.suppress(SearchError):

@@ -6,7 +6,8 @@ matches, keep the first ``keep`` items (all of them without a bound), hand each 
 :class:`~stacpull.export.ItemWriter` as its page arrives. Written once here, it decides
 once when the output opens (with the first page, so a query the catalogue refuses leaves
 ``-o -`` empty rather than half an ItemCollection) and when the walk may stop early (it
-saves nothing and has its ``keep`` items).
+saves nothing and has its ``keep`` items). An item the catalogue lists again (MAAP's
+unordered offset paging can) is kept and saved once, and counted in ``repeats``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .claims import RunClaims
 from .search import CatalogueHeaders, search_pages
 
 if TYPE_CHECKING:
@@ -27,11 +29,12 @@ __all__ = ["Walked", "walk_items"]
 @dataclass(slots=True)
 class Walked:
     """What a walk found: ``matched`` as the catalogue counts it (``None`` when it does not
-    say), ``seen`` items listed, and the first of them, as many as were to be kept."""
+    say), ``seen`` distinct items listed, and the first of them, as many as were to be kept."""
 
     matched: int | None = None
     seen: int = 0
     items: list[dict[str, Any]] = field(default_factory=list)
+    repeats: int = 0  # items listed again (not counted in seen, not saved twice)
 
     @property
     def total(self) -> int:
@@ -47,6 +50,7 @@ async def walk_items(
     has ``keep`` items. The writer is entered with the first page (an empty search still
     writes a valid, empty output) and left when the walk ends."""
     walked = Walked()
+    claims = RunClaims(0)
     started = False
     with ExitStack() as opened:
         async for features, matched in search_pages(config.search, CatalogueHeaders.of(config)):
@@ -55,6 +59,9 @@ async def walk_items(
                 started = True
             walked.matched = matched
             for item in features:
+                if not claims.first_listing(item):
+                    walked.repeats += 1
+                    continue
                 walked.seen += 1
                 if keep is None or walked.seen <= keep:
                     walked.items.append(item)

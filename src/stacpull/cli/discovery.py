@@ -268,8 +268,15 @@ def _schema_type(entry: dict[str, Any]) -> str | None:
 
 def _queryable_list(collection: str, schema: dict[str, Any]) -> list[dict[str, Any]]:
     """The queryables of ``collection`` as ``queryables --json`` prints them: one object per
-    property, sorted by name, every key always present (``null`` when the schema is silent)."""
+    property, sorted by name, every key always present (``null`` when the schema is silent);
+    ``renamed_from`` / ``renamed_to``: the property's name before / after MAAP's February
+    2026 renaming, whichever of the two this catalogue lists."""
+    from ..renames import renamed_pairs
+
     props: dict[str, Any] = schema["properties"]
+    # MAAP's February 2026 names: each says the old name a --filter may still carry.
+    pairs = renamed_pairs(props)
+    renamed_from, renamed_to = {new: old for old, new in pairs}, dict(pairs)
     listed = []
     for name in sorted(props):
         entry = props[name] if isinstance(props[name], dict) else {}
@@ -283,6 +290,8 @@ def _queryable_list(collection: str, schema: dict[str, Any]) -> list[dict[str, A
                 "title": entry.get("title"),
                 "description": entry.get("description"),
                 "enum": enum if isinstance(enum, list) else None,
+                "renamed_from": renamed_from.get(name),
+                "renamed_to": renamed_to.get(name),
             }
         )
     return listed

@@ -90,11 +90,28 @@ _QUERY_FLAGS = (
     ("bbox", "--bbox"),
     ("intersects", "--intersects"),
     ("datetime_", "--datetime"),
+    ("window", "--window"),
     ("filter_", "--filter"),
+    ("filter_lang", "--filter-lang"),
     ("max_items", "--max-items"),
     ("page_size", "--page-size"),
     ("method", "--method"),
 )
+
+
+def _filter_text(value: str | None) -> str | None:
+    """``--filter``: the filter itself, or ``@FILE``: the text of FILE (a CQL2-JSON filter
+    is easier kept in a file than quoted for a shell)."""
+    if value is None or not value.startswith("@"):
+        return value
+    from pathlib import Path
+
+    from ..errors import ConfigError
+
+    try:
+        return Path(value[1:]).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--filter: cannot read {value[1:]}: {exc}") from None
 
 
 class QueryFlags(NamedTuple):
@@ -107,7 +124,9 @@ class QueryFlags(NamedTuple):
     bbox: str | None
     intersects: str | None
     datetime_: str | None
+    window: str | None
     filter_: str | None
+    filter_lang: str | None
     max_items: int | None
     page_size: int | None
     method: str | None
@@ -119,8 +138,7 @@ class QueryFlags(NamedTuple):
     def values(self) -> dict[str, Any]:
         """The query as ``search.*`` config keys (parsed: a malformed value raises
         :class:`ConfigError` naming its flag)."""
-        from ..config import parse_bbox, parse_datetime_range
-        from ..search import load_geojson_geometry
+        from ..config import load_geojson_geometry, parse_bbox, parse_datetime_range
 
         when = self.datetime_
         return {
@@ -132,7 +150,9 @@ class QueryFlags(NamedTuple):
             if self.intersects
             else None,
             "search.datetime": parse_datetime_range(when, "--datetime") if when else None,
-            "search.filter": self.filter_,
+            "search.window": self.window,
+            "search.filter": _filter_text(self.filter_),
+            "search.filter_lang": self.filter_lang,
             "search.max_items": self.max_items,
             "search.page_size": self.page_size,
             "search.method": self.method.upper() if self.method else None,

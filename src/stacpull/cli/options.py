@@ -210,10 +210,21 @@ query_options = option_group(
         help="RFC 3339 instant or interval; '..' for an open end.",
     ),
     click.option(
+        "--window",
+        metavar="DURATION",
+        help="Search --datetime in consecutive windows this long (1d, 6h, 7d), oldest "
+        "first; items on a window's edge are taken once. An open end ends now.",
+    ),
+    click.option(
         "--filter",
         "filter_",
         metavar="CQL2",
-        help="CQL2-text filter, e.g. \"product:type='S1_SCS__1S'\".",
+        help="CQL2 filter, e.g. \"product:type='S1_SCS__1S'\"; @FILE reads it from FILE.",
+    ),
+    click.option(
+        "--filter-lang",
+        type=click.Choice(["cql2-text", "cql2-json"]),
+        help="Language of --filter [cql2-text]; cql2-json: a JSON object, sent as one.",
     ),
     click.option("--max-items", type=int, metavar="N", help="Stop after N items."),
     click.option("--page-size", type=int, metavar="N", help="Items per search page [100]."),

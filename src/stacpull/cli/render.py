@@ -19,6 +19,7 @@ import click
 
 from ..errors import scrub
 from ..printable import printable
+from ..renames import renamed_notes
 from ..units import human_bytes
 
 if TYPE_CHECKING:
@@ -349,12 +350,8 @@ def print_queryables(
     _print_listing(out, columns, rows, records)
     note = note or _people(out)
     names = {q["name"]: q for q in listed}
-    if "product:type" in names and "productType" in names:
-        note.print(
-            "productType is the older name of product:type (MAAP renamed it in January "
-            "2026); both are listed, prefer product:type",
-            soft_wrap=True,
-        )
+    for line in renamed_notes(names):  # MAAP's February 2026 names beside the old ones
+        note.print(line, soft_wrap=True, markup=False)
     example = next((n for n in ("product:type", "productType") if n in names), None)
     if example and names[example]["enum"]:
         value = names[example]["enum"][0]

@@ -176,6 +176,7 @@ def _run_json(ended: _Ended) -> dict[str, Any]:
         "pruned": result.pruned if result is not None else 0,
         "kept": list(result.kept) if result is not None else [],
         "not_judged": result.not_judged if result is not None else None,
+        "listing": _listing_gap(ended),
         "catalog": redact_url(ended.config.search.catalog),
     }
 
@@ -297,12 +298,25 @@ def _print_file_notes(out: Console, ended: _Ended) -> None:
             "metadata); see the report",
         )
     duplicates = stats.snapshot().duplicates
+    if gap := _listing_gap(ended):
+        click.echo(f"stacpull: warning: {gap}", err=True)
     if duplicates:
         _note(
             out,
             f"{duplicates} duplicate item(s) in the search results (same collection and "
             "id): each planned once, the first listing wins",
         )
+
+
+def _listing_gap(ended: _Ended) -> str | None:
+    """Why a whole search's distinct items are not ``numberMatched`` (see
+    :func:`~stacpull.claims.listing_gap`); nothing when ``--max-items`` cut it short."""
+    from ..claims import listing_gap
+
+    snap = ended.stats.snapshot()
+    if not snap.search_done or ended.config.search.max_items is not None:
+        return None
+    return listing_gap(snap.items - snap.duplicates, snap.matched, snap.duplicates)
 
 
 def _print_gone(out: Console, result: RunResult, *, prune: bool) -> None:

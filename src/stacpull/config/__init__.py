@@ -33,6 +33,7 @@ from .resolve import load_config, resolve_config
 from .values import (
     Secret,
     check_template,
+    load_geojson_geometry,
     parse_bbox,
     parse_connections,
     parse_datetime_range,
@@ -53,6 +54,7 @@ __all__ = [
     "config_files",
     "env_variables",
     "load_config",
+    "load_geojson_geometry",
     "parse_bbox",
     "parse_connections",
     "parse_datetime_range",

@@ -29,6 +29,7 @@ from ..defaults import (
     DEFAULT_CONCURRENCY,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DASHBOARD,
+    DEFAULT_FILTER_LANG,
     DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_BYTES,
     DEFAULT_METHOD,
@@ -96,6 +97,30 @@ _DURATION: Mapping[str, str] = {"unit": "duration"}
 _CONNECTIONS: Mapping[str, str] = {"unit": "connections"}
 
 
+#: The languages ``search.filter`` may be written in (``--filter-lang``).
+_FILTER_LANGS = ("cql2-text", "cql2-json")
+
+
+def _check_filter(text: str | None, lang: str) -> None:
+    """``search.filter_lang`` is one of :data:`_FILTER_LANGS`, and a ``cql2-json`` filter is
+    a JSON object (checked here, before the search: the catalogue's 400 says less)."""
+    import json
+
+    if lang not in _FILTER_LANGS:
+        raise ConfigError(f"search.filter_lang: expected cql2-text or cql2-json, got {lang!r}")
+    if lang != "cql2-json" or text is None:
+        return
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"search.filter: not CQL2-JSON (cql2-json): {exc}") from None
+    if not isinstance(value, dict) or "op" not in value:
+        raise ConfigError(
+            'search.filter: a CQL2-JSON filter is an object with an "op", e.g. '
+            '{"op": "=", "args": [{"property": "product:type"}, "S3_SCS__1S"]}'
+        )
+
+
 def _durations(config: Any, section: str) -> None:
     """Turn duration strings of a config section's time-valued fields into seconds."""
     for f in fields(config):
@@ -115,10 +140,14 @@ class SearchConfig:
     intersects: dict[str, Any] | None = None
     datetime: str | None = None
     filter: str | None = None
+    #: How ``filter`` is written: ``cql2-text``, or ``cql2-json`` (a JSON object as text).
+    filter_lang: str = DEFAULT_FILTER_LANG
     max_items: int | None = None
     page_size: int = DEFAULT_PAGE_SIZE
     method: str = DEFAULT_METHOD
     timeout: float = field(default=DEFAULT_SEARCH_TIMEOUT, metadata=_DURATION)
+    #: Search ``datetime`` in consecutive windows this long (``1d``, ``6h``); ``None``: at once.
+    window: float | None = field(default=None, metadata=_DURATION)
 
     def __post_init__(self) -> None:
         _durations(self, "search")
@@ -140,6 +169,11 @@ class SearchConfig:
             object.__setattr__(
                 self, "datetime", parse_datetime_range(self.datetime, "search.datetime")
             )
+        _check_filter(self.filter, self.filter_lang)
+        if self.window is not None:
+            from ..paging import time_windows  # hashlib: not for `config show`
+
+            time_windows(self.datetime, self.window)  # a range it can split, or ConfigError
         if self.max_items is not None:
             positive_int("search.max_items", self.max_items)
         positive_int("search.page_size", self.page_size, _MAX_PAGE_SIZE)

@@ -10,9 +10,11 @@ Request headers have their own module, :mod:`stacpull.config.headers`.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from ..defaults import AUTO
@@ -21,6 +23,7 @@ from ..errors import SECRETS, ConfigError
 __all__ = [
     "Secret",
     "check_template",
+    "load_geojson_geometry",
     "parse_bbox",
     "parse_connections",
     "parse_datetime_range",
@@ -307,3 +310,34 @@ def parse_rate(value: str | int, key: str) -> int:
         # "0.5" would round to 0, which means no limit at all: the opposite of what was asked.
         raise ConfigError(f"{key}: {value!r} is under 1 byte/s; use 0 or off for no limit")
     return rate
+
+
+def load_geojson_geometry(path: str | Path) -> dict[str, Any]:
+    """Read ``--intersects``: a GeoJSON geometry, Feature or single-feature FeatureCollection."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"--intersects: {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--intersects: {path} is not readable GeoJSON: {exc}") from None
+    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
+        features = data.get("features") or []
+        if len(features) != 1:
+            raise ConfigError(
+                f"--intersects: {path} holds {len(features)} features; give exactly one geometry"
+            )
+        data = features[0]
+    if isinstance(data, dict) and data.get("type") == "Feature":
+        data = data.get("geometry")
+    geometry_types = {
+        "Point",
+        "MultiPoint",
+        "LineString",
+        "MultiLineString",
+        "Polygon",
+        "MultiPolygon",
+        "GeometryCollection",
+    }
+    if not isinstance(data, dict) or data.get("type") not in geometry_types:
+        raise ConfigError(f"--intersects: {path} does not contain a GeoJSON geometry")
+    return data

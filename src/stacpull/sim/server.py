@@ -30,6 +30,7 @@ from .catalog import SimCatalog, default_collections
 from .faults import Faults, FaultState
 from .files import DataFiles
 from .oidc import TOKEN_PATH, OIDCOptions, SimIdentity
+from .results import ResultOrder
 from .stac_api import StacApi
 
 __all__ = ["SimOptions", "SimServer", "SimState"]
@@ -47,6 +48,7 @@ class SimOptions:
     faults: Faults = field(default_factory=Faults)
     oidc: OIDCOptions = field(default_factory=OIDCOptions)
     collection_search: bool = True  # False: /collections ignores q/filter/bbox/datetime
+    results: ResultOrder = field(default_factory=ResultOrder)  # shuffle, duplicates: as MAAP's
 
 
 class SimState:
@@ -71,7 +73,9 @@ def _build_app(
 ) -> tuple[web.Application, SimState]:
     """The aiohttp application and its state (``state.requests`` records data requests)."""
     state = SimState(catalog, options or SimOptions())
-    api = StacApi(catalog, collection_search=state.options.collection_search)
+    api = StacApi(
+        catalog, collection_search=state.options.collection_search, results=state.options.results
+    )
     files = DataFiles(state)
     app = web.Application()
     app.router.add_get("/catalogue", api.slashless)

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from .catalog import SimCatalog
 from .cql2 import CQL2Error, Predicate, parse_cql2
+from .results import ResultOrder
 
 __all__ = ["StacApi", "error_response"]
 
@@ -93,9 +94,16 @@ class StacApi:
     """The request handlers of ``/catalogue/``; ``collection_search`` turns MAAP's
     collection search on (``q``, ``filter``, ``bbox``, ``datetime`` on ``/collections``)."""
 
-    def __init__(self, catalog: SimCatalog, *, collection_search: bool = True) -> None:
+    def __init__(
+        self,
+        catalog: SimCatalog,
+        *,
+        collection_search: bool = True,
+        results: ResultOrder | None = None,
+    ) -> None:
         self.catalog = catalog
         self.collection_search = collection_search
+        self.results = results or ResultOrder()  # unordered, repeating pages (off by default)
         self._matched: dict[str, int] = {}
 
     @property
@@ -417,6 +425,7 @@ class StacApi:
                 next_state = (c, p)
                 break
             features.append(item)
+        features = self.results.page(q.key, (ci, pos), next_state, features)
         links: list[dict[str, Any]] = [
             {"rel": "root", "href": self.root, "type": "application/json"}
         ]
