@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -39,7 +40,11 @@ _META = {
 
 
 def shared_schemas() -> Path | None:
-    """``shared/real-maap/schemas`` in a folder above this checkout or worktree, if any."""
+    """``schemas`` of the folder ``STACPULL_REAL_MAAP`` names, else of ``shared/real-maap``
+    in a folder above this checkout or worktree, if any (as tests/conftest.py finds it)."""
+    given = os.environ.get("STACPULL_REAL_MAAP")
+    if given:
+        return Path(given) / "schemas" if (Path(given) / "schemas").is_dir() else None
     for parent in Path(__file__).resolve().parents:
         candidate = parent / "shared" / "real-maap" / "schemas"
         if candidate.is_dir():

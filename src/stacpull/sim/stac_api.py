@@ -329,9 +329,10 @@ class StacApi:
         if cid not in self.catalog.specs:
             return error_response(404, "NotFound", f"collection {cid} not found")
         params: dict[str, Any] = dict(request.query)
-        if "collections" in params:
+        if listing(params, "collections") not in ((), (cid,)):
+            # pystac-client names the collection again; another one is a contradiction.
             return error_response(
-                400, "InvalidParameterValue", "collections is not a parameter of /items"
+                400, "InvalidParameterValue", f"/collections/{cid}/items lists {cid} alone"
             )
         params["collections"] = cid
         return await self._page(request, params, f"{self.root}collections/{cid}/items")
