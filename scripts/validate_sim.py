@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=30, help="items per sim collection")
     parser.add_argument("--schemas", type=Path, default=shared_schemas(), help="extension schemas")
     args = parser.parse_args(argv)
+    if args.root_url and not args.collection:
+        parser.error("--root-url needs --collection (the one the validator searches)")
     if args.root_url:
         warnings, errors = validate(args.root_url, args.collection, args.schemas)
     else:

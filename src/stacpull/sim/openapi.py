@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ROUTES", "openapi_document"]
+__all__ = ["openapi_document"]
 
 _SEARCH_PARAMS = ("bbox", "datetime", "limit", "ids", "collections", "intersects", "filter")
 _ITEMS_PARAMS = ("bbox", "datetime", "limit", "filter")
 
 # path (below the catalogue root) -> (summary, methods, query parameters)
-ROUTES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+_ROUTES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "": ("Landing page", ("get",), ()),
     "conformance": ("Conformance classes", ("get",), ()),
     "api": ("This OpenAPI document", ("get",), ()),
@@ -65,6 +65,6 @@ def openapi_document(root: str, collections: list[str]) -> dict[str, Any]:
         "servers": [{"url": root}],
         "paths": {
             "/" + path: {method: _operation(summary, method, params, path) for method in methods}
-            for path, (summary, methods, params) in ROUTES.items()
+            for path, (summary, methods, params) in _ROUTES.items()
         },
     }

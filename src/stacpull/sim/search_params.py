@@ -2,7 +2,8 @@
 RFC 3339 datetimes (``T``/``Z`` in either case, an offset with its colon, no bare dates),
 intervals with at most one open end, bounding boxes whose south is not north of their
 north, and ``bbox`` or ``intersects``, never both. Each refusal is a :class:`ValueError`
-whose message the server sends back in its 400.
+whose message the server sends back in its 400. A POST search's body is also written back
+as GET parameters here, for the ``rel=next`` links that must work as a plain GET.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["geometry_bbox", "listing", "parse_time", "query_bbox", "time_range"]
+__all__ = ["as_get_query", "filter_lang", "listing", "parse_time", "query_bbox", "time_range"]
 
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
 _OPEN = ("", "..")
@@ -53,7 +54,7 @@ def time_range(dt: Any) -> tuple[datetime | None, datetime | None]:
     return start, end
 
 
-def geometry_bbox(geom: Any) -> tuple[float, float, float, float]:
+def _geometry_bbox(geom: Any) -> tuple[float, float, float, float]:
     """The bounding box of any GeoJSON geometry (intersects is approximated by boxes)."""
     xs: list[float] = []
     ys: list[float] = []
@@ -115,7 +116,7 @@ def query_bbox(
             geom = json.loads(intersects) if isinstance(intersects, str) else intersects
         except json.JSONDecodeError as exc:
             raise ValueError(f"intersects is not GeoJSON: {exc}") from exc
-        return geometry_bbox(geom)
+        return _geometry_bbox(geom)
     return None
 
 
@@ -129,3 +130,32 @@ def listing(params: dict[str, Any], name: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ValueError(f"{name} must be a list of strings")
     return tuple(str(v) for v in value)
+
+
+def filter_lang(params: dict[str, Any]) -> str:
+    """The filter's language: as named, else JSON for an object and text for a string."""
+    lang = params.get("filter-lang") or params.get("filter_lang")
+    if lang:
+        return str(lang)
+    return "cql2-json" if isinstance(params.get("filter"), dict) else "cql2-text"
+
+
+def as_get_query(params: dict[str, Any], lang: str) -> dict[str, str]:
+    """A search's parameters (a GET's, or a POST body's) as GET query parameters."""
+    query: dict[str, str] = {}
+    for name in ("collections", "ids", "bbox"):
+        value = params.get(name)
+        if isinstance(value, list):
+            query[name] = ",".join(str(v) for v in value)
+        elif value is not None:
+            query[name] = str(value)
+    for name in ("intersects", "filter"):
+        value = params.get(name)
+        if value is not None:
+            query[name] = value if isinstance(value, str) else json.dumps(value)
+    if "filter" in query:
+        query["filter-lang"] = lang
+    for name in ("datetime", "limit"):
+        if params.get(name) is not None:
+            query[name] = str(params[name])
+    return query

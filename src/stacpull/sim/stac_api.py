@@ -21,7 +21,7 @@ from aiohttp import web
 from .catalog import SimCatalog
 from .cql2 import CQL2Error, Predicate, parse_cql2, parse_filter
 from .openapi import openapi_document
-from .search_params import listing, parse_time, query_bbox, time_range
+from .search_params import as_get_query, filter_lang, listing, parse_time, query_bbox, time_range
 
 __all__ = ["StacApi", "error_response"]
 
@@ -369,7 +369,7 @@ class StacApi:
         bbox = query_bbox(params, from_get=from_get)
         start, end = time_range(params.get("datetime"))
         predicate = None
-        source, lang = params.get("filter"), _filter_lang(params)
+        source, lang = params.get("filter"), filter_lang(params)
         if source:
             known: set[str] = set()
             for cid in collections:
@@ -393,7 +393,7 @@ class StacApi:
             default=str,
         )
         ids = listing(params, "ids")
-        get_query = _as_get_query(params, lang)
+        get_query = as_get_query(params, lang)
         return _Query(
             collections, ids, bbox, start, end, predicate, min(limit, _MAX_LIMIT), key, get_query
         )
@@ -564,35 +564,6 @@ def _token(state: dict[str, Any]) -> str:
 def _root_of(search_href: str) -> str:
     """The catalogue root of a ``…/search`` href."""
     return search_href.removesuffix("search")
-
-
-def _filter_lang(params: dict[str, Any]) -> str:
-    """The filter's language: as named, else JSON for an object and text for a string."""
-    lang = params.get("filter-lang") or params.get("filter_lang")
-    if lang:
-        return str(lang)
-    return "cql2-json" if isinstance(params.get("filter"), dict) else "cql2-text"
-
-
-def _as_get_query(params: dict[str, Any], lang: str) -> dict[str, str]:
-    """A search's parameters (a GET's, or a POST body's) as GET query parameters."""
-    query: dict[str, str] = {}
-    for name in ("collections", "ids", "bbox"):
-        value = params.get(name)
-        if isinstance(value, list):
-            query[name] = ",".join(str(v) for v in value)
-        elif value is not None:
-            query[name] = str(value)
-    for name in ("intersects", "filter"):
-        value = params.get(name)
-        if value is not None:
-            query[name] = value if isinstance(value, str) else json.dumps(value)
-    if "filter" in query:
-        query["filter-lang"] = lang
-    for name in ("datetime", "limit"):
-        if params.get(name) is not None:
-            query[name] = str(params[name])
-    return query
 
 
 async def _search_params(request: web.Request) -> dict[str, Any] | web.Response:
