@@ -1,205 +1,151 @@
-"""A CQL2-text subset for the simulated catalogue: enough to run MAAP's own examples.
+"""The simulated catalogue's item filter: CQL2 text or JSON, parsed and matched by the
+``cql2`` library (the OGC grammar whole: IN, LIKE, BETWEEN, IS NULL, S_INTERSECTS,
+T_INTERSECTS, CASEI…), so the simulator accepts what a real STAC API accepts.
 
-Grammar (keywords case-insensitive, as MAAP accepts ``and``)::
+Two habits of ESA MAAP are kept on top of the library:
 
-    expr  := term (OR term)*
-    term  := factor (AND factor)*
-    factor:= NOT factor | '(' expr ')' | operand op operand
-    op    := = | <> | < | > | <= | >=
-    operand := property | 'string' | number | TIMESTAMP('…') | DATE('…') | TRUE | FALSE
+* **Case-insensitive values.** MAAP matched ``version = 'ba'`` against ``BA``. Here an
+  ``=``, ``<>``, ``IN`` or ``LIKE`` between an item property and a string literal compares
+  both sides through ``CASEI``; ``id`` and ``collection`` stay exact (they are identifiers,
+  not property values), and ordering comparisons (``<``, ``>``) are left as written.
+* **Unknown queryables are a 400.** A property no searched collection has is refused by
+  name (``unknown queryable 'productType'``), as MAAP refused the old names after the
+  February 2026 rename, unless the caller allows any name (a search over all collections
+  uses the root queryables, which allow additional properties).
 
-Properties may contain ``:`` (``product:type``). Errors raise :class:`CQL2Error` with the
-position, which the server turns into a 400 like a real STAC API.
+A property an item lacks is null: a comparison with it does not match, ``IS NULL`` does.
+Every library error leaves through :class:`CQL2Error` (one boundary), which the server turns
+into a 400 naming the problem.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import json
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["CQL2Error", "Predicate", "parse_cql2"]
+import cql2
+
+__all__ = ["CQL2Error", "Predicate", "parse_cql2", "parse_filter"]
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
+_EXACT = frozenset({"id", "collection"})  # identifiers, compared as written
+_CASEI_OPS = frozenset({"=", "<>", "like"})
+_TOP_LEVEL = frozenset({"id", "collection", "geometry", "bbox"})
+
 
 class CQL2Error(ValueError):
-    """The filter is not valid CQL2 text (of the supported subset)."""
+    """The filter is not valid CQL2, or names a property the collections do not have."""
 
 
-_TOKEN = re.compile(
-    r"""\s*(?:
-        (?P<string>'(?:[^']|'')*')
-      | (?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
-      | (?P<op><>|<=|>=|=|<|>)
-      | (?P<paren>[()])
-      | (?P<word>[A-Za-z_][A-Za-z0-9_:.\-]*)
-      | (?P<quoted>"[^"]+")
-    )""",
-    re.VERBOSE,
-)
+def _property(node: Any) -> str | None:
+    if isinstance(node, dict) and set(node) == {"property"} and isinstance(node["property"], str):
+        return node["property"]
+    return None
 
 
-@dataclass(frozen=True, slots=True)
-class _Tok:
-    kind: str
-    text: str
-    pos: int
+def _casei(node: Any) -> dict[str, Any]:
+    return {"op": "casei", "args": [node]}
 
 
-def _tokenize(text: str) -> list[_Tok]:
-    tokens: list[_Tok] = []
-    pos = 0
-    while pos < len(text):
-        if text[pos:].strip() == "":
-            break
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            raise CQL2Error(f"unexpected character {text[pos:].lstrip()[:1]!r} at position {pos}")
-        kind = m.lastgroup or ""
-        tokens.append(_Tok(kind, m.group(kind), m.start(kind)))
-        pos = m.end()
-    return tokens
+def _rewrite(node: Any, *, casei: bool = True) -> Any:
+    """The expression in CQL2 1.0 JSON (``BETWEEN``'s pre-1.0 ``[low, high]`` list
+    flattened), and with MAAP's case-insensitive value comparisons made explicit."""
+    if isinstance(node, list):
+        return [_rewrite(n, casei=casei) for n in node]
+    if not isinstance(node, dict) or "op" not in node:
+        return node
+    op, args = str(node["op"]).lower(), node.get("args", [])
+    if op == "between" and len(args) == 2 and isinstance(args[1], list) and len(args[1]) == 2:
+        args = [args[0], *args[1]]  # the pre-1.0 form, [value, [low, high]], still sent
+    name = _property(args[0]) if len(args) == 2 else None
+    if casei and name is not None and name not in _EXACT:
+        value = args[1]
+        if op in _CASEI_OPS and isinstance(value, str):
+            return {"op": op, "args": [_casei(args[0]), _casei(value)]}
+        if (
+            op == "in"
+            and isinstance(value, list)
+            and value
+            and all(isinstance(v, str) for v in value)
+        ):
+            # CASEI inside an IN list does not reduce in cql2 0.6: spell it as ORs.
+            ors = [{"op": "=", "args": [_casei(args[0]), _casei(v)]} for v in value]
+            return ors[0] if len(ors) == 1 else {"op": "or", "args": ors}
+    return {**node, "op": op, "args": [_rewrite(a, casei=casei) for a in args]}
 
 
-def _to_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str):
-        return None
+def _names(node: Any) -> Iterator[str]:
+    """Every property the expression reads."""
+    if isinstance(node, list):
+        for n in node:
+            yield from _names(n)
+    elif isinstance(node, dict):
+        if (name := _property(node)) is not None:
+            yield name
+        else:
+            for value in node.values():
+                yield from _names(value)
+
+
+def _compile(source: str | dict[str, Any], lang: str) -> dict[str, Any]:
+    """The filter as CQL2-JSON, validated against the CQL2 schema by the library."""
     try:
-        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+        if lang == "cql2-text":
+            if not isinstance(source, str):
+                raise CQL2Error("filter-lang cql2-text needs the filter as a string")
+            expr = cql2.parse_text(source)
+        elif lang == "cql2-json":
+            expr = cql2.Expr(json.loads(source) if isinstance(source, str) else source)
+        else:
+            raise CQL2Error(f"filter-lang {lang!r} is not supported (cql2-text or cql2-json)")
+        tree: dict[str, Any] = _rewrite(expr.to_json(), casei=False)
+        cql2.Expr(tree).validate()
+    except CQL2Error:
+        raise
+    except json.JSONDecodeError as exc:
+        raise CQL2Error(f"filter is not JSON ({exc})") from exc
+    except Exception as exc:  # cql2 raises ParseError, ValidationError or a bare Exception
+        first = " ".join(str(exc).split())[:300]
+        raise CQL2Error(f"not valid {lang}: {first}") from exc
+    return tree
 
 
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "=": lambda a, b: a == b,
-    "<>": lambda a, b: a != b,
-    "<": lambda a, b: a < b,
-    ">": lambda a, b: a > b,
-    "<=": lambda a, b: a <= b,
-    ">=": lambda a, b: a >= b,
-}
+def parse_filter(
+    source: str | dict[str, Any],
+    lang: str = "cql2-text",
+    known: Callable[[str], bool] = lambda _n: True,
+) -> Predicate:
+    """Compile a filter (text, or JSON as text or a dict) into a predicate over an item."""
+    tree = _compile(source, lang)
+    names = sorted(set(_names(tree)))
+    for name in names:
+        if not known(name):
+            raise CQL2Error(f"unknown queryable {name!r}")
+    expr = cql2.Expr(_rewrite(tree))
 
+    def predicate(item: Mapping[str, Any]) -> bool:
+        props = dict(item.get("properties") or {})
+        for name in names:
+            if name not in _TOP_LEVEL:
+                props.setdefault(name, None)
+        try:
+            return bool(expr.matches({**item, "properties": props}))
+        except Exception:  # a comparison with null does not reduce: no match
+            return False
 
-class _Parser:
-    def __init__(self, text: str, known: Callable[[str], bool]) -> None:
-        self.text = text
-        self.tokens = _tokenize(text)
-        self.i = 0
-        self.known = known
-
-    def peek(self) -> _Tok | None:
-        return self.tokens[self.i] if self.i < len(self.tokens) else None
-
-    def take(self) -> _Tok:
-        tok = self.peek()
-        if tok is None:
-            raise CQL2Error("unexpected end of filter")
-        self.i += 1
-        return tok
-
-    def keyword(self, word: str) -> bool:
-        tok = self.peek()
-        if tok is not None and tok.kind == "word" and tok.text.upper() == word:
-            self.i += 1
-            return True
-        return False
-
-    def parse(self) -> Predicate:
-        if not self.tokens:
-            raise CQL2Error("empty filter")
-        pred = self.expr()
-        tok = self.peek()
-        if tok is not None:
-            raise CQL2Error(f"unexpected {tok.text!r} at position {tok.pos}")
-        return pred
-
-    def expr(self) -> Predicate:
-        parts = [self.term()]
-        while self.keyword("OR"):
-            parts.append(self.term())
-        return parts[0] if len(parts) == 1 else (lambda p: any(f(p) for f in parts))
-
-    def term(self) -> Predicate:
-        parts = [self.factor()]
-        while self.keyword("AND"):
-            parts.append(self.factor())
-        return parts[0] if len(parts) == 1 else (lambda p: all(f(p) for f in parts))
-
-    def factor(self) -> Predicate:
-        if self.keyword("NOT"):
-            inner = self.factor()
-            return lambda p: not inner(p)
-        tok = self.peek()
-        if tok is not None and tok.kind == "paren" and tok.text == "(":
-            self.take()
-            inner = self.expr()
-            close = self.take()
-            if close.text != ")":
-                raise CQL2Error(f"expected ')' at position {close.pos}")
-            return inner
-        left = self.operand()
-        op = self.take()
-        if op.kind != "op":
-            raise CQL2Error(f"expected a comparison operator at position {op.pos}, got {op.text!r}")
-        right = self.operand()
-        compare = _OPS[op.text]
-
-        def pred(props: Mapping[str, Any]) -> bool:
-            a, b = left(props), right(props)
-            if a is None or b is None:
-                return False
-            if isinstance(a, datetime) or isinstance(b, datetime):
-                a, b = _to_time(a), _to_time(b)
-                if a is None or b is None:
-                    return False
-            try:
-                return compare(a, b)
-            except TypeError:
-                return False
-
-        return pred
-
-    def operand(self) -> Callable[[Mapping[str, Any]], Any]:
-        tok = self.take()
-        if tok.kind == "string":
-            value = tok.text[1:-1].replace("''", "'")
-            return lambda _p: value
-        if tok.kind == "number":
-            num = float(tok.text) if any(c in tok.text for c in ".eE") else int(tok.text)
-            return lambda _p: num
-        if tok.kind in ("word", "quoted"):
-            name = tok.text.strip('"')
-            upper = name.upper()
-            if upper in ("TIMESTAMP", "DATE") and tok.kind == "word":
-                self._expect("(")
-                arg = self.take()
-                if arg.kind != "string":
-                    raise CQL2Error(f"{upper} expects a quoted string at position {arg.pos}")
-                self._expect(")")
-                stamp = _to_time(arg.text[1:-1])
-                if stamp is None:
-                    raise CQL2Error(f"invalid {upper} literal {arg.text} at position {arg.pos}")
-                return lambda _p: stamp
-            if upper in ("TRUE", "FALSE") and tok.kind == "word":
-                flag = upper == "TRUE"
-                return lambda _p: flag
-            if not self.known(name):
-                raise CQL2Error(f"unknown queryable {name!r} at position {tok.pos}")
-            return lambda p: p.get(name)
-        raise CQL2Error(f"unexpected {tok.text!r} at position {tok.pos}")
-
-    def _expect(self, text: str) -> None:
-        tok = self.take()
-        if tok.text != text:
-            raise CQL2Error(f"expected {text!r} at position {tok.pos}, got {tok.text!r}")
+    return predicate
 
 
 def parse_cql2(text: str, known: Callable[[str], bool] = lambda _n: True) -> Predicate:
-    """Compile CQL2 text into a predicate over a flat property mapping."""
-    return _Parser(text, known).parse()
+    """Compile CQL2 text into a predicate over a flat property mapping (``id`` and
+    ``collection`` beside the properties), as the collection search matches collections."""
+    inner = parse_filter(text, "cql2-text", known)
+
+    def predicate(flat: Mapping[str, Any]) -> bool:
+        props = {k: v for k, v in flat.items() if k not in _TOP_LEVEL}
+        top = {k: flat[k] for k in _TOP_LEVEL if k in flat}
+        return inner({"type": "Feature", "geometry": None, **top, "properties": props})
+
+    return predicate

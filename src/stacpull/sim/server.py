@@ -1,8 +1,10 @@
 """The simulated MAAP catalogue as a real aiohttp server.
 
-* ``/catalogue/``: STAC API 1.1 (landing page, conformance, collections, queryables, item
-  search by GET and POST with opaque ``rel=next`` tokens, ``numberMatched``, a CQL2-text
-  subset). The slashless ``/catalogue`` answers 503, as MAAP's load balancer does.
+* ``/catalogue/``: STAC API 1.1 (landing page, an OpenAPI ``service-desc`` at ``api``,
+  conformance, collections, queryables, ``/collections/{id}/items``, item search by GET and
+  POST with opaque ``rel=next`` tokens that also work as a plain GET, ``numberMatched``,
+  CQL2 text and JSON through the ``cql2`` library). The slashless ``/catalogue`` answers
+  503, as MAAP's load balancer does.
 * ``/data/zipper/...``: product zips built on the fly, chunked, no ``Content-Length``, no
   ranges. ``/data/...``: static files with ``ETag``, ``Last-Modified``, ``Range``,
   ``If-Range`` (ETag or date; a stale validator gets the full 200) and 416.
@@ -81,11 +83,16 @@ def _build_app(
     app.router.add_get("/catalogue", api.slashless)
     app.router.add_get("/catalogue/", api.landing)
     app.router.add_get("/catalogue/conformance", api.conformance)
+    app.router.add_get("/catalogue/api", api.openapi)
+    app.router.add_get("/catalogue/api.html", api.openapi_html)
+    app.router.add_get("/catalogue/queryables", api.root_queryables)
     app.router.add_get("/catalogue/collections", api.collections)
     app.router.add_get("/catalogue/collections/{cid}", api.collection)
     app.router.add_get("/catalogue/collections/{cid}/queryables", api.queryables)
+    app.router.add_get("/catalogue/collections/{cid}/items", api.items)
     app.router.add_get("/catalogue/collections/{cid}/items/{iid}", api.item)
     app.router.add_route("*", "/catalogue/search", api.search)
+    app.router.add_route("*", "/catalogue/page/{token}/search", api.next_page)
     app.router.add_get("/go", files.redirect)
     app.router.add_get("/data/{tail:.*}", files.data)
     app.router.add_post(TOKEN_PATH, state.identity.endpoint)

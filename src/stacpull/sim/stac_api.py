@@ -1,6 +1,7 @@
-"""The simulated catalogue's STAC API: landing page, conformance, collections (with MAAP's
-collection search), queryables, items and item search (GET and POST, opaque ``rel=next``
-tokens, ``numberMatched``, a CQL2-text subset).
+"""The simulated catalogue's STAC API: landing page, OpenAPI ``service-desc``, conformance,
+collections (with MAAP's collection search), queryables, a collection's items and item
+search (GET and POST, opaque ``rel=next`` tokens, ``numberMatched``, CQL2 text and JSON),
+strict enough that ``stac-api-validator`` finds nothing to report (``scripts/validate-sim``).
 
 Answers are computed from :class:`~.catalog.SimCatalog` on every request; nothing here
 serves file bytes (that is :mod:`.files`).
@@ -12,14 +13,16 @@ import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from .catalog import SimCatalog
-from .cql2 import CQL2Error, Predicate, parse_cql2
+from .cql2 import CQL2Error, Predicate, parse_cql2, parse_filter
+from .openapi import openapi_document
 from .results import ResultOrder
+from .search_params import as_get_query, filter_lang, listing, parse_time, query_bbox, time_range
 
 __all__ = ["StacApi", "error_response"]
 
@@ -36,8 +39,22 @@ _CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
     "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/temporal-operators",
 ]
+_QUERYABLES = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+_OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
+# A search over every collection reads the root queryables: these, and any other name
+# (additionalProperties), since no one collection's list applies to all.
+_COMMON_QUERYABLES: dict[str, dict[str, Any]] = {
+    "id": {"title": "Item id", "type": "string"},
+    "collection": {"title": "Collection id", "type": "string"},
+    "datetime": {"title": "Acquisition time", "type": "string", "format": "date-time"},
+    "geometry": {"title": "Footprint", "$ref": "https://geojson.org/schema/Geometry.json"},
+}
 _COLLECTION_SEARCH = [
     "https://api.stacspec.org/v1.0.0-rc.1/collection-search",
     "https://api.stacspec.org/v1.0.0-rc.1/collection-search#free-text",
@@ -55,39 +72,12 @@ class _Query:
     predicate: Predicate | None
     limit: int
     key: str
+    get_query: dict[str, str]  # the same search as GET parameters (for rel=next hrefs)
 
 
 def error_response(status: int, code: str, description: str) -> web.Response:
     """An OGC API error document, as MAAP answers a request it cannot serve."""
     return web.json_response({"code": code, "description": description}, status=status)
-
-
-def _parse_time(text: str) -> datetime:
-    stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-
-
-def _geometry_bbox(geom: dict[str, Any]) -> tuple[float, float, float, float]:
-    """The bounding box of any GeoJSON geometry (intersects is approximated by boxes)."""
-    xs: list[float] = []
-    ys: list[float] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, list | tuple) and node and isinstance(node[0], int | float):
-            xs.append(float(node[0]))
-            ys.append(float(node[1]))
-        elif isinstance(node, list | tuple):
-            for child in node:
-                walk(child)
-
-    if geom.get("type") == "GeometryCollection":
-        for g in geom.get("geometries", []):
-            walk(g.get("coordinates"))
-    else:
-        walk(geom.get("coordinates"))
-    if not xs:
-        raise ValueError("geometry has no coordinates")
-    return min(xs), min(ys), max(xs), max(ys)
 
 
 class StacApi:
@@ -130,6 +120,13 @@ class StacApi:
                         "type": "application/json",
                     },
                     {"rel": "data", "href": f"{root}collections", "type": "application/json"},
+                    {"rel": "service-desc", "href": f"{root}api", "type": _OPENAPI},
+                    {"rel": "service-doc", "href": f"{root}api.html", "type": "text/html"},
+                    {
+                        "rel": _QUERYABLES,
+                        "href": f"{root}queryables",
+                        "type": "application/schema+json",
+                    },
                     {
                         "rel": "search",
                         "href": f"{root}search",
@@ -234,10 +231,10 @@ class StacApi:
         if query.get("datetime"):
             start, slash, end = query["datetime"].partition("/")
             end = end if slash else start  # an instant
-            first, last = (_parse_time(t) for t in col["extent"]["temporal"]["interval"][0])
-            if start not in ("", "..") and _parse_time(start) > last:
+            first, last = (parse_time(t) for t in col["extent"]["temporal"]["interval"][0])
+            if start not in ("", "..") and parse_time(start) > last:
                 return False
-            if end not in ("", "..") and _parse_time(end) < first:
+            if end not in ("", "..") and parse_time(end) < first:
                 return False
         return True
 
@@ -301,30 +298,98 @@ class StacApi:
             }
         )
 
+    async def root_queryables(self, request: web.Request) -> web.Response:
+        """The queryables of a search over every collection: the STAC core names, and any
+        other name allowed (a collection's own list is at its ``/queryables``)."""
+        return web.json_response(
+            {
+                # 2019-09, as the STAC API filter extension's examples (and its validator)
+                # expect; MAAP's per-collection documents say 2020-12, kept there.
+                "$schema": "https://json-schema.org/draft/2019-09/schema",
+                "$id": f"{self.root}queryables",
+                "type": "object",
+                "title": "Queryables for a search over every collection",
+                "properties": _COMMON_QUERYABLES,
+                "additionalProperties": True,
+            },
+            content_type="application/schema+json",
+        )
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        """The ``service-desc``: an OpenAPI 3.0 description of the routes served here."""
+        return web.json_response(
+            openapi_document(self.root, list(self.catalog.specs)), content_type=_OPENAPI
+        )
+
+    async def openapi_html(self, request: web.Request) -> web.Response:
+        """The ``service-doc``: a page pointing at the OpenAPI document."""
+        href = f"{self.root}api"
+        return web.Response(
+            text=f"<html><body><h1>Simulated MAAP STAC API</h1>"
+            f'<p>OpenAPI description: <a href="{href}">{href}</a></p></body></html>',
+            content_type="text/html",
+        )
+
+    async def items(self, request: web.Request) -> web.Response:
+        """``/collections/{cid}/items``: OGC API Features paging over one collection, with
+        ``bbox``, ``datetime``, ``limit`` (and ``filter``) as item search reads them."""
+        cid = request.match_info["cid"]
+        if cid not in self.catalog.specs:
+            return error_response(404, "NotFound", f"collection {cid} not found")
+        params: dict[str, Any] = dict(request.query)
+        if listing(params, "collections") not in ((), (cid,)):
+            # pystac-client names the collection again; another one is a contradiction.
+            return error_response(
+                400, "InvalidParameterValue", f"/collections/{cid}/items lists {cid} alone"
+            )
+        params["collections"] = cid
+        return await self._page(request, params, f"{self.root}collections/{cid}/items")
+
     async def item(self, request: web.Request) -> web.Response:
         cid, iid = request.match_info["cid"], request.match_info["iid"]
         index = self.catalog.index_of(cid, iid)
         if index is None:
             return error_response(404, "NotFound", f"item {iid} not found in {cid}")
-        return web.json_response(self.catalog.item(cid, index), content_type="application/geo+json")
+        return web.json_response(
+            self._linked(self.catalog.item(cid, index)), content_type="application/geo+json"
+        )
 
-    def _parse_query(self, params: dict[str, Any]) -> _Query:
-        collections = _listing(params, "collections") or tuple(self.catalog.specs)
+    def _linked(self, item: dict[str, Any]) -> dict[str, Any]:
+        """The item with the ``parent`` and ``root`` links OGC API Features asks for (the
+        catalogue content names only ``self`` and ``collection``)."""
+        rels = {link.get("rel") for link in item.get("links", [])}
+        extra = [
+            {"rel": rel, "href": href, "type": "application/json"}
+            for rel, href in (
+                ("parent", f"{self.root}collections/{item.get('collection')}"),
+                ("root", self.root),
+            )
+            if rel not in rels
+        ]
+        return {**item, "links": [*item.get("links", []), *extra]} if extra else item
+
+    def _parse_query(self, params: dict[str, Any], *, from_get: bool) -> _Query:
+        named = listing(params, "collections")
+        collections = named or tuple(self.catalog.specs)
         for cid in collections:
             if cid not in self.catalog.specs:
                 raise ValueError(f"collection {cid!r} does not exist")
-        bbox = _query_bbox(params)
-        start, end = _time_range(params.get("datetime"))
+        bbox = query_bbox(params, from_get=from_get)
+        start, end = time_range(params.get("datetime"))
         predicate = None
-        text = params.get("filter")
-        if text:
-            if not isinstance(text, str):
-                raise ValueError("only filter-lang=cql2-text is supported")
+        source, lang = params.get("filter"), filter_lang(params)
+        if source:
             known: set[str] = set()
             for cid in collections:
                 known |= self._queryable_names(cid)
-            predicate = parse_cql2(text, known.__contains__)
-        limit = int(params.get("limit", _DEFAULT_LIMIT))
+            # Named collections: their queryables, strictly; all of them: the root's
+            # queryables, which allow any name (an item without it does not match).
+            allowed = known.__contains__ if named else (lambda _n: True)
+            predicate = parse_filter(source, lang, allowed)
+        try:
+            limit = int(params.get("limit", _DEFAULT_LIMIT))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"limit must be an integer, not {params.get('limit')!r}") from exc
         if limit < 1:
             raise ValueError("limit must be ≥ 1")
         key = json.dumps(
@@ -335,8 +400,11 @@ class StacApi:
             sort_keys=True,
             default=str,
         )
-        ids = _listing(params, "ids")
-        return _Query(collections, ids, bbox, start, end, predicate, min(limit, _MAX_LIMIT), key)
+        ids = listing(params, "ids")
+        get_query = as_get_query(params, lang)
+        return _Query(
+            collections, ids, bbox, start, end, predicate, min(limit, _MAX_LIMIT), key, get_query
+        )
 
     def _matches(self, q: _Query, item: dict[str, Any]) -> bool:
         if q.ids and item.get("id") not in q.ids:
@@ -348,8 +416,8 @@ class StacApi:
                 return False
         props = item.get("properties", {})
         if q.start is not None or q.end is not None:
-            begin = _parse_time(props.get("start_datetime") or props["datetime"])
-            finish = _parse_time(props.get("end_datetime") or props["datetime"])
+            begin = parse_time(props.get("start_datetime") or props["datetime"])
+            finish = parse_time(props.get("end_datetime") or props["datetime"])
             if q.start is not None and finish < q.start:
                 return False
             if q.end is not None and begin > q.end:
@@ -407,8 +475,32 @@ class StacApi:
         params = await _search_params(request)
         if isinstance(params, web.Response):
             return params
+        return await self._page(request, params, f"{self.root}search")
+
+    async def next_page(self, request: web.Request) -> web.Response:
+        """``page/{token}/search``: the ``rel=next`` of a POST search, whose token carries
+        the whole search, so a plain GET of the href continues it as the POST would."""
         try:
-            q = self._parse_query(params)
+            state = json.loads(base64.urlsafe_b64decode(request.match_info["token"].encode()))
+            params: dict[str, Any] = {**state["q"], "token": request.match_info["token"]}
+        except (ValueError, KeyError, TypeError):
+            return error_response(400, "InvalidParameterValue", "invalid page token")
+        return await self._page(request, params, f"{self.root}search", chain=True)
+
+    async def _page(
+        self,
+        request: web.Request,
+        params: dict[str, Any],
+        href: str,
+        *,
+        chain: bool = False,
+    ) -> web.Response:
+        """One page of a search (or of a collection's items) from ``params``; ``href`` is
+        where its ``rel=next`` link points. ``chain``: ``params`` came from a page token,
+        as GET strings, and the next link carries the whole search again."""
+        posted = request.method == "POST" and not chain
+        try:
+            q = self._parse_query(params, from_get=not posted)
             ci = pos = 0
             token = params.get("token")
             if token:
@@ -424,13 +516,14 @@ class StacApi:
             if len(features) == q.limit:
                 next_state = (c, p)
                 break
-            features.append(item)
+            features.append(self._linked(item))
         features = self.results.page(q.key, (ci, pos), next_state, features)
         links: list[dict[str, Any]] = [
-            {"rel": "root", "href": self.root, "type": "application/json"}
+            {"rel": "self", "href": str(request.url), "type": "application/geo+json"},
+            {"rel": "root", "href": self.root, "type": "application/json"},
         ]
         if next_state is not None:
-            links.append(self._next_link(request, next_state))
+            links.append(_next_link(request, q, href, next_state, chain=posted or chain))
         return web.json_response(
             {
                 "type": "FeatureCollection",
@@ -442,28 +535,44 @@ class StacApi:
             content_type="application/geo+json",
         )
 
-    def _next_link(self, request: web.Request, state: tuple[int, int]) -> dict[str, Any]:
-        """The ``rel=next`` link to the page from ``state`` (collection, position): a POST
-        body to merge for a POST search, the same query with a new token for a GET."""
-        token = base64.urlsafe_b64encode(json.dumps({"c": state[0], "p": state[1]}).encode())
-        if request.method == "POST":
-            return {
-                "rel": "next",
-                "href": f"{self.root}search",
-                "method": "POST",
-                "body": {"token": token.decode()},
-                "merge": True,
-                "type": "application/geo+json",
-            }
-        query = {k: v for k, v in request.query.items() if k != "token"}
-        query["token"] = token.decode()
-        url = request.url.with_query(query)
+
+def _next_link(
+    request: web.Request, q: _Query, href: str, state: tuple[int, int], *, chain: bool
+) -> dict[str, Any]:
+    """The ``rel=next`` link to the page from ``state`` (collection, position). A GET gets
+    its own query with a new token. A POST gets a body to merge and an href of its own,
+    ``page/{token}/search``, whose token carries the whole search: MAAP's clients follow
+    its POST ``next`` links with a plain GET, so the link must work either way (and the
+    href ends in ``/search``, as stac-api-validator expects of a search URL)."""
+    position = {"c": state[0], "p": state[1]}
+    if chain:
+        token = _token({**position, "q": q.get_query})
         return {
             "rel": "next",
-            "href": f"{self.root}search?{url.raw_query_string}",
-            "method": "GET",
+            "href": f"{_root_of(href)}page/{token}/search",
+            "method": "POST",
+            "body": {"token": token},
+            "merge": True,
             "type": "application/geo+json",
         }
+    query = {k: v for k, v in request.query.items() if k != "token"}
+    query["token"] = _token(position)
+    url = request.url.with_query(query)
+    return {
+        "rel": "next",
+        "href": f"{href}?{url.raw_query_string}",
+        "method": "GET",
+        "type": "application/geo+json",
+    }
+
+
+def _token(state: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(state, sort_keys=True).encode()).decode()
+
+
+def _root_of(search_href: str) -> str:
+    """The catalogue root of a ``…/search`` href."""
+    return search_href.removesuffix("search")
 
 
 async def _search_params(request: web.Request) -> dict[str, Any] | web.Response:
@@ -479,51 +588,4 @@ async def _search_params(request: web.Request) -> dict[str, Any] | web.Response:
             )
     else:
         params = dict(request.query)
-    lang = params.get("filter-lang") or params.get("filter_lang")
-    if lang and lang != "cql2-text":
-        return error_response(
-            400, "InvalidParameterValue", f"filter-lang {lang!r} is not supported (use cql2-text)"
-        )
     return params
-
-
-def _listing(params: dict[str, Any], name: str) -> tuple[str, ...]:
-    """A list parameter, comma-separated (GET) or a JSON array (POST)."""
-    value = params.get(name)
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    return tuple(str(v) for v in value)
-
-
-def _query_bbox(params: dict[str, Any]) -> tuple[float, float, float, float] | None:
-    """The search box: ``bbox`` (4 or 6 numbers), or the box around ``intersects``."""
-    bbox: tuple[float, float, float, float] | None = None
-    raw_bbox = params.get("bbox")
-    if raw_bbox is not None:
-        nums = [float(x) for x in (raw_bbox.split(",") if isinstance(raw_bbox, str) else raw_bbox)]
-        if len(nums) == 6:
-            nums = [nums[0], nums[1], nums[3], nums[4]]
-        if len(nums) != 4:
-            raise ValueError("bbox must have 4 or 6 numbers")
-        bbox = (nums[0], nums[1], nums[2], nums[3])
-    intersects = params.get("intersects")
-    if intersects is not None:
-        geom = json.loads(intersects) if isinstance(intersects, str) else intersects
-        bbox = _geometry_bbox(geom)
-    return bbox
-
-
-def _time_range(dt: Any) -> tuple[datetime | None, datetime | None]:
-    """``datetime``: an instant, or an interval with open ends (``..`` or empty)."""
-    if not dt:
-        return None, None
-    parts = str(dt).split("/")
-    if len(parts) == 1:
-        return _parse_time(parts[0]), _parse_time(parts[0])
-    if len(parts) == 2:
-        start = None if parts[0] in ("", "..") else _parse_time(parts[0])
-        end = None if parts[1] in ("", "..") else _parse_time(parts[1])
-        return start, end
-    raise ValueError(f"invalid datetime {dt!r}")
