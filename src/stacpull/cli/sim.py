@@ -154,6 +154,8 @@ class _Serve:
     token_lifetime: float
     rotate_refresh_tokens: bool
     latency: float
+    shuffle: bool
+    duplicates: int
 
     @classmethod
     def take(cls, kw: dict[str, Any]) -> _Serve:
@@ -162,9 +164,10 @@ class _Serve:
 
     def options(self, faults: Faults) -> SimOptions:
         """The server's behaviour: who may download, how slowly, what goes wrong."""
-        from ..sim import OIDCOptions, SimOptions
+        from ..sim import OIDCOptions, ResultOrder, SimOptions
 
         return SimOptions(
+            results=ResultOrder(shuffle=self.shuffle, duplicates=self.duplicates),
             tokens=set(self.tokens),
             require_auth=not self.no_auth,
             latency=self.latency,
@@ -180,7 +183,7 @@ class _Serve:
 def _server_params() -> list[click.Parameter]:
     """The address, catalogue and credentials options of ``sim serve``, with the defaults
     of the sim's dataclasses (the port and the item count are the command's own)."""
-    from ..sim import CollectionSpec, OIDCOptions, SimOptions
+    from ..sim import CollectionSpec, OIDCOptions, ResultOrder, SimOptions
 
     return [
         _option("--host", "host", "127.0.0.1", ""),
@@ -201,6 +204,11 @@ def _server_params() -> list[click.Parameter]:
                      help="Answer each refresh with a new refresh token and retire the old one."),
         _option("--latency", "latency", _default(SimOptions, "latency"),
                 "Seconds before each data response.", type=DURATION),
+        click.Option(["--shuffle"], is_flag=True,
+                     help="Serve each page of search results in a seeded random order, as MAAP does."),
+        _option("--duplicates", "duplicates", _default(ResultOrder, "duplicates"),
+                "Start each later page with this many items of the page before, as MAAP can.",
+                type=click.IntRange(min=0)),
     ]  # fmt: skip
 
 
