@@ -360,3 +360,12 @@ def test_a_hostile_platform_reaches_the_terminal_escaped(tmp_path: Path) -> None
     )
     assert code == 0, err
     assert "\x1b" not in out + err and "platform EarthCARE\\x1b]0;owned\\x07" in out + err
+
+
+def test_the_csv_row_names_what_the_profile_downloads() -> None:
+    from stacpull.export import item_row
+
+    row = item_row(earthcare_item())
+    assert row["download_url"].endswith(".h5")  # the HDF5 file, not the zip
+    assert row["product_name"].endswith(".h5")
+    assert row["quicklook_url"].endswith(".jpeg") and row["kmz_url"] == ""

@@ -95,9 +95,9 @@ def item_row(item: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(v, dict)
     }
     from .plan import plan_item
-    from .selection import maap_slots
+    from .selection import profile_slots
 
-    slots = maap_slots(assets)
+    slots = profile_slots(item)
     jobs, _ = plan_item(item, _names())
     names = {job.asset_key: job.dest for job in jobs}
     urls = {job.asset_key: job.url for job in jobs}

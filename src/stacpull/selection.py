@@ -43,6 +43,7 @@ __all__ = [
     "media_type",
     "profile_choice",
     "profile_keys",
+    "profile_slots",
     "roles",
     "suffix",
     "url_path",
@@ -229,37 +230,53 @@ def _is_image(asset: Mapping[str, Any]) -> bool:
     return media_type(asset).startswith("image/") or suffix(asset) in (".jpg", ".jpeg", ".png")
 
 
-def _earthcare_keys(assets: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def _earthcare_slots(assets: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     """The HDF5 data file, its header and the quicklook: what every EarthCARE client takes.
     Never the zip (ESA's notebook: avoid it), even where the item has no HDF5 file."""
-    h5 = _first(assets, "enclosure_h5", ("*",), lambda a: _is_hdf5(a) and not is_zip(a))
-    hdr = _first(assets, "enclosure_hdr", ("*",), lambda a: suffix(a) == ".hdr")
-    quicklook = _first(assets, "quicklook_jpeg", ("quicklook*", "enclosure_ql*"), _is_image)
-    return [k for k in (h5, hdr, quicklook) if k is not None]
+    picks = {
+        "product": _first(assets, "enclosure_h5", ("*",), lambda a: _is_hdf5(a) and not is_zip(a)),
+        "header": _first(assets, "enclosure_hdr", ("*",), lambda a: suffix(a) == ".hdr"),
+        "quicklook": _first(assets, "quicklook_jpeg", ("quicklook*", "enclosure_ql*"), _is_image),
+    }
+    return {slot: key for slot, key in picks.items() if key is not None}
+
+
+def profile_slots(item: Mapping[str, Any]) -> dict[str, str]:
+    """The ``maap`` profile's pick for ``item`` by slot (``product``, ``quicklook``,
+    ``overview``; EarthCARE's ``header``): the notebook table's columns name these."""
+    return _slots(item, _assets_of(item))[1]
+
+
+def _slots(
+    item: Mapping[str, Any], assets: Mapping[str, Mapping[str, Any]]
+) -> tuple[tuple[str, str], dict[str, str]]:
+    rule, why = _mission(item, assets)
+    if rule == "earthcare":
+        return (rule, why), _earthcare_slots(assets)
+    slots = maap_slots(assets)
+    if rule == "flex":  # FLEX has no KMZ overview: its product and quicklook
+        slots.pop("overview", None)
+    return (rule, why), slots
 
 
 def _profile(item: Mapping[str, Any], assets: Mapping[str, Mapping[str, Any]]) -> ProfileChoice:
-    rule, why = _mission(item, assets)
-    if rule == "earthcare":
-        keys = _earthcare_keys(assets)
-    else:
-        slots = maap_slots(assets)
-        if rule == "flex":  # FLEX has no KMZ overview: its product and quicklook
-            slots.pop("overview", None)
-        keys = list(slots.values())
-    return ProfileChoice(rule, why, tuple(keys))
+    (rule, why), slots = _slots(item, assets)
+    return ProfileChoice(rule, why, tuple(slots.values()))
+
+
+def _assets_of(item: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    given = item.get("assets")
+    return {
+        k: v
+        for k, v in (given.items() if isinstance(given, Mapping) else ())
+        if isinstance(k, str) and isinstance(v, Mapping)
+    }
 
 
 def profile_choice(item: Mapping[str, Any]) -> ProfileChoice:
     """What the ``maap`` profile takes from ``item`` (a STAC item as a dict) and why: the
     rule of its mission, decided from the item itself (see the module docstring)."""
-    given = item.get("assets")
-    assets = {
-        k: v
-        for k, v in (given.items() if isinstance(given, Mapping) else ())
-        if isinstance(k, str) and isinstance(v, Mapping)
-    }
-    return _profile(item, assets)
+    return _profile(item, _assets_of(item))
 
 
 def _has_role(asset: Mapping[str, Any], role: str) -> bool:
