@@ -88,12 +88,6 @@ def item_row(item: Mapping[str, Any]) -> dict[str, Any]:
     """One item as the notebook's flattened row (empty strings where an asset is absent)."""
     props = item.get("properties")
     props = props if isinstance(props, dict) else {}
-    raw_assets = item.get("assets")
-    assets = {
-        k: v
-        for k, v in (raw_assets.items() if isinstance(raw_assets, dict) else ())
-        if isinstance(v, dict)
-    }
     from .plan import plan_item
     from .selection import profile_slots
 

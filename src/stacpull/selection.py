@@ -39,7 +39,6 @@ __all__ = [
     "is_kmz_or_kml",
     "is_png",
     "is_zip",
-    "maap_slots",
     "media_type",
     "profile_choice",
     "profile_keys",
