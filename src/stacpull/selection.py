@@ -101,7 +101,7 @@ def _slot_test(slot: str, asset: Mapping[str, Any]) -> bool:
     return True
 
 
-def maap_slots(assets: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+def _maap_slots(assets: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     """The MAAP profile's pick per slot (``product``, ``quicklook``, ``overview``): which
     asset key holds the product zip, the quicklook PNG and the KMZ, whatever generation of
     keys the item uses. Slots with no matching asset are absent."""
@@ -127,7 +127,7 @@ def maap_slots(assets: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
 
 
 def profile_keys(assets: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    return list(maap_slots(assets).values())
+    return list(_maap_slots(assets).values())
 
 
 def roles(asset: Mapping[str, Any]) -> tuple[str, ...]:
@@ -252,7 +252,7 @@ def _slots(
     rule, why = _mission(item, assets)
     if rule == "earthcare":
         return (rule, why), _earthcare_slots(assets)
-    slots = maap_slots(assets)
+    slots = _maap_slots(assets)
     if rule == "flex":  # FLEX has no KMZ overview: its product and quicklook
         slots.pop("overview", None)
     return (rule, why), slots
