@@ -26,6 +26,7 @@ from stacpull.sim import SimCatalog, SimServer, default_collections
 
 from .conftest import FLEX, L1A, L1C, TOKEN
 
+_EARTHCARE = ("EarthCAREL1Validated_MAAP", "EarthCAREL2Validated_MAAP")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 COLLECTION_KEYS = {"id", "title", "description", "license", "keywords", "extent"}
 QUERYABLE_KEYS = {"collection", "name", "type", "format", "title", "description", "enum"}
@@ -76,7 +77,7 @@ def test_piped_collections_are_whole_tab_separated_records(catalog: str) -> None
     code, out, err = _run("collections", "--catalog", catalog, "--count")
     assert code == 0, err
     records = _records(out)
-    assert [r[0] for r in records] == [L1A, L1C, FLEX]  # no header line, ids whole
+    assert [r[0] for r in records] == [L1A, L1C, FLEX, *_EARTHCARE]  # no header, ids whole
     assert all(len(r) == 4 for r in records)  # id, title, temporal extent, items
     flex = next(r for r in records if r[0] == FLEX)
     assert flex[1] == "FLEX L1 Commissioning Products" and flex[3] == "4"
@@ -134,7 +135,7 @@ def test_a_real_pipe_gets_whole_records_at_any_terminal_width(catalog: str) -> N
     assert [line for line in done.stdout.splitlines() if FLEX in line] == [
         next(line for line in done.stdout.splitlines() if line.startswith(FLEX + "\t"))
     ]
-    assert "3 collection(s)" in done.stderr
+    assert "5 collection(s)" in done.stderr
 
 
 # --- point 1: a terminal of any width: fitted tables, nothing cut --------------------------
@@ -218,7 +219,7 @@ def test_collections_json_is_an_array_with_stable_keys(catalog: str) -> None:
     code, out, err = _run("collections", "--catalog", catalog, "--json")
     assert code == 0, err
     listed = json.loads(out)
-    assert [c["id"] for c in listed] == [L1A, L1C, FLEX]
+    assert [c["id"] for c in listed] == [L1A, L1C, FLEX, *_EARTHCARE]
     assert all(set(c) == COLLECTION_KEYS for c in listed)
     assert listed[0]["extent"]["temporal"]["interval"][0][0] == "2025-09-29T00:00:00Z"
     code, out, _ = _run("collections", "--catalog", catalog, "--json", "--count")

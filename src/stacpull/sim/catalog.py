@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -60,6 +60,7 @@ _EXTENSIONS = [
     "https://stac-extensions.github.io/product/v1.0.0/schema.json",
 ]
 _HASHERS = {"sha2-256": hashlib.sha256, "sha2-512": hashlib.sha512, "md5": hashlib.md5}
+
 
 @dataclass(slots=True)
 class AssetFile:

@@ -28,7 +28,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 __all__ = [
-    "KINDS",
     "CollectionSpec",
     "StaticFile",
     "asset_order",
@@ -45,12 +44,12 @@ __all__ = [
     "static_files",
 ]
 
-KINDS = ("biomass-2025", "biomass-2026", "flex", "earthcare")
+_KINDS = ("biomass-2025", "biomass-2026", "flex", "earthcare")
 
 
 @dataclass(frozen=True, slots=True)
 class CollectionSpec:
-    """One synthetic collection. ``kind``: one of :data:`KINDS`."""
+    """One synthetic collection. ``kind``: one of :data:`_KINDS`."""
 
     id: str
     kind: str
@@ -67,8 +66,8 @@ class CollectionSpec:
     product_types: tuple[str, ...] = ("S1_SCS__1S",)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown collection kind {self.kind!r} (one of {', '.join(KINDS)})")
+        if self.kind not in _KINDS:
+            raise ValueError(f"unknown collection kind {self.kind!r} (one of {', '.join(_KINDS)})")
         if self.count < 0 or not self.product_types:
             raise ValueError("a collection needs count ≥ 0 and at least one product type")
 
@@ -218,7 +217,7 @@ def index_of(spec: CollectionSpec, item: str) -> int | None:
     """The index whose id is ``item`` in ``spec``, or ``None`` (not generated there)."""
     if spec.kind == "earthcare":
         index = _earthcare_index(spec, item)
-    elif len(item) > 6 and item.startswith(("FLX_" if spec.kind == "flex" else "BIO_")):
+    elif len(item) > 6 and item.startswith("FLX_" if spec.kind == "flex" else "BIO_"):
         try:
             index = _decode(item[-6:])
         except ValueError:
