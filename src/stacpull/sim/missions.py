@@ -405,14 +405,19 @@ def queryables(spec: CollectionSpec, sample: dict[str, Any]) -> dict[str, dict[s
 
 
 def _earthcare_queryables(spec: CollectionSpec) -> dict[str, dict[str, Any]]:
+    """The five recorded renames plus platform and level; ``processing:datetime`` and
+    ``updated`` stand for processingDate and modificationDate (inferred: no post-rename
+    document was recorded). ``version`` lists ``ba`` while items say ``BA``: the real
+    service compares such values without case."""
     instruments = sorted({_INSTRUMENTS.get(p[:3], spec.instrument) for p in spec.product_types})
     when = {"type": "string", "format": "date-time"}
     return {
         "datetime": {"title": "Acquisition time", **when},
         "instruments": {
             "title": "Instrument",
-            "type": "array",
-            "items": {"type": "string", "enum": instruments},
+            "description": "An instrument of the item's instruments list",
+            "type": "string",
+            "enum": instruments,
         },
         "platform": {"title": "Platform", "type": "string", "enum": ["EarthCARE"]},
         "processing:datetime": {"title": "Processing date", **when},
