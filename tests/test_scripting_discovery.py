@@ -84,9 +84,9 @@ def test_piped_collections_are_whole_tab_separated_records(catalog: str) -> None
     start, end = flex[2].split("/")
     assert start.startswith("2025-03-07T") and end.startswith("2025-03-07T")  # whole instants
     assert "\x1b" not in out and "…" not in out
-    assert "3 collection(s)" in err and "collection(s)" not in out  # the tally is for people
+    assert "5 collection(s)" in err and "collection(s)" not in out  # the tally is for people
     code, out, _ = _run("collections", "--catalog", catalog)
-    assert [r[3] for r in _records(out)] == ["", "", ""]  # without --count: the field is empty
+    assert [r[3] for r in _records(out)] == [""] * 5  # without --count: the field is empty
 
 
 def test_piped_search_lists_every_item_id_whole(catalog: str) -> None:
@@ -225,7 +225,7 @@ def test_collections_json_is_an_array_with_stable_keys(catalog: str) -> None:
     code, out, _ = _run("collections", "--catalog", catalog, "--json", "--count")
     counted = json.loads(out)
     assert all(set(c) == COLLECTION_KEYS | {"count"} for c in counted)
-    assert [c["count"] for c in counted] == [4, 4, 4]
+    assert [c["count"] for c in counted] == [4, 4, 4, 4, 4]
     code, out, err = _run("collections", "--catalog", catalog, "--json", "--q", "no-such-thing")
     assert code == 0 and json.loads(out) == [] and "0 collection(s)" in err
 
