@@ -385,13 +385,14 @@ def queryables(spec: CollectionSpec, sample: dict[str, Any]) -> dict[str, dict[s
     EarthCARE collections answer with the names of February 2026 (``product:type``,
     ``sat:absolute_orbit``, ``version``, ``sat:orbit_state``, ``instruments``; the enums as
     the real documents spell them, ``version`` in lower case as MAAP lists it). BIOMASS and
-    FLEX list each scalar property of their items, old names included.
+    FLEX list each scalar property of their items, old names included; all list ``id`` and
+    ``collection``.
     """
     if spec.kind == "earthcare":
         return _earthcare_queryables(spec)
     props: dict[str, dict[str, Any]] = {}
-    for name in sorted(sample):
-        if isinstance(sample[name], dict):
+    for name in sorted({*sample, "id", "collection"}):
+        if isinstance(sample.get(name), dict):
             continue  # auth:schemes: not something to filter on
         entry: dict[str, Any] = {"title": name, "type": "string"}
         if name.endswith(("Date", "datetime")) or name in ("updated", "created"):
@@ -412,7 +413,9 @@ def _earthcare_queryables(spec: CollectionSpec) -> dict[str, dict[str, Any]]:
     instruments = sorted({_INSTRUMENTS.get(p[:3], spec.instrument) for p in spec.product_types})
     when = {"type": "string", "format": "date-time"}
     return {
+        "collection": {"title": "Collection", "type": "string"},
         "datetime": {"title": "Acquisition time", **when},
+        "id": {"title": "Item ID", "type": "string"},
         "instruments": {
             "title": "Instrument",
             "description": "An instrument of the item's instruments list",
