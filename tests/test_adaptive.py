@@ -36,7 +36,7 @@ from stacpull.window import HostWindow
 
 from .conftest import L1C, TOKEN, Recorder, files_under
 
-KEYS = ["enclosure_abs_tiff", "enclosure_lut_nc"]  # two rasters an item, size + checksum
+KEYS = ["enclosure_i_abs_tiff", "enclosure_i_phase_tiff"]  # two rasters an item, size + checksum
 RATE = 500_000  # bytes/s per connection
 
 

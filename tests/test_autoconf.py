@@ -232,7 +232,7 @@ def test_segments_auto_splits_a_slow_file_over_the_hosts_ceiling(
             tmp_path,
             recorder,
             collections=[L1C],
-            assets=["enclosure_abs_tiff"],
+            assets=["enclosure_i_abs_tiff"],
             per_host=3,
             segment_size=500_000,
             segment_below=10_000_000,

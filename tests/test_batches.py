@@ -25,7 +25,7 @@ from .conftest import L1C, files_under, pull
 from .hostile import ThreadedApp, feature, landing
 
 MiB, KiB = 1 << 20, 1 << 10
-KEY = "enclosure_abs_tiff"  # carries file:size and a sha3 checksum
+KEY = "enclosure_i_abs_tiff"  # carries file:size and a sha2-512 checksum
 READ = 256 * KiB  # the most one socket read hands over (asyncio and uvloop alike)
 
 

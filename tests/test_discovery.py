@@ -172,8 +172,10 @@ def test_collections_with_and_without_collection_search(tmp_path: Path, server_s
         base = ("collections", "--catalog", sim.catalog_url)
         code, out, err = _cli(*base, "--count")
         assert code == 0, err
-        assert all(c in out for c in (L1A, L1C, "FLEXL1Commissi")) and "3 collection(s)" in err
-        assert "\t2025-09-29T00:00:00Z/2025-09-29T" in out and out.count("\t4\n") == 3
+        earthcare = ("EarthCAREL1Validated_MAAP", "EarthCAREL2Validated_MAAP")
+        assert all(c in out for c in (L1A, L1C, "FLEXL1Commissi", *earthcare))
+        assert "5 collection(s)" in err
+        assert "\t2025-09-29T00:00:00Z/2025-09-29T" in out and out.count("\t4\n") == 5
         where = "by the catalogue" if server_side else "here: this catalogue has no collection"
         for flags, expected in (
             (("--platform", "FLEX"), ["FLEXL1Commissi"]),

@@ -63,11 +63,11 @@ def test_a_second_run_skips_everything_without_data_requests(
 def test_a_finished_file_that_no_longer_matches_is_downloaded_again(
     sim: SimServer, tmp_path: Path
 ) -> None:
-    pull(sim, tmp_path, collections=[L1C], assets=["enclosure_abs_tiff"])
+    pull(sim, tmp_path, collections=[L1C], assets=["enclosure_i_abs_tiff"])
     target = next(tmp_path.rglob("*_i_abs.tiff"))
     good = target.read_bytes()
     target.write_bytes(b"x" * len(good))  # same size, rotten content
-    result = pull(sim, tmp_path, collections=[L1C], assets=["enclosure_abs_tiff"])
+    result = pull(sim, tmp_path, collections=[L1C], assets=["enclosure_i_abs_tiff"])
     assert result.ok and result.downloaded == 1 and result.skipped == 4
     assert target.read_bytes() == good
 
@@ -90,9 +90,9 @@ def test_an_interrupted_transfer_resumes_with_range_and_if_range(
     sim: SimServer, tmp_path: Path, recorder: Recorder
 ) -> None:
     iid = _item_id(sim, L1C, 2)
-    sim.catalog.cut(iid, "enclosure_abs_tiff", 100_000)
+    sim.catalog.cut(iid, "enclosure_i_abs_tiff", 100_000)
     result = pull(
-        sim, tmp_path, recorder, collections=[L1C], ids=[iid], assets=["enclosure_abs_tiff"]
+        sim, tmp_path, recorder, collections=[L1C], ids=[iid], assets=["enclosure_i_abs_tiff"]
     )
     assert result.ok and result.retries == 1
     outcome = next(iter(recorder.outcomes().values()))
@@ -101,7 +101,7 @@ def test_an_interrupted_transfer_resumes_with_range_and_if_range(
     assert (
         ranged and ranged[-1]["range"] == "bytes=100000-" and ranged[-1]["if_range"].startswith('"')
     )
-    body = sim.catalog.static_body(L1C, 2, "enclosure_abs_tiff")
+    body = sim.catalog.static_body(L1C, 2, "enclosure_i_abs_tiff")
     assert next(tmp_path.rglob("*_i_abs.tiff")).read_bytes() == body
     assert outcome.bytes_downloaded == len(body)  # the first 100 000 bytes were not fetched twice
 
@@ -130,7 +130,7 @@ def test_a_whole_part_left_before_its_rename_is_sealed_without_fetching_again(
     # The state a crash between the last write and the rename leaves: every byte in the
     # .part, the journal still saying active.
     iid = _item_id(sim, L1C, 1)
-    assert pull(sim, tmp_path, collections=[L1C], ids=[iid], assets=["enclosure_abs_tiff"]).ok
+    assert pull(sim, tmp_path, collections=[L1C], ids=[iid], assets=["enclosure_i_abs_tiff"]).ok
     final = next(tmp_path.rglob("*_i_abs.tiff"))
     final.rename(final.with_name(final.name + ".part"))
     db = sqlite3.connect(tmp_path / ".stacpull" / "journal.sqlite")
@@ -139,14 +139,14 @@ def test_a_whole_part_left_before_its_rename_is_sealed_without_fetching_again(
     db.close()
     sim.requests.clear()
     result = pull(
-        sim, tmp_path, recorder, collections=[L1C], ids=[iid], assets=["enclosure_abs_tiff"]
+        sim, tmp_path, recorder, collections=[L1C], ids=[iid], assets=["enclosure_i_abs_tiff"]
     )
     assert result.ok and result.bytes_downloaded == 0
     size = final.stat().st_size
     (outcome,) = recorder.outcomes().values()
     assert outcome.resumed_from == size
     assert [r["range"] for r in sim.requests] == [f"bytes={size}-"]  # answered 416, no body
-    assert final.read_bytes() == sim.catalog.static_body(L1C, 1, "enclosure_abs_tiff")
+    assert final.read_bytes() == sim.catalog.static_body(L1C, 1, "enclosure_i_abs_tiff")
     assert not list(tmp_path.rglob("*.part"))
 
 
@@ -205,8 +205,8 @@ def test_a_catalogue_that_lies_about_the_file_gets_no_file(
     sim: SimServer, tmp_path: Path, recorder: Recorder, mode: str, error: str
 ) -> None:
     iid = _item_id(sim, L1C, 1)
-    sim.catalog.tamper(iid, "enclosure_abs_tiff", mode)
-    result = pull(sim, tmp_path, recorder, collections=[L1C], assets=["enclosure_abs_tiff"])
+    sim.catalog.tamper(iid, "enclosure_i_abs_tiff", mode)
+    result = pull(sim, tmp_path, recorder, collections=[L1C], assets=["enclosure_i_abs_tiff"])
     assert result.failed == 1 and result.downloaded == 4
     failed = [o for o in recorder.outcomes().values() if o.status is Status.FAILED]
     assert [o.job.item_id for o in failed] == [iid] and failed[0].error_class == error
@@ -215,10 +215,10 @@ def test_a_catalogue_that_lies_about_the_file_gets_no_file(
 
 def test_checksums_are_verified_for_each_multihash_function(sim: SimServer, tmp_path: Path) -> None:
     result = pull(sim, tmp_path, collections=[L1C], assets=["enclosure_*"])
-    assert result.ok and result.downloaded == 15  # md5, sha2-512 and sha2-256 assets
+    assert result.ok and result.downloaded == 25  # md5, sha2-512 and sha2-256 assets
     journal = Journal(tmp_path)
     try:
-        assert journal.counts() == {"done": 15}
+        assert journal.counts() == {"done": 25}
     finally:
         journal.close()
 

@@ -33,7 +33,7 @@ from .conftest import L1C, TOKEN, Recorder, files_under, pull
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-KEY = "enclosure_abs_tiff"  # carries file:size and a checksum
+KEY = "enclosure_i_abs_tiff"  # carries file:size and a checksum
 
 
 def _catalog(size: int) -> SimCatalog:

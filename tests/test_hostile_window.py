@@ -214,7 +214,7 @@ async def test_a_stop_while_the_host_is_paused_ends_within_the_grace(
     assert api.data_requests <= 2  # the pause held every request not yet sent
 
 
-TIFF = "enclosure_abs_tiff"  # file:size and a checksum: it can split
+TIFF = "enclosure_i_abs_tiff"  # file:size and a checksum: it can split
 SPLIT: dict[str, Any] = {"segment_size": 40_000, "segment_below": 10**12}  # ~8 ranges a tiff
 
 

@@ -32,7 +32,7 @@ from stacpull.transfer.ranges import SegmentState
 from .conftest import L1C, TOKEN, Recorder, files_under, pull
 from .hostile import Hostile, Request, asset_at, payload, plant, serve
 
-TIFF = "enclosure_abs_tiff"  # a static file with file:size and a checksum: it can split
+TIFF = "enclosure_i_abs_tiff"  # a static file with file:size and a checksum: it can split
 PRODUCT = "product"  # a zip streamed without a length: never split, holds one slot
 SIZE = 4_000_000  # the resumed tiff
 

@@ -62,7 +62,7 @@ def test_later_enclosure_keys_are_found_by_the_profile() -> None:
             "href": "https://h/data/x/item1_map.kmz",
             "type": "application/vnd.google-earth.kmz",
         },
-        enclosure_abs_tiff={"href": "https://h/data/x/abs.tiff", "type": "image/tiff"},
+        enclosure_i_abs_tiff={"href": "https://h/data/x/abs.tiff", "type": "image/tiff"},
     )
     jobs, _ = plan_item(item, PlanRules())
     assert [j.asset_key for j in jobs] == ["product", "enclosure_ql_pauli_png", "enclosure_kml"]
@@ -74,17 +74,28 @@ def test_later_enclosure_keys_are_found_by_the_profile() -> None:
         (
             ("all",),
             [
-                "enclosure_abs_tiff",
                 "enclosure_annot_xml",
-                "enclosure_lut_nc",
+                "enclosure_i_abs_tiff",
+                "enclosure_i_phase_tiff",
+                "enclosure_kml",
+                "enclosure_orb_xml",
                 "product",
                 "quicklook_kml",
                 "quicklook_png",
                 "thumbnail",
             ],
         ),
-        (("enclosure_*",), ["enclosure_abs_tiff", "enclosure_annot_xml", "enclosure_lut_nc"]),
-        (("role:metadata",), ["enclosure_annot_xml", "enclosure_lut_nc"]),
+        (
+            ("enclosure_*",),
+            [
+                "enclosure_annot_xml",
+                "enclosure_i_abs_tiff",
+                "enclosure_i_phase_tiff",
+                "enclosure_kml",
+                "enclosure_orb_xml",
+            ],
+        ),
+        (("role:metadata",), ["enclosure_annot_xml", "enclosure_orb_xml"]),
         (("type:image/png",), ["quicklook_png", "thumbnail"]),
         (("key:thumbnail", "product"), ["thumbnail", "product"]),
         (("no_such_key",), []),

@@ -201,14 +201,14 @@ def test_a_stalled_transfer_is_aborted_and_resumed(
     sim: SimServer, tmp_path: Path, recorder: Recorder
 ) -> None:
     iid = str(sim.catalog.item(L1C, 0)["id"])
-    sim.catalog.stall(iid, "enclosure_abs_tiff", after=100_000, seconds=3.0)
+    sim.catalog.stall(iid, "enclosure_i_abs_tiff", after=100_000, seconds=3.0)
     result = pull(
         sim,
         tmp_path,
         recorder,
         collections=[L1C],
         ids=[iid],
-        assets=["enclosure_abs_tiff"],
+        assets=["enclosure_i_abs_tiff"],
         stall_timeout=0.5,
     )
     assert result.ok
@@ -315,7 +315,7 @@ def test_attempts_that_move_the_file_forward_do_not_use_up_the_retries(
         recorder,
         collections=[L1C],
         ids=[iid],
-        assets=["enclosure_abs_tiff"],
+        assets=["enclosure_i_abs_tiff"],
         retries=1,
     )
     assert result.ok

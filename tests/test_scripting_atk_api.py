@@ -29,7 +29,7 @@ from .conftest import L1C, TOKEN, Recorder, cli, files_under, pull
 from .hostile import ThreadedApp
 
 SIZE = 3_000_000
-KEY = "enclosure_abs_tiff"  # carries file:size and a sha3 checksum
+KEY = "enclosure_i_abs_tiff"  # carries file:size and a sha2-512 checksum
 
 
 @pytest.fixture

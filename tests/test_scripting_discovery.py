@@ -26,6 +26,7 @@ from stacpull.sim import SimCatalog, SimServer, default_collections
 
 from .conftest import FLEX, L1A, L1C, TOKEN
 
+_EARTHCARE = ("EarthCAREL1Validated_MAAP", "EarthCAREL2Validated_MAAP")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 COLLECTION_KEYS = {"id", "title", "description", "license", "keywords", "extent"}
 QUERYABLE_KEYS = {
@@ -79,16 +80,16 @@ def test_piped_collections_are_whole_tab_separated_records(catalog: str) -> None
     code, out, err = _run("collections", "--catalog", catalog, "--count")
     assert code == 0, err
     records = _records(out)
-    assert [r[0] for r in records] == [L1A, L1C, FLEX]  # no header line, ids whole
+    assert [r[0] for r in records] == [L1A, L1C, FLEX, *_EARTHCARE]  # no header, ids whole
     assert all(len(r) == 4 for r in records)  # id, title, temporal extent, items
     flex = next(r for r in records if r[0] == FLEX)
     assert flex[1] == "FLEX L1 Commissioning Products" and flex[3] == "4"
     start, end = flex[2].split("/")
     assert start.startswith("2025-03-07T") and end.startswith("2025-03-07T")  # whole instants
     assert "\x1b" not in out and "…" not in out
-    assert "3 collection(s)" in err and "collection(s)" not in out  # the tally is for people
+    assert "5 collection(s)" in err and "collection(s)" not in out  # the tally is for people
     code, out, _ = _run("collections", "--catalog", catalog)
-    assert [r[3] for r in _records(out)] == ["", "", ""]  # without --count: the field is empty
+    assert [r[3] for r in _records(out)] == [""] * 5  # without --count: the field is empty
 
 
 def test_piped_search_lists_every_item_id_whole(catalog: str) -> None:
@@ -137,7 +138,7 @@ def test_a_real_pipe_gets_whole_records_at_any_terminal_width(catalog: str) -> N
     assert [line for line in done.stdout.splitlines() if FLEX in line] == [
         next(line for line in done.stdout.splitlines() if line.startswith(FLEX + "\t"))
     ]
-    assert "3 collection(s)" in done.stderr
+    assert "5 collection(s)" in done.stderr
 
 
 # --- point 1: a terminal of any width: fitted tables, nothing cut --------------------------
@@ -221,13 +222,13 @@ def test_collections_json_is_an_array_with_stable_keys(catalog: str) -> None:
     code, out, err = _run("collections", "--catalog", catalog, "--json")
     assert code == 0, err
     listed = json.loads(out)
-    assert [c["id"] for c in listed] == [L1A, L1C, FLEX]
+    assert [c["id"] for c in listed] == [L1A, L1C, FLEX, *_EARTHCARE]
     assert all(set(c) == COLLECTION_KEYS for c in listed)
     assert listed[0]["extent"]["temporal"]["interval"][0][0] == "2025-09-29T00:00:00Z"
     code, out, _ = _run("collections", "--catalog", catalog, "--json", "--count")
     counted = json.loads(out)
     assert all(set(c) == COLLECTION_KEYS | {"count"} for c in counted)
-    assert [c["count"] for c in counted] == [4, 4, 4]
+    assert [c["count"] for c in counted] == [4, 4, 4, 4, 4]
     code, out, err = _run("collections", "--catalog", catalog, "--json", "--q", "no-such-thing")
     assert code == 0 and json.loads(out) == [] and "0 collection(s)" in err
 

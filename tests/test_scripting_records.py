@@ -31,7 +31,7 @@ def _plain(text: str) -> str:
 def _saved_items(sim: SimServer, path: Path) -> Path:
     """An ItemCollection of one L1c item whose geotiff asset has a 94-character key."""
     item = sim.catalog.item(L1C, 0)
-    item["assets"][_LONG_KEY] = item["assets"].pop("enclosure_abs_tiff")
+    item["assets"][_LONG_KEY] = item["assets"].pop("enclosure_i_abs_tiff")
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [item]}))
     return path
 

@@ -26,7 +26,7 @@ from stacpull.transfer.ranges import SegmentState
 from .conftest import L1C, Recorder, files_under, pull
 
 SIZE = 6_000_000
-KEY = "enclosure_abs_tiff"  # carries file:size and a sha3 checksum
+KEY = "enclosure_i_abs_tiff"  # carries file:size and a sha2-512 checksum
 SPLIT = {"segments": 4, "segment_size": 1_000_000, "segment_below": 10_000_000}
 
 

@@ -36,7 +36,7 @@ def test_landing_conformance_collections_and_queryables(sim: SimServer) -> None:
     assert landing["id"] == "fedeo" and any("item-search" in c for c in landing["conformsTo"])
     assert _get(sim.catalog_url.rstrip("/"))[0] == 503  # MAAP's slashless root
     ids = [c["id"] for c in _json(sim.catalog_url + "collections")["collections"]]
-    assert ids == [L1A, L1C, FLEX]
+    assert ids == [L1A, L1C, FLEX, "EarthCAREL1Validated_MAAP", "EarthCAREL2Validated_MAAP"]
     assert [c["id"] for c in _json(sim.catalog_url + "collections?q=flex")["collections"]] == [FLEX]
     queryables = _json(f"{sim.catalog_url}collections/{L1A}/queryables")["properties"]
     assert "product:type" in queryables and "productType" in queryables

@@ -18,7 +18,7 @@ from stacpull.sim.faults import Link
 
 from .conftest import L1C, cli
 
-KEY = "enclosure_abs_tiff"
+KEY = "enclosure_i_abs_tiff"
 SIZE = 300_000
 LINK = 4_000_000  # bytes/s: four bodies of 300 kB take at least 0.3 s together
 

@@ -1,9 +1,12 @@
 """The simulated MAAP catalogue's data model: collections, items, assets and their bytes.
 
-Items are computed from (collection, index) on demand; nothing is stored but the knobs
-tests turn: file revisions (a file that changed on the server), tampered metadata (a
-catalogue that lies about size or checksum), injected items (hostile metadata) and one-shot
-connection cuts.
+Items are computed from (collection, index) on demand, in the shapes of :mod:`.missions`;
+nothing is stored but the knobs tests turn: file revisions (a file that changed on the
+server), tampered metadata (a catalogue that lies about size or checksum), injected items
+(hostile metadata) and one-shot connection cuts.
+
+A file listed under two keys (EarthCARE's ``thumbnail`` and ``quicklook_jpeg``) has the
+bytes, the seed and the knobs of its first key.
 """
 
 from __future__ import annotations
@@ -11,143 +14,52 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from ..verify import encode_multihash
-from .content import make_kmz, make_png, random_bytes, xml_document
+from .content import (
+    eo_geojson_record,
+    hdr_document,
+    iso_record,
+    kml_document,
+    make_h5,
+    make_jpeg,
+    make_kmz,
+    make_png,
+    om_record,
+    random_bytes,
+    xml_document,
+)
+from .missions import (
+    CollectionSpec,
+    StaticFile,
+    asset_order,
+    box,
+    default_collections,
+    earthcare_frame,
+    folder,
+    footprint,
+    index_of,
+    item_id,
+    properties,
+    queryables,
+    records,
+    static_files,
+)
 
 __all__ = ["AssetFile", "CollectionSpec", "SimCatalog", "default_collections"]
 
-_BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _EPOCH = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
-
-
-def _code(index: int) -> str:
-    """Six base-36 characters, like MAAP's ``…_01_D9UITH`` suffixes, encoding ``index``."""
-    value = index + 36**5  # always six characters
-    out = ""
-    while value:
-        value, r = divmod(value, 36)
-        out = _BASE36[r] + out
-    return out[-6:].rjust(6, "0")
-
-
-def _decode(code: str) -> int:
-    value = 0
-    for ch in code:
-        value = value * 36 + _BASE36.index(ch)
-    return value - 36**5
-
-
-_PNG = "image/png"
-_KMZ = "application/vnd.google-earth.kmz"
-_XML = "application/xml"
-_OVERVIEW, _THUMB, _META, _DATA = ["overview"], ["thumbnail"], ["metadata"], ["data"]
-
-#: Static assets per collection kind: key, path under /data/, media type, roles, the
-#: checksum function (None: no file:size/file:checksum, as in 2025) and whether a token is
-#: needed. ``{folder}`` is bucket/collection/yyyy/mm/dd/item, ``{lower}`` the id lower-cased.
-#: One static asset: key, path template, media type, roles, checksum algorithm, token needed.
-_StaticAsset = tuple[str, str, str, list[str], str | None, bool]
-_STATIC_ASSETS: dict[str, list[_StaticAsset]] = {
-    "biomass-2025": [
-        ("quicklook", "{folder}/preview/{lower}_ql_pauli.png", _PNG, _OVERVIEW, None, True),
-        ("quicklook_1", "{folder}/preview/{lower}_map.kmz", _KMZ, _OVERVIEW, None, True),
-        ("thumbnail", "public/{folder}/{lower}_thumb.png", _PNG, _THUMB, None, False),
-    ],
-    "biomass-2026": [
-        (
-            "quicklook_png",
-            "{folder}/preview/{lower}_ql_pauli.png",
-            _PNG,
-            _OVERVIEW,
-            "sha2-256",
-            True,
-        ),
-        ("quicklook_kml", "{folder}/preview/{lower}_map.kmz", _KMZ, _OVERVIEW, "sha2-256", True),
-        ("enclosure_annot_xml", "{folder}/annotation/{lower}_annot.xml", _XML, _META, "md5", True),
-        (
-            "enclosure_abs_tiff",
-            "{folder}/measurement/{lower}_i_abs.tiff",
-            "image/tiff; application=geotiff",
-            _DATA,
-            "sha2-512",
-            True,
-        ),
-        (
-            "enclosure_lut_nc",
-            "{folder}/annotation/{lower}_lut.nc",
-            "application/x-netcdf",
-            _META,
-            "sha2-256",
-            True,
-        ),
-        ("thumbnail", "public/{folder}/{lower}_thumb.png", _PNG, _THUMB, "sha2-256", False),
-    ],
-    "flex": [
-        ("quicklook", "{folder}/{lower}_ql.png", _PNG, _OVERVIEW, None, True),
-        ("metadata", "{folder}/{lower}.xml", _XML, _META, "sha2-256", True),
-    ],
-}
-
-
-@dataclass(frozen=True, slots=True)
-class CollectionSpec:
-    """One synthetic collection. ``kind``: ``biomass-2025``, ``biomass-2026`` or ``flex``."""
-
-    id: str
-    kind: str
-    count: int
-    title: str = ""
-    start: datetime = datetime(2025, 9, 29, tzinfo=UTC)
-    step: timedelta = timedelta(minutes=2)
-    duration: timedelta = timedelta(seconds=21)
-    product_size: int = 4_000_000
-    enclosure_size: int = 262_144
-    bucket: str = "biomass-pdgs-01"
-    platform: str = "BIOMASS"
-    instrument: str = "P-SAR"
-    product_types: tuple[str, ...] = ("S1_SCS__1S",)
-
-
-def default_collections(count: int = 24, product_size: int = 4_000_000) -> list[CollectionSpec]:
-    """BIOMASS L1a (2025 keys), BIOMASS L1c (2026 keys) and FLEX, ``count`` items each."""
-    return [
-        CollectionSpec(
-            "BiomassLevel1aIOC",
-            "biomass-2025",
-            count,
-            "BIOMASS Level 1a (IOC)",
-            product_size=product_size,
-            product_types=("S1_SCS__1S", "S2_SCS__1S", "S3_SCS__1S"),
-        ),
-        CollectionSpec(
-            "BiomassLevel1cIOC",
-            "biomass-2026",
-            count,
-            "BIOMASS Level 1c (IOC)",
-            start=datetime(2026, 2, 10, tzinfo=UTC),
-            product_size=product_size,
-            product_types=("S1_STA__1S", "S2_STA__1S"),
-        ),
-        CollectionSpec(
-            "FLEXL1CommissioningProducts10",
-            "flex",
-            count,
-            "FLEX L1 Commissioning Products",
-            start=datetime(2025, 3, 7, tzinfo=UTC),
-            step=timedelta(minutes=3),
-            duration=timedelta(minutes=3),
-            product_size=product_size,
-            bucket="flex-pdgs-01",
-            platform="FLEX",
-            instrument="FLORIS",
-            product_types=("L1C_FLXSYN", "L1B_OBS___"),
-        ),
-    ]
+_EXTENSIONS = [
+    "https://stac-extensions.github.io/file/v2.1.0/schema.json",
+    "https://stac-extensions.github.io/authentication/v1.1.0/schema.json",
+    "https://stac-extensions.github.io/product/v1.0.0/schema.json",
+]
+_HASHERS = {"sha2-256": hashlib.sha256, "sha2-512": hashlib.sha512, "md5": hashlib.md5}
 
 
 @dataclass(slots=True)
@@ -244,7 +156,7 @@ class SimCatalog:
     # -- items ----------------------------------------------------------------------------
     def count(self, collection: str) -> int:
         spec = self.specs[collection]
-        gone = sum(1 for i in self.knobs.removed if self._generated_index(spec, i) is not None)
+        gone = sum(1 for i in self.knobs.removed if index_of(spec, i) is not None)
         return spec.count - gone + len(self.knobs.extra.get(collection, []))
 
     def iter_items(self, collection: str, start: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -259,120 +171,71 @@ class SimCatalog:
             yield spec.count + j, extra[j]
 
     def item_id(self, spec: CollectionSpec, index: int) -> str:
-        begin = spec.start + spec.step * index
-        end = begin + spec.duration
-        fmt = "%Y%m%dT%H%M%S"
-        ptype = spec.product_types[index % len(spec.product_types)]
-        if spec.kind == "flex":
-            return f"FLX_{ptype}_{begin:{fmt}}_{end:{fmt}}_{_code(index)}"
-        frame = 1 + index % 180
-        return f"BIO_{ptype}_{begin:{fmt}}_{end:{fmt}}_C_G___M___C___T____F{frame:03d}_01_{_code(index)}"
+        return item_id(spec, index)
 
-    def index_of(self, collection: str, item_id: str) -> int | None:
+    def index_of(self, collection: str, item: str) -> int | None:
         spec = self.specs.get(collection)
-        if spec is None or item_id in self.knobs.removed:
+        if spec is None or item in self.knobs.removed:
             return None
-        return self._generated_index(spec, item_id)
-
-    def _generated_index(self, spec: CollectionSpec, item_id: str) -> int | None:
-        if len(item_id) < 6:
-            return None
-        try:
-            index = _decode(item_id[-6:])
-        except ValueError:
-            return None
-        if 0 <= index < spec.count and self.item_id(spec, index) == item_id:
-            return index
-        return None  # not generated here (removed ids are the caller's business)
+        return index_of(spec, item)
 
     def _seed(self, collection: str, index: int, key: str) -> int:
         digest = hashlib.sha256(f"{collection}/{index}/{key}".encode()).digest()
         return int.from_bytes(digest[:6], "big")
 
-    def _bbox(self, index: int) -> tuple[float, float, float, float]:
-        lon = -179.0 + (index * 7.3) % 357.0
-        lat = -60.0 + (index * 3.1) % 119.0
-        return (round(lon, 4), round(lat, 4), round(lon + 1.0, 4), round(lat + 0.5, 4))
-
     def item(self, collection: str, index: int) -> dict[str, Any]:
         """The STAC item at ``index`` of ``collection`` (computed, deterministic)."""
         spec = self.specs[collection]
-        item_id = self.item_id(spec, index)
-        w, s, e, n = self._bbox(index)
+        iid = self.item_id(spec, index)
+        geometry, bbox = footprint(spec, index)
+        root = f"{self.base_url}/catalogue/"
+        bumps = self.knobs.item_revisions.get(iid, 0)
         return {
             "type": "Feature",
             "stac_version": "1.1.0",
-            "stac_extensions": ["https://stac-extensions.github.io/file/v2.1.0/schema.json"],
-            "id": item_id,
+            "stac_extensions": list(_EXTENSIONS),
+            "id": iid,
             "collection": collection,
-            "bbox": [w, s, e, n],
-            "geometry": {
-                "type": "Polygon",
-                "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]],
-            },
-            "properties": self._properties(spec, index, item_id),
-            "assets": self._assets(spec, index, item_id),
+            "bbox": bbox,
+            "geometry": geometry,
+            "properties": properties(spec, index, iid, bumps, self.base_url),
+            "assets": self._assets(spec, index, iid),
             "links": [
                 {
                     "rel": "self",
-                    "href": f"{self.base_url}/catalogue/collections/{collection}/items/{item_id}",
+                    "href": f"{root}collections/{collection}/items/{iid}",
                     "type": "application/geo+json",
                 },
                 {
                     "rel": "collection",
-                    "href": f"{self.base_url}/catalogue/collections/{collection}",
+                    "href": f"{root}collections/{collection}",
                     "type": "application/json",
                 },
-                {"rel": "root", "href": f"{self.base_url}/catalogue/", "type": "application/json"},
+                {"rel": "root", "href": root, "type": "application/json"},
             ],
         }
 
-    def _properties(self, spec: CollectionSpec, index: int, item_id: str) -> dict[str, Any]:
-        """An item's properties, with the times of its acquisition and of its last update."""
-        begin = spec.start + spec.step * index
-        end = begin + spec.duration
-        ptype = spec.product_types[index % len(spec.product_types)]
-        iso = "%Y-%m-%dT%H:%M:%S.000Z"
-        return {
-            "datetime": begin.strftime(iso),
-            "start_datetime": begin.strftime(iso),
-            "end_datetime": end.strftime(iso),
-            # A file replaced on the server (bump) moves the item's `updated`, as on MAAP.
-            "updated": (
-                begin + timedelta(days=1, hours=self.knobs.item_revisions.get(item_id, 0))
-            ).strftime(iso),
-            "created": (begin + timedelta(hours=6)).strftime(iso),
-            "platform": spec.platform.lower(),
-            "instruments": [spec.instrument],
-            "instrument": spec.instrument,
-            "product:type": ptype,
-            "productType": ptype,
-            "modificationDate": (begin + timedelta(days=1)).strftime(iso),
-            "processingLevel": "L1" if spec.kind != "flex" else ptype[:3],
-        }
-
-    def _assets(self, spec: CollectionSpec, index: int, item_id: str) -> dict[str, dict[str, Any]]:
-        """An item's assets: the zipper's product, the static files of its generation, and
-        the lies its tamper knobs tell about them."""
-        begin = spec.start + spec.step * index
+    def _assets(self, spec: CollectionSpec, index: int, iid: str) -> dict[str, dict[str, Any]]:
+        """An item's assets: the zipper's product, the static files and catalogue records of
+        its mission, and the lies its tamper knobs tell about them."""
         data = f"{self.base_url}/data"
-        folder = f"{spec.bucket}/{spec.id}/{begin:%Y/%m/%d}/{item_id}"
-        lower = item_id.lower()
-        assets: dict[str, dict[str, Any]] = {
-            "product": {
-                "href": f"{data}/zipper/{folder}/{item_id}",
-                "type": "application/zip",
-                "title": "Zipped product",
-                "roles": ["data"],
-                "file:local_path": f"{item_id}.ZIP",
-                "auth:refs": ["oidc"],
+        where = folder(spec, index, iid)
+        assets: dict[str, dict[str, Any]] = {"product": self._product(spec, where, iid)}
+        for row in static_files(spec.kind):
+            href = f"{data}/" + row.path.format(folder=where, id=iid, lower=iid.lower())
+            assets[row.key] = self._static(spec.id, index, href, row)
+        item_url = f"{self.base_url}/catalogue/collections/{spec.id}/items/{iid}"
+        for record in records(spec.kind):
+            assets[record.key] = {
+                "href": f"{item_url}?{record.query}",
+                "type": record.media_type,
+                "roles": ["metadata"],
             }
-        }
-        for row in _STATIC_ASSETS[spec.kind]:
-            href = f"{data}/" + row[1].format(folder=folder, lower=lower)
-            assets[row[0]] = self._static(spec.id, index, href, row)
+        order = asset_order(spec.kind)
+        if order:
+            assets = {key: assets[key] for key in order}
         for key in list(assets):
-            mode = self.knobs.tamper.get(f"{item_id}/{key}")
+            mode = self.knobs.tamper.get(f"{iid}/{key}")
             if mode == "size" and "file:size" in assets[key]:
                 assets[key]["file:size"] += 17
             elif mode == "checksum" and "file:checksum" in assets[key]:
@@ -381,53 +244,64 @@ class SimCatalog:
                 )
         return assets
 
-    def _static(self, collection: str, index: int, href: str, row: _StaticAsset) -> dict[str, Any]:
-        """A static asset from its row of ``_STATIC_ASSETS`` (key, path, media type, roles,
-        checksum algorithm or ``None``, whether it needs the token)."""
-        key, _path, media_type, roles, algo, auth = row
-        asset: dict[str, Any] = {
-            "href": href,
-            "type": media_type,
-            "roles": roles,
-            "title": href.rsplit("/", 1)[-1],
+    def _product(self, spec: CollectionSpec, where: str, iid: str) -> dict[str, Any]:
+        """The zipper's product: no ``file:size`` (it is built on the fly). EarthCARE's has
+        the roles ``data, metadata, archive`` and no ``file:local_path`` (none recorded)."""
+        product: dict[str, Any] = {
+            "href": f"{self.base_url}/data/zipper/{where}/{iid}",
+            "type": "application/zip",
+            "title": "Zipped product",
+            "roles": ["data"],
+            "file:local_path": f"{iid}.ZIP",
+            "auth:refs": ["oidc"],
         }
-        if auth:
+        if spec.kind == "earthcare":
+            product["roles"] = ["data", "metadata", "archive"]
+            del product["file:local_path"]
+        return product
+
+    def _static(self, collection: str, index: int, href: str, row: StaticFile) -> dict[str, Any]:
+        """A static asset from its row: ``file:size`` and ``file:checksum`` where the row
+        advertises them (the 2026 BIOMASS files, EarthCARE's enclosures), the token where
+        it is needed."""
+        name = href.rsplit("/", 1)[-1]
+        asset: dict[str, Any] = {"href": href, "type": row.media_type, "roles": list(row.roles)}
+        asset["title"] = name
+        if row.auth:
             asset["auth:refs"] = ["oidc"]
-        if algo is not None:  # the 2026 generation carries file:size and file:checksum
-            body = self.static_body(collection, index, key)
-            hasher = {"sha2-256": hashlib.sha256, "sha2-512": hashlib.sha512, "md5": hashlib.md5}[
-                algo
-            ]
+        if row.local_path:
+            asset["file:local_path"] = name
+        if row.sized or row.checksum is not None:
+            body = self.static_body(collection, index, row.key)
             asset["file:size"] = len(body)
-            asset["file:checksum"] = encode_multihash(algo, hasher(body).digest())
+            if row.checksum is not None:
+                digest = _HASHERS[row.checksum](body).digest()
+                asset["file:checksum"] = encode_multihash(row.checksum, digest)
         return asset
 
-    def revision(self, item_id: str, key: str) -> int:
-        return self.knobs.revisions.get(f"{item_id}/{key}", 0)
+    def revision(self, item: str, key: str) -> int:
+        return self.knobs.revisions.get(f"{item}/{key}", 0)
+
+    def _row(self, spec: CollectionSpec, key: str) -> StaticFile | None:
+        """The row of ``key``; for a file under two keys, the row of its first key."""
+        rows = static_files(spec.kind)
+        row = next((r for r in rows if r.key == key), None)
+        return None if row is None else next(r for r in rows if r.path == row.path)
 
     def static_body(self, collection: str, index: int, key: str) -> bytes:
         """The bytes of a static asset (cached, bounded to 64 MiB)."""
         spec = self.specs[collection]
-        item_id = self.item_id(spec, index)
-        rev = self.revision(item_id, key)
+        row = self._row(spec, key)
+        key = row.key if row is not None else key
+        iid = self.item_id(spec, index)
+        rev = self.revision(iid, key)
         cache_key = (collection, index, key, rev)
         with self._lock:
             hit = self._cache.get(cache_key)
             if hit is not None:
                 self._cache.move_to_end(cache_key)
                 return hit
-        seed = self._seed(collection, index, key) + rev * 7919
-        lower = item_id.lower()
-        if key == "thumbnail":
-            body = make_png(seed, 48, 32)
-        elif key.endswith("png") or key == "quicklook":
-            body = make_png(seed, 160 + index % 5 * 20, 120)
-        elif key in ("quicklook_1", "quicklook_kml"):
-            body = make_kmz(item_id, f"{lower}_ql.png", self._bbox(index))
-        elif key.endswith("xml") or key == "metadata":
-            body = xml_document(item_id, seed, 4096 + index % 7 * 512)
-        else:
-            body = random_bytes(seed, spec.enclosure_size + index % 13 * 1024)
+        body = self._make_body(spec, index, row.content if row else "raster", key)
         with self._lock:
             self._cache[cache_key] = body
             self._cache_bytes += len(body)
@@ -436,40 +310,115 @@ class SimCatalog:
                 self._cache_bytes -= len(old)
         return body
 
+    def _make_body(self, spec: CollectionSpec, index: int, content: str, key: str) -> bytes:
+        """Fresh bytes of one file: ``content`` says what kind (see :class:`StaticFile`)."""
+        iid = self.item_id(spec, index)
+        rev = self.revision(iid, key)
+        seed = self._seed(spec.id, index, key) + rev * 7919
+        lower, size = iid.lower(), spec.enclosure_size + index % 13 * 1024
+        if content == "thumb":
+            return make_png(seed, 48, 32)
+        if content == "png":
+            return make_png(seed, 160 + index % 5 * 20, 120)
+        if content == "kmz":
+            return make_kmz(iid, f"{lower}_ql.png", box(index))
+        if content == "kml":
+            text = kml_document(iid, f"{lower}_ql.png", box(index))
+            return (text + (f"<!-- revision {rev} -->\n" if rev else "")).encode()
+        if content == "xml":
+            return xml_document(iid, seed, 4096 + index % 7 * 512)
+        if content == "jpeg":
+            return make_jpeg(seed, comment=iid)
+        if content == "h5":
+            return make_h5(seed, size)
+        if content == "hdr":
+            return hdr_document(self._header(spec, index, rev))
+        return random_bytes(seed, size)
+
+    def _header(self, spec: CollectionSpec, index: int, rev: int) -> dict[str, str | int]:
+        """The fields of an EarthCARE product's ``.HDR``, from its item's properties."""
+        iid = self.item_id(spec, index)
+        props = properties(spec, index, iid, 0, self.base_url)
+        frame = earthcare_frame(spec, index)
+        software = next(iter(props["processing:software"].items()))
+        return {
+            "File_Name": iid,
+            "File_Description": f"EarthCARE {props['processing:level']} product",
+            "Mission": "EarthCARE",
+            "File_Class": f"EX{props['version']}",
+            "File_Type": frame.ptype,
+            "Validity_Start": f"UTC={props['start_datetime'][:19]}",
+            "Validity_Stop": f"UTC={props['end_datetime'][:19]}",
+            "File_Version": f"{rev + 1:04d}",
+            "Creator": software[0],
+            "Creator_Version": software[1],
+            "Creation_Date": f"UTC={props['created'][:19]}",
+            "Orbit_Number": frame.orbit,
+            "Frame_ID": frame.letter,
+        }
+
+    def record(
+        self, collection: str, index: int, query: Mapping[str, str]
+    ) -> tuple[bytes, str] | None:
+        """The catalogue record a ``metadata_*`` asset links to — the item's URL with that
+        asset's query (``httpAccept=…``, ``mode=owc``) — as (body, media type); ``None``
+        when ``query`` is no record's (the item's own GeoJSON then)."""
+        spec = self.specs[collection]
+        asked = dict(query)
+        for row in records(spec.kind):
+            if dict(parse_qsl(row.query)) == asked:
+                item = self.item(collection, index)
+                make = {"om": om_record, "iso": iso_record, "eo-geojson": eo_geojson_record}
+                return make[row.content](item), row.media_type
+        return None
+
+    def queryables(self, collection: str) -> dict[str, dict[str, Any]]:
+        """The JSON Schema of each queryable of ``collection`` (see :func:`.missions.queryables`)."""
+        spec = self.specs[collection]
+        sample = properties(spec, 0, self.item_id(spec, 0), 0, self.base_url) if spec.count else {}
+        return queryables(spec, sample)
+
+    def _located(self, parts: list[str]) -> Iterator[tuple[str, int]]:
+        """(collection, index) of each generated item whose id is a segment of ``parts``."""
+        for segment in parts:
+            for cid in self.specs:
+                index = self.index_of(cid, segment)
+                if index is not None:
+                    yield cid, index
+
     def resolve(self, path: str) -> tuple[str, AssetFile] | None:
         """Map a data URL path (``/data/...``) to (``item/key``, file), or ``None`` (404)."""
         parts = path.strip("/").split("/")
-        if len(parts) < 2 or parts[0] != "data":
+        if len(parts) < 3 or parts[0] != "data":
             return None
-        zipper = parts[1] == "zipper"
-        rest = parts[2:] if zipper or parts[1] == "public" else parts[1:]
-        # rest: bucket / collection / yyyy / mm / dd / item_id / ...
-        if len(rest) < 7:
-            return None
-        collection, item_id = rest[1], rest[5]
-        index = self.index_of(collection, item_id)
-        if index is None:
-            return None
-        item = self.item(collection, index)
         url = f"{self.base_url}{path}"
-        for key, asset in item["assets"].items():
-            if asset["href"] != url:
-                continue
-            slot = f"{item_id}/{key}"
-            seed = self._seed(collection, index, key)
-            rev = self.revision(item_id, key)
-            if zipper:
-                spec = self.specs[collection]
-                size = spec.product_size + (index % 11) * 65_536
-                return slot, AssetFile(
-                    "zipper",
-                    seed + rev * 7919,
-                    item_id,
-                    "application/zip",
-                    rev,
-                    size=size,
-                    corrupt=self.knobs.tamper.get(slot) == "corrupt",
-                )
-            body = self.static_body(collection, index, key)
-            return slot, AssetFile("static", seed, item_id, asset["type"], rev, body=body)
+        for collection, index in self._located(parts[1:]):
+            item = self.item(collection, index)
+            key = next((k for k, a in item["assets"].items() if a.get("href") == url), None)
+            if key is not None:
+                return self._file(collection, index, key, item)
         return None
+
+    def _file(
+        self, collection: str, index: int, key: str, item: dict[str, Any]
+    ) -> tuple[str, AssetFile]:
+        """What the data server needs to serve ``key`` of the item at ``index``."""
+        iid = item["id"]
+        slot = f"{iid}/{key}"
+        seed = self._seed(collection, index, key)
+        rev = self.revision(iid, key)
+        if item["assets"][key]["href"].startswith(f"{self.base_url}/data/zipper/"):
+            spec = self.specs[collection]
+            size = spec.product_size + (index % 11) * 65_536
+            return slot, AssetFile(
+                "zipper",
+                seed + rev * 7919,
+                iid,
+                "application/zip",
+                rev,
+                size=size,
+                corrupt=self.knobs.tamper.get(slot) == "corrupt",
+            )
+        body = self.static_body(collection, index, key)
+        media_type = item["assets"][key]["type"]
+        return slot, AssetFile("static", seed, iid, media_type, rev, body=body)

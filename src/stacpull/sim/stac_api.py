@@ -275,17 +275,6 @@ class StacApi:
         cid = request.match_info["cid"]
         if cid not in self.catalog.specs:
             return error_response(404, "NotFound", f"collection {cid} not found")
-        spec = self.catalog.specs[cid]
-        props: dict[str, Any] = {}
-        for name in sorted(self._queryable_names(cid)):
-            entry: dict[str, Any] = {"title": name, "type": "string"}
-            if name.endswith(("Date", "datetime")) or name in ("updated", "created"):
-                entry["format"] = "date-time"
-            if name in ("product:type", "productType"):
-                entry["enum"] = list(spec.product_types)
-            if name == "instrument":
-                entry["enum"] = [spec.instrument]
-            props[name] = entry
         return web.json_response(
             {
                 "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -293,7 +282,7 @@ class StacApi:
                 "title": f"Queryables for {cid} collection",
                 "$id": f"{self.root}collections/{cid}/queryables",
                 "collection": cid,
-                "properties": props,
+                "properties": self.catalog.queryables(cid),
                 "additionalProperties": False,
             }
         )
@@ -350,6 +339,9 @@ class StacApi:
         index = self.catalog.index_of(cid, iid)
         if index is None:
             return error_response(404, "NotFound", f"item {iid} not found in {cid}")
+        record = self.catalog.record(cid, index, request.query)  # a metadata_* asset's URL
+        if record is not None:
+            return web.Response(body=record[0], headers={"Content-Type": record[1]})
         return web.json_response(
             self._linked(self.catalog.item(cid, index)), content_type="application/geo+json"
         )
