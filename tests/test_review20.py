@@ -67,7 +67,7 @@ def test_a_saved_search_says_when_the_catalogue_listed_items_again(
     )  # fmt: skip
     assert code == 0, err
     assert len(json.loads(out_file.read_text())["features"]) == 3
-    assert "2 listed again" in err
+    assert "2 item(s) listed again by the catalogue: kept once" in err
     assert "warning: the search listed 3 distinct items of the 5" in err
 
 
