@@ -201,7 +201,7 @@ def _server_params() -> list[click.Parameter]:
         _option("--product-size", "product_size", _default(CollectionSpec, "product_size"),
                 "Approximate bytes per product zip.", type=int),
         _option("--enclosure-size", "enclosure_size", _default(CollectionSpec, "enclosure_size"),
-                "Bytes per L1c enclosure raster.", type=int),
+                "Bytes per BIOMASS L1c enclosure raster and EarthCARE HDF5 file.", type=int),
         _option("--token", "tokens", _default(SimOptions, "tokens"),
                 "Accepted bearer token; repeatable.", multiple=True),
         click.Option(["--no-auth"], is_flag=True, help="Serve data without a token."),
