@@ -26,9 +26,7 @@ from stacpull.sim.server import SimOptions
 from .conftest import L1A, cli, files_under
 
 
-@pytest.mark.parametrize(
-    "span", [None, "../2025-10-01T00:00:00Z"], ids=["no range", "open start"]
-)
+@pytest.mark.parametrize("span", [None, "../2025-10-01T00:00:00Z"], ids=["no range", "open start"])
 def test_a_window_that_cannot_be_split_names_no_flag(span: str | None) -> None:
     with pytest.raises(ConfigError) as raised:
         time_windows(span, 86400)
@@ -38,7 +36,9 @@ def test_a_window_that_cannot_be_split_names_no_flag(span: str | None) -> None:
 
 def test_the_api_is_told_of_a_window_without_a_range_in_its_own_words() -> None:
     with pytest.raises(ConfigError) as raised:
-        stacpull.search_items(catalog="http://127.0.0.1:9/catalogue/", collections=[L1A], window="1d")
+        stacpull.search_items(
+            catalog="http://127.0.0.1:9/catalogue/", collections=[L1A], window="1d"
+        )
     assert "--" not in str(raised.value) and "datetime" in str(raised.value)
 
 
