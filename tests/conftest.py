@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,6 +118,24 @@ def sim_download(
     if dashboard is not None:
         args += ["--dashboard", dashboard]
     return cli(*(["--debug"] if debug else []), *args, *extra, env=env, token=token)
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """A plain GET of ``url``, as any HTTP client makes it: (status, headers, body), an error
+    status returned rather than raised."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def http_json(url: str) -> Any:
+    """The JSON document at ``url``, which must answer 200."""
+    status, _, body = http_get(url)
+    assert status == 200, body
+    return json.loads(body)
 
 
 def files_under(root: Path) -> list[Path]:

@@ -151,7 +151,8 @@ def test_demo_runs_as_a_real_process(tmp_path: Path) -> None:
     proc = _demo(tmp_path / "demo", "plain")
     assert proc.returncode == 0, proc.stderr
     assert "downloaded" in proc.stdout and "\x1b" not in proc.stdout + proc.stderr
-    assert len(files_under(tmp_path / "demo")) == 3 * 3 + 3 * 3 + 3 * 2
+    # BIOMASS L1a and L1c: zip, quicklook, KMZ; FLEX: zip, quicklook; EarthCARE: h5, HDR, jpeg
+    assert len(files_under(tmp_path / "demo")) == 3 * 3 + 3 * 3 + 3 * 2 + 3 * 3
     again = _demo(tmp_path / "demo", "none")
     assert again.returncode == 0 and "skipped" in again.stdout
 

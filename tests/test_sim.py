@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.request
 from typing import Any
@@ -13,54 +12,41 @@ from stacpull.headers import format_http_date
 from stacpull.sim import SimServer
 from stacpull.sim.cql2 import CQL2Error, parse_cql2
 
-from .conftest import FLEX, L1A, L1C, TOKEN
-
-
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, dict(resp.headers), resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), err.read()
-
-
-def _json(url: str) -> Any:
-    status, _, body = _get(url)
-    assert status == 200, body
-    return json.loads(body)
+from .conftest import FLEX, L1A, L1C, TOKEN, http_get, http_json
 
 
 def test_landing_conformance_collections_and_queryables(sim: SimServer) -> None:
-    landing = _json(sim.catalog_url)
+    landing = http_json(sim.catalog_url)
     assert landing["id"] == "fedeo" and any("item-search" in c for c in landing["conformsTo"])
-    assert _get(sim.catalog_url.rstrip("/"))[0] == 503  # MAAP's slashless root
-    ids = [c["id"] for c in _json(sim.catalog_url + "collections")["collections"]]
+    assert http_get(sim.catalog_url.rstrip("/"))[0] == 503  # MAAP's slashless root
+    ids = [c["id"] for c in http_json(sim.catalog_url + "collections")["collections"]]
     assert ids == [L1A, L1C, FLEX, "EarthCAREL1Validated_MAAP", "EarthCAREL2Validated_MAAP"]
-    assert [c["id"] for c in _json(sim.catalog_url + "collections?q=flex")["collections"]] == [FLEX]
-    queryables = _json(f"{sim.catalog_url}collections/{L1A}/queryables")["properties"]
+    assert [c["id"] for c in http_json(sim.catalog_url + "collections?q=flex")["collections"]] == [
+        FLEX
+    ]
+    queryables = http_json(f"{sim.catalog_url}collections/{L1A}/queryables")["properties"]
     assert "product:type" in queryables and "productType" in queryables
 
 
 def test_search_filters_and_paging(sim: SimServer) -> None:
     base = f"{sim.catalog_url}search?collections={L1A}"
-    page = _json(base + "&limit=2")
+    page = http_json(base + "&limit=2")
     assert page["numberMatched"] == 5 and len(page["features"]) == 2
     seen = [f["id"] for f in page["features"]]
     while nxt := next((link for link in page["links"] if link["rel"] == "next"), None):
-        page = _json(nxt["href"])
+        page = http_json(nxt["href"])
         seen += [f["id"] for f in page["features"]]
     assert len(seen) == len(set(seen)) == 5
-    one = _json(
+    one = http_json(
         base + "&filter=" + urllib.request.quote("productType='S1_SCS__1S' and instrument='P-SAR'")
     )
     assert one["numberMatched"] == 2
-    window = _json(base + "&datetime=2025-09-29T00:02:10Z/2025-09-29T00:04:05Z")
+    window = http_json(base + "&datetime=2025-09-29T00:02:10Z/2025-09-29T00:04:05Z")
     assert window["numberMatched"] == 2  # items overlapping the interval, not starting in it
 
 
 def test_cql2_errors_are_400s_naming_the_problem(sim: SimServer) -> None:
-    status, _, body = _get(
+    status, _, body = http_get(
         f"{sim.catalog_url}search?collections={L1A}&filter=" + urllib.request.quote("nope='x'")
     )
     assert status == 400 and b"unknown queryable" in body
@@ -93,26 +79,26 @@ def test_cql2_syntax_errors(text: str) -> None:
 def test_static_files_serve_ranges_and_validators(sim: SimServer) -> None:
     href = sim.catalog.item(L1C, 0)["assets"]["quicklook_png"]["href"]
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    assert _get(href)[0] == 401
-    status, headers, body = _get(href, auth)
+    assert http_get(href)[0] == 401
+    status, headers, body = http_get(href, auth)
     assert status == 200 and body.startswith(b"\x89PNG")
     etag, modified, size = headers["ETag"], headers["Last-Modified"], len(body)
-    status, headers, part = _get(href, {**auth, "Range": "bytes=10-", "If-Range": etag})
+    status, headers, part = http_get(href, {**auth, "Range": "bytes=10-", "If-Range": etag})
     assert (
         status == 206
         and part == body[10:]
         and headers["Content-Range"] == f"bytes 10-{size - 1}/{size}"
     )
-    assert _get(href, {**auth, "Range": "bytes=10-", "If-Range": modified})[0] == 206
-    assert _get(href, {**auth, "Range": "bytes=10-", "If-Range": '"stale"'})[0] == 200
-    assert _get(href, {**auth, "Range": "bytes=10-", "If-Range": format_http_date(0)})[0] == 200
-    status, headers, _ = _get(href, {**auth, "Range": f"bytes={size}-"})
+    assert http_get(href, {**auth, "Range": "bytes=10-", "If-Range": modified})[0] == 206
+    assert http_get(href, {**auth, "Range": "bytes=10-", "If-Range": '"stale"'})[0] == 200
+    assert http_get(href, {**auth, "Range": "bytes=10-", "If-Range": format_http_date(0)})[0] == 200
+    status, headers, _ = http_get(href, {**auth, "Range": f"bytes={size}-"})
     assert status == 416 and headers["Content-Range"] == f"bytes */{size}"
 
 
 def test_zipper_streams_without_length_or_ranges_and_public_needs_no_token(sim: SimServer) -> None:
     item = sim.catalog.item(L1A, 0)
-    status, headers, body = _get(
+    status, headers, body = http_get(
         item["assets"]["product"]["href"],
         {"Authorization": f"Bearer {TOKEN}", "Range": "bytes=10-"},
     )
@@ -122,5 +108,5 @@ def test_zipper_streams_without_length_or_ranges_and_public_needs_no_token(sim: 
         and headers.get("Transfer-Encoding") == "chunked"
     )
     assert body.startswith(b"PK\x03\x04")
-    assert _get(item["assets"]["thumbnail"]["href"])[0] == 200
-    assert _get(sim.base_url + "/data/nothing/here/at/all/x/y/z")[0] == 401
+    assert http_get(item["assets"]["thumbnail"]["href"])[0] == 200
+    assert http_get(sim.base_url + "/data/nothing/here/at/all/x/y/z")[0] == 401

@@ -13,8 +13,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import urllib.error
-import urllib.request
 import xml.etree.ElementTree as ET
 import zipfile
 from datetime import datetime, timedelta
@@ -27,7 +25,7 @@ import pytest
 from stacpull.destpaths import companion_png_name
 from stacpull.sim import CollectionSpec, SimCatalog, SimServer, default_collections
 
-from .conftest import FLEX, L1A, L1C, TOKEN, pull
+from .conftest import FLEX, L1A, L1C, TOKEN, http_get, http_json, pull
 
 EC_L1 = "EarthCAREL1Validated_MAAP"
 EC_L2 = "EarthCAREL2Validated_MAAP"
@@ -41,21 +39,6 @@ RENAMED = {
     "instrument": "instruments",
 }
 CATALOG = SimCatalog(default_collections(count=16, product_size=20_000))
-
-
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, dict(resp.headers), resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), err.read()
-
-
-def _json(url: str) -> Any:
-    status, _, body = _get(url)
-    assert status == 200, body
-    return json.loads(body)
 
 
 def _template(href: str, item_id: str) -> str:
@@ -239,32 +222,32 @@ def test_the_sim_serves_every_earthcare_asset(sim: SimServer) -> None:
     item = sim.catalog.item(EC_L2, 1)
     assets, iid = item["assets"], item["id"]
     h5 = assets["enclosure_h5"]["href"]
-    assert _get(h5)[0] == 401
-    status, headers, body = _get(h5, AUTH)
+    assert http_get(h5)[0] == 401
+    status, headers, body = http_get(h5, AUTH)
     assert status == 200 and body.startswith(b"\x89HDF\r\n\x1a\n")
     assert int(headers["Content-Length"]) == assets["enclosure_h5"]["file:size"] == len(body)
-    status, _, part = _get(h5, {**AUTH, "Range": "bytes=100-"})
+    status, _, part = http_get(h5, {**AUTH, "Range": "bytes=100-"})
     assert status == 206 and part == body[100:]
-    status, _, hdr = _get(assets["enclosure_hdr"]["href"], AUTH)
+    status, _, hdr = http_get(assets["enclosure_hdr"]["href"], AUTH)
     header = ET.fromstring(hdr)
     assert status == 200 and header.find(".//{*}File_Name").text == iid  # type: ignore[union-attr]
-    status, headers, jpeg = _get(assets["quicklook_jpeg"]["href"])  # public: no token
+    status, headers, jpeg = http_get(assets["quicklook_jpeg"]["href"])  # public: no token
     assert status == 200 and headers["Content-Type"] == "image/jpeg"
     assert jpeg.startswith(b"\xff\xd8") and jpeg.endswith(b"\xff\xd9")
-    status, headers, zipped = _get(assets["product"]["href"], AUTH)
+    status, headers, zipped = http_get(assets["product"]["href"], AUTH)
     assert status == 200 and "Content-Length" not in headers
     names = zipfile.ZipFile(io.BytesIO(zipped)).namelist()
     assert f"{iid}/{iid}.h5" in names and f"{iid}/{iid}.HDR" in names
     for key in ("metadata_ogc_10_157r4", "metadata_iso_19139"):
-        status, headers, body = _get(assets[key]["href"])
+        status, headers, body = http_get(assets[key]["href"])
         assert status == 200 and headers["Content-Type"] == assets[key]["type"], key
         assert iid in ET.tostring(ET.fromstring(body), encoding="unicode"), key
-    status, headers, body = _get(assets["metadata_ogc_17_003r2"]["href"])
+    status, headers, body = http_get(assets["metadata_ogc_17_003r2"]["href"])
     assert headers["Content-Type"] == assets["metadata_ogc_17_003r2"]["type"]
     record = json.loads(body)
     assert record["type"] == "Feature" and record["properties"]["identifier"] == iid
     assert record["geometry"] == item["geometry"]
-    plain = _json(f"{sim.catalog_url}collections/{EC_L2}/items/{iid}?unrelated=1")
+    plain = http_json(f"{sim.catalog_url}collections/{EC_L2}/items/{iid}?unrelated=1")
     assert plain["id"] == iid and plain["assets"] == assets  # no record's query: the item
 
 
@@ -280,20 +263,20 @@ def test_jpeg_quicklooks_decode(sim: SimServer) -> None:
 
 def test_earthcare_search_and_queryables_over_http(sim: SimServer) -> None:
     base = f"{sim.catalog_url}search?collections={EC_L2}"
-    page = _json(base + "&limit=50")
+    page = http_json(base + "&limit=50")
     assert page["numberMatched"] == 5
     assert {f["geometry"]["type"] for f in page["features"]} == {"LineString"}
-    msi = _json(base + "&filter=" + quote("product:type='MSI_COP_2A'"))
+    msi = http_json(base + "&filter=" + quote("product:type='MSI_COP_2A'"))
     assert msi["numberMatched"] == 3
     first = page["features"][0]
     west, south, east, north = first["bbox"]
     box = f"{west + 1},{south + 1},{east - 1},{north - 1}"
-    assert first["id"] in {f["id"] for f in _json(base + f"&bbox={box}")["features"]}
-    queryables = _json(f"{sim.catalog_url}collections/{EC_L2}/queryables")["properties"]
+    assert first["id"] in {f["id"] for f in http_json(base + f"&bbox={box}")["features"]}
+    queryables = http_json(f"{sim.catalog_url}collections/{EC_L2}/queryables")["properties"]
     assert set(RENAMED.values()) <= set(queryables)
     assert not set(RENAMED) & set(queryables)
     old = base + "&filter=" + quote("productType='MSI_COP_2A'")
-    assert _get(old)[0] == 400  # an old name is no queryable here: the client gets the 400
+    assert http_get(old)[0] == 400  # an old name is no queryable here: the client gets the 400
 
 
 def test_a_download_of_the_files_earthcare_users_take(sim: SimServer, tmp_path: Path) -> None:

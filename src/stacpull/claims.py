@@ -189,5 +189,7 @@ def listing_gap(listed: int, matched: int | None, repeats: int = 0) -> str | Non
     return (
         f"the search listed {listed} distinct items of the {matched} the catalogue counted "
         f"({matched - listed} never listed{again}): results that shift while they are paged "
-        "hide items; run it again, or with --window, to pick up the rest"
+        # The API's reports say this too: the setting, then the flag.
+        "hide items; run it again, or in windows (search.window, --window), to pick up "
+        "the rest"
     )

@@ -185,9 +185,10 @@ def time_windows(
     intervals; the last one ends where ``span`` ends. An open end (``..``) ends ``now``;
     an open start cannot be split (where would the first window begin?), nor no range."""
     if span is None:
+        # Said in the config's words: the API and a config file raise this too.
         raise ConfigError(
-            f"{key}: a window needs a datetime range to split, e.g. "
-            "--datetime 2025-09-01/2025-10-01 --window 1d"
+            f"{key}: a window needs a datetime range to split (search.datetime), e.g. "
+            "2025-09-01/2025-10-01"
         )
     if not step > 0:
         raise ConfigError(f"{key}: expected a duration above zero such as 1d or 6h, got {step!r}")

@@ -115,6 +115,13 @@ def search(
         broken = output == "-" and getattr(sys.stdout, "broken", False)
         wrote = "" if broken else f"wrote {writer.count} item(s) to {output} ({writer.format})"
     print_search(out, walked, show, wrote=wrote)
+    if writer is not None and config.search.max_items is None:
+        # A saved search walked the whole listing: say, as a mirror does, when its distinct
+        # items are not what the catalogue counted (MAAP's paging lists some again).
+        from ..claims import listing_gap
+
+        if gap := listing_gap(walked.seen, walked.matched, walked.repeats):
+            click.echo(f"stacpull: warning: {gap}", err=True)
 
 
 def _search_setup(

@@ -285,6 +285,8 @@ def print_search(out: Console, walked: Walked, show: int, *, wrote: str | None =
         )
     if wrote:
         note.print(wrote, soft_wrap=True, markup=False)
+    if walked.repeats:  # MAAP's unordered offset paging lists some items twice
+        note.print(f"{walked.repeats} item(s) listed again by the catalogue: kept once")
 
 
 def _extent(col: Mapping[str, Any], whole: bool = False) -> str:

@@ -28,7 +28,14 @@ if TYPE_CHECKING:
 
 __all__ = ["demo", "sim_group"]
 
-_DEMO_COLLECTIONS = ("BiomassLevel1aIOC", "BiomassLevel1cIOC", "FLEXL1CommissioningProducts10")
+#: One collection of each kind of item the maap profile tells apart; EarthCARE's gives its
+#: HDF5 file, header and quicklook (a few hundred kB an item), never its product zip.
+_DEMO_COLLECTIONS = (
+    "BiomassLevel1aIOC",
+    "BiomassLevel1cIOC",
+    "FLEXL1CommissioningProducts10",
+    "EarthCAREL2Validated_MAAP",
+)
 
 
 class _Deferred(click.Command):
@@ -95,8 +102,10 @@ def demo(dest: str, items: int, product_size: int, concurrency: int | str, dashb
     """Run the whole pipeline against the built-in simulated MAAP catalogue.
 
     Starts the simulated catalogue on 127.0.0.1 (BIOMASS L1a with 2025 asset keys, BIOMASS
-    L1c with 2026 keys, FLEX), then downloads products, quicklooks and KMZs of all three
-    into DEST with the live dashboard, verifying every file. Authentication is MAAP's
+    L1c with 2026 keys, FLEX, EarthCARE L2), then downloads what the default profile takes
+    of each (BIOMASS's products, quicklooks and KMZs; FLEX's products and quicklooks;
+    EarthCARE's HDF5 files, headers and quicklooks) into DEST with the live dashboard,
+    verifying every file. Authentication is MAAP's
     offline-token flow against the simulated identity server, with access tokens that
     expire every 2 seconds. Run it twice: the second run skips everything.
     """
@@ -192,7 +201,7 @@ def _server_params() -> list[click.Parameter]:
         _option("--product-size", "product_size", _default(CollectionSpec, "product_size"),
                 "Approximate bytes per product zip.", type=int),
         _option("--enclosure-size", "enclosure_size", _default(CollectionSpec, "enclosure_size"),
-                "Bytes per L1c enclosure raster.", type=int),
+                "Bytes per BIOMASS L1c enclosure raster and EarthCARE HDF5 file.", type=int),
         _option("--token", "tokens", _default(SimOptions, "tokens"),
                 "Accepted bearer token; repeatable.", multiple=True),
         click.Option(["--no-auth"], is_flag=True, help="Serve data without a token."),

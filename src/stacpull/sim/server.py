@@ -3,11 +3,15 @@
 * ``/catalogue/``: STAC API 1.1 (landing page, an OpenAPI ``service-desc`` at ``api``,
   conformance, collections, queryables, ``/collections/{id}/items``, item search by GET and
   POST with opaque ``rel=next`` tokens that also work as a plain GET, ``numberMatched``,
-  CQL2 text and JSON through the ``cql2`` library). The slashless ``/catalogue`` answers
-  503, as MAAP's load balancer does.
+  CQL2 text and JSON through the ``cql2`` library; pages unordered and items listed again
+  when :class:`~.results.ResultOrder` says, as MAAP's are). The slashless ``/catalogue``
+  answers 503, as MAAP's load balancer does.
 * ``/data/zipper/...``: product zips built on the fly, chunked, no ``Content-Length``, no
   ranges. ``/data/...``: static files with ``ETag``, ``Last-Modified``, ``Range``,
-  ``If-Range`` (ETag or date; a stale validator gets the full 200) and 416.
+  ``If-Range`` (ETag or date; a stale validator gets the full 200) and 416; with the
+  ``validators`` fault knob off (``sim serve --no-validators``), ranges without ``ETag``
+  or ``Last-Modified``, so an ``If-Range`` never matches (nobody recorded which MAAP's
+  static files do).
   Paths with a ``public`` segment need no token; the rest need ``Authorization: Bearer``.
 * ``/go?to=URL``: a 302 to ``URL``, for redirect tests.
 * ``/realms/sim/protocol/openid-connect/token``: the OIDC endpoint of :mod:`.oidc`; data
