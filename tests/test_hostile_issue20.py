@@ -1,0 +1,163 @@
+"""Hostile review of issue 20: a hostile server, hostile metadata and a hostile world
+against the per-mission profile, the simulator's new API and its cql2 filters."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import textwrap
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from stacpull.config import Config, DownloadConfig, SearchConfig
+from stacpull.dryrun import dry_run
+from stacpull.plan import PlanRules, plan_item
+from stacpull.selection import profile_choice
+from stacpull.sim import SimCatalog, SimServer, default_collections
+
+from .test_profiles import _pages, earthcare_item
+
+
+def _token(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _request(url: str, body: bytes | None = None) -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    req = urllib.request.Request(url, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.fixture(scope="module")
+def small_sim() -> Iterator[SimServer]:
+    with SimServer(SimCatalog(default_collections(count=3, product_size=1000))) as server:
+        yield server
+
+
+# -- the simulator's page tokens and bodies: hostile input is a 400, never a 500 ----------
+
+_HOSTILE_TOKENS = {
+    "infinite position": _token(b'{"q": {"limit": "1"}, "c": 1e400, "p": 0}'),
+    "negative collection": _token(b'{"q": {"limit": "1"}, "c": -1, "p": 0}'),
+    "negative position": _token(b'{"q": {"limit": "1"}, "c": 0, "p": -3}'),
+    "position a bool": _token(b'{"q": {"limit": "1"}, "c": 0, "p": true}'),
+    "nested too deep": _token(b'{"q": ' + b"[" * 3000 + b"]" * 3000 + b"}"),
+}
+
+
+@pytest.mark.parametrize("token", _HOSTILE_TOKENS.values(), ids=_HOSTILE_TOKENS.keys())
+def test_a_hostile_page_token_is_a_400(small_sim: SimServer, token: str) -> None:
+    status, body = _request(f"{small_sim.catalog_url}page/{token}/search")
+    assert status == 400, body[:200]
+    status, body = _request(f"{small_sim.catalog_url}search?token={token}")
+    assert status == 400, body[:200]
+
+
+def test_a_post_body_nested_too_deep_is_a_400(small_sim: SimServer) -> None:
+    body = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    status, text = _request(f"{small_sim.catalog_url}search", body)
+    assert status == 400, text[:200]
+
+
+def test_a_deeply_nested_cql2_filter_does_not_crash_the_simulator() -> None:
+    """cql2's parser recurses on the native stack: a few kilobytes of parentheses (or a
+    long chain of ANDs) crashed the whole simulator process with SIGSEGV. Run in a child
+    process, so the crash it used to be cannot take the test run with it."""
+    script = textwrap.dedent(
+        """
+        import json, urllib.error, urllib.request
+        from stacpull.sim import SimCatalog, SimServer, default_collections
+        def status(url, body=None):
+            headers = {"Content-Type": "application/json"} if body else {}
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, body, headers)) as r:
+                    return r.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+        with SimServer(SimCatalog(default_collections(count=1, product_size=100))) as s:
+            deep = "(" * 2500 + "id = 'x'" + ")" * 2500
+            chain = " AND ".join(["id = 'x'"] * 40000)
+            nots = "NOT " * 6000 + "id = 'x'"
+            tree = {"op": "=", "args": [{"property": "id"}, "x"]}
+            for _ in range(450):
+                tree = {"op": "not", "args": [tree]}
+            got = [status(s.catalog_url + "search?filter=" + deep)]
+            for text in (deep, chain, nots):
+                body = json.dumps({"filter": text, "filter-lang": "cql2-text"}).encode()
+                got.append(status(s.catalog_url + "search", body))
+            body = json.dumps({"filter": tree, "filter-lang": "cql2-json"}).encode()
+            got.append(status(s.catalog_url + "search", body))
+            print(json.dumps(got))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == [400] * 5
+
+
+# -- the per-mission profile against hostile metadata -------------------------------------
+
+
+def test_an_earthcare_zip_under_the_enclosure_h5_key_is_never_taken() -> None:
+    """The EarthCARE rule promises never the zip; a catalogue that puts the zipper's URL
+    under ``enclosure_h5`` must not make the profile take a zip after all."""
+    item = earthcare_item()
+    item["assets"]["enclosure_h5"] = {
+        "href": "https://catalog.maap.eo.esa.int/data/zipper/x/y",
+        "type": "application/zip",
+        "roles": ["data"],
+    }
+    choice = profile_choice(item)
+    assert choice.rule == "earthcare"
+    assert "enclosure_h5" not in choice.keys
+    assert set(choice.keys) == {"enclosure_hdr", "quicklook_jpeg"}
+
+
+def test_one_href_under_two_keys_with_contradicting_sizes_is_not_merged() -> None:
+    """Two keys with one href are one download only when they claim the same file: with
+    ``file:size`` (or ``file:checksum``) that differ, one claim would be dropped silently
+    and the file verified against the other."""
+    item = earthcare_item()
+    item["assets"]["quicklook_jpeg"]["file:size"] = 10
+    item["assets"]["thumbnail"]["file:size"] = 20
+    jobs, refusals = plan_item(item, PlanRules(("all",)))
+    assert not refusals
+    sizes = {j.asset_key: j.size for j in jobs}
+    assert sizes["quicklook_jpeg"] == 10 and sizes["thumbnail"] == 20
+    assert not any(j.also for j in jobs)
+    same = earthcare_item()
+    same["assets"]["quicklook_jpeg"]["file:size"] = 10
+    same["assets"]["thumbnail"]["file:size"] = 10
+    jobs, _ = plan_item(same, PlanRules(("all",)))
+    assert [j.also for j in jobs if j.also] == [("thumbnail",)]
+
+
+def test_hostile_platforms_keep_the_dry_runs_rule_line_short(tmp_path: Path) -> None:
+    """A catalogue whose items each name another huge platform ("EarthCARE" + 1000 bytes
+    of noise) made one rule line of 200 kB: every reason quoted the value in full."""
+    items: list[dict[str, Any]] = []
+    for i in range(200):
+        item = earthcare_item(item_id=f"EC{i:04d}")
+        item["properties"]["platform"] = f"EarthCARE{'y' * 1000}{i}"
+        items.append(item)
+    config = Config(search=SearchConfig(), download=DownloadConfig(dest=str(tmp_path / "d")))
+    summary = anyio.run(lambda: dry_run(config, pages=_pages(items)))
+    plan = summary.rules["earthcare"]
+    assert plan.items == 200
+    assert sum(plan.why.values()) == 200
+    assert len(plan.line()) < 2000
+    assert len(json.dumps(plan.record())) < 4000
