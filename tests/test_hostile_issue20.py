@@ -77,7 +77,7 @@ def test_a_deeply_nested_cql2_filter_does_not_crash_the_simulator() -> None:
     process, so the crash it used to be cannot take the test run with it."""
     script = textwrap.dedent(
         """
-        import json, urllib.error, urllib.request
+        import json, urllib.error, urllib.parse, urllib.request
         from stacpull.sim import SimCatalog, SimServer, default_collections
         def status(url, body=None):
             headers = {"Content-Type": "application/json"} if body else {}
@@ -93,7 +93,7 @@ def test_a_deeply_nested_cql2_filter_does_not_crash_the_simulator() -> None:
             tree = {"op": "=", "args": [{"property": "id"}, "x"]}
             for _ in range(450):
                 tree = {"op": "not", "args": [tree]}
-            got = [status(s.catalog_url + "search?filter=" + deep)]
+            got = [status(s.catalog_url + "search?filter=" + urllib.parse.quote(deep))]
             for text in (deep, chain, nots):
                 body = json.dumps({"filter": text, "filter-lang": "cql2-text"}).encode()
                 got.append(status(s.catalog_url + "search", body))
