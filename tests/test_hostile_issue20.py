@@ -19,10 +19,13 @@ import pytest
 
 from stacpull.config import Config, DownloadConfig, SearchConfig
 from stacpull.dryrun import dry_run
+from stacpull.errors import ConfigError
+from stacpull.paging import time_windows
 from stacpull.plan import PlanRules, plan_item
 from stacpull.selection import profile_choice
 from stacpull.sim import SimCatalog, SimServer, default_collections
 
+from .conftest import cli
 from .test_profiles import _pages, earthcare_item
 
 
@@ -161,3 +164,35 @@ def test_hostile_platforms_keep_the_dry_runs_rule_line_short(tmp_path: Path) -> 
     assert sum(plan.why.values()) == 200
     assert len(plan.line()) < 2000
     assert len(json.dumps(plan.record())) < 4000
+
+
+# -- search windows ---------------------------------------------------------------------
+
+
+def test_a_window_shorter_than_a_microsecond_is_a_clear_error() -> None:
+    """``--window 0.0000001s`` parsed as a duration above zero, then divided by a
+    zero-width timedelta: a ZeroDivisionError traceback instead of a message."""
+    with pytest.raises(ConfigError, match="search.window"):
+        time_windows("2025-01-01/2025-01-02", 1e-7)
+    code, _, err = cli(
+        "mirror", "--catalog", "http://127.0.0.1:9/catalogue/", "--collection", "X",
+        "--datetime", "2025-01-01/2025-01-02", "--window", "0.0000001s",
+        "--dest", "/nonexistent/d", "--dry-run",
+    )  # fmt: skip
+    assert code != 0 and "search.window" in err and "Traceback" not in err
+
+
+def test_a_window_longer_than_any_timedelta_is_one_window() -> None:
+    """``--window 10000000000d`` overflowed timedelta (OverflowError traceback): a window
+    longer than the range is simply the whole range."""
+    assert time_windows("2025-01-01/2025-01-02", 10_000_000_000 * 86400.0) == [
+        "2025-01-01T00:00:00Z/2025-01-02T23:59:59.999999Z"
+    ]
+
+
+def test_windows_of_early_years_are_stamped_with_four_digit_years() -> None:
+    """strftime's %Y writes year 1 as ``1``: the window ``1-01-01T00:00:00Z/…`` was then
+    refused as no date at all, for a range the user gave as 0001-01-01/0001-01-02."""
+    windows = time_windows("0001-01-01/0001-01-02", 86400.0)
+    assert windows[0] == "0001-01-01T00:00:00Z/0001-01-02T00:00:00Z"
+    assert windows[-1].endswith("/0001-01-02T23:59:59.999999Z")
