@@ -196,3 +196,22 @@ def test_windows_of_early_years_are_stamped_with_four_digit_years() -> None:
     windows = time_windows("0001-01-01/0001-01-02", 86400.0)
     assert windows[0] == "0001-01-01T00:00:00Z/0001-01-02T00:00:00Z"
     assert windows[-1].endswith("/0001-01-02T23:59:59.999999Z")
+
+
+# -- --filter-lang cql2-json with hostile JSON ---------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [400, 5000])
+def test_a_cql2_json_filter_nested_too_deep_is_a_clear_config_error(depth: int) -> None:
+    """5000 nested arrays made json.loads raise RecursionError (a traceback); 400 nested
+    NOTs passed the check, then pystac-client's deepcopy failed with "maximum recursion
+    depth exceeded" as the search's error. Both are the filter's fault: say so."""
+    if depth > 1000:
+        text = "[" * depth + "]" * depth
+    else:
+        tree: dict[str, Any] = {"op": "=", "args": [{"property": "id"}, "x"]}
+        for _ in range(depth):
+            tree = {"op": "not", "args": [tree]}
+        text = json.dumps(tree)
+    with pytest.raises(ConfigError, match="search.filter: .*nest"):
+        SearchConfig(filter=text, filter_lang="cql2-json")
