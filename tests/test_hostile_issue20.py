@@ -215,3 +215,31 @@ def test_a_cql2_json_filter_nested_too_deep_is_a_clear_config_error(depth: int) 
         text = json.dumps(tree)
     with pytest.raises(ConfigError, match="search.filter: .*nest"):
         SearchConfig(filter=text, filter_lang="cql2-json")
+
+
+# -- stac-geoparquet read back from a corrupt file ---------------------------------------
+
+
+def test_a_corrupt_parquet_footer_is_a_config_error_never_a_rust_panic(tmp_path: Path) -> None:
+    """rustac panics on some corrupt footers (``Unexpected bitwidth and signed``, ``Type
+    NONE not supported``); pyo3's PanicException is a BaseException, so ``--from`` crashed
+    with a traceback instead of saying the file is not readable stac-geoparquet."""
+    rustac = pytest.importorskip("rustac")
+    from stacpull.export import saved_pages
+
+    catalog = SimCatalog(default_collections(count=2, product_size=100))
+    collection = default_collections(count=1)[0].id
+    good_path = tmp_path / "good.parquet"
+    rustac.write_sync(str(good_path), [catalog.item(collection, i) for i in range(2)])
+    good = good_path.read_bytes()
+    leaked: list[str] = []
+    for back in range(9, min(700, len(good))):
+        data = bytearray(good)
+        data[-back] = 0x35
+        try:
+            saved_pages("bad.parquet", data=bytes(data))
+        except ConfigError:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - what leaks is the point
+            leaked.append(f"{back}: {type(exc).__name__}")
+    assert not leaked, leaked[:5]
