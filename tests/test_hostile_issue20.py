@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
+from aiohttp import web
 
 from stacpull.config import Config, DownloadConfig, SearchConfig
 from stacpull.dryrun import dry_run
@@ -26,6 +27,7 @@ from stacpull.selection import profile_choice
 from stacpull.sim import SimCatalog, SimServer, default_collections
 
 from .conftest import cli
+from .test_results import Catalogue
 from .test_profiles import _pages, earthcare_item
 
 
@@ -243,3 +245,61 @@ def test_a_corrupt_parquet_footer_is_a_config_error_never_a_rust_panic(tmp_path:
         except BaseException as exc:  # noqa: BLE001 - what leaks is the point
             leaked.append(f"{back}: {type(exc).__name__}")
     assert not leaked, leaked[:5]
+
+
+def test_a_parquet_part_planted_as_a_link_is_never_followed(tmp_path: Path) -> None:
+    pytest.importorskip("rustac")
+    from stacpull.export import ItemWriter, saved_pages
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    out = tmp_path / "items.parquet"
+    (tmp_path / "items.parquet.part").symlink_to(victim)
+    item = earthcare_item()
+    with ItemWriter(out) as writer:
+        writer.write(item)
+    assert victim.read_bytes() == b"precious"
+    assert not (tmp_path / "items.parquet.part").exists()
+    read = saved_pages(out)
+    assert read.count == 1
+
+
+# -- the renamed-queryables hint against hostile error bodies ------------------------------
+
+
+class _Rejecting(Catalogue):
+    """tests/test_results.py's catalogue, whose search answers 400 with ``body`` (bytes, as
+    a hostile server may send them)."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__({"type": "object", "properties": {}})
+        self.body = body
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path != "/search":
+            return await super()._handle(request)
+        return web.Response(status=400, body=self.body, content_type="application/json")
+
+
+_BODIES = {
+    "escape in description": json.dumps(
+        {"code": "x", "description": "unknown \x1b]0;owned\x07 productType"}
+    ).encode(),
+    "description an object": json.dumps({"description": {"a": ["\x1b[2J"] * 3}}).encode(),
+    "huge": b'{"description": "' + b"A" * 2_000_000 + b'"}',
+    "not utf-8": b"\xff\xfe\x1b[31m bad",
+    "a list": b'["\\u001b[2J", 1, null]',
+}
+
+
+@pytest.mark.parametrize("body", _BODIES.values(), ids=_BODIES.keys())
+def test_a_hostile_400_keeps_the_hint_and_the_terminal_clean(body: bytes) -> None:
+    with _Rejecting(body) as api:
+        code, out, err = cli(
+            "search", "--catalog", api.base, "--collection", "C",
+            "--filter", "productType = 'X'",
+        )  # fmt: skip
+    assert code != 0 and "Traceback" not in err
+    assert "productType is now product:type" in err
+    assert "\x1b" not in out + err and "\x07" not in out + err
+    assert len(err) < 5000
