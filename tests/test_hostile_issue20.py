@@ -27,8 +27,8 @@ from stacpull.selection import profile_choice
 from stacpull.sim import SimCatalog, SimServer, default_collections
 
 from .conftest import cli
-from .test_results import Catalogue
 from .test_profiles import _pages, earthcare_item
+from .test_results import Catalogue
 
 
 def _token(raw: bytes) -> str:
@@ -174,7 +174,7 @@ def test_hostile_platforms_keep_the_dry_runs_rule_line_short(tmp_path: Path) -> 
 def test_a_window_shorter_than_a_microsecond_is_a_clear_error() -> None:
     """``--window 0.0000001s`` parsed as a duration above zero, then divided by a
     zero-width timedelta: a ZeroDivisionError traceback instead of a message."""
-    with pytest.raises(ConfigError, match="search.window"):
+    with pytest.raises(ConfigError, match=r"search\.window"):
         time_windows("2025-01-01/2025-01-02", 1e-7)
     code, _, err = cli(
         "mirror", "--catalog", "http://127.0.0.1:9/catalogue/", "--collection", "X",
@@ -215,7 +215,7 @@ def test_a_cql2_json_filter_nested_too_deep_is_a_clear_config_error(depth: int) 
         for _ in range(depth):
             tree = {"op": "not", "args": [tree]}
         text = json.dumps(tree)
-    with pytest.raises(ConfigError, match="search.filter: .*nest"):
+    with pytest.raises(ConfigError, match=r"search\.filter: .*nest"):
         SearchConfig(filter=text, filter_lang="cql2-json")
 
 
@@ -242,7 +242,7 @@ def test_a_corrupt_parquet_footer_is_a_config_error_never_a_rust_panic(tmp_path:
             saved_pages("bad.parquet", data=bytes(data))
         except ConfigError:
             pass
-        except BaseException as exc:  # noqa: BLE001 - what leaks is the point
+        except BaseException as exc:
             leaked.append(f"{back}: {type(exc).__name__}")
     assert not leaked, leaked[:5]
 
