@@ -303,3 +303,10 @@ def test_a_hostile_400_keeps_the_hint_and_the_terminal_clean(body: bytes) -> Non
     assert "productType is now product:type" in err
     assert "\x1b" not in out + err and "\x07" not in out + err
     assert len(err) < 5000
+
+
+@pytest.mark.parametrize("limit", [b"Infinity", b"-Infinity", b"NaN"])
+def test_a_post_limit_that_is_no_number_is_a_400(small_sim: SimServer, limit: bytes) -> None:
+    """Python's JSON reads ``Infinity``: int() of it raised OverflowError, a 500."""
+    status, body = _request(f"{small_sim.catalog_url}search", b'{"limit": ' + limit + b"}")
+    assert status == 400, body[:200]
