@@ -380,7 +380,7 @@ class StacApi:
             predicate = parse_filter(source, lang, allowed)
         try:
             limit = int(params.get("limit", _DEFAULT_LIMIT))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # JSON's Infinity overflows
             raise ValueError(f"limit must be an integer, not {params.get('limit')!r}") from exc
         if limit < 1:
             raise ValueError("limit must be ≥ 1")
