@@ -78,6 +78,10 @@ class AssetPlan:
                 self.estimated_bytes += guess
 
 
+#: Distinct reasons a rule's line names; the rest are counted as "other reasons".
+_MAX_REASONS = 8
+
+
 @dataclass(slots=True)
 class RulePlan:
     """The items one rule of the ``maap`` profile chose assets for: how many, why (each
@@ -90,6 +94,8 @@ class RulePlan:
 
     def _count(self, why: str, keys: tuple[str, ...]) -> None:
         self.items += 1
+        if why not in self.why and len(self.why) >= _MAX_REASONS:
+            why = "other reasons"  # a catalogue's values are unbounded; the line is not
         self.why[why] = self.why.get(why, 0) + 1
         for key in keys:
             self.keys[key] = self.keys.get(key, 0) + 1

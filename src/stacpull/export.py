@@ -247,7 +247,10 @@ class ItemWriter:
             built = Path(private) / "items.parquet"
             try:
                 rustac.write_sync(str(built), list(self._items), format="geoparquet")
-            except Exception as exc:  # RustacError; a plain Exception for a number out of range
+            except (
+                BaseException
+            ) as exc:  # RustacError, an Exception (a number out of range), a panic
+                _reraise_unless_rustac(exc)
                 raise ConfigError(
                     f"-o {self.path}: not written as stac-geoparquet ({_one_line(exc)}); "
                     "save .geojson to keep every item as it is"
@@ -273,6 +276,14 @@ def _rustac(what: str, alternative: str = "") -> ModuleType:
     except ImportError:
         raise ConfigError(f"{what} needs rustac: {_EXTRA}{alternative}") from None
     return rustac
+
+
+def _reraise_unless_rustac(exc: BaseException) -> None:
+    """Raise ``exc`` again unless rustac raised it: any Exception, or pyo3's
+    ``PanicException`` (a BaseException: rustac panics on some corrupt Parquet footers,
+    "Unexpected bitwidth and signed"), which is the file's fault, not a reason to crash."""
+    if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+        raise exc
 
 
 def _one_line(exc: BaseException) -> str:
@@ -449,7 +460,8 @@ def _parquet_collection(data: bytes, name: str) -> dict[str, Any]:
         copy.write_bytes(data)
         try:
             read = rustac.read_sync(str(copy), format="geoparquet", set_self_link=False)
-        except Exception as exc:  # RustacError, or what its conversion to Python raises
+        except BaseException as exc:  # RustacError, its conversions' errors, or a panic
+            _reraise_unless_rustac(exc)
             if "no geoparquet metadata" in str(exc).lower():
                 raise ConfigError(
                     f"--from: {name} is Parquet but not stac-geoparquet (no GeoParquet "

@@ -174,7 +174,21 @@ def _instant(text: str, *, last: bool, key: str) -> datetime:
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if moment.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+    # The year by hand: strftime's %Y writes year 1 as "1", which no server reads as a date.
+    rest = moment.strftime("-%m-%dT%H:%M:%S.%fZ" if moment.microsecond else "-%m-%dT%H:%M:%SZ")
+    return f"{moment.year:04d}{rest}"
+
+
+def _width(step: float, key: str) -> timedelta:
+    """``step`` seconds as a timedelta: one longer than any timedelta is the longest (one
+    window for any range); one shorter than a microsecond, which rounds to zero, an error."""
+    try:
+        width = timedelta(seconds=step)
+    except OverflowError:
+        return timedelta.max
+    if not width:
+        raise ConfigError(f"{key}: a window of {step:g} s is shorter than a microsecond")
+    return width
 
 
 def time_windows(
@@ -206,7 +220,7 @@ def time_windows(
         end = _instant(end_text, last=True, key=key)
     if end < start:
         raise ConfigError(f"{key}: the datetime {span!r} ends before it starts")
-    width = timedelta(seconds=step)
+    width = _width(step, key)
     count = -(-(end - start) // width) if end > start else 1
     if count > _MAX_WINDOWS:
         raise ConfigError(

@@ -204,17 +204,21 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
         return [], [planner]
     jobs: list[Job] = []
     refusals: list[Refusal] = []
-    # (URL, file name) -> index of its job: one href under two keys that name the same
-    # file is one download (keys that ask for two files by file:local_path get two).
-    seen: dict[tuple[str, str | None], int] = {}
+    # (URL, file name, claims) -> index of its job: one href under two keys that name the
+    # same file is one download (keys that ask for two files by file:local_path get two,
+    # and so do keys whose file:size or file:checksum contradict: dropping one claim would
+    # verify the file against the other alone).
+    seen: dict[tuple[str, str | None, str], int] = {}
     for key in planner.keys:
         try:
             url = planner.url(key)
-            if (first := seen.get((url, planner.names.get(key)))) is not None:
+            asset = planner.assets[key]
+            claims = repr((asset.get("file:size"), asset.get("file:checksum")))
+            if (first := seen.get((url, planner.names.get(key), claims))) is not None:
                 jobs[first] = replace(jobs[first], also=(*jobs[first].also, key))
                 continue
             jobs.append(planner.job(key, url))
-            seen[url, planner.names.get(key)] = len(jobs) - 1
+            seen[url, planner.names.get(key), claims] = len(jobs) - 1
         except PlanError as exc:
             refusals.append(Refusal(planner.item_id, planner.collection, key, str(exc)))
     return jobs, refusals

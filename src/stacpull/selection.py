@@ -166,6 +166,12 @@ def _mission_of(word: str) -> str | None:
     return None
 
 
+def _quoted(word: str) -> str:
+    """A property value as a reason quotes it: at most 40 characters (a catalogue's value
+    is anyone's text; the dry run prints it once per distinct reason)."""
+    return word if len(word) <= 40 else f"{word[:40]}…"
+
+
 def _words(value: Any) -> list[str]:
     """A property's string values (``platform`` is a string, ``mission`` may be a list)."""
     if isinstance(value, str):
@@ -184,7 +190,7 @@ def _mission(item: Mapping[str, Any], assets: Mapping[str, Mapping[str, Any]]) -
     props = props if isinstance(props, Mapping) else {}
     named = next(
         (
-            (mission, f"{name} {word}")
+            (mission, f"{name} {_quoted(word)}")
             for name in _MISSION_PROPERTIES
             for word in _words(props.get(name))
             if (mission := _mission_of(word)) is not None
@@ -237,7 +243,8 @@ def _earthcare_slots(assets: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
         "header": _first(assets, "enclosure_hdr", ("*",), lambda a: suffix(a) == ".hdr"),
         "quicklook": _first(assets, "quicklook_jpeg", ("quicklook*", "enclosure_ql*"), _is_image),
     }
-    return {slot: key for slot, key in picks.items() if key is not None}
+    # A zip under an EarthCARE key (the zipper's URL as enclosure_h5) is still the zip.
+    return {slot: key for slot, key in picks.items() if key is not None and not is_zip(assets[key])}
 
 
 def profile_slots(item: Mapping[str, Any]) -> dict[str, str]:

@@ -101,6 +101,24 @@ _CONNECTIONS: Mapping[str, str] = {"unit": "connections"}
 _FILTER_LANGS = ("cql2-text", "cql2-json")
 
 
+#: How deep a CQL2-JSON filter may nest (objects and lists): pystac-client copies it
+#: recursively, and a few hundred levels exhaust Python's stack.
+_MAX_FILTER_DEPTH = 100
+
+
+def _depth(value: Any) -> int:
+    """How deep ``value`` (parsed JSON) nests, counted without recursion."""
+    deepest, level = 0, [(value, 1)]
+    while level:
+        node, depth = level.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict | list) and depth <= _MAX_FILTER_DEPTH:
+            level.extend(
+                (child, depth + 1) for child in (node.values() if isinstance(node, dict) else node)
+            )
+    return deepest
+
+
 def _check_filter(text: str | None, lang: str) -> None:
     """``search.filter_lang`` is one of :data:`_FILTER_LANGS`, and a ``cql2-json`` filter is
     a JSON object (checked here, before the search: the catalogue's 400 says less)."""
@@ -110,10 +128,18 @@ def _check_filter(text: str | None, lang: str) -> None:
         raise ConfigError(f"search.filter_lang: expected cql2-text or cql2-json, got {lang!r}")
     if lang != "cql2-json" or text is None:
         return
+    deep = False
     try:
         value = json.loads(text)
+    except RecursionError:
+        value, deep = None, True  # nested deeper than Python's stack: too deep, as below
     except ValueError as exc:
         raise ConfigError(f"search.filter: not CQL2-JSON (cql2-json): {exc}") from None
+    if deep or _depth(value) > _MAX_FILTER_DEPTH:
+        raise ConfigError(
+            f"search.filter: the CQL2-JSON filter nests deeper than {_MAX_FILTER_DEPTH} "
+            "levels (no real filter does; the search client would fail on it)"
+        )
     if not isinstance(value, dict) or "op" not in value:
         raise ConfigError(
             'search.filter: a CQL2-JSON filter is an object with an "op", e.g. '

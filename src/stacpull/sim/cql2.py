@@ -21,6 +21,7 @@ into a 400 naming the problem.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -37,6 +38,39 @@ _TOP_LEVEL = frozenset({"id", "collection", "geometry", "bbox"})
 
 class CQL2Error(ValueError):
     """The filter is not valid CQL2, or names a property the collections do not have."""
+
+
+#: How deep a filter may nest, and how many AND/OR/NOT a text filter may chain. The cql2
+#: library recurses on the native stack: a few kilobytes of parentheses, or a long chain
+#: of ANDs, crashed the whole simulator (SIGSEGV) instead of being a 400.
+_MAX_DEPTH = 64
+_MAX_LOGIC = 1000
+_LOGIC = re.compile(r"\b(?:and|or|not)\b", re.IGNORECASE)
+_QUOTED = re.compile(r"'(?:[^']|'')*'")
+
+
+def _bounded(source: str | dict[str, Any] | list[Any], lang: str) -> None:
+    """Raise :class:`CQL2Error` for a filter nested deeper than the parser can take."""
+    if isinstance(source, str) and lang == "cql2-text":
+        bare = _QUOTED.sub("''", source)  # parentheses and words inside literals are text
+        depth = deepest = 0
+        for ch in bare:
+            depth += (ch == "(") - (ch == ")")
+            deepest = max(deepest, depth)
+        if deepest > _MAX_DEPTH or len(_LOGIC.findall(bare)) > _MAX_LOGIC:
+            raise CQL2Error(
+                f"filter nests deeper than {_MAX_DEPTH} parentheses or chains more than "
+                f"{_MAX_LOGIC} AND/OR/NOT"
+            )
+        return
+    level: list[tuple[Any, int]] = [(source, 0)]
+    while level:  # iterative: a deep tree must not exhaust Python's stack either
+        node, depth = level.pop()
+        if depth > 2 * _MAX_DEPTH:  # a dict and its args list are two levels
+            raise CQL2Error(f"filter nests deeper than {_MAX_DEPTH} expressions")
+        children = node.values() if isinstance(node, dict) else node
+        if isinstance(node, dict | list):
+            level.extend((child, depth + 1) for child in children)
 
 
 def _property(node: Any) -> str | None:
@@ -92,12 +126,15 @@ def _names(node: Any) -> Iterator[str]:
 def _compile(source: str | dict[str, Any], lang: str) -> dict[str, Any]:
     """The filter as CQL2-JSON, validated against the CQL2 schema by the library."""
     try:
+        _bounded(source, lang)
         if lang == "cql2-text":
             if not isinstance(source, str):
                 raise CQL2Error("filter-lang cql2-text needs the filter as a string")
             expr = cql2.parse_text(source)
         elif lang == "cql2-json":
-            expr = cql2.Expr(json.loads(source) if isinstance(source, str) else source)
+            tree_in = json.loads(source) if isinstance(source, str) else source
+            _bounded(tree_in, lang)
+            expr = cql2.Expr(tree_in)
         else:
             raise CQL2Error(f"filter-lang {lang!r} is not supported (cql2-text or cql2-json)")
         tree: dict[str, Any] = _rewrite(expr.to_json(), casei=False)

@@ -380,7 +380,7 @@ class StacApi:
             predicate = parse_filter(source, lang, allowed)
         try:
             limit = int(params.get("limit", _DEFAULT_LIMIT))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # JSON's Infinity overflows
             raise ValueError(f"limit must be an integer, not {params.get('limit')!r}") from exc
         if limit < 1:
             raise ValueError("limit must be ≥ 1")
@@ -473,7 +473,7 @@ class StacApi:
         """``page/{token}/search``: the ``rel=next`` of a POST search, whose token carries
         the whole search, so a plain GET of the href continues it as the POST would."""
         try:
-            state = json.loads(base64.urlsafe_b64decode(request.match_info["token"].encode()))
+            state = _untoken(request.match_info["token"])
             params: dict[str, Any] = {**state["q"], "token": request.match_info["token"]}
         except (ValueError, KeyError, TypeError):
             return error_response(400, "InvalidParameterValue", "invalid page token")
@@ -496,8 +496,8 @@ class StacApi:
             ci = pos = 0
             token = params.get("token")
             if token:
-                state = json.loads(base64.urlsafe_b64decode(str(token).encode()))
-                ci, pos = int(state["c"]), int(state["p"])
+                state = _untoken(str(token))
+                ci, pos = state["c"], state["p"]
         except CQL2Error as exc:
             return error_response(400, "InvalidParameterValue", f"invalid filter: {exc}")
         except (ValueError, KeyError, TypeError) as exc:
@@ -562,6 +562,21 @@ def _token(state: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(state, sort_keys=True).encode()).decode()
 
 
+def _untoken(token: str) -> dict[str, Any]:
+    """A page token's state, or ValueError for one the sim never made: bad base64 or
+    JSON, nested too deep, or a position that is no non-negative integer (a negative
+    collection index would wrap around to the last collection)."""
+    try:
+        state = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except RecursionError:
+        raise ValueError("invalid page token") from None
+    if not isinstance(state, dict) or any(
+        type(state.get(k)) is not int or state[k] < 0 for k in ("c", "p")
+    ):
+        raise ValueError("invalid page token")
+    return state
+
+
 def _root_of(search_href: str) -> str:
     """The catalogue root of a ``…/search`` href."""
     return search_href.removesuffix("search")
@@ -572,7 +587,7 @@ async def _search_params(request: web.Request) -> dict[str, Any] | web.Response:
     if request.method == "POST":
         try:
             params = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return error_response(400, "InvalidParameterValue", "request body is not JSON")
         if not isinstance(params, dict):
             return error_response(
