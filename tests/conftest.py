@@ -191,3 +191,15 @@ def real_maap() -> Path:
     if found is None:
         pytest.skip("no shared/real-maap folder here (set STACPULL_REAL_MAAP to use one)")
     return found
+
+
+def crash_before_rename(dest: Path, final: Path) -> None:
+    """Leave ``final`` as a crash between its last write and its rename would: every byte
+    in its ``.part``, the journal still saying ``active``."""
+    import sqlite3
+
+    final.rename(final.with_name(final.name + ".part"))
+    db = sqlite3.connect(dest / ".stacpull" / "journal.sqlite")
+    db.execute("UPDATE transfers SET status = 'active'")
+    db.commit()
+    db.close()

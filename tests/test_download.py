@@ -17,7 +17,7 @@ from stacpull.journal import Journal
 from stacpull.models import Status
 from stacpull.sim import SimServer
 
-from .conftest import FLEX, L1A, L1C, Recorder, cli, files_under, pull
+from .conftest import FLEX, L1A, L1C, Recorder, cli, crash_before_rename, files_under, pull
 
 
 def _item_id(sim: SimServer, collection: str, index: int) -> str:
@@ -132,11 +132,7 @@ def test_a_whole_part_left_before_its_rename_is_sealed_without_fetching_again(
     iid = _item_id(sim, L1C, 1)
     assert pull(sim, tmp_path, collections=[L1C], ids=[iid], assets=["enclosure_i_abs_tiff"]).ok
     final = next(tmp_path.rglob("*_i_abs.tiff"))
-    final.rename(final.with_name(final.name + ".part"))
-    db = sqlite3.connect(tmp_path / ".stacpull" / "journal.sqlite")
-    db.execute("UPDATE transfers SET status = 'active'")
-    db.commit()
-    db.close()
+    crash_before_rename(tmp_path, final)
     sim.requests.clear()
     result = pull(
         sim, tmp_path, recorder, collections=[L1C], ids=[iid], assets=["enclosure_i_abs_tiff"]

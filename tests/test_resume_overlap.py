@@ -12,7 +12,6 @@ window cut short, a range ignored).
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from stacpull.sim import Faults, SimServer
 from stacpull.transfer.stream import OVERLAP
 from stacpull.verify import encode_multihash
 
-from .conftest import FLEX, L1A, L1C, Recorder, cli, pull
+from .conftest import FLEX, L1A, L1C, Recorder, cli, crash_before_rename, pull
 from .hostile import Hostile as RawServer
 from .hostile import Request as RawRequest
 from .hostile import asset_at, payload, plant, serve
@@ -153,11 +152,7 @@ def test_a_whole_part_without_validators_costs_one_window(
     options: dict[str, Any] = {"collections": [collection], "ids": [iid], "assets": [key]}
     assert pull(sim, tmp_path, **options).ok
     (final,) = (p for p in tmp_path.rglob("*") if p.is_file() and ".stacpull" not in p.parts)
-    final.rename(final.with_name(final.name + ".part"))
-    db = sqlite3.connect(tmp_path / ".stacpull" / "journal.sqlite")
-    db.execute("UPDATE transfers SET status = 'active'")
-    db.commit()
-    db.close()
+    crash_before_rename(tmp_path, final)
     sim.requests.clear()
     sent = sim.bytes_sent
     result = pull(sim, tmp_path, recorder, **options)
