@@ -38,7 +38,7 @@ from .errors import ConfigError, RunAborted, StacpullError, StorageError, first_
 from .events import Event, EventSink, HostLimitChanged, RunStarted
 from .gone import confirm_gone, incomplete, prune
 from .journal import JOURNAL_DIR, Journal
-from .limits import HostLimiter, TokenBucket
+from .limits import HostLimiter, TokenBucket, connection_cap, open_files_budget
 from .peek import peek
 from .plan import PlanRules
 from .producer import JobSource, PageSource, Source
@@ -258,15 +258,16 @@ def _open(request: _Request, listing: ItemPages | None) -> RunState:
 async def _transfer(state: RunState) -> None:
     """The session and the pool: every job ends, or a stop takes effect."""
     dl = state.config.download
+    # The host windows bound the connections per host; the open-file limit bounds them all
+    # (a run over many hosts, or under a low ``ulimit -n``, would otherwise run out).
+    cap = connection_cap(open_files_budget())
     async with client_session(
         connect=dl.connect_timeout,
         stall=dl.stall_timeout,
-        # The host windows bound the connections: the pool never holds them back (no
-        # total limit; per host, the windows' ceiling).
-        connections=0,
-        per_host=dl.per_host_limit,
+        connections=cap,
+        per_host=min(dl.per_host_limit, cap),
     ) as session:
-        ctx = _transfer_context(state, session)
+        ctx = _transfer_context(state, session, cap)
         state.provider.listen(state.emit)
         try:
             size = PoolSize(dl.concurrency_limit, dl.queue_limit, state.opts.grace)
@@ -279,8 +280,9 @@ async def _transfer(state: RunState) -> None:
         raise state.stop.fatal
 
 
-def _transfer_context(state: RunState, session: Session) -> FetchContext:
-    """What every transfer of the run shares, from ``download.*``."""
+def _transfer_context(state: RunState, session: Session, cap: int) -> FetchContext:
+    """What every transfer of the run shares, from ``download.*``; ``cap``: the most
+    connections the open-file limit allows, a ceiling of every host's window too."""
     dl, emit = state.config.download, state.emit
     return FetchContext(
         session=session,
@@ -298,7 +300,7 @@ def _transfer_context(state: RunState, session: Session) -> FetchContext:
         ),
         chunk_size=dl.chunk_size,
         limiter=HostLimiter(
-            dl.per_host_limit,  # the ceiling
+            min(dl.per_host_limit, cap),  # the ceiling
             start=dl.window_start,  # 8, or the fixed window when not adaptive
             adaptive=dl.adaptive,
             on_change=lambda host, limit, reason: emit(HostLimitChanged(host, limit, reason)),

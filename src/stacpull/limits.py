@@ -49,6 +49,7 @@ retries, hold none.
 from __future__ import annotations
 
 import dataclasses
+import resource
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -60,7 +61,7 @@ import anyio
 from .retry import RetryPolicy
 from .window import Change, HostWindow, WindowSettings
 
-__all__ = ["HostLimiter", "TokenBucket"]
+__all__ = ["HostLimiter", "TokenBucket", "connection_cap", "open_files_budget"]
 
 #: The burst rule: the host's last _BURST_ANSWERS answers, of which at least _BURST_SHARE
 #: (and _BURST_SIGNALS) were throttles, mean it is not calm.
@@ -76,6 +77,45 @@ _IDLE_SHARE = 0.05
 #: transfer passes the policy's :meth:`~stacpull.retry.RetryPolicy.pause`; this is the
 #: second guard, for days, infinities and NaN).
 _MAX_PAUSE = RetryPolicy().max_retry_after
+
+#: The most the soft open-file limit is raised to (the hard limit may be a million: a run
+#: needs far fewer, and a limit raised without bound only hides a leak for longer).
+_WANTED_FILES = 65536
+
+#: What one connection costs in file descriptors: its socket, the ``.part`` it writes and
+#: that file's directory (a range of a split file writes through a descriptor of its own).
+_FDS_PER_CONNECTION = 3
+
+#: The most connections a run holds at once, however high the limit (64 hosts' worth).
+_MAX_CONNECTIONS = 2048
+
+
+def open_files_budget() -> int:
+    """The open-file limit this process may use, raised first from the soft limit towards
+    the hard one (at most :data:`_WANTED_FILES`), as servers and aria2c do: a default soft
+    limit of 1 024 is no limit the administrator chose, the hard one is. Where the limit
+    cannot be read or raised, the soft one as it is."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        ceiling = _WANTED_FILES if hard == resource.RLIM_INFINITY else min(hard, _WANTED_FILES)
+        if soft != resource.RLIM_INFINITY and soft < ceiling:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+            soft = ceiling
+    except (OSError, ValueError):
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return _WANTED_FILES if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def connection_cap(open_files: int) -> int:
+    """The most connections a run may hold at once under a limit of ``open_files``
+    descriptors: what is left after the run's own files (journal, logs, event loop, and
+    the files being checked and made durable after their connection moved on: a fixed 16
+    and a quarter of the limit), at :data:`_FDS_PER_CONNECTION` each; never below one, so
+    a run always makes progress. Without it a run with several hosts' windows at their
+    ceilings (or one host under a low ``ulimit -n``) ran out of descriptors and stopped,
+    blaming DEST."""
+    spare = open_files - 16 - open_files // 4
+    return max(1, min(_MAX_CONNECTIONS, spare // _FDS_PER_CONNECTION))
 
 
 @dataclass(slots=True, eq=False)

@@ -51,6 +51,7 @@ __all__ = [
     "open_dir",
     "open_directory",
     "open_nofollow",
+    "too_many_files",
     "unlink_below",
 ]
 
@@ -243,12 +244,27 @@ def _not_a_directory(root: Path, here: Path, dir_fd: int) -> PlanError:
     return PlanError(f"{rel!r} in DEST is a file, not a directory (another asset's file?)")
 
 
+def too_many_files(path: Path | str) -> str:
+    """The message for EMFILE/ENFILE: the limit is the process's (or the system's), not
+    DEST's fault, and the run resumes once it is raised."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return (
+        f"too many open files while writing {path} (this process may open {soft}; "
+        "ulimit -n): raise the limit or lower download.per_host (--per-host), and re-run "
+        "to resume"
+    )
+
+
 def _open_root(root: Path) -> int:
     """DEST itself. Its being gone (removed, unmounted) or no directory any more is a
     fault of the whole run, not of the one file that noticed: :class:`StorageError`."""
     try:
         return os.open(root, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
     except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise StorageError(too_many_files(root)) from exc
         raise StorageError(
             f"DEST {root} cannot be opened any more ({exc.strerror or exc}): was it "
             "removed or unmounted?"

@@ -27,6 +27,7 @@ from ..safepath import (
     open_below,
     open_dir,
     open_nofollow,
+    too_many_files,
     unlink_below,
 )
 from ..verify import Hasher, Multihash, Opener, ZipFollower, check_digest, hash_range
@@ -80,6 +81,8 @@ def storage_error(exc: OSError, path: Path) -> StorageError | PlanError:
         return PlanError(f"cannot write {path}: {exc.strerror or exc}")
     if exc.errno == errno.ENOSPC:
         return StorageError(f"disk full while writing {path}; free space and re-run to resume")
+    if exc.errno in (errno.EMFILE, errno.ENFILE):
+        return StorageError(too_many_files(path))
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StorageError(f"cannot write {path}: {exc.strerror}")
     return StorageError(f"cannot write {path}: {exc}")
