@@ -1,0 +1,129 @@
+"""Issue 20, attacks on ``mirror --prune`` now that a search can run window by window
+(``--window``) and results come unordered with items listed again (the sim's
+:class:`~stacpull.sim.results.ResultOrder`): every file of an item still in the catalogue
+survives, and an item is pruned only after a listing that is provably complete.
+
+Real runs against the simulated catalogue; a small reverse proxy in this file plays a
+catalogue that lies about one window (its count, its items, a failing page) or answers
+its lookups by id differently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+from aiohttp import web
+
+import stacpull
+from stacpull.paging import windowed
+from stacpull.sim import SimCatalog, SimServer, default_collections
+from stacpull.sim.results import ResultOrder
+from stacpull.sim.server import SimOptions
+
+from .conftest import L1A, TOKEN, files_under, sim_download
+from .hostile import SimProxy
+
+#: Four hour-long windows on a day the sim's own L1A items do not touch: only the items a
+#: test adds (:func:`_add`) match it.
+DAY = "2025-10-01T"
+SPAN = f"{DAY}00:00:00Z/{DAY}04:00:00Z"
+WINDOWS = [f"{DAY}0{h}:00:00Z/{DAY}0{h + 1}:00:00Z" for h in range(4)]
+
+
+def _sim(**order: Any) -> SimServer:
+    catalog = SimCatalog(default_collections(count=5, product_size=20_000))
+    return SimServer(catalog, options=SimOptions(results=ResultOrder(**order)))
+
+
+def _add(sim: SimServer, item_id: str, start: str, end: str | None = None) -> None:
+    """An L1A item ``item_id`` over ``start``..``end`` (times of :data:`DAY`), a copy of the
+    sim's first item; added items are listed after the sim's own, in the order added."""
+    donor = sim.catalog.item(L1A, 0)
+    first, last = DAY + start + "Z", DAY + (end or start) + "Z"
+    properties = {
+        **donor["properties"],
+        "datetime": first,
+        "start_datetime": first,
+        "end_datetime": last,
+    }
+    sim.catalog.add_item(L1A, {**donor, "id": item_id, "properties": properties})
+
+
+def _mirror(catalog: SimServer | str, dest: Path, *extra: str) -> dict[str, Any]:
+    code, out, err = sim_download(
+        catalog, dest, "--datetime", SPAN, "--retries", "1", "--json", *extra, command="mirror"
+    )
+    assert code == 0, out + err
+    summary: dict[str, Any] = json.loads(out)
+    return summary
+
+
+def _items(dest: Path) -> set[str]:
+    return {p.name for p in (dest / L1A).iterdir()} if (dest / L1A).is_dir() else set()
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in files_under(root)}
+
+
+# -- 1. an edge item listed twice in the next window --------------------------------------
+
+
+def _page(*ids: str) -> list[dict[str, Any]]:
+    return [{"id": i, "collection": "C"} for i in ids]
+
+
+@pytest.mark.anyio
+async def test_an_edge_item_listed_twice_in_the_next_window_is_left_out_once() -> None:
+    """Window 2 matches e (the edge), z and b, but lists e twice and z never (MAAP's
+    unordered paging): numberMatched is 2 + 3 less the one edge item, 4, and the listing
+    must come up one short of it, never "complete" with z unseen."""
+    answers = {
+        "w1": [(_page("a", "e"), 2)],
+        "w2": [(_page("e", "b"), 3), (_page("e"), 3)],  # e again, in z's place
+    }
+
+    async def search(span: str) -> AsyncGenerator[tuple[list[dict[str, Any]], int | None], None]:
+        for page in answers[span]:
+            yield page
+
+    pages = [page async for page in windowed(["w1", "w2"], search)]
+    assert pages[-1][1] == 4  # 2 + 3 - 1: e is one item on the edge, however often listed
+    passed = [item["id"] for items, _ in pages for item in items]
+    assert sorted(set(passed)) == ["a", "b", "e"]  # z never listed: 3 distinct of 4
+
+
+def _edges(sim: SimServer) -> None:
+    """Seven items over the four windows of :data:`SPAN`, added in an order where each
+    window's first page of 2 ends with the item it shares with the window before: with
+    ``duplicates=1`` that item comes back on the next page in place of the window's last
+    one (h2, h3, h4), which no page of the windowed search then lists."""
+    _add(sim, "p4", "03:30:00")
+    _add(sim, "e4", "02:50:00", "03:10:00")
+    _add(sim, "e3", "01:50:00", "02:10:00")
+    _add(sim, "e2", "00:50:00", "01:10:00")
+    _add(sim, "h2", "01:30:00")
+    _add(sim, "h3", "02:30:00")
+    _add(sim, "h4", "03:40:00")
+
+
+def test_edge_items_listed_again_never_get_a_hidden_item_pruned(tmp_path: Path) -> None:
+    """A first mirror without windows (one page: nothing repeated) fetches all seven items;
+    the same mirror in windows of 1 h, pages of 2, lists four: the three it never listed
+    are still in the catalogue, so nothing is pruned and the gap is said."""
+    with _sim(duplicates=1) as sim:
+        _edges(sim)
+        first = _mirror(sim, tmp_path, "--page-size", "10")
+        assert first["totals"]["listed"] == 7
+        before = _tree(tmp_path)
+        summary = _mirror(sim, tmp_path, "--window", "1h", "--page-size", "2", "--prune")
+    assert _items(tmp_path) == {"p4", "e4", "e3", "e2", "h2", "h3", "h4"}
+    assert _tree(tmp_path) == before
+    assert summary["totals"]["listed"] == 4 and summary["totals"]["matched"] == 7
+    assert "4 distinct items of the 7" in summary["listing"]
+    assert summary["not_judged"] and "listed 4 of 7" in summary["not_judged"]
