@@ -236,8 +236,9 @@ async def windowed(
 ) -> AsyncGenerator[_Page, None]:
     """The pages of ``search(span)`` for each of ``spans`` in turn, at most ``most`` items
     in all. An item (same collection and id) that the previous window listed too is left
-    out (it crosses the edge); ``numberMatched``, summed over the windows started so far
-    less the items left out, is ``None`` once a window does not say. Every window yields
+    out once (it crosses the edge; listed again in the same window, it is passed on as the
+    repeat it is); ``numberMatched``, summed over the windows started so far less the
+    items left out, is ``None`` once a window does not say. Every window yields
     at least one page (perhaps empty), as :func:`stacpull.search.search_pages` does."""
     before: set[tuple[str, str]] = set()
     total: int | None = 0
@@ -253,11 +254,15 @@ async def windowed(
                 kept = []
                 for item in features:
                     key = (str(item.get("collection")), str(item.get("id")))
-                    seen.add(key)
-                    if key in before:
+                    # An edge item is left out once: listed again in this window (in the
+                    # place of an item no page lists), it is a repeat the planner counts,
+                    # or numberMatched would shrink by one per repeat and a short
+                    # listing add up as if it were whole.
+                    if key in before and key not in seen:
                         dropped += 1
                     else:
                         kept.append(item)
+                    seen.add(key)
                 if most is not None:
                     kept = kept[: max(0, most - sent)]
                 sent += len(kept)
