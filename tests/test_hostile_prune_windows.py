@@ -127,3 +127,92 @@ def test_edge_items_listed_again_never_get_a_hidden_item_pruned(tmp_path: Path) 
     assert summary["totals"]["listed"] == 4 and summary["totals"]["matched"] == 7
     assert "4 distinct items of the 7" in summary["listing"]
     assert summary["not_judged"] and "listed 4 of 7" in summary["not_judged"]
+
+
+# -- 2. a window that lies, and the lookups by id that must catch it ----------------------
+
+
+class _Catalogue(SimProxy):
+    """A reverse proxy in front of the sim's STAC API (GET searches) that lies about some
+    windows: searches whose datetime is a key of ``less`` answer a numberMatched that
+    much lower (or ``matched[span]`` in its place: too high, missing, a string); items of
+    ``hidden`` are left out of every search not by id; a later page of a window in
+    ``failing`` answers 500. ``ids`` says how a lookup by id is answered: "honest",
+    "ignored" (the ``ids`` parameter dropped: the whole range comes back). Data requests go
+    to the sim itself."""
+
+    def __init__(self, sim: SimServer) -> None:
+        super().__init__(sim)
+        self.less: dict[str, int] = {}
+        self.matched: dict[str, Any] = {}
+        self.hidden: set[str] = set()
+        self.failing: set[str] = set()
+        self.ids = "honest"
+        self.lookups = 0
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        query = {k: v[0] for k, v in parse_qs(request.query_string).items()}
+        span = query.get("datetime", "")
+        if not request.path.endswith("/search") or request.method != "GET":
+            return self.answer(*reversed(await self.forward(request, body)))
+        if "ids" in query:
+            self.lookups += 1
+            if self.ids == "ignored":
+                query.pop("ids")
+                request = request.clone(rel_url=request.rel_url.with_query(query))
+        elif "token" in query and span in self.failing:
+            return web.json_response({"code": "Bad", "description": "window lost"}, status=500)
+        status, text = await self.forward(request, body)
+        if status == 200 and "ids" not in query:
+            page = json.loads(text)
+            page["features"] = [f for f in page["features"] if f["id"] not in self.hidden]
+            if span in self.less:
+                page["numberMatched"] -= self.less[span]
+            if span in self.matched:
+                page["numberMatched"] = self.matched[span]
+            if page.get("numberMatched", 0) is None:
+                del page["numberMatched"]
+            text = json.dumps(page)
+        return self.answer(text, status)
+
+
+@pytest.fixture
+def repeating() -> Iterator[_Catalogue]:
+    """The proxy in front of a sim whose pages after the first each list the previous
+    page's last item again in the place of another (MAAP's unordered offset paging)."""
+    with _sim(duplicates=1) as sim, _Catalogue(sim) as proxy:
+        yield proxy
+
+
+def _quiet_window(sim: SimServer) -> None:
+    """Two items in each window but the second, which holds u1, u2, u3: a window lists
+    one page (no repeats), while a search of the whole range pages, u1.. after the rest."""
+    for n, start in enumerate(["00:10:00", "00:20:00", "02:10:00", "02:20:00"]):
+        _add(sim, f"z{n}", start)
+    _add(sim, "a", "03:10:00")
+    _add(sim, "b", "03:20:00")
+    for n in (1, 2, 3):
+        _add(sim, f"u{n}", f"01:{10 * n}:00")
+
+
+@pytest.mark.parametrize("ids", ["honest", "ignored"])
+def test_a_window_counting_low_never_gets_items_pruned_that_a_lookup_by_id_misses(
+    repeating: _Catalogue, tmp_path: Path, ids: str
+) -> None:
+    """The second window hides u1..u3 and counts three fewer, so the listing adds up; the
+    lookup by id of the three then comes back in pages of 2 with one item repeated in the
+    place of another (or, the ``ids`` ignored, as the whole range cut at twice the ids
+    asked for). A lookup that lists fewer distinct items than it counts proves nothing
+    gone: every item stays."""
+    _quiet_window(repeating.sim)
+    assert _mirror(repeating.url, tmp_path, "--page-size", "20")["totals"]["listed"] == 9
+    before = _tree(tmp_path)
+    repeating.hidden = {"u1", "u2", "u3"}
+    repeating.less = {WINDOWS[1]: 3}
+    repeating.ids = ids
+    summary = _mirror(repeating.url, tmp_path, "--window", "1h", "--page-size", "2", "--prune")
+    assert repeating.lookups > 0
+    assert {"u1", "u2", "u3"} <= _items(tmp_path), "an item still in the catalogue was pruned"
+    assert _tree(tmp_path) == before
+    assert summary["not_judged"] and "looked up" in summary["not_judged"]
