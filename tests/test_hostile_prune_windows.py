@@ -54,6 +54,12 @@ def _add(sim: SimServer, item_id: str, start: str, end: str | None = None) -> No
     sim.catalog.add_item(L1A, {**donor, "id": item_id, "properties": properties})
 
 
+def _drop(sim: SimServer, item_id: str) -> None:
+    """An added item leaves the catalogue (``remove_item`` takes the sim's own items)."""
+    extra = sim.catalog.knobs.extra[L1A]
+    extra[:] = [item for item in extra if item["id"] != item_id]
+
+
 def _mirror(catalog: SimServer | str, dest: Path, *extra: str) -> dict[str, Any]:
     code, out, err = sim_download(
         catalog, dest, "--datetime", SPAN, "--retries", "1", "--json", *extra, command="mirror"
@@ -138,8 +144,8 @@ class _Catalogue(SimProxy):
     much lower (or ``matched[span]`` in its place: too high, missing, a string); items of
     ``hidden`` are left out of every search not by id; a later page of a window in
     ``failing`` answers 500. ``ids`` says how a lookup by id is answered: "honest",
-    "ignored" (the ``ids`` parameter dropped: the whole range comes back). Data requests go
-    to the sim itself."""
+    "ignored" (the ``ids`` parameter dropped: the whole range comes back), "uncounted" (no
+    numberMatched), or both. Data requests go to the sim itself."""
 
     def __init__(self, sim: SimServer) -> None:
         super().__init__(sim)
@@ -156,15 +162,20 @@ class _Catalogue(SimProxy):
         span = query.get("datetime", "")
         if not request.path.endswith("/search") or request.method != "GET":
             return self.answer(*reversed(await self.forward(request, body)))
-        if "ids" in query:
+        lookup = "ids" in query
+        if lookup:
             self.lookups += 1
-            if self.ids == "ignored":
+            if "ignored" in self.ids:
                 query.pop("ids")
                 request = request.clone(rel_url=request.rel_url.with_query(query))
         elif "token" in query and span in self.failing:
             return web.json_response({"code": "Bad", "description": "window lost"}, status=500)
         status, text = await self.forward(request, body)
-        if status == 200 and "ids" not in query:
+        if status == 200 and lookup and "uncounted" in self.ids:
+            page = json.loads(text)
+            del page["numberMatched"]
+            text = json.dumps(page)
+        elif status == 200 and not lookup:
             page = json.loads(text)
             page["features"] = [f for f in page["features"] if f["id"] not in self.hidden]
             if span in self.less:
@@ -175,6 +186,13 @@ class _Catalogue(SimProxy):
                 del page["numberMatched"]
             text = json.dumps(page)
         return self.answer(text, status)
+
+
+@pytest.fixture
+def catalogue() -> Iterator[_Catalogue]:
+    """The proxy in front of a sim that lists each item once, in order."""
+    with _sim() as sim, _Catalogue(sim) as proxy:
+        yield proxy
 
 
 @pytest.fixture
@@ -196,7 +214,7 @@ def _quiet_window(sim: SimServer) -> None:
         _add(sim, f"u{n}", f"01:{10 * n}:00")
 
 
-@pytest.mark.parametrize("ids", ["honest", "ignored"])
+@pytest.mark.parametrize("ids", ["honest", "ignored", "uncounted", "ignored-uncounted"])
 def test_a_window_counting_low_never_gets_items_pruned_that_a_lookup_by_id_misses(
     repeating: _Catalogue, tmp_path: Path, ids: str
 ) -> None:
@@ -216,3 +234,37 @@ def test_a_window_counting_low_never_gets_items_pruned_that_a_lookup_by_id_misse
     assert {"u1", "u2", "u3"} <= _items(tmp_path), "an item still in the catalogue was pruned"
     assert _tree(tmp_path) == before
     assert summary["not_judged"] and "looked up" in summary["not_judged"]
+
+
+def test_a_lookup_that_ignores_the_ids_and_counts_nothing_proves_nothing_gone(
+    catalogue: _Catalogue, tmp_path: Path
+) -> None:
+    """No repeats this time: the lookup answers the whole range without a count, cut at
+    twice the ids asked for, items that were not asked for among them. Nothing it did not
+    list is gone on its word."""
+    _quiet_window(catalogue.sim)
+    assert _mirror(catalogue.url, tmp_path, "--page-size", "20")["totals"]["listed"] == 9
+    before = _tree(tmp_path)
+    catalogue.hidden = {"u1", "u2", "u3"}
+    catalogue.less = {WINDOWS[1]: 3}
+    catalogue.ids = "ignored-uncounted"
+    summary = _mirror(catalogue.url, tmp_path, "--window", "1h", "--page-size", "2", "--prune")
+    assert catalogue.lookups > 0
+    assert {"u1", "u2", "u3"} <= _items(tmp_path), "an item still in the catalogue was pruned"
+    assert _tree(tmp_path) == before
+    assert summary["not_judged"] and "looked up" in summary["not_judged"]
+
+
+@pytest.mark.parametrize("order", [{}, {"duplicates": 1}, {"shuffle": True, "duplicates": 1}])
+def test_an_item_gone_from_a_windowed_mirror_is_still_pruned(
+    tmp_path: Path, order: dict[str, Any]
+) -> None:
+    """The other side: a complete windowed listing (one page a window, however the sim
+    orders and repeats), an item that left, its lookup by id empty: pruned, the rest kept."""
+    with _sim(**order) as sim:
+        _quiet_window(sim)
+        assert _mirror(sim, tmp_path, "--window", "1h", "--page-size", "3")["not_judged"] is None
+        _drop(sim, "u2")
+        summary = _mirror(sim, tmp_path, "--window", "1h", "--page-size", "3", "--prune")
+    assert summary["not_judged"] is None and summary["pruned"] == 3
+    assert _items(tmp_path) == {"z0", "z1", "z2", "z3", "a", "b", "u1", "u3"}
