@@ -19,13 +19,12 @@ from urllib.parse import parse_qs
 import pytest
 from aiohttp import web
 
-import stacpull
 from stacpull.paging import windowed
 from stacpull.sim import SimCatalog, SimServer, default_collections
 from stacpull.sim.results import ResultOrder
 from stacpull.sim.server import SimOptions
 
-from .conftest import L1A, TOKEN, files_under, sim_download
+from .conftest import L1A, files_under, sim_download
 from .hostile import SimProxy
 
 #: Four hour-long windows on a day the sim's own L1A items do not touch: only the items a

@@ -13,7 +13,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from .config import Config
+from .config import Config, SearchConfig
 from .destpaths import in_state_dir
 from .errors import StacpullError, StorageError
 from .journal import Journal
@@ -77,11 +77,48 @@ async def confirm_gone(
             query = dataclasses.replace(
                 config.search, ids=chunk, max_items=2 * len(chunk), window=None
             )
-            async for features, _ in search_pages(query, CatalogueHeaders.of(config)):
-                found.update(f["id"] for f in features if isinstance(f.get("id"), str))
+            if short := await _look_up(query, CatalogueHeaders.of(config), found):
+                return [], f"the items it did not list could not be looked up whole ({short})"
     except StacpullError as exc:
         return [], f"the items it did not list could not be looked up ({exc})"
     return sorted(p for i, group in owners.items() if i not in found for p in group), None
+
+
+async def _look_up(query: SearchConfig, headers: CatalogueHeaders, found: set[str]) -> str | None:
+    """Add to ``found`` the ids the lookup ``query`` lists; say why its answer proves
+    nothing gone (``None``: it may).
+
+    A lookup is paged as any search is, so MAAP's paging can list one item twice in the
+    place of another, and a catalogue that ignores ``ids`` answers its whole range, cut at
+    ``max_items``: an item the lookup did not list is gone only if it listed as many
+    distinct items as it counted or, counting none, listed none twice, none it was not
+    asked for, and fewer than it was cut at."""
+    listed: set[tuple[str, str]] = set()
+    matched: int | None = None
+    repeats = pages = 0
+    asked = set(query.ids)
+    unasked = False
+    async for features, count in search_pages(query, headers):
+        matched = count if pages == 0 else matched
+        pages += 1
+        for feature in features:
+            key = (str(feature.get("collection")), str(feature.get("id")))
+            repeats += key in listed
+            listed.add(key)
+            item_id = feature.get("id")
+            unasked = unasked or not (isinstance(item_id, str) and item_id in asked)
+            if isinstance(item_id, str):
+                found.add(item_id)
+    said = f"the lookup by id listed {len(listed)} distinct item(s)"
+    if matched is not None:
+        return f"{said} of the {matched} it counted" if len(listed) < matched else None
+    if repeats:
+        return f"{said}, {repeats} of them twice, and gave no count"
+    if unasked:
+        return f"{said}, some not asked for (it ignores ids?), and gave no count"
+    if query.max_items is not None and len(listed) >= query.max_items:
+        return f"{said}, as many as it was cut at, and gave no count"
+    return None
 
 
 def prune(root: Path, journal: Journal, paths: list[str]) -> tuple[int, list[str]]:
