@@ -19,12 +19,13 @@ from urllib.parse import parse_qs
 import pytest
 from aiohttp import web
 
+import stacpull
 from stacpull.paging import windowed
 from stacpull.sim import SimCatalog, SimServer, default_collections
 from stacpull.sim.results import ResultOrder
 from stacpull.sim.server import SimOptions
 
-from .conftest import L1A, files_under, sim_download
+from .conftest import L1A, TOKEN, files_under, sim_download
 from .hostile import SimProxy
 
 #: Four hour-long windows on a day the sim's own L1A items do not touch: only the items a
@@ -117,11 +118,14 @@ def _edges(sim: SimServer) -> None:
     _add(sim, "h4", "03:40:00")
 
 
-def test_edge_items_listed_again_never_get_a_hidden_item_pruned(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_edge_items_listed_again_never_get_a_hidden_item_pruned(
+    tmp_path: Path, shuffle: bool
+) -> None:
     """A first mirror without windows (one page: nothing repeated) fetches all seven items;
     the same mirror in windows of 1 h, pages of 2, lists four: the three it never listed
     are still in the catalogue, so nothing is pruned and the gap is said."""
-    with _sim(duplicates=1) as sim:
+    with _sim(duplicates=1, shuffle=shuffle) as sim:
         _edges(sim)
         first = _mirror(sim, tmp_path, "--page-size", "10")
         assert first["totals"]["listed"] == 7
@@ -141,16 +145,19 @@ class _Catalogue(SimProxy):
     """A reverse proxy in front of the sim's STAC API (GET searches) that lies about some
     windows: searches whose datetime is a key of ``less`` answer a numberMatched that
     much lower (or ``matched[span]`` in its place: too high, missing, a string); items of
-    ``hidden`` are left out of every search not by id; a later page of a window in
+    ``hidden`` are left out of every search not by id, those of ``hidden_in[span]`` out of
+    that window's; a later page of a window in
     ``failing`` answers 500. ``ids`` says how a lookup by id is answered: "honest",
     "ignored" (the ``ids`` parameter dropped: the whole range comes back), "uncounted" (no
-    numberMatched), or both. Data requests go to the sim itself."""
+    numberMatched), or both, or "refused" (a 400: too long a range for one search). Data
+    requests go to the sim itself."""
 
     def __init__(self, sim: SimServer) -> None:
         super().__init__(sim)
         self.less: dict[str, int] = {}
         self.matched: dict[str, Any] = {}
         self.hidden: set[str] = set()
+        self.hidden_in: dict[str, set[str]] = {}
         self.failing: set[str] = set()
         self.ids = "honest"
         self.lookups = 0
@@ -164,6 +171,9 @@ class _Catalogue(SimProxy):
         lookup = "ids" in query
         if lookup:
             self.lookups += 1
+            if self.ids == "refused":
+                refusal = {"code": "Bad", "description": "range too long"}
+                return web.json_response(refusal, status=400)
             if "ignored" in self.ids:
                 query.pop("ids")
                 request = request.clone(rel_url=request.rel_url.with_query(query))
@@ -176,7 +186,8 @@ class _Catalogue(SimProxy):
             text = json.dumps(page)
         elif status == 200 and not lookup:
             page = json.loads(text)
-            page["features"] = [f for f in page["features"] if f["id"] not in self.hidden]
+            hidden = self.hidden | self.hidden_in.get(span, set())
+            page["features"] = [f for f in page["features"] if f["id"] not in hidden]
             if span in self.less:
                 page["numberMatched"] -= self.less[span]
             if span in self.matched:
@@ -259,11 +270,112 @@ def test_an_item_gone_from_a_windowed_mirror_is_still_pruned(
     tmp_path: Path, order: dict[str, Any]
 ) -> None:
     """The other side: a complete windowed listing (one page a window, however the sim
-    orders and repeats), an item that left, its lookup by id empty: pruned, the rest kept."""
+    orders and repeats), an item that left, its lookup by id empty: pruned, the rest kept;
+    then the same mirror without windows prunes the next one that leaves."""
     with _sim(**order) as sim:
         _quiet_window(sim)
         assert _mirror(sim, tmp_path, "--window", "1h", "--page-size", "3")["not_judged"] is None
         _drop(sim, "u2")
         summary = _mirror(sim, tmp_path, "--window", "1h", "--page-size", "3", "--prune")
+        assert summary["not_judged"] is None and summary["pruned"] == 3
+        assert _items(tmp_path) == {"z0", "z1", "z2", "z3", "a", "b", "u1", "u3"}
+        _drop(sim, "z1")  # and the same mirror without windows (one page: no repeats)
+        summary = _mirror(sim, tmp_path, "--page-size", "20", "--prune")
     assert summary["not_judged"] is None and summary["pruned"] == 3
-    assert _items(tmp_path) == {"z0", "z1", "z2", "z3", "a", "b", "u1", "u3"}
+    assert _items(tmp_path) == {"z0", "z2", "z3", "a", "b", "u1", "u3"}
+
+
+# -- 3. windows that fail, miscount, or list an item late ---------------------------------
+
+
+def test_a_window_whose_later_page_fails_judges_nothing_gone(
+    catalogue: _Catalogue, tmp_path: Path
+) -> None:
+    from stacpull.retry import testing
+
+    _quiet_window(catalogue.sim)
+    _mirror(catalogue.url, tmp_path, "--page-size", "20")
+    before = _tree(tmp_path)
+    _drop(catalogue.sim, "a")  # left the catalogue: still not pruned after a broken search
+    catalogue.failing = {WINDOWS[1]}  # its second page of 2 answers 500
+    with testing():
+        code, out, err = sim_download(
+            catalogue.url, tmp_path, "--datetime", SPAN, "--window", "1h", "--page-size", "2",
+            "--retries", "1", "--prune", command="mirror",
+        )  # fmt: skip
+    assert code == 2 and "window lost" in err, out + err
+    assert catalogue.lookups == 0 and _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("matched", [99, None, "3", -1, True])
+def test_a_window_miscounting_never_gets_a_listed_or_hidden_item_pruned(
+    catalogue: _Catalogue, tmp_path: Path, matched: Any
+) -> None:
+    """The second window hides u1..u3 and says a count too high, none, or no count (a
+    string, a negative, a bool); b left the catalogue. Too high: nothing is judged. No
+    count: the lookup by id finds the u's, so only b's files go."""
+    _quiet_window(catalogue.sim)
+    _mirror(catalogue.url, tmp_path, "--page-size", "20")
+    _drop(catalogue.sim, "b")
+    catalogue.hidden_in = {WINDOWS[1]: {"u1", "u2", "u3"}}
+    catalogue.matched = {WINDOWS[1]: matched}
+    summary = _mirror(catalogue.url, tmp_path, "--window", "1h", "--page-size", "2", "--prune")
+    everything = {"z0", "z1", "z2", "z3", "a", "b", "u1", "u2", "u3"}
+    if matched == 99:
+        assert summary["not_judged"] and "listed 5 of 104" in summary["not_judged"]
+        assert _items(tmp_path) == everything
+    else:
+        assert summary["totals"]["matched"] is None and summary["not_judged"] is None
+        assert summary["pruned"] == 3 and _items(tmp_path) == everything - {"b"}
+
+
+def test_an_edge_item_listed_in_the_later_window_only_is_kept_and_nothing_judged(
+    catalogue: _Catalogue, tmp_path: Path
+) -> None:
+    """e crosses the first edge; the first window counts it but leaves it out, the second
+    lists it: its files stay, and the first window's gap keeps anything from being judged."""
+    _quiet_window(catalogue.sim)
+    _add(catalogue.sim, "e", "00:50:00", "01:10:00")
+    _mirror(catalogue.url, tmp_path, "--page-size", "20")
+    before = _tree(tmp_path)
+    _drop(catalogue.sim, "a")
+    catalogue.hidden_in = {WINDOWS[0]: {"e"}}
+    summary = _mirror(catalogue.url, tmp_path, "--window", "1h", "--page-size", "5", "--prune")
+    assert summary["totals"]["listed"] == 9 and summary["totals"]["matched"] == 10
+    assert summary["not_judged"] and _tree(tmp_path) == before
+
+
+def test_a_lookup_by_id_refused_over_the_whole_range_judges_nothing_gone(
+    catalogue: _Catalogue, tmp_path: Path
+) -> None:
+    """Windows search an hour at a time; the lookup asks over the whole range at once,
+    which this catalogue refuses: nothing is judged, the item that left is kept."""
+    _quiet_window(catalogue.sim)
+    _mirror(catalogue.url, tmp_path, "--page-size", "20")
+    before = _tree(tmp_path)
+    _drop(catalogue.sim, "a")
+    catalogue.ids = "refused"
+    summary = _mirror(catalogue.url, tmp_path, "--window", "1h", "--page-size", "5", "--prune")
+    assert catalogue.lookups == 1 and _tree(tmp_path) == before
+    assert "could not be looked up" in summary["not_judged"]
+
+
+def test_windows_with_max_items_never_prune(tmp_path: Path) -> None:
+    """--prune with --max-items is refused on the command line; through the API, a cut
+    windowed mirror judges nothing gone, whatever left."""
+    with _sim() as sim:
+        _quiet_window(sim)
+        _mirror(sim, tmp_path, "--page-size", "20")
+        before = _tree(tmp_path)
+        _drop(sim, "a")
+        code, out, err = sim_download(
+            sim, tmp_path, "--datetime", SPAN, "--window", "1h", "--max-items", "3", "--prune",
+            command="mirror",
+        )  # fmt: skip
+        assert code == 2 and "--prune needs the complete search" in err, out + err
+        result = stacpull.mirror(
+            catalog=sim.catalog_url, collections=[L1A], dest=str(tmp_path), token=TOKEN,
+            datetime=SPAN, window="1h", max_items=3, prune=True,
+        )  # fmt: skip
+    assert result.pruned == 0 and "--max-items" in (result.not_judged or "")
+    assert _tree(tmp_path) == before
