@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.fixture
 def slow_sim() -> Iterator[SimServer]:
     """4 items per collection; every response throttled to 400 kB/s."""
-    catalog = SimCatalog(default_collections(count=4, product_size=1_500_000))
+    catalog = SimCatalog(default_collections(count=4, product_size=3_000_000))
     with SimServer(catalog, options=SimOptions(faults=Faults(rate_limit=400_000))) as server:
         yield server
 
@@ -95,6 +95,13 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
 
 def _parts(dest: Path) -> dict[Path, int]:
     return {p: p.stat().st_size for p in dest.rglob("*.part")}
+
+
+def _zip_under_way(dest: Path) -> bool:
+    """A product zip's ``.part`` holds its first bytes, and little more."""
+    return any(
+        0 < n < 400_000 for p, n in _parts(dest).items() if p.name.lower().endswith(".zip.part")
+    )
 
 
 def _journal_statuses(dest: Path) -> dict[str, str]:
@@ -168,7 +175,9 @@ def test_sigkill_mid_run_then_a_rerun_completes_resuming_from_disk(
 def test_first_ctrl_c_stops_gracefully_second_aborts(slow_sim: SimServer, tmp_path: Path) -> None:
     # First Ctrl-C: no new transfers, in-flight ones get the grace period, journal settles.
     proc = _start(_command(slow_sim, tmp_path / "one"))
-    _wait_for(lambda: any(n > 0 for n in _parts(tmp_path / "one").values()))
+    # A product zip under way (its 3 MB take over 7 s at 400 kB/s, far past the 3 s grace):
+    # L1c's small 2026 enclosures come first in key order and end within the grace.
+    _wait_for(lambda: _zip_under_way(tmp_path / "one"))
     began = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
