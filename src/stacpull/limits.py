@@ -360,7 +360,7 @@ class HostLimiter:
             self._apply(host, state, change, now)
 
     def succeeded(self, host: str) -> None:
-        """``host`` served an attempt whole: one calm answer for the burst rule."""
+        """``host`` served an attempt or a range whole: one calm answer for the burst rule."""
         state = self._host(host)
         if state.window is not None:
             self._answer(state, False)

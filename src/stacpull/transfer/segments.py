@@ -274,6 +274,9 @@ async def _fetch_segment(t: Transfer, ctx: FetchContext, r: _Range) -> None:
         raise TruncatedError(
             f"range ended at {segment.start + segment.done} of {segment.end}", url=job.url
         )
+    # A range served whole is a good answer, as a refused one is a throttle: the burst
+    # rule weighs a split file's refusals against its ranges, not its one attempt.
+    ctx.limiter.succeeded(t.host)
 
 
 async def _receive_range(
