@@ -109,12 +109,13 @@ def open_files_budget() -> int:
 def connection_cap(open_files: int) -> int:
     """The most connections a run may hold at once under a limit of ``open_files``
     descriptors: what is left after the run's own files (journal, logs, event loop, and
-    the files being checked and made durable after their connection moved on: a fixed 16
-    and a quarter of the limit), at :data:`_FDS_PER_CONNECTION` each; never below one, so
+    the files being checked and made durable after their connection moved on: a fixed 32,
+    about what a run holds before its first request, and a quarter of the limit), at
+    :data:`_FDS_PER_CONNECTION` each; never below one, so
     a run always makes progress. Without it a run with several hosts' windows at their
     ceilings (or one host under a low ``ulimit -n``) ran out of descriptors and stopped,
     blaming DEST."""
-    spare = open_files - 16 - open_files // 4
+    spare = open_files - 32 - open_files // 4
     return max(1, min(_MAX_CONNECTIONS, spare // _FDS_PER_CONNECTION))
 
 
