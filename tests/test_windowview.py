@@ -26,22 +26,14 @@ from stacpull.report import totals, window_summary
 from stacpull.sim import Faults, SimCatalog, SimOptions, SimServer, default_collections
 from stacpull.stats import HostView, RunStats
 
-from .conftest import TOKEN, Recorder, cli, pull
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from .conftest import TOKEN, Clock, Recorder, cli, pull
 
 
 def _job(n: int, host: str) -> Job:
     return Job(f"ITEM{n}", "C", "product", f"https://{host}/{n}", f"C/ITEM{n}/F{n}.ZIP", size=10**8)
 
 
-def _busy(clock: _Clock, host: str = "data.example.org:8443") -> RunStats:
+def _busy(clock: Clock, host: str = "data.example.org:8443") -> RunStats:
     """Two transfers streaming from ``host`` for 10 s while its window ramps."""
     stats = RunStats(clock)
     stats(RunStarted("https://h/catalogue/", ("L1A",), "/data", 8))
@@ -68,15 +60,15 @@ def _text(renderable: object, width: int) -> list[str]:
 
 
 def test_a_host_row_knows_its_window_and_why_it_last_moved() -> None:
-    clock = _Clock()
+    clock = Clock()
     (host,) = _busy(clock).snapshot().hosts
     assert (host.host, host.limit, host.reason) == ("data.example.org:8443", 16, "ramp undone")
-    ipv6 = _busy(_Clock(), "[::1]:8080")  # the limiter names the host without brackets
+    ipv6 = _busy(Clock(), "[::1]:8080")  # the limiter names the host without brackets
     assert ipv6.snapshot().hosts[0].limit == 16
 
 
 def test_the_history_has_times_from_the_run_start_and_the_range() -> None:
-    clock = _Clock()
+    clock = Clock()
     stats = _busy(clock)
     record = stats.windows()["data.example.org"]
     assert [(s["t"], s["window"], s["reason"]) for s in record["history"]] == [
@@ -94,7 +86,7 @@ def test_the_history_has_times_from_the_run_start_and_the_range() -> None:
 
 
 def test_the_history_stays_bounded_keeping_first_last_and_every_throttle() -> None:
-    clock = _Clock()
+    clock = Clock()
     stats = RunStats(clock)
     for n in range(5000):  # an overnight run probing every few seconds
         clock.now += 3.0
@@ -115,7 +107,7 @@ def test_the_history_stays_bounded_keeping_first_last_and_every_throttle() -> No
 
 
 def test_throttles_alone_past_the_bound_are_thinned_too() -> None:
-    clock = _Clock()
+    clock = Clock()
     stats = RunStats(clock)
     for _ in range(1000):
         clock.now += 2.0
@@ -151,7 +143,7 @@ def test_a_narrow_row_keeps_the_window_before_the_reason_and_the_name(width: int
 
 @pytest.mark.parametrize(("width", "height"), [(40, 16), (50, 20), (60, 20), (80, 24), (160, 50)])
 def test_the_dashboard_fits_with_the_window_on_the_host_row(width: int, height: int) -> None:
-    stats = _busy(_Clock())
+    stats = _busy(Clock())
     lines = _text(render_dashboard(stats.snapshot(), width=width, height=height), width)
     assert len(lines) <= height and max(len(line) for line in lines) <= width
     if width < 60:  # too narrow for the numbers: the row ends in an ellipsis, as others do
@@ -167,7 +159,7 @@ def test_the_dashboard_fits_with_the_window_on_the_host_row(width: int, height: 
 
 def _plain(verbose: bool) -> list[str]:
     stream = io.StringIO()
-    progress = PlainProgress(RunStats(_Clock()), stream, interval=None, verbose=verbose)
+    progress = PlainProgress(RunStats(Clock()), stream, interval=None, verbose=verbose)
     for window, reason in [(16, "ramp"), (20, "probe up"), (20, "probe kept"), (10, "throttled")]:
         progress(HostLimitChanged("data.example.org", window, reason))
     return stream.getvalue().splitlines()
@@ -187,7 +179,7 @@ def test_plain_progress_prints_only_throttles_unless_verbose() -> None:
 
 
 def test_the_summary_adds_a_line_per_host_window() -> None:
-    stats = _busy(_Clock())
+    stats = _busy(Clock())
     snap = stats.snapshot()
     plain = _text(render_summary(totals(snap)), 80)
     windows = window_summary({"windows": stats.windows()})

@@ -247,9 +247,7 @@ class ItemWriter:
             built = Path(private) / "items.parquet"
             try:
                 rustac.write_sync(str(built), list(self._items), format="geoparquet")
-            except (
-                BaseException
-            ) as exc:  # RustacError, an Exception (a number out of range), a panic
+            except BaseException as exc:  # RustacError, any other Exception, a panic
                 _reraise_unless_rustac(exc)
                 raise ConfigError(
                     f"-o {self.path}: not written as stac-geoparquet ({_one_line(exc)}); "

@@ -214,11 +214,12 @@ def plan_item(item: Mapping[str, Any], rules: PlanRules) -> tuple[list[Job], lis
             url = planner.url(key)
             asset = planner.assets[key]
             claims = repr((asset.get("file:size"), asset.get("file:checksum")))
-            if (first := seen.get((url, planner.names.get(key), claims))) is not None:
+            same = (url, planner.names.get(key), claims)
+            if (first := seen.get(same)) is not None:
                 jobs[first] = replace(jobs[first], also=(*jobs[first].also, key))
                 continue
             jobs.append(planner.job(key, url))
-            seen[url, planner.names.get(key), claims] = len(jobs) - 1
+            seen[same] = len(jobs) - 1
         except PlanError as exc:
             refusals.append(Refusal(planner.item_id, planner.collection, key, str(exc)))
     return jobs, refusals

@@ -29,6 +29,7 @@ __all__ = [
     "EventLog",
     "OutcomeLog",
     "ReportInfo",
+    "listing_note",
     "refusal_dict",
     "totals",
     "window_summary",
@@ -273,10 +274,7 @@ def _report_head(stats: RunStats, info: ReportInfo, outcomes: Path | None) -> di
         "query": info.query,
         "settings": info.settings,
         "totals": totals(snap),
-        # A whole search whose distinct items are not numberMatched says why (see listing_gap).
-        "listing": listing_gap(snap.items - snap.duplicates, snap.matched, snap.duplicates)
-        if snap.search_done and not info.query.get("max_items")
-        else None,
+        "listing": listing_note(snap, cut=bool(info.query.get("max_items"))),
         "errors": [
             {"class": g.error_class, "count": g.count, "last": g.last} for g in snap.error_groups
         ],
@@ -284,6 +282,15 @@ def _report_head(stats: RunStats, info: ReportInfo, outcomes: Path | None) -> di
         "refused": [refusal_dict(r) for r in stats.refusals],
         "outcomes_file": outcomes.name if outcomes else None,
     }
+
+
+def listing_note(snap: Snapshot, *, cut: bool) -> str | None:
+    """Why a whole search's distinct items are not ``numberMatched`` (see
+    :func:`~stacpull.claims.listing_gap`); nothing before the search ended, or when
+    ``cut`` (``--max-items``) made it short."""
+    if not snap.search_done or cut:
+        return None
+    return listing_gap(snap.items - snap.duplicates, snap.matched, snap.duplicates)
 
 
 def window_summary(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -309,14 +309,11 @@ def _print_file_notes(out: Console, ended: _Ended) -> None:
 
 
 def _listing_gap(ended: _Ended) -> str | None:
-    """Why a whole search's distinct items are not ``numberMatched`` (see
-    :func:`~stacpull.claims.listing_gap`); nothing when ``--max-items`` cut it short."""
-    from ..claims import listing_gap
+    """:func:`~stacpull.report.listing_note` of the run ``ended``."""
+    from ..report import listing_note
 
-    snap = ended.stats.snapshot()
-    if not snap.search_done or ended.config.search.max_items is not None:
-        return None
-    return listing_gap(snap.items - snap.duplicates, snap.matched, snap.duplicates)
+    cut = ended.config.search.max_items is not None
+    return listing_note(ended.stats.snapshot(), cut=cut)
 
 
 def _print_gone(out: Console, result: RunResult, *, prune: bool) -> None:
