@@ -49,6 +49,7 @@ retries, hold none.
 from __future__ import annotations
 
 import dataclasses
+import math
 import resource
 import time
 from collections import deque
@@ -264,10 +265,7 @@ class HostLimiter:
         event = anyio.Event()
         state.waiters.append(event)
         try:
-            if paused > 0:
-                with anyio.move_on_after(paused):
-                    await event.wait()
-            else:
+            with anyio.move_on_after(paused if paused > 0 else math.inf):
                 await event.wait()
         except BaseException:
             if event.is_set():  # cancelled after its wake: the kept slot goes to the next

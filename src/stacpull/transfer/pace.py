@@ -170,19 +170,24 @@ class Batches:
     _WRITE_INTERVAL seconds. ``full``: cut at its limit, more following at once (not by
     the clock, nor at the body's end)."""
 
-    __slots__ = ("_bodies", "_flushed", "_most", "_pending", "_write", "size")
+    __slots__ = ("_bodies", "_count", "_flushed", "_limit", "_most", "_pending", "_write", "size")
 
     def __init__(
         self, write: Callable[[list[bytes], bool], Awaitable[None]], bodies: Bodies, most: int
     ) -> None:
         self._write = write
         self._bodies, self._most = bodies, most
+        self._count, self._limit = -1, most  # the limit, worked out for this many bodies
         self._pending: list[bytes] = []
         self._flushed = time.monotonic()
         self.size = 0  # bytes waiting
 
     async def add(self, chunk: bytes) -> None:
-        limit = self._bodies.batch(self._most)
+        # The count is read at every chunk; the limit, a function of it, only worked out
+        # again when it moved (Bodies.batch costs more than the rest of a chunk's pacing).
+        if (count := self._bodies.count) != self._count:
+            self._count, self._limit = count, self._bodies.batch(self._most)
+        limit = self._limit
         if self._pending and self.size + len(chunk) > limit:
             await self._cut(True)
         self._pending.append(chunk)
