@@ -261,13 +261,14 @@ async def _transfer(state: RunState) -> None:
     # The host windows bound the connections per host; the open-file limit bounds them all
     # (a run over many hosts, or under a low ``ulimit -n``, would otherwise run out).
     cap = connection_cap(open_files_budget())
+    per_host = min(dl.per_host_limit, cap)
     async with client_session(
         connect=dl.connect_timeout,
         stall=dl.stall_timeout,
         connections=cap,
-        per_host=min(dl.per_host_limit, cap),
+        per_host=per_host,
     ) as session:
-        ctx = _transfer_context(state, session, cap)
+        ctx = _transfer_context(state, session, per_host)
         state.provider.listen(state.emit)
         try:
             size = PoolSize(dl.concurrency_limit, dl.queue_limit, state.opts.grace)
@@ -280,9 +281,10 @@ async def _transfer(state: RunState) -> None:
         raise state.stop.fatal
 
 
-def _transfer_context(state: RunState, session: Session, cap: int) -> FetchContext:
-    """What every transfer of the run shares, from ``download.*``; ``cap``: the most
-    connections the open-file limit allows, a ceiling of every host's window too."""
+def _transfer_context(state: RunState, session: Session, per_host: int) -> FetchContext:
+    """What every transfer of the run shares, from ``download.*``; ``per_host``: the
+    ceiling of every host's window (``download.per_host``, lowered to what the open-file
+    limit allows)."""
     dl, emit = state.config.download, state.emit
     return FetchContext(
         session=session,
@@ -300,7 +302,7 @@ def _transfer_context(state: RunState, session: Session, cap: int) -> FetchConte
         ),
         chunk_size=dl.chunk_size,
         limiter=HostLimiter(
-            min(dl.per_host_limit, cap),  # the ceiling
+            per_host,  # the ceiling
             start=dl.window_start,  # 8, or the fixed window when not adaptive
             adaptive=dl.adaptive,
             on_change=lambda host, limit, reason: emit(HostLimitChanged(host, limit, reason)),
