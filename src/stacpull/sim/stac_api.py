@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 from aiohttp import web
@@ -422,25 +423,15 @@ class StacApi:
 
     def _scan(self, q: _Query, ci: int, pos: int) -> Iterator[tuple[int, int, dict[str, Any]]]:
         for c in range(ci, len(q.collections)):
-            cid = q.collections[c]
-            if q.ids:
+            cid, start = q.collections[c], pos if c == ci else 0
+            rows: Iterable[tuple[int, dict[str, Any]]] = self.catalog.iter_items(cid, start)
+            if q.ids:  # the named generated items alone, then the added ones
                 spec = self.catalog.specs[cid]
-                positions = sorted(
-                    {i for i in (self.catalog.index_of(cid, x) for x in q.ids) if i is not None}
-                    | set(range(spec.count, self.catalog.count(cid)))
-                )
-                for p in positions:
-                    if c == ci and p < pos:
-                        continue
-                    item = (
-                        self.catalog.item(cid, p)
-                        if p < spec.count
-                        else self.catalog.knobs.extra[cid][p - spec.count]
-                    )
-                    if self._matches(q, item):
-                        yield c, p, item
-                continue
-            for p, item in self.catalog.iter_items(cid, pos if c == ci else 0):
+                indices = (self.catalog.index_of(cid, x) for x in q.ids)
+                found = sorted({i for i in indices if i is not None and i >= start})
+                named = ((p, self.catalog.item(cid, p)) for p in found)
+                rows = chain(named, self.catalog.iter_items(cid, max(start, spec.count)))
+            for p, item in rows:
                 if self._matches(q, item):
                     yield c, p, item
 
