@@ -317,3 +317,13 @@ def test_an_ids_search_finds_added_items_after_a_removal(sim: SimServer) -> None
     got = _ok(_query(sim, collections=L1A, ids=",".join(wanted)))
     assert [f["id"] for f in got["features"]] == [generated[0]["id"], added["id"]]
     assert got["numberMatched"] == 2
+
+
+def test_a_spatial_filter_reads_the_items_geometry(sim: SimServer) -> None:
+    """``S_INTERSECTS(geometry, …)`` (basic-spatial-operators, which the sim conforms to)
+    matches an item by its footprint: the filter sees the item whole, geometry included."""
+    first = _items(sim, L1A)[0]
+    w, s, e, n = first["bbox"]
+    text = f"S_INTERSECTS(geometry, BBOX({w - 0.01}, {s - 0.01}, {e + 0.01}, {n + 0.01}))"
+    got = _ok(_query(sim, filter=text, limit="100"))  # every collection: root queryables
+    assert first["id"] in _in_l1a(got)

@@ -395,11 +395,7 @@ class StacApi:
                 return False
             if q.end is not None and begin > q.end:
                 return False
-        if q.predicate is not None:
-            flat = {**props, "id": item.get("id"), "collection": item.get("collection")}
-            if not q.predicate(flat):
-                return False
-        return True
+        return q.predicate is None or q.predicate(item)
 
     def _scan(self, q: _Query, ci: int, pos: int) -> Iterator[tuple[int, int, dict[str, Any]]]:
         for c in range(ci, len(q.collections)):
