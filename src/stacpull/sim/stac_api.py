@@ -247,10 +247,8 @@ class StacApi:
         return web.json_response(self._collection(cid))
 
     def _queryable_names(self, cid: str) -> set[str]:
-        spec = self.catalog.specs[cid]
-        if not spec.count:
-            return {"id", "collection"}
-        return set(self.catalog.item(cid, 0)["properties"]) | {"id", "collection"}
+        # The first item's property names, without building its assets (and their bytes).
+        return {*self.catalog.sample_properties(cid), "id", "collection"}
 
     async def queryables(self, request: web.Request) -> web.Response:
         cid = request.match_info["cid"]
