@@ -32,6 +32,13 @@ _HALF_WORLD = {
     "type": "Polygon",
     "coordinates": [[[-180, -80], [0, -80], [0, 80], [-180, 80], [-180, -80]]],
 }
+_SCHEMA_HOSTS = (
+    "https://schemas.",
+    "https://geojson.",
+    "https://stac-ext",
+    "http://json-schema.org/",
+    "https://json-schema.org/",
+)
 _META = {
     "http://json-schema.org/draft-07/schema": "draft7",
     "https://json-schema.org/draft/2019-09/schema": "draft201909",
@@ -57,7 +64,7 @@ def local_schema(url: str, extensions: Path | None) -> Any:
     import pystac.validation
 
     bundled = Path(pystac.validation.__file__).parent / "jsonschemas"
-    bare = url.split("#")[0].rstrip("#")
+    bare = url.split("#")[0]
     if m := _STAC.fullmatch(bare):
         return json.loads((bundled / "stac-spec" / "v1.1.0" / m.group(1)).read_text())
     if m := _GEOJSON.fullmatch(bare):
@@ -66,10 +73,10 @@ def local_schema(url: str, extensions: Path | None) -> Any:
         path = extensions / f"{m.group(1)}-v{m.group(2)}.json"
         if path.is_file():
             return json.loads(path.read_text())
-    if bare.rstrip("#") in _META:
+    if bare in _META:
         import jsonschema_specifications
 
-        return jsonschema_specifications.REGISTRY.contents(bare.rstrip("#"))
+        return jsonschema_specifications.REGISTRY.contents(bare)
     raise KeyError(f"no local copy of the schema {url} (nothing is fetched from the network)")
 
 
@@ -80,9 +87,7 @@ def _serve_schemas_locally(extensions: Path | None) -> None:
     fetch = utilities.fetch_and_parse_file
 
     def local_first(input_path: str, headers: dict[str, str] | None = None) -> Any:
-        if input_path.startswith(("https://schemas.", "https://geojson.", "https://stac-ext")):
-            return local_schema(input_path, extensions)
-        if input_path.startswith(("http://json-schema.org/", "https://json-schema.org/")):
+        if input_path.startswith(_SCHEMA_HOSTS):
             return local_schema(input_path, extensions)
         return fetch(input_path, headers)
 

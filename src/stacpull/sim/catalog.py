@@ -372,11 +372,15 @@ class SimCatalog:
                 return make[row.content](item), row.media_type
         return None
 
+    def sample_properties(self, collection: str) -> dict[str, Any]:
+        """The properties of the collection's first item (none if it has no items): the
+        names every item of it carries."""
+        spec = self.specs[collection]
+        return properties(spec, 0, self.item_id(spec, 0), 0, self.base_url) if spec.count else {}
+
     def queryables(self, collection: str) -> dict[str, dict[str, Any]]:
         """The JSON Schema of each queryable of ``collection`` (see :func:`.missions.queryables`)."""
-        spec = self.specs[collection]
-        sample = properties(spec, 0, self.item_id(spec, 0), 0, self.base_url) if spec.count else {}
-        return queryables(spec, sample)
+        return queryables(self.specs[collection], self.sample_properties(collection))
 
     def _located(self, parts: list[str]) -> Iterator[tuple[str, int]]:
         """(collection, index) of each generated item whose id is a segment of ``parts``."""

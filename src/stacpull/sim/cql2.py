@@ -126,10 +126,10 @@ def _names(node: Any) -> Iterator[str]:
 def _compile(source: str | dict[str, Any], lang: str) -> dict[str, Any]:
     """The filter as CQL2-JSON, validated against the CQL2 schema by the library."""
     try:
-        _bounded(source, lang)
         if lang == "cql2-text":
             if not isinstance(source, str):
                 raise CQL2Error("filter-lang cql2-text needs the filter as a string")
+            _bounded(source, lang)
             expr = cql2.parse_text(source)
         elif lang == "cql2-json":
             tree_in = json.loads(source) if isinstance(source, str) else source

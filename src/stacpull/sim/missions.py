@@ -76,6 +76,7 @@ class CollectionSpec:
 #: instant, as the recorded item ``…_07929E`` says.
 _ORBIT_REF = (datetime(2025, 10, 20, 12, 41, 50, tzinfo=UTC), 7929)
 _FRAMES = "ABCDEFGH"
+_NORTHBOUND = "ABCH"  # the frames of the ascending half of an orbit
 _BASELINE = "BA"  # the recorded items' ``version`` (and the ``EXBA`` of their ids)
 
 
@@ -268,9 +269,9 @@ def footprint(spec: CollectionSpec, index: int) -> tuple[dict[str, Any], list[fl
     frame = earthcare_frame(spec, index)
     west = -165.0 + ((frame.orbit * 157.3 + _FRAMES.index(frame.letter) * 11.1) % 320.0)
     lats = _TRACKS[frame.letter]
-    points = [[round(west + 2.5 * i, 6), lat] for i, lat in enumerate(lats)]
-    if frame.letter in "ABCH":  # northbound: the track runs from east to west
-        points = [[round(west + 10.0 - 2.5 * i, 6), lat] for i, lat in enumerate(lats)]
+    # northbound, the track runs from east to west
+    origin, step = (west + 10.0, -2.5) if frame.letter in _NORTHBOUND else (west, 2.5)
+    points = [[round(origin + step * i, 6), lat] for i, lat in enumerate(lats)]
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     return {"type": "LineString", "coordinates": points}, [min(xs), min(ys), max(xs), max(ys)]
 
@@ -361,7 +362,7 @@ def _earthcare_properties(
         "datetime": start.strftime(_ISO),
         "instruments": [_INSTRUMENTS.get(frame.ptype[:3], spec.instrument)],
         "constellation": "EarthCARE",
-        "sat:orbit_state": "ascending" if frame.letter in "ABCH" else "descending",
+        "sat:orbit_state": "ascending" if frame.letter in _NORTHBOUND else "descending",
         "processing:software": {_PROCESSORS.get(frame.ptype, "PDGS"): "11.30"},
         "grid:code": f"WRS-{frame.orbit}-{frame.letter}",
         "processing:level": f"L{frame.ptype[-2:]}",
@@ -480,21 +481,19 @@ _PNG, _KMZ, _XML = "image/png", "application/vnd.google-earth.kmz", "application
 _TIFF = "image/tiff; application=geotiff"
 _OVERVIEW, _THUMB, _META, _DATA = ("overview",), ("thumbnail",), ("metadata",), ("data",)
 _QL = "{folder}/preview/{lower}_ql_pauli.png"
+_MAP = "{folder}/preview/{lower}_map.kmz"
 _THUMBNAIL = "public/{folder}/{lower}_thumb.png"
 _JPEG = "{folder}/public/{id}.BID_1.jpeg"
 
 _STATIC: dict[str, tuple[StaticFile, ...]] = {
     "biomass-2025": (
         StaticFile("quicklook", _QL, _PNG, _OVERVIEW, "png"),
-        StaticFile("quicklook_1", "{folder}/preview/{lower}_map.kmz", _KMZ, _OVERVIEW, "kmz"),
+        StaticFile("quicklook_1", _MAP, _KMZ, _OVERVIEW, "kmz"),
         StaticFile("thumbnail", _THUMBNAIL, _PNG, _THUMB, "thumb", auth=False),
     ),
     "biomass-2026": (
         StaticFile("quicklook_png", _QL, _PNG, _OVERVIEW, "png", "sha2-256", True),
-        StaticFile(
-            "quicklook_kml", "{folder}/preview/{lower}_map.kmz", _KMZ, _OVERVIEW, "kmz",
-            "sha2-256", True,
-        ),
+        StaticFile("quicklook_kml", _MAP, _KMZ, _OVERVIEW, "kmz", "sha2-256", True),
         StaticFile(
             "enclosure_i_abs_tiff", "{folder}/measurement/{lower}_i_abs.tiff", _TIFF, _DATA,
             "raster", "sha2-512", True,

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 from aiohttp import web
@@ -47,6 +48,7 @@ _CONFORMANCE = [
 ]
 _QUERYABLES = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
 _OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
+_GEOJSON = "application/geo+json"
 # A search over every collection reads the root queryables: these, and any other name
 # (additionalProperties), since no one collection's list applies to all.
 _COMMON_QUERYABLES: dict[str, dict[str, Any]] = {
@@ -73,6 +75,12 @@ class _Query:
     limit: int
     key: str
     get_query: dict[str, str]  # the same search as GET parameters (for rel=next hrefs)
+
+
+def _link(
+    rel: str, href: str, media_type: str = "application/json", **extra: str
+) -> dict[str, str]:
+    return {"rel": rel, "href": href, "type": media_type, **extra}
 
 
 def error_response(status: int, code: str, description: str) -> web.Response:
@@ -112,37 +120,16 @@ class StacApi:
                 "description": "A deterministic stand-in for catalog.maap.eo.esa.int",
                 "conformsTo": self.conforms_to,
                 "links": [
-                    {"rel": "self", "href": root, "type": "application/json"},
-                    {"rel": "root", "href": root, "type": "application/json"},
-                    {
-                        "rel": "conformance",
-                        "href": f"{root}conformance",
-                        "type": "application/json",
-                    },
-                    {"rel": "data", "href": f"{root}collections", "type": "application/json"},
-                    {"rel": "service-desc", "href": f"{root}api", "type": _OPENAPI},
-                    {"rel": "service-doc", "href": f"{root}api.html", "type": "text/html"},
-                    {
-                        "rel": _QUERYABLES,
-                        "href": f"{root}queryables",
-                        "type": "application/schema+json",
-                    },
-                    {
-                        "rel": "search",
-                        "href": f"{root}search",
-                        "type": "application/geo+json",
-                        "method": "GET",
-                    },
-                    {
-                        "rel": "search",
-                        "href": f"{root}search",
-                        "type": "application/geo+json",
-                        "method": "POST",
-                    },
-                ]
-                + [
-                    {"rel": "child", "href": f"{root}collections/{cid}", "type": "application/json"}
-                    for cid in self.catalog.specs
+                    _link("self", root),
+                    _link("root", root),
+                    _link("conformance", f"{root}conformance"),
+                    _link("data", f"{root}collections"),
+                    _link("service-desc", f"{root}api", _OPENAPI),
+                    _link("service-doc", f"{root}api.html", "text/html"),
+                    _link(_QUERYABLES, f"{root}queryables", "application/schema+json"),
+                    _link("search", f"{root}search", _GEOJSON, method="GET"),
+                    _link("search", f"{root}search", _GEOJSON, method="POST"),
+                    *(_link("child", f"{root}collections/{cid}") for cid in self.catalog.specs),
                 ],
             }
         )
@@ -187,19 +174,13 @@ class StacApi:
                 for k, v in (first or {}).get("assets", {}).items()
             },
             "links": [
-                {"rel": "self", "href": f"{root}collections/{cid}", "type": "application/json"},
-                {"rel": "root", "href": root, "type": "application/json"},
-                {"rel": "parent", "href": root, "type": "application/json"},
-                {
-                    "rel": "items",
-                    "href": f"{root}collections/{cid}/items",
-                    "type": "application/geo+json",
-                },
-                {
-                    "rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables",
-                    "href": f"{root}collections/{cid}/queryables",
-                    "type": "application/schema+json",
-                },
+                _link("self", f"{root}collections/{cid}"),
+                _link("root", root),
+                _link("parent", root),
+                _link("items", f"{root}collections/{cid}/items", _GEOJSON),
+                _link(
+                    _QUERYABLES, f"{root}collections/{cid}/queryables", "application/schema+json"
+                ),
             ],
         }
 
@@ -266,10 +247,8 @@ class StacApi:
         return web.json_response(self._collection(cid))
 
     def _queryable_names(self, cid: str) -> set[str]:
-        spec = self.catalog.specs[cid]
-        if not spec.count:
-            return {"id", "collection"}
-        return set(self.catalog.item(cid, 0)["properties"]) | {"id", "collection"}
+        # The first item's property names, without building its assets (and their bytes).
+        return {*self.catalog.sample_properties(cid), "id", "collection"}
 
     async def queryables(self, request: web.Request) -> web.Response:
         cid = request.match_info["cid"]
@@ -351,7 +330,7 @@ class StacApi:
         catalogue content names only ``self`` and ``collection``)."""
         rels = {link.get("rel") for link in item.get("links", [])}
         extra = [
-            {"rel": rel, "href": href, "type": "application/json"}
+            _link(rel, href)
             for rel, href in (
                 ("parent", f"{self.root}collections/{item.get('collection')}"),
                 ("root", self.root),
@@ -414,33 +393,19 @@ class StacApi:
                 return False
             if q.end is not None and begin > q.end:
                 return False
-        if q.predicate is not None:
-            flat = {**props, "id": item.get("id"), "collection": item.get("collection")}
-            if not q.predicate(flat):
-                return False
-        return True
+        return q.predicate is None or q.predicate(item)
 
     def _scan(self, q: _Query, ci: int, pos: int) -> Iterator[tuple[int, int, dict[str, Any]]]:
         for c in range(ci, len(q.collections)):
-            cid = q.collections[c]
-            if q.ids:
+            cid, start = q.collections[c], pos if c == ci else 0
+            rows: Iterable[tuple[int, dict[str, Any]]] = self.catalog.iter_items(cid, start)
+            if q.ids:  # the named generated items alone, then the added ones
                 spec = self.catalog.specs[cid]
-                positions = sorted(
-                    {i for i in (self.catalog.index_of(cid, x) for x in q.ids) if i is not None}
-                    | set(range(spec.count, self.catalog.count(cid)))
-                )
-                for p in positions:
-                    if c == ci and p < pos:
-                        continue
-                    item = (
-                        self.catalog.item(cid, p)
-                        if p < spec.count
-                        else self.catalog.knobs.extra[cid][p - spec.count]
-                    )
-                    if self._matches(q, item):
-                        yield c, p, item
-                continue
-            for p, item in self.catalog.iter_items(cid, pos if c == ci else 0):
+                indices = (self.catalog.index_of(cid, x) for x in q.ids)
+                found = sorted({i for i in indices if i is not None and i >= start})
+                named = ((p, self.catalog.item(cid, p)) for p in found)
+                rows = chain(named, self.catalog.iter_items(cid, max(start, spec.count)))
+            for p, item in rows:
                 if self._matches(q, item):
                     yield c, p, item
 
@@ -511,8 +476,8 @@ class StacApi:
             features.append(self._linked(item))
         features = self.results.page(q.key, (ci, pos), next_state, features)
         links: list[dict[str, Any]] = [
-            {"rel": "self", "href": str(request.url), "type": "application/geo+json"},
-            {"rel": "root", "href": self.root, "type": "application/json"},
+            _link("self", str(request.url), _GEOJSON),
+            _link("root", self.root),
         ]
         if next_state is not None:
             links.append(_next_link(request, q, href, next_state, chain=posted or chain))
