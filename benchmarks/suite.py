@@ -464,15 +464,18 @@ def command(
     tool: str, inputs: dict[str, Path], out: Path, base: str, opts: dict[str, int]
 ) -> list[str] | None:
     """The command line of ``tool``, or None when it is not installed."""
-    if tool in ("stacpull", "stacpull-defaults"):
+    if tool.startswith("stacpull"):
         tuned = [
             "-j", str(opts["j"]), "--per-host", str(opts["host"]),
             "--segments", str(opts["segments"]),
         ] if tool == "stacpull" else []  # fmt: skip
+        # The mirror pair: one process against a local Dask cluster of two (issue 21).
+        verb = "mirror" if tool in MIRROR_TOOLS else "download"
+        cluster = ["--cluster", "local:2"] if tool == "stacpull-cluster" else []
         return [
-            sys.executable, "-m", "stacpull", "download", "--from", str(inputs["items"]),
+            sys.executable, "-m", "stacpull", verb, "--from", str(inputs["items"]),
             "--catalog", f"{base}/", "--dest", str(out), "--assets", "all",
-            *tuned, "--dashboard", "none", "-q",
+            *tuned, *cluster, "--dashboard", "none", "-q",
         ]  # fmt: skip
     if tool == "aria2c":
         if not shutil.which("aria2c"):
@@ -503,7 +506,14 @@ def command(
     raise ValueError(tool)
 
 
-TOOLS = ("stacpull", "stacpull-defaults", "aria2c", "curl", "stac-asset", "notebook")
+#: ``stacpull mirror`` at its defaults, in one process and on a local Dask cluster of two
+#: worker processes (``pip install 'stacpull[dask]'``): run on demand (``--tools
+#: stacpull-mirror,stacpull-cluster``), not by default.
+MIRROR_TOOLS = ("stacpull-mirror", "stacpull-cluster")
+TOOLS = (
+    "stacpull", "stacpull-defaults", "aria2c", "curl", "stac-asset", "notebook", *MIRROR_TOOLS,
+)  # fmt: skip
+DEFAULT_TOOLS = tuple(t for t in TOOLS if t not in MIRROR_TOOLS)
 
 
 _OWN_CMDLINE = Path("/proc/self/cmdline").read_bytes()
@@ -648,7 +658,7 @@ def _arguments() -> argparse.Namespace:
         "--networks",
         help="default: each scenario's own (loopback,wan; products adds wan-link)",
     )
-    parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--tools", default=",".join(DEFAULT_TOOLS))
     parser.add_argument("--server", choices=("auto", "nginx", "aiohttp"), default="auto")
     parser.add_argument("--delay", type=float, default=0.025, help="one-way seconds (wan)")
     parser.add_argument(

@@ -133,3 +133,13 @@ def test_only_the_notebook_on_a_capped_link_is_left_out() -> None:
     for net in (suite.Network("loopback"), suite.Network("wan", 0.025, 10e6)):
         assert suite._not_run("notebook", net) is None
     assert suite._not_run("aria2c", capped) is None
+
+
+def test_the_mirror_pair_differs_only_by_the_cluster(tmp_path: Path) -> None:
+    suite = _suite()
+    inputs = {"items": tmp_path / "items.geojson"}
+    one = suite.command("stacpull-mirror", inputs, tmp_path, "http://x", {})
+    two = suite.command("stacpull-cluster", inputs, tmp_path, "http://x", {})
+    assert one[3] == two[3] == "mirror"
+    assert [a for a in two if a not in one] == ["--cluster", "local:2"]
+    assert "stacpull-cluster" not in suite.DEFAULT_TOOLS  # on demand: it needs the dask extra
