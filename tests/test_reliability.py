@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
@@ -124,18 +125,19 @@ def test_a_file_being_made_durable_holds_no_transfer_slot(
     sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, concurrency: int, per_host: int
 ) -> None:
     # One transfer at a time (one run slot, or one slot of the host): the next file's
-    # request must go out while the first file's local work (its journal record here) is
-    # still under way. Held through it, the slot would keep that request back until the
-    # wait below gave up.
+    # request must go out while the first file's local work (its seal, its journal record
+    # here) is still under way. Held through it, the slot would keep that request back
+    # until the wait below gave up. The request may go out before the record begins (while
+    # the file is sealed: a slow fsync), so any request for another file counts.
     record = Journal.done
-    waited: list[bool] = []  # the first record's wait: did the next request arrive?
+    waited: list[bool] = []  # the first record's wait: did another file's request go out?
 
     async def slow_done(self: Journal, job: Job, **kw: Any) -> None:
         if not waited:
             waited.append(False)
-            before = len(sim.requests)  # this file's requests are all in
+            mine = urlsplit(job.url).path
             for _ in range(1000):  # ten seconds at most
-                if len(sim.requests) > before:
+                if any(request["path"] != mine for request in sim.requests):
                     waited[0] = True
                     break
                 await anyio.sleep(0.01)
