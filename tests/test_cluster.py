@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from stacpull.config.cluster import ClusterConfig
+from stacpull.defaults import DEFAULT_CLUSTER_RETRIES
 from stacpull.errors import ConfigError
 from stacpull.sim import SimCatalog, SimServer, default_collections
 
@@ -140,9 +142,12 @@ def test_the_example_config_documents_the_cluster_section() -> None:
     import tomllib
 
     example = Path(__file__).resolve().parents[1] / "config.example.toml"
-    table = tomllib.loads(example.read_text())["cluster"]
-    assert set(table) >= {"buckets", "per_host", "retries"}
-    assert "# address = " in example.read_text()
+    text = example.read_text()
+    table = tomllib.loads(text)["cluster"]
+    assert set(table) == {"per_host", "retries"}  # the others are unset by default
+    cluster = text.split("\n[cluster]\n", 1)[1].split("\n[", 1)[0]
+    assert "\n# address = " in cluster and "\n# buckets = 64\n" in cluster
+    assert ClusterConfig().retries == table["retries"] == DEFAULT_CLUSTER_RETRIES
 
 
 def test_cluster_flags_and_keywords_reach_the_config() -> None:
@@ -194,4 +199,4 @@ def test_a_run_without_cluster_imports_nothing_of_dask(tmp_path: Path) -> None:
         )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
-    assert list((tmp_path / "m").rglob("*.tiff")), done.stderr
+    assert list((tmp_path / "m").rglob("*.png")), done.stderr

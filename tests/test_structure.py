@@ -93,6 +93,9 @@ LAYERS: list[tuple[str, set[str]]] = [
         | {"search_walk"},
     ),
     ("the engine", {"runtypes", "producer", "gone", "runstate", "workers", "engine"}),
+    # A cluster run: the shards of DEST's job space and a unit's run (no Dask), and the
+    # Dask driver that dispatches them (the one user of Dask).
+    ("the cluster", {"shards", "cluster"}),
     ("the Python API", {"api"}),
     ("the command line", {"cli", "__main__", ""}),
 ]
@@ -218,6 +221,10 @@ def test_nothing_imports_the_cli() -> None:
         ("blake3", {"stacpull.verify"}),
         ("pyarrow", {"stacpull.export"}),
         ("rustac", {"stacpull.export"}),
+        # Dask only in the cluster package, and lazily there (a run without --cluster
+        # imports none of it: tests/test_cluster.py).
+        ("dask", {"stacpull.cluster.*"}),
+        ("distributed", {"stacpull.cluster.*"}),
         # Raw asyncio only where anyio cannot do it: the write path's executor futures,
         # the journal's group-commit futures, the notebook bridge (a running loop, and
         # asyncio.run's Ctrl-C), and the simulator (a server on its own loop).

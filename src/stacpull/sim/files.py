@@ -192,10 +192,12 @@ class DataFiles:
             delay = link.book(len(part))
             if delay > 0:
                 await asyncio.sleep(delay)
-        await body.resp.write(part)
+        # Counted as handed to the socket: a client may have read the last byte before
+        # this handler resumes from the write, and a test reads the counters then.
         self.state.bytes_sent += len(part)
         files = self.state.bytes_by_file
         files[body.planted.slot] = files.get(body.planted.slot, 0) + len(part)
+        await body.resp.write(part)
 
     async def _write_one(self, body: _Body, data: bytes) -> bool:
         """Write ``data`` (split for the rate limits: a twentieth of a second's worth of
