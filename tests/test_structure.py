@@ -92,7 +92,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {"panels", "report", "dashboard", "plot", "audit", "export", "peek", "dryrun", "keywords"}
         | {"search_walk"},
     ),
-    ("the engine", {"runtypes", "producer", "gone", "runstate", "workers", "engine"}),
+    ("the engine", {"runtypes", "producer", "gone", "runstate", "workers", "engine", "shards"}),
     ("the Python API", {"api"}),
     ("the command line", {"cli", "__main__", ""}),
 ]
