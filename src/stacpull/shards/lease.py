@@ -240,11 +240,18 @@ class Lease:
             except sqlite3.Error as exc:
                 raise StorageError(f"bucket {self.bucket} lease: {exc}") from exc
 
-    def release(self, state: str) -> None:
-        """Record how this hold ended (unless superseded) and let go of the bucket."""
+    def release(self, state: str, files: int, size: int) -> None:
+        """Record how this hold ended and what it had done (unless superseded), and let go
+        of the bucket."""
         try:
             if self._lock_fd is not None:
-                self._update("state = ?, heartbeat = ?", state, time.time())
+                self._update(
+                    "state = ?, heartbeat = ?, files = ?, bytes = ?",
+                    state,
+                    time.time(),
+                    files,
+                    size,
+                )
         finally:
             self.close()
 

@@ -168,7 +168,9 @@ class UnitJournal:
         self.journals.clear()
         for bucket, lease in self.leases.items():
             with contextlib.suppress(StorageError):
-                lease.release((states or {}).get(bucket, state))
+                lease.release(
+                    (states or {}).get(bucket, state), self.files[bucket], self.bytes[bucket]
+                )
         self.leases.clear()
         if errors:
             raise StorageError(f"cannot close the bucket journals: {errors[0]}")
