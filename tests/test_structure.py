@@ -92,10 +92,10 @@ LAYERS: list[tuple[str, set[str]]] = [
         {"panels", "report", "dashboard", "plot", "audit", "export", "peek", "dryrun", "keywords"}
         | {"search_walk"},
     ),
-    ("the engine", {"runtypes", "producer", "gone", "runstate", "workers", "engine"}),
-    # A cluster run: the shards of DEST's job space and a unit's run (no Dask), and the
-    # Dask driver that dispatches them (the one user of Dask).
-    ("the cluster", {"shards", "cluster"}),
+    ("the engine", {"runtypes", "producer", "gone", "runstate", "workers", "engine", "shards"}),
+    # A cluster run's Dask driver, the one user of Dask (the shards it dispatches, and a
+    # unit's run, are the engine's: no Dask there).
+    ("the cluster", {"cluster"}),
     ("the Python API", {"api"}),
     ("the command line", {"cli", "__main__", ""}),
 ]

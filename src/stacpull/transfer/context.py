@@ -13,7 +13,7 @@ import anyio.lowlevel
 
 from ..defaults import DEFAULT_CHUNK_SIZE, DEFAULT_SEGMENT_BELOW, DEFAULT_SEGMENT_SIZE
 from ..events import EventSink
-from ..journal import Journal
+from ..journal import TransferJournal
 from ..limits import HostLimiter, TokenBucket
 from ..retry import RetryPolicy
 from ..tokens import StaticTokenProvider, TokenProvider
@@ -33,7 +33,7 @@ class FetchContext:
 
     session: Session
     root: Path  # DEST, resolved
-    journal: Journal
+    journal: TransferJournal  # DEST's journal, or a cluster worker's bucket router
     tokens: TokenProvider
     trust: TrustPolicy
     emit: EventSink

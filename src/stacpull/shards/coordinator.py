@@ -1,0 +1,109 @@
+"""The coordinator's side of the shard layer, without Dask: what :mod:`stacpull.cluster`
+calls around :func:`stacpull.engine.plan_jobs` and the tasks.
+
+:func:`open_shards` (``plan_jobs``' ``on_open``: every bucket journal merged back first,
+recovering a crashed coordinator; the layout; this run's job files), :func:`unit_specs`
+(the units, largest first, each bucket journal seeded), :func:`merge_unit` (a returned
+unit's buckets merged into the main journal), :func:`clear_jobs` (the job files of a
+finished run, which keep presigned URLs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..journal import Journal
+from ..runstate import RunState
+from ..transfer.context import FetchContext
+from .jobfiles import JobFiles, read_jobs, remove_jobs
+from .layout import Layout, bucket_dir, unit_count, units
+from .sync import bucket_dirs, merge, seed
+from .unit import UnitSpec, config_values
+
+__all__ = ["clear_jobs", "merge_all", "merge_unit", "open_shards", "unit_specs"]
+
+
+def _bucket_journal(dest: Path, directory: Path) -> Journal:
+    return Journal(dest, directory=directory, exclusive=None)
+
+
+def merge_all(main: Journal, dest: Path) -> int:
+    """Merge every bucket journal under DEST into ``main`` (newest row wins)."""
+    changed = 0
+    for _, directory in bucket_dirs(dest):
+        bucket = _bucket_journal(dest, directory)
+        try:
+            changed += merge(main, bucket)
+        finally:
+            bucket.close()
+    return changed
+
+
+def open_shards(state: RunState, buckets: int | None = None) -> JobFiles:
+    """DEST is open: bring every bucket journal's rows home (a crashed coordinator merged
+    nothing), take the DEST's layout (``buckets``, recorded at the first cluster run;
+    another B is refused) and open this run's job files."""
+    merge_all(state.journal, state.root)
+    layout = Layout.ensure(state.journal.directory, buckets)
+    return JobFiles(state.journal.directory, layout, state.run_id, state.journal.typical_sizes())
+
+
+def _seed(state: RunState, bucket: int) -> None:
+    paths = [job.dest for job in read_jobs(state.journal.directory, bucket, state.run_id)]
+    journal = _bucket_journal(state.root, bucket_dir(state.journal.directory, bucket))
+    try:
+        seed(state.journal, journal, paths)
+    finally:
+        journal.close()
+
+
+def unit_specs(
+    state: RunState,
+    files: JobFiles,
+    workers: int,
+    *,
+    token_file: str | None = None,
+    context: Callable[[FetchContext], FetchContext] | None = None,
+) -> list[UnitSpec]:
+    """The run's units, largest planned bytes first (close ``files`` first), each of its
+    buckets' journals seeded from the main journal; ``token_file`` and ``context`` go to
+    every :class:`~.unit.UnitSpec`."""
+    values = config_values(state.config)
+    specs: list[UnitSpec] = []
+    count = unit_count(len(files.loads), workers)
+    for unit in units(files.loads, count):
+        for bucket in unit.buckets:
+            _seed(state, bucket)
+        specs.append(
+            UnitSpec(
+                dest=str(state.root),
+                config=values,
+                run_id=state.run_id,
+                unit=unit.number,
+                buckets=unit.buckets,
+                layout=files.layout.buckets,
+                token_file=token_file,
+                context=context,
+                extra={"bytes": unit.bytes},
+            )
+        )
+    return specs
+
+
+def merge_unit(state: RunState, buckets: Iterable[int]) -> int:
+    """Merge a returned unit's bucket journals into the main journal."""
+    changed = 0
+    for bucket in buckets:
+        journal = _bucket_journal(state.root, bucket_dir(state.journal.directory, bucket))
+        try:
+            changed += merge(state.journal, journal)
+        finally:
+            journal.close()
+    return changed
+
+
+def clear_jobs(state: RunState, buckets: Iterable[int]) -> None:
+    """Remove the run's job files of ``buckets`` (once they merged complete)."""
+    for bucket in buckets:
+        remove_jobs(state.journal.directory, bucket, state.run_id)
