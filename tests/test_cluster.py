@@ -8,21 +8,31 @@ Dask (the address parser, the config, the hold knob, the import check) never sta
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
+from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
+import stacpull
 from stacpull.config.cluster import ClusterConfig
 from stacpull.defaults import DEFAULT_CLUSTER_RETRIES
 from stacpull.errors import ConfigError
 from stacpull.sim import SimCatalog, SimServer, default_collections
 
-from .conftest import L1C, TOKEN
+from .conftest import L1A, L1C, TOKEN, Recorder, cli, files_under
 
 # -- the simulator's hold knob ----------------------------------------------------------
 
@@ -63,10 +73,8 @@ def test_a_server_stopping_with_a_held_body_does_not_hang() -> None:
     got: list[bytes] = []
 
     def read() -> None:
-        try:
+        with contextlib.suppress(OSError):  # the server goes away mid-body: allowed here
             _get(item["assets"]["enclosure_i_abs_tiff"]["href"], got)
-        except OSError:
-            pass  # the server went away mid-body: what this test allows
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -200,3 +208,232 @@ def test_a_run_without_cluster_imports_nothing_of_dask(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
     assert list((tmp_path / "m").rglob("*.png")), done.stderr
+
+
+# -- a mirror on a LocalCluster of two worker processes ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    """One LocalCluster of two worker processes (a second each to start) for the module."""
+    distributed = pytest.importorskip("distributed")
+    # A free port of loopback for the scheduler's HTTP server: dashboard_address=None turns
+    # the dashboard off but still binds that server to 8787, which another cluster on this
+    # machine may hold (Dask then warns, and leaks the socket of its try).
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+    )
+    dask_client = distributed.Client(cluster)
+    try:
+        yield dask_client
+    finally:
+        dask_client.close()
+        cluster.close()
+
+
+def _options(sim: SimServer, dest: Path, **kw: Any) -> dict[str, Any]:
+    return {
+        "catalog": sim.catalog_url,
+        "collections": [L1A, L1C],
+        "dest": str(dest),
+        "token": TOKEN,
+        "backoff": 0.01,
+        "max_backoff": 0.05,
+        "report": True,
+        **kw,
+    }
+
+
+def _digests(dest: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(dest)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in files_under(dest)
+    }
+
+
+def _status(dest: Path) -> dict[str, Any]:
+    """``status --json`` without what differs between any two runs (where, when, how long)."""
+    code, out, _ = cli("status", str(dest), "--json")
+    assert code == 0, out
+    status = json.loads(out)
+    del status["dest"]
+    run = status["last_run"]
+    for key in ("started", "ended"):
+        del run[key]
+    for key in ("seconds", "report"):
+        del run["summary"][key]
+    return dict(status)
+
+
+def test_a_cluster_mirror_gives_the_same_dest_as_one_process(
+    client: Any, sim: SimServer, tmp_path: Path
+) -> None:
+    plain = stacpull.mirror(**_options(sim, tmp_path / "plain"))
+    seen = Recorder()
+    clustered = stacpull.mirror(
+        sink=seen, client=client, **_options(sim, tmp_path / "c", buckets=8)
+    )
+    assert plain.ok and clustered.ok, (plain, clustered)
+    assert clustered.downloaded == plain.downloaded == 30
+    assert clustered.bytes_on_disk == plain.bytes_on_disk
+    assert clustered.bytes_downloaded == plain.bytes_downloaded
+    assert _digests(tmp_path / "c") == _digests(tmp_path / "plain")
+    assert _status(tmp_path / "c") == _status(tmp_path / "plain")
+    # one report, and files() lists every file as a single run's does
+    assert clustered.report is not None and clustered.report.exists()
+    listed = {r.path: (r.status, r.size) for r in clustered.files()}
+    assert sorted(listed) == files_under(tmp_path / "c")
+    single = {r.path: (r.status, r.size) for r in plain.files()}
+    assert sorted(listed.values(), key=str) == sorted(single.values(), key=str)
+    assert len(seen.outcomes()) == 30  # the caller's sink saw every file
+    layout = json.loads((tmp_path / "c" / ".stacpull" / "shards" / "layout.json").read_text())
+    assert layout["buckets"] == 8
+    # the workers read the token from the coordinator's file (0600), never from the config
+    token = tmp_path / "c" / ".stacpull" / "token"
+    assert token.read_text().strip() == TOKEN and token.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_cluster_mirror_judges_and_prunes_once_every_bucket_completed(
+    client: Any, sim: SimServer, tmp_path: Path
+) -> None:
+    first = stacpull.mirror(client=client, **_options(sim, tmp_path, buckets=4))
+    assert first.ok and first.downloaded == 30
+    gone = str(sim.catalog.item(L1A, 2)["id"])
+    sim.catalog.remove_item(gone)
+    sim.requests.clear()
+    again = stacpull.mirror(client=client, prune=True, **_options(sim, tmp_path))
+    assert again.ok and again.downloaded == 0 and again.skipped == 27
+    assert sim.requests == deque() or not [r for r in sim.requests if gone not in r["path"]]
+    assert len(again.gone) == 3 and again.pruned == 3
+    assert not list(tmp_path.rglob(f"*{gone}*"))
+
+
+def test_cli_cluster_local_2_mirrors(sim: SimServer, tmp_path: Path) -> None:
+    args = ["mirror", "--catalog", sim.catalog_url, "--collection", L1C, "--dest", str(tmp_path)]
+    code, out, err = cli(*args, "--cluster", "local:2", "--dashboard", "none", token=TOKEN)
+    assert code == 0, out + err
+    assert len(files_under(tmp_path)) == 15
+    assert "downloaded" in out and "15" in out
+    code, out, _ = cli("verify", str(tmp_path))
+    assert code == 0, out
+
+
+def _lease_owner(dest: Path, bucket: int) -> str | None:
+    from stacpull.shards.layout import bucket_dir
+    from stacpull.shards.lease import read_lease
+
+    with contextlib.suppress(Exception):
+        row = read_lease(bucket_dir(dest / ".stacpull", bucket), bucket)
+        if row is not None and row.state == "running":
+            return row.owner
+    return None
+
+
+def _until(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    """Wait for ``condition()`` to hold (a condition, not a time: the timeout only ends a
+    test that would otherwise hang)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"never happened: {what}")
+
+
+#: The write batch of the tests below: download.chunk_size caps it (transfer.pace.Bodies).
+BATCH = 65_536
+HELD = "enclosure_i_abs_tiff"
+
+
+def test_a_worker_killed_mid_file_leaves_everything_verified(
+    client: Any, sim: SimServer, tmp_path: Path
+) -> None:
+    from stacpull.shards.layout import bucket_of
+
+    item = sim.catalog.item(L1C, 1)
+    iid = str(item["id"])
+    size = len(sim.catalog.static_body(L1C, 1, HELD))
+    sim.hold(iid, HELD, 3 * BATCH + 1000)  # three whole batches on disk, a part of one not
+    workers = client.run(os.getpid)
+    options = _options(
+        sim, tmp_path, collections=[L1C], assets=[HELD, "quicklook_png"], chunk_size=BATCH
+    )
+    ended: list[Any] = []
+    run = threading.Thread(
+        target=lambda: ended.append(stacpull.mirror(client=client, buckets=4, **options))
+    )
+    run.start()
+    try:
+        assert sim.wait_held(iid, HELD, timeout=60)
+        owner = _until(lambda: _lease_owner(tmp_path, bucket_of(L1C, iid, 4)), "a lease owner")
+        pid = int(owner.rpartition(":")[2])
+        assert pid in workers.values()
+        part = next(iter(_until(lambda: list(tmp_path.rglob("*.tiff.part")), "a .part")))
+        _until(lambda: part.stat().st_size >= 3 * BATCH, "three batches on disk")
+        os.kill(pid, signal.SIGKILL)
+        run.join(120)
+    finally:
+        sim.release(iid, HELD)
+        run.join(60)
+    (result,) = ended
+    assert result.ok, result
+    assert len(files_under(tmp_path)) == 10
+    code, out, _ = cli("verify", str(tmp_path))
+    assert code == 0, out
+    assert next(tmp_path.rglob("*_i_abs.tiff")).read_bytes() == sim.catalog.static_body(
+        L1C, 1, HELD
+    )
+    assert sim.bytes_sent_for(iid, HELD) <= size + BATCH
+
+
+def test_the_same_unit_submitted_twice_transfers_once(
+    client: Any, sim: SimServer, tmp_path: Path
+) -> None:
+    from stacpull.engine import conclude, plan_jobs
+    from stacpull.runtypes import RunOptions
+    from stacpull.shards.coordinator import merge_unit, open_shards, unit_specs
+    from stacpull.shards.unit import run_unit
+
+    item = sim.catalog.item(L1C, 3)
+    iid = str(item["id"])
+    sim.hold(iid, HELD, 2 * BATCH)
+    config = stacpull.build_config(
+        **_options(sim, tmp_path, collections=[L1C], assets=[HELD, "quicklook_png"])
+    ).with_values({"download.chunk_size": BATCH})
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    token.chmod(0o600)
+    shards: list[Any] = []
+
+    def on_open(state: Any) -> Callable[[Any], None]:
+        shards.append(open_shards(state, 1))  # one bucket: the whole run is one unit
+        return lambda job: shards[0].add(job) and None
+
+    async def coordinate() -> tuple[stacpull.RunResult, list[dict[str, Any]]]:
+        plan = await plan_jobs(config, RunOptions("mirror"), on_open)
+        state = plan.state
+        assert state is not None
+        shards[0].close()
+        (spec,) = unit_specs(state, shards[0], 2, token_file=str(token))
+        first = client.submit(run_unit, spec, key="twice-a", pure=False)
+        assert await anyio.to_thread.run_sync(lambda: sim.wait_held(iid, HELD, timeout=60))
+        second = client.submit(run_unit, spec, key="twice-b", pure=False)  # the same unit
+        results = await anyio.to_thread.run_sync(lambda: client.gather([first, second]))
+        merge_unit(state, spec.buckets)
+        return await conclude(state), results
+
+    try:
+        result, (first, second) = anyio.run(coordinate)
+    finally:
+        sim.release(iid, HELD)
+    assert first["outcome"] == "superseded" and second["outcome"] == "complete", (first, second)
+    assert second["epochs"][0] > first["epochs"][0]
+    assert first["stats"]["downloaded"] + second["stats"]["downloaded"] == 10
+    assert result.ok
+    code, out, _ = cli("verify", str(tmp_path))
+    assert code == 0, out
+    for index in range(5):
+        other = str(sim.catalog.item(L1C, index)["id"])
+        body = sim.catalog.static_body(L1C, index, HELD)
+        assert sim.bytes_sent_for(other, HELD) <= len(body) + BATCH, other

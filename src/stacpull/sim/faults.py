@@ -285,7 +285,9 @@ class Holds:
         with self._lock:
             self.reached[slot] = self.reached.get(slot, 0) + 1
             self._reached[slot].set()
-        while not released.is_set():
+        # Polled: the test sets a threading.Event from its own thread; an asyncio.Event
+        # would need this loop's hand to be set, and the poll is what a cancel ends.
+        while not released.is_set():  # noqa: ASYNC110
             await asyncio.sleep(_HOLD_POLL)
 
     def release(self, slot: str) -> None:

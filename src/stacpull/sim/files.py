@@ -237,9 +237,7 @@ class DataFiles:
             body.sent += len(part)
         return True
 
-    async def _hold(
-        self, body: _Body, part: bytes, hold: tuple[int, threading.Event]
-    ) -> bytes:
+    async def _hold(self, body: _Body, part: bytes, hold: tuple[int, threading.Event]) -> bytes:
         """Send ``part`` up to the held byte, wait there until the test releases the file,
         and return the rest of ``part`` (the bytes before the hold are out on the socket)."""
         at, released = hold
