@@ -369,7 +369,8 @@ def test_a_worker_killed_mid_file_leaves_everything_verified(
         owner = _until(lambda: _lease_owner(tmp_path, bucket_of(L1C, iid, 4)), "a lease owner")
         pid = int(owner.rpartition(":")[2])
         assert pid in workers.values()
-        part = next(iter(_until(lambda: list(tmp_path.rglob("*.tiff.part")), "a .part")))
+        parts = lambda: list((tmp_path / L1C / iid).glob("*.tiff.part"))  # noqa: E731
+        part = _until(parts, "the held file's .part")[0]
         _until(lambda: part.stat().st_size >= 3 * BATCH, "three batches on disk")
         os.kill(pid, signal.SIGKILL)
         run.join(120)
@@ -381,15 +382,15 @@ def test_a_worker_killed_mid_file_leaves_everything_verified(
     assert len(files_under(tmp_path)) == 10
     code, out, _ = cli("verify", str(tmp_path))
     assert code == 0, out
-    assert next(tmp_path.rglob("*_i_abs.tiff")).read_bytes() == sim.catalog.static_body(
-        L1C, 1, HELD
-    )
+    held = next((tmp_path / L1C / iid).glob("*_i_abs.tiff"))
+    assert held.read_bytes() == sim.catalog.static_body(L1C, 1, HELD)
     assert sim.bytes_sent_for(iid, HELD) <= size + BATCH
 
 
 def test_the_same_unit_submitted_twice_transfers_once(
     client: Any, sim: SimServer, tmp_path: Path
 ) -> None:
+    from stacpull.api import build_config
     from stacpull.engine import conclude, plan_jobs
     from stacpull.runtypes import RunOptions
     from stacpull.shards.coordinator import merge_unit, open_shards, unit_specs
@@ -398,7 +399,7 @@ def test_the_same_unit_submitted_twice_transfers_once(
     item = sim.catalog.item(L1C, 3)
     iid = str(item["id"])
     sim.hold(iid, HELD, 2 * BATCH)
-    config = stacpull.build_config(
+    config = build_config(
         **_options(sim, tmp_path, collections=[L1C], assets=[HELD, "quicklook_png"])
     ).with_values({"download.chunk_size": BATCH})
     token = tmp_path / "token"
@@ -427,6 +428,7 @@ def test_the_same_unit_submitted_twice_transfers_once(
         result, (first, second) = anyio.run(coordinate)
     finally:
         sim.release(iid, HELD)
+    print(first); print(second)
     assert first["outcome"] == "superseded" and second["outcome"] == "complete", (first, second)
     assert second["epochs"][0] > first["epochs"][0]
     assert first["stats"]["downloaded"] + second["stats"]["downloaded"] == 10
