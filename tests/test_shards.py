@@ -27,7 +27,7 @@ from stacpull.journal.fs import exclusive_locking, parse_mountinfo, shared_files
 from stacpull.journal.rows import job_columns
 from stacpull.models import Job
 from stacpull.runtypes import RunOptions, RunResult
-from stacpull.shards.coordinator import merge_unit, open_shards, unit_specs
+from stacpull.shards.coordinator import absorb, open_shards, unit_specs
 from stacpull.shards.jobfiles import JobFiles, job_file, read_jobs
 from stacpull.shards.layout import (
     DEFAULT_BUCKETS,
@@ -97,7 +97,7 @@ def coordinate(
             specs = [adjust(spec) for spec in specs]
         results = await anyio.to_thread.run_sync(run, specs)
         for result in results:
-            merge_unit(state, result["buckets"])
+            absorb(state, result)
         bad = [r["fatal"] for r in results if r["outcome"] != "complete"]
         return await conclude(state, fatal=bad[0] if bad else None), results
 
@@ -243,6 +243,11 @@ def test_a_sharded_mirror_gives_the_files_and_status_of_a_plain_one(
     sharded = tmp_path / "sharded"
     result, units_done = coordinate(sim_config(sim, sharded), token_file(tmp_path), buckets=8)
     assert result.ok and len(units_done) >= 2
+    assert (result.downloaded, result.skipped) == (15, 0)
+    assert result.bytes_on_disk == sum(p.stat().st_size for p in files_under(plain))
+    assert sorted(str(f.path) for f in result.files()) == [str(p) for p in files_under(sharded)]
+    report = json.loads((sharded / ".stacpull" / "last-report.json").read_text())
+    assert report["totals"]["downloaded"] == 15
     assert all(u["outcome"] == "complete" for u in units_done)
     assert all(u["epochs"] == dict.fromkeys(u["buckets"], 1) for u in units_done)
     assert [p.relative_to(sharded) for p in files_under(sharded)] == [
@@ -256,7 +261,7 @@ def test_a_sharded_mirror_gives_the_files_and_status_of_a_plain_one(
     # a second cluster run finds the same shards and has nothing to fetch
     sim.requests.clear()
     again, units_again = coordinate(sim_config(sim, sharded), token_file(tmp_path), buckets=8)
-    assert again.ok and not sim.requests
+    assert again.ok and not sim.requests and again.skipped == 15
     assert all(u["stats"]["skipped"] > 0 for u in units_again)
     assert all(set(u["epochs"].values()) == {2} for u in units_again)
 

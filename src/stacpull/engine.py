@@ -10,9 +10,11 @@
 made in DEST before), :func:`_open` (DEST, its lock and journal, credentials, the logs),
 :func:`_transfer` (the session and the pool of :mod:`stacpull.workers`, fed by
 :mod:`stacpull.producer`), :func:`_judge` (a mirror's verdict, :mod:`stacpull.gone`),
-and :func:`~stacpull.runstate.finish`. A :class:`~stacpull.errors.StorageError` (disk
-full, unwritable DEST) or a search failure stops the whole run; a :class:`StopSignal`
-(Ctrl-C) stops it gracefully; everything written so far stays resumable.
+and :func:`~stacpull.runstate.finish`. A cluster run splits it (:mod:`stacpull.shards`):
+:func:`plan_jobs` and :func:`conclude` on the coordinator, :func:`transfer_jobs` on
+workers. A :class:`~stacpull.errors.StorageError` (disk full, unwritable DEST) or a search
+failure stops the whole run; a :class:`StopSignal` (Ctrl-C) stops it gracefully;
+everything written so far stays resumable.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from .retry import RetryPolicy
 from .runstate import RunState, finish
 from .runtypes import STOP_GRACE, RunOptions, RunResult, StopSignal
 from .search import CatalogueHeaders, ItemPages, search_pages
+from .shards.sync import merge_all
 from .stats import RunStats
 from .tokens import TokenProvider
 from .transfer.context import FetchContext
@@ -223,14 +226,19 @@ async def _look(request: _Request) -> RunResult | ItemPages | None:
     return peeked.pages
 
 
-def _open(request: _Request, listing: ItemPages | None) -> RunState:
+def _open(
+    request: _Request, listing: ItemPages | None, *, exclusive: bool | None = False
+) -> RunState:
     """DEST made and locked, the credentials loaded, the run begun in the journal, its
     outcome log (named by the run number: unique even for two runs in the same second)
-    and event log opened, and the jobs' source ready."""
+    and event log opened, and the jobs' source ready. A cluster run's bucket journals are
+    merged back first (a crashed cluster run merged nothing), so every run plans, retries
+    and prunes from the whole DEST. ``exclusive``: see :class:`~stacpull.journal.Journal`."""
     config, opts = request.config, request.opts
     root = _prepare_dest(config.download.dest)
     provider = request.tokens if request.tokens is not None else load_credentials(config.auth)
-    journal = Journal(root, lock=True)
+    journal = Journal(root, lock=True, exclusive=exclusive)
+    merge_all(journal, root)
     scope = _scope(config)
     run_id = journal.begin_run("retry-failed" if opts.retry_failed else opts.kind, scope)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -474,7 +482,8 @@ async def plan_jobs(
     listing = await _look(request)
     if isinstance(listing, RunResult):
         return PlanOutcome(listing, None)
-    state = _open(request, listing)
+    # On a shared file system no other node may open it: SQLite's WAL index is not shared.
+    state = _open(request, listing, exclusive=None)
     state.emit(
         RunStarted(
             scrub(config.search.catalog),
@@ -578,19 +587,9 @@ async def transfer_jobs(
             emit(RunFinished(seconds, stop.requested))
         if outcome_log is not None:
             outcome_log.close()
-    snap = stats.snapshot()
+    n = stats.snapshot()
+    counts = (n.downloaded, n.skipped, n.failed, n.refused, n.retries, n.bytes_received)
     return RunResult(
-        snap.downloaded,
-        snap.skipped,
-        snap.failed,
-        snap.refused,
-        snap.retries,
-        snap.bytes_received,
-        snap.bytes_done,
-        seconds,
-        snap.items,
-        None,
-        interrupted=stop.requested,
-        dest=root,
+        *counts, n.bytes_done, seconds, n.items, None, interrupted=stop.requested, dest=root,
         outcomes=setup.outcomes,
-    )
+    )  # fmt: skip

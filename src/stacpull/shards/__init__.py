@@ -13,3 +13,5 @@ merges it back after (newest wins, :mod:`.sync`). A worker takes its unit's buck
 leases (:mod:`.lease`), writes their journals through one router (:mod:`.router`) and
 runs the engine's worker entry (:mod:`.unit`).
 """
+
+__all__: list[str] = []

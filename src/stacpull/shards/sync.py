@@ -22,7 +22,7 @@ from ..journal import JOURNAL_DIR, Journal
 from ..journal.store import transaction
 from .layout import SHARDS_DIR
 
-__all__ = ["MERGED", "bucket_dirs", "merge", "seed"]
+__all__ = ["MERGED", "bucket_dirs", "merge", "merge_all", "seed"]
 
 #: What a merge takes from a bucket row: the transfer (the bytes on disk, and the job
 #: columns a transfer records with them). The main journal keeps its job, seen_run,
@@ -147,3 +147,16 @@ def bucket_dirs(dest: Path) -> list[tuple[int, Path]]:
         if name.startswith("b") and name[1:].isdigit() and (entry / "journal.sqlite").is_file():
             found.append((int(name[1:]), entry))
     return sorted(found)
+
+
+def merge_all(main: Journal, dest: Path) -> int:
+    """Merge every bucket journal under DEST into ``main`` (newest row wins): at the start
+    of every run, so that rows a crashed cluster run never merged are not lost."""
+    changed = 0
+    for _, directory in bucket_dirs(dest):
+        bucket = Journal(dest, directory=directory, exclusive=None)
+        try:
+            changed += merge(main, bucket)
+        finally:
+            bucket.close()
+    return changed

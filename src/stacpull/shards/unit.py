@@ -25,7 +25,7 @@ import anyio.to_thread
 from ..config import Config
 from ..config.values import Secret
 from ..engine import TransferSetup, transfer_jobs
-from ..errors import StacpullError
+from ..errors import StacpullError, first_error
 from ..journal import JOURNAL_DIR
 from ..runtypes import RunResult, StopSignal, loop_options
 from ..stats import RunStats
@@ -189,19 +189,18 @@ async def _work(
     heartbeat that finds a bucket taken over stops the unit (its fatal error)."""
     stop = StopSignal()
     setup = TransferSetup(outcomes=outcomes, stats=counted, grace=spec.grace, adjust=spec.context)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_heartbeat, journal, stop)
-        try:
-            result = await transfer_jobs(
-                config,
-                journal.jobs(spec.run_id),
-                journal,
-                sink=journal.count,
-                stop=stop,
-                setup=setup,
-            )
-        finally:
-            tg.cancel_scope.cancel()
+    jobs = journal.jobs(spec.run_id)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_heartbeat, journal, stop)
+            try:
+                result = await transfer_jobs(
+                    config, jobs, journal, sink=journal.count, stop=stop, setup=setup
+                )
+            finally:
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
     return result
 
 
