@@ -385,6 +385,10 @@ def test_a_worker_killed_mid_file_leaves_everything_verified(
     held = next((tmp_path / L1C / iid).glob("*_i_abs.tiff"))
     assert held.read_bytes() == sim.catalog.static_body(L1C, 1, HELD)
     assert sim.bytes_sent_for(iid, HELD) <= size + BATCH
+    # the takeover resumed the .part the killed worker left, from what was on disk
+    resumed = [r["range"] for r in sim.requests if iid in r["path"] and r["range"]]
+    assert resumed and int(resumed[-1].removeprefix("bytes=").rstrip("-")) >= 3 * BATCH
+    assert pid not in client.run(os.getpid).values()  # its nanny started a new process
 
 
 def test_the_same_unit_submitted_twice_transfers_once(
@@ -428,7 +432,6 @@ def test_the_same_unit_submitted_twice_transfers_once(
         result, (first, second) = anyio.run(coordinate)
     finally:
         sim.release(iid, HELD)
-    print(first); print(second)
     assert first["outcome"] == "superseded" and second["outcome"] == "complete", (first, second)
     assert second["epochs"][0] > first["epochs"][0]
     assert first["stats"]["downloaded"] + second["stats"]["downloaded"] == 10

@@ -376,14 +376,17 @@ class _Units:
             if added:
                 news[result["worker"]] = news.get(result["worker"], 0) + added
         self.lines.show(news)
-        if result.get("outcomes"):
+        log = Path(result["outcomes"]) if result.get("outcomes") else None
+        if log is not None and result["outcome"] == "complete":
+            state = self.state
             replay_outcomes(
-                Path(result["outcomes"]),
-                self.state.journal.directory,
-                unit.spec.buckets,
-                self.state.run_id,
-                self.state.emit,
+                log, state.journal.directory, unit.spec.buckets, state.run_id, state.emit
             )
+        elif log is not None:
+            # An owner that did not finish: the one that does tells every file of these
+            # buckets (those done here it finds verified), so none is counted twice.
+            with contextlib.suppress(OSError):
+                log.unlink()
 
     async def _progress(self) -> None:
         """Read the heartbeats of the units still out; show what each worker added."""
