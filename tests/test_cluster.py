@@ -442,3 +442,79 @@ def test_the_same_unit_submitted_twice_transfers_once(
         other = str(sim.catalog.item(L1C, index)["id"])
         body = sim.catalog.static_body(L1C, index, HELD)
         assert sim.bytes_sent_for(other, HELD) <= len(body) + BATCH, other
+
+
+# -- the coordinator's per-worker view ---------------------------------------------------
+
+
+def _row(bucket: int, epoch: int, owner: str, files: int, size: int) -> Any:
+    from stacpull.shards.lease import LeaseRow
+
+    return LeaseRow(bucket, epoch, owner, 0.0, 0.0, files, size, "running")
+
+
+def test_the_heartbeats_become_one_line_per_worker_and_a_total() -> None:
+    from stacpull.cluster.progress import Heartbeats, WorkerLine, WorkerLines, worker_job
+    from stacpull.events import BytesReceived, TransferStarted
+    from stacpull.stats import RunStats
+
+    beats = Heartbeats()
+    assert beats.read([_row(0, 1, "a:1", 1, 100), _row(1, 1, "b:2", 0, 50)]) == {
+        "a:1": 100,
+        "b:2": 50,
+    }
+    # the next reading: only what is new; a bucket taken over counts again from zero
+    news = beats.read([_row(0, 1, "a:1", 2, 300), _row(1, 2, "a:1", 0, 10)])
+    assert news == {"a:1": 210}
+    assert beats.workers["a:1"] == WorkerLine("a:1", {0, 1}, 2, 310)
+    assert beats.workers["b:2"] == WorkerLine("b:2", set(), 0, 50)
+    assert beats.read([_row(0, 1, "a:1", 2, 300)]) == {}  # nothing new, nothing told
+    assert beats.settle("a:1", 0, 1, 3, 400) == 100  # the unit's own final count
+    assert beats.total == 460
+    # the sinks: each worker a line of the active transfers, its bytes the run's
+    stats, events = RunStats(), Recorder()
+    lines = WorkerLines(lambda e: (stats(e), events(e)))
+    lines.show({"a:1": 100})
+    lines.show({"a:1": 20, "b:2": 5})
+    assert [type(e) for e in events.events] == [
+        TransferStarted,
+        BytesReceived,
+        BytesReceived,
+        TransferStarted,
+        BytesReceived,
+    ]
+    snap = stats.snapshot()
+    assert snap.bytes_received == 125
+    assert {t.job.label: t.received for t in snap.active} == {"a:1/worker": 120, "b:2/worker": 5}
+    assert worker_job("a:1").dest == ""  # no file of DEST
+
+
+def test_a_stop_takes_every_bucket_back_and_the_next_run_resumes(
+    client: Any, sim: SimServer, tmp_path: Path
+) -> None:
+    from stacpull import api
+
+    iid = str(sim.catalog.item(L1C, 2)["id"])
+    size = len(sim.catalog.static_body(L1C, 2, HELD))
+    sim.hold(iid, HELD, 2 * BATCH + 500)
+    options = _options(sim, tmp_path, collections=[L1C], assets=[HELD], chunk_size=BATCH)
+    config = api.build_config(buckets=2, **options)
+
+    async def stop_when_held(stop: api.StopSignal, abort: anyio.CancelScope) -> None:
+        await anyio.to_thread.run_sync(lambda: sim.wait_held(iid, HELD, timeout=60))
+        stop.request("the test stops it")
+
+    control = api.RunControl(beside=stop_when_held)
+    try:
+        stopped = api.run(config, api.RunOptions("mirror"), control=control, client=client)
+    finally:
+        sim.release(iid, HELD)
+    assert stopped.interrupted and stopped.exit_code == 130
+    assert list((tmp_path / L1C / iid).glob("*.part"))  # kept for the next run
+    code, out, _ = cli("status", str(tmp_path), "--json")
+    assert json.loads(out)["last_run"]["outcome"] == "interrupted"
+    again = stacpull.mirror(client=client, **options)
+    assert again.ok and again.downloaded + again.skipped == 5, (stopped, again)
+    assert sim.bytes_sent_for(iid, HELD) <= size + BATCH
+    code, out, _ = cli("verify", str(tmp_path))
+    assert code == 0, out

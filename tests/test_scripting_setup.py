@@ -200,6 +200,8 @@ _EXAMPLES = {
     "search.filter": "a = 1",
     "search.max_items": "3",
     "search.window": "6h",
+    "cluster.address": "local:2",  # issue 21: where a cluster run's workers are
+    "cluster.buckets": "16",
 }
 
 

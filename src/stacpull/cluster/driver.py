@@ -203,13 +203,12 @@ async def _token_file(state: RunState) -> str | None:
 
 def _replace_private(path: Path, text: str) -> None:
     """``path`` replaced by a file of ``text`` (mode 0600), written beside it and renamed:
-    a reader sees the old token or the new one, never half of one."""
+    a reader sees the old token or the new one, never half of one (a token is worth
+    nothing after a crash: no fsync)."""
     part = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with safeio.create_new(part) as handle:
         os.fchmod(handle.fileno(), 0o600)
         handle.write(text + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
     safeio.replace_regular(part, path)
 
 
