@@ -27,8 +27,6 @@ import anyio
 import pytest
 
 import stacpull
-from stacpull.config.cluster import ClusterConfig
-from stacpull.defaults import DEFAULT_CLUSTER_RETRIES
 from stacpull.errors import ConfigError
 from stacpull.sim import SimCatalog, SimServer, default_collections
 
@@ -148,6 +146,9 @@ def test_the_cluster_section_is_config() -> None:
 
 def test_the_example_config_documents_the_cluster_section() -> None:
     import tomllib
+
+    from stacpull.config.cluster import ClusterConfig
+    from stacpull.defaults import DEFAULT_CLUSTER_RETRIES
 
     example = Path(__file__).resolve().parents[1] / "config.example.toml"
     text = example.read_text()

@@ -9,7 +9,9 @@ package's root and :mod:`.address` import nothing of it, so a run without ``--cl
 - :mod:`.driver`: the client made or taken, one task per unit, the results merged as they
   complete, units sent again, and the run's one verdict, report and result;
 - :mod:`.progress`: each worker's throughput from its buckets' lease heartbeats, for the
-  coordinator's view.
+  coordinator's view;
+- :mod:`.replay`: a returned unit's outcome log told to the run's sinks, as its worker's
+  events would have been.
 """
 
 from __future__ import annotations
