@@ -43,10 +43,10 @@ import anyio.to_thread
 from .. import safeio
 from ..config import Config
 from ..engine import conclude, plan_jobs
-from ..errors import ConfigError, StacpullError
+from ..errors import ConfigError, RunAborted, StacpullError
 from ..events import Event, EventSink
 from ..models import Job
-from ..runstate import RunState
+from ..runstate import RunState, finish
 from ..runtypes import RunOptions, RunResult, StopSignal
 from ..shards.coordinator import clear_jobs, merge_unit, open_shards, unit_specs
 from ..shards.jobfiles import JobFiles
@@ -153,9 +153,16 @@ async def run_cluster(config: Config, options: RunOptions | None, call: ClusterC
 
 
 async def _failed(state: RunState, exc: BaseException) -> RunResult:
-    """End a run whose dispatch raised, recorded as stopped, then raise ``exc`` again."""
+    """End a run whose dispatch raised, then raise ``exc`` again: an error is recorded as
+    the run's stop (``stopped``), an abort (a second Ctrl-C, a cancellation) as
+    ``aborted``, as a single run records them."""
+    if isinstance(exc, RunAborted) or not isinstance(exc, Exception):
+        state.outcome = "aborted"
+        finish(state)  # no await: the run is being cancelled
+        raise exc
+    why = str(exc) if isinstance(exc, StacpullError) else f"{type(exc).__name__}: {exc}"
     with anyio.CancelScope(shield=True):
-        await conclude(state, fatal=str(exc) if isinstance(exc, StacpullError) else repr(exc))
+        await conclude(state, fatal=why)
     raise exc
 
 
@@ -305,10 +312,21 @@ class _Units:
         self.lines = WorkerLines(self.state.emit)
 
     async def run(self) -> None:
-        """Submit every unit (largest first), then take results until none is out."""
+        """Submit every unit (largest first), then take results until none is out. Left
+        early (an abort, an error), the units still out are taken back from their workers
+        and their tasks cancelled: no worker goes on writing DEST after the run."""
         self.state.stop.subscribe(lambda reason, drain: self._stop())
-        for unit in self.units.values():
-            await self._submit(unit)
+        try:
+            for unit in self.units.values():
+                await self._submit(unit)
+            await self._gather()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._supersede_out)
+                await self._abandon("the run ended first")
+            raise
+
+    async def _gather(self) -> None:
         since = anyio.current_time()
         deadline: float | None = None
         while out := [u.future for u in self.units.values() if u.future is not None]:
@@ -316,7 +334,7 @@ class _Units:
                 deadline = anyio.current_time() + _STOP_WAIT + self.state.opts.grace
                 await anyio.to_thread.run_sync(self._supersede_out)
             if deadline is not None and anyio.current_time() > deadline:
-                await self._abandon()
+                await self._abandon(f"did not stop within {_STOP_WAIT:g} s")
                 break
             finished = await anyio.to_thread.run_sync(self._wait, out)
             for future in finished:
@@ -413,13 +431,13 @@ class _Units:
                 with contextlib.suppress(StacpullError):
                     Lease.supersede(directory, bucket, _STOPPER).close()
 
-    async def _abandon(self) -> None:
-        """The units that did not come back after a stop: cancelled, left unmerged (their
-        bucket journals are merged at the next run's start)."""
+    async def _abandon(self, why: str) -> None:
+        """The units that did not come back: cancelled, left unmerged (their bucket
+        journals are merged at the next run's start)."""
         for unit in self.units.values():
             if unit.future is not None:
                 future, unit.future = unit.future, None
-                unit.fatal = f"unit {unit.spec.unit}: did not stop within {_STOP_WAIT:g} s"
+                unit.fatal = f"unit {unit.spec.unit}: {why}"
                 await anyio.to_thread.run_sync(self.client.cancel, future)
 
     def verdict(self) -> str | None:
@@ -434,11 +452,17 @@ class _Units:
 
 def _result_of(future: Any) -> dict[str, Any]:
     """A task's plain-data result, or one made for a task that raised (a worker lost more
-    often than Dask retries, a unit that could not be unpickled): worth sending again."""
+    often than Dask retries, a unit that could not be unpickled): worth sending again.
+
+    The future is released once read: the scheduler forgets the task, so a worker lost
+    later, with the result in its memory, does not make Dask run the unit again (a run
+    nobody waits for, writing DEST after its merge, perhaps after the run's end)."""
     try:
         result = future.result()
     except Exception as exc:
         return {"outcome": "stopped", "fatal": f"{type(exc).__name__}: {exc}", "transient": True}
+    finally:
+        future.release()
     if not isinstance(result, dict) or "outcome" not in result:
         return {"outcome": "stopped", "fatal": f"unexpected task result {result!r:.200}"}
     return result
