@@ -22,7 +22,7 @@ from stacpull.events import Event, JobFinished
 from stacpull.journal import Journal
 from stacpull.models import Job
 from stacpull.shards.layout import bucket_dir
-from stacpull.shards.lease import BucketBusy, Lease, Superseded, read_lease
+from stacpull.shards.lease import LEASE_FILE, BucketBusy, Lease, LeaseRow, Superseded, read_lease
 from stacpull.shards.unit import UnitSpec, run_unit
 from stacpull.sim import SimCatalog, SimOptions, SimServer, default_collections
 from stacpull.transfer.context import FetchContext
@@ -42,11 +42,11 @@ def test_a_lease_is_superseded_by_the_next_owner(tmp_path: Path) -> None:
     directory = bucket_dir(tmp_path, 3)
     directory.mkdir(parents=True)
     first = Lease.take(directory, 3, "a:1", wait=1.0)
-    assert first.epoch == 1
+    assert first.epoch == 1 and (directory / LEASE_FILE).is_file()
     first.check()
     first.beat(2, 100)
     row = read_lease(directory, 3)
-    assert row is not None and (row.owner, row.files, row.bytes, row.state) == (
+    assert isinstance(row, LeaseRow) and (row.owner, row.files, row.bytes, row.state) == (
         "a:1",
         2,
         100,
