@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from stacpull.shards.layout import (
     unit_count,
     units,
 )
-from stacpull.shards.sync import merge, seed
+from stacpull.shards.sync import bucket_dirs, merge, seed
 from stacpull.shards.unit import UnitSpec, config_values, run_unit, unit_config
 from stacpull.sim import SimServer
 
@@ -368,3 +369,30 @@ def test_a_workers_config_is_the_runs_without_its_secrets(tmp_path: Path) -> Non
     assert again.search == config.search and again.auth.hosts == ("data.example",)
     assert again.download == dataclasses.replace(config.download, dest=str(tmp_path / "d"))
     assert again.auth.token is None and again.auth.token_file == "/x/token"
+
+
+def test_a_plain_run_takes_in_what_a_crashed_cluster_run_never_merged(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    dest = tmp_path / "dest"
+    result, _ = coordinate(sim_config(sim, dest), token_file(tmp_path), buckets=2)
+    assert result.ok
+    # a worker's last write after the coordinator's last merge: a file it found failed
+    (_, directory), *_ = bucket_dirs(dest)
+    journal = Journal(dest, directory=directory)
+    (path,) = journal.blocking(
+        lambda db: db.execute("SELECT path FROM transfers LIMIT 1").fetchone()
+    )
+    journal.blocking(
+        lambda db: db.execute(
+            "UPDATE transfers SET status = 'failed', error_class = 'X', updated_at = ?"
+            " WHERE path = ?",
+            (time.time() + 1, path),
+        )
+    )
+    journal.close()
+    assert read_status(dest).as_dict()["by_status"]["failed"]["files"] == 0  # not merged yet
+    again = stacpull.mirror(sim_config(sim, dest), retry_failed=True)
+    assert (again.skipped, again.downloaded) == (1, 0)  # merged at open, then retried
+    assert [f.path for f in again.files()] == [dest / path]
+    assert read_status(dest).as_dict()["by_status"]["done"]["files"] == 15

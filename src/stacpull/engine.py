@@ -238,7 +238,11 @@ def _open(
     root = _prepare_dest(config.download.dest)
     provider = request.tokens if request.tokens is not None else load_credentials(config.auth)
     journal = Journal(root, lock=True, exclusive=exclusive)
-    merge_all(journal, root)
+    try:
+        merge_all(journal, root)
+    except BaseException:
+        journal.close()  # and the DEST lock with it
+        raise
     scope = _scope(config)
     run_id = journal.begin_run("retry-failed" if opts.retry_failed else opts.kind, scope)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
