@@ -194,21 +194,27 @@ class Lease:
             fd = safeio.regular_fd(path, os.O_RDWR | os.O_CREAT)  # never through a link
         except OSError as exc:
             raise StorageError(f"cannot open the bucket owner lock {path}: {exc}") from exc
+        try:
+            self._wait_for(fd, wait)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+        self._set_state("running")
+
+    def _wait_for(self, fd: int, wait: float) -> None:
         deadline = time.monotonic() + wait
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    os.close(fd)
                     raise BucketBusy(
                         f"bucket {self.bucket}: its former owner did not stop within {wait:g} s"
                     ) from None
                 self.check()  # a later owner took it meanwhile: give up at once
                 time.sleep(_POLL)
-        self._lock_fd = fd
-        self._set_state("running")
 
     def _locked(self, fn: Callable[[sqlite3.Connection], int]) -> int:
         with self._mutex:
