@@ -396,3 +396,14 @@ def test_a_plain_run_takes_in_what_a_crashed_cluster_run_never_merged(
     assert (again.skipped, again.downloaded) == (1, 0)  # merged at open, then retried
     assert [f.path for f in again.files()] == [dest / path]
     assert read_status(dest).as_dict()["by_status"]["done"]["files"] == 15
+
+
+def test_pruned_files_stay_forgotten_in_the_bucket_journals(sim: SimServer, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    assert coordinate(sim_config(sim, dest), token_file(tmp_path), buckets=2)[0].ok
+    sim.catalog.remove_item(str(sim.catalog.item(L1A, 0)["id"]))
+    pruned = stacpull.mirror(sim_config(sim, dest), prune=True)
+    assert pruned.pruned == 3 and len(files_under(dest)) == 12
+    again = stacpull.mirror(sim_config(sim, dest), prune=True)  # merges the buckets at open
+    assert again.ok and not again.gone
+    assert read_status(dest).as_dict()["by_status"]["done"]["files"] == 12

@@ -22,7 +22,7 @@ from ..journal import JOURNAL_DIR, Journal
 from ..journal.store import transaction
 from .layout import SHARDS_DIR
 
-__all__ = ["bucket_dirs", "merge", "merge_all", "seed"]
+__all__ = ["bucket_dirs", "forget", "merge", "merge_all", "seed"]
 
 #: What a merge takes from a bucket row: the transfer (the bytes on disk, and the job
 #: columns a transfer records with them). The main journal keeps its job, seen_run,
@@ -160,3 +160,16 @@ def merge_all(main: Journal, dest: Path) -> int:
         finally:
             bucket.close()
     return changed
+
+
+def forget(dest: Path, paths: list[str]) -> None:
+    """Remove these rows from every bucket journal under DEST (their files were pruned from
+    the main journal): a later merge must not bring them back as rows it never saw."""
+    if not paths:
+        return
+    for _, directory in bucket_dirs(dest):
+        bucket = Journal(dest, directory=directory, exclusive=None)
+        try:
+            bucket.remove(paths)
+        finally:
+            bucket.close()
