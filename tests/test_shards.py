@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,26 +21,34 @@ import stacpull
 from stacpull.api import build_config
 from stacpull.audit import read_status, verify_dest
 from stacpull.config import Config
-from stacpull.engine import conclude, plan_jobs
+from stacpull.engine import PlanOutcome, conclude, plan_jobs
 from stacpull.errors import ConfigError
 from stacpull.journal import Journal
-from stacpull.journal.fs import exclusive_locking, parse_mountinfo, shared_filesystem
+from stacpull.journal.fs import (
+    SHARED_FS_ENV,
+    exclusive_locking,
+    parse_mountinfo,
+    shared_filesystem,
+)
 from stacpull.journal.rows import job_columns
 from stacpull.models import Job
 from stacpull.runtypes import RunOptions, RunResult
-from stacpull.shards.coordinator import absorb, open_shards, unit_specs
+from stacpull.shards.coordinator import absorb, clear_jobs, open_shards, unit_specs
 from stacpull.shards.jobfiles import JobFiles, job_file, read_jobs
 from stacpull.shards.layout import (
     DEFAULT_BUCKETS,
+    HASH,
+    UNKNOWN_SIZE,
     Layout,
+    Unit,
     bucket_of,
     job_bucket,
     planned_bytes,
     unit_count,
     units,
 )
-from stacpull.shards.sync import merge, seed
-from stacpull.shards.unit import UnitSpec, run_unit
+from stacpull.shards.sync import bucket_dirs, merge, seed
+from stacpull.shards.unit import UnitSpec, config_values, run_unit, unit_config
 from stacpull.sim import SimServer
 
 from .conftest import L1A, TOKEN, cli, files_under
@@ -88,17 +97,23 @@ def coordinate(
         return files[0].add
 
     async def main() -> tuple[RunResult, list[dict[str, Any]]]:
-        plan = await plan_jobs(config, RunOptions(kind="mirror"), on_open)
-        assert plan.state is not None
+        plan: PlanOutcome = await plan_jobs(config, RunOptions(kind="mirror"), on_open)
+        assert plan.state is not None and plan.jobs == sum(files[0].counts.values())
         state = plan.state
-        files[0].close()
-        specs = unit_specs(state, files[0], workers, token_file=tokens)
-        if adjust is not None:
-            specs = [adjust(spec) for spec in specs]
-        results = await anyio.to_thread.run_sync(run, specs)
+        try:
+            files[0].close()
+            specs = unit_specs(state, files[0], workers, token_file=tokens)
+            if adjust is not None:
+                specs = [adjust(spec) for spec in specs]
+            results = await anyio.to_thread.run_sync(run, specs)
+        except BaseException as exc:  # a failed assertion in ``run``: the run is closed
+            await conclude(state, fatal=repr(exc))
+            raise
         for result in results:
             absorb(state, result)
         bad = [r["fatal"] for r in results if r["outcome"] != "complete"]
+        if not bad:
+            clear_jobs(state, files[0].counts)
         return await conclude(state, fatal=bad[0] if bad else None), results
 
     return anyio.run(main)
@@ -127,7 +142,7 @@ def test_the_bucket_count_is_recorded_and_another_one_refused(tmp_path: Path) ->
     assert Layout.read(state) is None
     assert Layout.ensure(state, 16) == Layout(16)
     record = json.loads((state / "shards" / "layout.json").read_text())
-    assert record == {"version": 1, "buckets": 16, "hash": "sha256-8/v1"}
+    assert record == {"version": 1, "buckets": 16, "hash": HASH} and HASH == "sha256-8/v1"
     assert Layout.ensure(state) == Layout(16)  # the recorded B wins when none is asked
     with pytest.raises(ConfigError, match="made with 16 buckets"):
         Layout.ensure(state, 64)
@@ -137,7 +152,7 @@ def test_the_bucket_count_is_recorded_and_another_one_refused(tmp_path: Path) ->
 
 def test_units_are_balanced_and_come_largest_first() -> None:
     loads = dict(enumerate([90, 70, 60, 50, 40, 30, 20, 10, 5, 5]))
-    made = units(loads, 3)
+    made: list[Unit] = units(loads, 3)
     assert [u.number for u in made] == [0, 1, 2]
     assert [u.bytes for u in made] == sorted((u.bytes for u in made), reverse=True)
     assert sorted(b for u in made for b in u.buckets) == sorted(loads)
@@ -154,7 +169,7 @@ def test_planned_bytes_fall_back_to_typical_sizes_then_one_megabyte() -> None:
     job = Job("i", L1A, "product", "http://x/a.zip", "a.zip")
     assert planned_bytes(dataclasses.replace(job, size=123), {}) == 123
     assert planned_bytes(job, {(L1A, "product"): 456}) == 456
-    assert planned_bytes(job, {}) == 1 << 20
+    assert planned_bytes(job, {}) == UNKNOWN_SIZE == 1 << 20
 
 
 def test_job_files_keep_every_field_and_the_url_as_planned(tmp_path: Path) -> None:
@@ -257,6 +272,7 @@ def test_a_sharded_mirror_gives_the_files_and_status_of_a_plain_one(
         assert (sharded / p.relative_to(plain)).read_bytes() == p.read_bytes()
     a, b = read_status(plain).as_dict(), read_status(sharded).as_dict()
     assert a["by_status"] == b["by_status"] and b["by_status"]["done"]["files"] == 15
+    assert not list((sharded / ".stacpull" / "shards").glob("b*/jobs-*.jsonl"))  # cleared
     assert verify_dest(sharded).ok
     # a second cluster run finds the same shards and has nothing to fetch
     sim.requests.clear()
@@ -311,7 +327,7 @@ def test_mountinfo_names_nfs_lustre_and_fuse_as_shared(tmp_path: Path) -> None:
 def test_a_shared_file_system_opens_journals_without_shared_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("STACPULL_SHARED_FS", "1")
+    monkeypatch.setenv(SHARED_FS_ENV, "1")
     assert exclusive_locking(tmp_path)
     directory = tmp_path / ".stacpull" / "shards" / "b000"
     directory.mkdir(parents=True)
@@ -334,3 +350,60 @@ def test_a_sharded_mirror_on_a_shared_file_system(
     result, _ = coordinate(sim_config(sim, tmp_path), token_file(tmp_path), buckets=4)
     assert result.ok and verify_dest(tmp_path).ok
     assert not list((tmp_path / ".stacpull" / "shards").rglob("*-shm"))
+
+
+def test_a_workers_config_is_the_runs_without_its_secrets(tmp_path: Path) -> None:
+    config = build_config(
+        catalog="http://127.0.0.1:1/stac",
+        collections=[L1A],
+        dest=str(tmp_path),
+        token="secret-token",
+        concurrency=3,
+        assets=["product"],
+        auth_hosts=["data.example"],
+    )
+    values = config_values(config)
+    assert "secret-token" not in repr(values) and not any(k.startswith("auth.t") for k in values)
+    spec = UnitSpec(str(tmp_path / "d"), values, 1, 0, (0,), 4, token_file="/x/token")
+    again = unit_config(spec)
+    assert again.search == config.search and again.auth.hosts == ("data.example",)
+    assert again.download == dataclasses.replace(config.download, dest=str(tmp_path / "d"))
+    assert again.auth.token is None and again.auth.token_file == "/x/token"
+
+
+def test_a_plain_run_takes_in_what_a_crashed_cluster_run_never_merged(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    dest = tmp_path / "dest"
+    result, _ = coordinate(sim_config(sim, dest), token_file(tmp_path), buckets=2)
+    assert result.ok
+    # a worker's last write after the coordinator's last merge: a file it found failed
+    (_, directory), *_ = bucket_dirs(dest)
+    journal = Journal(dest, directory=directory)
+    (path,) = journal.blocking(
+        lambda db: db.execute("SELECT path FROM transfers LIMIT 1").fetchone()
+    )
+    journal.blocking(
+        lambda db: db.execute(
+            "UPDATE transfers SET status = 'failed', error_class = 'X', updated_at = ?"
+            " WHERE path = ?",
+            (time.time() + 1, path),
+        )
+    )
+    journal.close()
+    assert read_status(dest).as_dict()["by_status"]["failed"]["files"] == 0  # not merged yet
+    again = stacpull.mirror(sim_config(sim, dest), retry_failed=True)
+    assert (again.skipped, again.downloaded) == (1, 0)  # merged at open, then retried
+    assert [f.path for f in again.files()] == [dest / path]
+    assert read_status(dest).as_dict()["by_status"]["done"]["files"] == 15
+
+
+def test_pruned_files_stay_forgotten_in_the_bucket_journals(sim: SimServer, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    assert coordinate(sim_config(sim, dest), token_file(tmp_path), buckets=2)[0].ok
+    sim.catalog.remove_item(str(sim.catalog.item(L1A, 0)["id"]))
+    pruned = stacpull.mirror(sim_config(sim, dest), prune=True)
+    assert pruned.pruned == 3 and len(files_under(dest)) == 12
+    again = stacpull.mirror(sim_config(sim, dest), prune=True)  # merges the buckets at open
+    assert again.ok and not again.gone
+    assert read_status(dest).as_dict()["by_status"]["done"]["files"] == 12

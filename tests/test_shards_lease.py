@@ -18,11 +18,11 @@ import anyio
 import pytest
 
 from stacpull.audit import verify_dest
-from stacpull.events import Event, JobFinished
+from stacpull.events import BytesReceived, Event, JobFinished
 from stacpull.journal import Journal
 from stacpull.models import Job
 from stacpull.shards.layout import bucket_dir
-from stacpull.shards.lease import BucketBusy, Lease, Superseded, read_lease
+from stacpull.shards.lease import LEASE_FILE, BucketBusy, Lease, LeaseRow, Superseded, read_lease
 from stacpull.shards.unit import UnitSpec, run_unit
 from stacpull.sim import SimCatalog, SimOptions, SimServer, default_collections
 from stacpull.transfer.context import FetchContext
@@ -42,11 +42,11 @@ def test_a_lease_is_superseded_by_the_next_owner(tmp_path: Path) -> None:
     directory = bucket_dir(tmp_path, 3)
     directory.mkdir(parents=True)
     first = Lease.take(directory, 3, "a:1", wait=1.0)
-    assert first.epoch == 1
+    assert first.epoch == 1 and (directory / LEASE_FILE).is_file()
     first.check()
     first.beat(2, 100)
     row = read_lease(directory, 3)
-    assert row is not None and (row.owner, row.files, row.bytes, row.state) == (
+    assert isinstance(row, LeaseRow) and (row.owner, row.files, row.bytes, row.state) == (
         "a:1",
         2,
         100,
@@ -191,3 +191,54 @@ def test_the_same_unit_run_twice_at_once_transfers_each_file_once(tmp_path: Path
         total, largest = _sizes(tmp_path / "dest")
         # each file once: at most the responses a superseded owner had in flight (2) again
         assert sim.bytes_sent <= total + 2 * largest
+
+
+def test_a_takeover_resumes_the_part_a_superseded_owner_left_mid_file(tmp_path: Path) -> None:
+    catalog = SimCatalog(default_collections(count=5, product_size=300_000))
+    with SimServer(catalog) as sim:
+        item = sim.catalog.item(L1A, 0)
+        # the quicklook (served with validators: resumable) pauses after 30 000 bytes
+        sim.catalog.stall(str(item["id"]), "quicklook", 30_000, 3.0)
+        dest, parts = tmp_path / "dest", []
+
+        def take_over_mid_file(spec: UnitSpec) -> Callable[[FetchContext], FetchContext]:
+            def adjust(ctx: FetchContext) -> FetchContext:
+                emit, got = ctx.emit, [0]
+
+                def watching(event: Event) -> None:
+                    emit(event)
+                    job = getattr(event, "job", None)
+                    if isinstance(event, BytesReceived) and job is not None:
+                        if (job.item_id, job.asset_key) != (item["id"], "quicklook"):
+                            return
+                        got[0] += event.n
+                        if got[0] == 30_000:  # held there by the server: take the bucket
+                            for b in spec.buckets:
+                                state = ctx.root / ".stacpull"
+                                Lease.supersede(bucket_dir(state, b), b, "new:1").close()
+
+                return dataclasses.replace(ctx, emit=watching)
+
+            return adjust
+
+        def run(specs: list[UnitSpec]) -> list[dict[str, Any]]:
+            (spec,) = specs
+            old = run_unit(
+                dataclasses.replace(spec, owner="old:1", context=take_over_mid_file(spec))
+            )
+            assert old["outcome"] == "superseded", old  # its heartbeat saw it: it stopped
+            parts.extend(p.stat().st_size for p in dest.rglob("*.part"))
+            return [run_unit(dataclasses.replace(spec, owner="new:2"))]
+
+        config = sim_config(sim, dest, concurrency=2)
+        result, _ = coordinate(config, token_file(tmp_path), buckets=1, workers=1, run=run)
+        assert result.ok and verify_dest(dest).ok
+        assert parts == [30_000]  # the .part stayed as the old owner left it...
+        ranges = [
+            r.get("range")
+            for r in sim.requests
+            if "_ql" in r["path"] and item["id"].lower() in r["path"].lower()
+        ]
+        assert ranges[-1] == "bytes=30000-"  # ...and the new owner resumed it
+        total, largest = _sizes(dest)
+        assert sim.bytes_sent <= total + largest

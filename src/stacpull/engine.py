@@ -57,7 +57,7 @@ from .retry import RetryPolicy
 from .runstate import RunState, finish
 from .runtypes import STOP_GRACE, RunOptions, RunResult, StopSignal
 from .search import CatalogueHeaders, ItemPages, search_pages
-from .shards.sync import merge_all
+from .shards.sync import forget, merge_all
 from .stats import RunStats
 from .tokens import TokenProvider
 from .transfer.context import FetchContext
@@ -238,7 +238,11 @@ def _open(
     root = _prepare_dest(config.download.dest)
     provider = request.tokens if request.tokens is not None else load_credentials(config.auth)
     journal = Journal(root, lock=True, exclusive=exclusive)
-    merge_all(journal, root)
+    try:
+        merge_all(journal, root)
+    except BaseException:
+        journal.close()  # and the DEST lock with it
+        raise
     scope = _scope(config)
     run_id = journal.begin_run("retry-failed" if opts.retry_failed else opts.kind, scope)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -383,6 +387,8 @@ async def _judge(state: RunState) -> None:
         state.pruned, state.kept = await anyio.to_thread.run_sync(
             prune, state.root, state.journal, state.gone
         )
+        kept = set(state.kept)  # the bucket journals forget the pruned rows too
+        forget(state.root, [p for p in state.gone if p not in kept])
 
 
 async def run(
@@ -426,16 +432,14 @@ async def run(
     return result
 
 
-def _cancelled() -> type[BaseException]:
-    return anyio.get_cancelled_exc_class()
-
-
 def _settle(state: RunState, exc: BaseException) -> None:
     """What the journal records of a run that ``exc`` ended early."""
     if isinstance(exc, StacpullError):
         state.info.fatal = str(exc)
         state.outcome = "stopped"
-    elif isinstance(exc, (KeyboardInterrupt, SystemExit, RunAborted, _cancelled())):
+    elif isinstance(
+        exc, (KeyboardInterrupt, SystemExit, RunAborted, anyio.get_cancelled_exc_class())
+    ):
         # Ctrl-C, a cancellation, or the caller's sink asking to exit: the run did not
         # finish, whatever it had done so far.
         state.outcome = "aborted"

@@ -1,12 +1,11 @@
 """The coordinator's side of the shard layer, without Dask: what :mod:`stacpull.cluster`
 calls around :func:`stacpull.engine.plan_jobs` and the tasks.
 
-:func:`open_shards` (``plan_jobs``' ``on_open``: the layout and this run's job files), :func:`unit_specs`
-(the units, largest first, each bucket journal seeded), :func:`merge_unit` (a returned
-unit's buckets merged into the main journal), :func:`absorb` (that, and the unit's
-outcomes replayed into the run's sinks: its stats, report, outcome log and the caller's
-sink count every file), :func:`clear_jobs` (the job files of a finished run, which keep
-presigned URLs).
+:func:`open_shards` (``plan_jobs``' ``on_open``: the layout and this run's job files),
+:func:`unit_specs` (the units, largest first, each bucket journal seeded), :func:`absorb`
+(a returned unit's buckets merged into the main journal, and its outcomes replayed into
+the run's sinks: its stats, report, outcome log and the caller's sink count every file),
+:func:`clear_jobs` (the job files of a finished run, which keep presigned URLs).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from .layout import Layout, bucket_dir, unit_count, units
 from .sync import merge, seed
 from .unit import UnitSpec, config_values
 
-__all__ = ["absorb", "clear_jobs", "merge_unit", "open_shards", "unit_specs"]
+__all__ = ["absorb", "clear_jobs", "open_shards", "unit_specs"]
 
 
 def _bucket_journal(dest: Path, directory: Path) -> Journal:
@@ -57,11 +56,12 @@ def unit_specs(
     workers: int,
     *,
     token_file: str | None = None,
+    gate: Any = None,
     context: Callable[[FetchContext], FetchContext] | None = None,
 ) -> list[UnitSpec]:
     """The run's units, largest planned bytes first (close ``files`` first), each of its
-    buckets' journals seeded from the main journal; ``token_file`` and ``context`` go to
-    every :class:`~.unit.UnitSpec`."""
+    buckets' journals seeded from the main journal; ``token_file``, ``gate`` and
+    ``context`` go to every :class:`~.unit.UnitSpec`."""
     values = config_values(state.config)
     specs: list[UnitSpec] = []
     count = unit_count(len(files.loads), workers)
@@ -77,6 +77,7 @@ def unit_specs(
                 buckets=unit.buckets,
                 layout=files.layout.buckets,
                 token_file=token_file,
+                gate=gate,
                 context=context,
                 extra={"bytes": unit.bytes},
             )
@@ -84,7 +85,7 @@ def unit_specs(
     return specs
 
 
-def merge_unit(state: RunState, buckets: Iterable[int]) -> int:
+def _merge_unit(state: RunState, buckets: Iterable[int]) -> int:
     """Merge a returned unit's bucket journals into the main journal."""
     changed = 0
     for bucket in buckets:
@@ -136,7 +137,7 @@ def absorb(state: RunState, result: Mapping[str, Any]) -> int:
     run's own outcome log, the caller's sink). A unit that did not complete is only
     merged: the owner that finishes its buckets reports their files. Returns the files
     replayed."""
-    merge_unit(state, result["buckets"])
+    _merge_unit(state, result["buckets"])
     path = result.get("outcomes")
     if result.get("outcome") != "complete" or not path:
         return 0

@@ -86,10 +86,13 @@ class JobFiles:
             safeio.ensure_directory(directory, create=True)
             path = job_file(self.state, bucket, self.run_id)
             # A bucket met again after its file was closed appends; a new run starts afresh.
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
             if bucket not in self.counts:
                 flags |= os.O_TRUNC
-            handle = os.fdopen(os.open(path, flags, 0o600), "w", encoding="utf-8")
+            fd = safeio.regular_fd(path, flags)  # never through a link
+            os.fchmod(fd, 0o600)  # it holds presigned URLs
+            os.set_blocking(fd, True)
+            handle = os.fdopen(fd, "w", encoding="utf-8")
         self._open[bucket] = handle  # most recent last
         return handle
 

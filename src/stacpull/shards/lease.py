@@ -95,10 +95,23 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA busy_timeout=10000")
         # A process crash loses nothing; the heartbeats cost no fsync each.
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute(_SCHEMA)
+        # Immediate, as every write here: two owners creating it at once must wait, not fail.
+        _immediate(db, lambda: db.execute(_SCHEMA).rowcount)
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open the bucket lease {path}: {exc}") from exc
     return db
+
+
+def _immediate(db: sqlite3.Connection, body: Callable[[], int]) -> int:
+    """``body`` in one immediate transaction (the write lock taken first, waited for)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = body()
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
 
 
 def read_lease(directory: Path, bucket: int) -> LeaseRow | None:
@@ -137,8 +150,7 @@ class Lease:
         now = time.time()
 
         def bump(db: sqlite3.Connection) -> int:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            def body() -> int:
                 db.execute(
                     "INSERT OR IGNORE INTO lease (bucket, epoch, files, bytes) VALUES (?, 0, 0, 0)",
                     (bucket,),
@@ -151,11 +163,9 @@ class Lease:
                 (epoch,) = db.execute(
                     "SELECT epoch FROM lease WHERE bucket = ?", (bucket,)
                 ).fetchone()
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return int(epoch)
+                return int(epoch)
+
+            return _immediate(db, body)
 
         try:
             lease.epoch = lease._locked(bump)
@@ -181,24 +191,30 @@ class Lease:
         it once it has stopped writing (a dead one at once: the kernel drops its lock)."""
         path = self.directory / _OWNER_LOCK
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = safeio.regular_fd(path, os.O_RDWR | os.O_CREAT)  # never through a link
         except OSError as exc:
             raise StorageError(f"cannot open the bucket owner lock {path}: {exc}") from exc
+        try:
+            self._wait_for(fd, wait)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+        self._set_state("running")
+
+    def _wait_for(self, fd: int, wait: float) -> None:
         deadline = time.monotonic() + wait
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    os.close(fd)
                     raise BucketBusy(
                         f"bucket {self.bucket}: its former owner did not stop within {wait:g} s"
                     ) from None
                 self.check()  # a later owner took it meanwhile: give up at once
                 time.sleep(_POLL)
-        self._lock_fd = fd
-        self._set_state("running")
 
     def _locked(self, fn: Callable[[sqlite3.Connection], int]) -> int:
         with self._mutex:
@@ -236,11 +252,15 @@ class Lease:
 
     def _update(self, assignments: str, *values: object) -> int:
         sql = f"UPDATE lease SET {assignments} WHERE bucket = ? AND epoch = ?"
-        with self._mutex:
-            try:
-                return self._db.execute(sql, (*values, self.bucket, self.epoch)).rowcount
-            except sqlite3.Error as exc:
-                raise StorageError(f"bucket {self.bucket} lease: {exc}") from exc
+
+        def write(db: sqlite3.Connection) -> int:
+            # Immediate: a deferred write that meets another process's write lock would
+            # fail at once (SQLite's deadlock rule) instead of waiting its busy timeout.
+            return _immediate(
+                db, lambda: db.execute(sql, (*values, self.bucket, self.epoch)).rowcount
+            )
+
+        return self._locked(write)
 
     def release(self, state: str, files: int, size: int) -> None:
         """Record how this hold ended and what it had done (unless superseded), and let go

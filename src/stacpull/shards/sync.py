@@ -22,12 +22,12 @@ from ..journal import JOURNAL_DIR, Journal
 from ..journal.store import transaction
 from .layout import SHARDS_DIR
 
-__all__ = ["MERGED", "bucket_dirs", "merge", "merge_all", "seed"]
+__all__ = ["bucket_dirs", "forget", "merge", "merge_all", "seed"]
 
 #: What a merge takes from a bucket row: the transfer (the bytes on disk, and the job
 #: columns a transfer records with them). The main journal keeps its job, seen_run,
 #: scope and fold: the plan is its own.
-MERGED = (
+_MERGED = (
     "url",
     "status",
     "expected_size",
@@ -128,11 +128,11 @@ def _replan(db: sqlite3.Connection, plans: list[tuple[Any, ...]]) -> None:
 
 def merge(main: Journal, bucket: Journal) -> int:
     """Bring every row of ``bucket``'s journal into the main journal where it is newer
-    (its transfer columns, :data:`MERGED`), or absent (the whole row). Returns the rows
+    (its transfer columns, ``_MERGED``), or absent (the whole row). Returns the rows
     written."""
     changed = 0
     for columns, rows in _rows(bucket, None):
-        changed += _upsert(main, columns, rows, [c for c in MERGED if c in columns])
+        changed += _upsert(main, columns, rows, [c for c in _MERGED if c in columns])
     return changed
 
 
@@ -160,3 +160,16 @@ def merge_all(main: Journal, dest: Path) -> int:
         finally:
             bucket.close()
     return changed
+
+
+def forget(dest: Path, paths: list[str]) -> None:
+    """Remove these rows from every bucket journal under DEST (their files were pruned from
+    the main journal): a later merge must not bring them back as rows it never saw."""
+    if not paths:
+        return
+    for _, directory in bucket_dirs(dest):
+        bucket = Journal(dest, directory=directory, exclusive=None)
+        try:
+            bucket.remove(paths)
+        finally:
+            bucket.close()

@@ -34,11 +34,11 @@ from .layout import SHARDS_DIR
 from .lease import BucketBusy, Superseded
 from .router import UnitJournal
 
-__all__ = ["HEARTBEAT", "UnitSpec", "config_values", "run_unit", "unit_config"]
+__all__ = ["UnitSpec", "config_values", "run_unit", "unit_config"]
 
 #: Seconds between two heartbeats of a unit's leases: how soon a superseded owner that
 #: commits nothing (one long file) notices and stops.
-HEARTBEAT = 1.0
+_HEARTBEAT = 1.0
 #: The sections a unit's config carries whole; of ``auth`` only the token hosts.
 _SECTIONS = ("search", "download", "output")
 
@@ -70,11 +70,13 @@ class UnitSpec:
 
     ``dest`` is DEST as every node sees it; ``config`` is :func:`config_values` of the
     run's config; ``token_file`` the access-token file the coordinator keeps current
-    (``DEST/.stacpull/token``; None: the config's own token file, or none). ``context`` is
-    the place for the cluster-wide politeness budget: called in the worker with the
-    unit's :class:`~stacpull.transfer.context.FetchContext`, it returns the context to use
-    (e.g. with the Dask gate installed). ``wait``: seconds to wait for a superseded owner
-    of a bucket to let go; ``grace``: seconds transfers in flight get after a stop."""
+    (``DEST/.stacpull/token``; None: the config's own token file, or none). ``gate`` is the
+    cluster-wide politeness budget (a ``stacpull.limits.HostGate``, e.g. the Dask gate of
+    :mod:`stacpull.cluster.gate`, which pickles to its name), installed as the unit's
+    ``FetchContext.gate``; ``context``, any other last change: called in the worker with
+    the unit's :class:`~stacpull.transfer.context.FetchContext`, it returns the one to use.
+    ``wait``: seconds to wait for a superseded owner of a bucket to let go; ``grace``:
+    seconds transfers in flight get after a stop."""
 
     dest: str
     config: dict[str, Any]
@@ -83,6 +85,7 @@ class UnitSpec:
     buckets: tuple[int, ...]
     layout: int
     token_file: str | None = None
+    gate: Any = None  # a limits.HostGate (branch gate): the cluster-wide per-host cap
     context: Callable[[FetchContext], FetchContext] | None = None
     wait: float = 60.0
     grace: float = 0.0
@@ -188,7 +191,7 @@ async def _work(
     """The transfers of the unit's jobs, with the leases' heartbeat beside them: a
     heartbeat that finds a bucket taken over stops the unit (its fatal error)."""
     stop = StopSignal()
-    setup = TransferSetup(outcomes=outcomes, stats=counted, grace=spec.grace, adjust=spec.context)
+    setup = TransferSetup(outcomes=outcomes, stats=counted, grace=spec.grace, adjust=_adjust(spec))
     jobs = journal.jobs(spec.run_id)
     try:
         async with anyio.create_task_group() as tg:
@@ -204,6 +207,21 @@ async def _work(
     return result
 
 
+def _adjust(spec: UnitSpec) -> Callable[[FetchContext], FetchContext] | None:
+    """The unit's last change to its FetchContext: the gate installed, then ``context``."""
+    if spec.gate is None:
+        return spec.context
+    gate, then = spec.gate, spec.context
+
+    def adjust(ctx: FetchContext) -> FetchContext:
+        # FetchContext.gate comes with the gate helper's branch (it hands the gate to the
+        # context's HostLimiter); keyword by name so this module needs nothing else of it.
+        ctx = dataclasses.replace(ctx, **{"gate": gate})
+        return then(ctx) if then is not None else ctx
+
+    return adjust
+
+
 async def _heartbeat(journal: UnitJournal, stop: StopSignal) -> None:
     while True:
         try:
@@ -211,4 +229,4 @@ async def _heartbeat(journal: UnitJournal, stop: StopSignal) -> None:
         except Superseded as exc:
             stop.request(str(exc), fatal=exc)
             return
-        await anyio.sleep(HEARTBEAT)
+        await anyio.sleep(_HEARTBEAT)
