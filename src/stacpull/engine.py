@@ -317,6 +317,7 @@ def _transfer_context(state: RunState, session: Session, per_host: int) -> Fetch
         bandwidth=TokenBucket(dl.bwlimit) if dl.bwlimit else None,
         headers=dl.headers,
         header_all_hosts=dl.header_all_hosts,
+        gate=state.opts.gate,
     )
 
 
