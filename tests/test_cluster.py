@@ -408,7 +408,7 @@ def test_the_same_unit_submitted_twice_transfers_once(
     from stacpull.api import build_config
     from stacpull.engine import conclude, plan_jobs
     from stacpull.runtypes import RunOptions
-    from stacpull.shards.coordinator import merge_unit, open_shards, unit_specs
+    from stacpull.shards.coordinator import absorb, open_shards, unit_specs
     from stacpull.shards.unit import run_unit
 
     item = sim.catalog.item(L1C, 3)
@@ -440,7 +440,8 @@ def test_the_same_unit_submitted_twice_transfers_once(
         await anyio.to_thread.run_sync(lambda: _until(lambda: _done(tmp_path) == 9, "9 done"))
         second = client.submit(run_unit, spec, key="twice-b", pure=False)  # the same unit
         results = await anyio.to_thread.run_sync(lambda: client.gather([first, second]))
-        merge_unit(state, spec.buckets)
+        for returned in results:
+            absorb(state, returned)  # merged; the complete one's files told to the run
         return await conclude(state), results
 
     try:

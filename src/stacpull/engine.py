@@ -47,7 +47,7 @@ from .events import (
 )
 from .gone import confirm_gone, incomplete, prune
 from .journal import JOURNAL_DIR, Journal, TransferJournal
-from .limits import HostLimiter, TokenBucket, connection_cap, open_files_budget
+from .limits import HostGate, HostLimiter, TokenBucket, connection_cap, open_files_budget
 from .models import Job
 from .peek import peek
 from .plan import PlanRules
@@ -289,6 +289,7 @@ class _Pool:
     emit: EventSink
     grace: float
     adjust: Callable[[FetchContext], FetchContext] | None = None
+    gate: HostGate | None = None  # a cluster's per-host budget (RunOptions.gate)
 
     @classmethod
     def of(cls, state: RunState) -> _Pool:
@@ -301,6 +302,7 @@ class _Pool:
             state.stop,
             state.emit,
             state.opts.grace,
+            gate=state.opts.gate,
         )
 
 
@@ -368,6 +370,7 @@ def _transfer_context(pool: _Pool, session: Session, per_host: int) -> FetchCont
         bandwidth=TokenBucket(dl.bwlimit) if dl.bwlimit else None,
         headers=dl.headers,
         header_all_hosts=dl.header_all_hosts,
+        gate=pool.gate,
     )
 
 
