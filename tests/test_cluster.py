@@ -298,8 +298,10 @@ def test_a_cluster_mirror_gives_the_same_dest_as_one_process(
 def test_a_cluster_mirror_judges_and_prunes_once_every_bucket_completed(
     client: Any, sim: SimServer, tmp_path: Path
 ) -> None:
-    first = stacpull.mirror(client=client, **_options(sim, tmp_path, buckets=4))
+    first = stacpull.mirror(client=client, cluster_per_host=2, **_options(sim, tmp_path, buckets=4))
     assert first.ok and first.downloaded == 30
+    # one budget for the cluster: two workers, each window starting at 8, two at once
+    assert sim.peak_connections <= 2
     gone = str(sim.catalog.item(L1A, 2)["id"])
     sim.catalog.remove_item(gone)
     sim.requests.clear()

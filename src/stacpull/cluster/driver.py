@@ -58,6 +58,7 @@ from ..shards.unit import UnitSpec, run_unit
 from ..stats import RunStats
 from ..tokens import TokenProvider
 from .address import LocalAddress, parse_address
+from .gate import DaskGate
 from .progress import Heartbeats, WorkerLines
 from .replay import replay_outcomes
 
@@ -176,10 +177,15 @@ def _dest_tag(state: RunState) -> str:
 
 async def _dispatch(state: RunState, files: JobFiles, given: Client | None) -> str | None:
     """Every unit out and back: ``None`` when all completed, else why the run did not."""
-    async with _workers(state.config, given) as (client, workers):
+    config = state.config
+    # One politeness budget: each host's connections over every worker, at most the cap.
+    gate = DaskGate(
+        config.cluster.host_cap(config.download.per_host_limit), f"stacpull-{_dest_tag(state)}"
+    )
+    async with _workers(config, given) as (client, workers):
         token_file = await _token_file(state)
         specs = await anyio.to_thread.run_sync(
-            lambda: unit_specs(state, files, workers, token_file=token_file)
+            lambda: unit_specs(state, files, workers, token_file=token_file, gate=gate)
         )
         units = _Units(state, client, specs, _dest_tag(state))
         await units.run()
