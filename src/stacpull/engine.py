@@ -38,13 +38,7 @@ from .credentials import load_credentials
 from .destlock import refuse_nested
 from .dryrun import budget_error, dry_run
 from .errors import ConfigError, RunAborted, StacpullError, StorageError, first_error, scrub
-from .events import (
-    Event,
-    EventSink,
-    HostLimitChanged,
-    RunFinished,
-    RunStarted,
-)
+from .events import Event, EventSink, HostLimitChanged, RunFinished, RunStarted
 from .gone import confirm_gone, incomplete, prune
 from .journal import JOURNAL_DIR, Journal, TransferJournal
 from .limits import HostGate, HostLimiter, TokenBucket, connection_cap, open_files_budget
