@@ -223,8 +223,10 @@ def client() -> Iterator[Any]:
     }
     with (
         dask.config.set(settings),
+        # dashboard_address=None still tries port 8787 (and warns when another cluster of
+        # the suite holds it): ":0" takes a free port, never a fixed one.
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         Client(cluster) as c,
     ):
@@ -318,7 +320,7 @@ def _hold(gate: DaskGate, host: str, marker: str) -> str:
     """A worker's task: take every lease of ``host`` and never give them back (until the
     test kills the worker). Run again after the kill (Dask reruns a lost task), it holds
     nothing."""
-    if os.path.exists(marker):
+    if Path(marker).exists():
         return "rerun"
 
     async def take() -> None:

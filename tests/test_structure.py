@@ -93,6 +93,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         | {"search_walk"},
     ),
     ("the engine", {"runtypes", "producer", "gone", "runstate", "workers", "engine"}),
+    ("the cluster", {"cluster"}),
     ("the Python API", {"api"}),
     ("the command line", {"cli", "__main__", ""}),
 ]
@@ -220,8 +221,13 @@ def test_nothing_imports_the_cli() -> None:
         ("rustac", {"stacpull.export"}),
         # Raw asyncio only where anyio cannot do it: the write path's executor futures,
         # the journal's group-commit futures, the notebook bridge (a running loop, and
-        # asyncio.run's Ctrl-C), and the simulator (a server on its own loop).
-        ("asyncio", {"stacpull.transfer.stream", "stacpull.journal.commit", "stacpull.api"}),
+        # asyncio.run's Ctrl-C), the cluster gate (calls handed to Dask's own loop), and
+        # the simulator (a server on its own loop).
+        (
+            "asyncio",
+            {"stacpull.transfer.stream", "stacpull.journal.commit", "stacpull.api"}
+            | {"stacpull.cluster.gate"},
+        ),
     ],
 )
 def test_each_third_party_library_lives_in_its_module(library: str, owners: set[str]) -> None:
