@@ -301,6 +301,8 @@ def test_a_retry_after_heard_by_one_task_holds_the_others_requests(
         first = client.submit(_download, sim.catalog_url, L1A, a, gate, pure=False, per_host=1)
         _until(lambda: sim.fault_counts.get("status_429"))
         sim.set_faults(Faults())  # that one 429 only
+        # The first task published the pause (the scheduler holds it) before the second starts.
+        _until(lambda: client.get_metadata([gate.name, "pause", "127.0.0.1"], default=None))
         heard_at = next(r["at"] for r in sim.requests if r["path"].startswith("/data/"))
         c = str(tmp_path / "c")
         second = client.submit(_download, sim.catalog_url, L1C, c, gate, pure=False)
