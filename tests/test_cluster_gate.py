@@ -223,8 +223,10 @@ def client() -> Iterator[Any]:
     }
     with (
         dask.config.set(settings),
+        # dashboard_address=None still tries port 8787 (and warns when another cluster of
+        # the suite holds it): ":0" takes a free port, never a fixed one.
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         Client(cluster) as c,
     ):
@@ -299,6 +301,8 @@ def test_a_retry_after_heard_by_one_task_holds_the_others_requests(
         first = client.submit(_download, sim.catalog_url, L1A, a, gate, pure=False, per_host=1)
         _until(lambda: sim.fault_counts.get("status_429"))
         sim.set_faults(Faults())  # that one 429 only
+        # The first task published the pause (the scheduler holds it) before the second starts.
+        _until(lambda: client.get_metadata([gate.name, "pause", "127.0.0.1"], default=None))
         heard_at = next(r["at"] for r in sim.requests if r["path"].startswith("/data/"))
         c = str(tmp_path / "c")
         second = client.submit(_download, sim.catalog_url, L1C, c, gate, pure=False)
@@ -318,7 +322,7 @@ def _hold(gate: DaskGate, host: str, marker: str) -> str:
     """A worker's task: take every lease of ``host`` and never give them back (until the
     test kills the worker). Run again after the kill (Dask reruns a lost task), it holds
     nothing."""
-    if os.path.exists(marker):
+    if Path(marker).exists():
         return "rerun"
 
     async def take() -> None:

@@ -227,8 +227,13 @@ def test_nothing_imports_the_cli() -> None:
         ("distributed", {"stacpull.cluster.*"}),
         # Raw asyncio only where anyio cannot do it: the write path's executor futures,
         # the journal's group-commit futures, the notebook bridge (a running loop, and
-        # asyncio.run's Ctrl-C), and the simulator (a server on its own loop).
-        ("asyncio", {"stacpull.transfer.stream", "stacpull.journal.commit", "stacpull.api"}),
+        # asyncio.run's Ctrl-C), the cluster gate (calls handed to Dask's own loop), and
+        # the simulator (a server on its own loop).
+        (
+            "asyncio",
+            {"stacpull.transfer.stream", "stacpull.journal.commit", "stacpull.api"}
+            | {"stacpull.cluster.gate"},
+        ),
     ],
 )
 def test_each_third_party_library_lives_in_its_module(library: str, owners: set[str]) -> None:

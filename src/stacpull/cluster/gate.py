@@ -18,9 +18,10 @@ their sum: the server never sees more than ``cap`` connections from the cluster 
   fifth of ``distributed.scheduler.locks.lease-timeout`` (30 s by default); a worker that
   was killed stops refreshing, and the scheduler frees its leases after that timeout.
 * **Pauses.** The scheduler's metadata (``Client.set_metadata``: what a
-  ``distributed.Variable`` would hold, readable with a default while nothing was ever
-  published) keeps, per host, the wall-clock end of its latest pause (clocks of a cluster's nodes agree to well under a second with NTP, and a pause
-  lasts seconds). :meth:`DaskGate.pause` publishes one without waiting; every lease, once
+  ``distributed.Variable`` would hold, but readable with a default while nothing was ever
+  published, where a variable's read fails) keeps, per host, the wall-clock end of its
+  latest pause (a cluster's clocks agree to well under a second with NTP; a pause lasts
+  seconds). :meth:`DaskGate.pause` publishes one without waiting; every lease, once
   granted, reads the host's entry before its request goes, so a request never leaves
   during a pause published before its lease; the end it learns is kept here, and
   :meth:`DaskGate.paused_for` (which the limiter asks before each slot) is a dict look-up.
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import importlib
 import logging
 import math
@@ -46,6 +48,8 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
+
+from ..errors import StacpullError
 
 __all__ = ["DaskGate"]
 
@@ -135,9 +139,13 @@ class DaskGate:
                 await anyio.sleep(left)
                 continue
             request = _Request()
-            end = await self._on_dask(
-                link, self._take(host, request), lambda f: self._abandoned(host, request, f)
-            )
+            abandon = functools.partial(self._abandoned, host, request)
+            try:
+                end = await self._on_dask(link, self._take(host, request), abandon)
+            except Exception as exc:  # Dask's, from the scheduler's side: one boundary
+                raise StacpullError(
+                    f"the cluster's scheduler gave no lease for {host}: {type(exc).__name__}: {exc}"
+                ) from exc
             if end == _LEASED:
                 return
             self._learn(host, end)
