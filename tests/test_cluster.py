@@ -539,3 +539,21 @@ def test_a_stop_takes_every_bucket_back_and_the_next_run_resumes(
     assert sim.bytes_sent_for(iid, HELD) <= size + BATCH
     code, out, _ = cli("verify", str(tmp_path))
     assert code == 0, out
+
+
+def test_only_the_coordinator_exchanges_the_offline_token(client: Any, tmp_path: Path) -> None:
+    from stacpull.sim import OIDCOptions, SimOptions
+
+    # Rotating refresh tokens: a worker that refreshed too would retire the coordinator's.
+    options = SimOptions(tokens=set(), oidc=OIDCOptions(rotate=True))
+    catalog = SimCatalog(default_collections(count=3, product_size=100_000))
+    with SimServer(catalog, options=options) as sim:
+        run = _options(sim, tmp_path, collections=[L1C], token=None)
+        run |= {"offline_token": "sim-offline-token", "token_url": sim.token_url}
+        result = stacpull.mirror(client=client, client_secret="sim-client-secret", **run)
+        grants = list(sim.identity.log)
+        data = [r for r in sim.requests if r["path"].startswith("/data/")]
+    assert result.ok and result.downloaded == 9, result
+    assert [g["outcome"] for g in grants] == ["ok"]  # one exchange, the coordinator's
+    assert data and all(r["token_ok"] for r in data)
+    assert len({r["token"] for r in data}) == 1  # the workers sent the token of the file

@@ -40,15 +40,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
-from .. import safeio
 from ..config import Config
 from ..engine import conclude, plan_jobs
-from ..errors import ConfigError, RunAborted, StacpullError
+from ..errors import ConfigError, RunAborted, StacpullError, first_error
 from ..events import Event, EventSink
+from ..journal import Journal
 from ..models import Job
 from ..runstate import RunState, finish
 from ..runtypes import RunOptions, RunResult, StopSignal
-from ..journal import Journal
 from ..shards.coordinator import clear_jobs, open_shards, unit_specs
 from ..shards.jobfiles import JobFiles
 from ..shards.layout import bucket_dir
@@ -61,6 +60,7 @@ from .address import LocalAddress, parse_address
 from .gate import DaskGate
 from .progress import Heartbeats, WorkerLines
 from .replay import replay_outcomes
+from .tokenfile import TokenFileWriter, token_path
 
 if TYPE_CHECKING:
     from distributed import Client as Client
@@ -182,49 +182,24 @@ async def _dispatch(state: RunState, files: JobFiles, given: Client | None) -> s
     gate = DaskGate(
         config.cluster.host_cap(config.download.per_host_limit), f"stacpull-{_dest_tag(state)}"
     )
+    # Only the coordinator holds the credentials: the workers read the current access
+    # token from DEST/.stacpull/token, which the writer replaces before each expiry.
+    writer = TokenFileWriter(state.provider, token_path(state.root))
     async with _workers(config, given) as (client, workers):
-        token_file = await _token_file(state)
+        token_file = str(writer.path) if await writer.write_now() else None
         specs = await anyio.to_thread.run_sync(
             lambda: unit_specs(state, files, workers, token_file=token_file, gate=gate)
         )
         units = _Units(state, client, specs, _dest_tag(state))
-        await units.run()
+        try:
+            async with anyio.create_task_group() as tg:
+                if token_file is not None:
+                    tg.start_soon(writer.run)  # a refresh that fails for good stops the run
+                await units.run()
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
     return units.verdict()
-
-
-# -- the workers' token ------------------------------------------------------------------
-
-
-#: The access-token file the coordinator keeps for its workers, in DEST's private state.
-_TOKEN_FILE = "token"
-
-
-async def _token_file(state: RunState) -> str | None:
-    """Write the run's current access token where every worker reads it
-    (``DEST/.stacpull/token``, 0600, replaced atomically); ``None`` when the run has no
-    token (public data). Only the coordinator holds the credentials: a worker's config
-    names this file and no other source, and re-reads it when it changes.
-
-    Written once here, before dispatch: the gate helper's token writer, which also
-    refreshes it before expiry for the run's length, takes this place (its ``write_now``
-    and ``run``)."""
-    token = await state.provider.token()
-    if token is None:
-        return None
-    path = state.journal.directory / _TOKEN_FILE
-    await anyio.to_thread.run_sync(_replace_private, path, token.reveal())
-    return str(path)
-
-
-def _replace_private(path: Path, text: str) -> None:
-    """``path`` replaced by a file of ``text`` (mode 0600), written beside it and renamed:
-    a reader sees the old token or the new one, never half of one (a token is worth
-    nothing after a crash: no fsync)."""
-    part = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with safeio.create_new(part) as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(text + "\n")
-    safeio.replace_regular(part, path)
 
 
 # -- the client -----------------------------------------------------------------------------
