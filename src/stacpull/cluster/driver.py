@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.util
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -96,15 +97,16 @@ class ClusterCall:
     stop: StopSignal | None = None
 
 
+_NO_DASK = "--cluster needs Dask: pip install 'stacpull[dask]' (dask[distributed])"
+
+
 def _distributed() -> Any:
     """``distributed``, imported at first use. Typed as ``Any``: its classes' methods
     carry no annotations ``mypy --strict`` accepts."""
     try:
         return importlib.import_module("distributed")
     except ImportError:
-        raise ConfigError(
-            "--cluster needs Dask: pip install 'stacpull[dask]' (dask[distributed])"
-        ) from None
+        raise ConfigError(_NO_DASK) from None
 
 
 def _sinks(call: ClusterCall) -> EventSink | None:
@@ -127,8 +129,10 @@ async def run_cluster(config: Config, options: RunOptions | None, call: ClusterC
     :func:`stacpull.engine.run` does (:class:`ConfigError` for a bad ``cluster.*``, a
     layout DEST did not record, or Dask missing)."""
     opts = options or RunOptions()
-    if call.client is None:
-        parse_address(config.cluster.address or "")  # a clear error before any search
+    if call.client is None:  # clear errors before any search
+        parse_address(config.cluster.address or "")
+        if importlib.util.find_spec("distributed") is None:
+            raise ConfigError(_NO_DASK)
     files: list[JobFiles] = []
 
     def on_open(state: RunState) -> Callable[[Job], None]:
