@@ -196,7 +196,7 @@ def test_the_gate_pickles_to_its_cap_and_name_and_a_plain_import_loads_no_dask()
     gate.pause(H, 30.0)  # known to this copy only: not pickled
     copy = pickle.loads(pickle.dumps(gate))
     assert (copy.cap, copy.name) == (3, "stacpull-abc") and copy.paused_for(H) < 0
-    assert copy.key("lease", H) == f"stacpull-abc-lease-3-{H}"
+    assert copy.lease_name(H) == f"stacpull-abc-lease-3-{H}"
     with pytest.raises(ValueError, match="at least 1"):
         DaskGate(0, "x")
     code = (
@@ -342,7 +342,7 @@ def test_the_leases_of_a_killed_worker_come_back(client: Any, tmp_path: Path) ->
     marker = tmp_path / "holder.pid"
     holder = client.submit(_hold, gate, H, str(marker), pure=False)
     _until(marker.exists)
-    probe = Semaphore(max_leases=2, name=gate.key("lease", H))
+    probe = Semaphore(max_leases=2, name=gate.lease_name(H))
     assert probe.acquire(timeout=0.2) is False  # the holder has both
     os.kill(int(marker.read_text()), signal.SIGKILL)
 

@@ -123,9 +123,9 @@ class DaskGate:
     def __repr__(self) -> str:
         return f"DaskGate(cap={self.cap}, name={self.name!r})"
 
-    def key(self, kind: str, host: str) -> str:
-        """The scheduler's name of ``host``'s semaphore (``lease``) or pause (``pause``)."""
-        return f"{self.name}-{kind}-{self.cap}-{host}"
+    def lease_name(self, host: str) -> str:
+        """The scheduler's name of ``host``'s semaphore (its cap in it: see the module)."""
+        return f"{self.name}-lease-{self.cap}-{host}"
 
     # -- the HostGate protocol, called on the engine's loop ---------------------------------
 
@@ -231,7 +231,7 @@ class DaskGate:
             client = self._link.client
             semaphore = _distributed().Semaphore(
                 max_leases=self.cap,
-                name=self.key("lease", host),
+                name=self.lease_name(host),
                 scheduler_rpc=client.scheduler,
                 loop=client.loop,
             )
