@@ -160,6 +160,21 @@ def test_the_example_config_documents_the_cluster_section() -> None:
     assert ClusterConfig().retries == table["retries"] == DEFAULT_CLUSTER_RETRIES
 
 
+def test_config_show_lists_the_cluster_section() -> None:
+    code, out, _ = cli("config", "show", env={"STACPULL_CLUSTER_ADDRESS": "local:3"})
+    assert code == 0, out
+    cluster = out.split("\n[cluster]\n", 1)[1]
+    assert 'address = "local:3"' in cluster and "env STACPULL_CLUSTER_ADDRESS" in cluster
+    assert 'per_host = "auto"' in cluster and "retries = 2" in cluster
+    code, out, _ = cli("config", "show", "--json")
+    assert json.loads(out)["cluster"] == {
+        "address": None,
+        "buckets": None,
+        "per_host": "auto",
+        "retries": 2,
+    }
+
+
 def test_cluster_flags_and_keywords_reach_the_config() -> None:
     from stacpull.api import build_config, option_keys
 
