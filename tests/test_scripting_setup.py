@@ -171,9 +171,9 @@ def test_config_show_names_every_source(tmp_path: Path, monkeypatch: pytest.Monk
         "catalog = ",
     ):
         assert line in out, line
-    shown = {
+    shown = {  # the four sections before [cluster], whose per_host and retries are its own
         line.split("=")[0].strip(): line.rsplit("#", 1)[1].strip()
-        for line in out.splitlines()
+        for line in out.split("\n[cluster]\n", 1)[0].splitlines()
         if "=" in line and "#" in line and not line.startswith("#")
     }
     assert shown["per_host"] == f"{user} line 2"
@@ -200,6 +200,8 @@ _EXAMPLES = {
     "search.filter": "a = 1",
     "search.max_items": "3",
     "search.window": "6h",
+    "cluster.address": "local:2",  # issue 21: where a cluster run's workers are
+    "cluster.buckets": "16",
 }
 
 

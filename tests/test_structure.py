@@ -92,7 +92,10 @@ LAYERS: list[tuple[str, set[str]]] = [
         {"panels", "report", "dashboard", "plot", "audit", "export", "peek", "dryrun", "keywords"}
         | {"search_walk"},
     ),
-    ("the engine", {"runtypes", "producer", "gone", "runstate", "workers", "engine"}),
+    ("the engine", {"runtypes", "producer", "gone", "runstate", "workers", "engine", "shards"}),
+    # A cluster run's Dask driver, the one user of Dask (the shards it dispatches, and a
+    # unit's run, are the engine's: no Dask there).
+    ("the cluster", {"cluster"}),
     ("the Python API", {"api"}),
     ("the command line", {"cli", "__main__", ""}),
 ]
@@ -218,10 +221,19 @@ def test_nothing_imports_the_cli() -> None:
         ("blake3", {"stacpull.verify"}),
         ("pyarrow", {"stacpull.export"}),
         ("rustac", {"stacpull.export"}),
+        # Dask only in the cluster package, and lazily there (a run without --cluster
+        # imports none of it: tests/test_cluster.py).
+        ("dask", {"stacpull.cluster.*"}),
+        ("distributed", {"stacpull.cluster.*"}),
         # Raw asyncio only where anyio cannot do it: the write path's executor futures,
         # the journal's group-commit futures, the notebook bridge (a running loop, and
-        # asyncio.run's Ctrl-C), and the simulator (a server on its own loop).
-        ("asyncio", {"stacpull.transfer.stream", "stacpull.journal.commit", "stacpull.api"}),
+        # asyncio.run's Ctrl-C), the cluster gate (calls handed to Dask's own loop), and
+        # the simulator (a server on its own loop).
+        (
+            "asyncio",
+            {"stacpull.transfer.stream", "stacpull.journal.commit", "stacpull.api"}
+            | {"stacpull.cluster.gate"},
+        ),
     ],
 )
 def test_each_third_party_library_lives_in_its_module(library: str, owners: set[str]) -> None:

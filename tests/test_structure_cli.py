@@ -37,6 +37,7 @@ LAYOUT: tuple[str, ...] = (
     "state",
 )
 LAYOUT = (*LAYOUT, "transfer")
+LAYOUT = (*LAYOUT, "render_shards")  # status --shards (issue 21)
 #: The modules of this part of the split (the others draw listings and run no transfer).
 MINE = ("__init__", "flags", "options", "run", "transfer")
 OWNED = [CLI / f"{name}.py" for name in MINE] + [SRC / "api.py", SRC / "keywords.py"]

@@ -121,7 +121,9 @@ def test_the_part_file_writes_and_seals() -> None:
     assert {"write", "seal", "close", "catch_up"} <= methods
     for name in ("pwritev", "fsync", "sync_file_range"):
         users = {_rel(p) for p in MODULES if name in _names_in(_tree(p))}
-        assert users == {"transfer/partfile.py"}, (name, users)
+        # The one other file made durable by hand: the workers' token file (issue 21).
+        also = {"cluster/tokenfile.py"} if name == "fsync" else set()
+        assert users == {"transfer/partfile.py"} | also, (name, users)
 
 
 def _function_lines(tree: ast.Module) -> list[tuple[str, int, int]]:

@@ -15,6 +15,11 @@ from these keywords, the ``STACPULL_*`` environment, the profile and the config 
 files. ``tokens=`` takes a ready :class:`~stacpull.auth.TokenProvider` (shared by several
 runs, or with its own clock).
 
+A run whose config names a cluster (``cluster="local:4"``, ``[cluster] address``), or a
+mirror given a ``distributed.Client`` (``client=``), searches and plans here and transfers
+on the cluster's workers (:mod:`stacpull.cluster`; ``pip install 'stacpull[dask]'``);
+without either, nothing of Dask is imported.
+
 The blocking functions also work where an event loop already runs (Jupyter): the run then
 has a loop of its own in a worker thread, the caller's thread waits for it, its sink is
 called from that worker thread, and a Ctrl-C (the notebook's interrupt) cancels the run,
@@ -29,7 +34,7 @@ import os
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 import anyio
 import anyio.from_thread
@@ -50,6 +55,9 @@ from .search import queryables as _queryables
 from .search_walk import walk_items
 from .stats import RunStats
 from .tokens import TokenProvider
+
+if TYPE_CHECKING:
+    from .cluster.driver import Client
 
 __all__ = [
     "Options",
@@ -91,7 +99,7 @@ def build_config(
 _RUN_KEYWORDS = ("config", "sink", "tokens", "retry_failed", "yes")
 _OWN: dict[str, tuple[str, ...]] = {
     "download": _RUN_KEYWORDS,
-    "mirror": (*_RUN_KEYWORDS, "prune"),
+    "mirror": (*_RUN_KEYWORDS, "prune", "client"),
     "collections": ("config", "q", "title", "platform", "organisation", "bbox", "datetime"),
     "queryables": ("config", "collection"),
     "search_items": ("config", "output", "fmt"),
@@ -204,10 +212,12 @@ async def arun(
     sink: EventSink | None = None,
     tokens: TokenProvider | None = None,
     control: RunControl | None = None,
+    client: Client | None = None,
 ) -> RunResult:
     """One run of a ready :class:`Config`, of the kind ``options`` names (a download, a
     mirror, a retry of the failures), asynchronously: what :func:`adownload` and
-    :func:`amirror` do once they have built the config; see :func:`run`."""
+    :func:`amirror` do once they have built the config; see :func:`run`. With ``client``
+    (a ``distributed.Client``) or ``config.cluster.address``, on a Dask cluster."""
     steer = control or RunControl()
     stop = steer.stop if steer.stop is not None or steer.beside is None else StopSignal()
 
@@ -215,6 +225,11 @@ async def arun(
         options = replace(options or RunOptions(), pages=steer.pages)
 
     async def engine() -> RunResult:
+        if client is not None or config.cluster.address is not None:
+            from .cluster.driver import ClusterCall, run_cluster  # Dask: only here
+
+            call = ClusterCall(client, sink=sink, tokens=tokens, stats=steer.stats, stop=stop)
+            return await run_cluster(config, options, call)
         return await _engine_run(
             config,
             sink=sink,
@@ -246,14 +261,17 @@ def run(
     sink: EventSink | None = None,
     tokens: TokenProvider | None = None,
     control: RunControl | None = None,
+    client: Client | None = None,
 ) -> RunResult:
     """One run of a ready :class:`Config` (see :func:`build_config`), of the kind
     ``options`` names (``RunOptions("mirror", prune=True)``; a download by default), with
     the caller's :class:`RunControl`: the general form of :func:`download` and
-    :func:`mirror`, for a caller with a view and a stop button of its own."""
+    :func:`mirror`, for a caller with a view and a stop button of its own; on a Dask
+    cluster with ``client`` or ``config.cluster.address``."""
     escaped: list[BaseException] = []
+    guarded = _guarded(sink, escaped)
     return _call(
-        lambda: arun(config, options, sink=_guarded(sink, escaped), tokens=tokens, control=control),
+        lambda: arun(config, options, sink=guarded, tokens=tokens, control=control, client=client),
         escaped,
     )
 
@@ -287,11 +305,13 @@ async def amirror(
 ) -> RunResult:
     """Mirror a collection or query incrementally, asynchronously; see :func:`mirror`."""
     prune = bool(options.pop("prune", False))
+    client = options.pop("client", None)
     return await arun(
         _build(config, options, _OWN["mirror"]),
         RunOptions("mirror", retry_failed=retry_failed, prune=prune, yes=yes),
         sink=sink,
         tokens=tokens,
+        client=client,
     )
 
 
@@ -308,6 +328,11 @@ def mirror(
     fetched, unchanged ones kept without re-hashing; ``RunResult.gone`` lists files whose
     items left the catalogue (deleted when ``prune=True``), judged only after a complete
     search (``RunResult.not_judged`` says why not, e.g. with ``retry_failed``).
+
+    On a Dask cluster with ``cluster="local:4"`` (N worker processes here) or
+    ``"tcp://scheduler:8786"``, or ``client=`` a ``distributed.Client`` of your own (left
+    open): the search and the verdict stay here, the transfers run on the workers, and
+    DEST must be at the same path on every one of them.
 
     >>> result = stacpull.mirror(catalog=url, collections=["BiomassLevel1aIOC"],
     ...                          dest="/data/l1a", token="…")             # doctest: +SKIP

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
+    "DEFAULT_CLUSTER_RETRIES",
     "DEFAULT_CONCURRENCY",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_DASHBOARD",
@@ -119,3 +120,7 @@ DEFAULT_DASHBOARD = DASHBOARDS[0]
 #: How much a run prints (``output.verbosity``); the default is the middle one.
 VERBOSITIES = ("quiet", "normal", "verbose")
 DEFAULT_VERBOSITY = "normal"
+
+# [cluster]
+#: How often a cluster run sends a unit out again after it stopped for a transient cause.
+DEFAULT_CLUSTER_RETRIES = 2

@@ -10,18 +10,21 @@
 made in DEST before), :func:`_open` (DEST, its lock and journal, credentials, the logs),
 :func:`_transfer` (the session and the pool of :mod:`stacpull.workers`, fed by
 :mod:`stacpull.producer`), :func:`_judge` (a mirror's verdict, :mod:`stacpull.gone`),
-and :func:`~stacpull.runstate.finish`. A :class:`~stacpull.errors.StorageError` (disk
-full, unwritable DEST) or a search failure stops the whole run; a :class:`StopSignal`
-(Ctrl-C) stops it gracefully; everything written so far stays resumable.
+and :func:`~stacpull.runstate.finish`. A cluster run splits it (:mod:`stacpull.shards`):
+:func:`plan_jobs` and :func:`conclude` on the coordinator, :func:`transfer_jobs` on
+workers. A :class:`~stacpull.errors.StorageError` (disk full, unwritable DEST) or a search
+failure stops the whole run; a :class:`StopSignal` (Ctrl-C) stops it gracefully;
+everything written so far stays resumable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,18 +38,20 @@ from .credentials import load_credentials
 from .destlock import refuse_nested
 from .dryrun import budget_error, dry_run
 from .errors import ConfigError, RunAborted, StacpullError, StorageError, first_error, scrub
-from .events import Event, EventSink, HostLimitChanged, RunStarted
+from .events import Event, EventSink, HostLimitChanged, RunFinished, RunStarted
 from .gone import confirm_gone, incomplete, prune
-from .journal import JOURNAL_DIR, Journal
-from .limits import HostLimiter, TokenBucket, connection_cap, open_files_budget
+from .journal import JOURNAL_DIR, Journal, TransferJournal
+from .limits import HostGate, HostLimiter, TokenBucket, connection_cap, open_files_budget
+from .models import Job
 from .peek import peek
 from .plan import PlanRules
 from .producer import JobSource, PageSource, Source
 from .report import EventLog, OutcomeLog, ReportInfo
 from .retry import RetryPolicy
 from .runstate import RunState, finish
-from .runtypes import RunOptions, RunResult, StopSignal
+from .runtypes import STOP_GRACE, RunOptions, RunResult, StopSignal
 from .search import CatalogueHeaders, ItemPages, search_pages
+from .shards.sync import forget, merge_all
 from .stats import RunStats
 from .tokens import TokenProvider
 from .transfer.context import FetchContext
@@ -56,7 +61,7 @@ from .trust import TrustPolicy
 from .verify import record_hash
 from .workers import PoolSize, pump
 
-__all__ = ["run"]
+__all__ = ["PlanOutcome", "TransferSetup", "conclude", "plan_jobs", "run", "transfer_jobs"]
 
 _T = TypeVar("_T")
 
@@ -215,14 +220,23 @@ async def _look(request: _Request) -> RunResult | ItemPages | None:
     return peeked.pages
 
 
-def _open(request: _Request, listing: ItemPages | None) -> RunState:
+def _open(
+    request: _Request, listing: ItemPages | None, *, exclusive: bool | None = False
+) -> RunState:
     """DEST made and locked, the credentials loaded, the run begun in the journal, its
     outcome log (named by the run number: unique even for two runs in the same second)
-    and event log opened, and the jobs' source ready."""
+    and event log opened, and the jobs' source ready. A cluster run's bucket journals are
+    merged back first (a crashed cluster run merged nothing), so every run plans, retries
+    and prunes from the whole DEST. ``exclusive``: see :class:`~stacpull.journal.Journal`."""
     config, opts = request.config, request.opts
     root = _prepare_dest(config.download.dest)
     provider = request.tokens if request.tokens is not None else load_credentials(config.auth)
-    journal = Journal(root, lock=True)
+    journal = Journal(root, lock=True, exclusive=exclusive)
+    try:
+        merge_all(journal, root)
+    except BaseException:
+        journal.close()  # and the DEST lock with it
+        raise
     scope = _scope(config)
     run_id = journal.begin_run("retry-failed" if opts.retry_failed else opts.kind, scope)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -255,9 +269,40 @@ def _open(request: _Request, listing: ItemPages | None) -> RunState:
     )
 
 
-async def _transfer(state: RunState) -> None:
+@dataclass(frozen=True, slots=True)
+class _Pool:
+    """What the pool of one run (or one cluster unit) needs: DEST, the journal its
+    transfers write, credentials, the jobs, how to stop, and where events go."""
+
+    config: Config
+    root: Path
+    journal: TransferJournal
+    provider: TokenProvider
+    source: Source
+    stop: StopSignal
+    emit: EventSink
+    grace: float
+    adjust: Callable[[FetchContext], FetchContext] | None = None
+    gate: HostGate | None = None  # a cluster's per-host budget (RunOptions.gate)
+
+    @classmethod
+    def of(cls, state: RunState) -> _Pool:
+        return cls(
+            state.config,
+            state.root,
+            state.journal,
+            state.provider,
+            state.source,
+            state.stop,
+            state.emit,
+            state.opts.grace,
+            gate=state.opts.gate,
+        )
+
+
+async def _transfer(pool: _Pool) -> None:
     """The session and the pool: every job ends, or a stop takes effect."""
-    dl = state.config.download
+    dl = pool.config.download
     # The host windows bound the connections per host; the open-file limit bounds them all
     # (a run over many hosts, or under a low ``ulimit -n``, would otherwise run out).
     cap = connection_cap(open_files_budget())
@@ -268,30 +313,32 @@ async def _transfer(state: RunState) -> None:
         connections=cap,
         per_host=per_host,
     ) as session:
-        ctx = _transfer_context(state, session, per_host)
-        state.provider.listen(state.emit)
+        ctx = _transfer_context(pool, session, per_host)
+        if pool.adjust is not None:
+            ctx = pool.adjust(ctx)
+        pool.provider.listen(pool.emit)
         try:
-            size = PoolSize(dl.concurrency_limit, dl.queue_limit, state.opts.grace)
-            await pump(state.source, ctx, size, state.stop, state.emit)
+            size = PoolSize(dl.concurrency_limit, dl.queue_limit, pool.grace)
+            await pump(pool.source, ctx, size, pool.stop, pool.emit)
         except BaseExceptionGroup as group:
             raise first_error(group) from None
         finally:
-            state.provider.listen(None)
-    if state.stop.fatal is not None:
-        raise state.stop.fatal
+            pool.provider.listen(None)
+    if pool.stop.fatal is not None:
+        raise pool.stop.fatal
 
 
-def _transfer_context(state: RunState, session: Session, per_host: int) -> FetchContext:
+def _transfer_context(pool: _Pool, session: Session, per_host: int) -> FetchContext:
     """What every transfer of the run shares, from ``download.*``; ``per_host``: the
     ceiling of every host's window (``download.per_host``, lowered to what the open-file
     limit allows)."""
-    dl, emit = state.config.download, state.emit
+    dl, emit = pool.config.download, pool.emit
     return FetchContext(
         session=session,
-        root=state.root,
-        journal=state.journal,
-        tokens=state.provider,
-        trust=TrustPolicy(state.config.search.catalog, state.config.auth.hosts),
+        root=pool.root,
+        journal=pool.journal,
+        tokens=pool.provider,
+        trust=TrustPolicy(pool.config.search.catalog, pool.config.auth.hosts),
         emit=emit,
         retry=RetryPolicy(
             dl.retries,
@@ -317,6 +364,7 @@ def _transfer_context(state: RunState, session: Session, per_host: int) -> Fetch
         bandwidth=TokenBucket(dl.bwlimit) if dl.bwlimit else None,
         headers=dl.headers,
         header_all_hosts=dl.header_all_hosts,
+        gate=pool.gate,
     )
 
 
@@ -336,6 +384,8 @@ async def _judge(state: RunState) -> None:
         state.pruned, state.kept = await anyio.to_thread.run_sync(
             prune, state.root, state.journal, state.gone
         )
+        kept = set(state.kept)  # the bucket journals forget the pruned rows too
+        forget(state.root, [p for p in state.gone if p not in kept])
 
 
 async def run(
@@ -369,23 +419,178 @@ async def run(
         )
     )
     try:
-        await _transfer(state)
+        await _transfer(_Pool.of(state))
         await _judge(state)
-    except StacpullError as exc:
-        state.info.fatal = str(exc)
-        state.outcome = "stopped"
-        raise
-    except (KeyboardInterrupt, SystemExit, RunAborted, anyio.get_cancelled_exc_class()):
-        # Ctrl-C, a cancellation, or the caller's sink asking to exit: the run did not
-        # finish, whatever it had done so far.
-        state.outcome = "aborted"
-        raise
     except BaseException as exc:
-        # Anything else (the caller's sink raised, an output that broke, a bug) ended the
-        # run early: the journal must never call it complete while files are still pending.
-        state.info.fatal = f"{type(exc).__name__}: {exc}"
-        state.outcome = "stopped"
+        _settle(state, exc)
         raise
     finally:
         result = finish(state)
     return result
+
+
+def _settle(state: RunState, exc: BaseException) -> None:
+    """What the journal records of a run that ``exc`` ended early."""
+    if isinstance(exc, StacpullError):
+        state.info.fatal = str(exc)
+        state.outcome = "stopped"
+    elif isinstance(
+        exc, (KeyboardInterrupt, SystemExit, RunAborted, anyio.get_cancelled_exc_class())
+    ):
+        # Ctrl-C, a cancellation, or the caller's sink asking to exit: the run did not
+        # finish, whatever it had done so far.
+        state.outcome = "aborted"
+    else:
+        # Anything else (the caller's sink raised, an output that broke, a bug) ended the
+        # run early: the journal must never call it complete while files are still pending.
+        state.info.fatal = f"{type(exc).__name__}: {exc}"
+        state.outcome = "stopped"
+
+
+# -- a cluster run: the coordinator plans, workers transfer (see stacpull.shards) -----------
+
+
+@dataclass(slots=True)
+class PlanOutcome:
+    """What :func:`plan_jobs` leaves: ``result`` when the run ended before DEST was opened
+    (nothing matched, a stop during the first look), else ``state``, the run still open
+    (DEST locked, its main journal, the outcome log): close it with :func:`conclude`."""
+
+    result: RunResult | None
+    state: RunState | None
+    jobs: int = 0  # the jobs handed to on_job
+
+
+async def plan_jobs(
+    config: Config,
+    opts: RunOptions,
+    on_open: Callable[[RunState], Callable[[Job], None]],
+    *,
+    sink: EventSink | None = None,
+    tokens: TokenProvider | None = None,
+    stop: StopSignal | None = None,
+) -> PlanOutcome:
+    """A cluster run's coordinator: today's phases up to the plan (look, open DEST, the
+    main journal, the search planned page by page, each page journalled), handing each
+    job to a callback instead of a pool (it writes the job to its bucket's job file, so
+    memory stays flat). ``on_open`` is called once DEST and its journal are open, before
+    the first page is planned (merge the bucket journals back, read the layout) and
+    returns that callback. No transfer, no verdict: the run stays open for the caller, who
+    ends it with :func:`conclude` once the workers are done. A stop during the search
+    ends the planning early (``state.stop.requested``). Raises as :func:`run` does; a
+    failure after DEST was opened is recorded there first."""
+    request = _Request.of(config, opts, sink, tokens, None, stop)
+    listing = await _look(request)
+    if isinstance(listing, RunResult):
+        return PlanOutcome(listing, None)
+    # On a shared file system no other node may open it: SQLite's WAL index is not shared.
+    state = _open(request, listing, exclusive=None)
+    state.emit(
+        RunStarted(
+            scrub(config.search.catalog),
+            config.search.collections,
+            str(state.root),
+            config.download.concurrency_limit,
+        )
+    )
+    outcome = PlanOutcome(None, state)
+    try:
+        await _drain(state, on_open(state), outcome)
+    except BaseException as exc:
+        _settle(state, exc)
+        finish(state)
+        raise
+    return outcome
+
+
+async def _drain(state: RunState, on_job: Callable[[Job], None], outcome: PlanOutcome) -> None:
+    """Run the source to its end (or a stop), each job to ``on_job``."""
+    send, receive = anyio.create_memory_object_stream[Job](state.config.download.queue_limit)
+
+    async def produce() -> None:
+        async with send:
+            await state.source.produce(send, state.emit)
+
+    with anyio.CancelScope() as scope:
+        state.stop.subscribe(lambda reason, drain: scope.cancel())
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(produce)
+            async with receive:
+                async for job in receive:
+                    on_job(job)
+                    outcome.jobs += 1
+
+
+async def conclude(state: RunState, *, fatal: str | None = None) -> RunResult:
+    """End a run :func:`plan_jobs` left open: ``fatal`` says why the transfers did not all
+    complete (the run is then ``stopped``); otherwise the verdict of a mirror (after a
+    complete search only, and only once every bucket finished it: prune is safe) and
+    the run's end, report and result, as :func:`run` writes them."""
+    try:
+        if fatal is not None:
+            state.info.fatal = fatal
+            state.outcome = "stopped"
+        else:
+            await _judge(state)
+    except BaseException as exc:
+        _settle(state, exc)
+        raise
+    finally:
+        result = finish(state)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class TransferSetup:
+    """What a worker's :func:`transfer_jobs` is handed besides the jobs: the outcome log
+    it writes (None: none), its credentials (None: from ``config.auth``), the stats it
+    fills (a caller reads them even when the transfers raised), the grace after a stop,
+    and ``adjust``, a last change to the shared :class:`FetchContext` (a cluster gate)."""
+
+    outcomes: Path | None = None
+    tokens: TokenProvider | None = None
+    stats: RunStats | None = None
+    grace: float = STOP_GRACE
+    adjust: Callable[[FetchContext], FetchContext] | None = None
+
+
+async def transfer_jobs(
+    config: Config,
+    jobs: Iterable[Job],
+    journal: TransferJournal,
+    *,
+    sink: EventSink | None = None,
+    stop: StopSignal | None = None,
+    setup: TransferSetup | None = None,
+) -> RunResult:
+    """A cluster worker's share of a run: transfer ``jobs`` into ``config.download.dest``,
+    recording in ``journal`` (a :class:`~stacpull.shards.router.UnitJournal`): no search,
+    no DEST lock, no verdict, no prune, no report, no run recorded. Returns the counts;
+    raises :class:`StorageError` (a :class:`~stacpull.shards.lease.Superseded` among them:
+    another owner took a bucket) or the stop's fatal error, as :func:`run` does."""
+    setup = setup or TransferSetup()
+    root = Path(config.download.dest or ".").expanduser().resolve()
+    stats = setup.stats if setup.stats is not None else RunStats()
+    outcome_log = OutcomeLog(setup.outcomes) if setup.outcomes is not None else None
+    sinks = [x for x in (stats, outcome_log, sink) if x is not None]
+    emit = _fanout(sinks)
+    provider = setup.tokens if setup.tokens is not None else load_credentials(config.auth)
+    stop = stop if stop is not None else StopSignal()
+    pool = _Pool(
+        config, root, journal, provider, JobSource(jobs), stop, emit, setup.grace, setup.adjust
+    )
+    started = time.monotonic()
+    try:
+        await _transfer(pool)
+    finally:
+        seconds = time.monotonic() - started
+        with contextlib.suppress(Exception):
+            emit(RunFinished(seconds, stop.requested))
+        if outcome_log is not None:
+            outcome_log.close()
+    n = stats.snapshot()
+    counts = (n.downloaded, n.skipped, n.failed, n.refused, n.retries, n.bytes_received)
+    return RunResult(
+        *counts, n.bytes_done, seconds, n.items, None, interrupted=stop.requested, dest=root,
+        outcomes=setup.outcomes,
+    )  # fmt: skip

@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from .config import Config, Secret
 from .config import closest as _closest
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .cluster.driver import Client
 
 __all__ = ["CollectionOptions", "MirrorOptions", "Options", "dotted_values", "option_keys"]
 
@@ -95,21 +98,34 @@ class _CatalogOptions(TypedDict, total=False):
     report: bool | None
     log_json: _PathArg | None
     log_file: _PathArg | None
+    # [cluster]: a mirror on a Dask cluster ("local:N" or "tcp://host:port"; see mirror's
+    # client= for a Client of your own)
+    cluster: str | None
+    buckets: int | None
+    cluster_per_host: _Count | None
+    cluster_retries: int | None
     # not a config key: the config file's [profiles.NAME] to apply (else STACPULL_PROFILE)
     profile: str | None
 
 
 class Options(_CatalogOptions, total=False):
-    """The keyword options of the API: every config key, flat (key names are unique across
-    sections; ``auth_hosts`` is ``[auth] hosts``), plus ``profile``. A test keeps this in
-    step with the config dataclasses."""
+    """The keyword options of the API: every config key, flat (named as in its section,
+    except ``auth_hosts``, ``[auth] hosts``, and the [cluster] keys: ``cluster`` is
+    ``address``, ``cluster_per_host`` and ``cluster_retries`` the two names [download] also
+    has), plus ``profile``. A test keeps this in step with the config dataclasses."""
 
     bbox: str | Sequence[float] | None
     datetime: str | None
 
 
-#: API keywords that are not the config key's own name.
-_ALIASES = {"auth_hosts": "hosts"}
+#: Config keys whose API keyword is not the key's own name: a name another section also
+#: has, or one that reads better as a keyword (``mirror(cluster="local:2")``).
+_ALIASES = {
+    "auth.hosts": "auth_hosts",
+    "cluster.address": "cluster",
+    "cluster.per_host": "cluster_per_host",
+    "cluster.retries": "cluster_retries",
+}
 #: Keys whose single string means a list of one.
 _LISTS = frozenset({"collections", "ids", "assets", "auth_hosts"})
 
@@ -118,12 +134,12 @@ def option_keys() -> dict[str, str]:
     """Each keyword option that is a config key, and its dotted key (``max_items`` →
     ``search.max_items``), read from the config dataclasses themselves."""
     base = Config()
-    names = {config: api for api, config in _ALIASES.items()}
-    return {
-        names.get(f.name, f.name): f"{section.name}.{f.name}"
+    dotted = (
+        f"{section.name}.{f.name}"
         for section in fields(base)
         for f in fields(getattr(base, section.name))
-    }
+    )
+    return {_ALIASES.get(key, key.partition(".")[2]): key for key in dotted}
 
 
 def dotted_values(options: dict[str, Any], own: Sequence[str] = ()) -> dict[str, Any]:
@@ -158,6 +174,8 @@ class CollectionOptions(_CatalogOptions, total=False):
 
 class MirrorOptions(Options, total=False):
     """:func:`~stacpull.api.mirror`'s keywords: ``prune`` (delete the files whose items left
-    the catalogue, after a complete search), then the options."""
+    the catalogue, after a complete search), ``client`` (a ``distributed.Client`` to run
+    the transfers on, left open), then the options."""
 
     prune: bool
+    client: Client | None

@@ -44,6 +44,14 @@ With ``adaptive=False`` the window is fixed at ``start`` and the answers change 
 (the engine emits ``HostLimitChanged``). Transfers hold a slot for one attempt's request
 and body; the checks, fsync and journal write after the last byte, and sleeping between
 retries, hold none.
+
+A :class:`HostGate` (:attr:`HostLimiter.gate`; none by default, which costs one attribute
+test per slot) is a budget shared with other processes, a cluster's (issue 21): a slot
+taken from the local window then waits for one of the gate's leases of the host too, and
+gives it back with the slot; every ``Retry-After`` is published to the gate, and a pause
+the gate knows of (published by any process) holds the host here as the local one does.
+A pause that begins or grows while requests wait for a slot re-times their waits, so they
+look again when it ends even if no slot is given back meanwhile.
 """
 
 from __future__ import annotations
@@ -56,13 +64,14 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 
 from .retry import RetryPolicy
 from .window import Change, HostWindow, WindowSettings
 
-__all__ = ["HostLimiter", "TokenBucket", "connection_cap", "open_files_budget"]
+__all__ = ["HostGate", "HostLimiter", "TokenBucket", "connection_cap", "open_files_budget"]
 
 #: The burst rule: the host's last _BURST_ANSWERS answers, of which at least _BURST_SHARE
 #: (and _BURST_SIGNALS) were throttles, mean it is not calm.
@@ -120,6 +129,34 @@ def connection_cap(open_files: int) -> int:
     return max(1, min(_MAX_CONNECTIONS, spare // _FDS_PER_CONNECTION))
 
 
+#: A shared pause heard again with an end this much later (seconds) is the same pause: the
+#: gate keeps a wall-clock end, read against this clock a little differently each time.
+_SAME_PAUSE = 0.001
+
+
+class HostGate(Protocol):
+    """A per-host budget of connections shared with other processes (a cluster's workers),
+    and the ``Retry-After`` pauses they publish. :class:`HostLimiter` takes a lease after
+    the local window's slot and gives it back with it; the gate deals in wall-clock time
+    between processes and answers here in seconds from now."""
+
+    async def acquire(self, host: str) -> None:
+        """Wait for one of ``host``'s leases (and out any pause the gate knows of)."""
+        ...
+
+    def release(self, host: str) -> None:
+        """Give back a lease :meth:`acquire` took (never blocks)."""
+        ...
+
+    def pause(self, host: str, seconds: float) -> None:
+        """Publish that ``host`` asked for ``seconds`` without requests (never blocks)."""
+        ...
+
+    def paused_for(self, host: str) -> float:
+        """Seconds of a pause of ``host`` the gate knows of that are left (≤ 0: none)."""
+        ...
+
+
 @dataclass(slots=True, eq=False)
 class _Host:
     window: HostWindow | None  # None: a fixed window
@@ -134,6 +171,8 @@ class _Host:
     throttles: int = 0  # among ``recent``
     recent: deque[bool] = field(default_factory=lambda: deque(maxlen=_BURST_ANSWERS))
     waiters: deque[anyio.Event] = field(default_factory=deque)  # first come, first woken
+    timers: set[anyio.CancelScope] = field(default_factory=set)  # the waiters' pause timers
+    held: float = float("-inf")  # until when a pause the gate knows of holds the host
 
 
 class HostLimiter:
@@ -164,6 +203,9 @@ class HostLimiter:
         self._on_change = on_change
         self._hosts: dict[str, _Host] = {}
         self._in_flight = 0
+        #: The budget shared with other processes (see the module docstring); ``None``: this
+        #: process's windows alone. Set before the first slot is taken.
+        self.gate: HostGate | None = None
 
     def _host(self, host: str) -> _Host:
         state = self._hosts.get(host)
@@ -192,12 +234,48 @@ class HostLimiter:
     def ready(self, host: str) -> bool:
         """Whether :meth:`slot` would let a request to ``host`` go at once: a slot is free
         and no ``Retry-After`` pauses it (the caller gives back what it holds otherwise)."""
-        return self._free(self._host(host))
+        state = self._host(host)
+        if self.gate is not None:
+            self._heed(host, state)
+        return self._free(state)
 
     def _free(self, state: _Host) -> bool:
         if state.active + state.promised >= state.limit:
             return False
-        return state.window is None or self._clock() >= state.window.paused_until
+        return not self._paused(state)
+
+    def _paused(self, state: _Host) -> bool:
+        """Whether a ``Retry-After``, this process's or one the gate knows of, holds the host."""
+        end = state.held if state.window is None else max(state.held, state.window.paused_until)
+        return end != -math.inf and self._clock() < end
+
+    def _pause_left(self, state: _Host) -> float:
+        end = state.held if state.window is None else max(state.held, state.window.paused_until)
+        return end - self._clock()
+
+    def _heed(self, host: str, state: _Host) -> None:
+        """Hold the host for a pause the gate knows of (another process's ``Retry-After``),
+        as for one of its own: its window's epochs overlapping it are not judged."""
+        assert self.gate is not None
+        left = self.gate.paused_for(host)
+        if left <= 0:
+            return
+        end = self._clock() + left
+        if end > state.held + _SAME_PAUSE:
+            state.held = end
+            if state.window is not None and end > state.window.paused_until:
+                state.window.paused_until = end
+            self._retime(state, left)
+
+    @staticmethod
+    def _retime(state: _Host, left: float) -> None:
+        """A pause of ``left`` seconds began or grew: every waiter looks again when it
+        ends (a wait for a slot would otherwise last until a slot is given back, and
+        the slots given back during a pause wake nobody)."""
+        if state.timers:
+            deadline = anyio.current_time() + left
+            for scope in state.timers:
+                scope.deadline = min(scope.deadline, deadline)
 
     def slot(self, host: str, *, promised: bool = False) -> AbstractAsyncContextManager[None]:
         """Hold one of ``host``'s slots for the body of the ``async with``: wait while its
@@ -207,6 +285,9 @@ class HostLimiter:
 
     @asynccontextmanager
     async def _slot(self, host: str, state: _Host, promised: bool) -> AsyncIterator[None]:
+        gate = self.gate
+        if gate is not None:
+            self._heed(host, state)
         if not promised and not self._free(state):
             promised = await self._wait(state)
         if promised:
@@ -217,15 +298,32 @@ class HostLimiter:
         self._in_flight += 1
         self._tick(host, state, now)
         try:
-            yield
+            if gate is None:
+                yield
+            else:
+                async with self._leased(gate, host, state):
+                    yield
         finally:
             now = self._clock()
             self._account(state, now)
             state.active -= 1
             self._in_flight -= 1
             self._tick(host, state, now)
+            if gate is not None:
+                self._heed(host, state)
             if state.waiting:
                 self._wake(state)
+
+    @asynccontextmanager
+    async def _leased(self, gate: HostGate, host: str, state: _Host) -> AsyncIterator[None]:
+        """One of the gate's leases of ``host`` under a local slot (the local slot first:
+        the window bounds what this process asks the cluster for)."""
+        await gate.acquire(host)
+        try:
+            self._heed(host, state)  # a pause the gate heard of while this one waited
+            yield
+        finally:
+            gate.release(host)
 
     async def turn(self, host: str) -> bool:
         """Wait until a request to ``host`` could go (:meth:`ready`), taking no slot: a
@@ -234,6 +332,8 @@ class HostLimiter:
         take it (``slot(host, promised=True)``) or give it up (:meth:`forfeit`); False: a
         pause ended, and the caller looks again."""
         state = self._host(host)
+        if self.gate is not None:
+            self._heed(host, state)
         return False if self._free(state) else await self._wait(state)
 
     def forfeit(self, host: str) -> None:
@@ -252,8 +352,7 @@ class HostLimiter:
         state.waiting += 1
         try:
             while not self._free(state):
-                paused = 0.0 if state.window is None else state.window.paused_until - self._clock()
-                if await self._queue(state, paused):
+                if await self._queue(state, self._pause_left(state)):
                     return True
             return False
         finally:
@@ -265,8 +364,12 @@ class HostLimiter:
         event = anyio.Event()
         state.waiters.append(event)
         try:
-            with anyio.move_on_after(paused if paused > 0 else math.inf):
-                await event.wait()
+            with anyio.move_on_after(paused if paused > 0 else math.inf) as timer:
+                state.timers.add(timer)
+                try:
+                    await event.wait()
+                finally:
+                    state.timers.discard(timer)
         except BaseException:
             if event.is_set():  # cancelled after its wake: the kept slot goes to the next
                 state.promised -= 1
@@ -280,7 +383,7 @@ class HostLimiter:
     def _wake(self, state: _Host) -> None:
         """Keep each free slot for the first waiter in the queue, and wake it (none while
         a pause holds the host: the waiters' timers end it)."""
-        if state.window is not None and self._clock() < state.window.paused_until:
+        if self._paused(state):
             return
         free = state.limit - state.active - state.promised
         while free > 0 and state.waiters:
@@ -346,15 +449,23 @@ class HostLimiter:
 
     def throttled(self, host: str, status: int | None, retry_after: float | None) -> None:
         """``host`` answered ``status`` (429 or 503; ``None``: it refused the connection),
-        with ``retry_after`` seconds when it said so."""
+        with ``retry_after`` seconds when it said so. The gate hears of every pause, a
+        fixed window's too: the other processes hold the host as this one does."""
         state = self._host(host)
-        if state.window is None:
+        if retry_after is not None and not retry_after < _MAX_PAUSE:  # days, inf or NaN
+            retry_after = _MAX_PAUSE if retry_after > 0 else None
+        if self.gate is not None and retry_after is not None and retry_after > 0:
+            self.gate.pause(host, retry_after)
+            self._heed(host, state)
+        window = state.window
+        if window is None:
             return
         self._answer(state, True)
         now = self._clock()
-        if retry_after is not None and not retry_after < _MAX_PAUSE:  # days, inf or NaN
-            retry_after = _MAX_PAUSE if retry_after > 0 else None
-        change = state.window.on_throttle(now, status, retry_after)
+        before = window.paused_until
+        change = window.on_throttle(now, status, retry_after)
+        if window.paused_until > before:
+            self._retime(state, window.paused_until - now)
         if change is not None:
             self._apply(host, state, change, now)
 

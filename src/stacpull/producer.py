@@ -9,7 +9,7 @@ complete their listing was, which a mirror needs before it calls a file gone.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Iterable
 from typing import Protocol
 
 from anyio.streams.memory import MemoryObjectSendStream
@@ -104,9 +104,10 @@ class PageSource:
 
 
 class JobSource:
-    """The journal's failed jobs, queued again (``--retry-failed``): no search."""
+    """The journal's failed jobs, queued again (``--retry-failed``), or a cluster unit's
+    jobs read from its job files: no search."""
 
-    def __init__(self, jobs: list[Job]) -> None:
+    def __init__(self, jobs: Iterable[Job]) -> None:
         self.jobs = jobs
         self.complete = False
         self.listed = self.repeats = 0

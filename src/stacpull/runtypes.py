@@ -20,6 +20,7 @@ from .errors import StacpullError
 from .models import Status
 
 if TYPE_CHECKING:
+    from .limits import HostGate
     from .search import ItemPages
 
 __all__ = [
@@ -162,6 +163,9 @@ class RunOptions:
     grace: float = STOP_GRACE
     yes: bool = False  # start even when the plan exceeds download.max_bytes
     pages: ItemPages | None = None
+    #: A per-host connection budget shared with other processes (a cluster's workers:
+    #: ``stacpull.cluster.gate.DaskGate``); ``None``: this run's own windows alone.
+    gate: HostGate | None = None
 
 
 class StopSignal:

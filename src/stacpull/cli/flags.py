@@ -32,6 +32,7 @@ from ..errors import ConfigError
 __all__ = [
     "AuthFlags",
     "JobFlags",
+    "MirrorFlags",
     "OutputFlags",
     "QueryFlags",
     "TransferFlags",
@@ -251,3 +252,15 @@ class JobFlags(NamedTuple):
     yes: bool
     from_file: str | None
     as_json: bool
+
+
+class MirrorFlags(NamedTuple):
+    """mirror's own flags: ``--prune`` and ``--cluster`` (checked by its option type: the
+    address as the config writes it)."""
+
+    prune: bool
+    cluster: str | None
+
+    def values(self) -> dict[str, Any]:
+        """The cluster as the ``cluster.address`` config key (``--prune`` is the run's)."""
+        return {"cluster.address": self.cluster}

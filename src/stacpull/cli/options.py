@@ -20,6 +20,7 @@ from .render import fail
 
 __all__ = [
     "CATALOG_OPTION",
+    "CLUSTER_OPTION",
     "CONFIG_OPTION",
     "COUNT",
     "DEBUG_OPTION",
@@ -119,6 +120,33 @@ class _Count(click.ParamType):  # type: ignore[type-arg]  # generic from click 8
 
 
 COUNT = _Count()
+
+
+class _Cluster(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
+    """``--cluster``: ``local:N`` or ``tcp://host:port``, checked as the config checks
+    ``[cluster] address`` (the value goes on written one way); anything else is one line
+    naming the flag and the forms it takes, exit 2."""
+
+    name = "cluster"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from ..config.values import parse_cluster_address
+
+        try:
+            return parse_cluster_address(value, "--cluster")
+        except ConfigError as exc:
+            fail(str(exc))
+
+
+#: mirror's ``--cluster``: where its transfers run (nothing of Dask is loaded without it).
+CLUSTER_OPTION = click.option(
+    "--cluster",
+    type=_Cluster(),
+    metavar="local:N|tcp://HOST:PORT",
+    help="Run the transfers on a Dask cluster: local:N starts N worker processes here, "
+    "tcp://HOST:PORT uses a running scheduler; DEST must be at the same path on every "
+    "worker (pip install 'stacpull[dask]') [cluster.address].",
+)
 
 
 class _QuotingDefault(click.Option):

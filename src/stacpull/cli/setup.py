@@ -89,6 +89,7 @@ def _config_show(profile: str | None, config_path: str | None, as_json: bool) ->
             ("download", type(config.download)),
             ("auth", type(config.auth)),
             ("output", type(config.output)),
+            ("cluster", type(config.cluster)),
         )
     }
     if as_json:

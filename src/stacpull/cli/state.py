@@ -170,12 +170,21 @@ def _plot(data: dict[str, Any], path: Path, plot: str) -> Path:
 @click.command(short_help="Show what the journal of DEST knows.")
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def status(dest: str, as_json: bool) -> None:
+@click.option(
+    "--shards",
+    "shards",
+    is_flag=True,
+    help="Show a cluster run's buckets instead: each one's owner, epoch, state and heartbeat.",
+)
+def status(dest: str, as_json: bool, shards: bool) -> None:
     """Print what the journal of DEST knows: done, failed with reasons, pending, bytes."""
     from rich.console import Console
 
     from ..audit import read_status
 
+    if shards:
+        _status_shards(dest, as_json)
+        return
     try:
         report = read_status(_open_dest(dest))
     except StorageError as exc:
@@ -184,6 +193,22 @@ def status(dest: str, as_json: bool) -> None:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
     print_status(Console(highlight=False, soft_wrap=True), report, dest)
+
+
+def _status_shards(dest: str, as_json: bool) -> None:
+    """``status --shards``: the buckets' leases (exit 2 when they cannot be read)."""
+    from rich.console import Console
+
+    from .render_shards import print_shards, shards_status
+
+    try:
+        view = shards_status(_open_dest(dest))
+    except StorageError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+        return
+    print_shards(Console(highlight=False, soft_wrap=True), view, dest)
 
 
 @click.command(short_help="Re-hash the files of DEST and report any rot.")

@@ -20,8 +20,16 @@ if TYPE_CHECKING:
     from ..dryrun import PlanSummary
     from ..search import ItemPages
 
-from .flags import AuthFlags, JobFlags, OutputFlags, QueryFlags, TransferFlags, gather
-from .options import download_options, job_options, query_options
+from .flags import (
+    AuthFlags,
+    JobFlags,
+    MirrorFlags,
+    OutputFlags,
+    QueryFlags,
+    TransferFlags,
+    gather,
+)
+from .options import CLUSTER_OPTION, download_options, job_options, query_options
 from .render import budget_verdict, fail, plan_fits, print_plan
 from .run import build_config, execute, nothing_matched, saved_items, warn_ignored
 
@@ -144,7 +152,7 @@ def download(
 
 
 @click.command(short_help="Mirror a collection (or query) into DEST.")
-@gather(**_GROUPS)
+@gather(**_GROUPS, mirroring=MirrorFlags)
 @query_options
 @download_options
 @job_options
@@ -153,13 +161,14 @@ def download(
     is_flag=True,
     help="Delete files whose items are no longer in the catalogue (after a complete search).",
 )
+@CLUSTER_OPTION
 def mirror(
     query: QueryFlags,
     auth: AuthFlags,
     transfer: TransferFlags,
     output: OutputFlags,
     job: JobFlags,
-    prune: bool,
+    mirroring: MirrorFlags,
 ) -> None:
     """Mirror a whole collection (or query) into DEST, incrementally.
 
@@ -168,12 +177,19 @@ def mirror(
     files whose items left the catalogue (--prune deletes them). Safe to interrupt and to
     run from cron: the journal in DEST/.stacpull/ makes every run resumable.
 
+    With --cluster, the search and the plan stay here and the transfers run on a Dask
+    cluster's workers, each a shard of the job space, with one per-host budget; DEST
+    must be the same directory at the same path on every worker (a shared file system).
+
     \b
     Example:
       stacpull mirror --collection BiomassLevel1aIOC --dest /data/biomass-l1a
+      stacpull mirror --collection BiomassLevel1aIOC --dest /shared/l1a --cluster local:4
     """
     warn_ignored(job.from_file, query)
     config = build_config(query, auth, transfer, output, job)
+    config = config.with_values(mirroring.values())  # checked by --cluster's type
+    prune = mirroring.prune
     if prune and (config.search.max_items is not None or job.from_file or job.retry_failed):
         fail("--prune needs the complete search; drop --max-items, --from and --retry-failed")
     _start(config, job, "mirror", prune=prune)

@@ -1,4 +1,5 @@
-"""The settings: one frozen dataclass per config section, and :class:`Config`, all four.
+"""The settings: one frozen dataclass per config section, and :class:`Config`, all five
+([cluster]'s in :mod:`.cluster`).
 
 Each section checks its own values in ``__post_init__`` (a ``Config`` that exists is
 valid), and :meth:`Config.with_values` applies one layer's raw values (TOML, environment
@@ -59,6 +60,7 @@ from ..defaults import (
 )
 from ..errors import SECRETS, ConfigError
 from ..hashes import DEFAULT_RECORD_HASH, MULTIHASH_NAMES
+from .cluster import ClusterConfig
 from .headers import parse_headers
 from .hints import closest, did_you_mean, folded_key
 from .values import (
@@ -416,6 +418,7 @@ class Config:
     download: DownloadConfig = field(default_factory=DownloadConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def with_values(self, values: Mapping[str, Any]) -> Config:
         """A copy with dotted keys (``download.concurrency``) replaced; ``None`` is skipped."""
@@ -437,15 +440,20 @@ SECTIONS: dict[str, type[Any]] = {
     "download": DownloadConfig,
     "auth": AuthConfig,
     "output": OutputConfig,
+    "cluster": ClusterConfig,
 }
 
 
 def key_sections() -> dict[str, str]:
     """Each config key's section: key names are unique across sections, so a profile can
-    list them flat (``catalog``, ``concurrency``, ``offline_token_file``…)."""
-    return {
-        name: section for section, kind in SECTIONS.items() for name in kind.__dataclass_fields__
-    }
+    list them flat (``catalog``, ``concurrency``, ``offline_token_file``…). A name two
+    sections share (``per_host``, ``retries``: [download]'s and [cluster]'s) is the first
+    section's."""
+    sections: dict[str, str] = {}
+    for section, kind in SECTIONS.items():
+        for name in kind.__dataclass_fields__:
+            sections.setdefault(name, section)
+    return sections
 
 
 def _unknown_key(section: str, key: str, names: Iterable[str]) -> str:
@@ -502,6 +510,10 @@ def shown_setting(key: str, value: Any) -> Any:
     return "auto" if key in _CONNECTION_KEYS and value == AUTO else value
 
 
+#: Whole-number keys unset by default (``None``: no bound, or DEST's recorded number).
+_OPTIONAL_COUNTS = ("search.max_items", "cluster.buckets")
+
+
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """Turn TOML/environment values into the field's type, or name the key that is wrong."""
     if name in _DURATION_KEYS:
@@ -532,7 +544,7 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{name}: expected true or false, got {value!r}")
         return value
-    if isinstance(default, int) or (default is None and name.endswith("max_items")):
+    if isinstance(default, int) or (default is None and name in _OPTIONAL_COUNTS):
         if isinstance(value, str):
             try:
                 return int(value)

@@ -3,8 +3,9 @@
 Each parser takes the value and the key it came from, and raises
 :class:`~stacpull.errors.ConfigError` naming that key: bounding boxes, STAC datetimes,
 destination templates, durations (``500ms``, ``1h30m``), sizes (``50GB``, ``2TiB``) and
-rates, positive counts and times, connection counts (``"auto"`` or 1..4096), and
-:class:`Secret`, the string that never shows itself.
+rates, positive counts and times, connection counts (``"auto"`` or 1..4096), cluster
+addresses (``local:N``, ``tcp://host:port``), and :class:`Secret`, the string that never
+shows itself.
 Request headers have their own module, :mod:`stacpull.config.headers`.
 """
 
@@ -16,6 +17,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..defaults import AUTO
 from ..errors import SECRETS, ConfigError
@@ -25,6 +27,7 @@ __all__ = [
     "check_template",
     "load_geojson_geometry",
     "parse_bbox",
+    "parse_cluster_address",
     "parse_connections",
     "parse_datetime_range",
     "parse_duration",
@@ -341,3 +344,59 @@ def load_geojson_geometry(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("type") not in geometry_types:
         raise ConfigError(f"--intersects: {path} does not contain a GeoJSON geometry")
     return data
+
+
+#: The most worker processes ``local:N`` starts: each is a Python process with its own
+#: event loop and connections; more than this on one machine is a typo, not a plan.
+_MAX_LOCAL_WORKERS = 512
+#: The schemes of a Dask scheduler's address stacpull accepts (``distributed``'s TCP and TLS
+#: comms; its ``inproc://`` and ``ucx://`` need no help from a command line).
+_SCHEDULER_SCHEMES = ("tcp", "tls")
+
+
+def parse_cluster_address(value: object, key: str = "cluster.address") -> str:
+    """Where a cluster run's workers are, checked and written one way: ``local`` (a
+    LocalCluster on this machine, a worker process per core), ``local:N`` (N worker
+    processes, 1 to 512), or a running scheduler's ``tcp://host:port`` (``tls://`` too).
+    Anything else raises :class:`ConfigError` naming ``key`` and the forms it takes."""
+    forms = "local:N (N worker processes on this machine) or tcp://HOST:PORT (a scheduler)"
+    text = value.strip() if isinstance(value, str) else None
+    if not text:
+        raise ConfigError(f"{key}: empty; expected {forms}")
+    lowered = text.lower()
+    if lowered == "local" or lowered.startswith("local:"):
+        count = lowered.partition(":")[2]
+        if lowered == "local":
+            return "local"
+        if _WHOLE.fullmatch(count) and 1 <= int(count) <= _MAX_LOCAL_WORKERS:
+            return f"local:{int(count)}"
+        raise ConfigError(
+            f"{key}: local:N takes a whole number of workers from 1 to {_MAX_LOCAL_WORKERS}, "
+            f"got {text!r}"
+        )
+    scheme = lowered.partition("://")[0] if "://" in lowered else None
+    if scheme not in _SCHEDULER_SCHEMES:
+        raise ConfigError(f"{key}: expected {forms}, got {text!r}")
+    return _scheduler_address(text, key)
+
+
+def _scheduler_address(text: str, key: str) -> str:
+    """``tcp://host:port`` checked: a host, a port from 1 to 65535, nothing after it."""
+    parts = urlsplit(text)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"{key}: a scheduler address has no path or query, got {text!r}")
+    if not parts.hostname:
+        raise ConfigError(f"{key}: no host in {text!r} (expected {parts.scheme}://HOST:PORT)")
+    try:
+        port = parts.port
+    except ValueError:  # not digits, or past 65535
+        port = None
+    if port is None or not 1 <= port <= 65535:
+        given = parts.netloc.rpartition("]")[2].rpartition(":")[2]
+        shown = f" ({given!r} is not one)" if given else ""
+        raise ConfigError(
+            f"{key}: {text!r} needs the scheduler's port from 1 to 65535{shown}, "
+            f"e.g. {parts.scheme}://{parts.hostname}:8786"
+        )
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme.lower()}://{host}:{port}"

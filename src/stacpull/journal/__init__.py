@@ -34,13 +34,16 @@ runs never share a DEST, nor run at once on nested DESTs (:mod:`stacpull.destloc
 One concern per module: :mod:`~stacpull.journal.store` (the file, its schema and
 migrations, one statement at a time), :mod:`~stacpull.journal.commit` (group commits),
 :mod:`~stacpull.journal.rows` (:class:`JournalRow` and a job's columns),
-:mod:`~stacpull.journal.queries` (the :class:`Journal` and its statements).
+:mod:`~stacpull.journal.queries` (the :class:`Journal` and its statements),
+:mod:`~stacpull.journal.protocol` (what one transfer needs of a journal),
+:mod:`~stacpull.journal.fs` (whether DEST's file system shares SQLite's WAL index).
 """
 
 from __future__ import annotations
 
+from .protocol import TransferJournal
 from .queries import Journal
 from .rows import JournalRow
 from .store import JOURNAL_DIR
 
-__all__ = ["JOURNAL_DIR", "Journal", "JournalRow"]
+__all__ = ["JOURNAL_DIR", "Journal", "JournalRow", "TransferJournal"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import StorageError
-from .store import transaction
+from .store import Guard, transaction
 
 __all__ = ["GroupCommit", "Statement", "run_group"]
 
@@ -78,25 +78,49 @@ class GroupCommit:
             self._committer = None
 
 
-def run_group(run: Callable[[Statement], Any], fns: list[Statement]) -> _Results:
+def run_group(
+    run: Callable[[Statement], Any], fns: list[Statement], guard: Guard | None = None
+) -> _Results:
     """Run ``fns`` with ``run`` as one transaction; if one fails, run each in its own so
-    that only the failing statement reports an error."""
+    that only the failing statement reports an error. ``guard`` runs first inside each
+    transaction: when it raises, every statement of the group fails with its error."""
     try:
-        results: _Results = run(functools.partial(_in_transaction, fns=fns))
+        results: _Results = run(functools.partial(_in_transaction, fns=fns, guard=guard))
         return results
+    except _Refused as refused:
+        return [(False, refused.error)] * len(fns)
     except Exception as exc:
         if len(fns) == 1:
             return [(False, exc)]
     alone: _Results = []
     for fn in fns:
         try:
-            alone.append(run(functools.partial(_in_transaction, fns=[fn]))[0])
+            alone.append(run(functools.partial(_in_transaction, fns=[fn], guard=guard))[0])
+        except _Refused as refused:
+            alone.append((False, refused.error))
         except Exception as exc:
             alone.append((False, exc))
     return alone
 
 
-def _in_transaction(db: sqlite3.Connection, fns: list[Statement]) -> _Results:
+class _Refused(Exception):
+    """The guard refused a group: carries its error past the statement runner."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _in_transaction(db: sqlite3.Connection, fns: list[Statement], guard: Guard | None) -> _Results:
     results: _Results = []
-    transaction(db, lambda: results.extend((True, fn(db)) for fn in fns))
+
+    def body() -> None:
+        if guard is not None:
+            try:
+                guard(db)
+            except Exception as exc:
+                raise _Refused(exc) from exc
+        results.extend((True, fn(db)) for fn in fns)
+
+    transaction(db, body)
     return results

@@ -21,7 +21,7 @@ from ..errors import scrub, scrub_data
 from ..models import Holder, Job, Refusal
 from .commit import GroupCommit, Statement, run_group
 from .rows import PLAN_COLUMNS, ROW_COLUMNS, JournalRow, job_columns, job_from_json, known_only
-from .store import Store, transaction
+from .store import Guard, Store, transaction
 
 __all__ = ["Journal"]
 
@@ -35,11 +35,23 @@ def _fetch_all(db: sqlite3.Connection, *, sql: str, args: tuple[Any, ...]) -> li
 class Journal(Store):
     """Thread-safe access to one DEST's journal; coroutines' writes go in group commits."""
 
-    def __init__(self, dest: Path, *, create: bool = True, lock: bool = False) -> None:
+    def __init__(
+        self,
+        dest: Path,
+        *,
+        create: bool = True,
+        lock: bool = False,
+        directory: Path | None = None,
+        guard: Guard | None = None,
+        exclusive: bool | None = False,
+    ) -> None:
         """Open (``create``: or create) the journal of ``dest``; ``lock`` takes DEST for this
         process, so another run on the same DEST, or on one nested in it or around it, gets a
-        clear error instead of a race (see :mod:`stacpull.destlock`)."""
-        super().__init__(dest, create=create, lock=lock)
+        clear error instead of a race (see :mod:`stacpull.destlock`). ``directory``,
+        ``guard`` and ``exclusive``: a shard's bucket journal (see :class:`Store`)."""
+        super().__init__(
+            dest, create=create, lock=lock, directory=directory, guard=guard, exclusive=exclusive
+        )
         self._commits = GroupCommit(self._run_group, self.path)
 
     async def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -48,7 +60,7 @@ class Journal(Store):
 
     def _run_group(self, fns: list[Statement]) -> list[tuple[bool, Any]]:
         """Run one group commit's statements (in a worker thread)."""
-        return run_group(self._run, fns)
+        return run_group(self._run, fns, self.guard)
 
     # -- runs -----------------------------------------------------------------------------
     def begin_run(self, kind: str, scope: str | None) -> int:

@@ -21,13 +21,17 @@ from .. import safeio
 from ..destlock import DestLock, refuse_nested
 from ..destpaths import path_key
 from ..errors import StorageError
+from .fs import exclusive_locking
 
-__all__ = ["JOURNAL_DIR", "Store", "transaction"]
+__all__ = ["JOURNAL_DIR", "Guard", "Store", "transaction"]
 
 JOURNAL_DIR = ".stacpull"
 #: The database and the files SQLite keeps beside it.
 _DB_FILES = ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "journal.sqlite-journal")
 _T = TypeVar("_T")
+#: Run first in every group commit's transaction (a shard's lease check): its error fails
+#: the whole group, each statement with it, and nothing of the group is written.
+Guard = Callable[[sqlite3.Connection], None]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transfers (
@@ -114,16 +118,33 @@ def _migrate(db: sqlite3.Connection) -> None:
 class Store:
     """One DEST's journal database, opened safely; statements run one at a time."""
 
-    def __init__(self, dest: Path, *, create: bool = True, lock: bool = False) -> None:
+    def __init__(
+        self,
+        dest: Path,
+        *,
+        create: bool = True,
+        lock: bool = False,
+        directory: Path | None = None,
+        guard: Guard | None = None,
+        exclusive: bool | None = False,
+    ) -> None:
         """Open (``create``: or create) the journal of ``dest``; ``lock`` takes DEST for this
         process, so another run on the same DEST, or on one nested in it or around it, gets a
         clear error instead of a race (see :mod:`stacpull.destlock`).
 
+        ``directory`` holds the database instead of ``DEST/.stacpull`` (a shard's bucket
+        journal, ``DEST/.stacpull/shards/b017``; its parent must exist); ``guard`` runs
+        first in every group commit's transaction (a shard's lease check, see
+        :mod:`stacpull.journal.commit`); ``exclusive`` opens the database in SQLite's
+        exclusive locking mode, with no shared-memory WAL index (``None``: when
+        :func:`~stacpull.journal.fs.exclusive_locking` says DEST is on a shared file system).
+
         ``.stacpull`` and the database files in it are used only as a real directory and
         regular files: a link there (to another DEST's state, to a file outside) is refused,
         never followed, and nothing is created before a lock is refused."""
-        self.directory = dest / JOURNAL_DIR
+        self.directory = directory if directory is not None else dest / JOURNAL_DIR
         self.path = self.directory / "journal.sqlite"
+        self.guard = guard
         self._lock: DestLock | None = None
         if lock:
             refuse_nested(dest, JOURNAL_DIR)
@@ -131,9 +152,16 @@ class Store:
         if lock:
             safeio.keep_private(self.directory)  # before anyone else can open the lock
             self._lock = DestLock.acquire(dest, JOURNAL_DIR)
+        if exclusive is None:
+            exclusive = exclusive_locking(self.directory)
+        self.exclusive = exclusive
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout=5000")
+            if exclusive:
+                # Before WAL: SQLite then keeps the WAL index in this connection's memory
+                # and never maps a -shm file, which a network file system does not share.
+                self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             _migrate(self._db)
@@ -179,6 +207,12 @@ class Store:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+    def blocking(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn`` on the database now, blocking, alone (its SQLite errors become
+        :class:`StorageError`): whole-journal work outside any run, such as a shard's
+        seed and merge (:mod:`stacpull.shards.sync`)."""
+        return self._run(fn)
 
     def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``fn`` on the database, blocking, alone: the statement runner of the

@@ -25,17 +25,21 @@ a soak run is repeatable. Every knob models something the real MAAP data path do
   archive may (nobody recorded whether MAAP's static files send validators).
 
 The decisions happen on the server's single event-loop thread; no locking is needed.
+:class:`Holds` is the exception: a test's own knob, set and released from the test's
+thread while the server's loop waits on it, so it keeps its own lock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["FaultState", "Faults", "Link"]
+__all__ = ["FaultState", "Faults", "Holds", "Link"]
 
 
 def _knob(default: Any, help: str, **cli: Any) -> Any:
@@ -236,3 +240,75 @@ class FaultState:
         if not self._roll(self.faults.stall_probability, "stalls"):
             return None
         return self._rng.randrange(0, max(1, length))
+
+
+#: How often a held body looks whether the test released it: a wait the server's loop can
+#: cancel at once (a client that died mid-hold), unlike a thread blocked on an event.
+_HOLD_POLL = 0.005
+
+
+class Holds:
+    """Files whose next response body pauses after N bytes until the test releases it: the
+    moment a test needs to act on a transfer caught mid-file (kill the worker holding it,
+    take its bucket over), without racing a fast loopback transfer.
+
+    A hold is one-shot: the first response of the file to reach its byte N waits there
+    (counted in :attr:`reached`); responses after it, a resumed range included, pass. A
+    release before the hold is reached lets that response through too. Set, released and
+    waited for from the test's thread; the server's loop polls, so a held handler that
+    aiohttp cancels (its client went away) ends at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._after: dict[str, int] = {}  # slot -> the byte to pause at, not yet taken
+        self._released: dict[str, threading.Event] = {}
+        self._reached: dict[str, threading.Event] = {}
+        self.reached: dict[str, int] = {}  # slot -> responses that reached their hold
+
+    def hold(self, slot: str, after: int) -> None:
+        """The next response for ``slot`` pauses after ``after`` bytes (≥ 0)."""
+        if after < 0:
+            raise ValueError(f"a hold is after a byte count ≥ 0, got {after}")
+        with self._lock:
+            self._after[slot] = after
+            self._released[slot] = threading.Event()
+            self._reached[slot] = threading.Event()
+
+    def take(self, slot: str) -> tuple[int, threading.Event] | None:
+        """The hold a response for ``slot`` gets (the byte and its release), taken once."""
+        with self._lock:
+            after = self._after.pop(slot, None)
+            return None if after is None else (after, self._released[slot])
+
+    async def wait(self, slot: str, released: threading.Event) -> None:
+        """Pause a body at its hold until :meth:`release`; counted as reached first."""
+        with self._lock:
+            self.reached[slot] = self.reached.get(slot, 0) + 1
+            self._reached[slot].set()
+        # Polled: the test sets a threading.Event from its own thread; an asyncio.Event
+        # would need this loop's hand to be set, and the poll is what a cancel ends.
+        while not released.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(_HOLD_POLL)
+
+    def release(self, slot: str) -> None:
+        """Let ``slot``'s held body go on (or its next response pass its hold)."""
+        with self._lock:
+            self._after.pop(slot, None)
+            event = self._released.get(slot)
+        if event is not None:
+            event.set()
+
+    def release_all(self) -> None:
+        """Release every hold (the server stops: no handler stays parked)."""
+        with self._lock:
+            self._after.clear()
+            events = list(self._released.values())
+        for event in events:
+            event.set()
+
+    def wait_reached(self, slot: str, timeout: float) -> bool:
+        """Block the test until a response for ``slot`` reached its hold; ``False`` when
+        ``timeout`` seconds passed first (or ``slot`` has no hold)."""
+        with self._lock:
+            event = self._reached.get(slot)
+        return event is not None and event.wait(timeout)

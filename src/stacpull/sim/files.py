@@ -1,16 +1,18 @@
 """The simulated data server: product zips streamed by the zipper, static files with
 validators (unless the ``validators`` knob is off) and ranges, the ``/go`` redirect, and
-every fault knob applied to a body (cuts, stalls, rate limits per connection and per link,
-401s, 404s of products not ready yet, 429/503, 429 beyond ``max_concurrent``).
+every fault knob applied to a body (cuts, stalls, holds, rate limits per connection and per
+link, 401s, 404s of products not ready yet, 429/503, 429 beyond ``max_concurrent``), and the
+body bytes sent, in all and per file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from aiohttp import web
 
@@ -27,16 +29,25 @@ __all__ = ["DataFiles"]
 _ZIP_CHUNK = 256 * 1024
 
 
+class _Planted(NamedTuple):
+    """What the catalogue's one-shot knobs planted for one response of a file: its slot
+    (``item/key``, the per-file byte counter's name), a cut, a stall and a hold."""
+
+    slot: str
+    cut: int | None = None
+    stall: tuple[int, float] | None = None
+    hold: tuple[int, threading.Event] | None = None
+
+
 @dataclass(slots=True)
 class _Body:
     """One response body being written under the fault knobs: where to cut it, where to
-    stall and for how long, the rate cap (bytes/s, 0 for none), when it began, and the bytes
-    written so far."""
+    stall and for how long, where to hold, the rate cap (bytes/s, 0 for none), when it
+    began, and the bytes written so far."""
 
     request: web.Request
     resp: web.StreamResponse
-    cut: int | None
-    stall: tuple[int, float] | None
+    planted: _Planted
     rate: int
     began: float
     sent: int = 0
@@ -123,17 +134,21 @@ class DataFiles:
                 text="<html><body><form>Sign in to MAAP</form></body></html>",
                 content_type="text/html",
             )
-        cut = self.state.catalog.take_cut(item_id, key)
-        stall = self.state.catalog.take_stall(item_id, key)
+        planted = _Planted(
+            slot,
+            self.state.catalog.take_cut(item_id, key),
+            self.state.catalog.take_stall(item_id, key),
+            self.state.holds.take(slot),
+        )
         self.state.sending += 1
         self.state.peak_sending = max(self.state.peak_sending, self.state.sending)
         try:
             if f.kind == "zipper":
                 truncate = self.state.catalog.knobs.tamper.get(slot) == "truncate"
                 return await self._zipper(
-                    request, f, truncate or self.state.faults.truncate(), cut, stall
+                    request, f, truncate or self.state.faults.truncate(), planted
                 )
-            return await self._static(request, f, cut, stall)
+            return await self._static(request, f, planted)
         except ConnectionResetError:
             return web.Response(status=499)  # the client left mid-body; nothing more to send
         finally:
@@ -147,21 +162,21 @@ class DataFiles:
         resp: web.StreamResponse,
         pieces: Iterator[bytes],
         length: int,
-        faults: tuple[int | None, tuple[int, float] | None],
+        planted: _Planted,
     ) -> bool:
         """Write ``pieces`` under the fault knobs; ``False`` if the connection was dropped.
 
         ``length`` is the body size (estimated for the zipper), for random cut points;
-        ``faults`` the cut and stall the catalogue planted for this file, if any.
+        ``planted`` what the catalogue's knobs planted for this file (its cut, stall, hold).
         """
-        cut, stall = faults
-        if cut is None:
-            cut = self.state.faults.cut_point(length)
-        if stall is None:
+        if planted.cut is None:
+            planted = planted._replace(cut=self.state.faults.cut_point(length))
+        if planted.stall is None:
             point = self.state.faults.stall_point(length)
-            stall = None if point is None else (point, self.state.options.faults.stall_seconds)
+            seconds = self.state.options.faults.stall_seconds
+            planted = planted._replace(stall=None if point is None else (point, seconds))
         rate = self.state.options.faults.rate_limit
-        body = _Body(request, resp, cut, stall, rate, asyncio.get_running_loop().time())
+        body = _Body(request, resp, planted, rate, asyncio.get_running_loop().time())
         for chunk in pieces:
             for i in range(0, len(chunk), _ZIP_CHUNK):
                 if not await self._write_one(body, chunk[i : i + _ZIP_CHUNK]):
@@ -177,8 +192,12 @@ class DataFiles:
             delay = link.book(len(part))
             if delay > 0:
                 await asyncio.sleep(delay)
-        await body.resp.write(part)
+        # Counted as handed to the socket: a client may have read the last byte before
+        # this handler resumes from the write, and a test reads the counters then.
         self.state.bytes_sent += len(part)
+        files = self.state.bytes_by_file
+        files[body.planted.slot] = files.get(body.planted.slot, 0) + len(part)
+        await body.resp.write(part)
 
     async def _write_one(self, body: _Body, data: bytes) -> bool:
         """Write ``data`` (split for the rate limits: a twentieth of a second's worth of
@@ -191,7 +210,7 @@ class DataFiles:
         The handler ends as soon as the last byte is out: a client that sends its next
         request on reading it must not find this one still counted in flight (a trailing
         pacing sleep made ``max_concurrent`` refuse a client that kept to k)."""
-        rate, stall, cut = body.rate, body.stall, body.cut
+        rate, (_, cut, stall, hold) = body.rate, body.planted
         link = self.state.faults.link
         caps = [rate // 20] if rate else []
         if link is not None:
@@ -208,6 +227,8 @@ class DataFiles:
                 await asyncio.sleep(stall[1])
                 part = part[stall[0] - body.sent :]
                 body.sent = stall[0]
+            if hold is not None and body.sent <= hold[0] < body.sent + len(part):
+                part = await self._hold(body, part, hold)
             if cut is not None and body.sent + len(part) > cut:
                 await self._send(body, part[: max(0, cut - body.sent)])
                 await _abort(body.request)
@@ -216,13 +237,22 @@ class DataFiles:
             body.sent += len(part)
         return True
 
+    async def _hold(self, body: _Body, part: bytes, hold: tuple[int, threading.Event]) -> bytes:
+        """Send ``part`` up to the held byte, wait there until the test releases the file,
+        and return the rest of ``part`` (the bytes before the hold are out on the socket)."""
+        at, released = hold
+        await self._send(body, part[: at - body.sent])
+        await self.state.holds.wait(body.planted.slot, released)
+        rest = part[at - body.sent :]
+        body.sent = at
+        return rest
+
     async def _zipper(
         self,
         request: web.Request,
         f: AssetFile,
         truncate: bool,
-        cut: int | None,
-        stall: tuple[int, float] | None,
+        planted: _Planted,
     ) -> web.StreamResponse:
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/zip"})
         resp.enable_chunked_encoding()
@@ -239,16 +269,12 @@ class DataFiles:
                 yield chunk
                 sent += len(chunk)
 
-        if await self._pump(request, resp, pieces(), f.size, (cut, stall)):
+        if await self._pump(request, resp, pieces(), f.size, planted):
             await resp.write_eof()
         return resp
 
     async def _static(
-        self,
-        request: web.Request,
-        f: AssetFile,
-        cut: int | None,
-        stall: tuple[int, float] | None,
+        self, request: web.Request, f: AssetFile, planted: _Planted
     ) -> web.StreamResponse:
         body = f.body
         size = len(body)
@@ -280,7 +306,7 @@ class DataFiles:
         await resp.prepare(request)
         if request.method == "HEAD":
             return resp
-        if await self._pump(request, resp, iter((payload,)), len(payload), (cut, stall)):
+        if await self._pump(request, resp, iter((payload,)), len(payload), planted):
             await resp.write_eof()
         return resp
 

@@ -33,7 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from .catalog import SimCatalog, default_collections
-from .faults import Faults, FaultState
+from .faults import Faults, FaultState, Holds
 from .files import DataFiles
 from .oidc import TOKEN_PATH, OIDCOptions, SimIdentity
 from .results import ResultOrder
@@ -68,6 +68,8 @@ class SimState:
         self.faults = FaultState(options.faults)
         self.identity = SimIdentity(options.oidc)
         self.bytes_sent = 0  # body bytes written by the data server, for soak figures
+        self.bytes_by_file: dict[str, int] = {}  # the same per file ("item/key"), all responses
+        self.holds = Holds()  # files whose next body pauses mid-way until the test says
         self.sending = 0  # data response bodies being written now
         self.peak_sending = 0  # the most at once
         self.connections = 0  # data requests in flight, from arrival (before the latency)
@@ -177,6 +179,34 @@ class SimServer:
         """Body bytes the data server has written (for re-download figures)."""
         return self.state.bytes_sent
 
+    def bytes_sent_for(self, item_id: str, key: str) -> int:
+        """Body bytes sent for the file of ``item_id``'s asset ``key``, over every response
+        (what a resumed or repeated transfer cost the server)."""
+        return self.state.bytes_by_file.get(self._slot(item_id, key), 0)
+
+    @staticmethod
+    def _slot(item_id: str, key: str) -> str:
+        """The server's name of a file (a file listed under two keys goes by its first)."""
+        return f"{item_id}/{key}"
+
+    def hold(self, item_id: str, key: str, after: int) -> None:
+        """The next response for ``item_id``'s asset ``key`` pauses after ``after`` body
+        bytes until :meth:`release` (one-shot; counted in :attr:`held`)."""
+        self.state.holds.hold(self._slot(item_id, key), after)
+
+    def release(self, item_id: str, key: str) -> None:
+        """Let the file's held response go on (or its next one pass its hold)."""
+        self.state.holds.release(self._slot(item_id, key))
+
+    def wait_held(self, item_id: str, key: str, timeout: float = 30.0) -> bool:
+        """Wait until a response for the file reached its hold; ``False`` after ``timeout``."""
+        return self.state.holds.wait_reached(self._slot(item_id, key), timeout)
+
+    @property
+    def held(self) -> dict[str, int]:
+        """Responses that reached their hold, per file (``item/key``)."""
+        return dict(self.state.holds.reached)
+
     @property
     def requests(self) -> deque[dict[str, Any]]:
         """Data requests received: method, path, range, if_range, auth, token_ok, token, at
@@ -229,6 +259,7 @@ class SimServer:
 
     def stop(self) -> None:
         """Stop serving and join the thread."""
+        self.state.holds.release_all()  # a held handler must not keep the loop from ending
         if self._loop is not None and self._stop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(10)

@@ -1,0 +1,175 @@
+"""Seed and merge: the main journal and the bucket journals agree, newest row wins.
+
+The main journal (``DEST/.stacpull/journal.sqlite``) stays the planning authority (paths,
+collisions, refusals, runs, what each search saw); a bucket journal is the transfer
+authority for its bucket's rows while a cluster run owns it. Before a unit is dispatched
+the coordinator **seeds** its buckets' journals with the main journal's rows for the
+paths planned there; when a unit returns, and at the start of every cluster run (a
+crashed coordinator merged nothing), it **merges** every bucket row back. Either way a
+row replaces the other side's only when its ``updated_at`` is newer, so a row a killed
+worker wrote after the last merge is kept, and one the main journal never saw is added.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..journal import JOURNAL_DIR, Journal
+from ..journal.store import transaction
+from .layout import SHARDS_DIR
+
+__all__ = ["bucket_dirs", "forget", "merge", "merge_all", "seed"]
+
+#: What a merge takes from a bucket row: the transfer (the bytes on disk, and the job
+#: columns a transfer records with them). The main journal keeps its job, seen_run,
+#: scope and fold: the plan is its own.
+_MERGED = (
+    "url",
+    "status",
+    "expected_size",
+    "checksum",
+    "item_updated",
+    "etag",
+    "last_modified",
+    "bytes",
+    "digest",
+    "attempts",
+    "error_class",
+    "error",
+    "mtime_ns",
+    "segments",
+    "total",
+    "updated_at",
+)
+_PLAN = ("job", "seen_run", "scope")
+_BATCH = 500
+
+
+def _columns(db: sqlite3.Connection) -> list[str]:
+    return [row[1] for row in db.execute("PRAGMA table_info(transfers)")]
+
+
+def _rows(journal: Journal, paths: list[str] | None) -> Iterator[tuple[list[str], list[Any]]]:
+    """(columns, rows) of ``journal``'s transfers, in batches: those at ``paths`` (all
+    when None)."""
+    if paths is None:
+        last = ""
+        while True:
+            columns, batch = journal.blocking(functools.partial(_page, after=last))
+            if not batch:
+                return
+            yield columns, batch
+            last = batch[-1][columns.index("path")]
+    else:
+        for start in range(0, len(paths), _BATCH):
+            chunk = paths[start : start + _BATCH]
+            yield journal.blocking(functools.partial(_at, paths=chunk))
+
+
+def _page(db: sqlite3.Connection, after: str) -> tuple[list[str], list[Any]]:
+    columns = _columns(db)
+    sql = f"SELECT {', '.join(columns)} FROM transfers WHERE path > ? ORDER BY path LIMIT {_BATCH}"
+    return columns, db.execute(sql, (after,)).fetchall()
+
+
+def _at(db: sqlite3.Connection, paths: list[str]) -> tuple[list[str], list[Any]]:
+    columns = _columns(db)
+    marks = ", ".join("?" * len(paths))
+    sql = f"SELECT {', '.join(columns)} FROM transfers WHERE path IN ({marks})"
+    return columns, db.execute(sql, paths).fetchall()
+
+
+def _upsert(target: Journal, columns: list[str], rows: list[Any], updated: Iterable[str]) -> int:
+    """Insert ``rows`` into ``target``, or set the ``updated`` columns of an existing row
+    whose ``updated_at`` is older; returns how many rows changed."""
+    sets = ", ".join(f"{c} = excluded.{c}" for c in updated)
+    sql = (
+        f"INSERT INTO transfers ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        f" ON CONFLICT(path) DO UPDATE SET {sets}"
+        " WHERE excluded.updated_at > transfers.updated_at"
+    )
+    changed = 0
+
+    def q(db: sqlite3.Connection) -> None:
+        nonlocal changed
+        before = db.total_changes
+        transaction(db, lambda: db.executemany(sql, rows))
+        changed = db.total_changes - before
+
+    target.blocking(q)
+    return changed
+
+
+def seed(main: Journal, bucket: Journal, paths: Iterable[str]) -> int:
+    """Give ``bucket``'s journal the main journal's rows at ``paths`` (a unit's planned
+    paths of that bucket): a row the bucket lacks, or holds older, is the main one; a
+    newer bucket row keeps its transfer, and takes the main row's plan (job, the run
+    that saw it, scope). Returns the rows written."""
+    wanted = list(paths)
+    changed = 0
+    for columns, rows in _rows(main, wanted):
+        if not rows:
+            continue
+        changed += _upsert(bucket, columns, rows, [c for c in columns if c != "path"])
+        at = [columns.index(c) for c in (*_PLAN, "path")]
+        plans = [tuple(row[i] for i in at) for row in rows]
+        bucket.blocking(functools.partial(_replan, plans=plans))
+    return changed
+
+
+def _replan(db: sqlite3.Connection, plans: list[tuple[Any, ...]]) -> None:
+    sql = "UPDATE transfers SET job = ?, seen_run = ?, scope = ? WHERE path = ?"
+    transaction(db, lambda: db.executemany(sql, plans))
+
+
+def merge(main: Journal, bucket: Journal) -> int:
+    """Bring every row of ``bucket``'s journal into the main journal where it is newer
+    (its transfer columns, ``_MERGED``), or absent (the whole row). Returns the rows
+    written."""
+    changed = 0
+    for columns, rows in _rows(bucket, None):
+        changed += _upsert(main, columns, rows, [c for c in _MERGED if c in columns])
+    return changed
+
+
+def bucket_dirs(dest: Path) -> list[tuple[int, Path]]:
+    """(bucket, directory) of every bucket journal under DEST, in bucket order."""
+    shards = dest / JOURNAL_DIR / SHARDS_DIR
+    found: list[tuple[int, Path]] = []
+    if not shards.is_dir():
+        return found
+    for entry in shards.iterdir():
+        name = entry.name
+        if name.startswith("b") and name[1:].isdigit() and (entry / "journal.sqlite").is_file():
+            found.append((int(name[1:]), entry))
+    return sorted(found)
+
+
+def merge_all(main: Journal, dest: Path) -> int:
+    """Merge every bucket journal under DEST into ``main`` (newest row wins): at the start
+    of every run, so that rows a crashed cluster run never merged are not lost."""
+    changed = 0
+    for _, directory in bucket_dirs(dest):
+        bucket = Journal(dest, directory=directory, exclusive=None)
+        try:
+            changed += merge(main, bucket)
+        finally:
+            bucket.close()
+    return changed
+
+
+def forget(dest: Path, paths: list[str]) -> None:
+    """Remove these rows from every bucket journal under DEST (their files were pruned from
+    the main journal): a later merge must not bring them back as rows it never saw."""
+    if not paths:
+        return
+    for _, directory in bucket_dirs(dest):
+        bucket = Journal(dest, directory=directory, exclusive=None)
+        try:
+            bucket.remove(paths)
+        finally:
+            bucket.close()
