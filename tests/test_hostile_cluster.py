@@ -1,0 +1,181 @@
+"""A cluster mirror attacked as a hostile world, or an unattended night's bad luck, would:
+a coordinator that crashed while its workers went on, planted links under
+``DEST/.stacpull/shards``, secrets on their way to the workers, a hostile layout. No Dask:
+what Dask does (run a task, lose a coordinator) is done here with :func:`run_unit`."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from stacpull.api import build_config
+from stacpull.audit import read_status, verify_dest
+from stacpull.config import Config
+from stacpull.engine import conclude, plan_jobs, run
+from stacpull.errors import StacpullError, StorageError
+from stacpull.runtypes import RunOptions
+from stacpull.shards.coordinator import open_shards, unit_specs
+from stacpull.shards.jobfiles import JobFiles
+from stacpull.shards.layout import Layout
+from stacpull.shards.unit import UnitSpec, config_values, run_unit
+from stacpull.sim import SimCatalog, SimServer, default_collections
+
+from .conftest import L1A, files_under
+from .test_shards import sim_config, token_file
+
+#: The write batch of these tests (download.chunk_size caps it, as in tests/test_cluster.py).
+BATCH = 65_536
+
+
+def crashed_coordinator(
+    config: Config, tmp: Path, *, buckets: int = 1, work: Callable[[list[UnitSpec]], Any] = None
+) -> list[UnitSpec]:
+    """A cluster run whose coordinator died after dispatch: the search planned, the job
+    files written, the bucket journals seeded, ``work`` done by the workers (nothing by
+    default), nothing merged back; the DEST lock gone with the coordinator."""
+    files: list[JobFiles] = []
+
+    def on_open(state: Any) -> Callable[..., None]:
+        files.append(open_shards(state, buckets))
+        return files[0].add
+
+    async def main() -> list[UnitSpec]:
+        plan = await plan_jobs(config, RunOptions(kind="mirror"), on_open)
+        assert plan.state is not None
+        files[0].close()
+        specs = unit_specs(plan.state, files[0], 1, token_file=token_file(tmp))
+        if work is not None:
+            await anyio.to_thread.run_sync(work, specs)
+        await conclude(plan.state, fatal="the coordinator was killed")  # the lock let go
+        return specs
+
+    return anyio.run(main)
+
+
+def _mirror(config: Config, **options: Any) -> Any:
+    return anyio.run(functools.partial(run, config, options=RunOptions(kind="mirror", **options)))
+
+
+def test_a_plain_mirror_after_a_crashed_coordinator_stops_its_orphan_worker_first(
+    tmp_path: Path,
+) -> None:
+    # The coordinator died; a worker it had dispatched (a tcp:// cluster outlives it) is
+    # still writing a file when the user runs a plain `mirror --prune` on the same DEST.
+    # The plain run must take the buckets (the orphan stops at its next heartbeat) before
+    # it transfers anything: otherwise both write one .part, and the file is sent twice.
+    catalog = SimCatalog(default_collections(count=3, product_size=300_000))
+    with SimServer(catalog) as sim:
+        dest = tmp_path / "dest"
+        config = sim_config(sim, dest, collections=[L1A], chunk_size=BATCH, concurrency=2)
+        (spec,) = crashed_coordinator(config, tmp_path)
+        iid = str(sim.catalog.item(L1A, 0)["id"])
+        sim.hold(iid, "product", 2 * BATCH)
+        box: dict[str, Any] = {}
+        orphan = threading.Thread(
+            target=lambda: box.update(run_unit(dataclasses.replace(spec, owner="orphan:1")))
+        )
+        orphan.start()
+        try:
+            assert sim.wait_held(iid, "product", 10.0)
+            result = _mirror(config, prune=True)
+        finally:
+            sim.release(iid, "product")
+            orphan.join(30.0)
+        assert box["outcome"] == "superseded", box
+        assert result.ok and verify_dest(dest).ok
+        (held,) = [p for p in files_under(dest) if iid in p.name and "_ql" not in p.name]
+        assert sim.bytes_sent_for(iid, "product") <= held.stat().st_size + BATCH
+
+
+def test_status_and_verify_after_a_crashed_coordinator_see_what_its_workers_did(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    # Every unit completed, then the coordinator died before merging a bucket: the files
+    # are on disk and recorded in the bucket journals. `status` and `verify` must tell
+    # them (not "15 pending", "0 checked") before any later run merges them.
+    dest = tmp_path / "dest"
+
+    def work(specs: list[UnitSpec]) -> None:
+        assert all(run_unit(s)["outcome"] == "complete" for s in specs)
+
+    crashed_coordinator(sim_config(sim, dest), tmp_path, buckets=4, work=work)
+    on_disk = len(files_under(dest))
+    assert on_disk == 15
+    status = read_status(dest)
+    assert status.by_status.get("done", {}).get("files") == on_disk, status.by_status
+    assert verify_dest(dest).checked == on_disk
+
+
+def _outside_bucket(tmp: Path) -> Path:
+    """A directory outside DEST shaped as a shards directory with one bucket journal."""
+    outside = tmp / "outside"
+    (outside / "b000").mkdir(parents=True)
+    db = sqlite3.connect(outside / "b000" / "journal.sqlite")
+    db.execute("CREATE TABLE planted (x)")
+    db.close()
+    return outside
+
+
+def test_a_link_planted_at_the_shards_directory_is_refused(sim: SimServer, tmp_path: Path) -> None:
+    # DEST/.stacpull/shards -> a directory elsewhere: no run opens, merges from or writes
+    # a bucket journal there (its rows would come home into the main journal).
+    dest = tmp_path / "dest"
+    _mirror(sim_config(sim, dest))
+    outside = _outside_bucket(tmp_path)
+    before = sorted(p.name for p in outside.rglob("*"))
+    (dest / ".stacpull" / "shards").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(StacpullError, match="shards"):
+        _mirror(sim_config(sim, dest))
+    assert sorted(p.name for p in outside.rglob("*")) == before
+    with pytest.raises(StorageError, match="shards"):
+        Layout.read(dest / ".stacpull")
+
+
+def test_no_password_or_header_value_in_a_units_repr_or_its_catalogue_url(
+    tmp_path: Path,
+) -> None:
+    # A unit's spec crosses the wire to the scheduler and the workers, and Dask logs a
+    # task's arguments; the catalogue's password is not needed there (workers do not
+    # search), and no credential may show in the spec's repr.
+    config = build_config(
+        catalog="https://user:hunter2@stac.example.org/stac",
+        collections=[L1A],
+        dest=str(tmp_path),
+        token="t0ken-value",
+        headers=["X-Api-Key: s3cr3t-header"],
+    )
+    values = config_values(config)
+    assert "hunter2" not in repr(values)
+    spec = UnitSpec(str(tmp_path), values, 1, 0, (0,), 1)
+    assert "hunter2" not in repr(spec) and "s3cr3t-header" not in repr(spec)
+    assert "t0ken-value" not in repr(values)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"version": 1, "buckets": 0, "hash": "sha256-8/v1"}',
+        '{"version": 1, "buckets": -3, "hash": "sha256-8/v1"}',
+        '{"version": 1, "buckets": "64", "hash": "sha256-8/v1"}',
+        '{"version": 1, "buckets": 64, "hash": "md5/v9"}',
+        '{"version": 2, "buckets": 64, "hash": "sha256-8/v1"}',
+        "[64]",
+        "not json",
+    ],
+)
+def test_a_hostile_layout_is_refused_with_its_path(tmp_path: Path, text: str) -> None:
+    # held: every shape a hand-edited layout.json can take is a StorageError naming it
+    state = tmp_path / ".stacpull"
+    (state / "shards").mkdir(parents=True)
+    (state / "shards" / "layout.json").write_text(text)
+    with pytest.raises(StorageError, match="layout"):
+        Layout.ensure(state, None)
