@@ -35,6 +35,7 @@ __all__ = [
     "bucket_of",
     "job_bucket",
     "planned_bytes",
+    "shards_dir",
     "unit_count",
     "units",
 ]
@@ -64,6 +65,21 @@ def bucket_dir(state: Path, bucket: int) -> Path:
     return state / SHARDS_DIR / f"b{bucket:03d}"
 
 
+def shards_dir(state: Path) -> Path | None:
+    """``DEST/.stacpull/shards`` when it is there (None when it is not), refused when it
+    is anything but a real directory: a link planted there would have every run read,
+    merge and write bucket journals (and their rows, paths and all) from elsewhere."""
+    shards = state / SHARDS_DIR
+    try:
+        exists = safeio.ensure_directory(shards, create=False)
+    except OSError as exc:
+        raise StorageError(
+            f"{shards} is {exc.strerror}; stacpull keeps a cluster run's shards only in a "
+            "real directory inside DEST: remove it"
+        ) from None
+    return shards if exists else None
+
+
 def planned_bytes(job: Job, typical: Mapping[tuple[str, str], int]) -> int:
     """What ``job`` is likely to weigh: its announced size, else the average verified size
     of its (collection, asset key), else :data:`UNKNOWN_SIZE`."""
@@ -86,6 +102,8 @@ class Layout:
     def read(cls, state: Path) -> Layout | None:
         """The layout recorded under ``state`` (``DEST/.stacpull``), or None when none is."""
         path = cls.path(state)
+        if shards_dir(state) is None:
+            return None
         try:
             data = json.loads(safeio.read_regular(path))
         except FileNotFoundError:

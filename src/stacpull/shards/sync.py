@@ -20,7 +20,7 @@ from typing import Any
 
 from ..journal import JOURNAL_DIR, Journal
 from ..journal.store import transaction
-from .layout import SHARDS_DIR
+from .layout import shards_dir
 
 __all__ = ["bucket_dirs", "forget", "merge", "merge_all", "seed"]
 
@@ -138,9 +138,9 @@ def merge(main: Journal, bucket: Journal) -> int:
 
 def bucket_dirs(dest: Path) -> list[tuple[int, Path]]:
     """(bucket, directory) of every bucket journal under DEST, in bucket order."""
-    shards = dest / JOURNAL_DIR / SHARDS_DIR
+    shards = shards_dir(dest / JOURNAL_DIR)
     found: list[tuple[int, Path]] = []
-    if not shards.is_dir():
+    if shards is None:
         return found
     for entry in shards.iterdir():
         name = entry.name
