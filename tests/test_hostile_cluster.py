@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,12 @@ from stacpull.shards.layout import Layout
 from stacpull.shards.unit import UnitSpec, config_values, run_unit
 from stacpull.sim import SimCatalog, SimServer, default_collections
 
-from .conftest import L1A, files_under
+from .conftest import L1A, L1C, files_under
 from .test_shards import sim_config, token_file
 
 #: The write batch of these tests (download.chunk_size caps it, as in tests/test_cluster.py).
 BATCH = 65_536
+HELD = "enclosure_i_abs_tiff"
 
 
 def crashed_coordinator(
@@ -66,34 +68,41 @@ def _mirror(config: Config, **options: Any) -> Any:
 
 
 def test_a_plain_mirror_after_a_crashed_coordinator_stops_its_orphan_worker_first(
-    tmp_path: Path,
+    sim: SimServer, tmp_path: Path
 ) -> None:
     # The coordinator died; a worker it had dispatched (a tcp:// cluster outlives it) is
     # still writing a file when the user runs a plain `mirror --prune` on the same DEST.
     # The plain run must take the buckets (the orphan stops at its next heartbeat) before
     # it transfers anything: otherwise both write one .part, and the file is sent twice.
-    catalog = SimCatalog(default_collections(count=3, product_size=300_000))
-    with SimServer(catalog) as sim:
-        dest = tmp_path / "dest"
-        config = sim_config(sim, dest, collections=[L1A], chunk_size=BATCH, concurrency=2)
-        (spec,) = crashed_coordinator(config, tmp_path)
-        iid = str(sim.catalog.item(L1A, 0)["id"])
-        sim.hold(iid, "product", 2 * BATCH)
-        box: dict[str, Any] = {}
-        orphan = threading.Thread(
-            target=lambda: box.update(run_unit(dataclasses.replace(spec, owner="orphan:1")))
-        )
-        orphan.start()
-        try:
-            assert sim.wait_held(iid, "product", 10.0)
-            result = _mirror(config, prune=True)
-        finally:
-            sim.release(iid, "product")
-            orphan.join(30.0)
-        assert box["outcome"] == "superseded", box
-        assert result.ok and verify_dest(dest).ok
-        (held,) = [p for p in files_under(dest) if iid in p.name and "_ql" not in p.name]
-        assert sim.bytes_sent_for(iid, "product") <= held.stat().st_size + BATCH
+    dest = tmp_path / "dest"
+    assets = [HELD, "quicklook_png"]
+    config = sim_config(sim, dest, collections=[L1C], assets=assets, chunk_size=BATCH)
+    (spec,) = crashed_coordinator(config, tmp_path)
+    iid = str(sim.catalog.item(L1C, 1)["id"])
+    size = len(sim.catalog.static_body(L1C, 1, HELD))
+    sim.hold(iid, HELD, 3 * BATCH + 1000)
+    box: dict[str, Any] = {}
+    orphan = threading.Thread(
+        target=lambda: box.update(run_unit(dataclasses.replace(spec, owner="orphan:1")))
+    )
+    orphan.start()
+    try:
+        assert sim.wait_held(iid, HELD, 10.0)
+        until(lambda: any(p.stat().st_size >= 3 * BATCH for p in dest.rglob("*.tiff.part")))
+        result = _mirror(config, prune=True)
+    finally:
+        sim.release(iid, HELD)
+        orphan.join(30.0)
+    assert box["outcome"] == "superseded", box
+    assert result.ok and verify_dest(dest).ok
+    assert sim.bytes_sent_for(iid, HELD) <= size + BATCH
+
+
+def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.02)
 
 
 def test_status_and_verify_after_a_crashed_coordinator_see_what_its_workers_did(
