@@ -18,19 +18,28 @@ journal open in exclusive locking mode on a shared file system, for a takeover a
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import safeio
 from ..errors import StorageError
 
-__all__ = ["LEASE_FILE", "BucketBusy", "Lease", "LeaseRow", "Superseded", "read_lease"]
+__all__ = [
+    "LEASE_FILE",
+    "BucketBusy",
+    "Lease",
+    "LeaseRow",
+    "Superseded",
+    "read_lease",
+    "stilled",
+]
 
 LEASE_FILE = "lease.sqlite"
 _OWNER_LOCK = "owner.lock"
@@ -285,3 +294,32 @@ class Lease:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+@contextlib.contextmanager
+def stilled(directory: Path, bucket: int, owner: str, *, wait: float) -> Iterator[None]:
+    """The bucket held still for a run that reads its journal outside a lease (every run's
+    merge at its start): its owner lock taken at once when nobody holds it; else a live
+    owner (a worker whose coordinator died: a tcp:// cluster outlives it) is superseded for
+    ``owner`` and waited for (:class:`BucketBusy` after ``wait`` seconds), so that it stops
+    writing the bucket's files before the run transfers them itself."""
+    path = directory / _OWNER_LOCK
+    try:
+        fd = safeio.regular_fd(path, os.O_RDWR | os.O_CREAT)  # never through a link
+    except OSError as exc:
+        raise StorageError(f"cannot open the bucket owner lock {path}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+    else:
+        try:
+            yield
+        finally:
+            os.close(fd)
+        return
+    lease = Lease.take(directory, bucket, owner, wait=wait)
+    try:
+        yield
+    finally:
+        lease.release("stopped", 0, 0)

@@ -13,6 +13,8 @@ worker wrote after the last merge is kept, and one the main journal never saw is
 from __future__ import annotations
 
 import functools
+import os
+import socket
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 from ..journal import JOURNAL_DIR, Journal
 from ..journal.store import transaction
 from .layout import shards_dir
+from .lease import stilled
 
 __all__ = ["bucket_dirs", "forget", "merge", "merge_all", "seed"]
 
@@ -47,6 +50,9 @@ _MERGED = (
 )
 _PLAN = ("job", "seen_run", "scope")
 _BATCH = 500
+#: Seconds a run's merge waits for a worker still writing a bucket to stop: it stops at
+#: its next heartbeat (a second away) or commit.
+_LET_GO = 30.0
 
 
 def _columns(db: sqlite3.Connection) -> list[str]:
@@ -151,14 +157,18 @@ def bucket_dirs(dest: Path) -> list[tuple[int, Path]]:
 
 def merge_all(main: Journal, dest: Path) -> int:
     """Merge every bucket journal under DEST into ``main`` (newest row wins): at the start
-    of every run, so that rows a crashed cluster run never merged are not lost."""
+    of every run, so that rows a crashed cluster run never merged are not lost. A worker
+    of that run still writing a bucket is stopped first (:func:`~.lease.stilled`): the
+    run would otherwise transfer the same files beside it, into the same ``.part``."""
     changed = 0
-    for _, directory in bucket_dirs(dest):
-        bucket = Journal(dest, directory=directory, exclusive=None)
-        try:
-            changed += merge(main, bucket)
-        finally:
-            bucket.close()
+    owner = f"merge:{socket.gethostname()}:{os.getpid()}"
+    for number, directory in bucket_dirs(dest):
+        with stilled(directory, number, owner, wait=_LET_GO):
+            bucket = Journal(dest, directory=directory, exclusive=None)
+            try:
+                changed += merge(main, bucket)
+            finally:
+                bucket.close()
     return changed
 
 
