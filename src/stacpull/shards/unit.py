@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import anyio.to_thread
@@ -58,9 +59,20 @@ def config_values(config: Config) -> dict[str, Any]:
             if isinstance(value, Secret) or value == getattr(default, f.name):
                 continue
             values[f"{section}.{f.name}"] = value
+    if "search.catalog" in values:
+        values["search.catalog"] = _catalog_host(config.search.catalog)
     if config.auth.hosts:
         values["auth.hosts"] = config.auth.hosts
     return values
+
+
+def _catalog_host(url: str) -> str:
+    """The catalogue's URL as a worker needs it (which host its token is trusted with: a
+    worker never searches), without the user info or query a password or key may be in:
+    a unit's spec crosses the wire to the scheduler and its workers."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +91,8 @@ class UnitSpec:
     seconds transfers in flight get after a stop."""
 
     dest: str
-    config: dict[str, Any]
+    # Out of the repr (a task's arguments reach Dask's logs): headers may carry a key.
+    config: dict[str, Any] = field(repr=False)
     run_id: int
     unit: int
     buckets: tuple[int, ...]
