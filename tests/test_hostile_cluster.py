@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import sqlite3
 import threading
 import time
@@ -30,7 +31,7 @@ from stacpull.shards.layout import Layout
 from stacpull.shards.unit import UnitSpec, config_values, run_unit
 from stacpull.sim import SimCatalog, SimServer, default_collections
 
-from .conftest import L1A, L1C, files_under
+from .conftest import L1A, L1C, cli, files_under
 from .test_shards import sim_config, token_file
 
 #: The write batch of these tests (download.chunk_size caps it, as in tests/test_cluster.py).
@@ -119,9 +120,11 @@ def test_status_and_verify_after_a_crashed_coordinator_see_what_its_workers_did(
     crashed_coordinator(sim_config(sim, dest), tmp_path, buckets=4, work=work)
     on_disk = len(files_under(dest))
     assert on_disk == 15
-    status = read_status(dest)
-    assert status.by_status.get("done", {}).get("files") == on_disk, status.by_status
-    assert verify_dest(dest).checked == on_disk
+    code, out, _ = cli("status", "--json", str(dest))
+    assert code == 0 and json.loads(out)["by_status"]["done"]["files"] == on_disk, out
+    code, out, _ = cli("verify", "--json", str(dest))
+    assert code == 0 and json.loads(out)["checked"] == on_disk, out
+    assert read_status(dest).by_status["done"]["files"] == on_disk
 
 
 def _outside_bucket(tmp: Path) -> Path:
