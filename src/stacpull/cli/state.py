@@ -37,6 +37,24 @@ def _open_dest(dest: str) -> Path:
     return path
 
 
+def _bring_home(path: Path) -> None:
+    """The rows a cluster run's workers recorded and its coordinator never merged (it was
+    killed) brought into the main journal, newest row wins, as the next run's start would:
+    ``status`` and ``verify`` tell what is on disk. Only when no run holds DEST (a live
+    cluster run merges its own), and no owner is stopped (a view must not stop a worker)."""
+    from ..journal import Journal
+    from ..shards.sync import merge_all
+
+    try:
+        journal = Journal(path, create=False, lock=True)
+    except StorageError:
+        return  # no journal (the command says so), or a run holds DEST
+    try:
+        merge_all(journal, path, still=False)
+    finally:
+        journal.close()
+
+
 def _report_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
     """``stacpull report --json``: the run report's summary (not its per-second series
     nor every file's outcome: those stay in the report file, named by ``report``; each
@@ -186,6 +204,7 @@ def status(dest: str, as_json: bool, shards: bool) -> None:
         _status_shards(dest, as_json)
         return
     try:
+        _bring_home(_open_dest(dest))
         report = read_status(_open_dest(dest))
     except StorageError as exc:
         fail(str(exc))
@@ -235,6 +254,7 @@ def verify(dest: str, jobs: int | None, as_json: bool) -> None:
         fail("--jobs must be ≥ 1")
     err = Console(stderr=True)
     try:
+        _bring_home(path)
         with Progress(
             TextColumn("verifying"),
             TextColumn("{task.completed} files"),

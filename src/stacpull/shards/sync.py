@@ -13,6 +13,7 @@ worker wrote after the last merge is kept, and one the main journal never saw is
 from __future__ import annotations
 
 import functools
+from contextlib import nullcontext
 import os
 import socket
 import sqlite3
@@ -155,15 +156,17 @@ def bucket_dirs(dest: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def merge_all(main: Journal, dest: Path) -> int:
+def merge_all(main: Journal, dest: Path, *, still: bool = True) -> int:
     """Merge every bucket journal under DEST into ``main`` (newest row wins): at the start
     of every run, so that rows a crashed cluster run never merged are not lost. A worker
     of that run still writing a bucket is stopped first (:func:`~.lease.stilled`): the
-    run would otherwise transfer the same files beside it, into the same ``.part``."""
+    run would otherwise transfer the same files beside it, into the same ``.part``.
+    ``still=False`` leaves the owners alone (a view that only reads: ``status``)."""
     changed = 0
     owner = f"merge:{socket.gethostname()}:{os.getpid()}"
     for number, directory in bucket_dirs(dest):
-        with stilled(directory, number, owner, wait=_LET_GO):
+        held = stilled(directory, number, owner, wait=_LET_GO) if still else nullcontext()
+        with held:
             bucket = Journal(dest, directory=directory, exclusive=None)
             try:
                 changed += merge(main, bucket)
