@@ -191,3 +191,23 @@ def test_a_hostile_layout_is_refused_with_its_path(tmp_path: Path, text: str) ->
     (state / "shards" / "layout.json").write_text(text)
     with pytest.raises(StorageError, match="layout"):
         Layout.ensure(state, None)
+
+
+@pytest.mark.parametrize("hostile", ["../escape.bin", "a/../../x.bin", ".stacpull/journal.sqlite"])
+def test_a_job_file_edited_between_runs_writes_nothing_outside_dest_or_in_its_state(
+    sim: SimServer, tmp_path: Path, hostile: str
+) -> None:
+    # A job file is read back by a worker on another node: a path there that the planner
+    # would have refused (outside DEST, or stacpull's own journal) must stop the unit.
+    dest = tmp_path / "dest"
+    (spec,) = crashed_coordinator(sim_config(sim, dest), tmp_path)
+    jobs = dest / ".stacpull" / "shards" / "b000" / "jobs-1.jsonl"
+    lines = [json.loads(line) for line in jobs.read_text().splitlines()]
+    lines[0]["dest"] = hostile
+    jobs.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    journal = (dest / ".stacpull" / "journal.sqlite").read_bytes()[:16]
+    out = run_unit(spec)
+    assert out["outcome"] != "complete" and "jobs-1.jsonl" in (out["fatal"] or ""), out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "token"]
+    assert (dest / ".stacpull" / "journal.sqlite").read_bytes()[:16] == journal
+    assert read_status(dest).by_status  # the main journal still opens
