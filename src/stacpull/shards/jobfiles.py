@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import IO
 
 from .. import safeio
-from ..errors import StorageError
+from ..destpaths import destination
+from ..errors import StorageError, UnsafePathError
 from ..models import Job
 from .layout import Layout, bucket_dir, job_bucket, planned_bytes
 
@@ -126,9 +127,24 @@ def read_jobs(state: Path, bucket: int, run_id: int) -> Iterator[Job]:
     except OSError as exc:
         raise StorageError(f"cannot read the job file {path}: {exc}") from exc
     with handle:
-        for line in handle:
+        for number, line in enumerate(handle, 1):
             if line.strip():
-                yield _job(line)
+                yield _checked(path, number, line)
+
+
+def _checked(path: Path, number: int, line: str) -> Job:
+    """One line of a job file as a job, its destination checked as the planner checks it:
+    a job file is read on another node, perhaps after an edit, and what it names is
+    written there (a path outside DEST, or DEST's own journal, stops the unit)."""
+    try:
+        job = _job(line)
+        destination(job.dest)
+    except (UnsafePathError, ValueError, TypeError, KeyError) as exc:
+        raise StorageError(
+            f"{path}, line {number}: not a job stacpull planned ({exc}); remove the file "
+            "(the next run plans again)"
+        ) from None
+    return job
 
 
 def remove_jobs(state: Path, bucket: int, run_id: int) -> None:
