@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -211,3 +212,16 @@ def test_a_job_file_edited_between_runs_writes_nothing_outside_dest_or_in_its_st
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "token"]
     assert (dest / ".stacpull" / "journal.sqlite").read_bytes()[:16] == journal
     assert read_status(dest).by_status  # the main journal still opens
+
+
+def test_a_link_planted_at_the_layouts_temporary_name_is_not_followed(tmp_path: Path) -> None:
+    # shards/.layout-<pid>.json is a name anyone who can write the shards directory can
+    # guess: the layout is recorded through a fresh file, never through a link there.
+    state = tmp_path / ".stacpull"
+    (state / "shards").mkdir(parents=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    (state / "shards" / f".layout-{os.getpid()}.json").symlink_to(victim)
+    assert Layout.ensure(state, 4) == Layout(4)
+    assert victim.read_text() == "keep me\n"
+    assert Layout.read(state) == Layout(4)
