@@ -142,21 +142,24 @@ async def run_cluster(config: Config, options: RunOptions | None, call: ClusterC
     def add(job: Job) -> None:
         files[0].add(job)
 
-    plan = await plan_jobs(
-        config, opts, on_open, sink=_sinks(call), tokens=call.tokens, stop=call.stop
-    )
-    if plan.state is None:
-        assert plan.result is not None
-        return plan.result
-    state = plan.state
-    try:
-        files[0].close()
-        fatal = None
-        if files[0].loads and not state.stop.requested:
-            fatal = await _dispatch(state, files[0], call.client)
-    except BaseException as exc:
-        return await _failed(state, exc)
-    return await conclude(state, fatal=fatal)
+    # The cluster reached first: a scheduler that does not answer is told before a search
+    # that may take hours (a whole mission's), not after it.
+    async with _client(config, call.client) as client:
+        plan = await plan_jobs(
+            config, opts, on_open, sink=_sinks(call), tokens=call.tokens, stop=call.stop
+        )
+        if plan.state is None:
+            assert plan.result is not None
+            return plan.result
+        state = plan.state
+        try:
+            files[0].close()
+            fatal = None
+            if files[0].loads and not state.stop.requested:
+                fatal = await _dispatch(state, files[0], client)
+        except BaseException as exc:
+            return await _failed(state, exc)
+        return await conclude(state, fatal=fatal)
 
 
 async def _failed(state: RunState, exc: BaseException) -> RunResult:
@@ -179,8 +182,9 @@ def _dest_tag(state: RunState) -> str:
     return hashlib.sha256(str(state.root).encode()).hexdigest()[:10]
 
 
-async def _dispatch(state: RunState, files: JobFiles, given: Client | None) -> str | None:
-    """Every unit out and back: ``None`` when all completed, else why the run did not."""
+async def _dispatch(state: RunState, files: JobFiles, client: Any) -> str | None:
+    """Every unit out and back on ``client``: ``None`` when all completed, else why the
+    run did not."""
     config = state.config
     # One politeness budget: each host's connections over every worker, at most the cap.
     gate = DaskGate(
@@ -189,20 +193,21 @@ async def _dispatch(state: RunState, files: JobFiles, given: Client | None) -> s
     # Only the coordinator holds the credentials: the workers read the current access
     # token from DEST/.stacpull/token, which the writer replaces before each expiry.
     writer = TokenFileWriter(state.provider, token_path(state.root))
-    async with _workers(config, given) as (client, workers):
-        token_file = str(writer.path) if await writer.write_now() else None
-        specs = await anyio.to_thread.run_sync(
-            lambda: unit_specs(state, files, workers, token_file=token_file, gate=gate)
-        )
-        units = _Units(state, client, specs, _dest_tag(state))
-        try:
-            async with anyio.create_task_group() as tg:
-                if token_file is not None:
-                    tg.start_soon(writer.run)  # a refresh that fails for good stops the run
-                await units.run()
-                tg.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            raise first_error(group) from None
+    # Counted now, not before the search: a cluster may have grown meanwhile.
+    workers = await anyio.to_thread.run_sync(_worker_count, client)
+    token_file = str(writer.path) if await writer.write_now() else None
+    specs = await anyio.to_thread.run_sync(
+        lambda: unit_specs(state, files, workers, token_file=token_file, gate=gate)
+    )
+    units = _Units(state, client, specs, _dest_tag(state))
+    try:
+        async with anyio.create_task_group() as tg:
+            if token_file is not None:
+                tg.start_soon(writer.run)  # a refresh that fails for good stops the run
+            await units.run()
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
     return units.verdict()
 
 
@@ -254,13 +259,13 @@ def _worker_count(client: Any) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _workers(config: Config, given: Client | None) -> AsyncIterator[tuple[Any, int]]:
-    """The client and its worker count: ``given`` as it is, else one made for this run
-    and closed at its end (its LocalCluster stopped)."""
+async def _client(config: Config, given: Client | None) -> AsyncIterator[Any]:
+    """The client: ``given`` as it is, else one made for this run and closed at its end
+    (its LocalCluster stopped)."""
     made = None if given is not None else await anyio.to_thread.run_sync(_connect, config)
     client = given if made is None else made.client
     try:
-        yield client, await anyio.to_thread.run_sync(_worker_count, client)
+        yield client
     finally:
         if made is not None:
             with anyio.CancelScope(shield=True):
