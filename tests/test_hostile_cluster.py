@@ -22,7 +22,8 @@ import pytest
 
 from stacpull.api import build_config
 from stacpull.audit import read_status, verify_dest
-from stacpull.config import Config
+from stacpull.cluster.tokenfile import write_token
+from stacpull.config import Config, Secret
 from stacpull.engine import conclude, plan_jobs, run
 from stacpull.errors import StacpullError, StorageError
 from stacpull.runtypes import RunOptions
@@ -225,3 +226,38 @@ def test_a_link_planted_at_the_layouts_temporary_name_is_not_followed(tmp_path: 
     assert Layout.ensure(state, 4) == Layout(4)
     assert victim.read_text() == "keep me\n"
     assert Layout.read(state) == Layout(4)
+
+
+def test_the_workers_token_file_is_private_and_never_written_through_a_link(
+    tmp_path: Path,
+) -> None:
+    # held: 0600 whatever the umask, replaced whole; a link planted at its name refused
+    path = tmp_path / ".stacpull" / "token"
+    write_token(path, Secret("first-token"))
+    write_token(path, Secret("second-token"))
+    assert path.read_text() == "second-token\n" and path.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["token"]  # no temporary left
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    path.unlink()
+    path.symlink_to(victim)
+    with pytest.raises(StorageError, match="token"):
+        write_token(path, Secret("third-token"))
+    assert victim.read_text() == "keep me\n"
+
+
+def test_a_corrupt_bucket_journal_or_lease_is_a_clear_error_naming_it(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    # held: no traceback, no silent loss of the bucket's rows; the file is named
+    dest = tmp_path / "dest"
+    crashed_coordinator(sim_config(sim, dest), tmp_path)
+    bucket = dest / ".stacpull" / "shards" / "b000"
+    (bucket / "lease.sqlite").write_bytes(b"not a database " * 64)
+    code, _, err = cli("status", "--shards", str(dest))
+    assert code == 2 and "b000/lease.sqlite" in err
+    for name in ("journal.sqlite-wal", "journal.sqlite-shm"):
+        (bucket / name).unlink(missing_ok=True)
+    (bucket / "journal.sqlite").write_bytes(b"not a database " * 64)
+    code, _, err = cli("status", str(dest))
+    assert code == 2 and "b000/journal.sqlite" in err
