@@ -31,7 +31,7 @@ from stacpull.shards.coordinator import open_shards, unit_specs
 from stacpull.shards.jobfiles import JobFiles
 from stacpull.shards.layout import Layout
 from stacpull.shards.unit import UnitSpec, config_values, run_unit
-from stacpull.sim import SimCatalog, SimServer, default_collections
+from stacpull.sim import SimServer
 
 from .conftest import L1A, L1C, cli, files_under
 from .test_shards import sim_config, token_file
@@ -42,7 +42,11 @@ HELD = "enclosure_i_abs_tiff"
 
 
 def crashed_coordinator(
-    config: Config, tmp: Path, *, buckets: int = 1, work: Callable[[list[UnitSpec]], Any] = None
+    config: Config,
+    tmp: Path,
+    *,
+    buckets: int = 1,
+    work: Callable[[list[UnitSpec]], Any] | None = None,
 ) -> list[UnitSpec]:
     """A cluster run whose coordinator died after dispatch: the search planned, the job
     files written, the bucket journals seeded, ``work`` done by the workers (nothing by

@@ -13,11 +13,11 @@ worker wrote after the last merge is kept, and one the main journal never saw is
 from __future__ import annotations
 
 import functools
-from contextlib import nullcontext
 import os
 import socket
 import sqlite3
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
