@@ -265,3 +265,21 @@ def test_a_corrupt_bucket_journal_or_lease_is_a_clear_error_naming_it(
     (bucket / "journal.sqlite").write_bytes(b"not a database " * 64)
     code, _, err = cli("status", str(dest))
     assert code == 2 and "b000/journal.sqlite" in err
+
+
+def test_a_link_planted_at_a_bucket_directory_is_refused_before_anything_is_made_there(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    # shards/b000 -> elsewhere: refused, and no lock or journal file made through it first
+    dest = tmp_path / "dest"
+    crashed_coordinator(sim_config(sim, dest), tmp_path)
+    outside = _outside_bucket(tmp_path) / "b000"
+    before = sorted(p.name for p in outside.iterdir())
+    bucket = dest / ".stacpull" / "shards" / "b000"
+    for path in bucket.iterdir():
+        path.unlink()
+    bucket.rmdir()
+    bucket.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(StorageError, match="b000"):
+        _mirror(sim_config(sim, dest))
+    assert sorted(p.name for p in outside.iterdir()) == before

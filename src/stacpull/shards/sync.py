@@ -21,6 +21,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from .. import safeio
+from ..errors import StorageError
 from ..journal import JOURNAL_DIR, Journal
 from ..journal.store import transaction
 from .layout import shards_dir
@@ -151,7 +153,16 @@ def bucket_dirs(dest: Path) -> list[tuple[int, Path]]:
         return found
     for entry in shards.iterdir():
         name = entry.name
-        if name.startswith("b") and name[1:].isdigit() and (entry / "journal.sqlite").is_file():
+        if not (name.startswith("b") and name[1:].isdigit()):
+            continue
+        try:  # a link planted at a bucket's name: refused before anything is made through it
+            if not safeio.ensure_directory(entry, create=False):
+                continue
+        except OSError as exc:
+            raise StorageError(
+                f"{entry} is {exc.strerror}, not a bucket directory: remove it"
+            ) from None
+        if (entry / "journal.sqlite").is_file():
             found.append((int(name[1:]), entry))
     return sorted(found)
 
