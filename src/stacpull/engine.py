@@ -225,9 +225,10 @@ def _open(
 ) -> RunState:
     """DEST made and locked, the credentials loaded, the run begun in the journal, its
     outcome log (named by the run number: unique even for two runs in the same second)
-    and event log opened, and the jobs' source ready. A cluster run's bucket journals are
-    merged back first (a crashed cluster run merged nothing), so every run plans, retries
-    and prunes from the whole DEST. ``exclusive``: see :class:`~stacpull.journal.Journal`."""
+    and event log opened, the jobs' source ready, the run's start told. A cluster run's
+    bucket journals are merged back first (a crashed cluster run merged nothing), so every
+    run plans, retries and prunes from the whole DEST. ``exclusive``: see
+    :class:`~stacpull.journal.Journal`."""
     config, opts = request.config, request.opts
     root = _prepare_dest(config.download.dest)
     provider = request.tokens if request.tokens is not None else load_credentials(config.auth)
@@ -251,7 +252,7 @@ def _open(
     else:
         source = PageSource(listing, request.rules, journal, run_id, scope)
     stop = request.stop if request.stop is not None else StopSignal()
-    return RunState(
+    state = RunState(
         config=config,
         opts=opts,
         root=root,
@@ -267,6 +268,11 @@ def _open(
         info=info,
         source=source,
     )
+    state.emit(
+        RunStarted(scrub(config.search.catalog), config.search.collections, str(root),
+                   config.download.concurrency_limit)
+    )  # fmt: skip
+    return state
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,17 +416,15 @@ async def run(
     if isinstance(listing, RunResult):
         return listing  # nothing to do, or stopped before DEST was made
     state = _open(request, listing)
-    state.emit(
-        RunStarted(
-            scrub(config.search.catalog),
-            config.search.collections,
-            str(state.root),
-            config.download.concurrency_limit,
-        )
-    )
+    return await _closing(state, lambda: _transfer(_Pool.of(state)), lambda: _judge(state))
+
+
+async def _closing(state: RunState, *phases: Callable[[], Awaitable[None]]) -> RunResult:
+    """Run the open run's last ``phases`` in turn, then end it (:func:`finish`): what ended
+    it early recorded first (:func:`_settle`)."""
     try:
-        await _transfer(_Pool.of(state))
-        await _judge(state)
+        for phase in phases:
+            await phase()
     except BaseException as exc:
         _settle(state, exc)
         raise
@@ -485,14 +489,6 @@ async def plan_jobs(
         return PlanOutcome(listing, None)
     # On a shared file system no other node may open it: SQLite's WAL index is not shared.
     state = _open(request, listing, exclusive=None)
-    state.emit(
-        RunStarted(
-            scrub(config.search.catalog),
-            config.search.collections,
-            str(state.root),
-            config.download.concurrency_limit,
-        )
-    )
     outcome = PlanOutcome(None, state)
     try:
         await _drain(state, on_open(state), outcome)
@@ -526,18 +522,11 @@ async def conclude(state: RunState, *, fatal: str | None = None) -> RunResult:
     complete (the run is then ``stopped``); otherwise the verdict of a mirror (after a
     complete search only, and only once every bucket finished it: prune is safe) and
     the run's end, report and result, as :func:`run` writes them."""
-    try:
-        if fatal is not None:
-            state.info.fatal = fatal
-            state.outcome = "stopped"
-        else:
-            await _judge(state)
-    except BaseException as exc:
-        _settle(state, exc)
-        raise
-    finally:
-        result = finish(state)
-    return result
+    if fatal is None:
+        return await _closing(state, lambda: _judge(state))
+    state.info.fatal = fatal
+    state.outcome = "stopped"
+    return await _closing(state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,13 +534,15 @@ class TransferSetup:
     """What a worker's :func:`transfer_jobs` is handed besides the jobs: the outcome log
     it writes (None: none), its credentials (None: from ``config.auth``), the stats it
     fills (a caller reads them even when the transfers raised), the grace after a stop,
-    and ``adjust``, a last change to the shared :class:`FetchContext` (a cluster gate)."""
+    ``adjust``, a last change to the shared :class:`FetchContext`, and ``gate``, the
+    cluster-wide per-host budget (see :attr:`~stacpull.runtypes.RunOptions.gate`)."""
 
     outcomes: Path | None = None
     tokens: TokenProvider | None = None
     stats: RunStats | None = None
     grace: float = STOP_GRACE
     adjust: Callable[[FetchContext], FetchContext] | None = None
+    gate: HostGate | None = None  # a cluster's per-host budget, as RunOptions.gate
 
 
 async def transfer_jobs(
@@ -576,8 +567,9 @@ async def transfer_jobs(
     emit = _fanout(sinks)
     provider = setup.tokens if setup.tokens is not None else load_credentials(config.auth)
     stop = stop if stop is not None else StopSignal()
+    source = JobSource(jobs)
     pool = _Pool(
-        config, root, journal, provider, JobSource(jobs), stop, emit, setup.grace, setup.adjust
+        config, root, journal, provider, source, stop, emit, setup.grace, setup.adjust, setup.gate
     )
     started = time.monotonic()
     try:

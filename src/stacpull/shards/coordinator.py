@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import StorageError
 from ..events import BytesReceived, Event, JobFinished, JobRefused
 from ..journal import Journal
+from ..limits import HostGate
 from ..models import Job, Outcome, Refusal, Status
 from ..runstate import RunState
 from ..transfer.context import FetchContext
@@ -56,7 +57,7 @@ def unit_specs(
     workers: int,
     *,
     token_file: str | None = None,
-    gate: Any = None,
+    gate: HostGate | None = None,
     context: Callable[[FetchContext], FetchContext] | None = None,
 ) -> list[UnitSpec]:
     """The run's units, largest planned bytes first (close ``files`` first), each of its
