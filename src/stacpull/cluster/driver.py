@@ -45,7 +45,6 @@ from ..config import Config
 from ..engine import conclude, plan_jobs
 from ..errors import ConfigError, RunAborted, StacpullError, first_error
 from ..events import Event, EventSink
-from ..journal import Journal
 from ..models import Job
 from ..runstate import RunState, finish
 from ..runtypes import RunOptions, RunResult, StopSignal
@@ -53,7 +52,7 @@ from ..shards.coordinator import clear_jobs, open_shards, unit_specs
 from ..shards.jobfiles import JobFiles
 from ..shards.layout import bucket_dir
 from ..shards.lease import Lease, LeaseRow, read_lease
-from ..shards.sync import merge
+from ..shards.sync import merge_buckets
 from ..shards.unit import UnitSpec, run_unit
 from ..stats import RunStats
 from ..tokens import TokenProvider
@@ -439,17 +438,12 @@ class _Units:
 
 def _merge_buckets(state: RunState, buckets: tuple[int, ...]) -> None:
     """Bring a returned unit's bucket journals home: their rows into the main journal,
-    the newest of each path winning (:func:`stacpull.shards.sync.merge`). Not
+    the newest of each path winning (:func:`stacpull.shards.sync.merge_buckets`). Not
     :func:`stacpull.shards.coordinator.absorb`, which also replays the outcome log with
     its bytes: here the bytes came live from the heartbeats, and :mod:`.replay` tells
     each file with its job as planned."""
-    for bucket in buckets:
-        directory = bucket_dir(state.journal.directory, bucket)
-        journal = Journal(state.root, directory=directory, exclusive=None)
-        try:
-            merge(state.journal, journal)
-        finally:
-            journal.close()
+    directory = state.journal.directory
+    merge_buckets(state.journal, state.root, [bucket_dir(directory, b) for b in buckets])
 
 
 def _result_of(future: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ worker wrote after the last merge is kept, and one the main journal never saw is
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -22,7 +23,7 @@ from ..journal import JOURNAL_DIR, Journal
 from ..journal.store import transaction
 from .layout import SHARDS_DIR
 
-__all__ = ["bucket_dirs", "forget", "merge", "merge_all", "seed"]
+__all__ = ["bucket_dirs", "bucket_journal", "forget", "merge", "merge_all", "merge_buckets", "seed"]
 
 #: What a merge takes from a bucket row: the transfer (the bytes on disk, and the job
 #: columns a transfer records with them). The main journal keeps its job, seen_run,
@@ -149,17 +150,30 @@ def bucket_dirs(dest: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+@contextlib.contextmanager
+def bucket_journal(dest: Path, directory: Path) -> Iterator[Journal]:
+    """DEST's bucket journal in ``directory``, open for the block (in exclusive locking
+    mode on a shared file system), closed after it."""
+    journal = Journal(dest, directory=directory, exclusive=None)
+    try:
+        yield journal
+    finally:
+        journal.close()
+
+
+def merge_buckets(main: Journal, dest: Path, directories: Iterable[Path]) -> int:
+    """Merge the bucket journals in ``directories`` into ``main`` (newest row wins)."""
+    changed = 0
+    for directory in directories:
+        with bucket_journal(dest, directory) as bucket:
+            changed += merge(main, bucket)
+    return changed
+
+
 def merge_all(main: Journal, dest: Path) -> int:
     """Merge every bucket journal under DEST into ``main`` (newest row wins): at the start
     of every run, so that rows a crashed cluster run never merged are not lost."""
-    changed = 0
-    for _, directory in bucket_dirs(dest):
-        bucket = Journal(dest, directory=directory, exclusive=None)
-        try:
-            changed += merge(main, bucket)
-        finally:
-            bucket.close()
-    return changed
+    return merge_buckets(main, dest, [directory for _, directory in bucket_dirs(dest)])
 
 
 def forget(dest: Path, paths: list[str]) -> None:
@@ -168,8 +182,5 @@ def forget(dest: Path, paths: list[str]) -> None:
     if not paths:
         return
     for _, directory in bucket_dirs(dest):
-        bucket = Journal(dest, directory=directory, exclusive=None)
-        try:
+        with bucket_journal(dest, directory) as bucket:
             bucket.remove(paths)
-        finally:
-            bucket.close()
