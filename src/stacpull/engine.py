@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,7 +38,7 @@ from .credentials import load_credentials
 from .destlock import refuse_nested
 from .dryrun import budget_error, dry_run
 from .errors import ConfigError, RunAborted, StacpullError, StorageError, first_error, scrub
-from .events import Event, EventSink, HostLimitChanged, RunFinished, RunStarted
+from .events import EventSink, HostLimitChanged, RunFinished, RunStarted, fanout
 from .gone import confirm_gone, incomplete, prune
 from .journal import JOURNAL_DIR, Journal, TransferJournal
 from .limits import HostGate, HostLimiter, TokenBucket, connection_cap, open_files_budget
@@ -105,14 +105,6 @@ class _Request:
         if self.opts.pages is not None:
             return self.opts.pages
         return lambda: search_pages(self.config.search, CatalogueHeaders.of(self.config))
-
-
-def _fanout(sinks: Sequence[EventSink]) -> EventSink:
-    def emit(event: Event) -> None:
-        for sink in sinks:
-            sink(event)
-
-    return emit
 
 
 def _prepare_dest(dest: str | None) -> Path:
@@ -264,7 +256,7 @@ def _open(
         stop=stop,
         outcome_log=outcome_log,
         event_log=event_log,
-        emit=_fanout(sinks),
+        emit=fanout(sinks),
         info=info,
         source=source,
     )
@@ -564,7 +556,7 @@ async def transfer_jobs(
     stats = setup.stats if setup.stats is not None else RunStats()
     outcome_log = OutcomeLog(setup.outcomes) if setup.outcomes is not None else None
     sinks = [x for x in (stats, outcome_log, sink) if x is not None]
-    emit = _fanout(sinks)
+    emit = fanout(sinks)
     provider = setup.tokens if setup.tokens is not None else load_credentials(config.auth)
     stop = stop if stop is not None else StopSignal()
     source = JobSource(jobs)

@@ -44,7 +44,7 @@ import anyio.to_thread
 from ..config import Config
 from ..engine import conclude, plan_jobs
 from ..errors import ConfigError, RunAborted, StacpullError, first_error
-from ..events import Event, EventSink
+from ..events import EventSink, fanout
 from ..models import Job
 from ..runstate import RunState, finish
 from ..runtypes import RunOptions, RunResult, StopSignal
@@ -112,14 +112,7 @@ def _sinks(call: ClusterCall) -> EventSink | None:
     """The caller's sink and view counters as one sink: the run's own counters (its
     report, its result) are the engine's, fed the same events."""
     sinks = [s for s in (call.stats, call.sink) if s is not None]
-    if not sinks:
-        return None
-
-    def emit(event: Event) -> None:
-        for sink in sinks:
-            sink(event)
-
-    return emit
+    return fanout(sinks) if sinks else None
 
 
 async def run_cluster(config: Config, options: RunOptions | None, call: ClusterCall) -> RunResult:
