@@ -127,8 +127,9 @@ class Layout:
             safeio.ensure_directory(shards, create=True)
             record = {"version": _VERSION, "buckets": self.buckets, "hash": HASH}
             temporary = shards / f".layout-{os.getpid()}.json"
-            temporary.write_text(json.dumps(record) + "\n")
-            temporary.replace(self.path(state))
+            with safeio.create_new(temporary) as handle:  # never through a link
+                handle.write(json.dumps(record) + "\n")
+            safeio.replace_regular(temporary, self.path(state))
         except OSError as exc:
             raise StorageError(f"cannot record the shard layout in {shards}: {exc}") from exc
 
