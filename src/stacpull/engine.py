@@ -37,7 +37,7 @@ from .config import Config, shown_setting
 from .credentials import load_credentials
 from .destlock import refuse_nested
 from .dryrun import budget_error, dry_run
-from .errors import ConfigError, RunAborted, StacpullError, StorageError, first_error, scrub
+from .errors import ConfigError, StorageError, first_error, scrub
 from .events import EventSink, HostLimitChanged, RunFinished, RunStarted, fanout
 from .gone import confirm_gone, incomplete, prune
 from .journal import JOURNAL_DIR, Journal, TransferJournal
@@ -48,7 +48,7 @@ from .plan import PlanRules
 from .producer import JobSource, PageSource, Source
 from .report import EventLog, OutcomeLog, ReportInfo
 from .retry import RetryPolicy
-from .runstate import RunState, finish
+from .runstate import RunState, abandon, finish, settle
 from .runtypes import STOP_GRACE, RunOptions, RunResult, StopSignal
 from .search import CatalogueHeaders, ItemPages, search_pages
 from .shards.sync import forget, merge_all
@@ -413,34 +413,16 @@ async def run(
 
 async def _closing(state: RunState, *phases: Callable[[], Awaitable[None]]) -> RunResult:
     """Run the open run's last ``phases`` in turn, then end it (:func:`finish`): what ended
-    it early recorded first (:func:`_settle`)."""
+    it early recorded first (:func:`~stacpull.runstate.settle`)."""
     try:
         for phase in phases:
             await phase()
     except BaseException as exc:
-        _settle(state, exc)
+        settle(state, exc)
         raise
     finally:
         result = finish(state)
     return result
-
-
-def _settle(state: RunState, exc: BaseException) -> None:
-    """What the journal records of a run that ``exc`` ended early."""
-    if isinstance(exc, StacpullError):
-        state.info.fatal = str(exc)
-        state.outcome = "stopped"
-    elif isinstance(
-        exc, (KeyboardInterrupt, SystemExit, RunAborted, anyio.get_cancelled_exc_class())
-    ):
-        # Ctrl-C, a cancellation, or the caller's sink asking to exit: the run did not
-        # finish, whatever it had done so far.
-        state.outcome = "aborted"
-    else:
-        # Anything else (the caller's sink raised, an output that broke, a bug) ended the
-        # run early: the journal must never call it complete while files are still pending.
-        state.info.fatal = f"{type(exc).__name__}: {exc}"
-        state.outcome = "stopped"
 
 
 # -- a cluster run: the coordinator plans, workers transfer (see stacpull.shards) -----------
@@ -485,8 +467,7 @@ async def plan_jobs(
     try:
         await _drain(state, on_open(state), outcome)
     except BaseException as exc:
-        _settle(state, exc)
-        finish(state)
+        abandon(state, exc)
         raise
     return outcome
 

@@ -43,10 +43,10 @@ import anyio.to_thread
 
 from ..config import Config
 from ..engine import conclude, plan_jobs
-from ..errors import ConfigError, RunAborted, StacpullError, first_error
+from ..errors import ConfigError, StacpullError, first_error
 from ..events import EventSink, fanout
 from ..models import Job
-from ..runstate import RunState, finish
+from ..runstate import RunState, abandon
 from ..runtypes import RunOptions, RunResult, StopSignal
 from ..shards.coordinator import clear_jobs, open_shards, unit_specs
 from ..shards.jobfiles import JobFiles
@@ -147,22 +147,11 @@ async def run_cluster(config: Config, options: RunOptions | None, call: ClusterC
         if files[0].loads and not state.stop.requested:
             fatal = await _dispatch(state, files[0], call.client)
     except BaseException as exc:
-        return await _failed(state, exc)
+        # An error is the run's stop (``stopped``), an abort (a second Ctrl-C, a
+        # cancellation) ``aborted``, as a single run records them.
+        abandon(state, exc)
+        raise
     return await conclude(state, fatal=fatal)
-
-
-async def _failed(state: RunState, exc: BaseException) -> RunResult:
-    """End a run whose dispatch raised, then raise ``exc`` again: an error is recorded as
-    the run's stop (``stopped``), an abort (a second Ctrl-C, a cancellation) as
-    ``aborted``, as a single run records them."""
-    if isinstance(exc, RunAborted) or not isinstance(exc, Exception):
-        state.outcome = "aborted"
-        finish(state)  # no await: the run is being cancelled
-        raise exc
-    why = str(exc) if isinstance(exc, StacpullError) else f"{type(exc).__name__}: {exc}"
-    with anyio.CancelScope(shield=True):
-        await conclude(state, fatal=why)
-    raise exc
 
 
 def _dest_tag(state: RunState) -> str:
