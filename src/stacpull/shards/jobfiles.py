@@ -21,7 +21,7 @@ from typing import IO
 from .. import safeio
 from ..errors import StorageError
 from ..models import Job
-from .layout import Layout, bucket_dir, job_bucket, planned_bytes
+from .layout import Layout, bucket_dir, job_bucket, make_bucket_dir, planned_bytes
 
 __all__ = ["JobFiles", "job_file", "read_jobs", "remove_jobs"]
 
@@ -81,9 +81,7 @@ class JobFiles:
             if len(self._open) >= _OPEN_MAX:
                 oldest = next(iter(self._open))
                 self._open.pop(oldest).close()
-            directory = bucket_dir(self.state, bucket)
-            safeio.ensure_directory(directory.parent, create=True)
-            safeio.ensure_directory(directory, create=True)
+            make_bucket_dir(self.state, bucket)
             path = job_file(self.state, bucket, self.run_id)
             # A bucket met again after its file was closed appends; a new run starts afresh.
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND

@@ -34,6 +34,7 @@ __all__ = [
     "bucket_dir",
     "bucket_of",
     "job_bucket",
+    "make_bucket_dir",
     "planned_bytes",
     "unit_count",
     "units",
@@ -62,6 +63,15 @@ def job_bucket(job: Job, buckets: int) -> int:
 def bucket_dir(state: Path, bucket: int) -> Path:
     """``DEST/.stacpull/shards/b017``: a bucket's journal, lease and job files."""
     return state / SHARDS_DIR / f"b{bucket:03d}"
+
+
+def make_bucket_dir(state: Path, bucket: int) -> Path:
+    """:func:`bucket_dir`, made with ``shards/`` if missing (never through a link);
+    raises OSError."""
+    directory = bucket_dir(state, bucket)
+    safeio.ensure_directory(directory.parent, create=True)
+    safeio.ensure_directory(directory, create=True)
+    return directory
 
 
 def planned_bytes(job: Job, typical: Mapping[tuple[str, str], int]) -> int:
