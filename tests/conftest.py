@@ -70,21 +70,26 @@ def recorder() -> Recorder:
     return Recorder()
 
 
-def pull(
-    sim: SimServer, dest: Path, recorder: Recorder | None = None, **kw: Any
-) -> stacpull.RunResult:
-    """``stacpull.download`` from ``sim`` into ``dest`` (L1A, the sim's token, fast retries);
-    keyword arguments are config keys and override these."""
-    options: dict[str, Any] = {
+def sim_options(sim: SimServer, dest: Path, **kw: Any) -> dict[str, Any]:
+    """The API keywords of a run from ``sim`` into ``dest`` (L1A, the sim's token, fast
+    retries); ``kw`` (config keys) override these."""
+    return {
         "catalog": sim.catalog_url,
         "collections": [L1A],
         "dest": str(dest),
         "token": TOKEN,
         "backoff": 0.01,
         "max_backoff": 0.05,
-        "not_found_delay": 0.05,
         **kw,
     }
+
+
+def pull(
+    sim: SimServer, dest: Path, recorder: Recorder | None = None, **kw: Any
+) -> stacpull.RunResult:
+    """``stacpull.download`` from ``sim`` into ``dest`` (:func:`sim_options`, and a short
+    wait for products not ready yet); keyword arguments are config keys and override these."""
+    options = sim_options(sim, dest, **{"not_found_delay": 0.05, **kw})
     return stacpull.download(sink=recorder, **options)
 
 

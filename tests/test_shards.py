@@ -51,22 +51,13 @@ from stacpull.shards.sync import bucket_dirs, merge, seed
 from stacpull.shards.unit import UnitSpec, config_values, run_unit, unit_config
 from stacpull.sim import SimServer
 
-from .conftest import L1A, TOKEN, cli, files_under
+from .conftest import L1A, TOKEN, cli, files_under, sim_options
 
 Runner = Callable[[list[UnitSpec]], list[dict[str, Any]]]
 
 
 def sim_config(sim: SimServer, dest: Path, **kw: Any) -> Config:
-    options: dict[str, Any] = {
-        "catalog": sim.catalog_url,
-        "collections": [L1A],
-        "dest": str(dest),
-        "token": TOKEN,
-        "backoff": 0.01,
-        "max_backoff": 0.05,
-        **kw,
-    }
-    return build_config(**options)
+    return build_config(**sim_options(sim, dest, **kw))
 
 
 def token_file(tmp: Path) -> str:

@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,8 +37,8 @@ from .config import Config, shown_setting
 from .credentials import load_credentials
 from .destlock import refuse_nested
 from .dryrun import budget_error, dry_run
-from .errors import ConfigError, RunAborted, StacpullError, StorageError, first_error, scrub
-from .events import Event, EventSink, HostLimitChanged, RunFinished, RunStarted
+from .errors import ConfigError, StorageError, first_error, scrub
+from .events import EventSink, HostLimitChanged, RunFinished, RunStarted, fanout
 from .gone import confirm_gone, incomplete, prune
 from .journal import JOURNAL_DIR, Journal, TransferJournal
 from .limits import HostGate, HostLimiter, TokenBucket, connection_cap, open_files_budget
@@ -48,7 +48,7 @@ from .plan import PlanRules
 from .producer import JobSource, PageSource, Source
 from .report import EventLog, OutcomeLog, ReportInfo
 from .retry import RetryPolicy
-from .runstate import RunState, finish
+from .runstate import RunState, abandon, finish, settle
 from .runtypes import STOP_GRACE, RunOptions, RunResult, StopSignal
 from .search import CatalogueHeaders, ItemPages, search_pages
 from .shards.sync import forget, merge_all
@@ -105,14 +105,6 @@ class _Request:
         if self.opts.pages is not None:
             return self.opts.pages
         return lambda: search_pages(self.config.search, CatalogueHeaders.of(self.config))
-
-
-def _fanout(sinks: Sequence[EventSink]) -> EventSink:
-    def emit(event: Event) -> None:
-        for sink in sinks:
-            sink(event)
-
-    return emit
 
 
 def _prepare_dest(dest: str | None) -> Path:
@@ -225,9 +217,10 @@ def _open(
 ) -> RunState:
     """DEST made and locked, the credentials loaded, the run begun in the journal, its
     outcome log (named by the run number: unique even for two runs in the same second)
-    and event log opened, and the jobs' source ready. A cluster run's bucket journals are
-    merged back first (a crashed cluster run merged nothing), so every run plans, retries
-    and prunes from the whole DEST. ``exclusive``: see :class:`~stacpull.journal.Journal`."""
+    and event log opened, the jobs' source ready, the run's start told. A cluster run's
+    bucket journals are merged back first (a crashed cluster run merged nothing), so every
+    run plans, retries and prunes from the whole DEST. ``exclusive``: see
+    :class:`~stacpull.journal.Journal`."""
     config, opts = request.config, request.opts
     root = _prepare_dest(config.download.dest)
     provider = request.tokens if request.tokens is not None else load_credentials(config.auth)
@@ -251,7 +244,7 @@ def _open(
     else:
         source = PageSource(listing, request.rules, journal, run_id, scope)
     stop = request.stop if request.stop is not None else StopSignal()
-    return RunState(
+    state = RunState(
         config=config,
         opts=opts,
         root=root,
@@ -263,10 +256,15 @@ def _open(
         stop=stop,
         outcome_log=outcome_log,
         event_log=event_log,
-        emit=_fanout(sinks),
+        emit=fanout(sinks),
         info=info,
         source=source,
     )
+    state.emit(
+        RunStarted(scrub(config.search.catalog), config.search.collections, str(root),
+                   config.download.concurrency_limit)
+    )  # fmt: skip
+    return state
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,41 +408,21 @@ async def run(
     if isinstance(listing, RunResult):
         return listing  # nothing to do, or stopped before DEST was made
     state = _open(request, listing)
-    state.emit(
-        RunStarted(
-            scrub(config.search.catalog),
-            config.search.collections,
-            str(state.root),
-            config.download.concurrency_limit,
-        )
-    )
+    return await _closing(state, lambda: _transfer(_Pool.of(state)), lambda: _judge(state))
+
+
+async def _closing(state: RunState, *phases: Callable[[], Awaitable[None]]) -> RunResult:
+    """Run the open run's last ``phases`` in turn, then end it (:func:`finish`): what ended
+    it early recorded first (:func:`~stacpull.runstate.settle`)."""
     try:
-        await _transfer(_Pool.of(state))
-        await _judge(state)
+        for phase in phases:
+            await phase()
     except BaseException as exc:
-        _settle(state, exc)
+        settle(state, exc)
         raise
     finally:
         result = finish(state)
     return result
-
-
-def _settle(state: RunState, exc: BaseException) -> None:
-    """What the journal records of a run that ``exc`` ended early."""
-    if isinstance(exc, StacpullError):
-        state.info.fatal = str(exc)
-        state.outcome = "stopped"
-    elif isinstance(
-        exc, (KeyboardInterrupt, SystemExit, RunAborted, anyio.get_cancelled_exc_class())
-    ):
-        # Ctrl-C, a cancellation, or the caller's sink asking to exit: the run did not
-        # finish, whatever it had done so far.
-        state.outcome = "aborted"
-    else:
-        # Anything else (the caller's sink raised, an output that broke, a bug) ended the
-        # run early: the journal must never call it complete while files are still pending.
-        state.info.fatal = f"{type(exc).__name__}: {exc}"
-        state.outcome = "stopped"
 
 
 # -- a cluster run: the coordinator plans, workers transfer (see stacpull.shards) -----------
@@ -485,20 +463,11 @@ async def plan_jobs(
         return PlanOutcome(listing, None)
     # On a shared file system no other node may open it: SQLite's WAL index is not shared.
     state = _open(request, listing, exclusive=None)
-    state.emit(
-        RunStarted(
-            scrub(config.search.catalog),
-            config.search.collections,
-            str(state.root),
-            config.download.concurrency_limit,
-        )
-    )
     outcome = PlanOutcome(None, state)
     try:
         await _drain(state, on_open(state), outcome)
     except BaseException as exc:
-        _settle(state, exc)
-        finish(state)
+        abandon(state, exc)
         raise
     return outcome
 
@@ -526,18 +495,11 @@ async def conclude(state: RunState, *, fatal: str | None = None) -> RunResult:
     complete (the run is then ``stopped``); otherwise the verdict of a mirror (after a
     complete search only, and only once every bucket finished it: prune is safe) and
     the run's end, report and result, as :func:`run` writes them."""
-    try:
-        if fatal is not None:
-            state.info.fatal = fatal
-            state.outcome = "stopped"
-        else:
-            await _judge(state)
-    except BaseException as exc:
-        _settle(state, exc)
-        raise
-    finally:
-        result = finish(state)
-    return result
+    if fatal is None:
+        return await _closing(state, lambda: _judge(state))
+    state.info.fatal = fatal
+    state.outcome = "stopped"
+    return await _closing(state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,13 +507,15 @@ class TransferSetup:
     """What a worker's :func:`transfer_jobs` is handed besides the jobs: the outcome log
     it writes (None: none), its credentials (None: from ``config.auth``), the stats it
     fills (a caller reads them even when the transfers raised), the grace after a stop,
-    and ``adjust``, a last change to the shared :class:`FetchContext` (a cluster gate)."""
+    ``adjust``, a last change to the shared :class:`FetchContext`, and ``gate``, the
+    cluster-wide per-host budget (see :attr:`~stacpull.runtypes.RunOptions.gate`)."""
 
     outcomes: Path | None = None
     tokens: TokenProvider | None = None
     stats: RunStats | None = None
     grace: float = STOP_GRACE
     adjust: Callable[[FetchContext], FetchContext] | None = None
+    gate: HostGate | None = None  # a cluster's per-host budget, as RunOptions.gate
 
 
 async def transfer_jobs(
@@ -573,11 +537,12 @@ async def transfer_jobs(
     stats = setup.stats if setup.stats is not None else RunStats()
     outcome_log = OutcomeLog(setup.outcomes) if setup.outcomes is not None else None
     sinks = [x for x in (stats, outcome_log, sink) if x is not None]
-    emit = _fanout(sinks)
+    emit = fanout(sinks)
     provider = setup.tokens if setup.tokens is not None else load_credentials(config.auth)
     stop = stop if stop is not None else StopSignal()
+    source = JobSource(jobs)
     pool = _Pool(
-        config, root, journal, provider, JobSource(jobs), stop, emit, setup.grace, setup.adjust
+        config, root, journal, provider, source, stop, emit, setup.grace, setup.adjust, setup.gate
     )
     started = time.monotonic()
     try:

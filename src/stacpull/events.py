@@ -7,7 +7,7 @@ the transfer's hot path for :class:`BytesReceived`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .models import Job, Outcome, Refusal
@@ -27,6 +27,7 @@ __all__ = [
     "TokenRefreshed",
     "TransferRetried",
     "TransferStarted",
+    "fanout",
 ]
 
 
@@ -160,3 +161,13 @@ Event = (
     | RunFinished
 )
 EventSink = Callable[[Event], None]
+
+
+def fanout(sinks: Sequence[EventSink]) -> EventSink:
+    """One sink that hands each event to every one of ``sinks``, in order."""
+
+    def emit(event: Event) -> None:
+        for sink in sinks:
+            sink(event)
+
+    return emit

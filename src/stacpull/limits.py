@@ -246,10 +246,10 @@ class HostLimiter:
 
     def _paused(self, state: _Host) -> bool:
         """Whether a ``Retry-After``, this process's or one the gate knows of, holds the host."""
-        end = state.held if state.window is None else max(state.held, state.window.paused_until)
-        return end != -math.inf and self._clock() < end
+        return self._pause_left(state) > 0
 
     def _pause_left(self, state: _Host) -> float:
+        """Seconds that pause has left (≤ 0, ``-inf`` included: none)."""
         end = state.held if state.window is None else max(state.held, state.window.paused_until)
         return end - self._clock()
 

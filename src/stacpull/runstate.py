@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from .config import Config
-from .errors import StorageError
+from .errors import RunAborted, StacpullError, StorageError
 from .events import EventSink, RunFinished
 from .journal import JOURNAL_DIR, Journal
 from .producer import Source
@@ -25,7 +27,7 @@ from .runtypes import RunOptions, RunResult, StopSignal
 from .stats import RunStats
 from .tokens import TokenProvider
 
-__all__ = ["RunState", "finish"]
+__all__ = ["RunState", "abandon", "finish", "settle"]
 
 
 @dataclass(slots=True)
@@ -134,3 +136,28 @@ def _summary(result: RunResult) -> dict[str, Any]:
         "kept": len(result.kept),
         "report": str(result.report) if result.report else None,
     }
+
+
+def abandon(state: RunState, exc: BaseException) -> RunResult:
+    """End an open run that ``exc`` ended early (:func:`settle`, :func:`finish`); the
+    caller raises ``exc`` again."""
+    settle(state, exc)
+    return finish(state)
+
+
+def settle(state: RunState, exc: BaseException) -> None:
+    """What the journal records of a run that ``exc`` ended early."""
+    if isinstance(exc, StacpullError):
+        state.info.fatal = str(exc)
+        state.outcome = "stopped"
+    elif isinstance(
+        exc, (KeyboardInterrupt, SystemExit, RunAborted, anyio.get_cancelled_exc_class())
+    ):
+        # Ctrl-C, a cancellation, or the caller's sink asking to exit: the run did not
+        # finish, whatever it had done so far.
+        state.outcome = "aborted"
+    else:
+        # Anything else (the caller's sink raised, an output that broke, a bug) ended the
+        # run early: the journal must never call it complete while files are still pending.
+        state.info.fatal = f"{type(exc).__name__}: {exc}"
+        state.outcome = "stopped"

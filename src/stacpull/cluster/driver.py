@@ -43,17 +43,16 @@ import anyio.to_thread
 
 from ..config import Config
 from ..engine import conclude, plan_jobs
-from ..errors import ConfigError, RunAborted, StacpullError, first_error
-from ..events import Event, EventSink
-from ..journal import Journal
+from ..errors import ConfigError, StacpullError, first_error
+from ..events import EventSink, fanout
 from ..models import Job
-from ..runstate import RunState, finish
+from ..runstate import RunState, abandon
 from ..runtypes import RunOptions, RunResult, StopSignal
 from ..shards.coordinator import clear_jobs, open_shards, unit_specs
 from ..shards.jobfiles import JobFiles
 from ..shards.layout import bucket_dir
 from ..shards.lease import Lease, LeaseRow, read_lease
-from ..shards.sync import merge
+from ..shards.sync import merge_buckets
 from ..shards.unit import UnitSpec, run_unit
 from ..stats import RunStats
 from ..tokens import TokenProvider
@@ -113,14 +112,7 @@ def _sinks(call: ClusterCall) -> EventSink | None:
     """The caller's sink and view counters as one sink: the run's own counters (its
     report, its result) are the engine's, fed the same events."""
     sinks = [s for s in (call.stats, call.sink) if s is not None]
-    if not sinks:
-        return None
-
-    def emit(event: Event) -> None:
-        for sink in sinks:
-            sink(event)
-
-    return emit
+    return fanout(sinks) if sinks else None
 
 
 async def run_cluster(config: Config, options: RunOptions | None, call: ClusterCall) -> RunResult:
@@ -158,22 +150,11 @@ async def run_cluster(config: Config, options: RunOptions | None, call: ClusterC
             if files[0].loads and not state.stop.requested:
                 fatal = await _dispatch(state, files[0], client)
         except BaseException as exc:
-            return await _failed(state, exc)
+            # An error is the run's stop (``stopped``), an abort (a second Ctrl-C, a
+            # cancellation) ``aborted``, as a single run records them.
+            abandon(state, exc)
+            raise
         return await conclude(state, fatal=fatal)
-
-
-async def _failed(state: RunState, exc: BaseException) -> RunResult:
-    """End a run whose dispatch raised, then raise ``exc`` again: an error is recorded as
-    the run's stop (``stopped``), an abort (a second Ctrl-C, a cancellation) as
-    ``aborted``, as a single run records them."""
-    if isinstance(exc, RunAborted) or not isinstance(exc, Exception):
-        state.outcome = "aborted"
-        finish(state)  # no await: the run is being cancelled
-        raise exc
-    why = str(exc) if isinstance(exc, StacpullError) else f"{type(exc).__name__}: {exc}"
-    with anyio.CancelScope(shield=True):
-        await conclude(state, fatal=why)
-    raise exc
 
 
 def _dest_tag(state: RunState) -> str:
@@ -444,17 +425,12 @@ class _Units:
 
 def _merge_buckets(state: RunState, buckets: tuple[int, ...]) -> None:
     """Bring a returned unit's bucket journals home: their rows into the main journal,
-    the newest of each path winning (:func:`stacpull.shards.sync.merge`). Not
+    the newest of each path winning (:func:`stacpull.shards.sync.merge_buckets`). Not
     :func:`stacpull.shards.coordinator.absorb`, which also replays the outcome log with
     its bytes: here the bytes came live from the heartbeats, and :mod:`.replay` tells
     each file with its job as planned."""
-    for bucket in buckets:
-        directory = bucket_dir(state.journal.directory, bucket)
-        journal = Journal(state.root, directory=directory, exclusive=None)
-        try:
-            merge(state.journal, journal)
-        finally:
-            journal.close()
+    directory = state.journal.directory
+    merge_buckets(state.journal, state.root, [bucket_dir(directory, b) for b in buckets])
 
 
 def _result_of(future: Any) -> dict[str, Any]:

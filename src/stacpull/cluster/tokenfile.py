@@ -31,6 +31,7 @@ import anyio.to_thread
 
 from ..config import Secret
 from ..errors import StorageError
+from ..journal import JOURNAL_DIR
 from ..oidc import OIDCTokenProvider
 from ..safeio import ensure_directory, keep_private, replace_regular
 from ..safepath import create_fresh, open_directory
@@ -50,7 +51,7 @@ _LATE = 0.05
 
 def token_path(dest: Path) -> Path:
     """Where a cluster run's workers read the access token: ``DEST/.stacpull/token``."""
-    return dest / ".stacpull" / "token"
+    return dest / JOURNAL_DIR / "token"
 
 
 def write_token(path: Path, token: Secret) -> None:

@@ -85,15 +85,17 @@ _ADDED_COLUMNS = {
 }
 
 
-def transaction(db: sqlite3.Connection, body: Callable[[], object]) -> None:
-    """Run ``body`` in one immediate transaction, rolled back if it raises."""
+def transaction(db: sqlite3.Connection, body: Callable[[], _T]) -> _T:
+    """Run ``body`` in one immediate transaction (the write lock taken first, waited for),
+    rolled back if it raises; returns what ``body`` returned."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        body()
+        result = body()
     except BaseException:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+    return result
 
 
 def _migrate(db: sqlite3.Connection) -> None:

@@ -17,20 +17,16 @@ from typing import Any
 
 from ..errors import StorageError
 from ..events import BytesReceived, Event, JobFinished, JobRefused
-from ..journal import Journal
+from ..limits import HostGate
 from ..models import Job, Outcome, Refusal, Status
 from ..runstate import RunState
 from ..transfer.context import FetchContext
 from .jobfiles import JobFiles, read_jobs, remove_jobs
 from .layout import Layout, bucket_dir, unit_count, units
-from .sync import merge, seed
+from .sync import bucket_journal, merge_buckets, seed
 from .unit import UnitSpec, config_values
 
 __all__ = ["absorb", "clear_jobs", "open_shards", "unit_specs"]
-
-
-def _bucket_journal(dest: Path, directory: Path) -> Journal:
-    return Journal(dest, directory=directory, exclusive=None)
 
 
 def open_shards(state: RunState, buckets: int | None = None) -> JobFiles:
@@ -43,11 +39,8 @@ def open_shards(state: RunState, buckets: int | None = None) -> JobFiles:
 
 def _seed(state: RunState, bucket: int) -> None:
     paths = [job.dest for job in read_jobs(state.journal.directory, bucket, state.run_id)]
-    journal = _bucket_journal(state.root, bucket_dir(state.journal.directory, bucket))
-    try:
+    with bucket_journal(state.root, bucket_dir(state.journal.directory, bucket)) as journal:
         seed(state.journal, journal, paths)
-    finally:
-        journal.close()
 
 
 def unit_specs(
@@ -56,7 +49,7 @@ def unit_specs(
     workers: int,
     *,
     token_file: str | None = None,
-    gate: Any = None,
+    gate: HostGate | None = None,
     context: Callable[[FetchContext], FetchContext] | None = None,
 ) -> list[UnitSpec]:
     """The run's units, largest planned bytes first (close ``files`` first), each of its
@@ -87,14 +80,8 @@ def unit_specs(
 
 def _merge_unit(state: RunState, buckets: Iterable[int]) -> int:
     """Merge a returned unit's bucket journals into the main journal."""
-    changed = 0
-    for bucket in buckets:
-        journal = _bucket_journal(state.root, bucket_dir(state.journal.directory, bucket))
-        try:
-            changed += merge(state.journal, journal)
-        finally:
-            journal.close()
-    return changed
+    directory = state.journal.directory
+    return merge_buckets(state.journal, state.root, [bucket_dir(directory, b) for b in buckets])
 
 
 def clear_jobs(state: RunState, buckets: Iterable[int]) -> None:

@@ -22,7 +22,7 @@ from .. import safeio
 from ..destpaths import destination
 from ..errors import StorageError, UnsafePathError
 from ..models import Job
-from .layout import Layout, bucket_dir, job_bucket, planned_bytes
+from .layout import Layout, bucket_dir, job_bucket, make_bucket_dir, planned_bytes
 
 __all__ = ["JobFiles", "job_file", "read_jobs", "remove_jobs"]
 
@@ -82,9 +82,7 @@ class JobFiles:
             if len(self._open) >= _OPEN_MAX:
                 oldest = next(iter(self._open))
                 self._open.pop(oldest).close()
-            directory = bucket_dir(self.state, bucket)
-            safeio.ensure_directory(directory.parent, create=True)
-            safeio.ensure_directory(directory, create=True)
+            make_bucket_dir(self.state, bucket)
             path = job_file(self.state, bucket, self.run_id)
             # A bucket met again after its file was closed appends; a new run starts afresh.
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND

@@ -34,6 +34,7 @@ __all__ = [
     "bucket_dir",
     "bucket_of",
     "job_bucket",
+    "make_bucket_dir",
     "planned_bytes",
     "shards_dir",
     "unit_count",
@@ -78,6 +79,15 @@ def shards_dir(state: Path) -> Path | None:
             "real directory inside DEST: remove it"
         ) from None
     return shards if exists else None
+
+
+def make_bucket_dir(state: Path, bucket: int) -> Path:
+    """:func:`bucket_dir`, made with ``shards/`` if missing (never through a link);
+    raises OSError."""
+    directory = bucket_dir(state, bucket)
+    safeio.ensure_directory(directory.parent, create=True)
+    safeio.ensure_directory(directory, create=True)
+    return directory
 
 
 def planned_bytes(job: Job, typical: Mapping[tuple[str, str], int]) -> int:
@@ -145,7 +155,7 @@ class Layout:
             safeio.ensure_directory(shards, create=True)
             record = {"version": _VERSION, "buckets": self.buckets, "hash": HASH}
             temporary = shards / f".layout-{os.getpid()}.json"
-            with safeio.create_new(temporary) as handle:  # a link planted there is removed
+            with safeio.create_new(temporary) as handle:  # never through a link
                 handle.write(json.dumps(record) + "\n")
             safeio.replace_regular(temporary, self.path(state))
         except OSError as exc:

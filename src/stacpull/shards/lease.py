@@ -30,6 +30,7 @@ from pathlib import Path
 
 from .. import safeio
 from ..errors import StorageError
+from ..journal.store import transaction
 
 __all__ = [
     "LEASE_FILE",
@@ -105,22 +106,10 @@ def _connect(path: Path) -> sqlite3.Connection:
         # A process crash loses nothing; the heartbeats cost no fsync each.
         db.execute("PRAGMA synchronous=NORMAL")
         # Immediate, as every write here: two owners creating it at once must wait, not fail.
-        _immediate(db, lambda: db.execute(_SCHEMA).rowcount)
+        transaction(db, lambda: db.execute(_SCHEMA).rowcount)
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open the bucket lease {path}: {exc}") from exc
     return db
-
-
-def _immediate(db: sqlite3.Connection, body: Callable[[], int]) -> int:
-    """``body`` in one immediate transaction (the write lock taken first, waited for)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        result = body()
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-    return result
 
 
 def read_lease(directory: Path, bucket: int) -> LeaseRow | None:
@@ -174,7 +163,7 @@ class Lease:
                 ).fetchone()
                 return int(epoch)
 
-            return _immediate(db, body)
+            return transaction(db, body)
 
         try:
             lease.epoch = lease._locked(bump)
@@ -265,7 +254,7 @@ class Lease:
         def write(db: sqlite3.Connection) -> int:
             # Immediate: a deferred write that meets another process's write lock would
             # fail at once (SQLite's deadlock rule) instead of waiting its busy timeout.
-            return _immediate(
+            return transaction(
                 db, lambda: db.execute(sql, (*values, self.bucket, self.epoch)).rowcount
             )
 

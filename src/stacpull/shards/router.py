@@ -16,13 +16,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .. import safeio
 from ..errors import StorageError
 from ..events import BytesReceived, Event, JobFinished
 from ..journal import JOURNAL_DIR, Journal, JournalRow
 from ..models import Job, Status
 from .jobfiles import read_jobs
-from .layout import bucket_dir, job_bucket
+from .layout import bucket_dir, job_bucket, make_bucket_dir
 from .lease import Lease
 
 __all__ = ["UnitJournal"]
@@ -63,8 +62,7 @@ class UnitJournal:
         for bucket in self.buckets:
             directory = bucket_dir(self.directory, bucket)
             try:
-                safeio.ensure_directory(directory.parent, create=True)
-                safeio.ensure_directory(directory, create=True)
+                make_bucket_dir(self.directory, bucket)
             except OSError as exc:
                 raise StorageError(f"cannot create {directory}: {exc}") from exc
             self.leases[bucket] = Lease.supersede(directory, bucket, self.owner)

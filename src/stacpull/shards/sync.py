@@ -12,6 +12,7 @@ worker wrote after the last merge is kept, and one the main journal never saw is
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
@@ -28,7 +29,7 @@ from ..journal.store import transaction
 from .layout import shards_dir
 from .lease import stilled
 
-__all__ = ["bucket_dirs", "forget", "merge", "merge_all", "seed"]
+__all__ = ["bucket_dirs", "bucket_journal", "forget", "merge", "merge_all", "merge_buckets", "seed"]
 
 #: What a merge takes from a bucket row: the transfer (the bytes on disk, and the job
 #: columns a transfer records with them). The main journal keeps its job, seen_run,
@@ -167,6 +168,26 @@ def bucket_dirs(dest: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+@contextlib.contextmanager
+def bucket_journal(dest: Path, directory: Path) -> Iterator[Journal]:
+    """DEST's bucket journal in ``directory``, open for the block (in exclusive locking
+    mode on a shared file system), closed after it."""
+    journal = Journal(dest, directory=directory, exclusive=None)
+    try:
+        yield journal
+    finally:
+        journal.close()
+
+
+def merge_buckets(main: Journal, dest: Path, directories: Iterable[Path]) -> int:
+    """Merge the bucket journals in ``directories`` into ``main`` (newest row wins)."""
+    changed = 0
+    for directory in directories:
+        with bucket_journal(dest, directory) as bucket:
+            changed += merge(main, bucket)
+    return changed
+
+
 def merge_all(main: Journal, dest: Path, *, still: bool = True) -> int:
     """Merge every bucket journal under DEST into ``main`` (newest row wins): at the start
     of every run, so that rows a crashed cluster run never merged are not lost. A worker
@@ -178,11 +199,7 @@ def merge_all(main: Journal, dest: Path, *, still: bool = True) -> int:
     for number, directory in bucket_dirs(dest):
         held = stilled(directory, number, owner, wait=_LET_GO) if still else nullcontext()
         with held:
-            bucket = Journal(dest, directory=directory, exclusive=None)
-            try:
-                changed += merge(main, bucket)
-            finally:
-                bucket.close()
+            changed += merge_buckets(main, dest, [directory])
     return changed
 
 
@@ -192,8 +209,5 @@ def forget(dest: Path, paths: list[str]) -> None:
     if not paths:
         return
     for _, directory in bucket_dirs(dest):
-        bucket = Journal(dest, directory=directory, exclusive=None)
-        try:
+        with bucket_journal(dest, directory) as bucket:
             bucket.remove(paths)
-        finally:
-            bucket.close()

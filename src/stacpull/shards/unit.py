@@ -28,6 +28,7 @@ from ..config.values import Secret
 from ..engine import TransferSetup, transfer_jobs
 from ..errors import StacpullError, first_error
 from ..journal import JOURNAL_DIR
+from ..limits import HostGate
 from ..runtypes import RunResult, StopSignal, loop_options
 from ..stats import RunStats
 from ..transfer.context import FetchContext
@@ -84,9 +85,10 @@ class UnitSpec:
     run's config; ``token_file`` the access-token file the coordinator keeps current
     (``DEST/.stacpull/token``; None: the config's own token file, or none). ``gate`` is the
     cluster-wide politeness budget (a ``stacpull.limits.HostGate``, e.g. the Dask gate of
-    :mod:`stacpull.cluster.gate`, which pickles to its name), installed as the unit's
-    ``FetchContext.gate``; ``context``, any other last change: called in the worker with
-    the unit's :class:`~stacpull.transfer.context.FetchContext`, it returns the one to use.
+    :mod:`stacpull.cluster.gate`, which pickles to its name), the unit's
+    ``FetchContext.gate`` (:attr:`stacpull.engine.TransferSetup.gate`); ``context``, any
+    other last change: called in the worker with the unit's
+    :class:`~stacpull.transfer.context.FetchContext`, it returns the one to use.
     ``wait``: seconds to wait for a superseded owner of a bucket to let go; ``grace``:
     seconds transfers in flight get after a stop."""
 
@@ -98,7 +100,7 @@ class UnitSpec:
     buckets: tuple[int, ...]
     layout: int
     token_file: str | None = None
-    gate: Any = None  # a limits.HostGate (branch gate): the cluster-wide per-host cap
+    gate: HostGate | None = None  # the cluster-wide per-host cap
     context: Callable[[FetchContext], FetchContext] | None = None
     wait: float = 60.0
     grace: float = 0.0
@@ -204,7 +206,9 @@ async def _work(
     """The transfers of the unit's jobs, with the leases' heartbeat beside them: a
     heartbeat that finds a bucket taken over stops the unit (its fatal error)."""
     stop = StopSignal()
-    setup = TransferSetup(outcomes=outcomes, stats=counted, grace=spec.grace, adjust=_adjust(spec))
+    setup = TransferSetup(
+        outcomes=outcomes, stats=counted, grace=spec.grace, adjust=spec.context, gate=spec.gate
+    )
     jobs = journal.jobs(spec.run_id)
     try:
         async with anyio.create_task_group() as tg:
@@ -218,21 +222,6 @@ async def _work(
     except BaseExceptionGroup as group:
         raise first_error(group) from None
     return result
-
-
-def _adjust(spec: UnitSpec) -> Callable[[FetchContext], FetchContext] | None:
-    """The unit's last change to its FetchContext: the gate installed, then ``context``."""
-    if spec.gate is None:
-        return spec.context
-    gate, then = spec.gate, spec.context
-
-    def adjust(ctx: FetchContext) -> FetchContext:
-        # FetchContext.gate comes with the gate helper's branch (it hands the gate to the
-        # context's HostLimiter); keyword by name so this module needs nothing else of it.
-        ctx = dataclasses.replace(ctx, **{"gate": gate})
-        return then(ctx) if then is not None else ctx
-
-    return adjust
 
 
 async def _heartbeat(journal: UnitJournal, stop: StopSignal) -> None:
