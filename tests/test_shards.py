@@ -49,7 +49,7 @@ from stacpull.shards.layout import (
 )
 from stacpull.shards.sync import bucket_dirs, merge, seed
 from stacpull.shards.unit import UnitSpec, config_values, run_unit, unit_config
-from stacpull.sim import SimServer
+from stacpull.sim import SimCatalog, SimOptions, SimServer, default_collections
 
 from .conftest import L1A, TOKEN, cli, files_under
 
@@ -407,3 +407,27 @@ def test_pruned_files_stay_forgotten_in_the_bucket_journals(sim: SimServer, tmp_
     again = stacpull.mirror(sim_config(sim, dest), prune=True)  # merges the buckets at open
     assert again.ok and not again.gone
     assert read_status(dest).as_dict()["by_status"]["done"]["files"] == 12
+
+
+def test_a_unit_without_a_token_file_sends_no_token_of_its_own_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The coordinator had no credentials, so the workers have none: never the default
+    ``token.txt`` of a worker's own working directory (another user's, another mission's)."""
+    stray = tmp_path / "worker-cwd"
+    stray.mkdir()
+    (stray / "token.txt").write_text("a-workers-own-token\n")
+    options = SimOptions(require_auth=False)
+    with SimServer(SimCatalog(default_collections(count=2)), options=options) as sim:
+        config = sim_config(sim, tmp_path / "dest", token=None)
+
+        def in_the_workers_cwd(specs: list[UnitSpec]) -> list[dict[str, Any]]:
+            assert all(spec.token_file is None for spec in specs)
+            with monkeypatch.context() as patch:
+                patch.chdir(stray)
+                return in_process(specs)
+
+        result, _ = coordinate(config, None, buckets=2, workers=1, run=in_the_workers_cwd)
+        assert result.ok and result.downloaded > 0
+        sent = [r["token"] for r in sim.requests if r["path"].startswith("/data")]
+        assert sent and set(sent) == {None}

@@ -29,6 +29,7 @@ from ..errors import StacpullError, first_error
 from ..journal import JOURNAL_DIR
 from ..runtypes import RunResult, StopSignal, loop_options
 from ..stats import RunStats
+from ..tokens import StaticTokenProvider
 from ..transfer.context import FetchContext
 from .layout import SHARDS_DIR
 from .lease import BucketBusy, Superseded
@@ -70,9 +71,10 @@ class UnitSpec:
 
     ``dest`` is DEST as every node sees it; ``config`` is :func:`config_values` of the
     run's config; ``token_file`` the access-token file the coordinator keeps current
-    (``DEST/.stacpull/token``; None: the config's own token file, or none). ``gate`` is the
-    cluster-wide politeness budget (a ``stacpull.limits.HostGate``, e.g. the Dask gate of
-    :mod:`stacpull.cluster.gate`, which pickles to its name), installed as the unit's
+    (``DEST/.stacpull/token``; None: the coordinator has no token, so neither has the
+    worker). ``gate`` is the cluster-wide politeness budget (a
+    ``stacpull.limits.HostGate``, e.g. the Dask gate of :mod:`stacpull.cluster.gate`,
+    which pickles to its name), installed as the unit's
     ``FetchContext.gate``; ``context``, any other last change: called in the worker with
     the unit's :class:`~stacpull.transfer.context.FetchContext`, it returns the one to use.
     ``wait``: seconds to wait for a superseded owner of a bucket to let go; ``grace``:
@@ -191,7 +193,13 @@ async def _work(
     """The transfers of the unit's jobs, with the leases' heartbeat beside them: a
     heartbeat that finds a bucket taken over stops the unit (its fatal error)."""
     stop = StopSignal()
-    setup = TransferSetup(outcomes=outcomes, stats=counted, grace=spec.grace, adjust=_adjust(spec))
+    # Exactly the coordinator's credentials: its token file, or none at all. Never the
+    # default token.txt of the worker's own working directory, which the config would
+    # fall back to (another user's, another mission's token).
+    tokens = None if spec.token_file is not None else StaticTokenProvider(None)
+    setup = TransferSetup(
+        outcomes=outcomes, tokens=tokens, stats=counted, grace=spec.grace, adjust=_adjust(spec)
+    )
     jobs = journal.jobs(spec.run_id)
     try:
         async with anyio.create_task_group() as tg:
