@@ -32,6 +32,7 @@ from stacpull.errors import ConfigError
 from stacpull.sim import SimCatalog, SimServer, default_collections
 
 from .conftest import L1A, L1C, TOKEN, Recorder, cli, files_under
+from .test_shards import settle
 
 # -- the simulator's hold knob ----------------------------------------------------------
 
@@ -425,7 +426,7 @@ def test_the_same_unit_submitted_twice_transfers_once(
     from stacpull.api import build_config
     from stacpull.engine import conclude, plan_jobs
     from stacpull.runtypes import RunOptions
-    from stacpull.shards.coordinator import absorb, open_shards, unit_specs
+    from stacpull.shards.coordinator import open_shards, unit_specs
     from stacpull.shards.unit import run_unit
 
     item = sim.catalog.item(L1C, 3)
@@ -458,7 +459,7 @@ def test_the_same_unit_submitted_twice_transfers_once(
         second = client.submit(run_unit, spec, key="twice-b", pure=False)  # the same unit
         results = await anyio.to_thread.run_sync(lambda: client.gather([first, second]))
         for returned in results:
-            absorb(state, returned)  # merged; the complete one's files told to the run
+            settle(state, returned)  # merged; the complete one's files told to the run
         return await conclude(state), results
 
     try:

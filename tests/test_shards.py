@@ -33,7 +33,8 @@ from stacpull.journal.fs import (
 from stacpull.journal.rows import job_columns
 from stacpull.models import Job
 from stacpull.runtypes import RunOptions, RunResult
-from stacpull.shards.coordinator import absorb, clear_jobs, open_shards, unit_specs
+from stacpull.cluster.replay import replay_outcomes
+from stacpull.shards.coordinator import clear_jobs, merge_unit, open_shards, unit_specs
 from stacpull.shards.jobfiles import JobFiles, job_file, read_jobs
 from stacpull.shards.layout import (
     DEFAULT_BUCKETS,
@@ -110,13 +111,26 @@ def coordinate(
             await conclude(state, fatal=repr(exc))
             raise
         for result in results:
-            absorb(state, result)
+            settle(state, result)
         bad = [r["fatal"] for r in results if r["outcome"] != "complete"]
         if not bad:
             clear_jobs(state, files[0].counts)
         return await conclude(state, fatal=bad[0] if bad else None), results
 
     return anyio.run(main)
+
+
+def settle(state: Any, result: dict[str, Any]) -> None:
+    """A returned unit brought home as the driver does: merged, and a complete one's
+    files told to the run (:func:`stacpull.cluster.replay.replay_outcomes`)."""
+    merge_unit(state, result["buckets"])
+    log = result.get("outcomes")
+    if log and result["outcome"] == "complete":
+        replay_outcomes(
+            Path(log), state.journal.directory, result["buckets"], state.run_id, state.emit
+        )
+    elif log:
+        Path(log).unlink(missing_ok=True)
 
 
 def replace(spec: UnitSpec, **changes: Any) -> UnitSpec:

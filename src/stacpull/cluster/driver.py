@@ -45,15 +45,13 @@ from ..config import Config
 from ..engine import conclude, plan_jobs
 from ..errors import ConfigError, RunAborted, StacpullError, first_error
 from ..events import Event, EventSink
-from ..journal import Journal
 from ..models import Job
 from ..runstate import RunState, finish
 from ..runtypes import RunOptions, RunResult, StopSignal
-from ..shards.coordinator import clear_jobs, open_shards, unit_specs
+from ..shards.coordinator import clear_jobs, merge_unit, open_shards, unit_specs
 from ..shards.jobfiles import JobFiles
 from ..shards.layout import bucket_dir
 from ..shards.lease import Lease, LeaseRow, read_lease
-from ..shards.sync import merge
 from ..shards.unit import UnitSpec, run_unit
 from ..stats import RunStats
 from ..tokens import TokenProvider
@@ -370,7 +368,7 @@ class _Units:
     def _settle(self, unit: _Unit, result: dict[str, Any]) -> None:
         """Bring the unit's buckets home (blocking: SQLite and files): merge the bucket
         journals, count the bytes its last heartbeat had not told, replay its outcomes."""
-        _merge_buckets(self.state, unit.spec.buckets)
+        merge_unit(self.state, unit.spec.buckets)
         beats = result.get("heartbeats") or {}
         news: dict[str, int] = {}
         for bucket, epoch in (result.get("epochs") or {}).items():
@@ -435,21 +433,6 @@ class _Units:
             if not unit.done:
                 return unit.fatal or f"unit {unit.spec.unit} did not complete"
         return None
-
-
-def _merge_buckets(state: RunState, buckets: tuple[int, ...]) -> None:
-    """Bring a returned unit's bucket journals home: their rows into the main journal,
-    the newest of each path winning (:func:`stacpull.shards.sync.merge`). Not
-    :func:`stacpull.shards.coordinator.absorb`, which also replays the outcome log with
-    its bytes: here the bytes came live from the heartbeats, and :mod:`.replay` tells
-    each file with its job as planned."""
-    for bucket in buckets:
-        directory = bucket_dir(state.journal.directory, bucket)
-        journal = Journal(state.root, directory=directory, exclusive=None)
-        try:
-            merge(state.journal, journal)
-        finally:
-            journal.close()
 
 
 def _result_of(future: Any) -> dict[str, Any]:
