@@ -4,8 +4,9 @@ journal per bucket of its unit, each statement routed by its job's bucket.
 Opening one takes every bucket's lease (all epochs first, so whoever held any of them
 stops at once, then the owner locks in bucket order, so two owners of overlapping units
 never wait for each other in a circle), then opens the bucket journals
-(``DEST/.stacpull/shards/b017/journal.sqlite``) with the lease check as the guard of
-every group commit, in exclusive locking mode on a shared file system. Range records
+(``DEST/.stacpull/shards/b017/journal.sqlite``) with the lease's guard on every group
+commit (:meth:`~.lease.Lease.guard`: nothing is recorded once the bucket was let go), in
+exclusive locking mode on a shared file system. Range records
 stay under ``DEST/.stacpull`` (:attr:`directory`), so any owner finds a split file's.
 """
 
@@ -72,7 +73,7 @@ class UnitJournal:
             lease = self.leases[bucket]
             lease.hold(wait)
             journal = Journal(
-                self.dest, directory=lease.directory, guard=lease.check, exclusive=None
+                self.dest, directory=lease.directory, guard=lease.guard, exclusive=None
             )
             self.journals[bucket] = journal
             # Rows a killed owner left active are pending: their .part is resumed.

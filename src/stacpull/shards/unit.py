@@ -37,9 +37,13 @@ from .router import UnitJournal
 
 __all__ = ["UnitSpec", "config_values", "run_unit", "unit_config"]
 
-#: Seconds between two heartbeats of a unit's leases: how soon a superseded owner that
-#: commits nothing (one long file) notices and stops.
+#: Seconds between two heartbeats of a unit's leases: how soon a superseded owner
+#: notices and stops.
 _HEARTBEAT = 1.0
+#: Seconds the transfers in flight get when a unit stops (superseded, or the coordinator's
+#: stop): a response the server already sent is finished and recorded rather than cut
+#: (the new owner would fetch it again); a longer one keeps its ``.part``, resumed.
+_GRACE = 1.0
 #: The sections a unit's config carries whole; of ``auth`` only the token hosts.
 _SECTIONS = ("search", "download", "output")
 
@@ -78,7 +82,7 @@ class UnitSpec:
     ``FetchContext.gate``; ``context``, any other last change: called in the worker with
     the unit's :class:`~stacpull.transfer.context.FetchContext`, it returns the one to use.
     ``wait``: seconds to wait for a superseded owner of a bucket to let go; ``grace``:
-    seconds transfers in flight get after a stop."""
+    seconds transfers in flight get after a stop (:data:`_GRACE`)."""
 
     dest: str
     config: dict[str, Any]
@@ -90,7 +94,7 @@ class UnitSpec:
     gate: Any = None  # a limits.HostGate (branch gate): the cluster-wide per-host cap
     context: Callable[[FetchContext], FetchContext] | None = None
     wait: float = 60.0
-    grace: float = 0.0
+    grace: float = _GRACE
     owner: str | None = None  # host:pid by default; tests name two owners in one process
     extra: dict[str, Any] = field(default_factory=dict)  # for the driver's own bookkeeping
 
@@ -163,6 +167,9 @@ def run_unit(spec: UnitSpec) -> dict[str, Any]:
         result = anyio.run(
             _work, spec, config, journal, counted, outcomes, backend_options=loop_options()
         )
+        # Superseded after its last commit (its journal records until it lets go): the
+        # new owner tells these files, so this hold did not complete.
+        journal.beat()
         if result.interrupted:
             out["fatal"], out["transient"] = "the unit was stopped before its end", True
         else:
