@@ -30,7 +30,7 @@ import stacpull
 from stacpull.errors import ConfigError
 from stacpull.sim import SimCatalog, SimServer, default_collections
 
-from .conftest import L1A, L1C, TOKEN, Recorder, cli, files_under
+from .conftest import L1A, L1C, TOKEN, Recorder, cli, files_under, local_dask_client
 from .test_shards import settle
 
 # -- the simulator's hold knob ----------------------------------------------------------
@@ -233,19 +233,8 @@ def test_a_run_without_cluster_imports_nothing_of_dask(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
     """One LocalCluster of two worker processes (a second each to start) for the module."""
-    distributed = pytest.importorskip("distributed")
-    # A free port of loopback for the scheduler's HTTP server: dashboard_address=None turns
-    # the dashboard off but still binds that server to 8787, which another cluster on this
-    # machine may hold (Dask then warns, and leaks the socket of its try).
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
-    )
-    dask_client = distributed.Client(cluster)
-    try:
+    with local_dask_client() as dask_client:
         yield dask_client
-    finally:
-        dask_client.close()
-        cluster.close()
 
 
 def _options(sim: SimServer, dest: Path, **kw: Any) -> dict[str, Any]:
