@@ -552,3 +552,28 @@ def test_only_the_coordinator_exchanges_the_offline_token(client: Any, tmp_path:
     assert [g["outcome"] for g in grants] == ["ok"]  # one exchange, the coordinator's
     assert data and all(r["token_ok"] for r in data)
     assert len({r["token"] for r in data}) == 1  # the workers sent the token of the file
+
+
+def test_the_report_lists_the_data_hosts_as_a_single_run_does(client: Any, tmp_path: Path) -> None:
+    """The windows of the hosts the workers downloaded from reach the coordinator's report
+    (and ``stacpull report``); the workers themselves are no host of it."""
+    from stacpull.sim import SimOptions
+    from stacpull.sim.faults import Faults
+
+    # 503/429 bursts throttle the data host's window, in each worker as in one process
+    faults = Faults(burst_probability=0.3, burst_statuses=(503, 429), retry_after=0.2, seed=3)
+    catalog = SimCatalog(default_collections(count=5, product_size=300_000))
+    with SimServer(catalog, options=SimOptions(faults=faults)) as sim:
+        options = _options(sim, tmp_path, collections=[L1C], retries=15)
+        plain = stacpull.mirror(**{**options, "dest": str(tmp_path / "plain")})
+        clustered = stacpull.mirror(
+            client=client, buckets=4, **{**options, "dest": str(tmp_path / "c")}
+        )
+    assert plain.ok and clustered.ok
+    assert plain.report is not None and clustered.report is not None
+    hosts = set(json.loads(plain.report.read_text())["windows"])
+    assert hosts == {"127.0.0.1"}
+    windows = json.loads(clustered.report.read_text())["windows"]
+    assert set(windows) == hosts and windows["127.0.0.1"]["throttles"] >= 1
+    code, out, _ = cli("report", str(tmp_path / "c"))
+    assert code == 0 and "window 127.0.0.1:" in out, out

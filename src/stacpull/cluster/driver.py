@@ -44,7 +44,7 @@ import anyio.to_thread
 from ..config import Config
 from ..engine import conclude, plan_jobs
 from ..errors import ConfigError, RunAborted, StacpullError, first_error
-from ..events import Event, EventSink
+from ..events import Event, EventSink, HostLimitChanged
 from ..models import Job
 from ..runstate import RunState, finish
 from ..runtypes import RunOptions, RunResult, StopSignal
@@ -367,7 +367,8 @@ class _Units:
 
     def _settle(self, unit: _Unit, result: dict[str, Any]) -> None:
         """Bring the unit's buckets home (blocking: SQLite and files): merge the bucket
-        journals, count the bytes its last heartbeat had not told, replay its outcomes."""
+        journals, count the bytes its last heartbeat had not told, tell its data hosts'
+        window changes, replay its outcomes."""
         merge_unit(self.state, unit.spec.buckets)
         beats = result.get("heartbeats") or {}
         news: dict[str, int] = {}
@@ -378,6 +379,10 @@ class _Units:
             if added:
                 news[result["worker"]] = news.get(result["worker"], 0) + added
         self.lines.show(news)
+        # The data hosts' windows as the workers moved them: the report's hosts are the
+        # ones a single run's lists (the workers' own lines are the dashboard's alone).
+        for host, window, reason in result.get("windows") or ():
+            self.state.emit(HostLimitChanged(str(host), int(window), str(reason)))
         log = Path(result["outcomes"]) if result.get("outcomes") else None
         if log is not None and result["outcome"] == "complete":
             state = self.state

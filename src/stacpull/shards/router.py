@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import safeio
 from ..errors import StorageError
-from ..events import BytesReceived, Event, JobFinished
+from ..events import BytesReceived, Event, HostLimitChanged, JobFinished
 from ..journal import JOURNAL_DIR, Journal, JournalRow
 from ..models import Job, Status
 from .jobfiles import read_jobs
@@ -44,6 +44,9 @@ class UnitJournal:
         self._paths: dict[str, int] = {}
         self.files: dict[int, int] = dict.fromkeys(self.buckets, 0)
         self.bytes: dict[int, int] = dict.fromkeys(self.buckets, 0)
+        #: Each change of a data host's window in this worker (host, window, reason): the
+        #: coordinator's report lists the hosts as a single run's does.
+        self.windows: list[tuple[str, int, str]] = []
 
     @classmethod
     def open(
@@ -141,7 +144,8 @@ class UnitJournal:
     # -- the heartbeat ------------------------------------------------------------------
     def count(self, event: Event) -> None:
         """An event sink: the files ended and bytes received per bucket, which
-        :meth:`beat` records (the coordinator's per-worker throughput reads them)."""
+        :meth:`beat` records (the coordinator's per-worker throughput reads them), and
+        the data hosts' window changes (:attr:`windows`)."""
         if type(event) is BytesReceived:
             bucket = self._paths.get(event.job.dest)
             if bucket is not None:
@@ -150,6 +154,8 @@ class UnitJournal:
             bucket = self._paths.get(event.outcome.job.dest)
             if bucket is not None:
                 self.files[bucket] += 1
+        elif type(event) is HostLimitChanged:
+            self.windows.append((event.host, event.limit, event.reason))
 
     def beat(self) -> None:
         """Record every bucket's heartbeat (blocking, a few small writes);

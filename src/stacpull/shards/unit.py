@@ -135,7 +135,8 @@ def _outcomes(spec: UnitSpec, owner: str, epochs: dict[int, int]) -> Path:
 
 def run_unit(spec: UnitSpec) -> dict[str, Any]:
     """Transfer one unit; returns ``{"unit", "buckets", "epochs", "outcome", "fatal",
-    "transient", "stats", "outcomes", "worker", "heartbeats"}`` as plain data.
+    "transient", "stats", "outcomes", "worker", "heartbeats", "windows"}`` as plain data
+    (``windows``: each change of a data host's window, ``[host, window, reason]``).
 
     ``outcome`` is ``complete`` (every job ended: downloaded, skipped, failed or refused),
     ``superseded`` (another owner took a bucket: this one stopped at its next commit or
@@ -186,6 +187,7 @@ def run_unit(spec: UnitSpec) -> dict[str, Any]:
     finally:
         if journal is not None:
             out["heartbeats"] = journal.stats()
+            out["windows"] = [list(change) for change in journal.windows]
             try:
                 journal.close(state)
             except StacpullError as exc:
