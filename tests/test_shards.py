@@ -20,6 +20,7 @@ import pytest
 import stacpull
 from stacpull.api import build_config
 from stacpull.audit import read_status, verify_dest
+from stacpull.cluster.replay import replay_outcomes
 from stacpull.config import Config
 from stacpull.engine import PlanOutcome, conclude, plan_jobs
 from stacpull.errors import ConfigError
@@ -33,7 +34,6 @@ from stacpull.journal.fs import (
 from stacpull.journal.rows import job_columns
 from stacpull.models import Job
 from stacpull.runtypes import RunOptions, RunResult
-from stacpull.cluster.replay import replay_outcomes
 from stacpull.shards.coordinator import clear_jobs, merge_unit, open_shards, unit_specs
 from stacpull.shards.jobfiles import JobFiles, job_file, read_jobs
 from stacpull.shards.layout import (
