@@ -168,9 +168,7 @@ def run_unit(spec: UnitSpec) -> dict[str, Any]:
         result = anyio.run(
             _work, spec, config, journal, counted, outcomes, backend_options=loop_options()
         )
-        # Superseded after its last commit (its journal records until it lets go): the
-        # new owner tells these files, so this hold did not complete.
-        journal.beat()
+        journal.beat()  # superseded after its last commit: the new owner tells these files
         if result.interrupted:
             out["fatal"], out["transient"] = "the unit was stopped before its end", True
         else:
