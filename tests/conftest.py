@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 import urllib.request
@@ -47,6 +48,29 @@ def sim() -> Iterator[SimServer]:
     """A fresh simulated catalogue: 5 items per collection, ~300 kB products."""
     with SimServer(SimCatalog(default_collections(count=5, product_size=300_000))) as server:
         yield server
+
+
+@contextlib.contextmanager
+def local_dask_client(settings: dict[str, str] | None = None) -> Iterator[Any]:
+    """A client of a LocalCluster of two worker processes (about a second to start), the
+    one shape of the cluster tests; ``settings``: dask config set while it runs. Dask is
+    imported here, lazily: the suite's other tests never load it.
+
+    The scheduler's HTTP server binds a free port of loopback: ``dashboard_address=None``
+    turns the dashboard off but still binds 8787, which another cluster on this machine
+    (an xdist worker, another checkout's suite) may hold: Dask then warns (an error under
+    ``-W error``) and leaks the socket of its try. ``":0"`` would listen on every
+    interface."""
+    dask = pytest.importorskip("dask")
+    distributed = pytest.importorskip("distributed")
+    with (
+        dask.config.set(settings or {}),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
 
 
 class Recorder:

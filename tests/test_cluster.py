@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -31,7 +30,8 @@ import stacpull
 from stacpull.errors import ConfigError
 from stacpull.sim import SimCatalog, SimServer, default_collections
 
-from .conftest import L1A, L1C, TOKEN, Recorder, cli, files_under
+from .conftest import L1A, L1C, TOKEN, Recorder, cli, files_under, local_dask_client
+from .test_shards import settle
 
 # -- the simulator's hold knob ----------------------------------------------------------
 
@@ -233,19 +233,8 @@ def test_a_run_without_cluster_imports_nothing_of_dask(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
     """One LocalCluster of two worker processes (a second each to start) for the module."""
-    distributed = pytest.importorskip("distributed")
-    # A free port of loopback for the scheduler's HTTP server: dashboard_address=None turns
-    # the dashboard off but still binds that server to 8787, which another cluster on this
-    # machine may hold (Dask then warns, and leaks the socket of its try).
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
-    )
-    dask_client = distributed.Client(cluster)
-    try:
+    with local_dask_client() as dask_client:
         yield dask_client
-    finally:
-        dask_client.close()
-        cluster.close()
 
 
 def _options(sim: SimServer, dest: Path, **kw: Any) -> dict[str, Any]:
@@ -411,21 +400,13 @@ def test_a_worker_killed_mid_file_leaves_everything_verified(
     assert pid not in client.run(os.getpid).values()  # its nanny started a new process
 
 
-def _done(dest: Path) -> int:
-    """The files the bucket journal of a one-bucket DEST records done."""
-    path = dest / ".stacpull" / "shards" / "b000" / "journal.sqlite"
-    with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(path)) as db:
-        return int(db.execute("SELECT count(*) FROM transfers WHERE status = 'done'").fetchone()[0])
-    return 0
-
-
 def test_the_same_unit_submitted_twice_transfers_once(
     client: Any, sim: SimServer, tmp_path: Path
 ) -> None:
     from stacpull.api import build_config
     from stacpull.engine import conclude, plan_jobs
     from stacpull.runtypes import RunOptions
-    from stacpull.shards.coordinator import absorb, open_shards, unit_specs
+    from stacpull.shards.coordinator import open_shards, unit_specs
     from stacpull.shards.unit import run_unit
 
     item = sim.catalog.item(L1C, 3)
@@ -451,14 +432,13 @@ def test_the_same_unit_submitted_twice_transfers_once(
         (spec,) = unit_specs(state, shards[0], 2, token_file=str(token))
         first = client.submit(run_unit, spec, key="twice-a", pure=False)
         assert await anyio.to_thread.run_sync(lambda: sim.wait_held(iid, HELD, timeout=60))
-        # The other nine files recorded done first: a file the first owner has renamed
-        # into place but not yet recorded when it is superseded is fetched again from
-        # zero by the next owner (found by this test under load; reported to `shards`).
-        await anyio.to_thread.run_sync(lambda: _until(lambda: _done(tmp_path) == 9, "9 done"))
+        # At once, the other files perhaps in flight: what the first owner has in hand at
+        # the takeover it still records (the second waits for it to let go), so the second
+        # never fetches again what the server already sent.
         second = client.submit(run_unit, spec, key="twice-b", pure=False)  # the same unit
         results = await anyio.to_thread.run_sync(lambda: client.gather([first, second]))
         for returned in results:
-            absorb(state, returned)  # merged; the complete one's files told to the run
+            settle(state, returned)  # merged; the complete one's files told to the run
         return await conclude(state), results
 
     try:
@@ -572,3 +552,28 @@ def test_only_the_coordinator_exchanges_the_offline_token(client: Any, tmp_path:
     assert [g["outcome"] for g in grants] == ["ok"]  # one exchange, the coordinator's
     assert data and all(r["token_ok"] for r in data)
     assert len({r["token"] for r in data}) == 1  # the workers sent the token of the file
+
+
+def test_the_report_lists_the_data_hosts_as_a_single_run_does(client: Any, tmp_path: Path) -> None:
+    """The windows of the hosts the workers downloaded from reach the coordinator's report
+    (and ``stacpull report``); the workers themselves are no host of it."""
+    from stacpull.sim import SimOptions
+    from stacpull.sim.faults import Faults
+
+    # 503/429 bursts throttle the data host's window, in each worker as in one process
+    faults = Faults(burst_probability=0.3, burst_statuses=(503, 429), retry_after=0.2, seed=3)
+    catalog = SimCatalog(default_collections(count=5, product_size=300_000))
+    with SimServer(catalog, options=SimOptions(faults=faults)) as sim:
+        options = _options(sim, tmp_path, collections=[L1C], retries=15)
+        plain = stacpull.mirror(**{**options, "dest": str(tmp_path / "plain")})
+        clustered = stacpull.mirror(
+            client=client, buckets=4, **{**options, "dest": str(tmp_path / "c")}
+        )
+    assert plain.ok and clustered.ok
+    assert plain.report is not None and clustered.report is not None
+    hosts = set(json.loads(plain.report.read_text())["windows"])
+    assert hosts == {"127.0.0.1"}
+    windows = json.loads(clustered.report.read_text())["windows"]
+    assert set(windows) == hosts and windows["127.0.0.1"]["throttles"] >= 1
+    code, out, _ = cli("report", str(tmp_path / "c"))
+    assert code == 0 and "window 127.0.0.1:" in out, out

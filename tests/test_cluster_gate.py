@@ -28,7 +28,7 @@ from stacpull.limits import HostLimiter
 from stacpull.runtypes import RunOptions
 from stacpull.sim import Faults, SimCatalog, SimServer, default_collections
 
-from .conftest import L1A, L1C, TOKEN, Clock, files_under
+from .conftest import L1A, L1C, TOKEN, Clock, files_under, local_dask_client
 
 H = "archive.example.org"
 
@@ -214,22 +214,11 @@ def test_the_gate_pickles_to_its_cap_and_name_and_a_plain_import_loads_no_dask()
 def client() -> Iterator[Any]:
     """Two worker processes; leases time out after 2 s without a refresh (30 s by default),
     checked every 0.1 s, so a killed worker's leases come back within the test."""
-    import dask
-    from distributed import Client, LocalCluster
-
     settings = {
         "distributed.scheduler.locks.lease-timeout": "2s",
         "distributed.scheduler.locks.lease-validation-interval": "100ms",
     }
-    with (
-        dask.config.set(settings),
-        # dashboard_address=None still tries port 8787 (and warns when another cluster of
-        # the suite holds it): ":0" takes a free port, never a fixed one.
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as c,
-    ):
+    with local_dask_client(settings) as c:
         c.run(_warm)
         yield c
 

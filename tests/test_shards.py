@@ -20,6 +20,7 @@ import pytest
 import stacpull
 from stacpull.api import build_config
 from stacpull.audit import read_status, verify_dest
+from stacpull.cluster.replay import replay_outcomes
 from stacpull.config import Config
 from stacpull.engine import PlanOutcome, conclude, plan_jobs
 from stacpull.errors import ConfigError
@@ -33,7 +34,7 @@ from stacpull.journal.fs import (
 from stacpull.journal.rows import job_columns
 from stacpull.models import Job
 from stacpull.runtypes import RunOptions, RunResult
-from stacpull.shards.coordinator import absorb, clear_jobs, open_shards, unit_specs
+from stacpull.shards.coordinator import clear_jobs, merge_unit, open_shards, unit_specs
 from stacpull.shards.jobfiles import JobFiles, job_file, read_jobs
 from stacpull.shards.layout import (
     DEFAULT_BUCKETS,
@@ -49,7 +50,7 @@ from stacpull.shards.layout import (
 )
 from stacpull.shards.sync import bucket_dirs, merge, seed
 from stacpull.shards.unit import UnitSpec, config_values, run_unit, unit_config
-from stacpull.sim import SimServer
+from stacpull.sim import SimCatalog, SimOptions, SimServer, default_collections
 
 from .conftest import L1A, TOKEN, cli, files_under, sim_options
 
@@ -101,13 +102,26 @@ def coordinate(
             await conclude(state, fatal=repr(exc))
             raise
         for result in results:
-            absorb(state, result)
+            settle(state, result)
         bad = [r["fatal"] for r in results if r["outcome"] != "complete"]
         if not bad:
             clear_jobs(state, files[0].counts)
         return await conclude(state, fatal=bad[0] if bad else None), results
 
     return anyio.run(main)
+
+
+def settle(state: Any, result: dict[str, Any]) -> None:
+    """A returned unit brought home as the driver does: merged, and a complete one's
+    files told to the run (:func:`stacpull.cluster.replay.replay_outcomes`)."""
+    merge_unit(state, result["buckets"])
+    log = result.get("outcomes")
+    if log and result["outcome"] == "complete":
+        replay_outcomes(
+            Path(log), state.journal.directory, result["buckets"], state.run_id, state.emit
+        )
+    elif log:
+        Path(log).unlink(missing_ok=True)
 
 
 def replace(spec: UnitSpec, **changes: Any) -> UnitSpec:
@@ -398,3 +412,27 @@ def test_pruned_files_stay_forgotten_in_the_bucket_journals(sim: SimServer, tmp_
     again = stacpull.mirror(sim_config(sim, dest), prune=True)  # merges the buckets at open
     assert again.ok and not again.gone
     assert read_status(dest).as_dict()["by_status"]["done"]["files"] == 12
+
+
+def test_a_unit_without_a_token_file_sends_no_token_of_its_own_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The coordinator had no credentials, so the workers have none: never the default
+    ``token.txt`` of a worker's own working directory (another user's, another mission's)."""
+    stray = tmp_path / "worker-cwd"
+    stray.mkdir()
+    (stray / "token.txt").write_text("a-workers-own-token\n")
+    options = SimOptions(require_auth=False)
+    with SimServer(SimCatalog(default_collections(count=2)), options=options) as sim:
+        config = sim_config(sim, tmp_path / "dest", token=None)
+
+        def in_the_workers_cwd(specs: list[UnitSpec]) -> list[dict[str, Any]]:
+            assert all(spec.token_file is None for spec in specs)
+            with monkeypatch.context() as patch:
+                patch.chdir(stray)
+                return in_process(specs)
+
+        result, _ = coordinate(config, None, buckets=2, workers=1, run=in_the_workers_cwd)
+        assert result.ok and result.downloaded > 0
+        sent = [r["token"] for r in sim.requests if r["path"].startswith("/data")]
+        assert sent and set(sent) == {None}

@@ -76,23 +76,30 @@ def test_a_lease_is_superseded_by_the_next_owner(tmp_path: Path) -> None:
     second.close()
 
 
-def test_a_superseded_journal_writes_nothing_more(tmp_path: Path) -> None:
+def test_a_superseded_journal_records_until_its_owner_lets_go(tmp_path: Path) -> None:
     directory = bucket_dir(tmp_path / ".stacpull", 0)
     directory.mkdir(parents=True)
     lease = Lease.take(directory, 0, "a:1")
-    journal = Journal(tmp_path, directory=directory, guard=lease.check)
+    journal = Journal(tmp_path, directory=directory, guard=lease.guard)
     job = Job("item", L1A, "product", "http://x/a.zip", "a.zip")
+    new = Lease.supersede(directory, 0, "b:2")
 
     async def write() -> None:
         await journal.paused(job, partial=1)
-        Lease.supersede(directory, 0, "b:2").close()
-        with pytest.raises(Superseded):
-            await journal.done(job, size=5, digest=None, mtime_ns=1)
+        # superseded, but still holding the owner lock: the new owner waits for it, and
+        # reads what it recorded (a file it had in hand at the takeover is not lost)
+        await journal.done(job, size=5, digest=None, mtime_ns=1)
+        with pytest.raises(BucketBusy):
+            new.hold(0.1)
+        lease.close()  # let go: nothing more is recorded
+        with pytest.raises(Superseded, match="let go"):
+            await journal.failed(job, error_class="X", error="late", partial=0)
 
     anyio.run(write)
-    assert [(r.status, r.bytes) for r in journal.rows()] == [("pending", 1)]
+    assert [(r.status, r.bytes) for r in journal.rows()] == [("done", 5)]
     journal.close()
-    lease.close()
+    new.hold(1.0)
+    new.close()
 
 
 def _take_over_after_first_file(spec: UnitSpec) -> Callable[[FetchContext], FetchContext]:
@@ -117,8 +124,8 @@ def _take_over_after_first_file(spec: UnitSpec) -> Callable[[FetchContext], Fetc
     return adjust
 
 
-def test_a_superseded_owner_stops_at_its_next_commit_and_the_new_one_finishes(
-    sim: SimServer, tmp_path: Path
+def test_a_superseded_owner_stops_at_its_next_heartbeat_and_the_new_one_finishes(
+    tmp_path: Path,
 ) -> None:
     seen: dict[str, Any] = {}
 
@@ -131,8 +138,13 @@ def test_a_superseded_owner_stops_at_its_next_commit_and_the_new_one_finishes(
         return [run_unit(dataclasses.replace(spec, owner="new:2"))]
 
     dest = tmp_path / "dest"
-    config = sim_config(sim, dest, concurrency=1)
-    result, (new,) = coordinate(config, token_file(tmp_path), buckets=1, workers=1, run=run)
+    # 0.2 s before each response, one at a time: 15 files take the old owner at least 3 s,
+    # and its heartbeat (every second) stops it long before
+    catalog = SimCatalog(default_collections(count=5, product_size=300_000))
+    with SimServer(catalog, options=SimOptions(latency=0.2)) as sim:
+        config = sim_config(sim, dest, concurrency=1)
+        result, (new,) = coordinate(config, token_file(tmp_path), buckets=1, workers=1, run=run)
+        sent = sim.bytes_sent
     old = seen["old"]
     assert old["outcome"] == "superseded" and "taken over" in old["fatal"]
     assert 1 <= old["stats"]["downloaded"] < 15
@@ -140,7 +152,7 @@ def test_a_superseded_owner_stops_at_its_next_commit_and_the_new_one_finishes(
     assert new["stats"]["downloaded"] + new["stats"]["skipped"] == 15
     assert result.ok and verify_dest(dest).ok
     total, largest = _sizes(dest)
-    assert sim.bytes_sent <= total + largest  # at most the response the old owner cut
+    assert sent <= total + largest  # at most the response the old owner cut
     row = read_lease(bucket_dir(dest / ".stacpull", 0), 0)
     assert row is not None and (row.owner, row.state) == ("new:2", "complete")
 
@@ -242,3 +254,69 @@ def test_a_takeover_resumes_the_part_a_superseded_owner_left_mid_file(tmp_path: 
         assert ranges[-1] == "bytes=30000-"  # ...and the new owner resumed it
         total, largest = _sizes(dest)
         assert sim.bytes_sent <= total + largest
+
+
+class _SupersededAt:
+    """A bucket journal whose first ``started`` (a response in flight, its validators not
+    yet recorded) or first ``done`` (the file renamed into place, not yet recorded) comes
+    just after another owner took the bucket: the two moments a takeover meets a file the
+    old owner has in hand."""
+
+    def __init__(self, journal: Any, moment: str, take: Callable[[], None], hit: list[Job]) -> None:
+        self._journal, self._moment, self._take, self.hit = journal, moment, take, hit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._journal, name)
+
+    def _first(self, job: Job) -> None:
+        if not self.hit:
+            self.hit.append(job)
+            self._take()
+
+    async def started(self, job: Job, **kw: Any) -> None:
+        if self._moment == "started":
+            self._first(job)
+        await self._journal.started(job, **kw)
+
+    async def done(self, job: Job, **kw: Any) -> None:
+        if self._moment == "done":
+            self._first(job)
+        await self._journal.done(job, **kw)
+
+
+@pytest.mark.parametrize("moment", ["started", "done"])
+def test_a_file_the_old_owner_had_in_hand_at_the_takeover_is_sent_once(
+    sim: SimServer, tmp_path: Path, moment: str
+) -> None:
+    """Superseded with a response in flight (``started``) or with the file renamed into
+    place (``done``): the old owner still holds the bucket (the new one waits for it to
+    let go), so it finishes and records that file, and the new owner finds it done."""
+    dest, hit = tmp_path / "dest", []
+
+    def superseded_at(spec: UnitSpec) -> Callable[[FetchContext], FetchContext]:
+        def take() -> None:
+            for b in spec.buckets:
+                Lease.supersede(bucket_dir(dest / ".stacpull", b), b, "new:1").close()
+
+        def adjust(ctx: FetchContext) -> FetchContext:
+            journal = _SupersededAt(ctx.journal, moment, take, hit)
+            return dataclasses.replace(ctx, journal=journal)
+
+        return adjust
+
+    def run(specs: list[UnitSpec]) -> list[dict[str, Any]]:
+        (spec,) = specs
+        old = run_unit(dataclasses.replace(spec, owner="old:1", context=superseded_at(spec)))
+        assert old["outcome"] == "superseded", old
+        return [run_unit(dataclasses.replace(spec, owner="new:2"))]
+
+    config = sim_config(sim, dest, concurrency=1)
+    result, (new,) = coordinate(config, token_file(tmp_path), buckets=1, workers=1, run=run)
+    assert result.ok and verify_dest(dest).ok, result
+    (job,) = hit
+    assert new["stats"]["downloaded"] + new["stats"]["skipped"] == 15
+    # one request for that file: the takeover did not fetch it again
+    name = Path(job.url).name
+    assert len([r for r in sim.requests if r["path"].endswith(name)]) == 1
+    body = (dest / job.dest).stat().st_size
+    assert sim.bytes_sent_for(job.item_id, job.asset_key) == body

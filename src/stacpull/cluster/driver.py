@@ -44,15 +44,14 @@ import anyio.to_thread
 from ..config import Config
 from ..engine import conclude, plan_jobs
 from ..errors import ConfigError, StacpullError, first_error
-from ..events import EventSink, fanout
+from ..events import EventSink, HostLimitChanged, fanout
 from ..models import Job
 from ..runstate import RunState, abandon
 from ..runtypes import RunOptions, RunResult, StopSignal
-from ..shards.coordinator import clear_jobs, open_shards, unit_specs
+from ..shards.coordinator import clear_jobs, merge_unit, open_shards, unit_specs
 from ..shards.jobfiles import JobFiles
 from ..shards.layout import bucket_dir
 from ..shards.lease import Lease, LeaseRow, read_lease
-from ..shards.sync import merge_buckets
 from ..shards.unit import UnitSpec, run_unit
 from ..stats import RunStats
 from ..tokens import TokenProvider
@@ -355,8 +354,9 @@ class _Units:
 
     def _settle(self, unit: _Unit, result: dict[str, Any]) -> None:
         """Bring the unit's buckets home (blocking: SQLite and files): merge the bucket
-        journals, count the bytes its last heartbeat had not told, replay its outcomes."""
-        _merge_buckets(self.state, unit.spec.buckets)
+        journals, count the bytes its last heartbeat had not told, tell its data hosts'
+        window changes, replay its outcomes."""
+        merge_unit(self.state, unit.spec.buckets)
         beats = result.get("heartbeats") or {}
         news: dict[str, int] = {}
         for bucket, epoch in (result.get("epochs") or {}).items():
@@ -366,6 +366,10 @@ class _Units:
             if added:
                 news[result["worker"]] = news.get(result["worker"], 0) + added
         self.lines.show(news)
+        # The data hosts' windows as the workers moved them: the report's hosts are the
+        # ones a single run's lists (the workers' own lines are the dashboard's alone).
+        for host, window, reason in result.get("windows") or ():
+            self.state.emit(HostLimitChanged(str(host), int(window), str(reason)))
         log = Path(result["outcomes"]) if result.get("outcomes") else None
         if log is not None and result["outcome"] == "complete":
             state = self.state
@@ -421,16 +425,6 @@ class _Units:
             if not unit.done:
                 return unit.fatal or f"unit {unit.spec.unit} did not complete"
         return None
-
-
-def _merge_buckets(state: RunState, buckets: tuple[int, ...]) -> None:
-    """Bring a returned unit's bucket journals home: their rows into the main journal,
-    the newest of each path winning (:func:`stacpull.shards.sync.merge_buckets`). Not
-    :func:`stacpull.shards.coordinator.absorb`, which also replays the outcome log with
-    its bytes: here the bytes came live from the heartbeats, and :mod:`.replay` tells
-    each file with its job as planned."""
-    directory = state.journal.directory
-    merge_buckets(state.journal, state.root, [bucket_dir(directory, b) for b in buckets])
 
 
 def _result_of(future: Any) -> dict[str, Any]:

@@ -2,23 +2,17 @@
 calls around :func:`stacpull.engine.plan_jobs` and the tasks.
 
 :func:`open_shards` (``plan_jobs``' ``on_open``: the layout and this run's job files),
-:func:`unit_specs` (the units, largest first, each bucket journal seeded), :func:`absorb`
-(a returned unit's buckets merged into the main journal, and its outcomes replayed into
-the run's sinks: its stats, report, outcome log and the caller's sink count every file),
-:func:`clear_jobs` (the job files of a finished run, which keep presigned URLs).
+:func:`unit_specs` (the units, largest first, each bucket journal seeded), :func:`merge_unit`
+(a returned unit's buckets merged into the main journal; its outcomes are replayed by
+:mod:`stacpull.cluster.replay`), :func:`clear_jobs` (the job files of a finished run,
+which keep presigned URLs).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable
 
-from ..errors import StorageError
-from ..events import BytesReceived, Event, JobFinished, JobRefused
 from ..limits import HostGate
-from ..models import Job, Outcome, Refusal, Status
 from ..runstate import RunState
 from ..transfer.context import FetchContext
 from .jobfiles import JobFiles, read_jobs, remove_jobs
@@ -26,7 +20,7 @@ from .layout import Layout, bucket_dir, unit_count, units
 from .sync import bucket_journal, merge_buckets, seed
 from .unit import UnitSpec, config_values
 
-__all__ = ["absorb", "clear_jobs", "open_shards", "unit_specs"]
+__all__ = ["clear_jobs", "merge_unit", "open_shards", "unit_specs"]
 
 
 def open_shards(state: RunState, buckets: int | None = None) -> JobFiles:
@@ -78,8 +72,11 @@ def unit_specs(
     return specs
 
 
-def _merge_unit(state: RunState, buckets: Iterable[int]) -> int:
-    """Merge a returned unit's bucket journals into the main journal."""
+def merge_unit(state: RunState, buckets: Iterable[int]) -> int:
+    """Bring a returned unit's bucket journals home: their rows into the main journal,
+    the newest of each path winning (:func:`~.sync.merge_buckets`). Returns the rows
+    changed. Its files reach the run's sinks apart: :mod:`stacpull.cluster.replay` tells
+    them (without their bytes, which came live from the heartbeats)."""
     directory = state.journal.directory
     return merge_buckets(state.journal, state.root, [bucket_dir(directory, b) for b in buckets])
 
@@ -88,59 +85,3 @@ def clear_jobs(state: RunState, buckets: Iterable[int]) -> None:
     """Remove the run's job files of ``buckets`` (once they merged complete)."""
     for bucket in buckets:
         remove_jobs(state.journal.directory, bucket, state.run_id)
-
-
-def _events(line: Mapping[str, Any]) -> Iterator[Event]:
-    """The events that wrote one outcome-log line (the bytes it received, then its end)."""
-    status = Status(line["status"])
-    item, collection, asset = str(line["item"]), str(line["collection"]), str(line["asset"])
-    if status is Status.REFUSED and "path" not in line:
-        yield JobRefused(Refusal(item, collection, asset, str(line.get("error") or "")))
-        return
-    job = Job(item, collection, asset, str(line.get("url") or ""), str(line.get("path") or ""))
-    received = int(line.get("bytes_downloaded") or 0)
-    if received:
-        yield BytesReceived(job, received)
-    yield JobFinished(
-        Outcome(
-            job,
-            status,
-            bytes_downloaded=received,
-            size=line.get("size"),
-            seconds=float(line.get("seconds") or 0.0),
-            attempts=int(line.get("attempts") or 0),
-            error=line.get("error"),
-            error_class=line.get("error_class"),
-            resumed_from=int(line.get("resumed_from") or 0),
-            notes=tuple(line.get("notes") or ()),
-        )
-    )
-
-
-def absorb(state: RunState, result: Mapping[str, Any]) -> int:
-    """A unit came back (``result``: what :func:`~.unit.run_unit` returned): merge its
-    buckets into the main journal and, for a ``complete`` unit, replay its outcome log
-    into the run's sinks (``state.emit``: the stats the report and the result count, the
-    run's own outcome log, the caller's sink). A unit that did not complete is only
-    merged: the owner that finishes its buckets reports their files. Returns the files
-    replayed."""
-    _merge_unit(state, result["buckets"])
-    path = result.get("outcomes")
-    if result.get("outcome") != "complete" or not path:
-        return 0
-    replayed = 0
-    try:
-        with Path(path).open(encoding="utf-8") as handle:
-            for text in handle:
-                try:
-                    events = list(_events(json.loads(text)))
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut by a full disk
-                for event in events:
-                    state.emit(event)
-                replayed += 1
-    except FileNotFoundError:
-        return 0
-    except OSError as exc:
-        raise StorageError(f"cannot read the unit's outcome log {path}: {exc}") from exc
-    return replayed

@@ -4,11 +4,11 @@ keeps two owners from ever writing one bucket's files at once, and the heartbeat
 Dask can run a task twice (a worker it lost that is still running, a reconnect), so a
 bucket is taken, never assumed: :meth:`Lease.take` increments the bucket's epoch in one
 immediate transaction (superseding whoever held it), then waits for the bucket's owner
-lock (``flock``), which the superseded owner lets go of once it has stopped. Every group
-commit of the owner's bucket journal first checks its epoch (the journal's guard): a
-superseded owner's next commit fails with :class:`Superseded`, and so does its next
-heartbeat (at most a second away), which stops it; its ``.part`` files stay, and the new
-owner resumes them from what is on disk.
+lock (``flock``), which the superseded owner lets go of once it has stopped. The owner's
+next heartbeat (at most a second away) fails with :class:`Superseded`, which stops it: no
+new transfer, those in flight a short grace, then its ``.part`` files stay and the new
+owner resumes them from what is on disk. Until it lets go, its journal still records what
+it does (:meth:`Lease.guard`): the new owner, waiting for the lock, reads all of it.
 
 The lease lives in its own small database, ``shards/b017/lease.sqlite`` (a rollback
 journal, no WAL): it must stay readable and writable while the owner holds its bucket
@@ -68,10 +68,14 @@ class Superseded(StorageError):
 
     def __init__(self, bucket: int, epoch: int, current: int | None, owner: str | None) -> None:
         by = f" by {owner}" if owner else ""
-        super().__init__(
-            f"bucket {bucket} was taken over{by} (epoch {epoch} → {current}); "
-            "this owner stops and leaves its files to the new one"
-        )
+        if current is None:  # not read: this owner let go of the bucket already
+            said = f"bucket {bucket} was let go of (epoch {epoch}); this owner writes no more"
+        else:
+            said = (
+                f"bucket {bucket} was taken over{by} (epoch {epoch} → {current}); "
+                "this owner stops and leaves its files to the new one"
+            )
+        super().__init__(said)
         self.bucket, self.epoch, self.current = bucket, epoch, current
 
 
@@ -237,6 +241,21 @@ class Lease:
         epoch, owner = self._current()
         if epoch != self.epoch:
             raise Superseded(self.bucket, self.epoch, epoch, owner)
+
+    def guard(self, _db: sqlite3.Connection | None = None) -> None:
+        """The guard of every group commit of this owner's bucket journal (``_db``, its
+        connection): its statements go through while it holds the owner lock, superseded
+        or not, and :class:`Superseded` once it let go.
+
+        A superseded owner's commits are not refused: the new owner waits for the owner
+        lock before it reads the bucket journal or touches a file, so what the old one
+        records meanwhile is the truth of the disk it hands over. Refusing them cut the
+        response it had in flight at the takeover (its validators unrecorded, so the new
+        owner fetched the file again from zero: the server sent it twice). The epoch stops
+        the old owner all the same, at its next heartbeat (a second away): no new
+        transfer, those in flight a short grace (:class:`~.unit.UnitSpec`)."""
+        if self._lock_fd is None:
+            raise Superseded(self.bucket, self.epoch, None, None)
 
     def beat(self, files: int, size: int) -> None:
         """Record a heartbeat: the files and bytes done so far; :class:`Superseded` when

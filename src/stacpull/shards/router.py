@@ -4,8 +4,9 @@ journal per bucket of its unit, each statement routed by its job's bucket.
 Opening one takes every bucket's lease (all epochs first, so whoever held any of them
 stops at once, then the owner locks in bucket order, so two owners of overlapping units
 never wait for each other in a circle), then opens the bucket journals
-(``DEST/.stacpull/shards/b017/journal.sqlite``) with the lease check as the guard of
-every group commit, in exclusive locking mode on a shared file system. Range records
+(``DEST/.stacpull/shards/b017/journal.sqlite``) with the lease's guard on every group
+commit (:meth:`~.lease.Lease.guard`: nothing is recorded once the bucket was let go), in
+exclusive locking mode on a shared file system. Range records
 stay under ``DEST/.stacpull`` (:attr:`directory`), so any owner finds a split file's.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
-from ..events import BytesReceived, Event, JobFinished
+from ..events import BytesReceived, Event, HostLimitChanged, JobFinished
 from ..journal import JOURNAL_DIR, Journal, JournalRow
 from ..models import Job, Status
 from .jobfiles import read_jobs
@@ -42,6 +43,9 @@ class UnitJournal:
         self._paths: dict[str, int] = {}
         self.files: dict[int, int] = dict.fromkeys(self.buckets, 0)
         self.bytes: dict[int, int] = dict.fromkeys(self.buckets, 0)
+        #: Each change of a data host's window in this worker (host, window, reason): the
+        #: coordinator's report lists the hosts as a single run's does.
+        self.windows: list[tuple[str, int, str]] = []
 
     @classmethod
     def open(
@@ -70,7 +74,7 @@ class UnitJournal:
             lease = self.leases[bucket]
             lease.hold(wait)
             journal = Journal(
-                self.dest, directory=lease.directory, guard=lease.check, exclusive=None
+                self.dest, directory=lease.directory, guard=lease.guard, exclusive=None
             )
             self.journals[bucket] = journal
             # Rows a killed owner left active are pending: their .part is resumed.
@@ -138,7 +142,8 @@ class UnitJournal:
     # -- the heartbeat ------------------------------------------------------------------
     def count(self, event: Event) -> None:
         """An event sink: the files ended and bytes received per bucket, which
-        :meth:`beat` records (the coordinator's per-worker throughput reads them)."""
+        :meth:`beat` records (the coordinator's per-worker throughput reads them), and
+        the data hosts' window changes (:attr:`windows`)."""
         if type(event) is BytesReceived:
             bucket = self._paths.get(event.job.dest)
             if bucket is not None:
@@ -147,6 +152,8 @@ class UnitJournal:
             bucket = self._paths.get(event.outcome.job.dest)
             if bucket is not None:
                 self.files[bucket] += 1
+        elif type(event) is HostLimitChanged:
+            self.windows.append((event.host, event.limit, event.reason))
 
     def beat(self) -> None:
         """Record every bucket's heartbeat (blocking, a few small writes);

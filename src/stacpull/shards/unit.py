@@ -31,6 +31,7 @@ from ..journal import JOURNAL_DIR
 from ..limits import HostGate
 from ..runtypes import RunResult, StopSignal, loop_options
 from ..stats import RunStats
+from ..tokens import StaticTokenProvider
 from ..transfer.context import FetchContext
 from .layout import SHARDS_DIR
 from .lease import BucketBusy, Superseded
@@ -38,9 +39,13 @@ from .router import UnitJournal
 
 __all__ = ["UnitSpec", "config_values", "run_unit", "unit_config"]
 
-#: Seconds between two heartbeats of a unit's leases: how soon a superseded owner that
-#: commits nothing (one long file) notices and stops.
+#: Seconds between two heartbeats of a unit's leases: how soon a superseded owner
+#: notices and stops.
 _HEARTBEAT = 1.0
+#: Seconds the transfers in flight get when a unit stops (superseded, or the coordinator's
+#: stop): a response the server already sent is finished and recorded rather than cut
+#: (the new owner would fetch it again); a longer one keeps its ``.part``, resumed.
+_GRACE = 1.0
 #: The sections a unit's config carries whole; of ``auth`` only the token hosts.
 _SECTIONS = ("search", "download", "output")
 
@@ -83,14 +88,14 @@ class UnitSpec:
 
     ``dest`` is DEST as every node sees it; ``config`` is :func:`config_values` of the
     run's config; ``token_file`` the access-token file the coordinator keeps current
-    (``DEST/.stacpull/token``; None: the config's own token file, or none). ``gate`` is the
-    cluster-wide politeness budget (a ``stacpull.limits.HostGate``, e.g. the Dask gate of
-    :mod:`stacpull.cluster.gate`, which pickles to its name), the unit's
-    ``FetchContext.gate`` (:attr:`stacpull.engine.TransferSetup.gate`); ``context``, any
-    other last change: called in the worker with the unit's
-    :class:`~stacpull.transfer.context.FetchContext`, it returns the one to use.
+    (``DEST/.stacpull/token``; None: the coordinator has no token, so neither has the
+    worker). ``gate`` is the cluster-wide politeness budget (a
+    ``stacpull.limits.HostGate``, e.g. the Dask gate of :mod:`stacpull.cluster.gate`,
+    which pickles to its name), installed as the unit's
+    ``FetchContext.gate``; ``context``, any other last change: called in the worker with
+    the unit's :class:`~stacpull.transfer.context.FetchContext`, it returns the one to use.
     ``wait``: seconds to wait for a superseded owner of a bucket to let go; ``grace``:
-    seconds transfers in flight get after a stop."""
+    seconds transfers in flight get after a stop (:data:`_GRACE`)."""
 
     dest: str
     # Out of the repr (a task's arguments reach Dask's logs): headers may carry a key.
@@ -103,7 +108,7 @@ class UnitSpec:
     gate: HostGate | None = None  # the cluster-wide per-host cap
     context: Callable[[FetchContext], FetchContext] | None = None
     wait: float = 60.0
-    grace: float = 0.0
+    grace: float = _GRACE
     owner: str | None = None  # host:pid by default; tests name two owners in one process
     extra: dict[str, Any] = field(default_factory=dict)  # for the driver's own bookkeeping
 
@@ -144,7 +149,8 @@ def _outcomes(spec: UnitSpec, owner: str, epochs: dict[int, int]) -> Path:
 
 def run_unit(spec: UnitSpec) -> dict[str, Any]:
     """Transfer one unit; returns ``{"unit", "buckets", "epochs", "outcome", "fatal",
-    "transient", "stats", "outcomes", "worker", "heartbeats"}`` as plain data.
+    "transient", "stats", "outcomes", "worker", "heartbeats", "windows"}`` as plain data
+    (``windows``: each change of a data host's window, ``[host, window, reason]``).
 
     ``outcome`` is ``complete`` (every job ended: downloaded, skipped, failed or refused),
     ``superseded`` (another owner took a bucket: this one stopped at its next commit or
@@ -176,6 +182,7 @@ def run_unit(spec: UnitSpec) -> dict[str, Any]:
         result = anyio.run(
             _work, spec, config, journal, counted, outcomes, backend_options=loop_options()
         )
+        journal.beat()  # superseded after its last commit: the new owner tells these files
         if result.interrupted:
             out["fatal"], out["transient"] = "the unit was stopped before its end", True
         else:
@@ -192,6 +199,7 @@ def run_unit(spec: UnitSpec) -> dict[str, Any]:
     finally:
         if journal is not None:
             out["heartbeats"] = journal.stats()
+            out["windows"] = [list(change) for change in journal.windows]
             try:
                 journal.close(state)
             except StacpullError as exc:
@@ -206,8 +214,17 @@ async def _work(
     """The transfers of the unit's jobs, with the leases' heartbeat beside them: a
     heartbeat that finds a bucket taken over stops the unit (its fatal error)."""
     stop = StopSignal()
+    # Exactly the coordinator's credentials: its token file, or none at all. Never the
+    # default token.txt of the worker's own working directory, which the config would
+    # fall back to (another user's, another mission's token).
+    tokens = None if spec.token_file is not None else StaticTokenProvider(None)
     setup = TransferSetup(
-        outcomes=outcomes, stats=counted, grace=spec.grace, adjust=spec.context, gate=spec.gate
+        outcomes=outcomes,
+        tokens=tokens,
+        stats=counted,
+        grace=spec.grace,
+        adjust=spec.context,
+        gate=spec.gate,
     )
     jobs = journal.jobs(spec.run_id)
     try:
