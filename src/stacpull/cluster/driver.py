@@ -27,7 +27,9 @@ Dask is imported here only, and only when a cluster run starts.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -129,10 +131,23 @@ async def run_cluster(config: Config, options: RunOptions | None, call: ClusterC
     :func:`stacpull.engine.run` does (:class:`ConfigError` for a bad ``cluster.*``, a
     layout DEST did not record, or Dask missing)."""
     opts = options or RunOptions()
+    early = None
     if call.client is None:  # clear errors before any search
         parse_address(config.cluster.address or "")
         if importlib.util.find_spec("distributed") is None:
             raise ConfigError(_NO_DASK)
+        early = _Early(config)
+    try:
+        return await _run(config, opts, call, early)
+    finally:
+        if early is not None:  # a cluster started for a run that ended before its dispatch
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(early.close)
+
+
+async def _run(
+    config: Config, opts: RunOptions, call: ClusterCall, early: _Early | None
+) -> RunResult:
     files: list[JobFiles] = []
 
     def on_open(state: RunState) -> Callable[[Job], None]:
@@ -141,6 +156,8 @@ async def run_cluster(config: Config, options: RunOptions | None, call: ClusterC
 
     def add(job: Job) -> None:
         files[0].add(job)
+        if early is not None:
+            early.start()
 
     plan = await plan_jobs(
         config, opts, on_open, sink=_sinks(call), tokens=call.tokens, stop=call.stop
@@ -153,7 +170,7 @@ async def run_cluster(config: Config, options: RunOptions | None, call: ClusterC
         files[0].close()
         fatal = None
         if files[0].loads and not state.stop.requested:
-            fatal = await _dispatch(state, files[0], call.client)
+            fatal = await _dispatch(state, files[0], call.client, early)
     except BaseException as exc:
         return await _failed(state, exc)
     return await conclude(state, fatal=fatal)
@@ -179,8 +196,12 @@ def _dest_tag(state: RunState) -> str:
     return hashlib.sha256(str(state.root).encode()).hexdigest()[:10]
 
 
-async def _dispatch(state: RunState, files: JobFiles, given: Client | None) -> str | None:
-    """Every unit out and back: ``None`` when all completed, else why the run did not."""
+async def _dispatch(
+    state: RunState, files: JobFiles, given: Client | None, early: _Early | None
+) -> str | None:
+    """Every unit out and back: ``None`` when all completed, else why the run did not.
+    When the worker count is known before the cluster is up (``local:N``), the bucket
+    journals are seeded while it starts."""
     config = state.config
     # One politeness budget: each host's connections over every worker, at most the cap.
     gate = DaskGate(
@@ -189,11 +210,16 @@ async def _dispatch(state: RunState, files: JobFiles, given: Client | None) -> s
     # Only the coordinator holds the credentials: the workers read the current access
     # token from DEST/.stacpull/token, which the writer replaces before each expiry.
     writer = TokenFileWriter(state.provider, token_path(state.root))
-    async with _workers(config, given) as (client, workers):
-        token_file = str(writer.path) if await writer.write_now() else None
-        specs = await anyio.to_thread.run_sync(
-            lambda: unit_specs(state, files, workers, token_file=token_file, gate=gate)
-        )
+    token_file = str(writer.path) if await writer.write_now() else None
+
+    def cut(workers: int) -> list[UnitSpec]:
+        return unit_specs(state, files, workers, token_file=token_file, gate=gate)
+
+    known = early.workers if early is not None else None
+    specs = None if known is None else await anyio.to_thread.run_sync(cut, known)
+    async with _workers(config, given, early) as (client, workers):
+        if specs is None:
+            specs = await anyio.to_thread.run_sync(cut, workers)
         units = _Units(state, client, specs, _dest_tag(state))
         try:
             async with anyio.create_task_group() as tg:
@@ -244,6 +270,46 @@ def _connect(config: Config) -> _Made:
         raise ConfigError(f"cluster.address: cannot reach {address.address}: {exc}") from None
 
 
+class _Early:
+    """The cluster a run makes, started in a thread at the first planned job: its start
+    (a LocalCluster's worker processes importing Dask: seconds, on a loaded machine four)
+    overlaps the rest of the search and the seeding of the bucket journals instead of
+    following them. A run with nothing to transfer never starts one."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._future: concurrent.futures.Future[_Made] | None = None
+        self._taken = False
+
+    def start(self) -> None:
+        if self._future is None:
+            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stacpull-dask")
+            self._future = pool.submit(_connect, self.config)
+            pool.shutdown(wait=False)
+
+    @property
+    def workers(self) -> int | None:
+        """The workers a LocalCluster is started with; None for a scheduler's own."""
+        address = parse_address(self.config.cluster.address or "")
+        if isinstance(address, LocalAddress):
+            return address.workers or os.cpu_count() or 1
+        return None
+
+    def made(self) -> _Made:
+        """The cluster, once it is up (blocking); whoever takes it closes it."""
+        self.start()
+        assert self._future is not None
+        self._taken = True
+        return self._future.result()
+
+    def close(self) -> None:
+        """Close a cluster started but never taken (blocking until it is up)."""
+        if self._future is not None and not self._taken:
+            self._taken = True
+            with contextlib.suppress(Exception):
+                self._future.result().close()
+
+
 def _worker_count(client: Any) -> int:
     """The workers the cluster has now (waiting a while for a first one)."""
     workers = len(client.scheduler_info().get("workers", {}))
@@ -254,10 +320,16 @@ def _worker_count(client: Any) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _workers(config: Config, given: Client | None) -> AsyncIterator[tuple[Any, int]]:
+async def _workers(
+    config: Config, given: Client | None, early: _Early | None
+) -> AsyncIterator[tuple[Any, int]]:
     """The client and its worker count: ``given`` as it is, else one made for this run
-    and closed at its end (its LocalCluster stopped)."""
-    made = None if given is not None else await anyio.to_thread.run_sync(_connect, config)
+    (``early``'s, started at the first job) and closed at its end (its LocalCluster
+    stopped)."""
+    made = None
+    if given is None:
+        connect = early.made if early is not None else functools.partial(_connect, config)
+        made = await anyio.to_thread.run_sync(connect)
     client = given if made is None else made.client
     try:
         yield client, await anyio.to_thread.run_sync(_worker_count, client)
