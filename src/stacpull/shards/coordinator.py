@@ -51,7 +51,7 @@ def unit_specs(
     ``context`` go to every :class:`~.unit.UnitSpec`."""
     values = config_values(state.config)
     specs: list[UnitSpec] = []
-    count = unit_count(len(files.loads), workers)
+    count = unit_count(len(files.loads), workers, sum(files.loads.values()))
     for unit in units(files.loads, count):
         for bucket in unit.buckets:
             _seed(state, bucket)
