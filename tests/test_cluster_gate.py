@@ -6,6 +6,7 @@ holds the other's requests, and the leases of a killed worker come back."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import pickle
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,30 @@ class FakeGate:
 async def _settle() -> None:
     for _ in range(10):
         await anyio.lowlevel.checkpoint()
+
+
+@contextlib.asynccontextmanager
+async def _holder_and_waiter(
+    limiter: HostLimiter,
+) -> AsyncIterator[tuple[anyio.Event, anyio.Event]]:
+    """One task holding ``H``'s only slot until ``release`` is set, and one waiting for a
+    slot, which sets ``entered`` once it has one: the block runs with both under way."""
+    release, entered = anyio.Event(), anyio.Event()
+
+    async def holder() -> None:
+        async with limiter.slot(H):
+            await release.wait()
+
+    async def waiter() -> None:
+        async with limiter.slot(H):
+            entered.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(holder)
+        await _settle()
+        tg.start_soon(waiter)
+        await _settle()
+        yield release, entered
 
 
 @pytest.mark.anyio
@@ -140,21 +165,7 @@ async def test_a_pause_that_begins_while_requests_wait_ends_their_wait_when_it_e
     pause wake nobody, so its wait is re-timed to the pause's end (else it would wait until
     some other slot is given back, which may never come)."""
     limiter = HostLimiter(1, start=1)  # the real clock: the waiter's own timer ends the pause
-    release, entered = anyio.Event(), anyio.Event()
-
-    async def holder() -> None:
-        async with limiter.slot(H):
-            await release.wait()
-
-    async def waiter() -> None:
-        async with limiter.slot(H):
-            entered.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(holder)
-        await _settle()
-        tg.start_soon(waiter)
-        await _settle()
+    async with _holder_and_waiter(limiter) as (release, entered):
         limiter.throttled(H, 429, 0.2)  # the holder's host asks for a pause...
         release.set()  # ...and its slot is given back during it
         with anyio.fail_after(5):  # a bound for a loaded machine, not a timing
@@ -167,21 +178,7 @@ async def test_a_pause_another_worker_published_re_times_the_waiters_here() -> N
     gate = FakeGate(4, wall)
     limiter = HostLimiter(1, start=1, adaptive=False)
     limiter.gate = gate
-    release, entered = anyio.Event(), anyio.Event()
-
-    async def holder() -> None:
-        async with limiter.slot(H):
-            await release.wait()
-
-    async def waiter() -> None:
-        async with limiter.slot(H):
-            entered.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(holder)
-        await _settle()
-        tg.start_soon(waiter)
-        await _settle()
+    async with _holder_and_waiter(limiter) as (release, entered):
         gate.ends[H] = wall() + 0.2  # published by another worker
         release.set()  # the holder's slot comes back while the pause holds: no wake
         await _settle()
