@@ -577,3 +577,50 @@ def test_the_report_lists_the_data_hosts_as_a_single_run_does(client: Any, tmp_p
     assert set(windows) == hosts and windows["127.0.0.1"]["throttles"] >= 1
     code, out, _ = cli("report", str(tmp_path / "c"))
     assert code == 0 and "window 127.0.0.1:" in out, out
+
+
+def test_the_workers_retries_reach_the_result_and_the_report(client: Any, tmp_path: Path) -> None:
+    """Every retry a worker made is counted on the coordinator, in its result and its
+    report's totals and error groups, as a single run counts its own."""
+    from stacpull.sim import SimOptions
+    from stacpull.sim.faults import Faults
+
+    faults = Faults(burst_probability=0.3, burst_statuses=(503,), retry_after=0.1, seed=5)
+    catalog = SimCatalog(default_collections(count=5, product_size=200_000))
+    with SimServer(catalog, options=SimOptions(faults=faults)) as sim:
+        options = _options(sim, tmp_path, collections=[L1C], retries=15)
+        result = stacpull.mirror(client=client, buckets=4, **{**options, "dest": str(tmp_path)})
+        answered = sim.fault_counts.get("status_503", 0)
+    assert result.ok and answered >= 1
+    assert result.retries == answered  # each 503 answered was one retry, in some worker
+    assert result.report is not None
+    report = json.loads(result.report.read_text())
+    assert report["totals"]["retries"] == answered, report["totals"]
+    assert sum(g["count"] for g in report["errors"]) >= answered, report["errors"]
+
+
+def test_a_cluster_without_workers_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scheduler no worker joins (a batch queue that never started them): a clear
+    error naming what to do, not a bare TimeoutError from Dask, and the run recorded as
+    stopped with its plan kept for the next run."""
+    distributed = pytest.importorskip("distributed")
+    from stacpull.cluster import driver
+
+    monkeypatch.setattr(driver, "_WORKERS_WAIT", 0.5)
+    catalog = SimCatalog(default_collections(count=2, product_size=20_000))
+    with (
+        SimServer(catalog) as sim,
+        distributed.LocalCluster(
+            n_workers=0, processes=False, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        distributed.Client(cluster) as empty,
+        pytest.raises(stacpull.StacpullError, match="no worker") as caught,
+    ):
+        stacpull.mirror(client=empty, **_options(sim, tmp_path, collections=[L1C]))
+    assert not isinstance(caught.value, TimeoutError)
+    code, out, _ = cli("status", str(tmp_path), "--json")
+    status = json.loads(out)
+    assert code == 0 and status["last_run"]["outcome"] == "stopped", out
+    assert status["by_status"]["pending"]["files"] > 0, out

@@ -46,7 +46,7 @@ import anyio.to_thread
 from ..config import Config
 from ..engine import conclude, plan_jobs
 from ..errors import ConfigError, StacpullError, first_error
-from ..events import EventSink, HostLimitChanged, fanout
+from ..events import EventSink, HostLimitChanged, TransferRetried, fanout
 from ..models import Job
 from ..runstate import RunState, abandon
 from ..runtypes import RunOptions, RunResult, StopSignal
@@ -312,7 +312,15 @@ def _worker_count(client: Any) -> int:
     """The workers the cluster has now (waiting a while for a first one)."""
     workers = len(client.scheduler_info().get("workers", {}))
     if workers == 0:
-        client.wait_for_workers(1, timeout=_WORKERS_WAIT)
+        try:
+            client.wait_for_workers(1, timeout=_WORKERS_WAIT)
+        except TimeoutError:  # distributed's WorkerStartTimeoutError is one
+            raise ConfigError(
+                f"cluster: no worker joined the scheduler at {client.scheduler.address} "
+                f"within {_WORKERS_WAIT:g} s; start workers (dask worker ADDRESS, or your "
+                "batch system's job) or check cluster.address; the plan is kept for the "
+                "next run"
+            ) from None
         workers = len(client.scheduler_info().get("workers", {}))
     return max(1, workers)
 
@@ -456,6 +464,14 @@ class _Units:
         # ones a single run's lists (the workers' own lines are the dashboard's alone).
         for host, window, reason in result.get("windows") or ():
             self.state.emit(HostLimitChanged(str(host), int(window), str(reason)))
+        # And their retries, for the counts and the error groups (no URL: not needed there).
+        for item, collection, asset, path, attempt, error, kind, delay, lost in (
+            result.get("retries") or ()
+        ):
+            job = Job(str(item), str(collection), str(asset), "", str(path))
+            self.state.emit(
+                TransferRetried(job, int(attempt), str(error), str(kind), float(delay), int(lost))
+            )
         log = Path(result["outcomes"]) if result.get("outcomes") else None
         if log is not None and result["outcome"] == "complete":
             state = self.state

@@ -18,12 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
-from ..events import BytesReceived, Event, HostLimitChanged, JobFinished
+from ..events import BytesReceived, Event, HostLimitChanged, JobFinished, TransferRetried
 from ..journal import JOURNAL_DIR, Journal, JournalRow
 from ..models import Job, Status
 from .jobfiles import read_jobs
 from .layout import bucket_dir, job_bucket, make_bucket_dir
 from .lease import Lease
+
+#: The retries a unit hands back, at most (a unit of a million failing requests would
+#: otherwise send them all), and the characters kept of each one's message.
+_RETRIES_KEPT = 100_000
+_MESSAGE = 300
 
 __all__ = ["UnitJournal"]
 
@@ -46,6 +51,9 @@ class UnitJournal:
         #: Each change of a data host's window in this worker (host, window, reason): the
         #: coordinator's report lists the hosts as a single run's does.
         self.windows: list[tuple[str, int, str]] = []
+        # Each retry, as plain data: the coordinator's counts and error groups tell them
+        # (without the URL, which may carry a presigned query). At most _RETRIES_KEPT.
+        self.retries: list[tuple[str, str, str, str, int, str, str, float, int]] = []
 
     @classmethod
     def open(
@@ -143,7 +151,7 @@ class UnitJournal:
     def count(self, event: Event) -> None:
         """An event sink: the files ended and bytes received per bucket, which
         :meth:`beat` records (the coordinator's per-worker throughput reads them), and
-        the data hosts' window changes (:attr:`windows`)."""
+        the data hosts' window changes (:attr:`windows`) and the retries (:attr:`retries`)."""
         if type(event) is BytesReceived:
             bucket = self._paths.get(event.job.dest)
             if bucket is not None:
@@ -154,6 +162,12 @@ class UnitJournal:
                 self.files[bucket] += 1
         elif type(event) is HostLimitChanged:
             self.windows.append((event.host, event.limit, event.reason))
+        elif type(event) is TransferRetried and len(self.retries) < _RETRIES_KEPT:
+            job, error = event.job, event.error[:_MESSAGE]
+            where = (job.item_id, job.collection, job.asset_key, job.dest)
+            self.retries.append(
+                (*where, event.attempt, error, event.error_class, event.delay, event.discarded)
+            )
 
     def beat(self) -> None:
         """Record every bucket's heartbeat (blocking, a few small writes);

@@ -150,7 +150,9 @@ def _outcomes(spec: UnitSpec, owner: str, epochs: dict[int, int]) -> Path:
 def run_unit(spec: UnitSpec) -> dict[str, Any]:
     """Transfer one unit; returns ``{"unit", "buckets", "epochs", "outcome", "fatal",
     "transient", "stats", "outcomes", "worker", "heartbeats", "windows"}`` as plain data
-    (``windows``: each change of a data host's window, ``[host, window, reason]``).
+    (``windows``: each change of a data host's window, ``[host, window, reason]``;
+    ``retries``: each retry, ``[item, collection, asset, path, attempt, error, class,
+    delay, discarded]``).
 
     ``outcome`` is ``complete`` (every job ended: downloaded, skipped, failed or refused),
     ``superseded`` (another owner took a bucket: this one stopped at its next commit or
@@ -200,6 +202,7 @@ def run_unit(spec: UnitSpec) -> dict[str, Any]:
         if journal is not None:
             out["heartbeats"] = journal.stats()
             out["windows"] = [list(change) for change in journal.windows]
+            out["retries"] = [list(retry) for retry in journal.retries]
             try:
                 journal.close(state)
             except StacpullError as exc:
