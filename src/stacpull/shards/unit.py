@@ -149,7 +149,8 @@ def _outcomes(spec: UnitSpec, owner: str, epochs: dict[int, int]) -> Path:
 
 def run_unit(spec: UnitSpec) -> dict[str, Any]:
     """Transfer one unit; returns ``{"unit", "buckets", "epochs", "outcome", "fatal",
-    "transient", "stats", "outcomes", "worker", "heartbeats", "windows"}`` as plain data
+    "transient", "stats", "outcomes", "worker", "heartbeats", "windows", "retries"}`` as
+    plain data
     (``windows``: each change of a data host's window, ``[host, window, reason]``;
     ``retries``: each retry, ``[item, collection, asset, path, attempt, error, class,
     delay, discarded]``).
@@ -159,17 +160,9 @@ def run_unit(spec: UnitSpec) -> dict[str, Any]:
     heartbeat, its ``.part`` files kept) or ``stopped`` (``fatal`` says why; ``transient``:
     worth dispatching again, e.g. a former owner that did not let go in time)."""
     owner = spec.owner or f"{socket.gethostname()}:{os.getpid()}"
-    out: dict[str, Any] = {
-        "unit": spec.unit,
-        "buckets": list(spec.buckets),
-        "epochs": {},
-        "outcome": "stopped",
-        "fatal": None,
-        "transient": False,
-        "stats": {},
-        "outcomes": None,
-        "worker": owner,
-    }
+    out: dict[str, Any] = {"unit": spec.unit, "buckets": list(spec.buckets), "epochs": {}}
+    out |= {"outcome": "stopped", "fatal": None, "transient": False, "stats": {}}
+    out |= {"outcomes": None, "worker": owner}
     counted = RunStats()
     state = "stopped"
     journal: UnitJournal | None = None
