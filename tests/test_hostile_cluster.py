@@ -199,7 +199,18 @@ def test_a_hostile_layout_is_refused_with_its_path(tmp_path: Path, text: str) ->
         Layout.ensure(state, None)
 
 
-@pytest.mark.parametrize("hostile", ["../escape.bin", "a/../../x.bin", ".stacpull/journal.sqlite"])
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "../escape.bin",
+        "a/../../x.bin",
+        ".stacpull/journal.sqlite",
+        # Variants no one named: an absolute path beside DEST, a NUL, DEST itself.
+        "{outside}/abs.bin",
+        "a\x00b.bin",
+        ".",
+    ],
+)
 def test_a_job_file_edited_between_runs_writes_nothing_outside_dest_or_in_its_state(
     sim: SimServer, tmp_path: Path, hostile: str
 ) -> None:
@@ -209,7 +220,7 @@ def test_a_job_file_edited_between_runs_writes_nothing_outside_dest_or_in_its_st
     (spec,) = crashed_coordinator(sim_config(sim, dest), tmp_path)
     jobs = dest / ".stacpull" / "shards" / "b000" / "jobs-1.jsonl"
     lines = [json.loads(line) for line in jobs.read_text().splitlines()]
-    lines[0]["dest"] = hostile
+    lines[0]["dest"] = hostile.format(outside=tmp_path)
     jobs.write_text("".join(json.dumps(line) + "\n" for line in lines))
     journal = (dest / ".stacpull" / "journal.sqlite").read_bytes()[:16]
     out = run_unit(spec)
