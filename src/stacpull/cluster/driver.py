@@ -497,7 +497,7 @@ class _Units:
 
     def _supersede_out(self) -> None:
         """A stop: take every bucket still out from its worker (each stops at its next
-        heartbeat or commit, its ``.part`` files kept for the next run)."""
+        heartbeat, its ``.part`` files kept for the next run)."""
         for unit in self.units.values():
             if unit.future is None:
                 continue

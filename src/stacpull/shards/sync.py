@@ -54,7 +54,7 @@ _MERGED = (
 _PLAN = ("job", "seen_run", "scope")
 _BATCH = 500
 #: Seconds a run's merge waits for a worker still writing a bucket to stop: it stops at
-#: its next heartbeat (a second away) or commit.
+#: its next heartbeat (a second away), its transfers in flight a short grace.
 _LET_GO = 30.0
 
 
