@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,19 @@ def http_json(url: str) -> Any:
 def files_under(root: Path) -> list[Path]:
     """Every regular file under ``root`` except stacpull's own state directory."""
     return sorted(p for p in root.rglob("*") if p.is_file() and ".stacpull" not in p.parts)
+
+
+def until(condition: Callable[[], Any], what: str = "the condition", timeout: float = 60.0) -> Any:
+    """Poll ``condition()`` until it holds and return its value (a condition, not a time:
+    the timeout only ends a test that would otherwise hang on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.01)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

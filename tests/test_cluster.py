@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ import stacpull
 from stacpull.errors import ConfigError
 from stacpull.sim import SimCatalog, SimServer, default_collections
 
-from .conftest import L1A, L1C, TOKEN, Recorder, cli, files_under, local_dask_client
+from .conftest import L1A, L1C, TOKEN, Recorder, cli, files_under, local_dask_client, until
 from .test_shards import settle
 
 # -- the simulator's hold knob ----------------------------------------------------------
@@ -337,18 +336,6 @@ def _lease_owner(dest: Path, bucket: int) -> str | None:
     return None
 
 
-def _until(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    """Wait for ``condition()`` to hold (a condition, not a time: the timeout only ends a
-    test that would otherwise hang)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"never happened: {what}")
-
-
 #: The write batch of the tests below: download.chunk_size caps it (transfer.pace.Bodies).
 BATCH = 65_536
 HELD = "enclosure_i_abs_tiff"
@@ -374,12 +361,12 @@ def test_a_worker_killed_mid_file_leaves_everything_verified(
     run.start()
     try:
         assert sim.wait_held(iid, HELD, timeout=60)
-        owner = _until(lambda: _lease_owner(tmp_path, bucket_of(L1C, iid, 4)), "a lease owner")
+        owner = until(lambda: _lease_owner(tmp_path, bucket_of(L1C, iid, 4)), "a lease owner")
         pid = int(owner.rpartition(":")[2])
         assert pid in workers.values()
         parts = lambda: list((tmp_path / L1C / iid).glob("*.tiff.part"))  # noqa: E731
-        part = _until(parts, "the held file's .part")[0]
-        _until(lambda: part.stat().st_size >= 3 * BATCH, "three batches on disk")
+        part = until(parts, "the held file's .part")[0]
+        until(lambda: part.stat().st_size >= 3 * BATCH, "three batches on disk")
         os.kill(pid, signal.SIGKILL)
         run.join(120)
     finally:

@@ -29,7 +29,7 @@ from stacpull.limits import HostLimiter
 from stacpull.runtypes import RunOptions
 from stacpull.sim import Faults, SimCatalog, SimServer, default_collections
 
-from .conftest import L1A, L1C, TOKEN, Clock, files_under, local_dask_client
+from .conftest import L1A, L1C, TOKEN, Clock, files_under, local_dask_client, until
 
 H = "archive.example.org"
 
@@ -268,14 +268,6 @@ def test_the_server_never_sees_more_than_the_cluster_cap(client: Any, tmp_path: 
         assert 1 <= sim.peak_connections <= 2, sim.peak_connections
 
 
-def _until(condition: Any, seconds: float = 30.0) -> None:
-    """Poll ``condition`` from the test's thread; a bound for a loaded machine, not a timing."""
-    end = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < end, "the condition never came"
-        time.sleep(0.005)
-
-
 def test_a_retry_after_heard_by_one_task_holds_the_others_requests(
     client: Any, tmp_path: Path
 ) -> None:
@@ -285,10 +277,10 @@ def test_a_retry_after_heard_by_one_task_holds_the_others_requests(
     with _sim(**faults, retry_after=pause) as sim:
         a = str(tmp_path / "a")
         first = client.submit(_download, sim.catalog_url, L1A, a, gate, pure=False, per_host=1)
-        _until(lambda: sim.fault_counts.get("status_429"))
+        until(lambda: sim.fault_counts.get("status_429"))
         sim.set_faults(Faults())  # that one 429 only
         # The first task published the pause (the scheduler holds it) before the second starts.
-        _until(lambda: client.get_metadata([gate.name, "pause", "127.0.0.1"], default=None))
+        until(lambda: client.get_metadata([gate.name, "pause", "127.0.0.1"], default=None))
         heard_at = next(r["at"] for r in sim.requests if r["path"].startswith("/data/"))
         c = str(tmp_path / "c")
         second = client.submit(_download, sim.catalog_url, L1C, c, gate, pure=False)
@@ -327,7 +319,7 @@ def test_the_leases_of_a_killed_worker_come_back(client: Any, tmp_path: Path) ->
     gate = _gate(2)
     marker = tmp_path / "holder.pid"
     holder = client.submit(_hold, gate, H, str(marker), pure=False)
-    _until(marker.exists)
+    until(marker.exists)
     probe = Semaphore(max_leases=2, name=gate.lease_name(H))
     assert probe.acquire(timeout=0.2) is False  # the holder has both
     os.kill(int(marker.read_text()), signal.SIGKILL)

@@ -11,7 +11,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from stacpull.shards.layout import Layout
 from stacpull.shards.unit import UnitSpec, config_values, run_unit
 from stacpull.sim import SimServer
 
-from .conftest import L1A, L1C, cli, files_under
+from .conftest import L1A, L1C, cli, files_under, until
 from .test_shards import sim_config, token_file
 
 #: The write batch of these tests (download.chunk_size caps it, as in tests/test_cluster.py).
@@ -103,13 +102,6 @@ def test_a_plain_mirror_after_a_crashed_coordinator_stops_its_orphan_worker_firs
     assert box["outcome"] == "superseded", box
     assert result.ok and verify_dest(dest).ok
     assert sim.bytes_sent_for(iid, HELD) <= size + BATCH
-
-
-def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "never happened"
-        time.sleep(0.02)
 
 
 def test_status_and_verify_after_a_crashed_coordinator_see_what_its_workers_did(

@@ -12,11 +12,14 @@ from rich.table import Table
 
 from ..journal import JOURNAL_DIR
 from ..shards.layout import Layout
-from ..shards.lease import read_lease
+from ..shards.lease import LeaseRow, read_lease
 from ..shards.sync import bucket_dirs
 from ..units import human_bytes
 
 __all__ = ["print_shards", "shards_status"]
+
+#: A bucket's entry, in this order (a bucket never taken: epoch 0, nothing done).
+_FIELDS = ("bucket", "epoch", "owner", "state", "started", "heartbeat", "files", "bytes")
 
 
 def shards_status(dest: Path) -> dict[str, Any]:
@@ -25,19 +28,8 @@ def shards_status(dest: Path) -> dict[str, Any]:
     layout = Layout.read(dest / JOURNAL_DIR)
     rows: list[dict[str, Any]] = []
     for bucket, directory in bucket_dirs(dest):
-        lease = read_lease(directory, bucket)
-        rows.append(
-            {
-                "bucket": bucket,
-                "epoch": lease.epoch if lease else 0,
-                "owner": lease.owner if lease else None,
-                "state": lease.state if lease else None,
-                "started": lease.started if lease else None,
-                "heartbeat": lease.heartbeat if lease else None,
-                "files": lease.files if lease else 0,
-                "bytes": lease.bytes if lease else 0,
-            }
-        )
+        lease = read_lease(directory, bucket) or LeaseRow(bucket, 0, None, None, None, 0, 0, None)
+        rows.append({name: getattr(lease, name) for name in _FIELDS})
     return {"buckets": layout.buckets if layout else None, "shards": rows}
 
 

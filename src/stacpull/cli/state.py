@@ -204,8 +204,9 @@ def status(dest: str, as_json: bool, shards: bool) -> None:
         _status_shards(dest, as_json)
         return
     try:
-        _bring_home(_open_dest(dest))
-        report = read_status(_open_dest(dest))
+        path = _open_dest(dest)
+        _bring_home(path)
+        report = read_status(path)
     except StorageError as exc:
         fail(str(exc))
     if as_json:

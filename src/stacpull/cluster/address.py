@@ -9,6 +9,7 @@ here: the address is parsed in a run that may never import it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ..config.values import parse_cluster_address
@@ -19,9 +20,14 @@ __all__ = ["LocalAddress", "RemoteAddress", "parse_address"]
 @dataclass(frozen=True, slots=True)
 class LocalAddress:
     """A LocalCluster this run starts and stops: ``workers`` processes of one thread
-    each (``None``: one per core, as Dask chooses)."""
+    each (``None``: one per core)."""
 
     workers: int | None
+
+    @property
+    def count(self) -> int:
+        """The worker processes to start: ``workers``, else one per core."""
+        return self.workers or os.cpu_count() or 1
 
 
 @dataclass(frozen=True, slots=True)

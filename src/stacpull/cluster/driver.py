@@ -34,7 +34,6 @@ import hashlib
 import importlib
 import importlib.util
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,9 +189,8 @@ async def _dispatch(
     journals are seeded while it starts."""
     config = state.config
     # One politeness budget: each host's connections over every worker, at most the cap.
-    gate = DaskGate(
-        config.cluster.host_cap(config.download.per_host_limit), f"stacpull-{_dest_tag(state)}"
-    )
+    tag = _dest_tag(state)
+    gate = DaskGate(config.cluster.host_cap(config.download.per_host_limit), f"stacpull-{tag}")
     # Only the coordinator holds the credentials: the workers read the current access
     # token from DEST/.stacpull/token, which the writer replaces before each expiry.
     writer = TokenFileWriter(state.provider, token_path(state.root))
@@ -206,7 +204,7 @@ async def _dispatch(
     async with _workers(config, given, early) as (client, workers):
         if specs is None:
             specs = await anyio.to_thread.run_sync(cut, workers)
-        units = _Units(state, client, specs, _dest_tag(state))
+        units = _Units(state, client, specs, tag)
         try:
             async with anyio.create_task_group() as tg:
                 if token_file is not None:
@@ -247,7 +245,7 @@ def _connect(config: Config) -> _Made:
         # Dask's own default again for any worker restarted later, and for the caller.
         with importlib.import_module("dask").config.set(_FORKSERVER):
             cluster = distributed.LocalCluster(
-                n_workers=address.workers or os.cpu_count() or 1,
+                n_workers=address.count,
                 threads_per_worker=1,  # one unit per process: its own event loop and core
                 processes=True,
                 # Dask's own HTTP server (its dashboard, when bokeh is installed) on a free
@@ -282,9 +280,7 @@ class _Early:
     def workers(self) -> int | None:
         """The workers a LocalCluster is started with; None for a scheduler's own."""
         address = parse_address(self.config.cluster.address or "")
-        if isinstance(address, LocalAddress):
-            return address.workers or os.cpu_count() or 1
-        return None
+        return address.count if isinstance(address, LocalAddress) else None
 
     def ready(self) -> None:
         """Block until the cluster is reached, raising what reaching it raised, without
@@ -472,17 +468,17 @@ class _Units:
             self.state.emit(
                 TransferRetried(job, int(attempt), str(error), str(kind), float(delay), int(lost))
             )
-        log = Path(result["outcomes"]) if result.get("outcomes") else None
-        if log is not None and result["outcome"] == "complete":
+        outcomes = Path(result["outcomes"]) if result.get("outcomes") else None
+        if outcomes is not None and result["outcome"] == "complete":
             state = self.state
             replay_outcomes(
-                log, state.journal.directory, unit.spec.buckets, state.run_id, state.emit
+                outcomes, state.journal.directory, unit.spec.buckets, state.run_id, state.emit
             )
-        elif log is not None:
+        elif outcomes is not None:
             # An owner that did not finish: the one that does tells every file of these
             # buckets (those done here it finds verified), so none is counted twice.
             with contextlib.suppress(OSError):
-                log.unlink()
+                outcomes.unlink()
 
     async def _progress(self) -> None:
         """Read the heartbeats of the units still out; show what each worker added."""
@@ -501,7 +497,7 @@ class _Units:
 
     def _supersede_out(self) -> None:
         """A stop: take every bucket still out from its worker (each stops at its next
-        heartbeat or commit, its ``.part`` files kept for the next run)."""
+        heartbeat, its ``.part`` files kept for the next run)."""
         for unit in self.units.values():
             if unit.future is None:
                 continue

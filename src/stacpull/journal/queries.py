@@ -14,14 +14,13 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Container, Iterable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import scrub, scrub_data
 from ..models import Holder, Job, Refusal
 from .commit import GroupCommit, Statement, run_group
 from .rows import PLAN_COLUMNS, ROW_COLUMNS, JournalRow, job_columns, job_from_json, known_only
-from .store import Guard, Store, transaction
+from .store import Store, transaction
 
 __all__ = ["Journal"]
 
@@ -35,24 +34,10 @@ def _fetch_all(db: sqlite3.Connection, *, sql: str, args: tuple[Any, ...]) -> li
 class Journal(Store):
     """Thread-safe access to one DEST's journal; coroutines' writes go in group commits."""
 
-    def __init__(
-        self,
-        dest: Path,
-        *,
-        create: bool = True,
-        lock: bool = False,
-        directory: Path | None = None,
-        guard: Guard | None = None,
-        exclusive: bool | None = False,
-    ) -> None:
-        """Open (``create``: or create) the journal of ``dest``; ``lock`` takes DEST for this
-        process, so another run on the same DEST, or on one nested in it or around it, gets a
-        clear error instead of a race (see :mod:`stacpull.destlock`). ``directory``,
-        ``guard`` and ``exclusive``: a shard's bucket journal (see :class:`Store`)."""
-        super().__init__(
-            dest, create=create, lock=lock, directory=directory, guard=guard, exclusive=exclusive
-        )
-        self._commits = GroupCommit(self._run_group, self.path)
+    @functools.cached_property
+    def _commits(self) -> GroupCommit:
+        """The queue of this journal's next group commit (made at its first statement)."""
+        return GroupCommit(self._run_group, self.path)
 
     async def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``fn`` in the next group commit and return its result (or raise its error)."""

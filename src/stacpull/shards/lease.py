@@ -116,6 +116,15 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _open_owner_lock(directory: Path) -> int:
+    """The bucket's owner lock file, opened (created if need be), never through a link."""
+    path = directory / _OWNER_LOCK
+    try:
+        return safeio.regular_fd(path, os.O_RDWR | os.O_CREAT)
+    except OSError as exc:
+        raise StorageError(f"cannot open the bucket owner lock {path}: {exc}") from exc
+
+
 def read_lease(directory: Path, bucket: int) -> LeaseRow | None:
     """The lease of the bucket whose directory is ``directory`` (None: never taken)."""
     path = directory / LEASE_FILE
@@ -191,11 +200,7 @@ class Lease:
     def hold(self, wait: float) -> None:
         """Wait up to ``wait`` seconds for the owner lock: a superseded owner lets go of
         it once it has stopped writing (a dead one at once: the kernel drops its lock)."""
-        path = self.directory / _OWNER_LOCK
-        try:
-            fd = safeio.regular_fd(path, os.O_RDWR | os.O_CREAT)  # never through a link
-        except OSError as exc:
-            raise StorageError(f"cannot open the bucket owner lock {path}: {exc}") from exc
+        fd = _open_owner_lock(self.directory)
         try:
             self._wait_for(fd, wait)
         except BaseException:
@@ -235,9 +240,9 @@ class Lease:
                 raise StorageError(f"bucket {self.bucket} lease: {exc}") from exc
         return (row[0], row[1]) if row else (None, None)
 
-    def check(self, _db: sqlite3.Connection | None = None) -> None:
-        """Raise :class:`Superseded` unless this owner's epoch is still the bucket's: the
-        guard of every group commit of its journal (``_db``, that journal's connection)."""
+    def check(self) -> None:
+        """Raise :class:`Superseded` unless this owner's epoch is still the bucket's (its
+        heartbeat's test; its journal's commits have :meth:`guard`)."""
         epoch, owner = self._current()
         if epoch != self.epoch:
             raise Superseded(self.bucket, self.epoch, epoch, owner)
@@ -311,11 +316,7 @@ def stilled(directory: Path, bucket: int, owner: str, *, wait: float) -> Iterato
     owner (a worker whose coordinator died: a tcp:// cluster outlives it) is superseded for
     ``owner`` and waited for (:class:`BucketBusy` after ``wait`` seconds), so that it stops
     writing the bucket's files before the run transfers them itself."""
-    path = directory / _OWNER_LOCK
-    try:
-        fd = safeio.regular_fd(path, os.O_RDWR | os.O_CREAT)  # never through a link
-    except OSError as exc:
-        raise StorageError(f"cannot open the bucket owner lock {path}: {exc}") from exc
+    fd = _open_owner_lock(directory)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

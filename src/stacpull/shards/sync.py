@@ -18,7 +18,6 @@ import os
 import socket
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,7 @@ _MERGED = (
 _PLAN = ("job", "seen_run", "scope")
 _BATCH = 500
 #: Seconds a run's merge waits for a worker still writing a bucket to stop: it stops at
-#: its next heartbeat (a second away) or commit.
+#: its next heartbeat (a second away), its transfers in flight a short grace.
 _LET_GO = 30.0
 
 
@@ -102,16 +101,13 @@ def _upsert(target: Journal, columns: list[str], rows: list[Any], updated: Itera
         f" ON CONFLICT(path) DO UPDATE SET {sets}"
         " WHERE excluded.updated_at > transfers.updated_at"
     )
-    changed = 0
 
-    def q(db: sqlite3.Connection) -> None:
-        nonlocal changed
+    def q(db: sqlite3.Connection) -> int:
         before = db.total_changes
         transaction(db, lambda: db.executemany(sql, rows))
-        changed = db.total_changes - before
+        return db.total_changes - before
 
-    target.blocking(q)
-    return changed
+    return target.blocking(q)
 
 
 def seed(main: Journal, bucket: Journal, paths: Iterable[str]) -> int:
@@ -197,7 +193,9 @@ def merge_all(main: Journal, dest: Path, *, still: bool = True) -> int:
     changed = 0
     owner = f"merge:{socket.gethostname()}:{os.getpid()}"
     for number, directory in bucket_dirs(dest):
-        held = stilled(directory, number, owner, wait=_LET_GO) if still else nullcontext()
+        held = (
+            stilled(directory, number, owner, wait=_LET_GO) if still else contextlib.nullcontext()
+        )
         with held:
             changed += merge_buckets(main, dest, [directory])
     return changed

@@ -156,7 +156,7 @@ def run_unit(spec: UnitSpec) -> dict[str, Any]:
     delay, discarded]``).
 
     ``outcome`` is ``complete`` (every job ended: downloaded, skipped, failed or refused),
-    ``superseded`` (another owner took a bucket: this one stopped at its next commit or
+    ``superseded`` (another owner took a bucket: this one stopped at its next
     heartbeat, its ``.part`` files kept) or ``stopped`` (``fatal`` says why; ``transient``:
     worth dispatching again, e.g. a former owner that did not let go in time)."""
     owner = spec.owner or f"{socket.gethostname()}:{os.getpid()}"
