@@ -13,7 +13,16 @@ from stacpull.sim import SimServer
 from stacpull.transfer.stream import OVERLAP
 
 from .hostile import serve
-from .test_resume_overlap import CUT, FILE, OVERLAP_AT, RANGES, Hostile, Request, _pull_hostile
+from .test_resume_overlap import (
+    CUT,
+    FILE,
+    OVERLAP_AT,
+    RANGES,
+    Hostile,
+    Request,
+    _pull_hostile,
+    cut_then,
+)
 
 
 @pytest.fixture
@@ -50,16 +59,7 @@ def test_an_etag_that_disappears_on_the_resume_restarts_from_zero(
 ) -> None:
     """The first answer had an ETag (so the resume asks If-Range with it); the 206 comes
     without one: not proof of the same version, so the file starts over and is whole."""
-
-    async def forgetful(req: Request) -> None:
-        if req.number == 0:
-            await req.send(200, FILE[:CUT], {RANGES: "bytes", "ETag": '"v1"'}, length=len(FILE))
-        elif req.range_start is not None:
-            await req.ranged(FILE)
-        else:
-            await req.send(200, FILE, {})
-
-    raw.routes["/f.tif"] = forgetful
+    raw.routes["/f.tif"] = cut_then(FILE, {"ETag": '"v1"'})
     outcome, ranges = _pull_hostile(sim, raw, tmp_path)
     assert outcome.status is Status.DOWNLOADED, outcome.error
     assert ranges == [None, f"bytes={CUT}-", None] and outcome.resumed_from == 0
@@ -87,16 +87,7 @@ def test_a_length_that_changes_with_the_same_window_restarts(
 ) -> None:
     """The window's bytes are the same, but the file grew: never spliced."""
     grown = FILE + b"more"
-
-    async def growing(req: Request) -> None:
-        if req.number == 0:
-            await req.send(200, FILE[:CUT], {RANGES: "bytes"}, length=len(FILE))
-        elif req.range_start is not None:
-            await req.ranged(grown)
-        else:
-            await req.send(200, grown, {})
-
-    raw.routes["/f.tif"] = growing
+    raw.routes["/f.tif"] = cut_then(grown)
     outcome, ranges = _pull_hostile(sim, raw, tmp_path)
     assert outcome.status is Status.DOWNLOADED, outcome.error
     assert ranges == [None, OVERLAP_AT, None] and outcome.resumed_from == 0

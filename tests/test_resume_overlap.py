@@ -12,7 +12,7 @@ window cut short, a range ignored).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +224,23 @@ def _pull_hostile(
 OVERLAP_AT = f"bytes={CUT - OVERLAP}-"
 
 
+def cut_then(
+    version: bytes, first: dict[str, str] | None = None
+) -> Callable[[Request], Awaitable[None]]:
+    """A route whose first answer is ``FILE`` cut at ``CUT`` (ranges offered, ``first``'s
+    headers too), a resume a 206 of ``version``, and a request from zero the whole of it."""
+
+    async def route(req: Request) -> None:
+        if req.number == 0:
+            await req.send(200, FILE[:CUT], {RANGES: "bytes", **(first or {})}, length=len(FILE))
+        elif req.range_start is not None:
+            await req.ranged(version)
+        else:
+            await req.send(200, version, {})
+
+    return route
+
+
 def test_the_same_bytes_in_the_overlap_resume_against_a_raw_server(
     sim: SimServer, hostile: Hostile, tmp_path: Path
 ) -> None:
@@ -245,16 +262,7 @@ def test_one_byte_changed_inside_the_overlap_restarts_from_zero(
 ) -> None:
     changed = bytearray(FILE)
     changed[CUT - 10] ^= 0xFF  # inside the window, the rest the same
-
-    async def lying(req: Request) -> None:
-        if req.number == 0:
-            await req.send(200, FILE[:CUT], {RANGES: "bytes"}, length=len(FILE))
-        elif req.range_start is not None:
-            await req.ranged(bytes(changed))
-        else:
-            await req.send(200, bytes(changed), {})
-
-    hostile.routes["/f.tif"] = lying
+    hostile.routes["/f.tif"] = cut_then(bytes(changed))
     outcome, ranges = _pull_hostile(sim, hostile, tmp_path)
     assert outcome.status is Status.DOWNLOADED, outcome.error
     assert ranges == [None, OVERLAP_AT, None] and outcome.resumed_from == 0

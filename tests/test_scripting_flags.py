@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-import stacpull
 from stacpull.config import load_config, parse_duration
 from stacpull.errors import ConfigError
 from stacpull.limits import TokenBucket
 from stacpull.sim import SimCatalog, SimServer, default_collections
 
-from .conftest import L1A, TOKEN, cli, files_under
+from .conftest import L1A, TOKEN, cli, files_under, pull
 from .hostile import ThreadedApp
 
 SECRET_HEADER = "X-Api-Key: k3y-0f-the-user-abcdef123456"
@@ -83,14 +82,7 @@ def small_sim() -> Iterator[SimServer]:
 
 
 def test_a_run_under_a_bwlimit_completes_every_file(small_sim: SimServer, tmp_path: Path) -> None:
-    result = stacpull.download(
-        catalog=small_sim.catalog_url,
-        collections=[L1A],
-        dest=str(tmp_path),
-        token=TOKEN,
-        bwlimit="400k",
-        backoff=0.01,
-    )
+    result = pull(small_sim, tmp_path, bwlimit="400k")
     assert result.ok and result.downloaded == 9 and result.failed == 0
     assert result.bytes_downloaded > 400_000  # more than the bucket's burst: it waited
     assert len(files_under(tmp_path)) == 9

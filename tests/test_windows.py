@@ -18,7 +18,7 @@ from stacpull.errors import ConfigError
 from stacpull.paging import time_windows, windowed
 from stacpull.sim import SimServer
 
-from .conftest import L1A, TOKEN, cli, files_under, sim_download
+from .conftest import L1A, cli, files_under, pull, sim_download
 
 #: The sim's L1A items start every 2 minutes from 2025-09-29T00:00 and last 21 s; windows
 #: of 250 s have edges at 00:04:10 and 00:08:20, inside items 2 and 4.
@@ -159,13 +159,6 @@ def test_a_windowed_mirror_is_whole_and_its_journal_resumes(sim: SimServer, tmp_
 
 
 def test_a_windowed_download_through_the_api(sim: SimServer, tmp_path: Path) -> None:
-    result = stacpull.download(
-        catalog=sim.catalog_url,
-        collections=[L1A],
-        dest=str(tmp_path),
-        token=TOKEN,
-        datetime=SPAN,
-        window="250s",
-    )
+    result = pull(sim, tmp_path, datetime=SPAN, window="250s")
     assert result.ok and result.items == 5 and result.duplicates == 0
     assert len(files_under(tmp_path)) == 15

@@ -107,8 +107,6 @@ def _filter_text(value: str | None) -> str | None:
         return value
     from pathlib import Path
 
-    from ..errors import ConfigError
-
     try:
         return Path(value[1:]).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:

@@ -6,18 +6,18 @@ and this one is read only by a cluster run (:mod:`stacpull.cluster`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..defaults import AUTO, DEFAULT_CLUSTER_RETRIES
-from ..errors import ConfigError
-from .values import parse_cluster_address, parse_connections, positive_int
+from .values import (
+    CONNECTIONS,
+    non_negative_int,
+    parse_cluster_address,
+    parse_connections,
+    positive_int,
+)
 
 __all__ = ["ClusterConfig"]
-
-#: Field metadata of a connection count (as :mod:`.model`'s): ``"auto"`` (stored as 0) or
-#: 1..4096; :func:`~stacpull.config.model.shown_setting` shows 0 as ``auto``.
-_CONNECTIONS: Mapping[str, str] = {"unit": "connections"}
 
 #: The most buckets a DEST may be cut into: each is a directory with its own journal.
 _MAX_BUCKETS = 65_536
@@ -39,7 +39,7 @@ class ClusterConfig:
 
     address: str | None = None
     buckets: int | None = None
-    per_host: int = field(default=AUTO, metadata=_CONNECTIONS)
+    per_host: int = field(default=AUTO, metadata=CONNECTIONS)
     retries: int = DEFAULT_CLUSTER_RETRIES
 
     def __post_init__(self) -> None:
@@ -50,9 +50,7 @@ class ClusterConfig:
         if not (type(self.per_host) is int and self.per_host == AUTO):
             cap = parse_connections(self.per_host, "cluster.per_host")
             object.__setattr__(self, "per_host", cap)
-        retries = self.retries
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"cluster.retries: expected an integer ≥ 0, got {retries!r}")
+        non_negative_int("cluster.retries", self.retries)
 
     def host_cap(self, ceiling: int) -> int:
         """Connections to one host over the whole cluster, at most: ``per_host``, else

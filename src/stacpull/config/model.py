@@ -64,8 +64,10 @@ from .cluster import ClusterConfig
 from .headers import parse_headers
 from .hints import closest, did_you_mean, folded_key
 from .values import (
+    CONNECTIONS,
     Secret,
     check_template,
+    non_negative_int,
     parse_bbox,
     parse_connections,
     parse_datetime_range,
@@ -95,8 +97,6 @@ _SECRET_KEYS = frozenset({"auth.token", "auth.offline_token", "auth.client_secre
 
 #: Field metadata of a time-valued key: it takes ``500ms``, ``30s``, ``2m``, ``1h30m`` or seconds.
 _DURATION: Mapping[str, str] = {"unit": "duration"}
-#: Field metadata of a connection count: ``"auto"`` (stored as 0) or 1..4096.
-_CONNECTIONS: Mapping[str, str] = {"unit": "connections"}
 
 
 #: The languages ``search.filter`` may be written in (``--filter-lang``).
@@ -220,9 +220,9 @@ class DownloadConfig:
     template: str = DEFAULT_TEMPLATE
     #: Files in flight over all hosts; 0 (auto): up to AUTO_CONCURRENCY. Read
     #: :attr:`concurrency_limit`, never this, to size anything.
-    concurrency: int = field(default=DEFAULT_CONCURRENCY, metadata=_CONNECTIONS)
+    concurrency: int = field(default=DEFAULT_CONCURRENCY, metadata=CONNECTIONS)
     #: The ceiling of each host's window of requests in flight; 0 (auto): AUTO_PER_HOST.
-    per_host: int = field(default=DEFAULT_PER_HOST, metadata=_CONNECTIONS)
+    per_host: int = field(default=DEFAULT_PER_HOST, metadata=CONNECTIONS)
     queue_size: int = DEFAULT_QUEUE_SIZE  # 0: twice the concurrency
     chunk_size: int = DEFAULT_CHUNK_SIZE
     stall_timeout: float = field(default=DEFAULT_STALL_TIMEOUT, metadata=_DURATION)
@@ -240,7 +240,7 @@ class DownloadConfig:
     )
     #: Parallel connections for one large file on a slow link (1: never split; 0, auto:
     #: as many as the host's window gives).
-    segments: int = field(default=DEFAULT_SEGMENTS, metadata=_CONNECTIONS)
+    segments: int = field(default=DEFAULT_SEGMENTS, metadata=CONNECTIONS)
     segment_size: int = DEFAULT_SEGMENT_SIZE  # the smallest range worth its own connection
     segment_below: int = DEFAULT_SEGMENT_BELOW  # bytes/s under which a connection is slow
     record_hash: str = DEFAULT_RECORD_HASH  # digest recorded for files without file:checksum
@@ -276,9 +276,7 @@ class DownloadConfig:
             "min_speed",
             "bwlimit",
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"download.{name}: expected an integer ≥ 0, got {value!r}")
+            non_negative_int(f"download.{name}", getattr(self, name))
         if isinstance(self.queue_size, bool) or self.queue_size < 0:
             raise ConfigError(
                 f"download.queue_size: expected an integer ≥ 0, got {self.queue_size!r}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,11 @@ from ..defaults import AUTO
 from ..errors import SECRETS, ConfigError
 
 __all__ = [
+    "CONNECTIONS",
     "Secret",
     "check_template",
     "load_geojson_geometry",
+    "non_negative_int",
     "parse_bbox",
     "parse_cluster_address",
     "parse_connections",
@@ -195,6 +198,16 @@ def positive_int(name: str, value: int, most: int | None = None) -> None:
     if most is not None and value > most:
         raise ConfigError(f"{name}: expected an integer from 1 to {most}, got {value!r}")
 
+
+def non_negative_int(name: str, value: int) -> None:
+    """A count ≥ 0 (0: none, or no limit), a bool refused."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name}: expected an integer ≥ 0, got {value!r}")
+
+
+#: Field metadata of a connection count (:func:`parse_connections`): ``"auto"``, stored as
+#: 0, or 1..4096; :func:`~stacpull.config.model.shown_setting` shows 0 as ``auto``.
+CONNECTIONS: Mapping[str, str] = {"unit": "connections"}
 
 #: The most a connection count may be: each one a task or a socket; 1e20 of them is a
 #: hang, not a setting.

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiohttp import web
 
@@ -210,7 +210,8 @@ class DataFiles:
         The handler ends as soon as the last byte is out: a client that sends its next
         request on reading it must not find this one still counted in flight (a trailing
         pacing sleep made ``max_concurrent`` refuse a client that kept to k)."""
-        rate, (_, cut, stall, hold) = body.rate, body.planted
+        rate, planted = body.rate, body.planted
+        cut, stall, hold = planted.cut, planted.stall, planted.hold
         link = self.state.faults.link
         caps = [rate // 20] if rate else []
         if link is not None:
@@ -223,12 +224,10 @@ class DataFiles:
                 if ahead > 0:
                     await asyncio.sleep(ahead)
             if stall is not None and body.sent <= stall[0] < body.sent + len(part):
-                await self._send(body, part[: stall[0] - body.sent])
-                await asyncio.sleep(stall[1])
-                part = part[stall[0] - body.sent :]
-                body.sent = stall[0]
+                part = await self._pause_at(body, part, stall[0], asyncio.sleep(stall[1]))
             if hold is not None and body.sent <= hold[0] < body.sent + len(part):
-                part = await self._hold(body, part, hold)
+                held = self.state.holds.wait(planted.slot, hold[1])
+                part = await self._pause_at(body, part, hold[0], held)
             if cut is not None and body.sent + len(part) > cut:
                 await self._send(body, part[: max(0, cut - body.sent)])
                 await _abort(body.request)
@@ -237,12 +236,14 @@ class DataFiles:
             body.sent += len(part)
         return True
 
-    async def _hold(self, body: _Body, part: bytes, hold: tuple[int, threading.Event]) -> bytes:
-        """Send ``part`` up to the held byte, wait there until the test releases the file,
-        and return the rest of ``part`` (the bytes before the hold are out on the socket)."""
-        at, released = hold
+    async def _pause_at(
+        self, body: _Body, part: bytes, at: int, pause: Coroutine[Any, Any, None]
+    ) -> bytes:
+        """Send ``part`` up to the body's byte ``at``, wait out ``pause`` there (a stall's
+        sleep, a hold until the test releases the file), and return the rest of ``part``
+        (the bytes before ``at`` are out on the socket)."""
         await self._send(body, part[: at - body.sent])
-        await self.state.holds.wait(body.planted.slot, released)
+        await pause
         rest = part[at - body.sent :]
         body.sent = at
         return rest

@@ -152,11 +152,13 @@ def write_blocks(fd: int, blocks: list[bytes], position: int) -> None:
     transfer ends and fsyncs, little is left dirty, so the fsync does not stall the end of
     a large file for the seconds a gigabyte of page cache takes to reach the disk."""
     start = position
-    views = [
-        memoryview(block)[at : at + _WRITE_SPAN]
-        for block in blocks
-        for at in range(0, len(block) or 1, _WRITE_SPAN)
-    ]
+    views: list[memoryview] = []
+    for block in blocks:  # a slice of each block only where it is larger than a call
+        view = memoryview(block)
+        if len(view) <= _WRITE_SPAN:
+            views.append(view)
+        else:
+            views.extend(view[at : at + _WRITE_SPAN] for at in range(0, len(view), _WRITE_SPAN))
     first = 0
     while first < len(views):
         last, span = first + 1, len(views[first])  # at most _WRITE_SPAN bytes a call
