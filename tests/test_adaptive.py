@@ -78,20 +78,35 @@ def test_a_step_down_is_judged_against_the_steady_goodput_not_its_last_sample() 
     def rates(window: int, epoch: int) -> float:
         return 1_120_000.0 if probe - 2 <= epoch < probe else 1_000_000.0
 
-    changes = _drive(rates, probe + 6)  # the step is judged within a few epochs
+    changes = _drive(rates, probe + 12)  # the step is judged on four measurements
     assert changes[-2:] == [(4, "probe down"), (4, "fewer suffice")], changes
 
 
 def test_one_hiccup_does_not_undo_a_step_down() -> None:
     """The measurement just after a probe down falls a quarter (a client starved of CPU
-    reads late; the next epochs catch up): a second measurement decides, and keeps it."""
+    reads late; the next epochs catch up): it is not undone, and the four after it keep it."""
     probe = _probe_epoch()
 
     def rates(window: int, epoch: int) -> float:
         return 750_000.0 if probe + 2 <= epoch < probe + 4 else 1_000_000.0
 
-    changes = _drive(rates, probe + 8)  # measured twice, within a few epochs each
+    changes = _drive(rates, probe + 14)  # the four after the low one keep it
     assert changes[-2:] == [(4, "probe down"), (4, "fewer suffice")], changes
+
+
+def test_one_lucky_measurement_does_not_keep_a_step_down() -> None:
+    """The measurement just after a probe down sees the link full (no file ended in it,
+    no request waited for its first byte); the ones after it see what the step really
+    costs, a fifth. Kept on that first one, the window stayed where it lost; judged on
+    the mean of four, the step is undone."""
+    probe = _probe_epoch()
+
+    def rates(window: int, epoch: int) -> float:
+        return 1_000_000.0 if window == 8 or epoch < probe + 5 else 800_000.0
+
+    changes = _drive(rates, probe + 14)
+    at = changes.index((4, "probe down"))
+    assert changes[at + 1] == (8, "probe undone"), changes
 
 
 def test_a_slow_first_answer_does_not_end_the_start_up() -> None:

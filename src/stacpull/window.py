@@ -21,11 +21,14 @@ aggregate goodput, sampled over short epochs (2 × the least time to first byte,
   half of ``growth``: the link, not the connections, is the limit; fewer will do, and
   they are found in few steps).
   One measurement is noisy (a loaded client reads in bursts: several percent, a quarter
-  at a hiccup), so a probe is judged against the mean of the measurements at the window
-  it left, a step down may fall by twice their spread when that is more than
+  at a hiccup; at a small window one falls between two files' gaps for a first byte, or
+  across one), so a probe is judged against the mean of the measurements at the window
+  it left. A step down is kept on the mean of its last ``judge`` measurements, which may
+  fall by the noise of that comparison (one standard error) when that is more than
   ``tolerance`` (never ``growth`` × the share of connections taken away, so noise hides
-  no real loss), and a step down that measures low is measured once more before it is
-  undone; a braked first measurement, likewise, is taken again before start-up ends;
+  no real loss); it is undone after two low measurements in a row, or when ``2 ×
+  judge`` never settled it; a braked first measurement, likewise, is taken again
+  before start-up ends;
 * small files (smaller than goodput × latency) need requests in flight just to cover the
   latency: by Little's law (in flight = arrival rate × time in the system) the requests
   waiting for a first byte number requests/s × time to first byte, so the window grows to,
@@ -55,7 +58,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["Change", "HostWindow", "WindowSettings"]
 
@@ -79,6 +82,7 @@ class WindowSettings:
     cover: float = 1.5  # Little's-law floor: cover × requests/s × least time to first byte
     samples: int = 2  # counted epochs averaged into one measurement
     probe_after: int = 4  # measurements at a steady window before a probe
+    judge: int = 4  # measurements whose mean keeps a step down (two low in a row undo it)
     probe_max: int = 32  # the longest wait between probes, after undone ones
 
     def __post_init__(self) -> None:
@@ -90,6 +94,8 @@ class WindowSettings:
             raise ValueError("window settings need 0 < cut < 1")
         if self.samples < 1 or self.probe_after < 1 or self.probe_max < self.probe_after:
             raise ValueError("window settings need samples, probe_after >= 1 <= probe_max")
+        if self.judge < 1:
+            raise ValueError("window settings need judge >= 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +129,9 @@ class _Step:
     kind: str  # "ramp", "up" or "down"
     base: int
     rate: float
-    spread: float = 0.0  # relative deviation of the measurements ``rate`` is the mean of
-    again: bool = False  # measured a second time after a low (or braked) first one
+    spread: float = 0.0  # relative noise of comparing a mean of ``judge`` with ``rate``
+    again: bool = False  # measured a second time after a braked first one (start-up)
+    seen: list[float] = field(default_factory=list)  # a step down's measurements so far
 
 
 @dataclass(slots=True)
@@ -286,14 +293,7 @@ class HostWindow:
             return self._steady(now, measure)
         self._step = None
         if step.kind == "down":
-            if measure.rate >= step.rate * (1 - self._slack(step)):
-                return self._kept("fewer suffice", "down")
-            if not step.again:  # one low measurement may be a hiccup of the client's: twice
-                step.again = True
-                self._step = step
-                return None
-            self._fine = True
-            return self._undo(step, "probe undone")
+            return self._judge_down(step, measure)
         if step.kind == "ramp" and step.base == 0:  # the first measurement: the ramp's base
             if self._braked(measure) and not step.again:
                 step.again = True  # slow first answers (a loaded client) end no start-up:
@@ -319,6 +319,27 @@ class HostWindow:
             # halves, and soon; when it bought some, by quarters (fewer may not do).
             self._fine = measure.rate >= step.rate * (1 + self.settings.growth / 2)
             return self._change(step.base, "ramp undone", None)
+        return self._undo(step, "probe undone")
+
+    def _judge_down(self, step: _Step, measure: _Measure) -> Change | None:
+        """A step down is kept once the mean of its last ``judge`` measurements stays
+        within its slack; undone after two low measurements in a row (one may be a
+        hiccup of the client's, or the step's own transition), or when ``2 × judge``
+        measurements never settled it. One high measurement proves little at a small
+        window: it may fall between two files' gaps for a first byte, so it measures the
+        link full when it is not. Kept on one lucky measurement, a step sat at two
+        connections on a link of two connections' worth, losing a fifth of it."""
+        rules = self.settings
+        floor = step.rate * (1 - self._slack(step))
+        step.seen.append(measure.rate)
+        recent = step.seen[-rules.judge :]
+        if len(recent) == rules.judge and sum(recent) / len(recent) >= floor:
+            return self._kept("fewer suffice", "down")
+        low_twice = len(step.seen) >= 2 and max(step.seen[-2:]) < floor
+        if not low_twice and len(step.seen) < 2 * rules.judge:
+            self._step = step
+            return None
+        self._fine = True
         return self._undo(step, "probe undone")
 
     def _paid(self, step: _Step, measure: _Measure) -> bool:
@@ -350,17 +371,23 @@ class HostWindow:
         rates = self._rates
         mean = sum(rates) / len(rates)
         spread = statistics.stdev(rates) / mean if len(rates) > 1 and mean > 0 else 0.0
-        return _Step(kind, self.window, mean, spread)
+        # The noise of comparing a mean of ``judge`` measurements with this mean of
+        # len(rates): one standard error of their difference.
+        noise = spread * math.sqrt(1 / self.settings.judge + 1 / len(rates))
+        return _Step(kind, self.window, mean, noise)
 
     def _slack(self, step: _Step) -> float:
-        """How far goodput may fall for a step down to stay: ``tolerance``, or twice the
-        spread of the measurements it is judged against when they are noisier (a fall
-        within the noise is no fall: fewer connections suffice), but never ``growth`` of
-        what the connections taken away would carry at an average share (as a doubling
-        must buy ``growth`` to go on ramping), so noise never hides a real loss."""
+        """How far goodput may fall for a step down to stay: ``tolerance``, or the noise
+        of the comparison when that is more (a fall within the noise is no fall: fewer
+        connections suffice), but never ``growth`` of what the connections taken away
+        would carry at an average share (as a doubling must buy ``growth`` to go on
+        ramping), so noise never hides a real loss. The noise is one standard error of
+        the difference of the two means, not more: a step down wrongly kept costs for
+        long (at two connections a step up cannot show that a third pays), one wrongly
+        undone only a connection more until the next probe."""
         rules = self.settings
         removed = (step.base - self.window) / step.base
-        return max(rules.tolerance, min(rules.growth * removed, 2 * step.spread))
+        return max(rules.tolerance, min(rules.growth * removed, step.spread))
 
     def _steady(self, now: float, measure: _Measure) -> Change | None:
         rules = self.settings
