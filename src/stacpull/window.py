@@ -26,8 +26,9 @@ aggregate goodput, sampled over short epochs (2 × the least time to first byte,
   it left. A step down is kept on the mean of its last ``judge`` measurements, which may
   fall by the noise of that comparison (one standard error) when that is more than
   ``tolerance`` (never ``growth`` × the share of connections taken away, so noise hides
-  no real loss); it is undone after two low measurements in a row, or when ``2 ×
-  judge`` never settled it; a braked first measurement, likewise, is taken again
+  no real loss); it is undone after two measurements in a row that each fell by more
+  than twice the spread of one (within the same bounds), or when ``2 × judge`` never
+  settled it; a braked first measurement, likewise, is taken again
   before start-up ends;
 * small files (smaller than goodput × latency) need requests in flight just to cover the
   latency: by Little's law (in flight = arrival rate × time in the system) the requests
@@ -129,7 +130,8 @@ class _Step:
     kind: str  # "ramp", "up" or "down"
     base: int
     rate: float
-    spread: float = 0.0  # relative noise of comparing a mean of ``judge`` with ``rate``
+    spread: float = 0.0  # relative deviation of the measurements ``rate`` is the mean of
+    noise: float = 0.0  # relative noise of comparing a mean of ``judge`` with ``rate``
     again: bool = False  # measured a second time after a braked first one (start-up)
     seen: list[float] = field(default_factory=list)  # a step down's measurements so far
 
@@ -330,12 +332,15 @@ class HostWindow:
         link full when it is not. Kept on one lucky measurement, a step sat at two
         connections on a link of two connections' worth, losing a fifth of it."""
         rules = self.settings
-        floor = step.rate * (1 - self._slack(step))
+        floor = step.rate * (1 - self._slack(step, step.noise))
         step.seen.append(measure.rate)
         recent = step.seen[-rules.judge :]
         if len(recent) == rules.judge and sum(recent) / len(recent) >= floor:
             return self._kept("fewer suffice", "down")
-        low_twice = len(step.seen) >= 2 and max(step.seen[-2:]) < floor
+        # Two single measurements are noisier than a mean of four: they undo the step
+        # only when each falls by more than twice the spread of one.
+        low = step.rate * (1 - self._slack(step, 2 * step.spread))
+        low_twice = len(step.seen) >= 2 and max(step.seen[-2:]) < low
         if not low_twice and len(step.seen) < 2 * rules.judge:
             self._step = step
             return None
@@ -374,20 +379,21 @@ class HostWindow:
         # The noise of comparing a mean of ``judge`` measurements with this mean of
         # len(rates): one standard error of their difference.
         noise = spread * math.sqrt(1 / self.settings.judge + 1 / len(rates))
-        return _Step(kind, self.window, mean, noise)
+        return _Step(kind, self.window, mean, spread, noise)
 
-    def _slack(self, step: _Step) -> float:
-        """How far goodput may fall for a step down to stay: ``tolerance``, or the noise
-        of the comparison when that is more (a fall within the noise is no fall: fewer
+    def _slack(self, step: _Step, noise: float) -> float:
+        """How far goodput may fall for a step down to stay: ``tolerance``, or ``noise``
+        (relative) when that is more (a fall within the noise is no fall: fewer
         connections suffice), but never ``growth`` of what the connections taken away
         would carry at an average share (as a doubling must buy ``growth`` to go on
-        ramping), so noise never hides a real loss. The noise is one standard error of
-        the difference of the two means, not more: a step down wrongly kept costs for
-        long (at two connections a step up cannot show that a third pays), one wrongly
-        undone only a connection more until the next probe."""
+        ramping), so noise never hides a real loss. For the mean that keeps a step the
+        noise is one standard error of the difference of the two means, not more: a
+        step down wrongly kept costs for long (at two connections a step up cannot show
+        that a third pays), one wrongly undone only a connection more until the next
+        probe."""
         rules = self.settings
         removed = (step.base - self.window) / step.base
-        return max(rules.tolerance, min(rules.growth * removed, step.spread))
+        return max(rules.tolerance, min(rules.growth * removed, noise))
 
     def _steady(self, now: float, measure: _Measure) -> Change | None:
         rules = self.settings
