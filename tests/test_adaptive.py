@@ -116,19 +116,18 @@ def test_steps_down_that_cost_nothing_are_mostly_kept_under_noise() -> None:
     such steps were undone (the window wandered up for nothing)."""
     kept = undone = 0
     for seed in range(40):
-        rng, control, now, probe = random.Random(seed), HostWindow(0.0), 0.0, None
-        for _ in range(600):
-            control.on_busy(now, True)
-            control.on_first_byte(now, 0.05)
-            rate = min(control.window, 2) * 1e6 * (1 + 0.2 * rng.uniform(-1, 1))
-            control.on_bytes(now, round(rate * 0.1))
-            now += 0.1
-            change = control.tick(now)
-            if change is not None and change.reason == "probe down":
-                probe = change.window
-            elif change is not None and probe is not None and probe >= 2:
-                kept += change.reason == "fewer suffice"
-                undone += change.reason == "probe undone"
+        rng = random.Random(seed)
+
+        def rates(window: int, epoch: int, rng: random.Random = rng) -> float:
+            return min(window, 2) * 1e6 * (1 + 0.2 * rng.uniform(-1, 1))
+
+        probe = None
+        for window, reason in _drive(rates, 600):
+            if reason == "probe down":
+                probe = window
+            elif probe is not None and probe >= 2:
+                kept += reason == "fewer suffice"
+                undone += reason == "probe undone"
                 probe = None
     assert undone <= 0.2 * (kept + undone), (kept, undone)
 

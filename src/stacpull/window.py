@@ -28,8 +28,7 @@ aggregate goodput, sampled over short epochs (2 × the least time to first byte,
   ``tolerance`` (never ``growth`` × the share of connections taken away, so noise hides
   no real loss); it is undone after two measurements in a row that each fell by more
   than twice the spread of one (within the same bounds), or when ``2 × judge`` never
-  settled it; a braked first measurement, likewise, is taken again
-  before start-up ends;
+  settled it; a braked first measurement, likewise, is taken again before start-up ends;
 * small files (smaller than goodput × latency) need requests in flight just to cover the
   latency: by Little's law (in flight = arrival rate × time in the system) the requests
   waiting for a first byte number requests/s × time to first byte, so the window grows to,
@@ -325,12 +324,13 @@ class HostWindow:
 
     def _judge_down(self, step: _Step, measure: _Measure) -> Change | None:
         """A step down is kept once the mean of its last ``judge`` measurements stays
-        within its slack; undone after two low measurements in a row (one may be a
-        hiccup of the client's, or the step's own transition), or when ``2 × judge``
-        measurements never settled it. One high measurement proves little at a small
-        window: it may fall between two files' gaps for a first byte, so it measures the
-        link full when it is not. Kept on one lucky measurement, a step sat at two
-        connections on a link of two connections' worth, losing a fifth of it."""
+        within its slack; undone after two measurements in a row that each fell by more
+        than twice the spread of one (one low one may be a hiccup of the client's, or
+        the step's own transition), or when ``2 × judge`` measurements never settled it.
+        One high measurement proves little at a small window: it may fall between two
+        files' gaps for a first byte, so it measures the link full when it is not. Kept
+        on one lucky measurement, a step sat at two connections on a link of two
+        connections' worth, losing a fifth of it."""
         rules = self.settings
         floor = step.rate * (1 - self._slack(step, step.noise))
         step.seen.append(measure.rate)
