@@ -331,6 +331,13 @@ def _transfer_context(pool: _Pool, session: Session, per_host: int) -> FetchCont
     ceiling of every host's window (``download.per_host``, lowered to what the open-file
     limit allows)."""
     dl, emit = pool.config.download, pool.emit
+    limiter = HostLimiter(
+        per_host,  # the ceiling
+        start=dl.window_start,  # 8, or the fixed window when not adaptive
+        adaptive=dl.adaptive,
+        on_change=lambda host, limit, reason: emit(HostLimitChanged(host, limit, reason)),
+    )
+    limiter.gate = pool.gate  # a cluster's per-host budget, under the window's slots
     return FetchContext(
         session=session,
         root=pool.root,
@@ -346,12 +353,7 @@ def _transfer_context(pool: _Pool, session: Session, per_host: int) -> FetchCont
             not_found_delay=dl.not_found_delay,
         ),
         chunk_size=dl.chunk_size,
-        limiter=HostLimiter(
-            per_host,  # the ceiling
-            start=dl.window_start,  # 8, or the fixed window when not adaptive
-            adaptive=dl.adaptive,
-            on_change=lambda host, limit, reason: emit(HostLimitChanged(host, limit, reason)),
-        ),
+        limiter=limiter,
         space=SpaceBudget(dl.min_free),
         segments=dl.segment_limit,
         segment_size=dl.segment_size,
@@ -362,7 +364,6 @@ def _transfer_context(pool: _Pool, session: Session, per_host: int) -> FetchCont
         bandwidth=TokenBucket(dl.bwlimit) if dl.bwlimit else None,
         headers=dl.headers,
         header_all_hosts=dl.header_all_hosts,
-        gate=pool.gate,
     )
 
 
@@ -451,12 +452,13 @@ async def plan_jobs(
     """A cluster run's coordinator: today's phases up to the plan (look, open DEST, the
     main journal, the search planned page by page, each page journalled), handing each
     job to a callback instead of a pool (it writes the job to its bucket's job file, so
-    memory stays flat). ``on_open`` is called once DEST and its journal are open, before
-    the first page is planned (merge the bucket journals back, read the layout) and
-    returns that callback. No transfer, no verdict: the run stays open for the caller, who
-    ends it with :func:`conclude` once the workers are done. A stop during the search
-    ends the planning early (``state.stop.requested``). Raises as :func:`run` does; a
-    failure after DEST was opened is recorded there first."""
+    memory stays flat). ``on_open`` is called once DEST and its journal are open (and the
+    bucket journals merged back, as every run's :func:`_open` does), before the first
+    page is planned (read the layout, open the job files) and returns that callback. No
+    transfer, no verdict: the run stays open for the caller, who ends it with
+    :func:`conclude` once the workers are done. A stop during the search ends the
+    planning early (``state.stop.requested``). Raises as :func:`run` does; a failure
+    after DEST was opened is recorded there first."""
     request = _Request.of(config, opts, sink, tokens, None, stop)
     listing = await _look(request)
     if isinstance(listing, RunResult):
@@ -499,7 +501,7 @@ async def conclude(state: RunState, *, fatal: str | None = None) -> RunResult:
         return await _closing(state, lambda: _judge(state))
     state.info.fatal = fatal
     state.outcome = "stopped"
-    return await _closing(state)
+    return finish(state)
 
 
 @dataclass(frozen=True, slots=True)

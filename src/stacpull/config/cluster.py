@@ -13,7 +13,7 @@ from .values import (
     CONNECTIONS,
     non_negative_int,
     parse_cluster_address,
-    parse_connections,
+    parse_connection_fields,
     positive_int,
 )
 
@@ -47,9 +47,7 @@ class ClusterConfig:
             object.__setattr__(self, "address", parse_cluster_address(self.address))
         if self.buckets is not None:
             positive_int("cluster.buckets", self.buckets, _MAX_BUCKETS)
-        if not (type(self.per_host) is int and self.per_host == AUTO):
-            cap = parse_connections(self.per_host, "cluster.per_host")
-            object.__setattr__(self, "per_host", cap)
+        parse_connection_fields(self, "cluster")
         non_negative_int("cluster.retries", self.retries)
 
     def host_cap(self, ceiling: int) -> int:

@@ -69,6 +69,7 @@ from .values import (
     check_template,
     non_negative_int,
     parse_bbox,
+    parse_connection_fields,
     parse_connections,
     parse_datetime_range,
     parse_duration,
@@ -258,7 +259,7 @@ class DownloadConfig:
             object.__setattr__(self, "bwlimit", parse_rate(self.bwlimit, "download.bwlimit"))
         for name in ("chunk_size", "segment_size"):
             positive_int(f"download.{name}", getattr(self, name))
-        _connection_counts(self)
+        parse_connection_fields(self, "download")
         for name in (
             "stall_timeout",
             "connect_timeout",
@@ -321,17 +322,6 @@ class DownloadConfig:
         if not self.adaptive and self.per_host:
             return self.per_host
         return min(WINDOW_START, self.per_host_limit)
-
-
-def _connection_counts(config: DownloadConfig) -> None:
-    """Check the connection counts; ``"auto"`` given to the dataclass itself becomes 0."""
-    for f in fields(config):
-        if f.metadata.get("unit") != "connections":
-            continue
-        value, key = getattr(config, f.name), f"download.{f.name}"
-        if type(value) is int and value == AUTO:
-            continue  # auto, as stored (parse_connections refuses a 0 anyone writes)
-        object.__setattr__(config, f.name, parse_connections(value, key))
 
 
 @dataclass(frozen=True, slots=True)

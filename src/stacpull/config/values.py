@@ -15,6 +15,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = [
     "non_negative_int",
     "parse_bbox",
     "parse_cluster_address",
+    "parse_connection_fields",
     "parse_connections",
     "parse_datetime_range",
     "parse_duration",
@@ -213,6 +215,19 @@ CONNECTIONS: Mapping[str, str] = {"unit": "connections"}
 #: hang, not a setting.
 _MAX_CONNECTIONS = 4096
 _WHOLE = re.compile(r"[0-9]+")
+
+
+def parse_connection_fields(config: Any, section: str) -> None:
+    """Check the connection counts of a config section's dataclass (its fields marked
+    :data:`CONNECTIONS`), storing each as a number; ``"auto"`` given to the dataclass
+    itself stays 0, as stored (``parse_connections`` refuses a 0 anyone writes)."""
+    for f in fields(config):
+        if f.metadata.get("unit") != "connections":
+            continue
+        value, key = getattr(config, f.name), f"{section}.{f.name}"
+        if type(value) is int and value == AUTO:
+            continue
+        object.__setattr__(config, f.name, parse_connections(value, key))
 
 
 def parse_connections(value: object, key: str) -> int:

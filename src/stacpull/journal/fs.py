@@ -21,15 +21,25 @@ __all__ = ["SHARED_FS_ENV", "exclusive_locking", "parse_mountinfo", "shared_file
 
 SHARED_FS_ENV = "STACPULL_SHARED_FS"
 #: File system types whose files other machines see: SQLite's shared memory is not shared.
-_SHARED = frozenset({"nfs", "nfs4", "lustre", "gpfs", "cifs", "smb3", "smbfs", "beegfs"}) | {
-    "ceph",
-    "cephfs",
-    "9p",
-    "afs",
-    "glusterfs",
-    "ocfs2",
-    "gfs2",
-}
+_SHARED = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "lustre",
+        "gpfs",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "beegfs",
+        "ceph",
+        "cephfs",
+        "9p",
+        "afs",
+        "glusterfs",
+        "ocfs2",
+        "gfs2",
+    }
+)
 _MOUNTINFO = Path("/proc/self/mountinfo")
 
 

@@ -66,7 +66,6 @@ def unit_specs(
                 token_file=token_file,
                 gate=gate,
                 context=context,
-                extra={"bytes": unit.bytes},
             )
         )
     return specs

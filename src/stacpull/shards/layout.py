@@ -124,9 +124,13 @@ class Layout:
             return None
         except (OSError, ValueError) as exc:
             raise StorageError(f"cannot read the shard layout {path}: {exc}") from exc
-        if not isinstance(data, dict) or data.get("hash") != HASH or data.get("version") != 1:
+        if (
+            not isinstance(data, dict)
+            or data.get("hash") != HASH
+            or data.get("version") != _VERSION
+        ):
             raise StorageError(
-                f"{path}: not a shard layout this stacpull can read (hash {HASH}, version 1)"
+                f"{path}: not a shard layout this stacpull can read (hash {HASH}, version {_VERSION})"
             )
         buckets = data.get("buckets")
         if not isinstance(buckets, int) or buckets < 1:

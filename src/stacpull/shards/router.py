@@ -175,9 +175,9 @@ class UnitJournal:
         for bucket, lease in self.leases.items():
             lease.beat(self.files[bucket], self.bytes[bucket])
 
-    def close(self, state: str = "complete", *, states: dict[int, str] | None = None) -> None:
-        """Close the bucket journals, then release the leases recording ``state`` (or each
-        bucket's own in ``states``): a new owner may go on as soon as a lease is free."""
+    def close(self, state: str = "complete") -> None:
+        """Close the bucket journals, then release the leases recording ``state``: a new
+        owner may go on as soon as a lease is free."""
         errors: list[BaseException] = []
         for journal in self.journals.values():
             try:
@@ -187,9 +187,7 @@ class UnitJournal:
         self.journals.clear()
         for bucket, lease in self.leases.items():
             with contextlib.suppress(StorageError):
-                lease.release(
-                    (states or {}).get(bucket, state), self.files[bucket], self.bytes[bucket]
-                )
+                lease.release(state, self.files[bucket], self.bytes[bucket])
         self.leases.clear()
         if errors:
             raise StorageError(f"cannot close the bucket journals: {errors[0]}")

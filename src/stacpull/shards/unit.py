@@ -91,8 +91,8 @@ class UnitSpec:
     (``DEST/.stacpull/token``; None: the coordinator has no token, so neither has the
     worker). ``gate`` is the cluster-wide politeness budget (a
     ``stacpull.limits.HostGate``, e.g. the Dask gate of :mod:`stacpull.cluster.gate`,
-    which pickles to its name), installed as the unit's
-    ``FetchContext.gate``; ``context``, any other last change: called in the worker with
+    which pickles to its name), installed as the gate of the unit's host limiter
+    (``HostLimiter.gate``); ``context``, any other last change: called in the worker with
     the unit's :class:`~stacpull.transfer.context.FetchContext`, it returns the one to use.
     ``wait``: seconds to wait for a superseded owner of a bucket to let go; ``grace``:
     seconds transfers in flight get after a stop (:data:`_GRACE`)."""
@@ -110,7 +110,6 @@ class UnitSpec:
     wait: float = 60.0
     grace: float = _GRACE
     owner: str | None = None  # host:pid by default; tests name two owners in one process
-    extra: dict[str, Any] = field(default_factory=dict)  # for the driver's own bookkeeping
 
 
 def unit_config(spec: UnitSpec) -> Config:

@@ -14,7 +14,7 @@ import anyio.lowlevel
 from ..defaults import DEFAULT_CHUNK_SIZE, DEFAULT_SEGMENT_BELOW, DEFAULT_SEGMENT_SIZE
 from ..events import EventSink
 from ..journal import TransferJournal
-from ..limits import HostGate, HostLimiter, TokenBucket
+from ..limits import HostLimiter, TokenBucket
 from ..retry import RetryPolicy
 from ..tokens import StaticTokenProvider, TokenProvider
 from ..trust import TrustPolicy
@@ -71,13 +71,6 @@ class FetchContext:
     #: (every host with ``header_all_hosts``; an Authorization header never leaves them).
     headers: tuple[tuple[str, str], ...] = ()
     header_all_hosts: bool = False
-    #: A per-host budget shared with other processes (a cluster's; ``RunOptions.gate``),
-    #: handed to :attr:`limiter`: its leases are taken under the window's slots.
-    gate: HostGate | None = None
-
-    def __post_init__(self) -> None:
-        if self.gate is not None:
-            self.limiter.gate = self.gate
 
     @property
     def fixed_tokens(self) -> StaticTokenProvider | None:
